@@ -1,0 +1,63 @@
+# aicp developer entry points. `make test` and `make demo` work on a fresh clone:
+# they create .venv and install everything themselves (registries only, no model hubs).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# llama-cpp-python ships as source only: build it once, keep the wheel in a wheelhouse.
+# GGML_NATIVE=OFF with an AVX2 baseline: the native build enables ggml's AMX kernels,
+# which crash (SIGSEGV in ggml_backend_amx_mul_mat) on VMs that advertise AMX.
+LLAMA_VERSION := 0.3.36
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+WHEELHOUSE ?= $(HOME)/.cache/aicp-wheels/llama-$(LLAMA_VERSION)-avx2
+PYTEST_ARGS ?=
+
+.PHONY: install dev test lint man demo bench clean wheelhouse
+
+install: $(VENV)/.installed
+
+dev: $(VENV)/.installed-dev
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+wheelhouse: $(BIN)/python
+	@if ! ls $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1; then \
+	  echo "building llama-cpp-python $(LLAMA_VERSION) (about 5 minutes, once per machine)"; \
+	  mkdir -p $(WHEELHOUSE) && \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip wheel -q --no-deps --no-cache-dir \
+	    -w $(WHEELHOUSE) llama-cpp-python==$(LLAMA_VERSION); \
+	fi
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(MAKE) wheelhouse
+	$(BIN)/python -m pip install -q $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+test: dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: dev
+	$(BIN)/ruff check ai_content_pipeline tests bench
+	$(BIN)/mypy ai_content_pipeline
+
+man: dev
+	$(BIN)/python -m ai_content_pipeline.cli.manpages man
+
+demo: install
+	$(BIN)/aicp run-chain --config examples/radio-intros.yaml --stream 2>progress.jsonl
+	@echo "events: progress.jsonl ($$(wc -l < progress.jsonl) lines)"
+	@echo "audio files:"; ls -1 aicp-out/radio-intros/audio/
+
+bench: install
+	$(BIN)/python bench/script_overhead.py
+	$(BIN)/python bench/voice_overhead.py
+	$(BIN)/python bench/longform.py
+
+clean:
+	rm -rf aicp-out progress.jsonl .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,200 @@
+"""The two backend protocols: :class:`LLMBackend` and :class:`TTSBackend`.
+
+A backend is a small adapter around one engine (llama.cpp, Ollama, Piper,
+Chatterbox). Like a model in simonw/llm it exposes one generator method
+(:meth:`LLMBackend.chat`) or one synthesis method (:meth:`TTSBackend.synthesize`)
+plus capability attributes, and ``load``/``unload`` so a chain can free GPU
+memory between stages. Engine imports happen in ``load`` only.
+
+Failures are mapped to :mod:`ai_content_pipeline.errors`: ``BackendUnavailable``
+(abort, exit 4), ``TransientBackendError`` (retryable, per record),
+``RecordError`` (per record) and ``BackendOutOfMemory``.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Sampling parameters of one LLM request.
+
+    :ivar temperature: sampling temperature (0 = greedy).
+    :ivar top_p: nucleus sampling mass (0-1].
+    :ivar max_tokens: upper bound on completion tokens.
+    :ivar seed: sampler seed; ``None`` lets the engine pick one.
+    """
+
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_tokens: int = 256
+    seed: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict (for request keys and records)."""
+        return asdict(self)
+
+
+@dataclass
+class ChatChunk:
+    """One streamed piece of a chat reply.
+
+    ``text`` is the new text; the last chunk has ``done=True`` and, when the
+    engine reports them, token counts and ``done_reason`` (``stop``/``length``).
+    """
+
+    text: str = ""
+    done: bool = False
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    done_reason: str | None = None
+
+
+@dataclass
+class Completion:
+    """A whole reply gathered from a stream (see :func:`complete`)."""
+
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    done_reason: str | None = None
+    seconds: float = 0.0
+    first_token_seconds: float | None = None
+
+
+class LLMBackend(ABC):
+    """Protocol of a text generation backend.
+
+    Capability attributes: ``supports_concurrency`` (may serve several requests
+    at once, so ``--jobs`` applies), ``supports_json_schema`` (``chat`` honours
+    ``json_schema``).
+    """
+
+    name: ClassVar[str] = "llm"
+    supports_concurrency: ClassVar[bool] = False
+    supports_json_schema: ClassVar[bool] = False
+
+    model: str = ""
+    device: str | None = None
+    loaded: bool = False
+
+    @abstractmethod
+    def load(self) -> None:
+        """Make the model ready. Raises ``BackendUnavailable`` when it cannot be."""
+
+    @abstractmethod
+    def chat(
+        self,
+        messages: list[dict[str, str]],
+        params: GenerationParams,
+        *,
+        json_schema: dict[str, Any] | None = None,
+    ) -> Iterator[ChatChunk]:
+        """Stream a reply to chat ``messages`` (``[{"role", "content"}]``), ending with ``done``."""
+
+    @abstractmethod
+    def unload(self) -> None:
+        """Free the model (memory released when this returns)."""
+
+    def describe(self) -> dict[str, Any]:
+        """What this backend is, for events and records."""
+        return {"backend": self.name, "model": self.model, "device": self.device}
+
+
+def complete(
+    backend: LLMBackend,
+    messages: list[dict[str, str]],
+    params: GenerationParams,
+    *,
+    json_schema: dict[str, Any] | None = None,
+    on_text: Any = None,
+) -> Completion:
+    """Run :meth:`LLMBackend.chat` to the end and gather a :class:`Completion`.
+
+    :param on_text: optional callback ``on_text(delta: str)`` per streamed piece.
+    :raises TransientBackendError: when the stream ends without a final chunk.
+    """
+    from ..errors import TransientBackendError
+
+    t0 = time.perf_counter()
+    parts: list[str] = []
+    first: float | None = None
+    last: ChatChunk | None = None
+    for chunk in backend.chat(messages, params, json_schema=json_schema):
+        if chunk.text:
+            if first is None:
+                first = time.perf_counter() - t0
+            parts.append(chunk.text)
+            if on_text is not None:
+                on_text(chunk.text)
+        if chunk.done:
+            last = chunk
+            break
+    if last is None:
+        raise TransientBackendError(f"{backend.name} reply stream ended before it was done")
+    return Completion(
+        text="".join(parts),
+        prompt_tokens=last.prompt_tokens or 0,
+        completion_tokens=last.completion_tokens or 0,
+        done_reason=last.done_reason,
+        seconds=time.perf_counter() - t0,
+        first_token_seconds=first,
+    )
+
+
+@dataclass
+class Voice:
+    """Voice settings for one synthesis call (backend-specific keys in ``settings``).
+
+    :ivar name: a human name for the voice (file stem, reference clip, persona).
+    :ivar settings: e.g. piper ``length_scale``, chatterbox ``exaggeration``.
+    :ivar seed: seed for stochastic engines; ``None`` for the engine default.
+    """
+
+    name: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+
+
+class TTSBackend(ABC):
+    """Protocol of a speech synthesis backend.
+
+    Capability attributes: ``sample_rate`` (Hz of the samples ``synthesize``
+    returns) and ``max_chunk_chars`` (longest text one call handles well; the
+    voice stage splits longer text into sentence chunks).
+    """
+
+    name: ClassVar[str] = "tts"
+    max_chunk_chars: ClassVar[int] = 1000
+
+    sample_rate: int = 22050
+    model: str = ""
+    device: str | None = None
+    loaded: bool = False
+
+    @abstractmethod
+    def load(self) -> None:
+        """Make the model ready. Raises ``BackendUnavailable`` when it cannot be."""
+
+    @abstractmethod
+    def synthesize(self, text: str, voice: Voice) -> np.ndarray:
+        """Speak ``text``: float32 samples, shape ``[n_samples]``, mono, at ``sample_rate`` Hz."""
+
+    @abstractmethod
+    def unload(self) -> None:
+        """Free the model (and GPU memory) when this returns."""
+
+    def default_voice(self, persona: Any | None = None, seed: int | None = None) -> Voice:
+        """The :class:`Voice` this backend uses for ``persona`` (or its default)."""
+        return Voice(name=self.model, seed=seed)
+
+    def describe(self) -> dict[str, Any]:
+        """What this backend is, for events and records."""
+        return {"backend": self.name, "model": self.model, "device": self.device}

@@ -1,0 +1,206 @@
+"""Ollama backend through the official ``ollama`` Python client (streaming).
+
+Requests go to ``POST /api/chat`` with ``stream: true``; the last NDJSON object
+(``done: true``) carries ``prompt_eval_count``, ``eval_count`` and
+``done_reason`` (see ``ollama.ChatResponse``). By default the model is unloaded
+when the stage ends (``keep_alive: 0``) and :meth:`OllamaBackend.unload` waits
+until ``GET /api/ps`` no longer lists it, so a following TTS stage finds the
+GPU memory free.
+
+Failures: nothing listening → ``BackendUnavailable`` ("is `ollama serve`
+running?"); HTTP 404 model not found → ``BackendUnavailable`` ("run `ollama
+pull …`"); HTTP 5xx, timeouts, a stream cut mid-reply → ``TransientBackendError``
+(per record, retryable).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from ..errors import BackendOutOfMemory, BackendUnavailable, RecordError, TransientBackendError
+from .base import ChatChunk, GenerationParams, LLMBackend
+
+DEFAULT_HOST = "http://127.0.0.1:11434"
+DEFAULT_MODEL = "llama3.2"
+UNLOAD_WAIT_SECONDS = 30.0
+
+
+def default_host() -> str:
+    """``$OLLAMA_HOST`` (with a scheme added when missing), else ``http://127.0.0.1:11434``."""
+    host = os.environ.get("OLLAMA_HOST", "").strip()
+    if not host:
+        return DEFAULT_HOST
+    if "://" not in host:
+        host = "http://" + host
+    return host
+
+
+def default_model() -> str:
+    """``$AICP_OLLAMA_MODEL``, else ``llama3.2``."""
+    return os.environ.get("AICP_OLLAMA_MODEL", "").strip() or DEFAULT_MODEL
+
+
+def _unavailable(host: str) -> BackendUnavailable:
+    return BackendUnavailable(
+        f"cannot reach Ollama at {host}",
+        hint=f"is `ollama serve` running at {host}? Set --host or OLLAMA_HOST",
+    )
+
+
+def _model_names(listing: Any) -> set[str]:
+    names: set[str] = set()
+    for m in getattr(listing, "models", None) or []:
+        name = getattr(m, "model", None) or getattr(m, "name", None)
+        if name:
+            names.add(name)
+            names.add(name.split(":")[0] if name.endswith(":latest") else name)
+    return names
+
+
+def probe(host: str, timeout: float = 1.0) -> set[str] | None:
+    """Models Ollama at ``host`` has (``GET /api/tags``), or ``None`` if nothing answers in time."""
+    import ollama
+
+    try:
+        return _model_names(ollama.Client(host=host, timeout=timeout).list())
+    except Exception:  # noqa: BLE001 - any failure means "not usable now"
+        return None
+
+
+class OllamaBackend(LLMBackend):
+    """A model served by Ollama.
+
+    :param model: Ollama model name (``llama3.2``, ``qwen2.5:7b``...).
+    :param host: server URL; default from ``OLLAMA_HOST``.
+    :param keep_alive: duration the server keeps the model after the last request
+        (``"10m"``, ``"1h"``); ``None`` means unload at the end of the stage.
+    :param timeout: seconds before a silent request is abandoned.
+    """
+
+    name = "ollama"
+    supports_concurrency = True
+    supports_json_schema = True
+
+    def __init__(self, model: str | None = None, *, host: str | None = None,
+                 keep_alive: str | None = None, timeout: float = 300.0, **_: Any) -> None:
+        self.model = model or default_model()
+        self.host = host or default_host()
+        self.keep_alive = keep_alive
+        self.timeout = timeout
+        self.device = "ollama"
+        self._client: Any = None
+
+    @property
+    def _request_keep_alive(self) -> str:
+        return self.keep_alive or "5m"
+
+    def _map(self, exc: BaseException) -> Exception:
+        import httpx
+        import ollama
+
+        if isinstance(exc, ollama.ResponseError):
+            status = getattr(exc, "status_code", 0) or 0
+            text = str(getattr(exc, "error", exc))
+            if status == 404 or "not found" in text.lower():
+                return BackendUnavailable(
+                    f"Ollama at {self.host} has no model '{self.model}'",
+                    hint=f"run `ollama pull {self.model}`",
+                )
+            if "memory" in text.lower():
+                return BackendOutOfMemory(
+                    f"Ollama ran out of memory for '{self.model}': {text}",
+                    hint="use a smaller model or quantization, or free GPU memory",
+                )
+            if status >= 500 or status == 429:
+                return TransientBackendError(f"Ollama answered HTTP {status}: {text}", stage="script")
+            return RecordError(f"Ollama answered HTTP {status}: {text}", stage="script")
+        if isinstance(exc, ConnectionError | httpx.ConnectError):
+            return _unavailable(self.host)
+        if isinstance(exc, httpx.TimeoutException):
+            return TransientBackendError(f"Ollama did not answer within {self.timeout:g} s", stage="script")
+        if isinstance(exc, httpx.HTTPError):
+            return TransientBackendError(f"Ollama connection failed mid-reply: {exc}", stage="script")
+        return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+
+    def load(self) -> None:
+        if self._client is not None:
+            return
+        import ollama
+
+        self._client = ollama.Client(host=self.host, timeout=self.timeout)
+        try:
+            self._client.show(self.model)
+        except Exception as exc:  # noqa: BLE001 - mapped below
+            self._client = None
+            raise self._map(exc) from exc
+        self.loaded = True
+
+    def chat(
+        self,
+        messages: list[dict[str, str]],
+        params: GenerationParams,
+        *,
+        json_schema: dict[str, Any] | None = None,
+    ) -> Iterator[ChatChunk]:
+        self.load()
+        options: dict[str, Any] = {
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "num_predict": params.max_tokens,
+        }
+        if params.seed is not None:
+            options["seed"] = params.seed
+        try:
+            stream = self._client.chat(
+                model=self.model,
+                messages=messages,
+                stream=True,
+                options=options,
+                format=json_schema,
+                keep_alive=self._request_keep_alive,
+            )
+            for part in stream:
+                text = part.message.content if part.message else ""
+                if part.done:
+                    if text:
+                        yield ChatChunk(text=text)
+                    yield ChatChunk(done=True, prompt_tokens=part.prompt_eval_count,
+                                    completion_tokens=part.eval_count, done_reason=part.done_reason)
+                    return
+                if text:
+                    yield ChatChunk(text=text)
+        except Exception as exc:  # noqa: BLE001 - mapped below
+            mapped = self._map(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        raise TransientBackendError("Ollama's reply stream was cut before it was done", stage="script")
+
+    def loaded_models(self) -> set[str]:
+        """Names ``GET /api/ps`` lists now."""
+        return _model_names(self._client.ps())
+
+    def unload(self) -> None:
+        """Unload now (``keep_alive: 0``) and wait until ``/api/ps`` drops the model.
+
+        With an explicit ``keep_alive`` the model is left loaded on purpose.
+        """
+        if self._client is None or self.keep_alive is not None:
+            self._client = None
+            self.loaded = False
+            return
+        try:
+            self._client.generate(model=self.model, prompt="", keep_alive=0)
+            deadline = time.monotonic() + UNLOAD_WAIT_SECONDS
+            while self.model in self.loaded_models() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        except Exception as exc:  # noqa: BLE001 - unloading is best effort
+            mapped = self._map(exc)
+            if isinstance(mapped, BackendUnavailable):
+                pass  # server gone: nothing is loaded there any more
+        finally:
+            self._client = None
+            self.loaded = False

@@ -1,0 +1,104 @@
+"""Backend registry: a name → adapter class table per kind, and ``auto`` resolution.
+
+Adapters are named by import path and imported on first use, so ``--help``
+and the CLI's start-up never touch an engine.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import BackendUnavailable, UsageError
+from .base import LLMBackend, TTSBackend
+
+LLM_BACKENDS: dict[str, str] = {
+    "llamacpp": "ai_content_pipeline.backends.llamacpp:LlamaCppBackend",
+    "ollama": "ai_content_pipeline.backends.ollama:OllamaBackend",
+}
+TTS_BACKENDS: dict[str, str] = {
+    "piper": "ai_content_pipeline.backends.piper:PiperBackend",
+    "chatterbox": "ai_content_pipeline.backends.chatterbox:ChatterboxBackend",
+}
+LLM_CHOICES = ("auto", *LLM_BACKENDS)
+TTS_CHOICES = ("auto", *TTS_BACKENDS)
+
+
+def _load_class(table: dict[str, str], name: str, kind: str) -> type[Any]:
+    try:
+        target = table[name]
+    except KeyError:
+        raise UsageError(
+            f"unknown {kind} backend '{name}'", hint=f"choose one of: auto, {', '.join(table)}"
+        ) from None
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+
+
+def resolve_llm_name(
+    name: str, model: str | None, host: str | None, notice: Callable[[str], None] | None = None
+) -> tuple[str, str | None]:
+    """Turn ``auto`` into a concrete LLM backend name and model.
+
+    Rules: a ``.gguf`` model → ``llamacpp``; else Ollama when it answers at the
+    host within a second and has the model; an explicit non-GGUF model with no
+    Ollama → :class:`BackendUnavailable`; otherwise ``llamacpp`` with the
+    bundled model, said once through ``notice``.
+    """
+    if name != "auto":
+        return name, model
+    if model and model.endswith(".gguf"):
+        return "llamacpp", model
+    from .ollama import default_host, default_model, probe
+
+    host = host or default_host()
+    available = probe(host)
+    wanted = model or default_model()
+    if available is not None and (model or wanted in available):
+        return "ollama", wanted
+    if model:
+        raise BackendUnavailable(
+            f"cannot reach Ollama at {host} for model '{model}'",
+            hint=f"is `ollama serve` running at {host}? Or pass a .gguf path or --backend llamacpp",
+        )
+    reason = (f"Ollama at {host} has no '{wanted}'" if available is not None
+              else f"no Ollama at {host}")
+    if notice is not None:
+        notice(f"backend auto: {reason}; using embedded llama.cpp with the bundled SmolLM2-135M")
+    return "llamacpp", None
+
+
+def create_llm(name: str = "auto", *, model: str | None = None, host: str | None = None,
+               notice: Callable[[str], None] | None = None, **options: Any) -> LLMBackend:
+    """Build (not load) the LLM backend ``name`` (``auto``, ``llamacpp``, ``ollama``).
+
+    :raises UsageError: unknown name. :raises BackendUnavailable: see :func:`resolve_llm_name`.
+    """
+    name, model = resolve_llm_name(name, model, host, notice)
+    cls = _load_class(LLM_BACKENDS, name, "LLM")
+    return cls(model, host=host, **options)  # type: ignore[no-any-return]
+
+
+def resolve_tts_name(name: str, notice: Callable[[str], None] | None = None,
+                     device: str | None = None) -> str:
+    """Turn ``auto`` into ``chatterbox`` (installed and a GPU present) or ``piper``."""
+    if name != "auto":
+        return name
+    from .chatterbox import chatterbox_available, detect_device
+
+    if chatterbox_available() and (device or detect_device()) in ("cuda", "mps"):
+        choice = "chatterbox"
+    else:
+        choice = "piper"
+    if notice is not None:
+        notice(f"backend auto: using {choice} for speech")
+    return choice
+
+
+def create_tts(name: str = "auto", *, notice: Callable[[str], None] | None = None,
+               **options: Any) -> TTSBackend:
+    """Build (not load) the TTS backend ``name`` (``auto``, ``piper``, ``chatterbox``)."""
+    name = resolve_tts_name(name, notice, options.get("device"))
+    cls = _load_class(TTS_BACKENDS, name, "TTS")
+    return cls(**options)  # type: ignore[no-any-return]

@@ -1,0 +1,1 @@
+"""The click command-line layer. Nothing outside this package imports click."""

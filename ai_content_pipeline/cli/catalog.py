@@ -1,0 +1,53 @@
+"""``aicp templates`` and ``aicp personas``: list and show the built-in data files as JSON."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..jsonl import dumps
+from ..templates import list_personas, list_templates, load_persona, load_template
+
+
+def _print_json(obj: object) -> None:
+    sys.stdout.buffer.write(dumps(obj) + b"\n")
+    sys.stdout.flush()
+
+
+@click.group("templates")
+def templates_group() -> None:
+    """List and show prompt templates (JSON on stdout)."""
+
+
+@templates_group.command("list")
+def templates_list() -> None:
+    """Print one JSON object per built-in template (name, version, description...)."""
+    for item in list_templates():
+        _print_json(item)
+
+
+@templates_group.command("show")
+@click.argument("name", metavar="NAME|PATH")
+def templates_show(name: str) -> None:
+    """Print a template (prompts, parameters, sections) as one JSON object."""
+    _print_json(load_template(name).model_dump())
+
+
+@click.group("personas")
+def personas_group() -> None:
+    """List and show DJ/host personas (JSON on stdout)."""
+
+
+@personas_group.command("list")
+def personas_list() -> None:
+    """Print one JSON object per built-in persona (name, display_name, station, style)."""
+    for item in list_personas():
+        _print_json(item)
+
+
+@personas_group.command("show")
+@click.argument("name", metavar="NAME|PATH")
+def personas_show(name: str) -> None:
+    """Print a persona (style, catchphrases, seed, voice settings) as one JSON object."""
+    _print_json(load_persona(name).model_dump())

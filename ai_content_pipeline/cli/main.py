@@ -1,0 +1,68 @@
+"""``aicp``: the command group. Subcommands are imported only when invoked or listed."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+from .errors import entry
+from .options import EPILOG_STATUS
+
+#: subcommand name → "module:attribute" of its click command (one module per command).
+COMMANDS: dict[str, str] = {
+    "script": "ai_content_pipeline.cli.script:script_command",
+    "voice": "ai_content_pipeline.cli.voice:voice_command",
+    "run-chain": "ai_content_pipeline.cli.chain:run_chain_command",
+    "templates": "ai_content_pipeline.cli.catalog:templates_group",
+    "personas": "ai_content_pipeline.cli.catalog:personas_group",
+    "doctor": "ai_content_pipeline.cli.doctor:doctor_command",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands live in their own modules (click docs, "Lazy Loading")."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, _, attr = target.partition(":")
+        command: Any = getattr(importlib.import_module(module), attr)
+        return command  # type: ignore[no-any-return]
+
+
+EPILOG = f"""\b
+Examples:
+  aicp script --template song-intro < examples/songs.jsonl > scripts.jsonl
+  aicp voice --out-dir aicp-out/audio < scripts.jsonl
+  aicp run-chain --config examples/radio-intros.yaml --stream 2>progress.jsonl
+  aicp doctor
+
+\b
+Shell completion (bash; zsh and fish likewise):
+  eval "$(_AICP_COMPLETE=bash_source aicp)"
+
+{EPILOG_STATUS}
+"""
+
+
+@click.group("aicp", cls=LazyGroup, epilog=EPILOG)
+@click.version_option(package_name="ai_content_pipeline", prog_name="aicp")
+def cli() -> None:
+    """Turn JSON Lines records into spoken content: a local LLM writes the
+    scripts, a local TTS model voices them.
+
+    Every command reads and writes JSON Lines, keeps stdout for data and
+    stderr for progress (`--stream` for JSON events), and exits with the
+    status codes below.
+    """
+
+
+def main() -> None:
+    """Console script ``aicp``."""
+    entry(cli, "aicp")

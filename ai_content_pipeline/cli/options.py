@@ -1,0 +1,58 @@
+"""Option decorators and helpers shared by the aicp commands."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ..events import ConsoleEmitter, Emitter, ProgressBarEmitter, StreamEmitter
+from ..status import EXIT_STATUS_HELP
+
+F = Callable[..., Any]
+
+EPILOG_STATUS = "\b\n" + EXIT_STATUS_HELP.replace("; ", "\n  ").replace("Exit status: ", "Exit status:\n  ")
+
+
+def _stack(*decorators: F) -> Callable[[F], F]:
+    def apply(fn: F) -> F:
+        for deco in reversed(decorators):
+            fn = deco(fn)
+        return fn
+    return apply
+
+
+input_files = click.argument("files", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
+
+run_options = _stack(
+    click.option("--resume", is_flag=True,
+                 help="Serve records already in the --checkpoint ledger without calling the model."),
+    click.option("--checkpoint", type=click.Path(dir_okay=False), metavar="PATH",
+                 help="Ledger of finished records (JSON Lines, append-only); written as records finish."),
+    click.option("--retries", type=click.IntRange(0, 10), default=0, show_default=True,
+                 help="Extra attempts for transient backend errors (timeouts, HTTP 5xx, cut streams)."),
+    click.option("--strict", is_flag=True, help="Stop at the first failed record instead of going on."),
+    click.option("--stream", is_flag=True,
+                 help="Progress as JSON Lines events on stderr (schema_version 1)."),
+    click.option("-q", "--quiet", is_flag=True, help="Nothing on stderr but warnings and errors."),
+    click.option("--traceback", is_flag=True, help="Show the Python traceback of an error."),
+)
+
+
+def make_emitter(stream: bool, quiet: bool, prog: str) -> Emitter:
+    """``--stream`` → :class:`StreamEmitter`; a terminal → progress bar; else plain notices."""
+    if stream:
+        return StreamEmitter(enabled=True)
+    if not quiet and sys.stderr.isatty():
+        return ProgressBarEmitter(prog)
+    return ConsoleEmitter(prog, quiet=quiet)
+
+
+def finish(emitter: Emitter, stats: Any, stage: str) -> int:
+    """Close the emitter, print the one-line summary (not with --stream) and return the status."""
+    emitter.close()
+    if not isinstance(emitter, StreamEmitter):
+        emitter.message(stats.summary(stage))
+    return int(stats.exit_status)

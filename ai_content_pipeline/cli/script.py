@@ -1,0 +1,75 @@
+"""``aicp-script`` / ``aicp script``: JSON Lines records in, records with a generated ``script`` out."""
+
+from __future__ import annotations
+
+import click
+
+from ..backends.registry import LLM_CHOICES, create_llm
+from ..jsonl import RecordWriter
+from ..stages.script import ScriptOptions, run_script
+from .errors import entry
+from .options import EPILOG_STATUS, finish, input_files, make_emitter, run_options
+
+EPILOG = f"""\b
+Examples:
+  aicp-script --template song-intro --persona julie < examples/songs.jsonl
+  aicp-script --template podcast-segment examples/topics.jsonl --stream 2>progress.jsonl
+  aicp-script --backend ollama --model llama3.2 --jobs 4 songs.jsonl > scripts.jsonl
+  aicp-script --checkpoint run.ledger --resume songs.jsonl > scripts.jsonl
+
+{EPILOG_STATUS}
+"""
+
+
+@click.command("script", epilog=EPILOG)
+@input_files
+@click.option("-t", "--template", default="song-intro", show_default=True, metavar="NAME|PATH",
+              help="Prompt template: a built-in name (`aicp templates list`) or a YAML file.")
+@click.option("-p", "--persona", metavar="NAME|PATH",
+              help="Persona for records without a `persona`/`dj` field (default: julie).")
+@click.option("--variants", type=click.IntRange(1, 100), default=1, show_default=True,
+              help="Takes per record; each take is its own output record (script.take).")
+@click.option("--backend", type=click.Choice(LLM_CHOICES), default="auto", show_default=True,
+              help="auto: a .gguf --model → llamacpp; Ollama if it answers; else embedded llama.cpp.")
+@click.option("-m", "--model", metavar="NAME|PATH.gguf",
+              help="Ollama model name, or a GGUF file for llamacpp (default: bundled SmolLM2-135M).")
+@click.option("--host", metavar="URL", help="Ollama server URL [default: $OLLAMA_HOST or http://127.0.0.1:11434].")
+@click.option("--temperature", type=click.FloatRange(0, 2), help="Sampling temperature (template default).")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), help="Nucleus sampling (template default).")
+@click.option("--seed", type=int, help="Base seed; take N uses SEED+N (default: engine's choice).")
+@click.option("--max-tokens", type=click.IntRange(1), help="Completion token limit (template default).")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Concurrent requests for backends that serve them (Ollama); output order unchanged.")
+@click.option("--keep-alive", metavar="DURATION",
+              help="Ollama keeps the model loaded this long after the run (e.g. 10m) "
+                   "[default: unload at the end and wait until /api/ps drops it].")
+@run_options
+def script_command(files: tuple[str, ...], template: str, persona: str | None, variants: int,
+                   backend: str, model: str | None, host: str | None, temperature: float | None,
+                   top_p: float | None, seed: int | None, max_tokens: int | None, jobs: int,
+                   keep_alive: str | None, resume: bool, checkpoint: str | None, retries: int,
+                   strict: bool, stream: bool, quiet: bool, traceback: bool) -> int:
+    """Generate a script for each JSON Lines record with a local LLM.
+
+    Reads records from FILES (or stdin, `-`) and writes each record to stdout,
+    every field kept, plus a `script` object (text, words, template, persona,
+    take, backend, model, tokens, seconds, key): one compact JSON line per
+    record, flushed, in input order. A record that fails gets an `error`
+    object instead and the batch goes on.
+    """
+    emitter = make_emitter(stream, quiet, "aicp-script")
+    llm = create_llm(backend, model=model, host=host, keep_alive=keep_alive, notice=emitter.message)
+    options = ScriptOptions(template=template, persona=persona, variants=variants,
+                            temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
+                            jobs=jobs, retries=retries, resume=resume, strict=strict)
+    try:
+        stats = run_script(files, options, backend=llm, emitter=emitter,
+                           write=RecordWriter().write, checkpoint=checkpoint)
+    finally:
+        emitter.close()
+    return finish(emitter, stats, "aicp-script")
+
+
+def main() -> None:
+    """Console script ``aicp-script``."""
+    entry(script_command, "aicp-script")

@@ -1,0 +1,1 @@
+"""Stages: a stage maps records to records with one backend (see ``script`` and ``voice``)."""

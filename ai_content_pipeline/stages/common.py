@@ -1,0 +1,196 @@
+"""What every stage shares: run statistics, record events, ordered concurrency, retries."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
+
+from ..errors import AicpError, RecordError
+from ..events import Emitter
+from ..status import ExitStatus
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class StrictStop(AicpError):
+    """``--strict``: the run stopped at the first failed record (exit 1)."""
+
+
+@dataclass
+class StageStats:
+    """Counts and totals of one stage run.
+
+    :ivar total: records expected (``None`` while unknown, e.g. reading a pipe).
+    :ivar completed/failed/skipped: output records by outcome (takes count separately).
+    :ivar prompt_tokens/completion_tokens: LLM tokens spent (0 for skipped records).
+    :ivar audio_seconds: seconds of audio written.
+    :ivar seconds: wall-clock seconds of the run.
+    """
+
+    total: int | None = None
+    completed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    words: int = 0
+    audio_seconds: float = 0.0
+    seconds: float = 0.0
+    _t0: float = field(default_factory=time.monotonic, repr=False)
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        """``PARTIAL`` (3) when any record failed, else ``SUCCESS`` (0)."""
+        return ExitStatus.PARTIAL if self.failed else ExitStatus.SUCCESS
+
+    def finish(self) -> None:
+        """Fix ``seconds`` to the wall-clock time since the run started."""
+        self.seconds = round(time.monotonic() - self._t0, 3)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able counts (``records``, ``tokens``, ``audio_seconds``, ``seconds``)."""
+        d = asdict(self)
+        d.pop("_t0", None)
+        return {
+            "records": {k: d[k] for k in ("total", "completed", "failed", "skipped")},
+            "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens},
+            "words": self.words,
+            "audio_seconds": round(self.audio_seconds, 3),
+            "seconds": self.seconds,
+        }
+
+    def summary(self, stage: str) -> str:
+        """One human line for stderr."""
+        parts = [f"{self.completed} ok", f"{self.failed} failed", f"{self.skipped} skipped"]
+        text = f"{stage}: {', '.join(parts)}"
+        if self.prompt_tokens or self.completion_tokens:
+            text += f"; {self.prompt_tokens + self.completion_tokens} tokens"
+        if self.audio_seconds:
+            text += f"; {self.audio_seconds:.1f} s of audio"
+        return text + f"; {self.seconds:.1f} s"
+
+
+class RecordTracker:
+    """Updates :class:`StageStats` and sends the matching record and progress events."""
+
+    def __init__(self, emitter: Emitter, stats: StageStats, stage: str) -> None:
+        self.emitter = emitter
+        self.stats = stats
+        self.stage = stage
+
+    def _progress(self) -> None:
+        s = self.stats
+        self.emitter.progress(s.total, s.completed, s.failed, s.skipped, stage=self.stage)
+
+    def start(self, index: int, record_id: str, **extra: Any) -> None:
+        """A record (or take) starts."""
+        self.emitter.record_start(index, record_id, stage=self.stage, **extra)
+
+    def complete(self, index: int, record_id: str, **extra: Any) -> None:
+        """A record (or take) succeeded."""
+        self.stats.completed += 1
+        self.emitter.record_complete(index, record_id, stage=self.stage, **extra)
+        self._progress()
+
+    def failed(self, index: int, record_id: str | None, error: dict[str, Any], **extra: Any) -> None:
+        """A record failed (or arrived failed) with ``error``."""
+        self.stats.failed += 1
+        self.emitter.record_error(index, record_id, error, stage=self.stage, **extra)
+        self._progress()
+
+    def skipped(self, index: int, record_id: str, **extra: Any) -> None:
+        """A record was served from the checkpoint ledger."""
+        self.stats.skipped += 1
+        self.emitter.record_skipped(index, record_id, stage=self.stage, **extra)
+        self._progress()
+
+
+def with_retries(fn: Callable[[], R], retries: int, *, delay: float = 1.0,
+                 on_retry: Callable[[int, RecordError], None] | None = None) -> R:
+    """Call ``fn``; on a *transient* :class:`RecordError` try again up to ``retries`` times.
+
+    Back-off doubles from ``delay`` seconds. Non-transient errors are raised at once.
+    """
+    attempt = 0
+    while True:
+        try:
+            return fn()
+        except RecordError as exc:
+            if not exc.transient or attempt >= retries:
+                raise
+            attempt += 1
+            if on_retry is not None:
+                on_retry(attempt, exc)
+            time.sleep(delay * 2 ** (attempt - 1))
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], jobs: int = 1) -> Iterator[R]:
+    """``map(fn, items)`` with up to ``jobs`` calls at once, results in input order.
+
+    At most ``2 * jobs`` items are in flight, so input is still read lazily.
+    With ``jobs <= 1`` it is a plain lazy ``map``.
+    """
+    if jobs <= 1:
+        for item in items:
+            yield fn(item)
+        return
+    window: deque[Future[R]] = deque()
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="aicp") as pool:
+        try:
+            for item in items:
+                window.append(pool.submit(fn, item))
+                if len(window) >= 2 * jobs:
+                    yield window.popleft().result()
+            while window:
+                yield window.popleft().result()
+        finally:
+            for fut in window:
+                fut.cancel()
+
+
+class BackendSession:
+    """Loads a backend on first use and always unloads it at the end, with model events.
+
+    ``model_load`` / ``model_unload`` carry backend, model, device and seconds. A
+    run served entirely from the checkpoint ledger never loads the model. Use as
+    a context manager; :meth:`ensure` is thread-safe.
+    """
+
+    def __init__(self, backend: Any, emitter: Emitter) -> None:
+        self.backend = backend
+        self.emitter = emitter
+        self._lock = threading.Lock()
+
+    def ensure(self) -> Any:
+        """Load the backend now if it is not loaded yet; return it."""
+        if not getattr(self.backend, "loaded", False):
+            with self._lock:
+                if not getattr(self.backend, "loaded", False):
+                    t0 = time.perf_counter()
+                    self.backend.load()
+                    info = self.backend.describe()
+                    self.emitter.model_load(info["backend"], info["model"], info["device"],
+                                            time.perf_counter() - t0)
+        return self.backend
+
+    def __enter__(self) -> BackendSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Unload the backend (memory free on return) and send ``model_unload``."""
+        was_loaded = bool(getattr(self.backend, "loaded", False))
+        t0 = time.perf_counter()
+        self.backend.unload()
+        if was_loaded:
+            info = self.backend.describe()
+            self.emitter.model_unload(info["backend"], info["model"], info["device"],
+                                      time.perf_counter() - t0)

@@ -1,0 +1,34 @@
+"""Process exit statuses shared by every aicp command.
+
+The numbers are part of the public contract (documented in ``--help``, the man
+pages and README.md) so shell scripts and Makefiles can branch on them.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    """Exit codes of ``aicp``, ``aicp-script`` and ``aicp-voice``.
+
+    - ``SUCCESS`` (0): every record succeeded (or was skipped on resume).
+    - ``ERROR`` (1): the run was aborted by an unexpected error.
+    - ``USAGE`` (2): bad options, bad chain file, unknown template/persona/backend.
+    - ``PARTIAL`` (3): the run finished but some records carry an ``error``.
+    - ``BACKEND_UNAVAILABLE`` (4): the backend could not be reached or the model is missing.
+    - ``INTERRUPTED`` (130): stopped by Ctrl-C / SIGINT (128 + SIGINT, the shell convention).
+    """
+
+    SUCCESS = 0
+    ERROR = 1
+    USAGE = 2
+    PARTIAL = 3
+    BACKEND_UNAVAILABLE = 4
+    INTERRUPTED = 130
+
+
+EXIT_STATUS_HELP = (
+    "Exit status: 0 all records succeeded; 1 aborted by an error; 2 usage or config error; "
+    "3 finished but some records failed; 4 backend unavailable; 130 interrupted."
+)

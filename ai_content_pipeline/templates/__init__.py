@@ -1,0 +1,282 @@
+"""Templates and personas: YAML data files, validated with pydantic, rendered with Jinja2.
+
+A *template* (``templates/*.yaml``) holds a system prompt, a user prompt,
+default generation parameters, a target length in words, a version and the
+record fields it needs. A *persona* (``personas/*.yaml``) is a DJ or host:
+name, station, on-air style, catchphrases, a seed and per-backend voice
+settings that the voice stage uses.
+
+Both are looked up by built-in name or by file path (anything ending in
+``.yaml``/``.yml`` or containing a path separator).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import ConfigError, InputError, UsageError
+from ..records import content_hash
+
+DATA_DIR = Path(__file__).parent
+TEMPLATE_DIR = DATA_DIR / "templates"
+PERSONA_DIR = DATA_DIR / "personas"
+DEFAULT_PERSONA = "julie"
+
+_env = ImmutableSandboxedEnvironment(
+    undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GenerationDefaults(_Strict):
+    """Default generation parameters of a template (overridden by options)."""
+
+    temperature: float = Field(0.8, ge=0, le=2)
+    max_tokens: int = Field(256, gt=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+
+
+class Section(_Strict):
+    """One section of a long-form plan: ``name``, ``brief`` and a ``words`` target."""
+
+    name: str
+    brief: str
+    words: int = Field(gt=0)
+
+
+class Template(_Strict):
+    """A prompt template (see the module docstring for the file format)."""
+
+    name: str
+    version: int | str = 1
+    description: str = ""
+    system: str
+    user: str
+    required: list[str] = []
+    optional: list[str] = []
+    target_words: int = Field(60, gt=0)
+    params: GenerationDefaults = GenerationDefaults()
+    sections: list[Section] = []
+    prompts: dict[str, str] = {}
+    source: str | None = None
+
+    @property
+    def ref(self) -> str:
+        """``name@version``, as written in the ``script.template`` field."""
+        return f"{self.name}@{self.version}"
+
+    @cached_property
+    def _compiled(self) -> dict[str, jinja2.Template]:
+        parts = {"system": self.system, "user": self.user, **self.prompts}
+        try:
+            return {key: _env.from_string(text) for key, text in parts.items()}
+        except jinja2.TemplateSyntaxError as exc:
+            raise ConfigError(
+                f"template {self.name}: Jinja2 syntax error on line {exc.lineno}: {exc.message}"
+            ) from exc
+
+    def check_fields(self, record: dict[str, Any]) -> None:
+        """Raise :class:`InputError` naming the first required field the record lacks."""
+        for field in self.required:
+            value = record.get(field)
+            if value is None or (isinstance(value, str) and not value.strip()):
+                raise InputError(
+                    f"record is missing field '{field}' needed by template '{self.name}'",
+                    stage="script",
+                    field=field,
+                )
+
+    def context(self, record: dict[str, Any], persona: Persona, **extra: Any) -> dict[str, Any]:
+        """The Jinja2 context: optional fields default to ``None``, then the record, persona, extras."""
+        ctx: dict[str, Any] = {name: None for name in self.optional}
+        ctx.update(record)
+        ctx["record"] = record
+        ctx["persona"] = persona.model_dump()
+        ctx.setdefault("target_words", self.target_words)
+        ctx.update(extra)
+        return ctx
+
+    def render(self, part: str, context: dict[str, Any]) -> str:
+        """Render prompt ``part`` (``system``, ``user`` or a name in ``prompts``).
+
+        :raises InputError: when the template uses a field the record lacks.
+        """
+        try:
+            return self._compiled[part].render(context).strip()
+        except jinja2.UndefinedError as exc:
+            raise InputError(
+                f"template '{self.name}' needs a field the record lacks: {exc.message}",
+                stage="script",
+            ) from exc
+
+    def messages(
+        self, record: dict[str, Any], persona: Persona, *, take: int = 0, **extra: Any
+    ) -> list[dict[str, str]]:
+        """Render the chat messages ``[{"role": "system", ...}, {"role": "user", ...}]``.
+
+        :raises InputError: for a missing required field (named in the message).
+        """
+        self.check_fields(record)
+        ctx = self.context(record, persona, catchphrase=persona.catchphrase_for(record, take), **extra)
+        return [
+            {"role": "system", "content": self.render("system", ctx)},
+            {"role": "user", "content": self.render("user", ctx)},
+        ]
+
+
+class PiperVoiceSettings(_Strict):
+    """Piper settings of a persona; see piper's ``SynthesisConfig``."""
+
+    voice: str | None = None
+    speaker_id: int | None = None
+    length_scale: float | None = Field(None, gt=0)
+    noise_scale: float | None = Field(None, ge=0)
+    noise_w_scale: float | None = Field(None, ge=0)
+
+
+class ChatterboxVoiceSettings(_Strict):
+    """Chatterbox settings of a persona; see ``ChatterboxTTS.generate``."""
+
+    audio_prompt: str | None = None
+    exaggeration: float = Field(0.5, ge=0, le=2)
+    cfg_weight: float = Field(0.5, ge=0, le=2)
+    temperature: float = Field(0.8, gt=0, le=2)
+
+
+class VoiceSettings(_Strict):
+    """Per-backend voice settings keyed by backend name."""
+
+    piper: PiperVoiceSettings = PiperVoiceSettings()
+    chatterbox: ChatterboxVoiceSettings = ChatterboxVoiceSettings()
+
+
+class Persona(_Strict):
+    """A DJ / host persona (see the module docstring)."""
+
+    name: str
+    display_name: str
+    station: str = "aicp radio"
+    style: str
+    catchphrases: list[str] = []
+    seed: int = 0
+    voice: VoiceSettings = VoiceSettings()
+    source: str | None = None
+
+    def catchphrase_for(self, record: dict[str, Any], take: int = 0) -> str | None:
+        """A catchphrase picked deterministically from the record and take (or ``None``)."""
+        if not self.catchphrases:
+            return None
+        index = int(content_hash([record, take], 8), 16) % len(self.catchphrases)
+        return self.catchphrases[index]
+
+
+def _is_path(ref: str) -> bool:
+    return ref.endswith((".yaml", ".yml")) or os.sep in ref or "/" in ref
+
+
+def _load_yaml(path: Path, kind: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"cannot read {kind} file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{kind} file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{kind} file {path} must hold a mapping")
+    return data
+
+
+def _validate(model: type[BaseModel], data: dict[str, Any], where: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        path = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{where}: {path}: {first['msg']}") from exc
+
+
+def _names(folder: Path) -> list[str]:
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def _resolve(ref: str, folder: Path, kind: str) -> Path:
+    if _is_path(ref):
+        path = Path(ref)
+        if not path.is_file():
+            raise UsageError(f"{kind} file {ref} does not exist")
+        return path
+    path = folder / f"{ref}.yaml"
+    if not path.is_file():
+        raise UsageError(
+            f"unknown {kind} '{ref}'", hint=f"choose one of: {', '.join(_names(folder))}, or give a .yaml path"
+        )
+    return path
+
+
+@lru_cache(maxsize=64)
+def load_template(ref: str) -> Template:
+    """Load a built-in template by name, or a template file by path.
+
+    :raises UsageError: unknown name or missing file (exit 2).
+    :raises ConfigError: invalid YAML or fields (names the key path).
+    """
+    path = _resolve(ref, TEMPLATE_DIR, "template")
+    data = _load_yaml(path, "template")
+    data.setdefault("name", path.stem)
+    template: Template = _validate(Template, data, f"template {path}")
+    template.source = str(path)
+    template._compiled  # noqa: B018 - compile now so syntax errors are usage errors
+    return template
+
+
+@lru_cache(maxsize=64)
+def load_persona(ref: str) -> Persona:
+    """Load a built-in persona by name, or a persona file by path.
+
+    :raises UsageError: unknown name or missing file (exit 2).
+    :raises ConfigError: invalid YAML or fields.
+    """
+    path = _resolve(ref, PERSONA_DIR, "persona")
+    data = _load_yaml(path, "persona")
+    data.setdefault("name", path.stem)
+    persona: Persona = _validate(Persona, data, f"persona {path}")
+    persona.source = str(path)
+    return persona
+
+
+def list_templates() -> list[dict[str, Any]]:
+    """Summaries of the built-in templates: name, version, description, target_words, required."""
+    out = []
+    for name in _names(TEMPLATE_DIR):
+        t = load_template(name)
+        out.append({"name": t.name, "version": t.version, "description": t.description,
+                    "target_words": t.target_words, "required": t.required,
+                    "sections": len(t.sections)})
+    return out
+
+
+def list_personas() -> list[dict[str, Any]]:
+    """Summaries of the built-in personas: name, display_name, station, style."""
+    out = []
+    for name in _names(PERSONA_DIR):
+        p = load_persona(name)
+        out.append({"name": p.name, "display_name": p.display_name, "station": p.station,
+                    "style": p.style})
+    return out
+
+
+__all__ = [
+    "DEFAULT_PERSONA", "Persona", "Section", "Template", "VoiceSettings",
+    "list_personas", "list_templates", "load_persona", "load_template",
+]

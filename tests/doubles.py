@@ -1,0 +1,138 @@
+"""Test doubles shaped like the real backends and emitters (they live in tests/, never in the product)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import orjson
+
+from ai_content_pipeline.backends.base import ChatChunk, GenerationParams, LLMBackend, TTSBackend, Voice
+from ai_content_pipeline.errors import BackendUnavailable, RecordError
+from ai_content_pipeline.events import Emitter
+from ai_content_pipeline.jsonl import InputLine, parse_line
+
+
+class FakeLLM(LLMBackend):
+    """An LLM double that records every request.
+
+    :param replies: texts returned in turn (cycled); default echoes the last user message.
+    :param fail_on: substrings of the user message that make the call raise ``fail_with``.
+    """
+
+    name = "fake"
+    supports_concurrency = True
+    supports_json_schema = True
+
+    def __init__(self, replies: list[str] | None = None, *, fail_on: tuple[str, ...] = (),
+                 fail_with: type[Exception] = RecordError, fail_times: int | None = None,
+                 unavailable: bool = False, delay: float = 0.0) -> None:
+        self.model = "fake-model"
+        self.device = "cpu"
+        self.replies = replies
+        self.fail_on = fail_on
+        self.fail_with = fail_with
+        self.fail_times = fail_times
+        self.unavailable = unavailable
+        self.delay = delay
+        self.calls: list[dict[str, Any]] = []
+        self.events: list[str] = []
+        self.loads = 0
+        self.unloads = 0
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        if self.unavailable:
+            raise BackendUnavailable("fake backend down", hint="start it")
+        if not self.loaded:
+            self.loads += 1
+            self.events.append("load")
+        self.loaded = True
+
+    def chat(self, messages: list[dict[str, str]], params: GenerationParams, *,
+             json_schema: dict[str, Any] | None = None) -> Iterator[ChatChunk]:
+        import time
+
+        self.load()
+        user = messages[-1]["content"]
+        with self._lock:
+            n = len(self.calls)
+            self.calls.append({"messages": messages, "params": params, "json_schema": json_schema})
+            self.events.append("chat")
+        if self.delay:
+            time.sleep(self.delay)
+        if any(s in user for s in self.fail_on):
+            if self.fail_times is None or self.fail_times > 0:
+                if self.fail_times is not None:
+                    self.fail_times -= 1
+                raise self.fail_with(f"forced failure for {user[:30]!r}")
+        text = self.replies[n % len(self.replies)] if self.replies else f"Script for: {user[:60]}"
+        for word in text.split(" "):
+            yield ChatChunk(text=word + " ")
+        yield ChatChunk(done=True, prompt_tokens=10, completion_tokens=len(text.split()), done_reason="stop")
+
+    def unload(self) -> None:
+        if self.loaded:
+            self.unloads += 1
+            self.events.append("unload")
+        self.loaded = False
+
+
+class FakeTTS(TTSBackend):
+    """A TTS double: a 220 Hz tone, 0.06 s per word, at 16 kHz; records calls."""
+
+    name = "fake-tts"
+    max_chunk_chars = 200
+
+    def __init__(self, *, fail_on: tuple[str, ...] = (), silent: bool = False, **_: Any) -> None:
+        self.sample_rate = 16000
+        self.model = "fake-voice"
+        self.device = "cpu"
+        self.fail_on = fail_on
+        self.silent = silent
+        self.calls: list[tuple[str, Voice]] = []
+        self.events: list[str] = []
+
+    def load(self) -> None:
+        self.events.append("load")
+        self.loaded = True
+
+    def synthesize(self, text: str, voice: Voice) -> np.ndarray:
+        self.calls.append((text, voice))
+        self.events.append("synthesize")
+        if any(s in text for s in self.fail_on):
+            raise RecordError("forced synthesis failure", stage="voice")
+        n = int(self.sample_rate * 0.06 * max(1, len(text.split())))
+        if self.silent:
+            return np.zeros(n, dtype=np.float32)
+        t = np.arange(n, dtype=np.float32) / self.sample_rate
+        return (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+
+    def unload(self) -> None:
+        self.events.append("unload")
+        self.loaded = False
+
+
+class RecordingEmitter(Emitter):
+    """Keeps every event as ``(name, fields)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def emit(self, event: str, **fields: Any) -> None:
+        self.events.append((event, fields))
+
+    def names(self) -> list[str]:
+        return [e for e, _ in self.events]
+
+
+def lines_of(*records: Any) -> list[InputLine]:
+    """InputLines from Python objects (dicts) or raw bytes."""
+    out = []
+    for i, rec in enumerate(records, start=1):
+        raw = rec if isinstance(rec, bytes) else orjson.dumps(rec)
+        out.append(parse_line(raw, i))
+    return out
