@@ -1,0 +1,93 @@
+"""aicp-script's overhead over a plain llama-cpp-python loop, measured in one run.
+
+Runs `aicp-script` on 20 songs with the embedded model (fixed seed and max
+tokens), then, in the same run, a plain loop that calls llama-cpp-python with
+the same messages and parameters (both as fresh processes, so both pay Python
+start-up and model load). Prints both times, their ratio (target <= 1.05) and
+the `--help` start-up time.
+
+Usage: .venv/bin/python bench/script_overhead.py [--records 20] [--max-tokens 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.dirname(sys.executable)
+
+PLAIN = r"""
+import json, os, sys
+from llama_cpp import Llama
+jobs = json.load(open(sys.argv[1]))
+llm = Llama(model_path=jobs["model"], n_ctx=4096, n_threads=os.cpu_count(), verbose=False)
+out = []
+for job in jobs["requests"]:
+    r = llm.create_chat_completion(messages=job["messages"], temperature=job["temperature"],
+                                   top_p=job["top_p"], max_tokens=job["max_tokens"], seed=job["seed"])
+    out.append(r["choices"][0]["message"]["content"])
+json.dump(out, open(sys.argv[2], "w"))
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--records", type=int, default=20)
+    ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=42)
+    args = ap.parse_args()
+
+    from ai_content_pipeline.backends.llamacpp import bundled_model_path
+    from ai_content_pipeline.templates import load_persona, load_template
+
+    songs = [json.loads(x) for x in open(os.path.join(ROOT, "examples", "songs.jsonl"))][: args.records]
+    template, persona = load_template("song-intro"), load_persona("julie")
+    tmp = tempfile.mkdtemp(prefix="aicp-bench-")
+    songs_path = os.path.join(tmp, "songs.jsonl")
+    with open(songs_path, "w") as fh:
+        fh.writelines(json.dumps(s) + "\n" for s in songs)
+    p = template.params
+    requests = [{"messages": template.messages(s, persona), "temperature": p.temperature, "top_p": p.top_p,
+                 "max_tokens": args.max_tokens, "seed": args.seed} for s in songs]
+    jobs_path = os.path.join(tmp, "jobs.json")
+    json.dump({"model": str(bundled_model_path()), "requests": requests}, open(jobs_path, "w"))
+
+    t0 = time.perf_counter()
+    aicp = subprocess.run([os.path.join(BIN, "aicp-script"), "--backend", "llamacpp", "--persona", "julie",
+                           "--seed", str(args.seed), "--max-tokens", str(args.max_tokens), "-q", songs_path],
+                          capture_output=True, check=True)
+    t_aicp = time.perf_counter() - t0
+
+    plain_out = os.path.join(tmp, "plain.json")
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", PLAIN, jobs_path, plain_out], check=True)
+    t_plain = time.perf_counter() - t0
+
+    ours = [json.loads(x)["script"] for x in aicp.stdout.splitlines()]
+    theirs = json.load(open(plain_out))
+    same = sum(o["text"] == t.strip().strip('"').strip() or o["text"] in t for o, t in zip(ours, theirs, strict=True))
+    tokens = sum(o["tokens"]["completion"] for o in ours)
+
+    helps = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        subprocess.run([os.path.join(BIN, "aicp-script"), "--help"], capture_output=True, check=True)
+        helps.append(time.perf_counter() - t0)
+
+    print(f"records: {len(songs)}, completion tokens: {tokens}, max_tokens: {args.max_tokens}, seed: {args.seed}")
+    print(f"aicp-script:       {t_aicp:7.2f} s")
+    print(f"plain llama loop:  {t_plain:7.2f} s")
+    print(f"ratio:             {t_aicp / t_plain:7.3f}  (target <= 1.05)")
+    print(f"same text as plain loop: {same}/{len(songs)}")
+    print(f"aicp-script --help start-up: median {statistics.median(helps) * 1000:.0f} ms over 5 runs")
+
+
+if __name__ == "__main__":
+    main()
