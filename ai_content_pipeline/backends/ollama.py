@@ -9,8 +9,9 @@ GPU memory free.
 
 Failures: nothing listening → ``BackendUnavailable`` ("is `ollama serve`
 running?"); HTTP 404 model not found → ``BackendUnavailable`` ("run `ollama
-pull …`"); HTTP 5xx, timeouts, a stream cut mid-reply → ``TransientBackendError``
-(per record, retryable).
+pull …`"); any other failure of ``/api/show`` at load → ``BackendUnavailable``;
+HTTP 5xx/429, timeouts, a stream cut mid-reply (also mid-line), an ``{"error"}`` line
+inside the stream, a malformed reply → ``TransientBackendError`` (per record, retryable).
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def probe(host: str, timeout: float = 1.0) -> set[str] | None:
     import ollama
 
     try:
-        return _model_names(ollama.Client(host=host, timeout=timeout).list())
+        with ollama.Client(host=host, timeout=timeout) as client:
+            return _model_names(client.list())
     except Exception:  # noqa: BLE001 - any failure means "not usable now"
         return None
 
@@ -116,6 +118,8 @@ class OllamaBackend(LLMBackend):
                 )
             if status >= 500 or status == 429:
                 return TransientBackendError(f"Ollama answered HTTP {status}: {text}", stage="script")
+            if status == -1:  # an {"error": ...} line inside a 200 stream: the server failed mid-reply
+                return TransientBackendError(f"Ollama failed mid-reply: {text}", stage="script")
             return RecordError(f"Ollama answered HTTP {status}: {text}", stage="script")
         if isinstance(exc, ConnectionError | httpx.ConnectError):
             return _unavailable(self.host)
@@ -123,6 +127,8 @@ class OllamaBackend(LLMBackend):
             return TransientBackendError(f"Ollama did not answer within {self.timeout:g} s", stage="script")
         if isinstance(exc, httpx.HTTPError):
             return TransientBackendError(f"Ollama connection failed mid-reply: {exc}", stage="script")
+        if isinstance(exc, ValueError):  # json.JSONDecodeError, pydantic.ValidationError
+            return TransientBackendError(f"Ollama sent a malformed reply: {exc}", stage="script")
         return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
 
     def load(self) -> None:
@@ -130,12 +136,20 @@ class OllamaBackend(LLMBackend):
             return
         import ollama
 
-        self._client = ollama.Client(host=self.host, timeout=self.timeout)
+        client = ollama.Client(host=self.host, timeout=self.timeout)
         try:
-            self._client.show(self.model)
+            client.show(self.model)
         except Exception as exc:  # noqa: BLE001 - mapped below
-            self._client = None
-            raise self._map(exc) from exc
+            client.close()
+            mapped = self._map(exc)
+            if isinstance(mapped, BackendUnavailable | BackendOutOfMemory):
+                raise mapped from exc
+            # a failure before any record ran is not a record's failure: the backend is unusable
+            raise BackendUnavailable(
+                f"Ollama at {self.host} failed to describe model '{self.model}': {exc}",
+                hint=f"check the server log; try `ollama run {self.model}` by hand",
+            ) from exc
+        self._client = client
         self.loaded = True
 
     def chat(
@@ -180,27 +194,38 @@ class OllamaBackend(LLMBackend):
         raise TransientBackendError("Ollama's reply stream was cut before it was done", stage="script")
 
     def loaded_models(self) -> set[str]:
-        """Names ``GET /api/ps`` lists now."""
-        return _model_names(self._client.ps())
+        """Names ``GET /api/ps`` lists now (``llama3.2:latest`` also as ``llama3.2``).
+
+        :raises BackendUnavailable: nothing answers at the host.
+        """
+        import ollama
+
+        try:
+            if self._client is not None:
+                return _model_names(self._client.ps())
+            with ollama.Client(host=self.host, timeout=self.timeout) as client:
+                return _model_names(client.ps())
+        except Exception as exc:  # noqa: BLE001 - mapped below
+            mapped = self._map(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
 
     def unload(self) -> None:
         """Unload now (``keep_alive: 0``) and wait until ``/api/ps`` drops the model.
 
         With an explicit ``keep_alive`` the model is left loaded on purpose.
         """
-        if self._client is None or self.keep_alive is not None:
-            self._client = None
-            self.loaded = False
+        client, self._client, self.loaded = self._client, None, False
+        if client is None:
             return
-        try:
-            self._client.generate(model=self.model, prompt="", keep_alive=0)
-            deadline = time.monotonic() + UNLOAD_WAIT_SECONDS
-            while self.model in self.loaded_models() and time.monotonic() < deadline:
-                time.sleep(0.1)
-        except Exception as exc:  # noqa: BLE001 - unloading is best effort
-            mapped = self._map(exc)
-            if isinstance(mapped, BackendUnavailable):
-                pass  # server gone: nothing is loaded there any more
-        finally:
-            self._client = None
-            self.loaded = False
+        with client:  # closes the connection pool
+            if self.keep_alive is not None:
+                return
+            try:
+                client.generate(model=self.model, prompt="", keep_alive=0)
+                deadline = time.monotonic() + UNLOAD_WAIT_SECONDS
+                while self.model in _model_names(client.ps()) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+            except Exception:  # noqa: BLE001, S110 - best effort: a server that is gone holds no model
+                pass

@@ -44,11 +44,18 @@ def resolve_llm_name(
     Rules: a ``.gguf`` model → ``llamacpp``; else Ollama when it answers at the
     host within a second and has the model; an explicit non-GGUF model with no
     Ollama → :class:`BackendUnavailable`; otherwise ``llamacpp`` with the
-    bundled model, said once through ``notice``.
+    bundled model, said once through ``notice``. The probe waits at most about
+    a second (``GET /api/tags``).
+
+    :returns: ``(backend name, model or None for the backend's default)``.
+    :raises UsageError: unknown backend name.
+    :raises BackendUnavailable: an explicit non-GGUF model and no Ollama answering.
     """
     if name != "auto":
+        if name not in LLM_BACKENDS:
+            raise UsageError(f"unknown LLM backend '{name}'", hint=f"choose one of: {', '.join(LLM_CHOICES)}")
         return name, model
-    if model and model.endswith(".gguf"):
+    if model and model.lower().endswith(".gguf"):
         return "llamacpp", model
     from .ollama import default_host, default_model, probe
 

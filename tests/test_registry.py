@@ -1,0 +1,102 @@
+"""Backend registry: ``auto`` resolution of the LLM backend against a local fake Ollama."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ai_content_pipeline.backends import registry
+from ai_content_pipeline.backends.ollama import OllamaBackend
+from ai_content_pipeline.errors import BackendUnavailable, UsageError
+from tests.ollama_server import OllamaServer, free_port, silent_listener
+
+
+@pytest.fixture
+def server():
+    with OllamaServer(models=["llama3.2", "qwen2.5:7b"]) as srv:
+        yield srv
+
+
+def resolve(model=None, host=None):
+    notices: list[str] = []
+    name, chosen = registry.resolve_llm_name("auto", model, host, notices.append)
+    return name, chosen, notices
+
+
+@pytest.mark.parametrize("model", ["/models/x.gguf", "SmolLM2.Q4_1.GGUF"])
+def test_gguf_model_means_llamacpp_without_asking_ollama(server, model):
+    assert resolve(model, server.url) == ("llamacpp", model, [])
+    assert server.requests == []
+
+
+def test_ollama_with_the_default_model_wins(server):
+    assert resolve(host=server.url) == ("ollama", "llama3.2", [])
+    assert [r.path for r in server.requests] == ["/api/tags"]
+
+
+def test_host_and_model_from_the_environment(server, monkeypatch):
+    monkeypatch.setenv("OLLAMA_HOST", server.url.removeprefix("http://"))  # scheme is optional
+    monkeypatch.setenv("AICP_OLLAMA_MODEL", "qwen2.5:7b")
+    assert resolve() == ("ollama", "qwen2.5:7b", [])
+
+
+def test_ollama_without_the_default_model_falls_back_with_one_notice():
+    with OllamaServer(models=["mistral"]) as srv:
+        name, model, notices = resolve(host=srv.url)
+    assert (name, model) == ("llamacpp", None)
+    assert len(notices) == 1 and "\n" not in notices[0]
+    assert "has no 'llama3.2'" in notices[0] and "llama.cpp" in notices[0]
+
+
+def test_no_ollama_and_no_model_falls_back_with_one_notice():
+    name, model, notices = resolve(host=f"http://127.0.0.1:{free_port()}")
+    assert (name, model) == ("llamacpp", None)
+    assert len(notices) == 1 and notices[0].startswith("backend auto: no Ollama at")
+
+
+def test_explicit_model_without_ollama_is_unavailable():
+    with pytest.raises(BackendUnavailable) as info:
+        resolve("llama3.2", f"http://127.0.0.1:{free_port()}")
+    assert info.value.exit_status == 4 and "ollama serve" in info.value.hint
+
+
+def test_explicit_model_missing_on_ollama_fails_at_load_with_pull_hint(server):
+    llm = registry.create_llm("auto", model="phi4", host=server.url, keep_alive="1m")
+    assert isinstance(llm, OllamaBackend) and llm.model == "phi4" and llm.keep_alive == "1m"
+    with pytest.raises(BackendUnavailable, match="no model 'phi4'") as info:
+        llm.load()
+    assert "ollama pull phi4" in info.value.hint
+
+
+def test_create_llm_auto_builds_the_resolved_backend(server):
+    llm = registry.create_llm("auto", host=server.url)
+    assert isinstance(llm, OllamaBackend) and llm.host == server.url and not llm.loaded
+    fallback = registry.create_llm("auto", host=f"http://127.0.0.1:{free_port()}", notice=lambda m: None)
+    assert fallback.name == "llamacpp" and not fallback.loaded
+
+
+def test_explicit_backend_names_skip_the_probe(server):
+    assert registry.resolve_llm_name("ollama", None, server.url) == ("ollama", None)
+    assert registry.resolve_llm_name("llamacpp", "m.gguf", server.url) == ("llamacpp", "m.gguf")
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("call", [
+    lambda: registry.resolve_llm_name("gpt5", None, None),
+    lambda: registry.create_llm("gpt5"),
+    lambda: registry.create_tts("espeak"),
+])
+def test_unknown_backend_is_a_usage_error(call):
+    with pytest.raises(UsageError) as info:
+        call()
+    assert info.value.exit_status == 2 and "choose one of" in info.value.hint
+
+
+def test_probe_gives_up_quickly_on_a_server_that_never_answers():
+    with silent_listener() as host:
+        t0 = time.monotonic()
+        name, model, notices = resolve(host=host)
+        took = time.monotonic() - t0
+    assert (name, model) == ("llamacpp", None) and "no Ollama" in notices[0]
+    assert took < 2.0  # the probe waits about 1 s, not the client's default (forever)
