@@ -19,6 +19,7 @@ that one method.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import IO, Any
 
@@ -26,9 +27,14 @@ import orjson
 
 SCHEMA_VERSION = "1"
 
+#: Fields every event carries; an event's own fields never replace them.
+COMMON_FIELDS = ("schema_version", "event", "timestamp", "elapsed_seconds")
+
 
 def _event_json(obj: dict[str, Any]) -> bytes:
-    return orjson.dumps(obj, default=str, option=orjson.OPT_NON_STR_KEYS)
+    return orjson.dumps(
+        obj, default=str, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+    )
 
 
 class Emitter:
@@ -84,8 +90,13 @@ class Emitter:
         self.emit("step_error", step=step_index, type=step_type, error=_error_text(error))
 
     def pipeline_complete(self, result: dict[str, Any]) -> None:
-        """The chain's final result; :class:`StreamEmitter` writes it to **stdout**."""
-        self.emit("pipeline_complete", **result)
+        """The chain's final result; :class:`StreamEmitter` writes it to **stdout**.
+
+        Every key of ``result`` becomes a field (non-string keys as strings),
+        except the common fields (``event``, ``schema_version``...), which stay.
+        """
+        fields = {str(k): v for k, v in result.items() if str(k) not in COMMON_FIELDS}
+        self.emit("pipeline_complete", **fields)
 
     # -- record events -----------------------------------------------------------
     def record_start(self, index: int, record_id: str, **extra: Any) -> None:
@@ -167,6 +178,7 @@ class StreamEmitter(Emitter):
         super().__init__()
         self.enabled = enabled
         self._stream = stream
+        self._lock = threading.Lock()  # stages with --jobs emit from worker threads
 
     def _payload(self, event: str, fields: dict[str, Any]) -> dict[str, Any]:
         obj: dict[str, Any] = {
@@ -175,15 +187,16 @@ class StreamEmitter(Emitter):
             "timestamp": round(time.time(), 3),
             "elapsed_seconds": round(self.elapsed, 3),
         }
-        obj.update(fields)
+        obj.update((k, v) for k, v in fields.items() if k not in COMMON_FIELDS)
         return obj
 
     def emit(self, event: str, **fields: Any) -> None:
         if not self.enabled:
             return
         out = sys.stdout if event == "pipeline_complete" else (self._stream or sys.stderr)
-        out.write(_event_json(self._payload(event, fields)).decode() + "\n")
-        out.flush()
+        with self._lock:  # payload made under the lock: elapsed_seconds never goes back
+            out.write(_event_json(self._payload(event, fields)).decode() + "\n")
+            out.flush()
 
 
 class ConsoleEmitter(Emitter):

@@ -4,6 +4,13 @@ The emitters live in :mod:`ai_content_pipeline.events` (the core does not import
 click); this module re-exports them for existing user code.
 """
 
-from ..events import SCHEMA_VERSION, ConsoleEmitter, Emitter, NullEmitter, ProgressBarEmitter, StreamEmitter
+from ..events import (
+    SCHEMA_VERSION,
+    ConsoleEmitter,
+    Emitter,
+    NullEmitter,
+    ProgressBarEmitter,
+    StreamEmitter,
+)
 
 __all__ = ["SCHEMA_VERSION", "ConsoleEmitter", "Emitter", "NullEmitter", "ProgressBarEmitter", "StreamEmitter"]

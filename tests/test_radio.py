@@ -1,0 +1,359 @@
+"""The AI-radio batch API (ai_content_pipeline.radio) over the real script and voice stages."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ai_content_pipeline.backends.llamacpp import LlamaCppBackend
+from ai_content_pipeline.errors import BackendUnavailable, UsageError
+from ai_content_pipeline.radio import (
+    BatchProgress,
+    GenerationPipeline,
+    GenerationResult,
+    generate_batch_intros,
+    generate_song_intro,
+)
+from tests.doubles import FakeLLM, FakeTTS, RecordingEmitter
+
+
+def songs(n: int, **extra) -> list[dict]:
+    return [{"id": f"song{i}", "artist": f"Artist {i}", "title": f"Title {i}", **extra} for i in range(n)]
+
+
+class Log(list):
+    """One event log shared by both instrumented doubles."""
+
+
+class InstrumentedLLM(FakeLLM):
+    """FakeLLM that logs into a shared log and checks the TTS model is not resident."""
+
+    def __init__(self, log: Log, tts_ref: list, **kw) -> None:
+        super().__init__(**kw)
+        self.log, self.tts_ref = log, tts_ref
+
+    def load(self) -> None:
+        assert not (self.tts_ref and self.tts_ref[0].loaded), "LLM loaded while the TTS model is"
+        if not self.loaded and not self.unavailable:
+            self.log.append("llm.load")
+        super().load()
+
+    def chat(self, messages, params, *, json_schema=None):
+        self.log.append("llm.chat")
+        yield from super().chat(messages, params, json_schema=json_schema)
+
+    def unload(self) -> None:
+        if self.loaded:
+            self.log.append("llm.unload")
+        super().unload()
+
+
+class InstrumentedTTS(FakeTTS):
+    """FakeTTS that logs into a shared log and checks the LLM is not resident.
+
+    Speaks 0.3 s per word, so the voice stage's duration check passes.
+    """
+
+    def __init__(self, log: Log, llm: FakeLLM, **kw) -> None:
+        super().__init__(**kw)
+        self.log, self.llm = log, llm
+
+    def load(self) -> None:
+        assert not self.llm.loaded, "TTS model loaded while the LLM is"
+        self.log.append("tts.load")
+        super().load()
+
+    def synthesize(self, text, voice):
+        assert not self.llm.loaded, "TTS ran while the LLM was loaded"
+        self.log.append("tts.synthesize")
+        super().synthesize(text, voice)  # bookkeeping and forced failures
+        n = int(self.sample_rate * 0.3 * max(1, len(text.split())))
+        t = np.arange(n, dtype=np.float32) / self.sample_rate
+        return (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+
+    def unload(self) -> None:
+        if self.loaded:
+            self.log.append("tts.unload")
+        super().unload()
+
+
+def make(tmp_path: Path, *, llm_kw=None, tts_kw=None, **kw):
+    log, ref = Log(), []
+    llm = InstrumentedLLM(log, ref, **(llm_kw or {}))
+    tts = InstrumentedTTS(log, llm, **(tts_kw or {}))
+    ref.append(tts)
+    return GenerationPipeline(tmp_path, llm=llm, tts=tts, **kw), log
+
+
+# -- dataclasses and construction ---------------------------------------------------------
+def test_result_and_progress_shapes():
+    names = [f.name for f in dataclasses.fields(GenerationResult)]
+    assert names == ["song_id", "dj", "text", "audio_path", "success", "error", "skipped"]
+    r = GenerationResult("a", "julie", "hi", None, True)
+    assert r.error is None and r.skipped is False
+    assert [f.name for f in dataclasses.fields(BatchProgress)] == ["total", "completed", "failed", "current_song"]
+    assert BatchProgress(0, 0, 0, "").percent == 0
+    assert BatchProgress(4, 1, 0, "x").percent == 25.0
+    assert BatchProgress(3, 3, 1, "x").percent == 100.0
+
+
+def test_function_signatures():
+    assert list(inspect.signature(generate_song_intro).parameters) == \
+        ["pipeline", "song_id", "artist", "title", "dj"]
+    params = inspect.signature(generate_batch_intros).parameters
+    assert list(params)[:4] == ["pipeline", "songs", "progress_callback", "resume"]
+    assert params["progress_callback"].default is None and params["resume"].default is False
+    first = list(inspect.signature(GenerationPipeline).parameters.values())[0]
+    assert first.name == "output_dir" and first.default is None
+
+
+def test_default_output_dir_and_loaded_flags_read_the_backends(fake_llm, fake_tts):
+    p = GenerationPipeline(llm=fake_llm, tts=fake_tts)
+    assert p.output_dir == Path("data/generated")
+    assert (p._llm_loaded, p._tts_loaded) == (False, False)
+    fake_llm.load()
+    assert p._llm_loaded and not p._tts_loaded
+    fake_tts.load()
+    fake_llm.unload()
+    assert p._tts_loaded and not p._llm_loaded
+    fake_tts.unload()
+    assert not p._tts_loaded
+
+
+def test_backends_are_built_from_names(tmp_path, fake_tts):
+    p = GenerationPipeline(tmp_path, llm_backend="llamacpp", tts=fake_tts)
+    assert isinstance(p.llm, LlamaCppBackend) and not p._llm_loaded  # built, not loaded
+    with pytest.raises(UsageError, match="unknown LLM backend"):
+        GenerationPipeline(tmp_path, llm_backend="nope", tts=fake_tts)
+    with pytest.raises(UsageError, match="unknown template"):
+        GenerationPipeline(tmp_path, llm=FakeLLM(), tts=fake_tts, template="nope")
+    with pytest.raises(UsageError, match="unknown persona"):
+        GenerationPipeline(tmp_path, llm=FakeLLM(), tts=fake_tts, persona="nobody")
+
+
+# -- one intro ---------------------------------------------------------------------------
+def test_one_intro_text_then_audio(tmp_path):
+    p, log = make(tmp_path)
+    r = generate_song_intro(p, "s1", "Queen", "Bohemian Rhapsody", "max")
+    assert r.success and r.error is None and not r.skipped
+    assert (r.song_id, r.dj) == ("s1", "max")
+    assert r.audio_path == tmp_path / "intros" / "s1_max_0.wav" and r.audio_path.is_file()
+    info = sf.info(str(r.audio_path))
+    assert info.samplerate == 16000 and info.frames > 0
+    assert r.text and r.text.startswith("Script for:")
+    assert log == ["llm.load", "llm.chat", "llm.unload", "tts.load", "tts.synthesize", "tts.unload"]
+    assert not p._llm_loaded and not p._tts_loaded
+    assert "Bohemian Rhapsody" in p.llm.calls[0]["messages"][-1]["content"]
+
+
+def test_one_intro_method_form_and_failure(tmp_path):
+    p, log = make(tmp_path, llm_kw={"fail_on": ("Broken",)})
+    r = p.generate_song_intro("s2", "X", "Broken Song", "julie")
+    assert not r.success and "forced failure" in r.error and r.audio_path is None
+    assert "tts.load" not in log and not (tmp_path / "intros" / "s2_julie_0.wav").exists()
+    r = p.generate_song_intro("s3", "X", "Fine Song", "julie")
+    assert r.success and r.audio_path.name == "s3_julie_0.wav"
+
+
+# -- the LLM and the TTS model are never resident together ---------------------------------
+@pytest.mark.parametrize("two_phase", [True, False])
+def test_llm_always_before_tts_and_never_both_loaded(tmp_path, two_phase):
+    p, log = make(tmp_path)
+    results = list(generate_batch_intros(p, songs(3), two_phase=two_phase))
+    assert [r.success for r in results] == [True] * 3
+    assert log.count("llm.chat") == 3 and log.count("tts.synthesize") == 3
+    # each song's text comes before its audio; loads and unloads alternate strictly
+    resident = None
+    for event in log:
+        if event.endswith(".load"):
+            assert resident is None, log
+            resident = event.split(".")[0]
+        elif event.endswith(".unload"):
+            assert resident == event.split(".")[0], log
+            resident = None
+        else:
+            assert resident == event.split(".")[0], log
+    assert resident is None and not p._llm_loaded and not p._tts_loaded
+    if two_phase:  # each model loads once: all texts, then all audio
+        assert log == ["llm.load", *["llm.chat"] * 3, "llm.unload",
+                       "tts.load", *["tts.synthesize"] * 3, "tts.unload"]
+    else:  # song by song
+        assert log == ["llm.load", "llm.chat", "llm.unload", "tts.load", "tts.synthesize", "tts.unload"] * 3
+
+
+def test_tts_is_unloaded_before_the_last_result_and_on_break(tmp_path):
+    p, _ = make(tmp_path)
+    seen = []
+    for r in generate_batch_intros(p, songs(3)):
+        seen.append((r.song_id, p._llm_loaded, p._tts_loaded))
+    assert seen[-1] == ("song2", False, False)
+    assert all(not llm for _, llm, _ in seen)
+    gen = generate_batch_intros(p, songs(3, notes="again"))
+    next(gen)
+    assert p._tts_loaded
+    gen.close()
+    assert not p._tts_loaded and not p._llm_loaded
+
+
+# -- batches -------------------------------------------------------------------------------
+def test_batch_of_five_with_one_forced_failure(tmp_path):
+    p, _ = make(tmp_path, llm_kw={"fail_on": ("Title 2",)})
+    updates: list[BatchProgress] = []
+    results = list(generate_batch_intros(p, songs(5), progress_callback=updates.append))
+    assert [r.song_id for r in results] == [f"song{i}" for i in range(5)]
+    assert [r.success for r in results] == [True, True, False, True, True]
+    bad = results[2]
+    assert "forced failure" in bad.error and bad.audio_path is None and bad.text is None
+    for r in results[:2] + results[3:]:
+        assert r.audio_path.is_file() and r.error is None and r.text
+    assert len(updates) == 5
+    assert [u.completed for u in updates] == [1, 2, 3, 4, 5]
+    assert updates[-1].completed == updates[-1].total == 5 and updates[-1].failed == 1
+    assert updates[-1].percent == 100.0
+    assert [u.current_song for u in updates] == [f"Title {i}" for i in range(5)]
+
+
+def test_a_speech_failure_fails_only_its_song(tmp_path):
+    replies = ["Hello there friends.", "Here comes BOOM now.", "And one more tune."]
+    p, _ = make(tmp_path, llm_kw={"replies": replies}, tts_kw={"fail_on": ("BOOM",)})
+    results = list(generate_batch_intros(p, songs(3)))
+    assert [r.success for r in results] == [True, False, True]
+    assert "forced synthesis failure" in results[1].error
+    assert results[1].text == "Here comes BOOM now."
+    assert not (tmp_path / "intros" / "song1_julie_0.wav").exists()
+
+
+def test_resume_over_ten_songs_with_five_done(tmp_path):
+    p, log = make(tmp_path)
+    batch = songs(10)
+    (tmp_path / "intros").mkdir()
+    for s in batch[::2]:
+        (tmp_path / "intros" / f"{s['id']}_julie_0.wav").write_bytes(b"done before")
+    updates = []
+    results = list(generate_batch_intros(p, batch, progress_callback=updates.append, resume=True))
+    assert [r.song_id for r in results] == [s["id"] for s in batch]
+    assert [r.skipped for r in results] == [True, False] * 5
+    assert all(r.success for r in results)
+    assert log.count("llm.chat") == 5 and log.count("tts.synthesize") == 5
+    asked = [c["messages"][-1]["content"] for c in p.llm.calls]
+    assert all(any(f"Title {i}" in a for a in asked) for i in range(1, 10, 2))
+    assert not any(f"Title {i}\"" in a for a in asked for i in range(0, 10, 2))
+    for r in results[::2]:
+        assert r.audio_path.read_bytes() == b"done before" and r.text is None
+    assert updates[-1].completed == 10 and updates[-1].failed == 0
+
+
+def test_resume_with_everything_done_loads_no_model(tmp_path):
+    p, log = make(tmp_path)
+    (tmp_path / "intros").mkdir()
+    for s in songs(3):
+        (tmp_path / "intros" / f"{s['id']}_julie_0.wav").write_bytes(b"x")
+    results = list(generate_batch_intros(p, songs(3), resume=True))
+    assert all(r.skipped and r.success for r in results) and log == []
+
+
+def test_without_resume_existing_files_are_made_again(tmp_path):
+    p, log = make(tmp_path)
+    (tmp_path / "intros").mkdir()
+    (tmp_path / "intros" / "song0_julie_0.wav").write_bytes(b"old")
+    results = list(generate_batch_intros(p, songs(2)))
+    assert not any(r.skipped for r in results) and log.count("llm.chat") == 2
+    assert sf.info(str(results[0].audio_path)).frames > 0
+
+
+def test_resume_reuses_texts_written_before_the_audio_failed(tmp_path):
+    p, _ = make(tmp_path, tts_kw={"fail_on": ("Script",)})
+    first = list(generate_batch_intros(p, songs(2)))
+    assert not any(r.success for r in first)
+    q, log = make(tmp_path)
+    second = list(generate_batch_intros(q, songs(2), resume=True))
+    assert all(r.success and not r.skipped for r in second)
+    assert "llm.chat" not in log and log.count("tts.synthesize") == 2  # texts from the ledger
+    assert [r.text for r in second] == [r.text for r in first]
+
+
+def test_unsafe_ids_and_djs_fail_without_writing(tmp_path):
+    p, log = make(tmp_path)
+    bad = [{"id": "../evil", "artist": "A", "title": "T"},
+           {"id": "a/b", "artist": "A", "title": "T"},
+           {"artist": "A", "title": "no id"},
+           {"id": "ok1", "artist": "A", "title": "T", "dj": "../julie"},
+           {"id": "ok2", "artist": "A", "title": "T", "dj": "persona.yaml"},
+           {"id": "good", "artist": "A", "title": "T"}]
+    results = list(generate_batch_intros(p, bad))
+    assert [r.success for r in results] == [False] * 5 + [True]
+    assert "file name" in results[0].error and "file name" in results[1].error
+    assert "no id" in results[2].error and "persona" in results[3].error and "persona" in results[4].error
+    written = sorted(x.name for x in tmp_path.rglob("*.wav"))
+    assert written == ["good_julie_0.wav"] and not (tmp_path.parent / "evil_julie_0.wav").exists()
+    assert log.count("llm.chat") == 1
+
+
+def test_dj_per_song_batch_default_and_unknown_persona(tmp_path):
+    p, _ = make(tmp_path, persona="sam", max_tokens=33, seed=4)
+    batch = [{"id": "a", "artist": "A", "title": "T", "dj": "max"},
+             {"id": "b", "artist": "B", "title": "T"},
+             {"id": "c", "artist": "C", "title": "T", "dj": "nobody"},
+             {"id": 7, "artist": "D", "title": "T", "year": 1977}]
+    results = list(generate_batch_intros(p, batch))
+    assert [(r.song_id, r.dj) for r in results] == [("a", "max"), ("b", "sam"), ("c", "nobody"), ("7", "sam")]
+    assert [r.success for r in results] == [True, True, False, True]
+    assert "unknown persona" in results[2].error
+    assert results[3].audio_path.name == "7_sam_0.wav"
+    assert "1977" in p.llm.calls[-1]["messages"][-1]["content"]  # extra song fields reach the template
+    assert {c["params"].max_tokens for c in p.llm.calls} == {33}
+    assert {c["params"].seed for c in p.llm.calls} == {4}
+    # the method form keeps the older argument order: (songs, dj, resume, progress_callback)
+    q, _ = make(tmp_path / "other")
+    out = list(q.generate_batch_intros([{"id": "z", "artist": "Z", "title": "T"}], "max"))
+    assert out[0].dj == "max" and out[0].audio_path.name == "z_max_0.wav"
+
+
+def test_a_backend_that_cannot_load_fails_every_song(tmp_path):
+    p, log = make(tmp_path, llm_kw={"unavailable": True})
+    updates = []
+    results = list(generate_batch_intros(p, songs(3), progress_callback=updates.append))
+    assert len(results) == 3 and not any(r.success for r in results)
+    assert all("fake backend down (start it)" == r.error for r in results)
+    assert "tts.load" not in log and updates[-1].completed == 3 and updates[-1].failed == 3
+
+
+def test_a_voice_that_cannot_load_fails_every_song_after_the_texts(tmp_path):
+    p, log = make(tmp_path)
+
+    def down() -> None:
+        raise BackendUnavailable("voice down", hint="install it")
+
+    p.tts.load = down
+    results = list(generate_batch_intros(p, songs(2)))
+    assert [r.success for r in results] == [False, False]
+    assert all(r.error == "voice down (install it)" and r.text for r in results)
+    assert log.count("llm.chat") == 2 and not p._llm_loaded
+
+
+def test_events_go_to_the_pipeline_emitter(tmp_path):
+    em = RecordingEmitter()
+    p, _ = make(tmp_path, emitter=em)
+    list(generate_batch_intros(p, songs(2)))
+    names = em.names()
+    assert names[0] == "pipeline_start" and names[-1] == "pipeline_complete"
+    steps = [(n, f.get("step"), f.get("type")) for n, f in em.events if n.startswith("step_")]
+    assert steps == [("step_start", 1, "script"), ("step_complete", 1, None),
+                     ("step_start", 2, "voice"), ("step_complete", 2, None)]
+    models = [(n, f["backend"]) for n, f in em.events if n.startswith("model_")]
+    assert models == [("model_load", "fake"), ("model_unload", "fake"),
+                      ("model_load", "fake-tts"), ("model_unload", "fake-tts")]
+    assert em.events[-1][1]["songs"] == {"completed": 2, "failed": 0, "skipped": 0}
+    assert em.events[0][1]["total_steps"] == 2
+
+
+def test_empty_batch(tmp_path):
+    p, log = make(tmp_path)
+    updates = []
+    assert list(generate_batch_intros(p, [], progress_callback=updates.append)) == []
+    assert updates == [] and log == []
