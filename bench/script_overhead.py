@@ -31,7 +31,8 @@ llm = Llama(model_path=jobs["model"], n_ctx=4096, n_threads=os.cpu_count(), verb
 out = []
 for job in jobs["requests"]:
     r = llm.create_chat_completion(messages=job["messages"], temperature=job["temperature"],
-                                   top_p=job["top_p"], max_tokens=job["max_tokens"], seed=job["seed"])
+                                   top_p=job["top_p"], max_tokens=job["max_tokens"], seed=job["seed"],
+                                   repeat_penalty=job["repeat_penalty"])
     out.append(r["choices"][0]["message"]["content"])
 json.dump(out, open(sys.argv[2], "w"))
 """
@@ -55,7 +56,8 @@ def main() -> None:
         fh.writelines(json.dumps(s) + "\n" for s in songs)
     p = template.params
     requests = [{"messages": template.messages(s, persona), "temperature": p.temperature, "top_p": p.top_p,
-                 "max_tokens": args.max_tokens, "seed": args.seed} for s in songs]
+                 "max_tokens": args.max_tokens, "seed": args.seed, "repeat_penalty": p.repeat_penalty}
+                for s in songs]
     jobs_path = os.path.join(tmp, "jobs.json")
     json.dump({"model": str(bundled_model_path()), "requests": requests}, open(jobs_path, "w"))
 

@@ -30,12 +30,15 @@ class GenerationParams:
     :ivar top_p: nucleus sampling mass (0-1].
     :ivar max_tokens: upper bound on completion tokens.
     :ivar seed: sampler seed; ``None`` lets the engine pick one.
+    :ivar repeat_penalty: penalty on repeated tokens (1.0 = off; llama.cpp and Ollama
+        both name it ``repeat_penalty``). Small models loop without it.
     """
 
     temperature: float = 0.8
     top_p: float = 0.95
     max_tokens: int = 256
     seed: int | None = None
+    repeat_penalty: float = 1.1
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (for request keys and records)."""

@@ -106,6 +106,7 @@ class LlamaCppBackend(LLMBackend):
             "temperature": params.temperature,
             "top_p": params.top_p,
             "max_tokens": params.max_tokens,
+            "repeat_penalty": params.repeat_penalty,
             "stream": True,
         }
         if params.seed is not None:

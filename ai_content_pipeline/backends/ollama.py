@@ -164,6 +164,7 @@ class OllamaBackend(LLMBackend):
             "temperature": params.temperature,
             "top_p": params.top_p,
             "num_predict": params.max_tokens,
+            "repeat_penalty": params.repeat_penalty,
         }
         if params.seed is not None:
             options["seed"] = params.seed

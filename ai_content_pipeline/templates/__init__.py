@@ -45,6 +45,7 @@ class GenerationDefaults(_Strict):
     temperature: float = Field(0.8, ge=0, le=2)
     max_tokens: int = Field(256, gt=0)
     top_p: float = Field(0.95, gt=0, le=1)
+    repeat_penalty: float = Field(1.1, ge=0.5, le=2)
 
 
 class Section(_Strict):

@@ -92,8 +92,8 @@ def test_generation_params_map_to_ollama_options(server):
     complete(b, MESSAGES, GenerationParams(temperature=0.3, top_p=0.5, max_tokens=42, seed=7))
     complete(b, MESSAGES, GenerationParams(temperature=0.0, top_p=1.0, max_tokens=9))
     with_seed, without = (r.body["options"] for r in server.requests_to("/api/chat"))
-    assert with_seed == {"temperature": 0.3, "top_p": 0.5, "num_predict": 42, "seed": 7}
-    assert without == {"temperature": 0.0, "top_p": 1.0, "num_predict": 9}
+    assert with_seed == {"temperature": 0.3, "top_p": 0.5, "num_predict": 42, "seed": 7, "repeat_penalty": 1.1}
+    assert without == {"temperature": 0.0, "top_p": 1.0, "num_predict": 9, "repeat_penalty": 1.1}
 
 
 def test_json_schema_is_sent_as_format(server):
