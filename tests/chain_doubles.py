@@ -1,0 +1,114 @@
+"""Chain test helpers: chain files in tmp dirs, a backend factory of doubles, and a CLI with doubles.
+
+``python -m tests.chain_doubles run-chain --config X ...`` runs the real ``aicp``
+group with every chain step's backend replaced by :class:`FakeLLM` /
+:class:`FakeTTS` (``AICP_FAKE_DELAY`` seconds per synthesis slows the voice step
+down, for kill tests; ``AICP_FAKE_FAIL`` makes records whose prompt contains it fail).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import yaml
+
+from ai_content_pipeline.errors import RecordError
+from tests.doubles import FakeLLM, FakeTTS
+
+SONGS = [
+    {"id": "s1", "artist": "Queen", "title": "Bohemian Rhapsody", "year": 1975},
+    {"id": "s2", "artist": "Fleetwood Mac", "title": "Dreams", "year": 1977},
+    {"id": "s3", "artist": "Nirvana", "title": "Smells Like Teen Spirit", "year": 1991},
+]
+
+
+def write_songs(path: Path, songs: list[dict[str, Any]] | None = None) -> Path:
+    """Write ``songs`` (default :data:`SONGS`) as JSON Lines."""
+    path.write_bytes(b"".join(orjson.dumps(s) + b"\n" for s in (songs or SONGS)))
+    return path
+
+
+def chain_data(tmp: Path, **top: Any) -> dict[str, Any]:
+    """A two-step chain (script → voice) over :data:`SONGS` in ``tmp``; ``top`` overrides keys."""
+    data: dict[str, Any] = {
+        "name": "test-chain",
+        "input": str(write_songs(tmp / "songs.jsonl")),
+        "output_dir": str(tmp / "out"),
+        "steps": [
+            {"type": "script", "template": "song-intro", "persona": "julie", "backend": "auto",
+             "params": {"variants": 1, "temperature": 0.8}},
+            {"type": "voice", "backend": "auto", "params": {"format": "wav", "loudness": -16}},
+        ],
+    }
+    data.update(top)
+    return data
+
+
+def write_chain(tmp: Path, name: str = "pipeline.yaml", **top: Any) -> Path:
+    """Write :func:`chain_data` as YAML and return its path."""
+    path = tmp / name
+    path.write_text(yaml.safe_dump(chain_data(tmp, **top), sort_keys=False), encoding="utf-8")
+    return path
+
+
+class SlowTTS(FakeTTS):
+    """FakeTTS with speech-like length (0.4 s per word, passes the voice stage's checks).
+
+    :param delay: seconds to sleep per call (so a test can kill the voice step mid-way).
+    """
+
+    def __init__(self, delay: float = 0.0, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.delay = delay
+
+    def synthesize(self, text: str, voice: Any) -> np.ndarray:
+        self.calls.append((text, voice))
+        self.events.append("synthesize")
+        if self.delay:
+            time.sleep(self.delay)
+        if any(s in text for s in self.fail_on):
+            raise RecordError("forced synthesis failure", stage="voice")
+        n = int(self.sample_rate * 0.4 * max(1, len(text.split())))
+        t = np.arange(n, dtype=np.float32) / self.sample_rate
+        return (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+
+
+class FakeFactory:
+    """A ``backend_factory`` that hands out doubles and remembers them per step type."""
+
+    def __init__(self, llm: FakeLLM | None = None, tts: FakeTTS | None = None) -> None:
+        self.llm = llm or FakeLLM()
+        self.tts = tts or SlowTTS()
+        self.built: list[str] = []
+
+    def __call__(self, step: Any, notice: Any) -> Any:
+        self.built.append(step.type)
+        return self.llm if step.type == "script" else self.tts
+
+
+def _env_factory() -> FakeFactory:
+    fail = os.environ.get("AICP_FAKE_FAIL")
+    delay = float(os.environ.get("AICP_FAKE_DELAY", "0"))
+    return FakeFactory(FakeLLM(fail_on=(fail,) if fail else ()), SlowTTS(delay))
+
+
+def main(argv: list[str]) -> int:
+    """Run the ``aicp`` group with doubles as every chain step's backend."""
+    from ai_content_pipeline.chain import runner
+    from ai_content_pipeline.cli.errors import run_cli
+    from ai_content_pipeline.cli.main import cli
+
+    runner.create_backend = _env_factory()  # type: ignore[assignment]
+    return run_cli(cli, "aicp", argv)
+
+
+if __name__ == "__main__":
+    code = main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.exit(code)
