@@ -9,7 +9,13 @@ from typing import Any
 import numpy as np
 import orjson
 
-from ai_content_pipeline.backends.base import ChatChunk, GenerationParams, LLMBackend, TTSBackend, Voice
+from ai_content_pipeline.backends.base import (
+    ChatChunk,
+    GenerationParams,
+    LLMBackend,
+    TTSBackend,
+    Voice,
+)
 from ai_content_pipeline.errors import BackendUnavailable, RecordError
 from ai_content_pipeline.events import Emitter
 from ai_content_pipeline.jsonl import InputLine, parse_line
@@ -136,3 +142,41 @@ def lines_of(*records: Any) -> list[InputLine]:
         raw = rec if isinstance(rec, bytes) else orjson.dumps(rec)
         out.append(parse_line(raw, i))
     return out
+
+
+class SpeechTTS(FakeTTS):
+    """FakeTTS at a speech-like rate (``seconds_per_word``, default 0.35 s ≈ 2.9 words/s).
+
+    FakeTTS's 0.06 s per word is faster than any voice, so the voice stage's
+    plausibility check (at most 5 words/s) rejects it; use this double when a
+    test needs files written. ``loads``/``unloads`` count real transitions.
+    """
+
+    def __init__(self, *, seconds_per_word: float = 0.35, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.seconds_per_word = seconds_per_word
+        self.loads = 0
+        self.unloads = 0
+
+    def load(self) -> None:
+        if not self.loaded:
+            self.loads += 1
+        super().load()
+
+    def unload(self) -> None:
+        if self.loaded:
+            self.unloads += 1
+        super().unload()
+
+    def synthesize(self, text: str, voice: Voice) -> np.ndarray:
+        self.calls.append((text, voice))
+        self.events.append("synthesize")
+        if any(s in text for s in self.fail_on):
+            raise RecordError("forced synthesis failure", stage="voice")
+        n = int(self.sample_rate * self.seconds_per_word * max(1, len(text.split())))
+        if self.silent:
+            return np.zeros(n, dtype=np.float32)
+        t = np.arange(n, dtype=np.float32) / self.sample_rate
+        # a 220 Hz tone with a 3 Hz "syllable" envelope, so loudness gating sees speech-like level changes
+        envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 3 * t)
+        return (0.3 * envelope * np.sin(2 * np.pi * 220 * t)).astype(np.float32)

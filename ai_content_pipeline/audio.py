@@ -1,0 +1,371 @@
+"""Audio helpers of the voice stage: text chunking, joining, loudness, validated atomic writes.
+
+Samples are always mono ``float32`` NumPy arrays of shape ``[n_samples]`` in
+``[-1, 1]`` at a sample rate in Hz. Nothing here is hand-rolled: sentences come
+from pysbd, resampling from soxr, loudness (ITU-R BS.1770 integrated, LUFS) from
+pyloudnorm, files from soundfile. The one DSP step of our own is the look-ahead
+sample-peak limiter (:func:`limit_peaks`: scipy.ndimage moving minimum and mean
+of the needed gain) that lets speech reach -16 LUFS with peaks below -1 dBFS.
+Those libraries are imported on first use so ``aicp-voice --help`` stays fast.
+
+Checks every file passes before it gets its final name (see :func:`check_audio`):
+
+- not empty (at least one sample);
+- not silent: sample peak above ``SILENCE_PEAK`` (-60 dBFS);
+- duration plausible for its word count: at most ``MAX_WORDS_PER_SECOND`` (5.0)
+  words a second and at least ``MIN_WORDS_PER_SECOND`` (0.5) words a second,
+  with ``DURATION_SLACK_SECONDS`` (2.0 s) of allowance for pauses and lead-in.
+  Fast radio speech is about 3-3.5 words/s; 5 catches truncated output and
+  0.5 (+2 s) catches runaway generation or a stuck model.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import SynthesisError, UsageError
+
+#: ``--format`` → (soundfile format, subtype, file extension).
+FORMATS: dict[str, tuple[str, str, str]] = {
+    "wav": ("WAV", "PCM_16", "wav"),
+    "flac": ("FLAC", "PCM_16", "flac"),
+    "ogg": ("OGG", "VORBIS", "ogg"),
+    "mp3": ("MP3", "MPEG_LAYER_III", "mp3"),
+}
+
+SILENCE_PEAK = 10 ** (-60 / 20)  # -60 dBFS sample peak
+MAX_WORDS_PER_SECOND = 5.0
+MIN_WORDS_PER_SECOND = 0.5
+DURATION_SLACK_SECONDS = 2.0
+PEAK_CEILING_DBFS = -1.0
+PAUSE_SECONDS = 0.25
+CROSSFADE_SECONDS = 0.01
+LIMITER_WINDOW_SECONDS = 0.01
+
+_CLAUSE = re.compile(r"(?<=[,;:\u2013\u2014])\s+|\s+(?=[\u2013\u2014-]\s)")
+
+
+@dataclass
+class AudioInfo:
+    """What was written: ``path``, ``format``, ``sample_rate`` (Hz), ``channels``,
+    ``seconds`` (duration), ``frames`` (samples per channel), ``size`` (bytes),
+    ``peak_dbfs`` (sample peak) and ``loudness_lufs`` (integrated, BS.1770)."""
+
+    path: str
+    format: str
+    sample_rate: int
+    channels: int
+    seconds: float
+    frames: int
+    size: int
+    peak_dbfs: float
+    loudness_lufs: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-able)."""
+        return asdict(self)
+
+
+# -- text chunking ---------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def _segmenter() -> Any:
+    import pysbd
+
+    return pysbd.Segmenter(language="en", clean=False)
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of ``text`` (pysbd, English rules), stripped, empty ones dropped."""
+    return [s.strip() for s in _segmenter().segment(text) if s.strip()]
+
+
+def split_long(sentence: str, max_chars: int) -> list[str]:
+    """Split one sentence longer than ``max_chars`` at clause boundaries
+    (commas, semicolons, colons, dashes), then at word boundaries; a single
+    word longer than the limit is cut hard. Every piece is at most ``max_chars``."""
+    if len(sentence) <= max_chars:
+        return [sentence]
+    pieces: list[str] = []
+    for clause in _CLAUSE.split(sentence):
+        words = clause.split() if len(clause) > max_chars else [clause]
+        for word in words:
+            while len(word) > max_chars:
+                pieces.append(word[:max_chars])
+                word = word[max_chars:]
+            pieces.append(word)
+    return _pack(pieces, max_chars)
+
+
+def _pack(pieces: list[str], max_chars: int) -> list[str]:
+    chunks: list[str] = []
+    current = ""
+    for piece in pieces:
+        piece = piece.strip()
+        if not piece:
+            continue
+        joined = f"{current} {piece}" if current else piece
+        if len(joined) <= max_chars:
+            current = joined
+        else:
+            if current:
+                chunks.append(current)
+            current = piece
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def chunk_text(text: str, max_chars: int) -> list[str]:
+    """Pack the sentences of ``text`` into chunks of at most ``max_chars`` characters.
+
+    Sentences stay whole and in order; one longer than the limit is split by
+    :func:`split_long`. Returns ``[]`` for blank text.
+    """
+    pieces: list[str] = []
+    for sentence in split_sentences(text):
+        pieces.extend(split_long(sentence, max_chars))
+    return _pack(pieces, max_chars)
+
+
+# -- joining, resampling, loudness -------------------------------------------------------
+def as_mono_float32(samples: Any) -> np.ndarray:
+    """Coerce a backend's output to ``float32`` of shape ``[n_samples]``.
+
+    :raises SynthesisError: when it is not 1-D (or ``[1, n]``) or holds NaN/inf.
+    """
+    array = np.asarray(samples, dtype=np.float32)
+    if array.ndim == 2 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 1:
+        raise SynthesisError(f"the backend returned audio of shape {array.shape}, expected [n_samples]",
+                             stage="voice")
+    if not np.all(np.isfinite(array)):
+        raise SynthesisError("the backend returned audio with NaN or infinite samples", stage="voice")
+    return array
+
+
+def join_chunks(chunks: list[np.ndarray], sample_rate: int, *, pause: float = PAUSE_SECONDS,
+                crossfade: float = CROSSFADE_SECONDS) -> np.ndarray:
+    """Join chunk audio with ``pause`` seconds of silence between chunks.
+
+    Each boundary (chunk → pause → chunk) is an overlap-add crossfade of
+    ``crossfade`` seconds with linear ramps, so no chunk starts or stops with a
+    click. Returns ``float32`` ``[n_samples]``.
+    """
+    if not chunks:
+        return np.zeros(0, dtype=np.float32)
+    gap = np.zeros(int(round(pause * sample_rate)), dtype=np.float32)
+    fade = int(round(crossfade * sample_rate))
+    out = chunks[0].astype(np.float32)
+    for chunk in chunks[1:]:
+        out = _crossfade(_crossfade(out, gap, fade), chunk.astype(np.float32), fade)
+    return out
+
+
+def _crossfade(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    n = min(n, len(a), len(b))
+    if n <= 0:
+        return np.concatenate([a, b])
+    ramp = np.linspace(0.0, 1.0, n, dtype=np.float32)
+    middle = a[-n:] * (1.0 - ramp) + b[:n] * ramp
+    return np.concatenate([a[:-n], middle, b[n:]])
+
+
+def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Resample ``samples`` from ``from_rate`` to ``to_rate`` Hz (soxr, high quality)."""
+    if from_rate == to_rate:
+        return samples
+    import soxr
+
+    return np.asarray(soxr.resample(samples, from_rate, to_rate, quality="HQ"), dtype=np.float32)
+
+
+def measure_loudness(samples: np.ndarray, sample_rate: int) -> float | None:
+    """Integrated loudness in LUFS (pyloudnorm, ITU-R BS.1770-4 gating).
+
+    Audio shorter than one 400 ms gating block is padded with silence. Returns
+    ``None`` when every block is gated out (silence).
+    """
+    import pyloudnorm
+
+    block = int(0.4 * sample_rate) + 1
+    if len(samples) < block:
+        samples = np.pad(samples, (0, block - len(samples)))
+    value = float(pyloudnorm.Meter(sample_rate).integrated_loudness(samples.astype(np.float64)))
+    return value if np.isfinite(value) else None
+
+
+def peak_dbfs(samples: np.ndarray) -> float:
+    """Sample peak in dBFS (``-inf`` for digital silence)."""
+    peak = float(np.max(np.abs(samples))) if len(samples) else 0.0
+    return 20 * float(np.log10(peak)) if peak > 0 else float("-inf")
+
+
+def limit_peaks(samples: np.ndarray, sample_rate: int, *, ceiling_dbfs: float = PEAK_CEILING_DBFS,
+                window: float = LIMITER_WINDOW_SECONDS) -> np.ndarray:
+    """Look-ahead peak limiter: sample peaks at or below ``ceiling_dbfs`` (dBFS).
+
+    The gain each sample needs (``min(1, ceiling / |x|)``) is spread with a
+    moving minimum over ``±window`` seconds and smoothed with a moving average
+    of the same width (scipy.ndimage), so gain falls and recovers over about
+    ``2 * window`` around each peak instead of clipping it. This is a *sample*
+    peak limit, not a true-peak (oversampled) one.
+    """
+    from scipy.ndimage import minimum_filter1d, uniform_filter1d
+
+    ceiling = 10 ** (ceiling_dbfs / 20)
+    magnitude = np.abs(samples)
+    if not len(samples) or float(magnitude.max()) <= ceiling:
+        return samples
+    need = np.minimum(1.0, ceiling / np.maximum(magnitude, 1e-12))
+    size = 2 * max(1, int(window * sample_rate)) + 1
+    gain = uniform_filter1d(minimum_filter1d(need, size, mode="nearest"), size, mode="nearest")
+    return np.clip(samples * gain, -ceiling, ceiling).astype(np.float32)
+
+
+def normalize_loudness(samples: np.ndarray, sample_rate: int, target_lufs: float, *,
+                       peak_ceiling_dbfs: float = PEAK_CEILING_DBFS) -> np.ndarray:
+    """Bring integrated loudness to ``target_lufs`` (LUFS) with sample peaks at or below
+    ``peak_ceiling_dbfs`` (dBFS); see :func:`normalize_loudness_measured`."""
+    return normalize_loudness_measured(samples, sample_rate, target_lufs,
+                                       peak_ceiling_dbfs=peak_ceiling_dbfs)[0]
+
+
+def normalize_loudness_measured(samples: np.ndarray, sample_rate: int, target_lufs: float, *,
+                                peak_ceiling_dbfs: float = PEAK_CEILING_DBFS,
+                                tolerance: float = 0.05) -> tuple[np.ndarray, float | None]:
+    """Normalize loudness like :func:`normalize_loudness`; also return the final loudness (LUFS).
+
+    A gain is applied and peaks above the ceiling are limited (:func:`limit_peaks`).
+    Limiting lowers loudness a little (speech has a peak-to-loudness ratio near
+    20 dB, so -16 LUFS at -1 dBFS needs a few dB of it), so the gain is corrected
+    by the secant method on gain (dB) → loudness until within ``tolerance`` LU,
+    at most 4 tries. Silent input is returned unchanged (loudness ``None``).
+    """
+    loudness = measure_loudness(samples, sample_rate)
+    if loudness is None:
+        return samples, None
+    gains: list[float] = []
+    levels: list[float] = []
+    gain_db = target_lufs - loudness
+    out = samples
+    for _ in range(4):
+        out = limit_peaks((samples * 10 ** (gain_db / 20)).astype(np.float32), sample_rate,
+                          ceiling_dbfs=peak_ceiling_dbfs)
+        level = measure_loudness(out, sample_rate)
+        if level is None or abs(target_lufs - level) < tolerance:
+            return out, level
+        gains.append(gain_db)
+        levels.append(level)
+        slope = 1.0
+        if len(gains) >= 2 and gains[-1] != gains[-2]:
+            slope = min(1.0, max(0.2, (levels[-1] - levels[-2]) / (gains[-1] - gains[-2])))
+        gain_db += (target_lufs - level) / slope
+    return out, levels[-1]
+
+
+# -- checks and atomic writes -----------------------------------------------------------
+def duration_bounds(words: int) -> tuple[float, float]:
+    """``(min_seconds, max_seconds)`` a file with ``words`` words may last (see module doc)."""
+    words = max(1, words)
+    return words / MAX_WORDS_PER_SECOND, words / MIN_WORDS_PER_SECOND + DURATION_SLACK_SECONDS
+
+
+def check_audio(samples: np.ndarray, sample_rate: int, words: int | None) -> None:
+    """Raise :class:`SynthesisError` when audio is empty, silent or of implausible length.
+
+    :param words: the word count of the text spoken; ``None`` skips the duration check.
+    """
+    if samples.size == 0:
+        raise SynthesisError("the synthesized audio is empty", stage="voice")
+    if float(np.max(np.abs(samples))) <= SILENCE_PEAK:
+        raise SynthesisError("the synthesized audio is silent (peak below -60 dBFS)", stage="voice")
+    if words is not None:
+        seconds = samples.size / sample_rate
+        low, high = duration_bounds(words)
+        if not low <= seconds <= high:
+            raise SynthesisError(
+                f"the synthesized audio lasts {seconds:.2f} s for {words} words "
+                f"(plausible: {low:.2f}-{high:.2f} s)",
+                hint="the backend may have cut the text short or run on; try again or another voice",
+                stage="voice",
+            )
+
+
+def output_format(name: str) -> tuple[str, str, str]:
+    """``(soundfile format, subtype, extension)`` for ``--format name``.
+
+    :raises UsageError: unknown format.
+    """
+    try:
+        return FORMATS[name.lower()]
+    except KeyError:
+        raise UsageError(f"unknown audio format '{name}'", hint=f"choose one of: {', '.join(FORMATS)}") from None
+
+
+def write_audio_atomic(path: str | os.PathLike[str], samples: np.ndarray, sample_rate: int, *,
+                       format: str, words: int | None, loudness_lufs: float | None = None) -> AudioInfo:
+    """Check ``samples`` and write them to ``path``, all or nothing.
+
+    The audio is checked (:func:`check_audio`), written to a temporary name in
+    the same folder, read back (frames and rate must match) and only then
+    renamed to ``path`` with :func:`os.replace`. On any failure, Ctrl-C
+    included, the temporary file is removed and nothing is left behind.
+
+    :param samples: ``float32`` ``[n_samples]`` mono, in ``[-1, 1]`` (clipped on write).
+    :param sample_rate: Hz. :param format: a key of :data:`FORMATS`.
+    :param words: word count of the spoken text for the duration check (``None``: skip).
+    :param loudness_lufs: the loudness already measured (skips measuring it again).
+    :raises SynthesisError: a failed check or an unreadable result (per record).
+    :raises UsageError: the folder cannot be written.
+    """
+    import soundfile as sf
+
+    sf_format, subtype, _ = output_format(format)
+    samples = as_mono_float32(samples)
+    check_audio(samples, sample_rate, words)
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.part"
+        handle = open(tmp, "xb")  # a new file; permissions follow the umask
+    except OSError as exc:
+        raise UsageError(f"cannot write to {target.parent}: {exc.strerror}") from exc
+    done = False
+    try:
+        with handle:
+            sf.write(handle, np.clip(samples, -1.0, 1.0), sample_rate, format=sf_format, subtype=subtype)
+        info = sf.info(tmp)
+        size = os.path.getsize(tmp)
+        if size == 0 or info.frames <= 0 or info.samplerate != sample_rate:
+            raise SynthesisError(f"the written {format} file did not read back correctly", stage="voice")
+        os.replace(tmp, target)
+        done = True
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise SynthesisError(f"cannot encode {format}: {exc}", stage="voice") from exc
+    except OSError as exc:
+        raise SynthesisError(f"cannot write {target}: {exc.strerror or exc}", stage="voice") from exc
+    finally:
+        if not done:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+    return AudioInfo(
+        path=str(target), format=format, sample_rate=sample_rate, channels=1,
+        seconds=round(info.frames / sample_rate, 3), frames=int(info.frames), size=size,
+        peak_dbfs=round(peak_dbfs(samples), 2),
+        loudness_lufs=_rounded(loudness_lufs if loudness_lufs is not None else measure_loudness(samples, sample_rate)),
+    )
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)

