@@ -119,11 +119,19 @@ def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj, default=str)
 
 
+class OutputClosed(Exception):
+    """The reader of stdout went away (``| head -1``): stop quietly.
+
+    Not an ``OSError`` on purpose: click turns an EPIPE ``OSError`` into exit 1
+    before the CLI's own handler could see it.
+    """
+
+
 class RecordWriter:
     """Writes records as JSON Lines, one ``write`` and one ``flush`` per record.
 
-    A closed downstream pipe raises :class:`BrokenPipeError`; the CLI's top-level
-    handler turns that into a quiet exit.
+    A closed downstream pipe raises :class:`OutputClosed`; the CLI's top-level
+    handler turns that into a quiet exit (141).
     """
 
     def __init__(self, stream: IO[bytes] | None = None) -> None:
@@ -132,6 +140,9 @@ class RecordWriter:
 
     def write(self, record: dict[str, Any]) -> None:
         """Write one record as a compact JSON line and flush it."""
-        self.stream.write(dumps(record) + b"\n")
-        self.stream.flush()
+        try:
+            self.stream.write(dumps(record) + b"\n")
+            self.stream.flush()
+        except BrokenPipeError as exc:
+            raise OutputClosed("stdout was closed by its reader") from exc
         self.count += 1

@@ -104,7 +104,11 @@ def main(argv: list[str]) -> int:
     from ai_content_pipeline.cli.errors import run_cli
     from ai_content_pipeline.cli.main import cli
 
-    runner.create_backend = _env_factory()  # type: ignore[assignment]
+    from ai_content_pipeline.cli import script as script_cli
+
+    factory = _env_factory()
+    runner.create_backend = factory  # type: ignore[assignment]
+    script_cli.create_llm = lambda *a, **k: factory.llm  # type: ignore[assignment]
     return run_cli(cli, "aicp", argv)
 
 

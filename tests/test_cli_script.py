@@ -114,3 +114,41 @@ def test_help_documents_exit_codes_and_does_not_import_engines():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "HEAVY []" in out
     assert "Exit status:" in out and "4 backend unavailable" in out and "130 interrupted" in out
+
+
+def test_fatal_errors_are_json_events_with_stream(monkeypatch):
+    def boom(*a, **k):
+        raise BackendUnavailable("cannot reach Ollama at http://x", hint="is `ollama serve` running?")
+
+    monkeypatch.setattr(script_cli, "create_llm", boom)
+    res = invoke(script_cli.script_command, "aicp-script", ["--stream"], SONGS)
+    event = orjson.loads(res.stderr)
+    assert res.exit_code == 4 and event["event"] == "error" and event["exit_code"] == 4
+    assert "ollama serve" in event["hint"] and event["schema_version"] == "1"
+    res = invoke(script_cli.script_command, "aicp-script", ["--stream", "--template", "nope"], SONGS)
+    assert res.exit_code == 2 and orjson.loads(res.stderr)["event"] == "error"
+
+
+def test_summary_line_names_the_command_once(llm):
+    res = invoke(script_cli.script_command, "aicp-script", [], SONGS)
+    assert res.stderr.splitlines()[-1].startswith("aicp-script: 3 ok, 0 failed, 0 skipped; ")
+
+
+def test_closed_stdout_ends_quietly_with_141():
+    # click turns an EPIPE OSError into exit 1 unless the writer hides it: regression test.
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    many = SONGS * 400
+    proc = subprocess.Popen([sys.executable, "-m", "tests.chain_doubles", "script"], cwd=ROOT,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdin.write(many)
+    proc.stdin.close()
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141
+    assert orjson.loads(first)["id"] == "s0"
+    assert b"Traceback" not in err and b"Broken pipe" not in err

@@ -100,3 +100,12 @@ def test_probe_gives_up_quickly_on_a_server_that_never_answers():
         took = time.monotonic() - t0
     assert (name, model) == ("llamacpp", None) and "no Ollama" in notices[0]
     assert took < 2.0  # the probe waits about 1 s, not the client's default (forever)
+
+
+def test_auto_tts_with_a_piper_voice_file_is_piper(monkeypatch):
+    from ai_content_pipeline.backends import chatterbox
+
+    monkeypatch.setattr(chatterbox, "chatterbox_available", lambda: True)
+    monkeypatch.setattr(chatterbox, "detect_device", lambda: "cuda")
+    assert registry.resolve_tts_name("auto") == "chatterbox"
+    assert registry.resolve_tts_name("auto", voice="voices/en_US-joe.ONNX") == "piper"

@@ -88,13 +88,18 @@ def create_llm(name: str = "auto", *, model: str | None = None, host: str | None
 
 
 def resolve_tts_name(name: str, notice: Callable[[str], None] | None = None,
-                     device: str | None = None) -> str:
-    """Turn ``auto`` into ``chatterbox`` (installed and a GPU present) or ``piper``."""
+                     device: str | None = None, voice: str | None = None) -> str:
+    """Turn ``auto`` into ``chatterbox`` (installed and a GPU present) or ``piper``.
+
+    A Piper voice file (``.onnx``) always means ``piper``.
+    """
     if name != "auto":
         return name
     from .chatterbox import chatterbox_available, detect_device
 
-    if chatterbox_available() and (device or detect_device()) in ("cuda", "mps"):
+    if voice and str(voice).lower().endswith(".onnx"):
+        choice = "piper"
+    elif chatterbox_available() and (device or detect_device()) in ("cuda", "mps"):
         choice = "chatterbox"
     else:
         choice = "piper"
@@ -106,6 +111,6 @@ def resolve_tts_name(name: str, notice: Callable[[str], None] | None = None,
 def create_tts(name: str = "auto", *, notice: Callable[[str], None] | None = None,
                **options: Any) -> TTSBackend:
     """Build (not load) the TTS backend ``name`` (``auto``, ``piper``, ``chatterbox``)."""
-    name = resolve_tts_name(name, notice, options.get("device"))
+    name = resolve_tts_name(name, notice, options.get("device"), options.get("voice"))
     cls = _load_class(TTS_BACKENDS, name, "TTS")
     return cls(**options)  # type: ignore[no-any-return]

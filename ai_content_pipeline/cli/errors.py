@@ -17,7 +17,12 @@ from typing import Any
 import click
 
 from ..errors import AicpError
+from ..jsonl import OutputClosed
 from ..status import ExitStatus
+
+
+#: 128 + SIGPIPE: what a Unix tool that died of a closed pipe exits with.
+EXIT_BROKEN_PIPE = 141
 
 
 def _quiet_stdout() -> None:
@@ -30,36 +35,55 @@ def _quiet_stdout() -> None:
         pass
 
 
+def _report(prog_name: str, stream_events: bool, message: str, hint: str | None, status: int) -> None:
+    """Tell the user about a fatal error: plain lines, or one ``error`` event with ``--stream``.
+
+    With ``--stream`` stderr is a JSON Lines log (``2>progress.jsonl``), so the error
+    goes there as an event too and a ``jq`` pipeline over the log never meets a plain line.
+    """
+    if stream_events:
+        from ..events import StreamEmitter
+
+        StreamEmitter(enabled=True).emit("error", message=message, hint=hint, exit_code=int(status))
+        return
+    sys.stderr.write(f"{prog_name}: error: {message}\n")
+    if hint:
+        sys.stderr.write(f"{prog_name}: hint: {hint}\n")
+
+
 def run_cli(command: click.Command, prog_name: str, args: list[str] | None = None) -> int:
     """Run ``command`` and return the exit status (never raises, except SystemExit)."""
     argv = list(sys.argv[1:] if args is None else args)
     show_tb = "--traceback" in argv or os.environ.get("AICP_TRACEBACK") == "1"
+    stream_events = "--stream" in argv
     try:
         result: Any = command.main(args=argv, prog_name=prog_name, standalone_mode=False)
         return int(result) if isinstance(result, int) else ExitStatus.SUCCESS
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
-        exc.show()
-        return ExitStatus.USAGE if exc.exit_code == 2 else exc.exit_code
+        code = ExitStatus.USAGE if exc.exit_code == 2 else exc.exit_code
+        if stream_events:
+            _report(prog_name, True, exc.format_message(), None, code)
+        else:
+            exc.show()
+        return code
     except (KeyboardInterrupt, click.Abort):
-        sys.stderr.write(f"{prog_name}: interrupted\n")
+        _report(prog_name, stream_events, "interrupted", None, ExitStatus.INTERRUPTED)
         return ExitStatus.INTERRUPTED
-    except BrokenPipeError:
+    except (BrokenPipeError, OutputClosed):
         _quiet_stdout()
-        return 141
+        return EXIT_BROKEN_PIPE
     except AicpError as exc:
         if show_tb:
             traceback.print_exc()
-        sys.stderr.write(f"{prog_name}: error: {exc.message}\n")
-        if exc.hint:
-            sys.stderr.write(f"{prog_name}: hint: {exc.hint}\n")
+        _report(prog_name, stream_events, exc.message, exc.hint, exc.exit_status)
         return exc.exit_status
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if show_tb:
             traceback.print_exc()
-        sys.stderr.write(f"{prog_name}: error: unexpected {type(exc).__name__}: {exc}\n")
-        sys.stderr.write(f"{prog_name}: hint: run again with --traceback and report it\n")
+        _report(prog_name, stream_events, f"unexpected {type(exc).__name__}: {exc}",
+                "run again with --traceback and report it", ExitStatus.ERROR)
         return ExitStatus.ERROR
 
 
@@ -70,5 +94,5 @@ def entry(command: click.Command, prog_name: str) -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         _quiet_stdout()
-        code = 141
+        code = EXIT_BROKEN_PIPE
     sys.exit(code)

@@ -50,9 +50,9 @@ def make_emitter(stream: bool, quiet: bool, prog: str) -> Emitter:
     return ConsoleEmitter(prog, quiet=quiet)
 
 
-def finish(emitter: Emitter, stats: Any, stage: str) -> int:
+def finish(emitter: Emitter, stats: Any) -> int:
     """Close the emitter, print the one-line summary (not with --stream) and return the status."""
     emitter.close()
     if not isinstance(emitter, StreamEmitter):
-        emitter.message(stats.summary(stage))
+        emitter.message(stats.summary())
     return int(stats.exit_status)

@@ -88,7 +88,7 @@ def voice_command(files: tuple[str, ...], backend: str, voice: str | None, perso
                           checkpoint=checkpoint, barrier=barrier)
     finally:
         emitter.close()
-    return finish(emitter, stats, "aicp-voice")
+    return finish(emitter, stats)
 
 
 def main() -> None:

@@ -65,10 +65,9 @@ class StageStats:
             "seconds": self.seconds,
         }
 
-    def summary(self, stage: str) -> str:
-        """One human line for stderr."""
-        parts = [f"{self.completed} ok", f"{self.failed} failed", f"{self.skipped} skipped"]
-        text = f"{stage}: {', '.join(parts)}"
+    def summary(self) -> str:
+        """One human line for stderr: counts, tokens, audio seconds, wall time."""
+        text = f"{self.completed} ok, {self.failed} failed, {self.skipped} skipped"
         if self.prompt_tokens or self.completion_tokens:
             text += f"; {self.prompt_tokens + self.completion_tokens} tokens"
         if self.audio_seconds:
