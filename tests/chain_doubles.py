@@ -101,10 +101,9 @@ def _env_factory() -> FakeFactory:
 def main(argv: list[str]) -> int:
     """Run the ``aicp`` group with doubles as every chain step's backend."""
     from ai_content_pipeline.chain import runner
+    from ai_content_pipeline.cli import script as script_cli
     from ai_content_pipeline.cli.errors import run_cli
     from ai_content_pipeline.cli.main import cli
-
-    from ai_content_pipeline.cli import script as script_cli
 
     factory = _env_factory()
     runner.create_backend = factory  # type: ignore[assignment]

@@ -20,7 +20,6 @@ from ..errors import AicpError
 from ..jsonl import OutputClosed
 from ..status import ExitStatus
 
-
 #: 128 + SIGPIPE: what a Unix tool that died of a closed pipe exits with.
 EXIT_BROKEN_PIPE = 141
 
