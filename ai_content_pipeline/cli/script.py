@@ -16,6 +16,7 @@ Examples:
   aicp-script --template podcast-segment examples/topics.jsonl --stream 2>progress.jsonl
   aicp-script --backend ollama --model llama3.2 --jobs 4 songs.jsonl > scripts.jsonl
   aicp-script --checkpoint run.ledger --resume songs.jsonl > scripts.jsonl
+  aicp-script -t podcast-longform --words 2000 --checkpoint pod.ledger --resume topics.jsonl
 
 {EPILOG_STATUS}
 """
@@ -43,11 +44,17 @@ Examples:
 @click.option("--keep-alive", metavar="DURATION",
               help="Ollama keeps the model loaded this long after the run (e.g. 10m) "
                    "[default: unload at the end and wait until /api/ps drops it].")
+@click.option("--words", type=click.IntRange(50, 100_000), metavar="N",
+              help="Long-form templates: scale the section word targets to N words in all.")
+@click.option("--work-dir", default="aicp-out/longform", show_default=True, metavar="DIR",
+              type=click.Path(file_okay=False),
+              help="Long-form templates: chunk files and checkpoints go to DIR/{id}/ (--resume continues there).")
 @run_options
 def script_command(files: tuple[str, ...], template: str, persona: str | None, variants: int,
                    backend: str, model: str | None, host: str | None, temperature: float | None,
                    top_p: float | None, seed: int | None, max_tokens: int | None, jobs: int,
-                   keep_alive: str | None, resume: bool, checkpoint: str | None, retries: int,
+                   keep_alive: str | None, words: int | None, work_dir: str, resume: bool,
+                   checkpoint: str | None, retries: int,
                    strict: bool, stream: bool, quiet: bool, traceback: bool) -> int:
     """Generate a script for each JSON Lines record with a local LLM.
 
@@ -58,16 +65,18 @@ def script_command(files: tuple[str, ...], template: str, persona: str | None, v
     object instead and the batch goes on.
     """
     emitter = make_emitter(stream, quiet, "aicp-script")
-    llm = create_llm(backend, model=model, host=host, keep_alive=keep_alive, notice=emitter.message)
     options = ScriptOptions(template=template, persona=persona, variants=variants,
                             temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
-                            jobs=jobs, retries=retries, resume=resume, strict=strict)
+                            jobs=jobs, retries=retries, resume=resume, strict=strict,
+                            words=words, work_dir=work_dir)
+    options.validate()  # usage errors (exit 2) before any backend is contacted
+    llm = create_llm(backend, model=model, host=host, keep_alive=keep_alive, notice=emitter.message)
     try:
         stats = run_script(files, options, backend=llm, emitter=emitter,
                            write=RecordWriter().write, checkpoint=checkpoint)
     finally:
         emitter.close()
-    return finish(emitter, stats, "aicp-script")
+    return finish(emitter, stats)
 
 
 def main() -> None:

@@ -78,6 +78,9 @@ class ScriptOptions:
     :ivar retries: extra attempts for transient backend errors (0 = fail fast).
     :ivar resume: serve requests found in the ledger instead of calling the model.
     :ivar strict: stop at the first failed record.
+    :ivar words: long-form only: scale the section word targets to this total.
+    :ivar sections: long-form only: a plan (``[{name, brief, words}]``) replacing the template's.
+    :ivar work_dir: long-form only: chunk files and checkpoints go to ``work_dir/{id}/``.
     """
 
     template: str = "song-intro"
@@ -92,6 +95,18 @@ class ScriptOptions:
     resume: bool = False
     strict: bool = False
     extra_context: dict[str, Any] = field(default_factory=dict)
+    words: int | None = None
+    sections: list[dict[str, Any]] | None = None
+    work_dir: str = "aicp-out/longform"
+
+    def validate(self) -> None:
+        """Load the template and default persona now.
+
+        :raises UsageError: unknown template or persona. :raises ConfigError: invalid file.
+        """
+        load_template(self.template)
+        if self.persona:
+            load_persona(self.persona)
 
     def params_for(self, template: Template, take: int) -> GenerationParams:
         """Generation parameters for ``take``: template defaults, then these overrides."""
@@ -101,6 +116,7 @@ class ScriptOptions:
             top_p=d.top_p if self.top_p is None else self.top_p,
             max_tokens=d.max_tokens if self.max_tokens is None else self.max_tokens,
             seed=None if self.seed is None else self.seed + take,
+            repeat_penalty=d.repeat_penalty,
         )
 
 
@@ -137,6 +153,10 @@ class ScriptStage:
         self.stats = StageStats()
         self.tracker = RecordTracker(self.emitter, self.stats, self.stage)
         self.session = BackendSession(backend, self.emitter)
+        self.longform: Any = None  # a LongformWriter for sectioned templates
+        if self.template.sections or self.options.sections:
+            from .longform import LongformWriter
+            self.longform = LongformWriter(self)
 
     # -- one take ----------------------------------------------------------------
     def request(self, record: dict[str, Any], persona: Persona, take: int) -> tuple[list[dict[str, str]], GenerationParams, str]:
@@ -149,6 +169,8 @@ class ScriptStage:
         return messages, params, key
 
     def _take(self, index: int, record: dict[str, Any], take: int) -> dict[str, Any]:
+        if self.longform is not None:
+            return self.longform.take(index, record, take)
         rid = record_id(record)
         name = persona_name(record, self.options.persona)
         try:

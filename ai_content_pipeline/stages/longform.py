@@ -1,0 +1,487 @@
+"""Long-form scripts: a sectioned plan written chunk by chunk, checkpointed on disk.
+
+A template with ``sections`` (or a run whose options carry ``sections``) is
+written one section (*chunk*) at a time instead of in one long LLM call:
+
+1. A *canonical pack* is asked for first: a JSON object (:class:`CanonicalPack`:
+   title, key facts, names, numbers, outline) built from the record's ``topic``,
+   ``notes`` and ``sources``, schema-constrained where the backend supports it.
+2. Every chunk gets the pack, a *rolling summary* of what earlier chunks said,
+   its section's brief and its word target. The rolling summary costs no model
+   call: it is the last sentence (two for the previous chunk) of each earlier
+   chunk, cut by pysbd, at most 40 words per chunk.
+3. A chunk streams into ``DIR/{id}/chunks/NN.part`` (written unbuffered, so
+   every token is on disk as it arrives); when done, the file holds the cleaned
+   text and is renamed to ``NN.txt`` and the chunk's entry goes to the ledger
+   ``DIR/{id}/checkpoint.jsonl``.
+4. A chunk shorter than its target by more than ``SHORTFALL_MARGIN`` is
+   continued (at most ``MAX_CONTINUATIONS`` more requests); what is still
+   missing is reported as the chunk's ``shortfall``.
+
+Files per record (``DIR`` is ``ScriptOptions.work_dir``, ``{id}`` the record id,
+``-takeN`` appended for takes after the first): ``pack.json``,
+``pack.raw.txt`` (only when the pack reply did not validate), ``chunks/NN.txt``,
+``checkpoint.jsonl`` and the stitched ``script.txt``.
+
+On ``resume`` a chunk whose ledger entry and ``NN.txt`` (same SHA-256) are
+present is reused, never regenerated; a leftover ``NN.part`` is discarded and
+that chunk starts again. Without ``resume`` the record's earlier files are
+removed and it starts over. A failed chunk stops its record (fail fast); the
+record's ``error`` names the chunk, completed chunks stay on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from ..backends.base import Completion, GenerationParams, complete
+from ..errors import AicpError, ConfigError, InputError, RecordError
+from ..ledger import Ledger, request_key
+from ..records import STAGE_FIELDS, record_id, word_count
+from ..templates import Section, Template, load_persona, load_template
+from .common import with_retries
+
+if TYPE_CHECKING:
+    from .script import ScriptStage
+
+#: A chunk shorter than ``target * (1 - SHORTFALL_MARGIN)`` words is continued.
+SHORTFALL_MARGIN = 0.2
+#: At most this many continuation requests per chunk.
+MAX_CONTINUATIONS = 2
+#: Completion tokens allowed per target word (English prose is about 1.3-1.5).
+TOKENS_PER_WORD = 1.6
+#: Smallest word target a section gets when a plan is scaled.
+MIN_SECTION_WORDS = 20
+#: The built-in template whose ``pack``/``continue`` prompts serve templates without them.
+FALLBACK_PROMPTS = "podcast-longform"
+#: Generation parameters of the canonical pack request.
+PACK_TEMPERATURE = 0.2
+PACK_MAX_TOKENS = 600
+#: Seconds between ``chunk_progress`` events (at most one a second).
+PROGRESS_INTERVAL = 1.0
+
+_clock = time.monotonic
+
+class CanonicalPack(BaseModel):
+    """The facts every chunk shares, so sections agree on names and numbers.
+
+    Lists are bounded (``maxItems``) so a schema-constrained reply stays short;
+    strings are not: ``maxLength`` turns into a grammar that slows llama.cpp's
+    sampling down badly, and ``PACK_MAX_TOKENS`` bounds the reply anyway.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1)
+    key_facts: list[str] = Field(min_length=1, max_length=5)
+    names: list[str] = Field(max_length=5)
+    numbers: list[str] = Field(max_length=4)
+    outline: list[str] = Field(max_length=12)
+
+
+def pack_schema() -> dict[str, Any]:
+    """JSON Schema of :class:`CanonicalPack` (passed to ``backend.chat(json_schema=...)``)."""
+    return CanonicalPack.model_json_schema()
+
+
+def parse_pack(text: str) -> CanonicalPack:
+    """Validate a pack reply: the JSON object in ``text`` (code fences or chatter around it allowed).
+
+    :raises ValueError: no JSON object, bad JSON, or fields that break the schema.
+    """
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end <= start:
+        raise ValueError("the reply holds no JSON object")
+    try:
+        return CanonicalPack.model_validate(orjson.loads(text[start:end + 1]))
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON: {exc}") from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "pack"
+        raise ValueError(f"{where}: {first['msg']}") from exc
+
+
+def scale_plan(sections: list[Section], words: int) -> list[Section]:
+    """Scale section word targets to a ``words`` total (largest remainder, so they sum to it).
+
+    Every section keeps at least ``MIN_SECTION_WORDS`` (so a tiny total may be exceeded).
+    """
+    total = sum(s.words for s in sections)
+    shares = [s.words * words / total for s in sections]
+    targets = [math.floor(x) for x in shares]
+    order = sorted(range(len(shares)), key=lambda i: targets[i] - shares[i])
+    for i in order[: words - sum(targets)]:
+        targets[i] += 1
+    return [s.model_copy(update={"words": max(MIN_SECTION_WORDS, t)}) for s, t in zip(sections, targets, strict=True)]
+
+
+def plan_for(template: Template, sections: list[dict[str, Any]] | None = None,
+             words: int | None = None) -> list[Section]:
+    """The section plan of a run: ``sections`` (a chain or option override) or the template's,
+    scaled to ``words`` when given.
+
+    :raises ConfigError: a bad section (names the index and field), or no sections at all.
+    """
+    plan = template.sections
+    if sections:
+        try:
+            plan = TypeAdapter(list[Section]).validate_python(sections)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise ConfigError(f"sections: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from exc
+    if not plan:
+        raise ConfigError(f"template '{template.name}' has no sections for a long-form script")
+    if words is not None:
+        if words < 1:
+            raise ConfigError("words must be a positive number")
+        plan = scale_plan(plan, words)
+    return plan
+
+
+_HEADING_LINE = re.compile(r"^[ \t]*(?:#{1,6}[ \t].*|\*\*[^*\n]{1,80}\*\*[ \t]*:?)[ \t]*$", re.MULTILINE)
+
+
+def clean_chunk(text: str, section: str) -> str:
+    """A chunk's speakable text: the model's chatter, markdown headings, a line that only
+    repeats the section name, and ``**`` emphasis removed; paragraphs kept."""
+    from .script import trim_chatter
+
+    text = _HEADING_LINE.sub("", trim_chatter(text))
+    name = re.escape(section)
+    text = re.sub(rf"^[ \t]*[\"'“]?{name}[\"'”]?[ \t]*:?[ \t]*$", "", text, flags=re.MULTILINE | re.IGNORECASE)
+    text = text.replace("**", "")
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+_segmenter: Any = None
+
+
+def last_sentences(text: str, count: int, max_words: int = 40) -> str:
+    """The last ``count`` sentences of ``text`` (pysbd), at most ``max_words`` words."""
+    global _segmenter
+    if _segmenter is None:
+        import pysbd
+
+        _segmenter = pysbd.Segmenter(language="en", clean=False)
+    tail = text[-800:]
+    sentences = [s.strip() for s in _segmenter.segment(tail) if s.strip()]
+    picked = " ".join(sentences[-count:]) if sentences else tail
+    words = picked.split()
+    return " ".join(words[-max_words:])
+
+
+def rolling_summary(done: list[tuple[str, str]]) -> list[str]:
+    """``["Section: last sentences", ...]`` for the earlier chunks ``[(section, text)]``.
+
+    Cheap by design: no model call; one sentence per chunk, two for the previous one.
+    """
+    return [f"{name}: {last_sentences(text, 2 if i == len(done) - 1 else 1)}"
+            for i, (name, text) in enumerate(done)]
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class LongformWriter:
+    """Writes long-form scripts for a :class:`~ai_content_pipeline.stages.script.ScriptStage`.
+
+    The stage hands every take of a sectioned template to :meth:`take`; this
+    class uses the stage's backend session, ledger (finished records), tracker,
+    statistics and options (``words``, ``sections``, ``work_dir``, ``retries``,
+    ``resume``, sampling overrides).
+
+    :raises ConfigError: a bad plan, or prompts that do not compile.
+    """
+
+    def __init__(self, stage: ScriptStage) -> None:
+        self.stage = stage
+        self.options = stage.options
+        self.template = stage.template
+        self.plan = plan_for(self.template, self.options.sections, self.options.words)
+        self.work_dir = Path(self.options.work_dir)
+        prompts = self.template
+        if not {"pack", "pack_system", "continue"} <= set(self.template.prompts):
+            prompts = load_template(FALLBACK_PROMPTS)
+        self.prompts = prompts
+
+    # -- a record ------------------------------------------------------------------
+    def take(self, index: int, record: dict[str, Any], take: int) -> dict[str, Any]:
+        """Write the long-form script of one record and take; return the output record.
+
+        Shape of ``script``: the usual fields (template, persona, take, backend,
+        model, tokens, seconds, key) plus ``text``, ``words``, ``path`` (the
+        stitched text file), ``dir``, ``pack`` (path, tokens, seconds) and
+        ``chunks`` (index, section, words, target, tokens, seconds,
+        first_token_seconds, continuations, shortfall, resumed).
+        """
+        from .script import persona_name
+
+        stage = self.stage
+        rid = record_id(record)
+        try:
+            persona = load_persona(persona_name(record, self.options.persona))
+            self.template.check_fields(record)
+        except AicpError as exc:
+            err = exc if isinstance(exc, RecordError) else InputError(exc.message, hint=exc.hint, stage="script")
+            return stage._fail(index, rid, record, err, take)
+        base = self.options.params_for(self.template, take)
+        run_key = request_key(
+            stage="script-longform", record={k: v for k, v in record.items() if k not in STAGE_FIELDS},
+            template=self.template.ref, plan=[s.model_dump() for s in self.plan], persona=persona.name,
+            backend=stage.backend.name, model=stage.backend.model, params=base.as_dict(), take=take,
+            margin=SHORTFALL_MARGIN, continuations=MAX_CONTINUATIONS)
+        if self.options.resume and stage.ledger is not None and run_key in stage.ledger:
+            script = dict(stage.ledger.get(run_key) or {})
+            script["skipped"] = True
+            stage.tracker.skipped(index, rid, take=take, key=run_key)
+            return {**record, "script": script}
+
+        stage.tracker.start(index, rid, take=take, persona=persona.name, chunks=len(self.plan))
+        stage.session.ensure()
+        folder = self.work_dir / (rid if take == 0 else f"{rid}-take{take}")
+        t0 = _clock()
+        try:
+            script = _RecordRun(self, rid, record, persona, take, base, run_key, folder).run()
+        except RecordError as exc:
+            return stage._fail(index, rid, record, exc, take)
+        script["seconds"] = round(_clock() - t0, 3)
+        if stage.ledger is not None:
+            stage.ledger.append(run_key, script)
+        stage.stats.prompt_tokens += script["tokens"]["prompt"]
+        stage.stats.completion_tokens += script["tokens"]["completion"]
+        stage.stats.words += script["words"]
+        stage.tracker.complete(index, rid, take=take, words=script["words"], seconds=script["seconds"],
+                               tokens=script["tokens"], chunks=len(script["chunks"]))
+        return {**record, "script": script}
+
+
+class _RecordRun:
+    """One record's long-form run: pack, chunks, stitching (see the module docstring)."""
+
+    def __init__(self, writer: LongformWriter, rid: str, record: dict[str, Any], persona: Any,
+                 take: int, base: GenerationParams, run_key: str, folder: Path) -> None:
+        self.w = writer
+        self.backend = writer.stage.backend
+        self.emitter = writer.stage.emitter
+        self.options = writer.options
+        self.rid = rid
+        self.take = take
+        self.base = base
+        self.run_key = run_key
+        self.folder = folder
+        self.chunks_dir = folder / "chunks"
+        self.ctx = writer.template.context(record, persona, catchphrase=persona.catchphrase_for(record, take),
+                                           sections=[s.model_dump() for s in writer.plan], chunks=len(writer.plan),
+                                           **self.options.extra_context)
+        self.tokens = {"prompt": 0, "completion": 0}
+
+    # -- files ---------------------------------------------------------------------
+    def _prepare(self) -> None:
+        if not self.options.resume:
+            for name in ("checkpoint.jsonl", "pack.json", "pack.raw.txt", "script.txt"):
+                (self.folder / name).unlink(missing_ok=True)
+            if self.chunks_dir.is_dir():
+                for path in self.chunks_dir.glob("[0-9][0-9]*.*"):
+                    path.unlink()
+        self.chunks_dir.mkdir(parents=True, exist_ok=True)
+        for part in sorted(self.chunks_dir.glob("*.part")):
+            part.unlink()
+            self.emitter.message(f"record {self.rid}: discarded unfinished chunk {part.name}", "warning")
+
+    def _params(self, max_tokens: int, offset: int) -> GenerationParams:
+        if self.options.max_tokens is not None:
+            max_tokens = min(max_tokens, self.options.max_tokens)
+        seed = None if self.base.seed is None else self.base.seed + 1000 * offset
+        return GenerationParams(self.base.temperature, self.base.top_p, max(16, max_tokens), seed)
+
+    def _complete(self, messages: list[dict[str, str]], params: GenerationParams, *,
+                  json_schema: dict[str, Any] | None = None, on_text: Any = None) -> Completion:
+        result = complete(self.backend, messages, params, json_schema=json_schema, on_text=on_text)
+        self.tokens["prompt"] += result.prompt_tokens
+        self.tokens["completion"] += result.completion_tokens
+        return result
+
+    def _retrying(self, fn: Any, what: str) -> Any:
+        return with_retries(fn, self.options.retries, on_retry=lambda n, e: self.emitter.message(
+            f"record {self.rid}: {what}: retry {n} after: {e.message}", "warning"))
+
+    # -- the run -------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        self._prepare()
+        ledger = Ledger(self.folder / "checkpoint.jsonl")
+        try:
+            pack_info = self._pack(ledger)
+            done: list[tuple[str, str]] = []
+            entries = []
+            for i, section in enumerate(self.w.plan, start=1):
+                text, entry = self._chunk(ledger, i, section, done)
+                done.append((section.name, text))
+                entries.append(entry)
+        finally:
+            ledger.close()
+        text = "\n\n".join(t for _, t in done)
+        path = self.folder / "script.txt"
+        _atomic_write(path, text.encode("utf-8"))
+        stage = self.w.stage
+        return {
+            "text": text,
+            "words": word_count(text),
+            "path": str(path),
+            "dir": str(self.folder),
+            "chunks": entries,
+            "pack": pack_info,
+            "template": self.w.template.ref,
+            "persona": self.ctx["persona"]["name"],
+            "take": self.take,
+            "backend": stage.backend.name,
+            "model": stage.backend.model,
+            "tokens": dict(self.tokens),
+            "key": self.run_key,
+        }
+
+    def _pack(self, ledger: Ledger) -> dict[str, Any]:
+        key = request_key(run=self.run_key, part="pack")
+        path = self.folder / "pack.json"
+        entry = ledger.get(key)
+        if self.options.resume and entry is not None and path.is_file():
+            try:
+                self.ctx["pack"] = parse_pack(path.read_text(encoding="utf-8")).model_dump()
+                return {**entry, "resumed": True}
+            except (OSError, ValueError):
+                pass  # damaged on disk: ask again
+        p = self.w.prompts
+        messages = [{"role": "system", "content": p.render("pack_system", self.ctx)},
+                    {"role": "user", "content": p.render("pack", self.ctx)}]
+        schema = pack_schema() if self.backend.supports_json_schema else None
+        params = GenerationParams(PACK_TEMPERATURE, self.base.top_p, PACK_MAX_TOKENS, self.base.seed)
+        result = self._retrying(lambda: self._complete(messages, params, json_schema=schema), "canonical pack")
+        try:
+            pack = parse_pack(result.text)
+        except ValueError as exc:
+            raw = self.folder / "pack.raw.txt"
+            _atomic_write(raw, result.text.encode("utf-8"))
+            first = self.w.plan[0].name
+            raise RecordError(f"chunk 1 ({first}): the canonical pack reply is not valid: {exc}",
+                              stage="script", hint=f"the raw reply is kept in {raw}", chunk=1,
+                              section=first, part="pack", raw=str(raw)) from exc
+        _atomic_write(path, orjson.dumps(pack.model_dump(), option=orjson.OPT_INDENT_2))
+        self.ctx["pack"] = pack.model_dump()
+        info = {"path": str(path), "tokens": {"prompt": result.prompt_tokens, "completion": result.completion_tokens},
+                "seconds": round(result.seconds, 3), "key": key}
+        ledger.append(key, info)
+        return info
+
+    def _chunk(self, ledger: Ledger, i: int, section: Section,
+               done: list[tuple[str, str]]) -> tuple[str, dict[str, Any]]:
+        key = request_key(run=self.run_key, chunk=i)
+        txt = self.chunks_dir / f"{i:02d}.txt"
+        entry = ledger.get(key)
+        if self.options.resume and entry is not None and txt.is_file():
+            text = txt.read_text(encoding="utf-8")
+            if _sha256(text) == entry.get("sha256"):
+                entry = {**entry, "resumed": True}
+                self._complete_event(i, entry)
+                return text, entry
+            self.emitter.message(f"record {self.rid}: chunk {i} changed on disk; writing it again", "warning")
+        ctx = {**self.ctx, "chunk": i, "section": section.model_dump(), "target_words": section.words,
+               "summary": rolling_summary(done)}
+        self.emitter.chunk_start(self.rid, i, section.name, section.words)
+        try:
+            text, entry = self._retrying(lambda: self._write_chunk(i, section, ctx), f"chunk {i}")
+        except RecordError as exc:
+            raise RecordError(f"chunk {i} ({section.name}) failed: {exc.message}", stage="script",
+                              hint=exc.hint or "run again with --resume to keep the completed chunks",
+                              chunk=i, section=section.name, dir=str(self.folder)) from exc
+        entry["key"] = key
+        ledger.append(key, entry)
+        self._complete_event(i, entry)
+        return text, entry
+
+    def _complete_event(self, i: int, entry: dict[str, Any]) -> None:
+        self.emitter.chunk_complete(self.rid, i, **{k: v for k, v in entry.items() if k not in ("index", "sha256")})
+
+    def _write_chunk(self, i: int, section: Section, ctx: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """Stream one chunk into ``NN.part``, continue it while short, rename it to ``NN.txt``."""
+        p = self.w.template
+        system = {"role": "system", "content": p.render("system", ctx)}
+        first_user = {"role": "user", "content": p.render("user", ctx)}
+        part = self.chunks_dir / f"{i:02d}.part"
+        t0 = _clock()
+        pieces: list[str] = []
+        last_progress = t0
+        tokens = {"prompt": 0, "completion": 0}
+
+        with open(part, "wb", buffering=0) as fh:
+            def on_text(delta: str) -> None:
+                nonlocal last_progress
+                fh.write(delta.encode("utf-8"))
+                pieces.append(delta)
+                now = _clock()
+                if now - last_progress >= PROGRESS_INTERVAL:
+                    last_progress = now
+                    so_far = "".join(pieces)
+                    self.emitter.chunk_progress(self.rid, i, len(so_far), word_count(so_far))
+
+            def ask(messages: list[dict[str, str]], words: int, offset: int) -> Completion:
+                params = self._params(math.ceil(words * TOKENS_PER_WORD) + 16, offset)
+                result = self._complete(messages, params, on_text=on_text)
+                tokens["prompt"] += result.prompt_tokens
+                tokens["completion"] += result.completion_tokens
+                return result
+
+            first = ask([system, first_user], section.words, i)
+            first_token = first.first_token_seconds
+            text = clean_chunk(first.text, section.name)
+            if not text:
+                raise RecordError("the model returned an empty chunk", stage="script")
+            continuations = 0
+            while (word_count(text) < section.words * (1 - SHORTFALL_MARGIN)
+                   and continuations < MAX_CONTINUATIONS):
+                continuations += 1
+                remaining = section.words - word_count(text)
+                tail = " ".join(text.split()[-150:])
+                follow = {"role": "user",
+                          "content": self.w.prompts.render("continue", {**ctx, "remaining_words": remaining})}
+                on_text("\n\n")
+                more = clean_chunk(ask([system, first_user, {"role": "assistant", "content": tail}, follow],
+                                       remaining, i + 100 * continuations).text, section.name)
+                if word_count(more) < 5:
+                    break
+                text = f"{text}\n\n{more}"
+            fh.seek(0)
+            fh.truncate()
+            fh.write(text.encode("utf-8"))
+            os.fsync(fh.fileno())
+        os.replace(part, part.with_suffix(".txt"))
+        words = word_count(text)
+        shortfall = max(0, section.words - words)
+        if words < section.words * (1 - SHORTFALL_MARGIN):
+            self.emitter.message(f"record {self.rid}: chunk {i} ({section.name}) is {shortfall} words "
+                                 f"short of its {section.words}-word target", "warning")
+        return text, {
+            "index": i, "section": section.name, "words": words, "target": section.words,
+            "tokens": tokens, "seconds": round(_clock() - t0, 3),
+            "first_token_seconds": None if first_token is None else round(first_token, 3),
+            "continuations": continuations, "shortfall": shortfall, "sha256": _sha256(text),
+        }
+

@@ -1,0 +1,359 @@
+"""Long-form scripts (stages/longform.py) with a scripted LLM double."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from ai_content_pipeline.backends.base import ChatChunk, GenerationParams
+from ai_content_pipeline.errors import ConfigError, RecordError, TransientBackendError
+from ai_content_pipeline.ledger import Ledger
+from ai_content_pipeline.stages import longform
+from ai_content_pipeline.stages.longform import (
+    CanonicalPack,
+    pack_schema,
+    parse_pack,
+    plan_for,
+    rolling_summary,
+    scale_plan,
+)
+from ai_content_pipeline.stages.script import ScriptOptions, ScriptStage
+from ai_content_pipeline.templates import load_template
+from tests.doubles import FakeLLM, RecordingEmitter, lines_of
+
+PLAN = ["Cold Open", "What Happened", "Why It Matters", "Deep Dive Part 1", "Deep Dive Part 2",
+        "Deep Dive Part 3", "Rumor Watch", "What's Next", "Actionable Insights", "Wrap + Call to Action"]
+TOPIC = {"id": "ep1", "topic": "Alpha radio", "notes": "started in 1999"}
+
+
+class LongformLLM(FakeLLM):
+    """Answers a JSON-schema request with a pack, every other request with prose.
+
+    The prose has ``ratio`` times the words the prompt asks for ("about N words"),
+    in short sentences naming the section. ``fail(user, n)`` may raise.
+    """
+
+    def __init__(self, *, ratio: float = 1.0, pack: str | None = None,
+                 fail: Callable[[str, int], None] | None = None,
+                 on_token: Callable[[str], None] | None = None) -> None:
+        super().__init__()
+        self.ratio = ratio
+        self.pack = pack
+        self.fail = fail
+        self.on_token = on_token
+
+    def chat(self, messages: list[dict[str, str]], params: GenerationParams, *,
+             json_schema: dict[str, Any] | None = None) -> Iterator[ChatChunk]:
+        self.load()
+        user = messages[-1]["content"]
+        n = len(self.calls)
+        self.calls.append({"messages": messages, "params": params, "json_schema": json_schema})
+        if self.fail is not None:
+            self.fail(user, n)
+        if "JSON object" in user:
+            topic = re.search(r"Topic: (.*?)\.", user).group(1)  # type: ignore[union-attr]
+            text = self.pack or orjson.dumps({
+                "title": f"{topic} show", "key_facts": [f"{topic} began in 1999."],
+                "names": ["Ann Lee"], "numbers": ["3 stations"], "outline": PLAN}).decode()
+            pieces = [text]
+        else:
+            section = re.search(r'"([^"]+)"', user).group(1)  # type: ignore[union-attr]
+            wanted = int(re.search(r"about (\d+)", user).group(1))  # type: ignore[union-attr]
+            count = max(1, int(wanted * self.ratio))
+            tag = re.sub(r"\W", "", section)
+            words = [f"{tag}{k}." if k % 6 == 5 else f"w{k}" for k in range(count)]
+            pieces = [w + " " for w in words]
+        for piece in pieces:
+            if self.on_token is not None:
+                self.on_token(piece)
+            yield ChatChunk(text=piece)
+        yield ChatChunk(done=True, prompt_tokens=20, completion_tokens=len(pieces), done_reason="stop")
+
+    def sections_asked(self) -> list[str]:
+        out = []
+        for call in self.calls:
+            m = re.search(r'"([^"]+)"', call["messages"][-1]["content"])
+            if call["json_schema"] is None and m:
+                out.append(m.group(1))
+        return out
+
+
+def run_stage(llm: FakeLLM, tmp_path: Path, *records: dict[str, Any], emitter: Any = None,
+              ledger: Ledger | None = None, **opts: Any) -> list[dict[str, Any]]:
+    opts.setdefault("words", 1000)
+    options = ScriptOptions(template="podcast-longform", persona="sam",
+                            work_dir=str(tmp_path / "work"), **opts)
+    stage = ScriptStage(llm, options, emitter or RecordingEmitter(), ledger)
+    return list(stage.run(lines_of(*records)))
+
+
+# -- plans --------------------------------------------------------------------------
+def test_builtin_plan_is_the_10000_word_episode() -> None:
+    t = load_template("podcast-longform")
+    assert [s.name for s in t.sections] == PLAN
+    assert [s.words for s in t.sections] == [400, 1600, 1400, 1500, 1500, 1500, 700, 600, 500, 300]
+    assert sum(s.words for s in t.sections) == 10_000
+
+
+@pytest.mark.parametrize("total", [1200, 2000, 10_000, 25_000])
+def test_scaled_plan_sums_to_the_total_in_proportion(total: int) -> None:
+    plan = scale_plan(load_template("podcast-longform").sections, total)
+    assert sum(s.words for s in plan) == total
+    assert [s.name for s in plan] == PLAN
+    assert plan[1].words == round(1600 * total / 10_000)
+
+
+def test_chain_sections_replace_the_template_plan_and_are_validated() -> None:
+    t = load_template("podcast-longform")
+    plan = plan_for(t, [{"name": "A", "brief": "a", "words": 100}, {"name": "B", "brief": "b", "words": 300}],
+                    words=200)
+    assert [(s.name, s.words) for s in plan] == [("A", 50), ("B", 150)]
+    with pytest.raises(ConfigError, match=r"sections: 0.words"):
+        plan_for(t, [{"name": "A", "brief": "a", "words": 0}])
+    with pytest.raises(ConfigError, match="no sections"):
+        plan_for(load_template("podcast-segment"))
+
+
+# -- canonical pack -------------------------------------------------------------------
+def test_pack_schema_bounds_the_reply_and_parse_validates() -> None:
+    schema = pack_schema()
+    assert set(schema["required"]) == {"title", "key_facts", "names", "numbers", "outline"}
+    assert schema["properties"]["key_facts"]["maxItems"] == 5
+    good = {"title": "T", "key_facts": ["f"], "names": [], "numbers": [], "outline": ["a"]}
+    assert parse_pack("```json\n" + orjson.dumps(good).decode() + "\n```") == CanonicalPack(**good)
+    with pytest.raises(ValueError, match="no JSON object"):
+        parse_pack("Sure, here are the facts.")
+    with pytest.raises(ValueError, match="key_facts"):
+        parse_pack(orjson.dumps({**good, "key_facts": []}).decode())
+    with pytest.raises(ValueError, match="not valid JSON"):
+        parse_pack('{"title": "T",}')
+
+
+def test_rolling_summary_keeps_only_last_sentences() -> None:
+    done = [("A", "One. Two. Three is last."), ("B", "Alpha. Beta. Gamma.")]
+    assert rolling_summary(done) == ["A: Three is last.", "B: Beta. Gamma."]
+
+
+# -- a whole run ----------------------------------------------------------------------
+def test_run_writes_every_chunk_in_order_with_checkpoints(tmp_path: Path) -> None:
+    llm, em = LongformLLM(), RecordingEmitter()
+    [out] = run_stage(llm, tmp_path, TOPIC, emitter=em, seed=7)
+    script = out["script"]
+    folder = tmp_path / "work" / "ep1"
+    assert [c["section"] for c in script["chunks"]] == PLAN
+    assert [c["index"] for c in script["chunks"]] == list(range(1, 11))
+    plan = plan_for(load_template("podcast-longform"), words=1000)
+    assert [c["target"] for c in script["chunks"]] == [s.words for s in plan]
+    files = sorted(p.name for p in (folder / "chunks").iterdir())
+    assert files == [f"{i:02d}.txt" for i in range(1, 11)]
+    texts = [(folder / "chunks" / f).read_text() for f in files]
+    assert script["text"] == "\n\n".join(texts) == Path(script["path"]).read_text()
+    assert script["words"] == sum(c["words"] for c in script["chunks"])
+    for c in script["chunks"]:
+        assert c["words"] == c["target"] and c["shortfall"] == 0 and c["continuations"] == 0
+        assert c["tokens"]["completion"] > 0 and c["seconds"] >= 0
+    assert {"template", "persona", "take", "backend", "model", "tokens", "seconds", "key"} <= set(script)
+    assert script["template"] == "podcast-longform@1" and script["persona"] == "sam"
+    # the pack came first, schema-constrained; every request has a system message
+    assert llm.calls[0]["json_schema"] == pack_schema()
+    assert orjson.loads((folder / "pack.json").read_bytes())["title"] == "Alpha radio show"
+    assert all(c["messages"][0]["role"] == "system" for c in llm.calls)
+    # max_tokens follows the word target; later chunks see the pack and the previous chunk
+    for call, section in zip(llm.calls[1:], plan, strict=True):
+        assert call["params"].max_tokens == math.ceil(section.words * 1.6) + 16
+    third = llm.calls[3]["messages"][-1]["content"]
+    assert "Alpha radio began in 1999." in third and "Ann Lee" in third
+    assert "Already said, do not repeat: Cold Open:" in third and "WhatHappened" in third
+    # events: start before complete for each chunk, in order
+    chunk_events = [(n, f["chunk"]) for n, f in em.events if n.startswith("chunk_")]
+    assert chunk_events == [(n, i) for i in range(1, 11) for n in ("chunk_start", "chunk_complete")]
+    # checkpoint ledger: the pack and ten chunks
+    assert len(Ledger(folder / "checkpoint.jsonl")) == 11
+
+
+def test_short_chunks_are_continued_a_bounded_number_of_times(tmp_path: Path) -> None:
+    llm, em = LongformLLM(ratio=0.3), RecordingEmitter()
+    [out] = run_stage(llm, tmp_path, TOPIC, emitter=em, words=2000)
+    chunks = out["script"]["chunks"]
+    assert all(c["continuations"] == 2 for c in chunks)
+    assert len(llm.calls) == 1 + 3 * 10
+    for c in chunks:  # 0.3 of the target, then 0.3 of what was missing, twice
+        assert 0 < c["shortfall"] == c["target"] - c["words"]
+    follow = llm.calls[2]["messages"]
+    assert [m["role"] for m in follow] == ["system", "user", "assistant", "user"]
+    assert "more words" in follow[-1]["content"]
+    warnings = [f["message"] for n, f in em.events if n == "message" and f["level"] == "warning"]
+    assert any("words short of its" in w for w in warnings)
+
+
+def test_a_failed_chunk_stops_its_record_and_resume_keeps_completed_chunks(tmp_path: Path) -> None:
+    def fail(user: str, n: int) -> None:
+        if '"Deep Dive Part 1"' in user and "Alpha" in user:
+            raise RecordError("engine fell over", stage="script")
+
+    other = {"id": "ep2", "topic": "Beta radio"}
+    first = LongformLLM(fail=fail)
+    out1, out2 = run_stage(first, tmp_path, TOPIC, other)
+    assert out1["error"]["chunk"] == 4 and out1["error"]["section"] == "Deep Dive Part 1"
+    assert "chunk 4 (Deep Dive Part 1) failed: engine fell over" in out1["error"]["message"]
+    assert "script" in out2  # the batch went on
+    chunks = tmp_path / "work" / "ep1" / "chunks"
+    assert sorted(p.name for p in chunks.glob("*.txt")) == ["01.txt", "02.txt", "03.txt"]
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in chunks.glob("*.txt")}
+    (chunks / "04.part").write_text("half a sentence from a killed run")
+
+    again, em = LongformLLM(), RecordingEmitter()
+    [out] = run_stage(again, tmp_path, TOPIC, emitter=em, resume=True)
+    assert again.sections_asked() == PLAN[3:]  # no pack, no chunks 1-3
+    assert all(c["json_schema"] is None for c in again.calls)
+    for name, (data, mtime) in before.items():
+        assert (chunks / name).read_bytes() == data and (chunks / name).stat().st_mtime_ns == mtime
+    assert not list(chunks.glob("*.part"))
+    resumed = [f["chunk"] for n, f in em.events if n == "chunk_complete" and f.get("resumed")]
+    started = [f["chunk"] for n, f in em.events if n == "chunk_start"]
+    assert resumed == [1, 2, 3] and started == list(range(4, 11))
+    assert [c["section"] for c in out["script"]["chunks"]] == PLAN
+    assert out["script"]["pack"]["resumed"] is True
+
+
+def test_without_resume_a_record_starts_over(tmp_path: Path) -> None:
+    run_stage(LongformLLM(), tmp_path, TOPIC)
+    llm = LongformLLM()
+    run_stage(llm, tmp_path, TOPIC)
+    assert llm.sections_asked() == PLAN and llm.calls[0]["json_schema"] is not None
+
+
+def test_finished_records_come_from_the_record_ledger_on_resume(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "run.ledger")
+    [first] = run_stage(LongformLLM(), tmp_path, TOPIC, ledger=ledger)
+    llm = LongformLLM()
+    [again] = run_stage(llm, tmp_path, TOPIC, ledger=ledger, resume=True)
+    assert llm.calls == [] and again["script"]["skipped"] is True
+    assert again["script"]["text"] == first["script"]["text"]
+
+
+def test_retries_apply_per_chunk(tmp_path: Path) -> None:
+    state = {"left": 1}
+
+    def flaky(user: str, n: int) -> None:
+        if '"Why It Matters"' in user and state["left"]:
+            state["left"] -= 1
+            raise TransientBackendError("stream cut")
+
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(longform, "with_retries", _no_sleep_retries)
+    try:
+        [ok] = run_stage(LongformLLM(fail=flaky), tmp_path, TOPIC, retries=1)
+        state["left"] = 1
+        [bad] = run_stage(LongformLLM(fail=flaky), tmp_path, {**TOPIC, "id": "ep9"}, retries=0)
+    finally:
+        monkey.undo()
+    assert [c["section"] for c in ok["script"]["chunks"]] == PLAN
+    assert bad["error"]["chunk"] == 3 and "stream cut" in bad["error"]["message"]
+
+
+def _no_sleep_retries(fn: Any, retries: int, **kw: Any) -> Any:
+    from ai_content_pipeline.stages.common import with_retries
+    return with_retries(fn, retries, delay=0, **kw)
+
+
+def test_a_pack_that_does_not_validate_fails_the_record_and_keeps_the_raw_reply(tmp_path: Path) -> None:
+    llm = LongformLLM(pack='{"title": "only a title"}')
+    [out] = run_stage(llm, tmp_path, TOPIC)
+    err = out["error"]
+    assert err["part"] == "pack" and err["chunk"] == 1 and "key_facts" in err["message"]
+    assert Path(err["raw"]).read_text() == '{"title": "only a title"}'
+    assert llm.sections_asked() == []
+
+
+def test_tokens_are_on_disk_while_a_chunk_streams(tmp_path: Path) -> None:
+    seen: list[tuple[str, str]] = []
+    chunks = tmp_path / "work" / "ep1" / "chunks"
+    streamed: list[str] = []
+    current = [""]
+
+    def on_token(piece: str) -> None:
+        parts = list(chunks.glob("*.part")) if chunks.is_dir() else []
+        if parts:
+            if parts[0].name != current[0]:  # a new chunk began
+                current[0] = parts[0].name
+                streamed.clear()
+            seen.append(("".join(streamed), parts[0].read_text()))
+        streamed.append(piece)
+
+    run_stage(LongformLLM(on_token=on_token), tmp_path, TOPIC, words=300)
+    # every earlier token of the chunk was on disk before the next arrived
+    checks = [(want, got) for want, got in seen if want]
+    assert len(checks) > 50 and all(got == want for want, got in checks)
+
+
+def test_chunk_progress_is_sent_at_most_once_a_second(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 0.25
+        return now[0]
+
+    monkeypatch.setattr(longform, "_clock", clock)
+    em = RecordingEmitter()
+    run_stage(LongformLLM(), tmp_path, TOPIC, emitter=em, words=400)
+    progress = [f for n, f in em.events if n == "chunk_progress"]
+    assert progress and all(f["words"] > 0 and f["chars"] > 0 for f in progress)
+    assert len(progress) <= now[0] + 1
+
+
+# -- command line ------------------------------------------------------------------------
+def test_cli_words_and_work_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ai_content_pipeline.cli import script as cli_script
+
+    monkeypatch.setattr(cli_script, "create_llm", lambda *a, **k: LongformLLM())
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(orjson.dumps(TOPIC) + b"\n")
+    result = CliRunner().invoke(cli_script.script_command, [
+        "-t", "podcast-longform", "-p", "sam", "--words", "800", "--work-dir", str(tmp_path / "w"),
+        "--stream", str(src)])
+    assert result.exit_code == 0, result.stderr
+    [line] = result.stdout.splitlines()
+    script = orjson.loads(line)["script"]
+    assert sum(c["target"] for c in script["chunks"]) == 800
+    assert script["path"] == str(tmp_path / "w" / "ep1" / "script.txt")
+    events = [orjson.loads(x)["event"] for x in result.stderr.splitlines()]
+    assert events.count("chunk_complete") == 10 and events.count("chunk_start") == 10
+
+
+def test_cli_rejects_a_tiny_word_total(tmp_path: Path) -> None:
+    from ai_content_pipeline.cli import script as cli_script
+
+    result = CliRunner().invoke(cli_script.script_command, ["-t", "podcast-longform", "--words", "5"])
+    assert result.exit_code == 2 and "--words" in result.stderr and result.stdout == ""
+
+
+# -- the example chain: topics → long-form script → speech ---------------------------------
+def test_podcast_chain_example_runs_script_then_voice(tmp_path: Path) -> None:
+    from ai_content_pipeline.chain.runner import run_chain
+    from ai_content_pipeline.chain.spec import load_chain
+    from tests.chain_doubles import FakeFactory, SlowTTS
+    from tests.conftest import EXAMPLES
+
+    spec = load_chain(str(Path(EXAMPLES) / "podcast.yaml"), [
+        f"input={Path(EXAMPLES) / 'topics-longform.jsonl'}", f"output_dir={tmp_path / 'out'}", "steps.0.params.words=300",
+        f"steps.0.params.work_dir={tmp_path / 'work'}"])
+    factory = FakeFactory(LongformLLM(), SlowTTS())
+    result = run_chain(spec, backend_factory=factory)
+    assert result.exit_status == 0
+    topics = [orjson.loads(x) for x in (Path(EXAMPLES) / "topics-longform.jsonl").read_bytes().splitlines()]
+    spoken = " ".join(text for text, _ in factory.tts.calls)
+    for topic in topics:
+        chunks = tmp_path / "work" / topic["id"] / "chunks"
+        texts = [p.read_text() for p in sorted(chunks.glob("*.txt"))]
+        assert len(texts) == 10
+        for text in texts:  # every section was voiced, chunked by sentences
+            assert text.split()[-1] in spoken
+    assert max(len(text) for text, _ in factory.tts.calls) <= 400
