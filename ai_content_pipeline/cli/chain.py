@@ -6,8 +6,6 @@ import sys
 
 import click
 
-from ..chain.runner import plan_chain, run_chain
-from ..chain.spec import load_chain
 from ..errors import UsageError
 from ..events import StreamEmitter
 from ..jsonl import dumps
@@ -65,6 +63,9 @@ def run_chain_command(config: str, overrides: tuple[str, ...], dry_run: bool, re
     With --stream, stderr carries the events (pipeline_start, step_start,
     step_complete, step_error and the stages' record and model events).
     """
+    from ..chain.runner import plan_chain, run_chain  # not needed for --help
+    from ..chain.spec import load_chain
+
     spec = load_chain(config, overrides)
     if config == "-" and spec.input == "-":
         raise UsageError("the chain file and its input cannot both come from stdin",

@@ -6,7 +6,6 @@ import click
 
 from ..backends.registry import LLM_CHOICES, create_llm
 from ..jsonl import RecordWriter
-from ..stages.script import ScriptOptions, run_script
 from .errors import entry
 from .options import EPILOG_STATUS, finish, input_files, make_emitter, run_options
 
@@ -64,6 +63,8 @@ def script_command(files: tuple[str, ...], template: str, persona: str | None, v
     record, flushed, in input order. A record that fails gets an `error`
     object instead and the batch goes on.
     """
+    from ..stages.script import ScriptOptions, run_script  # heavy-ish: not needed for --help
+
     emitter = make_emitter(stream, quiet, "aicp-script")
     options = ScriptOptions(template=template, persona=persona, variants=variants,
                             temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,

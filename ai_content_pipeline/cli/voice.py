@@ -7,7 +7,6 @@ import click
 from ..audio import FORMATS
 from ..backends.registry import TTS_CHOICES, create_tts
 from ..jsonl import RecordWriter
-from ..stages.voice import VoiceOptions, run_voice
 from .errors import entry
 from .options import EPILOG_STATUS, finish, input_files, make_emitter, run_options
 
@@ -76,6 +75,8 @@ def voice_command(files: tuple[str, ...], backend: str, voice: str | None, perso
     JSON line per record, in input order. A record that fails gets an `error`
     object instead, no file is left for it, and the batch goes on.
     """
+    from ..stages.voice import VoiceOptions, run_voice  # not needed for --help
+
     emitter = make_emitter(stream, quiet, "aicp-voice")
     tts = create_tts(backend, notice=emitter.message, voice=voice,
                      device=None if device == "auto" else device, checkpoint_dir=checkpoint_dir,
