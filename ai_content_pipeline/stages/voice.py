@@ -42,6 +42,7 @@ from ..audio import (
     join_chunks,
     normalize_loudness_measured,
     output_format,
+    preload,
     resample,
     write_audio_atomic,
 )
@@ -265,6 +266,7 @@ class VoiceStage:
         """
         if total is not None:
             self.stats.total = total
+        preload(loudness=self.options.loudness is not None)
         try:
             for index, line in enumerate(lines):
                 yield self._process(index, line)
