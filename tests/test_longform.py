@@ -343,15 +343,15 @@ def test_podcast_chain_example_runs_script_then_voice(tmp_path: Path) -> None:
     from tests.conftest import EXAMPLES
 
     spec = load_chain(str(Path(EXAMPLES) / "podcast.yaml"), [
-        f"input={Path(EXAMPLES) / 'topics-longform.jsonl'}", f"output_dir={tmp_path / 'out'}", "steps.0.params.words=300",
-        f"steps.0.params.work_dir={tmp_path / 'work'}"])
+        f"input={Path(EXAMPLES) / 'topics-longform.jsonl'}", f"output_dir={tmp_path / 'out'}",
+        "steps.0.params.words=300"])
     factory = FakeFactory(LongformLLM(), SlowTTS())
     result = run_chain(spec, backend_factory=factory)
     assert result.exit_status == 0
     topics = [orjson.loads(x) for x in (Path(EXAMPLES) / "topics-longform.jsonl").read_bytes().splitlines()]
     spoken = " ".join(text for text, _ in factory.tts.calls)
     for topic in topics:
-        chunks = tmp_path / "work" / topic["id"] / "chunks"
+        chunks = tmp_path / "out" / "longform" / topic["id"] / "chunks"  # the chain's own work_dir
         texts = [p.read_text() for p in sorted(chunks.glob("*.txt"))]
         assert len(texts) == 10
         for text in texts:  # every section was voiced, chunked by sentences

@@ -86,7 +86,8 @@ def build_stage(spec: ChainSpec, index: int, backend: Any, emitter: Emitter, led
     """The stage object of step ``index``: its ``params`` plus what the chain sets.
 
     The chain sets ``template``/``persona`` (step keys), ``resume``, ``strict``
-    (``on_error: stop``) and, for voice, ``out_dir`` (``output_dir/audio``).
+    (``on_error: stop``), for voice ``out_dir`` (``output_dir/audio``) and, unless
+    the step's params give one, the long-form ``work_dir`` (``output_dir/longform``).
     """
     step = spec.steps[index]
     module_name, options_name = STAGE_OPTIONS[step.type]
@@ -96,6 +97,7 @@ def build_stage(spec: ChainSpec, index: int, backend: Any, emitter: Emitter, led
         values["persona"] = step.persona
     if isinstance(step, ScriptStep):
         values["template"] = step.template
+        values.setdefault("work_dir", str(Path(spec.output_dir) / "longform"))
     else:
         values["out_dir"] = str(spec.audio_dir)
     options = TypeAdapter(getattr(module, options_name)).validate_python(values)
