@@ -239,13 +239,13 @@ class ChatterboxBackend(TTSBackend):
 
 
 def _to_numpy(wav: Any) -> np.ndarray:
-    """A ``[1, n]`` (or ``[n]``) tensor → float32 ``[n]``."""
+    """A ``[1, n]`` (or ``[n]``) tensor → float32 ``[n]`` (see :func:`audio.as_mono_float32`)."""
+    from ..audio import as_mono_float32
+
+    if hasattr(wav, "detach"):
+        wav = wav.detach()
+    if hasattr(wav, "cpu"):
+        wav = wav.cpu()
     if hasattr(wav, "numpy"):
         wav = wav.numpy()
-    array = np.asarray(wav, dtype=np.float32)
-    if array.ndim == 2 and array.shape[0] == 1:
-        array = array[0]
-    if array.ndim != 1:
-        raise SynthesisError(f"Chatterbox returned audio of shape {array.shape}, expected [1, n]",
-                             stage="voice")
-    return array
+    return as_mono_float32(wav)

@@ -10,8 +10,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
-from ..errors import AicpError, RecordError
+from ..errors import AicpError, RecordError, error_object
 from ..events import Emitter
+from ..jsonl import InputLine
+from ..records import record_id
 from ..status import ExitStatus
 
 T = TypeVar("T")
@@ -102,6 +104,37 @@ class RecordTracker:
         self.stats.failed += 1
         self.emitter.record_error(index, record_id, error, stage=self.stage, **extra)
         self._progress()
+
+    def fail(self, index: int, rid: str | None, record: dict[str, Any], exc: RecordError, *,
+             strict: bool, **error_fields: Any) -> dict[str, Any]:
+        """Record ``exc`` as the failure of ``record``; return the record with its ``error``.
+
+        ``error_fields`` (e.g. ``take``) are added to the error object.
+        :raises StrictStop: when ``strict`` (``--strict``, ``on_error: stop``).
+        """
+        error = {**error_object(exc, stage=self.stage), **error_fields}
+        self.failed(index, rid, error, **error_fields)
+        if strict:
+            raise StrictStop(f"stopped at record {index + 1} (--strict): {exc.message}", hint=exc.hint)
+        return {**record, "error": error}
+
+    def unprocessable(self, index: int, line: InputLine, *, strict: bool) -> dict[str, Any] | None:
+        """The output for a line no stage processes, or ``None`` for a record to process.
+
+        A bad input line becomes its ``error`` record; a record that arrives with
+        an ``error`` (failed upstream) passes through untouched. Both count as failed.
+        :raises StrictStop: for a bad input line when ``strict``.
+        """
+        if line.record is None:
+            error = dict(line.error or {})
+            self.failed(index, None, error)
+            if strict:
+                raise StrictStop(f"stopped at line {line.line} (--strict): {error.get('message')}")
+            return {"error": error}
+        if "error" in line.record:
+            self.failed(index, record_id(line.record), line.record["error"], upstream=True)
+            return line.record
+        return None
 
     def skipped(self, index: int, record_id: str, **extra: Any) -> None:
         """A record was served from the checkpoint ledger."""

@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends.base import GenerationParams, LLMBackend, complete
-from ..errors import AicpError, InputError, RecordError, error_object
+from ..errors import AicpError, InputError, RecordError
 from ..events import Emitter, NullEmitter
 from ..jsonl import InputLine
 from ..ledger import Ledger, request_key
 from ..records import record_id, word_count
 from ..templates import DEFAULT_PERSONA, Persona, Template, load_persona, load_template
-from .common import BackendSession, RecordTracker, StageStats, StrictStop, ordered_map, with_retries
+from .common import BackendSession, RecordTracker, StageStats, ordered_map, with_retries
 
 # -- trimming the model's chatter ---------------------------------------------------------
 _PREAMBLE = re.compile(
@@ -222,12 +222,7 @@ class ScriptStage:
         return {**record, "script": script}
 
     def _fail(self, index: int, rid: str, record: dict[str, Any], exc: RecordError, take: int) -> dict[str, Any]:
-        error = error_object(exc, stage="script")
-        error["take"] = take
-        self.tracker.failed(index, rid, error, take=take)
-        if self.options.strict:
-            raise StrictStop(f"stopped at record {index + 1} (--strict): {exc.message}", hint=exc.hint)
-        return {**record, "error": error}
+        return self.tracker.fail(index, rid, record, exc, strict=self.options.strict, take=take)
 
     # -- a whole run -----------------------------------------------------------------
     def _items(self, lines: Iterable[InputLine]) -> Iterator[tuple[int, InputLine, int]]:
@@ -240,17 +235,10 @@ class ScriptStage:
 
     def _process(self, item: tuple[int, InputLine, int]) -> dict[str, Any]:
         index, line, take = item
-        if line.record is None:
-            error = dict(line.error or {})
-            self.tracker.failed(index, None, error)
-            if self.options.strict:
-                raise StrictStop(f"stopped at line {line.line} (--strict): {error.get('message')}")
-            return {"error": error}
-        record = line.record
-        if "error" in record:  # failed upstream: pass through untouched
-            self.tracker.failed(index, record_id(record), record["error"], upstream=True)
-            return record
-        return self._take(index, record, take)
+        passed = self.tracker.unprocessable(index, line, strict=self.options.strict)
+        if passed is not None or line.record is None:
+            return passed or {}
+        return self._take(index, line.record, take)
 
     def run(self, lines: Iterable[InputLine], total: int | None = None) -> Iterator[dict[str, Any]]:
         """Yield one output record per input line and take, in input order.

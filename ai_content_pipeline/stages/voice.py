@@ -47,13 +47,13 @@ from ..audio import (
     write_audio_atomic,
 )
 from ..backends.base import TTSBackend, Voice
-from ..errors import AicpError, InputError, RecordError, SynthesisError, UsageError, error_object
+from ..errors import AicpError, InputError, RecordError, SynthesisError, UsageError
 from ..events import Emitter, NullEmitter
 from ..jsonl import InputLine
 from ..ledger import Ledger, request_key
 from ..records import get_path, record_id, slugify, word_count
 from ..templates import Persona, load_persona
-from .common import BackendSession, RecordTracker, StageStats, StrictStop, with_retries
+from .common import BackendSession, RecordTracker, StageStats, with_retries
 
 
 @dataclass
@@ -238,24 +238,13 @@ class VoiceStage:
         return {**record, "audio": audio}
 
     def _fail(self, index: int, rid: str | None, record: dict[str, Any], exc: RecordError) -> dict[str, Any]:
-        error = error_object(exc, stage="voice")
-        self.tracker.failed(index, rid, error)
-        if self.options.strict:
-            raise StrictStop(f"stopped at record {index + 1} (--strict): {exc.message}", hint=exc.hint)
-        return {**record, "error": error}
+        return self.tracker.fail(index, rid, record, exc, strict=self.options.strict)
 
     def _process(self, index: int, line: InputLine) -> dict[str, Any]:
-        if line.record is None:
-            error = dict(line.error or {})
-            self.tracker.failed(index, None, error)
-            if self.options.strict:
-                raise StrictStop(f"stopped at line {line.line} (--strict): {error.get('message')}")
-            return {"error": error}
-        record = line.record
-        if "error" in record:  # failed upstream: pass through untouched
-            self.tracker.failed(index, record_id(record), record["error"], upstream=True)
-            return record
-        return self._voice_record(index, record)
+        passed = self.tracker.unprocessable(index, line, strict=self.options.strict)
+        if passed is not None or line.record is None:
+            return passed or {}
+        return self._voice_record(index, line.record)
 
     # -- a whole run ---------------------------------------------------------------------
     def run(self, lines: Iterable[InputLine], total: int | None = None) -> Generator[dict[str, Any], None, None]:
