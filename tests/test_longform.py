@@ -160,7 +160,7 @@ def test_run_writes_every_chunk_in_order_with_checkpoints(tmp_path: Path) -> Non
         assert c["words"] == c["target"] and c["shortfall"] == 0 and c["continuations"] == 0
         assert c["tokens"]["completion"] > 0 and c["seconds"] >= 0
     assert {"template", "persona", "take", "backend", "model", "tokens", "seconds", "key"} <= set(script)
-    assert script["template"] == "podcast-longform@1" and script["persona"] == "sam"
+    assert script["template"] == "podcast-longform@2" and script["persona"] == "sam"
     # the pack came first, schema-constrained; every request has a system message
     assert llm.calls[0]["json_schema"] == pack_schema()
     assert orjson.loads((folder / "pack.json").read_bytes())["title"] == "Alpha radio show"
