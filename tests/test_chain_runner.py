@@ -198,3 +198,29 @@ def test_plan_with_default_resolver_picks_embedded_backends(tmp_path: Path) -> N
     plan = plan_chain(load_chain(str(write_chain(tmp_path))))
     assert [s.get("resolved_backend") for s in plan["steps"]] in (["llamacpp", "piper"],
                                                                   ["llamacpp", "chatterbox"])
+
+
+def test_ollama_unload_reaches_the_server_before_the_tts_loads(tmp_path: Path) -> None:
+    """The real Ollama backend against the local test server: keep_alive 0 and an empty
+    /api/ps come before the voice step's model_load."""
+    from ai_content_pipeline.backends.ollama import OllamaBackend
+    from tests.ollama_server import OllamaServer
+
+    with OllamaServer(unload_delay=0.2) as server:
+        llm = OllamaBackend("llama3.2", host=server.url)
+        seen_at_tts_load: list[tuple[int, list[str]]] = []
+
+        class ServerWatchingTTS(SlowTTS):
+            def load(self) -> None:
+                seen_at_tts_load.append((len(server.unload_requests()), server.loaded_now()))
+                super().load()
+
+        em = RecordingEmitter()
+        factory = FakeFactory(llm, ServerWatchingTTS())  # type: ignore[arg-type]
+        outcome = run_chain(load_chain(str(write_chain(tmp_path))), emitter=em, backend_factory=factory)
+
+    assert outcome.exit_status == ExitStatus.SUCCESS
+    assert len(server.requests_to("/api/chat")) == 3
+    assert seen_at_tts_load == [(1, [])]  # unloaded, and /api/ps empty, before the TTS loaded
+    model_events = [(e, f["backend"]) for e, f in em.events if e in ("model_load", "model_unload")]
+    assert model_events[:3] == [("model_load", "ollama"), ("model_unload", "ollama"), ("model_load", "fake-tts")]
