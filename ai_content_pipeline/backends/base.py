@@ -73,7 +73,33 @@ class Completion:
     first_token_seconds: float | None = None
 
 
-class LLMBackend(ABC):
+class Backend(ABC):
+    """What every backend has: a model resident between :meth:`load` and :meth:`unload`.
+
+    ``loaded`` is true exactly while the model holds memory; stages and the
+    radio API read it, never a copy of it.
+    """
+
+    name: ClassVar[str] = "backend"
+
+    model: str = ""
+    device: str | None = None
+    loaded: bool = False
+
+    @abstractmethod
+    def load(self) -> None:
+        """Make the model ready. Raises ``BackendUnavailable`` when it cannot be."""
+
+    @abstractmethod
+    def unload(self) -> None:
+        """Free the model (and GPU memory) when this returns."""
+
+    def describe(self) -> dict[str, Any]:
+        """What this backend is, for events and records."""
+        return {"backend": self.name, "model": self.model, "device": self.device}
+
+
+class LLMBackend(Backend):
     """Protocol of a text generation backend.
 
     Capability attributes: ``supports_concurrency`` (may serve several requests
@@ -85,14 +111,6 @@ class LLMBackend(ABC):
     supports_concurrency: ClassVar[bool] = False
     supports_json_schema: ClassVar[bool] = False
 
-    model: str = ""
-    device: str | None = None
-    loaded: bool = False
-
-    @abstractmethod
-    def load(self) -> None:
-        """Make the model ready. Raises ``BackendUnavailable`` when it cannot be."""
-
     @abstractmethod
     def chat(
         self,
@@ -102,14 +120,6 @@ class LLMBackend(ABC):
         json_schema: dict[str, Any] | None = None,
     ) -> Iterator[ChatChunk]:
         """Stream a reply to chat ``messages`` (``[{"role", "content"}]``), ending with ``done``."""
-
-    @abstractmethod
-    def unload(self) -> None:
-        """Free the model (memory released when this returns)."""
-
-    def describe(self) -> dict[str, Any]:
-        """What this backend is, for events and records."""
-        return {"backend": self.name, "model": self.model, "device": self.device}
 
 
 def complete(
@@ -167,7 +177,7 @@ class Voice:
     seed: int | None = None
 
 
-class TTSBackend(ABC):
+class TTSBackend(Backend):
     """Protocol of a speech synthesis backend.
 
     Capability attributes: ``sample_rate`` (Hz of the samples ``synthesize``
@@ -179,26 +189,11 @@ class TTSBackend(ABC):
     max_chunk_chars: ClassVar[int] = 1000
 
     sample_rate: int = 22050
-    model: str = ""
-    device: str | None = None
-    loaded: bool = False
-
-    @abstractmethod
-    def load(self) -> None:
-        """Make the model ready. Raises ``BackendUnavailable`` when it cannot be."""
 
     @abstractmethod
     def synthesize(self, text: str, voice: Voice) -> np.ndarray:
         """Speak ``text``: float32 samples, shape ``[n_samples]``, mono, at ``sample_rate`` Hz."""
 
-    @abstractmethod
-    def unload(self) -> None:
-        """Free the model (and GPU memory) when this returns."""
-
     def default_voice(self, persona: Any | None = None, seed: int | None = None) -> Voice:
         """The :class:`Voice` this backend uses for ``persona`` (or its default)."""
         return Voice(name=self.model, seed=seed)
-
-    def describe(self) -> dict[str, Any]:
-        """What this backend is, for events and records."""
-        return {"backend": self.name, "model": self.model, "device": self.device}
