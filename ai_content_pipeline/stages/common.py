@@ -11,8 +11,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 from ..errors import AicpError, RecordError, error_object
-from ..events import Emitter
+from ..events import Emitter, NullEmitter
 from ..jsonl import InputLine
+from ..ledger import Ledger
 from ..records import record_id
 from ..status import ExitStatus
 
@@ -226,3 +227,39 @@ class BackendSession:
             info = self.backend.describe()
             self.emitter.model_unload(info["backend"], info["model"], info["device"],
                                       time.perf_counter() - t0)
+
+
+class Stage:
+    """What a stage holds while it maps records: options, events, ledger, counts, backend.
+
+    Subclasses set ``stage`` (``script``/``voice``) and add their own work. The
+    backend loads through :attr:`session` on first use and unloads when the run
+    ends. An unknown default persona in ``options.persona`` is a usage error here,
+    at construction, not per record.
+
+    :raises UsageError: unknown default persona.
+    """
+
+    stage = "stage"
+
+    def __init__(self, backend: Any, options: Any, emitter: Emitter | None, ledger: Ledger | None) -> None:
+        from ..templates import load_persona
+
+        self.backend = backend
+        self.options = options
+        self.emitter = emitter or NullEmitter()
+        self.ledger = ledger
+        if getattr(options, "persona", None):
+            load_persona(options.persona)
+        self.stats = StageStats()
+        self.tracker = RecordTracker(self.emitter, self.stats, self.stage)
+        self.session = BackendSession(backend, self.emitter)
+
+    def _fail(self, index: int, rid: str | None, record: dict[str, Any], exc: RecordError,
+              **error_fields: Any) -> dict[str, Any]:
+        """``record`` with the ``error`` of ``exc`` (see :meth:`RecordTracker.fail`)."""
+        return self.tracker.fail(index, rid, record, exc, strict=self.options.strict, **error_fields)
+
+    def _passthrough(self, index: int, line: InputLine) -> dict[str, Any] | None:
+        """Output for a bad line or an upstream failure, ``None`` for a record to process."""
+        return self.tracker.unprocessable(index, line, strict=self.options.strict)

@@ -243,7 +243,7 @@ class LongformWriter:
             self.template.check_fields(record)
         except AicpError as exc:
             err = exc if isinstance(exc, RecordError) else InputError(exc.message, hint=exc.hint, stage="script")
-            return stage._fail(index, rid, record, err, take)
+            return stage._fail(index, rid, record, err, take=take)
         base = self.options.params_for(self.template, take)
         run_key = request_key(
             stage="script-longform", record={k: v for k, v in record.items() if k not in STAGE_FIELDS},
@@ -263,7 +263,7 @@ class LongformWriter:
         try:
             script = _RecordRun(self, rid, record, persona, take, base, run_key, folder).run()
         except RecordError as exc:
-            return stage._fail(index, rid, record, exc, take)
+            return stage._fail(index, rid, record, exc, take=take)
         script["seconds"] = round(_clock() - t0, 3)
         if stage.ledger is not None:
             stage.ledger.append(run_key, script)

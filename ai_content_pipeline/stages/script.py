@@ -21,12 +21,12 @@ from typing import Any
 
 from ..backends.base import GenerationParams, LLMBackend, complete
 from ..errors import AicpError, InputError, RecordError
-from ..events import Emitter, NullEmitter
+from ..events import Emitter
 from ..jsonl import InputLine
 from ..ledger import Ledger, request_key
 from ..records import record_id, word_count
 from ..templates import DEFAULT_PERSONA, Persona, Template, load_persona, load_template
-from .common import BackendSession, RecordTracker, StageStats, ordered_map, with_retries
+from .common import Stage, StageStats, ordered_map, with_retries
 
 # -- trimming the model's chatter ---------------------------------------------------------
 _PREAMBLE = re.compile(
@@ -129,7 +129,7 @@ def persona_name(record: dict[str, Any], default: str | None) -> str:
     return default or DEFAULT_PERSONA
 
 
-class ScriptStage:
+class ScriptStage(Stage):
     """Generate scripts for records with one LLM backend.
 
     :param backend: an :class:`~ai_content_pipeline.backends.base.LLMBackend` (loaded lazily).
@@ -143,16 +143,10 @@ class ScriptStage:
 
     def __init__(self, backend: LLMBackend, options: ScriptOptions | None = None,
                  emitter: Emitter | None = None, ledger: Ledger | None = None) -> None:
-        self.backend = backend
-        self.options = options or ScriptOptions()
-        self.emitter = emitter or NullEmitter()
-        self.ledger = ledger
-        self.template = load_template(self.options.template)
-        if self.options.persona:
-            load_persona(self.options.persona)  # unknown default persona: usage error now
-        self.stats = StageStats()
-        self.tracker = RecordTracker(self.emitter, self.stats, self.stage)
-        self.session = BackendSession(backend, self.emitter)
+        options = options or ScriptOptions()
+        self.options: ScriptOptions
+        self.template = load_template(options.template)  # unknown template: usage error first
+        super().__init__(backend, options, emitter, ledger)
         self.longform: Any = None  # a LongformWriter for sectioned templates
         if self.template.sections or self.options.sections:
             from .longform import LongformWriter
@@ -178,7 +172,7 @@ class ScriptStage:
             messages, params, key = self.request(record, persona, take)
         except AicpError as exc:
             err = InputError(exc.message, hint=exc.hint, stage="script") if not isinstance(exc, RecordError) else exc
-            return self._fail(index, rid, record, err, take)
+            return self._fail(index, rid, record, err, take=take)
 
         if self.options.resume and self.ledger is not None and key in self.ledger:
             script = dict(self.ledger.get(key) or {})
@@ -194,10 +188,11 @@ class ScriptStage:
                 on_retry=lambda n, e: self.emitter.message(f"record {rid}: retry {n} after: {e.message}", "warning"),
             )
         except RecordError as exc:
-            return self._fail(index, rid, record, exc, take)
+            return self._fail(index, rid, record, exc, take=take)
         text = trim_chatter(result.text)
         if not text:
-            return self._fail(index, rid, record, RecordError("the model returned an empty script", stage="script"), take)
+            return self._fail(index, rid, record, RecordError("the model returned an empty script", stage="script"),
+                              take=take)
         script = {
             "text": text,
             "words": word_count(text),
@@ -221,9 +216,6 @@ class ScriptStage:
                               tokens=script["tokens"])
         return {**record, "script": script}
 
-    def _fail(self, index: int, rid: str, record: dict[str, Any], exc: RecordError, take: int) -> dict[str, Any]:
-        return self.tracker.fail(index, rid, record, exc, strict=self.options.strict, take=take)
-
     # -- a whole run -----------------------------------------------------------------
     def _items(self, lines: Iterable[InputLine]) -> Iterator[tuple[int, InputLine, int]]:
         for index, line in enumerate(lines):
@@ -235,7 +227,7 @@ class ScriptStage:
 
     def _process(self, item: tuple[int, InputLine, int]) -> dict[str, Any]:
         index, line, take = item
-        passed = self.tracker.unprocessable(index, line, strict=self.options.strict)
+        passed = self._passthrough(index, line)
         if passed is not None or line.record is None:
             return passed or {}
         return self._take(index, line.record, take)

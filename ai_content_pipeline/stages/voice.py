@@ -48,12 +48,12 @@ from ..audio import (
 )
 from ..backends.base import TTSBackend, Voice
 from ..errors import AicpError, InputError, RecordError, SynthesisError, UsageError
-from ..events import Emitter, NullEmitter
+from ..events import Emitter
 from ..jsonl import InputLine
 from ..ledger import Ledger, request_key
 from ..records import get_path, record_id, slugify, word_count
 from ..templates import Persona, load_persona
-from .common import BackendSession, RecordTracker, StageStats, with_retries
+from .common import Stage, StageStats, with_retries
 
 
 @dataclass
@@ -117,7 +117,7 @@ def audio_file_name(rid: str, persona: str | None, take: int | None, ext: str) -
     return f"{'_'.join(parts)}.{ext}"
 
 
-class VoiceStage:
+class VoiceStage(Stage):
     """Voice records with one TTS backend.
 
     :param backend: a :class:`~ai_content_pipeline.backends.base.TTSBackend`, loaded
@@ -132,16 +132,10 @@ class VoiceStage:
 
     def __init__(self, backend: TTSBackend, options: VoiceOptions | None = None,
                  emitter: Emitter | None = None, ledger: Ledger | None = None) -> None:
-        self.backend = backend
-        self.options = options or VoiceOptions()
-        self.emitter = emitter or NullEmitter()
-        self.ledger = ledger
-        self.ext = output_format(self.options.format)[2]
-        if self.options.persona:
-            load_persona(self.options.persona)  # unknown default persona: usage error now
-        self.stats = StageStats()
-        self.tracker = RecordTracker(self.emitter, self.stats, self.stage)
-        self.session = BackendSession(backend, self.emitter)
+        options = options or VoiceOptions()
+        self.options: VoiceOptions
+        self.ext = output_format(options.format)[2]  # unknown format: usage error first
+        super().__init__(backend, options, emitter, ledger)
 
     def load(self) -> None:
         """Load the backend now (``--no-barrier``) instead of on the first synthesis."""
@@ -237,11 +231,8 @@ class VoiceStage:
                               chunks=audio["chunks"], path=audio["path"])
         return {**record, "audio": audio}
 
-    def _fail(self, index: int, rid: str | None, record: dict[str, Any], exc: RecordError) -> dict[str, Any]:
-        return self.tracker.fail(index, rid, record, exc, strict=self.options.strict)
-
     def _process(self, index: int, line: InputLine) -> dict[str, Any]:
-        passed = self.tracker.unprocessable(index, line, strict=self.options.strict)
+        passed = self._passthrough(index, line)
         if passed is not None or line.record is None:
             return passed or {}
         return self._voice_record(index, line.record)
