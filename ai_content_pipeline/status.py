@@ -18,6 +18,7 @@ class ExitStatus(IntEnum):
     - ``PARTIAL`` (3): the run finished but some records carry an ``error``.
     - ``BACKEND_UNAVAILABLE`` (4): the backend could not be reached or the model is missing.
     - ``INTERRUPTED`` (130): stopped by Ctrl-C / SIGINT (128 + SIGINT, the shell convention).
+    - ``BROKEN_PIPE`` (141): stdout closed by its reader (``| head -1``); 128 + SIGPIPE.
     """
 
     SUCCESS = 0
@@ -26,9 +27,11 @@ class ExitStatus(IntEnum):
     PARTIAL = 3
     BACKEND_UNAVAILABLE = 4
     INTERRUPTED = 130
+    BROKEN_PIPE = 141
 
 
 EXIT_STATUS_HELP = (
     "Exit status: 0 all records succeeded; 1 aborted by an error; 2 usage or config error; "
-    "3 finished but some records failed; 4 backend unavailable; 130 interrupted."
+    "3 finished but some records failed; 4 backend unavailable; 130 interrupted; "
+    "141 stdout closed by its reader."
 )

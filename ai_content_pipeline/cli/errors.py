@@ -20,9 +20,6 @@ from ..errors import AicpError
 from ..jsonl import OutputClosed
 from ..status import ExitStatus
 
-#: 128 + SIGPIPE: what a Unix tool that died of a closed pipe exits with.
-EXIT_BROKEN_PIPE = 141
-
 
 def _quiet_stdout() -> None:
     # Python docs, "Note on SIGPIPE": point stdout at devnull so the interpreter's
@@ -72,7 +69,7 @@ def run_cli(command: click.Command, prog_name: str, args: list[str] | None = Non
         return ExitStatus.INTERRUPTED
     except (BrokenPipeError, OutputClosed):
         _quiet_stdout()
-        return EXIT_BROKEN_PIPE
+        return ExitStatus.BROKEN_PIPE
     except AicpError as exc:
         if show_tb:
             traceback.print_exc()
@@ -93,5 +90,5 @@ def entry(command: click.Command, prog_name: str) -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         _quiet_stdout()
-        code = EXIT_BROKEN_PIPE
+        code = ExitStatus.BROKEN_PIPE
     sys.exit(code)

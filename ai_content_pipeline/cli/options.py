@@ -51,8 +51,10 @@ def make_emitter(stream: bool, quiet: bool, prog: str) -> Emitter:
 
 
 def finish(emitter: Emitter, stats: Any) -> int:
-    """Close the emitter, print the one-line summary (not with --stream) and return the status."""
-    emitter.close()
+    """Print the one-line summary (not with --stream) and return the exit status.
+
+    The caller has closed the emitter (a progress bar) already, in a ``finally``.
+    """
     if not isinstance(emitter, StreamEmitter):
         emitter.message(stats.summary())
     return int(stats.exit_status)

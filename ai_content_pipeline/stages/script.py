@@ -261,9 +261,10 @@ def run_script(
     """Run the script stage over JSON Lines ``sources`` and ``write`` each output record.
 
     Counts the input when it is a regular file (for progress ``total``), opens
-    the checkpoint ledger, loads the backend (``model_load``), streams records
-    through :class:`ScriptStage` and always unloads the backend at the end
-    (``model_unload``), also on errors and Ctrl-C.
+    the checkpoint ledger and streams records through :class:`ScriptStage`, which
+    loads the backend on the first request that the ledger cannot serve
+    (``model_load``) and always unloads it at the end (``model_unload``), also on
+    errors and Ctrl-C.
 
     :param write: callable taking one output record (e.g. ``RecordWriter.write``).
     :returns: the run's :class:`StageStats`.
