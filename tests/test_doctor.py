@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import orjson
@@ -15,36 +13,15 @@ import pytest
 from ai_content_pipeline import doctor
 from ai_content_pipeline.cli.errors import run_cli
 from ai_content_pipeline.cli.main import cli
+from tests.ollama_server import OllamaServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-class _Tags(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server API
-        if self.path != "/api/tags":
-            self.send_error(404)
-            return
-        body = orjson.dumps({"models": [{"name": "llama3.2:latest", "model": "llama3.2:latest",
-                                         "modified_at": "2025-01-01T00:00:00Z", "size": 1, "digest": "x"},
-                                        {"name": "qwen2.5:7b", "model": "qwen2.5:7b",
-                                         "modified_at": "2025-01-01T00:00:00Z", "size": 1, "digest": "y"}]})
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def ollama_host() -> Iterator[str]:
-    server = HTTPServer(("127.0.0.1", 0), _Tags)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with OllamaServer(models=("llama3.2", "qwen2.5:7b")) as server:
+        yield server.url
 
 
 def test_report_shape_and_hints_without_ollama() -> None:
