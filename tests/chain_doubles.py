@@ -99,15 +99,18 @@ def _env_factory() -> FakeFactory:
 
 
 def main(argv: list[str]) -> int:
-    """Run the ``aicp`` group with doubles as every chain step's backend."""
+    """Run the ``aicp`` group with doubles as every chain step's backend (and as the
+    backends of ``aicp script`` / ``aicp voice``)."""
     from ai_content_pipeline.chain import runner
     from ai_content_pipeline.cli import script as script_cli
+    from ai_content_pipeline.cli import voice as voice_cli
     from ai_content_pipeline.cli.errors import run_cli
     from ai_content_pipeline.cli.main import cli
 
     factory = _env_factory()
     runner.create_backend = factory  # type: ignore[assignment]
     script_cli.create_llm = lambda *a, **k: factory.llm  # type: ignore[assignment]
+    voice_cli.create_tts = lambda *a, **k: factory.tts  # type: ignore[assignment]
     return run_cli(cli, "aicp", argv)
 
 
