@@ -11,7 +11,6 @@ flushed per record (orjson; non-JSON values such as paths become strings).
 
 from __future__ import annotations
 
-import decimal
 import io
 import json
 import math
@@ -72,6 +71,8 @@ class ExactFloat(float):
 
 
 def _parse_float(text: str) -> float:
+    import decimal  # only lines with long numbers get here
+
     value = float(text)
     if math.isfinite(value) and decimal.Decimal(text) == decimal.Decimal(repr(value)):
         return value

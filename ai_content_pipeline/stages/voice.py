@@ -40,7 +40,6 @@ from ..audio import (
     join_chunks,
     normalize_loudness_measured,
     output_format,
-    preload,
     resample,
     write_audio_atomic,
 )
@@ -266,7 +265,6 @@ class VoiceStage(Stage):
             removed = remove_stale_parts(Path(self.options.out_dir))
             if removed:
                 self.emitter.message(f"removed {removed} unfinished audio file(s) of an earlier run", "debug")
-            preload(loudness=self.options.loudness is not None)
             for index, line in enumerate(lines):
                 yield self._process(index, line)
         finally:

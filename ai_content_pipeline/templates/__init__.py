@@ -20,9 +20,7 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import yaml
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import ConfigError, InputError, UsageError
@@ -33,9 +31,17 @@ TEMPLATE_DIR = DATA_DIR / "templates"
 PERSONA_DIR = DATA_DIR / "personas"
 DEFAULT_PERSONA = "julie"
 
-_env = ImmutableSandboxedEnvironment(
-    undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False
-)
+
+
+@lru_cache(maxsize=1)
+def _environment() -> Any:
+    """The Jinja2 sandbox that renders prompts (imported on first use: the voice stage,
+    which only reads personas, never pays for Jinja2)."""
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    return ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False,
+                                         autoescape=False)
 
 
 class _Strict(BaseModel):
@@ -81,10 +87,12 @@ class Template(_Strict):
         return f"{self.name}@{self.version}"
 
     @cached_property
-    def _compiled(self) -> dict[str, jinja2.Template]:
+    def _compiled(self) -> dict[str, Any]:
+        import jinja2
+
         parts = {"system": self.system, "user": self.user, **self.prompts}
         try:
-            return {key: _env.from_string(text) for key, text in parts.items()}
+            return {key: _environment().from_string(text) for key, text in parts.items()}
         except jinja2.TemplateSyntaxError as exc:
             raise ConfigError(
                 f"template {self.name}: Jinja2 syntax error on line {exc.lineno}: {exc.message}"
@@ -116,6 +124,8 @@ class Template(_Strict):
 
         :raises InputError: when the template uses a field the record lacks.
         """
+        import jinja2
+
         try:
             return self._compiled[part].render(context).strip()
         except jinja2.UndefinedError as exc:
