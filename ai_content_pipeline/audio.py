@@ -192,6 +192,12 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return np.asarray(soxr.resample(samples, from_rate, to_rate, quality="HQ"), dtype=np.float32)
 
 
+def _padded(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """``samples`` padded with silence to one 400 ms gating block if shorter."""
+    block = int(0.4 * sample_rate) + 1
+    return np.pad(samples, (0, block - len(samples))) if len(samples) < block else samples
+
+
 def measure_loudness(samples: np.ndarray, sample_rate: int) -> float | None:
     """Integrated loudness in LUFS (ITU-R BS.1770-4 gating; equal to pyloudnorm's to 1e-6 LU,
     see :mod:`ai_content_pipeline.loudness`).
@@ -201,10 +207,7 @@ def measure_loudness(samples: np.ndarray, sample_rate: int) -> float | None:
     """
     from .loudness import integrated_loudness
 
-    block = int(0.4 * sample_rate) + 1
-    if len(samples) < block:
-        samples = np.pad(samples, (0, block - len(samples)))
-    value = integrated_loudness(samples, sample_rate)
+    value = integrated_loudness(_padded(samples, sample_rate), sample_rate)
     return value if np.isfinite(value) else None
 
 
@@ -212,6 +215,29 @@ def peak_dbfs(samples: np.ndarray) -> float:
     """Sample peak in dBFS (``-inf`` for digital silence)."""
     peak = float(np.max(np.abs(samples))) if len(samples) else 0.0
     return 20 * float(np.log10(peak)) if peak > 0 else float("-inf")
+
+
+def limiter_gain(samples: np.ndarray, sample_rate: int, *, ceiling_dbfs: float = PEAK_CEILING_DBFS,
+                 window: float = LIMITER_WINDOW_SECONDS) -> np.ndarray | None:
+    """The gain envelope (``[n_samples]``, 0-1) of the look-ahead peak limiter, or ``None``
+    when no sample peak exceeds ``ceiling_dbfs`` (dBFS); see :func:`limit_peaks`."""
+    from .loudness import moving_mean, moving_minimum
+
+    ceiling = 10 ** (ceiling_dbfs / 20)
+    magnitude = np.abs(samples)
+    over = np.flatnonzero(magnitude > ceiling)
+    if not len(over):
+        return None
+    size = 2 * max(1, int(window * sample_rate)) + 1
+    gain = np.ones(len(samples), dtype=np.float64)
+    # The gain differs from 1 only within `size` samples of a peak: filter those stretches
+    # alone (peaks further apart than 2*size are separate stretches), with edges at 1.
+    cuts = np.flatnonzero(np.diff(over) > 2 * size) + 1
+    for first, last in zip(over[np.r_[0, cuts]], over[np.r_[cuts - 1, len(over) - 1]], strict=True):
+        lo, hi = max(0, int(first) - size), min(len(samples), int(last) + size + 1)
+        need = np.minimum(1.0, ceiling / np.maximum(magnitude[lo:hi], 1e-12))
+        gain[lo:hi] = moving_mean(moving_minimum(need, size), size)
+    return gain
 
 
 def limit_peaks(samples: np.ndarray, sample_rate: int, *, ceiling_dbfs: float = PEAK_CEILING_DBFS,
@@ -225,24 +251,13 @@ def limit_peaks(samples: np.ndarray, sample_rate: int, *, ceiling_dbfs: float = 
     a true-peak (oversampled) one. The moving filters are
     :func:`~ai_content_pipeline.loudness.moving_minimum` and
     :func:`~ai_content_pipeline.loudness.moving_mean` (equal to scipy.ndimage's
-    ``minimum_filter1d``/``uniform_filter1d`` with ``mode="nearest"``).
+    ``minimum_filter1d``/``uniform_filter1d`` with ``mode="nearest"``), run only
+    on the stretches around peaks.
     """
-    from .loudness import moving_mean, moving_minimum
-
-    ceiling = 10 ** (ceiling_dbfs / 20)
-    magnitude = np.abs(samples)
-    over = np.flatnonzero(magnitude > ceiling)
-    if not len(over):
+    gain = limiter_gain(samples, sample_rate, ceiling_dbfs=ceiling_dbfs, window=window)
+    if gain is None:
         return samples
-    size = 2 * max(1, int(window * sample_rate)) + 1
-    gain = np.ones(len(samples), dtype=np.float64)
-    # The gain differs from 1 only within `size` samples of a peak: filter those stretches
-    # alone (peaks further apart than 2*size are separate stretches), with edges at 1.
-    cuts = np.flatnonzero(np.diff(over) > 2 * size) + 1
-    for first, last in zip(over[np.r_[0, cuts]], over[np.r_[cuts - 1, len(over) - 1]], strict=True):
-        lo, hi = max(0, int(first) - size), min(len(samples), int(last) + size + 1)
-        need = np.minimum(1.0, ceiling / np.maximum(magnitude[lo:hi], 1e-12))
-        gain[lo:hi] = moving_mean(moving_minimum(need, size), size)
+    ceiling = 10 ** (ceiling_dbfs / 20)
     return np.clip(samples * gain, -ceiling, ceiling).astype(np.float32)
 
 
@@ -263,29 +278,46 @@ def normalize_loudness_measured(samples: np.ndarray, sample_rate: int, target_lu
     Limiting lowers loudness a little (speech has a peak-to-loudness ratio near
     20 dB, so -16 LUFS at -1 dBFS needs a few dB of it), so the gain is corrected
     by the secant method on gain (dB) → loudness (first slope :data:`FIRST_SLOPE`)
-    until within ``tolerance`` LU, at most 4 tries. Silent input is returned
-    unchanged (loudness ``None``).
+    until within ``tolerance`` LU, at most 6 tries. The input is K-weighted once;
+    each try measures ``gain * envelope * K(input)``
+    (:func:`~ai_content_pipeline.loudness.gated_loudness`, within about 1e-4 LU of
+    measuring the limited output itself). Silent input is returned unchanged
+    (loudness ``None``).
     """
-    loudness = measure_loudness(samples, sample_rate)
-    if loudness is None:
+    from .loudness import gated_loudness, k_weighted
+
+    padded = _padded(samples, sample_rate)
+    weighted = k_weighted(padded, sample_rate)
+    loudness = gated_loudness(weighted, sample_rate)
+    if not np.isfinite(loudness):
         return samples, None
+    ceiling = 10 ** (peak_ceiling_dbfs / 20)
     gains: list[float] = []
     levels: list[float] = []
     gain_db = target_lufs - loudness
-    out = samples
-    for _ in range(4):
-        out = limit_peaks((samples * 10 ** (gain_db / 20)).astype(np.float32), sample_rate,
-                          ceiling_dbfs=peak_ceiling_dbfs)
-        level = measure_loudness(out, sample_rate)
-        if level is None or abs(target_lufs - level) < tolerance:
+    out, level = samples, loudness
+    for _ in range(6):
+        scale = 10 ** (gain_db / 20)
+        scaled = (samples * scale).astype(np.float32)
+        envelope = limiter_gain(scaled, sample_rate, ceiling_dbfs=peak_ceiling_dbfs)
+        if envelope is None:
+            out, level = scaled, loudness + gain_db
+        else:
+            out = np.clip(scaled * envelope, -ceiling, ceiling).astype(np.float32)
+            if len(envelope) < len(weighted):  # input shorter than a gating block, padded
+                envelope = np.concatenate([envelope, np.ones(len(weighted) - len(envelope))])
+            level = gated_loudness(weighted * (scale * envelope), sample_rate)
+        if not np.isfinite(level):
+            return out, None
+        if abs(target_lufs - level) < tolerance:
             return out, level
         gains.append(gain_db)
         levels.append(level)
-        slope = FIRST_SLOPE
+        slope = FIRST_SLOPE if envelope is not None else 1.0
         if len(gains) >= 2 and gains[-1] != gains[-2]:
             slope = min(1.0, max(0.2, (levels[-1] - levels[-2]) / (gains[-1] - gains[-2])))
         gain_db += (target_lufs - level) / slope
-    return out, levels[-1]
+    return out, level
 
 
 # -- checks and atomic writes -----------------------------------------------------------
