@@ -400,31 +400,38 @@ def test_voice_removes_temporary_files_a_killed_run_left(monkeypatch, tmp_path, 
 
 
 def test_sigkill_while_writing_audio_then_resume(tmp_path) -> None:
-    """Kill the voice command while it writes files; --resume leaves exactly one file per record."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OLLAMA_HOST="http://127.0.0.1:9", AICP_FAKE_DELAY="0.2")
+    """Kill aicp-voice while a file sits under its temporary name; --resume leaves exactly
+    one complete file per record and no temporary file."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OLLAMA_HOST="http://127.0.0.1:9", AICP_FAKE_WRITE_DELAY="1.0")
     songs = tmp_path / "in.jsonl"
     songs.write_bytes(jsonl(COLLIDING))
-    cmd = [sys.executable, "-m", "tests.chain_doubles", "voice", "--out-dir", str(tmp_path / "out"),
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "tests.chain_doubles", "voice", "--out-dir", str(out),
            "--checkpoint", str(tmp_path / "v.ledger"), "--stream", str(songs)]
-    import ai_content_pipeline.audio as audio
-
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
         assert proc.stderr is not None
+        starts = 0
         for raw in proc.stderr:
-            if orjson.loads(raw)["event"] == "record_complete":
-                break
-        time.sleep(0.25)  # inside the next record's synthesis or write
+            if orjson.loads(raw)["event"] == "record_start":
+                starts += 1
+                if starts == 2:  # the first record is written; the second is being written
+                    break
+        deadline = time.monotonic() + 20
+        while not list(out.glob(".*.part")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert list(out.glob(".*.part")), "no temporary file to kill the writer on"
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
-    (tmp_path / "out" / ".s1_julie_0-2.wav.deadbeef.part").write_bytes(b"torn")  # as a kill mid-write leaves
+    assert list(out.glob(".*.part"))  # the kill left a torn temporary file behind
+    env.pop("AICP_FAKE_WRITE_DELAY")
     done = subprocess.run([*cmd, "--resume"], capture_output=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr.decode()
     records = out_records(done.stdout.decode())
     assert [r["id"] for r in records] == [r["id"] for r in COLLIDING]
-    assert_files_match(records, tmp_path / "out")
-    assert audio is not None
+    assert sum(bool(r["audio"].get("skipped")) for r in records) >= 1
+    assert_files_match(records, out)
     for rec in records:
         assert sf.info(rec["audio"]["path"]).frames > 0
 
