@@ -8,7 +8,7 @@ import click
 
 from ..errors import UsageError
 from ..events import StreamEmitter
-from ..jsonl import dumps
+from ..jsonl import RecordWriter
 from .options import EPILOG_STATUS, make_emitter
 
 EPILOG = f"""\b
@@ -31,9 +31,8 @@ Files (under output_dir):
 """
 
 
-def _print_json(obj: object) -> None:
-    sys.stdout.buffer.write(dumps(obj) + b"\n")
-    sys.stdout.flush()
+def _print_json(obj: dict[str, object]) -> None:
+    RecordWriter().write(obj)  # a closed stdout: OutputClosed (141); a full one: an error (1)
 
 
 @click.command("run-chain", epilog=EPILOG)
@@ -63,7 +62,7 @@ def run_chain_command(config: str, overrides: tuple[str, ...], dry_run: bool, re
     With --stream, stderr carries the events (pipeline_start, step_start,
     step_complete, step_error and the stages' record and model events).
     """
-    from ..chain.runner import plan_chain, run_chain  # not needed for --help
+    from ..chain.runner import ChainRunner, plan_chain  # not needed for --help
     from ..chain.spec import load_chain
 
     spec = load_chain(config, overrides)
@@ -76,8 +75,13 @@ def run_chain_command(config: str, overrides: tuple[str, ...], dry_run: bool, re
         return 0 if plan["ok"] else 4
     final = StreamEmitter(enabled=True)  # the stdout writer of pipeline_complete
     emitter = final if stream else make_emitter(False, quiet, "aicp run-chain")
+    runner = ChainRunner(spec, emitter=emitter, resume=resume)
     try:
-        outcome = run_chain(spec, emitter=emitter, resume=resume)
+        outcome = runner.run()
+    except Exception:
+        if not stream and runner.completed is not None:  # the result still reaches stdout
+            final.pipeline_complete(runner.completed)
+        raise
     finally:
         emitter.close()
     if not stream:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,8 +25,16 @@ from ..errors import AicpError, InputError, RecordError
 from ..events import Emitter
 from ..jsonl import InputLine
 from ..ledger import Ledger, request_key
+from ..limits import Jobs, MaxTokens, Retries, Seed, Temperature, Timeout, TopP, Variants, Words
 from ..records import record_id, word_count
-from ..templates import DEFAULT_PERSONA, Persona, Template, load_persona, load_template
+from ..templates import (
+    DEFAULT_PERSONA,
+    Persona,
+    Template,
+    TemplateSandboxError,
+    load_persona,
+    load_template,
+)
 from .common import Stage, StageStats, ordered_map, with_retries
 
 # -- trimming the model's chatter ---------------------------------------------------------
@@ -81,23 +90,29 @@ class ScriptOptions:
     :ivar words: long-form only: scale the section word targets to this total.
     :ivar sections: long-form only: a plan (``[{name, brief, words}]``) replacing the template's.
     :ivar work_dir: long-form only: chunk files and checkpoints go to ``work_dir/{id}/``.
+    :ivar timeout: Ollama only: seconds to wait for the connection and for each read of a
+        reply (``None``: 300); read when the backend is built (``--timeout``, chain ``params``).
+
+    Numeric fields carry the ranges of :mod:`ai_content_pipeline.limits` (the same as the
+    flags'), which pydantic checks when options come from a chain file.
     """
 
     template: str = "song-intro"
     persona: str | None = None
-    variants: int = 1
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: int | None = None
-    seed: int | None = None
-    jobs: int = 1
-    retries: int = 0
+    variants: Variants = 1
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    max_tokens: MaxTokens | None = None
+    seed: Seed | None = None
+    jobs: Jobs = 1
+    retries: Retries = 0
     resume: bool = False
     strict: bool = False
     extra_context: dict[str, Any] = field(default_factory=dict)
-    words: int | None = None
+    words: Words | None = None
     sections: list[dict[str, Any]] | None = None
     work_dir: str = "aicp-out/longform"
+    timeout: Timeout | None = None
 
     def validate(self) -> None:
         """Load the template and default persona now.
@@ -171,6 +186,8 @@ class ScriptStage(Stage):
             persona = load_persona(name)
             messages, params, key = self.request(record, persona, take)
         except AicpError as exc:
+            if isinstance(exc, TemplateSandboxError):  # the template's fault, not this record's
+                raise
             err = InputError(exc.message, hint=exc.hint, stage="script") if not isinstance(exc, RecordError) else exc
             return self._fail(index, rid, record, err, take=take)
 
@@ -242,7 +259,7 @@ class ScriptStage(Stage):
             self.stats.total = total * max(1, self.options.variants)
         jobs = self.options.jobs if self.backend.supports_concurrency else 1
         try:
-            yield from ordered_map(self._process, self._items(lines), jobs)
+            yield from ordered_map(self._process, self._items(lines), jobs, on_abort=self._abort)
         finally:
             self.session.close()
             self.stats.finish()
@@ -280,8 +297,9 @@ def run_script(
     ledger = Ledger(checkpoint) if checkpoint else None
     stage = ScriptStage(backend, options, emitter, ledger)
     try:
-        for record in stage.run(read_records(sources, stdin=stdin), total=total):
-            write(record)
+        with closing(stage.run(read_records(sources, stdin=stdin), total=total)) as records:
+            for record in records:  # closed at once when write() fails (| head -1)
+                write(record)
     finally:
         if ledger is not None:
             ledger.close()

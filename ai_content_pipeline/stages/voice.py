@@ -51,6 +51,7 @@ from ..errors import AicpError, InputError, RecordError, SynthesisError, UsageEr
 from ..events import Emitter
 from ..jsonl import InputLine
 from ..ledger import Ledger, request_key
+from ..limits import AudioFormat, Loudness, Retries, SampleRate, Seed
 from ..records import get_path, record_id, slugify, word_count
 from ..templates import Persona, load_persona
 from .common import Stage, StageStats, with_retries
@@ -70,16 +71,19 @@ class VoiceOptions:
     :ivar retries: extra attempts for transient backend errors.
     :ivar resume: serve requests from the ledger when their file still exists unchanged.
     :ivar strict: stop at the first failed record.
+
+    Numeric fields and ``format`` carry the ranges and choices of
+    :mod:`ai_content_pipeline.limits` (the same as the flags').
     """
 
     out_dir: str = "aicp-out/audio"
-    format: str = "wav"
-    sample_rate: int | None = None
-    loudness: float | None = -16.0
+    format: AudioFormat = "wav"
+    sample_rate: SampleRate | None = None
+    loudness: Loudness | None = -16.0
     text_field: str | None = None
     persona: str | None = None
-    seed: int | None = None
-    retries: int = 0
+    seed: Seed | None = None
+    retries: Retries = 0
     resume: bool = False
     strict: bool = False
 
