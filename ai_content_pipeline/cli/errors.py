@@ -13,7 +13,11 @@ No traceback is printed unless ``--traceback`` is on the command line.
 from __future__ import annotations
 
 import os
+import select
+import signal
+import stat
 import sys
+import threading
 import time
 import traceback
 from typing import Any
@@ -60,6 +64,55 @@ def _report(prog_name: str, stream_events: bool, message: str, hint: str | None,
         pass
 
 
+class _ReaderWatch:
+    """Notices within a moment when the reader of a stdout pipe goes away, even while idle.
+
+    A writer normally learns that ``| head -1`` has exited only at its next write,
+    which may be a minute away (a slow model, ``--jobs`` waiting on a hung server).
+    When stdout is a pipe or a socket, a daemon thread polls it for ``POLLERR``/``POLLHUP``
+    and interrupts the main thread (SIGINT), which stops the run as Ctrl-C does;
+    :func:`run_cli` then exits 141 quietly instead of 130.
+    """
+
+    def __init__(self) -> None:
+        self.closed = threading.Event()
+        self.done = False
+        self.started = False
+
+    def start(self) -> None:
+        """Start watching fd 1 when it is a pipe or a socket (a file or terminal never closes)."""
+        try:
+            mode = os.fstat(1).st_mode
+        except OSError:
+            return
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            self.started = True
+            threading.Thread(target=self._watch, name="aicp-stdout-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        poller = select.poll()
+        poller.register(1, 0)  # POLLERR, POLLHUP and POLLNVAL are always reported
+        while not self.done:
+            events = [ev for _, ev in poller.poll()]
+            if any(ev & select.POLLNVAL for ev in events):
+                return
+            if any(ev & (select.POLLERR | select.POLLHUP) for ev in events):
+                break
+        if self.done:
+            return
+        self.closed.set()
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+    def stop(self) -> None:
+        """The command has ended: a reader that leaves now interrupts nothing."""
+        self.done = True
+        if self.started:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+_WATCH = _ReaderWatch()
+
+
 def _invoke(command: click.Command, prog_name: str, argv: list[str]) -> Any:
     """What ``click.Command.main(standalone_mode=False)`` does, minus its exception handling.
 
@@ -98,6 +151,9 @@ def run_cli(command: click.Command, prog_name: str, args: list[str] | None = Non
             pass
         return code
     except (KeyboardInterrupt, click.Abort):
+        if _WATCH.closed.is_set():  # not Ctrl-C: the reader of stdout went away
+            _quiet_stdout()
+            return ExitStatus.BROKEN_PIPE
         return report("interrupted", None, ExitStatus.INTERRUPTED)
     except (BrokenPipeError, OutputClosed):
         _quiet_stdout()
@@ -157,16 +213,21 @@ def entry(command: click.Command, prog_name: str) -> None:
     """Console-script entry: run and exit with the status."""
     if not _standard_streams(prog_name):
         sys.exit(ExitStatus.BROKEN_PIPE)
-    code = run_cli(command, prog_name)
+    _WATCH.start()
+    try:
+        code = run_cli(command, prog_name)
+    except KeyboardInterrupt:  # the watch's signal, just as the command ended
+        code = ExitStatus.BROKEN_PIPE if _WATCH.closed.is_set() else ExitStatus.INTERRUPTED
+    _WATCH.stop()
     try:
         sys.stdout.flush()
     except BrokenPipeError:
         _quiet_stdout()
         code = ExitStatus.BROKEN_PIPE
-    except OSError:  # a full stdout (/dev/full) already reported; no noise at exit
+    except OSError as exc:  # a full stdout (/dev/full): one message, no noise at exit
         _quiet_stdout()
-        if code == ExitStatus.SUCCESS:
-            _report(prog_name, "--stream" in sys.argv[1:], "cannot write to stdout: no space left",
-                    None, ExitStatus.ERROR)
-            code = ExitStatus.ERROR
+        if code in (ExitStatus.SUCCESS, ExitStatus.PARTIAL):
+            error = os_error(exc, doing="write to stdout")
+            _report(prog_name, "--stream" in sys.argv[1:], error.message, None, error.exit_status)
+            code = error.exit_status
     sys.exit(code)
