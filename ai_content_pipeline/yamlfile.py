@@ -57,16 +57,18 @@ class StrictLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.peek_event()
+        mark: Any = event.start_mark
+        anchor = getattr(event, "anchor", None)
         if isinstance(event, yaml.AliasEvent):
-            raise _Reject(None, None, f"aliases (*{event.anchor}) are not allowed here: "
-                          "write the value out where it is used", event.start_mark)
-        if getattr(event, "anchor", None):
-            raise _Reject(None, None, f"anchors (&{event.anchor}) are not allowed here: "
-                          "write the value out where it is used", event.start_mark)
+            raise _Reject(None, None, f"aliases (*{anchor}) are not allowed here: "
+                          "write the value out where it is used", mark)
+        if anchor:
+            raise _Reject(None, None, f"anchors (&{anchor}) are not allowed here: "
+                          "write the value out where it is used", mark)
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                raise _Reject(None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark)
+                raise _Reject(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1

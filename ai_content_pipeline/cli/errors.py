@@ -183,7 +183,7 @@ def _standard_streams(prog_name: str) -> bool:
     :returns: ``False`` when stdout was closed.
     """
     ok = True
-    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+    for fd in (0, 1, 2):
         try:
             os.fstat(fd)
             continue

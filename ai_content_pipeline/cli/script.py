@@ -6,8 +6,8 @@ import click
 
 from ..backends.registry import LLM_CHOICES, create_llm
 from ..jsonl import RecordWriter
-from .errors import entry
 from ..limits import JOBS, MAX_TOKENS, SEED, TEMPERATURE, TIMEOUT, TOP_P, VARIANTS, WORDS
+from .errors import entry
 from .options import EPILOG_STATUS, click_range, finish, input_files, make_emitter, run_options
 
 EPILOG = f"""\b

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import click
 
 from ..audio import FORMATS
 from ..backends.registry import TTS_CHOICES, create_tts
 from ..jsonl import RecordWriter
+from ..limits import (
+    CFG_WEIGHT,
+    EXAGGERATION,
+    LOUDNESS,
+    SAMPLE_RATE,
+    SEED,
+    VOICE_TEMPERATURE,
+    AudioFormat,
+)
 from .errors import entry
-from ..limits import CFG_WEIGHT, EXAGGERATION, LOUDNESS, SAMPLE_RATE, SEED, VOICE_TEMPERATURE
 from .options import EPILOG_STATUS, click_range, finish, input_files, make_emitter, run_options
 
 EPILOG = f"""\b
@@ -82,7 +92,7 @@ def voice_command(files: tuple[str, ...], backend: str, voice: str | None, perso
     tts = create_tts(backend, notice=emitter.message, voice=voice,
                      device=None if device == "auto" else device, checkpoint_dir=checkpoint_dir,
                      exaggeration=exaggeration, cfg_weight=cfg_weight, temperature=temperature)
-    options = VoiceOptions(out_dir=out_dir, format=audio_format, sample_rate=sample_rate,
+    options = VoiceOptions(out_dir=out_dir, format=cast(AudioFormat, audio_format), sample_rate=sample_rate,
                            loudness=None if no_normalize else loudness, text_field=text_field,
                            persona=persona, seed=seed, retries=retries, resume=resume, strict=strict)
     try:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -296,10 +295,13 @@ def run_script(
     total = count_records(sources, stdin=stdin)
     ledger = Ledger(checkpoint) if checkpoint else None
     stage = ScriptStage(backend, options, emitter, ledger)
+    records = stage.run(read_records(sources, stdin=stdin), total=total)
     try:
-        with closing(stage.run(read_records(sources, stdin=stdin), total=total)) as records:
-            for record in records:  # closed at once when write() fails (| head -1)
+        try:
+            for record in records:
                 write(record)
+        finally:
+            getattr(records, "close", lambda: None)()  # at once when write() fails (| head -1)
     finally:
         if ledger is not None:
             ledger.close()
