@@ -129,8 +129,9 @@ def load_yaml(text: str) -> tuple[Any, yaml.Node | None]:
     :raises YAMLProblem: invalid YAML, an alias or anchor, too deep, a duplicate key,
         a value PyYAML cannot construct (a bad date, an overlong number...).
     """
-    loader = StrictLoader(text)
+    loader: StrictLoader | None = None
     try:
+        loader = StrictLoader(text)  # its reader already rejects control characters
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
@@ -139,10 +140,12 @@ def load_yaml(text: str) -> tuple[Any, yaml.Node | None]:
         raise YAMLProblem(f"not valid YAML: {problem}", mark.line + 1 if mark else None) from exc
     except yaml.YAMLError as exc:  # ReaderError: a control character...
         raise YAMLProblem(f"not valid YAML: {exc}") from exc
-    except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # e.g. date 2024-13-45
-        raise YAMLProblem(f"not valid YAML: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - PyYAML's constructors fail in many ways on bad
+        # input (a date 2024-13-45, an !!int that is not one, a !!timestamp that does not parse)
+        raise YAMLProblem(f"not valid YAML: {type(exc).__name__}: {exc}") from exc
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, node
 
 

@@ -473,3 +473,14 @@ def test_voice_out_dir_that_is_a_file_is_a_usage_error(monkeypatch, tmp_path: Pa
 
 def test_usage_error_class_is_exit_2() -> None:
     assert UsageError("x").exit_status == 2 and ExitStatus.BROKEN_PIPE in EXIT_CODES
+
+
+def test_flag_words_given_as_option_values_do_not_turn_the_flags_on(tmp_path: Path) -> None:
+    chain = str(write_chain(tmp_path))
+    code, out, err = aicp(["run-chain", "--config", chain, "--dry-run", "--set", "--traceback"])
+    assert code == ExitStatus.USAGE and err.startswith("aicp: error: --set '--traceback'")
+    assert "Traceback (most recent call last)" not in err
+    code, out, err = aicp(["run-chain", "--config", chain, "--dry-run", "--set", "--stream"])
+    assert code == ExitStatus.USAGE and err.startswith("aicp: error:")  # plain text, not an event
+    code, out, err = aicp(["run-chain", "--config", chain, "--dry-run", "--stream", "--set", "x"])
+    assert code == ExitStatus.USAGE and orjson.loads(err)["event"] == "error"

@@ -9,6 +9,7 @@ import click
 from ..errors import UsageError
 from ..events import StreamEmitter
 from ..jsonl import RecordWriter
+from .errors import note_flag
 from .options import EPILOG_STATUS, make_emitter
 
 EPILOG = f"""\b
@@ -46,10 +47,10 @@ def _print_json(obj: dict[str, object]) -> None:
                    "as JSON; load no model.")
 @click.option("--resume", is_flag=True,
               help="Reuse the steps' ledgers in output_dir: finish a killed run without redoing work.")
-@click.option("--stream", is_flag=True,
+@click.option("--stream", is_flag=True, callback=note_flag,
               help="Events as JSON Lines on stderr (schema_version 1); pipeline_complete on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Nothing on stderr but warnings and errors.")
-@click.option("--traceback", is_flag=True, help="Show the Python traceback of an error.")
+@click.option("--traceback", is_flag=True, callback=note_flag, help="Show the Python traceback of an error.")
 def run_chain_command(config: str, overrides: tuple[str, ...], dry_run: bool, resume: bool,
                       stream: bool, quiet: bool, traceback: bool) -> int:
     """Run the steps of a chain file one after the other, one model resident at a time.

@@ -113,6 +113,32 @@ class _ReaderWatch:
 _WATCH = _ReaderWatch()
 
 
+class _Seen:
+    """Which of ``--stream`` / ``--traceback`` click really parsed as flags in this run.
+
+    Looking for the words in argv is not enough: ``--set --traceback`` gives the word
+    as an option's value.
+    """
+
+    def __init__(self) -> None:
+        self.stream = False
+        self.traceback = False
+
+    def reset(self) -> None:
+        """A new run: no flag seen yet."""
+        self.stream = self.traceback = False
+
+
+SEEN = _Seen()
+
+
+def note_flag(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """click callback of ``--stream`` and ``--traceback``: remember that the flag is on."""
+    if value and param.name in ("stream", "traceback"):
+        setattr(SEEN, param.name, True)
+    return value
+
+
 def _invoke(command: click.Command, prog_name: str, argv: list[str]) -> Any:
     """What ``click.Command.main(standalone_mode=False)`` does, minus its exception handling.
 
@@ -129,11 +155,11 @@ def run_cli(command: click.Command, prog_name: str, args: list[str] | None = Non
     """Run ``command`` and return the exit status (never raises, except SystemExit)."""
     started = time.monotonic()
     argv = list(sys.argv[1:] if args is None else args)
-    show_tb = "--traceback" in argv or os.environ.get("AICP_TRACEBACK") == "1"
-    stream_events = "--stream" in argv
+    SEEN.reset()
+    env_tb = os.environ.get("AICP_TRACEBACK") == "1"
 
     def report(message: str, hint: str | None, status: int) -> int:
-        _report(prog_name, stream_events, message, hint, status, started)
+        _report(prog_name, SEEN.stream, message, hint, status, started)
         return status
 
     try:
@@ -143,7 +169,8 @@ def run_cli(command: click.Command, prog_name: str, args: list[str] | None = Non
         return exc.exit_code
     except click.ClickException as exc:
         code = ExitStatus.USAGE if exc.exit_code == 2 else exc.exit_code
-        if stream_events:
+        if SEEN.stream or "--stream" in argv:  # parsing may have stopped before --stream
+            SEEN.stream = True
             return report(exc.format_message(), None, code)
         try:
             exc.show()
@@ -159,16 +186,16 @@ def run_cli(command: click.Command, prog_name: str, args: list[str] | None = Non
         _quiet_stdout()
         return ExitStatus.BROKEN_PIPE
     except AicpError as exc:
-        if show_tb:
+        if SEEN.traceback or env_tb:
             traceback.print_exc()
         return report(exc.message, exc.hint, exc.exit_status)
     except OSError as exc:  # a full disk, a read-only folder... met where no code expected it
-        if show_tb:
+        if SEEN.traceback or env_tb:
             traceback.print_exc()
         error = os_error(exc)
         return report(error.message, error.hint, error.exit_status)
     except Exception as exc:  # noqa: BLE001 - the last line of defence
-        if show_tb:
+        if SEEN.traceback or env_tb:
             traceback.print_exc()
         return report(f"unexpected {type(exc).__name__}: {exc}",
                       "run again with --traceback and report it", ExitStatus.ERROR)
@@ -228,6 +255,6 @@ def entry(command: click.Command, prog_name: str) -> None:
         _quiet_stdout()
         if code in (ExitStatus.SUCCESS, ExitStatus.PARTIAL):
             error = os_error(exc, doing="write to stdout")
-            _report(prog_name, "--stream" in sys.argv[1:], error.message, None, error.exit_status)
+            _report(prog_name, SEEN.stream, error.message, None, error.exit_status)
             code = error.exit_status
     sys.exit(code)

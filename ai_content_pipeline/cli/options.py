@@ -11,6 +11,7 @@ import click
 from ..events import ConsoleEmitter, Emitter, ProgressBarEmitter, StreamEmitter
 from ..limits import RETRIES, Limit
 from ..status import EXIT_STATUS_HELP
+from .errors import note_flag
 
 F = Callable[..., Any]
 
@@ -44,10 +45,10 @@ run_options = _stack(
     click.option("--retries", type=click_range(RETRIES), default=0, show_default=True,
                  help="Extra attempts for transient backend errors (timeouts, HTTP 5xx, cut streams)."),
     click.option("--strict", is_flag=True, help="Stop at the first failed record instead of going on."),
-    click.option("--stream", is_flag=True,
+    click.option("--stream", is_flag=True, callback=note_flag,
                  help="Progress as JSON Lines events on stderr (schema_version 1)."),
     click.option("-q", "--quiet", is_flag=True, help="Nothing on stderr but warnings and errors."),
-    click.option("--traceback", is_flag=True, help="Show the Python traceback of an error."),
+    click.option("--traceback", is_flag=True, callback=note_flag, help="Show the Python traceback of an error."),
 )
 
 
