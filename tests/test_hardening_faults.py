@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from ai_content_pipeline import audio
@@ -38,7 +39,7 @@ from ai_content_pipeline.errors import BackendUnavailable, UsageError
 from ai_content_pipeline.faults import DiskFull, os_error, path_problem
 from ai_content_pipeline.stages.common import ordered_map
 from ai_content_pipeline.status import ExitStatus
-from tests.chain_doubles import FakeFactory, write_chain, write_songs
+from tests.chain_doubles import FakeFactory, chain_data, write_chain, write_songs
 from tests.cli_helpers import BIN, invoke
 from tests.conftest import EXAMPLES
 from tests.doubles import FakeLLM, SpeechTTS
@@ -484,3 +485,26 @@ def test_flag_words_given_as_option_values_do_not_turn_the_flags_on(tmp_path: Pa
     assert code == ExitStatus.USAGE and err.startswith("aicp: error:")  # plain text, not an event
     code, out, err = aicp(["run-chain", "--config", chain, "--dry-run", "--stream", "--set", "x"])
     assert code == ExitStatus.USAGE and orjson.loads(err)["event"] == "error"
+
+
+def test_ctrl_c_in_a_chain_on_a_hung_ollama_exits_130_within_2s(tmp_path: Path) -> None:
+    with OllamaServer(models=["llama3.2"], **HUNG) as srv:
+        data = chain_data(tmp_path)
+        data["steps"][0].update(backend="ollama", host=srv.url, params={"jobs": 4, "timeout": 120})
+        path = tmp_path / "chain.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        proc = subprocess.Popen([os.path.join(BIN, "aicp"), "run-chain", "--config", str(path), "--stream"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            _wait_in_flight(srv, 3)
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=30)
+            took = time.monotonic() - t0
+        finally:
+            proc.kill()
+        assert proc.stderr is not None and proc.stdout is not None
+        events = [orjson.loads(line) for line in proc.stderr.read().splitlines()]
+        proc.stdout.read()
+    assert code == ExitStatus.INTERRUPTED and took < 2.0, (took, events[-3:])
+    assert [e["event"] for e in events][-2:] == ["step_error", "error"]
