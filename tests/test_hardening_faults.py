@@ -508,3 +508,23 @@ def test_ctrl_c_in_a_chain_on_a_hung_ollama_exits_130_within_2s(tmp_path: Path) 
         proc.stdout.read()
     assert code == ExitStatus.INTERRUPTED and took < 2.0, (took, events[-3:])
     assert [e["event"] for e in events][-2:] == ["step_error", "error"]
+
+
+def test_backend_paths_that_are_directories_say_so(tmp_path: Path) -> None:
+    from ai_content_pipeline.backends.chatterbox import ChatterboxBackend, check_checkpoint_dir
+    from ai_content_pipeline.backends.llamacpp import LlamaCppBackend
+    from ai_content_pipeline.backends.piper import voice_paths
+
+    folder = tmp_path / "voice.onnx"
+    folder.mkdir()
+    with pytest.raises(UsageError, match="is a directory"):
+        voice_paths(str(folder))
+    with pytest.raises(UsageError, match="is a directory"):
+        ChatterboxBackend(voice=str(tmp_path))
+    (tmp_path / "plain").write_text("x")
+    with pytest.raises(BackendUnavailable, match="is not a directory"):
+        check_checkpoint_dir(tmp_path / "plain")
+    gguf = tmp_path / "m.gguf"
+    gguf.mkdir()
+    with pytest.raises(BackendUnavailable, match="is a directory"):
+        LlamaCppBackend(str(gguf)).load()
