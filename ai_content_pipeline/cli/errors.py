@@ -70,7 +70,8 @@ class _ReaderWatch:
     A writer normally learns that ``| head -1`` has exited only at its next write,
     which may be a minute away (a slow model, ``--jobs`` waiting on a hung server).
     When stdout is a pipe or a socket, a daemon thread polls it for ``POLLERR``/``POLLHUP``
-    and interrupts the main thread (SIGINT), which stops the run as Ctrl-C does;
+    and interrupts the main thread (``SIGUSR1``, whose handler raises ``KeyboardInterrupt``:
+    the run stops as on Ctrl-C, even where SIGINT is ignored, as in background jobs);
     :func:`run_cli` then exits 141 quietly instead of 130.
     """
 
@@ -86,6 +87,7 @@ class _ReaderWatch:
         except OSError:
             return
         if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            signal.signal(signal.SIGUSR1, _interrupt)
             self.started = True
             threading.Thread(target=self._watch, name="aicp-stdout-watch", daemon=True).start()
 
@@ -101,13 +103,17 @@ class _ReaderWatch:
         if self.done:
             return
         self.closed.set()
-        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
 
     def stop(self) -> None:
         """The command has ended: a reader that leaves now interrupts nothing."""
         self.done = True
         if self.started:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 _WATCH = _ReaderWatch()
@@ -240,8 +246,8 @@ def entry(command: click.Command, prog_name: str) -> None:
     """Console-script entry: run and exit with the status."""
     if not _standard_streams(prog_name):
         sys.exit(ExitStatus.BROKEN_PIPE)
-    _WATCH.start()
     try:
+        _WATCH.start()
         code = run_cli(command, prog_name)
     except KeyboardInterrupt:  # the watch's signal, just as the command ended
         code = ExitStatus.BROKEN_PIPE if _WATCH.closed.is_set() else ExitStatus.INTERRUPTED
