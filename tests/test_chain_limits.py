@@ -201,6 +201,18 @@ def test_dry_run_rejects_params_out_of_range(tmp_path: Path, step: int, key: str
     assert not (tmp_path / "out").exists()  # nothing ran
 
 
+def test_voice_device_has_the_flag_choices(tmp_path: Path) -> None:
+    code, out, err = dry_run(write_chain(tmp_path), "--set", "steps.1.device=tpu")
+    assert_usage_error(code, out, err, "steps.1.device (from --set)", "'cuda'")
+    code, out, err = dry_run(write_chain(tmp_path), "--set", "steps.1.device=auto")
+    assert code == 0, err
+
+
+def test_long_form_sections_are_checked_by_dry_run(tmp_path: Path) -> None:
+    code, out, err = dry_run(write_chain(tmp_path), "--set", "steps.0.params.sections=[{name: a, words: -5}]")
+    assert_usage_error(code, out, err, "steps.0.params.sections (from --set)")
+
+
 @pytest.mark.parametrize(("key", "value"), [("temperature", 99), ("variants", -5), ("format", "aiff")])
 def test_set_overrides_are_range_checked_too(tmp_path: Path, key: str, value: object) -> None:
     step = 1 if key == "format" else 0

@@ -528,3 +528,16 @@ def test_backend_paths_that_are_directories_say_so(tmp_path: Path) -> None:
     gguf.mkdir()
     with pytest.raises(BackendUnavailable, match="is a directory"):
         LlamaCppBackend(str(gguf)).load()
+
+
+def test_chain_prints_pipeline_complete_even_after_an_unexpected_error(monkeypatch, tmp_path: Path) -> None:
+    class Broken(FakeLLM):
+        def load(self) -> None:
+            raise RuntimeError("engine exploded")
+
+    monkeypatch.setattr(runner, "create_backend", FakeFactory(llm=Broken()))
+    code, out, err = aicp(["run-chain", "--config", str(write_chain(tmp_path))])
+    assert code == ExitStatus.ERROR
+    result = orjson.loads(out)
+    assert result["event"] == "pipeline_complete" and result["error"]["message"] == "engine exploded"
+    assert "Traceback" not in err

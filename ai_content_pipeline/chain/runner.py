@@ -61,7 +61,8 @@ def create_backend(step: StepSpec, notice: Callable[[str], None]) -> Any:
         extra = {"timeout": float(timeout)} if timeout is not None else {}
         return create_llm(step.backend, model=step.model, host=step.host,
                           keep_alive=step.keep_alive, notice=notice, **extra)
-    options = {k: v for k, v in (("voice", step.voice), ("device", step.device),
+    device = None if step.device == "auto" else step.device
+    options = {k: v for k, v in (("voice", step.voice), ("device", device),
                                  ("checkpoint_dir", step.checkpoint_dir)) if v is not None}
     return create_tts(step.backend, notice=notice, **options)
 
@@ -73,7 +74,7 @@ def resolve_backend(step: StepSpec) -> tuple[str, str | None]:
         return name, model or (BUNDLED_NAME if name == "llamacpp" else None)
     from ..backends.piper import BUNDLED_VOICE
 
-    name = resolve_tts_name(step.backend, device=step.device)
+    name = resolve_tts_name(step.backend, device=None if step.device == "auto" else step.device)
     return name, step.voice or (BUNDLED_VOICE if name == "piper" else None)
 
 

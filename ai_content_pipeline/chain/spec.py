@@ -101,7 +101,8 @@ class VoiceStep(_Strict):
 
     :ivar name: a label for the step (copied into ``outputs.steps``).
     :ivar voice: the backend's voice (a Piper ``.onnx`` path, a Chatterbox reference clip).
-    :ivar device: ``cuda``, ``cpu``, ``mps`` (Chatterbox; default: detected).
+    :ivar device: ``cuda``, ``cpu``, ``mps`` or ``auto`` (Chatterbox; default: detected), the
+        choices of ``aicp voice --device``.
     :ivar checkpoint_dir: local Chatterbox weights (``ChatterboxTTS.from_local``).
     """
 
@@ -111,7 +112,7 @@ class VoiceStep(_Strict):
     persona: str | None = None
     backend: str = "auto"
     voice: str | None = None
-    device: str | None = None
+    device: Literal["auto", "cuda", "mps", "cpu"] | None = None
     checkpoint_dir: str | None = None
     params: dict[str, Any] = {}
 
@@ -329,6 +330,13 @@ def _check_step(spec: ChainSpec, index: int, where: _Where) -> None:
     except ValidationError as exc:
         first = exc.errors()[0]
         raise ConfigError(f"{where((*base, 'params', *first['loc']))}: {first['msg']}") from exc
+    if isinstance(step, ScriptStep) and step.params.get("sections"):
+        from ..stages.longform import plan_for  # a long-form plan is checked now, not at step start
+
+        try:
+            plan_for(load_template(step.template), step.params["sections"], step.params.get("words"))
+        except AicpError as exc:
+            raise ConfigError(f"{where((*base, 'params', 'sections'))}: {exc.message}") from exc
 
 
 def load_chain(config: str, overrides: Iterable[str] = (), *, stdin: IO[str] | None = None) -> ChainSpec:
