@@ -20,6 +20,7 @@ call, that a path can be created, so a bad ``--checkpoint`` never fails after an
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import os
@@ -223,12 +224,14 @@ def check_output_dir(folder: str | os.PathLike[str], what: str) -> None:
     """
     path = Path(folder)
     if path.exists() and not path.is_dir():
-        raise UsageError(f"{what} {folder} is a file, not a folder")
+        raise UsageError(f"{what} {folder} is a file, not a folder (Not a directory)")
     base = _first_existing(path.absolute())
     if not base.is_dir():
-        raise UsageError(f"cannot create {what} {folder}: {base} is a file, not a folder")
+        raise UsageError(f"cannot create {what} {folder}: {base} is a file, not a folder (Not a directory)")
     if not os.access(base, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write {what} {folder}: {base} is not writable")
+        read_only = bool(os.statvfs(base).f_flag & os.ST_RDONLY)
+        reason = os.strerror(errno.EROFS if read_only else errno.EACCES)
+        raise UsageError(f"cannot write to {what} {folder}: {base}: {reason}")
 
 
 def check_output_file(file: str | os.PathLike[str], what: str) -> None:
@@ -241,7 +244,7 @@ def check_output_file(file: str | os.PathLike[str], what: str) -> None:
         raise UsageError(f"{what} {file} is a folder, not a file")
     if path.exists():
         if not os.access(path, os.W_OK):
-            raise UsageError(f"cannot write {what} {file}: permission denied")
+            raise UsageError(f"cannot write to {what} {file}: permission denied")
         return
     check_output_dir(path.parent, f"the folder of {what}")
 

@@ -302,7 +302,9 @@ class RecordWriter:
     """Writes records as JSON Lines, one ``write`` and one ``flush`` per record.
 
     A closed downstream pipe raises :class:`OutputClosed`; the CLI's top-level
-    handler turns that into a quiet exit (141).
+    handler turns that into a quiet exit (141). Any other failed write (a full
+    disk, ``>/dev/full``) raises the :func:`~ai_content_pipeline.faults.os_error`
+    of it, naming the file (exit 1, or 2 for a path that cannot be written).
     """
 
     def __init__(self, stream: IO[bytes] | None = None) -> None:
@@ -316,4 +318,11 @@ class RecordWriter:
             self.stream.flush()
         except BrokenPipeError as exc:
             raise OutputClosed("stdout was closed by its reader") from exc
+        except OSError as exc:
+            from .faults import os_error
+
+            name = getattr(self.stream, "name", None)
+            real = isinstance(name, str) and not name.startswith("<")
+            raise os_error(exc, name if real else None,
+                           doing="write" if real else "write the records to stdout") from exc
         self.count += 1

@@ -159,11 +159,15 @@ def test_a_persona_file_from_the_command_line_is_usable_by_name_downstream(monke
     assert out_records(voiced.stdout)[0]["audio"]["path"].endswith("x_rosa_0.wav")
 
 
-def test_yaml_errors_never_quote_the_file(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("content", ["name: [unclosed hunter2-secret\n", "token: *hunter2secret\n",
+                                     "a: !hunter2tag x\n", 'k: "\\q hunter2"\n', "k: &hunter2 v\n",
+                                     "k: 'unclosed hunter2\n"])
+@pytest.mark.parametrize("option", ["-p", "-t"])
+def test_yaml_errors_never_quote_the_file(tmp_path, monkeypatch, content, option) -> None:
     bad = tmp_path / "p.yaml"
-    bad.write_text("name: [unclosed hunter2-secret\n")
-    (res, _) = script(monkeypatch, ["-p", str(bad)], b"")
-    assert res.exit_code == 2 and "hunter2" not in res.stderr and "line" in res.stderr
+    bad.write_text(content)
+    (res, _) = script(monkeypatch, [option, str(bad)], b"")
+    assert res.exit_code == 2 and "hunter2" not in res.stderr and "p.yaml:" in res.stderr
 
 
 # -- 3. bounded input --------------------------------------------------------------------------

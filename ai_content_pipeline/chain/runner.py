@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from ..backends.llamacpp import BUNDLED_NAME
 from ..backends.registry import create_llm, create_tts, resolve_llm_name, resolve_tts_name
 from ..errors import AicpError, error_object
 from ..events import Emitter, NullEmitter
+from ..faults import os_error
 from ..files import FolderLock
 from ..jsonl import RecordWriter, count_records, read_records
 from ..ledger import Ledger
@@ -56,9 +58,12 @@ def create_backend(step: StepSpec, notice: Callable[[str], None]) -> Any:
     :raises UsageError: unknown backend. :raises BackendUnavailable: ``auto`` found nothing usable.
     """
     if isinstance(step, ScriptStep):
+        timeout = step.params.get("timeout")  # params.timeout: the Ollama request timeout
+        extra = {"timeout": float(timeout)} if timeout is not None else {}
         return create_llm(step.backend, model=step.model, host=step.host,
-                          keep_alive=step.keep_alive, notice=notice)
-    options = {k: v for k, v in (("voice", step.voice), ("device", step.device),
+                          keep_alive=step.keep_alive, notice=notice, **extra)
+    device = None if step.device == "auto" else step.device
+    options = {k: v for k, v in (("voice", step.voice), ("device", device),
                                  ("checkpoint_dir", step.checkpoint_dir)) if v is not None}
     return create_tts(step.backend, notice=notice, **options)
 
@@ -70,7 +75,7 @@ def resolve_backend(step: StepSpec) -> tuple[str, str | None]:
         return name, model or (BUNDLED_NAME if name == "llamacpp" else None)
     from ..backends.piper import BUNDLED_VOICE
 
-    name = resolve_tts_name(step.backend, device=step.device)
+    name = resolve_tts_name(step.backend, device=None if step.device == "auto" else step.device)
     return name, step.voice or (BUNDLED_VOICE if name == "piper" else None)
 
 
@@ -190,6 +195,8 @@ class ChainRunner:
         self.stdin = stdin
         self.factory = backend_factory or create_backend
         self.steps: list[StepSummary] = []
+        #: the ``pipeline_complete`` fields once sent (also when :meth:`run` raises)
+        self.completed: dict[str, Any] | None = None
 
     def _run_step(self, index: int, source: str, total: int | None) -> StepSummary:
         spec, emitter = self.spec, self.emitter
@@ -208,8 +215,14 @@ class ChainRunner:
                 writer = RecordWriter(handle)
                 for record in run:
                     writer.write(record)
-                os.fsync(handle.fileno())
-            os.replace(part, out)
+                try:
+                    os.fsync(handle.fileno())
+                except OSError as exc:
+                    raise os_error(exc, part) from exc
+            try:
+                os.replace(part, out)
+            except OSError as exc:
+                raise os_error(exc, out) from exc
         finally:
             ledger.close()
             part.unlink(missing_ok=True)
@@ -226,6 +239,11 @@ class ChainRunner:
 
     def run(self) -> ChainResult:
         """Run every enabled step; always ends with ``pipeline_complete``.
+
+        A step that fails with an :class:`AicpError` or an ``OSError`` (a full disk, a
+        read-only ``output_dir``: see :func:`~ai_content_pipeline.faults.os_error`) ends
+        the chain with that error in the result; so does an ``output_dir`` that cannot
+        be created.
 
         :raises KeyboardInterrupt: after ``step_error`` (the CLI exits 130).
         :raises Exception: an unexpected error, after ``step_error`` and ``pipeline_complete``.
@@ -246,32 +264,51 @@ class ChainRunner:
 
     def _run_steps(self, t0: float) -> ChainResult:
         spec, emitter = self.spec, self.emitter
+        enabled = spec.enabled_steps()
         source = spec.input
-        total = count_records([source], stdin=self.stdin)
         error: AicpError | None = None
         error_obj: dict[str, Any] | None = None
+        total: int | None = None
+        try:
+            try:
+                Path(spec.output_dir).mkdir(parents=True, exist_ok=True)
+                probe = tempfile.TemporaryFile(dir=spec.output_dir)  # writable? (before any model runs)
+                probe.close()
+            except OSError as exc:  # a read-only or misnamed output_dir
+                raise os_error(exc, spec.output_dir, doing="write to output_dir") from exc
+            try:
+                total = count_records([source], stdin=self.stdin)
+            except OSError as exc:
+                raise os_error(exc, source, doing="read") from exc
+        except AicpError as exc:
+            error = exc
+            error_obj = {**error_object(error, stage="chain"), "step": None}
+            emitter.message(error.message, "error")
+            enabled = []
         for index, step in enumerate(spec.steps):
-            if not step.enabled:
-                emitter.message(f"step {index + 1} ({step.type}) is disabled; skipped")
+            if index not in enabled:
+                if error is None:
+                    emitter.message(f"step {index + 1} ({step.type}) is disabled; skipped")
                 continue
             try:
                 summary = self._run_step(index, source, total)
-            except AicpError as exc:
-                error, error_obj = exc, {**error_object(exc, stage=step.type), "step": index + 1}
-                emitter.step_error(index + 1, str(exc), step.type)
+            except (AicpError, OSError) as exc:
+                error = exc if isinstance(exc, AicpError) else os_error(exc)
+                error_obj = {**error_object(error, stage=step.type), "step": index + 1}
+                emitter.step_error(index + 1, str(error), step.type)
                 break
             except BaseException as exc:
                 emitter.step_error(index + 1, "interrupted" if isinstance(exc, KeyboardInterrupt)
                                    else f"{type(exc).__name__}: {exc}", step.type)
                 if not isinstance(exc, KeyboardInterrupt):
-                    emitter.pipeline_complete(self.result(t0, {"stage": step.type, "step": index + 1,
-                                                               "type": type(exc).__name__,
-                                                               "message": str(exc)}))
+                    self.completed = self.result(t0, {"stage": step.type, "step": index + 1,
+                                                      "type": type(exc).__name__, "message": str(exc)})
+                    emitter.pipeline_complete(self.completed)
                 raise
             self.steps.append(summary)
             source = summary.path
             total = count_records([source])
-        result = self.result(t0, error_obj)
+        result = self.completed = self.result(t0, error_obj)
         emitter.pipeline_complete(result)
         if error is not None:
             status = error.exit_status
@@ -283,7 +320,8 @@ class ChainRunner:
 
     def _stopped(self, t0: float, exc: AicpError) -> ChainResult:
         """End before the first step: ``pipeline_complete`` with ``exc`` as its error."""
-        result = self.result(t0, error_object(exc, stage="chain"))
+        self.emitter.message(exc.message, "error")
+        result = self.result(t0, {**error_object(exc, stage="chain"), "step": None})
         self.emitter.pipeline_complete(result)
         return ChainResult(result, exc.exit_status, exc)
 

@@ -25,11 +25,13 @@ from ..events import Emitter
 from ..files import FolderLock
 from ..jsonl import InputLine
 from ..ledger import Ledger, request_key
+from ..limits import Jobs, MaxTokens, Retries, Seed, Temperature, Timeout, TopP, Variants, Words
 from ..records import record_id, word_count
 from ..templates import (
     DEFAULT_PERSONA,
     Persona,
     Template,
+    TemplateSandboxError,
     load_persona,
     load_template,
     persona_for_record,
@@ -89,23 +91,29 @@ class ScriptOptions:
     :ivar words: long-form only: scale the section word targets to this total.
     :ivar sections: long-form only: a plan (``[{name, brief, words}]``) replacing the template's.
     :ivar work_dir: long-form only: chunk files and checkpoints go to ``work_dir/{id}/``.
+    :ivar timeout: Ollama only: seconds to wait for the connection and for each read of a
+        reply (``None``: 300); read when the backend is built (``--timeout``, chain ``params``).
+
+    Numeric fields carry the ranges of :mod:`ai_content_pipeline.limits` (the same as the
+    flags'), which pydantic checks when options come from a chain file.
     """
 
     template: str = "song-intro"
     persona: str | None = None
-    variants: int = 1
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: int | None = None
-    seed: int | None = None
-    jobs: int = 1
-    retries: int = 0
+    variants: Variants = 1
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    max_tokens: MaxTokens | None = None
+    seed: Seed | None = None
+    jobs: Jobs = 1
+    retries: Retries = 0
     resume: bool = False
     strict: bool = False
     extra_context: dict[str, Any] = field(default_factory=dict)
-    words: int | None = None
+    words: Words | None = None
     sections: list[dict[str, Any]] | None = None
     work_dir: str = "aicp-out/longform"
+    timeout: Timeout | None = None
 
     def validate(self) -> None:
         """Load the template and default persona now.
@@ -186,6 +194,8 @@ class ScriptStage(Stage):
             persona = record_persona(record, self.options.persona)
             messages, params, key = self.request(record, persona, take)
         except AicpError as exc:
+            if isinstance(exc, TemplateSandboxError):  # the template's fault, not this record's
+                raise
             err = InputError(exc.message, hint=exc.hint, stage="script") if not isinstance(exc, RecordError) else exc
             return self._fail(index, rid, record, err, take=take)
 
@@ -262,7 +272,7 @@ class ScriptStage(Stage):
         jobs = self.options.jobs if self.backend.supports_concurrency else 1
         lock = FolderLock(self.options.work_dir, "long-form work folder").acquire() if self.longform else None
         try:
-            yield from ordered_map(self._process, self._items(lines), jobs)
+            yield from ordered_map(self._process, self._items(lines), jobs, on_abort=self._abort)
         finally:
             if lock is not None:
                 lock.release()
@@ -308,9 +318,13 @@ def run_script(
     total = count_records(sources, stdin=stdin)
     ledger = Ledger(checkpoint) if checkpoint else None
     stage = ScriptStage(backend, options, emitter, ledger)
+    records = stage.run(read_records(sources, stdin=stdin), total=total)
     try:
-        for record in stage.run(read_records(sources, stdin=stdin), total=total):
-            write(record)
+        try:
+            for record in records:
+                write(record)
+        finally:
+            getattr(records, "close", lambda: None)()  # at once when write() fails (| head -1)
     finally:
         if ledger is not None:
             ledger.close()

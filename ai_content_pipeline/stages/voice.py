@@ -49,6 +49,7 @@ from ..events import Emitter
 from ..files import FolderLock, NameClaims, check_output_dir
 from ..jsonl import InputLine, dumps, loads
 from ..ledger import Ledger, request_key
+from ..limits import AudioFormat, Loudness, Retries, SampleRate, Seed
 from ..records import get_path, record_id, slugify, word_count
 from ..templates import Persona, persona_for_record
 from .common import Stage, StageStats, check_run_paths, with_retries
@@ -68,16 +69,19 @@ class VoiceOptions:
     :ivar retries: extra attempts for transient backend errors.
     :ivar resume: serve requests from the ledger when their file still exists unchanged.
     :ivar strict: stop at the first failed record.
+
+    Numeric fields and ``format`` carry the ranges and choices of
+    :mod:`ai_content_pipeline.limits` (the same as the flags').
     """
 
     out_dir: str = "aicp-out/audio"
-    format: str = "wav"
-    sample_rate: int | None = None
-    loudness: float | None = -16.0
+    format: AudioFormat = "wav"
+    sample_rate: SampleRate | None = None
+    loudness: Loudness | None = -16.0
     text_field: str | None = None
     persona: str | None = None
-    seed: int | None = None
-    retries: int = 0
+    seed: Seed | None = None
+    retries: Retries = 0
     resume: bool = False
     strict: bool = False
 

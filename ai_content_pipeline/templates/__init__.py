@@ -20,11 +20,13 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import ConfigError, InputError, UsageError
+from ..faults import path_problem
+from ..limits import MaxTokens, Seed, Temperature, TopP
 from ..records import content_hash, get_path
+from ..yamlfile import YAMLProblem, decode_utf8, load_yaml, read_limited
 
 DATA_DIR = Path(__file__).parent
 TEMPLATE_DIR = DATA_DIR / "templates"
@@ -44,6 +46,10 @@ def _environment() -> Any:
                                          autoescape=False)
 
 
+class TemplateSandboxError(ConfigError):
+    """A template tried what the Jinja2 sandbox forbids (``''.__class__``...): exit 2, not per record."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -51,9 +57,9 @@ class _Strict(BaseModel):
 class GenerationDefaults(_Strict):
     """Default generation parameters of a template (overridden by options)."""
 
-    temperature: float = Field(0.8, ge=0, le=2)
-    max_tokens: int = Field(256, gt=0)
-    top_p: float = Field(0.95, gt=0, le=1)
+    temperature: Temperature = 0.8
+    max_tokens: MaxTokens = 256
+    top_p: TopP = 0.95
     repeat_penalty: float = Field(1.1, ge=0.5, le=2)
 
 
@@ -122,9 +128,12 @@ class Template(_Strict):
     def render(self, part: str, context: dict[str, Any]) -> str:
         """Render prompt ``part`` (``system``, ``user`` or a name in ``prompts``).
 
-        :raises InputError: when the template uses a field the record lacks.
+        :raises InputError: when the template uses a field the record lacks, or fails on
+            this record's values (``{{ year + 1 }}`` with a string ``year``).
+        :raises TemplateSandboxError: the template broke the Jinja2 sandbox (exit 2).
         """
         import jinja2
+        from jinja2.sandbox import SecurityError
 
         try:
             return self._compiled[part].render(context).strip()
@@ -133,6 +142,17 @@ class Template(_Strict):
                 f"template '{self.name}' needs a field the record lacks: {exc.message}",
                 stage="script",
             ) from exc
+        except SecurityError as exc:  # the template itself is at fault, for every record
+            raise TemplateSandboxError(
+                f"template '{self.name}' ({self.source or 'built in'}) did something templates may "
+                f"not do: {exc}",
+                hint="templates may only read record fields and persona values; "
+                     "no attributes starting with _, no methods that change data",
+            ) from exc
+        except (jinja2.TemplateError, ArithmeticError, TypeError, ValueError, LookupError,
+                AttributeError, RecursionError) as exc:  # e.g. {{ year + 1 }} with a string year
+            raise InputError(f"template '{self.name}' failed on this record: "
+                             f"{type(exc).__name__}: {exc}", stage="script") from exc
 
     def messages(
         self, record: dict[str, Any], persona: Persona, *, take: int = 0, **extra: Any
@@ -183,7 +203,7 @@ class Persona(_Strict):
     station: str = "aicp radio"
     style: str
     catchphrases: list[str] = []
-    seed: int = 0
+    seed: Seed = 0
     voice: VoiceSettings = VoiceSettings()
     source: str | None = None
 
@@ -199,22 +219,15 @@ def _is_path(ref: str) -> bool:
     return ref.endswith((".yaml", ".yml")) or os.sep in ref or "/" in ref
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """Where and what a YAML error is, without quoting the file (it may hold secrets)."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or "cannot be parsed"
-    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
-
-
 def _load_yaml(path: Path, kind: str) -> dict[str, Any]:
+    """A template or persona file as a mapping, read with :mod:`ai_content_pipeline.yamlfile`
+    (at most 1 MiB of UTF-8; no anchors, aliases or duplicate keys)."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data, _ = load_yaml(decode_utf8(read_limited(path)))
     except OSError as exc:
         raise UsageError(f"cannot read {kind} file {path}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{kind} file {path} is not UTF-8 text") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{kind} file {path} is not valid YAML: {_yaml_problem(exc)}") from exc
+    except YAMLProblem as exc:
+        raise ConfigError(f"{kind} file {exc.where(str(path))}: {exc.problem}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{kind} file {path} must hold a mapping")
     return data
@@ -236,8 +249,9 @@ def _names(folder: Path) -> list[str]:
 def _resolve(ref: str, folder: Path, kind: str) -> Path:
     if _is_path(ref):
         path = Path(ref)
-        if not path.is_file():
-            raise UsageError(f"{kind} file {ref} does not exist")
+        problem = path_problem(path)
+        if problem is not None:
+            raise UsageError(f"{kind} file {ref} {problem}")
         return path
     path = folder / f"{ref}.yaml"
     if not path.is_file():
@@ -342,6 +356,6 @@ def list_personas() -> list[dict[str, Any]]:
 
 
 __all__ = [
-    "DEFAULT_PERSONA", "Persona", "Section", "Template", "VoiceSettings",
+    "DEFAULT_PERSONA", "Persona", "Section", "Template", "TemplateSandboxError", "VoiceSettings",
     "list_personas", "list_templates", "load_persona", "load_template", "persona_for_record",
 ]
