@@ -24,8 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .jsonl import dumps, loads
+from .jsonl import dumps, iter_lines, loads
 from .records import content_hash
+
+#: Longest ledger line read (bytes); a longer one is skipped (its work is done again).
+MAX_ENTRY_BYTES = 64 * 1024 * 1024
 
 
 def request_key(**parts: Any) -> str:
@@ -55,22 +58,28 @@ class Ledger:
     def _load(self) -> None:
         if not self.path.exists():
             return
+        if not self.path.is_file():
+            raise UsageError(f"checkpoint {self.path} is not a regular file")
         try:
-            data = self.path.read_bytes()
+            with open(self.path, "rb") as handle:
+                for raw in iter_lines(handle, MAX_ENTRY_BYTES):  # an overlong line is never held whole
+                    if raw is None:
+                        self.torn_lines += 1
+                    elif raw.strip():
+                        self._take(raw)
         except OSError as exc:
             raise UsageError(f"cannot read checkpoint {self.path}: {exc.strerror}") from exc
-        for raw in data.split(b"\n"):
-            if not raw.strip():
-                continue
-            try:
-                entry = loads(raw)
-            except (ValueError, RecursionError):
-                entry = None
-            if (isinstance(entry, dict) and isinstance(entry.get("key"), str)
-                    and isinstance(entry.get("value"), dict)):
-                self.entries[entry["key"]] = entry["value"]
-            else:
-                self.torn_lines += 1
+
+    def _take(self, raw: bytes) -> None:
+        try:
+            entry = loads(raw)
+        except (ValueError, RecursionError):
+            entry = None
+        if (isinstance(entry, dict) and isinstance(entry.get("key"), str)
+                and isinstance(entry.get("value"), dict)):
+            self.entries[entry["key"]] = entry["value"]
+        else:
+            self.torn_lines += 1
 
     def __contains__(self, key: str) -> bool:
         return key in self.entries

@@ -226,8 +226,13 @@ class GenerationPipeline:
             return GenerationResult(str(song), dj or self.persona, None, None, False,
                                     f"a song must be a dict with id, artist, title, not {type(song).__name__}")
         sid = "" if song.get("id") is None else str(song["id"])
-        who = song.get("dj") or dj or self.persona
+        named = song.get("dj")
+        who = named if named is not None else (dj or self.persona)
         failed = GenerationResult(sid, str(who), None, None, False)
+        if named is not None and (not isinstance(named, str) or not named.strip()):
+            failed.dj = dj or self.persona
+            failed.error = f"dj must be a persona name (a non-empty string), not {named!r}"
+            return failed
         if not _safe_name(sid):
             failed.error = (f"song id {sid!r} cannot be used in a file name"
                             if sid else "song has no id")

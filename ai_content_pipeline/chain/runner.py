@@ -89,12 +89,18 @@ def check_chain_paths(spec: ChainSpec, stdin: IO[bytes] | None = None) -> None:
     """
     from ..files import check_output_dir, check_output_file, refuse_overlap
     from ..jsonl import check_sources
+    from ..templates import file_ref
 
     check_sources([spec.input])
     check_output_dir(spec.output_dir, "output_dir")
     reads: dict[str, Any] = {f"the chain input {spec.input}": stdin if spec.input == "-" and stdin else spec.input}
     if spec.source and spec.source != "-":
         reads[f"the chain file {spec.source}"] = spec.source
+    for index in spec.enabled_steps():
+        step = spec.steps[index]
+        for what, ref in (("persona", step.persona), ("template", getattr(step, "template", None))):
+            if file_ref(ref):
+                reads[f"step {index + 1}'s {what} file {ref}"] = ref
     writes: dict[str, Any] = {}
     for index in spec.enabled_steps():
         for what, path in (("records", spec.output_path(index)), ("ledger", spec.ledger_path(index))):
@@ -210,6 +216,11 @@ class ChainRunner:
         ledger = Ledger(spec.ledger_path(index))
         try:
             stage = build_stage(spec, index, backend, emitter, ledger, self.resume)
+            if isinstance(step, VoiceStep):  # no audio file may replace what the chain reads or writes
+                for target in (spec.input, spec.source, *(p for i in range(len(spec.steps))
+                                                          for p in (spec.output_path(i), spec.ledger_path(i)))):
+                    stage.protected.add(target)
+                stage.protected.add(part)
             records = read_records([source], stdin=self.stdin)
             with open(part, "wb") as handle, contextlib.closing(stage.run(records, total=total)) as run:
                 writer = RecordWriter(handle)

@@ -50,6 +50,7 @@ from ..ledger import Ledger, request_key
 from ..records import STAGE_FIELDS, record_id, word_count
 from ..templates import Section, Template, load_template
 from .common import with_retries
+from .entries import ChunkEntry, PackEntry, fits
 
 if TYPE_CHECKING:
     from .script import ScriptStage
@@ -257,11 +258,12 @@ class LongformWriter:
             err = exc if isinstance(exc, RecordError) else InputError(exc.message, hint=exc.hint, stage="script")
             return stage._fail(index, rid, record, err, take=take)
         base = self.options.params_for(self.template, take)
-        run_key = request_key(
+        name = self._folders.pop((index, take), None) or self.claim_folder(index, record, take)
+        run_key = request_key(  # the folder too: two identical records must not share one entry
             stage="script-longform", record={k: v for k, v in record.items() if k not in STAGE_FIELDS},
             template=self.template.ref, plan=[s.model_dump() for s in self.plan], persona=persona.name,
             backend=stage.backend.name, model=stage.backend.model, params=base.as_dict(), take=take,
-            margin=SHORTFALL_MARGIN, continuations=MAX_CONTINUATIONS)
+            margin=SHORTFALL_MARGIN, continuations=MAX_CONTINUATIONS, folder=name)
         if self.options.resume and stage.ledger is not None and reusable_script(stage.ledger.get(run_key)):
             script = dict(stage.ledger.get(run_key) or {})
             script["skipped"] = True
@@ -270,7 +272,6 @@ class LongformWriter:
 
         stage.tracker.start(index, rid, take=take, persona=persona.name, chunks=len(self.plan))
         stage.session.ensure()
-        name = self._folders.pop((index, take), None) or self.claim_folder(index, record, take)
         folder = self.work_dir / name
         t0 = _clock()
         try:
@@ -376,7 +377,8 @@ class _RecordRun:
         key = request_key(run=self.run_key, part="pack")
         path = self.folder / "pack.json"
         entry = ledger.get(key)
-        if self.options.resume and entry is not None and path.is_file():
+        if self.options.resume and fits(PackEntry, entry) and path.is_file():
+            assert entry is not None
             try:
                 self.ctx["pack"] = parse_pack(path.read_text(encoding="utf-8")).model_dump()
                 return {**entry, "resumed": True}
@@ -409,7 +411,8 @@ class _RecordRun:
         key = request_key(run=self.run_key, chunk=i)
         txt = self.chunks_dir / f"{i:02d}.txt"
         entry = ledger.get(key)
-        if self.options.resume and entry is not None and txt.is_file():
+        if self.options.resume and fits(ChunkEntry, entry) and entry is not None and entry["index"] == i \
+                and txt.is_file():
             text = txt.read_text(encoding="utf-8")
             if _sha256(text) == entry.get("sha256"):
                 entry = {**entry, "resumed": True}

@@ -32,6 +32,7 @@ from ..templates import (
     Persona,
     Template,
     TemplateSandboxError,
+    file_ref,
     load_persona,
     load_template,
     persona_for_record,
@@ -148,9 +149,11 @@ def record_persona(record: dict[str, Any], default: str | None) -> Persona:
 
 
 def reusable_script(value: dict[str, Any] | None) -> bool:
-    """Whether a ledger value is a script that can be served again (text and word count)."""
-    return (isinstance(value, dict) and isinstance(value.get("text"), str) and bool(value["text"].strip())
-            and isinstance(value.get("words"), int))
+    """Whether a ledger value is a script that can be served again (see
+    :class:`~ai_content_pipeline.stages.entries.ScriptEntry`)."""
+    from .entries import ScriptEntry, fits
+
+    return fits(ScriptEntry, value)
 
 
 class ScriptStage(Stage):
@@ -312,7 +315,8 @@ def run_script(
     if options.resume and not checkpoint:
         raise UsageError("--resume needs --checkpoint PATH (the ledger of finished records)")
     sources = list(sources) or ["-"]
-    check_run_paths(sources, checkpoint, stdout)
+    check_run_paths(sources, checkpoint, stdout,
+                    {"--persona": file_ref(options.persona), "--template": file_ref(options.template)})
     if options.words is not None or options.sections is not None or load_template(options.template).sections:
         check_output_dir(options.work_dir, "--work-dir")
     total = count_records(sources, stdin=stdin)

@@ -216,6 +216,7 @@ class Persona(_Strict):
 
 
 def _is_path(ref: str) -> bool:
+    """Whether ``ref`` names a file rather than a built-in (``.yaml``/``.yml``, or a separator)."""
     return ref.endswith((".yaml", ".yml")) or os.sep in ref or "/" in ref
 
 
@@ -295,6 +296,11 @@ def load_persona(ref: str) -> Persona:
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
+def file_ref(ref: str | None) -> str | None:
+    """``ref`` when it is a template or persona *file* (what a run reads), else ``None``."""
+    return ref if ref and _is_path(ref) else None
+
+
 def persona_for_record(record: dict[str, Any], default: str | None,
                        fields: tuple[str, ...] = ("persona", "dj"), *, required: bool = True) -> Persona | None:
     """The persona a record asks for: the first of ``fields`` (dotted paths) that is set,
@@ -320,7 +326,7 @@ def persona_for_record(record: dict[str, Any], default: str | None,
         name = value.strip()
         if chosen is not None and name == chosen.name:
             return chosen
-        if not _NAME.fullmatch(name) or ".." in name:
+        if not _NAME.fullmatch(name) or ".." in name or _is_path(name):
             raise InputError(
                 f"field '{field}' is not a persona name: a record may name a persona, not a file",
                 hint="give a persona file on the command line (--persona FILE); records then use its name",
@@ -357,5 +363,5 @@ def list_personas() -> list[dict[str, Any]]:
 
 __all__ = [
     "DEFAULT_PERSONA", "Persona", "Section", "Template", "TemplateSandboxError", "VoiceSettings",
-    "list_personas", "list_templates", "load_persona", "load_template", "persona_for_record",
+    "file_ref", "list_personas", "list_templates", "load_persona", "load_template", "persona_for_record",
 ]
