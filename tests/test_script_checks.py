@@ -204,3 +204,16 @@ def test_radio_api_passes_best_of_and_require_checks(tmp_path):
     assert len(llm.calls) == 2
     with pytest.raises(UsageError):
         GenerationPipeline(tmp_path, llm=FakeLLM(), tts=SpeechTTS(), best_of=99)
+
+
+def test_chain_step_complete_counts_checks(tmp_path):
+    from ai_content_pipeline.chain.runner import run_chain
+
+    spec = load_chain(_chain(tmp_path, "{best_of: 2, require_checks: false}"))
+    em = RecordingEmitter()
+    result = run_chain(spec, emitter=em, backend_factory=lambda step, notice: FakeLLM([ECHO]))
+    assert int(result.exit_status) == 0
+    done = [f for e, f in em.events if e == "step_complete"][0]
+    assert done["checks"] == {"passed": 0, "failed": 1}
+    out = orjson.loads(open(spec.output_path(0), "rb").read())
+    assert len(out["script"]["checks"]["candidates"]) == 2
