@@ -56,6 +56,7 @@ demo: install
 
 bench: install
 	$(BIN)/python bench/script_overhead.py
+	$(BIN)/python bench/script_quality.py
 	$(BIN)/python bench/voice_overhead.py
 	$(BIN)/python bench/longform.py
 

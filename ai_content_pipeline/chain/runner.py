@@ -243,9 +243,10 @@ class ChainRunner:
         cost = step_cost(spec.prices, tokens, stats["audio_seconds"], duration, info.get("device"))
         summary = StepSummary(number, step.type, step.name, str(out), str(spec.ledger_path(index)), cost,
                               duration, stats, info)
+        extra = {"checks": stats["checks"]} if "checks" in stats else {}
         emitter.step_complete(number, cost, str(out), duration, type=step.type,
                               records=stats["records"], tokens=stats["tokens"],
-                              audio_seconds=stats["audio_seconds"])
+                              audio_seconds=stats["audio_seconds"], **extra)
         return summary
 
     def run(self) -> ChainResult:

@@ -21,7 +21,7 @@ def templates_group() -> None:
 
 @templates_group.command("list")
 def templates_list() -> None:
-    """Print one JSON object per built-in template (name, version, description...)."""
+    """Print one JSON object per built-in template (name, version, description, checks...)."""
     for item in list_templates():
         _print_json(item)
 
@@ -29,7 +29,7 @@ def templates_list() -> None:
 @templates_group.command("show")
 @click.argument("name", metavar="NAME|PATH")
 def templates_show(name: str) -> None:
-    """Print a template (prompts, parameters, sections) as one JSON object."""
+    """Print a template (prompts, parameters, sections, checks) as one JSON object."""
     _print_json(load_template(name).model_dump())
 
 

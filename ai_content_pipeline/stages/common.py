@@ -36,6 +36,8 @@ class StageStats:
     :ivar prompt_tokens/completion_tokens: LLM tokens spent (0 for skipped records).
     :ivar audio_seconds: seconds of audio written.
     :ivar seconds: wall-clock seconds of the run.
+    :ivar checks_passed/checks_failed: script takes that passed / failed their checks
+        (served from the ledger and rejected by ``--require-checks`` included).
     """
 
     total: int | None = None
@@ -47,6 +49,8 @@ class StageStats:
     words: int = 0
     audio_seconds: float = 0.0
     seconds: float = 0.0
+    checks_passed: int = 0
+    checks_failed: int = 0
     _t0: float = field(default_factory=time.monotonic, repr=False)
 
     @property
@@ -59,20 +63,26 @@ class StageStats:
         self.seconds = round(time.monotonic() - self._t0, 3)
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-able counts (``records``, ``tokens``, ``audio_seconds``, ``seconds``)."""
+        """JSON-able counts (``records``, ``tokens``, ``audio_seconds``, ``seconds``, and
+        ``checks: {passed, failed}`` once any take was checked)."""
         d = asdict(self)
         d.pop("_t0", None)
-        return {
+        out: dict[str, Any] = {
             "records": {k: d[k] for k in ("total", "completed", "failed", "skipped")},
             "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens},
             "words": self.words,
             "audio_seconds": round(self.audio_seconds, 3),
             "seconds": self.seconds,
         }
+        if self.checks_passed or self.checks_failed:
+            out["checks"] = {"passed": self.checks_passed, "failed": self.checks_failed}
+        return out
 
     def summary(self) -> str:
-        """One human line for stderr: counts, tokens, audio seconds, wall time."""
+        """One human line for stderr: counts, checks, tokens, audio seconds, wall time."""
         text = f"{self.completed} ok, {self.failed} failed, {self.skipped} skipped"
+        if self.checks_passed or self.checks_failed:
+            text += f"; checks: {self.checks_passed} passed, {self.checks_failed} failed"
         if self.prompt_tokens or self.completion_tokens:
             text += f"; {self.prompt_tokens + self.completion_tokens} tokens"
         if self.audio_seconds:

@@ -44,6 +44,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ..backends.base import Completion, GenerationParams, complete
+from ..checks import evaluate
 from ..errors import AicpError, ConfigError, InputError, RecordError
 from ..files import NameClaims
 from ..ledger import Ledger, request_key
@@ -267,8 +268,9 @@ class LongformWriter:
         if self.options.resume and stage.ledger is not None and reusable_script(stage.ledger.get(run_key)):
             script = dict(stage.ledger.get(run_key) or {})
             script["skipped"] = True
+            stage._count_checks(script.get("checks") or {"passed": True})
             stage.tracker.skipped(index, rid, take=take, key=run_key)
-            return {**record, "script": script}
+            return stage._require_checks(index, rid, record, take, script)
 
         stage.tracker.start(index, rid, take=take, persona=persona.name, chunks=len(self.plan))
         stage.session.ensure()
@@ -283,10 +285,15 @@ class LongformWriter:
             stage.ledger.append(run_key, script)
         stage.stats.prompt_tokens += script["tokens"]["prompt"]
         stage.stats.completion_tokens += script["tokens"]["completion"]
+        stage._count_checks(script["checks"])
+        out = stage._require_checks(index, rid, record, take, script)
+        if "error" in out:
+            return out
         stage.stats.words += script["words"]
         stage.tracker.complete(index, rid, take=take, words=script["words"], seconds=script["seconds"],
-                               tokens=script["tokens"], chunks=len(script["chunks"]))
-        return {**record, "script": script}
+                               tokens=script["tokens"], chunks=len(script["chunks"]),
+                               checks={"passed": script["checks"]["passed"], "failed": script["checks"]["failed"]})
+        return out
 
 
 class _RecordRun:
@@ -357,6 +364,24 @@ class _RecordRun:
         path = self.folder / "script.txt"
         _atomic_write(path, text.encode("utf-8"))
         stage = self.w.stage
+        return {
+            **self._script(text, path, entries, pack_info, stage),
+            "checks": self.checks(text),
+        }
+
+    def checks(self, text: str) -> dict[str, Any]:
+        """The template's checks on the stitched ``text``: ``no_echo`` against the system
+        prompt, every section brief and a chunk prompt; ``length`` against the plan's total."""
+        plan = self.w.plan
+        i = min(2, len(plan))
+        user = self.w.template.render("user", {**self.ctx, "chunk": i, "section": plan[i - 1].model_dump(),
+                                              "target_words": plan[i - 1].words, "summary": []})
+        prompt = "\n".join([self.w.template.render("system", self.ctx), user, *(s.brief for s in plan)])
+        return evaluate(text, self.w.template.checks, context=self.ctx, prompt=prompt,
+                        target_words=sum(s.words for s in plan))
+
+    def _script(self, text: str, path: Path, entries: list[dict[str, Any]], pack_info: dict[str, Any],
+                stage: Any) -> dict[str, Any]:
         return {
             "text": text,
             "words": word_count(text),

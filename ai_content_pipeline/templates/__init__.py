@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..checks import Checks
 from ..errors import ConfigError, InputError, UsageError
 from ..faults import path_problem
 from ..limits import MaxTokens, Seed, Temperature, TopP
@@ -85,6 +86,7 @@ class Template(_Strict):
     params: GenerationDefaults = GenerationDefaults()
     sections: list[Section] = []
     prompts: dict[str, str] = {}
+    checks: Checks = Checks()
     source: str | None = None
 
     @property
@@ -161,12 +163,23 @@ class Template(_Strict):
 
         :raises InputError: for a missing required field (named in the message).
         """
+        return self.request(record, persona, take=take, **extra)[0]
+
+    def request(
+        self, record: dict[str, Any], persona: Persona, *, take: int = 0, **extra: Any
+    ) -> tuple[list[dict[str, str]], dict[str, Any]]:
+        """The chat messages (as :meth:`messages`) and the Jinja2 context they were rendered with.
+
+        The context is what the ``checks`` see (``mentions`` paths, ``no_echo`` values).
+        :raises InputError: for a missing required field (named in the message).
+        """
         self.check_fields(record)
         ctx = self.context(record, persona, catchphrase=persona.catchphrase_for(record, take), **extra)
-        return [
+        messages = [
             {"role": "system", "content": self.render("system", ctx)},
             {"role": "user", "content": self.render("user", ctx)},
         ]
+        return messages, ctx
 
 
 class PiperVoiceSettings(_Strict):
@@ -341,13 +354,14 @@ def persona_for_record(record: dict[str, Any], default: str | None,
 
 
 def list_templates() -> list[dict[str, Any]]:
-    """Summaries of the built-in templates: name, version, description, target_words, required."""
+    """Summaries of the built-in templates: name, version, description, target_words, required,
+    sections (count), checks (the names of the checks it runs)."""
     out = []
     for name in _names(TEMPLATE_DIR):
         t = load_template(name)
         out.append({"name": t.name, "version": t.version, "description": t.description,
                     "target_words": t.target_words, "required": t.required,
-                    "sections": len(t.sections)})
+                    "sections": len(t.sections), "checks": t.checks.names()})
     return out
 
 
