@@ -17,6 +17,7 @@ import pytest
 import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from yaml import safe_dump as yaml_dump
 
 from ai_content_pipeline.cli import script as script_cli
 from ai_content_pipeline.cli import voice as voice_cli
@@ -25,7 +26,7 @@ from ai_content_pipeline.files import FolderLock, NameClaims, refuse_overlap
 from ai_content_pipeline.jsonl import dumps, loads, read_records
 from ai_content_pipeline.ledger import Ledger
 from ai_content_pipeline.stages.script import ScriptOptions, ScriptStage
-from tests.chain_doubles import write_chain, write_songs
+from tests.chain_doubles import chain_data, write_chain, write_songs
 from tests.cli_helpers import invoke
 from tests.doubles import FakeLLM, RecordingEmitter, SpeechTTS, lines_of
 
@@ -713,3 +714,51 @@ def test_radio_dj_that_is_not_a_name_is_an_error(tmp_path, dj) -> None:
     pipeline, _ = make(tmp_path)
     [result] = list(generate_batch_intros(pipeline, [{"id": "s1", "artist": "A", "title": "T", "dj": dj}]))
     assert not result.success and "dj must be a persona name" in (result.error or "")
+
+
+# -- a third round ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("flag", ["--temperature", "--top-p", "--timeout"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_float_flags_refuse_nan_and_infinity(monkeypatch, flag, value) -> None:
+    (res, llm) = script(monkeypatch, [flag, value], jsonl([{"artist": "A", "title": "T"}]))
+    assert res.exit_code == 2 and llm.calls == []
+    assert "finite" in res.stderr or "range" in res.stderr
+
+
+def test_voice_loudness_nan_is_a_usage_error(monkeypatch, tmp_path) -> None:
+    res = voice(monkeypatch, tmp_path, COLLIDING[:1], "--loudness", "nan")
+    assert res.exit_code == 2 and res.stdout == ""
+
+
+@pytest.mark.parametrize("user", ['{% include "x" %}', '{% import "x" as y %}', '{% extends "x" %}',
+                                  '{{ "x" * 100000000 }}', '{{ ("x" * 1000000) * 1000 }}', "{{ 2 ** 99999999 }}"])
+def test_templates_that_reach_out_or_blow_up_are_usage_errors(monkeypatch, tmp_path, user) -> None:
+    template = tmp_path / "t.yaml"
+    template.write_text(yaml_dump({"name": "t", "system": "s", "user": user}))
+    (res, llm) = script(monkeypatch, ["-t", str(template)], jsonl([{"artist": "A", "title": "T"}] * 2))
+    assert res.exit_code == 2 and llm.calls == [] and "unexpected" not in res.stderr
+
+
+def test_a_chain_voice_file_is_checked_before_step_one(tmp_path) -> None:
+    from tests.test_cli_chain import invoke as chain_invoke
+
+    for voice_value in (str(tmp_path / "nope.onnx"), str(tmp_path), str(tmp_path / "ref.wav")):
+        data = chain_data(tmp_path)
+        data["steps"][1]["voice"] = voice_value
+        data["steps"][1]["backend"] = "piper"
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml_dump(data))
+        code, out, err = chain_invoke(["run-chain", "--config", str(path)])
+        assert code == 2 and "step 2 (voice)" in err, err
+        assert not (tmp_path / "out" / "01-script.jsonl").exists()
+        code, out, err = chain_invoke(["run-chain", "--config", str(path), "--dry-run"])
+        assert code == 2
+
+
+@pytest.mark.parametrize("key", ["input", "output_dir"])
+def test_an_empty_chain_path_is_a_usage_error(tmp_path, key) -> None:
+    from tests.test_cli_chain import invoke as chain_invoke
+
+    path = write_chain(tmp_path, **{key: ""})
+    code, out, err = chain_invoke(["run-chain", "--config", str(path)])
+    assert code == 2 and "is empty" in err

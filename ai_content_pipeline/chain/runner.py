@@ -35,7 +35,7 @@ from pydantic import TypeAdapter
 
 from ..backends.llamacpp import BUNDLED_NAME
 from ..backends.registry import create_llm, create_tts, resolve_llm_name, resolve_tts_name
-from ..errors import AicpError, error_object
+from ..errors import AicpError, UsageError, error_object
 from ..events import Emitter, NullEmitter
 from ..faults import os_error
 from ..files import FolderLock
@@ -91,6 +91,9 @@ def check_chain_paths(spec: ChainSpec, stdin: IO[bytes] | None = None) -> None:
     from ..jsonl import check_sources
     from ..templates import file_ref
 
+    for key in ("input", "output_dir"):
+        if not str(getattr(spec, key)).strip():
+            raise UsageError(f"the chain's {key} is empty", hint=f"give {key} a path")
     check_sources([spec.input])
     check_output_dir(spec.output_dir, "output_dir")
     reads: dict[str, Any] = {f"the chain input {spec.input}": stdin if spec.input == "-" and stdin else spec.input}
@@ -113,9 +116,37 @@ def check_chain_paths(spec: ChainSpec, stdin: IO[bytes] | None = None) -> None:
         step = spec.steps[index]
         if isinstance(step, VoiceStep):
             check_output_dir(spec.audio_dir, "output_dir/audio")
+            check_voice_step(step, index)
         else:
             check_output_dir(step.params.get("work_dir", Path(spec.output_dir) / "longform"),
                              f"step {index + 1} work_dir")
+
+
+def check_voice_step(step: VoiceStep, index: int) -> None:
+    """What a voice step needs that exists before any model runs: its engine installed, its
+    Piper voice file (and ``.onnx.json``), its Chatterbox checkpoint folder. Loads nothing.
+
+    :raises UsageError: a voice file that is missing or of the wrong kind (exit 2).
+    :raises BackendUnavailable: chatterbox not installed, checkpoint files missing (exit 4).
+    """
+    from ..backends.chatterbox import chatterbox_available, check_checkpoint_dir
+    from ..backends.piper import voice_paths
+    from ..errors import AicpError, BackendUnavailable
+
+    try:
+        name = resolve_tts_name(step.backend, device=step.device if step.device != "auto" else None,
+                                voice=step.voice)
+        if name == "piper" and step.voice:
+            voice_paths(step.voice)
+        if name == "chatterbox":
+            if not chatterbox_available():
+                raise BackendUnavailable("chatterbox-tts is not installed",
+                                         hint="pip install 'ai_content_pipeline[chatterbox]' on the GPU host")
+            if step.checkpoint_dir:
+                check_checkpoint_dir(step.checkpoint_dir)
+    except AicpError as exc:
+        exc.message = f"step {index + 1} (voice): {exc.message}"
+        raise
 
 
 def step_cost(prices: Prices, tokens: int, audio_seconds: float, seconds: float, device: str | None) -> float:

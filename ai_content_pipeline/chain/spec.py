@@ -367,6 +367,9 @@ def load_chain(config: str, overrides: Iterable[str] = (), *, stdin: IO[str] | N
     except ValidationError as exc:
         first = exc.errors()[0]
         raise ConfigError(f"{where(_clean_loc(first['loc']))}: {first['msg']}") from exc
+    for key in ("input", "output_dir"):
+        if not getattr(spec, key).strip():
+            raise ConfigError(f"{where((key,))}: {key} is empty", hint=f"give {key} a path")
     problem = path_problem(spec.input) if spec.input != "-" else None
     if problem is not None:
         raise ConfigError(f"{where(('input',))}: input file {spec.input} {problem}",

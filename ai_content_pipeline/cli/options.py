@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +25,18 @@ def click_range(limit: Limit) -> click.ParamType:
         return click.IntRange(None if limit.min is None else int(limit.min),
                               None if limit.max is None else int(limit.max),
                               min_open=limit.min_open, max_open=limit.max_open)
-    return click.FloatRange(limit.min, limit.max, min_open=limit.min_open, max_open=limit.max_open)
+    return FiniteFloatRange(limit.min, limit.max, min_open=limit.min_open, max_open=limit.max_open)
+
+
+class FiniteFloatRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses ``nan`` and ``inf`` (FloatRange lets NaN through:
+    every comparison with it is false), as the chain schema does."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if number is not None and not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 
 
 def _stack(*decorators: F) -> Callable[[F], F]:

@@ -33,6 +33,9 @@ DATA_DIR = Path(__file__).parent
 TEMPLATE_DIR = DATA_DIR / "templates"
 PERSONA_DIR = DATA_DIR / "personas"
 DEFAULT_PERSONA = "julie"
+#: Longest rendered prompt part (characters): far past any model's context, short of a
+#: template that multiplies strings into gigabytes.
+MAX_PROMPT_CHARS = 4 * 1024 * 1024
 
 
 
@@ -43,8 +46,23 @@ def _environment() -> Any:
     import jinja2
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    return ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False,
-                                         autoescape=False)
+    class Bounded(ImmutableSandboxedEnvironment):  # type: ignore[misc]
+        """The sandbox with ``*`` and ``**`` bounded (Jinja2's ``intercepted_binops`` hook):
+        ``{{ "x" * 10**9 }}`` is refused before it is built, not after it fills memory."""
+
+        intercepted_binops = frozenset({"*", "**"})
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            if operator == "**" and isinstance(right, (int, float)) and abs(right) > 1000:
+                raise jinja2.sandbox.SecurityError("exponent too large")
+            if operator == "*":
+                sizes = [len(x) for x in (left, right) if isinstance(x, (str, list, tuple))]
+                counts = [x for x in (left, right) if isinstance(x, int) and not isinstance(x, bool)]
+                if sizes and counts and sizes[0] * max(counts[0], 0) > MAX_PROMPT_CHARS:
+                    raise jinja2.sandbox.SecurityError("repetition too large for a prompt")
+            return super().call_binop(context, operator, left, right)
+
+    return Bounded(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
 
 
 class TemplateSandboxError(ConfigError):
@@ -97,10 +115,19 @@ class Template(_Strict):
     @cached_property
     def _compiled(self) -> dict[str, Any]:
         import jinja2
+        from jinja2 import nodes
 
         parts = {"system": self.system, "user": self.user, **self.prompts}
+        env = _environment()
         try:
-            return {key: _environment().from_string(text) for key, text in parts.items()}
+            for key, text in parts.items():  # a prompt is one self-contained text: no other files
+                if next(env.parse(text).find_all((nodes.Include, nodes.Import, nodes.FromImport,
+                                                  nodes.Extends)), None) is not None:
+                    raise TemplateSandboxError(
+                        f"template {self.name}: prompt '{key}' includes, imports or extends another "
+                        "template; a template file holds its whole prompt",
+                        hint="write the text out in this template")
+            return {key: env.from_string(text) for key, text in parts.items()}
         except jinja2.TemplateSyntaxError as exc:
             raise ConfigError(
                 f"template {self.name}: Jinja2 syntax error on line {exc.lineno}: {exc.message}"
@@ -138,7 +165,10 @@ class Template(_Strict):
         from jinja2.sandbox import SecurityError
 
         try:
-            return self._compiled[part].render(context).strip()
+            text = self._compiled[part].render(context).strip()
+        except MemoryError as exc:
+            raise InputError(f"template '{self.name}' made a prompt too large to hold in memory "
+                             "for this record", stage="script") from exc
         except jinja2.UndefinedError as exc:
             raise InputError(
                 f"template '{self.name}' needs a field the record lacks: {exc.message}",
@@ -155,6 +185,11 @@ class Template(_Strict):
                 AttributeError, RecursionError) as exc:  # e.g. {{ year + 1 }} with a string year
             raise InputError(f"template '{self.name}' failed on this record: "
                              f"{type(exc).__name__}: {exc}", stage="script") from exc
+        if len(text) > MAX_PROMPT_CHARS:
+            raise InputError(f"template '{self.name}' made a {len(text)}-character {part} prompt for this "
+                             f"record; the limit is {MAX_PROMPT_CHARS}", stage="script",
+                             hint="shorten the record's long fields (notes, sources)")
+        return text
 
     def messages(
         self, record: dict[str, Any], persona: Persona, *, take: int = 0, **extra: Any
@@ -346,8 +381,10 @@ def persona_for_record(record: dict[str, Any], default: str | None,
                 field=field)
         try:
             return load_persona(name)
-        except UsageError as exc:
-            raise InputError(exc.message, hint=exc.hint, field=field) from exc
+        except UsageError as exc:  # records name personas only: no "or give a .yaml path" here
+            raise InputError(exc.message, field=field,
+                             hint=f"choose one of: {', '.join(_names(PERSONA_DIR))}"
+                                  + (f", {chosen.name}" if chosen is not None else "")) from exc
     if chosen is not None:
         return chosen
     return load_persona(DEFAULT_PERSONA) if required else None
