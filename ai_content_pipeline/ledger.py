@@ -137,18 +137,29 @@ class Ledger:
                     self._handle.flush()
                 finally:
                     fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
-            except OSError as exc:
-                raise UsageError(f"cannot write checkpoint {self.path}: {exc.strerror}") from exc
+            except OSError as exc:  # a full disk (exit 1, with the free space), a read-only folder...
+                from .faults import os_error
+
+                raise os_error(exc, self.path, doing="write checkpoint") from exc
             self.entries[key] = value
 
     def close(self) -> None:
         """Flush to disk (fsync) and close the file."""
         with self._lock:
             if self._handle is not None:
-                self._handle.flush()
-                os.fsync(self._handle.fileno())
-                self._handle.close()
-                self._handle = None
+                handle, self._handle = self._handle, None
+                try:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                except OSError as exc:
+                    from .faults import os_error
+
+                    raise os_error(exc, self.path, doing="write checkpoint") from exc
+                finally:
+                    try:
+                        handle.close()
+                    except OSError:
+                        pass
 
     def __enter__(self) -> Ledger:
         return self

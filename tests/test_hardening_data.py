@@ -762,3 +762,19 @@ def test_an_empty_chain_path_is_a_usage_error(tmp_path, key) -> None:
     path = write_chain(tmp_path, **{key: ""})
     code, out, err = chain_invoke(["run-chain", "--config", str(path)])
     assert code == 2 and "is empty" in err
+
+
+def test_a_full_disk_under_the_ledger_names_the_ledger(tmp_path, monkeypatch) -> None:
+    import errno
+
+    from ai_content_pipeline.faults import DiskFull
+
+    ledger = Ledger(tmp_path / "full.ledger")
+    ledger.append("a", {"text": "x"})
+
+    def no_space(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ledger._handle, "write", no_space)
+    with pytest.raises(DiskFull, match="full.ledger"):
+        ledger.append("b", {"text": "y"})

@@ -448,7 +448,12 @@ class _RecordRun:
                "summary": rolling_summary(done)}
         self.emitter.chunk_start(self.rid, i, section.name, section.words)
         try:
-            text, entry = self._retrying(lambda: self._write_chunk(i, section, ctx), f"chunk {i}")
+            try:
+                text, entry = self._retrying(lambda: self._write_chunk(i, section, ctx), f"chunk {i}")
+            except OSError as exc:  # a full disk: name the chunk file and the free space
+                from ..faults import os_error
+
+                raise os_error(exc, self.chunks_dir / f"{i:02d}.part") from exc
         except RecordError as exc:
             raise RecordError(f"chunk {i} ({section.name}) failed: {exc.message}", stage="script",
                               hint=exc.hint or "run again with --resume to keep the completed chunks",
