@@ -278,3 +278,12 @@ def test_template_path_that_is_a_directory_says_so(tmp_path: Path) -> None:
 def test_valid_chain_still_loads(tmp_path: Path) -> None:
     spec = load_chain(str(write_chain(tmp_path)))
     assert spec.steps[0].params == {"variants": 1, "temperature": 0.8}
+
+
+@pytest.mark.parametrize("line", ["voice: {piper: {length_scale: .inf}}", "voice: {piper: {speaker_id: 99999999999999}}",
+                                  "voice: {chatterbox: {exaggeration: .nan}}"])
+def test_persona_numbers_must_be_finite_and_in_range(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(f"name: p\ndisplay_name: P\nstyle: calm\n{line}\n")
+    with pytest.raises(ConfigError, match="voice"):
+        load_persona(str(path))

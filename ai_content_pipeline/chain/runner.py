@@ -326,8 +326,7 @@ class ChainRunner:
         except AicpError as exc:
             error = exc
             error_obj = {**error_object(error, stage="chain"), "step": None}
-            emitter.message(error.message, "error")
-            enabled = []
+            enabled = []  # nothing runs; the error goes out with pipeline_complete
         for index, step in enumerate(spec.steps):
             if index not in enabled:
                 if error is None:

@@ -70,7 +70,7 @@ class TemplateSandboxError(ConfigError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no .inf/.nan from files
 
 
 class GenerationDefaults(_Strict):
@@ -221,7 +221,7 @@ class PiperVoiceSettings(_Strict):
     """Piper settings of a persona; see piper's ``SynthesisConfig``."""
 
     voice: str | None = None
-    speaker_id: int | None = None
+    speaker_id: int | None = Field(None, ge=0, le=2**31 - 1)
     length_scale: float | None = Field(None, gt=0)
     noise_scale: float | None = Field(None, ge=0)
     noise_w_scale: float | None = Field(None, ge=0)
