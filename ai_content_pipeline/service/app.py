@@ -101,18 +101,30 @@ class BodyLimit:
         if length is not None and length.isdigit() and int(length) > self.limit:
             await too_big(scope, receive, send)
             return
-        seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
+        if length is not None or scope.get("method") in ("GET", "HEAD", "DELETE"):
+            await self.app(scope, receive, send)  # the server stops at Content-Length
+            return
+        chunks, seen, more = [], 0, True  # no Content-Length (chunked): read it all, counting
+        while more:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise ApiError(413, "PayloadTooLarge", f"the request body is over {self.limit} bytes")
-            return message
+            if message["type"] != "http.request":
+                return
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
+            more = bool(message.get("more_body"))
+            if seen > self.limit:
+                await too_big(scope, receive, send)
+                return
+        replayed = False
 
-        await self.app(scope, counted, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
 
 
 def _iso(t: float | None) -> str | None:

@@ -51,7 +51,8 @@ class Service:
     factory: FakeFactory
 
     def worker(self, **kw: Any) -> Worker:
-        return Worker(self.store, self.settings.data_dir, backend_factory=self.factory, **kw)
+        kw.setdefault("backend_factory", self.factory)
+        return Worker(self.store, self.settings.data_dir, **kw)
 
     def submit(self, body: dict[str, Any] | None = None, **kw: Any) -> str:
         body = body if body is not None else {"template": "song-intro", "persona": "julie", "voice": True,
