@@ -204,17 +204,16 @@ class JobStore:
         with self.session() as s:
             return list(s.execute(select(WorkerRow).order_by(WorkerRow.heartbeat_at.desc())).scalars())
 
-    def requeue_orphans(self, stale_after: float, host: str, mine: Iterable[str] = ()) -> list[str]:
+    def requeue_orphans(self, stale_after: float, host: str) -> list[str]:
         """Requeue running jobs whose worker is gone; returns their ids.
 
         Gone means: no heartbeat for ``stale_after`` seconds, or a worker on this ``host``
         whose process no longer exists (after ``kill -9`` and a restart this is seen at
-        once). A job whose cancel was requested becomes ``cancelled`` instead.
-
-        :param mine: worker ids of the calling process (a row with this process's pid
-            but another id is a dead predecessor, e.g. PID 1 in a restarted container).
+        once; a row with this process's pid that is older than this process is a dead
+        predecessor, e.g. PID 1 of a restarted container). A job whose cancel was
+        requested becomes ``cancelled`` instead.
         """
-        now, mine = _now(), set(mine)
+        now = _now()
         with self.session.begin() as s:
             rows = s.execute(select(Job.id, Job.worker_id, Job.heartbeat_at, Job.cancel_requested)
                              .where(Job.status == "running")).all()
@@ -224,7 +223,7 @@ class JobStore:
                 worker = workers.get(worker_id or "")
                 dead = beat is None or now - beat > stale_after
                 if not dead and worker is not None and worker.host == host \
-                        and not _pid_alive(worker.pid, worker.id in mine):
+                        and not _pid_alive(worker.pid, worker.started_at):
                     dead = True
                 if not dead:
                     continue
@@ -268,9 +267,13 @@ class JobStore:
             s.execute(select(1))
 
 
-def _pid_alive(pid: int, mine: bool) -> bool:
+#: when this process started (Unix seconds): worker rows with our pid from before are dead
+PROCESS_STARTED = time.time()
+
+
+def _pid_alive(pid: int, started_at: float) -> bool:
     if pid == os.getpid():
-        return mine
+        return started_at >= PROCESS_STARTED - 1.0
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

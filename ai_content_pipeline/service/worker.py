@@ -141,7 +141,7 @@ class Worker:
         if not force and now - self._last_sweep < self.heartbeat_seconds:
             return []
         self._last_sweep = now
-        requeued = self.store.requeue_orphans(self.stale_after, self.host, mine=[self.id])
+        requeued = self.store.requeue_orphans(self.stale_after, self.host)
         for job_id in requeued:
             log.warning("requeued job %s: its worker stopped", job_id)
         return requeued
