@@ -54,10 +54,11 @@ demo: install
 	@echo "events: progress.jsonl ($$(wc -l < progress.jsonl) lines)"
 	@echo "audio files:"; ls -1 aicp-out/radio-intros/audio/
 
-bench: install
+bench: dev
 	$(BIN)/python bench/script_overhead.py
 	$(BIN)/python bench/voice_overhead.py
 	$(BIN)/python bench/longform.py
+	$(BIN)/python bench/service_overhead.py
 
 clean:
 	rm -rf aicp-out progress.jsonl .pytest_cache .mypy_cache .ruff_cache

@@ -92,3 +92,15 @@ def test_serve_and_worker_help_do_not_import_the_web_stack() -> None:
     assert "LOADED []" in proc.stdout, proc.stdout + proc.stderr
     assert "--database-url" in proc.stdout and "--no-worker" in proc.stdout
     assert time.monotonic() - t0 < 10
+
+
+def test_example_client_and_the_readme_curl_body(tmp_path: Path) -> None:
+    srv = ServeProcess(tmp_path / "data", argv=DOUBLES, env={"PYTHONPATH": str(ROOT)})
+    try:
+        proc = subprocess.run([sys.executable, str(ROOT / "examples/service_client.py"), "--url", srv.base,
+                               "--out", str(tmp_path / "got")], capture_output=True, text=True, timeout=120)
+    finally:
+        srv.stop()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "finished: success=True" in proc.stdout
+    assert len(list((tmp_path / "got").glob("*/*.wav"))) == 4  # examples/songs-demo.jsonl, voiced
