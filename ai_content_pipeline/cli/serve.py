@@ -1,4 +1,4 @@
-"""``aicp serve`` (the HTTP API, with one worker in process) and ``aicp worker`` (more GPU hosts).
+"""``aicp serve`` (the HTTP API, with one worker process beside it) and ``aicp worker`` (more GPU hosts).
 
 FastAPI, uvicorn and SQLAlchemy are imported only when a command runs, so
 ``--help`` stays instant.
@@ -9,11 +9,14 @@ from __future__ import annotations
 import ipaddress
 import os
 import signal
+import sys
 import threading
+import time
 
 import click
 
 from ..errors import UsageError
+from ..status import ExitStatus
 from .options import EPILOG_STATUS
 
 SERVE_EPILOG = f"""\b
@@ -65,6 +68,24 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def _self_command() -> list[str]:
+    """How to run this program again: the console script (or ``python -m`` module) we run as."""
+    if sys.argv and sys.argv[0] and os.path.isfile(sys.argv[0]):
+        return [sys.executable, sys.argv[0]]
+    return [sys.executable, "-m", "ai_content_pipeline.cli"]
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit at once when the parent process (``aicp serve``) is gone, as after ``kill -9``."""
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(int(ExitStatus.INTERRUPTED))
+            time.sleep(0.2)
+
+    threading.Thread(target=watch, name="aicp-parent-watch", daemon=True).start()
+
+
 def _check_limits(max_records: int, max_body: int) -> None:
     if max_records < 1 or max_body < 1024:
         raise UsageError("--max-records must be at least 1 and --max-body at least 1024")
@@ -95,7 +116,7 @@ def _check_limits(max_records: int, max_body: int) -> None:
 def serve_command(host: str, port: int, data_dir: str, database_url: str | None, token: str | None,
                   insecure: bool, no_worker: bool, max_records: int, max_body: int, stale_after: float,
                   log_level: str) -> int:
-    """Serve the generation API over HTTP, with one worker in this process.
+    """Serve the generation API over HTTP, with one worker process beside it.
 
     Clients submit records (or one topic) and get scripts and audio: each job
     runs as a chain (script, and with voice: true a voice step) through the
@@ -113,9 +134,12 @@ def serve_command(host: str, port: int, data_dir: str, database_url: str | None,
     if not _loopback(host) and not token and not insecure:
         raise UsageError(f"refusing to listen on {host} without a token",
                          hint="set --token/AICP_API_TOKEN, or pass --insecure on a trusted network")
+    worker = [*_self_command(), "worker", "--data-dir", data_dir, "--stale-after", str(stale_after)]
+    if database_url:
+        worker += ["--database-url", database_url]
     settings = ServiceSettings(data_dir=data_dir, database_url=database_url, token=token or None,
                                max_records=max_records, max_body=max_body, worker=not no_worker,
-                               stale_after=stale_after)
+                               worker_command=worker, stale_after=stale_after)
     os.makedirs(data_dir, exist_ok=True)
     app = create_app(settings)
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
@@ -135,12 +159,13 @@ def serve_command(host: str, port: int, data_dir: str, database_url: str | None,
               help="Seconds between heartbeats.")
 @click.option("--stale-after", default=30.0, show_default=True, type=click.FloatRange(1),
               help="Seconds without a heartbeat after which another worker's job is requeued.")
+@click.option("--parent-pid", type=int, hidden=True)  # set by `aicp serve` for its worker process
 def worker_command(database_url: str | None, data_dir: str, once: bool, max_jobs: int | None, poll: float,
-                   heartbeat: float, stale_after: float) -> int:
+                   heartbeat: float, stale_after: float, parent_pid: int | None) -> int:
     """Run queued jobs from the service's database, one at a time.
 
     Start one per GPU host next to `aicp serve --no-worker` (or beside its
-    in-process worker). Workers claim jobs with row locks, so two never run
+    own worker). Workers claim jobs with row locks, so two never run
     the same job; a worker that stops sending heartbeats has its running job
     requeued, and the job resumes from its ledgers. SIGTERM or Ctrl-C stops
     the running job at the next record and puts it back in the queue.
@@ -150,6 +175,8 @@ def worker_command(database_url: str | None, data_dir: str, once: bool, max_jobs
     from ..service.store import JobStore
     from ..service.worker import Worker
 
+    if parent_pid:
+        _watch_parent(parent_pid)
     engine = make_engine(make_url(database_url, data_dir))
     migrate(engine)
     worker = Worker(JobStore(engine), data_dir, poll_seconds=poll, heartbeat_seconds=heartbeat,

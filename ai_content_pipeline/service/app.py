@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
 import shutil
 import threading
 import time
@@ -48,7 +49,9 @@ class ServiceSettings:
     :ivar token: bearer token required on every endpoint but ``/api/v1/health``.
     :ivar max_records: most records one job may carry (more: 413).
     :ivar max_body: most bytes a request body may have (more: 413).
-    :ivar worker: run one worker in this process.
+    :ivar worker: run one worker beside the API: a child process running ``worker_command``
+        when that is set (``aicp serve`` does this), else a thread of this process.
+    :ivar worker_command: argv of the worker child process (``aicp worker ...``).
     :ivar heartbeat_seconds/stale_after: worker heartbeat interval; silence after which
         a running job is requeued (seconds).
     :ivar events_poll: seconds between database looks of a live event stream.
@@ -60,6 +63,7 @@ class ServiceSettings:
     max_records: int = 1000
     max_body: int = 10 * 1024 * 1024
     worker: bool = True
+    worker_command: list[str] | None = None
     heartbeat_seconds: float = 2.0
     stale_after: float = 30.0
     events_poll: float = 0.2
@@ -182,8 +186,14 @@ def create_app(settings: ServiceSettings, store: JobStore | None = None,
             engine = make_engine(database_url(settings.database_url, settings.data_dir))
             await run_in_threadpool(migrate, engine)
             state["store"] = JobStore(engine)
-        worker = thread = None
-        if settings.worker:
+        worker = thread = child = None
+        if settings.worker and settings.worker_command:
+            import subprocess
+
+            # a process of its own: the models' Python loops never hold this process's GIL,
+            # and a crash in an engine does not take the API down
+            child = subprocess.Popen([*settings.worker_command, "--parent-pid", str(os.getpid())])
+        elif settings.worker:
             from .worker import Worker
 
             worker = (worker_factory(state["store"]) if worker_factory else
@@ -195,6 +205,9 @@ def create_app(settings: ServiceSettings, store: JobStore | None = None,
         try:
             yield
         finally:
+            if child is not None and child.poll() is None:
+                child.terminate()  # the running job stops at its next boundary and is requeued
+                await run_in_threadpool(child.wait, 600)
             if worker is not None and thread is not None:
                 worker.stop.set()  # the running job stops at its next boundary and is requeued
                 await run_in_threadpool(thread.join, 600)
@@ -287,7 +300,7 @@ def create_app(settings: ServiceSettings, store: JobStore | None = None,
     def list_jobs(status: Literal["queued", "running", "completed", "partial", "failed", "cancelled"] | None = None,
                   limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)) -> dict[str, Any]:
         """Jobs newest first, optionally of one status, paged with `limit`/`offset`."""
-        jobs, total = get_store().list(status, limit, offset)
+        jobs, total = get_store().list_jobs(status, limit, offset)
         return {"items": [job_summary(j) for j in jobs], "total": total, "limit": limit, "offset": offset}
 
     @app.get(f"{API}/generate/{{job_id}}", tags=["generate"], summary="A job's status and output",
@@ -332,7 +345,8 @@ def create_app(settings: ServiceSettings, store: JobStore | None = None,
         without loss or repeats. The stream ends when the job has finished."""
         store = get_store()
         await run_in_threadpool(_job, job_id)
-        start = after if after is not None else (int(last_event_id) if (last_event_id or "").isdigit() else 0)
+        given = (last_event_id or "").strip()
+        start = after if after is not None else (int(given) if given.isdigit() else 0)
 
         async def stream() -> AsyncIterator[bytes]:
             seen, quiet = start, time.monotonic()

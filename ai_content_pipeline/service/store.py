@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
 from .db import FINAL_STATUSES, Job, JobEvent, JobRecord, WorkerRow
 
@@ -61,7 +61,7 @@ class JobStore:
         with self.session() as s:
             return s.execute(select(Job.status).where(Job.id == job_id)).scalar_one_or_none()
 
-    def list(self, status: str | None, limit: int, offset: int) -> tuple[list[Job], int]:
+    def list_jobs(self, status: str | None, limit: int, offset: int) -> tuple[list[Job], int]:
         """Jobs newest first (optionally one status): ``(page, total matching)``."""
         with self.session() as s:
             query = select(Job).order_by(Job.created_at.desc(), Job.id)
@@ -79,11 +79,11 @@ class JobStore:
         with self.session.begin() as s:
             done = s.execute(update(Job).where(Job.id == job_id, Job.status == "queued")
                              .values(status="cancelled", finished_at=_now(), cancel_requested=True))
-            if done.rowcount == 1:
+            if done.rowcount == 1:  # type: ignore[attr-defined]
                 return "cancelled"
             done = s.execute(update(Job).where(Job.id == job_id, Job.status == "running")
                              .values(cancel_requested=True))
-            if done.rowcount == 1:
+            if done.rowcount == 1:  # type: ignore[attr-defined]
                 return "requested"
             exists = s.execute(select(Job.id).where(Job.id == job_id)).scalar_one_or_none()
             return "final" if exists else None
@@ -107,7 +107,7 @@ class JobStore:
                 won = s.execute(update(Job).where(Job.id == job_id, Job.status == "queued").values(
                     status="running", worker_id=worker_id, heartbeat_at=now,
                     started_at=func.coalesce(Job.started_at, now), attempts=Job.attempts + 1))
-                if won.rowcount == 1:
+                if won.rowcount == 1:  # type: ignore[attr-defined]
                     s.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(job_id=job_id))
                     return s.get(Job, job_id)
         return None
@@ -232,7 +232,7 @@ class JobStore:
                 won = s.execute(update(Job).where(Job.id == job_id, Job.status == "running",
                                                   Job.worker_id == worker_id)
                                 .values(worker_id=None, heartbeat_at=None, **values))
-                if won.rowcount == 1:
+                if won.rowcount == 1:  # type: ignore[attr-defined]
                     out.append(job_id)
             return out
 
@@ -259,7 +259,7 @@ class JobStore:
         with self.session() as s:
             rows = s.execute(select(Job.finished_at - Job.started_at).where(
                 Job.status.in_(FINAL_STATUSES), Job.started_at.is_not(None), Job.finished_at.is_not(None)))
-            return [float(v) for (v,) in rows]
+            return [float(v or 0.0) for (v,) in rows]
 
     def ping(self) -> None:
         """Run ``SELECT 1`` (raises when the database is unreachable)."""

@@ -214,8 +214,7 @@ class Worker:
         error: dict[str, Any] | None = None
         result: dict[str, Any] | None = None
         try:
-            outcome = run_chain(spec, emitter=emitter, resume=True, cancel=cancel,
-                                **({"backend_factory": self.factory} if self.factory else {}))
+            outcome = run_chain(spec, emitter=emitter, resume=True, cancel=cancel, backend_factory=self.factory)
         except Exception as exc:  # noqa: BLE001 - the job fails, the worker goes on
             log.exception("job %s failed", job.id)
             status, error = "failed", {"type": type(exc).__name__, "message": str(exc)}

@@ -78,9 +78,9 @@ def test_too_many_records_and_too_big_a_body_are_413(tmp_path: Path) -> None:
         big = {"records": [{"id": "a", "title": "x" * 5000}]}
         _error(s.client.post("/api/v1/generate", json=big), 413, "PayloadTooLarge")
 
-        def chunks() -> Any:  # no Content-Length: counted while read
-            yield orjson.dumps(big)
-        _error(s.client.post("/api/v1/generate", content=chunks(),
+        def chunks(payload: bytes) -> Any:  # no Content-Length: counted while read
+            yield payload
+        _error(s.client.post("/api/v1/generate", content=chunks(orjson.dumps(big)),
                              headers={"content-type": "application/json"}), 413, "PayloadTooLarge")
 
 
@@ -295,7 +295,7 @@ def test_openapi_docs_and_redoc(svc: Service) -> None:
 def test_unexpected_errors_are_json_500_without_traceback(svc: Service, monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*a: Any, **k: Any) -> Any:
         raise RuntimeError("secret internals")
-    monkeypatch.setattr(svc.store, "list", boom)
+    monkeypatch.setattr(svc.store, "list_jobs", boom)
     from fastapi.testclient import TestClient
 
     with TestClient(svc.client.app, raise_server_exceptions=False) as client:
