@@ -39,6 +39,7 @@ from ..backends.llamacpp import BUNDLED_NAME
 from ..backends.registry import create_llm, create_tts, resolve_llm_name, resolve_tts_name
 from ..errors import AicpError, error_object
 from ..events import Emitter, NullEmitter
+from ..files import FolderLock
 from ..jsonl import RecordWriter, count_records, read_records
 from ..ledger import Ledger
 from ..stages.common import Cancelled
@@ -75,6 +76,39 @@ def resolve_backend(step: StepSpec) -> tuple[str, str | None]:
 
     name = resolve_tts_name(step.backend, device=step.device)
     return name, step.voice or (BUNDLED_VOICE if name == "piper" else None)
+
+
+def check_chain_paths(spec: ChainSpec, stdin: IO[bytes] | None = None) -> None:
+    """Before the first step: the input is readable, every file the chain writes (each
+    enabled step's records and ledger, its folders) can be created, and none of them is
+    the chain file or the input (a chain whose ``input`` is one of its own step outputs
+    would replace it).
+
+    :raises UsageError: (exit 2) naming the path.
+    """
+    from ..files import check_output_dir, check_output_file, refuse_overlap
+    from ..jsonl import check_sources
+
+    check_sources([spec.input])
+    check_output_dir(spec.output_dir, "output_dir")
+    reads: dict[str, Any] = {f"the chain input {spec.input}": stdin if spec.input == "-" and stdin else spec.input}
+    if spec.source and spec.source != "-":
+        reads[f"the chain file {spec.source}"] = spec.source
+    writes: dict[str, Any] = {}
+    for index in spec.enabled_steps():
+        for what, path in (("records", spec.output_path(index)), ("ledger", spec.ledger_path(index))):
+            check_output_file(path, f"step {index + 1} {what}")
+            writes[f"step {index + 1}'s {what} {path}"] = path
+            part = path.with_name(path.name + ".part")
+            writes[f"step {index + 1}'s temporary file {part}"] = part
+    refuse_overlap(reads, writes)
+    for index in spec.enabled_steps():
+        step = spec.steps[index]
+        if isinstance(step, VoiceStep):
+            check_output_dir(spec.audio_dir, "output_dir/audio")
+        else:
+            check_output_dir(step.params.get("work_dir", Path(spec.output_dir) / "longform"),
+                             f"step {index + 1} work_dir")
 
 
 def step_cost(prices: Prices, tokens: int, audio_seconds: float, seconds: float, device: str | None) -> float:
@@ -177,9 +211,6 @@ class ChainRunner:
         t0 = time.monotonic()
         out = spec.output_path(index)
         part = out.with_name(out.name + ".part")
-        if isinstance(step, VoiceStep) and spec.audio_dir.is_dir():
-            for stale in spec.audio_dir.glob(".*.part"):  # temp files of a killed run
-                stale.unlink(missing_ok=True)
         ledger = Ledger(spec.ledger_path(index))
         try:
             stage = build_stage(spec, index, backend, emitter, ledger, self.resume, self.cancel)
@@ -219,7 +250,18 @@ class ChainRunner:
         t0 = time.monotonic()
         enabled = spec.enabled_steps()
         emitter.pipeline_start(spec.name, len(enabled), spec.model_dump(mode="json"))
-        Path(spec.output_dir).mkdir(parents=True, exist_ok=True)
+        try:
+            check_chain_paths(spec, self.stdin)
+            lock = FolderLock(spec.output_dir, "output_dir").acquire()
+        except AicpError as exc:
+            return self._stopped(t0, exc)
+        try:
+            return self._run_steps(t0)
+        finally:
+            lock.release()
+
+    def _run_steps(self, t0: float) -> ChainResult:
+        spec, emitter = self.spec, self.emitter
         source = spec.input
         total = count_records([source], stdin=self.stdin)
         error: AicpError | None = None
@@ -256,6 +298,12 @@ class ChainRunner:
         else:
             status = ExitStatus.SUCCESS
         return ChainResult(result, status, error)
+
+    def _stopped(self, t0: float, exc: AicpError) -> ChainResult:
+        """End before the first step: ``pipeline_complete`` with ``exc`` as its error."""
+        result = self.result(t0, error_object(exc, stage="chain"))
+        self.emitter.pipeline_complete(result)
+        return ChainResult(result, exc.exit_status, exc)
 
     def result(self, t0: float, error: dict[str, Any] | None) -> dict[str, Any]:
         """The ``pipeline_complete`` fields.
@@ -305,11 +353,15 @@ def plan_chain(spec: ChainSpec,
     Loads no model (``auto`` may probe Ollama's ``/api/tags`` for up to a second).
     A backend that cannot be resolved is reported in the step's ``error``.
 
+    :raises UsageError: a path the chain would write cannot be written, or is its input
+        (see :func:`check_chain_paths`).
+
     Shape: ``{"dry_run": true, "name", "input", "records": int|null, "output_dir",
     "total_steps", "ok": bool, "steps": [{"step", "type", "enabled", "backend",
     "resolved_backend", "model", "template"?, "persona", "params", "output", "ledger",
     "error"?}]}``.
     """
+    check_chain_paths(spec)
     resolve = resolver or resolve_backend
     records = count_records([spec.input]) if spec.input != "-" else None
     steps: list[dict[str, Any]] = []
@@ -331,5 +383,5 @@ def plan_chain(spec: ChainSpec,
             "ok": not any("error" in s for s in steps), "steps": steps}
 
 
-__all__ = ["BackendFactory", "ChainResult", "ChainRunner", "StepSummary", "build_stage",
+__all__ = ["BackendFactory", "ChainResult", "ChainRunner", "StepSummary", "build_stage", "check_chain_paths",
            "create_backend", "plan_chain", "resolve_backend", "run_chain", "step_cost"]

@@ -72,9 +72,10 @@ def script_command(files: tuple[str, ...], template: str, persona: str | None, v
                             words=words, work_dir=work_dir)
     options.validate()  # usage errors (exit 2) before any backend is contacted
     llm = create_llm(backend, model=model, host=host, keep_alive=keep_alive, notice=emitter.message)
+    writer = RecordWriter()
     try:
         stats = run_script(files, options, backend=llm, emitter=emitter,
-                           write=RecordWriter().write, checkpoint=checkpoint)
+                           write=writer.write, checkpoint=checkpoint, stdout=writer.stream)
     finally:
         emitter.close()
     return finish(emitter, stats)

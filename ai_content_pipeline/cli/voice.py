@@ -84,9 +84,10 @@ def voice_command(files: tuple[str, ...], backend: str, voice: str | None, perso
     options = VoiceOptions(out_dir=out_dir, format=audio_format, sample_rate=sample_rate,
                            loudness=None if no_normalize else loudness, text_field=text_field,
                            persona=persona, seed=seed, retries=retries, resume=resume, strict=strict)
+    writer = RecordWriter()
     try:
-        stats = run_voice(files, options, backend=tts, emitter=emitter, write=RecordWriter().write,
-                          checkpoint=checkpoint, barrier=barrier)
+        stats = run_voice(files, options, backend=tts, emitter=emitter, write=writer.write,
+                          checkpoint=checkpoint, barrier=barrier, stdout=writer.stream)
     finally:
         emitter.close()
     return finish(emitter, stats)

@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 
 from ..errors import AicpError, RecordError, error_object
 from ..events import Emitter, NullEmitter
-from ..jsonl import InputLine
+from ..files import check_output_file, refuse_overlap
+from ..jsonl import InputLine, check_sources
 from ..ledger import Ledger
 from ..records import record_id
 from ..status import ExitStatus
@@ -153,6 +154,21 @@ class RecordTracker:
         self.stats.skipped += 1
         self.emitter.record_skipped(index, record_id, stage=self.stage, **extra)
         self._progress()
+
+
+def check_run_paths(sources: list[str], checkpoint: str | None, stdout: Any = None) -> None:
+    """Before any work of a command: every input readable, the checkpoint creatable, and no
+    output (stdout, the checkpoint) the same file as an input or as each other.
+
+    :param sources: input files (``-``: standard input).
+    :param stdout: the stream records are written to, if it is a file the run should check.
+    :raises UsageError: (exit 2) naming the path and the problem.
+    """
+    check_sources(sources)
+    if checkpoint:
+        check_output_file(checkpoint, "--checkpoint")
+    reads = {("standard input" if s == "-" else f"input {s}"): s for s in sources}
+    refuse_overlap(reads, {f"--checkpoint {checkpoint}": checkpoint, "stdout": stdout})
 
 
 def with_retries(fn: Callable[[], R], retries: int, *, delay: float = 1.0,

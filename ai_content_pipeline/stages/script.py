@@ -22,11 +22,19 @@ from typing import Any
 from ..backends.base import GenerationParams, LLMBackend, complete
 from ..errors import AicpError, InputError, RecordError
 from ..events import Emitter
+from ..files import FolderLock
 from ..jsonl import InputLine
 from ..ledger import Ledger, request_key
 from ..records import record_id, word_count
-from ..templates import DEFAULT_PERSONA, Persona, Template, load_persona, load_template
-from .common import Stage, StageStats, ordered_map, with_retries
+from ..templates import (
+    DEFAULT_PERSONA,
+    Persona,
+    Template,
+    load_persona,
+    load_template,
+    persona_for_record,
+)
+from .common import Stage, StageStats, check_run_paths, ordered_map, with_retries
 
 # -- trimming the model's chatter ---------------------------------------------------------
 _PREAMBLE = re.compile(
@@ -120,13 +128,21 @@ class ScriptOptions:
         )
 
 
-def persona_name(record: dict[str, Any], default: str | None) -> str:
-    """The persona a record asks for: ``persona``, then ``dj``, then ``default``."""
-    for key in ("persona", "dj"):
-        value = record.get(key)
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-    return default or DEFAULT_PERSONA
+def record_persona(record: dict[str, Any], default: str | None) -> Persona:
+    """The persona a record asks for (``persona``, then ``dj``), else ``default``, else julie.
+
+    :raises InputError: the field is not a persona name (see
+        :func:`~ai_content_pipeline.templates.persona_for_record`).
+    """
+    persona = persona_for_record(record, default or DEFAULT_PERSONA)
+    assert persona is not None
+    return persona
+
+
+def reusable_script(value: dict[str, Any] | None) -> bool:
+    """Whether a ledger value is a script that can be served again (text and word count)."""
+    return (isinstance(value, dict) and isinstance(value.get("text"), str) and bool(value["text"].strip())
+            and isinstance(value.get("words"), int))
 
 
 class ScriptStage(Stage):
@@ -166,15 +182,14 @@ class ScriptStage(Stage):
         if self.longform is not None:
             return self.longform.take(index, record, take)
         rid = record_id(record)
-        name = persona_name(record, self.options.persona)
         try:
-            persona = load_persona(name)
+            persona = record_persona(record, self.options.persona)
             messages, params, key = self.request(record, persona, take)
         except AicpError as exc:
             err = InputError(exc.message, hint=exc.hint, stage="script") if not isinstance(exc, RecordError) else exc
             return self._fail(index, rid, record, err, take=take)
 
-        if self.options.resume and self.ledger is not None and key in self.ledger:
+        if self.options.resume and self.ledger is not None and reusable_script(self.ledger.get(key)):
             script = dict(self.ledger.get(key) or {})
             script["skipped"] = True
             self.tracker.skipped(index, rid, take=take, key=key)
@@ -218,11 +233,15 @@ class ScriptStage(Stage):
 
     # -- a whole run -----------------------------------------------------------------
     def _items(self, lines: Iterable[InputLine]) -> Iterator[tuple[int, InputLine, int]]:
+        """``(index, line, take)`` in input order; long-form work folders are claimed here,
+        in this order, so they do not depend on which worker thread runs first."""
         for index, line in enumerate(lines):
             if line.record is None:
                 yield index, line, 0
                 continue
             for take in range(max(1, self.options.variants)):
+                if self.longform is not None and "error" not in line.record:
+                    self.longform.claim_folder(index, line.record, take)
                 yield index, line, take
 
     def _process(self, item: tuple[int, InputLine, int]) -> dict[str, Any]:
@@ -242,9 +261,12 @@ class ScriptStage(Stage):
         if total is not None:
             self.stats.total = total * max(1, self.options.variants)
         jobs = self.options.jobs if self.backend.supports_concurrency else 1
+        lock = FolderLock(self.options.work_dir, "long-form work folder").acquire() if self.longform else None
         try:
             yield from ordered_map(self._process, self._items(lines), jobs)
         finally:
+            if lock is not None:
+                lock.release()
             self.session.close()
             self.stats.finish()
 
@@ -258,6 +280,7 @@ def run_script(
     write: Any,
     checkpoint: str | None = None,
     stdin: Any = None,
+    stdout: Any = None,
 ) -> StageStats:
     """Run the script stage over JSON Lines ``sources`` and ``write`` each output record.
 
@@ -268,15 +291,21 @@ def run_script(
     errors and Ctrl-C.
 
     :param write: callable taking one output record (e.g. ``RecordWriter.write``).
+    :param stdout: the stream ``write`` ends in, if any: checked not to be an input or the ledger.
     :returns: the run's :class:`StageStats`.
-    :raises UsageError: ``resume`` without ``checkpoint``, unreadable input.
+    :raises UsageError: ``resume`` without ``checkpoint``, unreadable input, an output that is
+        also an input, a checkpoint or work folder that cannot be written (before any model call).
     :raises BackendUnavailable: the backend cannot be loaded.
     """
     from ..errors import UsageError
+    from ..files import check_output_dir
     from ..jsonl import count_records, read_records
     if options.resume and not checkpoint:
         raise UsageError("--resume needs --checkpoint PATH (the ledger of finished records)")
     sources = list(sources) or ["-"]
+    check_run_paths(sources, checkpoint, stdout)
+    if options.words is not None or options.sections is not None or load_template(options.template).sections:
+        check_output_dir(options.work_dir, "--work-dir")
     total = count_records(sources, stdin=stdin)
     ledger = Ledger(checkpoint) if checkpoint else None
     stage = ScriptStage(backend, options, emitter, ledger)

@@ -7,32 +7,41 @@ name, station, on-air style, catchphrases, a seed and per-backend voice
 settings that the voice stage uses.
 
 Both are looked up by built-in name or by file path (anything ending in
-``.yaml``/``.yml`` or containing a path separator).
+``.yaml``/``.yml`` or containing a path separator). Only the command line (or a
+chain file) may give a path: a *record* may only name a persona
+(:func:`persona_for_record`), since record fields are data, never file names.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import yaml
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import ConfigError, InputError, UsageError
-from ..records import content_hash
+from ..records import content_hash, get_path
 
 DATA_DIR = Path(__file__).parent
 TEMPLATE_DIR = DATA_DIR / "templates"
 PERSONA_DIR = DATA_DIR / "personas"
 DEFAULT_PERSONA = "julie"
 
-_env = ImmutableSandboxedEnvironment(
-    undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False
-)
+
+
+@lru_cache(maxsize=1)
+def _environment() -> Any:
+    """The Jinja2 sandbox that renders prompts (imported on first use: the voice stage,
+    which only reads personas, never pays for Jinja2)."""
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    return ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False,
+                                         autoescape=False)
 
 
 class _Strict(BaseModel):
@@ -78,10 +87,12 @@ class Template(_Strict):
         return f"{self.name}@{self.version}"
 
     @cached_property
-    def _compiled(self) -> dict[str, jinja2.Template]:
+    def _compiled(self) -> dict[str, Any]:
+        import jinja2
+
         parts = {"system": self.system, "user": self.user, **self.prompts}
         try:
-            return {key: _env.from_string(text) for key, text in parts.items()}
+            return {key: _environment().from_string(text) for key, text in parts.items()}
         except jinja2.TemplateSyntaxError as exc:
             raise ConfigError(
                 f"template {self.name}: Jinja2 syntax error on line {exc.lineno}: {exc.message}"
@@ -113,6 +124,8 @@ class Template(_Strict):
 
         :raises InputError: when the template uses a field the record lacks.
         """
+        import jinja2
+
         try:
             return self._compiled[part].render(context).strip()
         except jinja2.UndefinedError as exc:
@@ -186,13 +199,22 @@ def _is_path(ref: str) -> bool:
     return ref.endswith((".yaml", ".yml")) or os.sep in ref or "/" in ref
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and what a YAML error is, without quoting the file (it may hold secrets)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or "cannot be parsed"
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+
+
 def _load_yaml(path: Path, kind: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise UsageError(f"cannot read {kind} file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{kind} file {path} is not UTF-8 text") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{kind} file {path} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"{kind} file {path} is not valid YAML: {_yaml_problem(exc)}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{kind} file {path} must hold a mapping")
     return data
@@ -256,6 +278,48 @@ def load_persona(ref: str) -> Persona:
     return persona
 
 
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def persona_for_record(record: dict[str, Any], default: str | None,
+                       fields: tuple[str, ...] = ("persona", "dj"), *, required: bool = True) -> Persona | None:
+    """The persona a record asks for: the first of ``fields`` (dotted paths) that is set,
+    else ``default`` (a name or a path from the command line), else ``julie`` when
+    ``required`` (``None`` otherwise).
+
+    A record may only *name* a persona: a built-in one, or the persona that ``default``
+    loaded from a file (``-p ./rosa.yaml`` lets records say ``"rosa"``). A path, or any
+    value that is not a plain name, is refused without touching the file system.
+
+    :raises InputError: the field is not a string, is not a plain name, or names no persona
+        (stage ``None``: the caller sets it).
+    """
+    chosen = load_persona(default) if default else None
+    for field in fields:
+        value = get_path(record, field)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        if not isinstance(value, str):
+            kind = "a list" if isinstance(value, list) else "an object" if isinstance(value, dict) \
+                else "true/false" if isinstance(value, bool) else "a number"
+            raise InputError(f"field '{field}' must be a persona name (a string), not {kind}", field=field)
+        name = value.strip()
+        if chosen is not None and name == chosen.name:
+            return chosen
+        if not _NAME.fullmatch(name) or ".." in name:
+            raise InputError(
+                f"field '{field}' is not a persona name: a record may name a persona, not a file",
+                hint="give a persona file on the command line (--persona FILE); records then use its name",
+                field=field)
+        try:
+            return load_persona(name)
+        except UsageError as exc:
+            raise InputError(exc.message, hint=exc.hint, field=field) from exc
+    if chosen is not None:
+        return chosen
+    return load_persona(DEFAULT_PERSONA) if required else None
+
+
 def list_templates() -> list[dict[str, Any]]:
     """Summaries of the built-in templates: name, version, description, target_words, required."""
     out = []
@@ -279,5 +343,5 @@ def list_personas() -> list[dict[str, Any]]:
 
 __all__ = [
     "DEFAULT_PERSONA", "Persona", "Section", "Template", "VoiceSettings",
-    "list_personas", "list_templates", "load_persona", "load_template",
+    "list_personas", "list_templates", "load_persona", "load_template", "persona_for_record",
 ]
