@@ -141,6 +141,24 @@ def job_links(job_id: str) -> dict[str, str]:
     return {"self": base, "events": f"{base}/events", "cancel": base, "files": f"{base}/files/{{name}}"}
 
 
+#: what ``GET /api/v1/generate/{id}`` answers (the OpenAPI example)
+JOB_EXAMPLE: dict[str, Any] = {
+    "generation_id": "3f2c...", "name": "song-intro", "status": "running", "cancel_requested": False,
+    "progress": {"total": 4, "completed": 1, "failed": 0, "skipped": 0, "percent": 62.5, "step": 2,
+                 "total_steps": 2, "step_type": "voice", "step_percent": 25.0, "record": "song-002",
+                 "chunk": None, "chunks": None, "section": None},
+    "created_at": "2026-11-28T17:00:00Z", "started_at": "2026-11-28T17:00:01Z", "finished_at": None,
+    "attempts": 1, "worker": "gpu-1:4242:a1b2c3", "tokens": {"prompt": 812, "completion": 240},
+    "audio_seconds": 9.4, "cost": 0.0, "error": None,
+    "links": {"self": "/api/v1/generate/3f2c...", "events": "/api/v1/generate/3f2c.../events",
+              "cancel": "/api/v1/generate/3f2c...", "files": "/api/v1/generate/3f2c.../files/{name}"},
+    "records_total": None, "records": None, "records_offset": 0, "records_limit": 100,
+    "files": [{"name": "song-001_julie_0.wav", "bytes": 412844,
+               "url": "/api/v1/generate/3f2c.../files/song-001_julie_0.wav"}],
+    "result": None,
+}
+
+
 def job_summary(job: Job) -> dict[str, Any]:
     """A job as the list endpoint shows it (no records)."""
     progress = {"total": None, "completed": 0, "failed": 0, "skipped": 0, "percent": 0.0, "step": None,
@@ -263,7 +281,7 @@ def create_app(settings: ServiceSettings, store: JobStore | None = None,
                            "the server log has the details")
 
     def _job(job_id: str) -> Job:
-        job = get_store().get(job_id)
+        job = get_store().get(job_id, inputs=False)
         if job is None:
             raise ApiError(404, "NotFound", f"no generation {job_id!r}", "list jobs with GET /api/v1/generate")
         return job
@@ -304,20 +322,22 @@ def create_app(settings: ServiceSettings, store: JobStore | None = None,
         return {"items": [job_summary(j) for j in jobs], "total": total, "limit": limit, "offset": offset}
 
     @app.get(f"{API}/generate/{{job_id}}", tags=["generate"], summary="A job's status and output",
-             responses={404: {"description": "no such job"}})
+             responses={200: {"content": {"application/json": {"example": JOB_EXAMPLE}}},
+                        404: {"description": "no such job"}})
     def get_job(job_id: str, records_offset: int = Query(0, ge=0),
-                records_limit: int = Query(100, ge=0, le=1000)) -> dict[str, Any]:
+                records_limit: int = Query(100, ge=0, le=1000)) -> Response:
         """Status, progress, timestamps, tokens, audio seconds, cost, error; when the job has
         finished, its output records (paged with `records_offset`/`records_limit`) and files."""
         job = _job(job_id)
         out = job_summary(job)
         finished = job.status in FINAL_STATUSES
         out["records_total"] = job.records_total if finished else None
-        out["records"] = get_store().records(job_id, records_offset, records_limit) if finished else None
+        out["records"] = (get_store().records(job_id, records_offset, records_limit)
+                          if finished and records_limit else [] if finished else None)
         out["records_offset"], out["records_limit"] = records_offset, records_limit
         out["files"] = [{**f, "url": f"{API}/generate/{job_id}/files/{f['name']}"} for f in job.files or []]
         out["result"] = job.result
-        return out
+        return Response(orjson.dumps(out), media_type="application/json")  # polled often: no re-encoding
 
     @app.delete(f"{API}/generate/{{job_id}}", tags=["generate"], summary="Cancel a job",
                 responses={200: {"description": "was queued: cancelled now"},

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import defer, sessionmaker
 
 from .db import FINAL_STATUSES, Job, JobEvent, JobRecord, WorkerRow
 
@@ -51,10 +51,14 @@ class JobStore:
             s.add(job)
         return job
 
-    def get(self, job_id: str) -> Job | None:
-        """The job row, or ``None``."""
+    def get(self, job_id: str, *, inputs: bool = True) -> Job | None:
+        """The job row, or ``None``; ``inputs=False`` leaves the input records unread
+        (status polls of big jobs; reading ``job.inputs`` then raises)."""
         with self.session() as s:
-            return s.get(Job, job_id)
+            if inputs:
+                return s.get(Job, job_id)
+            return s.execute(select(Job).options(defer(Job.inputs, raiseload=True))
+                             .where(Job.id == job_id)).scalar_one_or_none()
 
     def status(self, job_id: str) -> str | None:
         """Just the job's status (``None``: no such job)."""
