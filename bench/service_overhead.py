@@ -76,7 +76,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--pollers", type=int, default=50)
-    ap.add_argument("--poll-interval", type=float, default=0.25, help="seconds between one poller's requests")
+    ap.add_argument("--poll-interval", type=float, default=0.5, help="seconds between one poller's requests")
     args = ap.parse_args()
 
     import yaml

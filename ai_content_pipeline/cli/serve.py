@@ -93,8 +93,7 @@ def _check_limits(max_records: int, max_body: int) -> None:
 
 @click.command("serve", epilog=SERVE_EPILOG)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
-              help="TCP port (0: any free port; the address is logged).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
 @click.option("--data-dir", default="aicp-data", show_default=True, metavar="DIR",
               help="Jobs' files, and the SQLite database when no --database-url is given.")
 @click.option("--database-url", envvar="DATABASE_URL", metavar="URL",
