@@ -11,7 +11,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 WHEELHOUSE ?= $(HOME)/.cache/aicp-wheels/llama-$(LLAMA_VERSION)-avx2
 PYTEST_ARGS ?=
 
-.PHONY: install dev test lint man demo bench clean wheelhouse
+.PHONY: install dev test lint man demo bench clean wheelhouse test-chatterbox
 
 install: $(VENV)/.installed
 
@@ -56,9 +56,31 @@ demo: install
 
 bench: dev
 	$(BIN)/python bench/script_overhead.py
+	$(BIN)/python bench/script_quality.py
 	$(BIN)/python bench/voice_overhead.py
 	$(BIN)/python bench/longform.py
 	$(BIN)/python bench/service_overhead.py
+
+# Opt-in (not part of `make test`): the real chatterbox-tts package from the registries in
+# its own venv (several GB: torch with CUDA libraries), a checkpoint of the real model classes
+# with random weights, and aicp-voice --backend chatterbox on two records on the CPU.
+# See tests/chatterbox_real/run_check.py.
+CB_VENV := .venv-chatterbox
+CB_BIN := $(CB_VENV)/bin
+CB_CHECK_ARGS ?=
+
+$(CB_BIN)/python:
+	$(PYTHON) -m venv $(CB_VENV)
+	$(CB_BIN)/python -m pip install -q --upgrade pip
+
+$(CB_VENV)/.installed: pyproject.toml | $(CB_BIN)/python
+	$(MAKE) wheelhouse
+	$(CB_BIN)/python -m pip install -q $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
+	$(CB_BIN)/python -m pip install -q --find-links $(WHEELHOUSE) -e '.[chatterbox]'
+	touch $@
+
+test-chatterbox: $(CB_VENV)/.installed
+	$(CB_BIN)/python tests/chatterbox_real/run_check.py --work $(CB_VENV)/check $(CB_CHECK_ARGS)
 
 clean:
 	rm -rf aicp-out progress.jsonl .pytest_cache .mypy_cache .ruff_cache

@@ -22,6 +22,7 @@ Checks every file passes before it gets its final name (see :func:`check_audio`)
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import secrets
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from .errors import SynthesisError, UsageError
+from .faults import os_error
 
 #: ``--format`` → (soundfile format, subtype, file extension).
 FORMATS: dict[str, tuple[str, str, str]] = {
@@ -373,7 +375,8 @@ def write_audio_atomic(path: str | os.PathLike[str], samples: np.ndarray, sample
     :param words: word count of the spoken text for the duration check (``None``: skip).
     :param loudness_lufs: the loudness already measured (skips measuring it again).
     :raises SynthesisError: a failed check or an unreadable result (per record).
-    :raises UsageError: the folder cannot be written.
+    :raises UsageError: the folder cannot be written (permissions, read-only, not a folder).
+    :raises DiskFull: no space left (names the path and the free space; exit 1).
     """
     import soundfile as sf
 
@@ -383,24 +386,37 @@ def write_audio_atomic(path: str | os.PathLike[str], samples: np.ndarray, sample
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise os_error(exc, target.parent, doing="write to") from exc
+    try:  # encoded in memory: libsndfile never writes to the disk itself, so a full disk
+        encoded = io.BytesIO()  # is a plain OSError below, not an error inside a cffi callback
+        sf.write(encoded, np.clip(samples, -1.0, 1.0), sample_rate, format=sf_format, subtype=subtype)
+    except (sf.LibsndfileError, RuntimeError, AssertionError) as exc:
+        raise SynthesisError(f"cannot encode {format}: {exc}", stage="voice") from exc
+    try:
         tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.part"
         handle = open(tmp, "xb")  # a new file; permissions follow the umask
     except OSError as exc:
-        raise UsageError(f"cannot write to {target.parent}: {exc.strerror}") from exc
+        raise os_error(exc, target.parent, doing="write to") from exc
     done = False
     try:
-        with handle:
-            sf.write(handle, np.clip(samples, -1.0, 1.0), sample_rate, format=sf_format, subtype=subtype)
-        info = sf.info(tmp)
+        try:
+            with handle:
+                handle.write(encoded.getbuffer())
+        except OSError as exc:
+            raise os_error(exc, target) from exc
+        del encoded
+        info = sf.info(str(tmp))
         size = os.path.getsize(tmp)
         if size == 0 or info.frames <= 0 or info.samplerate != sample_rate:
             raise SynthesisError(f"the written {format} file did not read back correctly", stage="voice")
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise os_error(exc, target) from exc
         done = True
     except (sf.LibsndfileError, RuntimeError) as exc:
-        raise SynthesisError(f"cannot encode {format}: {exc}", stage="voice") from exc
-    except OSError as exc:
-        raise SynthesisError(f"cannot write {target}: {exc.strerror or exc}", stage="voice") from exc
+        raise SynthesisError(f"the written {format} file did not read back: {exc}", stage="voice") from exc
     finally:
         if not done:
             try:

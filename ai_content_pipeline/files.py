@@ -20,6 +20,7 @@ call, that a path can be created, so a bad ``--checkpoint`` never fails after an
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import os
@@ -191,6 +192,9 @@ def refuse_overlap(reads: dict[str, Any], writes: dict[str, Any]) -> None:
     for label, target in reads.items():
         if target is None:
             continue
+        if isinstance(target, (str, os.PathLike)) and Path(target).name == LOCK_NAME:
+            raise UsageError(f"{label}: {LOCK_NAME} is the name of aicp's folder lock, not an input",
+                             hint="give the file another name")
         if isinstance(target, (str, os.PathLike)) and str(target) == "-":
             target = 0
         ident = _identity(target)
@@ -209,6 +213,34 @@ def refuse_overlap(reads: dict[str, Any], writes: dict[str, Any]) -> None:
         seen[ident] = label
 
 
+class Protected:
+    """Files a run must never replace (its inputs, ledger, stdout, persona file): checked
+    before each output file a record names is written. A target is known by its real
+    path and, when it exists (or is an open stream), by its ``(device, inode)``."""
+
+    def __init__(self) -> None:
+        self._paths: set[str] = set()
+        self._inodes: set[tuple[int, int]] = set()
+
+    def add(self, target: str | os.PathLike[str] | IO[Any] | int | None) -> None:
+        """Protect ``target`` (a path, a stream or a descriptor; ``None`` and ``-`` ignored)."""
+        if target is None or (isinstance(target, (str, os.PathLike)) and str(target) in ("", "-")):
+            return
+        if isinstance(target, (str, os.PathLike)):
+            self._paths.add(os.path.realpath(target))
+        ident = _identity(target)
+        if ident is not None and ident[0] != "path":
+            self._inodes.add((ident[0], ident[1]))
+
+    def __contains__(self, path: object) -> bool:
+        if not isinstance(path, (str, os.PathLike)):
+            return False
+        if os.path.realpath(path) in self._paths:
+            return True
+        ident = _identity(path)
+        return ident is not None and ident[0] != "path" and (ident[0], ident[1]) in self._inodes
+
+
 def _first_existing(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
@@ -223,28 +255,39 @@ def check_output_dir(folder: str | os.PathLike[str], what: str) -> None:
     """
     path = Path(folder)
     if path.exists() and not path.is_dir():
-        raise UsageError(f"{what} {folder} is a file, not a folder")
+        raise UsageError(f"{what} {folder} is a file, not a folder (Not a directory)")
     base = _first_existing(path.absolute())
     if not base.is_dir():
-        raise UsageError(f"cannot create {what} {folder}: {base} is a file, not a folder")
+        raise UsageError(f"cannot create {what} {folder}: {base} is a file, not a folder (Not a directory)")
     if not os.access(base, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write {what} {folder}: {base} is not writable")
+        read_only = bool(os.statvfs(base).f_flag & os.ST_RDONLY)
+        reason = os.strerror(errno.EROFS if read_only else errno.EACCES)
+        raise UsageError(f"cannot write to {what} {folder}: {base}: {reason}")
 
 
 def check_output_file(file: str | os.PathLike[str], what: str) -> None:
     """Check that ``file`` can be created or appended to; create nothing.
 
-    :raises UsageError: it is a folder, is not writable, or its folder cannot be made.
+    :raises UsageError: it is empty, a folder, not a regular file (a pipe, a device), not
+        writable, aicp's own lock file, or its folder cannot be made.
     """
+    if not str(file):
+        raise UsageError(f"{what} needs a file name")
     path = Path(file)
+    if path.name == LOCK_NAME:
+        raise UsageError(f"{what} {file}: {LOCK_NAME} is the name of aicp's folder lock",
+                         hint="give the file another name")
     if path.is_dir():
         raise UsageError(f"{what} {file} is a folder, not a file")
+    if path.exists() and not path.is_file():
+        raise UsageError(f"{what} {file} is not a regular file (a pipe or a device)",
+                         hint="a checkpoint must be a file aicp can read back")
     if path.exists():
         if not os.access(path, os.W_OK):
-            raise UsageError(f"cannot write {what} {file}: permission denied")
+            raise UsageError(f"cannot write to {what} {file}: permission denied")
         return
     check_output_dir(path.parent, f"the folder of {what}")
 
 
-__all__ = ["LOCK_NAME", "FolderLock", "NameClaims", "check_output_dir", "check_output_file",
+__all__ = ["LOCK_NAME", "FolderLock", "NameClaims", "Protected", "check_output_dir", "check_output_file",
            "refuse_overlap"]

@@ -30,6 +30,10 @@ from .errors import InputError, UsageError, error_object
 #: Longest input line read, in bytes (newline excluded). A longer line becomes an
 #: ``error`` record without being held in memory; ``AICP_MAX_LINE_BYTES`` changes it.
 MAX_LINE_BYTES = 1024 * 1024
+MAX_LINE_BYTES_CEILING = 1 << 30
+#: Deepest nesting of arrays and objects a record may have: orjson writes at most 254
+#: levels, so a deeper record could be read but not written back.
+MAX_DEPTH = 200
 
 #: Longest integer orjson keeps exactly; past it (or a float that a double cannot hold
 #: as written) the line is parsed again so that every number is written back as read.
@@ -53,8 +57,9 @@ def max_line_bytes() -> int:
         value = int(raw)
     except ValueError:
         value = 0
-    if value <= 0:
-        raise UsageError(f"AICP_MAX_LINE_BYTES must be a positive number of bytes, not {raw!r}")
+    if not 0 < value <= MAX_LINE_BYTES_CEILING:
+        raise UsageError(f"AICP_MAX_LINE_BYTES must be a number of bytes from 1 to "
+                         f"{MAX_LINE_BYTES_CEILING} (1 GiB), not {raw!r}")
     return value
 
 
@@ -77,6 +82,12 @@ def _parse_float(text: str) -> float:
     if math.isfinite(value) and decimal.Decimal(text) == decimal.Decimal(repr(value)):
         return value
     return ExactFloat(text)
+
+
+def _parse_int(text: str) -> int | float:
+    # Python refuses to convert integers of more than 4300 digits (int_max_str_digits):
+    # those are kept as their text, like floats a double cannot hold.
+    return int(text) if len(text) <= 4000 else ExactFloat(text)
 
 
 def _no_constant(name: str) -> Any:
@@ -103,7 +114,7 @@ def loads(raw: bytes | str) -> Any:
         if not _MAYBE_INEXACT.search(data):
             return value
     text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-    value = json.loads(text, parse_float=_parse_float, parse_constant=_no_constant)
+    value = json.loads(text, parse_float=_parse_float, parse_int=_parse_int, parse_constant=_no_constant)
     try:
         dumps(value)  # what orjson would have refused beside the number (a lone surrogate...)
     except orjson.JSONEncodeError as exc:
@@ -158,6 +169,17 @@ def _input_error(message: str, line: int, source: str) -> InputLine:
     return InputLine(line, source, error=error_object(InputError(message), stage="input", line=line))
 
 
+def _depth(value: Any) -> int:
+    """Nesting depth of arrays and objects in ``value`` (iterative: no recursion limit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
 def parse_line(raw: bytes, line: int, source: str = "-") -> InputLine:
     """Parse one raw line (without its newline) into an :class:`InputLine`."""
     try:
@@ -173,6 +195,8 @@ def parse_line(raw: bytes, line: int, source: str = "-") -> InputLine:
         return _input_error(message, line, source)
     except RecursionError:
         return _input_error(f"line {line} is not valid JSON: nested too deeply", line, source)
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _depth(value) > MAX_DEPTH:
+        return _input_error(f"line {line} is nested more than {MAX_DEPTH} levels deep", line, source)
     if not isinstance(value, dict):
         kind = _JSON_TYPES.get(type(value), "number")
         return _input_error(f"line {line} is a JSON {kind}, not an object", line, source)
@@ -203,7 +227,7 @@ def check_sources(sources: Iterable[str | os.PathLike[str]]) -> None:
             _open_source(source, None).close()
 
 
-def _lines(handle: IO[bytes], limit: int) -> Iterator[bytes | None]:
+def iter_lines(handle: IO[bytes], limit: int) -> Iterator[bytes | None]:
     """Raw lines without their newline; ``None`` for a line longer than ``limit`` bytes,
     which is skipped in pieces, never held in memory whole."""
     if not hasattr(handle, "readline"):  # a plain iterable of lines (a test's or caller's stream)
@@ -241,7 +265,7 @@ def read_records(
         handle = _open_source(source, stdin)
         name = str(source)
         try:
-            for number, raw in enumerate(_lines(handle, limit), start=1):
+            for number, raw in enumerate(iter_lines(handle, limit), start=1):
                 if raw is None:
                     yield _input_error(f"line {number} is longer than {limit} bytes; skipped",
                                        number, name)
@@ -286,7 +310,7 @@ def count_records(sources: Iterable[str | os.PathLike[str]], *, stdin: IO[bytes]
 
 def _count(handle: IO[bytes], limit: int) -> int:
     """Lines :func:`read_records` yields from ``handle`` (blank ones and a lone BOM excluded)."""
-    return sum(1 for n, raw in enumerate(_lines(handle, limit))
+    return sum(1 for n, raw in enumerate(iter_lines(handle, limit))
                if raw is None or (raw[len(_BOM):] if n == 0 and raw.startswith(_BOM) else raw).strip())
 
 
@@ -302,7 +326,9 @@ class RecordWriter:
     """Writes records as JSON Lines, one ``write`` and one ``flush`` per record.
 
     A closed downstream pipe raises :class:`OutputClosed`; the CLI's top-level
-    handler turns that into a quiet exit (141).
+    handler turns that into a quiet exit (141). Any other failed write (a full
+    disk, ``>/dev/full``) raises the :func:`~ai_content_pipeline.faults.os_error`
+    of it, naming the file (exit 1, or 2 for a path that cannot be written).
     """
 
     def __init__(self, stream: IO[bytes] | None = None) -> None:
@@ -316,4 +342,11 @@ class RecordWriter:
             self.stream.flush()
         except BrokenPipeError as exc:
             raise OutputClosed("stdout was closed by its reader") from exc
+        except OSError as exc:
+            from .faults import os_error
+
+            name = getattr(self.stream, "name", None)
+            real = isinstance(name, str) and not name.startswith("<")
+            raise os_error(exc, name if real else None,
+                           doing="write" if real else "write the records to stdout") from exc
         self.count += 1

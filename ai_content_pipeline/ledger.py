@@ -24,8 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .jsonl import dumps, loads
+from .jsonl import dumps, iter_lines, loads
 from .records import content_hash
+
+#: Longest ledger line read (bytes); a longer one is skipped (its work is done again).
+MAX_ENTRY_BYTES = 64 * 1024 * 1024
 
 
 def request_key(**parts: Any) -> str:
@@ -55,22 +58,28 @@ class Ledger:
     def _load(self) -> None:
         if not self.path.exists():
             return
+        if not self.path.is_file():
+            raise UsageError(f"checkpoint {self.path} is not a regular file")
         try:
-            data = self.path.read_bytes()
+            with open(self.path, "rb") as handle:
+                for raw in iter_lines(handle, MAX_ENTRY_BYTES):  # an overlong line is never held whole
+                    if raw is None:
+                        self.torn_lines += 1
+                    elif raw.strip():
+                        self._take(raw)
         except OSError as exc:
             raise UsageError(f"cannot read checkpoint {self.path}: {exc.strerror}") from exc
-        for raw in data.split(b"\n"):
-            if not raw.strip():
-                continue
-            try:
-                entry = loads(raw)
-            except (ValueError, RecursionError):
-                entry = None
-            if (isinstance(entry, dict) and isinstance(entry.get("key"), str)
-                    and isinstance(entry.get("value"), dict)):
-                self.entries[entry["key"]] = entry["value"]
-            else:
-                self.torn_lines += 1
+
+    def _take(self, raw: bytes) -> None:
+        try:
+            entry = loads(raw)
+        except (ValueError, RecursionError):
+            entry = None
+        if (isinstance(entry, dict) and isinstance(entry.get("key"), str)
+                and isinstance(entry.get("value"), dict)):
+            self.entries[entry["key"]] = entry["value"]
+        else:
+            self.torn_lines += 1
 
     def __contains__(self, key: str) -> bool:
         return key in self.entries
@@ -128,18 +137,29 @@ class Ledger:
                     self._handle.flush()
                 finally:
                     fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
-            except OSError as exc:
-                raise UsageError(f"cannot write checkpoint {self.path}: {exc.strerror}") from exc
+            except OSError as exc:  # a full disk (exit 1, with the free space), a read-only folder...
+                from .faults import os_error
+
+                raise os_error(exc, self.path, doing="write checkpoint") from exc
             self.entries[key] = value
 
     def close(self) -> None:
         """Flush to disk (fsync) and close the file."""
         with self._lock:
             if self._handle is not None:
-                self._handle.flush()
-                os.fsync(self._handle.fileno())
-                self._handle.close()
-                self._handle = None
+                handle, self._handle = self._handle, None
+                try:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                except OSError as exc:
+                    from .faults import os_error
+
+                    raise os_error(exc, self.path, doing="write checkpoint") from exc
+                finally:
+                    try:
+                        handle.close()
+                    except OSError:
+                        pass
 
     def __enter__(self) -> Ledger:
         return self

@@ -125,6 +125,10 @@ class GenerationPipeline:
     :param seed: base seed for text and speech (``None``: engines choose).
     :param max_tokens: completion token limit per intro (``None``: the template's).
     :param retries: extra attempts on transient backend errors, per song.
+    :param best_of: candidates per intro (1-16); the one that passes the template's
+        checks closest to its target length is voiced (``aicp-script --best-of``).
+    :param batch: llama.cpp decodes the intros of this many songs together (1-64).
+    :param require_checks: an intro that fails its checks fails its song (no audio).
     :param loudness: target loudness of each file in LUFS (``None``: unchanged).
     :param sample_rate: resample audio to this many Hz (``None``: the engine's).
     :param two_phase: default batch mode (all texts, then all audio).
@@ -152,6 +156,9 @@ class GenerationPipeline:
         seed: int | None = None,
         max_tokens: int | None = None,
         retries: int = 0,
+        best_of: int = 1,
+        batch: int = 1,
+        require_checks: bool = False,
         loudness: float | None = -16.0,
         sample_rate: int | None = None,
         two_phase: bool = True,
@@ -166,6 +173,8 @@ class GenerationPipeline:
         self.seed = seed
         self.max_tokens = max_tokens
         self.retries = retries
+        self.best_of, self.batch, self.require_checks = best_of, batch, require_checks
+        ScriptOptions(template=template, best_of=best_of, batch=batch).validate()  # bad values: usage error now
         self.loudness = loudness
         self.sample_rate = sample_rate
         self.two_phase = two_phase
@@ -226,8 +235,13 @@ class GenerationPipeline:
             return GenerationResult(str(song), dj or self.persona, None, None, False,
                                     f"a song must be a dict with id, artist, title, not {type(song).__name__}")
         sid = "" if song.get("id") is None else str(song["id"])
-        who = song.get("dj") or dj or self.persona
+        named = song.get("dj")
+        who = named if named is not None else (dj or self.persona)
         failed = GenerationResult(sid, str(who), None, None, False)
+        if named is not None and (not isinstance(named, str) or not named.strip()):
+            failed.dj = dj or self.persona
+            failed.error = f"dj must be a persona name (a non-empty string), not {named!r}"
+            return failed
         if not _safe_name(sid):
             failed.error = (f"song id {sid!r} cannot be used in a file name"
                             if sid else "song has no id")
@@ -248,7 +262,8 @@ class GenerationPipeline:
         """Phase 1: one script-stage output record per input record; the LLM is unloaded after."""
         self.output_dir.mkdir(parents=True, exist_ok=True)
         options = ScriptOptions(template=self.template, persona=self.persona, seed=self.seed,
-                                max_tokens=self.max_tokens, retries=self.retries, resume=resume)
+                                max_tokens=self.max_tokens, retries=self.retries, resume=resume,
+                                best_of=self.best_of, batch=self.batch, require_checks=self.require_checks)
         outs: list[dict[str, Any]] = []
         t0 = time.monotonic()
         self.emitter.step_start(step, "script", self.llm.model)

@@ -4,7 +4,9 @@ Runs `aicp-script` on 20 songs with the embedded model (fixed seed and max
 tokens), then, in the same run, a plain loop that calls llama-cpp-python with
 the same messages and parameters (both as fresh processes, so both pay Python
 start-up and model load). Prints both times, their ratio (target <= 1.05) and
-the `--help` start-up time.
+the `--help` start-up time. A second row runs `aicp-script --batch 8` (eight
+records decoded together by the llama.cpp batch decoder) and compares its
+throughput in completion tokens per second with the plain loop's (target >= 1.5x).
 
 Usage: .venv/bin/python bench/script_overhead.py [--records 20] [--max-tokens 64]
 """
@@ -28,13 +30,14 @@ import json, os, sys
 from llama_cpp import Llama
 jobs = json.load(open(sys.argv[1]))
 llm = Llama(model_path=jobs["model"], n_ctx=4096, n_threads=os.cpu_count(), verbose=False)
-out = []
+out, tokens = [], 0
 for job in jobs["requests"]:
     r = llm.create_chat_completion(messages=job["messages"], temperature=job["temperature"],
                                    top_p=job["top_p"], max_tokens=job["max_tokens"], seed=job["seed"],
                                    repeat_penalty=job["repeat_penalty"])
     out.append(r["choices"][0]["message"]["content"])
-json.dump(out, open(sys.argv[2], "w"))
+    tokens += r["usage"]["completion_tokens"]
+json.dump({"texts": out, "completion_tokens": tokens}, open(sys.argv[2], "w"))
 """
 
 
@@ -43,6 +46,7 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=20)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--batch", type=int, default=8, help="records decoded together in the batch row")
     ap.add_argument("--repeat", type=int, default=2,
                     help="alternate the two runs this many times (order swapped each time); best of each")
     args = ap.parse_args()
@@ -67,21 +71,23 @@ def main() -> None:
     aicp_cmd = [os.path.join(BIN, "aicp-script"), "--backend", "llamacpp", "--persona", "julie",
                 "--seed", str(args.seed), "--max-tokens", str(args.max_tokens), "-q", songs_path]
     plain_cmd = [sys.executable, "-c", PLAIN, jobs_path, plain_out]
-    times: dict[str, list[float]] = {"aicp": [], "plain": []}
-    aicp = None
+    batch_cmd = [*aicp_cmd[:-1], "--batch", str(args.batch), songs_path]
+    cmds = {"aicp": aicp_cmd, "plain": plain_cmd, "batch": batch_cmd}
+    times: dict[str, list[float]] = {"aicp": [], "plain": [], "batch": []}
+    runs: dict[str, subprocess.CompletedProcess[bytes]] = {}
     for r in range(args.repeat):
-        order = ["aicp", "plain"] if r % 2 == 0 else ["plain", "aicp"]
+        order = ["aicp", "plain", "batch"] if r % 2 == 0 else ["batch", "plain", "aicp"]
         for which in order:
             t0 = time.perf_counter()
-            done = subprocess.run(aicp_cmd if which == "aicp" else plain_cmd, capture_output=True, check=True)
+            runs[which] = subprocess.run(cmds[which], capture_output=True, check=True)
             times[which].append(time.perf_counter() - t0)
-            if which == "aicp":
-                aicp = done
-    t_aicp, t_plain = min(times["aicp"]), min(times["plain"])
+    t_aicp, t_plain, t_batch = min(times["aicp"]), min(times["plain"]), min(times["batch"])
 
-    assert aicp is not None
-    ours = [json.loads(x)["script"] for x in aicp.stdout.splitlines()]
-    theirs = json.load(open(plain_out))
+    ours = [json.loads(x)["script"] for x in runs["aicp"].stdout.splitlines()]
+    plain = json.load(open(plain_out))
+    theirs, plain_tokens = plain["texts"], plain["completion_tokens"]
+    batched = [json.loads(x)["script"] for x in runs["batch"].stdout.splitlines()]
+    batch_tokens = sum(o["tokens"]["completion"] for o in batched)
     same = sum(o["text"] == t.strip().strip('"').strip() or o["text"] in t for o, t in zip(ours, theirs, strict=True))
     tokens = sum(o["tokens"]["completion"] for o in ours)
 
@@ -96,6 +102,11 @@ def main() -> None:
     print(f"plain llama loop:  {t_plain:7.2f} s  (best of {args.repeat}: {', '.join(f'{t:.2f}' for t in times['plain'])})")
     print(f"ratio:             {t_aicp / t_plain:7.3f}  (target <= 1.05)")
     print(f"same text as plain loop: {same}/{len(songs)}")
+    tp_plain, tp_batch = plain_tokens / t_plain, batch_tokens / t_batch
+    print(f"aicp-script --batch {args.batch}: {t_batch:7.2f} s  (best of {args.repeat}: "
+          f"{', '.join(f'{t:.2f}' for t in times['batch'])}), {batch_tokens} completion tokens, {tp_batch:.1f} tok/s")
+    print(f"plain llama loop:  {plain_tokens} completion tokens, {tp_plain:.1f} tok/s")
+    print(f"throughput ratio (--batch {args.batch} / plain loop): {tp_batch / tp_plain:.2f}x  (target >= 1.5x)")
     print(f"aicp-script --help start-up: median {statistics.median(helps) * 1000:.0f} ms over 5 runs")
 
 

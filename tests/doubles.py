@@ -34,8 +34,11 @@ class FakeLLM(LLMBackend):
 
     def __init__(self, replies: list[str] | None = None, *, fail_on: tuple[str, ...] = (),
                  fail_with: type[Exception] = RecordError, fail_times: int | None = None,
-                 unavailable: bool = False, delay: float = 0.0) -> None:
+                 unavailable: bool = False, delay: float = 0.0, done_reason: str = "stop") -> None:
         self.model = "fake-model"
+        self.done_reason = done_reason
+        self.active = 0
+        self.max_active = 0
         self.device = "cpu"
         self.replies = replies
         self.fail_on = fail_on
@@ -67,17 +70,29 @@ class FakeLLM(LLMBackend):
             n = len(self.calls)
             self.calls.append({"messages": messages, "params": params, "json_schema": json_schema})
             self.events.append("chat")
-        if self.delay:
-            time.sleep(self.delay)
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        try:
+            if self.delay:
+                time.sleep(self.delay)
+        finally:
+            with self._lock:
+                self.active -= 1
         if any(s in user for s in self.fail_on):
             if self.fail_times is None or self.fail_times > 0:
                 if self.fail_times is not None:
                     self.fail_times -= 1
                 raise self.fail_with(f"forced failure for {user[:30]!r}")
-        text = self.replies[n % len(self.replies)] if self.replies else f"Script for: {user[:60]}"
+        text = self.reply(n, messages, params)
         for word in text.split(" "):
             yield ChatChunk(text=word + " ")
-        yield ChatChunk(done=True, prompt_tokens=10, completion_tokens=len(text.split()), done_reason="stop")
+        yield ChatChunk(done=True, prompt_tokens=10, completion_tokens=len(text.split()),
+                        done_reason=self.done_reason)
+
+    def reply(self, n: int, messages: list[dict[str, str]], params: GenerationParams) -> str:
+        """The text of call ``n`` (replies cycled, else an echo of the user message)."""
+        user = messages[-1]["content"]
+        return self.replies[n % len(self.replies)] if self.replies else f"Script for: {user[:60]}"
 
     def unload(self) -> None:
         if self.loaded:
@@ -180,3 +195,38 @@ class SpeechTTS(FakeTTS):
         # a 220 Hz tone with a 3 Hz "syllable" envelope, so loudness gating sees speech-like level changes
         envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 3 * t)
         return (0.3 * envelope * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+
+
+class SeededLLM(FakeLLM):
+    """Replies picked by the request's seed (``replies[seed % len]``), so the text of a
+    candidate does not depend on the order in which concurrent calls arrive."""
+
+    def reply(self, n: int, messages: list[dict[str, str]], params: GenerationParams) -> str:
+        assert self.replies and params.seed is not None
+        return self.replies[params.seed % len(self.replies)]
+
+
+class FakeBatchLLM(SeededLLM):
+    """A batching backend double (``supports_batch``): records each ``generate_batch`` call."""
+
+    supports_batch = True
+    supports_concurrency = False
+
+    def __init__(self, replies: list[str], **kwargs: Any) -> None:
+        super().__init__(replies, **kwargs)
+        self.batches: list[list[int]] = []  # per call: candidates per request
+
+    def generate_batch(self, requests: list[Any]) -> list[Any]:
+        from ai_content_pipeline.backends.base import Completion
+
+        self.load()
+        self.batches.append([len(r.params) for r in requests])
+        out: list[Any] = []
+        for r in requests:
+            if any(s in r.messages[-1]["content"] for s in self.fail_on):
+                out.append(RecordError("forced failure in a batch", stage="script"))
+                continue
+            out.append([Completion(text=self.reply(0, r.messages, p), prompt_tokens=10 if i == 0 else 0,
+                                   completion_tokens=7, done_reason=self.done_reason, seconds=0.01)
+                        for i, p in enumerate(r.params)])
+        return out

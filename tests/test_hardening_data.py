@@ -17,6 +17,7 @@ import pytest
 import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from yaml import safe_dump as yaml_dump
 
 from ai_content_pipeline.cli import script as script_cli
 from ai_content_pipeline.cli import voice as voice_cli
@@ -25,7 +26,7 @@ from ai_content_pipeline.files import FolderLock, NameClaims, refuse_overlap
 from ai_content_pipeline.jsonl import dumps, loads, read_records
 from ai_content_pipeline.ledger import Ledger
 from ai_content_pipeline.stages.script import ScriptOptions, ScriptStage
-from tests.chain_doubles import write_chain, write_songs
+from tests.chain_doubles import chain_data, write_chain, write_songs
 from tests.cli_helpers import invoke
 from tests.doubles import FakeLLM, RecordingEmitter, SpeechTTS, lines_of
 
@@ -159,11 +160,15 @@ def test_a_persona_file_from_the_command_line_is_usable_by_name_downstream(monke
     assert out_records(voiced.stdout)[0]["audio"]["path"].endswith("x_rosa_0.wav")
 
 
-def test_yaml_errors_never_quote_the_file(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("content", ["name: [unclosed hunter2-secret\n", "token: *hunter2secret\n",
+                                     "a: !hunter2tag x\n", 'k: "\\q hunter2"\n', "k: &hunter2 v\n",
+                                     "k: 'unclosed hunter2\n"])
+@pytest.mark.parametrize("option", ["-p", "-t"])
+def test_yaml_errors_never_quote_the_file(tmp_path, monkeypatch, content, option) -> None:
     bad = tmp_path / "p.yaml"
-    bad.write_text("name: [unclosed hunter2-secret\n")
-    (res, _) = script(monkeypatch, ["-p", str(bad)], b"")
-    assert res.exit_code == 2 and "hunter2" not in res.stderr and "line" in res.stderr
+    bad.write_text(content)
+    (res, _) = script(monkeypatch, [option, str(bad)], b"")
+    assert res.exit_code == 2 and "hunter2" not in res.stderr and "p.yaml:" in res.stderr
 
 
 # -- 3. bounded input --------------------------------------------------------------------------
@@ -524,3 +529,252 @@ def test_radio_never_gives_two_songs_one_intro_file(tmp_path, two_phase) -> None
     assert "appears earlier in this batch" in (results[1].error or "")
     paths = [r.audio_path for r in results if r.success]
     assert len(set(paths)) == 2 and all(p is not None and p.is_file() for p in paths)
+
+
+# -- a second round, from an adversarial pass --------------------------------------------------
+@pytest.mark.parametrize("value", ["evil.yaml", "secret.yml", "evil.YAML"])
+def test_a_record_persona_that_looks_like_a_file_is_never_loaded(monkeypatch, tmp_path, value) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "evil.yaml").write_text("name: evil\ndisplay_name: Evil\nstyle: x\n")
+    (tmp_path / "secret.yml").write_text("token: *hunter2secret\n")
+    (res, llm) = script(monkeypatch, [], jsonl([{"id": "p", "artist": "A", "title": "T", "dj": value}]))
+    assert res.exit_code == 3 and llm.calls == []
+    [record] = out_records(res.stdout)
+    assert record["error"]["field"] == "dj" and "hunter2" not in res.stdout + res.stderr
+
+
+def test_audio_never_replaces_an_input_or_the_checkpoint(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(voice_cli, "create_tts", lambda *a, **k: SpeechTTS())
+    out = tmp_path / "ov"
+    out.mkdir()
+    source = out / "s1.wav"  # an input named like the audio file its record would get
+    source.write_bytes(jsonl([{"id": "s1", "text": TEXT}]))
+    before = source.read_bytes()
+    res = invoke(voice_cli.voice_command, "aicp-voice", ["--out-dir", str(out), str(source)])
+    assert res.exit_code == 3 and source.read_bytes() == before
+    assert "was not replaced" in out_records(res.stdout)[0]["error"]["message"]
+
+    songs = tmp_path / "in.jsonl"
+    songs.write_bytes(jsonl([{"id": "s1", "text": TEXT}, {"id": "s2", "text": TEXT}]))
+    ledger = tmp_path / "o2" / "s1.wav"  # the checkpoint named like the first record's audio
+    res = invoke(voice_cli.voice_command, "aicp-voice",
+                 ["--out-dir", str(tmp_path / "o2"), "--checkpoint", str(ledger), str(songs)])
+    assert res.exit_code == 3
+    assert [orjson.loads(x)["value"]["path"] for x in ledger.read_bytes().splitlines()] == [
+        str(tmp_path / "o2" / "s2.wav")]  # still a ledger, holding the one file written
+
+
+def test_stdout_onto_an_audio_path_is_not_replaced(tmp_path) -> None:
+    songs = tmp_path / "in.jsonl"
+    songs.write_bytes(jsonl([{"id": "s1", "text": TEXT}, {"id": "s2", "text": TEXT}]))
+    (tmp_path / "o").mkdir()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OLLAMA_HOST="http://127.0.0.1:9")
+    target = tmp_path / "o" / "s1.wav"
+    with open(target, "wb") as stdout:
+        proc = subprocess.run([sys.executable, "-m", "tests.chain_doubles", "voice", "--out-dir",
+                               str(tmp_path / "o"), str(songs)], stdout=stdout, stderr=subprocess.PIPE,
+                              env=env, timeout=60)
+    assert proc.returncode == 3, proc.stderr.decode()
+    records = [loads(x) for x in target.read_bytes().splitlines()]  # stdout's records survived
+    assert [r["id"] for r in records] == ["s1", "s2"] and "error" in records[0] and "audio" in records[1]
+
+
+@pytest.mark.parametrize("how", ["input", "checkpoint"])
+def test_the_lock_file_name_is_never_read_or_written(monkeypatch, tmp_path, how) -> None:
+    lk = tmp_path / "lk"
+    lk.mkdir()
+    lock = lk / ".aicp.lock"
+    lock.write_bytes(jsonl([{"id": "s1", "text": TEXT}]))
+    before = lock.read_bytes()
+    args = [str(lock)] if how == "input" else ["--checkpoint", str(lock), str(write_songs(tmp_path / "s.jsonl"))]
+    monkeypatch.setattr(voice_cli, "create_tts", lambda *a, **k: SpeechTTS())
+    res = invoke(voice_cli.voice_command, "aicp-voice", ["--out-dir", str(lk), *args])
+    assert res.exit_code == 2 and ".aicp.lock" in res.stderr and lock.read_bytes() == before
+
+
+@pytest.mark.parametrize("option", ["-p", "-t"])
+def test_persona_and_template_files_are_inputs_too(monkeypatch, tmp_path, option) -> None:
+    rosa = tmp_path / "rosa.yaml"
+    rosa.write_text("name: rosa\ndisplay_name: Rosa\nstyle: You speak softly.\n" if option == "-p" else
+                    "name: t\nsystem: s\nuser: '{{ title }}'\n")
+    before = rosa.read_bytes()
+    songs = write_songs(tmp_path / "songs.jsonl")
+    (res, llm) = script(monkeypatch, [option, str(rosa), "--checkpoint", str(rosa), str(songs)])
+    assert res.exit_code == 2 and "same file" in res.stderr and rosa.read_bytes() == before and llm.calls == []
+
+
+def test_a_record_nested_too_deep_is_an_error_record_not_a_crash(monkeypatch) -> None:
+    deep = b'{"id": "d", "artist": "a", "title": "t", "x": ' + b"[" * 260 + b"]" * 260 + b"}\n"
+    fine = b'{"id": "f", "artist": "a", "title": "t", "x": ' + b"[" * 150 + b"]" * 150 + b"}\n"
+    (res, _) = script(monkeypatch, [], deep + fine)
+    assert res.exit_code == 3, res.stderr
+    records = out_records(res.stdout)
+    assert "nested more than" in records[0]["error"]["message"] and "script" in records[1]
+
+
+def test_identical_longform_records_keep_their_own_folders_after_resume(tmp_path) -> None:
+    from tests.test_longform import LongformLLM
+
+    ledger = Ledger(tmp_path / "lf.ledger")
+    options = ScriptOptions(template="podcast-longform", words=200, work_dir=str(tmp_path / "lf"))
+    same = [{"topic": "same"}, {"topic": "same"}]
+    first = list(ScriptStage(LongformLLM(), options, RecordingEmitter(), ledger).run(lines_of(*same)))
+    ledger.close()
+    again = list(ScriptStage(LongformLLM(), ScriptOptions(**{**options.__dict__, "resume": True}),
+                             RecordingEmitter(), Ledger(tmp_path / "lf.ledger")).run(lines_of(*same)))
+    paths = [r["script"]["path"] for r in again]
+    assert len(set(paths)) == 2 and paths == [r["script"]["path"] for r in first]
+    assert all(r["script"].get("skipped") for r in again)
+
+
+def test_cleanup_removes_only_aicp_temporary_files(monkeypatch, tmp_path) -> None:
+    out = tmp_path / "out"
+    (out / ".x.part").mkdir(parents=True)
+    (out / ".my-notes.part").write_text("keep")
+    (out / ".s1.wav.0badc0de.part").write_text("stale")
+    res = voice(monkeypatch, tmp_path, COLLIDING[:1])
+    assert res.exit_code == 0, res.stderr
+    assert sorted(p.name for p in out.iterdir()) == [".my-notes.part", ".x.part", "s1_julie_0.wav"]
+
+
+def test_a_checkpoint_that_is_a_pipe_is_refused_at_once(monkeypatch, tmp_path) -> None:
+    fifo = tmp_path / "ff"
+    os.mkfifo(fifo)
+    (res, llm) = script(monkeypatch, [str(write_songs(tmp_path / "s.jsonl")), "--checkpoint", str(fifo)])
+    assert res.exit_code == 2 and "not a regular file" in res.stderr and llm.calls == []
+    (res, _) = script(monkeypatch, [str(tmp_path / "s.jsonl"), "--checkpoint", ""])
+    assert res.exit_code == 2
+
+
+@pytest.mark.parametrize("bad", [{"words": True}, {"tokens": "x"}, {"words": "3"}])
+def test_ledger_values_of_the_wrong_type_are_not_served(monkeypatch, tmp_path, bad) -> None:
+    songs = write_songs(tmp_path / "songs.jsonl")
+    ledger = tmp_path / "run.ledger"
+    (first, _) = script(monkeypatch, [str(songs), "--checkpoint", str(ledger), "--seed", "1"])
+    entries = [orjson.loads(x) for x in ledger.read_bytes().splitlines()]
+    entries[0]["value"].update(bad)
+    ledger.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in entries))
+    (again, llm) = script(monkeypatch, [str(songs), "--checkpoint", str(ledger), "--seed", "1", "--resume"])
+    assert again.exit_code == 0 and len(llm.calls) == 1
+
+
+def test_longform_chunk_entries_of_the_wrong_shape_mean_write_again(tmp_path) -> None:
+    from tests.test_longform import LongformLLM
+
+    options = ScriptOptions(template="podcast-longform", words=200, work_dir=str(tmp_path / "lf"))
+    topic = [{"id": "ep", "topic": "Alpha"}]
+    assert "error" not in list(ScriptStage(LongformLLM(), options, RecordingEmitter()).run(lines_of(*topic)))[0]
+    checkpoint = tmp_path / "lf" / "ep" / "checkpoint.jsonl"
+    entries = [orjson.loads(x) for x in checkpoint.read_bytes().splitlines()]
+    entries[1]["value"]["chunk"] = 99
+    entries[2]["value"]["words"] = "garbage"
+    checkpoint.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in entries))
+    llm = LongformLLM()
+    out = list(ScriptStage(llm, ScriptOptions(**{**options.__dict__, "resume": True}), RecordingEmitter())
+               .run(lines_of(*topic)))
+    assert "error" not in out[0] and len(llm.calls) == 2  # the two bad chunks were written again
+    assert all(isinstance(c["words"], int) for c in out[0]["script"]["chunks"])
+
+
+@pytest.mark.parametrize("value", ["9223372036854775807", "-1", "0", "abc", str(2**31 * 1024)])
+def test_an_absurd_line_cap_is_a_usage_error(monkeypatch, value) -> None:
+    monkeypatch.setenv("AICP_MAX_LINE_BYTES", value)
+    (res, _) = script(monkeypatch, [], jsonl([{"artist": "A", "title": "T"}]))
+    assert res.exit_code == 2 and "AICP_MAX_LINE_BYTES" in res.stderr
+
+
+def test_integers_of_thousands_of_digits_round_trip(monkeypatch) -> None:
+    line = b'{"artist": "A", "title": "T", "big": ' + b"9" * 5000 + b', "neg": -' + b"1" * 4500 + b"}"
+    (res, _) = script(monkeypatch, [], line + b"\n")
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout.encode().startswith(line.replace(b": ", b":").replace(b", ", b",")[:-1])
+
+
+def test_a_second_run_on_a_locked_folder_stops_before_reading_its_input(tmp_path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OLLAMA_HOST="http://127.0.0.1:9")
+    with FolderLock(tmp_path / "o6"):
+        t0 = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-m", "tests.chain_doubles", "voice", "--out-dir",
+                                 str(tmp_path / "o6")], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env)
+        try:  # stdin stays open: a run that waited for EOF would never end
+            code = proc.wait(timeout=30)
+        finally:
+            proc.kill()
+            assert proc.stdin is not None
+            proc.stdin.close()
+        assert code == 2 and time.monotonic() - t0 < 30
+
+
+@pytest.mark.parametrize("dj", [0, False, "", [], {}])
+def test_radio_dj_that_is_not_a_name_is_an_error(tmp_path, dj) -> None:
+    from ai_content_pipeline.radio import generate_batch_intros
+    from tests.test_radio import make
+
+    pipeline, _ = make(tmp_path)
+    [result] = list(generate_batch_intros(pipeline, [{"id": "s1", "artist": "A", "title": "T", "dj": dj}]))
+    assert not result.success and "dj must be a persona name" in (result.error or "")
+
+
+# -- a third round ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("flag", ["--temperature", "--top-p", "--timeout"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_float_flags_refuse_nan_and_infinity(monkeypatch, flag, value) -> None:
+    (res, llm) = script(monkeypatch, [flag, value], jsonl([{"artist": "A", "title": "T"}]))
+    assert res.exit_code == 2 and llm.calls == []
+    assert "finite" in res.stderr or "range" in res.stderr
+
+
+def test_voice_loudness_nan_is_a_usage_error(monkeypatch, tmp_path) -> None:
+    res = voice(monkeypatch, tmp_path, COLLIDING[:1], "--loudness", "nan")
+    assert res.exit_code == 2 and res.stdout == ""
+
+
+@pytest.mark.parametrize("user", ['{% include "x" %}', '{% import "x" as y %}', '{% extends "x" %}',
+                                  '{{ "x" * 100000000 }}', '{{ ("x" * 1000000) * 1000 }}', "{{ 2 ** 99999999 }}"])
+def test_templates_that_reach_out_or_blow_up_are_usage_errors(monkeypatch, tmp_path, user) -> None:
+    template = tmp_path / "t.yaml"
+    template.write_text(yaml_dump({"name": "t", "system": "s", "user": user}))
+    (res, llm) = script(monkeypatch, ["-t", str(template)], jsonl([{"artist": "A", "title": "T"}] * 2))
+    assert res.exit_code == 2 and llm.calls == [] and "unexpected" not in res.stderr
+
+
+def test_a_chain_voice_file_is_checked_before_step_one(tmp_path) -> None:
+    from tests.test_cli_chain import invoke as chain_invoke
+
+    for voice_value in (str(tmp_path / "nope.onnx"), str(tmp_path), str(tmp_path / "ref.wav")):
+        data = chain_data(tmp_path)
+        data["steps"][1]["voice"] = voice_value
+        data["steps"][1]["backend"] = "piper"
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml_dump(data))
+        code, out, err = chain_invoke(["run-chain", "--config", str(path)])
+        assert code == 2 and "step 2 (voice)" in err, err
+        assert not (tmp_path / "out" / "01-script.jsonl").exists()
+        code, out, err = chain_invoke(["run-chain", "--config", str(path), "--dry-run"])
+        assert code == 2
+
+
+@pytest.mark.parametrize("key", ["input", "output_dir"])
+def test_an_empty_chain_path_is_a_usage_error(tmp_path, key) -> None:
+    from tests.test_cli_chain import invoke as chain_invoke
+
+    path = write_chain(tmp_path, **{key: ""})
+    code, out, err = chain_invoke(["run-chain", "--config", str(path)])
+    assert code == 2 and "is empty" in err
+
+
+def test_a_full_disk_under_the_ledger_names_the_ledger(tmp_path, monkeypatch) -> None:
+    import errno
+
+    from ai_content_pipeline.faults import DiskFull
+
+    ledger = Ledger(tmp_path / "full.ledger")
+    ledger.append("a", {"text": "x"})
+
+    def no_space(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ledger._handle, "write", no_space)
+    with pytest.raises(DiskFull, match="full.ledger"):
+        ledger.append("b", {"text": "y"})

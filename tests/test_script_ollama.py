@@ -121,3 +121,26 @@ def test_one_http_500_fails_one_record_or_is_retried(server):
     res = aicp_script("--backend", "ollama", "--host", server.url, "--retries", "1", SONGS)
     assert res.exit_code == 0 and all("script" in r for r in records(res.stdout))
     assert "retry 1" in res.stderr
+
+
+def test_best_of_sends_candidates_as_concurrent_requests_within_jobs(server):
+    good = ("Good evening, night owls. This one takes me back to a long drive home under the stars, "
+            "with the radio up and the windows down. Stay cozy, night owls. Here is Dreams by Fleetwood Mac.")
+    seed_text = {}
+
+    def reply(body):
+        seed = body["options"]["seed"]
+        seed_text.setdefault(seed, good if len(seed_text) % 2 else "Dreams.")
+        return Reply(text=seed_text[seed], delay=0.1)
+
+    server.reply_for = reply
+    one = b'{"id": "s", "artist": "Fleetwood Mac", "title": "Dreams"}\n'
+    res = invoke(script_command, "aicp-script",
+                 ["--backend", "ollama", "--host", server.url, "--best-of", "4", "--jobs", "2", "--seed", "9"], one)
+    assert res.exit_code == 0, res.stderr
+    chats = server.requests_to("/api/chat")
+    assert len(chats) == 4 and server.max_in_flight == 2  # concurrent, and never more than --jobs
+    assert len({c.body["options"]["seed"] for c in chats}) == 4
+    script = records(res.stdout)[0]["script"]
+    assert script["text"] == good and script["checks"]["passed"] is True
+    assert [c["seed"] for c in script["checks"]["candidates"]][0] == 9

@@ -99,17 +99,49 @@ class Backend(ABC):
         return {"backend": self.name, "model": self.model, "device": self.device}
 
 
+@dataclass
+class BatchRequest:
+    """One prompt and its candidates for :meth:`LLMBackend.generate_batch`.
+
+    :ivar messages: chat messages (``[{"role", "content"}]``), shared by every candidate.
+    :ivar params: one :class:`GenerationParams` per candidate (they differ in ``seed``).
+    """
+
+    messages: list[dict[str, str]]
+    params: list[GenerationParams]
+
+
 class LLMBackend(Backend):
     """Protocol of a text generation backend.
 
     Capability attributes: ``supports_concurrency`` (may serve several requests
     at once, so ``--jobs`` applies), ``supports_json_schema`` (``chat`` honours
-    ``json_schema``).
+    ``json_schema``), ``supports_batch`` (:meth:`generate_batch` decodes many
+    sequences together instead of one after the other).
     """
 
     name: ClassVar[str] = "llm"
     supports_concurrency: ClassVar[bool] = False
     supports_json_schema: ClassVar[bool] = False
+    supports_batch: ClassVar[bool] = False
+
+    def generate_batch(self, requests: list[BatchRequest]) -> list[list[Completion] | Exception]:
+        """Generate every candidate of every request; results in request and candidate order.
+
+        This default runs them one after the other through :meth:`chat`; backends
+        with ``supports_batch`` decode them together. A request whose generation
+        failed gets its :class:`~ai_content_pipeline.errors.RecordError` in place
+        of its list; other errors propagate.
+        """
+        from ..errors import RecordError
+
+        out: list[list[Completion] | Exception] = []
+        for request in requests:
+            try:
+                out.append([complete(self, request.messages, p) for p in request.params])
+            except RecordError as exc:
+                out.append(exc)
+        return out
 
     @abstractmethod
     def chat(

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendOutOfMemory, BackendUnavailable, SynthesisError, UsageError
+from ..faults import path_problem
 from .base import TTSBackend, Voice
 
 CHECKPOINT_FILES = ("ve.safetensors", "t3_cfg.safetensors", "s3gen.safetensors", "tokenizer.json")
@@ -51,10 +52,21 @@ def _import_torch() -> Any | None:
 
 
 def _import_engine() -> tuple[Any, Any]:
-    """``(ChatterboxTTS class, torch module)``; the hook tests replace with doubles."""
+    """``(ChatterboxTTS class, torch module)``; the hook tests replace with doubles.
+
+    :raises BackendUnavailable: the Perth watermarker every ``ChatterboxTTS`` builds
+        cannot be imported (resemble-perth sets it to ``None`` when ``pkg_resources``,
+        gone in setuptools 81, is missing; loading would then fail with a bare TypeError).
+    """
+    import perth
     import torch
     from chatterbox.tts import ChatterboxTTS
 
+    if getattr(perth, "PerthImplicitWatermarker", None) is None:
+        raise BackendUnavailable(
+            "chatterbox-tts cannot build its watermarker: resemble-perth's PerthImplicitWatermarker "
+            "did not import (it needs pkg_resources, which setuptools 81 removed)",
+            hint="pip install 'setuptools<81' (the [chatterbox] extra pins it)")
     return ChatterboxTTS, torch
 
 
@@ -80,8 +92,9 @@ def check_checkpoint_dir(path: str | Path) -> Path:
     :raises BackendUnavailable: naming the first missing file.
     """
     folder = Path(path)
-    if not folder.is_dir():
-        raise BackendUnavailable(f"Chatterbox checkpoint folder {folder} does not exist",
+    problem = path_problem(folder, want="directory")
+    if problem is not None:
+        raise BackendUnavailable(f"Chatterbox checkpoint folder {folder} {problem}",
                                  hint="pass --checkpoint-dir DIR holding the Chatterbox weights")
     for name in CHECKPOINT_FILES:
         if not (folder / name).is_file():
@@ -118,8 +131,8 @@ class ChatterboxBackend(TTSBackend):
         if voice is not None and Path(voice).suffix == ".onnx":
             raise UsageError(f"voice {voice} is a Piper voice, not a reference clip",
                              hint="use --backend piper for .onnx voices")
-        if voice is not None and not Path(voice).is_file():
-            raise UsageError(f"reference voice {voice} does not exist",
+        if voice is not None and path_problem(voice) is not None:
+            raise UsageError(f"reference voice {voice} {path_problem(voice)}",
                              hint="--voice takes an audio clip (a few seconds of clean speech) to clone")
         if device not in (None, "auto", *DEVICES):
             raise UsageError(f"unknown device '{device}'", hint=f"choose one of: auto, {', '.join(DEVICES)}")
@@ -133,6 +146,8 @@ class ChatterboxBackend(TTSBackend):
         self.sample_rate = 24000
         self._model: Any = None
         self._torch: Any = None
+        self._builtin_conds: Any = None  # the model's conds.pt voice, kept across cloned calls
+        self._cloned = False  # model.conds holds a reference clip's voice, not the built-in one
 
     def load(self) -> None:
         """Import chatterbox and torch, pick the device, load the weights.
@@ -166,6 +181,8 @@ class ChatterboxBackend(TTSBackend):
                     if self.checkpoint_dir is None else "check the checkpoint files")
             raise BackendUnavailable(f"cannot load Chatterbox from {where}: {exc}", hint=hint) from exc
         self.sample_rate = int(self._model.sr)
+        self._builtin_conds = getattr(self._model, "conds", None)
+        self._cloned = False
         self.loaded = True
 
     def default_voice(self, persona: Any | None = None, seed: int | None = None) -> Voice:
@@ -200,15 +217,22 @@ class ChatterboxBackend(TTSBackend):
             self.load()
         torch = self._torch
         prompt = voice.settings.get("audio_prompt")
+        if prompt is None and self._cloned:
+            # generate(audio_prompt_path=...) leaves the clip's voice in model.conds
+            # (prepare_conditionals) and later calls without one would speak with it
+            self._model.conds = self._builtin_conds
+            self._cloned = False
         if prompt is None and getattr(self._model, "conds", True) is None:
             raise SynthesisError("this Chatterbox checkpoint has no built-in voice (conds.pt)",
                                  hint="pass --voice REF.wav, or add conds.pt to --checkpoint-dir",
                                  stage="voice")
-        if prompt is not None and not Path(prompt).is_file():
-            raise SynthesisError(f"reference voice {prompt} does not exist", stage="voice")
+        if prompt is not None and path_problem(prompt) is not None:
+            raise SynthesisError(f"reference voice {prompt} {path_problem(prompt)}", stage="voice")
         if voice.seed is not None:
             torch.manual_seed(int(voice.seed))
         kwargs = {k: float(voice.settings.get(k, _DEFAULTS[k])) for k in _GENERATE_KEYS}
+        if prompt is not None:
+            self._cloned = True
         try:
             with torch.inference_mode():
                 wav = self._model.generate(text, audio_prompt_path=prompt, **kwargs)
@@ -229,6 +253,7 @@ class ChatterboxBackend(TTSBackend):
 
     def _release(self) -> None:
         self._model = None
+        self._builtin_conds = None
         gc.collect()
         self._empty_cache()
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,8 +38,9 @@ from pydantic import TypeAdapter
 
 from ..backends.llamacpp import BUNDLED_NAME
 from ..backends.registry import create_llm, create_tts, resolve_llm_name, resolve_tts_name
-from ..errors import AicpError, error_object
+from ..errors import AicpError, UsageError, error_object
 from ..events import Emitter, NullEmitter
+from ..faults import os_error
 from ..files import FolderLock
 from ..jsonl import RecordWriter, count_records, read_records
 from ..ledger import Ledger
@@ -60,9 +62,12 @@ def create_backend(step: StepSpec, notice: Callable[[str], None]) -> Any:
     :raises UsageError: unknown backend. :raises BackendUnavailable: ``auto`` found nothing usable.
     """
     if isinstance(step, ScriptStep):
+        timeout = step.params.get("timeout")  # params.timeout: the Ollama request timeout
+        extra = {"timeout": float(timeout)} if timeout is not None else {}
         return create_llm(step.backend, model=step.model, host=step.host,
-                          keep_alive=step.keep_alive, notice=notice)
-    options = {k: v for k, v in (("voice", step.voice), ("device", step.device),
+                          keep_alive=step.keep_alive, notice=notice, **extra)
+    device = None if step.device == "auto" else step.device
+    options = {k: v for k, v in (("voice", step.voice), ("device", device),
                                  ("checkpoint_dir", step.checkpoint_dir)) if v is not None}
     return create_tts(step.backend, notice=notice, **options)
 
@@ -74,7 +79,7 @@ def resolve_backend(step: StepSpec) -> tuple[str, str | None]:
         return name, model or (BUNDLED_NAME if name == "llamacpp" else None)
     from ..backends.piper import BUNDLED_VOICE
 
-    name = resolve_tts_name(step.backend, device=step.device)
+    name = resolve_tts_name(step.backend, device=None if step.device == "auto" else step.device)
     return name, step.voice or (BUNDLED_VOICE if name == "piper" else None)
 
 
@@ -88,12 +93,21 @@ def check_chain_paths(spec: ChainSpec, stdin: IO[bytes] | None = None) -> None:
     """
     from ..files import check_output_dir, check_output_file, refuse_overlap
     from ..jsonl import check_sources
+    from ..templates import file_ref
 
+    for key in ("input", "output_dir"):
+        if not str(getattr(spec, key)).strip():
+            raise UsageError(f"the chain's {key} is empty", hint=f"give {key} a path")
     check_sources([spec.input])
     check_output_dir(spec.output_dir, "output_dir")
     reads: dict[str, Any] = {f"the chain input {spec.input}": stdin if spec.input == "-" and stdin else spec.input}
     if spec.source and spec.source != "-":
         reads[f"the chain file {spec.source}"] = spec.source
+    for index in spec.enabled_steps():
+        step = spec.steps[index]
+        for what, ref in (("persona", step.persona), ("template", getattr(step, "template", None))):
+            if file_ref(ref):
+                reads[f"step {index + 1}'s {what} file {ref}"] = ref
     writes: dict[str, Any] = {}
     for index in spec.enabled_steps():
         for what, path in (("records", spec.output_path(index)), ("ledger", spec.ledger_path(index))):
@@ -106,9 +120,37 @@ def check_chain_paths(spec: ChainSpec, stdin: IO[bytes] | None = None) -> None:
         step = spec.steps[index]
         if isinstance(step, VoiceStep):
             check_output_dir(spec.audio_dir, "output_dir/audio")
+            check_voice_step(step, index)
         else:
             check_output_dir(step.params.get("work_dir", Path(spec.output_dir) / "longform"),
                              f"step {index + 1} work_dir")
+
+
+def check_voice_step(step: VoiceStep, index: int) -> None:
+    """What a voice step needs that exists before any model runs: its engine installed, its
+    Piper voice file (and ``.onnx.json``), its Chatterbox checkpoint folder. Loads nothing.
+
+    :raises UsageError: a voice file that is missing or of the wrong kind (exit 2).
+    :raises BackendUnavailable: chatterbox not installed, checkpoint files missing (exit 4).
+    """
+    from ..backends.chatterbox import chatterbox_available, check_checkpoint_dir
+    from ..backends.piper import voice_paths
+    from ..errors import AicpError, BackendUnavailable
+
+    try:
+        name = resolve_tts_name(step.backend, device=step.device if step.device != "auto" else None,
+                                voice=step.voice)
+        if name == "piper" and step.voice:
+            voice_paths(step.voice)
+        if name == "chatterbox":
+            if not chatterbox_available():
+                raise BackendUnavailable("chatterbox-tts is not installed",
+                                         hint="pip install 'ai_content_pipeline[chatterbox]' on the GPU host")
+            if step.checkpoint_dir:
+                check_checkpoint_dir(step.checkpoint_dir)
+    except AicpError as exc:
+        exc.message = f"step {index + 1} (voice): {exc.message}"
+        raise
 
 
 def step_cost(prices: Prices, tokens: int, audio_seconds: float, seconds: float, device: str | None) -> float:
@@ -201,6 +243,8 @@ class ChainRunner:
         self.factory = backend_factory or create_backend
         self.cancel = cancel
         self.steps: list[StepSummary] = []
+        #: the ``pipeline_complete`` fields once sent (also when :meth:`run` raises)
+        self.completed: dict[str, Any] | None = None
 
     def _run_step(self, index: int, source: str, total: int | None) -> StepSummary:
         spec, emitter = self.spec, self.emitter
@@ -214,6 +258,11 @@ class ChainRunner:
         ledger = Ledger(spec.ledger_path(index))
         try:
             stage = build_stage(spec, index, backend, emitter, ledger, self.resume, self.cancel)
+            if isinstance(step, VoiceStep):  # no audio file may replace what the chain reads or writes
+                for target in (spec.input, spec.source, *(p for i in range(len(spec.steps))
+                                                          for p in (spec.output_path(i), spec.ledger_path(i)))):
+                    stage.protected.add(target)
+                stage.protected.add(part)
             records = read_records([source], stdin=self.stdin)
             with open(part, "wb") as handle, contextlib.closing(stage.run(records, total=total)) as run:
                 writer = RecordWriter(handle)
@@ -224,8 +273,14 @@ class ChainRunner:
                     os.fsync(handle.fileno())
                     os.replace(part, out)
                     raise
-                os.fsync(handle.fileno())
-            os.replace(part, out)
+                try:
+                    os.fsync(handle.fileno())
+                except OSError as exc:
+                    raise os_error(exc, part) from exc
+            try:
+                os.replace(part, out)
+            except OSError as exc:
+                raise os_error(exc, out) from exc
         finally:
             ledger.close()
             part.unlink(missing_ok=True)
@@ -235,13 +290,19 @@ class ChainRunner:
         cost = step_cost(spec.prices, tokens, stats["audio_seconds"], duration, info.get("device"))
         summary = StepSummary(number, step.type, step.name, str(out), str(spec.ledger_path(index)), cost,
                               duration, stats, info)
+        extra = {"checks": stats["checks"]} if "checks" in stats else {}
         emitter.step_complete(number, cost, str(out), duration, type=step.type,
                               records=stats["records"], tokens=stats["tokens"],
-                              audio_seconds=stats["audio_seconds"])
+                              audio_seconds=stats["audio_seconds"], **extra)
         return summary
 
     def run(self) -> ChainResult:
         """Run every enabled step; always ends with ``pipeline_complete``.
+
+        A step that fails with an :class:`AicpError` or an ``OSError`` (a full disk, a
+        read-only ``output_dir``: see :func:`~ai_content_pipeline.faults.os_error`) ends
+        the chain with that error in the result; so does an ``output_dir`` that cannot
+        be created.
 
         :raises KeyboardInterrupt: after ``step_error`` (the CLI exits 130).
         :raises Exception: an unexpected error, after ``step_error`` and ``pipeline_complete``.
@@ -262,34 +323,53 @@ class ChainRunner:
 
     def _run_steps(self, t0: float) -> ChainResult:
         spec, emitter = self.spec, self.emitter
+        enabled = spec.enabled_steps()
         source = spec.input
-        total = count_records([source], stdin=self.stdin)
         error: AicpError | None = None
         error_obj: dict[str, Any] | None = None
+        total: int | None = None
+        try:
+            try:
+                Path(spec.output_dir).mkdir(parents=True, exist_ok=True)
+                probe = tempfile.TemporaryFile(dir=spec.output_dir)  # writable? (before any model runs)
+                probe.close()
+            except OSError as exc:  # a read-only or misnamed output_dir
+                raise os_error(exc, spec.output_dir, doing="write to output_dir") from exc
+            try:
+                total = count_records([source], stdin=self.stdin)
+            except OSError as exc:
+                raise os_error(exc, source, doing="read") from exc
+        except AicpError as exc:
+            error = exc
+            error_obj = {**error_object(error, stage="chain"), "step": None}
+            emitter.message(error.message, "error")
+            enabled = []
         for index, step in enumerate(spec.steps):
-            if not step.enabled:
-                emitter.message(f"step {index + 1} ({step.type}) is disabled; skipped")
+            if index not in enabled:
+                if error is None:
+                    emitter.message(f"step {index + 1} ({step.type}) is disabled; skipped")
                 continue
             try:
                 if self.cancel is not None and self.cancel():
                     raise Cancelled(f"chain cancelled before step {index + 1}")
                 summary = self._run_step(index, source, total)
-            except AicpError as exc:
-                error, error_obj = exc, {**error_object(exc, stage=step.type), "step": index + 1}
-                emitter.step_error(index + 1, str(exc), step.type)
+            except (AicpError, OSError) as exc:
+                error = exc if isinstance(exc, AicpError) else os_error(exc)
+                error_obj = {**error_object(error, stage=step.type), "step": index + 1}
+                emitter.step_error(index + 1, str(error), step.type)
                 break
             except BaseException as exc:
                 emitter.step_error(index + 1, "interrupted" if isinstance(exc, KeyboardInterrupt)
                                    else f"{type(exc).__name__}: {exc}", step.type)
                 if not isinstance(exc, KeyboardInterrupt):
-                    emitter.pipeline_complete(self.result(t0, {"stage": step.type, "step": index + 1,
-                                                               "type": type(exc).__name__,
-                                                               "message": str(exc)}))
+                    self.completed = self.result(t0, {"stage": step.type, "step": index + 1,
+                                                      "type": type(exc).__name__, "message": str(exc)})
+                    emitter.pipeline_complete(self.completed)
                 raise
             self.steps.append(summary)
             source = summary.path
             total = count_records([source])
-        result = self.result(t0, error_obj)
+        result = self.completed = self.result(t0, error_obj)
         emitter.pipeline_complete(result)
         if error is not None:
             status = error.exit_status
@@ -301,7 +381,8 @@ class ChainRunner:
 
     def _stopped(self, t0: float, exc: AicpError) -> ChainResult:
         """End before the first step: ``pipeline_complete`` with ``exc`` as its error."""
-        result = self.result(t0, error_object(exc, stage="chain"))
+        self.emitter.message(exc.message, "error")
+        result = self.result(t0, {**error_object(exc, stage="chain"), "step": None})
         self.emitter.pipeline_complete(result)
         return ChainResult(result, exc.exit_status, exc)
 

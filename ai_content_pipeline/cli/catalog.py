@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import sys
+from typing import Any
 
 import click
 
-from ..jsonl import dumps
+from ..jsonl import RecordWriter
 from ..templates import list_personas, list_templates, load_persona, load_template
 
 
-def _print_json(obj: object) -> None:
-    sys.stdout.buffer.write(dumps(obj) + b"\n")
-    sys.stdout.flush()
+def _print_json(obj: dict[str, Any]) -> None:
+    RecordWriter().write(obj)  # a closed stdout: OutputClosed (141); a full one: an error (1)
 
 
 @click.group("templates")
@@ -22,7 +21,7 @@ def templates_group() -> None:
 
 @templates_group.command("list")
 def templates_list() -> None:
-    """Print one JSON object per built-in template (name, version, description...)."""
+    """Print one JSON object per built-in template (name, version, description, checks...)."""
     for item in list_templates():
         _print_json(item)
 
@@ -30,7 +29,7 @@ def templates_list() -> None:
 @templates_group.command("show")
 @click.argument("name", metavar="NAME|PATH")
 def templates_show(name: str) -> None:
-    """Print a template (prompts, parameters, sections) as one JSON object."""
+    """Print a template (prompts, parameters, sections, checks) as one JSON object."""
     _print_json(load_template(name).model_dump())
 
 

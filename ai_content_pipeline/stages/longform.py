@@ -44,12 +44,14 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ..backends.base import Completion, GenerationParams, complete
+from ..checks import evaluate
 from ..errors import AicpError, ConfigError, InputError, RecordError
 from ..files import NameClaims
 from ..ledger import Ledger, request_key
 from ..records import STAGE_FIELDS, record_id, word_count
 from ..templates import Section, Template, load_template
 from .common import with_retries
+from .entries import ChunkEntry, PackEntry, fits
 
 if TYPE_CHECKING:
     from .script import ScriptStage
@@ -257,20 +259,21 @@ class LongformWriter:
             err = exc if isinstance(exc, RecordError) else InputError(exc.message, hint=exc.hint, stage="script")
             return stage._fail(index, rid, record, err, take=take)
         base = self.options.params_for(self.template, take)
-        run_key = request_key(
+        name = self._folders.pop((index, take), None) or self.claim_folder(index, record, take)
+        run_key = request_key(  # the folder too: two identical records must not share one entry
             stage="script-longform", record={k: v for k, v in record.items() if k not in STAGE_FIELDS},
             template=self.template.ref, plan=[s.model_dump() for s in self.plan], persona=persona.name,
             backend=stage.backend.name, model=stage.backend.model, params=base.as_dict(), take=take,
-            margin=SHORTFALL_MARGIN, continuations=MAX_CONTINUATIONS)
+            margin=SHORTFALL_MARGIN, continuations=MAX_CONTINUATIONS, folder=name)
         if self.options.resume and stage.ledger is not None and reusable_script(stage.ledger.get(run_key)):
             script = dict(stage.ledger.get(run_key) or {})
             script["skipped"] = True
+            stage._count_checks(script.get("checks") or {"passed": True})
             stage.tracker.skipped(index, rid, take=take, key=run_key)
-            return {**record, "script": script}
+            return stage._require_checks(index, rid, record, take, script)
 
         stage.tracker.start(index, rid, take=take, persona=persona.name, chunks=len(self.plan))
         stage.session.ensure()
-        name = self._folders.pop((index, take), None) or self.claim_folder(index, record, take)
         folder = self.work_dir / name
         t0 = _clock()
         try:
@@ -282,10 +285,15 @@ class LongformWriter:
             stage.ledger.append(run_key, script)
         stage.stats.prompt_tokens += script["tokens"]["prompt"]
         stage.stats.completion_tokens += script["tokens"]["completion"]
+        stage._count_checks(script["checks"])
+        out = stage._require_checks(index, rid, record, take, script)
+        if "error" in out:
+            return out
         stage.stats.words += script["words"]
         stage.tracker.complete(index, rid, take=take, words=script["words"], seconds=script["seconds"],
-                               tokens=script["tokens"], chunks=len(script["chunks"]))
-        return {**record, "script": script}
+                               tokens=script["tokens"], chunks=len(script["chunks"]),
+                               checks={"passed": script["checks"]["passed"], "failed": script["checks"]["failed"]})
+        return out
 
 
 class _RecordRun:
@@ -358,6 +366,24 @@ class _RecordRun:
         _atomic_write(path, text.encode("utf-8"))
         stage = self.w.stage
         return {
+            **self._script(text, path, entries, pack_info, stage),
+            "checks": self.checks(text),
+        }
+
+    def checks(self, text: str) -> dict[str, Any]:
+        """The template's checks on the stitched ``text``: ``no_echo`` against the system
+        prompt, every section brief and a chunk prompt; ``length`` against the plan's total."""
+        plan = self.w.plan
+        i = min(2, len(plan))
+        user = self.w.template.render("user", {**self.ctx, "chunk": i, "section": plan[i - 1].model_dump(),
+                                              "target_words": plan[i - 1].words, "summary": []})
+        prompt = "\n".join([self.w.template.render("system", self.ctx), user, *(s.brief for s in plan)])
+        return evaluate(text, self.w.template.checks, context=self.ctx, prompt=prompt,
+                        target_words=sum(s.words for s in plan))
+
+    def _script(self, text: str, path: Path, entries: list[dict[str, Any]], pack_info: dict[str, Any],
+                stage: Any) -> dict[str, Any]:
+        return {
             "text": text,
             "words": word_count(text),
             "path": str(path),
@@ -377,7 +403,8 @@ class _RecordRun:
         key = request_key(run=self.run_key, part="pack")
         path = self.folder / "pack.json"
         entry = ledger.get(key)
-        if self.options.resume and entry is not None and path.is_file():
+        if self.options.resume and fits(PackEntry, entry) and path.is_file():
+            assert entry is not None
             try:
                 self.ctx["pack"] = parse_pack(path.read_text(encoding="utf-8")).model_dump()
                 return {**entry, "resumed": True}
@@ -410,7 +437,8 @@ class _RecordRun:
         key = request_key(run=self.run_key, chunk=i)
         txt = self.chunks_dir / f"{i:02d}.txt"
         entry = ledger.get(key)
-        if self.options.resume and entry is not None and txt.is_file():
+        if self.options.resume and fits(ChunkEntry, entry) and entry is not None and entry["index"] == i \
+                and txt.is_file():
             text = txt.read_text(encoding="utf-8")
             if _sha256(text) == entry.get("sha256"):
                 entry = {**entry, "resumed": True}
@@ -421,7 +449,12 @@ class _RecordRun:
                "summary": rolling_summary(done)}
         self.emitter.chunk_start(self.rid, i, section.name, section.words)
         try:
-            text, entry = self._retrying(lambda: self._write_chunk(i, section, ctx), f"chunk {i}")
+            try:
+                text, entry = self._retrying(lambda: self._write_chunk(i, section, ctx), f"chunk {i}")
+            except OSError as exc:  # a full disk: name the chunk file and the free space
+                from ..faults import os_error
+
+                raise os_error(exc, self.chunks_dir / f"{i:02d}.part") from exc
         except RecordError as exc:
             raise RecordError(f"chunk {i} ({section.name}) failed: {exc.message}", stage="script",
                               hint=exc.hint or "run again with --resume to keep the completed chunks",

@@ -25,6 +25,7 @@ GPU with the LLM still writing scripts upstream.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import time
 from collections.abc import Generator, Iterable, Iterator
@@ -46,11 +47,12 @@ from ..audio import (
 from ..backends.base import TTSBackend, Voice
 from ..errors import AicpError, InputError, RecordError, SynthesisError, UsageError
 from ..events import Emitter
-from ..files import FolderLock, NameClaims, check_output_dir
+from ..files import FolderLock, NameClaims, Protected, check_output_dir
 from ..jsonl import InputLine, dumps, loads
 from ..ledger import Ledger, request_key
+from ..limits import AudioFormat, Loudness, Retries, SampleRate, Seed
 from ..records import get_path, record_id, slugify, word_count
-from ..templates import Persona, persona_for_record
+from ..templates import Persona, file_ref, persona_for_record
 from .common import Stage, StageStats, check_run_paths, with_retries
 
 
@@ -68,16 +70,19 @@ class VoiceOptions:
     :ivar retries: extra attempts for transient backend errors.
     :ivar resume: serve requests from the ledger when their file still exists unchanged.
     :ivar strict: stop at the first failed record.
+
+    Numeric fields and ``format`` carry the ranges and choices of
+    :mod:`ai_content_pipeline.limits` (the same as the flags').
     """
 
     out_dir: str = "aicp-out/audio"
-    format: str = "wav"
-    sample_rate: int | None = None
-    loudness: float | None = -16.0
+    format: AudioFormat = "wav"
+    sample_rate: SampleRate | None = None
+    loudness: Loudness | None = -16.0
     text_field: str | None = None
     persona: str | None = None
-    seed: int | None = None
-    retries: int = 0
+    seed: Seed | None = None
+    retries: Retries = 0
     resume: bool = False
     strict: bool = False
 
@@ -123,9 +128,14 @@ def remove_stale_parts(folder: Path) -> int:
     removed = 0
     if folder.is_dir():
         for stale in folder.glob(".*.part"):
-            stale.unlink(missing_ok=True)
-            removed += 1
+            if _TEMPORARY.fullmatch(stale.name) and stale.is_file() and not stale.is_symlink():
+                stale.unlink(missing_ok=True)
+                removed += 1
     return removed
+
+
+#: The temporary names :func:`~ai_content_pipeline.audio.write_audio_atomic` gives files.
+_TEMPORARY = re.compile(r"\..+\.[0-9a-f]{8}\.part")
 
 
 class VoiceStage(Stage):
@@ -148,6 +158,10 @@ class VoiceStage(Stage):
         self.ext = output_format(options.format)[2]  # unknown format: usage error first
         super().__init__(backend, options, emitter, ledger)
         self.names = NameClaims()
+        #: Files no audio file may replace (inputs, ledgers, stdout); callers add to it.
+        self.protected = Protected()
+        if ledger is not None:
+            self.protected.add(ledger.path)
 
     def load(self) -> None:
         """Load the backend now (``--no-barrier``) instead of on the first synthesis."""
@@ -195,8 +209,10 @@ class VoiceStage(Stage):
     def _reusable(self, key: str, path: Path) -> dict[str, Any] | None:
         if not (self.options.resume and self.ledger is not None):
             return None
+        from .entries import AudioEntry, fits
+
         value = self.ledger.get(key)
-        if not value or not isinstance(value.get("path"), str) or not isinstance(value.get("size"), int):
+        if value is None or not fits(AudioEntry, value):
             return None  # not an audio entry (hand-edited, another tool's): voice it again
         if os.path.abspath(value["path"]) != os.path.abspath(path):
             return None
@@ -222,6 +238,10 @@ class VoiceStage(Stage):
         stem = audio_file_stem(rid, persona.name if persona else None, take)
         path = Path(self.options.out_dir) / self.names.claim(stem, f".{self.ext}")
         key = self.request_key(text, voice, path.name)
+        if path in self.protected:
+            return self._fail(index, rid, record, InputError(
+                f"its audio file {path} is a file this run reads or writes; it was not replaced",
+                stage="voice", hint="give the record another id, or write audio to another --out-dir"))
 
         reused = self._reusable(key, path)
         if reused is not None:
@@ -342,11 +362,17 @@ def run_voice(
     if options.resume and not checkpoint:
         raise UsageError("--resume needs --checkpoint PATH (the ledger of finished records)")
     sources = list(sources) or ["-"]
-    check_run_paths(sources, checkpoint, stdout)
+    check_run_paths(sources, checkpoint, stdout, {"--persona": file_ref(options.persona)})
     check_output_dir(options.out_dir, "--out-dir")
-    ledger = Ledger(checkpoint) if checkpoint else None
+    # Take the folder lock now, before input is read or a model loads (the stage takes it
+    # again, re-entrantly, when it runs): a second run on the folder stops at once.
+    folder_lock = FolderLock(options.out_dir, "--out-dir").acquire()
+    ledger = None
     try:
+        ledger = Ledger(checkpoint) if checkpoint else None
         stage = VoiceStage(backend, options, emitter, ledger)
+        for target in (*sources, stdout, file_ref(options.persona)):
+            stage.protected.add(target)
         lines = read_records(sources, stdin=stdin)
         if barrier:
             with SpooledLines(lines) as spool:
@@ -367,5 +393,6 @@ def run_voice(
     finally:
         if ledger is not None:
             ledger.close()
+        folder_lock.release()
     emitter.emit("run_complete", stage="voice", **stage.stats.as_dict())
     return stage.stats

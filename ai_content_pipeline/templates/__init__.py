@@ -20,16 +20,22 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..checks import Checks
 from ..errors import ConfigError, InputError, UsageError
+from ..faults import path_problem
+from ..limits import MaxTokens, Seed, Temperature, TopP
 from ..records import content_hash, get_path
+from ..yamlfile import YAMLProblem, decode_utf8, load_yaml, read_limited
 
 DATA_DIR = Path(__file__).parent
 TEMPLATE_DIR = DATA_DIR / "templates"
 PERSONA_DIR = DATA_DIR / "personas"
 DEFAULT_PERSONA = "julie"
+#: Longest rendered prompt part (characters): far past any model's context, short of a
+#: template that multiplies strings into gigabytes.
+MAX_PROMPT_CHARS = 4 * 1024 * 1024
 
 
 
@@ -40,8 +46,27 @@ def _environment() -> Any:
     import jinja2
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    return ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False,
-                                         autoescape=False)
+    class Bounded(ImmutableSandboxedEnvironment):  # type: ignore[misc]
+        """The sandbox with ``*`` and ``**`` bounded (Jinja2's ``intercepted_binops`` hook):
+        ``{{ "x" * 10**9 }}`` is refused before it is built, not after it fills memory."""
+
+        intercepted_binops = frozenset({"*", "**"})
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            if operator == "**" and isinstance(right, (int, float)) and abs(right) > 1000:
+                raise jinja2.sandbox.SecurityError("exponent too large")
+            if operator == "*":
+                sizes = [len(x) for x in (left, right) if isinstance(x, (str, list, tuple))]
+                counts = [x for x in (left, right) if isinstance(x, int) and not isinstance(x, bool)]
+                if sizes and counts and sizes[0] * max(counts[0], 0) > MAX_PROMPT_CHARS:
+                    raise jinja2.sandbox.SecurityError("repetition too large for a prompt")
+            return super().call_binop(context, operator, left, right)
+
+    return Bounded(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
+
+
+class TemplateSandboxError(ConfigError):
+    """A template tried what the Jinja2 sandbox forbids (``''.__class__``...): exit 2, not per record."""
 
 
 class _Strict(BaseModel):
@@ -51,9 +76,9 @@ class _Strict(BaseModel):
 class GenerationDefaults(_Strict):
     """Default generation parameters of a template (overridden by options)."""
 
-    temperature: float = Field(0.8, ge=0, le=2)
-    max_tokens: int = Field(256, gt=0)
-    top_p: float = Field(0.95, gt=0, le=1)
+    temperature: Temperature = 0.8
+    max_tokens: MaxTokens = 256
+    top_p: TopP = 0.95
     repeat_penalty: float = Field(1.1, ge=0.5, le=2)
 
 
@@ -79,6 +104,7 @@ class Template(_Strict):
     params: GenerationDefaults = GenerationDefaults()
     sections: list[Section] = []
     prompts: dict[str, str] = {}
+    checks: Checks = Checks()
     source: str | None = None
 
     @property
@@ -89,10 +115,19 @@ class Template(_Strict):
     @cached_property
     def _compiled(self) -> dict[str, Any]:
         import jinja2
+        from jinja2 import nodes
 
         parts = {"system": self.system, "user": self.user, **self.prompts}
+        env = _environment()
         try:
-            return {key: _environment().from_string(text) for key, text in parts.items()}
+            for key, text in parts.items():  # a prompt is one self-contained text: no other files
+                if next(env.parse(text).find_all((nodes.Include, nodes.Import, nodes.FromImport,
+                                                  nodes.Extends)), None) is not None:
+                    raise TemplateSandboxError(
+                        f"template {self.name}: prompt '{key}' includes, imports or extends another "
+                        "template; a template file holds its whole prompt",
+                        hint="write the text out in this template")
+            return {key: env.from_string(text) for key, text in parts.items()}
         except jinja2.TemplateSyntaxError as exc:
             raise ConfigError(
                 f"template {self.name}: Jinja2 syntax error on line {exc.lineno}: {exc.message}"
@@ -122,17 +157,39 @@ class Template(_Strict):
     def render(self, part: str, context: dict[str, Any]) -> str:
         """Render prompt ``part`` (``system``, ``user`` or a name in ``prompts``).
 
-        :raises InputError: when the template uses a field the record lacks.
+        :raises InputError: when the template uses a field the record lacks, or fails on
+            this record's values (``{{ year + 1 }}`` with a string ``year``).
+        :raises TemplateSandboxError: the template broke the Jinja2 sandbox (exit 2).
         """
         import jinja2
+        from jinja2.sandbox import SecurityError
 
         try:
-            return self._compiled[part].render(context).strip()
+            text = self._compiled[part].render(context).strip()
+        except MemoryError as exc:
+            raise InputError(f"template '{self.name}' made a prompt too large to hold in memory "
+                             "for this record", stage="script") from exc
         except jinja2.UndefinedError as exc:
             raise InputError(
                 f"template '{self.name}' needs a field the record lacks: {exc.message}",
                 stage="script",
             ) from exc
+        except SecurityError as exc:  # the template itself is at fault, for every record
+            raise TemplateSandboxError(
+                f"template '{self.name}' ({self.source or 'built in'}) did something templates may "
+                f"not do: {exc}",
+                hint="templates may only read record fields and persona values; "
+                     "no attributes starting with _, no methods that change data",
+            ) from exc
+        except (jinja2.TemplateError, ArithmeticError, TypeError, ValueError, LookupError,
+                AttributeError, RecursionError) as exc:  # e.g. {{ year + 1 }} with a string year
+            raise InputError(f"template '{self.name}' failed on this record: "
+                             f"{type(exc).__name__}: {exc}", stage="script") from exc
+        if len(text) > MAX_PROMPT_CHARS:
+            raise InputError(f"template '{self.name}' made a {len(text)}-character {part} prompt for this "
+                             f"record; the limit is {MAX_PROMPT_CHARS}", stage="script",
+                             hint="shorten the record's long fields (notes, sources)")
+        return text
 
     def messages(
         self, record: dict[str, Any], persona: Persona, *, take: int = 0, **extra: Any
@@ -141,12 +198,23 @@ class Template(_Strict):
 
         :raises InputError: for a missing required field (named in the message).
         """
+        return self.request(record, persona, take=take, **extra)[0]
+
+    def request(
+        self, record: dict[str, Any], persona: Persona, *, take: int = 0, **extra: Any
+    ) -> tuple[list[dict[str, str]], dict[str, Any]]:
+        """The chat messages (as :meth:`messages`) and the Jinja2 context they were rendered with.
+
+        The context is what the ``checks`` see (``mentions`` paths, ``no_echo`` values).
+        :raises InputError: for a missing required field (named in the message).
+        """
         self.check_fields(record)
         ctx = self.context(record, persona, catchphrase=persona.catchphrase_for(record, take), **extra)
-        return [
+        messages = [
             {"role": "system", "content": self.render("system", ctx)},
             {"role": "user", "content": self.render("user", ctx)},
         ]
+        return messages, ctx
 
 
 class PiperVoiceSettings(_Strict):
@@ -183,7 +251,7 @@ class Persona(_Strict):
     station: str = "aicp radio"
     style: str
     catchphrases: list[str] = []
-    seed: int = 0
+    seed: Seed = 0
     voice: VoiceSettings = VoiceSettings()
     source: str | None = None
 
@@ -196,25 +264,19 @@ class Persona(_Strict):
 
 
 def _is_path(ref: str) -> bool:
+    """Whether ``ref`` names a file rather than a built-in (``.yaml``/``.yml``, or a separator)."""
     return ref.endswith((".yaml", ".yml")) or os.sep in ref or "/" in ref
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """Where and what a YAML error is, without quoting the file (it may hold secrets)."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or "cannot be parsed"
-    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
-
-
 def _load_yaml(path: Path, kind: str) -> dict[str, Any]:
+    """A template or persona file as a mapping, read with :mod:`ai_content_pipeline.yamlfile`
+    (at most 1 MiB of UTF-8; no anchors, aliases or duplicate keys)."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data, _ = load_yaml(decode_utf8(read_limited(path)))
     except OSError as exc:
         raise UsageError(f"cannot read {kind} file {path}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{kind} file {path} is not UTF-8 text") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{kind} file {path} is not valid YAML: {_yaml_problem(exc)}") from exc
+    except YAMLProblem as exc:
+        raise ConfigError(f"{kind} file {exc.where(str(path))}: {exc.problem}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{kind} file {path} must hold a mapping")
     return data
@@ -236,8 +298,9 @@ def _names(folder: Path) -> list[str]:
 def _resolve(ref: str, folder: Path, kind: str) -> Path:
     if _is_path(ref):
         path = Path(ref)
-        if not path.is_file():
-            raise UsageError(f"{kind} file {ref} does not exist")
+        problem = path_problem(path)
+        if problem is not None:
+            raise UsageError(f"{kind} file {ref} {problem}")
         return path
     path = folder / f"{ref}.yaml"
     if not path.is_file():
@@ -281,6 +344,11 @@ def load_persona(ref: str) -> Persona:
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
+def file_ref(ref: str | None) -> str | None:
+    """``ref`` when it is a template or persona *file* (what a run reads), else ``None``."""
+    return ref if ref and _is_path(ref) else None
+
+
 def persona_for_record(record: dict[str, Any], default: str | None,
                        fields: tuple[str, ...] = ("persona", "dj"), *, required: bool = True) -> Persona | None:
     """The persona a record asks for: the first of ``fields`` (dotted paths) that is set,
@@ -306,28 +374,31 @@ def persona_for_record(record: dict[str, Any], default: str | None,
         name = value.strip()
         if chosen is not None and name == chosen.name:
             return chosen
-        if not _NAME.fullmatch(name) or ".." in name:
+        if not _NAME.fullmatch(name) or ".." in name or _is_path(name):
             raise InputError(
                 f"field '{field}' is not a persona name: a record may name a persona, not a file",
                 hint="give a persona file on the command line (--persona FILE); records then use its name",
                 field=field)
         try:
             return load_persona(name)
-        except UsageError as exc:
-            raise InputError(exc.message, hint=exc.hint, field=field) from exc
+        except UsageError as exc:  # records name personas only: no "or give a .yaml path" here
+            raise InputError(exc.message, field=field,
+                             hint=f"choose one of: {', '.join(_names(PERSONA_DIR))}"
+                                  + (f", {chosen.name}" if chosen is not None else "")) from exc
     if chosen is not None:
         return chosen
     return load_persona(DEFAULT_PERSONA) if required else None
 
 
 def list_templates() -> list[dict[str, Any]]:
-    """Summaries of the built-in templates: name, version, description, target_words, required."""
+    """Summaries of the built-in templates: name, version, description, target_words, required,
+    sections (count), checks (the names of the checks it runs)."""
     out = []
     for name in _names(TEMPLATE_DIR):
         t = load_template(name)
         out.append({"name": t.name, "version": t.version, "description": t.description,
                     "target_words": t.target_words, "required": t.required,
-                    "sections": len(t.sections)})
+                    "sections": len(t.sections), "checks": t.checks.names()})
     return out
 
 
@@ -342,6 +413,6 @@ def list_personas() -> list[dict[str, Any]]:
 
 
 __all__ = [
-    "DEFAULT_PERSONA", "Persona", "Section", "Template", "VoiceSettings",
-    "list_personas", "list_templates", "load_persona", "load_template", "persona_for_record",
+    "DEFAULT_PERSONA", "Persona", "Section", "Template", "TemplateSandboxError", "VoiceSettings",
+    "file_ref", "list_personas", "list_templates", "load_persona", "load_template", "persona_for_record",
 ]

@@ -187,3 +187,64 @@ def test_bad_arguments_are_usage_errors(tmp_path) -> None:
     with pytest.raises(UsageError, match="Piper voice") as info:
         ChatterboxBackend(voice="en_US-joe-medium.onnx")
     assert "--backend piper" in info.value.hint
+
+
+def _library_like_conds(monkeypatch) -> list:
+    """Make the double keep a reference clip's voice the way chatterbox-tts 0.1.7 does:
+    ``generate(audio_prompt_path=p)`` runs ``prepare_conditionals(p)``, which replaces
+    ``model.conds``; a call without a clip speaks with whatever ``model.conds`` holds."""
+    spoke_with: list = []
+    plain_generate = FakeChatterboxTTS.generate
+
+    def generate(self, text, audio_prompt_path=None, **kwargs):
+        if audio_prompt_path:
+            self.conds = ("clone", audio_prompt_path)
+        assert self.conds is not None, "Please `prepare_conditionals` first or specify `audio_prompt_path`"
+        spoke_with.append(self.conds)
+        return plain_generate(self, text, audio_prompt_path=audio_prompt_path, **kwargs)
+
+    monkeypatch.setattr(FakeChatterboxTTS, "generate", generate)
+    return spoke_with
+
+
+def test_built_in_voice_comes_back_after_a_cloned_record(monkeypatch, tmp_path) -> None:
+    install(monkeypatch)
+    spoke_with = _library_like_conds(monkeypatch)
+    (tmp_path / "dj.wav").write_bytes(b"RIFF")
+    persona_file = tmp_path / "dj.yaml"
+    persona_file.write_text("name: dj\ndisplay_name: DJ\nstyle: calm\nseed: 9\n"
+                            "voice: {chatterbox: {audio_prompt: dj.wav}}\n")
+    backend = ChatterboxBackend(checkpoint_dir=str(make_checkpoint(tmp_path / "c")))
+    backend.load()
+    built_in = backend._model.conds
+    plain, cloned = backend.default_voice(None), backend.default_voice(load_persona(str(persona_file)))
+    for voice in (plain, cloned, plain, cloned):
+        backend.synthesize("Hello there.", voice)
+    clone = ("clone", str(tmp_path / "dj.wav"))
+    assert spoke_with == [built_in, clone, built_in, clone]
+    # a checkpoint without conds.pt: after a cloned record, a plain one is still refused
+    backend._model.conds = backend._builtin_conds = None
+    backend.synthesize("Hello there.", cloned)
+    with pytest.raises(Exception, match="conds.pt"):
+        backend.synthesize("Hello there.", plain)
+    assert spoke_with[-1] == clone
+
+
+def test_a_watermarker_that_did_not_import_is_named(monkeypatch) -> None:
+    """resemble-perth sets PerthImplicitWatermarker to None without pkg_resources (setuptools
+    81+), and ChatterboxTTS() would then fail with "'NoneType' object is not callable"."""
+    import sys
+    import types
+
+    tts = types.ModuleType("chatterbox.tts")
+    tts.ChatterboxTTS = FakeChatterboxTTS
+    perth = types.ModuleType("perth")
+    perth.PerthImplicitWatermarker = None
+    for name, module in {"torch": types.ModuleType("torch"), "chatterbox": types.ModuleType("chatterbox"),
+                         "chatterbox.tts": tts, "perth": perth}.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    with pytest.raises(BackendUnavailable, match="watermarker") as info:
+        ChatterboxBackend().load()
+    assert "setuptools<81" in info.value.hint
+    perth.PerthImplicitWatermarker = object
+    assert chatterbox._import_engine() == (FakeChatterboxTTS, sys.modules["torch"])
