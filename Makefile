@@ -54,11 +54,12 @@ demo: install
 	@echo "events: progress.jsonl ($$(wc -l < progress.jsonl) lines)"
 	@echo "audio files:"; ls -1 aicp-out/radio-intros/audio/
 
-bench: install
+bench: dev
 	$(BIN)/python bench/script_overhead.py
 	$(BIN)/python bench/script_quality.py
 	$(BIN)/python bench/voice_overhead.py
 	$(BIN)/python bench/longform.py
+	$(BIN)/python bench/service_overhead.py
 
 # Opt-in (not part of `make test`): the real chatterbox-tts package from the registries in
 # its own venv (several GB: torch with CUDA libraries), a checkpoint of the real model classes

@@ -17,6 +17,9 @@ A record that fails in one step carries its ``error`` through later steps and
 the chain goes on (``on_error: stop`` makes the first failed record end it).
 A step that cannot run at all (backend unavailable, ...) sends ``step_error``
 and ends the chain. ``pipeline_complete`` always closes the run.
+A ``cancel`` callable (``aicp serve``'s DELETE) is asked before each step, record
+and long-form chunk; when it answers true the step stops there, keeps the records
+it finished in ``NN-type.jsonl`` and ends the chain with a ``Cancelled`` error.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from ..faults import os_error
 from ..files import FolderLock
 from ..jsonl import RecordWriter, count_records, read_records
 from ..ledger import Ledger
+from ..stages.common import Cancelled
 from ..status import ExitStatus
 from .spec import STAGE_OPTIONS, ChainSpec, Prices, ScriptStep, VoiceStep
 
@@ -158,7 +162,7 @@ def step_cost(prices: Prices, tokens: int, audio_seconds: float, seconds: float,
 
 
 def build_stage(spec: ChainSpec, index: int, backend: Any, emitter: Emitter, ledger: Ledger,
-                resume: bool) -> Any:
+                resume: bool, cancel: Callable[[], bool] | None = None) -> Any:
     """The stage object of step ``index``: its ``params`` plus what the chain sets.
 
     The chain sets ``template``/``persona`` (step keys), ``resume``, ``strict``
@@ -177,7 +181,9 @@ def build_stage(spec: ChainSpec, index: int, backend: Any, emitter: Emitter, led
     else:
         values["out_dir"] = str(spec.audio_dir)
     options = TypeAdapter(getattr(module, options_name)).validate_python(values)
-    return getattr(module, STAGE_CLASSES[step.type])(backend, options, emitter, ledger)
+    stage = getattr(module, STAGE_CLASSES[step.type])(backend, options, emitter, ledger)
+    stage.cancel = cancel
+    return stage
 
 
 @dataclass
@@ -222,15 +228,20 @@ class ChainRunner:
     :param resume: serve records found in the steps' ledgers instead of recomputing them.
     :param stdin: binary stream read when ``input`` is ``-`` (default ``sys.stdin.buffer``).
     :param backend_factory: builds each step's backend (tests pass doubles here).
+    :param cancel: ``cancel() -> bool`` asked before each step, record and long-form chunk;
+        true ends the chain there with a :class:`~ai_content_pipeline.stages.common.Cancelled`
+        error (exit status 130), keeping finished records.
     """
 
     def __init__(self, spec: ChainSpec, *, emitter: Emitter | None = None, resume: bool = False,
-                 stdin: IO[bytes] | None = None, backend_factory: BackendFactory | None = None) -> None:
+                 stdin: IO[bytes] | None = None, backend_factory: BackendFactory | None = None,
+                 cancel: Callable[[], bool] | None = None) -> None:
         self.spec = spec
         self.emitter = emitter or NullEmitter()
         self.resume = resume
         self.stdin = stdin
         self.factory = backend_factory or create_backend
+        self.cancel = cancel
         self.steps: list[StepSummary] = []
         #: the ``pipeline_complete`` fields once sent (also when :meth:`run` raises)
         self.completed: dict[str, Any] | None = None
@@ -246,7 +257,7 @@ class ChainRunner:
         part = out.with_name(out.name + ".part")
         ledger = Ledger(spec.ledger_path(index))
         try:
-            stage = build_stage(spec, index, backend, emitter, ledger, self.resume)
+            stage = build_stage(spec, index, backend, emitter, ledger, self.resume, self.cancel)
             if isinstance(step, VoiceStep):  # no audio file may replace what the chain reads or writes
                 for target in (spec.input, spec.source, *(p for i in range(len(spec.steps))
                                                           for p in (spec.output_path(i), spec.ledger_path(i)))):
@@ -255,8 +266,13 @@ class ChainRunner:
             records = read_records([source], stdin=self.stdin)
             with open(part, "wb") as handle, contextlib.closing(stage.run(records, total=total)) as run:
                 writer = RecordWriter(handle)
-                for record in run:
-                    writer.write(record)
+                try:
+                    for record in run:
+                        writer.write(record)
+                except Cancelled:  # keep the records finished before the cancel
+                    os.fsync(handle.fileno())
+                    os.replace(part, out)
+                    raise
                 try:
                     os.fsync(handle.fileno())
                 except OSError as exc:
@@ -333,6 +349,8 @@ class ChainRunner:
                     emitter.message(f"step {index + 1} ({step.type}) is disabled; skipped")
                 continue
             try:
+                if self.cancel is not None and self.cancel():
+                    raise Cancelled(f"chain cancelled before step {index + 1}")
                 summary = self._run_step(index, source, total)
             except (AicpError, OSError) as exc:
                 error = exc if isinstance(exc, AicpError) else os_error(exc)
@@ -401,10 +419,11 @@ class ChainRunner:
 
 
 def run_chain(spec: ChainSpec, *, emitter: Emitter | None = None, resume: bool = False,
-              stdin: IO[bytes] | None = None, backend_factory: BackendFactory | None = None) -> ChainResult:
+              stdin: IO[bytes] | None = None, backend_factory: BackendFactory | None = None,
+              cancel: Callable[[], bool] | None = None) -> ChainResult:
     """Run ``spec`` (see :class:`ChainRunner`) and return its :class:`ChainResult`."""
     return ChainRunner(spec, emitter=emitter, resume=resume, stdin=stdin,
-                       backend_factory=backend_factory).run()
+                       backend_factory=backend_factory, cancel=cancel).run()
 
 
 def plan_chain(spec: ChainSpec,

@@ -27,6 +27,8 @@ PAGES: dict[str, tuple[str, str]] = {
     "aicp-script": ("ai_content_pipeline.cli.script:script_command", "aicp-script"),
     "aicp-voice": ("ai_content_pipeline.cli.voice:voice_command", "aicp-voice"),
     "aicp-run-chain": ("ai_content_pipeline.cli.chain:run_chain_command", "aicp run-chain"),
+    "aicp-serve": ("ai_content_pipeline.cli.serve:serve_command", "aicp serve"),
+    "aicp-worker": ("ai_content_pipeline.cli.serve:worker_command", "aicp worker"),
 }
 STAGE_EVENTS = ("record_start", "record_complete", "record_error", "record_skipped", "progress",
                 "model_load", "model_unload", "chunk_start", "chunk_progress", "chunk_complete",
@@ -38,6 +40,8 @@ PAGE_EVENTS: dict[str, tuple[str, ...]] = {
     "aicp-script": STAGE_EVENTS,
     "aicp-voice": STAGE_EVENTS,
     "aicp-run-chain": CHAIN_EVENTS + STAGE_EVENTS,
+    "aicp-serve": CHAIN_EVENTS + STAGE_EVENTS,  # a job's SSE stream carries these
+    "aicp-worker": CHAIN_EVENTS + STAGE_EVENTS,
 }
 EXTRA_EVENTS = {"run_complete": "A stage command finished: counts (records, tokens, words, "
                                 "audio_seconds, seconds); the last event of aicp-script and aicp-voice."}

@@ -27,6 +27,17 @@ class StrictStop(AicpError):
     """``--strict``: the run stopped at the first failed record (exit 1)."""
 
 
+class Cancelled(AicpError):
+    """The run was cancelled from outside (``aicp serve``: DELETE of a job, a worker
+    shutting down) at a record or long-form chunk boundary (exit 130).
+
+    Stages raise it from :meth:`Stage.check_cancel`; records finished before it
+    stay in the ledger, and the chain runner keeps the step's records so far.
+    """
+
+    exit_status = ExitStatus.INTERRUPTED
+
+
 @dataclass
 class StageStats:
     """Counts and totals of one stage run.
@@ -347,6 +358,9 @@ class Stage:
     """
 
     stage = "stage"
+    #: ``cancel() -> bool``, asked between records and long-form chunks (``None``: never
+    #: cancelled). The chain runner sets it; a stage never knows who asks.
+    cancel: Callable[[], bool] | None = None
 
     def __init__(self, backend: Any, options: Any, emitter: Emitter | None, ledger: Ledger | None) -> None:
         from ..templates import load_persona
@@ -360,6 +374,14 @@ class Stage:
         self.stats = StageStats()
         self.tracker = RecordTracker(self.emitter, self.stats, self.stage)
         self.session = BackendSession(backend, self.emitter)
+
+    def check_cancel(self) -> None:
+        """Stop here if :attr:`cancel` says so (called at record and chunk boundaries).
+
+        :raises Cancelled: ``cancel()`` returned true.
+        """
+        if self.cancel is not None and self.cancel():
+            raise Cancelled(f"{self.stage} stage cancelled", hint="finished records are kept in the ledger")
 
     def _abort(self) -> None:
         """The run was interrupted or its reader went away: cancel the backend's requests

@@ -355,6 +355,7 @@ class _RecordRun:
             done: list[tuple[str, str]] = []
             entries = []
             for i, section in enumerate(self.w.plan, start=1):
+                self.w.stage.check_cancel()  # between chunks: finished ones stay checkpointed
                 text, entry = self._chunk(ledger, i, section, done)
                 done.append((section.name, text))
                 entries.append(entry)

@@ -475,6 +475,7 @@ class ScriptStage(Stage):
 
     def _process(self, item: tuple[int, InputLine, int]) -> dict[str, Any]:
         index, line, take = item
+        self.check_cancel()
         passed = self._passthrough(index, line)
         if passed is not None or line.record is None:
             return passed or {}

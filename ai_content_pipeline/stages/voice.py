@@ -266,6 +266,7 @@ class VoiceStage(Stage):
         return {**record, "audio": audio}
 
     def _process(self, index: int, line: InputLine) -> dict[str, Any]:
+        self.check_cancel()
         passed = self._passthrough(index, line)
         if passed is not None or line.record is None:
             return passed or {}

@@ -1,0 +1,191 @@
+"""``aicp serve`` (the HTTP API, with one worker process beside it) and ``aicp worker`` (more GPU hosts).
+
+FastAPI, uvicorn and SQLAlchemy are imported only when a command runs, so
+``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import sys
+import threading
+import time
+
+import click
+
+from ..errors import UsageError
+from ..status import ExitStatus
+from .options import EPILOG_STATUS
+
+SERVE_EPILOG = f"""\b
+Examples:
+  aicp serve
+  aicp serve --port 8080 --data-dir /srv/aicp
+  AICP_API_TOKEN=s3cret aicp serve --host 0.0.0.0
+  aicp serve --database-url postgresql://aicp:pw@db/aicp --no-worker
+  curl -s localhost:8000/api/v1/generate -H 'Content-Type: application/json' \\
+       -d '{{"template": "song-intro", "voice": true, "records": [{{"id": "s1", "artist": "Queen", "title": "Bohemian Rhapsody"}}]}}'
+  curl -sN localhost:8000/api/v1/generate/ID/events
+
+\b
+API (OpenAPI at /docs, /redoc, /openapi.json):
+  POST   /api/v1/generate                  submit a job (202)
+  GET    /api/v1/generate                  list jobs (?status=&limit=&offset=)
+  GET    /api/v1/generate/ID               status, progress, records, files
+  GET    /api/v1/generate/ID/events        Server-Sent Events (--stream events)
+  DELETE /api/v1/generate/ID               cancel
+  GET    /api/v1/generate/ID/files/NAME    download an audio file
+  GET    /api/v1/templates[/NAME], /api/v1/personas
+  GET    /api/v1/health, /api/v1/health/detailed, /metrics
+
+\b
+Files (under --data-dir):
+  aicp.db                   the SQLite database (without --database-url)
+  jobs/ID/input.jsonl       a job's input records
+  jobs/ID/out/              its chain outputs and ledgers, as aicp run-chain writes them
+  jobs/ID/out/audio/        its audio files
+
+{EPILOG_STATUS}
+"""
+
+WORKER_EPILOG = f"""\b
+Examples:
+  aicp worker --database-url postgresql://aicp:pw@db/aicp --data-dir /srv/aicp
+  aicp worker --data-dir aicp-data --once
+
+{EPILOG_STATUS}
+"""
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _self_command() -> list[str]:
+    """How to run this program again: the console script (or ``python -m`` module) we run as."""
+    if sys.argv and sys.argv[0] and os.path.isfile(sys.argv[0]):
+        return [sys.executable, sys.argv[0]]
+    return [sys.executable, "-m", "ai_content_pipeline.cli"]
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit at once when the parent process (``aicp serve``) is gone, as after ``kill -9``."""
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(int(ExitStatus.INTERRUPTED))
+            time.sleep(0.2)
+
+    threading.Thread(target=watch, name="aicp-parent-watch", daemon=True).start()
+
+
+def _check_limits(max_records: int, max_body: int) -> None:
+    if max_records < 1 or max_body < 1024:
+        raise UsageError("--max-records must be at least 1 and --max-body at least 1024")
+
+
+@click.command("serve", epilog=SERVE_EPILOG)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
+@click.option("--data-dir", default="aicp-data", show_default=True, metavar="DIR",
+              help="Jobs' files, and the SQLite database when no --database-url is given.")
+@click.option("--database-url", envvar="DATABASE_URL", metavar="URL",
+              help="PostgreSQL URL (postgresql://user:pass@host/db) [env: DATABASE_URL].")
+@click.option("--token", envvar="AICP_API_TOKEN", metavar="TOKEN",
+              help="Require `Authorization: Bearer TOKEN` on every endpoint but /api/v1/health "
+                   "[env: AICP_API_TOKEN].")
+@click.option("--insecure", is_flag=True,
+              help="Allow listening on a non-loopback address without a token.")
+@click.option("--no-worker", is_flag=True, help="Serve the API only; `aicp worker` processes run the jobs.")
+@click.option("--max-records", default=1000, show_default=True, type=int,
+              help="Most records one job may carry (more: HTTP 413).")
+@click.option("--max-body", default=10 * 1024 * 1024, show_default=True, type=int, metavar="BYTES",
+              help="Largest request body (more: HTTP 413).")
+@click.option("--stale-after", default=30.0, show_default=True, type=click.FloatRange(1),
+              help="Seconds without a worker heartbeat after which its running job is requeued.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="uvicorn log level.")
+def serve_command(host: str, port: int, data_dir: str, database_url: str | None, token: str | None,
+                  insecure: bool, no_worker: bool, max_records: int, max_body: int, stale_after: float,
+                  log_level: str) -> int:
+    """Serve the generation API over HTTP, with one worker process beside it.
+
+    Clients submit records (or one topic) and get scripts and audio: each job
+    runs as a chain (script, and with voice: true a voice step) through the
+    same runner, ledgers and events as aicp run-chain, one job at a time. Jobs,
+    progress and events live in a database (SQLite in --data-dir, or
+    PostgreSQL); a job interrupted by a crash resumes from its ledgers when a
+    worker starts again. Stop with Ctrl-C: a running job stops at the next
+    record and goes back to the queue.
+    """
+    import uvicorn
+
+    from ..service.app import ServiceSettings, create_app
+
+    _check_limits(max_records, max_body)
+    if not _loopback(host) and not token and not insecure:
+        raise UsageError(f"refusing to listen on {host} without a token",
+                         hint="set --token/AICP_API_TOKEN, or pass --insecure on a trusted network")
+    worker = [*_self_command(), "worker", "--data-dir", data_dir, "--stale-after", str(stale_after)]
+    if database_url:
+        worker += ["--database-url", database_url]
+    settings = ServiceSettings(data_dir=data_dir, database_url=database_url, token=token or None,
+                               max_records=max_records, max_body=max_body, worker=not no_worker,
+                               worker_command=worker, stale_after=stale_after)
+    os.makedirs(data_dir, exist_ok=True)
+    app = create_app(settings)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
+    return 0
+
+
+@click.command("worker", epilog=WORKER_EPILOG)
+@click.option("--database-url", envvar="DATABASE_URL", metavar="URL",
+              help="The service's database (PostgreSQL URL) [env: DATABASE_URL; default: SQLite in --data-dir].")
+@click.option("--data-dir", default="aicp-data", show_default=True, metavar="DIR",
+              help="Where this worker writes jobs' files (share it with `aicp serve` for downloads).")
+@click.option("--once", is_flag=True, help="Run the jobs queued now, then exit.")
+@click.option("--max-jobs", type=click.IntRange(1), metavar="N", help="Exit after N jobs.")
+@click.option("--poll", default=0.5, show_default=True, type=click.FloatRange(0.05),
+              help="Seconds between looks at an empty queue.")
+@click.option("--heartbeat", default=2.0, show_default=True, type=click.FloatRange(0.1),
+              help="Seconds between heartbeats.")
+@click.option("--stale-after", default=30.0, show_default=True, type=click.FloatRange(1),
+              help="Seconds without a heartbeat after which another worker's job is requeued.")
+@click.option("--parent-pid", type=int, hidden=True)  # set by `aicp serve` for its worker process
+def worker_command(database_url: str | None, data_dir: str, once: bool, max_jobs: int | None, poll: float,
+                   heartbeat: float, stale_after: float, parent_pid: int | None) -> int:
+    """Run queued jobs from the service's database, one at a time.
+
+    Start one per GPU host next to `aicp serve --no-worker` (or beside its
+    own worker). Workers claim jobs with row locks, so two never run
+    the same job; a worker that stops sending heartbeats has its running job
+    requeued, and the job resumes from its ledgers. SIGTERM or Ctrl-C stops
+    the running job at the next record and puts it back in the queue.
+    """
+    from ..service.db import database_url as make_url
+    from ..service.db import make_engine, migrate
+    from ..service.store import JobStore
+    from ..service.worker import Worker
+
+    if parent_pid:
+        _watch_parent(parent_pid)
+    engine = make_engine(make_url(database_url, data_dir))
+    migrate(engine)
+    worker = Worker(JobStore(engine), data_dir, poll_seconds=poll, heartbeat_seconds=heartbeat,
+                    stale_after=stale_after)
+
+    def _stop(*_: object) -> None:
+        worker.stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+    worker.run(max_jobs=max_jobs, idle_exit=once)
+    return 0

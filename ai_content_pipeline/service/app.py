@@ -1,0 +1,481 @@
+"""The HTTP API of ``aicp serve`` (FastAPI): jobs, events, files, catalog, health, metrics.
+
+Every error is JSON ``{"error": {"type", "message", "hint"}}`` (plus ``field`` for a
+bad request field); no traceback ever reaches a client. See :func:`create_app`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__
+from ..errors import AicpError
+from .db import FINAL_STATUSES, STATUSES, Job
+from .requests import GenerateRequest, RequestProblem, build_chain, validate_chain
+from .store import JobStore
+
+log = logging.getLogger("aicp.serve")
+API = "/api/v1"
+PUBLIC_PATHS = frozenset({f"{API}/health"})
+
+
+@dataclass
+class ServiceSettings:
+    """What ``aicp serve`` configures.
+
+    :ivar data_dir: jobs' folders (and the SQLite file when no ``database_url``).
+    :ivar database_url: PostgreSQL URL, or ``None`` for SQLite in ``data_dir``.
+    :ivar token: bearer token required on every endpoint but ``/api/v1/health``.
+    :ivar max_records: most records one job may carry (more: 413).
+    :ivar max_body: most bytes a request body may have (more: 413).
+    :ivar worker: run one worker beside the API: a child process running ``worker_command``
+        when that is set (``aicp serve`` does this), else a thread of this process.
+    :ivar worker_command: argv of the worker child process (``aicp worker ...``).
+    :ivar heartbeat_seconds/stale_after: worker heartbeat interval; silence after which
+        a running job is requeued (seconds).
+    :ivar events_poll: seconds between database looks of a live event stream.
+    """
+
+    data_dir: str = "aicp-data"
+    database_url: str | None = None
+    token: str | None = None
+    max_records: int = 1000
+    max_body: int = 10 * 1024 * 1024
+    worker: bool = True
+    worker_command: list[str] | None = None
+    heartbeat_seconds: float = 2.0
+    stale_after: float = 30.0
+    events_poll: float = 0.2
+
+
+class ApiError(Exception):
+    """An HTTP error with the JSON error body (``status``, ``type``, ``message``, ``hint``)."""
+
+    def __init__(self, status: int, type_: str, message: str, hint: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.type, self.message, self.hint, self.headers = status, type_, message, hint, headers
+
+
+def error_body(type_: str, message: str, hint: str | None = None, **extra: Any) -> dict[str, Any]:
+    """``{"error": {"type", "message", "hint", ...extra}}``."""
+    return {"error": {"type": type_, "message": message, "hint": hint, **extra}}
+
+
+def _json_error(status: int, type_: str, message: str, hint: str | None = None,
+                headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse(error_body(type_, message, hint, **extra), status_code=status, headers=headers)
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes is answered with 413 unread."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        too_big = _json_error(413, "PayloadTooLarge", f"the request body is over {self.limit} bytes",
+                              "send fewer records per job (see --max-body)")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await too_big(scope, receive, send)
+            return
+        if length is not None or scope.get("method") in ("GET", "HEAD", "DELETE"):
+            await self.app(scope, receive, send)  # the server stops at Content-Length
+            return
+        chunks, seen, more = [], 0, True  # no Content-Length (chunked): read it all, counting
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
+            more = bool(message.get("more_body"))
+            if seen > self.limit:
+                await too_big(scope, receive, send)
+                return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+def _iso(t: float | None) -> str | None:
+    return None if t is None else datetime.fromtimestamp(t, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def job_links(job_id: str) -> dict[str, str]:
+    """URLs of a job: self, events, cancel, files."""
+    base = f"{API}/generate/{job_id}"
+    return {"self": base, "events": f"{base}/events", "cancel": base, "files": f"{base}/files/{{name}}"}
+
+
+#: what ``GET /api/v1/generate/{id}`` answers (the OpenAPI example)
+JOB_EXAMPLE: dict[str, Any] = {
+    "generation_id": "3f2c...", "name": "song-intro", "status": "running", "cancel_requested": False,
+    "progress": {"total": 4, "completed": 1, "failed": 0, "skipped": 0, "percent": 62.5, "step": 2,
+                 "total_steps": 2, "step_type": "voice", "step_percent": 25.0, "record": "song-002",
+                 "chunk": None, "chunks": None, "section": None},
+    "created_at": "2026-11-28T17:00:00Z", "started_at": "2026-11-28T17:00:01Z", "finished_at": None,
+    "attempts": 1, "worker": "gpu-1:4242:a1b2c3", "tokens": {"prompt": 812, "completion": 240},
+    "audio_seconds": 9.4, "cost": 0.0, "error": None,
+    "links": {"self": "/api/v1/generate/3f2c...", "events": "/api/v1/generate/3f2c.../events",
+              "cancel": "/api/v1/generate/3f2c...", "files": "/api/v1/generate/3f2c.../files/{name}"},
+    "records_total": None, "records": None, "records_offset": 0, "records_limit": 100,
+    "files": [{"name": "song-001_julie_0.wav", "bytes": 412844,
+               "url": "/api/v1/generate/3f2c.../files/song-001_julie_0.wav"}],
+    "result": None,
+}
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    """A job as the list endpoint shows it (no records)."""
+    progress = {"total": None, "completed": 0, "failed": 0, "skipped": 0, "percent": 0.0, "step": None,
+                "total_steps": len(job.chain.get("steps", [])), "step_type": None, "step_percent": None,
+                "record": None, "chunk": None, "chunks": None, "section": None}
+    progress.update(job.progress or {})
+    if job.status == "completed":
+        progress["percent"] = 100.0
+    return {
+        "generation_id": job.id, "name": job.name, "status": job.status,
+        "cancel_requested": job.cancel_requested, "progress": progress,
+        "created_at": _iso(job.created_at), "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at), "attempts": job.attempts, "worker": job.worker_id,
+        "tokens": {"prompt": job.prompt_tokens, "completion": job.completion_tokens},
+        "audio_seconds": round(job.audio_seconds or 0.0, 3), "cost": job.cost, "error": job.error,
+        "links": job_links(job.id),
+    }
+
+
+def create_app(settings: ServiceSettings, store: JobStore | None = None,
+               worker_factory: Callable[[JobStore], Any] | None = None) -> FastAPI:
+    """The FastAPI application.
+
+    :param store: an open :class:`JobStore` (default: from ``settings``, migrated at startup).
+    :param worker_factory: ``factory(store) -> Worker`` run in a thread when
+        ``settings.worker`` (default: a :class:`~ai_content_pipeline.service.worker.Worker`
+        over ``settings.data_dir``).
+    """
+    from .metrics import metrics_response
+
+    state: dict[str, Any] = {"store": store}
+
+    def get_store() -> JobStore:
+        if state["store"] is None:
+            raise ApiError(503, "Starting", "the service is starting", "try again in a moment")
+        return state["store"]
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if state["store"] is None:
+            from .db import database_url, make_engine, migrate
+
+            engine = make_engine(database_url(settings.database_url, settings.data_dir))
+            await run_in_threadpool(migrate, engine)
+            state["store"] = JobStore(engine)
+        worker = thread = child = None
+        if settings.worker and settings.worker_command:
+            import subprocess
+
+            # a process of its own: the models' Python loops never hold this process's GIL,
+            # and a crash in an engine does not take the API down
+            child = subprocess.Popen([*settings.worker_command, "--parent-pid", str(os.getpid())])
+        elif settings.worker:
+            from .worker import Worker
+
+            worker = (worker_factory(state["store"]) if worker_factory else
+                      Worker(state["store"], settings.data_dir, heartbeat_seconds=settings.heartbeat_seconds,
+                             stale_after=settings.stale_after))
+            thread = threading.Thread(target=worker.run, name="aicp-worker", daemon=True)
+            thread.start()
+        state["worker"] = worker
+        try:
+            yield
+        finally:
+            if child is not None and child.poll() is None:
+                child.terminate()  # the running job stops at its next boundary and is requeued
+                await run_in_threadpool(child.wait, 600)
+            if worker is not None and thread is not None:
+                worker.stop.set()  # the running job stops at its next boundary and is requeued
+                await run_in_threadpool(thread.join, 600)
+
+    app = FastAPI(title="aicp generation service", version=__version__, lifespan=lifespan,
+                  description="Submit records or a topic, get scripts and audio from the local LLM "
+                              "and TTS models. Jobs run through the same chain runner as "
+                              "`aicp run-chain`; events are its `--stream` JSON events.")
+    app.add_middleware(BodyLimit, limit=settings.max_body)
+
+    @app.middleware("http")
+    async def auth(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if settings.token and request.url.path not in PUBLIC_PATHS:
+            header = request.headers.get("authorization", "")
+            scheme, _, given = header.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
+                                                                     settings.token.encode()):
+                return _json_error(401, "Unauthorized", "a valid bearer token is required",
+                                   "send `Authorization: Bearer $AICP_API_TOKEN`",
+                                   headers={"WWW-Authenticate": "Bearer"})
+        return await call_next(request)
+
+    # -- errors ----------------------------------------------------------------------------
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _json_error(exc.status, exc.type, exc.message, exc.hint, exc.headers)
+
+    @app.exception_handler(RequestProblem)
+    async def _problem(_: Request, exc: RequestProblem) -> JSONResponse:
+        return _json_error(422, "InvalidRequest", exc.message, exc.hint, field=exc.field)
+
+    @app.exception_handler(AicpError)
+    async def _aicp(_: Request, exc: AicpError) -> JSONResponse:
+        return _json_error(400, exc.type_name, exc.message, exc.hint)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        field = ".".join(loc) or "body"
+        return _json_error(422, "InvalidRequest", f"{field}: {first.get('msg')}",
+                           "see /docs for the request schema", field=field)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        names = {404: "NotFound", 405: "MethodNotAllowed"}
+        return _json_error(exc.status_code, names.get(exc.status_code, "HTTPError"), str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return _json_error(500, "InternalError", f"unexpected {type(exc).__name__}",
+                           "the server log has the details")
+
+    def _job(job_id: str) -> Job:
+        job = get_store().get(job_id, inputs=False)
+        if job is None:
+            raise ApiError(404, "NotFound", f"no generation {job_id!r}", "list jobs with GET /api/v1/generate")
+        return job
+
+    # -- jobs ------------------------------------------------------------------------------
+    @app.post(f"{API}/generate", status_code=202, tags=["generate"],
+              summary="Submit a generation job",
+              responses={413: {"description": "too many records or too big a body"},
+                         422: {"description": "invalid body, unknown template or persona"}})
+    def submit(body: GenerateRequest) -> JSONResponse:
+        """Queue a job: records (or one topic) through a script step and, with `voice: true`,
+        a voice step. Answers 202 with the `generation_id` and links."""
+        records = body.records or []
+        if len(records) > settings.max_records:
+            raise ApiError(413, "TooManyRecords", f"{len(records)} records; the limit is {settings.max_records}",
+                           "split the work into several jobs (see --max-records)")
+        chain, inputs, where = build_chain(body)
+        job_id = uuid.uuid4().hex
+        folder = Path(settings.data_dir) / "jobs" / job_id
+        folder.mkdir(parents=True, exist_ok=True)
+        source = folder / "input.jsonl"
+        source.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in inputs))
+        try:
+            valid = validate_chain(chain, str(source), str(folder / "out"), where)
+        except RequestProblem:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        for key in ("input", "output_dir"):
+            valid.pop(key, None)
+        job = get_store().create(job_id, str(valid.get("name") or "job")[:200], valid, inputs)
+        return JSONResponse(job_summary(job), status_code=202, headers={"Location": job_links(job_id)["self"]})
+
+    @app.get(f"{API}/generate", tags=["generate"], summary="List jobs")
+    def list_jobs(status: Literal["queued", "running", "completed", "partial", "failed", "cancelled"] | None = None,
+                  limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)) -> dict[str, Any]:
+        """Jobs newest first, optionally of one status, paged with `limit`/`offset`."""
+        jobs, total = get_store().list_jobs(status, limit, offset)
+        return {"items": [job_summary(j) for j in jobs], "total": total, "limit": limit, "offset": offset}
+
+    @app.get(f"{API}/generate/{{job_id}}", tags=["generate"], summary="A job's status and output",
+             responses={200: {"content": {"application/json": {"example": JOB_EXAMPLE}}},
+                        404: {"description": "no such job"}})
+    def get_job(job_id: str, records_offset: int = Query(0, ge=0),
+                records_limit: int = Query(100, ge=0, le=1000)) -> Response:
+        """Status, progress, timestamps, tokens, audio seconds, cost, error; when the job has
+        finished, its output records (paged with `records_offset`/`records_limit`) and files."""
+        job = _job(job_id)
+        out = job_summary(job)
+        finished = job.status in FINAL_STATUSES
+        out["records_total"] = job.records_total if finished else None
+        out["records"] = (get_store().records(job_id, records_offset, records_limit)
+                          if finished and records_limit else [] if finished else None)
+        out["records_offset"], out["records_limit"] = records_offset, records_limit
+        out["files"] = [{**f, "url": f"{API}/generate/{job_id}/files/{f['name']}"} for f in job.files or []]
+        out["result"] = job.result
+        return Response(orjson.dumps(out), media_type="application/json")  # polled often: no re-encoding
+
+    @app.delete(f"{API}/generate/{{job_id}}", tags=["generate"], summary="Cancel a job",
+                responses={200: {"description": "was queued: cancelled now"},
+                           202: {"description": "running: stops at the next record or chunk"},
+                           404: {"description": "no such job"}, 409: {"description": "already finished"}})
+    def cancel(job_id: str) -> JSONResponse:
+        """Cancel: a queued job is cancelled at once (200); a running job stops at its next
+        record or long-form chunk boundary (202), keeping finished records and files."""
+        outcome = get_store().cancel(job_id)
+        if outcome is None:
+            _job(job_id)
+        job = _job(job_id)
+        if outcome == "final":
+            raise ApiError(409, "Conflict", f"generation {job_id} already finished ({job.status})")
+        return JSONResponse(job_summary(job), status_code=200 if outcome == "cancelled" else 202)
+
+    @app.get(f"{API}/generate/{{job_id}}/events", tags=["generate"], summary="A job's events (SSE)",
+             response_class=StreamingResponse,
+             responses={200: {"content": {"text/event-stream": {}},
+                              "description": "`id: SEQ` and `data: EVENT-JSON` per event"}})
+    async def events(job_id: str, last_event_id: str | None = Header(None),
+                     after: int | None = Query(None, ge=0, description="like Last-Event-ID")) -> StreamingResponse:
+        """Server-Sent Events: the job's `--stream` JSON events (schema_version 1), replayed from
+        the start, then live; each has `id:` = its sequence number, so `Last-Event-ID` resumes
+        without loss or repeats. The stream ends when the job has finished."""
+        store = get_store()
+        await run_in_threadpool(_job, job_id)
+        given = (last_event_id or "").strip()
+        start = after if after is not None else (int(given) if given.isdigit() else 0)
+
+        async def stream() -> AsyncIterator[bytes]:
+            seen, quiet = start, time.monotonic()
+            yield b"retry: 1000\n\n"
+            while True:
+                rows = await run_in_threadpool(store.events_after, job_id, seen)
+                for seq, data in rows:
+                    yield f"id: {seq}\ndata: {data}\n\n".encode()
+                    seen = seq
+                if rows:
+                    quiet = time.monotonic()
+                    continue
+                status = await run_in_threadpool(store.status, job_id)
+                if status in FINAL_STATUSES or status is None:
+                    if not await run_in_threadpool(store.events_after, job_id, seen, 1):
+                        return
+                    continue
+                if time.monotonic() - quiet > 15:
+                    quiet = time.monotonic()
+                    yield b": keep-alive\n\n"
+                await asyncio.sleep(settings.events_poll)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @app.get(f"{API}/generate/{{job_id}}/files/{{name}}", tags=["generate"], summary="Download a job's file",
+             response_class=FileResponse, responses={404: {"description": "no such job or file"}})
+    def get_file(job_id: str, name: str) -> FileResponse:
+        """One audio file of the job, by the name listed in its `files`."""
+        job = _job(job_id)
+        if name not in {f["name"] for f in job.files or []}:
+            raise ApiError(404, "NotFound", f"generation {job_id} has no file {name!r}",
+                           "the job's `files` lists the names")
+        folder = (Path(settings.data_dir) / "jobs" / job_id / "out" / "audio").resolve()
+        path = (folder / name).resolve()
+        if path.parent != folder or not path.is_file():
+            raise ApiError(404, "NotFound", f"file {name!r} is not on this server",
+                           "a worker on another host wrote it; share the data dir between hosts")
+        media = {".wav": "audio/wav", ".mp3": "audio/mpeg", ".flac": "audio/flac", ".ogg": "audio/ogg"}
+        return FileResponse(path, media_type=media.get(path.suffix, "application/octet-stream"), filename=name)
+
+    # -- catalog ---------------------------------------------------------------------------
+    @app.get(f"{API}/templates", tags=["catalog"], summary="Built-in templates")
+    def templates() -> dict[str, Any]:
+        """Name, version, description, target words, required fields, sections of each template."""
+        from ..templates import list_templates
+
+        return {"items": list_templates()}
+
+    @app.get(f"{API}/templates/{{name}}", tags=["catalog"], summary="One template",
+             responses={404: {"description": "no such template"}})
+    def template(name: str) -> dict[str, Any]:
+        """The whole template: prompts, parameters, sections."""
+        from ..templates import list_templates, load_template
+
+        if name not in {t["name"] for t in list_templates()}:
+            raise ApiError(404, "NotFound", f"no template {name!r}", "GET /api/v1/templates lists them")
+        return load_template(name).model_dump(exclude={"source"})
+
+    @app.get(f"{API}/personas", tags=["catalog"], summary="Built-in personas")
+    def personas() -> dict[str, Any]:
+        """Name, display name, station and style of each persona."""
+        from ..templates import list_personas
+
+        return {"items": list_personas()}
+
+    # -- health and metrics ----------------------------------------------------------------
+    @app.get(f"{API}/health", tags=["health"], summary="Liveness (no dependencies, no token)")
+    def health() -> dict[str, Any]:
+        """`{"status": "ok"}` while the process serves HTTP."""
+        return {"status": "ok", "version": __version__}
+
+    @app.get(f"{API}/health/detailed", tags=["health"], summary="Database, backends, disk, queue, workers")
+    def health_detailed() -> JSONResponse:
+        """Each part with `ok`; the status is 503 when the database is unreachable."""
+        from ..doctor import run_doctor
+
+        out: dict[str, Any] = {"version": __version__}
+        store = get_store()
+        try:
+            store.ping()
+            out["database"] = {"ok": True, "dialect": store.dialect}
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            out["database"] = {"ok": False, "dialect": store.dialect, "error": f"{type(exc).__name__}: {exc}"}
+        out["backends"] = run_doctor()
+        usage = shutil.disk_usage(Path(settings.data_dir) if Path(settings.data_dir).exists() else ".")
+        out["disk"] = {"path": str(Path(settings.data_dir).resolve()), "free_bytes": usage.free,
+                       "total_bytes": usage.total, "ok": usage.free > 1024 ** 3}
+        if out["database"]["ok"]:
+            counts = store.counts_by_status()
+            out["queue"] = {"queued": counts.get("queued", 0), "running": counts.get("running", 0)}
+            now = time.time()
+            out["workers"] = [{"id": w.id, "host": w.host, "pid": w.pid, "job": w.job_id, "stopped": w.stopped,
+                               "heartbeat_age_seconds": round(now - w.heartbeat_at, 3),
+                               "alive": not w.stopped and now - w.heartbeat_at < settings.stale_after}
+                              for w in store.workers()]
+        ok = out["database"]["ok"] and out["backends"]["ok"] and out["disk"]["ok"]
+        out["status"] = "ok" if ok else "degraded"
+        return JSONResponse(out, status_code=200 if out["database"]["ok"] else 503)
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics", response_class=Response)
+    def metrics() -> Response:
+        """Jobs by status, records, tokens, audio seconds, cost, job duration histogram."""
+        body, content_type = metrics_response(get_store())
+        return Response(body, media_type=content_type)
+
+    app.state.settings = settings
+    app.state.service = state
+    return app
+
+
+__all__ = ["API", "ApiError", "ServiceSettings", "create_app", "error_body", "job_summary", "STATUSES"]

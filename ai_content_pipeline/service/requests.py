@@ -1,0 +1,204 @@
+"""The body of ``POST /api/v1/generate`` and how it becomes a validated chain.
+
+A request names the work (``records``, or one topic: ``title``/``description``/
+``length_target``) and either the simple form (``template``/``script_type``,
+``persona``, ``params``, ``voice``) or a whole ``chain`` object (the run-chain file
+without ``input``/``output_dir``, which the service sets per job). The chain is then
+checked by the same :func:`~ai_content_pipeline.chain.spec.load_chain` as
+``aicp run-chain``, so a bad parameter is refused before the job is queued.
+
+What a client may not choose, because it would reach outside the job: file paths
+(templates, personas, models, voices, ``work_dir``), the Ollama ``host``. Templates
+and personas are built-in names only, also in a record's ``persona``/``dj`` field.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..errors import AicpError
+from ..templates import list_personas, list_templates
+
+
+class RequestProblem(AicpError):
+    """A request that is well-formed JSON but cannot run (HTTP 422); ``field`` names the key."""
+
+    def __init__(self, field: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{field}: {message}", hint=hint)
+        self.field = field
+
+
+class GenerateRequest(BaseModel):
+    """``POST /api/v1/generate`` body.
+
+    Give ``records`` (objects as ``aicp script`` reads them) **or** a topic (``title``,
+    optional ``description`` and ``length_target`` in words: a long-form script).
+    Then either the simple form or ``chain``.
+    """
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"template": "song-intro", "persona": "julie", "voice": True,
+         "records": [{"id": "song-001", "artist": "Queen", "title": "Bohemian Rhapsody", "year": 1975}]},
+        {"title": "How vinyl records made a comeback", "description": "sales grew 15 years in a row",
+         "length_target": 600, "persona": "sam", "voice": True},
+    ]})
+
+    name: str | None = Field(None, max_length=100, pattern=r"^[\w .@-]+$",
+                             description="a label for the job (default: the template's name)")
+    template: str | None = Field(None, description="built-in template name (see GET /api/v1/templates)")
+    script_type: str | None = Field(None, description="another name for `template`")
+    persona: str | None = Field(None, description="built-in persona name (see GET /api/v1/personas)")
+    params: dict[str, Any] = Field(default_factory=dict,
+                                   description="script stage parameters: variants, temperature, top_p, "
+                                               "max_tokens, seed, words, sections, retries...")
+    backend: Literal["auto", "llamacpp", "ollama"] = "auto"
+    model: str | None = Field(None, description="LLM model name (Ollama); not a path")
+    voice: bool = Field(False, description="add the voice step (audio files)")
+    voice_backend: Literal["auto", "piper", "chatterbox"] = "auto"
+    voice_params: dict[str, Any] = Field(default_factory=dict,
+                                         description="voice stage parameters: format, loudness, seed...")
+    on_error: Literal["continue", "stop"] = "continue"
+    records: list[dict[str, Any]] | None = Field(None, description="input records (JSON objects)")
+    title: str | None = Field(None, min_length=1, max_length=500, description="one topic: its title")
+    description: str | None = Field(None, max_length=10000, description="one topic: notes for the writer")
+    length_target: int | None = Field(None, ge=100, le=20000, description="one topic: words of the script")
+    chain: dict[str, Any] | None = Field(None, description="a run-chain file as an object, "
+                                                            "without input and output_dir")
+
+    @model_validator(mode="after")
+    def _one_kind_of_work(self) -> GenerateRequest:
+        if (self.records is None) == (self.title is None):
+            raise ValueError("give either `records` or a topic (`title`), not both or neither")
+        if self.title is None and (self.description is not None or self.length_target is not None):
+            raise ValueError("`description` and `length_target` go with `title`")
+        if self.template and self.script_type and self.template != self.script_type:
+            raise ValueError("`template` and `script_type` name different templates")
+        if self.chain is not None:
+            simple = [k for k in ("template", "script_type", "persona", "params", "model", "voice",
+                                  "voice_params") if k in self.model_fields_set]
+            if simple:
+                raise ValueError(f"with `chain`, set {', '.join(simple)} inside the chain's steps")
+        return self
+
+
+def _builtin(kind: str, field: str, value: Any, names: list[str]) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or value not in names:
+        raise RequestProblem(field, f"unknown {kind} {value!r}", hint=f"choose one of: {', '.join(names)}")
+
+
+def _no_path(field: str, value: Any) -> None:
+    if isinstance(value, str) and ("/" in value or "\\" in value or value.startswith(".")):
+        raise RequestProblem(field, "file paths are not accepted over the API",
+                             hint="the server's operator configures model and voice files")
+
+
+def slug(text: str) -> str:
+    """A record id from a title: lowercase words joined by ``-`` (``topic`` when empty)."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "topic"
+
+
+def build_chain(req: GenerateRequest) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, str]]:
+    """The chain (as a dict, without ``input``/``output_dir``), the input records, and a map
+    from chain key paths back to request fields (for error messages).
+
+    :raises RequestProblem: unknown template or persona, a path where a name belongs.
+    """
+    templates = [t["name"] for t in list_templates()]
+    personas = [p["name"] for p in list_personas()]
+    if req.records is not None:
+        inputs = req.records
+        default_template = "song-intro"
+    else:
+        topic: dict[str, Any] = {"id": slug(req.title or ""), "topic": req.title, "title": req.title}
+        if req.description:
+            topic["notes"] = req.description
+        inputs = [topic]
+        default_template = "podcast-longform"
+    for i, record in enumerate(inputs):
+        for key in ("persona", "dj"):
+            if key in record:
+                _builtin("persona", f"records.{i}.{key}", record[key], personas)
+    where: dict[str, str] = {}
+    if req.chain is not None:
+        chain = dict(req.chain)
+        for key in ("input", "output_dir"):
+            if key in chain:
+                raise RequestProblem(f"chain.{key}", "is set by the service for each job",
+                                     hint="send the input as `records` or a topic")
+        steps = chain.get("steps")
+        for i, step in enumerate(steps if isinstance(steps, list) else []):
+            if not isinstance(step, dict):
+                continue
+            _builtin("template", f"chain.steps.{i}.template", step.get("template"), templates)
+            _builtin("persona", f"chain.steps.{i}.persona", step.get("persona"), personas)
+            for key in ("model", "voice", "checkpoint_dir"):
+                _no_path(f"chain.steps.{i}.{key}", step.get(key))
+            if "host" in step:
+                raise RequestProblem(f"chain.steps.{i}.host", "the Ollama host is set by the server's operator")
+            params = step.get("params")
+            if isinstance(params, dict) and "work_dir" in params:
+                raise RequestProblem(f"chain.steps.{i}.params.work_dir", "is set by the service for each job")
+            if req.title is not None and step.get("type") == "script" and isinstance(params, dict) \
+                    and req.length_target:
+                params.setdefault("words", req.length_target)
+        chain.setdefault("name", req.name or "chain")
+        where = {"": "chain."}
+    else:
+        template = req.template or req.script_type or default_template
+        _builtin("template", "template" if req.template else "script_type" if req.script_type else "template",
+                 template, templates)
+        _builtin("persona", "persona", req.persona, personas)
+        _no_path("model", req.model)
+        if "work_dir" in req.params:
+            raise RequestProblem("params.work_dir", "is set by the service for each job")
+        params = dict(req.params)
+        if req.length_target:
+            params.setdefault("words", req.length_target)
+        script: dict[str, Any] = {"type": "script", "template": template, "backend": req.backend,
+                                  "params": params}
+        if req.persona:
+            script["persona"] = req.persona
+        if req.model:
+            script["model"] = req.model
+        steps = [script]
+        if req.voice:
+            steps.append({"type": "voice", "backend": req.voice_backend, "params": dict(req.voice_params)})
+        chain = {"name": req.name or template, "on_error": req.on_error, "steps": steps}
+        where = {"steps.0.params.": "params.", "steps.0.template": "template", "steps.0.persona": "persona",
+                 "steps.0.backend": "backend", "steps.0.model": "model", "steps.1.params.": "voice_params.",
+                 "steps.1.backend": "voice_backend", "": ""}
+    return chain, inputs, where
+
+
+def validate_chain(chain: dict[str, Any], input_path: str, output_dir: str,
+                   where: dict[str, str]) -> dict[str, Any]:
+    """Check ``chain`` with ``input``/``output_dir`` set exactly as ``aicp run-chain`` would;
+    return the validated chain as a JSON-able dict.
+
+    :raises RequestProblem: naming the request field (e.g. ``params.temperature``).
+    """
+    from ..chain.spec import load_chain
+
+    data = {**chain, "input": input_path, "output_dir": output_dir}
+    try:
+        spec = load_chain("-", stdin=io.StringIO(yaml.safe_dump(data, sort_keys=False)))
+    except AicpError as exc:
+        message = re.sub(r"^<stdin>(:\d+)?: ", "", exc.message)
+        path, sep, rest = message.partition(": ")
+        field = path
+        for prefix in sorted(where, key=len, reverse=True):
+            if path.startswith(prefix):
+                field = where[prefix] + path[len(prefix):]
+                break
+        raise RequestProblem(field if sep else "chain", rest if sep else message, hint=exc.hint) from exc
+    return spec.model_dump(mode="json")
+
+
+__all__ = ["GenerateRequest", "RequestProblem", "build_chain", "slug", "validate_chain"]
