@@ -1,12 +1,13 @@
 """Audio helpers of the voice stage: text chunking, joining, loudness, validated atomic writes.
 
 Samples are always mono ``float32`` NumPy arrays of shape ``[n_samples]`` in
-``[-1, 1]`` at a sample rate in Hz. Nothing here is hand-rolled: sentences come
-from pysbd, resampling from soxr, loudness (ITU-R BS.1770 integrated, LUFS) from
-pyloudnorm, files from soundfile. The one DSP step of our own is the look-ahead
-sample-peak limiter (:func:`limit_peaks`: scipy.ndimage moving minimum and mean
-of the needed gain) that lets speech reach -16 LUFS with peaks below -1 dBFS.
-Those libraries are imported on first use so ``aicp-voice --help`` stays fast.
+``[-1, 1]`` at a sample rate in Hz. Sentences come from pysbd, resampling from
+soxr, files from soundfile. Loudness (ITU-R BS.1770 integrated, LUFS) is
+:mod:`ai_content_pipeline.loudness`, numpy only and tested equal to pyloudnorm
+(which pulls in scipy.signal, about 1 s of start-up, and costs several times
+more per measurement). The look-ahead sample-peak limiter (:func:`limit_peaks`)
+lets speech reach -16 LUFS with peaks below -1 dBFS. Those libraries are
+imported on first use so ``aicp-voice --help`` stays fast.
 
 Checks every file passes before it gets its final name (see :func:`check_audio`):
 
@@ -21,6 +22,7 @@ Checks every file passes before it gets its final name (see :func:`check_audio`)
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import secrets
@@ -32,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from .errors import SynthesisError, UsageError
+from .faults import os_error
 
 #: ``--format`` → (soundfile format, subtype, file extension).
 FORMATS: dict[str, tuple[str, str, str]] = {
@@ -49,6 +52,9 @@ PEAK_CEILING_DBFS = -1.0
 PAUSE_SECONDS = 0.25
 CROSSFADE_SECONDS = 0.01
 LIMITER_WINDOW_SECONDS = 0.01
+#: Loudness gained per dB of gain once the limiter works (measured 0.45-0.6 on Piper and
+#: Chatterbox speech at -16 LUFS / -1 dBFS): the secant search's first step.
+FIRST_SLOPE = 0.6
 
 _CLAUSE = re.compile(r"(?<=[,;:\u2013\u2014])\s+|\s+(?=[\u2013\u2014-]\s)")
 
@@ -188,41 +194,22 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return np.asarray(soxr.resample(samples, from_rate, to_rate, quality="HQ"), dtype=np.float32)
 
 
-def preload(loudness: bool = True) -> None:
-    """Import the loudness libraries in a background thread (returns at once).
-
-    ``import pyloudnorm`` pulls in ``scipy.signal``: about 1 s of CPU. Started as a
-    voice stage starts, it overlaps the TTS model load (onnxruntime releases the
-    GIL while it builds its session), measured 0.5-1.3 s saved per run on 2 cores.
-    Python's import lock makes a concurrent import of the same module safe.
-    """
-    if not loudness:
-        return
-    import importlib
-    import threading
-
-    def _load() -> None:
-        for name in ("pyloudnorm", "scipy.ndimage"):
-            try:
-                importlib.import_module(name)
-            except ImportError:  # reported where it is really used
-                return
-
-    threading.Thread(target=_load, name="aicp-preload", daemon=True).start()
+def _padded(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """``samples`` padded with silence to one 400 ms gating block if shorter."""
+    block = int(0.4 * sample_rate) + 1
+    return np.pad(samples, (0, block - len(samples))) if len(samples) < block else samples
 
 
 def measure_loudness(samples: np.ndarray, sample_rate: int) -> float | None:
-    """Integrated loudness in LUFS (pyloudnorm, ITU-R BS.1770-4 gating).
+    """Integrated loudness in LUFS (ITU-R BS.1770-4 gating; equal to pyloudnorm's to 1e-6 LU,
+    see :mod:`ai_content_pipeline.loudness`).
 
     Audio shorter than one 400 ms gating block is padded with silence. Returns
     ``None`` when every block is gated out (silence).
     """
-    import pyloudnorm
+    from .loudness import integrated_loudness
 
-    block = int(0.4 * sample_rate) + 1
-    if len(samples) < block:
-        samples = np.pad(samples, (0, block - len(samples)))
-    value = float(pyloudnorm.Meter(sample_rate).integrated_loudness(samples.astype(np.float64)))
+    value = integrated_loudness(_padded(samples, sample_rate), sample_rate)
     return value if np.isfinite(value) else None
 
 
@@ -232,25 +219,47 @@ def peak_dbfs(samples: np.ndarray) -> float:
     return 20 * float(np.log10(peak)) if peak > 0 else float("-inf")
 
 
+def limiter_gain(samples: np.ndarray, sample_rate: int, *, ceiling_dbfs: float = PEAK_CEILING_DBFS,
+                 window: float = LIMITER_WINDOW_SECONDS) -> np.ndarray | None:
+    """The gain envelope (``[n_samples]``, 0-1) of the look-ahead peak limiter, or ``None``
+    when no sample peak exceeds ``ceiling_dbfs`` (dBFS); see :func:`limit_peaks`."""
+    from .loudness import moving_mean, moving_minimum
+
+    ceiling = 10 ** (ceiling_dbfs / 20)
+    magnitude = np.abs(samples)
+    over = np.flatnonzero(magnitude > ceiling)
+    if not len(over):
+        return None
+    size = 2 * max(1, int(window * sample_rate)) + 1
+    gain = np.ones(len(samples), dtype=np.float64)
+    # The gain differs from 1 only within `size` samples of a peak: filter those stretches
+    # alone (peaks further apart than 2*size are separate stretches), with edges at 1.
+    cuts = np.flatnonzero(np.diff(over) > 2 * size) + 1
+    for first, last in zip(over[np.r_[0, cuts]], over[np.r_[cuts - 1, len(over) - 1]], strict=True):
+        lo, hi = max(0, int(first) - size), min(len(samples), int(last) + size + 1)
+        need = np.minimum(1.0, ceiling / np.maximum(magnitude[lo:hi], 1e-12))
+        gain[lo:hi] = moving_mean(moving_minimum(need, size), size)
+    return gain
+
+
 def limit_peaks(samples: np.ndarray, sample_rate: int, *, ceiling_dbfs: float = PEAK_CEILING_DBFS,
                 window: float = LIMITER_WINDOW_SECONDS) -> np.ndarray:
     """Look-ahead peak limiter: sample peaks at or below ``ceiling_dbfs`` (dBFS).
 
     The gain each sample needs (``min(1, ceiling / |x|)``) is spread with a
     moving minimum over ``±window`` seconds and smoothed with a moving average
-    of the same width (scipy.ndimage), so gain falls and recovers over about
-    ``2 * window`` around each peak instead of clipping it. This is a *sample*
-    peak limit, not a true-peak (oversampled) one.
+    of the same width, so gain falls and recovers over about ``2 * window``
+    around each peak instead of clipping it. This is a *sample* peak limit, not
+    a true-peak (oversampled) one. The moving filters are
+    :func:`~ai_content_pipeline.loudness.moving_minimum` and
+    :func:`~ai_content_pipeline.loudness.moving_mean` (equal to scipy.ndimage's
+    ``minimum_filter1d``/``uniform_filter1d`` with ``mode="nearest"``), run only
+    on the stretches around peaks.
     """
-    from scipy.ndimage import minimum_filter1d, uniform_filter1d
-
-    ceiling = 10 ** (ceiling_dbfs / 20)
-    magnitude = np.abs(samples)
-    if not len(samples) or float(magnitude.max()) <= ceiling:
+    gain = limiter_gain(samples, sample_rate, ceiling_dbfs=ceiling_dbfs, window=window)
+    if gain is None:
         return samples
-    need = np.minimum(1.0, ceiling / np.maximum(magnitude, 1e-12))
-    size = 2 * max(1, int(window * sample_rate)) + 1
-    gain = uniform_filter1d(minimum_filter1d(need, size, mode="nearest"), size, mode="nearest")
+    ceiling = 10 ** (ceiling_dbfs / 20)
     return np.clip(samples * gain, -ceiling, ceiling).astype(np.float32)
 
 
@@ -270,29 +279,47 @@ def normalize_loudness_measured(samples: np.ndarray, sample_rate: int, target_lu
     A gain is applied and peaks above the ceiling are limited (:func:`limit_peaks`).
     Limiting lowers loudness a little (speech has a peak-to-loudness ratio near
     20 dB, so -16 LUFS at -1 dBFS needs a few dB of it), so the gain is corrected
-    by the secant method on gain (dB) → loudness until within ``tolerance`` LU,
-    at most 4 tries. Silent input is returned unchanged (loudness ``None``).
+    by the secant method on gain (dB) → loudness (first slope :data:`FIRST_SLOPE`)
+    until within ``tolerance`` LU, at most 6 tries. The input is K-weighted once;
+    each try measures ``gain * envelope * K(input)``
+    (:func:`~ai_content_pipeline.loudness.gated_loudness`, within about 1e-4 LU of
+    measuring the limited output itself). Silent input is returned unchanged
+    (loudness ``None``).
     """
-    loudness = measure_loudness(samples, sample_rate)
-    if loudness is None:
+    from .loudness import gated_loudness, k_weighted
+
+    padded = _padded(samples, sample_rate)
+    weighted = k_weighted(padded, sample_rate)
+    loudness = gated_loudness(weighted, sample_rate)
+    if not np.isfinite(loudness):
         return samples, None
+    ceiling = 10 ** (peak_ceiling_dbfs / 20)
     gains: list[float] = []
     levels: list[float] = []
     gain_db = target_lufs - loudness
-    out = samples
-    for _ in range(4):
-        out = limit_peaks((samples * 10 ** (gain_db / 20)).astype(np.float32), sample_rate,
-                          ceiling_dbfs=peak_ceiling_dbfs)
-        level = measure_loudness(out, sample_rate)
-        if level is None or abs(target_lufs - level) < tolerance:
+    out, level = samples, loudness
+    for _ in range(6):
+        scale = 10 ** (gain_db / 20)
+        scaled = (samples * scale).astype(np.float32)
+        envelope = limiter_gain(scaled, sample_rate, ceiling_dbfs=peak_ceiling_dbfs)
+        if envelope is None:
+            out, level = scaled, loudness + gain_db
+        else:
+            out = np.clip(scaled * envelope, -ceiling, ceiling).astype(np.float32)
+            if len(envelope) < len(weighted):  # input shorter than a gating block, padded
+                envelope = np.concatenate([envelope, np.ones(len(weighted) - len(envelope))])
+            level = gated_loudness(weighted * (scale * envelope), sample_rate)
+        if not np.isfinite(level):
+            return out, None
+        if abs(target_lufs - level) < tolerance:
             return out, level
         gains.append(gain_db)
         levels.append(level)
-        slope = 1.0
+        slope = FIRST_SLOPE if envelope is not None else 1.0
         if len(gains) >= 2 and gains[-1] != gains[-2]:
             slope = min(1.0, max(0.2, (levels[-1] - levels[-2]) / (gains[-1] - gains[-2])))
         gain_db += (target_lufs - level) / slope
-    return out, levels[-1]
+    return out, level
 
 
 # -- checks and atomic writes -----------------------------------------------------------
@@ -348,7 +375,8 @@ def write_audio_atomic(path: str | os.PathLike[str], samples: np.ndarray, sample
     :param words: word count of the spoken text for the duration check (``None``: skip).
     :param loudness_lufs: the loudness already measured (skips measuring it again).
     :raises SynthesisError: a failed check or an unreadable result (per record).
-    :raises UsageError: the folder cannot be written.
+    :raises UsageError: the folder cannot be written (permissions, read-only, not a folder).
+    :raises DiskFull: no space left (names the path and the free space; exit 1).
     """
     import soundfile as sf
 
@@ -358,24 +386,37 @@ def write_audio_atomic(path: str | os.PathLike[str], samples: np.ndarray, sample
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise os_error(exc, target.parent, doing="write to") from exc
+    try:  # encoded in memory: libsndfile never writes to the disk itself, so a full disk
+        encoded = io.BytesIO()  # is a plain OSError below, not an error inside a cffi callback
+        sf.write(encoded, np.clip(samples, -1.0, 1.0), sample_rate, format=sf_format, subtype=subtype)
+    except (sf.LibsndfileError, RuntimeError, AssertionError) as exc:
+        raise SynthesisError(f"cannot encode {format}: {exc}", stage="voice") from exc
+    try:
         tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.part"
         handle = open(tmp, "xb")  # a new file; permissions follow the umask
     except OSError as exc:
-        raise UsageError(f"cannot write to {target.parent}: {exc.strerror}") from exc
+        raise os_error(exc, target.parent, doing="write to") from exc
     done = False
     try:
-        with handle:
-            sf.write(handle, np.clip(samples, -1.0, 1.0), sample_rate, format=sf_format, subtype=subtype)
-        info = sf.info(tmp)
+        try:
+            with handle:
+                handle.write(encoded.getbuffer())
+        except OSError as exc:
+            raise os_error(exc, target) from exc
+        del encoded
+        info = sf.info(str(tmp))
         size = os.path.getsize(tmp)
         if size == 0 or info.frames <= 0 or info.samplerate != sample_rate:
             raise SynthesisError(f"the written {format} file did not read back correctly", stage="voice")
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise os_error(exc, target) from exc
         done = True
     except (sf.LibsndfileError, RuntimeError) as exc:
-        raise SynthesisError(f"cannot encode {format}: {exc}", stage="voice") from exc
-    except OSError as exc:
-        raise SynthesisError(f"cannot write {target}: {exc.strerror or exc}", stage="voice") from exc
+        raise SynthesisError(f"the written {format} file did not read back: {exc}", stage="voice") from exc
     finally:
         if not done:
             try:

@@ -172,10 +172,18 @@ class StreamEmitter(Emitter):
 
     :param enabled: when ``False`` nothing at all is printed.
     :param stream: write here instead of ``sys.stderr`` (read at call time when ``None``).
+    :param started: ``time.monotonic()`` value ``elapsed_seconds`` counts from (default: now).
+
+    A reader that went away (EPIPE) raises :class:`~ai_content_pipeline.jsonl.OutputClosed`
+    (the CLI exits 141 quietly); another failed write raises the
+    :func:`~ai_content_pipeline.faults.os_error` of it.
     """
 
-    def __init__(self, enabled: bool = False, stream: IO[str] | None = None) -> None:
+    def __init__(self, enabled: bool = False, stream: IO[str] | None = None,
+                 started: float | None = None) -> None:
         super().__init__()
+        if started is not None:
+            self._t0 = started
         self.enabled = enabled
         self._stream = stream
         self._lock = threading.Lock()  # stages with --jobs emit from worker threads
@@ -195,8 +203,18 @@ class StreamEmitter(Emitter):
             return
         out = sys.stdout if event == "pipeline_complete" else (self._stream or sys.stderr)
         with self._lock:  # payload made under the lock: elapsed_seconds never goes back
-            out.write(_event_json(self._payload(event, fields)).decode() + "\n")
-            out.flush()
+            try:
+                out.write(_event_json(self._payload(event, fields)).decode() + "\n")
+                out.flush()
+            except BrokenPipeError as exc:
+                from .jsonl import OutputClosed
+
+                raise OutputClosed("the reader of the events went away") from exc
+            except OSError as exc:
+                from .faults import os_error
+
+                name = "stdout" if out is sys.stdout else "the events to stderr"
+                raise os_error(exc, doing=f"write {name}") from exc
 
 
 class ConsoleEmitter(Emitter):

@@ -12,7 +12,10 @@ flushed per record (orjson; non-JSON values such as paths become strings).
 from __future__ import annotations
 
 import io
+import json
+import math
 import os
+import re
 import stat
 import sys
 from collections.abc import Iterable, Iterator
@@ -23,6 +26,118 @@ from typing import IO, Any
 import orjson
 
 from .errors import InputError, UsageError, error_object
+
+#: Longest input line read, in bytes (newline excluded). A longer line becomes an
+#: ``error`` record without being held in memory; ``AICP_MAX_LINE_BYTES`` changes it.
+MAX_LINE_BYTES = 1024 * 1024
+
+#: Longest integer orjson keeps exactly; past it (or a float that a double cannot hold
+#: as written) the line is parsed again so that every number is written back as read.
+_MAYBE_INEXACT = re.compile(rb"[0-9][0-9.]{15,}|[eE][+-]?[0-9]{3,}")
+_INT_MIN, _UINT_MAX = -(2**63), 2**64 - 1
+_BOM = b"\xef\xbb\xbf"
+_JSON_TYPES = {type(None): "null", bool: "boolean", int: "number", float: "number", str: "string",
+               list: "array"}
+
+
+def max_line_bytes() -> int:
+    """The line-length cap in bytes: ``AICP_MAX_LINE_BYTES`` if set to a positive integer, else
+    :data:`MAX_LINE_BYTES` (1 MiB).
+
+    :raises UsageError: ``AICP_MAX_LINE_BYTES`` is set to something else.
+    """
+    raw = os.environ.get("AICP_MAX_LINE_BYTES")
+    if not raw:
+        return MAX_LINE_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise UsageError(f"AICP_MAX_LINE_BYTES must be a positive number of bytes, not {raw!r}")
+    return value
+
+
+class ExactFloat(float):
+    """A JSON number that a double does not hold as written (``1e400``, 25 digits after the
+    point...): behaves as the nearest float, is written back as its original ``text``."""
+
+    text: str
+
+    def __new__(cls, text: str) -> ExactFloat:
+        obj = super().__new__(cls, float(text))
+        obj.text = text
+        return obj
+
+
+def _parse_float(text: str) -> float:
+    import decimal  # only lines with long numbers get here
+
+    value = float(text)
+    if math.isfinite(value) and decimal.Decimal(text) == decimal.Decimal(repr(value)):
+        return value
+    return ExactFloat(text)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads(raw: bytes | str) -> Any:
+    """Parse one JSON document so that every number survives a round trip through :func:`dumps`.
+
+    orjson parses (fast); when the text holds a number orjson cannot keep exactly (an
+    integer past 64 bits, a float with more digits than a double holds, an exponent
+    that overflows), it is parsed again with :mod:`json` keeping big integers as ``int``
+    and such floats as :class:`ExactFloat`.
+
+    :raises orjson.JSONDecodeError: not JSON (a ``ValueError``).
+    """
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if "infinity" not in str(exc):
+            raise
+    else:
+        data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
+        if not _MAYBE_INEXACT.search(data):
+            return value
+    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    value = json.loads(text, parse_float=_parse_float, parse_constant=_no_constant)
+    try:
+        dumps(value)  # what orjson would have refused beside the number (a lone surrogate...)
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(str(exc)) from exc
+    return value
+
+
+def _exact(obj: Any) -> Any:
+    """``obj`` with big integers and :class:`ExactFloat` as ``orjson.Fragment`` (their JSON text)."""
+    if isinstance(obj, dict):
+        return {k: _exact(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_exact(v) for v in obj]
+    if isinstance(obj, int) and not isinstance(obj, bool) and not _INT_MIN <= obj <= _UINT_MAX:
+        return orjson.Fragment(str(obj))
+    return obj
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, ExactFloat):
+        return orjson.Fragment(obj.text)
+    return str(obj)
+
+
+def dumps(obj: Any, *, sort_keys: bool = False) -> bytes:
+    """Compact JSON bytes for one output line; numbers as read (see :func:`loads`), other
+    non-JSON values (paths...) as strings."""
+    option = orjson.OPT_SORT_KEYS if sort_keys else 0
+    try:
+        return orjson.dumps(obj, default=_default, option=option)
+    except orjson.JSONEncodeError as exc:
+        if "64-bit" not in str(exc):
+            raise
+        return orjson.dumps(_exact(obj), default=_default, option=option)
 
 
 @dataclass
@@ -39,30 +154,72 @@ class InputLine:
     error: dict[str, Any] | None = None
 
 
+def _input_error(message: str, line: int, source: str) -> InputLine:
+    return InputLine(line, source, error=error_object(InputError(message), stage="input", line=line))
+
+
 def parse_line(raw: bytes, line: int, source: str = "-") -> InputLine:
     """Parse one raw line (without its newline) into an :class:`InputLine`."""
     try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        value = loads(raw)
+    except UnicodeDecodeError:
+        return _input_error(f"line {line} is not valid UTF-8", line, source)
+    except ValueError as exc:  # orjson.JSONDecodeError and json.JSONDecodeError
         try:
             raw.decode("utf-8")
             message = f"line {line} is not valid JSON: {exc}"
         except UnicodeDecodeError:
             message = f"line {line} is not valid UTF-8"
-        return InputLine(line, source, error=error_object(InputError(message), stage="input", line=line))
+        return _input_error(message, line, source)
+    except RecursionError:
+        return _input_error(f"line {line} is not valid JSON: nested too deeply", line, source)
     if not isinstance(value, dict):
-        message = f"line {line} is a JSON {type(value).__name__}, not an object"
-        return InputLine(line, source, error=error_object(InputError(message), stage="input", line=line))
+        kind = _JSON_TYPES.get(type(value), "number")
+        return _input_error(f"line {line} is a JSON {kind}, not an object", line, source)
     return InputLine(line, source, record=value)
 
 
 def _open_source(source: str | os.PathLike[str], stdin: IO[bytes] | None) -> IO[bytes]:
     if str(source) == "-":
         return stdin if stdin is not None else sys.stdin.buffer
+    if os.path.isdir(source):
+        raise UsageError(f"cannot read {source}: it is a folder, not a JSON Lines file")
     try:
         return open(source, "rb")
+    except FileNotFoundError as exc:
+        raise UsageError(f"cannot read {source}: no such file",
+                         hint="check the path; use - (or no FILE) to read standard input") from exc
     except OSError as exc:
         raise UsageError(f"cannot read {source}: {exc.strerror}") from exc
+
+
+def check_sources(sources: Iterable[str | os.PathLike[str]]) -> None:
+    """Check that every input file exists and is readable, before any work starts.
+
+    :raises UsageError: the first source that cannot be read (names it and why).
+    """
+    for source in sources:
+        if str(source) != "-":
+            _open_source(source, None).close()
+
+
+def _lines(handle: IO[bytes], limit: int) -> Iterator[bytes | None]:
+    """Raw lines without their newline; ``None`` for a line longer than ``limit`` bytes,
+    which is skipped in pieces, never held in memory whole."""
+    if not hasattr(handle, "readline"):  # a plain iterable of lines (a test's or caller's stream)
+        for raw in handle:
+            yield None if len(raw.rstrip(b"\r\n")) > limit else raw.rstrip(b"\r\n")
+        return
+    while True:
+        raw = handle.readline(limit + 1)
+        if not raw:
+            return
+        if len(raw) > limit and not raw.endswith(b"\n"):
+            while raw and not raw.endswith(b"\n"):
+                raw = handle.readline(1 << 20)
+            yield None
+            continue
+        yield raw.rstrip(b"\r\n")
 
 
 def read_records(
@@ -70,15 +227,27 @@ def read_records(
 ) -> Iterator[InputLine]:
     """Yield :class:`InputLine` objects lazily from each source in turn.
 
-    Blank lines are skipped (but counted in line numbers). Raises
-    :class:`~ai_content_pipeline.errors.UsageError` when a file cannot be opened.
+    Blank lines are skipped (but counted in line numbers); a UTF-8 byte order mark
+    at the start of a source is ignored. A line longer than :func:`max_line_bytes`
+    becomes an error line; memory stays bounded by that cap whatever the input.
+
+    :raises UsageError: a file cannot be opened (checked for every file before the
+        first line is yielded), or ``AICP_MAX_LINE_BYTES`` is invalid.
     """
-    for source in list(sources) or ["-"]:
+    sources = list(sources) or ["-"]
+    check_sources(sources)
+    limit = max_line_bytes()
+    for source in sources:
         handle = _open_source(source, stdin)
         name = str(source)
         try:
-            for number, raw in enumerate(handle, start=1):
-                raw = raw.rstrip(b"\r\n")
+            for number, raw in enumerate(_lines(handle, limit), start=1):
+                if raw is None:
+                    yield _input_error(f"line {number} is longer than {limit} bytes; skipped",
+                                       number, name)
+                    continue
+                if number == 1 and raw.startswith(_BOM):
+                    raw = raw[len(_BOM):]
                 if not raw.strip():
                     continue
                 yield parse_line(raw, number, name)
@@ -94,6 +263,7 @@ def count_records(sources: Iterable[str | os.PathLike[str]], *, stdin: IO[bytes]
     read and rewound. A pipe cannot be counted without consuming it.
     """
     total = 0
+    limit = max_line_bytes()
     for source in list(sources) or ["-"]:
         if str(source) == "-":
             handle = stdin if stdin is not None else sys.stdin.buffer
@@ -101,7 +271,7 @@ def count_records(sources: Iterable[str | os.PathLike[str]], *, stdin: IO[bytes]
                 if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
                     return None
                 pos = handle.tell()
-                total += sum(1 for raw in handle if raw.strip())
+                total += _count(handle, limit)
                 handle.seek(pos)
             except (OSError, io.UnsupportedOperation, AttributeError, ValueError):
                 return None
@@ -110,13 +280,14 @@ def count_records(sources: Iterable[str | os.PathLike[str]], *, stdin: IO[bytes]
             if not path.is_file():
                 return None
             with open(path, "rb") as fh:
-                total += sum(1 for raw in fh if raw.strip())
+                total += _count(fh, limit)
     return total
 
 
-def dumps(obj: Any) -> bytes:
-    """Compact JSON bytes for one output line (paths and other objects as strings)."""
-    return orjson.dumps(obj, default=str)
+def _count(handle: IO[bytes], limit: int) -> int:
+    """Lines :func:`read_records` yields from ``handle`` (blank ones and a lone BOM excluded)."""
+    return sum(1 for n, raw in enumerate(_lines(handle, limit))
+               if raw is None or (raw[len(_BOM):] if n == 0 and raw.startswith(_BOM) else raw).strip())
 
 
 class OutputClosed(Exception):
@@ -131,7 +302,9 @@ class RecordWriter:
     """Writes records as JSON Lines, one ``write`` and one ``flush`` per record.
 
     A closed downstream pipe raises :class:`OutputClosed`; the CLI's top-level
-    handler turns that into a quiet exit (141).
+    handler turns that into a quiet exit (141). Any other failed write (a full
+    disk, ``>/dev/full``) raises the :func:`~ai_content_pipeline.faults.os_error`
+    of it, naming the file (exit 1, or 2 for a path that cannot be written).
     """
 
     def __init__(self, stream: IO[bytes] | None = None) -> None:
@@ -145,4 +318,11 @@ class RecordWriter:
             self.stream.flush()
         except BrokenPipeError as exc:
             raise OutputClosed("stdout was closed by its reader") from exc
+        except OSError as exc:
+            from .faults import os_error
+
+            name = getattr(self.stream, "name", None)
+            real = isinstance(name, str) and not name.startswith("<")
+            raise os_error(exc, name if real else None,
+                           doing="write" if real else "write the records to stdout") from exc
         self.count += 1

@@ -7,18 +7,24 @@ and flushed before the record goes to stdout, so a process killed at any
 moment (SIGKILL included) leaves at most one torn last line. That torn line is
 ignored on load and cut off before the next append, so it can never glue onto
 a new line.
+
+Every append holds an exclusive ``flock`` on the ledger file while it repairs a
+torn tail and writes its line, so several processes may append to one ledger:
+none ever cuts off a line another is still writing. A line that is not a
+``{"key": str, "value": object}`` is skipped on load (its work is done again);
+stages check a value's fields before they reuse it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from .errors import UsageError
+from .jsonl import dumps, loads
 from .records import content_hash
 
 
@@ -41,7 +47,7 @@ class Ledger:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.entries: dict[str, dict[str, Any]] = {}
-        self.torn_lines = 0
+        self.torn_lines = 0  # lines skipped on load: torn by a kill, or not a ledger entry
         self._handle: Any = None
         self._lock = threading.Lock()
         self._load()
@@ -57,9 +63,13 @@ class Ledger:
             if not raw.strip():
                 continue
             try:
-                entry = orjson.loads(raw)
+                entry = loads(raw)
+            except (ValueError, RecursionError):
+                entry = None
+            if (isinstance(entry, dict) and isinstance(entry.get("key"), str)
+                    and isinstance(entry.get("value"), dict)):
                 self.entries[entry["key"]] = entry["value"]
-            except (orjson.JSONDecodeError, KeyError, TypeError):
+            else:
                 self.torn_lines += 1
 
     def __contains__(self, key: str) -> bool:
@@ -69,34 +79,57 @@ class Ledger:
         return len(self.entries)
 
     def get(self, key: str) -> dict[str, Any] | None:
-        """The stored value for ``key``, or ``None``."""
+        """The stored value (an object) for ``key``, or ``None``."""
         return self.entries.get(key)
 
     def _open(self) -> Any:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+b")
+        return open(self.path, "a+b")
+
+    @staticmethod
+    def _repair_tail(handle: Any) -> None:
+        """Cut off a torn last line (a writer killed mid-line). Called under the file lock,
+        so no live writer can be in the middle of that line. Reads backwards in blocks:
+        never more than the torn line itself."""
         size = handle.seek(0, os.SEEK_END)
-        if size:
-            handle.seek(size - 1)
-            if handle.read(1) != b"\n":
-                # A torn last line from a killed run: cut it off.
-                handle.seek(0)
-                data = handle.read()
-                handle.truncate(data.rfind(b"\n") + 1)
-                handle.seek(0, os.SEEK_END)
-        return handle
+        if not size:
+            return
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return
+        end = size
+        while end > 0:
+            start = max(0, end - 65536)
+            handle.seek(start)
+            block = handle.read(end - start)
+            cut = block.rfind(b"\n")
+            if cut >= 0:
+                handle.truncate(start + cut + 1)
+                return
+            end = start
+        handle.truncate(0)
 
     def append(self, key: str, value: dict[str, Any]) -> None:
-        """Record ``value`` under ``key``: one line, written and flushed at once."""
-        line = orjson.dumps({"key": key, "value": value}, default=str) + b"\n"
+        """Record ``value`` under ``key``: one line, written and flushed at once, under an
+        exclusive lock on the file (safe beside other processes appending to it).
+
+        :raises UsageError: the ledger file cannot be created or written.
+        """
+        line = dumps({"key": key, "value": value}) + b"\n"
         with self._lock:
-            if self._handle is None:
-                try:
+            try:
+                if self._handle is None:
                     self._handle = self._open()
-                except OSError as exc:
-                    raise UsageError(f"cannot write checkpoint {self.path}: {exc.strerror}") from exc
-            self._handle.write(line)
-            self._handle.flush()
+                fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX)
+                try:
+                    self._repair_tail(self._handle)
+                    self._handle.seek(0, os.SEEK_END)
+                    self._handle.write(line)
+                    self._handle.flush()
+                finally:
+                    fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
+            except OSError as exc:
+                raise UsageError(f"cannot write checkpoint {self.path}: {exc.strerror}") from exc
             self.entries[key] = value
 
     def close(self) -> None:

@@ -353,6 +353,17 @@ class GenerationPipeline:
         songs = list(songs)
         two_phase = self.two_phase if two_phase is None else two_phase
         prepared = [self._prepare(song, dj, resume) for song in songs]
+        claimed: set[str] = set()
+        for i, item in enumerate(prepared):  # one intro file per song: a repeated id+dj would overwrite
+            if isinstance(item, GenerationResult) and not item.skipped:
+                continue
+            sid, who = (item.song_id, item.dj) if isinstance(item, GenerationResult) else (item["id"], item["dj"])
+            name = self.intro_path(sid, who).name.casefold()
+            if name in claimed:
+                prepared[i] = GenerationResult(sid, who, None, None, False,
+                                               f"song id {sid!r} with dj {who!r} appears earlier in this batch; "
+                                               "its intro file would overwrite that song's (give each song its own id)")
+            claimed.add(name)
         ready = {i: r for i, r in enumerate(prepared) if isinstance(r, GenerationResult)}
         pending = [(i, r) for i, r in enumerate(prepared) if isinstance(r, dict)]
         steps = 2 * (1 if two_phase else len(pending)) if pending else 0

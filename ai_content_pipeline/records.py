@@ -12,7 +12,7 @@ import re
 import unicodedata
 from typing import Any
 
-import orjson
+from .jsonl import dumps
 
 #: Fields that aicp stages add; they are ignored when deriving an id, so a record
 #: keeps the same id before and after each stage.
@@ -23,8 +23,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def content_hash(value: Any, length: int = 16) -> str:
-    """Hex SHA-256 of ``value`` serialized as canonical JSON (sorted keys), truncated."""
-    data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)
+    """Hex SHA-256 of ``value`` serialized as canonical JSON (sorted keys, numbers as read), truncated."""
+    data = dumps(value, sort_keys=True)
     return hashlib.sha256(data).hexdigest()[:length]
 
 

@@ -9,12 +9,14 @@ processes (both pay Python start-up and model load):
 - a plain loop: ``PiperVoice.load`` then ``voice.synthesize_wav`` per text with
   the same voice settings, one WAV file each.
 
-Prints both times (wall and the child's CPU seconds: on a shared machine the
-CPU time is the steadier measure), their ratio (target <= 1.10), the audio
-seconds and the real-time factors (synthesis seconds / audio seconds from the
-records, and wall seconds / audio seconds for the whole command).
+Prints, for each record count (default 20 and 200), both times (wall and the
+child's CPU seconds: on a shared machine the CPU time is the steadier measure)
+and their ratio (target <= 1.05), then the per-record cost and the start-up
+cost (model load, imports) of each, from the difference between the two rows,
+the audio seconds and the real-time factors (synthesis seconds / audio seconds
+from the records, and wall seconds / audio seconds for the whole command).
 
-Usage: .venv/bin/python bench/voice_overhead.py [--records 20] [--repeat 1]
+Usage: .venv/bin/python bench/voice_overhead.py [--records 20,200] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -62,47 +64,61 @@ def timed(cmd: list[str], stdin: bytes | None = None) -> tuple[float, float, byt
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--records", type=int, default=20)
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="runs of each, interleaved; the fastest of each is reported")
+    ap.add_argument("--records", default="20,200", help="comma-separated record counts, one row each")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs of each, alternating plain and aicp; the fastest of each is reported")
     args = ap.parse_args()
+    counts = [int(n) for n in args.records.split(",")]
 
     from ai_content_pipeline.backends.piper import bundled_voice_paths
     from ai_content_pipeline.templates import load_persona
 
-    songs = [json.loads(x) for x in open(os.path.join(ROOT, "examples", "songs.jsonl"))][: args.records]
+    songs = [json.loads(x) for x in open(os.path.join(ROOT, "examples", "songs.jsonl"))]
     persona = load_persona("julie")
-    records = [{**s, "script": {"text": TEXT.format(**s), "persona": "julie", "take": 0}} for s in songs]
-    texts = [r["script"]["text"] for r in records]
     settings = persona.voice.piper.model_dump(exclude_none=True, exclude={"voice"})
     model, config = bundled_voice_paths()  # type: ignore[misc]
     tmp = tempfile.mkdtemp(prefix="aicp-voice-bench-")
-    jobs = os.path.join(tmp, "jobs.json")
-    json.dump({"model": str(model), "config": str(config), "settings": settings, "texts": texts}, open(jobs, "w"))
-    data = b"".join(json.dumps(r).encode() + b"\n" for r in records)
-
-    plain_runs, aicp_runs, outs = [], [], b""
-    for n in range(args.repeat):
-        plain_dir = os.path.join(tmp, f"plain{n}")
-        os.makedirs(plain_dir)
-        plain_runs.append(timed([sys.executable, "-c", PLAIN, jobs, plain_dir])[:2])
-        wall, cpu, outs = timed([os.path.join(BIN, "aicp-voice"), "--backend", "piper", "-q",
-                                 "--out-dir", os.path.join(tmp, f"aicp{n}")], data)
-        aicp_runs.append((wall, cpu))
-
-    audio = [json.loads(line)["audio"] for line in outs.splitlines()]
-    audio_seconds = sum(a["seconds"] for a in audio)
-    synth_rtf = statistics.median(a["rtf"] for a in audio)
-    plain, voiced = min(plain_runs), min(aicp_runs)
-    plain_cpu, voiced_cpu = min(c for _, c in plain_runs), min(c for _, c in aicp_runs)
-    print(f"records:            {len(records)} ({audio_seconds:.1f} s of audio, "
-          f"loudness {statistics.mean(a['loudness_lufs'] for a in audio):.2f} LUFS), "
-          f"best of {args.repeat}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    print(f"plain piper loop:   {plain[0]:.2f} s wall, {plain_cpu:.2f} s CPU")
-    print(f"aicp-voice:         {voiced[0]:.2f} s wall, {voiced_cpu:.2f} s CPU")
-    print(f"ratio:              {voiced[0] / plain[0]:.3f} wall, {voiced_cpu / plain_cpu:.3f} CPU (target <= 1.10)")
-    print(f"synthesis RTF:      {synth_rtf:.3f} (median per record)")
-    print(f"aicp-voice RTF:     {voiced[0] / audio_seconds:.3f} (wall / audio, incl. start-up and load)")
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; best of {args.repeat}, "
+          "alternating runs")
+    rows: dict[int, tuple[float, float, float, float]] = {}
+    for count in counts:
+        records = [{**s, "id": f"{s['id']}-{n}", "script": {"text": TEXT.format(**s), "persona": "julie", "take": 0}}
+                   for n, s in enumerate(songs[i % len(songs)] for i in range(count))]
+        texts = [r["script"]["text"] for r in records]
+        jobs = os.path.join(tmp, f"jobs{count}.json")
+        json.dump({"model": str(model), "config": str(config), "settings": settings, "texts": texts}, open(jobs, "w"))
+        data = b"".join(json.dumps(r).encode() + b"\n" for r in records)
+        plain_runs, aicp_runs, outs = [], [], b""
+        for n in range(args.repeat):
+            plain_dir = os.path.join(tmp, f"plain{count}-{n}")
+            os.makedirs(plain_dir)
+            plain_runs.append(timed([sys.executable, "-c", PLAIN, jobs, plain_dir])[:2])
+            wall, cpu, outs = timed([os.path.join(BIN, "aicp-voice"), "--backend", "piper", "-q",
+                                     "--out-dir", os.path.join(tmp, f"aicp{count}-{n}")], data)
+            aicp_runs.append((wall, cpu))
+        audio = [json.loads(line)["audio"] for line in outs.splitlines()]
+        audio_seconds = sum(a["seconds"] for a in audio)
+        plain_wall, plain_cpu = min(w for w, _ in plain_runs), min(c for _, c in plain_runs)
+        aicp_wall, aicp_cpu = min(w for w, _ in aicp_runs), min(c for _, c in aicp_runs)
+        rows[count] = (plain_wall, plain_cpu, aicp_wall, aicp_cpu)
+        print(f"\n{count} records ({audio_seconds:.1f} s of audio, loudness "
+              f"{statistics.mean(a['loudness_lufs'] for a in audio):.2f} LUFS, "
+              f"load average {os.getloadavg()[0]:.1f} at end):")
+        print(f"  plain piper loop:   {plain_wall:.2f} s wall, {plain_cpu:.2f} s CPU")
+        print(f"  aicp-voice:         {aicp_wall:.2f} s wall, {aicp_cpu:.2f} s CPU")
+        print(f"  ratio:              {aicp_wall / plain_wall:.3f} wall, {aicp_cpu / plain_cpu:.3f} CPU "
+              "(target <= 1.05)")
+        print(f"  synthesis RTF:      {statistics.median(a['rtf'] for a in audio):.3f} (median per record)")
+        print(f"  aicp-voice RTF:     {aicp_wall / audio_seconds:.3f} (wall / audio, incl. start-up and load)")
+    if len(rows) >= 2:
+        (small, a), (big, b) = sorted(rows.items())[0], sorted(rows.items())[-1]
+        per = [(b[i] - a[i]) / (big - small) for i in range(4)]
+        start = [a[i] - small * per[i] for i in range(4)]
+        print(f"\nper record ({small} → {big} records): plain {per[0] * 1000:.0f} ms wall / {per[1] * 1000:.0f} ms CPU, "
+              f"aicp-voice {per[2] * 1000:.0f} ms wall / {per[3] * 1000:.0f} ms CPU "
+              f"(ratio {per[2] / per[0]:.3f} wall, {per[3] / per[1]:.3f} CPU)")
+        print(f"start-up (imports, model load): plain {start[0]:.2f} s wall / {start[1]:.2f} s CPU, "
+              f"aicp-voice {start[2]:.2f} s wall / {start[3]:.2f} s CPU")
 
 
 if __name__ == "__main__":

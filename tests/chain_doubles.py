@@ -3,7 +3,8 @@
 ``python -m tests.chain_doubles run-chain --config X ...`` runs the real ``aicp``
 group with every chain step's backend replaced by :class:`FakeLLM` /
 :class:`FakeTTS` (``AICP_FAKE_DELAY`` seconds per synthesis slows the voice step
-down, for kill tests; ``AICP_FAKE_FAIL`` makes records whose prompt contains it fail).
+down, for kill tests; ``AICP_FAKE_WRITE_DELAY`` seconds holds each audio file under its
+temporary name; ``AICP_FAKE_FAIL`` makes records whose prompt contains it fail).
 """
 
 from __future__ import annotations
@@ -99,15 +100,29 @@ def _env_factory() -> FakeFactory:
 
 
 def main(argv: list[str]) -> int:
-    """Run the ``aicp`` group with doubles as every chain step's backend."""
+    """Run the ``aicp`` group with doubles as every chain step's backend (and as the
+    backends of ``aicp script`` / ``aicp voice``)."""
     from ai_content_pipeline.chain import runner
     from ai_content_pipeline.cli import script as script_cli
+    from ai_content_pipeline.cli import voice as voice_cli
     from ai_content_pipeline.cli.errors import run_cli
     from ai_content_pipeline.cli.main import cli
 
     factory = _env_factory()
+    write_delay = float(os.environ.get("AICP_FAKE_WRITE_DELAY", "0"))
+    if write_delay:  # hold each audio file in its temporary name, for kill-mid-write tests
+        import soundfile
+
+        real_info = soundfile.info
+
+        def slow_info(*a: Any, **k: Any) -> Any:
+            time.sleep(write_delay)
+            return real_info(*a, **k)
+
+        soundfile.info = slow_info  # type: ignore[assignment]
     runner.create_backend = factory  # type: ignore[assignment]
     script_cli.create_llm = lambda *a, **k: factory.llm  # type: ignore[assignment]
+    voice_cli.create_tts = lambda *a, **k: factory.tts  # type: ignore[assignment]
     return run_cli(cli, "aicp", argv)
 
 

@@ -16,14 +16,15 @@ from ai_content_pipeline.jsonl import InputLine
 from ai_content_pipeline.ledger import Ledger
 from ai_content_pipeline.stages.common import StrictStop
 from ai_content_pipeline.stages.voice import (
+    PERSONA_FIELDS,
     SpooledLines,
     VoiceOptions,
     VoiceStage,
     audio_file_name,
-    record_persona,
     record_text,
     run_voice,
 )
+from ai_content_pipeline.templates import persona_for_record
 from tests.doubles import FakeTTS, RecordingEmitter, SpeechTTS, lines_of
 
 SCRIPT = "Good evening, night owls. Here comes Queen with Bohemian Rhapsody."
@@ -75,11 +76,15 @@ def test_text_comes_from_script_then_text_or_text_field() -> None:
 
 
 def test_persona_comes_from_record_then_script_then_default() -> None:
-    assert record_persona({"persona": "max", "script": {"persona": "sam"}}) == "max"
-    assert record_persona({"dj": "sam"}) == "sam"
-    assert record_persona({"script": {"persona": "sam"}}, "julie") == "sam"
-    assert record_persona({}, "julie") == "julie"
-    assert record_persona({}) is None
+    def name(record, default=None):
+        persona = persona_for_record(record, default, PERSONA_FIELDS, required=False)
+        return persona.name if persona else None
+
+    assert name({"persona": "max", "script": {"persona": "sam"}}) == "max"
+    assert name({"dj": "sam"}) == "sam"
+    assert name({"script": {"persona": "sam"}}, "julie") == "sam"
+    assert name({}, "julie") == "julie"
+    assert name({}) is None
 
 
 def test_personas_choose_voice_settings_and_fixed_seeds(tmp_path) -> None:
@@ -94,7 +99,8 @@ def test_personas_choose_voice_settings_and_fixed_seeds(tmp_path) -> None:
 def test_file_names_are_safe_from_traversal(tmp_path) -> None:
     evil = tmp_path / "evil.yaml"
     evil.write_text("name: ../../evil\ndisplay_name: Evil\nstyle: sneaky\n")
-    out, _ = run(SpeechTTS(), [scripted("../../etc/passwd"), scripted("a/b", persona=str(evil))], tmp_path)
+    out, _ = run(SpeechTTS(), [scripted("../../etc/passwd"), scripted("a/b", persona="../../evil")], tmp_path,
+                 persona=str(evil))
     assert out[1]["audio"]["path"].endswith("_evil_0.wav")
     for rec in out:
         path = Path(rec["audio"]["path"])

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendOutOfMemory, BackendUnavailable, SynthesisError, UsageError
+from ..faults import path_problem
 from .base import TTSBackend, Voice
 
 CHECKPOINT_FILES = ("ve.safetensors", "t3_cfg.safetensors", "s3gen.safetensors", "tokenizer.json")
@@ -80,8 +81,9 @@ def check_checkpoint_dir(path: str | Path) -> Path:
     :raises BackendUnavailable: naming the first missing file.
     """
     folder = Path(path)
-    if not folder.is_dir():
-        raise BackendUnavailable(f"Chatterbox checkpoint folder {folder} does not exist",
+    problem = path_problem(folder, want="directory")
+    if problem is not None:
+        raise BackendUnavailable(f"Chatterbox checkpoint folder {folder} {problem}",
                                  hint="pass --checkpoint-dir DIR holding the Chatterbox weights")
     for name in CHECKPOINT_FILES:
         if not (folder / name).is_file():
@@ -118,8 +120,8 @@ class ChatterboxBackend(TTSBackend):
         if voice is not None and Path(voice).suffix == ".onnx":
             raise UsageError(f"voice {voice} is a Piper voice, not a reference clip",
                              hint="use --backend piper for .onnx voices")
-        if voice is not None and not Path(voice).is_file():
-            raise UsageError(f"reference voice {voice} does not exist",
+        if voice is not None and path_problem(voice) is not None:
+            raise UsageError(f"reference voice {voice} {path_problem(voice)}",
                              hint="--voice takes an audio clip (a few seconds of clean speech) to clone")
         if device not in (None, "auto", *DEVICES):
             raise UsageError(f"unknown device '{device}'", hint=f"choose one of: auto, {', '.join(DEVICES)}")
@@ -204,8 +206,8 @@ class ChatterboxBackend(TTSBackend):
             raise SynthesisError("this Chatterbox checkpoint has no built-in voice (conds.pt)",
                                  hint="pass --voice REF.wav, or add conds.pt to --checkpoint-dir",
                                  stage="voice")
-        if prompt is not None and not Path(prompt).is_file():
-            raise SynthesisError(f"reference voice {prompt} does not exist", stage="voice")
+        if prompt is not None and path_problem(prompt) is not None:
+            raise SynthesisError(f"reference voice {prompt} {path_problem(prompt)}", stage="voice")
         if voice.seed is not None:
             torch.manual_seed(int(voice.seed))
         kwargs = {k: float(voice.settings.get(k, _DEFAULTS[k])) for k in _GENERATE_KEYS}

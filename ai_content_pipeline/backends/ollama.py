@@ -17,6 +17,7 @@ inside the stream, a malformed reply → ``TransientBackendError`` (per record, 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -51,6 +52,13 @@ def _unavailable(host: str) -> BackendUnavailable:
     )
 
 
+def _close_quietly(client: Any) -> None:
+    try:
+        client.close()
+    except Exception:  # noqa: BLE001, S110 - best effort: the connections are going away anyway
+        pass
+
+
 def _model_names(listing: Any) -> set[str]:
     names: set[str] = set()
     for m in getattr(listing, "models", None) or []:
@@ -79,7 +87,8 @@ class OllamaBackend(LLMBackend):
     :param host: server URL; default from ``OLLAMA_HOST``.
     :param keep_alive: duration the server keeps the model after the last request
         (``"10m"``, ``"1h"``); ``None`` means unload at the end of the stage.
-    :param timeout: seconds before a silent request is abandoned.
+    :param timeout: seconds to wait for the connection and for each read of a reply
+        (``--timeout``); a request silent for longer fails as a transient error.
     """
 
     name = "ollama"
@@ -94,6 +103,7 @@ class OllamaBackend(LLMBackend):
         self.timeout = timeout
         self.device = "ollama"
         self._client: Any = None
+        self._aborted = False
 
     @property
     def _request_keep_alive(self) -> str:
@@ -132,6 +142,8 @@ class OllamaBackend(LLMBackend):
         return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
 
     def load(self) -> None:
+        if self._aborted:
+            raise BackendUnavailable("the Ollama requests were cancelled (interrupted)")
         if self._client is not None:
             return
         import ollama
@@ -193,6 +205,19 @@ class OllamaBackend(LLMBackend):
                 raise
             raise mapped from exc
         raise TransientBackendError("Ollama's reply stream was cut before it was done", stage="script")
+
+    def abort(self) -> None:
+        """Cancel the requests in flight: close the client's connections without waiting.
+
+        Ollama stops generating for a request whose connection closes. The close
+        runs in a daemon thread, so a connection busy in another thread can never
+        hold up Ctrl-C; the process may exit before it ends. The model is left to
+        the server's keep-alive (no unload request: the server may be hung).
+        """
+        client, self._client, self.loaded, self._aborted = self._client, None, False, True
+        if client is not None:
+            threading.Thread(target=_close_quietly, args=(client,), name="aicp-ollama-abort",
+                             daemon=True).start()
 
     def loaded_models(self) -> set[str]:
         """Names ``GET /api/ps`` lists now (``llama3.2:latest`` also as ``llama3.2``).

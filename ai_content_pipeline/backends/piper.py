@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendUnavailable, SynthesisError, UsageError
+from ..faults import path_problem
 from .base import TTSBackend, Voice
 
 BUNDLED_VOICE = "en_US-joe-medium"
@@ -52,11 +53,13 @@ def voice_paths(voice: str | None) -> tuple[Path, Path]:
     if model.suffix != ".onnx":
         raise UsageError(f"voice {voice} is not a Piper .onnx voice",
                          hint="pass --voice PATH.onnx (a .wav reference voice needs --backend chatterbox)")
-    if not model.is_file():
-        raise UsageError(f"Piper voice {voice} does not exist")
+    problem = path_problem(model)
+    if problem is not None:
+        raise UsageError(f"Piper voice {voice} {problem}")
     config = Path(f"{model}.json")
-    if not config.is_file():
-        raise UsageError(f"Piper voice config {config} does not exist",
+    problem = path_problem(config)
+    if problem is not None:
+        raise UsageError(f"Piper voice config {config} {problem}",
                          hint="a Piper voice comes as NAME.onnx plus NAME.onnx.json in the same folder")
     return model, config
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from ..backends.llamacpp import BUNDLED_NAME
 from ..backends.registry import create_llm, create_tts, resolve_llm_name, resolve_tts_name
 from ..errors import AicpError, error_object
 from ..events import Emitter, NullEmitter
+from ..faults import os_error
+from ..files import FolderLock
 from ..jsonl import RecordWriter, count_records, read_records
 from ..ledger import Ledger
 from ..status import ExitStatus
@@ -55,9 +58,12 @@ def create_backend(step: StepSpec, notice: Callable[[str], None]) -> Any:
     :raises UsageError: unknown backend. :raises BackendUnavailable: ``auto`` found nothing usable.
     """
     if isinstance(step, ScriptStep):
+        timeout = step.params.get("timeout")  # params.timeout: the Ollama request timeout
+        extra = {"timeout": float(timeout)} if timeout is not None else {}
         return create_llm(step.backend, model=step.model, host=step.host,
-                          keep_alive=step.keep_alive, notice=notice)
-    options = {k: v for k, v in (("voice", step.voice), ("device", step.device),
+                          keep_alive=step.keep_alive, notice=notice, **extra)
+    device = None if step.device == "auto" else step.device
+    options = {k: v for k, v in (("voice", step.voice), ("device", device),
                                  ("checkpoint_dir", step.checkpoint_dir)) if v is not None}
     return create_tts(step.backend, notice=notice, **options)
 
@@ -69,8 +75,41 @@ def resolve_backend(step: StepSpec) -> tuple[str, str | None]:
         return name, model or (BUNDLED_NAME if name == "llamacpp" else None)
     from ..backends.piper import BUNDLED_VOICE
 
-    name = resolve_tts_name(step.backend, device=step.device)
+    name = resolve_tts_name(step.backend, device=None if step.device == "auto" else step.device)
     return name, step.voice or (BUNDLED_VOICE if name == "piper" else None)
+
+
+def check_chain_paths(spec: ChainSpec, stdin: IO[bytes] | None = None) -> None:
+    """Before the first step: the input is readable, every file the chain writes (each
+    enabled step's records and ledger, its folders) can be created, and none of them is
+    the chain file or the input (a chain whose ``input`` is one of its own step outputs
+    would replace it).
+
+    :raises UsageError: (exit 2) naming the path.
+    """
+    from ..files import check_output_dir, check_output_file, refuse_overlap
+    from ..jsonl import check_sources
+
+    check_sources([spec.input])
+    check_output_dir(spec.output_dir, "output_dir")
+    reads: dict[str, Any] = {f"the chain input {spec.input}": stdin if spec.input == "-" and stdin else spec.input}
+    if spec.source and spec.source != "-":
+        reads[f"the chain file {spec.source}"] = spec.source
+    writes: dict[str, Any] = {}
+    for index in spec.enabled_steps():
+        for what, path in (("records", spec.output_path(index)), ("ledger", spec.ledger_path(index))):
+            check_output_file(path, f"step {index + 1} {what}")
+            writes[f"step {index + 1}'s {what} {path}"] = path
+            part = path.with_name(path.name + ".part")
+            writes[f"step {index + 1}'s temporary file {part}"] = part
+    refuse_overlap(reads, writes)
+    for index in spec.enabled_steps():
+        step = spec.steps[index]
+        if isinstance(step, VoiceStep):
+            check_output_dir(spec.audio_dir, "output_dir/audio")
+        else:
+            check_output_dir(step.params.get("work_dir", Path(spec.output_dir) / "longform"),
+                             f"step {index + 1} work_dir")
 
 
 def step_cost(prices: Prices, tokens: int, audio_seconds: float, seconds: float, device: str | None) -> float:
@@ -156,6 +195,8 @@ class ChainRunner:
         self.stdin = stdin
         self.factory = backend_factory or create_backend
         self.steps: list[StepSummary] = []
+        #: the ``pipeline_complete`` fields once sent (also when :meth:`run` raises)
+        self.completed: dict[str, Any] | None = None
 
     def _run_step(self, index: int, source: str, total: int | None) -> StepSummary:
         spec, emitter = self.spec, self.emitter
@@ -166,9 +207,6 @@ class ChainRunner:
         t0 = time.monotonic()
         out = spec.output_path(index)
         part = out.with_name(out.name + ".part")
-        if isinstance(step, VoiceStep) and spec.audio_dir.is_dir():
-            for stale in spec.audio_dir.glob(".*.part"):  # temp files of a killed run
-                stale.unlink(missing_ok=True)
         ledger = Ledger(spec.ledger_path(index))
         try:
             stage = build_stage(spec, index, backend, emitter, ledger, self.resume)
@@ -177,8 +215,14 @@ class ChainRunner:
                 writer = RecordWriter(handle)
                 for record in run:
                     writer.write(record)
-                os.fsync(handle.fileno())
-            os.replace(part, out)
+                try:
+                    os.fsync(handle.fileno())
+                except OSError as exc:
+                    raise os_error(exc, part) from exc
+            try:
+                os.replace(part, out)
+            except OSError as exc:
+                raise os_error(exc, out) from exc
         finally:
             ledger.close()
             part.unlink(missing_ok=True)
@@ -197,6 +241,11 @@ class ChainRunner:
     def run(self) -> ChainResult:
         """Run every enabled step; always ends with ``pipeline_complete``.
 
+        A step that fails with an :class:`AicpError` or an ``OSError`` (a full disk, a
+        read-only ``output_dir``: see :func:`~ai_content_pipeline.faults.os_error`) ends
+        the chain with that error in the result; so does an ``output_dir`` that cannot
+        be created.
+
         :raises KeyboardInterrupt: after ``step_error`` (the CLI exits 130).
         :raises Exception: an unexpected error, after ``step_error`` and ``pipeline_complete``.
         """
@@ -204,33 +253,63 @@ class ChainRunner:
         t0 = time.monotonic()
         enabled = spec.enabled_steps()
         emitter.pipeline_start(spec.name, len(enabled), spec.model_dump(mode="json"))
-        Path(spec.output_dir).mkdir(parents=True, exist_ok=True)
+        try:
+            check_chain_paths(spec, self.stdin)
+            lock = FolderLock(spec.output_dir, "output_dir").acquire()
+        except AicpError as exc:
+            return self._stopped(t0, exc)
+        try:
+            return self._run_steps(t0)
+        finally:
+            lock.release()
+
+    def _run_steps(self, t0: float) -> ChainResult:
+        spec, emitter = self.spec, self.emitter
+        enabled = spec.enabled_steps()
         source = spec.input
-        total = count_records([source], stdin=self.stdin)
         error: AicpError | None = None
         error_obj: dict[str, Any] | None = None
+        total: int | None = None
+        try:
+            try:
+                Path(spec.output_dir).mkdir(parents=True, exist_ok=True)
+                probe = tempfile.TemporaryFile(dir=spec.output_dir)  # writable? (before any model runs)
+                probe.close()
+            except OSError as exc:  # a read-only or misnamed output_dir
+                raise os_error(exc, spec.output_dir, doing="write to output_dir") from exc
+            try:
+                total = count_records([source], stdin=self.stdin)
+            except OSError as exc:
+                raise os_error(exc, source, doing="read") from exc
+        except AicpError as exc:
+            error = exc
+            error_obj = {**error_object(error, stage="chain"), "step": None}
+            emitter.message(error.message, "error")
+            enabled = []
         for index, step in enumerate(spec.steps):
-            if not step.enabled:
-                emitter.message(f"step {index + 1} ({step.type}) is disabled; skipped")
+            if index not in enabled:
+                if error is None:
+                    emitter.message(f"step {index + 1} ({step.type}) is disabled; skipped")
                 continue
             try:
                 summary = self._run_step(index, source, total)
-            except AicpError as exc:
-                error, error_obj = exc, {**error_object(exc, stage=step.type), "step": index + 1}
-                emitter.step_error(index + 1, str(exc), step.type)
+            except (AicpError, OSError) as exc:
+                error = exc if isinstance(exc, AicpError) else os_error(exc)
+                error_obj = {**error_object(error, stage=step.type), "step": index + 1}
+                emitter.step_error(index + 1, str(error), step.type)
                 break
             except BaseException as exc:
                 emitter.step_error(index + 1, "interrupted" if isinstance(exc, KeyboardInterrupt)
                                    else f"{type(exc).__name__}: {exc}", step.type)
                 if not isinstance(exc, KeyboardInterrupt):
-                    emitter.pipeline_complete(self.result(t0, {"stage": step.type, "step": index + 1,
-                                                               "type": type(exc).__name__,
-                                                               "message": str(exc)}))
+                    self.completed = self.result(t0, {"stage": step.type, "step": index + 1,
+                                                      "type": type(exc).__name__, "message": str(exc)})
+                    emitter.pipeline_complete(self.completed)
                 raise
             self.steps.append(summary)
             source = summary.path
             total = count_records([source])
-        result = self.result(t0, error_obj)
+        result = self.completed = self.result(t0, error_obj)
         emitter.pipeline_complete(result)
         if error is not None:
             status = error.exit_status
@@ -239,6 +318,13 @@ class ChainRunner:
         else:
             status = ExitStatus.SUCCESS
         return ChainResult(result, status, error)
+
+    def _stopped(self, t0: float, exc: AicpError) -> ChainResult:
+        """End before the first step: ``pipeline_complete`` with ``exc`` as its error."""
+        self.emitter.message(exc.message, "error")
+        result = self.result(t0, {**error_object(exc, stage="chain"), "step": None})
+        self.emitter.pipeline_complete(result)
+        return ChainResult(result, exc.exit_status, exc)
 
     def result(self, t0: float, error: dict[str, Any] | None) -> dict[str, Any]:
         """The ``pipeline_complete`` fields.
@@ -287,11 +373,15 @@ def plan_chain(spec: ChainSpec,
     Loads no model (``auto`` may probe Ollama's ``/api/tags`` for up to a second).
     A backend that cannot be resolved is reported in the step's ``error``.
 
+    :raises UsageError: a path the chain would write cannot be written, or is its input
+        (see :func:`check_chain_paths`).
+
     Shape: ``{"dry_run": true, "name", "input", "records": int|null, "output_dir",
     "total_steps", "ok": bool, "steps": [{"step", "type", "enabled", "backend",
     "resolved_backend", "model", "template"?, "persona", "params", "output", "ledger",
     "error"?}]}``.
     """
+    check_chain_paths(spec)
     resolve = resolver or resolve_backend
     records = count_records([spec.input]) if spec.input != "-" else None
     steps: list[dict[str, Any]] = []
@@ -313,5 +403,5 @@ def plan_chain(spec: ChainSpec,
             "ok": not any("error" in s for s in steps), "steps": steps}
 
 
-__all__ = ["BackendFactory", "ChainResult", "ChainRunner", "StepSummary", "build_stage",
+__all__ = ["BackendFactory", "ChainResult", "ChainRunner", "StepSummary", "build_stage", "check_chain_paths",
            "create_backend", "plan_chain", "resolve_backend", "run_chain", "step_cost"]

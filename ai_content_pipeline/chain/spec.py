@@ -24,14 +24,16 @@ Paths in the file are relative to the current directory.
 
 Every problem is a :class:`~ai_content_pipeline.errors.ConfigError` (exit 2)
 whose message reads ``chain.yaml:12: steps.0.persona: unknown persona 'bob'``:
-the line comes from the YAML node tree (``yaml.compose``), or ``--set`` when
-an override supplied the value.
+the line comes from the YAML node tree, or ``--set`` when an override supplied
+the value. The file itself is read with :mod:`ai_content_pipeline.yamlfile`: at
+most 1 MiB of UTF-8, no anchors or aliases, no duplicate keys.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -42,7 +44,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ..backends.registry import LLM_CHOICES, TTS_CHOICES
 from ..errors import AicpError, ConfigError, UsageError
+from ..faults import path_problem
 from ..templates import load_persona, load_template
+from ..yamlfile import YAMLProblem, decode_utf8, load_yaml, read_limited
 
 #: step type → (module, options dataclass) whose fields ``params`` may set.
 STAGE_OPTIONS: dict[str, tuple[str, str]] = {
@@ -97,7 +101,8 @@ class VoiceStep(_Strict):
 
     :ivar name: a label for the step (copied into ``outputs.steps``).
     :ivar voice: the backend's voice (a Piper ``.onnx`` path, a Chatterbox reference clip).
-    :ivar device: ``cuda``, ``cpu``, ``mps`` (Chatterbox; default: detected).
+    :ivar device: ``cuda``, ``cpu``, ``mps`` or ``auto`` (Chatterbox; default: detected), the
+        choices of ``aicp voice --device``.
     :ivar checkpoint_dir: local Chatterbox weights (``ChatterboxTTS.from_local``).
     """
 
@@ -107,7 +112,7 @@ class VoiceStep(_Strict):
     persona: str | None = None
     backend: str = "auto"
     voice: str | None = None
-    device: str | None = None
+    device: Literal["auto", "cuda", "mps", "cpu"] | None = None
     checkpoint_dir: str | None = None
     params: dict[str, Any] = {}
 
@@ -184,7 +189,7 @@ class _Where:
 
     def __call__(self, loc: Loc) -> str:
         path = ".".join(str(p) for p in loc) or "(top)"
-        if any(loc[: len(o)] == o for o in self.overridden):
+        if any(loc[: len(o)] == o or o[: len(loc)] == loc for o in self.overridden if loc):
             return f"{self.source}: {path} (from --set)"
         line = node_line(self.root, loc)
         return f"{self.source}:{line}: {path}" if line else f"{self.source}: {path}"
@@ -200,6 +205,33 @@ def _clean_loc(loc: tuple[Any, ...]) -> Loc:
     return tuple(out)
 
 
+# -- numbers JSON cannot carry ---------------------------------------------------------------
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
+
+
+def _check_numbers(value: Any, loc: Loc, where: _Where) -> None:
+    """Reject integers outside 64 bits and non-finite floats anywhere in the chain data.
+
+    :raises ConfigError: naming the key path (and line, or ``--set``).
+    """
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int) and not INT_MIN <= value <= INT_MAX:
+        digits = str(abs(value)) if value.bit_length() < 4000 else "a number"
+        shown = digits if len(digits) <= 24 else f"{digits[:12]}... ({len(digits)} digits)"
+        raise ConfigError(f"{where(loc)}: the integer {'-' if value < 0 else ''}{shown} does not fit "
+                          "in 64 bits")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where(loc)}: {value} is not a finite number")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_numbers(key, loc, where)
+            _check_numbers(item, (*loc, key if isinstance(key, int | str) else str(key)), where)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_numbers(item, (*loc, index), where)
+
+
 # -- overrides -----------------------------------------------------------------------------
 def parse_override(text: str) -> tuple[Loc, Any]:
     """``steps.0.persona=max`` → ``(("steps", 0, "persona"), "max")``; the value is a YAML scalar.
@@ -210,9 +242,9 @@ def parse_override(text: str) -> tuple[Loc, Any]:
     if not sep or not path.strip():
         raise UsageError(f"--set {text!r}: expected KEY.PATH=VALUE", hint="e.g. --set steps.0.persona=max")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise UsageError(f"--set {text!r}: the value is not valid YAML: {exc}") from exc
+        value = load_yaml(raw)[0] if raw.strip() else ""
+    except YAMLProblem as exc:
+        raise UsageError(f"--set {text!r}: the value is {exc.problem}") from exc
     loc = tuple(int(p) if p.isdigit() else p for p in path.strip().split("."))
     return loc, value
 
@@ -244,13 +276,21 @@ def apply_override(data: dict[str, Any], loc: Loc, value: Any) -> None:
 
 
 # -- loading -------------------------------------------------------------------------------
-def _read_text(config: str, stdin: IO[str] | None) -> tuple[str, str]:
-    if config == "-":
-        return (stdin or sys.stdin).read(), "<stdin>"
+def _read_text(config: str, stdin: IO[str] | IO[bytes] | None) -> tuple[str, str]:
+    source = "<stdin>" if config == "-" else config
+    if config != "-":
+        problem = path_problem(config)
+        if problem == "is a directory" or problem == "does not exist":
+            raise UsageError(f"cannot read chain file {config}: it {problem}",
+                             hint="give --config a YAML file, or - for stdin")
     try:
-        return Path(config).read_text(encoding="utf-8"), config
+        data = read_limited(stdin or sys.stdin if config == "-" else config)
+        return decode_utf8(data), source
     except OSError as exc:
-        raise UsageError(f"cannot read chain file {config}: {exc.strerror}") from exc
+        raise UsageError(f"cannot read chain file {config}: {exc.strerror or exc}") from exc
+    except YAMLProblem as exc:
+        raise ConfigError(f"{exc.where(source)}: {exc.problem}",
+                          hint="a chain file is a small UTF-8 YAML file") from exc
 
 
 def _options_adapter(step_type: str) -> tuple[set[str], TypeAdapter[Any]]:
@@ -290,6 +330,13 @@ def _check_step(spec: ChainSpec, index: int, where: _Where) -> None:
     except ValidationError as exc:
         first = exc.errors()[0]
         raise ConfigError(f"{where((*base, 'params', *first['loc']))}: {first['msg']}") from exc
+    if isinstance(step, ScriptStep) and step.params.get("sections"):
+        from ..stages.longform import plan_for  # a long-form plan is checked now, not at step start
+
+        try:
+            plan_for(load_template(step.template), step.params["sections"], step.params.get("words"))
+        except AicpError as exc:
+            raise ConfigError(f"{where((*base, 'params', 'sections'))}: {exc.message}") from exc
 
 
 def load_chain(config: str, overrides: Iterable[str] = (), *, stdin: IO[str] | None = None) -> ChainSpec:
@@ -303,12 +350,9 @@ def load_chain(config: str, overrides: Iterable[str] = (), *, stdin: IO[str] | N
     """
     text, source = _read_text(config, stdin)
     try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{source}{at}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from exc
+        data, root = load_yaml(text)
+    except YAMLProblem as exc:
+        raise ConfigError(f"{exc.where(source)}: {exc.problem}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a chain file must hold a mapping (name, input, output_dir, steps)")
     overridden: set[Loc] = set()
@@ -317,13 +361,15 @@ def load_chain(config: str, overrides: Iterable[str] = (), *, stdin: IO[str] | N
         apply_override(data, loc, value)
         overridden.add(loc)
     where = _Where(source, root, overridden)
+    _check_numbers(data, (), where)
     try:
         spec = ChainSpec.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise ConfigError(f"{where(_clean_loc(first['loc']))}: {first['msg']}") from exc
-    if spec.input != "-" and not Path(spec.input).is_file():
-        raise ConfigError(f"{where(('input',))}: input file {spec.input} does not exist",
+    problem = path_problem(spec.input) if spec.input != "-" else None
+    if problem is not None:
+        raise ConfigError(f"{where(('input',))}: input file {spec.input} {problem}",
                           hint='give a JSON Lines file, or "-" (quoted) for stdin')
     for index in range(len(spec.steps)):
         _check_step(spec, index, where)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import sys
+from typing import Any
 
 import click
 
-from ..jsonl import dumps
+from ..jsonl import RecordWriter
 from ..templates import list_personas, list_templates, load_persona, load_template
 
 
-def _print_json(obj: object) -> None:
-    sys.stdout.buffer.write(dumps(obj) + b"\n")
-    sys.stdout.flush()
+def _print_json(obj: dict[str, Any]) -> None:
+    RecordWriter().write(obj)  # a closed stdout: OutputClosed (141); a full one: an error (1)
 
 
 @click.group("templates")

@@ -8,7 +8,8 @@ import click
 
 from ..errors import UsageError
 from ..events import StreamEmitter
-from ..jsonl import dumps
+from ..jsonl import RecordWriter
+from .errors import note_flag
 from .options import EPILOG_STATUS, make_emitter
 
 EPILOG = f"""\b
@@ -31,9 +32,8 @@ Files (under output_dir):
 """
 
 
-def _print_json(obj: object) -> None:
-    sys.stdout.buffer.write(dumps(obj) + b"\n")
-    sys.stdout.flush()
+def _print_json(obj: dict[str, object]) -> None:
+    RecordWriter().write(obj)  # a closed stdout: OutputClosed (141); a full one: an error (1)
 
 
 @click.command("run-chain", epilog=EPILOG)
@@ -47,10 +47,10 @@ def _print_json(obj: object) -> None:
                    "as JSON; load no model.")
 @click.option("--resume", is_flag=True,
               help="Reuse the steps' ledgers in output_dir: finish a killed run without redoing work.")
-@click.option("--stream", is_flag=True,
+@click.option("--stream", is_flag=True, callback=note_flag,
               help="Events as JSON Lines on stderr (schema_version 1); pipeline_complete on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Nothing on stderr but warnings and errors.")
-@click.option("--traceback", is_flag=True, help="Show the Python traceback of an error.")
+@click.option("--traceback", is_flag=True, callback=note_flag, help="Show the Python traceback of an error.")
 def run_chain_command(config: str, overrides: tuple[str, ...], dry_run: bool, resume: bool,
                       stream: bool, quiet: bool, traceback: bool) -> int:
     """Run the steps of a chain file one after the other, one model resident at a time.
@@ -63,7 +63,7 @@ def run_chain_command(config: str, overrides: tuple[str, ...], dry_run: bool, re
     With --stream, stderr carries the events (pipeline_start, step_start,
     step_complete, step_error and the stages' record and model events).
     """
-    from ..chain.runner import plan_chain, run_chain  # not needed for --help
+    from ..chain.runner import ChainRunner, plan_chain  # not needed for --help
     from ..chain.spec import load_chain
 
     spec = load_chain(config, overrides)
@@ -76,8 +76,13 @@ def run_chain_command(config: str, overrides: tuple[str, ...], dry_run: bool, re
         return 0 if plan["ok"] else 4
     final = StreamEmitter(enabled=True)  # the stdout writer of pipeline_complete
     emitter = final if stream else make_emitter(False, quiet, "aicp run-chain")
+    runner = ChainRunner(spec, emitter=emitter, resume=resume)
     try:
-        outcome = run_chain(spec, emitter=emitter, resume=resume)
+        outcome = runner.run()
+    except Exception:
+        if not stream and runner.completed is not None:  # the result still reaches stdout
+            final.pipeline_complete(runner.completed)
+        raise
     finally:
         emitter.close()
     if not stream:

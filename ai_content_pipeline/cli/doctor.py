@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from ..doctor import run_doctor
-from ..jsonl import dumps
+from ..jsonl import RecordWriter
 from ..status import ExitStatus
 
 EPILOG = """\b
@@ -43,6 +41,5 @@ def doctor_command(host: str | None) -> int:
     LLM and TTS backends that can run) and auto (what --backend auto picks).
     """
     report = run_doctor(host)
-    sys.stdout.buffer.write(dumps(report) + b"\n")
-    sys.stdout.flush()
+    RecordWriter().write(report)  # a closed stdout: OutputClosed (141); a full one: an error (1)
     return int(ExitStatus.SUCCESS if report["ok"] else ExitStatus.BACKEND_UNAVAILABLE)

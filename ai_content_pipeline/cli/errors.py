@@ -3,20 +3,29 @@
 Maps outcomes to :class:`~ai_content_pipeline.status.ExitStatus`: an
 :class:`~ai_content_pipeline.errors.AicpError` prints ``aicp: error: …`` and its
 hint on stderr; click usage errors exit 2; Ctrl-C exits 130; a closed stdout
-(``| head -1``) ends quietly with 141 (128 + SIGPIPE, like other Unix tools).
+(``| head -1``) ends quietly with 141 (128 + SIGPIPE, like other Unix tools), and a
+stdout closed before the start (``>&-``) exits 141 with a message; an ``OSError``
+no code expected (a full disk...) is reported through
+:func:`~ai_content_pipeline.faults.os_error` (path, free space), never as a traceback.
 No traceback is printed unless ``--traceback`` is on the command line.
 """
 
 from __future__ import annotations
 
 import os
+import select
+import signal
+import stat
 import sys
+import threading
+import time
 import traceback
 from typing import Any
 
 import click
 
 from ..errors import AicpError
+from ..faults import os_error
 from ..jsonl import OutputClosed
 from ..status import ExitStatus
 
@@ -27,68 +36,231 @@ def _quiet_stdout() -> None:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         pass
 
 
-def _report(prog_name: str, stream_events: bool, message: str, hint: str | None, status: int) -> None:
+def _report(prog_name: str, stream_events: bool, message: str, hint: str | None, status: int,
+            started: float | None = None) -> None:
     """Tell the user about a fatal error: plain lines, or one ``error`` event with ``--stream``.
 
     With ``--stream`` stderr is a JSON Lines log (``2>progress.jsonl``), so the error
-    goes there as an event too and a ``jq`` pipeline over the log never meets a plain line.
+    goes there as an event too and a ``jq`` pipeline over the log never meets a plain line;
+    its ``elapsed_seconds`` counts from ``started`` (the command's start, monotonic clock).
+    A stderr that cannot be written (closed, full) loses the message, not the exit status.
     """
-    if stream_events:
-        from ..events import StreamEmitter
+    try:
+        if stream_events:
+            from ..events import StreamEmitter
 
-        StreamEmitter(enabled=True).emit("error", message=message, hint=hint, exit_code=int(status))
-        return
-    sys.stderr.write(f"{prog_name}: error: {message}\n")
-    if hint:
-        sys.stderr.write(f"{prog_name}: hint: {hint}\n")
+            StreamEmitter(enabled=True, started=started).emit(
+                "error", message=message, hint=hint, exit_code=int(status))
+            return
+        sys.stderr.write(f"{prog_name}: error: {message}\n")
+        if hint:
+            sys.stderr.write(f"{prog_name}: hint: {hint}\n")
+        sys.stderr.flush()
+    except Exception:  # noqa: BLE001, S110 - nowhere left to report to
+        pass
+
+
+class _ReaderWatch:
+    """Notices within a moment when the reader of a stdout pipe goes away, even while idle.
+
+    A writer normally learns that ``| head -1`` has exited only at its next write,
+    which may be a minute away (a slow model, ``--jobs`` waiting on a hung server).
+    When stdout is a pipe or a socket, a daemon thread polls it for ``POLLERR``/``POLLHUP``
+    and interrupts the main thread (``SIGUSR1``, whose handler raises ``KeyboardInterrupt``:
+    the run stops as on Ctrl-C, even where SIGINT is ignored, as in background jobs);
+    :func:`run_cli` then exits 141 quietly instead of 130.
+    """
+
+    def __init__(self) -> None:
+        self.closed = threading.Event()
+        self.done = False
+        self.started = False
+
+    def start(self) -> None:
+        """Start watching fd 1 when it is a pipe or a socket (a file or terminal never closes)."""
+        try:
+            mode = os.fstat(1).st_mode
+        except OSError:
+            return
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            signal.signal(signal.SIGUSR1, _interrupt)
+            self.started = True
+            threading.Thread(target=self._watch, name="aicp-stdout-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        poller = select.poll()
+        poller.register(1, 0)  # POLLERR, POLLHUP and POLLNVAL are always reported
+        while not self.done:
+            events = [ev for _, ev in poller.poll()]
+            if any(ev & select.POLLNVAL for ev in events):
+                return
+            if any(ev & (select.POLLERR | select.POLLHUP) for ev in events):
+                break
+        if self.done:
+            return
+        self.closed.set()
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
+
+    def stop(self) -> None:
+        """The command has ended: a reader that leaves now interrupts nothing."""
+        self.done = True
+        if self.started:
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+_WATCH = _ReaderWatch()
+
+
+class _Seen:
+    """Which of ``--stream`` / ``--traceback`` click really parsed as flags in this run.
+
+    Looking for the words in argv is not enough: ``--set --traceback`` gives the word
+    as an option's value.
+    """
+
+    def __init__(self) -> None:
+        self.stream = False
+        self.traceback = False
+
+    def reset(self) -> None:
+        """A new run: no flag seen yet."""
+        self.stream = self.traceback = False
+
+
+SEEN = _Seen()
+
+
+def note_flag(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """click callback of ``--stream`` and ``--traceback``: remember that the flag is on."""
+    if value and param.name in ("stream", "traceback"):
+        setattr(SEEN, param.name, True)
+    return value
+
+
+def _invoke(command: click.Command, prog_name: str, argv: list[str]) -> Any:
+    """What ``click.Command.main(standalone_mode=False)`` does, minus its exception handling.
+
+    ``main`` turns a closed stdout (EPIPE) into exit 1 and writes a blank line to
+    stderr on Ctrl-C (which breaks a ``--stream`` JSON Lines log); here both reach
+    :func:`run_cli` untouched. Shell completion (``_AICP_COMPLETE=...``) still works.
+    """
+    command._main_shell_completion({}, prog_name, None)
+    with command.make_context(prog_name, argv) as ctx:
+        return command.invoke(ctx)
 
 
 def run_cli(command: click.Command, prog_name: str, args: list[str] | None = None) -> int:
     """Run ``command`` and return the exit status (never raises, except SystemExit)."""
+    started = time.monotonic()
     argv = list(sys.argv[1:] if args is None else args)
-    show_tb = "--traceback" in argv or os.environ.get("AICP_TRACEBACK") == "1"
-    stream_events = "--stream" in argv
+    SEEN.reset()
+    env_tb = os.environ.get("AICP_TRACEBACK") == "1"
+
+    def report(message: str, hint: str | None, status: int) -> int:
+        _report(prog_name, SEEN.stream, message, hint, status, started)
+        return status
+
     try:
-        result: Any = command.main(args=argv, prog_name=prog_name, standalone_mode=False)
+        result: Any = _invoke(command, prog_name, argv)
         return int(result) if isinstance(result, int) else ExitStatus.SUCCESS
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
         code = ExitStatus.USAGE if exc.exit_code == 2 else exc.exit_code
-        if stream_events:
-            _report(prog_name, True, exc.format_message(), None, code)
-        else:
+        if SEEN.stream or "--stream" in argv:  # parsing may have stopped before --stream
+            SEEN.stream = True
+            return report(exc.format_message(), None, code)
+        try:
             exc.show()
+        except OSError:
+            pass
         return code
     except (KeyboardInterrupt, click.Abort):
-        _report(prog_name, stream_events, "interrupted", None, ExitStatus.INTERRUPTED)
-        return ExitStatus.INTERRUPTED
+        if _WATCH.closed.is_set():  # not Ctrl-C: the reader of stdout went away
+            _quiet_stdout()
+            return ExitStatus.BROKEN_PIPE
+        return report("interrupted", None, ExitStatus.INTERRUPTED)
     except (BrokenPipeError, OutputClosed):
         _quiet_stdout()
         return ExitStatus.BROKEN_PIPE
     except AicpError as exc:
-        if show_tb:
+        if SEEN.traceback or env_tb:
             traceback.print_exc()
-        _report(prog_name, stream_events, exc.message, exc.hint, exc.exit_status)
-        return exc.exit_status
+        return report(exc.message, exc.hint, exc.exit_status)
+    except OSError as exc:  # a full disk, a read-only folder... met where no code expected it
+        if SEEN.traceback or env_tb:
+            traceback.print_exc()
+        error = os_error(exc)
+        return report(error.message, error.hint, error.exit_status)
     except Exception as exc:  # noqa: BLE001 - the last line of defence
-        if show_tb:
+        if SEEN.traceback or env_tb:
             traceback.print_exc()
-        _report(prog_name, stream_events, f"unexpected {type(exc).__name__}: {exc}",
-                "run again with --traceback and report it", ExitStatus.ERROR)
-        return ExitStatus.ERROR
+        return report(f"unexpected {type(exc).__name__}: {exc}",
+                      "run again with --traceback and report it", ExitStatus.ERROR)
+
+
+def _standard_streams(prog_name: str) -> bool:
+    """Give closed standard streams a /dev/null (so no file aicp opens lands on fd 0-2).
+
+    A closed stdin reads as empty and a closed stderr discards messages; a closed
+    stdout (``>&-``) cannot take the records, so it is reported.
+
+    :returns: ``False`` when stdout was closed.
+    """
+    ok = True
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        try:
+            devnull = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
+        except OSError:
+            continue
+        if fd == 0:
+            sys.stdin = open(0, closefd=False)  # noqa: SIM115 - lives as long as the process
+        elif fd == 2:
+            sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+        else:
+            ok = False
+    if not ok:
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - /dev/null now
+        _report(prog_name, "--stream" in sys.argv[1:], "stdout is closed (>&-): the output has nowhere to go",
+                "redirect it to a file, or to /dev/null to discard it", ExitStatus.BROKEN_PIPE)
+    return ok
 
 
 def entry(command: click.Command, prog_name: str) -> None:
     """Console-script entry: run and exit with the status."""
-    code = run_cli(command, prog_name)
+    if not _standard_streams(prog_name):
+        sys.exit(ExitStatus.BROKEN_PIPE)
+    try:
+        _WATCH.start()
+        code = run_cli(command, prog_name)
+    except KeyboardInterrupt:  # the watch's signal, just as the command ended
+        code = ExitStatus.BROKEN_PIPE if _WATCH.closed.is_set() else ExitStatus.INTERRUPTED
+    _WATCH.stop()
     try:
         sys.stdout.flush()
     except BrokenPipeError:
         _quiet_stdout()
         code = ExitStatus.BROKEN_PIPE
+    except OSError as exc:  # a full stdout (/dev/full): one message, no noise at exit
+        _quiet_stdout()
+        if code in (ExitStatus.SUCCESS, ExitStatus.PARTIAL):
+            error = os_error(exc, doing="write to stdout")
+            _report(prog_name, SEEN.stream, error.message, None, error.exit_status)
+            code = error.exit_status
     sys.exit(code)

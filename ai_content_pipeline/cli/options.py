@@ -9,11 +9,22 @@ from typing import Any
 import click
 
 from ..events import ConsoleEmitter, Emitter, ProgressBarEmitter, StreamEmitter
+from ..limits import RETRIES, Limit
 from ..status import EXIT_STATUS_HELP
+from .errors import note_flag
 
 F = Callable[..., Any]
 
 EPILOG_STATUS = "\b\n" + EXIT_STATUS_HELP.replace("; ", "\n  ").replace("Exit status: ", "Exit status:\n  ")
+
+
+def click_range(limit: Limit) -> click.ParamType:
+    """The click ``IntRange``/``FloatRange`` of a :class:`~ai_content_pipeline.limits.Limit`."""
+    if limit.kind is int:
+        return click.IntRange(None if limit.min is None else int(limit.min),
+                              None if limit.max is None else int(limit.max),
+                              min_open=limit.min_open, max_open=limit.max_open)
+    return click.FloatRange(limit.min, limit.max, min_open=limit.min_open, max_open=limit.max_open)
 
 
 def _stack(*decorators: F) -> Callable[[F], F]:
@@ -31,13 +42,13 @@ run_options = _stack(
                  help="Serve records already in the --checkpoint ledger without calling the model."),
     click.option("--checkpoint", type=click.Path(dir_okay=False), metavar="PATH",
                  help="Ledger of finished records (JSON Lines, append-only); written as records finish."),
-    click.option("--retries", type=click.IntRange(0, 10), default=0, show_default=True,
+    click.option("--retries", type=click_range(RETRIES), default=0, show_default=True,
                  help="Extra attempts for transient backend errors (timeouts, HTTP 5xx, cut streams)."),
     click.option("--strict", is_flag=True, help="Stop at the first failed record instead of going on."),
-    click.option("--stream", is_flag=True,
+    click.option("--stream", is_flag=True, callback=note_flag,
                  help="Progress as JSON Lines events on stderr (schema_version 1)."),
     click.option("-q", "--quiet", is_flag=True, help="Nothing on stderr but warnings and errors."),
-    click.option("--traceback", is_flag=True, help="Show the Python traceback of an error."),
+    click.option("--traceback", is_flag=True, callback=note_flag, help="Show the Python traceback of an error."),
 )
 
 

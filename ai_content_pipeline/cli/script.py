@@ -6,8 +6,20 @@ import click
 
 from ..backends.registry import LLM_CHOICES, create_llm
 from ..jsonl import RecordWriter
+from ..limits import (
+    BATCH,
+    BEST_OF,
+    JOBS,
+    MAX_TOKENS,
+    SEED,
+    TEMPERATURE,
+    TIMEOUT,
+    TOP_P,
+    VARIANTS,
+    WORDS,
+)
 from .errors import entry
-from .options import EPILOG_STATUS, finish, input_files, make_emitter, run_options
+from .options import EPILOG_STATUS, click_range, finish, input_files, make_emitter, run_options
 
 EPILOG = f"""\b
 Examples:
@@ -28,32 +40,35 @@ Examples:
               help="Prompt template: a built-in name (`aicp templates list`) or a YAML file.")
 @click.option("-p", "--persona", metavar="NAME|PATH",
               help="Persona for records without a `persona`/`dj` field (default: julie).")
-@click.option("--variants", type=click.IntRange(1, 100), default=1, show_default=True,
+@click.option("--variants", type=click_range(VARIANTS), default=1, show_default=True,
               help="Takes per record; each take is its own output record (script.take).")
 @click.option("--backend", type=click.Choice(LLM_CHOICES), default="auto", show_default=True,
               help="auto: a .gguf --model → llamacpp; Ollama if it answers; else embedded llama.cpp.")
 @click.option("-m", "--model", metavar="NAME|PATH.gguf",
               help="Ollama model name, or a GGUF file for llamacpp (default: bundled SmolLM2-135M).")
 @click.option("--host", metavar="URL", help="Ollama server URL [default: $OLLAMA_HOST or http://127.0.0.1:11434].")
-@click.option("--temperature", type=click.FloatRange(0, 2), help="Sampling temperature (template default).")
-@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), help="Nucleus sampling (template default).")
-@click.option("--seed", type=int, help="Base seed; take N uses SEED+N (default: engine's choice).")
-@click.option("--max-tokens", type=click.IntRange(1), help="Completion token limit (template default).")
-@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
+@click.option("--temperature", type=click_range(TEMPERATURE), help="Sampling temperature (template default).")
+@click.option("--top-p", type=click_range(TOP_P), help="Nucleus sampling (template default).")
+@click.option("--seed", type=click_range(SEED), help="Base seed (0 to 2**32-1); take N uses SEED+N (default: engine's choice).")
+@click.option("--max-tokens", type=click_range(MAX_TOKENS), help="Completion token limit (template default).")
+@click.option("-j", "--jobs", type=click_range(JOBS), default=1, show_default=True,
               help="Concurrent requests for backends that serve them (Ollama); output order unchanged.")
 @click.option("--keep-alive", metavar="DURATION",
               help="Ollama keeps the model loaded this long after the run (e.g. 10m) "
                    "[default: unload at the end and wait until /api/ps drops it].")
-@click.option("--best-of", type=click.IntRange(1, 16), default=1, show_default=True, metavar="N",
+@click.option("--timeout", type=click_range(TIMEOUT), default=300.0, show_default=True, metavar="SECONDS",
+              help="Ollama: seconds to wait for the connection and for each read of a reply; a request "
+                   "silent for longer fails its record (a transient error: --retries applies).")
+@click.option("--best-of", type=click_range(BEST_OF), default=1, show_default=True, metavar="N",
               help="Write N candidates per take (seeds derived from the take's seed) and keep the one "
                    "that passes the template's checks closest to its target length.")
-@click.option("--batch", type=click.IntRange(1, 64), default=1, show_default=True, metavar="B",
+@click.option("--batch", type=click_range(BATCH), default=1, show_default=True, metavar="B",
               help="llamacpp: decode the takes of B records together in one batch (output order "
                    "unchanged); other backends use --jobs.")
 @click.option("--require-checks", is_flag=True,
               help="A take that fails its checks (script.checks) becomes a record error (exit 3) "
                    "instead of being written with passed: false.")
-@click.option("--words", type=click.IntRange(50, 100_000), metavar="N",
+@click.option("--words", type=click_range(WORDS), metavar="N",
               help="Long-form templates: scale the section word targets to N words in all.")
 @click.option("--work-dir", default="aicp-out/longform", show_default=True, metavar="DIR",
               type=click.Path(file_okay=False),
@@ -62,7 +77,7 @@ Examples:
 def script_command(files: tuple[str, ...], template: str, persona: str | None, variants: int,
                    backend: str, model: str | None, host: str | None, temperature: float | None,
                    top_p: float | None, seed: int | None, max_tokens: int | None, jobs: int,
-                   keep_alive: str | None, best_of: int, batch: int, require_checks: bool,
+                   keep_alive: str | None, timeout: float, best_of: int, batch: int, require_checks: bool,
                    words: int | None, work_dir: str, resume: bool,
                    checkpoint: str | None, retries: int,
                    strict: bool, stream: bool, quiet: bool, traceback: bool) -> int:
@@ -84,13 +99,15 @@ def script_command(files: tuple[str, ...], template: str, persona: str | None, v
     options = ScriptOptions(template=template, persona=persona, variants=variants,
                             temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
                             jobs=jobs, retries=retries, resume=resume, strict=strict,
-                            words=words, work_dir=work_dir, best_of=best_of, batch=batch,
+                            words=words, work_dir=work_dir, timeout=timeout, best_of=best_of, batch=batch,
                             require_checks=require_checks)
     options.validate()  # usage errors (exit 2) before any backend is contacted
-    llm = create_llm(backend, model=model, host=host, keep_alive=keep_alive, notice=emitter.message)
+    llm = create_llm(backend, model=model, host=host, keep_alive=keep_alive, timeout=timeout,
+                     notice=emitter.message)
+    writer = RecordWriter()
     try:
         stats = run_script(files, options, backend=llm, emitter=emitter,
-                           write=RecordWriter().write, checkpoint=checkpoint)
+                           write=writer.write, checkpoint=checkpoint, stdout=writer.stream)
     finally:
         emitter.close()
     return finish(emitter, stats)

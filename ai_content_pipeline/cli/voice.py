@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import click
 
 from ..audio import FORMATS
 from ..backends.registry import TTS_CHOICES, create_tts
 from ..jsonl import RecordWriter
+from ..limits import (
+    CFG_WEIGHT,
+    EXAGGERATION,
+    LOUDNESS,
+    SAMPLE_RATE,
+    SEED,
+    VOICE_TEMPERATURE,
+    AudioFormat,
+)
 from .errors import entry
-from .options import EPILOG_STATUS, finish, input_files, make_emitter, run_options
+from .options import EPILOG_STATUS, click_range, finish, input_files, make_emitter, run_options
 
 EPILOG = f"""\b
 Examples:
@@ -41,20 +52,20 @@ words per second).
               help="Folder of the audio files.")
 @click.option("-f", "--format", "audio_format", type=click.Choice(list(FORMATS)), default="wav",
               show_default=True, help="Audio file format.")
-@click.option("--sample-rate", type=click.IntRange(8000, 192000), metavar="HZ",
+@click.option("--sample-rate", type=click_range(SAMPLE_RATE), metavar="HZ",
               help="Resample to HZ (soxr) [default: the backend's rate].")
-@click.option("--loudness", type=click.FloatRange(-70, -5), default=-16.0, show_default=True, metavar="LUFS",
+@click.option("--loudness", type=click_range(LOUDNESS), default=-16.0, show_default=True, metavar="LUFS",
               help="Integrated loudness target (ITU-R BS.1770); sample peaks stay below -1 dBFS.")
 @click.option("--no-normalize", is_flag=True, help="Keep the backend's raw level (no loudness normalization).")
-@click.option("--seed", type=int, help="Seed for every record [default: each persona's fixed seed].")
+@click.option("--seed", type=click_range(SEED), help="Seed for every record, 0 to 2**32-1 [default: each persona's fixed seed].")
 @click.option("--device", type=click.Choice(["auto", "cuda", "mps", "cpu"]), default="auto", show_default=True,
               help="chatterbox: the torch device (auto: cuda, then mps, then cpu).")
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False), metavar="DIR",
               help="chatterbox: local weights (ve.safetensors, t3_cfg.safetensors, s3gen.safetensors, "
                    "tokenizer.json) [default: the model hub].")
-@click.option("--exaggeration", type=click.FloatRange(0, 2), help="chatterbox: emotion intensity [persona/0.5].")
-@click.option("--cfg-weight", type=click.FloatRange(0, 2), help="chatterbox: classifier-free guidance [persona/0.5].")
-@click.option("--temperature", type=click.FloatRange(0, 2, min_open=True),
+@click.option("--exaggeration", type=click_range(EXAGGERATION), help="chatterbox: emotion intensity [persona/0.5].")
+@click.option("--cfg-weight", type=click_range(CFG_WEIGHT), help="chatterbox: classifier-free guidance [persona/0.5].")
+@click.option("--temperature", type=click_range(VOICE_TEMPERATURE),
               help="chatterbox: sampling temperature [persona/0.8].")
 @click.option("--barrier/--no-barrier", default=True, show_default=True,
               help="Read all input before loading the model (frees the GPU for the LLM upstream); "
@@ -81,12 +92,13 @@ def voice_command(files: tuple[str, ...], backend: str, voice: str | None, perso
     tts = create_tts(backend, notice=emitter.message, voice=voice,
                      device=None if device == "auto" else device, checkpoint_dir=checkpoint_dir,
                      exaggeration=exaggeration, cfg_weight=cfg_weight, temperature=temperature)
-    options = VoiceOptions(out_dir=out_dir, format=audio_format, sample_rate=sample_rate,
+    options = VoiceOptions(out_dir=out_dir, format=cast(AudioFormat, audio_format), sample_rate=sample_rate,
                            loudness=None if no_normalize else loudness, text_field=text_field,
                            persona=persona, seed=seed, retries=retries, resume=resume, strict=strict)
+    writer = RecordWriter()
     try:
-        stats = run_voice(files, options, backend=tts, emitter=emitter, write=RecordWriter().write,
-                          checkpoint=checkpoint, barrier=barrier)
+        stats = run_voice(files, options, backend=tts, emitter=emitter, write=writer.write,
+                          checkpoint=checkpoint, barrier=barrier, stdout=writer.stream)
     finally:
         emitter.close()
     return finish(emitter, stats)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 from ..errors import AicpError, RecordError, error_object
 from ..events import Emitter, NullEmitter
-from ..jsonl import InputLine
+from ..files import check_output_file, refuse_overlap
+from ..jsonl import InputLine, check_sources
 from ..ledger import Ledger
 from ..records import record_id
 from ..status import ExitStatus
@@ -154,6 +156,21 @@ class RecordTracker:
         self._progress()
 
 
+def check_run_paths(sources: list[str], checkpoint: str | None, stdout: Any = None) -> None:
+    """Before any work of a command: every input readable, the checkpoint creatable, and no
+    output (stdout, the checkpoint) the same file as an input or as each other.
+
+    :param sources: input files (``-``: standard input).
+    :param stdout: the stream records are written to, if it is a file the run should check.
+    :raises UsageError: (exit 2) naming the path and the problem.
+    """
+    check_sources(sources)
+    if checkpoint:
+        check_output_file(checkpoint, "--checkpoint")
+    reads = {("standard input" if s == "-" else f"input {s}"): s for s in sources}
+    refuse_overlap(reads, {f"--checkpoint {checkpoint}": checkpoint, "stdout": stdout})
+
+
 def with_retries(fn: Callable[[], R], retries: int, *, delay: float = 1.0,
                  on_retry: Callable[[int, RecordError], None] | None = None) -> R:
     """Call ``fn``; on a *transient* :class:`RecordError` try again up to ``retries`` times.
@@ -173,28 +190,93 @@ def with_retries(fn: Callable[[], R], retries: int, *, delay: float = 1.0,
             time.sleep(delay * 2 ** (attempt - 1))
 
 
-def ordered_map(fn: Callable[[T], R], items: Iterable[T], jobs: int = 1) -> Iterator[R]:
+class _DaemonPool:
+    """``jobs`` worker threads that never keep the process alive.
+
+    ``concurrent.futures.ThreadPoolExecutor`` joins its workers at interpreter
+    exit, so a worker blocked in a request to a hung server held Ctrl-C and
+    ``| head -1`` for as long as the request took. These workers are daemon
+    threads: an abandoned pool (:meth:`shutdown` with ``wait=False``) lets the
+    process exit at once, and whatever they were waiting for is dropped with it.
+    """
+
+    def __init__(self, jobs: int) -> None:
+        self._tasks: queue.SimpleQueue[tuple[Future[Any], Callable[[Any], Any], Any] | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, name=f"aicp-{i}", daemon=True)
+                         for i in range(jobs)]
+        for thread in self._threads:
+            thread.start()
+
+    def _work(self) -> None:
+        while True:
+            task = self._tasks.get()
+            if task is None:
+                return
+            future, fn, item = task
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(item))
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+                future.set_exception(exc)
+
+    def submit(self, fn: Callable[[T], R], item: T) -> Future[R]:
+        """Queue ``fn(item)``; its :class:`Future`."""
+        future: Future[R] = Future()
+        self._tasks.put((future, fn, item))
+        return future
+
+    def shutdown(self, wait: bool) -> None:
+        """Stop the workers once their current task ends; ``wait`` for that or not."""
+        for _ in self._threads:
+            self._tasks.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], jobs: int = 1, *,
+                on_abort: Callable[[], None] | None = None) -> Iterator[R]:
     """``map(fn, items)`` with up to ``jobs`` calls at once, results in input order.
 
     At most ``2 * jobs`` items are in flight, so input is still read lazily.
     With ``jobs <= 1`` it is a plain lazy ``map``.
+
+    Interrupted (``KeyboardInterrupt``) or closed early by its consumer
+    (``GeneratorExit``: stdout closed by ``| head -1``), it calls ``on_abort``
+    (which should cancel the backend's requests in flight) and returns at once,
+    without waiting for calls still running in worker threads. After an
+    ordinary exception from ``fn`` (e.g. ``--strict``) the calls in flight are
+    waited for, as on a normal end.
     """
     if jobs <= 1:
-        for item in items:
-            yield fn(item)
-        return
-    window: deque[Future[R]] = deque()
-    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="aicp") as pool:
         try:
             for item in items:
-                window.append(pool.submit(fn, item))
-                if len(window) >= 2 * jobs:
-                    yield window.popleft().result()
-            while window:
+                yield fn(item)
+        except (GeneratorExit, KeyboardInterrupt):
+            if on_abort is not None:
+                on_abort()
+            raise
+        return
+    window: deque[Future[R]] = deque()
+    pool = _DaemonPool(jobs)
+    wait = True
+    try:
+        for item in items:
+            window.append(pool.submit(fn, item))
+            if len(window) >= 2 * jobs:
                 yield window.popleft().result()
-        finally:
-            for fut in window:
-                fut.cancel()
+        while window:
+            yield window.popleft().result()
+    except (GeneratorExit, KeyboardInterrupt):
+        wait = False
+        if on_abort is not None:
+            on_abort()
+        raise
+    finally:
+        for fut in window:
+            fut.cancel()
+        pool.shutdown(wait=wait)
 
 
 class BackendSession:
@@ -227,6 +309,17 @@ class BackendSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def abort(self) -> None:
+        """Cancel the backend's requests in flight (Ctrl-C, a closed stdout), without waiting.
+
+        Calls the backend's ``abort()`` when it has one (Ollama closes its
+        connections, so the server stops generating); a later :meth:`close` then
+        has nothing to wait for.
+        """
+        abort = getattr(self.backend, "abort", None)
+        if abort is not None:
+            abort()
 
     def close(self) -> None:
         """Unload the backend (memory free on return) and send ``model_unload``."""
@@ -264,6 +357,12 @@ class Stage:
         self.stats = StageStats()
         self.tracker = RecordTracker(self.emitter, self.stats, self.stage)
         self.session = BackendSession(backend, self.emitter)
+
+    def _abort(self) -> None:
+        """The run was interrupted or its reader went away: cancel the backend's requests
+        and send no more events (worker threads may still be finishing)."""
+        self.emitter = self.tracker.emitter = self.session.emitter = NullEmitter()
+        self.session.abort()
 
     def _fail(self, index: int, rid: str | None, record: dict[str, Any], exc: RecordError,
               **error_fields: Any) -> dict[str, Any]:

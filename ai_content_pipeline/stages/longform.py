@@ -46,9 +46,10 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from ..backends.base import Completion, GenerationParams, complete
 from ..checks import evaluate
 from ..errors import AicpError, ConfigError, InputError, RecordError
+from ..files import NameClaims
 from ..ledger import Ledger, request_key
 from ..records import STAGE_FIELDS, record_id, word_count
-from ..templates import Section, Template, load_persona, load_template
+from ..templates import Section, Template, load_template
 from .common import with_retries
 
 if TYPE_CHECKING:
@@ -220,12 +221,23 @@ class LongformWriter:
         self.template = stage.template
         self.plan = plan_for(self.template, self.options.sections, self.options.words)
         self.work_dir = Path(self.options.work_dir)
+        self.names = NameClaims()
+        self._folders: dict[tuple[int, int], str] = {}
         prompts = self.template
         if not {"pack", "pack_system", "continue"} <= set(self.template.prompts):
             prompts = load_template(FALLBACK_PROMPTS)
         self.prompts = prompts
 
     # -- a record ------------------------------------------------------------------
+    def claim_folder(self, index: int, record: dict[str, Any], take: int) -> str:
+        """Claim the work folder name of record ``index``, take ``take``: ``{id}`` (take 0) or
+        ``{id}-take{n}``, with ``-2``, ``-3``… when an earlier record of the run holds it.
+        Called in input order (:meth:`ScriptStage._items`), so resumed runs get the same names."""
+        rid = record_id(record)
+        name = self.names.claim(rid if take == 0 else f"{rid}-take{take}")
+        self._folders[(index, take)] = name
+        return name
+
     def take(self, index: int, record: dict[str, Any], take: int) -> dict[str, Any]:
         """Write the long-form script of one record and take; return the output record.
 
@@ -235,12 +247,12 @@ class LongformWriter:
         ``chunks`` (index, section, words, target, tokens, seconds,
         first_token_seconds, continuations, shortfall, resumed).
         """
-        from .script import persona_name
+        from .script import record_persona, reusable_script
 
         stage = self.stage
         rid = record_id(record)
         try:
-            persona = load_persona(persona_name(record, self.options.persona))
+            persona = record_persona(record, self.options.persona)
             self.template.check_fields(record)
         except AicpError as exc:
             err = exc if isinstance(exc, RecordError) else InputError(exc.message, hint=exc.hint, stage="script")
@@ -251,7 +263,7 @@ class LongformWriter:
             template=self.template.ref, plan=[s.model_dump() for s in self.plan], persona=persona.name,
             backend=stage.backend.name, model=stage.backend.model, params=base.as_dict(), take=take,
             margin=SHORTFALL_MARGIN, continuations=MAX_CONTINUATIONS)
-        if self.options.resume and stage.ledger is not None and run_key in stage.ledger:
+        if self.options.resume and stage.ledger is not None and reusable_script(stage.ledger.get(run_key)):
             script = dict(stage.ledger.get(run_key) or {})
             script["skipped"] = True
             stage._count_checks(script.get("checks") or {"passed": True})
@@ -260,7 +272,8 @@ class LongformWriter:
 
         stage.tracker.start(index, rid, take=take, persona=persona.name, chunks=len(self.plan))
         stage.session.ensure()
-        folder = self.work_dir / (rid if take == 0 else f"{rid}-take{take}")
+        name = self._folders.pop((index, take), None) or self.claim_folder(index, record, take)
+        folder = self.work_dir / name
         t0 = _clock()
         try:
             script = _RecordRun(self, rid, record, persona, take, base, run_key, folder).run()

@@ -32,23 +32,45 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Annotated, Any
-
-from pydantic import Field
+from typing import Any
 
 from ..backends.base import BatchRequest, Completion, GenerationParams, LLMBackend, complete
 from ..checks import choose, echo_phrases, evaluate, trim_to_sentence
 from ..errors import AicpError, InputError, RecordError, UsageError
 from ..events import Emitter
+from ..files import FolderLock
 from ..jsonl import InputLine
 from ..ledger import Ledger, request_key
+from ..limits import (
+    BATCH,
+    BEST_OF,
+    Batch,
+    BestOf,
+    Jobs,
+    MaxTokens,
+    Retries,
+    Seed,
+    Temperature,
+    Timeout,
+    TopP,
+    Variants,
+    Words,
+)
 from ..records import content_hash, record_id, word_count
-from ..templates import DEFAULT_PERSONA, Persona, Template, load_persona, load_template
-from .common import Stage, StageStats, ordered_map, with_retries
+from ..templates import (
+    DEFAULT_PERSONA,
+    Persona,
+    Template,
+    TemplateSandboxError,
+    load_persona,
+    load_template,
+    persona_for_record,
+)
+from .common import Stage, StageStats, check_run_paths, ordered_map, with_retries
 
 #: Upper bounds of ``--best-of`` and ``--batch``.
-MAX_BEST_OF = 16
-MAX_BATCH = 64
+MAX_BEST_OF = int(BEST_OF.max or 16)
+MAX_BATCH = int(BATCH.max or 64)
 
 # -- trimming the model's chatter ---------------------------------------------------------
 _PREAMBLE = re.compile(
@@ -122,25 +144,31 @@ class ScriptOptions:
     :ivar best_of: candidates per take (1-16); the best by the template's checks is kept.
     :ivar batch: records whose takes a batching backend (llama.cpp) decodes together (1-64).
     :ivar require_checks: a take that fails its checks becomes a record ``error``.
+    :ivar timeout: Ollama only: seconds to wait for the connection and for each read of a
+        reply (``None``: 300); read when the backend is built (``--timeout``, chain ``params``).
+
+    Numeric fields carry the ranges of :mod:`ai_content_pipeline.limits` (the same as the
+    flags'), which pydantic checks when options come from a chain file.
     """
 
     template: str = "song-intro"
     persona: str | None = None
-    variants: int = 1
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: int | None = None
-    seed: int | None = None
-    jobs: int = 1
-    retries: int = 0
+    variants: Variants = 1
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    max_tokens: MaxTokens | None = None
+    seed: Seed | None = None
+    jobs: Jobs = 1
+    retries: Retries = 0
     resume: bool = False
     strict: bool = False
     extra_context: dict[str, Any] = field(default_factory=dict)
-    words: int | None = None
+    words: Words | None = None
     sections: list[dict[str, Any]] | None = None
     work_dir: str = "aicp-out/longform"
-    best_of: Annotated[int, Field(ge=1, le=MAX_BEST_OF)] = 1
-    batch: Annotated[int, Field(ge=1, le=MAX_BATCH)] = 1
+    timeout: Timeout | None = None
+    best_of: BestOf = 1
+    batch: Batch = 1
     require_checks: bool = False
 
     def validate(self) -> None:
@@ -172,13 +200,21 @@ class ScriptOptions:
         )
 
 
-def persona_name(record: dict[str, Any], default: str | None) -> str:
-    """The persona a record asks for: ``persona``, then ``dj``, then ``default``."""
-    for key in ("persona", "dj"):
-        value = record.get(key)
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-    return default or DEFAULT_PERSONA
+def record_persona(record: dict[str, Any], default: str | None) -> Persona:
+    """The persona a record asks for (``persona``, then ``dj``), else ``default``, else julie.
+
+    :raises InputError: the field is not a persona name (see
+        :func:`~ai_content_pipeline.templates.persona_for_record`).
+    """
+    persona = persona_for_record(record, default or DEFAULT_PERSONA)
+    assert persona is not None
+    return persona
+
+
+def reusable_script(value: dict[str, Any] | None) -> bool:
+    """Whether a ledger value is a script that can be served again (text and word count)."""
+    return (isinstance(value, dict) and isinstance(value.get("text"), str) and bool(value["text"].strip())
+            and isinstance(value.get("words"), int))
 
 
 @dataclass
@@ -258,20 +294,21 @@ class ScriptStage(Stage):
     def _prepare(self, index: int, record: dict[str, Any], take: int) -> _Take | dict[str, Any]:
         """The take to generate, or the finished output record (a failure, or served from the ledger)."""
         rid = record_id(record)
-        name = persona_name(record, self.options.persona)
         try:
-            persona = load_persona(name)
+            persona = record_persona(record, self.options.persona)
             messages, ctx = self.template.request(record, persona, take=take, **self.options.extra_context)
         except AicpError as exc:
+            if isinstance(exc, TemplateSandboxError):  # the template's fault, not this record's
+                raise
             err = InputError(exc.message, hint=exc.hint, stage="script") if not isinstance(exc, RecordError) else exc
             return self._fail(index, rid, record, err, take=take)
         params = self.options.params_for(self.template, take)
         key = self._key(messages, params, take)
         job = _Take(index, rid, record, take, persona, messages, ctx, params, key)
 
-        if self.options.resume and self.ledger is not None and key in self.ledger:
+        if self.options.resume and self.ledger is not None and reusable_script(self.ledger.get(key)):
             script = dict(self.ledger.get(key) or {})
-            if "checks" not in script and isinstance(script.get("text"), str):  # a ledger from before checks
+            if not isinstance(script.get("checks"), dict):  # a ledger from before checks
                 script["checks"] = self._check(job, script["text"])
             script["skipped"] = True
             self._count_checks(script["checks"])
@@ -434,11 +471,15 @@ class ScriptStage(Stage):
 
     # -- a whole run -----------------------------------------------------------------
     def _items(self, lines: Iterable[InputLine]) -> Iterator[tuple[int, InputLine, int]]:
+        """``(index, line, take)`` in input order; long-form work folders are claimed here,
+        in this order, so they do not depend on which worker thread runs first."""
         for index, line in enumerate(lines):
             if line.record is None:
                 yield index, line, 0
                 continue
             for take in range(max(1, self.options.variants)):
+                if self.longform is not None and "error" not in line.record:
+                    self.longform.claim_folder(index, line.record, take)
                 yield index, line, take
 
     def _process(self, item: tuple[int, InputLine, int]) -> dict[str, Any]:
@@ -490,12 +531,15 @@ class ScriptStage(Stage):
         if total is not None:
             self.stats.total = total * max(1, self.options.variants)
         jobs = self.options.jobs if self.backend.supports_concurrency else 1
+        lock = FolderLock(self.options.work_dir, "long-form work folder").acquire() if self.longform else None
         try:
             if self.longform is None and self.batched:
                 yield from self._batches(self._items(lines))
             else:
-                yield from ordered_map(self._process, self._items(lines), jobs)
+                yield from ordered_map(self._process, self._items(lines), jobs, on_abort=self._abort)
         finally:
+            if lock is not None:
+                lock.release()
             self.session.close()
             self.stats.finish()
 
@@ -509,6 +553,7 @@ def run_script(
     write: Any,
     checkpoint: str | None = None,
     stdin: Any = None,
+    stdout: Any = None,
 ) -> StageStats:
     """Run the script stage over JSON Lines ``sources`` and ``write`` each output record.
 
@@ -519,21 +564,31 @@ def run_script(
     errors and Ctrl-C.
 
     :param write: callable taking one output record (e.g. ``RecordWriter.write``).
+    :param stdout: the stream ``write`` ends in, if any: checked not to be an input or the ledger.
     :returns: the run's :class:`StageStats`.
-    :raises UsageError: ``resume`` without ``checkpoint``, unreadable input.
+    :raises UsageError: ``resume`` without ``checkpoint``, unreadable input, an output that is
+        also an input, a checkpoint or work folder that cannot be written (before any model call).
     :raises BackendUnavailable: the backend cannot be loaded.
     """
     from ..errors import UsageError
+    from ..files import check_output_dir
     from ..jsonl import count_records, read_records
     if options.resume and not checkpoint:
         raise UsageError("--resume needs --checkpoint PATH (the ledger of finished records)")
     sources = list(sources) or ["-"]
+    check_run_paths(sources, checkpoint, stdout)
+    if options.words is not None or options.sections is not None or load_template(options.template).sections:
+        check_output_dir(options.work_dir, "--work-dir")
     total = count_records(sources, stdin=stdin)
     ledger = Ledger(checkpoint) if checkpoint else None
     stage = ScriptStage(backend, options, emitter, ledger)
+    records = stage.run(read_records(sources, stdin=stdin), total=total)
     try:
-        for record in stage.run(read_records(sources, stdin=stdin), total=total):
-            write(record)
+        try:
+            for record in records:
+                write(record)
+        finally:
+            getattr(records, "close", lambda: None)()  # at once when write() fails (| head -1)
     finally:
         if ledger is not None:
             ledger.close()

@@ -33,8 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from ..audio import (
     as_mono_float32,
     check_audio,
@@ -42,18 +40,19 @@ from ..audio import (
     join_chunks,
     normalize_loudness_measured,
     output_format,
-    preload,
     resample,
     write_audio_atomic,
 )
 from ..backends.base import TTSBackend, Voice
 from ..errors import AicpError, InputError, RecordError, SynthesisError, UsageError
 from ..events import Emitter
-from ..jsonl import InputLine
+from ..files import FolderLock, NameClaims, check_output_dir
+from ..jsonl import InputLine, dumps, loads
 from ..ledger import Ledger, request_key
+from ..limits import AudioFormat, Loudness, Retries, SampleRate, Seed
 from ..records import get_path, record_id, slugify, word_count
-from ..templates import Persona, load_persona
-from .common import Stage, StageStats, with_retries
+from ..templates import Persona, persona_for_record
+from .common import Stage, StageStats, check_run_paths, with_retries
 
 
 @dataclass
@@ -70,16 +69,19 @@ class VoiceOptions:
     :ivar retries: extra attempts for transient backend errors.
     :ivar resume: serve requests from the ledger when their file still exists unchanged.
     :ivar strict: stop at the first failed record.
+
+    Numeric fields and ``format`` carry the ranges and choices of
+    :mod:`ai_content_pipeline.limits` (the same as the flags').
     """
 
     out_dir: str = "aicp-out/audio"
-    format: str = "wav"
-    sample_rate: int | None = None
-    loudness: float | None = -16.0
+    format: AudioFormat = "wav"
+    sample_rate: SampleRate | None = None
+    loudness: Loudness | None = -16.0
     text_field: str | None = None
     persona: str | None = None
-    seed: int | None = None
-    retries: int = 0
+    seed: Seed | None = None
+    retries: Retries = 0
     resume: bool = False
     strict: bool = False
 
@@ -98,23 +100,36 @@ def record_text(record: dict[str, Any], text_field: str | None = None) -> str:
                      hint="pipe records from aicp-script, or name the field with --text-field a.b.c")
 
 
-def record_persona(record: dict[str, Any], default: str | None = None) -> str | None:
-    """The persona a record names: ``persona``, ``dj``, ``script.persona``, then ``default``."""
-    for field in ("persona", "dj", "script.persona"):
-        value = get_path(record, field)
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-    return default
+#: Record fields that name the voice's persona, first found wins (see :func:`persona_for_record`).
+PERSONA_FIELDS = ("persona", "dj", "script.persona")
 
 
-def audio_file_name(rid: str, persona: str | None, take: int | None, ext: str) -> str:
-    """``{id}_{persona}_{take}.{ext}`` (parts left out when unknown); no path separators."""
+def audio_file_stem(rid: str, persona: str | None, take: int | None) -> str:
+    """``{id}_{persona}_{take}`` (parts left out when unknown); no path separators."""
     parts = [rid]
     if persona:
         parts.append(slugify(persona) or "persona")
     if take is not None:
         parts.append(str(take))
-    return f"{'_'.join(parts)}.{ext}"
+    return "_".join(parts)
+
+
+def audio_file_name(rid: str, persona: str | None, take: int | None, ext: str) -> str:
+    """``{id}_{persona}_{take}.{ext}``: the name a record's file gets unless an earlier
+    record of the run holds it (then :class:`~ai_content_pipeline.files.NameClaims` adds ``-2``…)."""
+    return f"{audio_file_stem(rid, persona, take)}.{ext}"
+
+
+def remove_stale_parts(folder: Path) -> int:
+    """Delete the temporary ``.NAME.XXXXXXXX.part`` files a killed run left in ``folder``
+    (see :func:`~ai_content_pipeline.audio.write_audio_atomic`); call it only while holding
+    the folder's :class:`~ai_content_pipeline.files.FolderLock`. Returns how many were removed."""
+    removed = 0
+    if folder.is_dir():
+        for stale in folder.glob(".*.part"):
+            stale.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 class VoiceStage(Stage):
@@ -136,6 +151,7 @@ class VoiceStage(Stage):
         self.options: VoiceOptions
         self.ext = output_format(options.format)[2]  # unknown format: usage error first
         super().__init__(backend, options, emitter, ledger)
+        self.names = NameClaims()
 
     def load(self) -> None:
         """Load the backend now (``--no-barrier``) instead of on the first synthesis."""
@@ -184,20 +200,22 @@ class VoiceStage(Stage):
         if not (self.options.resume and self.ledger is not None):
             return None
         value = self.ledger.get(key)
-        if not value or os.path.abspath(str(value.get("path", ""))) != os.path.abspath(path):
+        if not value or not isinstance(value.get("path"), str) or not isinstance(value.get("size"), int):
+            return None  # not an audio entry (hand-edited, another tool's): voice it again
+        if os.path.abspath(value["path"]) != os.path.abspath(path):
             return None
         try:
             size = os.path.getsize(path)
         except OSError:
             return None
-        return value if size == value.get("size") else None
+        return value if size == value["size"] else None
 
     def _voice_record(self, index: int, record: dict[str, Any]) -> dict[str, Any]:
         rid = record_id(record)
         try:
             text = record_text(record, self.options.text_field)
-            name = record_persona(record, self.options.persona)
-            persona: Persona | None = load_persona(name) if name else None
+            persona: Persona | None = persona_for_record(record, self.options.persona, PERSONA_FIELDS,
+                                                         required=False)
         except AicpError as exc:
             err = exc if isinstance(exc, RecordError) else InputError(exc.message, hint=exc.hint, stage="voice")
             return self._fail(index, rid, record, err)
@@ -205,8 +223,8 @@ class VoiceStage(Stage):
         voice = self.backend.default_voice(persona, seed)
         take = get_path(record, "script.take")
         take = take if isinstance(take, int) and not isinstance(take, bool) else None
-        path = Path(self.options.out_dir) / audio_file_name(rid, persona.name if persona else None,
-                                                            take, self.ext)
+        stem = audio_file_stem(rid, persona.name if persona else None, take)
+        path = Path(self.options.out_dir) / self.names.claim(stem, f".{self.ext}")
         key = self.request_key(text, voice, path.name)
 
         reused = self._reusable(key, path)
@@ -246,11 +264,15 @@ class VoiceStage(Stage):
         """
         if total is not None:
             self.stats.total = total
-        preload(loudness=self.options.loudness is not None)
+        lock = FolderLock(self.options.out_dir, "audio folder").acquire()
         try:
+            removed = remove_stale_parts(Path(self.options.out_dir))
+            if removed:
+                self.emitter.message(f"removed {removed} unfinished audio file(s) of an earlier run", "debug")
             for index, line in enumerate(lines):
                 yield self._process(index, line)
         finally:
+            lock.release()
             self.session.close()
             self.stats.finish()
 
@@ -267,7 +289,7 @@ class SpooledLines:
         self.count = 0
         try:
             for line in lines:
-                self._file.write(orjson.dumps([line.line, line.source, line.record, line.error]) + b"\n")
+                self._file.write(dumps([line.line, line.source, line.record, line.error]) + b"\n")
                 self.count += 1
             self._file.flush()
         except BaseException:
@@ -277,7 +299,7 @@ class SpooledLines:
     def __iter__(self) -> Iterator[InputLine]:
         self._file.seek(0)
         for raw in self._file:
-            number, source, record, error = orjson.loads(raw)
+            number, source, record, error = loads(raw)
             yield InputLine(number, source, record=record, error=error)
 
     def close(self) -> None:
@@ -301,6 +323,7 @@ def run_voice(
     checkpoint: str | None = None,
     barrier: bool = True,
     stdin: Any = None,
+    stdout: Any = None,
 ) -> StageStats:
     """Run the voice stage over JSON Lines ``sources`` and ``write`` each output record.
 
@@ -310,8 +333,11 @@ def run_voice(
     unloaded at the end (``model_unload``), also on errors and Ctrl-C.
 
     :param write: callable taking one output record (e.g. ``RecordWriter.write``).
+    :param stdout: the stream ``write`` ends in, if any: checked not to be an input or the ledger.
     :returns: the run's :class:`StageStats` (``audio_seconds`` filled).
-    :raises UsageError: ``resume`` without ``checkpoint``, unreadable input, bad format.
+    :raises UsageError: ``resume`` without ``checkpoint``, unreadable input, bad format, an
+        output that is also an input, a path that cannot be written, a locked ``out_dir``
+        (all before any model loads).
     :raises BackendUnavailable: the backend cannot be loaded.
     """
     from ..jsonl import count_records, read_records
@@ -319,6 +345,8 @@ def run_voice(
     if options.resume and not checkpoint:
         raise UsageError("--resume needs --checkpoint PATH (the ledger of finished records)")
     sources = list(sources) or ["-"]
+    check_run_paths(sources, checkpoint, stdout)
+    check_output_dir(options.out_dir, "--out-dir")
     ledger = Ledger(checkpoint) if checkpoint else None
     try:
         stage = VoiceStage(backend, options, emitter, ledger)

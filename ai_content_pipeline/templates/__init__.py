@@ -7,33 +7,48 @@ name, station, on-air style, catchphrases, a seed and per-backend voice
 settings that the voice stage uses.
 
 Both are looked up by built-in name or by file path (anything ending in
-``.yaml``/``.yml`` or containing a path separator).
+``.yaml``/``.yml`` or containing a path separator). Only the command line (or a
+chain file) may give a path: a *record* may only name a persona
+(:func:`persona_for_record`), since record fields are data, never file names.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
-import jinja2
-import yaml
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..checks import Checks
 from ..errors import ConfigError, InputError, UsageError
-from ..records import content_hash
+from ..faults import path_problem
+from ..limits import MaxTokens, Seed, Temperature, TopP
+from ..records import content_hash, get_path
+from ..yamlfile import YAMLProblem, decode_utf8, load_yaml, read_limited
 
 DATA_DIR = Path(__file__).parent
 TEMPLATE_DIR = DATA_DIR / "templates"
 PERSONA_DIR = DATA_DIR / "personas"
 DEFAULT_PERSONA = "julie"
 
-_env = ImmutableSandboxedEnvironment(
-    undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False
-)
+
+
+@lru_cache(maxsize=1)
+def _environment() -> Any:
+    """The Jinja2 sandbox that renders prompts (imported on first use: the voice stage,
+    which only reads personas, never pays for Jinja2)."""
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    return ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False,
+                                         autoescape=False)
+
+
+class TemplateSandboxError(ConfigError):
+    """A template tried what the Jinja2 sandbox forbids (``''.__class__``...): exit 2, not per record."""
 
 
 class _Strict(BaseModel):
@@ -43,9 +58,9 @@ class _Strict(BaseModel):
 class GenerationDefaults(_Strict):
     """Default generation parameters of a template (overridden by options)."""
 
-    temperature: float = Field(0.8, ge=0, le=2)
-    max_tokens: int = Field(256, gt=0)
-    top_p: float = Field(0.95, gt=0, le=1)
+    temperature: Temperature = 0.8
+    max_tokens: MaxTokens = 256
+    top_p: TopP = 0.95
     repeat_penalty: float = Field(1.1, ge=0.5, le=2)
 
 
@@ -80,10 +95,12 @@ class Template(_Strict):
         return f"{self.name}@{self.version}"
 
     @cached_property
-    def _compiled(self) -> dict[str, jinja2.Template]:
+    def _compiled(self) -> dict[str, Any]:
+        import jinja2
+
         parts = {"system": self.system, "user": self.user, **self.prompts}
         try:
-            return {key: _env.from_string(text) for key, text in parts.items()}
+            return {key: _environment().from_string(text) for key, text in parts.items()}
         except jinja2.TemplateSyntaxError as exc:
             raise ConfigError(
                 f"template {self.name}: Jinja2 syntax error on line {exc.lineno}: {exc.message}"
@@ -113,8 +130,13 @@ class Template(_Strict):
     def render(self, part: str, context: dict[str, Any]) -> str:
         """Render prompt ``part`` (``system``, ``user`` or a name in ``prompts``).
 
-        :raises InputError: when the template uses a field the record lacks.
+        :raises InputError: when the template uses a field the record lacks, or fails on
+            this record's values (``{{ year + 1 }}`` with a string ``year``).
+        :raises TemplateSandboxError: the template broke the Jinja2 sandbox (exit 2).
         """
+        import jinja2
+        from jinja2.sandbox import SecurityError
+
         try:
             return self._compiled[part].render(context).strip()
         except jinja2.UndefinedError as exc:
@@ -122,6 +144,17 @@ class Template(_Strict):
                 f"template '{self.name}' needs a field the record lacks: {exc.message}",
                 stage="script",
             ) from exc
+        except SecurityError as exc:  # the template itself is at fault, for every record
+            raise TemplateSandboxError(
+                f"template '{self.name}' ({self.source or 'built in'}) did something templates may "
+                f"not do: {exc}",
+                hint="templates may only read record fields and persona values; "
+                     "no attributes starting with _, no methods that change data",
+            ) from exc
+        except (jinja2.TemplateError, ArithmeticError, TypeError, ValueError, LookupError,
+                AttributeError, RecursionError) as exc:  # e.g. {{ year + 1 }} with a string year
+            raise InputError(f"template '{self.name}' failed on this record: "
+                             f"{type(exc).__name__}: {exc}", stage="script") from exc
 
     def messages(
         self, record: dict[str, Any], persona: Persona, *, take: int = 0, **extra: Any
@@ -183,7 +216,7 @@ class Persona(_Strict):
     station: str = "aicp radio"
     style: str
     catchphrases: list[str] = []
-    seed: int = 0
+    seed: Seed = 0
     voice: VoiceSettings = VoiceSettings()
     source: str | None = None
 
@@ -200,12 +233,14 @@ def _is_path(ref: str) -> bool:
 
 
 def _load_yaml(path: Path, kind: str) -> dict[str, Any]:
+    """A template or persona file as a mapping, read with :mod:`ai_content_pipeline.yamlfile`
+    (at most 1 MiB of UTF-8; no anchors, aliases or duplicate keys)."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data, _ = load_yaml(decode_utf8(read_limited(path)))
     except OSError as exc:
         raise UsageError(f"cannot read {kind} file {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{kind} file {path} is not valid YAML: {exc}") from exc
+    except YAMLProblem as exc:
+        raise ConfigError(f"{kind} file {exc.where(str(path))}: {exc.problem}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{kind} file {path} must hold a mapping")
     return data
@@ -227,8 +262,9 @@ def _names(folder: Path) -> list[str]:
 def _resolve(ref: str, folder: Path, kind: str) -> Path:
     if _is_path(ref):
         path = Path(ref)
-        if not path.is_file():
-            raise UsageError(f"{kind} file {ref} does not exist")
+        problem = path_problem(path)
+        if problem is not None:
+            raise UsageError(f"{kind} file {ref} {problem}")
         return path
     path = folder / f"{ref}.yaml"
     if not path.is_file():
@@ -269,6 +305,48 @@ def load_persona(ref: str) -> Persona:
     return persona
 
 
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def persona_for_record(record: dict[str, Any], default: str | None,
+                       fields: tuple[str, ...] = ("persona", "dj"), *, required: bool = True) -> Persona | None:
+    """The persona a record asks for: the first of ``fields`` (dotted paths) that is set,
+    else ``default`` (a name or a path from the command line), else ``julie`` when
+    ``required`` (``None`` otherwise).
+
+    A record may only *name* a persona: a built-in one, or the persona that ``default``
+    loaded from a file (``-p ./rosa.yaml`` lets records say ``"rosa"``). A path, or any
+    value that is not a plain name, is refused without touching the file system.
+
+    :raises InputError: the field is not a string, is not a plain name, or names no persona
+        (stage ``None``: the caller sets it).
+    """
+    chosen = load_persona(default) if default else None
+    for field in fields:
+        value = get_path(record, field)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        if not isinstance(value, str):
+            kind = "a list" if isinstance(value, list) else "an object" if isinstance(value, dict) \
+                else "true/false" if isinstance(value, bool) else "a number"
+            raise InputError(f"field '{field}' must be a persona name (a string), not {kind}", field=field)
+        name = value.strip()
+        if chosen is not None and name == chosen.name:
+            return chosen
+        if not _NAME.fullmatch(name) or ".." in name:
+            raise InputError(
+                f"field '{field}' is not a persona name: a record may name a persona, not a file",
+                hint="give a persona file on the command line (--persona FILE); records then use its name",
+                field=field)
+        try:
+            return load_persona(name)
+        except UsageError as exc:
+            raise InputError(exc.message, hint=exc.hint, field=field) from exc
+    if chosen is not None:
+        return chosen
+    return load_persona(DEFAULT_PERSONA) if required else None
+
+
 def list_templates() -> list[dict[str, Any]]:
     """Summaries of the built-in templates: name, version, description, target_words, required,
     sections (count), checks (the names of the checks it runs)."""
@@ -292,6 +370,6 @@ def list_personas() -> list[dict[str, Any]]:
 
 
 __all__ = [
-    "DEFAULT_PERSONA", "Persona", "Section", "Template", "VoiceSettings",
-    "list_personas", "list_templates", "load_persona", "load_template",
+    "DEFAULT_PERSONA", "Persona", "Section", "Template", "TemplateSandboxError", "VoiceSettings",
+    "list_personas", "list_templates", "load_persona", "load_template", "persona_for_record",
 ]

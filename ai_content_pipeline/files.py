@@ -1,0 +1,253 @@
+"""Where a run writes: one output path per record, locked folders, inputs never written.
+
+Three promises rest on this module (README, "Reliability"):
+
+- **No output path is shared by two records.** :class:`NameClaims` hands out file and
+  folder names in input order: the first record that asks for a name gets it, a later
+  record that would get the same name (a repeated ``id``, ``123`` and ``"123"``, an id
+  that equals another after cleaning) gets ``NAME-2``, ``NAME-3``… The order is the
+  input order, so a resumed run hands out the same names.
+- **One writer per output folder.** :class:`FolderLock` holds an exclusive ``flock`` on
+  ``FOLDER/.aicp.lock`` for a whole run; a second run on the same folder stops at once
+  (exit 2) instead of overwriting files whose size the first run already reported.
+- **A run never writes to a file it reads.** :func:`refuse_overlap` compares every path
+  a run writes (stdout, ledgers, step outputs) with every path it reads (inputs, stdin,
+  the chain file) by file identity, before any work starts (exit 2).
+
+:func:`check_output_file` and :func:`check_output_dir` check, before the first model
+call, that a path can be created, so a bad ``--checkpoint`` never fails after an hour.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+import stat
+import threading
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import UsageError
+
+#: The lock file :class:`FolderLock` creates in a locked folder.
+LOCK_NAME = ".aicp.lock"
+
+
+class NameClaims:
+    """Names handed out in one run, compared case-insensitively (``casefold``), so that
+    two records never share a file, also on case-insensitive file systems.
+
+    Memory: one 8-byte digest per name (about 100 bytes a record in a Python set).
+    """
+
+    def __init__(self) -> None:
+        self._taken: set[bytes] = set()
+
+    def _mark(self, name: str) -> bool:
+        digest = hashlib.blake2b(name.casefold().encode("utf-8", "surrogatepass"), digest_size=8).digest()
+        if digest in self._taken:
+            return False
+        self._taken.add(digest)
+        return True
+
+    def claim(self, stem: str, suffix: str = "") -> str:
+        """The first free name of ``stem + suffix``, ``stem-2 + suffix``, ``stem-3 + suffix``…
+
+        :param stem: the wanted name without its extension (already safe for a file name).
+        :param suffix: the extension with its dot (``.wav``), or ``""`` for a folder.
+        :returns: the claimed name; later calls never return it again.
+        """
+        name, n = f"{stem}{suffix}", 1
+        while not self._mark(name):
+            n += 1
+            name = f"{stem}-{n}{suffix}"
+        return name
+
+
+class FolderLock:
+    """An exclusive advisory lock on ``folder`` for one run (``flock`` on ``folder/.aicp.lock``).
+
+    The folder is created if needed. The lock file keeps the holder's process id for the
+    message a second run gets and is removed on :meth:`release` (or leaving the context
+    manager); whatever happens, the kernel drops the lock when the process ends (SIGKILL
+    included), and the next run takes over the file left behind.
+
+    :param folder: the output folder (``--out-dir``, a chain's ``output_dir``...).
+    :param what: how the folder is called in messages (``"--out-dir"``).
+    :raises UsageError: another process holds the lock, or the folder cannot be created.
+    """
+
+    #: Locks this process holds: (real path, thread) → [holder count, lock file]. A run that
+    #: nests a step in its own folder (a chain whose work_dir is its output_dir) takes the
+    #: lock again in the same thread instead of locking itself out; another thread cannot.
+    _held: dict[tuple[str, int], list[Any]] = {}
+    _held_lock = threading.Lock()
+
+    def __init__(self, folder: str | os.PathLike[str], what: str = "output folder") -> None:
+        self.folder = Path(folder)
+        self.what = what
+        self._key: tuple[str, int] | None = None
+
+    def acquire(self) -> FolderLock:
+        """Take the lock now (non-blocking); see the class docstring for errors."""
+        if self._key is not None:
+            return self
+        with self._held_lock:
+            key = (os.path.realpath(self.folder), threading.get_ident())
+            if key in self._held:
+                self._held[key][0] += 1
+            else:
+                self._held[key] = [1, self._flock()]
+            self._key = key
+        return self
+
+    def _flock(self) -> IO[bytes]:
+        path = self.folder / LOCK_NAME
+        while True:
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                handle = open(path, "a+b")
+            except OSError as exc:
+                raise UsageError(f"cannot use {self.what} {self.folder}: {exc.strerror}") from exc
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                handle.seek(0)
+                holder = handle.read(32).decode("ascii", "replace").strip() or "?"
+                handle.close()
+                raise UsageError(
+                    f"{self.what} {self.folder} is in use by another aicp run (pid {holder})",
+                    hint="wait for that run to end, or give this one its own folder",
+                ) from exc
+            try:  # the holder before us may have removed the file as we opened it: lock the new one
+                same = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            handle.close()
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n".encode())
+        handle.flush()
+        return handle
+
+    def release(self) -> None:
+        """Drop this hold; the last one removes the lock file and unlocks (a killed run
+        leaves the file; the next run takes it over)."""
+        with self._held_lock:
+            if self._key is None:
+                return
+            entry = self._held[self._key]
+            entry[0] -= 1
+            if entry[0] == 0:
+                del self._held[self._key]
+                handle = entry[1]
+                try:
+                    (Path(self._key[0]) / LOCK_NAME).unlink(missing_ok=True)
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+                except OSError:
+                    pass
+                finally:
+                    handle.close()
+            self._key = None
+
+    def __enter__(self) -> FolderLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _identity(target: str | os.PathLike[str] | IO[Any] | int) -> tuple[Any, ...] | None:
+    """``(device, inode)`` of a regular file (by path, stream or descriptor); for a path that
+    does not exist yet its real absolute path; ``None`` for what is not a regular file
+    (a terminal, a pipe, ``/dev/null``)."""
+    try:
+        if isinstance(target, int) or hasattr(target, "fileno"):
+            fd = target if isinstance(target, int) else target.fileno()  # type: ignore[union-attr]
+            st = os.fstat(fd)
+        else:
+            st = os.stat(target)
+    except FileNotFoundError:
+        if isinstance(target, (str, os.PathLike)):
+            return ("path", os.path.realpath(target))
+        return None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+
+
+def refuse_overlap(reads: dict[str, Any], writes: dict[str, Any]) -> None:
+    """Refuse a run that would write to a file it reads, or write two things to one file.
+
+    :param reads: ``{label: path | stream | fd}`` of what the run reads (``"input x.jsonl"``;
+        ``"-"`` as a path means standard input).
+    :param writes: ``{label: path | stream | fd}`` of what it writes (``"--checkpoint"``,
+        ``"stdout"``). ``None`` values are ignored in both.
+    :raises UsageError: (exit 2) naming both sides.
+    """
+    seen: dict[tuple[Any, ...], str] = {}
+    for label, target in reads.items():
+        if target is None:
+            continue
+        if isinstance(target, (str, os.PathLike)) and str(target) == "-":
+            target = 0
+        ident = _identity(target)
+        if ident is not None:
+            seen.setdefault(ident, label)
+    for label, target in writes.items():
+        if target is None:
+            continue
+        ident = _identity(target)
+        if ident is None:
+            continue
+        if ident in seen:
+            raise UsageError(f"{label} is the same file as {seen[ident]}: aicp never writes to a file "
+                             "it reads, nor two outputs to one file",
+                             hint="give the output its own file name")
+        seen[ident] = label
+
+
+def _first_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_output_dir(folder: str | os.PathLike[str], what: str) -> None:
+    """Check that ``folder`` is, or can be made, a writable folder; create nothing.
+
+    :raises UsageError: it (or a parent) is a file, or the nearest existing parent is not
+        writable.
+    """
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{what} {folder} is a file, not a folder (Not a directory)")
+    base = _first_existing(path.absolute())
+    if not base.is_dir():
+        raise UsageError(f"cannot create {what} {folder}: {base} is a file, not a folder (Not a directory)")
+    if not os.access(base, os.W_OK | os.X_OK):
+        read_only = bool(os.statvfs(base).f_flag & os.ST_RDONLY)
+        reason = os.strerror(errno.EROFS if read_only else errno.EACCES)
+        raise UsageError(f"cannot write to {what} {folder}: {base}: {reason}")
+
+
+def check_output_file(file: str | os.PathLike[str], what: str) -> None:
+    """Check that ``file`` can be created or appended to; create nothing.
+
+    :raises UsageError: it is a folder, is not writable, or its folder cannot be made.
+    """
+    path = Path(file)
+    if path.is_dir():
+        raise UsageError(f"{what} {file} is a folder, not a file")
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise UsageError(f"cannot write to {what} {file}: permission denied")
+        return
+    check_output_dir(path.parent, f"the folder of {what}")
+
+
+__all__ = ["LOCK_NAME", "FolderLock", "NameClaims", "check_output_dir", "check_output_file",
+           "refuse_overlap"]
