@@ -71,6 +71,10 @@ JOBS = Limit(int, 1, 64)
 RETRIES = Limit(int, 0, 10)
 #: Seeds (``--seed``, persona ``seed``): 32-bit unsigned, what llama.cpp and NumPy take.
 SEED = Limit(int, 0, 2**32 - 1)
+#: Candidates per take (``--best-of``).
+BEST_OF = Limit(int, 1, 16)
+#: Records whose takes llama.cpp decodes together (``--batch``).
+BATCH = Limit(int, 1, 64)
 #: Long-form word total (``--words``).
 WORDS = Limit(int, 50, 100_000)
 #: Seconds an Ollama request may wait to connect or between two reads (``--timeout``).
@@ -94,6 +98,8 @@ Jobs = Annotated[int, JOBS.lower(), JOBS.upper()]
 Retries = Annotated[int, RETRIES.lower(), RETRIES.upper()]
 Seed = Annotated[int, SEED.lower(), SEED.upper()]
 Words = Annotated[int, WORDS.lower(), WORDS.upper()]
+BestOf = Annotated[int, BEST_OF.lower(), BEST_OF.upper()]
+Batch = Annotated[int, BATCH.lower(), BATCH.upper()]
 Timeout = Annotated[float, TIMEOUT.lower(), TIMEOUT.upper()]
 Loudness = Annotated[float, LOUDNESS.lower(), LOUDNESS.upper()]
 SampleRate = Annotated[int, SAMPLE_RATE.lower(), SAMPLE_RATE.upper()]
@@ -104,8 +110,8 @@ VoiceTemperature = Annotated[float, VOICE_TEMPERATURE.lower(), VOICE_TEMPERATURE
 AudioFormat = Literal["wav", "flac", "ogg", "mp3"]
 AUDIO_FORMATS: tuple[str, ...] = ("wav", "flac", "ogg", "mp3")
 
-__all__ = ["AUDIO_FORMATS", "CFG_WEIGHT", "EXAGGERATION", "JOBS", "LOUDNESS", "MAX_TOKENS", "RETRIES",
+__all__ = ["AUDIO_FORMATS", "BATCH", "BEST_OF", "CFG_WEIGHT", "EXAGGERATION", "JOBS", "LOUDNESS", "MAX_TOKENS", "RETRIES",
            "SAMPLE_RATE", "SEED", "TEMPERATURE", "TIMEOUT", "TOP_P", "VARIANTS", "VOICE_TEMPERATURE",
-           "WORDS", "AudioFormat", "CfgWeight", "Exaggeration", "Jobs", "Limit", "Loudness", "MaxTokens",
+           "WORDS", "AudioFormat", "Batch", "BestOf", "CfgWeight", "Exaggeration", "Jobs", "Limit", "Loudness", "MaxTokens",
            "Retries", "SampleRate", "Seed", "Temperature", "Timeout", "TopP", "Variants", "VoiceTemperature",
            "Words"]

@@ -6,7 +6,18 @@ import click
 
 from ..backends.registry import LLM_CHOICES, create_llm
 from ..jsonl import RecordWriter
-from ..limits import JOBS, MAX_TOKENS, SEED, TEMPERATURE, TIMEOUT, TOP_P, VARIANTS, WORDS
+from ..limits import (
+    BATCH,
+    BEST_OF,
+    JOBS,
+    MAX_TOKENS,
+    SEED,
+    TEMPERATURE,
+    TIMEOUT,
+    TOP_P,
+    VARIANTS,
+    WORDS,
+)
 from .errors import entry
 from .options import EPILOG_STATUS, click_range, finish, input_files, make_emitter, run_options
 
@@ -48,10 +59,10 @@ Examples:
 @click.option("--timeout", type=click_range(TIMEOUT), default=300.0, show_default=True, metavar="SECONDS",
               help="Ollama: seconds to wait for the connection and for each read of a reply; a request "
                    "silent for longer fails its record (a transient error: --retries applies).")
-@click.option("--best-of", type=click.IntRange(1, 16), default=1, show_default=True, metavar="N",
+@click.option("--best-of", type=click_range(BEST_OF), default=1, show_default=True, metavar="N",
               help="Write N candidates per take (seeds derived from the take's seed) and keep the one "
                    "that passes the template's checks closest to its target length.")
-@click.option("--batch", type=click.IntRange(1, 64), default=1, show_default=True, metavar="B",
+@click.option("--batch", type=click_range(BATCH), default=1, show_default=True, metavar="B",
               help="llamacpp: decode the takes of B records together in one batch (output order "
                    "unchanged); other backends use --jobs.")
 @click.option("--require-checks", is_flag=True,

@@ -32,9 +32,7 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Annotated, Any
-
-from pydantic import Field
+from typing import Any
 
 from ..backends.base import BatchRequest, Completion, GenerationParams, LLMBackend, complete
 from ..checks import choose, echo_phrases, evaluate, trim_to_sentence
@@ -43,7 +41,21 @@ from ..events import Emitter
 from ..files import FolderLock
 from ..jsonl import InputLine
 from ..ledger import Ledger, request_key
-from ..limits import Jobs, MaxTokens, Retries, Seed, Temperature, Timeout, TopP, Variants, Words
+from ..limits import (
+    BATCH,
+    BEST_OF,
+    Batch,
+    BestOf,
+    Jobs,
+    MaxTokens,
+    Retries,
+    Seed,
+    Temperature,
+    Timeout,
+    TopP,
+    Variants,
+    Words,
+)
 from ..records import content_hash, record_id, word_count
 from ..templates import (
     DEFAULT_PERSONA,
@@ -58,8 +70,8 @@ from ..templates import (
 from .common import Stage, StageStats, check_run_paths, ordered_map, with_retries
 
 #: Upper bounds of ``--best-of`` and ``--batch``.
-MAX_BEST_OF = 16
-MAX_BATCH = 64
+MAX_BEST_OF = int(BEST_OF.max or 16)
+MAX_BATCH = int(BATCH.max or 64)
 
 # -- trimming the model's chatter ---------------------------------------------------------
 _PREAMBLE = re.compile(
@@ -130,11 +142,11 @@ class ScriptOptions:
     :ivar words: long-form only: scale the section word targets to this total.
     :ivar sections: long-form only: a plan (``[{name, brief, words}]``) replacing the template's.
     :ivar work_dir: long-form only: chunk files and checkpoints go to ``work_dir/{id}/``.
-    :ivar timeout: Ollama only: seconds to wait for the connection and for each read of a
-        reply (``None``: 300); read when the backend is built (``--timeout``, chain ``params``).
     :ivar best_of: candidates per take (1-16); the best by the template's checks is kept.
     :ivar batch: records whose takes a batching backend (llama.cpp) decodes together (1-64).
     :ivar require_checks: a take that fails its checks becomes a record ``error``.
+    :ivar timeout: Ollama only: seconds to wait for the connection and for each read of a
+        reply (``None``: 300); read when the backend is built (``--timeout``, chain ``params``).
 
     Numeric fields carry the ranges of :mod:`ai_content_pipeline.limits` (the same as the
     flags'), which pydantic checks when options come from a chain file.
@@ -156,8 +168,8 @@ class ScriptOptions:
     sections: list[dict[str, Any]] | None = None
     work_dir: str = "aicp-out/longform"
     timeout: Timeout | None = None
-    best_of: Annotated[int, Field(ge=1, le=MAX_BEST_OF)] = 1
-    batch: Annotated[int, Field(ge=1, le=MAX_BATCH)] = 1
+    best_of: BestOf = 1
+    batch: Batch = 1
     require_checks: bool = False
 
     def validate(self) -> None:
@@ -299,7 +311,7 @@ class ScriptStage(Stage):
 
         if self.options.resume and self.ledger is not None and reusable_script(self.ledger.get(key)):
             script = dict(self.ledger.get(key) or {})
-            if "checks" not in script and isinstance(script.get("text"), str):  # a ledger from before checks
+            if not isinstance(script.get("checks"), dict):  # a ledger from before checks
                 script["checks"] = self._check(job, script["text"])
             script["skipped"] = True
             self._count_checks(script["checks"])
@@ -487,6 +499,7 @@ class ScriptStage(Stage):
         records: set[int] = set()
 
         def flush() -> Iterator[dict[str, Any]]:
+            self.check_cancel()  # between batches: a cancelled job stops at the next group
             outs: list[dict[str, Any] | _Take] = []
             for index, line, take in group:
                 passed = self._passthrough(index, line)
