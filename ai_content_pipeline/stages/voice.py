@@ -122,7 +122,7 @@ def audio_file_name(rid: str, persona: str | None, take: int | None, ext: str) -
 
 
 def remove_stale_parts(folder: Path) -> int:
-    """Delete the temporary ``.NAME.XXXXXXXX.part`` files a killed run left in ``folder``
+    """Delete the temporary ``.NAME.<8 hex digits>.part`` files a killed run left in ``folder``
     (see :func:`~ai_content_pipeline.audio.write_audio_atomic`); call it only while holding
     the folder's :class:`~ai_content_pipeline.files.FolderLock`. Returns how many were removed."""
     removed = 0
