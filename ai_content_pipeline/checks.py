@@ -39,6 +39,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .records import get_path
+
 #: Length (in words) of the prompt phrases ``no_echo`` looks for in the text.
 ECHO_NGRAM = 5
 #: Order in which check names are reported.
@@ -140,15 +142,6 @@ def name_variants(value: Any) -> list[str]:
 
 
 # -- the individual checks -------------------------------------------------------------------
-def _lookup(context: dict[str, Any], path: str) -> Any:
-    node: Any = context
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def _present(value: Any) -> bool:
     return value is not None and not (isinstance(value, str) and not value.strip()) and not isinstance(
         value, dict | list)
@@ -164,7 +157,7 @@ def check_mentions(text: str, mentions: Iterable[str | list[str]], context: dict
     for item in mentions:
         paths = [item] if isinstance(item, str) else list(item)
         for path in paths:
-            value = _lookup(context, path)
+            value = get_path(context, path)
             if _present(value):
                 if not any(_contains(folded, v) for v in name_variants(value)):
                     missing.append(path)

@@ -258,20 +258,25 @@ def _wait_in_flight(srv: OllamaServer, n: int, timeout: float = 30) -> None:
 HUNG = {"reply_for": lambda body: Reply(delay=60), "unload_delay": 40.0}
 
 
+def _interrupt(proc: subprocess.Popen, ready: Any) -> tuple[int, float, str]:
+    """Call ``ready()``, send SIGINT to ``proc``: (exit code, seconds to exit, stderr)."""
+    try:
+        ready()
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+        took = time.monotonic() - t0
+    finally:
+        proc.kill()
+    assert proc.stderr is not None
+    return code, took, proc.stderr.read().decode()
+
+
 @pytest.mark.parametrize("jobs", ["4", "1"])
 def test_ctrl_c_with_jobs_on_a_hung_server_exits_130_within_2s(jobs: str) -> None:
     with OllamaServer(models=["llama3.2"], **HUNG) as srv:
         proc = _script_proc(srv, "--jobs", jobs)
-        try:
-            _wait_in_flight(srv, int(jobs))
-            t0 = time.monotonic()
-            proc.send_signal(signal.SIGINT)
-            code = proc.wait(timeout=30)
-            took = time.monotonic() - t0
-        finally:
-            proc.kill()
-        assert proc.stderr is not None
-        stderr = proc.stderr.read().decode()
+        code, took, stderr = _interrupt(proc, lambda: _wait_in_flight(srv, int(jobs)))
     assert code == ExitStatus.INTERRUPTED and took < 2.0, (took, stderr)
     assert "aicp-script: error: interrupted" in stderr
     no_noise(stderr)
@@ -280,15 +285,7 @@ def test_ctrl_c_with_jobs_on_a_hung_server_exits_130_within_2s(jobs: str) -> Non
 def test_ctrl_c_in_stream_mode_keeps_stderr_pure_json_with_real_elapsed() -> None:
     with OllamaServer(models=["llama3.2"], **HUNG) as srv:
         proc = _script_proc(srv, "--jobs", "4", "--stream")
-        try:
-            _wait_in_flight(srv, 4)
-            time.sleep(1.0)
-            proc.send_signal(signal.SIGINT)
-            code = proc.wait(timeout=30)
-        finally:
-            proc.kill()
-        assert proc.stderr is not None
-        raw = proc.stderr.read().decode()
+        code, _, raw = _interrupt(proc, lambda: (_wait_in_flight(srv, 4), time.sleep(1.0)))
     assert code == ExitStatus.INTERRUPTED
     lines = raw.split("\n")
     assert lines[-1] == "" and all(line.strip() for line in lines[:-1]), repr(raw)  # no blank line
