@@ -51,6 +51,7 @@ _FOLD_EXTRA = str.maketrans({"ø": "o", "Ø": "o", "æ": "ae", "Æ": "ae", "œ":
                              "ł": "l", "Ł": "l", "đ": "d", "Đ": "d", "ð": "d", "þ": "th", "Þ": "th",
                              "ı": "i", "&": " and "})
 _APOSTROPHES = re.compile(r"['’‘`´]")
+_POSSESSIVE = re.compile(r"(?<=\w)['’‘`´]s\b", re.I)  # "Nirvana's" -> "Nirvana"
 _NON_WORD = re.compile(r"[^0-9a-z]+")
 
 
@@ -153,13 +154,15 @@ def check_mentions(text: str, mentions: Iterable[str | list[str]], context: dict
     :param context: the prompt context (record fields at the top level, ``persona``...).
     """
     folded = fold(text)
+    # A possessive names its owner: "Nirvana's" names "Nirvana" (and still "What's" = "whats").
+    bare = fold(_POSSESSIVE.sub("", str(text)))
     missing: list[str] = []
     for item in mentions:
         paths = [item] if isinstance(item, str) else list(item)
         for path in paths:
             value = get_path(context, path)
             if _present(value):
-                if not any(_contains(folded, v) for v in name_variants(value)):
+                if not any(_contains(folded, v) or _contains(bare, v) for v in name_variants(value)):
                     missing.append(path)
                 break
     return missing

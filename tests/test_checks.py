@@ -60,6 +60,23 @@ def test_mentions_allow_common_short_forms():
     assert check_mentions("AC/DC: Back in Black", ["artist"], {"artist": "ACDC"}) == []
 
 
+@pytest.mark.parametrize("text", [
+    "Nirvana's Smells Like Teen Spirit.",
+    "NIRVANA’S “Smells Like Teen Spirit”!",
+    "Smells Like Teen Spirit, the song that made Nirvana`s name.",
+])
+def test_mentions_a_possessive_names_its_owner(text):
+    rec = {"artist": "Nirvana", "title": "Smells Like Teen Spirit"}
+    assert check_mentions(text, ["artist", "title"], rec) == []
+
+
+def test_mentions_a_possessive_keeps_titles_with_apostrophes():
+    rec = {"artist": "Marvin Gaye", "title": "What's Going On"}
+    assert check_mentions("Marvin Gaye's What’s Going On.", ["artist", "title"], rec) == []
+    assert check_mentions("Marvin Gaye: Whats Going On.", ["artist", "title"], rec) == []
+    assert check_mentions("Marvin Gaye: What Going On.", ["artist", "title"], rec) == ["title"]
+
+
 def test_mentions_skip_absent_fields_and_take_the_first_present_alternative():
     ctx = {"persona": {"station": "Night Owl FM"}, "station": None}
     assert check_mentions("This is Night Owl FM.", [["station", "persona.station"], "album"], ctx) == []
