@@ -156,6 +156,21 @@ class Emitter:
         """A human note (backend choice, warnings)."""
         self.emit("message", level=level, message=text)
 
+    # -- the end of a command ------------------------------------------------------
+    def run_complete(self, stage: str, stats: dict[str, Any]) -> None:
+        """A stage command (``aicp-script``, ``aicp-voice``) finished; its last event.
+
+        :param stage: ``script`` or ``voice``.
+        :param stats: :meth:`~ai_content_pipeline.stages.common.StageStats.as_dict` (records,
+            tokens, words, audio_seconds, seconds, checks?): each key becomes a field.
+        """
+        self.emit("run_complete", stage=stage, **stats)
+
+    def error(self, message: str, hint: str | None, exit_code: int) -> None:
+        """A command stopped with an error: ``message``, ``hint`` (or ``None``) and the
+        process exit status it ends with (see :class:`~ai_content_pipeline.status.ExitStatus`)."""
+        self.emit("error", message=message, hint=hint, exit_code=int(exit_code))
+
 
 def _error_text(error: Any) -> Any:
     if isinstance(error, BaseException):
@@ -165,6 +180,29 @@ def _error_text(error: Any) -> Any:
 
 class NullEmitter(Emitter):
     """An emitter that prints nothing (``--stream`` off, no terminal)."""
+
+
+#: Events a stage sends while it runs (what :class:`StepEmitter` numbers).
+STEP_EVENT_PREFIXES = ("record_", "model_", "chunk_")
+
+
+class StepEmitter(Emitter):
+    """Numbers the events of one chain step: every ``record_*``, ``model_*``, ``chunk_*``
+    and ``progress`` event gets ``step`` (1-based) and goes on to ``inner``.
+
+    Other events (``message``...) pass unchanged; so does a ``step`` the caller set.
+    Everything else (``elapsed_seconds``, the stream) is ``inner``'s.
+    """
+
+    def __init__(self, inner: Emitter, step: int) -> None:
+        super().__init__()
+        self.inner = inner
+        self.step = step
+
+    def emit(self, event: str, **fields: Any) -> None:
+        if event == "progress" or event.startswith(STEP_EVENT_PREFIXES):
+            fields.setdefault("step", self.step)
+        self.inner.emit(event, **fields)
 
 
 class StreamEmitter(Emitter):

@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 from ..backends.base import BatchRequest, Completion, GenerationParams, LLMBackend, complete
 from ..checks import choose, echo_phrases, evaluate, trim_to_sentence
@@ -68,6 +68,7 @@ from ..templates import (
     persona_for_record,
 )
 from .common import Stage, StageStats, check_run_paths, ordered_map, with_retries
+from .step import Write
 
 #: Upper bounds of ``--best-of`` and ``--batch``.
 MAX_BEST_OF = int(BEST_OF.max or 16)
@@ -555,10 +556,10 @@ def run_script(
     *,
     backend: LLMBackend,
     emitter: Emitter,
-    write: Any,
+    write: Write,
     checkpoint: str | None = None,
-    stdin: Any = None,
-    stdout: Any = None,
+    stdin: IO[bytes] | None = None,
+    stdout: IO[Any] | None = None,
 ) -> StageStats:
     """Run the script stage over JSON Lines ``sources`` and ``write`` each output record.
 
@@ -568,16 +569,19 @@ def run_script(
     (``model_load``) and always unloads it at the end (``model_unload``), also on
     errors and Ctrl-C.
 
-    :param write: callable taking one output record (e.g. ``RecordWriter.write``).
+    :param sources: JSON Lines files (``-`` or none: ``stdin``).
+    :param write: ``write(record)`` for each output record, in input order (e.g. ``RecordWriter.write``).
+    :param checkpoint: the ledger file (``None``: no ledger; ``resume`` needs one).
+    :param stdin: the binary stream ``-`` reads (default ``sys.stdin.buffer``).
     :param stdout: the stream ``write`` ends in, if any: checked not to be an input or the ledger.
     :returns: the run's :class:`StageStats`.
     :raises UsageError: ``resume`` without ``checkpoint``, unreadable input, an output that is
         also an input, a checkpoint or work folder that cannot be written (before any model call).
     :raises BackendUnavailable: the backend cannot be loaded.
     """
-    from ..errors import UsageError
     from ..files import check_output_dir
-    from ..jsonl import count_records, read_records
+    from .step import Step, count_input, read_input
+
     if options.resume and not checkpoint:
         raise UsageError("--resume needs --checkpoint PATH (the ledger of finished records)")
     sources = list(sources) or ["-"]
@@ -585,18 +589,8 @@ def run_script(
                     {"--persona": file_ref(options.persona), "--template": file_ref(options.template)})
     if options.words is not None or options.sections is not None or load_template(options.template).sections:
         check_output_dir(options.work_dir, "--work-dir")
-    total = count_records(sources, stdin=stdin)
-    ledger = Ledger(checkpoint) if checkpoint else None
-    stage = ScriptStage(backend, options, emitter, ledger)
-    records = stage.run(read_records(sources, stdin=stdin), total=total)
-    try:
-        try:
-            for record in records:
-                write(record)
-        finally:
-            getattr(records, "close", lambda: None)()  # at once when write() fails (| head -1)
-    finally:
-        if ledger is not None:
-            ledger.close()
-    emitter.emit("run_complete", stage="script", **stage.stats.as_dict())
-    return stage.stats
+    total = count_input(sources, stdin=stdin)
+    with Step("script", backend, options, emitter=emitter, checkpoint=checkpoint) as step:
+        step.run(read_input(sources, stdin=stdin), write, total)
+    emitter.run_complete("script", step.stats.as_dict())
+    return step.stats
