@@ -17,7 +17,7 @@ Input records reach a step through :func:`read_input` only, and their count thro
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing
 from typing import IO, Any
 
@@ -31,7 +31,8 @@ from .registry import stage_class
 Write = Callable[[dict[str, Any]], None]
 
 
-def read_input(sources: Iterable[str | os.PathLike[str]], *, stdin: IO[bytes] | None = None) -> Iterator[InputLine]:
+def read_input(sources: Iterable[str | os.PathLike[str]], *,
+               stdin: IO[bytes] | None = None) -> Iterator[InputLine]:
     """The input lines of a step, lazily, in order: every record a step processes comes from here.
 
     :param sources: JSON Lines files (``-``: ``stdin``, default ``sys.stdin.buffer``).
@@ -116,11 +117,17 @@ class Step:
         :raises BackendUnavailable: the backend cannot be loaded.
         """
         written = 0
-        with closing(self.stage.run(lines, total=total)) as records:
+        with closing(self.records(lines, total)) as records:
             for record in records:
                 write(record)
                 written += 1
         return written
+
+    def records(self, lines: Iterable[InputLine], total: int | None = None) -> Generator[dict[str, Any], None, None]:
+        """The stage's output records for ``lines``, lazily (what :meth:`run` writes); close the
+        iterator to stop the run early (the backend unloads)."""
+        with closing(self.stage.run(lines, total=total)) as records:
+            yield from records
 
 
 __all__ = ["Step", "Write", "count_input", "read_input"]
