@@ -259,18 +259,15 @@ class VoiceStage(Stage):
             return self._fail(index, rid, record, exc)
         if self.ledger is not None:
             self.ledger.append(key, audio)
-        self.stats.audio_seconds += audio["seconds"]
-        self.stats.words += word_count(text)
+        with self.tracker.lock:
+            self.stats.audio_seconds += audio["seconds"]
+            self.stats.words += word_count(text)
         self.tracker.complete(index, rid, audio_seconds=audio["seconds"], rtf=audio["rtf"],
                               chunks=audio["chunks"], path=audio["path"])
         return {**record, "audio": audio}
 
     def _process(self, index: int, line: InputLine) -> dict[str, Any]:
-        self.check_cancel()
-        passed = self._passthrough(index, line)
-        if passed is not None or line.record is None:
-            return passed or {}
-        return self._voice_record(index, line.record)
+        return self._each(index, line, lambda record: self._voice_record(index, record))
 
     # -- a whole run ---------------------------------------------------------------------
     def run(self, lines: Iterable[InputLine], total: int | None = None) -> Generator[dict[str, Any], None, None]:
