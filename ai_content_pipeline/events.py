@@ -31,7 +31,9 @@ SCHEMA_VERSION = "1"
 COMMON_FIELDS = ("schema_version", "event", "timestamp", "elapsed_seconds")
 
 
-def _event_json(obj: dict[str, Any]) -> bytes:
+def event_json(obj: dict[str, Any]) -> bytes:
+    """The JSON text of one event (:meth:`Emitter.envelope`): compact, numpy numbers as numbers,
+    non-string keys and other values (paths...) as strings."""
     return orjson.dumps(
         obj, default=str, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
     )
@@ -57,6 +59,25 @@ class Emitter:
     def elapsed(self) -> float:
         """Seconds since the emitter was created (monotonic clock)."""
         return time.monotonic() - self._t0
+
+    def envelope(self, event: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """The whole event object: the common fields (``schema_version``, ``event``,
+        ``timestamp``, ``elapsed_seconds`` by this emitter's clock), then ``fields``, which
+        never replace a common field."""
+        obj: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "event": event,
+            "timestamp": round(time.time(), 3),
+            "elapsed_seconds": round(self.elapsed, 3),
+        }
+        obj.update((k, v) for k, v in fields.items() if k not in COMMON_FIELDS)
+        return obj
+
+    @staticmethod
+    def result_fields(result: dict[str, Any]) -> dict[str, Any]:
+        """The fields of ``pipeline_complete`` for a chain's ``result``: every key (non-string
+        keys as strings) but the common fields."""
+        return {str(k): v for k, v in result.items() if str(k) not in COMMON_FIELDS}
 
     # -- pipeline (chain) events -------------------------------------------------
     def pipeline_start(self, name: str, total_steps: int, config: Any = None) -> None:
@@ -95,8 +116,7 @@ class Emitter:
         Every key of ``result`` becomes a field (non-string keys as strings),
         except the common fields (``event``, ``schema_version``...), which stay.
         """
-        fields = {str(k): v for k, v in result.items() if str(k) not in COMMON_FIELDS}
-        self.emit("pipeline_complete", **fields)
+        self.emit("pipeline_complete", **self.result_fields(result))
 
     # -- record events -----------------------------------------------------------
     def record_start(self, index: int, record_id: str, **extra: Any) -> None:
@@ -226,23 +246,13 @@ class StreamEmitter(Emitter):
         self._stream = stream
         self._lock = threading.Lock()  # stages with --jobs emit from worker threads
 
-    def _payload(self, event: str, fields: dict[str, Any]) -> dict[str, Any]:
-        obj: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
-            "event": event,
-            "timestamp": round(time.time(), 3),
-            "elapsed_seconds": round(self.elapsed, 3),
-        }
-        obj.update((k, v) for k, v in fields.items() if k not in COMMON_FIELDS)
-        return obj
-
     def emit(self, event: str, **fields: Any) -> None:
         if not self.enabled:
             return
         out = sys.stdout if event == "pipeline_complete" else (self._stream or sys.stderr)
         with self._lock:  # payload made under the lock: elapsed_seconds never goes back
             try:
-                out.write(_event_json(self._payload(event, fields)).decode() + "\n")
+                out.write(event_json(self.envelope(event, fields)).decode() + "\n")
                 out.flush()
             except BrokenPipeError as exc:
                 from .jsonl import OutputClosed

@@ -419,6 +419,23 @@ def run_chain(spec: ChainSpec, *, emitter: Emitter | None = None, resume: bool =
                        backend_factory=backend_factory, cancel=cancel).run()
 
 
+def check_stdin_once(config: str, spec: ChainSpec) -> None:
+    """Standard input can be read once: not for both the chain file (``config`` ``-``) and
+    the chain's ``input``.
+
+    :raises UsageError: (exit 2) both come from stdin.
+    """
+    if config == "-" and spec.input == "-":
+        raise UsageError("the chain file and its input cannot both come from stdin",
+                         hint="give --config a file, or set `input` to a path")
+
+
+def plan_status(plan: dict[str, Any]) -> ExitStatus:
+    """The exit status of a ``--dry-run`` plan (:func:`plan_chain`): ``SUCCESS`` when every
+    enabled step's backend resolves, else ``BACKEND_UNAVAILABLE`` (4)."""
+    return ExitStatus.SUCCESS if plan["ok"] else ExitStatus.BACKEND_UNAVAILABLE
+
+
 def plan_chain(spec: ChainSpec,
                resolver: Callable[[StepSpec], tuple[str, str | None]] | None = None) -> dict[str, Any]:
     """The ``--dry-run`` plan: steps, record count, the backends ``auto`` would pick.
@@ -456,5 +473,5 @@ def plan_chain(spec: ChainSpec,
             "ok": not any("error" in s for s in steps), "steps": steps}
 
 
-__all__ = ["BackendFactory", "ChainResult", "ChainRunner", "StepSummary", "check_chain_paths",
-           "create_backend", "plan_chain", "resolve_backend", "run_chain", "step_cost", "step_options"]
+__all__ = ["BackendFactory", "ChainResult", "ChainRunner", "StepSummary", "check_chain_paths", "check_stdin_once",
+           "create_backend", "plan_chain", "plan_status", "resolve_backend", "run_chain", "step_cost", "step_options"]
