@@ -324,7 +324,14 @@ class BackendSession:
         self._lock = threading.Lock()
 
     def ensure(self) -> Any:
-        """Load the backend now if it is not loaded yet; return it."""
+        """Load the backend now if it is not loaded yet (``model_load``); return it.
+
+        Thread-safe: of the worker threads that ask at once, one loads and the others wait.
+
+        :returns: the backend (an ``LLMBackend`` or ``TTSBackend``), loaded.
+        :raises BackendUnavailable: the model cannot be loaded (missing file, server down).
+        :raises UsageError: the backend's settings cannot work (e.g. an unknown device).
+        """
         if not getattr(self.backend, "loaded", False):
             with self._lock:
                 if not getattr(self.backend, "loaded", False):

@@ -36,14 +36,14 @@ import hashlib
 import math
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from ..backends.base import Completion, GenerationParams, LLMBackend, complete
+from ..backends.base import Completion, GenerationParams, LLMBackend, collect_reply
 from ..checks import evaluate
 from ..errors import AicpError, ConfigError, InputError, RecordError
 from ..events import Emitter
@@ -72,6 +72,22 @@ PACK_TEMPERATURE = 0.2
 PACK_MAX_TOKENS = 600
 #: Seconds between ``chunk_progress`` events (at most one a second).
 PROGRESS_INTERVAL = 1.0
+#: Seeds: request ``n`` of a take (chunk ``n``, its continuations at ``n + 100·k``) gets the
+#: take's seed + ``SEED_STRIDE · n``, far from the ``seed + take`` of the other takes.
+SEED_STRIDE = 1000
+#: Continuation ``k`` of chunk ``n`` asks with offset ``n + CONTINUATION_OFFSET · k``: above any
+#: chunk number (a plan has at most a few dozen sections), so no two requests share a seed.
+CONTINUATION_OFFSET = 100
+#: Completion tokens added to every chunk request's budget, for the model's opening and closing
+#: tokens (and so a tiny section still gets room for a sentence).
+TOKEN_HEADROOM = 16
+#: The fewest completion tokens any chunk request is allowed, whatever ``--max-tokens`` says.
+MIN_CHUNK_TOKENS = 16
+#: Words of the chunk so far that a continuation request repeats (as the assistant's turn): enough
+#: for the model to pick up the thread, short enough to keep the prompt small.
+CONTINUATION_TAIL_WORDS = 150
+#: A continuation shorter than this many words is taken as "nothing more to say": stop asking.
+MIN_CONTINUATION_WORDS = 5
 
 _clock = time.monotonic
 
@@ -308,14 +324,18 @@ class _RecordRun:
             self.emitter.message(f"record {self.rid}: discarded unfinished chunk {part.name}", "warning")
 
     def _params(self, max_tokens: int, offset: int) -> GenerationParams:
+        """Parameters of request ``offset`` of this take (chunk number, plus
+        ``CONTINUATION_OFFSET`` per continuation): ``max_tokens`` capped by ``--max-tokens``
+        but never below ``MIN_CHUNK_TOKENS``, the seed ``SEED_STRIDE · offset`` from the take's."""
         if self.options.max_tokens is not None:
             max_tokens = min(max_tokens, self.options.max_tokens)
-        seed = None if self.base.seed is None else self.base.seed + 1000 * offset
-        return GenerationParams(self.base.temperature, self.base.top_p, max(16, max_tokens), seed)
+        seed = None if self.base.seed is None else self.base.seed + SEED_STRIDE * offset
+        return GenerationParams(self.base.temperature, self.base.top_p, max(MIN_CHUNK_TOKENS, max_tokens), seed)
 
-    def _complete(self, messages: list[dict[str, str]], params: GenerationParams, *,
-                  json_schema: dict[str, Any] | None = None, on_text: Any = None) -> Completion:
-        result = complete(self.backend, messages, params, json_schema=json_schema, on_text=on_text)
+    def _collect(self, messages: list[dict[str, str]], params: GenerationParams, *,
+                 json_schema: dict[str, Any] | None = None,
+                 on_text: Callable[[str], None] | None = None) -> Completion:
+        result = collect_reply(self.backend, messages, params, json_schema=json_schema, on_text=on_text)
         self.tokens["prompt"] += result.prompt_tokens
         self.tokens["completion"] += result.completion_tokens
         return result
@@ -387,12 +407,12 @@ class _RecordRun:
                 return {**entry, "resumed": True}
             except (OSError, ValueError):
                 pass  # damaged on disk: ask again
-        p = self.stage.prompts
-        messages = [{"role": "system", "content": p.render("pack_system", self.ctx)},
-                    {"role": "user", "content": p.render("pack", self.ctx)}]
+        prompts = self.stage.prompts
+        messages = [{"role": "system", "content": prompts.render("pack_system", self.ctx)},
+                    {"role": "user", "content": prompts.render("pack", self.ctx)}]
         schema = pack_schema() if self.backend.supports_json_schema else None
         params = GenerationParams(PACK_TEMPERATURE, self.base.top_p, PACK_MAX_TOKENS, self.base.seed)
-        result = self._retrying(lambda: self._complete(messages, params, json_schema=schema), "canonical pack")
+        result = self._retrying(lambda: self._collect(messages, params, json_schema=schema), "canonical pack")
         try:
             pack = parse_pack(result.text)
         except ValueError as exc:
@@ -446,9 +466,9 @@ class _RecordRun:
 
     def _write_chunk(self, i: int, section: Section, ctx: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """Stream one chunk into ``NN.part``, continue it while short, rename it to ``NN.txt``."""
-        p = self.stage.template
-        system = {"role": "system", "content": p.render("system", ctx)}
-        first_user = {"role": "user", "content": p.render("user", ctx)}
+        template = self.stage.template
+        system = {"role": "system", "content": template.render("system", ctx)}
+        first_user = {"role": "user", "content": template.render("user", ctx)}
         part = self.chunks_dir / f"{i:02d}.part"
         t0 = _clock()
         pieces: list[str] = []
@@ -467,8 +487,8 @@ class _RecordRun:
                     self.emitter.chunk_progress(self.rid, i, len(so_far), word_count(so_far))
 
             def ask(messages: list[dict[str, str]], words: int, offset: int) -> Completion:
-                params = self._params(math.ceil(words * TOKENS_PER_WORD) + 16, offset)
-                result = self._complete(messages, params, on_text=on_text)
+                params = self._params(math.ceil(words * TOKENS_PER_WORD) + TOKEN_HEADROOM, offset)
+                result = self._collect(messages, params, on_text=on_text)
                 tokens["prompt"] += result.prompt_tokens
                 tokens["completion"] += result.completion_tokens
                 return result
@@ -483,13 +503,13 @@ class _RecordRun:
                    and continuations < MAX_CONTINUATIONS):
                 continuations += 1
                 remaining = section.words - word_count(text)
-                tail = " ".join(text.split()[-150:])
+                tail = " ".join(text.split()[-CONTINUATION_TAIL_WORDS:])
                 follow = {"role": "user",
                           "content": self.stage.prompts.render("continue", {**ctx, "remaining_words": remaining})}
                 on_text("\n\n")
                 more = clean_chunk(ask([system, first_user, {"role": "assistant", "content": tail}, follow],
-                                       remaining, i + 100 * continuations).text, section.name)
-                if word_count(more) < 5:
+                                       remaining, i + CONTINUATION_OFFSET * continuations).text, section.name)
+                if word_count(more) < MIN_CONTINUATION_WORDS:
                     break
                 text = f"{text}\n\n{more}"
             fh.seek(0)

@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from ..backends.base import BatchRequest, Completion, GenerationParams, LLMBackend, complete
+from ..backends.base import BatchRequest, Completion, GenerationParams, LLMBackend, collect_reply
 from ..checks import choose, echo_phrases, evaluate, trim_to_sentence
 from ..errors import AicpError, InputError, RecordError, UsageError
 from ..events import Emitter
@@ -361,7 +361,7 @@ class ScriptStage(Stage):
         def one(job: _Take, params: GenerationParams) -> Completion:
             def call() -> Completion:
                 with self._slots:
-                    return complete(self.backend, job.messages, params)
+                    return collect_reply(self.backend, job.messages, params)
             return with_retries(call, retries, on_retry=on_retry(job))
 
         out: list[list[Completion] | Exception] = []
