@@ -227,8 +227,9 @@ class ScriptStage(Stage):
 
     def __new__(cls, backend: LLMBackend, options: ScriptOptions | None = None,
                 emitter: Emitter | None = None, ledger: Ledger | None = None) -> ScriptStage:
-        """A sectioned template (or ``options.sections``/``words``' plan) makes a
-        :class:`~ai_content_pipeline.stages.longform.LongformStage`; anything else a ScriptStage.
+        """A sectioned template (or a plan in ``options.sections``) makes a
+        :class:`~ai_content_pipeline.stages.longform.LongformStage` (see :func:`is_longform`);
+        anything else a ScriptStage.
 
         :raises UsageError: unknown template (before anything else is checked).
         """
