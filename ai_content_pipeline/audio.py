@@ -27,7 +27,6 @@ import os
 import re
 import secrets
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ import numpy as np
 
 from .errors import SynthesisError, UsageError
 from .faults import os_error
+from .text import split_sentences
 
 #: ``--format`` → (soundfile format, subtype, file extension).
 FORMATS: dict[str, tuple[str, str, str]] = {
@@ -81,18 +81,6 @@ class AudioInfo:
 
 
 # -- text chunking ---------------------------------------------------------------------
-@lru_cache(maxsize=1)
-def _segmenter() -> Any:
-    import pysbd
-
-    return pysbd.Segmenter(language="en", clean=False)
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of ``text`` (pysbd, English rules), stripped, empty ones dropped."""
-    return [s.strip() for s in _segmenter().segment(text) if s.strip()]
-
-
 def split_long(sentence: str, max_chars: int) -> list[str]:
     """Split one sentence longer than ``max_chars`` at clause boundaries
     (commas, semicolons, colons, dashes), then at word boundaries; a single

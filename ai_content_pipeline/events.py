@@ -31,7 +31,9 @@ SCHEMA_VERSION = "1"
 COMMON_FIELDS = ("schema_version", "event", "timestamp", "elapsed_seconds")
 
 
-def _event_json(obj: dict[str, Any]) -> bytes:
+def event_json(obj: dict[str, Any]) -> bytes:
+    """The JSON text of one event (:meth:`Emitter.envelope`): compact, numpy numbers as numbers,
+    non-string keys and other values (paths...) as strings."""
     return orjson.dumps(
         obj, default=str, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
     )
@@ -57,6 +59,25 @@ class Emitter:
     def elapsed(self) -> float:
         """Seconds since the emitter was created (monotonic clock)."""
         return time.monotonic() - self._t0
+
+    def envelope(self, event: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """The whole event object: the common fields (``schema_version``, ``event``,
+        ``timestamp``, ``elapsed_seconds`` by this emitter's clock), then ``fields``, which
+        never replace a common field."""
+        obj: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "event": event,
+            "timestamp": round(time.time(), 3),
+            "elapsed_seconds": round(self.elapsed, 3),
+        }
+        obj.update((k, v) for k, v in fields.items() if k not in COMMON_FIELDS)
+        return obj
+
+    @staticmethod
+    def result_fields(result: dict[str, Any]) -> dict[str, Any]:
+        """The fields of ``pipeline_complete`` for a chain's ``result``: every key (non-string
+        keys as strings) but the common fields."""
+        return {str(k): v for k, v in result.items() if str(k) not in COMMON_FIELDS}
 
     # -- pipeline (chain) events -------------------------------------------------
     def pipeline_start(self, name: str, total_steps: int, config: Any = None) -> None:
@@ -95,8 +116,7 @@ class Emitter:
         Every key of ``result`` becomes a field (non-string keys as strings),
         except the common fields (``event``, ``schema_version``...), which stay.
         """
-        fields = {str(k): v for k, v in result.items() if str(k) not in COMMON_FIELDS}
-        self.emit("pipeline_complete", **fields)
+        self.emit("pipeline_complete", **self.result_fields(result))
 
     # -- record events -----------------------------------------------------------
     def record_start(self, index: int, record_id: str, **extra: Any) -> None:
@@ -156,6 +176,21 @@ class Emitter:
         """A human note (backend choice, warnings)."""
         self.emit("message", level=level, message=text)
 
+    # -- the end of a command ------------------------------------------------------
+    def run_complete(self, stage: str, stats: dict[str, Any]) -> None:
+        """A stage command (``aicp-script``, ``aicp-voice``) finished; its last event.
+
+        :param stage: ``script`` or ``voice``.
+        :param stats: :meth:`~ai_content_pipeline.stages.common.StageStats.as_dict` (records,
+            tokens, words, audio_seconds, seconds, checks?): each key becomes a field.
+        """
+        self.emit("run_complete", stage=stage, **stats)
+
+    def error(self, message: str, hint: str | None, exit_code: int) -> None:
+        """A command stopped with an error: ``message``, ``hint`` (or ``None``) and the
+        process exit status it ends with (see :class:`~ai_content_pipeline.status.ExitStatus`)."""
+        self.emit("error", message=message, hint=hint, exit_code=int(exit_code))
+
 
 def _error_text(error: Any) -> Any:
     if isinstance(error, BaseException):
@@ -165,6 +200,29 @@ def _error_text(error: Any) -> Any:
 
 class NullEmitter(Emitter):
     """An emitter that prints nothing (``--stream`` off, no terminal)."""
+
+
+#: Events a stage sends while it runs (what :class:`StepEmitter` numbers).
+STEP_EVENT_PREFIXES = ("record_", "model_", "chunk_")
+
+
+class StepEmitter(Emitter):
+    """Numbers the events of one chain step: every ``record_*``, ``model_*``, ``chunk_*``
+    and ``progress`` event gets ``step`` (1-based) and goes on to ``inner``.
+
+    Other events (``message``...) pass unchanged; so does a ``step`` the caller set.
+    Everything else (``elapsed_seconds``, the stream) is ``inner``'s.
+    """
+
+    def __init__(self, inner: Emitter, step: int) -> None:
+        super().__init__()
+        self.inner = inner
+        self.step = step
+
+    def emit(self, event: str, **fields: Any) -> None:
+        if event == "progress" or event.startswith(STEP_EVENT_PREFIXES):
+            fields.setdefault("step", self.step)
+        self.inner.emit(event, **fields)
 
 
 class StreamEmitter(Emitter):
@@ -188,23 +246,13 @@ class StreamEmitter(Emitter):
         self._stream = stream
         self._lock = threading.Lock()  # stages with --jobs emit from worker threads
 
-    def _payload(self, event: str, fields: dict[str, Any]) -> dict[str, Any]:
-        obj: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
-            "event": event,
-            "timestamp": round(time.time(), 3),
-            "elapsed_seconds": round(self.elapsed, 3),
-        }
-        obj.update((k, v) for k, v in fields.items() if k not in COMMON_FIELDS)
-        return obj
-
     def emit(self, event: str, **fields: Any) -> None:
         if not self.enabled:
             return
         out = sys.stdout if event == "pipeline_complete" else (self._stream or sys.stderr)
         with self._lock:  # payload made under the lock: elapsed_seconds never goes back
             try:
-                out.write(_event_json(self._payload(event, fields)).decode() + "\n")
+                out.write(event_json(self.envelope(event, fields)).decode() + "\n")
                 out.flush()
             except BrokenPipeError as exc:
                 from .jsonl import OutputClosed

@@ -18,7 +18,7 @@ import os
 import re
 import stat
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -331,14 +331,17 @@ class RecordWriter:
     of it, naming the file (exit 1, or 2 for a path that cannot be written).
     """
 
-    def __init__(self, stream: IO[bytes] | None = None) -> None:
+    def __init__(self, stream: IO[bytes] | None = None,
+                 encode: Callable[[dict[str, Any]], bytes] | None = None) -> None:
         self.stream = stream if stream is not None else sys.stdout.buffer
+        #: ``encode(record) -> bytes``: :func:`dumps` unless given (events: ``events.event_json``).
+        self.encode = encode or dumps
         self.count = 0
 
     def write(self, record: dict[str, Any]) -> None:
         """Write one record as a compact JSON line and flush it."""
         try:
-            self.stream.write(dumps(record) + b"\n")
+            self.stream.write(self.encode(record) + b"\n")
             self.stream.flush()
         except BrokenPipeError as exc:
             raise OutputClosed("stdout was closed by its reader") from exc

@@ -1,22 +1,32 @@
 """The AI-radio batch API: DJ song intros, text first (LLM) then audio (TTS).
 
-A thin layer over :class:`~ai_content_pipeline.stages.script.ScriptStage` and
-:class:`~ai_content_pipeline.stages.voice.VoiceStage` for code written against
-the ``GenerationPipeline`` design::
+An adapter over the step primitive (:class:`~ai_content_pipeline.stages.step.Step`) that
+``aicp-script``, ``aicp-voice`` and ``aicp run-chain`` run on, for code written against the
+``GenerationPipeline`` design::
 
     pipeline = GenerationPipeline(Path("data/generated"))
     for result in generate_batch_intros(pipeline, songs, resume=True):
         print(result.song_id, result.success, result.audio_path)
 
-An intro for song ``id`` read by DJ ``dj`` is written to
-``{output_dir}/intros/{id}_{dj}_0.wav``. The pipeline owns one LLM backend and
-one TTS backend and never holds both models at once: the LLM is unloaded
-before the TTS model loads. A batch runs in two phases by default (every
-text, unload the LLM, then every audio file), so each model loads once.
+A batch is a two-step chain held in memory: a script step (the songs' texts, checkpointed
+in ``{output_dir}/intros.ledger.jsonl``) and a voice step that writes the intro for song
+``id`` read by DJ ``dj`` to ``{output_dir}/intros/{id}_{dj}_0.wav`` (the voice stage's own
+file name, :func:`~ai_content_pipeline.stages.voice.audio_file_name`). Its events are the
+chain's: ``pipeline_start``, ``step_start``, the stages' events (with ``step``),
+``step_complete``/``step_error``, ``pipeline_complete``. The pipeline owns one LLM backend
+and one TTS backend and never holds both models at once: the LLM is unloaded before the
+TTS model loads. A batch runs in two phases by default (every text, unload the LLM, then
+every audio file), so each model loads once.
 
-Failures that concern one song (a bad id, an unknown persona, a backend error
-on that song, or a backend that cannot load at all) become a result with
-``success=False`` and ``error``; the batch goes on.
+The DJ of a song is chosen by the stages' one persona rule
+(:func:`~ai_content_pipeline.templates.persona_for_record` over the song's ``dj``, with the
+pipeline's persona as the default). Where the radio API differs from a chain, on purpose:
+
+- a failure never raises: a song that cannot be made (a bad id, an unknown persona, a
+  backend error on that song) becomes a result with ``success=False`` and ``error``, and
+  when a backend fails as a whole (it cannot load) every song still in that step fails
+  with its error while the batch goes on (a chain would stop at ``step_error``);
+- ``resume`` also skips a song whose intro file is already there, before any model runs.
 """
 
 from __future__ import annotations
@@ -30,13 +40,13 @@ from typing import Any
 from .backends.base import LLMBackend, TTSBackend
 from .backends.registry import create_llm, create_tts
 from .errors import AicpError, error_object
-from .events import Emitter, NullEmitter
+from .events import Emitter, NullEmitter, StepEmitter
 from .jsonl import InputLine
-from .ledger import Ledger
 from .records import STAGE_FIELDS, slugify
-from .stages.script import ScriptOptions, ScriptStage
-from .stages.voice import VoiceOptions, VoiceStage
-from .templates import DEFAULT_PERSONA, load_persona, load_template
+from .stages.script import ScriptOptions
+from .stages.step import Step
+from .stages.voice import VoiceOptions, audio_file_name
+from .templates import DEFAULT_PERSONA, load_persona, load_template, persona_for_record
 
 DEFAULT_OUTPUT_DIR = Path("data/generated")
 #: File name of the script ledger under ``output_dir`` (lets ``resume`` reuse finished texts).
@@ -204,8 +214,9 @@ class GenerationPipeline:
         return self.output_dir / "intros"
 
     def intro_path(self, song_id: str, dj: str) -> Path:
-        """``output_dir/intros/{song_id}_{dj}_0.wav``."""
-        return self.intros_dir / f"{song_id}_{dj}_0.wav"
+        """``output_dir/intros/{song_id}_{dj}_0.wav``: the name the voice stage gives the file
+        (:func:`~ai_content_pipeline.stages.voice.audio_file_name`, take 0)."""
+        return self.intros_dir / audio_file_name(song_id, dj, 0, "wav")
 
     def unload(self) -> None:
         """Unload both models (they are unloaded after every phase anyway)."""
@@ -247,9 +258,10 @@ class GenerationPipeline:
                             if sid else "song has no id")
             failed.error += " (use letters, digits, '.', '_' and '-' only)"
             return failed
-        if not isinstance(who, str) or not _safe_name(who) or who.endswith((".yaml", ".yml")):
-            failed.error = (f"dj {who!r} is not a persona name "
-                            "(a built-in persona: letters, digits, '.', '_' and '-' only)")
+        try:  # the stages' persona rule, as the script stage will apply it to this record
+            persona_for_record({"dj": who}, self.persona)
+        except AicpError as exc:
+            failed.error = _error_text(error_object(exc, stage="script"))
             return failed
         path = self.intro_path(sid, who)
         if resume and path.is_file():
@@ -267,19 +279,18 @@ class GenerationPipeline:
         outs: list[dict[str, Any]] = []
         t0 = time.monotonic()
         self.emitter.step_start(step, "script", self.llm.model)
-        with Ledger(self.output_dir / LEDGER_NAME) as ledger:
-            stage = ScriptStage(self.llm, options, self.emitter, ledger)
+        with Step("script", self.llm, options, emitter=StepEmitter(self.emitter, step),
+                  checkpoint=self.output_dir / LEDGER_NAME) as run:
             lines = [InputLine(n, "radio", record=r) for n, r in enumerate(records, start=1)]
             try:
-                for out in stage.run(lines, total=len(lines)):
-                    outs.append(out)
+                run.run(lines, outs.append, len(lines))
             except AicpError as exc:  # the backend failed as a whole: the rest fail with it
                 self.emitter.step_error(step, exc, "script")
                 error = error_object(exc, stage="script")
                 outs += [{**r, "error": error} for r in records[len(outs):]]
             finally:
                 self.llm.unload()  # the stage unloads it too; a no-op then
-        self.emitter.step_complete(step, duration=time.monotonic() - t0, **stage.stats.as_dict())
+        self.emitter.step_complete(step, duration=time.monotonic() - t0, **run.stats.as_dict())
         return outs
 
     def _audio(self, step: int, records: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -292,29 +303,29 @@ class GenerationPipeline:
         self.intros_dir.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
         self.emitter.step_start(step, "voice", self.tts.model)
-        stage = VoiceStage(self.tts, options, self.emitter)
         lines = [InputLine(n, "radio", record=r) for n, r in enumerate(records, start=1)]
         held: dict[str, Any] | None = None
         done = 0
-        outs = stage.run(lines, total=len(lines))
-        try:
-            for out in outs:
+        with Step("voice", self.tts, options, emitter=StepEmitter(self.emitter, step)) as run:
+            outs = run.records(lines, len(lines))
+            try:
+                for out in outs:
+                    if held is not None:
+                        yield held
+                    held, done = out, done + 1
+            except AicpError as exc:  # the TTS backend failed as a whole: the rest fail with it
+                self.emitter.step_error(step, exc, "voice")
                 if held is not None:
                     yield held
-                held, done = out, done + 1
-        except AicpError as exc:  # the TTS backend failed as a whole
-            self.emitter.step_error(step, exc, "voice")
-            if held is not None:
-                yield held
-                held = None
-            error = error_object(exc, stage="voice")
-            for r in records[done:]:
-                yield {**r, "error": error}
-        finally:
-            getattr(outs, "close", lambda: None)()  # a generator: its finally unloads the TTS
-            self.tts.unload()
+                    held = None
+                error = error_object(exc, stage="voice")
+                for r in records[done:]:
+                    yield {**r, "error": error}
+            finally:
+                outs.close()  # ends the stage's run, which unloads the TTS
+                self.tts.unload()
         self.emitter.step_complete(step, output_path=self.intros_dir,
-                                   duration=time.monotonic() - t0, **stage.stats.as_dict())
+                                   duration=time.monotonic() - t0, **run.stats.as_dict())
         if held is not None:
             yield held
 

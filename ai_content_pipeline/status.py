@@ -30,8 +30,17 @@ class ExitStatus(IntEnum):
     BROKEN_PIPE = 141
 
 
+#: What each status means, in the words of ``--help`` and the man pages (EXIT STATUS).
+EXIT_STATUS_MEANINGS: dict[ExitStatus, str] = {
+    ExitStatus.SUCCESS: "all records succeeded",
+    ExitStatus.ERROR: "aborted by an error",
+    ExitStatus.USAGE: "usage or config error",
+    ExitStatus.PARTIAL: "finished but some records failed",
+    ExitStatus.BACKEND_UNAVAILABLE: "backend unavailable",
+    ExitStatus.INTERRUPTED: "interrupted",
+    ExitStatus.BROKEN_PIPE: "stdout closed by its reader",
+}
+
 EXIT_STATUS_HELP = (
-    "Exit status: 0 all records succeeded; 1 aborted by an error; 2 usage or config error; "
-    "3 finished but some records failed; 4 backend unavailable; 130 interrupted; "
-    "141 stdout closed by its reader."
+    "Exit status: " + "; ".join(f"{int(code)} {meaning}" for code, meaning in EXIT_STATUS_MEANINGS.items()) + "."
 )

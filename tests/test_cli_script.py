@@ -94,7 +94,9 @@ def test_checkpoint_and_resume(tmp_path, llm):
     calls = len(llm.calls)
     res = invoke(script_cli.script_command, "aicp-script", ["--checkpoint", ck, "--seed", "1", "--resume"], SONGS)
     assert res.exit_code == 0 and len(llm.calls) == calls
-    assert all(r["script"]["skipped"] for r in records(res.stdout))
+    out = records(res.stdout)
+    assert len(out) == len(SONGS.splitlines())
+    assert all(r["script"]["skipped"] for r in out)
 
 
 def test_help_documents_exit_codes_and_does_not_import_engines():

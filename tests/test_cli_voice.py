@@ -84,7 +84,9 @@ def test_resume_skips_without_loading(monkeypatch, tmp_path) -> None:
     use(monkeypatch, tts)
     res = invoke(voice_cli.voice_command, "aicp-voice", [*args, "--resume"], SCRIPTS)
     assert res.exit_code == 0 and tts.loads == 0
-    assert all(r["audio"]["skipped"] for r in records(res.stdout))
+    out = records(res.stdout)
+    assert len(out) == len(SCRIPTS.splitlines())
+    assert all(r["audio"]["skipped"] for r in out)
     assert "2 skipped" in res.stderr
 
 

@@ -84,6 +84,16 @@ def test_stream_contract(chain_dir: Path) -> None:
     assert completes[0]["cost"] > 0 and completes[1]["cost"] > 0
     for stage_event in ("record_start", "record_complete", "progress", "model_load", "model_unload"):
         assert stage_event in names
+    # every record, model, progress and chunk event carries the number of its step
+    current = None
+    stage_events = 0
+    for ev in events:
+        if ev["event"] == "step_start":
+            current = ev["step"]
+        elif ev["event"] == "progress" or ev["event"].startswith(("record_", "model_", "chunk_")):
+            assert ev.get("step") == current, ev
+            stage_events += 1
+    assert stage_events > 8
     # the LLM is gone before the TTS loads
     loads = [i for i, ev in enumerate(events) if ev["event"] == "model_load"]
     unloads = [i for i, ev in enumerate(events) if ev["event"] == "model_unload"]
@@ -110,12 +120,15 @@ def test_without_stream_nothing_but_the_result(chain_dir: Path) -> None:
 
 
 JQ = shutil.which("jq") or ("/usr/bin/jq" if os.path.exists("/usr/bin/jq") else None)
-SHELL_LINES = [
-    """aicp run-chain --config pipeline.yaml --stream 2>/dev/null | jq '.outputs'""",
-    """aicp run-chain --config pipeline.yaml --stream 2>progress.jsonl | jq -r '.outputs.final.path'""",
-    """aicp run-chain --config pipeline.yaml --stream 2>&1 >/dev/null | jq -r '"[\\(.elapsed_seconds)s] \\(.event): step \\(.step // "N/A")"'""",
-    """aicp run-chain --config pipeline.yaml --stream 2>&1 >/dev/null | jq -r 'select(.event == "step_complete") | "Step \\(.step): $\\(.cost)"'""",
-]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+#: The README's `aicp run-chain ... | jq` lines, read from README.md itself (so a change there is tested).
+SHELL_LINES = [line for line in README.splitlines()
+               if line.startswith("aicp run-chain --config pipeline.yaml --stream") and "| jq" in line]
+
+
+def test_readme_has_the_four_jq_lines() -> None:
+    assert len(SHELL_LINES) == 4, SHELL_LINES
+    assert 'step \\(.step // "N/A")' in SHELL_LINES[2]
 
 
 @pytest.mark.skipif(JQ is None, reason="jq is not installed")
@@ -139,6 +152,11 @@ def test_readme_jq_lines_run_as_written(chain_dir: Path, number: int) -> None:
         lines = out.splitlines()
         assert lines[0].endswith("] pipeline_start: step N/A") and lines[0].startswith("[")
         assert any(x.endswith("step_complete: step 2") for x in lines)
+        # every event of a step carries its number (issue 13): none of them prints N/A
+        step_events = [x for x in lines if any(f"] {name}" in x for name in (
+            "record_", "model_", "progress", "chunk_"))]
+        assert len(step_events) > 8
+        assert all(x.endswith(("step 1", "step 2")) for x in step_events), step_events
         assert not any("pipeline_complete" in x for x in lines)
     else:
         lines = out.splitlines()

@@ -100,6 +100,7 @@ def test_resume_serves_every_colliding_record_from_its_own_file(monkeypatch, tmp
     assert again.exit_code == 0, again.stderr
     assert tts.calls == []  # nothing synthesized again
     records = out_records(again.stdout)
+    assert len(records) == len(COLLIDING)
     assert all(r["audio"]["skipped"] for r in records)
     assert [r["audio"]["path"] for r in records] == [r["audio"]["path"] for r in out_records(first.stdout)]
     assert_files_match(records, tmp_path / "out")

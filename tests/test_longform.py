@@ -182,6 +182,7 @@ def test_short_chunks_are_continued_a_bounded_number_of_times(tmp_path: Path) ->
     llm, em = LongformLLM(ratio=0.3), RecordingEmitter()
     [out] = run_stage(llm, tmp_path, TOPIC, emitter=em, words=2000)
     chunks = out["script"]["chunks"]
+    assert len(chunks) == len(PLAN)
     assert all(c["continuations"] == 2 for c in chunks)
     assert len(llm.calls) == 1 + 3 * 10
     for c in chunks:  # 0.3 of the target, then 0.3 of what was missing, twice
@@ -239,7 +240,7 @@ def test_finished_records_come_from_the_record_ledger_on_resume(tmp_path: Path) 
     assert again["script"]["text"] == first["script"]["text"]
 
 
-def test_retries_apply_per_chunk(tmp_path: Path) -> None:
+def test_retries_apply_per_chunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     state = {"left": 1}
 
     def flaky(user: str, n: int) -> None:
@@ -247,14 +248,10 @@ def test_retries_apply_per_chunk(tmp_path: Path) -> None:
             state["left"] -= 1
             raise TransientBackendError("stream cut")
 
-    monkey = pytest.MonkeyPatch()
-    monkey.setattr(longform, "with_retries", _no_sleep_retries)
-    try:
-        [ok] = run_stage(LongformLLM(fail=flaky), tmp_path, TOPIC, retries=1)
-        state["left"] = 1
-        [bad] = run_stage(LongformLLM(fail=flaky), tmp_path, {**TOPIC, "id": "ep9"}, retries=0)
-    finally:
-        monkey.undo()
+    monkeypatch.setattr(longform, "with_retries", _no_sleep_retries)
+    [ok] = run_stage(LongformLLM(fail=flaky), tmp_path, TOPIC, retries=1)
+    state["left"] = 1
+    [bad] = run_stage(LongformLLM(fail=flaky), tmp_path, {**TOPIC, "id": "ep9"}, retries=0)
     assert [c["section"] for c in ok["script"]["chunks"]] == PLAN
     assert bad["error"]["chunk"] == 3 and "stream cut" in bad["error"]["message"]
 

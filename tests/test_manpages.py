@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ai_content_pipeline.cli.manpages import PAGES, esc, generate
+from ai_content_pipeline.status import EXIT_STATUS_MEANINGS, ExitStatus
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +27,8 @@ def test_pages_carry_exit_codes_events_and_examples(tmp_path: Path, page: str) -
     text = (ROOT / "man" / f"{page}.1").read_text()
     for section in (".SH NAME", ".SH SYNOPSIS", ".SH OPTIONS", ".SH EXIT STATUS", ".SH EVENTS", ".SH EXAMPLES"):
         assert section in text, section
-    for code in ("0", "1", "2", "3", "4", "130"):
+    assert set(EXIT_STATUS_MEANINGS) == set(ExitStatus)  # every status has its line
+    for code in ("0", "1", "2", "3", "4", "130", "141"):
         assert f"\\fB{code}\\fR" in text
     assert "\\fBrecord_complete\\fR" in text and "\\fBmodel_unload\\fR" in text
 

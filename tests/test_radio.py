@@ -191,7 +191,7 @@ def test_tts_is_unloaded_before_the_last_result_and_on_break(tmp_path):
     seen = []
     for r in generate_batch_intros(p, songs(3)):
         seen.append((r.song_id, p._llm_loaded, p._tts_loaded))
-    assert seen[-1] == ("song2", False, False)
+    assert len(seen) == 3 and seen[-1] == ("song2", False, False)
     assert all(not llm for _, llm, _ in seen)
     gen = generate_batch_intros(p, songs(3, notes="again"))
     next(gen)
@@ -254,6 +254,7 @@ def test_resume_with_everything_done_loads_no_model(tmp_path):
     for s in songs(3):
         (tmp_path / "intros" / f"{s['id']}_julie_0.wav").write_bytes(b"x")
     results = list(generate_batch_intros(p, songs(3), resume=True))
+    assert len(results) == 3
     assert all(r.skipped and r.success for r in results) and log == []
 
 
@@ -272,6 +273,7 @@ def test_resume_reuses_texts_written_before_the_audio_failed(tmp_path):
     assert not any(r.success for r in first)
     q, log = make(tmp_path)
     second = list(generate_batch_intros(q, songs(2), resume=True))
+    assert len(second) == 2
     assert all(r.success and not r.skipped for r in second)
     assert "llm.chat" not in log and log.count("tts.synthesize") == 2  # texts from the ledger
     assert [r.text for r in second] == [r.text for r in first]

@@ -3,7 +3,8 @@ import pytest
 from ai_content_pipeline.errors import BackendUnavailable, RecordError, TransientBackendError
 from ai_content_pipeline.ledger import Ledger
 from ai_content_pipeline.stages.common import StrictStop
-from ai_content_pipeline.stages.script import ScriptOptions, ScriptStage, trim_chatter
+from ai_content_pipeline.stages.script import ScriptOptions, ScriptStage
+from ai_content_pipeline.text import trim_chatter
 from tests.doubles import FakeLLM, RecordingEmitter, lines_of
 
 SONGS = [{"id": f"s{i}", "artist": f"Artist {i}", "title": f"Title {i}"} for i in range(4)]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -138,7 +138,7 @@ class LLMBackend(Backend):
         out: list[list[Completion] | Exception] = []
         for request in requests:
             try:
-                out.append([complete(self, request.messages, p) for p in request.params])
+                out.append([collect_reply(self, request.messages, p) for p in request.params])
             except RecordError as exc:
                 out.append(exc)
         return out
@@ -154,18 +154,23 @@ class LLMBackend(Backend):
         """Stream a reply to chat ``messages`` (``[{"role", "content"}]``), ending with ``done``."""
 
 
-def complete(
+def collect_reply(
     backend: LLMBackend,
     messages: list[dict[str, str]],
     params: GenerationParams,
     *,
     json_schema: dict[str, Any] | None = None,
-    on_text: Any = None,
+    on_text: Callable[[str], None] | None = None,
 ) -> Completion:
-    """Run :meth:`LLMBackend.chat` to the end and gather a :class:`Completion`.
+    """Run :meth:`LLMBackend.chat` to the end and gather its streamed reply into a :class:`Completion`.
 
-    :param on_text: optional callback ``on_text(delta: str)`` per streamed piece.
-    :raises TransientBackendError: when the stream ends without a final chunk.
+    :param messages: chat messages, ``[{"role": "system"|"user"|"assistant", "content": str}]``.
+    :param json_schema: a JSON Schema the reply must follow (backends with ``supports_json_schema``).
+    :param on_text: ``on_text(delta)`` with each streamed piece of text, as it arrives.
+    :returns: the text, token counts, ``done_reason`` and the seconds it took (total, to the first token).
+    :raises TransientBackendError: the stream ended without its final (``done``) chunk.
+    :raises RecordError: what the backend's ``chat`` raises for this request (other
+        :class:`~ai_content_pipeline.errors.AicpError` subclasses for the whole backend).
     """
     from ..errors import TransientBackendError
 
@@ -193,6 +198,10 @@ def complete(
         seconds=time.perf_counter() - t0,
         first_token_seconds=first,
     )
+
+
+#: The former name of :func:`collect_reply` ("complete" read like a record's completion).
+complete = collect_reply
 
 
 @dataclass

@@ -110,7 +110,15 @@ def resolve_tts_name(name: str, notice: Callable[[str], None] | None = None,
 
 def create_tts(name: str = "auto", *, notice: Callable[[str], None] | None = None,
                **options: Any) -> TTSBackend:
-    """Build (not load) the TTS backend ``name`` (``auto``, ``piper``, ``chatterbox``)."""
+    """Build (not load) the TTS backend ``name`` (``auto``, ``piper``, ``chatterbox``).
+
+    :param notice: called with one line for people when ``auto`` picks an engine.
+    :param options: the backend class's keyword arguments (``voice``: a Piper ``.onnx`` path or
+        a Chatterbox reference clip; ``device``: ``cpu``, ``cuda``...; ``checkpoint_dir``).
+    :returns: the :class:`~ai_content_pipeline.backends.base.TTSBackend`, not loaded yet.
+    :raises UsageError: unknown name.
+    :raises TypeError: an option the backend class does not take.
+    """
     name = resolve_tts_name(name, notice, options.get("device"), options.get("voice"))
     cls = _load_class(TTS_BACKENDS, name, "TTS")
     return cls(**options)  # type: ignore[no-any-return]

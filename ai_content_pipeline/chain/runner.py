@@ -4,9 +4,9 @@ For each enabled step (numbered by position in the file, 1-based) the runner
 
 1. builds the step's backend (not loaded yet) and sends ``step_start``;
 2. streams the previous step's records (or the chain input) through the stage
-   (:class:`~ai_content_pipeline.stages.script.ScriptStage` or ``VoiceStage``),
+   (:class:`~ai_content_pipeline.stages.step.Step`, the primitive every front end shares),
    which loads the model on first use and checkpoints every finished record in
-   ``output_dir/NN-type.ledger.jsonl``;
+   ``output_dir/NN-type.ledger.jsonl``; the stage's events carry ``step``;
 3. writes the records to ``output_dir/NN-type.jsonl.part`` and renames it to
    ``NN-type.jsonl`` when the step ends (a reader never sees half a file);
 4. has the stage unload the model (``model_unload``: Ollama ``keep_alive: 0`` and
@@ -24,8 +24,6 @@ it finished in ``NN-type.jsonl`` and ends the chain with a ``Cancelled`` error.
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import os
 import tempfile
 import time
@@ -39,20 +37,20 @@ from pydantic import TypeAdapter
 from ..backends.llamacpp import BUNDLED_NAME
 from ..backends.registry import create_llm, create_tts, resolve_llm_name, resolve_tts_name
 from ..errors import AicpError, UsageError, error_object
-from ..events import Emitter, NullEmitter
+from ..events import Emitter, NullEmitter, StepEmitter
 from ..faults import os_error
 from ..files import FolderLock
-from ..jsonl import RecordWriter, count_records, read_records
-from ..ledger import Ledger
+from ..jsonl import RecordWriter
 from ..stages.common import Cancelled
+from ..stages.registry import options_class
+from ..stages.step import Step, count_input, read_input
 from ..status import ExitStatus
-from .spec import STAGE_OPTIONS, ChainSpec, Prices, ScriptStep, VoiceStep
+from .spec import ChainSpec, Prices, ScriptStep, VoiceStep
 
 StepSpec = ScriptStep | VoiceStep
 #: ``factory(step, notice) -> backend``: builds (does not load) a step's backend.
 BackendFactory = Callable[[StepSpec, Callable[[str], None]], Any]
 
-STAGE_CLASSES = {"script": "ScriptStage", "voice": "VoiceStage"}
 GPU_DEVICES = ("cuda", "gpu", "mps")
 
 
@@ -161,17 +159,17 @@ def step_cost(prices: Prices, tokens: int, audio_seconds: float, seconds: float,
     return round(cost, 6)
 
 
-def build_stage(spec: ChainSpec, index: int, backend: Any, emitter: Emitter, ledger: Ledger,
-                resume: bool, cancel: Callable[[], bool] | None = None) -> Any:
-    """The stage object of step ``index``: its ``params`` plus what the chain sets.
+def step_options(spec: ChainSpec, index: int, resume: bool) -> Any:
+    """The stage options of step ``index``: its ``params`` plus what the chain sets.
 
     The chain sets ``template``/``persona`` (step keys), ``resume``, ``strict``
     (``on_error: stop``), for voice ``out_dir`` (``output_dir/audio``) and, unless
     the step's params give one, the long-form ``work_dir`` (``output_dir/longform``).
+
+    :raises pydantic.ValidationError: a ``params`` value the options refuse (the chain
+        file was validated before, so only a spec built by hand gets here).
     """
     step = spec.steps[index]
-    module_name, options_name = STAGE_OPTIONS[step.type]
-    module = importlib.import_module(module_name)
     values: dict[str, Any] = {**step.params, "resume": resume, "strict": spec.on_error == "stop"}
     if step.persona:
         values["persona"] = step.persona
@@ -180,10 +178,7 @@ def build_stage(spec: ChainSpec, index: int, backend: Any, emitter: Emitter, led
         values.setdefault("work_dir", str(Path(spec.output_dir) / "longform"))
     else:
         values["out_dir"] = str(spec.audio_dir)
-    options = TypeAdapter(getattr(module, options_name)).validate_python(values)
-    stage = getattr(module, STAGE_CLASSES[step.type])(backend, options, emitter, ledger)
-    stage.cancel = cancel
-    return stage
+    return TypeAdapter(options_class(step.type)).validate_python(values)
 
 
 @dataclass
@@ -246,7 +241,9 @@ class ChainRunner:
         #: the ``pipeline_complete`` fields once sent (also when :meth:`run` raises)
         self.completed: dict[str, Any] | None = None
 
-    def _run_step(self, index: int, source: str, total: int | None) -> StepSummary:
+    def _run_step(self, index: int, source: str, total: int | None) -> tuple[StepSummary, int]:
+        """Run step ``index`` over ``source`` (``total`` lines, if known); its summary and how
+        many records it wrote (the next step's ``total``: its input is not counted again)."""
         spec, emitter = self.spec, self.emitter
         step, number = spec.steps[index], index + 1
         backend = self.factory(step, emitter.message)
@@ -255,35 +252,32 @@ class ChainRunner:
         t0 = time.monotonic()
         out = spec.output_path(index)
         part = out.with_name(out.name + ".part")
-        ledger = Ledger(spec.ledger_path(index))
         try:
-            stage = build_stage(spec, index, backend, emitter, ledger, self.resume, self.cancel)
-            if isinstance(step, VoiceStep):  # no audio file may replace what the chain reads or writes
-                for target in (spec.input, spec.source, *(p for i in range(len(spec.steps))
-                                                          for p in (spec.output_path(i), spec.ledger_path(i)))):
-                    stage.protected.add(target)
-                stage.protected.add(part)
-            records = read_records([source], stdin=self.stdin)
-            with open(part, "wb") as handle, contextlib.closing(stage.run(records, total=total)) as run:
-                writer = RecordWriter(handle)
-                try:
-                    for record in run:
-                        writer.write(record)
-                except Cancelled:  # keep the records finished before the cancel
-                    os.fsync(handle.fileno())
-                    os.replace(part, out)
-                    raise
-                try:
-                    os.fsync(handle.fileno())
-                except OSError as exc:
-                    raise os_error(exc, part) from exc
+            with Step(step.type, backend, step_options(spec, index, self.resume), emitter=StepEmitter(emitter, number),
+                      checkpoint=spec.ledger_path(index), cancel=self.cancel) as run:
+                if isinstance(step, VoiceStep):  # no audio file may replace what the chain reads or writes
+                    for target in (spec.input, spec.source, *(p for i in range(len(spec.steps))
+                                                              for p in (spec.output_path(i), spec.ledger_path(i)))):
+                        run.stage.protected.add(target)
+                    run.stage.protected.add(part)
+                with open(part, "wb") as handle:
+                    try:
+                        written = run.run(read_input([source], stdin=self.stdin), RecordWriter(handle).write, total)
+                    except Cancelled:  # keep the records finished before the cancel
+                        os.fsync(handle.fileno())
+                        os.replace(part, out)
+                        raise
+                    try:
+                        os.fsync(handle.fileno())
+                    except OSError as exc:
+                        raise os_error(exc, part) from exc
             try:
                 os.replace(part, out)
             except OSError as exc:
                 raise os_error(exc, out) from exc
         finally:
-            ledger.close()
             part.unlink(missing_ok=True)
+        stage = run.stage
         duration = round(time.monotonic() - t0, 3)
         stats = stage.stats.as_dict()
         tokens = stats["tokens"]["prompt"] + stats["tokens"]["completion"]
@@ -294,7 +288,7 @@ class ChainRunner:
         emitter.step_complete(number, cost, str(out), duration, type=step.type,
                               records=stats["records"], tokens=stats["tokens"],
                               audio_seconds=stats["audio_seconds"], **extra)
-        return summary
+        return summary, written
 
     def run(self) -> ChainResult:
         """Run every enabled step; always ends with ``pipeline_complete``.
@@ -336,7 +330,7 @@ class ChainRunner:
             except OSError as exc:  # a read-only or misnamed output_dir
                 raise os_error(exc, spec.output_dir, doing="write to output_dir") from exc
             try:
-                total = count_records([source], stdin=self.stdin)
+                total = count_input([source], stdin=self.stdin)
             except OSError as exc:
                 raise os_error(exc, source, doing="read") from exc
         except AicpError as exc:
@@ -351,7 +345,7 @@ class ChainRunner:
             try:
                 if self.cancel is not None and self.cancel():
                     raise Cancelled(f"chain cancelled before step {index + 1}")
-                summary = self._run_step(index, source, total)
+                summary, total = self._run_step(index, source, total)
             except (AicpError, OSError) as exc:
                 error = exc if isinstance(exc, AicpError) else os_error(exc)
                 error_obj = {**error_object(error, stage=step.type), "step": index + 1}
@@ -367,7 +361,6 @@ class ChainRunner:
                 raise
             self.steps.append(summary)
             source = summary.path
-            total = count_records([source])
         result = self.completed = self.result(t0, error_obj)
         emitter.pipeline_complete(result)
         if error is not None:
@@ -426,6 +419,23 @@ def run_chain(spec: ChainSpec, *, emitter: Emitter | None = None, resume: bool =
                        backend_factory=backend_factory, cancel=cancel).run()
 
 
+def check_stdin_once(config: str, spec: ChainSpec) -> None:
+    """Standard input can be read once: not for both the chain file (``config`` ``-``) and
+    the chain's ``input``.
+
+    :raises UsageError: (exit 2) both come from stdin.
+    """
+    if config == "-" and spec.input == "-":
+        raise UsageError("the chain file and its input cannot both come from stdin",
+                         hint="give --config a file, or set `input` to a path")
+
+
+def plan_status(plan: dict[str, Any]) -> ExitStatus:
+    """The exit status of a ``--dry-run`` plan (:func:`plan_chain`): ``SUCCESS`` when every
+    enabled step's backend resolves, else ``BACKEND_UNAVAILABLE`` (4)."""
+    return ExitStatus.SUCCESS if plan["ok"] else ExitStatus.BACKEND_UNAVAILABLE
+
+
 def plan_chain(spec: ChainSpec,
                resolver: Callable[[StepSpec], tuple[str, str | None]] | None = None) -> dict[str, Any]:
     """The ``--dry-run`` plan: steps, record count, the backends ``auto`` would pick.
@@ -443,7 +453,7 @@ def plan_chain(spec: ChainSpec,
     """
     check_chain_paths(spec)
     resolve = resolver or resolve_backend
-    records = count_records([spec.input]) if spec.input != "-" else None
+    records = count_input([spec.input]) if spec.input != "-" else None
     steps: list[dict[str, Any]] = []
     for index, step in enumerate(spec.steps):
         entry: dict[str, Any] = {"step": index + 1, "type": step.type, "enabled": step.enabled,
@@ -463,5 +473,5 @@ def plan_chain(spec: ChainSpec,
             "ok": not any("error" in s for s in steps), "steps": steps}
 
 
-__all__ = ["BackendFactory", "ChainResult", "ChainRunner", "StepSummary", "build_stage", "check_chain_paths",
-           "create_backend", "plan_chain", "resolve_backend", "run_chain", "step_cost"]
+__all__ = ["BackendFactory", "ChainResult", "ChainRunner", "StepSummary", "check_chain_paths", "check_stdin_once",
+           "create_backend", "plan_chain", "plan_status", "resolve_backend", "run_chain", "step_cost", "step_options"]

@@ -32,7 +32,6 @@ most 1 MiB of UTF-8, no anchors or aliases, no duplicate keys.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import math
 import sys
 from collections.abc import Iterable
@@ -45,14 +44,10 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from ..backends.registry import LLM_CHOICES, TTS_CHOICES
 from ..errors import AicpError, ConfigError, UsageError
 from ..faults import path_problem
+from ..stages.registry import STAGE_TYPES, options_class
 from ..templates import load_persona, load_template
 from ..yamlfile import YAMLProblem, decode_utf8, load_yaml, read_limited
 
-#: step type → (module, options dataclass) whose fields ``params`` may set.
-STAGE_OPTIONS: dict[str, tuple[str, str]] = {
-    "script": ("ai_content_pipeline.stages.script", "ScriptOptions"),
-    "voice": ("ai_content_pipeline.stages.voice", "VoiceOptions"),
-}
 #: options the chain sets itself; ``params`` may not.
 RESERVED_PARAMS = frozenset({"resume", "strict", "out_dir", "template", "persona"})
 
@@ -199,7 +194,7 @@ def _clean_loc(loc: tuple[Any, ...]) -> Loc:
     # pydantic puts the union tag into the path (steps.0.script.template): drop it.
     out: list[str | int] = []
     for i, part in enumerate(loc):
-        if part in STAGE_OPTIONS and i >= 2 and loc[i - 2] == "steps" and isinstance(loc[i - 1], int):
+        if part in STAGE_TYPES and i >= 2 and loc[i - 2] == "steps" and isinstance(loc[i - 1], int):
             continue
         out.append(part)
     return tuple(out)
@@ -294,8 +289,7 @@ def _read_text(config: str, stdin: IO[str] | IO[bytes] | None) -> tuple[str, str
 
 
 def _options_adapter(step_type: str) -> tuple[set[str], TypeAdapter[Any]]:
-    module, attr = STAGE_OPTIONS[step_type]
-    cls = getattr(importlib.import_module(module), attr)
+    cls = options_class(step_type)
     return {f.name for f in dataclasses.fields(cls)}, TypeAdapter(cls)
 
 

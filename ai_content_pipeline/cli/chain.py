@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
-from ..errors import UsageError
-from ..events import StreamEmitter
+from ..events import event_json
 from ..jsonl import RecordWriter
 from .errors import note_flag
 from .options import EPILOG_STATUS, make_emitter
@@ -32,8 +32,10 @@ Files (under output_dir):
 """
 
 
-def _print_json(obj: dict[str, object]) -> None:
-    RecordWriter().write(obj)  # a closed stdout: OutputClosed (141); a full one: an error (1)
+def _print_json(obj: dict[str, Any], encode: Callable[[dict[str, Any]], bytes] | None = None) -> None:
+    """The command's output: one JSON line on stdout (the plan, or the result as a
+    ``pipeline_complete`` event). A closed stdout: OutputClosed (141); a full one: an error (1)."""
+    RecordWriter(encode=encode).write(obj)
 
 
 @click.command("run-chain", epilog=EPILOG)
@@ -63,25 +65,28 @@ def run_chain_command(config: str, overrides: tuple[str, ...], dry_run: bool, re
     With --stream, stderr carries the events (pipeline_start, step_start,
     step_complete, step_error and the stages' record and model events).
     """
-    from ..chain.runner import ChainRunner, plan_chain  # not needed for --help
+    # not needed for --help: imported here
+    from ..chain.runner import ChainRunner, check_stdin_once, plan_chain, plan_status
     from ..chain.spec import load_chain
 
     spec = load_chain(config, overrides)
-    if config == "-" and spec.input == "-":
-        raise UsageError("the chain file and its input cannot both come from stdin",
-                         hint="give --config a file, or set `input` to a path")
+    check_stdin_once(config, spec)
     if dry_run:
         plan = plan_chain(spec)
         _print_json(plan)
-        return 0 if plan["ok"] else 4
-    final = StreamEmitter(enabled=True)  # the stdout writer of pipeline_complete
-    emitter = final if stream else make_emitter(False, quiet, "aicp run-chain")
+        return int(plan_status(plan))
+    emitter = make_emitter(stream, quiet, "aicp run-chain")
+
+    def print_result(result: dict[str, Any]) -> None:  # with --stream the emitter printed it
+        if not stream:
+            _print_json(emitter.envelope("pipeline_complete", emitter.result_fields(result)), event_json)
+
     runner = ChainRunner(spec, emitter=emitter, resume=resume)
     try:
         outcome = runner.run()
     except Exception:
-        if not stream and runner.completed is not None:  # the result still reaches stdout
-            final.pipeline_complete(runner.completed)
+        if runner.completed is not None:  # the result still reaches stdout
+            print_result(runner.completed)
         raise
     finally:
         emitter.close()
@@ -91,9 +96,7 @@ def run_chain_command(config: str, overrides: tuple[str, ...], dry_run: bool, re
             emitter.message(f"step {step['step']} {step['type']}: {counts['completed']} ok, "
                             f"{counts['failed']} failed, {counts['skipped']} skipped; "
                             f"{step['duration_seconds']:.1f} s -> {step['path']}")
-        final.pipeline_complete(outcome.result)
-        if outcome.error is not None:
-            sys.stderr.write(f"aicp: error: {outcome.error.message}\n")
-            if outcome.error.hint:
-                sys.stderr.write(f"aicp: hint: {outcome.error.hint}\n")
+    print_result(outcome.result)
+    if outcome.error is not None:
+        raise outcome.error  # reported by the one error handler, with the chain's exit status
     return int(outcome.exit_status)

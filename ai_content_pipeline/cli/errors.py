@@ -53,8 +53,7 @@ def _report(prog_name: str, stream_events: bool, message: str, hint: str | None,
         if stream_events:
             from ..events import StreamEmitter
 
-            StreamEmitter(enabled=True, started=started).emit(
-                "error", message=message, hint=hint, exit_code=int(status))
+            StreamEmitter(enabled=True, started=started).error(message, hint, status)
             return
         sys.stderr.write(f"{prog_name}: error: {message}\n")
         if hint:

@@ -2,7 +2,7 @@
 
 Each page is built from the command itself (its help, ``params`` and epilog
 through click's own ``get_help_record``), the exit statuses
-(:data:`~ai_content_pipeline.status.EXIT_STATUS_HELP`) and the event list
+(:data:`~ai_content_pipeline.status.EXIT_STATUS_MEANINGS`) and the event list
 (the docstrings of :class:`~ai_content_pipeline.events.Emitter`'s methods), so
 a test can regenerate the pages and fail when they drift from the code.
 Output is deterministic: no date, no terminal width.
@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 
 from ..events import Emitter
-from ..status import EXIT_STATUS_HELP
+from ..status import EXIT_STATUS_MEANINGS
 
 #: page name → (``module:attribute`` of the click command, program name as typed)
 PAGES: dict[str, tuple[str, str]] = {
@@ -140,9 +140,8 @@ def render(page: str, command: click.Command, prog: str) -> str:
         lines += [f".SH {esc(heading)}", ".nf", *(esc(line) for line in body), ".fi"]
 
     lines.append(".SH EXIT STATUS")
-    for item in EXIT_STATUS_HELP.removeprefix("Exit status: ").rstrip(".").split("; "):
-        code, _, meaning = item.partition(" ")
-        lines += [".TP", f"\\fB{code}\\fR", esc(meaning)]
+    for code, meaning in EXIT_STATUS_MEANINGS.items():
+        lines += [".TP", f"\\fB{int(code)}\\fR", esc(meaning)]
 
     lines += [".SH EVENTS", esc("With --stream, progress goes to stderr as JSON Lines, one event per "
                                 "line, flushed per event. Every event has schema_version (\"1\"), event, "

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from ..events import StreamEmitter, _event_json
+from ..events import StreamEmitter, event_json
 from .db import Job
 from .store import JobStore
 
@@ -56,9 +56,9 @@ class JobEmitter(StreamEmitter):
 
     def emit(self, event: str, **fields: Any) -> None:
         with self._lock:
-            payload = self._payload(event, fields)
+            payload = self.envelope(event, fields)
             changed = self._track(event, payload)
-            self.store.add_event(self.job_id, _event_json(payload).decode(),
+            self.store.add_event(self.job_id, event_json(payload).decode(),
                                  dict(self.state) if changed else None,
                                  dict(self.totals) if changed else None)
 

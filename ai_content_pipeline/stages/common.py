@@ -102,16 +102,28 @@ class StageStats:
 
 
 class RecordTracker:
-    """Updates :class:`StageStats` and sends the matching record and progress events."""
+    """Updates :class:`StageStats` and sends the matching record and progress events.
+
+    Safe to call from the worker threads of ``--jobs``: counts change under :attr:`lock`
+    (which stages also take for their own totals), and the ``progress`` event of a change
+    carries the counts as they were right after it.
+    """
 
     def __init__(self, emitter: Emitter, stats: StageStats, stage: str) -> None:
         self.emitter = emitter
         self.stats = stats
         self.stage = stage
+        #: Guards every change of :attr:`stats` (re-entrant: a stage may hold it around a call here).
+        self.lock = threading.RLock()
 
-    def _progress(self) -> None:
-        s = self.stats
-        self.emitter.progress(s.total, s.completed, s.failed, s.skipped, stage=self.stage)
+    def _count(self, outcome: str, change: int = 1) -> tuple[int | None, int, int, int]:
+        with self.lock:
+            s = self.stats
+            setattr(s, outcome, getattr(s, outcome) + change)
+            return s.total, s.completed, s.failed, s.skipped
+
+    def _progress(self, counts: tuple[int | None, int, int, int]) -> None:
+        self.emitter.progress(*counts, stage=self.stage)
 
     def start(self, index: int, record_id: str, **extra: Any) -> None:
         """A record (or take) starts."""
@@ -119,15 +131,20 @@ class RecordTracker:
 
     def complete(self, index: int, record_id: str, **extra: Any) -> None:
         """A record (or take) succeeded."""
-        self.stats.completed += 1
+        counts = self._count("completed")
         self.emitter.record_complete(index, record_id, stage=self.stage, **extra)
-        self._progress()
+        self._progress(counts)
 
-    def failed(self, index: int, record_id: str | None, error: dict[str, Any], **extra: Any) -> None:
-        """A record failed (or arrived failed) with ``error``."""
-        self.stats.failed += 1
+    def report_error(self, index: int, record_id: str | None, error: dict[str, Any], **extra: Any) -> None:
+        """Count a record that failed (or arrived failed) with the error object ``error`` and
+        send ``record_error``."""
+        counts = self._count("failed")
         self.emitter.record_error(index, record_id, error, stage=self.stage, **extra)
-        self._progress()
+        self._progress(counts)
+
+    def uncount_skipped(self) -> None:
+        """Take back one :meth:`skipped` (a take served from the ledger that failed after all)."""
+        self._count("skipped", -1)
 
     def fail(self, index: int, rid: str | None, record: dict[str, Any], exc: RecordError, *,
              strict: bool, **error_fields: Any) -> dict[str, Any]:
@@ -137,7 +154,7 @@ class RecordTracker:
         :raises StrictStop: when ``strict`` (``--strict``, ``on_error: stop``).
         """
         error = {**error_object(exc, stage=self.stage), **error_fields}
-        self.failed(index, rid, error, **error_fields)
+        self.report_error(index, rid, error, **error_fields)
         if strict:
             raise StrictStop(f"stopped at record {index + 1} (--strict): {exc.message}", hint=exc.hint)
         return {**record, "error": error}
@@ -151,20 +168,20 @@ class RecordTracker:
         """
         if line.record is None:
             error = dict(line.error or {})
-            self.failed(index, None, error)
+            self.report_error(index, None, error)
             if strict:
                 raise StrictStop(f"stopped at line {line.line} (--strict): {error.get('message')}")
             return {"error": error}
         if "error" in line.record:
-            self.failed(index, record_id(line.record), line.record["error"], upstream=True)
+            self.report_error(index, record_id(line.record), line.record["error"], upstream=True)
             return line.record
         return None
 
     def skipped(self, index: int, record_id: str, **extra: Any) -> None:
         """A record was served from the checkpoint ledger."""
-        self.stats.skipped += 1
+        counts = self._count("skipped")
         self.emitter.record_skipped(index, record_id, stage=self.stage, **extra)
-        self._progress()
+        self._progress(counts)
 
 
 def check_run_paths(sources: list[str], checkpoint: str | None, stdout: Any = None,
@@ -307,7 +324,14 @@ class BackendSession:
         self._lock = threading.Lock()
 
     def ensure(self) -> Any:
-        """Load the backend now if it is not loaded yet; return it."""
+        """Load the backend now if it is not loaded yet (``model_load``); return it.
+
+        Thread-safe: of the worker threads that ask at once, one loads and the others wait.
+
+        :returns: the backend (an ``LLMBackend`` or ``TTSBackend``), loaded.
+        :raises BackendUnavailable: the model cannot be loaded (missing file, server down).
+        :raises UsageError: the backend's settings cannot work (e.g. an unknown device).
+        """
         if not getattr(self.backend, "loaded", False):
             with self._lock:
                 if not getattr(self.backend, "loaded", False):
@@ -394,6 +418,18 @@ class Stage:
         """``record`` with the ``error`` of ``exc`` (see :meth:`RecordTracker.fail`)."""
         return self.tracker.fail(index, rid, record, exc, strict=self.options.strict, **error_fields)
 
-    def _passthrough(self, index: int, line: InputLine) -> dict[str, Any] | None:
+    def _unprocessable(self, index: int, line: InputLine) -> dict[str, Any] | None:
         """Output for a bad line or an upstream failure, ``None`` for a record to process."""
         return self.tracker.unprocessable(index, line, strict=self.options.strict)
+
+    def _each(self, index: int, line: InputLine, work: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+        """The output of one input line: stop here if cancelled, pass a bad line or an upstream
+        failure through, else ``work(record)``.
+
+        :raises Cancelled: :attr:`cancel` says so. :raises StrictStop: a bad line with ``strict``.
+        """
+        self.check_cancel()
+        passed = self._unprocessable(index, line)
+        if passed is not None or line.record is None:
+            return passed or {}
+        return work(line.record)

@@ -35,26 +35,27 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import re
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from ..backends.base import Completion, GenerationParams, complete
+from ..backends.base import Completion, GenerationParams, LLMBackend, collect_reply
 from ..checks import evaluate
 from ..errors import AicpError, ConfigError, InputError, RecordError
-from ..files import NameClaims
+from ..events import Emitter
+from ..files import FolderLock, NameClaims
+from ..jsonl import InputLine
 from ..ledger import Ledger, request_key
 from ..records import STAGE_FIELDS, record_id, word_count
-from ..templates import Section, Template, load_template
+from ..templates import Persona, Section, Template, load_template
+from ..text import clean_chunk, last_sentences
 from .common import with_retries
 from .entries import ChunkEntry, PackEntry, fits
-
-if TYPE_CHECKING:
-    from .script import ScriptStage
+from .script import ScriptOptions, ScriptStage, record_persona
 
 #: A chunk shorter than ``target * (1 - SHORTFALL_MARGIN)`` words is continued.
 SHORTFALL_MARGIN = 0.2
@@ -71,6 +72,22 @@ PACK_TEMPERATURE = 0.2
 PACK_MAX_TOKENS = 600
 #: Seconds between ``chunk_progress`` events (at most one a second).
 PROGRESS_INTERVAL = 1.0
+#: Seeds: request ``n`` of a take (chunk ``n``, its continuations at ``n + 100·k``) gets the
+#: take's seed + ``SEED_STRIDE · n``, far from the ``seed + take`` of the other takes.
+SEED_STRIDE = 1000
+#: Continuation ``k`` of chunk ``n`` asks with offset ``n + CONTINUATION_OFFSET · k``: above any
+#: chunk number (a plan has at most a few dozen sections), so no two requests share a seed.
+CONTINUATION_OFFSET = 100
+#: Completion tokens added to every chunk request's budget, for the model's opening and closing
+#: tokens (and so a tiny section still gets room for a sentence).
+TOKEN_HEADROOM = 16
+#: The fewest completion tokens any chunk request is allowed, whatever ``--max-tokens`` says.
+MIN_CHUNK_TOKENS = 16
+#: Words of the chunk so far that a continuation request repeats (as the assistant's turn): enough
+#: for the model to pick up the thread, short enough to keep the prompt small.
+CONTINUATION_TAIL_WORDS = 150
+#: A continuation shorter than this many words is taken as "nothing more to say": stop asking.
+MIN_CONTINUATION_WORDS = 5
 
 _clock = time.monotonic
 
@@ -151,38 +168,6 @@ def plan_for(template: Template, sections: list[dict[str, Any]] | None = None,
     return plan
 
 
-_HEADING_LINE = re.compile(r"^[ \t]*(?:#{1,6}[ \t].*|\*\*[^*\n]{1,80}\*\*[ \t]*:?)[ \t]*$", re.MULTILINE)
-
-
-def clean_chunk(text: str, section: str) -> str:
-    """A chunk's speakable text: the model's chatter, markdown headings, a line that only
-    repeats the section name, and ``**`` emphasis removed; paragraphs kept."""
-    from .script import trim_chatter
-
-    text = _HEADING_LINE.sub("", trim_chatter(text))
-    name = re.escape(section)
-    text = re.sub(rf"^[ \t]*[\"'“]?{name}[\"'”]?[ \t]*:?[ \t]*$", "", text, flags=re.MULTILINE | re.IGNORECASE)
-    text = text.replace("**", "")
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
-
-
-_segmenter: Any = None
-
-
-def last_sentences(text: str, count: int, max_words: int = 40) -> str:
-    """The last ``count`` sentences of ``text`` (pysbd), at most ``max_words`` words."""
-    global _segmenter
-    if _segmenter is None:
-        import pysbd
-
-        _segmenter = pysbd.Segmenter(language="en", clean=False)
-    tail = text[-800:]
-    sentences = [s.strip() for s in _segmenter.segment(tail) if s.strip()]
-    picked = " ".join(sentences[-count:]) if sentences else tail
-    words = picked.split()
-    return " ".join(words[-max_words:])
-
-
 def rolling_summary(done: list[tuple[str, str]]) -> list[str]:
     """``["Section: last sentences", ...]`` for the earlier chunks ``[(section, text)]``.
 
@@ -205,21 +190,23 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-class LongformWriter:
-    """Writes long-form scripts for a :class:`~ai_content_pipeline.stages.script.ScriptStage`.
+class LongformStage(ScriptStage):
+    """The script stage for sectioned templates: each take is written chunk by chunk.
 
-    The stage hands every take of a sectioned template to :meth:`take`; this
-    class uses the stage's backend session, ledger (finished records), tracker,
-    statistics and options (``words``, ``sections``, ``work_dir``, ``retries``,
-    ``resume``, sampling overrides).
+    It overrides one hook of :class:`~ai_content_pipeline.stages.script.ScriptStage`, the
+    generation of a take (:meth:`_take`), and keeps the rest of the take skeleton: the
+    persona rule, resume from the ledger (finished records), the counts, ``require_checks``
+    and the record events. ``ScriptStage(...)`` builds one when the template has sections
+    or ``options`` carry ``sections``. Work folders are claimed in input order
+    (:meth:`_items`), and the ``work_dir`` is locked while the stage runs.
 
     :raises ConfigError: a bad plan, or prompts that do not compile.
+    :raises UsageError: unknown template or persona, ``best_of`` > 1.
     """
 
-    def __init__(self, stage: ScriptStage) -> None:
-        self.stage = stage
-        self.options = stage.options
-        self.template = stage.template
+    def __init__(self, backend: LLMBackend, options: ScriptOptions | None = None,
+                 emitter: Emitter | None = None, ledger: Ledger | None = None) -> None:
+        super().__init__(backend, options, emitter, ledger)
         self.plan = plan_for(self.template, self.options.sections, self.options.words)
         self.work_dir = Path(self.options.work_dir)
         self.names = NameClaims()
@@ -229,17 +216,42 @@ class LongformWriter:
             prompts = load_template(FALLBACK_PROMPTS)
         self.prompts = prompts
 
+    @property
+    def batched(self) -> bool:
+        """Never: chunks stream one request at a time."""
+        return False
+
+    # -- a whole run ---------------------------------------------------------------
+    def _items(self, lines: Iterable[InputLine]) -> Iterator[tuple[int, InputLine, int]]:
+        """As the script stage's, claiming each take's work folder here, in input order, so
+        the names do not depend on which worker thread runs first."""
+        for index, line, take in super()._items(lines):
+            if line.record is not None and "error" not in line.record:
+                self.claim_folder(index, line.record, take)
+            yield index, line, take
+
+    def run(self, lines: Iterable[InputLine], total: int | None = None) -> Iterator[dict[str, Any]]:
+        """As :meth:`ScriptStage.run`, holding the lock of ``work_dir`` while it runs.
+
+        :raises UsageError: another run holds the work folder.
+        """
+        lock = FolderLock(self.options.work_dir, "long-form work folder").acquire()
+        try:
+            yield from super().run(lines, total)
+        finally:
+            lock.release()
+
     # -- a record ------------------------------------------------------------------
     def claim_folder(self, index: int, record: dict[str, Any], take: int) -> str:
         """Claim the work folder name of record ``index``, take ``take``: ``{id}`` (take 0) or
         ``{id}-take{n}``, with ``-2``, ``-3``… when an earlier record of the run holds it.
-        Called in input order (:meth:`ScriptStage._items`), so resumed runs get the same names."""
+        Called in input order (:meth:`_items`), so resumed runs get the same names."""
         rid = record_id(record)
         name = self.names.claim(rid if take == 0 else f"{rid}-take{take}")
         self._folders[(index, take)] = name
         return name
 
-    def take(self, index: int, record: dict[str, Any], take: int) -> dict[str, Any]:
+    def _take(self, index: int, record: dict[str, Any], take: int) -> dict[str, Any]:
         """Write the long-form script of one record and take; return the output record.
 
         Shape of ``script``: the usual fields (template, persona, take, backend,
@@ -248,71 +260,53 @@ class LongformWriter:
         ``chunks`` (index, section, words, target, tokens, seconds,
         first_token_seconds, continuations, shortfall, resumed).
         """
-        from .script import record_persona, reusable_script
-
-        stage = self.stage
         rid = record_id(record)
         try:
             persona = record_persona(record, self.options.persona)
             self.template.check_fields(record)
         except AicpError as exc:
             err = exc if isinstance(exc, RecordError) else InputError(exc.message, hint=exc.hint, stage="script")
-            return stage._fail(index, rid, record, err, take=take)
+            return self._fail(index, rid, record, err, take=take)
         base = self.options.params_for(self.template, take)
         name = self._folders.pop((index, take), None) or self.claim_folder(index, record, take)
         run_key = request_key(  # the folder too: two identical records must not share one entry
             stage="script-longform", record={k: v for k, v in record.items() if k not in STAGE_FIELDS},
             template=self.template.ref, plan=[s.model_dump() for s in self.plan], persona=persona.name,
-            backend=stage.backend.name, model=stage.backend.model, params=base.as_dict(), take=take,
+            backend=self.backend.name, model=self.backend.model, params=base.as_dict(), take=take,
             margin=SHORTFALL_MARGIN, continuations=MAX_CONTINUATIONS, folder=name)
-        if self.options.resume and stage.ledger is not None and reusable_script(stage.ledger.get(run_key)):
-            script = dict(stage.ledger.get(run_key) or {})
-            script["skipped"] = True
-            stage._count_checks(script.get("checks") or {"passed": True})
-            stage.tracker.skipped(index, rid, take=take, key=run_key)
-            return stage._require_checks(index, rid, record, take, script)
+        served = self._served(run_key)
+        if served is not None:
+            return self._skip(index, rid, record, take, run_key, served, served.get("checks") or {"passed": True})
 
-        stage.tracker.start(index, rid, take=take, persona=persona.name, chunks=len(self.plan))
-        stage.session.ensure()
+        self.tracker.start(index, rid, take=take, persona=persona.name, chunks=len(self.plan))
+        self.session.ensure()
         folder = self.work_dir / name
         t0 = _clock()
         try:
             script = _RecordRun(self, rid, record, persona, take, base, run_key, folder).run()
         except RecordError as exc:
-            return stage._fail(index, rid, record, exc, take=take)
+            return self._fail(index, rid, record, exc, take=take)
         script["seconds"] = round(_clock() - t0, 3)
-        if stage.ledger is not None:
-            stage.ledger.append(run_key, script)
-        stage.stats.prompt_tokens += script["tokens"]["prompt"]
-        stage.stats.completion_tokens += script["tokens"]["completion"]
-        stage._count_checks(script["checks"])
-        out = stage._require_checks(index, rid, record, take, script)
-        if "error" in out:
-            return out
-        stage.stats.words += script["words"]
-        stage.tracker.complete(index, rid, take=take, words=script["words"], seconds=script["seconds"],
-                               tokens=script["tokens"], chunks=len(script["chunks"]),
-                               checks={"passed": script["checks"]["passed"], "failed": script["checks"]["failed"]})
-        return out
+        return self._accept(index, rid, record, take, script, chunks=len(script["chunks"]))
 
 
 class _RecordRun:
     """One record's long-form run: pack, chunks, stitching (see the module docstring)."""
 
-    def __init__(self, writer: LongformWriter, rid: str, record: dict[str, Any], persona: Any,
+    def __init__(self, stage: LongformStage, rid: str, record: dict[str, Any], persona: Persona,
                  take: int, base: GenerationParams, run_key: str, folder: Path) -> None:
-        self.w = writer
-        self.backend = writer.stage.backend
-        self.emitter = writer.stage.emitter
-        self.options = writer.options
+        self.stage = stage
+        self.backend = stage.backend
+        self.emitter = stage.emitter
+        self.options = stage.options
         self.rid = rid
         self.take = take
         self.base = base
         self.run_key = run_key
         self.folder = folder
         self.chunks_dir = folder / "chunks"
-        self.ctx = writer.template.context(record, persona, catchphrase=persona.catchphrase_for(record, take),
-                                           sections=[s.model_dump() for s in writer.plan], chunks=len(writer.plan),
+        self.ctx = stage.template.context(record, persona, catchphrase=persona.catchphrase_for(record, take),
+                                          sections=[s.model_dump() for s in stage.plan], chunks=len(stage.plan),
                                            **self.options.extra_context)
         self.tokens = {"prompt": 0, "completion": 0}
 
@@ -330,14 +324,18 @@ class _RecordRun:
             self.emitter.message(f"record {self.rid}: discarded unfinished chunk {part.name}", "warning")
 
     def _params(self, max_tokens: int, offset: int) -> GenerationParams:
+        """Parameters of request ``offset`` of this take (chunk number, plus
+        ``CONTINUATION_OFFSET`` per continuation): ``max_tokens`` capped by ``--max-tokens``
+        but never below ``MIN_CHUNK_TOKENS``, the seed ``SEED_STRIDE · offset`` from the take's."""
         if self.options.max_tokens is not None:
             max_tokens = min(max_tokens, self.options.max_tokens)
-        seed = None if self.base.seed is None else self.base.seed + 1000 * offset
-        return GenerationParams(self.base.temperature, self.base.top_p, max(16, max_tokens), seed)
+        seed = None if self.base.seed is None else self.base.seed + SEED_STRIDE * offset
+        return GenerationParams(self.base.temperature, self.base.top_p, max(MIN_CHUNK_TOKENS, max_tokens), seed)
 
-    def _complete(self, messages: list[dict[str, str]], params: GenerationParams, *,
-                  json_schema: dict[str, Any] | None = None, on_text: Any = None) -> Completion:
-        result = complete(self.backend, messages, params, json_schema=json_schema, on_text=on_text)
+    def _collect(self, messages: list[dict[str, str]], params: GenerationParams, *,
+                 json_schema: dict[str, Any] | None = None,
+                 on_text: Callable[[str], None] | None = None) -> Completion:
+        result = collect_reply(self.backend, messages, params, json_schema=json_schema, on_text=on_text)
         self.tokens["prompt"] += result.prompt_tokens
         self.tokens["completion"] += result.completion_tokens
         return result
@@ -354,8 +352,8 @@ class _RecordRun:
             pack_info = self._pack(ledger)
             done: list[tuple[str, str]] = []
             entries = []
-            for i, section in enumerate(self.w.plan, start=1):
-                self.w.stage.check_cancel()  # between chunks: finished ones stay checkpointed
+            for i, section in enumerate(self.stage.plan, start=1):
+                self.stage.check_cancel()  # between chunks: finished ones stay checkpointed
                 text, entry = self._chunk(ledger, i, section, done)
                 done.append((section.name, text))
                 entries.append(entry)
@@ -364,25 +362,24 @@ class _RecordRun:
         text = "\n\n".join(t for _, t in done)
         path = self.folder / "script.txt"
         _atomic_write(path, text.encode("utf-8"))
-        stage = self.w.stage
         return {
-            **self._script(text, path, entries, pack_info, stage),
+            **self._script(text, path, entries, pack_info),
             "checks": self.checks(text),
         }
 
     def checks(self, text: str) -> dict[str, Any]:
         """The template's checks on the stitched ``text``: ``no_echo`` against the system
         prompt, every section brief and a chunk prompt; ``length`` against the plan's total."""
-        plan = self.w.plan
+        plan = self.stage.plan
         i = min(2, len(plan))
-        user = self.w.template.render("user", {**self.ctx, "chunk": i, "section": plan[i - 1].model_dump(),
+        user = self.stage.template.render("user", {**self.ctx, "chunk": i, "section": plan[i - 1].model_dump(),
                                               "target_words": plan[i - 1].words, "summary": []})
-        prompt = "\n".join([self.w.template.render("system", self.ctx), user, *(s.brief for s in plan)])
-        return evaluate(text, self.w.template.checks, context=self.ctx, prompt=prompt,
+        prompt = "\n".join([self.stage.template.render("system", self.ctx), user, *(s.brief for s in plan)])
+        return evaluate(text, self.stage.template.checks, context=self.ctx, prompt=prompt,
                         target_words=sum(s.words for s in plan))
 
-    def _script(self, text: str, path: Path, entries: list[dict[str, Any]], pack_info: dict[str, Any],
-                stage: Any) -> dict[str, Any]:
+    def _script(self, text: str, path: Path, entries: list[dict[str, Any]],
+                pack_info: dict[str, Any]) -> dict[str, Any]:
         return {
             "text": text,
             "words": word_count(text),
@@ -390,11 +387,11 @@ class _RecordRun:
             "dir": str(self.folder),
             "chunks": entries,
             "pack": pack_info,
-            "template": self.w.template.ref,
+            "template": self.stage.template.ref,
             "persona": self.ctx["persona"]["name"],
             "take": self.take,
-            "backend": stage.backend.name,
-            "model": stage.backend.model,
+            "backend": self.backend.name,
+            "model": self.backend.model,
             "tokens": dict(self.tokens),
             "key": self.run_key,
         }
@@ -410,18 +407,18 @@ class _RecordRun:
                 return {**entry, "resumed": True}
             except (OSError, ValueError):
                 pass  # damaged on disk: ask again
-        p = self.w.prompts
-        messages = [{"role": "system", "content": p.render("pack_system", self.ctx)},
-                    {"role": "user", "content": p.render("pack", self.ctx)}]
+        prompts = self.stage.prompts
+        messages = [{"role": "system", "content": prompts.render("pack_system", self.ctx)},
+                    {"role": "user", "content": prompts.render("pack", self.ctx)}]
         schema = pack_schema() if self.backend.supports_json_schema else None
         params = GenerationParams(PACK_TEMPERATURE, self.base.top_p, PACK_MAX_TOKENS, self.base.seed)
-        result = self._retrying(lambda: self._complete(messages, params, json_schema=schema), "canonical pack")
+        result = self._retrying(lambda: self._collect(messages, params, json_schema=schema), "canonical pack")
         try:
             pack = parse_pack(result.text)
         except ValueError as exc:
             raw = self.folder / "pack.raw.txt"
             _atomic_write(raw, result.text.encode("utf-8"))
-            first = self.w.plan[0].name
+            first = self.stage.plan[0].name
             raise RecordError(f"chunk 1 ({first}): the canonical pack reply is not valid: {exc}",
                               stage="script", hint=f"the raw reply is kept in {raw}", chunk=1,
                               section=first, part="pack", raw=str(raw)) from exc
@@ -469,9 +466,9 @@ class _RecordRun:
 
     def _write_chunk(self, i: int, section: Section, ctx: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """Stream one chunk into ``NN.part``, continue it while short, rename it to ``NN.txt``."""
-        p = self.w.template
-        system = {"role": "system", "content": p.render("system", ctx)}
-        first_user = {"role": "user", "content": p.render("user", ctx)}
+        template = self.stage.template
+        system = {"role": "system", "content": template.render("system", ctx)}
+        first_user = {"role": "user", "content": template.render("user", ctx)}
         part = self.chunks_dir / f"{i:02d}.part"
         t0 = _clock()
         pieces: list[str] = []
@@ -490,8 +487,8 @@ class _RecordRun:
                     self.emitter.chunk_progress(self.rid, i, len(so_far), word_count(so_far))
 
             def ask(messages: list[dict[str, str]], words: int, offset: int) -> Completion:
-                params = self._params(math.ceil(words * TOKENS_PER_WORD) + 16, offset)
-                result = self._complete(messages, params, on_text=on_text)
+                params = self._params(math.ceil(words * TOKENS_PER_WORD) + TOKEN_HEADROOM, offset)
+                result = self._collect(messages, params, on_text=on_text)
                 tokens["prompt"] += result.prompt_tokens
                 tokens["completion"] += result.completion_tokens
                 return result
@@ -506,13 +503,13 @@ class _RecordRun:
                    and continuations < MAX_CONTINUATIONS):
                 continuations += 1
                 remaining = section.words - word_count(text)
-                tail = " ".join(text.split()[-150:])
+                tail = " ".join(text.split()[-CONTINUATION_TAIL_WORDS:])
                 follow = {"role": "user",
-                          "content": self.w.prompts.render("continue", {**ctx, "remaining_words": remaining})}
+                          "content": self.stage.prompts.render("continue", {**ctx, "remaining_words": remaining})}
                 on_text("\n\n")
                 more = clean_chunk(ask([system, first_user, {"role": "assistant", "content": tail}, follow],
-                                       remaining, i + 100 * continuations).text, section.name)
-                if word_count(more) < 5:
+                                       remaining, i + CONTINUATION_OFFSET * continuations).text, section.name)
+                if word_count(more) < MIN_CONTINUATION_WORDS:
                     break
                 text = f"{text}\n\n{more}"
             fh.seek(0)

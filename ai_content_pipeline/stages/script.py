@@ -26,19 +26,17 @@ A take that fails its checks is still written (``checks.passed: false``) unless
 from __future__ import annotations
 
 import dataclasses
-import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
-from ..backends.base import BatchRequest, Completion, GenerationParams, LLMBackend, complete
+from ..backends.base import BatchRequest, Completion, GenerationParams, LLMBackend, collect_reply
 from ..checks import choose, echo_phrases, evaluate, trim_to_sentence
 from ..errors import AicpError, InputError, RecordError, UsageError
 from ..events import Emitter
-from ..files import FolderLock
 from ..jsonl import InputLine
 from ..ledger import Ledger, request_key
 from ..limits import (
@@ -67,25 +65,13 @@ from ..templates import (
     load_template,
     persona_for_record,
 )
+from ..text import trim_chatter
 from .common import Stage, StageStats, check_run_paths, ordered_map, with_retries
+from .step import Write
 
 #: Upper bounds of ``--best-of`` and ``--batch``.
 MAX_BEST_OF = int(BEST_OF.max or 16)
 MAX_BATCH = int(BATCH.max or 64)
-
-# -- trimming the model's chatter ---------------------------------------------------------
-_PREAMBLE = re.compile(
-    r"""^\s*(?:(?:sure|certainly|of\ course|absolutely|okay|ok|alright|great)[!,.]*\s+)?
-        (?:here(?:'s|\ is|\ are|\ you\ go)|below\ is)\b[^\n:]{0,120}:[ \t]*\n*""",
-    re.IGNORECASE | re.VERBOSE,
-)
-_LABEL = re.compile(r"^\s*(?:\*\*)?(?:intro|outro|script|dj|transcript)(?:\*\*)?\s*:\s*(?:\*\*)?\s*",
-                    re.IGNORECASE)
-_SIGNOFF = re.compile(
-    r"\n+\s*(?:let me know|i hope (?:this|you)|feel free|would you like|note:)[^\n]*\s*$", re.IGNORECASE
-)
-_QUOTES = {'"': '"', "“": "”", "'": "'", "«": "»"}
-
 
 class ChecksFailed(RecordError):
     """``--require-checks``: the chosen take failed its checks (a record error, exit 3)."""
@@ -101,29 +87,6 @@ def candidate_seed(seed: int | None, candidate: int) -> int | None:
     if seed is None or candidate == 0:
         return seed
     return int(content_hash(["candidate", seed, candidate], 8), 16) % 2**31
-
-
-def trim_chatter(text: str) -> str:
-    """Remove an assistant's wrapping around a script, conservatively.
-
-    Removes only: one leading "Sure! Here's …:" preamble line (it must end with a
-    colon), one leading ``Intro:``-style label, one trailing "Let me know …" /
-    "I hope this …" paragraph, and quotes that wrap the whole text when no quote
-    of that kind occurs inside. Everything else is kept as written.
-    """
-    text = text.strip()
-    stripped = _PREAMBLE.sub("", text, count=1)
-    if stripped.strip():
-        text = stripped.strip()
-    text = _LABEL.sub("", text, count=1).strip() or text
-    signed = _SIGNOFF.sub("", text).strip()
-    if signed:
-        text = signed
-    if len(text) >= 2 and text[0] in _QUOTES and text[-1] == _QUOTES[text[0]]:
-        inner = text[1:-1]
-        if text[0] not in inner and _QUOTES[text[0]] not in inner:
-            text = inner.strip()
-    return text
 
 
 @dataclass
@@ -172,13 +135,14 @@ class ScriptOptions:
     batch: Batch = 1
     require_checks: bool = False
 
-    def validate(self) -> None:
-        """Load the template and default persona now; check ``best_of`` and ``batch``.
+    def validate(self, template: Template | None = None) -> None:
+        """Load the template (unless the caller has it: ``template``) and default persona now;
+        check ``best_of`` and ``batch``.
 
         :raises UsageError: unknown template or persona, ``best_of``/``batch`` out of
             range, ``best_of`` > 1 with a long-form template. :raises ConfigError: invalid file.
         """
-        template = load_template(self.template)
+        template = template or load_template(self.template)
         if self.persona:
             load_persona(self.persona)
         if not 1 <= self.best_of <= MAX_BEST_OF:
@@ -220,6 +184,15 @@ def reusable_script(value: dict[str, Any] | None) -> bool:
     return fits(ScriptEntry, value)
 
 
+def is_longform(options: ScriptOptions) -> bool:
+    """Whether a run with ``options`` writes long-form scripts: its template has sections,
+    or the options carry a plan (``sections``).
+
+    :raises UsageError: unknown template.
+    """
+    return bool(options.sections or load_template(options.template).sections)
+
+
 @dataclass
 class _Take:
     """One take being made: what it asks the model and how it will be checked."""
@@ -252,20 +225,30 @@ class ScriptStage(Stage):
 
     stage = "script"
 
+    def __new__(cls, backend: LLMBackend, options: ScriptOptions | None = None,
+                emitter: Emitter | None = None, ledger: Ledger | None = None) -> ScriptStage:
+        """A sectioned template (or a plan in ``options.sections``) makes a
+        :class:`~ai_content_pipeline.stages.longform.LongformStage` (see :func:`is_longform`);
+        anything else a ScriptStage.
+
+        :raises UsageError: unknown template (before anything else is checked).
+        """
+        if cls is ScriptStage and is_longform(options or ScriptOptions()):
+            from .longform import LongformStage  # only here: longform.py builds on this module
+
+            cls = LongformStage
+        return super().__new__(cls)
+
     def __init__(self, backend: LLMBackend, options: ScriptOptions | None = None,
                  emitter: Emitter | None = None, ledger: Ledger | None = None) -> None:
         options = options or ScriptOptions()
         self.options: ScriptOptions
         self.template = load_template(options.template)  # unknown template: usage error first
-        options.validate()
+        options.validate(self.template)
         super().__init__(backend, options, emitter, ledger)
-        self.longform: Any = None  # a LongformWriter for sectioned templates
-        if self.template.sections or self.options.sections:
-            from .longform import LongformWriter
-            self.longform = LongformWriter(self)
         # concurrent backends: candidates of all takes share the --jobs request slots
         self._slots = threading.Semaphore(max(1, options.jobs))
-        self._stats_lock = threading.Lock()
+        self._stats_lock = self.tracker.lock  # --jobs: worker threads add to the same counts
 
     @property
     def batched(self) -> bool:
@@ -309,16 +292,52 @@ class ScriptStage(Stage):
         key = self._key(messages, params, take)
         job = _Take(index, rid, record, take, persona, messages, ctx, params, key)
 
-        if self.options.resume and self.ledger is not None and reusable_script(self.ledger.get(key)):
-            script = dict(self.ledger.get(key) or {})
-            if not isinstance(script.get("checks"), dict):  # a ledger from before checks
-                script["checks"] = self._check(job, script["text"])
-            script["skipped"] = True
-            self._count_checks(script["checks"])
-            self.tracker.skipped(index, rid, take=take, key=key)
-            return self._require_checks(index, rid, record, take, script)
+        served = self._served(key)
+        if served is not None:
+            if not isinstance(served.get("checks"), dict):  # a ledger from before checks
+                served["checks"] = self._check(job, served["text"])
+            return self._skip(index, rid, record, take, key, served, served["checks"])
         self.tracker.start(index, rid, take=take, persona=persona.name)
         return job
+
+    # -- the take skeleton both one-call and long-form scripts share ---------------------
+    def _served(self, key: str) -> dict[str, Any] | None:
+        """A copy of the script the ledger holds for ``key`` when ``resume`` may serve it, else ``None``."""
+        if not (self.options.resume and self.ledger is not None):
+            return None
+        value = self.ledger.get(key)
+        return dict(value) if value is not None and reusable_script(value) else None
+
+    def _skip(self, index: int, rid: str, record: dict[str, Any], take: int, key: str,
+              script: dict[str, Any], checks: dict[str, Any]) -> dict[str, Any]:
+        """The output record of a take served from the ledger (``record_skipped``; ``checks``
+        counted)."""
+        script["skipped"] = True
+        self._count_checks(checks)
+        self.tracker.skipped(index, rid, take=take, key=key)
+        return self._require_checks(index, rid, record, take, script)
+
+    def _accept(self, index: int, rid: str, record: dict[str, Any], take: int,
+                script: dict[str, Any], **complete_fields: Any) -> dict[str, Any]:
+        """A take's new ``script`` (with ``key``, ``tokens``, ``words``, ``checks``): to the ledger,
+        into the counts, through ``require_checks``; ``record_complete`` (with
+        ``complete_fields``) unless the checks made it an error. The output record."""
+        if self.ledger is not None:
+            self.ledger.append(script["key"], script)
+        checks = script["checks"]
+        with self._stats_lock:
+            self.stats.prompt_tokens += script["tokens"]["prompt"]
+            self.stats.completion_tokens += script["tokens"]["completion"]
+        self._count_checks(checks)
+        out = self._require_checks(index, rid, record, take, script)
+        if "error" in out:
+            return out
+        with self._stats_lock:
+            self.stats.words += script["words"]
+        self.tracker.complete(index, rid, take=take, words=script["words"], seconds=script["seconds"],
+                              tokens=script["tokens"], **complete_fields,
+                              checks={"passed": checks["passed"], "failed": checks["failed"]})
+        return out
 
     def _candidates(self, job: _Take) -> list[GenerationParams]:
         return [dataclasses.replace(job.params, seed=candidate_seed(job.params.seed, c))
@@ -343,7 +362,7 @@ class ScriptStage(Stage):
         def one(job: _Take, params: GenerationParams) -> Completion:
             def call() -> Completion:
                 with self._slots:
-                    return complete(self.backend, job.messages, params)
+                    return collect_reply(self.backend, job.messages, params)
             return with_retries(call, retries, on_retry=on_retry(job))
 
         out: list[list[Completion] | Exception] = []
@@ -431,20 +450,7 @@ class ScriptStage(Stage):
         if best["truncated"]:
             script["truncated"] = True
         script["checks"] = checks
-        if self.ledger is not None:
-            self.ledger.append(job.key, script)
-        with self._stats_lock:
-            self.stats.prompt_tokens += prompt_tokens
-            self.stats.completion_tokens += completion_tokens
-        self._count_checks(checks)
-        out = self._require_checks(job.index, job.rid, job.record, job.take, script)
-        if "error" in out:
-            return out
-        with self._stats_lock:
-            self.stats.words += script["words"]
-        self.tracker.complete(job.index, job.rid, take=job.take, words=script["words"], seconds=script["seconds"],
-                              tokens=script["tokens"], checks={"passed": checks["passed"], "failed": checks["failed"]})
-        return out
+        return self._accept(job.index, job.rid, job.record, job.take, script)
 
     def _require_checks(self, index: int, rid: str, record: dict[str, Any], take: int,
                         script: dict[str, Any]) -> dict[str, Any]:
@@ -454,15 +460,15 @@ class ScriptStage(Stage):
             return {**record, "script": script}
         failed = checks.get("failed", [])
         if script.get("skipped"):  # counted as skipped already: undo, it is a failure now
-            self.stats.skipped -= 1
+            self.tracker.uncount_skipped()
         err = ChecksFailed(f"the script failed its checks: {', '.join(failed)}", stage="script",
                            hint="run without --require-checks to keep it, or try --best-of N",
                            checks=checks, text=script.get("text"))
         return self._fail(index, rid, record, err, take=take)
 
     def _take(self, index: int, record: dict[str, Any], take: int) -> dict[str, Any]:
-        if self.longform is not None:
-            return self.longform.take(index, record, take)
+        """The output record of one take: the generation hook
+        (:class:`~ai_content_pipeline.stages.longform.LongformStage` overrides it)."""
         job = self._prepare(index, record, take)
         if not isinstance(job, _Take):
             return job
@@ -474,24 +480,17 @@ class ScriptStage(Stage):
 
     # -- a whole run -----------------------------------------------------------------
     def _items(self, lines: Iterable[InputLine]) -> Iterator[tuple[int, InputLine, int]]:
-        """``(index, line, take)`` in input order; long-form work folders are claimed here,
-        in this order, so they do not depend on which worker thread runs first."""
+        """``(index, line, take)`` in input order, in the thread that reads the input."""
         for index, line in enumerate(lines):
             if line.record is None:
                 yield index, line, 0
                 continue
             for take in range(max(1, self.options.variants)):
-                if self.longform is not None and "error" not in line.record:
-                    self.longform.claim_folder(index, line.record, take)
                 yield index, line, take
 
     def _process(self, item: tuple[int, InputLine, int]) -> dict[str, Any]:
         index, line, take = item
-        self.check_cancel()
-        passed = self._passthrough(index, line)
-        if passed is not None or line.record is None:
-            return passed or {}
-        return self._take(index, line.record, take)
+        return self._each(index, line, lambda record: self._take(index, record, take))
 
     def _batches(self, items: Iterable[tuple[int, InputLine, int]]) -> Iterator[dict[str, Any]]:
         """``--batch B`` on a batching backend: the takes of B records decode together, in order."""
@@ -502,7 +501,7 @@ class ScriptStage(Stage):
             self.check_cancel()  # between batches: a cancelled job stops at the next group
             outs: list[dict[str, Any] | _Take] = []
             for index, line, take in group:
-                passed = self._passthrough(index, line)
+                passed = self._unprocessable(index, line)
                 if passed is not None or line.record is None:
                     outs.append(passed or {})
                 else:
@@ -536,15 +535,12 @@ class ScriptStage(Stage):
         if total is not None:
             self.stats.total = total * max(1, self.options.variants)
         jobs = self.options.jobs if self.backend.supports_concurrency else 1
-        lock = FolderLock(self.options.work_dir, "long-form work folder").acquire() if self.longform else None
         try:
-            if self.longform is None and self.batched:
+            if self.batched:
                 yield from self._batches(self._items(lines))
             else:
                 yield from ordered_map(self._process, self._items(lines), jobs, on_abort=self._abort)
         finally:
-            if lock is not None:
-                lock.release()
             self.session.close()
             self.stats.finish()
 
@@ -555,10 +551,10 @@ def run_script(
     *,
     backend: LLMBackend,
     emitter: Emitter,
-    write: Any,
+    write: Write,
     checkpoint: str | None = None,
-    stdin: Any = None,
-    stdout: Any = None,
+    stdin: IO[bytes] | None = None,
+    stdout: IO[Any] | None = None,
 ) -> StageStats:
     """Run the script stage over JSON Lines ``sources`` and ``write`` each output record.
 
@@ -568,16 +564,19 @@ def run_script(
     (``model_load``) and always unloads it at the end (``model_unload``), also on
     errors and Ctrl-C.
 
-    :param write: callable taking one output record (e.g. ``RecordWriter.write``).
+    :param sources: JSON Lines files (``-`` or none: ``stdin``).
+    :param write: ``write(record)`` for each output record, in input order (e.g. ``RecordWriter.write``).
+    :param checkpoint: the ledger file (``None``: no ledger; ``resume`` needs one).
+    :param stdin: the binary stream ``-`` reads (default ``sys.stdin.buffer``).
     :param stdout: the stream ``write`` ends in, if any: checked not to be an input or the ledger.
     :returns: the run's :class:`StageStats`.
     :raises UsageError: ``resume`` without ``checkpoint``, unreadable input, an output that is
         also an input, a checkpoint or work folder that cannot be written (before any model call).
     :raises BackendUnavailable: the backend cannot be loaded.
     """
-    from ..errors import UsageError
     from ..files import check_output_dir
-    from ..jsonl import count_records, read_records
+    from .step import Step, count_input, read_input
+
     if options.resume and not checkpoint:
         raise UsageError("--resume needs --checkpoint PATH (the ledger of finished records)")
     sources = list(sources) or ["-"]
@@ -585,18 +584,8 @@ def run_script(
                     {"--persona": file_ref(options.persona), "--template": file_ref(options.template)})
     if options.words is not None or options.sections is not None or load_template(options.template).sections:
         check_output_dir(options.work_dir, "--work-dir")
-    total = count_records(sources, stdin=stdin)
-    ledger = Ledger(checkpoint) if checkpoint else None
-    stage = ScriptStage(backend, options, emitter, ledger)
-    records = stage.run(read_records(sources, stdin=stdin), total=total)
-    try:
-        try:
-            for record in records:
-                write(record)
-        finally:
-            getattr(records, "close", lambda: None)()  # at once when write() fails (| head -1)
-    finally:
-        if ledger is not None:
-            ledger.close()
-    emitter.emit("run_complete", stage="script", **stage.stats.as_dict())
-    return stage.stats
+    total = count_input(sources, stdin=stdin)
+    with Step("script", backend, options, emitter=emitter, checkpoint=checkpoint) as step:
+        step.run(read_input(sources, stdin=stdin), write, total)
+    emitter.run_complete("script", step.stats.as_dict())
+    return step.stats

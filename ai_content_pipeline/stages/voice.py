@@ -29,10 +29,9 @@ import re
 import tempfile
 import time
 from collections.abc import Generator, Iterable, Iterator
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ..audio import (
     as_mono_float32,
@@ -54,6 +53,7 @@ from ..limits import AudioFormat, Loudness, Retries, SampleRate, Seed
 from ..records import get_path, record_id, slugify, word_count
 from ..templates import Persona, file_ref, persona_for_record
 from .common import Stage, StageStats, check_run_paths, with_retries
+from .step import Write
 
 
 @dataclass
@@ -259,18 +259,15 @@ class VoiceStage(Stage):
             return self._fail(index, rid, record, exc)
         if self.ledger is not None:
             self.ledger.append(key, audio)
-        self.stats.audio_seconds += audio["seconds"]
-        self.stats.words += word_count(text)
+        with self.tracker.lock:
+            self.stats.audio_seconds += audio["seconds"]
+            self.stats.words += word_count(text)
         self.tracker.complete(index, rid, audio_seconds=audio["seconds"], rtf=audio["rtf"],
                               chunks=audio["chunks"], path=audio["path"])
         return {**record, "audio": audio}
 
     def _process(self, index: int, line: InputLine) -> dict[str, Any]:
-        self.check_cancel()
-        passed = self._passthrough(index, line)
-        if passed is not None or line.record is None:
-            return passed or {}
-        return self._voice_record(index, line.record)
+        return self._each(index, line, lambda record: self._voice_record(index, record))
 
     # -- a whole run ---------------------------------------------------------------------
     def run(self, lines: Iterable[InputLine], total: int | None = None) -> Generator[dict[str, Any], None, None]:
@@ -336,11 +333,11 @@ def run_voice(
     *,
     backend: TTSBackend,
     emitter: Emitter,
-    write: Any,
+    write: Write,
     checkpoint: str | None = None,
     barrier: bool = True,
-    stdin: Any = None,
-    stdout: Any = None,
+    stdin: IO[bytes] | None = None,
+    stdout: IO[Any] | None = None,
 ) -> StageStats:
     """Run the voice stage over JSON Lines ``sources`` and ``write`` each output record.
 
@@ -349,7 +346,10 @@ def run_voice(
     model at once and voice each record as it arrives. The backend is always
     unloaded at the end (``model_unload``), also on errors and Ctrl-C.
 
-    :param write: callable taking one output record (e.g. ``RecordWriter.write``).
+    :param sources: JSON Lines files (``-`` or none: ``stdin``).
+    :param write: ``write(record)`` for each output record, in input order (e.g. ``RecordWriter.write``).
+    :param checkpoint: the ledger file (``None``: no ledger; ``resume`` needs one).
+    :param stdin: the binary stream ``-`` reads (default ``sys.stdin.buffer``).
     :param stdout: the stream ``write`` ends in, if any: checked not to be an input or the ledger.
     :returns: the run's :class:`StageStats` (``audio_seconds`` filled).
     :raises UsageError: ``resume`` without ``checkpoint``, unreadable input, bad format, an
@@ -357,7 +357,7 @@ def run_voice(
         (all before any model loads).
     :raises BackendUnavailable: the backend cannot be loaded.
     """
-    from ..jsonl import count_records, read_records
+    from .step import Step, count_input, read_input
 
     if options.resume and not checkpoint:
         raise UsageError("--resume needs --checkpoint PATH (the ledger of finished records)")
@@ -367,32 +367,25 @@ def run_voice(
     # Take the folder lock now, before input is read or a model loads (the stage takes it
     # again, re-entrantly, when it runs): a second run on the folder stops at once.
     folder_lock = FolderLock(options.out_dir, "--out-dir").acquire()
-    ledger = None
     try:
-        ledger = Ledger(checkpoint) if checkpoint else None
-        stage = VoiceStage(backend, options, emitter, ledger)
-        for target in (*sources, stdout, file_ref(options.persona)):
-            stage.protected.add(target)
-        lines = read_records(sources, stdin=stdin)
-        if barrier:
-            with SpooledLines(lines) as spool:
-                emitter.message(f"read {spool.count} records; loading the voice model", "debug")
-                with closing(stage.run(spool, total=spool.count)) as records:
-                    for record in records:
-                        write(record)
-        else:
-            total = count_records(sources, stdin=stdin)
-            try:
-                stage.load()
-            except BaseException:
-                stage.session.close()
-                raise
-            with closing(stage.run(lines, total=total)) as records:
-                for record in records:
-                    write(record)
+        with Step("voice", backend, options, emitter=emitter, checkpoint=checkpoint) as step:
+            stage: VoiceStage = step.stage
+            for target in (*sources, stdout, file_ref(options.persona)):
+                stage.protected.add(target)
+            lines = read_input(sources, stdin=stdin)
+            if barrier:
+                with SpooledLines(lines) as spool:
+                    emitter.message(f"read {spool.count} records; loading the voice model", "debug")
+                    step.run(spool, write, spool.count)
+            else:
+                total = count_input(sources, stdin=stdin)
+                try:
+                    stage.load()
+                except BaseException:
+                    stage.session.close()
+                    raise
+                step.run(lines, write, total)
     finally:
-        if ledger is not None:
-            ledger.close()
         folder_lock.release()
-    emitter.emit("run_complete", stage="voice", **stage.stats.as_dict())
-    return stage.stats
+    emitter.run_complete("voice", step.stats.as_dict())
+    return step.stats

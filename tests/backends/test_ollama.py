@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from ai_content_pipeline.backends import ollama as ollama_backend
-from ai_content_pipeline.backends.base import GenerationParams, complete
+from ai_content_pipeline.backends.base import GenerationParams, collect_reply
 from ai_content_pipeline.backends.ollama import OllamaBackend, probe
 from ai_content_pipeline.errors import BackendUnavailable, TransientBackendError
 from ai_content_pipeline.stages.common import with_retries
@@ -72,7 +72,7 @@ def test_server_replies_parse_as_the_clients_own_types(server):
 def test_streamed_text_is_assembled_with_token_counts(server):
     server.script(Reply(text="Here come the Dreams, friends."))
     pieces: list[str] = []
-    result = complete(backend_for(server), MESSAGES, GenerationParams(), on_text=pieces.append)
+    result = collect_reply(backend_for(server), MESSAGES, GenerationParams(), on_text=pieces.append)
     assert result.text == "Here come the Dreams, friends."
     assert len(pieces) == 5  # one streamed piece per word
     assert result.completion_tokens == 5
@@ -84,13 +84,13 @@ def test_streamed_text_is_assembled_with_token_counts(server):
 
 def test_length_stop_is_reported(server):
     server.script(Reply(text="cut short", done_reason="length"))
-    assert complete(backend_for(server), MESSAGES, GenerationParams()).done_reason == "length"
+    assert collect_reply(backend_for(server), MESSAGES, GenerationParams()).done_reason == "length"
 
 
 def test_generation_params_map_to_ollama_options(server):
     b = backend_for(server)
-    complete(b, MESSAGES, GenerationParams(temperature=0.3, top_p=0.5, max_tokens=42, seed=7))
-    complete(b, MESSAGES, GenerationParams(temperature=0.0, top_p=1.0, max_tokens=9))
+    collect_reply(b, MESSAGES, GenerationParams(temperature=0.3, top_p=0.5, max_tokens=42, seed=7))
+    collect_reply(b, MESSAGES, GenerationParams(temperature=0.0, top_p=1.0, max_tokens=9))
     with_seed, without = (r.body["options"] for r in server.requests_to("/api/chat"))
     assert with_seed == {"temperature": 0.3, "top_p": 0.5, "num_predict": 42, "seed": 7, "repeat_penalty": 1.1}
     assert without == {"temperature": 0.0, "top_p": 1.0, "num_predict": 9, "repeat_penalty": 1.1}
@@ -100,8 +100,8 @@ def test_json_schema_is_sent_as_format(server):
     schema = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
     server.script(Reply(text='{"text": "hi"}'), Reply(text="plain"))
     b = backend_for(server)
-    assert complete(b, MESSAGES, GenerationParams(), json_schema=schema).text == '{"text": "hi"}'
-    complete(b, MESSAGES, GenerationParams())
+    assert collect_reply(b, MESSAGES, GenerationParams(), json_schema=schema).text == '{"text": "hi"}'
+    collect_reply(b, MESSAGES, GenerationParams())
     first, second = (r.body for r in server.requests_to("/api/chat"))
     assert first["format"] == schema and "format" not in second
 
@@ -111,7 +111,7 @@ def test_default_keeps_model_during_run_then_unload_waits_for_ps(monkeypatch):
     monkeypatch.setattr(ollama_backend, "UNLOAD_WAIT_SECONDS", 3.0)
     with OllamaServer(models=["llama3.2"], unload_delay=0.35) as srv:
         b = backend_for(srv)
-        complete(b, MESSAGES, GenerationParams())
+        collect_reply(b, MESSAGES, GenerationParams())
         assert srv.requests_to("/api/chat")[0].body["keep_alive"] == "5m"
         assert srv.loaded_now() == ["llama3.2:latest"] and b.loaded_models() >= {"llama3.2"}
         t0 = time.monotonic()
@@ -126,7 +126,7 @@ def test_default_keeps_model_during_run_then_unload_waits_for_ps(monkeypatch):
 
 def test_explicit_keep_alive_leaves_model_loaded(server):
     b = backend_for(server, keep_alive="10m")
-    complete(b, MESSAGES, GenerationParams())
+    collect_reply(b, MESSAGES, GenerationParams())
     b.unload()
     assert server.requests_to("/api/chat")[0].body["keep_alive"] == "10m"
     assert server.unload_requests() == [] and server.loaded_now() == ["llama3.2:latest"]
@@ -141,7 +141,7 @@ def test_unload_before_any_request_sends_nothing(server):
 def test_missing_model_is_unavailable_with_pull_hint(server):
     b = backend_for(server, model="qwen2.5:7b")
     with pytest.raises(BackendUnavailable) as info:
-        complete(b, MESSAGES, GenerationParams())
+        collect_reply(b, MESSAGES, GenerationParams())
     assert info.value.exit_status == ExitStatus.BACKEND_UNAVAILABLE == 4
     assert "ollama pull qwen2.5:7b" in info.value.hint and "qwen2.5:7b" in info.value.message
     assert server.requests_to("/api/chat") == []  # found out by /api/show before generating
@@ -165,9 +165,9 @@ def test_failing_show_at_load_is_unavailable_not_a_record_error():
 def test_server_gone_mid_run_is_unavailable():
     with OllamaServer() as srv:
         b = backend_for(srv)
-        complete(b, MESSAGES, GenerationParams())
+        collect_reply(b, MESSAGES, GenerationParams())
     with pytest.raises(BackendUnavailable):
-        complete(b, MESSAGES, GenerationParams())
+        collect_reply(b, MESSAGES, GenerationParams())
     b.unload()  # best effort, no error when nobody listens
 
 
@@ -182,7 +182,7 @@ def test_server_gone_mid_run_is_unavailable():
 def test_server_failures_are_transient(server, reply):
     server.script(reply)
     with pytest.raises(TransientBackendError) as info:
-        complete(backend_for(server), MESSAGES, GenerationParams())
+        collect_reply(backend_for(server), MESSAGES, GenerationParams())
     assert info.value.transient and info.value.exit_status == ExitStatus.PARTIAL
 
 
@@ -191,14 +191,14 @@ def test_slow_reply_past_timeout_is_transient(server):
     b = backend_for(server, timeout=0.3)
     b.load()
     with pytest.raises(TransientBackendError, match="did not answer"):
-        complete(b, MESSAGES, GenerationParams())
+        collect_reply(b, MESSAGES, GenerationParams())
 
 
 def test_retries_recover_from_one_http_500(server):
     server.script(Reply(status=500), Reply(text="second time lucky"))
     b = backend_for(server)
     seen: list[str] = []
-    result = with_retries(lambda: complete(b, MESSAGES, GenerationParams()), 2, delay=0.01,
+    result = with_retries(lambda: collect_reply(b, MESSAGES, GenerationParams()), 2, delay=0.01,
                           on_retry=lambda n, e: seen.append(e.message))
     assert result.text == "second time lucky"
     assert len(server.requests_to("/api/chat")) == 2 and seen == ["Ollama answered HTTP 500: internal server error"]
@@ -212,7 +212,7 @@ def test_concurrent_requests_share_one_client(server):
 
     def ask(i: int) -> None:
         msgs = [{"role": "user", "content": f"record {i}"}]
-        results[i] = complete(b, msgs, GenerationParams()).text
+        results[i] = collect_reply(b, msgs, GenerationParams()).text
 
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(4)]
     for t in threads:
@@ -233,7 +233,7 @@ def test_real_ollama_round_trip():
     if available is None or model not in available:
         pytest.skip(f"no model {model!r} at {host}")
     b = OllamaBackend(model, host=host)
-    result = complete(b, MESSAGES, GenerationParams(max_tokens=24, seed=1, temperature=0))
+    result = collect_reply(b, MESSAGES, GenerationParams(max_tokens=24, seed=1, temperature=0))
     assert result.text.strip() and result.completion_tokens > 0 and result.prompt_tokens > 0
     b.unload()
     assert model not in b.loaded_models()

@@ -5,7 +5,7 @@ import os
 import orjson
 import pytest
 
-from ai_content_pipeline.backends.base import BatchRequest, GenerationParams, complete
+from ai_content_pipeline.backends.base import BatchRequest, GenerationParams, collect_reply
 from ai_content_pipeline.backends.llamacpp import LlamaCppBackend
 from ai_content_pipeline.stages.script import ScriptOptions, ScriptStage
 from ai_content_pipeline.templates import load_persona, load_template
@@ -46,7 +46,7 @@ def test_candidates_share_one_prompt_and_are_reproducible_in_any_batch(backend):
 
 
 def test_greedy_batch_starts_like_the_sequential_path(backend):
-    one = complete(backend, messages(2), params(1, temperature=0, max_tokens=8)).text
+    one = collect_reply(backend, messages(2), params(1, temperature=0, max_tokens=8)).text
     batched = backend.generate_batch([BatchRequest(messages(2), [params(1, temperature=0, max_tokens=8)])])[0]
     assert isinstance(batched, list) and batched[0].text.split()[:3] == one.split()[:3]
 

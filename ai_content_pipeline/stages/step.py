@@ -1,0 +1,133 @@
+"""One step: a stage over a stream of input records, with its ledger, events and cancel check.
+
+Every front end runs a stage through here: ``aicp-script`` and ``aicp-voice``
+(:func:`~ai_content_pipeline.stages.script.run_script`,
+:func:`~ai_content_pipeline.stages.voice.run_voice`), each step of a chain
+(:class:`~ai_content_pipeline.chain.runner.ChainRunner`, which ``aicp serve`` runs) and the
+radio API (:mod:`ai_content_pipeline.radio`). A :class:`Step` opens the checkpoint ledger,
+builds the stage from the registry (:mod:`~ai_content_pipeline.stages.registry`), hands it
+the ``cancel`` check it asks between records and long-form chunks, streams records through
+it to ``write`` and closes the ledger however the run ends. The stage loads its backend on
+first use and unloads it when its run ends (``model_load``/``model_unload``).
+
+Input records reach a step through :func:`read_input` only, and their count through
+:func:`count_input`: the one place where a step reads its input.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import closing
+from typing import IO, Any
+
+from ..events import Emitter
+from ..jsonl import InputLine, count_records, read_records
+from ..ledger import Ledger
+from .common import Stage, StageStats
+from .registry import stage_class
+
+#: ``write(record)``: where a step's output records go (``RecordWriter.write``, ``list.append``).
+Write = Callable[[dict[str, Any]], None]
+
+
+def read_input(sources: Iterable[str | os.PathLike[str]], *,
+               stdin: IO[bytes] | None = None) -> Iterator[InputLine]:
+    """The input lines of a step, lazily, in order: every record a step processes comes from here.
+
+    :param sources: JSON Lines files (``-``: ``stdin``, default ``sys.stdin.buffer``).
+    :raises UsageError: a source cannot be opened (before the first line).
+    """
+    return read_records(sources, stdin=stdin)
+
+
+def count_input(sources: Iterable[str | os.PathLike[str]], *, stdin: IO[bytes] | None = None) -> int | None:
+    """How many lines :func:`read_input` will yield (progress ``total``), when every source is a
+    regular file (or ``stdin`` redirected from one); ``None`` for a pipe, which cannot be counted
+    without consuming it."""
+    return count_records(sources, stdin=stdin)
+
+
+class Step:
+    """A stage of type ``kind`` with its ledger, used as a context manager.
+
+    On entry the ledger at ``checkpoint`` is opened (``None``: no ledger) and the stage built
+    (``stage_class(kind)(backend, options, emitter, ledger)``); on exit the ledger is closed,
+    also when the stage cannot be built or the run fails. The stage is :attr:`stage` in
+    between (callers add what it needs: protected files, an early :meth:`load`).
+
+    :param kind: ``script`` or ``voice`` (see :data:`~ai_content_pipeline.stages.registry.STAGE_TYPES`).
+    :param backend: the stage's backend, built but not loaded.
+    :param options: ``ScriptOptions`` / ``VoiceOptions``.
+    :param emitter: the stage's record, progress and model events.
+    :param checkpoint: the ledger file, or ``None``.
+    :param cancel: ``cancel() -> bool``, asked between records and long-form chunks.
+    :raises UsageError: on entry: unknown template, persona or format (the stage's own checks).
+    """
+
+    def __init__(self, kind: str, backend: Any, options: Any, *, emitter: Emitter,
+                 checkpoint: str | os.PathLike[str] | None = None,
+                 cancel: Callable[[], bool] | None = None) -> None:
+        self.kind = kind
+        self.backend = backend
+        self.options = options
+        self.emitter = emitter
+        self.checkpoint = checkpoint
+        self.cancel = cancel
+        self.ledger: Ledger | None = None
+        self._stage: Stage | None = None
+
+    @property
+    def stage(self) -> Any:
+        """The stage (inside the ``with`` block)."""
+        assert self._stage is not None, "use Step as a context manager"
+        return self._stage
+
+    @property
+    def stats(self) -> StageStats:
+        """The stage's counts (final once :meth:`run` returned)."""
+        return self.stage.stats
+
+    def __enter__(self) -> Step:
+        self.ledger = Ledger(self.checkpoint) if self.checkpoint else None
+        try:
+            self._stage = stage_class(self.kind)(self.backend, self.options, self.emitter, self.ledger)
+        except BaseException:
+            self.close()
+            raise
+        self._stage.cancel = self.cancel
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the ledger (idempotent)."""
+        if self.ledger is not None:
+            self.ledger.close()
+
+    def run(self, lines: Iterable[InputLine], write: Write, total: int | None = None) -> int:
+        """Stream ``lines`` through the stage and ``write`` each output record; how many were written.
+
+        The stage's run is closed as soon as ``write`` fails (stdout closed by ``| head -1``), so
+        the backend unloads and worker threads are let go at once.
+
+        :param total: input lines, if known (progress ``total``).
+        :raises StrictStop: ``strict`` and a record failed. :raises Cancelled: ``cancel()`` said so.
+        :raises BackendUnavailable: the backend cannot be loaded.
+        """
+        written = 0
+        with closing(self.records(lines, total)) as records:
+            for record in records:
+                write(record)
+                written += 1
+        return written
+
+    def records(self, lines: Iterable[InputLine], total: int | None = None) -> Generator[dict[str, Any], None, None]:
+        """The stage's output records for ``lines``, lazily (what :meth:`run` writes); close the
+        iterator to stop the run early (the backend unloads)."""
+        with closing(self.stage.run(lines, total=total)) as records:
+            yield from records
+
+
+__all__ = ["Step", "Write", "count_input", "read_input"]
