@@ -1,7 +1,7 @@
 """Issue 9 items 3, 12, 13, 15: chain files are bounded, strict YAML and their params carry the flags' ranges.
 
 Every case goes through the real `aicp run-chain --dry-run` (CliRunner, streams kept apart):
-exit 2, one clear `aicp: error:` line naming the key path, no traceback, nothing on stdout.
+exit 2, one clear `aicp run-chain: error:` line naming the key path, no traceback, nothing on stdout.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def dry_run(path: Path, *extra: str) -> tuple[int, str, str]:
 def assert_usage_error(code: int, out: str, err: str, *needles: str) -> None:
     assert code == 2, err
     assert out == ""
-    assert err.startswith("aicp: error: ") and "Traceback" not in err and "unexpected" not in err
+    assert err.startswith("aicp run-chain: error: ") and "Traceback" not in err and "unexpected" not in err
     for needle in needles:
         assert needle in err, err
 

@@ -9,8 +9,8 @@ import click
 from ..errors import UsageError
 from ..events import StreamEmitter
 from ..jsonl import RecordWriter
-from .errors import note_flag
-from .options import EPILOG_STATUS, make_emitter
+from .errors import message_prefix, note_flag
+from .options import EPILOG_STATUS, AicpCommand, make_emitter, version_option
 
 EPILOG = f"""\b
 Examples:
@@ -36,7 +36,8 @@ def _print_json(obj: dict[str, object]) -> None:
     RecordWriter().write(obj)  # a closed stdout: OutputClosed (141); a full one: an error (1)
 
 
-@click.command("run-chain", epilog=EPILOG)
+@click.command("run-chain", cls=AicpCommand, epilog=EPILOG)
+@version_option
 @click.option("-c", "--config", required=True, metavar="PATH|-",
               help="Chain file (YAML: name, input, output_dir, steps); `-` reads it from stdin.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
@@ -93,7 +94,7 @@ def run_chain_command(config: str, overrides: tuple[str, ...], dry_run: bool, re
                             f"{step['duration_seconds']:.1f} s -> {step['path']}")
         final.pipeline_complete(outcome.result)
         if outcome.error is not None:
-            sys.stderr.write(f"aicp: error: {outcome.error.message}\n")
+            sys.stderr.write(f"{message_prefix()}: error: {outcome.error.message}\n")
             if outcome.error.hint:
-                sys.stderr.write(f"aicp: hint: {outcome.error.hint}\n")
+                sys.stderr.write(f"{message_prefix()}: hint: {outcome.error.hint}\n")
     return int(outcome.exit_status)

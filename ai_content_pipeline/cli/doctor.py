@@ -7,6 +7,7 @@ import click
 from ..doctor import run_doctor
 from ..jsonl import RecordWriter
 from ..status import ExitStatus
+from .options import AicpCommand, version_option
 
 EPILOG = """\b
 Checks:
@@ -30,7 +31,8 @@ Exit status:
 """
 
 
-@click.command("doctor", epilog=EPILOG)
+@click.command("doctor", cls=AicpCommand, epilog=EPILOG)
+@version_option
 @click.option("--host", metavar="URL",
               help="Ollama server URL to check [default: $OLLAMA_HOST or http://127.0.0.1:11434].")
 def doctor_command(host: str | None) -> int:

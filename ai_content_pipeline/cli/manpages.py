@@ -112,7 +112,7 @@ def render(page: str, command: click.Command, prog: str) -> str:
     """The roff source of man page ``page`` for ``command`` invoked as ``prog``."""
     from importlib.metadata import version
 
-    ctx = click.Context(command, info_name=prog)
+    ctx = click.Context(command, info_name=prog, **command.context_settings)
     lines = [f'.TH "{page.upper()}" "1" "" "aicp {version("ai_content_pipeline")}" "aicp manual"',
              ".SH NAME", f"{esc(page)} \\- {esc(command.get_short_help_str(limit=200))}",
              ".SH SYNOPSIS", f".B {esc(prog)}", esc(" ".join(command.collect_usage_pieces(ctx))),

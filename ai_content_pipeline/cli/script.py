@@ -19,7 +19,16 @@ from ..limits import (
     WORDS,
 )
 from .errors import entry
-from .options import EPILOG_STATUS, click_range, finish, input_files, make_emitter, run_options
+from .options import (
+    EPILOG_STATUS,
+    AicpCommand,
+    click_range,
+    finish,
+    input_files,
+    make_emitter,
+    run_options,
+    version_option,
+)
 
 EPILOG = f"""\b
 Examples:
@@ -34,7 +43,8 @@ Examples:
 """
 
 
-@click.command("script", epilog=EPILOG)
+@click.command("script", cls=AicpCommand, epilog=EPILOG)
+@version_option
 @input_files
 @click.option("-t", "--template", default="song-intro", show_default=True, metavar="NAME|PATH",
               help="Prompt template: a built-in name (`aicp templates list`) or a YAML file.")

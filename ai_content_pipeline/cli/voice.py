@@ -19,7 +19,16 @@ from ..limits import (
     AudioFormat,
 )
 from .errors import entry
-from .options import EPILOG_STATUS, click_range, finish, input_files, make_emitter, run_options
+from .options import (
+    EPILOG_STATUS,
+    AicpCommand,
+    click_range,
+    finish,
+    input_files,
+    make_emitter,
+    run_options,
+    version_option,
+)
 
 EPILOG = f"""\b
 Examples:
@@ -38,7 +47,8 @@ words per second).
 """
 
 
-@click.command("voice", epilog=EPILOG)
+@click.command("voice", cls=AicpCommand, epilog=EPILOG)
+@version_option
 @input_files
 @click.option("--backend", type=click.Choice(TTS_CHOICES), default="auto", show_default=True,
               help="auto: chatterbox when installed and a GPU is present, else embedded piper.")

@@ -314,7 +314,7 @@ class ScriptStage(Stage):
             if not isinstance(script.get("checks"), dict):  # a ledger from before checks
                 script["checks"] = self._check(job, script["text"])
             script["skipped"] = True
-            self._count_checks(script["checks"])
+            self._count_checks(script["checks"], truncated=bool(script.get("truncated")))
             self.tracker.skipped(index, rid, take=take, key=key)
             return self._require_checks(index, rid, record, take, script)
         self.tracker.start(index, rid, take=take, persona=persona.name)
@@ -378,8 +378,10 @@ class ScriptStage(Stage):
             job.phrases = echo_phrases(job.prompt, job.context)
         return job.phrases
 
-    def _count_checks(self, checks: dict[str, Any]) -> None:
+    def _count_checks(self, checks: dict[str, Any], truncated: bool = False) -> None:
         with self._stats_lock:
+            if truncated:
+                self.stats.truncated += 1
             if checks.get("passed"):
                 self.stats.checks_passed += 1
             else:
@@ -436,7 +438,7 @@ class ScriptStage(Stage):
         with self._stats_lock:
             self.stats.prompt_tokens += prompt_tokens
             self.stats.completion_tokens += completion_tokens
-        self._count_checks(checks)
+        self._count_checks(checks, truncated=bool(best["truncated"]))
         out = self._require_checks(job.index, job.rid, job.record, job.take, script)
         if "error" in out:
             return out

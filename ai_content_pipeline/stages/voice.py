@@ -97,7 +97,7 @@ def record_text(record: dict[str, Any], text_field: str | None = None) -> str:
         value = get_path(record, field)
         if isinstance(value, str) and value.strip():
             return value.strip()
-    raise InputError(f"record has no text to voice (looked at {', '.join(fields)})", stage="voice",
+    raise InputError(f"no text to voice ({' and '.join(fields)} missing)", stage="voice",
                      hint="pipe records from aicp-script, or name the field with --text-field a.b.c")
 
 
