@@ -195,3 +195,34 @@ def test_console_scripts_say_h_in_a_subprocess() -> None:
 
     proc = subprocess.run([str(Path(sys.executable).parent / "aicp-voice"), "-h"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.startswith("Usage: aicp-voice")
+
+
+def test_missing_input_file_has_a_hint_before_any_backend_notice(monkeypatch: pytest.MonkeyPatch,
+                                                                tmp_path: Path) -> None:
+    (tmp_path / "songs.jsonl").write_text("{}\n")
+    monkeypatch.chdir(tmp_path)
+    called: list[str] = []
+    monkeypatch.setattr(script_cli, "create_llm", lambda *a, **k: called.append("llm"))
+    res = invoke(script_cli.script_command, "aicp-script", ["song.jsonl"])
+    assert res.exit_code == 2 and called == []
+    assert res.stderr.splitlines() == ["aicp-script: error: cannot read song.jsonl: no such file",
+                                       "aicp-script: hint: did you mean songs.jsonl? (- or no FILE reads "
+                                       "standard input)"]
+    far = invoke(voice_cli.voice_command, "aicp-voice", ["zzz.jsonl"])
+    assert far.exit_code == 2 and f"hint: relative paths start at {tmp_path}" in far.stderr
+
+
+def test_a_missing_model_file_is_named_as_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model.gguf").write_bytes(b"")
+    for backend in ("llamacpp", "auto"):
+        res = invoke(script_cli.script_command, "aicp-script", ["--backend", backend, "-m", "./nope.gguf"], b"{}\n")
+        assert res.exit_code == 4 and res.stdout == ""  # said before any record is read
+        assert res.stderr.splitlines()[0] == "aicp-script: error: model file ./nope.gguf does not exist"
+        assert res.stderr.splitlines()[1].startswith("aicp-script: hint: ")
+    close = invoke(script_cli.script_command, "aicp-script", ["--backend", "llamacpp", "-m", "modell.gguf"], b"")
+    assert "hint: did you mean model.gguf?" in close.stderr
+    voice = invoke(voice_cli.voice_command, "aicp-voice", ["--backend", "piper", "--voice", "v.onnx"], b"")
+    assert voice.exit_code == 2 and "hint: relative paths start at" in voice.stderr
+    template = invoke(script_cli.script_command, "aicp-script", ["-t", "./intro.yaml"], b"")
+    assert template.exit_code == 2 and "aicp templates list" in template.stderr

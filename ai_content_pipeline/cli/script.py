@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..backends.registry import LLM_CHOICES, create_llm
-from ..jsonl import RecordWriter
+from ..jsonl import RecordWriter, check_sources
 from ..limits import (
     BATCH,
     BEST_OF,
@@ -112,6 +112,7 @@ def script_command(files: tuple[str, ...], template: str, persona: str | None, v
                             words=words, work_dir=work_dir, timeout=timeout, best_of=best_of, batch=batch,
                             require_checks=require_checks)
     options.validate()  # usage errors (exit 2) before any backend is contacted
+    check_sources(files)  # a missing input is said before the backend notice
     llm = create_llm(backend, model=model, host=host, keep_alive=keep_alive, timeout=timeout,
                      notice=emitter.message)
     writer = RecordWriter()

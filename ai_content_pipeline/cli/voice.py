@@ -8,7 +8,7 @@ import click
 
 from ..audio import FORMATS
 from ..backends.registry import TTS_CHOICES, create_tts
-from ..jsonl import RecordWriter
+from ..jsonl import RecordWriter, check_sources
 from ..limits import (
     CFG_WEIGHT,
     EXAGGERATION,
@@ -99,6 +99,7 @@ def voice_command(files: tuple[str, ...], backend: str, voice: str | None, perso
     from ..stages.voice import VoiceOptions, run_voice  # not needed for --help
 
     emitter = make_emitter(stream, quiet, "aicp-voice")
+    check_sources(files)  # a missing input is said before the backend notice
     tts = create_tts(backend, notice=emitter.message, voice=voice,
                      device=None if device == "auto" else device, checkpoint_dir=checkpoint_dir,
                      exaggeration=exaggeration, cfg_weight=cfg_weight, temperature=temperature)
