@@ -134,3 +134,46 @@ def progress_bar_options(total: int | None, term: str | None, isatty: bool) -> d
     if total is None or not isatty or term in (None, "", "dumb"):
         return None
     return {"total": total, "unit": "rec", "leave": False, "dynamic_ncols": True, "mininterval": 0.2}
+
+
+def _doctor_detail(check: dict[str, Any]) -> str:
+    if not check.get("ok"):
+        return str(check.get("hint") or "not available")
+    for key in ("models", "devices"):
+        if check.get(key):
+            return ", ".join(str(x) for x in check[key])
+    for key in ("version", "path", "voice", "torch"):
+        if check.get(key):
+            text = str(check[key])
+            if key == "version" and check.get("voice"):
+                text += f" (voice {check['voice']})"
+            return text
+    return ""
+
+
+def doctor_table(report: dict[str, Any], width: int = WIDTH) -> str:
+    """``aicp doctor``'s report as a table for a terminal: one row per check (name, ok or
+    missing, what was found or the fix-it hint), then what ``--backend auto`` picks.
+
+    :param report: :func:`~ai_content_pipeline.doctor.run_doctor`'s object.
+    :param width: columns to fit (long details wrap within their column).
+    :returns: the text, ending with a newline.
+    """
+    checks: dict[str, dict[str, Any]] = report.get("checks") or {}
+    name_w = max([len("check"), *(len(n) for n in checks)])
+    status_w = len("missing")
+    detail_w = max(width - name_w - status_w - 4, 20)
+    lines = [f"{'check':<{name_w}}  {'status':<{status_w}}  details"]
+    for name, check in checks.items():
+        status = "ok" if check.get("ok") else "missing"
+        parts = textwrap.wrap(_doctor_detail(check), width=detail_w, break_on_hyphens=False) or [""]
+        lines.append(f"{name:<{name_w}}  {status:<{status_w}}  {parts[0]}".rstrip())
+        lines += [" " * (name_w + status_w + 4) + part for part in parts[1:]]
+    usable = report.get("usable") or {}
+    auto = report.get("auto") or {}
+    lines.append("")
+    lines.append(f"usable: LLM {', '.join(usable.get('llm') or []) or 'none'}; "
+                 f"TTS {', '.join(usable.get('tts') or []) or 'none'}")
+    lines.append(f"--backend auto picks: LLM {auto.get('llm') or 'none'}, TTS {auto.get('tts') or 'none'}")
+    lines.append("ready: yes" if report.get("ok") else "ready: no (see the hints above)")
+    return "\n".join(lines) + "\n"

@@ -226,3 +226,41 @@ def test_a_missing_model_file_is_named_as_given(tmp_path: Path, monkeypatch: pyt
     assert voice.exit_code == 2 and "hint: relative paths start at" in voice.stderr
     template = invoke(script_cli.script_command, "aicp-script", ["-t", "./intro.yaml"], b"")
     assert template.exit_code == 2 and "aicp templates list" in template.stderr
+
+
+def _on_a_terminal(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run a console script with stdout and stderr on a pseudo-terminal; (exit status, output)."""
+    import os
+    import pty
+    import subprocess
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([str(Path(sys.executable).parent / args[0]), *args[1:]], stdin=subprocess.DEVNULL,
+                            stdout=follower, stderr=follower, env={**os.environ, "COLUMNS": "100", **(env or {})})
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    return proc.wait(timeout=60), b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+def test_doctor_table_on_a_terminal_json_when_piped_or_asked() -> None:
+    code, out = _on_a_terminal(["aicp", "doctor"], env={"OLLAMA_HOST": "http://127.0.0.1:9"})
+    assert code == 0 and not out.lstrip().startswith("{"), out
+    rows = out.splitlines()
+    assert rows[0].split() == ["check", "status", "details"]
+    assert any(r.startswith("ollama") and "missing" in r and "ollama serve" in r for r in rows)
+    assert any(r.startswith("llamacpp") and " ok " in r for r in rows)
+    assert "--backend auto picks: LLM llamacpp, TTS piper" in out
+    assert all(len(r) <= 100 for r in rows)
+    code, out = _on_a_terminal(["aicp", "doctor", "--json"], env={"OLLAMA_HOST": "http://127.0.0.1:9"})
+    assert orjson.loads(out)["auto"]["llm"] == "llamacpp"
+    piped = invoke(dict(COMMANDS)["aicp"], "aicp", ["doctor", "--host", "http://127.0.0.1:9"])
+    assert orjson.loads(piped.stdout)["checks"]["ollama"]["ok"] is False
