@@ -189,7 +189,7 @@ def test_persona_seed_past_the_range_is_a_config_error(tmp_path: Path) -> None:
     (0, "max_tokens", 0), (0, "retries", -1), (0, "retries", 11), (0, "seed", -1),
     (0, "seed", 2**32), (0, "words", 10), (0, "timeout", 0), (0, "timeout", -3),
     (1, "loudness", 99), (1, "loudness", -99), (1, "sample_rate", 5), (1, "sample_rate", 10**6),
-    (1, "format", "aiff"), (1, "retries", 50), (1, "seed", -2),
+    (1, "format", "aiff"), (1, "retries", 50), (1, "seed", -2), (1, "bitrate", 999), (1, "bitrate", 4),
 ])
 def test_dry_run_rejects_params_out_of_range(tmp_path: Path, step: int, key: str, value: object) -> None:
     data = chain_data(tmp_path)
@@ -224,7 +224,7 @@ def test_the_edges_of_the_ranges_are_accepted(tmp_path: Path) -> None:
     data = chain_data(tmp_path)
     data["steps"][0]["params"] = {"temperature": 2, "top_p": 1, "variants": 100, "jobs": 64,
                                   "max_tokens": 1, "retries": 10, "seed": 2**32 - 1, "timeout": 0.5}
-    data["steps"][1]["params"] = {"loudness": -70, "sample_rate": 8000, "format": "mp3"}
+    data["steps"][1]["params"] = {"loudness": -70, "sample_rate": 8000, "format": "mp3", "bitrate": 8}
     path = tmp_path / "chain.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     code, out, err = dry_run(path)
