@@ -8,8 +8,8 @@ import click
 
 from ..audio import FORMATS
 from ..backends.registry import TTS_CHOICES, create_tts
-from ..jsonl import RecordWriter, check_sources
 from ..errors import UsageError
+from ..jsonl import RecordWriter, check_sources
 from ..limits import (
     BITRATE,
     CFG_WEIGHT,
