@@ -15,7 +15,31 @@ def _print_json(obj: dict[str, Any]) -> None:
     RecordWriter().write(obj)  # a closed stdout: OutputClosed (141); a full one: an error (1)
 
 
-@click.group("templates", cls=AicpGroup)
+TEMPLATES_EPILOG = """\b
+Examples:
+  aicp templates list
+  aicp templates show song-intro
+  aicp templates show song-intro | jq '.checks'
+
+\b
+Exit status:
+  0 printed
+  2 unknown template, or a template file that is missing or invalid
+"""
+PERSONAS_EPILOG = """\b
+Examples:
+  aicp personas list
+  aicp personas show julie
+  aicp personas list | jq -r '.name'
+
+\b
+Exit status:
+  0 printed
+  2 unknown persona, or a persona file that is missing or invalid
+"""
+
+
+@click.group("templates", cls=AicpGroup, epilog=TEMPLATES_EPILOG)
 @version_option
 def templates_group() -> None:
     """List and show prompt templates (JSON on stdout)."""
@@ -37,7 +61,7 @@ def templates_show(name: str) -> None:
     _print_json(load_template(name).model_dump())
 
 
-@click.group("personas", cls=AicpGroup)
+@click.group("personas", cls=AicpGroup, epilog=PERSONAS_EPILOG)
 @version_option
 def personas_group() -> None:
     """List and show DJ/host personas (JSON on stdout)."""

@@ -16,11 +16,11 @@ EPILOG = f"""\b
 Examples:
   aicp run-chain --config examples/radio-intros.yaml
   aicp run-chain --config examples/radio-intros.yaml --dry-run
-  aicp run-chain --config pipeline.yaml --set steps.0.persona=max --set steps.1.enabled=false
-  aicp run-chain --config pipeline.yaml --resume
-  aicp run-chain --config pipeline.yaml --stream 2>/dev/null | jq '.outputs'
-  aicp run-chain --config pipeline.yaml --stream 2>progress.jsonl | jq -r '.outputs.final.path'
-  aicp run-chain --config pipeline.yaml --stream 2>&1 >/dev/null | jq -r 'select(.event == "step_complete") | "Step \\(.step): $\\(.cost)"'
+  aicp run-chain --config examples/radio-intros.yaml --set steps.0.persona=max --set steps.1.enabled=false
+  aicp run-chain --config examples/radio-intros.yaml --resume
+  aicp run-chain --config examples/radio-intros.yaml --stream 2>/dev/null | jq '.outputs'
+  aicp run-chain --config examples/radio-intros.yaml --stream 2>progress.jsonl | jq -r '.outputs.final.path'
+  aicp run-chain --config examples/radio-intros.yaml --stream 2>&1 >/dev/null | jq -r 'select(.event == "step_complete") | "Step \\(.step): $\\(.cost)"'
 
 \b
 Files (under output_dir):

@@ -34,10 +34,10 @@ EPILOG = f"""\b
 Examples:
   aicp-script --template song-intro --persona julie < examples/songs.jsonl
   aicp-script --template podcast-segment examples/topics.jsonl --stream 2>progress.jsonl
-  aicp-script --backend ollama --model llama3.2 --jobs 4 songs.jsonl > scripts.jsonl
-  aicp-script --checkpoint run.ledger --resume songs.jsonl > scripts.jsonl
+  aicp-script --backend ollama --model llama3.2 --jobs 4 examples/songs.jsonl > scripts.jsonl
+  aicp-script --checkpoint run.ledger --resume examples/songs.jsonl > scripts.jsonl
   aicp-script --best-of 4 --batch 8 --require-checks < examples/songs.jsonl
-  aicp-script -t podcast-longform --words 2000 --checkpoint pod.ledger --resume topics.jsonl
+  aicp-script -t podcast-longform --words 2000 --checkpoint pod.ledger --resume examples/topics.jsonl
 
 {EPILOG_STATUS}
 """

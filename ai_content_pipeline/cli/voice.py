@@ -34,11 +34,12 @@ from .options import (
 
 EPILOG = f"""\b
 Examples:
-  aicp-script < examples/songs.jsonl | aicp-voice > voiced.jsonl
+  aicp-script < examples/songs-demo.jsonl > scripts.jsonl
+  aicp-voice < scripts.jsonl > voiced.jsonl
   aicp-voice --format flac --sample-rate 48000 --out-dir out/audio scripts.jsonl
   aicp-voice --format mp3 --bitrate 128 --sample-rate 44100 scripts.jsonl
-  aicp-voice --backend chatterbox --voice host.wav --checkpoint-dir ~/chatterbox scripts.jsonl
-  aicp-voice --text-field body --persona max notes.jsonl
+  aicp-voice --backend chatterbox --voice refs/host.wav --checkpoint-dir /models/chatterbox scripts.jsonl
+  aicp-voice --text-field topic --persona max examples/topics.jsonl
   aicp-voice --checkpoint voice.ledger --resume scripts.jsonl > voiced.jsonl
 
 \b
