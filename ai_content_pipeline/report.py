@@ -123,6 +123,18 @@ def summary_text(stats: Any) -> str:
     return "; ".join([*must, *extra, tail])
 
 
+def step_summary_text(step: dict[str, Any]) -> str:
+    """One line for a finished chain step (an ``outputs.steps`` entry of ``pipeline_complete``):
+    ``step 1 script: 3 ok, 1 failed, 0 skipped; checks: 2 passed, 1 failed; 4.2 s -> PATH``."""
+    counts = step.get("records") or {}
+    text = (f"step {step.get('step')} {step.get('type')}: {counts.get('completed', 0)} ok, "
+            f"{counts.get('failed', 0)} failed, {counts.get('skipped', 0)} skipped")
+    checks = step.get("checks")
+    if isinstance(checks, dict):
+        text += f"; checks: {checks.get('passed', 0)} passed, {checks.get('failed', 0)} failed"
+    return text + f"; {float(step.get('duration_seconds') or 0):.1f} s -> {step.get('path')}"
+
+
 def progress_bar_options(total: int | None, term: str | None, isatty: bool) -> dict[str, Any] | None:
     """The tqdm keyword arguments for a progress bar, or ``None`` for no bar now.
 

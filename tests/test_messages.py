@@ -264,3 +264,12 @@ def test_doctor_table_on_a_terminal_json_when_piped_or_asked() -> None:
     assert orjson.loads(out)["auto"]["llm"] == "llamacpp"
     piped = invoke(dict(COMMANDS)["aicp"], "aicp", ["doctor", "--host", "http://127.0.0.1:9"])
     assert orjson.loads(piped.stdout)["checks"]["ollama"]["ok"] is False
+
+
+def test_chain_step_lines_name_failed_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ai_content_pipeline.cli.main import cli
+
+    monkeypatch.setattr(runner, "create_backend", FakeFactory(FakeLLM(["Sure! Here's the intro: hello"])))
+    res = invoke(cli, "aicp", ["run-chain", "--config", str(write_chain(tmp_path))])
+    step1 = [line for line in res.stderr.splitlines() if "step 1 script:" in line]
+    assert len(step1) == 1 and "; checks: 0 passed, " in step1[0], res.stderr

@@ -9,6 +9,7 @@ import click
 from ..errors import UsageError
 from ..events import StreamEmitter
 from ..jsonl import RecordWriter
+from ..report import step_summary_text
 from .errors import message_prefix, note_flag
 from .options import EPILOG_STATUS, AicpCommand, make_emitter, version_option
 
@@ -88,10 +89,7 @@ def run_chain_command(config: str, overrides: tuple[str, ...], dry_run: bool, re
         emitter.close()
     if not stream:
         for step in outcome.result["outputs"]["steps"]:
-            counts = step["records"]
-            emitter.message(f"step {step['step']} {step['type']}: {counts['completed']} ok, "
-                            f"{counts['failed']} failed, {counts['skipped']} skipped; "
-                            f"{step['duration_seconds']:.1f} s -> {step['path']}")
+            emitter.message(step_summary_text(step))
         final.pipeline_complete(outcome.result)
         if outcome.error is not None:
             sys.stderr.write(f"{message_prefix()}: error: {outcome.error.message}\n")
