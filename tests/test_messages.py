@@ -273,3 +273,55 @@ def test_chain_step_lines_name_failed_checks(tmp_path: Path, monkeypatch: pytest
     res = invoke(cli, "aicp", ["run-chain", "--config", str(write_chain(tmp_path))])
     step1 = [line for line in res.stderr.splitlines() if "step 1 script:" in line]
     assert len(step1) == 1 and "; checks: 0 passed, " in step1[0], res.stderr
+
+
+def _voice_on_a_pty(tmp_path: Path, term: str, args: list[str], stdin: bytes | None = None) -> str:
+    """``aicp voice`` (test doubles) with stderr on a pseudo-terminal; what the terminal got."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
+    with open(tmp_path / "out.jsonl", "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "tests.chain_doubles", "voice", "--out-dir",
+                                 str(tmp_path / "audio"), *args], cwd=ROOT, stdout=out, stderr=follower,
+                                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                                env={**os.environ, "TERM": term, "COLUMNS": "100"})
+        os.close(follower)
+        if stdin is not None:
+            assert proc.stdin is not None
+            proc.stdin.write(stdin)
+            proc.stdin.close()
+        chunks = []
+        while True:
+            try:
+                data = os.read(leader, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        os.close(leader)
+        assert proc.wait(timeout=120) == 0
+    return b"".join(chunks).decode()
+
+
+SCRIPTED = b"".join(orjson.dumps({"id": f"s{i}", "script": {"text": "Good evening, this is the late show."}}) + b"\n"
+                    for i in range(3))
+
+
+def test_progress_bar_on_a_pseudo_terminal(tmp_path: Path) -> None:
+    (tmp_path / "in.jsonl").write_bytes(SCRIPTED)
+    shown = _voice_on_a_pty(tmp_path, "xterm", [str(tmp_path / "in.jsonl")]).replace("\r\n", "\n")
+    assert "3/3" in shown and "\r" in shown  # a bar was drawn and redrawn
+    after_bar = shown.rsplit("\r", 1)[1]
+    assert after_bar.lstrip(" \x1b[A").startswith("aicp voice: 3 ok, 0 failed")  # erased before the summary
+    piped = _voice_on_a_pty(tmp_path, "xterm", ["--no-barrier"], stdin=SCRIPTED)
+    assert "rec [" not in piped and "rec/s" not in piped  # no counter without a total
+    dumb = _voice_on_a_pty(tmp_path, "dumb", [str(tmp_path / "in.jsonl")])
+    assert "\r" not in dumb.replace("\r\n", "\n") and "rec" not in dumb
+    assert dumb.replace("\r\n", "\n").splitlines()[-1].startswith("aicp voice: 3 ok, 0 failed")
