@@ -11,9 +11,18 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 WHEELHOUSE ?= $(HOME)/.cache/aicp-wheels/llama-$(LLAMA_VERSION)-avx2
 PYTEST_ARGS ?=
 
-.PHONY: install dev test lint man demo bench clean wheelhouse test-chatterbox
+.PHONY: install install-man dev test lint man demo bench clean wheelhouse test-chatterbox
+# `make install-man PREFIX=DIR` copies the man pages to DIR/share/man/man1.
+PREFIX ?= $(HOME)/.local
 
 install: $(VENV)/.installed
+	@echo "installed in $(VENV): run '. $(VENV)/bin/activate' (or call $(BIN)/aicp)"
+	@echo "man pages: export MANPATH=\"$(CURDIR)/man:\$$MANPATH\" (then: man aicp), or make install-man PREFIX=DIR"
+
+install-man:
+	install -d $(PREFIX)/share/man/man1
+	install -m 644 man/*.1 $(PREFIX)/share/man/man1/
+	@echo "man pages in $(PREFIX)/share/man/man1; man finds them when $(PREFIX)/bin is on PATH or $(PREFIX)/share/man on MANPATH"
 
 dev: $(VENV)/.installed-dev
 

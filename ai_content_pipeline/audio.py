@@ -349,8 +349,71 @@ def output_format(name: str) -> tuple[str, str, str]:
         raise UsageError(f"unknown audio format '{name}'", hint=f"choose one of: {', '.join(FORMATS)}") from None
 
 
+#: Formats whose decoded samples differ from the encoded ones (a codec's ringing can
+#: lift a peak above the ceiling): their peaks are measured after decoding.
+LOSSY_FORMATS = ("mp3", "ogg")
+#: Encode tries before a lossy file's decoded peak is under the ceiling (each lowers the gain).
+ENCODE_TRIES = 4
+
+
+def mp3_compression(bitrate_kbps: int, sample_rate: int) -> float:
+    """libsndfile's compression level (0-1) for a constant mp3 bit rate in kbit/s.
+
+    The inverse of libsndfile's ``mpeg_l3_encoder_set_quality``: bit rates run from
+    320 to 32 kbit/s at 32 kHz and above (MPEG-1), 160 to 8 at 16-24 kHz (MPEG-2), 64 to 8
+    below (MPEG-2.5); a rate outside its version's range is clamped, and LAME takes the
+    nearest standard rate.
+    """
+    low, high = (32.0, 320.0) if sample_rate >= 32000 else (8.0, 160.0) if sample_rate >= 16000 else (8.0, 64.0)
+    rate = min(max(float(bitrate_kbps), low), high)
+    return min((high - rate) / (high - low), 0.99)  # libsndfile refuses 1.0; 0.99 still gets the lowest
+
+
+def _encode(samples: np.ndarray, sample_rate: int, format: str, bitrate: int | None) -> bytes:
+    import soundfile as sf
+
+    sf_format, subtype, _ = output_format(format)
+    extra: dict[str, Any] = {}
+    if format == "mp3" and bitrate is not None:
+        extra = {"bitrate_mode": "CONSTANT", "compression_level": mp3_compression(bitrate, sample_rate)}
+    encoded = io.BytesIO()
+    sf.write(encoded, np.clip(samples, -1.0, 1.0), sample_rate, format=sf_format, subtype=subtype, **extra)
+    return encoded.getvalue()
+
+
+def encode_with_ceiling(samples: np.ndarray, sample_rate: int, format: str, *, bitrate: int | None = None,
+                        peak_ceiling_dbfs: float | None = None) -> tuple[bytes, float]:
+    """Encode ``samples`` as ``format``; for a lossy format with a ceiling, decode the result and,
+    while its sample peak is above ``peak_ceiling_dbfs`` (dBFS), lower the gain and encode again.
+
+    A lossy codec can lift peaks (mp3 by up to 1-2 dB on loud speech), so a peak limited to
+    -1 dBFS before encoding may decode above it; the gain is lowered by the overshoot plus
+    0.1 dB, at most :data:`ENCODE_TRIES` times.
+
+    :param samples: ``float32`` ``[n_samples]`` mono.
+    :param bitrate: mp3 constant bit rate in kbit/s (``None``: the encoder's default).
+    :returns: ``(file bytes, gain in dB applied)`` (``0.0`` when none was needed).
+    :raises soundfile.LibsndfileError: the encoder failed.
+    """
+    import soundfile as sf
+
+    gain_db = 0.0
+    data = _encode(samples, sample_rate, format, bitrate)
+    if peak_ceiling_dbfs is None or format not in LOSSY_FORMATS:
+        return data, gain_db
+    for _ in range(ENCODE_TRIES):
+        decoded, _rate = sf.read(io.BytesIO(data), dtype="float32")
+        over = peak_dbfs(decoded) - peak_ceiling_dbfs
+        if over <= 0:
+            break
+        gain_db -= over + 0.1
+        data = _encode(samples * np.float32(10 ** (gain_db / 20)), sample_rate, format, bitrate)
+    return data, gain_db
+
+
 def write_audio_atomic(path: str | os.PathLike[str], samples: np.ndarray, sample_rate: int, *,
-                       format: str, words: int | None, loudness_lufs: float | None = None) -> AudioInfo:
+                       format: str, words: int | None, loudness_lufs: float | None = None,
+                       bitrate: int | None = None, peak_ceiling_dbfs: float | None = None) -> AudioInfo:
     """Check ``samples`` and write them to ``path``, all or nothing.
 
     The audio is checked (:func:`check_audio`), written to a temporary name in
@@ -362,13 +425,16 @@ def write_audio_atomic(path: str | os.PathLike[str], samples: np.ndarray, sample
     :param sample_rate: Hz. :param format: a key of :data:`FORMATS`.
     :param words: word count of the spoken text for the duration check (``None``: skip).
     :param loudness_lufs: the loudness already measured (skips measuring it again).
+    :param bitrate: mp3 constant bit rate in kbit/s (``None``: the encoder's default).
+    :param peak_ceiling_dbfs: for mp3 and ogg, the decoded file's sample peak stays at or
+        below this (:func:`encode_with_ceiling`); the reported loudness follows the gain.
     :raises SynthesisError: a failed check or an unreadable result (per record).
     :raises UsageError: the folder cannot be written (permissions, read-only, not a folder).
     :raises DiskFull: no space left (names the path and the free space; exit 1).
     """
     import soundfile as sf
 
-    sf_format, subtype, _ = output_format(format)
+    output_format(format)
     samples = as_mono_float32(samples)
     check_audio(samples, sample_rate, words)
     target = Path(path)
@@ -377,8 +443,8 @@ def write_audio_atomic(path: str | os.PathLike[str], samples: np.ndarray, sample
     except OSError as exc:
         raise os_error(exc, target.parent, doing="write to") from exc
     try:  # encoded in memory: libsndfile never writes to the disk itself, so a full disk
-        encoded = io.BytesIO()  # is a plain OSError below, not an error inside a cffi callback
-        sf.write(encoded, np.clip(samples, -1.0, 1.0), sample_rate, format=sf_format, subtype=subtype)
+        data, gain_db = encode_with_ceiling(samples, sample_rate, format, bitrate=bitrate,  # is a plain
+                                            peak_ceiling_dbfs=peak_ceiling_dbfs)  # OSError below
     except (sf.LibsndfileError, RuntimeError, AssertionError) as exc:
         raise SynthesisError(f"cannot encode {format}: {exc}", stage="voice") from exc
     try:
@@ -390,10 +456,10 @@ def write_audio_atomic(path: str | os.PathLike[str], samples: np.ndarray, sample
     try:
         try:
             with handle:
-                handle.write(encoded.getbuffer())
+                handle.write(data)
         except OSError as exc:
             raise os_error(exc, target) from exc
-        del encoded
+        del data
         info = sf.info(str(tmp))
         size = os.path.getsize(tmp)
         if size == 0 or info.frames <= 0 or info.samplerate != sample_rate:
@@ -411,11 +477,12 @@ def write_audio_atomic(path: str | os.PathLike[str], samples: np.ndarray, sample
                 os.unlink(tmp)
             except FileNotFoundError:
                 pass
+    loudness = loudness_lufs if loudness_lufs is not None else measure_loudness(samples, sample_rate)
     return AudioInfo(
         path=str(target), format=format, sample_rate=sample_rate, channels=1,
         seconds=round(info.frames / sample_rate, 3), frames=int(info.frames), size=size,
-        peak_dbfs=round(peak_dbfs(samples), 2),
-        loudness_lufs=_rounded(loudness_lufs if loudness_lufs is not None else measure_loudness(samples, sample_rate)),
+        peak_dbfs=round(peak_dbfs(samples) + gain_db, 2),
+        loudness_lufs=_rounded(None if loudness is None else loudness + gain_db),
     )
 
 

@@ -276,18 +276,36 @@ class ConsoleEmitter(Emitter):
     """
 
     def __init__(self, prog: str = "aicp", stream: IO[str] | None = None, quiet: bool = False) -> None:
+        from .report import FailureLines
+
         super().__init__()
         self.prog = prog
         self.quiet = quiet
         self._stream = stream
+        self._failures = FailureLines()
 
     def _write_line(self, text: str) -> None:
+        from .report import notice_lines
+
         out = self._stream or sys.stderr
-        out.write(f"{self.prog}: {text}\n")
+        out.write("".join(line + "\n" for line in notice_lines(self.prog, text)))
         out.flush()
 
+    def close(self) -> None:
+        """Print the ``… and N more`` line of failed records left out (see :mod:`.report`)."""
+        rest = self._failures.rest()
+        if rest:
+            self._write_line(rest)
+
     def emit(self, event: str, **fields: Any) -> None:
-        if event == "message":
+        if event == "record_error":  # one line per failed record, capped (report.FAILURE_CAP)
+            if self.quiet:  # -q: the exit status (3) and the records' error objects tell
+                return
+            line = self._failures.add(fields.get("id"), fields.get("error"), fields.get("index"),
+                                      upstream=bool(fields.get("upstream")))
+            if line:
+                self._write_line(line)
+        elif event == "message":
             level = fields.get("level", "info")
             if level == "debug" or (self.quiet and level == "info"):
                 return
@@ -310,15 +328,26 @@ class ProgressBarEmitter(ConsoleEmitter):
     def _write_line(self, text: str) -> None:
         from tqdm import tqdm
 
-        tqdm.write(f"{self.prog}: {text}", file=self._stream or sys.stderr)
+        from .report import notice_lines
+
+        for line in notice_lines(self.prog, text):
+            tqdm.write(line, file=self._stream or sys.stderr)
 
     def emit(self, event: str, **fields: Any) -> None:
+        import os
+
         from tqdm import tqdm
+
+        from .report import progress_bar_options
 
         if event == "progress":
             if self._bar is None:
-                self._bar = tqdm(total=fields.get("total"), desc=self.desc, unit="rec",
-                                 file=self._stream or sys.stderr, dynamic_ncols=True)
+                out = self._stream or sys.stderr
+                options = progress_bar_options(fields.get("total"), os.environ.get("TERM"),
+                                               hasattr(out, "isatty") and out.isatty())
+                if options is None:  # total unknown yet, or a terminal that cannot redraw
+                    return
+                self._bar = tqdm(desc=self.desc, file=out, **options)
             done = fields["completed"] + fields["failed"] + fields["skipped"]
             if fields.get("total") is not None:
                 self._bar.total = fields["total"]
@@ -333,5 +362,6 @@ class ProgressBarEmitter(ConsoleEmitter):
 
     def close(self) -> None:
         if self._bar is not None:
-            self._bar.close()
+            self._bar.close()  # leave=False: the finished bar is erased
             self._bar = None
+        super().close()

@@ -87,6 +87,29 @@ def os_error(exc: OSError, path: str | os.PathLike[str] | None = None, doing: st
     return WriteFailed(f"cannot {what}: {reason}")
 
 
+def missing_hint(path: str | os.PathLike[str], what: str) -> str:
+    """A hint for a file that does not exist: a similar name in the same folder, if any, and
+    where a relative path was looked for.
+
+    :param what: what a right answer is, e.g. ``"a .gguf file"``.
+    :returns: e.g. ``did you mean examples/songs.jsonl? (use - to read standard input)``.
+    """
+    import difflib
+
+    p = Path(path)
+    folder = p.parent
+    try:
+        names = [n for n in os.listdir(folder) if not n.startswith(".")] if folder.is_dir() else []
+    except OSError:
+        names = []
+    close = difflib.get_close_matches(p.name, names, n=1, cutoff=0.8)
+    if close:
+        return f"did you mean {os.path.join(os.path.dirname(str(path)), close[0])}? ({what})"
+    if not p.is_absolute():
+        return f"relative paths start at {os.getcwd()}; {what}"
+    return what
+
+
 def path_problem(path: str | os.PathLike[str], *, want: str = "file") -> str | None:
     """Why ``path`` is not a usable ``want`` (``file`` or ``directory``), or ``None`` when it is.
 

@@ -211,8 +211,10 @@ def _open_source(source: str | os.PathLike[str], stdin: IO[bytes] | None) -> IO[
     try:
         return open(source, "rb")
     except FileNotFoundError as exc:
+        from .faults import missing_hint
+
         raise UsageError(f"cannot read {source}: no such file",
-                         hint="check the path; use - (or no FILE) to read standard input") from exc
+                         hint=missing_hint(source, "- or no FILE reads standard input")) from exc
     except OSError as exc:
         raise UsageError(f"cannot read {source}: {exc.strerror}") from exc
 

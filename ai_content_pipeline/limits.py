@@ -83,6 +83,9 @@ TIMEOUT = Limit(float, 0, 86_400, min_open=True)
 LOUDNESS = Limit(float, -70, -5)
 #: Output sample rate in Hz (``--sample-rate``).
 SAMPLE_RATE = Limit(int, 8000, 192_000)
+#: mp3 bit rate in kbit/s (``--bitrate``); the encoder takes the nearest rate its MPEG
+#: version allows (32-320 at 32 kHz and up, 8-160 at 16-24 kHz, 8-64 below).
+BITRATE = Limit(int, 8, 320)
 #: Chatterbox emotion intensity and guidance (``--exaggeration``, ``--cfg-weight``).
 EXAGGERATION = Limit(float, 0, 2)
 CFG_WEIGHT = Limit(float, 0, 2)
@@ -103,6 +106,7 @@ Batch = Annotated[int, BATCH.lower(), BATCH.upper()]
 Timeout = Annotated[float, TIMEOUT.lower(), TIMEOUT.upper()]
 Loudness = Annotated[float, LOUDNESS.lower(), LOUDNESS.upper()]
 SampleRate = Annotated[int, SAMPLE_RATE.lower(), SAMPLE_RATE.upper()]
+Bitrate = Annotated[int, BITRATE.lower(), BITRATE.upper()]
 Exaggeration = Annotated[float, EXAGGERATION.lower(), EXAGGERATION.upper()]
 CfgWeight = Annotated[float, CFG_WEIGHT.lower(), CFG_WEIGHT.upper()]
 VoiceTemperature = Annotated[float, VOICE_TEMPERATURE.lower(), VOICE_TEMPERATURE.upper()]
@@ -110,7 +114,7 @@ VoiceTemperature = Annotated[float, VOICE_TEMPERATURE.lower(), VOICE_TEMPERATURE
 AudioFormat = Literal["wav", "flac", "ogg", "mp3"]
 AUDIO_FORMATS: tuple[str, ...] = ("wav", "flac", "ogg", "mp3")
 
-__all__ = ["AUDIO_FORMATS", "BATCH", "BEST_OF", "CFG_WEIGHT", "EXAGGERATION", "JOBS", "LOUDNESS", "MAX_TOKENS", "RETRIES",
+__all__ = ["AUDIO_FORMATS", "BITRATE", "Bitrate", "BATCH", "BEST_OF", "CFG_WEIGHT", "EXAGGERATION", "JOBS", "LOUDNESS", "MAX_TOKENS", "RETRIES",
            "SAMPLE_RATE", "SEED", "TEMPERATURE", "TIMEOUT", "TOP_P", "VARIANTS", "VOICE_TEMPERATURE",
            "WORDS", "AudioFormat", "Batch", "BestOf", "CfgWeight", "Exaggeration", "Jobs", "Limit", "Loudness", "MaxTokens",
            "Retries", "SampleRate", "Seed", "Temperature", "Timeout", "TopP", "Variants", "VoiceTemperature",

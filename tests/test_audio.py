@@ -193,3 +193,37 @@ def test_output_files_get_normal_permissions(tmp_path) -> None:
         os.umask(old)
     assert (tmp_path / "a.wav").stat().st_mode & 0o777 == 0o644
     assert audio.FORMATS["wav"][2] == "wav"
+
+
+# -- mp3: bit rate and the peak ceiling after encoding ----------------------------------------
+def _loud(sr: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    t = np.arange(sr * 3) / sr
+    x = (np.sign(np.sin(2 * np.pi * 220 * t)) * 0.5 + 0.3 * rng.standard_normal(len(t))).astype(np.float32)
+    return audio.normalize_loudness(x, sr, -9.0)  # limited to -1 dBFS before encoding
+
+
+@pytest.mark.parametrize("sr,bitrate", [(22050, None), (24000, 64), (44100, 320), (48000, 128), (16000, 32)])
+def test_mp3_decoded_peak_stays_under_minus_1_dbfs(tmp_path, sr: int, bitrate: int | None) -> None:
+    x = _loud(sr)
+    info = write_audio_atomic(tmp_path / "a.mp3", x, sr, format="mp3", words=None, bitrate=bitrate,
+                              peak_ceiling_dbfs=-1.0)
+    decoded, rate = sf.read(info.path, dtype="float32")
+    assert rate == sr and audio.peak_dbfs(decoded) <= -1.0
+    assert info.peak_dbfs <= -1.0
+
+
+def test_without_the_ceiling_the_codec_overshoots(tmp_path) -> None:
+    """The case the ceiling is for: LAME lifts the peak of this signal above -1 dBFS."""
+    info = write_audio_atomic(tmp_path / "a.mp3", _loud(22050), 22050, format="mp3", words=None)
+    decoded, _ = sf.read(info.path, dtype="float32")
+    assert audio.peak_dbfs(decoded) > -1.0
+
+
+@pytest.mark.parametrize("sr,kbps,expected", [(44100, 128, 128), (44100, 64, 64), (22050, 32, 32),
+                                              (24000, 320, 160), (48000, 8, 32)])
+def test_mp3_bitrate_is_constant_and_clamped_to_the_mpeg_range(tmp_path, sr: int, kbps: int, expected: int) -> None:
+    x = _loud(sr)
+    info = write_audio_atomic(tmp_path / "b.mp3", x, sr, format="mp3", words=None, bitrate=kbps)
+    measured = info.size * 8 / info.seconds / 1000
+    assert abs(measured - expected) / expected < 0.1, measured

@@ -3,7 +3,7 @@
 Every input goes through the real `aicp run-chain --config - --dry-run` (CliRunner, stdin) and
 must end with an exit code from the documented table (0, 2 or 4 for a dry run), never a
 traceback or an "unexpected" error, and a non-zero exit must come with one clear
-`aicp: error:` line on stderr and nothing on stdout.
+`aicp run-chain: error:` line on stderr and nothing on stdout.
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ def check(code: int, out: str, err: str) -> None:
     assert code in DRY_RUN_CODES, (code, err)
     assert "Traceback (most recent call last)" not in err and "error: unexpected" not in err and "report it" not in err, err
     if code == ExitStatus.USAGE:
-        assert out == "" and err.startswith("aicp: error: "), (out, err)
-        assert err.count("aicp: error:") == 1
+        assert out == "" and err.startswith("aicp run-chain: error: "), (out, err)
+        assert err.count("aicp run-chain: error:") == 1
     else:
         plan = orjson.loads(out)
         assert plan["dry_run"] is True

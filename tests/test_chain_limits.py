@@ -1,7 +1,7 @@
 """Issue 9 items 3, 12, 13, 15: chain files are bounded, strict YAML and their params carry the flags' ranges.
 
 Every case goes through the real `aicp run-chain --dry-run` (CliRunner, streams kept apart):
-exit 2, one clear `aicp: error:` line naming the key path, no traceback, nothing on stdout.
+exit 2, one clear `aicp run-chain: error:` line naming the key path, no traceback, nothing on stdout.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def dry_run(path: Path, *extra: str) -> tuple[int, str, str]:
 def assert_usage_error(code: int, out: str, err: str, *needles: str) -> None:
     assert code == 2, err
     assert out == ""
-    assert err.startswith("aicp: error: ") and "Traceback" not in err and "unexpected" not in err
+    assert err.startswith("aicp run-chain: error: ") and "Traceback" not in err and "unexpected" not in err
     for needle in needles:
         assert needle in err, err
 
@@ -189,7 +189,7 @@ def test_persona_seed_past_the_range_is_a_config_error(tmp_path: Path) -> None:
     (0, "max_tokens", 0), (0, "retries", -1), (0, "retries", 11), (0, "seed", -1),
     (0, "seed", 2**32), (0, "words", 10), (0, "timeout", 0), (0, "timeout", -3),
     (1, "loudness", 99), (1, "loudness", -99), (1, "sample_rate", 5), (1, "sample_rate", 10**6),
-    (1, "format", "aiff"), (1, "retries", 50), (1, "seed", -2),
+    (1, "format", "aiff"), (1, "retries", 50), (1, "seed", -2), (1, "bitrate", 999), (1, "bitrate", 4),
 ])
 def test_dry_run_rejects_params_out_of_range(tmp_path: Path, step: int, key: str, value: object) -> None:
     data = chain_data(tmp_path)
@@ -224,7 +224,7 @@ def test_the_edges_of_the_ranges_are_accepted(tmp_path: Path) -> None:
     data = chain_data(tmp_path)
     data["steps"][0]["params"] = {"temperature": 2, "top_p": 1, "variants": 100, "jobs": 64,
                                   "max_tokens": 1, "retries": 10, "seed": 2**32 - 1, "timeout": 0.5}
-    data["steps"][1]["params"] = {"loudness": -70, "sample_rate": 8000, "format": "mp3"}
+    data["steps"][1]["params"] = {"loudness": -70, "sample_rate": 8000, "format": "mp3", "bitrate": 8}
     path = tmp_path / "chain.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     code, out, err = dry_run(path)

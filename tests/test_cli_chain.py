@@ -69,8 +69,8 @@ def test_config_error_exits_2_with_path_and_line(tmp_path: Path, factory: FakeFa
     path.write_text(path.read_text().replace("persona: julie", "persona: bob"))
     code, out, err = invoke(["run-chain", "--config", str(path)])
     assert code == 2 and out == ""
-    assert f"aicp: error: {path}:" in err and "steps.0.persona: unknown persona 'bob'" in err
-    assert "aicp: hint: choose one of:" in err and "Traceback" not in err
+    assert f"aicp run-chain: error: {path}:" in err and "steps.0.persona: unknown persona 'bob'" in err
+    assert "aicp run-chain: hint: choose one of:" in err and "Traceback" not in err
 
 
 def test_config_from_stdin(tmp_path: Path, factory: FakeFactory) -> None:
@@ -111,7 +111,7 @@ def test_unavailable_backend_exits_4_and_still_prints_the_result(tmp_path: Path,
     assert code == 4
     result = orjson.loads(out)
     assert result["success"] is False and result["error"]["type"] == "BackendUnavailable"
-    assert "aicp: error: cannot reach Ollama" in err and "aicp: hint: is `ollama serve` running?" in err
+    assert "aicp run-chain: error: cannot reach Ollama" in err and "aicp run-chain: hint: is `ollama serve` running?" in err
 
 
 def test_resume_flag_reaches_the_runner(tmp_path: Path, factory: FakeFactory) -> None:

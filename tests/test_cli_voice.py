@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import orjson
 import soundfile as sf
 
@@ -147,3 +148,20 @@ def test_help_does_not_import_engines() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "HEAVY []" in out
     assert "--no-barrier" in out and "--checkpoint-dir" in out and "130 interrupted" in out
+
+
+def test_mp3_bitrate_flag(monkeypatch, tmp_path) -> None:
+    use(monkeypatch, SpeechTTS())
+    res = invoke(voice_cli.voice_command, "aicp-voice",
+                 ["--out-dir", str(tmp_path), "--format", "mp3", "--bitrate", "64", "--sample-rate", "44100"], SCRIPTS)
+    assert res.exit_code == 0, res.stderr
+    for rec in records(res.stdout):
+        audio = rec["audio"]
+        kbps = audio["size"] * 8 / audio["seconds"] / 1000
+        assert abs(kbps - 64) < 8, kbps
+        decoded, _ = sf.read(audio["path"], dtype="float32")
+        assert 20 * np.log10(np.max(np.abs(decoded))) <= -1.0
+    wav = invoke(voice_cli.voice_command, "aicp-voice", ["--out-dir", str(tmp_path), "--bitrate", "64"], SCRIPTS)
+    assert wav.exit_code == 2 and "--bitrate applies to mp3" in wav.stderr and wav.stdout == ""
+    bad = invoke(voice_cli.voice_command, "aicp-voice", ["--format", "mp3", "--bitrate", "999"], SCRIPTS)
+    assert bad.exit_code == 2

@@ -121,43 +121,43 @@ def test_without_stream_nothing_but_the_result(chain_dir: Path) -> None:
 
 JQ = shutil.which("jq") or ("/usr/bin/jq" if os.path.exists("/usr/bin/jq") else None)
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-#: The README's `aicp run-chain ... | jq` lines, read from README.md itself (so a change there is tested).
-SHELL_LINES = [line for line in README.splitlines()
-               if line.startswith("aicp run-chain --config pipeline.yaml --stream") and "| jq" in line]
+#: The README's runnable chain block: a run with `2>progress.jsonl`, then jq lines over that log,
+#: read from README.md itself (so a change there is tested). Run here on the chain double.
+CHAIN = "examples/radio-intros.yaml"
+_BLOCK = next(block for block in README.split("```bash\n")[1:]
+              if f"aicp run-chain --config {CHAIN} --stream 2>progress.jsonl | jq" in block).split("```")[0]
+SHELL_LINES = [line for line in _BLOCK.splitlines()
+               if line.startswith(f"aicp run-chain --config {CHAIN} --stream 2>progress.jsonl")
+               or (line.startswith("jq -r") and "progress.jsonl" in line and ".step" in line)]
 
 
-def test_readme_has_the_four_jq_lines() -> None:
-    assert len(SHELL_LINES) == 4, SHELL_LINES
-    assert 'step \\(.step // "N/A")' in SHELL_LINES[2]
+def test_readme_has_the_three_jq_lines() -> None:
+    assert len(SHELL_LINES) == 3, SHELL_LINES
+    assert 'step \\(.step // "N/A")' in SHELL_LINES[1]
 
 
 @pytest.mark.skipif(JQ is None, reason="jq is not installed")
-@pytest.mark.parametrize("number", range(4))
-def test_readme_jq_lines_run_as_written(chain_dir: Path, number: int) -> None:
-    line = SHELL_LINES[number]
-    script = f'set -o pipefail\naicp() {{ "{sys.executable}" -m tests.chain_doubles "$@"; }}\n{line}\n'
-    proc = subprocess.run(["bash", "-c", script], cwd=chain_dir, env=_env(), capture_output=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr.decode()
-    out = proc.stdout.decode()
+def test_readme_jq_lines_run_as_written(chain_dir: Path) -> None:
+    outs = []
+    for line in SHELL_LINES:  # in order: the later lines read the first one's progress.jsonl
+        line = line.replace(CHAIN, "pipeline.yaml")  # the chain double's file
+        script = f'set -o pipefail\naicp() {{ "{sys.executable}" -m tests.chain_doubles "$@"; }}\n{line}\n'
+        proc = subprocess.run(["bash", "-c", script], cwd=chain_dir, env=_env(), capture_output=True,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stderr.decode()
+        outs.append(proc.stdout.decode())
     final_path = str(chain_dir / "out/02-voice.jsonl")
-    if number == 0:
-        outputs = orjson.loads(out)
-        assert outputs["final"]["path"] == final_path and len(outputs["steps"]) == 2
-    elif number == 1:
-        assert out == final_path + "\n" and Path(final_path).is_file()
-        progress = (chain_dir / "progress.jsonl").read_bytes().splitlines()
-        assert progress and all(orjson.loads(x)["schema_version"] == "1" for x in progress)
-    elif number == 2:
-        lines = out.splitlines()
-        assert lines[0].endswith("] pipeline_start: step N/A") and lines[0].startswith("[")
-        assert any(x.endswith("step_complete: step 2") for x in lines)
-        # every event of a step carries its number (issue 13): none of them prints N/A
-        step_events = [x for x in lines if any(f"] {name}" in x for name in (
-            "record_", "model_", "progress", "chunk_"))]
-        assert len(step_events) > 8
-        assert all(x.endswith(("step 1", "step 2")) for x in step_events), step_events
-        assert not any("pipeline_complete" in x for x in lines)
-    else:
-        lines = out.splitlines()
-        assert len(lines) == 2 and lines[0].startswith("Step 1: $0.") and lines[1].startswith("Step 2: $0.")
+    assert outs[0] == final_path + "\n" and Path(final_path).is_file()
+    progress = (chain_dir / "progress.jsonl").read_bytes().splitlines()
+    assert progress and all(orjson.loads(x)["schema_version"] == "1" for x in progress)
+    lines = outs[1].splitlines()
+    assert lines[0].endswith("] pipeline_start: step N/A") and lines[0].startswith("[")
+    assert any(x.endswith("step_complete: step 2") for x in lines)
+    # every event of a step carries its number (issue 13): none of them prints N/A
+    step_events = [x for x in lines if any(f"] {name}" in x for name in (
+        "record_", "model_", "progress", "chunk_"))]
+    assert len(step_events) > 8
+    assert all(x.endswith(("step 1", "step 2")) for x in step_events), step_events
+    assert not any("pipeline_complete" in x for x in lines)
+    lines = outs[2].splitlines()
+    assert len(lines) == 2 and lines[0].startswith("Step 1: $0.") and lines[1].startswith("Step 2: $0.")

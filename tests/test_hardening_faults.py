@@ -140,7 +140,7 @@ def test_chain_on_a_full_tmpfs_still_prints_pipeline_complete(monkeypatch, tmp_p
     result = orjson.loads(out)
     assert result["event"] == "pipeline_complete" and result["success"] is False
     assert "no space left" in result["error"]["message"]
-    assert "aicp: error:" in err and "no space left" in err
+    assert "aicp run-chain: error:" in err and "no space left" in err
     no_noise(err)
 
 
@@ -402,7 +402,7 @@ def test_read_only_output_dir_exits_2_with_pipeline_complete(monkeypatch, tmp_pa
     assert code == ExitStatus.USAGE, err
     result = orjson.loads(out)
     assert result["success"] is False and "Read-only file system" in result["error"]["message"]
-    assert "aicp: error: cannot write to output_dir" in err and factory.built == []  # no model ran
+    assert "aicp run-chain: error: cannot write to output_dir" in err and factory.built == []  # no model ran
     no_noise(err)
 
 
@@ -479,10 +479,10 @@ def test_usage_error_class_is_exit_2() -> None:
 def test_flag_words_given_as_option_values_do_not_turn_the_flags_on(tmp_path: Path) -> None:
     chain = str(write_chain(tmp_path))
     code, out, err = aicp(["run-chain", "--config", chain, "--dry-run", "--set", "--traceback"])
-    assert code == ExitStatus.USAGE and err.startswith("aicp: error: --set '--traceback'")
+    assert code == ExitStatus.USAGE and err.startswith("aicp run-chain: error: --set '--traceback'")
     assert "Traceback (most recent call last)" not in err
     code, out, err = aicp(["run-chain", "--config", chain, "--dry-run", "--set", "--stream"])
-    assert code == ExitStatus.USAGE and err.startswith("aicp: error:")  # plain text, not an event
+    assert code == ExitStatus.USAGE and err.startswith("aicp run-chain: error:")  # plain text, not an event
     code, out, err = aicp(["run-chain", "--config", chain, "--dry-run", "--stream", "--set", "x"])
     assert code == ExitStatus.USAGE and orjson.loads(err)["event"] == "error"
 

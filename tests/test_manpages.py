@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ai_content_pipeline.cli.manpages import PAGES, esc, generate
+from ai_content_pipeline.cli.manpages import PAGE_EVENTS, PAGES, esc, generate
+from ai_content_pipeline.eventdocs import EVENTS, names, plain, readme_block
+from ai_content_pipeline.events import Emitter
 from ai_content_pipeline.status import EXIT_STATUS_MEANINGS, ExitStatus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +24,10 @@ def test_committed_pages_match_the_code(tmp_path: Path) -> None:
     assert not stale, f"man pages out of date: {stale}; run `make man`"
 
 
-@pytest.mark.parametrize("page", sorted(PAGES))
+RUN_PAGES = sorted(p for p in PAGES if PAGE_EVENTS[p])
+
+
+@pytest.mark.parametrize("page", RUN_PAGES)
 def test_pages_carry_exit_codes_events_and_examples(tmp_path: Path, page: str) -> None:
     text = (ROOT / "man" / f"{page}.1").read_text()
     for section in (".SH NAME", ".SH SYNOPSIS", ".SH OPTIONS", ".SH EXIT STATUS", ".SH EVENTS", ".SH EXAMPLES"):
@@ -31,6 +36,43 @@ def test_pages_carry_exit_codes_events_and_examples(tmp_path: Path, page: str) -
     for code in ("0", "1", "2", "3", "4", "130", "141"):
         assert f"\\fB{code}\\fR" in text
     assert "\\fBrecord_complete\\fR" in text and "\\fBmodel_unload\\fR" in text
+
+
+@pytest.mark.parametrize("page,codes", [("aicp-doctor", ("0", "4")), ("aicp-templates", ("0", "2")),
+                                        ("aicp-personas", ("0", "2"))])
+def test_doctor_templates_and_personas_have_pages(page: str, codes: tuple[str, ...]) -> None:
+    text = (ROOT / "man" / f"{page}.1").read_text()
+    for section in (".SH NAME", ".SH SYNOPSIS", ".SH OPTIONS", ".SH EXIT STATUS", ".SH EXAMPLES"):
+        assert section in text, section
+    assert ".SH EVENTS" not in text
+    assert [c for c in ("0", "1", "2", "3", "4", "130") if f"\\fB{c}\\fR" in text] == list(codes)
+    if page != "aicp-doctor":
+        assert ".SH COMMANDS" in text and "\\fBlist\\fR" in text and "\\fBshow\\fR" in text
+    assert f"\\fB{esc(page)}\\fR(1)" in (ROOT / "man" / "aicp.1").read_text()
+
+
+def test_events_section_uses_the_real_field_names_of_the_one_table() -> None:
+    text = (ROOT / "man" / "aicp-run-chain.1").read_text()
+    events = text.split(".SH EVENTS")[1].split(".SH ")[0]
+    assert "step_index" not in events and "record_id" not in events  # parameter names, not fields
+    for field in ("step (1\\-based)", "id (null for an input line", "total (null while reading a pipe)"):
+        assert field in events, field
+    for row_events, fields, _ in EVENTS:
+        assert esc(plain(fields)) in events or not set(row_events) & set(PAGE_EVENTS["aicp-run-chain"])
+
+
+def test_readme_holds_the_event_table() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert readme_block() in readme, "README's event table drifted: paste eventdocs.readme_block()"
+
+
+def test_every_emitted_event_is_in_the_table() -> None:
+    import re
+
+    source = "\n".join(p.read_text() for p in (ROOT / "ai_content_pipeline").rglob("*.py"))
+    emitted = set(re.findall(r"""emit\(\s*["'](\w+)["']""", source))
+    emitted |= {m for m in dir(Emitter) if not m.startswith("_") and m not in ("emit", "close", "elapsed", "envelope", "result_fields")}
+    assert emitted and emitted <= names(), emitted - names()
 
 
 def test_run_chain_page_lists_its_options_and_chain_events() -> None:
@@ -66,3 +108,12 @@ def test_generator_runs_as_a_module(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "ai_content_pipeline.cli.manpages", str(tmp_path)],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0 and (tmp_path / "aicp-run-chain.1").is_file()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_install_tells_how_to_reach_the_man_pages(tmp_path: Path) -> None:
+    dry = subprocess.run(["make", "-n", "install"], cwd=ROOT, capture_output=True, text=True)
+    assert dry.returncode == 0 and f"MANPATH=\\\"{ROOT}/man:" in dry.stdout, dry.stdout
+    proc = subprocess.run(["make", "-s", "install-man", f"PREFIX={tmp_path}"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "share/man/man1").iterdir()) == sorted(f"{p}.1" for p in PAGES)

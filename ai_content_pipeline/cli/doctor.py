@@ -1,12 +1,18 @@
-"""``aicp doctor``: report as JSON what this machine can run, with a fix-it hint per missing piece."""
+"""``aicp doctor``: what this machine can run, with a fix-it hint per missing piece: a table on a
+terminal, JSON when piped or with ``--json``."""
 
 from __future__ import annotations
+
+import shutil
+import sys
 
 import click
 
 from ..doctor import run_doctor
 from ..jsonl import RecordWriter
+from ..report import doctor_table
 from ..status import ExitStatus
+from .options import AicpCommand, version_option
 
 EPILOG = """\b
 Checks:
@@ -20,6 +26,7 @@ Checks:
 \b
 Examples:
   aicp doctor
+  aicp doctor --json | jq '.auto'
   aicp doctor --host http://gpu-box:11434 | jq '.checks.ollama.models'
   aicp doctor | jq -r '.checks | to_entries[] | select(.value.ok | not) | "\\(.key): \\(.value.hint)"'
 
@@ -30,16 +37,22 @@ Exit status:
 """
 
 
-@click.command("doctor", epilog=EPILOG)
+@click.command("doctor", cls=AicpCommand, epilog=EPILOG)
+@version_option
 @click.option("--host", metavar="URL",
               help="Ollama server URL to check [default: $OLLAMA_HOST or http://127.0.0.1:11434].")
-def doctor_command(host: str | None) -> int:
-    """Report what this machine can run, as one JSON object on stdout.
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object, also on a terminal [default: a table on a terminal, JSON otherwise].")
+def doctor_command(host: str | None, as_json: bool) -> int:
+    """Report what this machine can run: a table on a terminal, else one JSON object.
 
     Fields: ok, checks (ollama, llamacpp, bundled_model, piper, chatterbox,
     cuda: each with ok, details and a fix-it hint when not ok), usable (the
     LLM and TTS backends that can run) and auto (what --backend auto picks).
     """
     report = run_doctor(host)
+    if not as_json and sys.stdout.isatty():
+        click.echo(doctor_table(report, width=min(shutil.get_terminal_size().columns, 120)), nl=False)
+        return int(ExitStatus.SUCCESS if report["ok"] else ExitStatus.BACKEND_UNAVAILABLE)
     RecordWriter().write(report)  # a closed stdout: OutputClosed (141); a full one: an error (1)
     return int(ExitStatus.SUCCESS if report["ok"] else ExitStatus.BACKEND_UNAVAILABLE)

@@ -119,7 +119,8 @@ _WATCH = _ReaderWatch()
 
 
 class _Seen:
-    """Which of ``--stream`` / ``--traceback`` click really parsed as flags in this run.
+    """Which of ``--stream`` / ``--traceback`` click really parsed as flags in this run,
+    and the command path (``aicp run-chain``) every message of the run starts with.
 
     Looking for the words in argv is not enough: ``--set --traceback`` gives the word
     as an option's value.
@@ -128,13 +129,55 @@ class _Seen:
     def __init__(self) -> None:
         self.stream = False
         self.traceback = False
+        self.prog: str | None = None
 
     def reset(self) -> None:
-        """A new run: no flag seen yet."""
+        """A new run: no flag seen yet, no command chosen yet."""
         self.stream = self.traceback = False
+        self.prog = None
 
 
 SEEN = _Seen()
+
+
+HELP_OPTION_NAMES = ["-h", "--help"]
+
+
+class AicpCommand(click.Command):
+    """A click command with ``-h`` beside ``--help`` that notes its command path when it runs.
+
+    Every line a command prints on stderr (notices, the summary, errors and hints) starts
+    with that path (``aicp-script: ``, ``aicp run-chain: ``), so one command's messages
+    share one prefix.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["context_settings"] = {"help_option_names": HELP_OPTION_NAMES,
+                                      **(kwargs.get("context_settings") or {})}
+        super().__init__(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        SEEN.prog = ctx.command_path
+        return super().invoke(ctx)
+
+
+class AicpGroup(click.Group):
+    """A click group with ``-h`` beside ``--help``; its subcommands are :class:`AicpCommand`."""
+
+    command_class = AicpCommand
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["context_settings"] = {"help_option_names": HELP_OPTION_NAMES,
+                                      **(kwargs.get("context_settings") or {})}
+        super().__init__(*args, **kwargs)
+
+
+AicpGroup.group_class = AicpGroup
+
+
+def message_prefix(default: str = "aicp") -> str:
+    """The command path this run's messages start with (``default`` before a command runs)."""
+    return SEEN.prog or default
 
 
 def note_flag(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -164,7 +207,7 @@ def run_cli(command: click.Command, prog_name: str, args: list[str] | None = Non
     env_tb = os.environ.get("AICP_TRACEBACK") == "1"
 
     def report(message: str, hint: str | None, status: int) -> int:
-        _report(prog_name, SEEN.stream, message, hint, status, started)
+        _report(message_prefix(prog_name), SEEN.stream, message, hint, status, started)
         return status
 
     try:
@@ -260,6 +303,6 @@ def entry(command: click.Command, prog_name: str) -> None:
         _quiet_stdout()
         if code in (ExitStatus.SUCCESS, ExitStatus.PARTIAL):
             error = os_error(exc, doing="write to stdout")
-            _report(prog_name, SEEN.stream, error.message, None, error.exit_status)
+            _report(message_prefix(prog_name), SEEN.stream, error.message, None, error.exit_status)
             code = error.exit_status
     sys.exit(code)

@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from .errors import entry
-from .options import EPILOG_STATUS
+from .errors import AicpGroup, entry
+from .options import EPILOG_STATUS, version_option
 
 #: subcommand name → "module:attribute" of its click command (one module per command).
 COMMANDS: dict[str, str] = {
@@ -23,7 +23,7 @@ COMMANDS: dict[str, str] = {
 }
 
 
-class LazyGroup(click.Group):
+class LazyGroup(AicpGroup):
     """A click group whose subcommands live in their own modules (click docs, "Lazy Loading")."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -55,7 +55,7 @@ Shell completion (bash; zsh and fish likewise):
 
 
 @click.group("aicp", cls=LazyGroup, epilog=EPILOG)
-@click.version_option(package_name="ai_content_pipeline", prog_name="aicp")
+@version_option
 def cli() -> None:
     """Turn JSON Lines records into spoken content: a local LLM writes the
     scripts, a local TTS model voices them.

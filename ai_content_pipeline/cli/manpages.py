@@ -2,8 +2,9 @@
 
 Each page is built from the command itself (its help, ``params`` and epilog
 through click's own ``get_help_record``), the exit statuses
-(:data:`~ai_content_pipeline.status.EXIT_STATUS_MEANINGS`) and the event list
-(the docstrings of :class:`~ai_content_pipeline.events.Emitter`'s methods), so
+(:data:`~ai_content_pipeline.status.EXIT_STATUS_MEANINGS`, from the ``ExitStatus``
+enum, or the command's own ``Exit status:`` epilog block) and the event table
+(:data:`~ai_content_pipeline.eventdocs.EVENTS`, the table README.md shows too), so
 a test can regenerate the pages and fail when they drift from the code.
 Output is deterministic: no date, no terminal width.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from ..events import Emitter
+from ..eventdocs import plain, rows_for
 from ..status import EXIT_STATUS_MEANINGS
 
 #: page name → (``module:attribute`` of the click command, program name as typed)
@@ -29,6 +30,9 @@ PAGES: dict[str, tuple[str, str]] = {
     "aicp-run-chain": ("ai_content_pipeline.cli.chain:run_chain_command", "aicp run-chain"),
     "aicp-serve": ("ai_content_pipeline.cli.serve:serve_command", "aicp serve"),
     "aicp-worker": ("ai_content_pipeline.cli.serve:worker_command", "aicp worker"),
+    "aicp-doctor": ("ai_content_pipeline.cli.doctor:doctor_command", "aicp doctor"),
+    "aicp-templates": ("ai_content_pipeline.cli.catalog:templates_group", "aicp templates"),
+    "aicp-personas": ("ai_content_pipeline.cli.catalog:personas_group", "aicp personas"),
 }
 STAGE_EVENTS = ("record_start", "record_complete", "record_error", "record_skipped", "progress",
                 "model_load", "model_unload", "chunk_start", "chunk_progress", "chunk_complete",
@@ -42,9 +46,10 @@ PAGE_EVENTS: dict[str, tuple[str, ...]] = {
     "aicp-run-chain": CHAIN_EVENTS + STAGE_EVENTS,
     "aicp-serve": CHAIN_EVENTS + STAGE_EVENTS,  # a job's SSE stream carries these
     "aicp-worker": CHAIN_EVENTS + STAGE_EVENTS,
+    "aicp-doctor": (),  # no --stream: no EVENTS section
+    "aicp-templates": (),
+    "aicp-personas": (),
 }
-EXTRA_EVENTS = {"run_complete": "A stage command finished: counts (records, tokens, words, "
-                                "audio_seconds, seconds); the last event of aicp-script and aicp-voice."}
 COMPLETION = [
     'bash:  eval "$(_AICP_COMPLETE=bash_source aicp)"',
     'zsh:   eval "$(_AICP_COMPLETE=zsh_source aicp)"',
@@ -95,24 +100,19 @@ def _epilog_blocks(epilog: str) -> list[tuple[str, list[str]]]:
     return blocks
 
 
-def _event_doc(name: str) -> str:
-    if name in EXTRA_EVENTS:
-        return EXTRA_EVENTS[name]
-    doc = (inspect.getdoc(getattr(Emitter, name)) or "").split("\n\n")[0].replace("\n", " ")
-    return _plain(doc)
-
-
-def _plain(text: str) -> str:
-    """Drop reST markup: ``:class:`~a.B``` → ``B``, double backquotes, ``**bold**``."""
-    text = re.sub(r":\w+:`~?(?:[\w.]+\.)?([^`]+)`", r"\1", text)
-    return text.replace("``", "").replace("**", "")
+def _exit_statuses(blocks: list[tuple[str, list[str]]]) -> list[tuple[str, str]]:
+    """``(code, meaning)`` pairs: the command's own ``Exit status:`` block, else the shared list."""
+    for title, body in blocks:
+        if title.lower() == "exit status" and all(line.split(" ", 1)[0].isdigit() for line in body):
+            return [tuple(line.strip().split(" ", 1)) for line in body]  # type: ignore[misc]
+    return [(str(int(code)), meaning) for code, meaning in EXIT_STATUS_MEANINGS.items()]
 
 
 def render(page: str, command: click.Command, prog: str) -> str:
     """The roff source of man page ``page`` for ``command`` invoked as ``prog``."""
     from importlib.metadata import version
 
-    ctx = click.Context(command, info_name=prog)
+    ctx = click.Context(command, info_name=prog, **command.context_settings)
     lines = [f'.TH "{page.upper()}" "1" "" "aicp {version("ai_content_pipeline")}" "aicp manual"',
              ".SH NAME", f"{esc(page)} \\- {esc(command.get_short_help_str(limit=200))}",
              ".SH SYNOPSIS", f".B {esc(prog)}", esc(" ".join(command.collect_usage_pieces(ctx))),
@@ -140,15 +140,18 @@ def render(page: str, command: click.Command, prog: str) -> str:
         lines += [f".SH {esc(heading)}", ".nf", *(esc(line) for line in body), ".fi"]
 
     lines.append(".SH EXIT STATUS")
-    for code, meaning in EXIT_STATUS_MEANINGS.items():
-        lines += [".TP", f"\\fB{int(code)}\\fR", esc(meaning)]
+    for code, meaning in _exit_statuses(blocks):
+        lines += [".TP", f"\\fB{code}\\fR", esc(meaning)]
 
-    lines += [".SH EVENTS", esc("With --stream, progress goes to stderr as JSON Lines, one event per "
-                                "line, flushed per event. Every event has schema_version (\"1\"), event, "
-                                "timestamp (Unix seconds) and elapsed_seconds (never decreasing); "
-                                "pipeline_complete alone goes to stdout.")]
-    for name in PAGE_EVENTS.get(page, STAGE_EVENTS):
-        lines += [".TP", f"\\fB{esc(name)}\\fR", esc(_event_doc(name))]
+    rows = rows_for(PAGE_EVENTS.get(page, STAGE_EVENTS))
+    if rows:
+        lines += [".SH EVENTS", esc("With --stream, progress goes to stderr as JSON Lines, one event per "
+                                    "line, flushed per event. Every event has schema_version (\"1\"), event, "
+                                    "timestamp (Unix seconds) and elapsed_seconds (never decreasing); "
+                                    "pipeline_complete alone goes to stdout. Fields:")]
+        for events, fields, when in rows:
+            names = ", ".join(f"\\fB{esc(e)}\\fR" for e in events)
+            lines += [".TP", names, esc(f"{plain(when)[:1].upper()}{plain(when)[1:]}: {plain(fields)}.")]
 
     if page == "aicp":
         lines += [".SH SHELL COMPLETION", esc("click's shell completion, for aicp and likewise for "

@@ -11,8 +11,9 @@ import click
 
 from ..events import ConsoleEmitter, Emitter, ProgressBarEmitter, StreamEmitter
 from ..limits import RETRIES, Limit
+from ..report import summary_text
 from ..status import EXIT_STATUS_HELP
-from .errors import note_flag
+from .errors import AicpCommand, AicpGroup, message_prefix, note_flag
 
 F = Callable[..., Any]
 
@@ -37,6 +38,24 @@ class FiniteFloatRange(click.FloatRange):
         if number is not None and not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return number
+
+
+def _show_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from importlib.metadata import version
+
+    click.echo(f"{ctx.find_root().info_name} {version('ai_content_pipeline')}")
+    ctx.exit()
+
+
+def version_option(fn: F) -> F:
+    """``--version``: print ``PROG VERSION`` (the program as typed) and exit; every command has it."""
+    return click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_show_version,
+                        help="Show the version and exit.")(fn)
+
+
+__all__ = ["AicpCommand", "AicpGroup", "version_option"]
 
 
 def _stack(*decorators: F) -> Callable[[F], F]:
@@ -65,19 +84,24 @@ run_options = _stack(
 
 
 def make_emitter(stream: bool, quiet: bool, prog: str) -> Emitter:
-    """``--stream`` → :class:`StreamEmitter`; a terminal → progress bar; else plain notices."""
+    """``--stream`` → :class:`StreamEmitter`; a terminal → progress bar; else plain notices.
+
+    Lines start with the running command's path (``aicp run-chain``), else ``prog``.
+    """
     if stream:
         return StreamEmitter(enabled=True)
+    prog = message_prefix(prog)
     if not quiet and sys.stderr.isatty():
         return ProgressBarEmitter(prog)
     return ConsoleEmitter(prog, quiet=quiet)
 
 
 def finish(emitter: Emitter, stats: Any) -> int:
-    """Print the one-line summary (not with --stream) and return the exit status.
+    """Print the one-line summary (not with --stream; :func:`~ai_content_pipeline.report.summary_text`)
+    and return the exit status.
 
     The caller has closed the emitter (a progress bar) already, in a ``finally``.
     """
     if not isinstance(emitter, StreamEmitter):
-        emitter.message(stats.summary())
+        emitter.message(summary_text(stats))
     return int(stats.exit_status)

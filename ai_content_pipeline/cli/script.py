@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..backends.registry import LLM_CHOICES, create_llm
-from ..jsonl import RecordWriter
+from ..jsonl import RecordWriter, check_sources
 from ..limits import (
     BATCH,
     BEST_OF,
@@ -19,22 +19,32 @@ from ..limits import (
     WORDS,
 )
 from .errors import entry
-from .options import EPILOG_STATUS, click_range, finish, input_files, make_emitter, run_options
+from .options import (
+    EPILOG_STATUS,
+    AicpCommand,
+    click_range,
+    finish,
+    input_files,
+    make_emitter,
+    run_options,
+    version_option,
+)
 
 EPILOG = f"""\b
 Examples:
   aicp-script --template song-intro --persona julie < examples/songs.jsonl
   aicp-script --template podcast-segment examples/topics.jsonl --stream 2>progress.jsonl
-  aicp-script --backend ollama --model llama3.2 --jobs 4 songs.jsonl > scripts.jsonl
-  aicp-script --checkpoint run.ledger --resume songs.jsonl > scripts.jsonl
+  aicp-script --backend ollama --model llama3.2 --jobs 4 examples/songs.jsonl > scripts.jsonl
+  aicp-script --checkpoint run.ledger --resume examples/songs.jsonl > scripts.jsonl
   aicp-script --best-of 4 --batch 8 --require-checks < examples/songs.jsonl
-  aicp-script -t podcast-longform --words 2000 --checkpoint pod.ledger --resume topics.jsonl
+  aicp-script -t podcast-longform --words 2000 --checkpoint pod.ledger --resume examples/topics.jsonl
 
 {EPILOG_STATUS}
 """
 
 
-@click.command("script", epilog=EPILOG)
+@click.command("script", cls=AicpCommand, epilog=EPILOG)
+@version_option
 @input_files
 @click.option("-t", "--template", default="song-intro", show_default=True, metavar="NAME|PATH",
               help="Prompt template: a built-in name (`aicp templates list`) or a YAML file.")
@@ -102,6 +112,7 @@ def script_command(files: tuple[str, ...], template: str, persona: str | None, v
                             words=words, work_dir=work_dir, timeout=timeout, best_of=best_of, batch=batch,
                             require_checks=require_checks)
     options.validate()  # usage errors (exit 2) before any backend is contacted
+    check_sources(files)  # a missing input is said before the backend notice
     llm = create_llm(backend, model=model, host=host, keep_alive=keep_alive, timeout=timeout,
                      notice=emitter.message)
     writer = RecordWriter()

@@ -17,7 +17,7 @@ import click
 
 from ..errors import UsageError
 from ..status import ExitStatus
-from .options import EPILOG_STATUS
+from .options import EPILOG_STATUS, AicpCommand, version_option
 
 SERVE_EPILOG = f"""\b
 Examples:
@@ -91,7 +91,8 @@ def _check_limits(max_records: int, max_body: int) -> None:
         raise UsageError("--max-records must be at least 1 and --max-body at least 1024")
 
 
-@click.command("serve", epilog=SERVE_EPILOG)
+@click.command("serve", cls=AicpCommand, epilog=SERVE_EPILOG)
+@version_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
 @click.option("--data-dir", default="aicp-data", show_default=True, metavar="DIR",
@@ -145,7 +146,8 @@ def serve_command(host: str, port: int, data_dir: str, database_url: str | None,
     return 0
 
 
-@click.command("worker", epilog=WORKER_EPILOG)
+@click.command("worker", cls=AicpCommand, epilog=WORKER_EPILOG)
+@version_option
 @click.option("--database-url", envvar="DATABASE_URL", metavar="URL",
               help="The service's database (PostgreSQL URL) [env: DATABASE_URL; default: SQLite in --data-dir].")
 @click.option("--data-dir", default="aicp-data", show_default=True, metavar="DIR",

@@ -8,8 +8,10 @@ import click
 
 from ..audio import FORMATS
 from ..backends.registry import TTS_CHOICES, create_tts
-from ..jsonl import RecordWriter
+from ..errors import UsageError
+from ..jsonl import RecordWriter, check_sources
 from ..limits import (
+    BITRATE,
     CFG_WEIGHT,
     EXAGGERATION,
     LOUDNESS,
@@ -19,14 +21,25 @@ from ..limits import (
     AudioFormat,
 )
 from .errors import entry
-from .options import EPILOG_STATUS, click_range, finish, input_files, make_emitter, run_options
+from .options import (
+    EPILOG_STATUS,
+    AicpCommand,
+    click_range,
+    finish,
+    input_files,
+    make_emitter,
+    run_options,
+    version_option,
+)
 
 EPILOG = f"""\b
 Examples:
-  aicp-script < examples/songs.jsonl | aicp-voice > voiced.jsonl
+  aicp-script < examples/songs-demo.jsonl > scripts.jsonl
+  aicp-voice < scripts.jsonl > voiced.jsonl
   aicp-voice --format flac --sample-rate 48000 --out-dir out/audio scripts.jsonl
-  aicp-voice --backend chatterbox --voice host.wav --checkpoint-dir ~/chatterbox scripts.jsonl
-  aicp-voice --text-field body --persona max notes.jsonl
+  aicp-voice --format mp3 --bitrate 128 --sample-rate 44100 scripts.jsonl
+  aicp-voice --backend chatterbox --voice refs/host.wav --checkpoint-dir /models/chatterbox scripts.jsonl
+  aicp-voice --text-field topic --persona max examples/topics.jsonl
   aicp-voice --checkpoint voice.ledger --resume scripts.jsonl > voiced.jsonl
 
 \b
@@ -38,7 +51,8 @@ words per second).
 """
 
 
-@click.command("voice", epilog=EPILOG)
+@click.command("voice", cls=AicpCommand, epilog=EPILOG)
+@version_option
 @input_files
 @click.option("--backend", type=click.Choice(TTS_CHOICES), default="auto", show_default=True,
               help="auto: chatterbox when installed and a GPU is present, else embedded piper.")
@@ -54,6 +68,9 @@ words per second).
               show_default=True, help="Audio file format.")
 @click.option("--sample-rate", type=click_range(SAMPLE_RATE), metavar="HZ",
               help="Resample to HZ (soxr) [default: the backend's rate].")
+@click.option("--bitrate", type=click_range(BITRATE), metavar="KBPS",
+              help="mp3: constant bit rate in kbit/s (32-320 at 32 kHz and up, 8-160 at 16-24 kHz; "
+                   "the nearest standard rate) [default: the encoder's variable rate].")
 @click.option("--loudness", type=click_range(LOUDNESS), default=-16.0, show_default=True, metavar="LUFS",
               help="Integrated loudness target (ITU-R BS.1770); sample peaks stay below -1 dBFS.")
 @click.option("--no-normalize", is_flag=True, help="Keep the backend's raw level (no loudness normalization).")
@@ -73,7 +90,7 @@ words per second).
 @run_options
 def voice_command(files: tuple[str, ...], backend: str, voice: str | None, persona: str | None,
                   text_field: str | None, out_dir: str, audio_format: str, sample_rate: int | None,
-                  loudness: float, no_normalize: bool, seed: int | None, device: str,
+                  bitrate: int | None, loudness: float, no_normalize: bool, seed: int | None, device: str,
                   checkpoint_dir: str | None, exaggeration: float | None, cfg_weight: float | None,
                   temperature: float | None, barrier: bool, resume: bool, checkpoint: str | None,
                   retries: int, strict: bool, stream: bool, quiet: bool, traceback: bool) -> int:
@@ -88,11 +105,15 @@ def voice_command(files: tuple[str, ...], backend: str, voice: str | None, perso
     """
     from ..stages.voice import VoiceOptions, run_voice  # not needed for --help
 
+    if bitrate is not None and audio_format != "mp3":
+        raise UsageError(f"--bitrate applies to mp3 files, not {audio_format}", hint="add --format mp3")
     emitter = make_emitter(stream, quiet, "aicp-voice")
+    check_sources(files)  # a missing input is said before the backend notice
     tts = create_tts(backend, notice=emitter.message, voice=voice,
                      device=None if device == "auto" else device, checkpoint_dir=checkpoint_dir,
                      exaggeration=exaggeration, cfg_weight=cfg_weight, temperature=temperature)
     options = VoiceOptions(out_dir=out_dir, format=cast(AudioFormat, audio_format), sample_rate=sample_rate,
+                           bitrate=bitrate,
                            loudness=None if no_normalize else loudness, text_field=text_field,
                            persona=persona, seed=seed, retries=retries, resume=resume, strict=strict)
     writer = RecordWriter()

@@ -49,6 +49,7 @@ class StageStats:
     :ivar seconds: wall-clock seconds of the run.
     :ivar checks_passed/checks_failed: script takes that passed / failed their checks
         (served from the ledger and rejected by ``--require-checks`` included).
+    :ivar truncated: script takes the model cut at ``--max-tokens`` (``script.truncated``).
     """
 
     total: int | None = None
@@ -62,6 +63,7 @@ class StageStats:
     seconds: float = 0.0
     checks_passed: int = 0
     checks_failed: int = 0
+    truncated: int = 0
     _t0: float = field(default_factory=time.monotonic, repr=False)
 
     @property
@@ -78,6 +80,7 @@ class StageStats:
         ``checks: {passed, failed}`` once any take was checked)."""
         d = asdict(self)
         d.pop("_t0", None)
+        d.pop("truncated", None)
         out: dict[str, Any] = {
             "records": {k: d[k] for k in ("total", "completed", "failed", "skipped")},
             "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens},

@@ -313,7 +313,7 @@ class ScriptStage(Stage):
         """The output record of a take served from the ledger (``record_skipped``; ``checks``
         counted)."""
         script["skipped"] = True
-        self._count_checks(checks)
+        self._count_checks(checks, truncated=bool(script.get("truncated")))
         self.tracker.skipped(index, rid, take=take, key=key)
         return self._require_checks(index, rid, record, take, script)
 
@@ -328,7 +328,7 @@ class ScriptStage(Stage):
         with self._stats_lock:
             self.stats.prompt_tokens += script["tokens"]["prompt"]
             self.stats.completion_tokens += script["tokens"]["completion"]
-        self._count_checks(checks)
+        self._count_checks(checks, truncated=bool(script.get("truncated")))
         out = self._require_checks(index, rid, record, take, script)
         if "error" in out:
             return out
@@ -397,8 +397,10 @@ class ScriptStage(Stage):
             job.phrases = echo_phrases(job.prompt, job.context)
         return job.phrases
 
-    def _count_checks(self, checks: dict[str, Any]) -> None:
+    def _count_checks(self, checks: dict[str, Any], truncated: bool = False) -> None:
         with self._stats_lock:
+            if truncated:
+                self.stats.truncated += 1
             if checks.get("passed"):
                 self.stats.checks_passed += 1
             else:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..audio import (
+    PEAK_CEILING_DBFS,
     as_mono_float32,
     check_audio,
     chunk_text,
@@ -49,7 +50,7 @@ from ..events import Emitter
 from ..files import FolderLock, NameClaims, Protected, check_output_dir
 from ..jsonl import InputLine, dumps, loads
 from ..ledger import Ledger, request_key
-from ..limits import AudioFormat, Loudness, Retries, SampleRate, Seed
+from ..limits import AudioFormat, Bitrate, Loudness, Retries, SampleRate, Seed
 from ..records import get_path, record_id, slugify, word_count
 from ..templates import Persona, file_ref, persona_for_record
 from .common import Stage, StageStats, check_run_paths, with_retries
@@ -63,6 +64,7 @@ class VoiceOptions:
     :ivar out_dir: folder of the audio files (created on first write).
     :ivar format: ``wav``, ``flac``, ``ogg`` or ``mp3``.
     :ivar sample_rate: resample to this rate in Hz (``None``: the backend's rate).
+    :ivar bitrate: mp3 bit rate in kbit/s, constant (``None``: the encoder's default, variable).
     :ivar loudness: integrated loudness target in LUFS; ``None`` keeps the raw level.
     :ivar text_field: dotted path of the text (``None``: ``script.text``, then ``text``).
     :ivar persona: persona for records that name none (``None``: the backend's default voice).
@@ -78,6 +80,7 @@ class VoiceOptions:
     out_dir: str = "aicp-out/audio"
     format: AudioFormat = "wav"
     sample_rate: SampleRate | None = None
+    bitrate: Bitrate | None = None
     loudness: Loudness | None = -16.0
     text_field: str | None = None
     persona: str | None = None
@@ -97,7 +100,7 @@ def record_text(record: dict[str, Any], text_field: str | None = None) -> str:
         value = get_path(record, field)
         if isinstance(value, str) and value.strip():
             return value.strip()
-    raise InputError(f"record has no text to voice (looked at {', '.join(fields)})", stage="voice",
+    raise InputError(f"no text to voice ({' and '.join(fields)} missing)", stage="voice",
                      hint="pipe records from aicp-script, or name the field with --text-field a.b.c")
 
 
@@ -172,9 +175,10 @@ class VoiceStage(Stage):
         """Ledger key: text, backend, model, voice settings, seed, format, sample rate,
         loudness target and the file name (two records with the same text get two files)."""
         o = self.options
+        extra = {"bitrate": o.bitrate} if o.bitrate is not None and o.format == "mp3" else {}
         return request_key(stage="voice", text=text, backend=self.backend.name, model=self.backend.model,
                            voice=voice.name, settings=voice.settings, seed=voice.seed,
-                           format=o.format, sample_rate=o.sample_rate, loudness=o.loudness, file=file)
+                           format=o.format, sample_rate=o.sample_rate, loudness=o.loudness, file=file, **extra)
 
     def synthesize(self, text: str, voice: Voice, path: Path, key: str) -> dict[str, Any]:
         """Chunk, synthesize, join, resample, normalize and write ``text``; the ``audio`` object.
@@ -197,7 +201,8 @@ class VoiceStage(Stage):
         if self.options.loudness is not None:
             samples, measured = normalize_loudness_measured(samples, rate, self.options.loudness)
         info = write_audio_atomic(path, samples, rate, format=self.options.format, words=words,
-                                  loudness_lufs=measured)
+                                  loudness_lufs=measured, bitrate=self.options.bitrate,
+                                  peak_ceiling_dbfs=None if self.options.loudness is None else PEAK_CEILING_DBFS)
         return {
             "path": info.path, "format": info.format, "sample_rate": info.sample_rate,
             "channels": info.channels, "seconds": info.seconds, "backend": self.backend.name,

@@ -300,7 +300,11 @@ def _resolve(ref: str, folder: Path, kind: str) -> Path:
         path = Path(ref)
         problem = path_problem(path)
         if problem is not None:
-            raise UsageError(f"{kind} file {ref} {problem}")
+            from ..faults import missing_hint
+
+            raise UsageError(f"{kind} file {ref} {problem}",
+                             hint=missing_hint(ref, f"or name a built-in {kind} (aicp {kind}s list)")
+                             if problem == "does not exist" else None)
         return path
     path = folder / f"{ref}.yaml"
     if not path.is_file():

@@ -1,0 +1,191 @@
+"""What a person reads on stderr without ``--stream``: notice lines, failed records, the summary.
+
+- Every line starts with the command's prefix (``aicp-script: ``) and fits
+  :data:`WIDTH` (100) columns: a longer notice is wrapped onto more lines, each with
+  the same prefix (:func:`notice_lines`).
+- Each failed record gets one line, ``ID: message`` (:func:`failure_text`), up to
+  :data:`FAILURE_CAP` (10) a run; the rest are counted into one ``… and N more`` line
+  (:class:`FailureLines`). Records that arrive failed from an earlier step or command
+  were reported there and get no line of their own (they are counted in the summary).
+- The summary (:func:`summary_text`) names what needs attention: failed records, takes
+  that failed their checks, takes cut by ``--max-tokens`` (truncated).
+- :func:`progress_bar_options` chooses the tqdm arguments: no bar while the total is
+  unknown, none left behind when it closes, no animation on a ``TERM=dumb`` terminal.
+
+Nothing here imports click; the emitters in :mod:`~ai_content_pipeline.events` call it.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+#: Columns a notice line may take, prefix included.
+WIDTH = 100
+#: Failed records listed one per line in a run; more are summed up in one line.
+FAILURE_CAP = 10
+
+
+def notice_lines(prefix: str, text: str, width: int = WIDTH) -> list[str]:
+    """``text`` as lines of at most ``width`` columns, each starting with ``prefix: ``.
+
+    Words are kept whole where they fit; a word longer than a line (a long path) is split.
+    :returns: at least one line (an empty ``text`` gives ``"prefix: "``).
+    """
+    head = f"{prefix}: "
+    room = max(width - len(head), 20)
+    parts = textwrap.wrap(text, width=room, break_on_hyphens=False, break_long_words=True) or [""]
+    return [head + part for part in parts]
+
+
+def failure_text(record_id: str | None, error: Any, index: int | None = None) -> str:
+    """One line for a failed record: ``song-001: no text to voice (script.text and text missing)``.
+
+    :param record_id: the record's ``id`` (``None`` for a line that was no record).
+    :param error: the record's ``error`` object (``message``, ``line``, ``take``...) or a string.
+    :param index: 0-based input position, used when there is no id.
+    """
+    if isinstance(error, dict):
+        message = str(error.get("message") or error.get("type") or "failed")
+        line = error.get("line")
+        take = error.get("take")
+    else:
+        message, line, take = str(error), None, None
+    if record_id:
+        who = str(record_id)
+    elif line is not None:
+        who = f"line {line}"
+    elif index is not None:
+        who = f"record {index + 1}"
+    else:
+        who = "a record"
+    if take not in (None, 0):
+        who += f" (take {take})"
+    if message.startswith(who):  # "line 4 is not valid JSON"
+        return message
+    return f"{who}: {message}"
+
+
+class FailureLines:
+    """Decides which failed records get their own line: the first ``cap``, then a count.
+
+    :param cap: lines before the rest are only counted (default :data:`FAILURE_CAP`).
+    """
+
+    def __init__(self, cap: int = FAILURE_CAP) -> None:
+        self.cap = cap
+        self.shown = 0
+        self.hidden = 0
+
+    def add(self, record_id: str | None, error: Any, index: int | None = None,
+            upstream: bool = False) -> str | None:
+        """The line to print for this failure, or ``None`` (over the cap, or failed upstream)."""
+        if upstream:
+            return None
+        if self.shown >= self.cap:
+            self.hidden += 1
+            return None
+        self.shown += 1
+        return failure_text(record_id, error, index)
+
+    def rest(self) -> str | None:
+        """``… and N more failed records`` once some were left out, else ``None``; resets the count."""
+        if not self.hidden:
+            return None
+        hidden, self.hidden = self.hidden, 0
+        return f"… and {hidden} more failed record{'s' if hidden != 1 else ''} (their error objects are on stdout)"
+
+
+def summary_text(stats: Any) -> str:
+    """The one-line summary of a stage run, naming what needs attention.
+
+    ``18 ok, 2 failed, 0 skipped; checks: 15 passed, 3 failed; 5 truncated; 1234 tokens; 12.3 s``:
+    checks appear once any take was checked, ``truncated`` when a take was cut by
+    ``--max-tokens``; tokens and audio seconds are left out when the line would not fit.
+
+    :param stats: a :class:`~ai_content_pipeline.stages.common.StageStats`.
+    """
+    must = [f"{stats.completed} ok, {stats.failed} failed, {stats.skipped} skipped"]
+    if stats.checks_passed or stats.checks_failed:
+        must.append(f"checks: {stats.checks_passed} passed, {stats.checks_failed} failed")
+    truncated = getattr(stats, "truncated", 0)
+    if truncated:
+        must.append(f"{truncated} truncated")
+    extra = []
+    if stats.prompt_tokens or stats.completion_tokens:
+        extra.append(f"{stats.prompt_tokens + stats.completion_tokens} tokens")
+    if stats.audio_seconds:
+        extra.append(f"{stats.audio_seconds:.1f} s of audio")
+    tail = f"{stats.seconds:.1f} s"
+    budget = WIDTH - len("aicp run-chain: ")
+    while extra and len("; ".join([*must, *extra, tail])) > budget:
+        extra.pop()
+    return "; ".join([*must, *extra, tail])
+
+
+def step_summary_text(step: dict[str, Any]) -> str:
+    """One line for a finished chain step (an ``outputs.steps`` entry of ``pipeline_complete``):
+    ``step 1 script: 3 ok, 1 failed, 0 skipped; checks: 2 passed, 1 failed; 4.2 s -> PATH``."""
+    counts = step.get("records") or {}
+    text = (f"step {step.get('step')} {step.get('type')}: {counts.get('completed', 0)} ok, "
+            f"{counts.get('failed', 0)} failed, {counts.get('skipped', 0)} skipped")
+    checks = step.get("checks")
+    if isinstance(checks, dict):
+        text += f"; checks: {checks.get('passed', 0)} passed, {checks.get('failed', 0)} failed"
+    return text + f"; {float(step.get('duration_seconds') or 0):.1f} s -> {step.get('path')}"
+
+
+def progress_bar_options(total: int | None, term: str | None, isatty: bool) -> dict[str, Any] | None:
+    """The tqdm keyword arguments for a progress bar, or ``None`` for no bar now.
+
+    - ``total`` unknown (reading a pipe): no bar yet; tqdm would draw a bare counter
+      (``1rec [00:00, 14716rec/s]``) that tells nothing.
+    - ``leave=False``: the finished bar is erased, so the summary is the last thing shown.
+    - ``TERM=dumb`` (or unset) or not a terminal: no bar (a dumb terminal cannot redraw a line).
+    """
+    if total is None or not isatty or term in (None, "", "dumb"):
+        return None
+    return {"total": total, "unit": "rec", "leave": False, "dynamic_ncols": True, "mininterval": 0.2}
+
+
+def _doctor_detail(check: dict[str, Any]) -> str:
+    if not check.get("ok"):
+        return str(check.get("hint") or "not available")
+    for key in ("models", "devices"):
+        if check.get(key):
+            return ", ".join(str(x) for x in check[key])
+    for key in ("version", "path", "voice", "torch"):
+        if check.get(key):
+            text = str(check[key])
+            if key == "version" and check.get("voice"):
+                text += f" (voice {check['voice']})"
+            return text
+    return ""
+
+
+def doctor_table(report: dict[str, Any], width: int = WIDTH) -> str:
+    """``aicp doctor``'s report as a table for a terminal: one row per check (name, ok or
+    missing, what was found or the fix-it hint), then what ``--backend auto`` picks.
+
+    :param report: :func:`~ai_content_pipeline.doctor.run_doctor`'s object.
+    :param width: columns to fit (long details wrap within their column).
+    :returns: the text, ending with a newline.
+    """
+    checks: dict[str, dict[str, Any]] = report.get("checks") or {}
+    name_w = max([len("check"), *(len(n) for n in checks)])
+    status_w = len("missing")
+    detail_w = max(width - name_w - status_w - 4, 20)
+    lines = [f"{'check':<{name_w}}  {'status':<{status_w}}  details"]
+    for name, check in checks.items():
+        status = "ok" if check.get("ok") else "missing"
+        parts = textwrap.wrap(_doctor_detail(check), width=detail_w, break_on_hyphens=False) or [""]
+        lines.append(f"{name:<{name_w}}  {status:<{status_w}}  {parts[0]}".rstrip())
+        lines += [" " * (name_w + status_w + 4) + part for part in parts[1:]]
+    usable = report.get("usable") or {}
+    auto = report.get("auto") or {}
+    lines.append("")
+    lines.append(f"usable: LLM {', '.join(usable.get('llm') or []) or 'none'}; "
+                 f"TTS {', '.join(usable.get('tts') or []) or 'none'}")
+    lines.append(f"--backend auto picks: LLM {auto.get('llm') or 'none'}, TTS {auto.get('tts') or 'none'}")
+    lines.append("ready: yes" if report.get("ok") else "ready: no (see the hints above)")
+    return "\n".join(lines) + "\n"

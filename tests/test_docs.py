@@ -1,0 +1,84 @@
+"""README and --help name files and commands that exist (issue 13, "Events and docs that match")."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.docs import ROOT, aicp_subcommands, commands, example_paths, help_examples, readme_blocks
+
+#: Paths examples may name that a reader supplies on their own machine (a GPU host's files).
+PLACEHOLDERS = {"refs/julie.wav", "refs/host.wav", "/models/chatterbox"}
+#: Programs examples may run besides aicp's own.
+TOOLS = {"make", "jq", "curl", "pip", "export", "eval", ".", "head", "ls", "cat"}
+#: Options whose value is a file or folder the command writes.
+OUTPUT_OPTIONS = {"--checkpoint", "--out-dir", "-o", "--work-dir", "--data-dir", "--checkpoint-dir"}
+FILE_LIKE = re.compile(r"\.(jsonl|json|yaml|yml|wav|onnx|gguf|ledger)$")
+
+
+def _sources() -> list[tuple[str, str]]:
+    blocks = [(f"README.md:{b.line}", b.text) for b in readme_blocks()]
+    return blocks + [(f"{path} --help", text) for path, text in help_examples().items()]
+
+
+SOURCES = _sources()
+
+
+def test_there_are_examples_to_check() -> None:
+    assert len(SOURCES) > 15 and any("run-chain" in name for name, _ in SOURCES)
+    assert sum(b.runnable for b in readme_blocks()) >= 2
+
+
+@pytest.mark.parametrize("where,text", SOURCES, ids=[w for w, _ in SOURCES])
+def test_examples_name_files_that_exist(where: str, text: str) -> None:
+    written: set[str] = set()
+    for tokens in commands(text):
+        ours = Path(tokens[0]).name.startswith("aicp")
+        for i, tok in enumerate(tokens):
+            prev = tokens[i - 1] if i else ""
+            if prev in (">", "2>") or (ours and prev in OUTPUT_OPTIONS):
+                written.add(tok)
+                continue
+            value = tok.lstrip("@")
+            if prev == "<" or (ours and prev in ("--config", "-c")):
+                pass  # a file whatever its name
+            elif not FILE_LIKE.search(value) or tok.startswith("-") or (prev.startswith("-") and not ours):
+                continue
+            if value in written or value in PLACEHOLDERS or value == "-" or value.startswith(("http", "$", "localhost:")):
+                continue
+            assert (ROOT / value).exists(), f"{where}: {' '.join(tokens)}: {value} does not exist"
+
+
+@pytest.mark.parametrize("where,text", SOURCES, ids=[w for w, _ in SOURCES])
+def test_examples_run_commands_that_exist(where: str, text: str) -> None:
+    subs = aicp_subcommands()
+    make_targets = set(re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), re.M))
+    for tokens in commands(text):
+        words = [t for t in tokens if "=" not in t.split("/")[0] or t.startswith("-")]
+        if not words or words[0] in ("<", ">", "2>"):
+            continue
+        program = Path(words[0]).name if words[0].startswith(".venv/bin/") else words[0]
+        assert program in TOOLS | {"aicp", "aicp-script", "aicp-voice"}, f"{where}: unknown program {program}"
+        if program == "aicp":
+            assert words[1] in subs, f"{where}: no aicp subcommand {words[1]}"
+        if program == "make" and len(words) > 1 and "=" not in words[1]:
+            assert words[1] in make_targets, f"{where}: no make target {words[1]}"
+
+
+def test_every_examples_path_named_anywhere_exists() -> None:
+    texts = {"README.md": (ROOT / "README.md").read_text(), "examples/Makefile": (ROOT / "examples/Makefile").read_text()}
+    texts.update({f"man/{p.name}": p.read_text() for p in (ROOT / "man").glob("*.1")})
+    texts.update({f"{path} --help": text for path, text in help_examples().items()})
+    texts.update({str(p.relative_to(ROOT)): p.read_text() for p in (ROOT / "examples").glob("*.yaml")})
+    named = {(where, p.replace("\\-", "-")) for where, text in texts.items()
+             for p in example_paths(text.replace("\\-", "-"))}
+    assert len(named) > 10
+    missing = sorted((w, p) for w, p in named if not (ROOT / p).exists() and not p.endswith("/"))
+    assert not missing, missing
+
+
+def test_the_old_placeholder_names_are_gone() -> None:
+    for where, text in SOURCES:
+        assert "pipeline.yaml" not in text, where

@@ -1,0 +1,327 @@
+"""Messages a person reads: -h/--version everywhere, failed-record lines, the summary, notice
+width and prefix, the progress bar's choices (issue 13)."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import sys
+from pathlib import Path
+
+import click
+import orjson
+import pytest
+import tomllib
+
+import ai_content_pipeline.cli.script as script_cli
+import ai_content_pipeline.cli.voice as voice_cli
+from ai_content_pipeline.chain import runner
+from ai_content_pipeline.events import ConsoleEmitter, ProgressBarEmitter
+from ai_content_pipeline.report import (
+    FAILURE_CAP,
+    WIDTH,
+    notice_lines,
+    progress_bar_options,
+    summary_text,
+)
+from ai_content_pipeline.stages.common import StageStats
+from tests.chain_doubles import FakeFactory, write_chain
+from tests.cli_helpers import invoke
+from tests.doubles import FakeLLM, SpeechTTS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _entry_commands() -> list[tuple[str, click.Command]]:
+    """Every command reachable from the console scripts in pyproject, as (path, command)."""
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    found: list[tuple[str, click.Command]] = []
+
+    def walk(path: str, command: click.Command) -> None:
+        found.append((path, command))
+        if isinstance(command, click.Group):
+            ctx = click.Context(command, info_name=path)
+            for name in command.list_commands(ctx):
+                sub = command.get_command(ctx, name)
+                assert sub is not None
+                walk(f"{path} {name}", sub)
+
+    for prog, target in sorted(scripts.items()):
+        module = importlib.import_module(target.partition(":")[0])
+        commands = [v for v in vars(module).values() if isinstance(v, click.Command)
+                    and v.name in (prog, prog.removeprefix("aicp-"))]
+        assert len(commands) == 1, (prog, commands)
+        walk(prog, commands[0])
+    return found
+
+
+COMMANDS = _entry_commands()
+
+
+def test_entry_points_reach_every_command() -> None:
+    paths = [p for p, _ in COMMANDS]
+    for expected in ("aicp", "aicp-script", "aicp-voice", "aicp run-chain", "aicp doctor", "aicp serve",
+                     "aicp worker", "aicp templates show", "aicp personas list"):
+        assert expected in paths
+
+
+@pytest.mark.parametrize("path,command", COMMANDS, ids=[p for p, _ in COMMANDS])
+def test_h_is_help_and_version_everywhere(path: str, command: click.Command) -> None:
+    prog, *subs = path.split()
+    root = dict(COMMANDS)[prog]
+    short = invoke(root, prog, [*subs, "-h"])
+    long = invoke(root, prog, [*subs, "--help"])
+    assert short.exit_code == long.exit_code == 0, short.stderr
+    assert short.stdout == long.stdout and short.stdout.startswith(f"Usage: {path} ")
+    assert "-h, --help" in short.stdout and "--version" in short.stdout
+    version = invoke(root, prog, [*subs, "--version"])
+    assert version.exit_code == 0 and version.stdout.startswith(f"{prog} ") and version.stdout[-2].isdigit()
+
+
+def _voice(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, lines: bytes, *args: str):
+    monkeypatch.setattr(voice_cli, "create_tts", lambda name, notice=None, **o: SpeechTTS())
+    return invoke(voice_cli.voice_command, "aicp-voice", ["--out-dir", str(tmp_path), *args], lines)
+
+
+def test_each_failed_record_gets_one_line_capped(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    lines = b"".join(orjson.dumps({"id": f"song-{i:03d}"}) + b"\n" for i in range(FAILURE_CAP + 4))
+    res = _voice(monkeypatch, tmp_path, lines + b"not json\n")
+    assert res.exit_code == 3
+    err = res.stderr.splitlines()
+    assert err[0] == "aicp-voice: song-000: no text to voice (script.text and text missing)"
+    assert err[1].startswith("aicp-voice: song-001: ")
+    assert len([e for e in err if ": song-0" in e]) == FAILURE_CAP
+    assert err[FAILURE_CAP].startswith("aicp-voice: … and 5 more failed records")
+    assert err[-1].startswith("aicp-voice: 0 ok, 15 failed, 0 skipped")
+
+
+def test_a_few_failures_get_no_rest_line_and_stream_gets_none(monkeypatch: pytest.MonkeyPatch,
+                                                              tmp_path: Path) -> None:
+    ok = orjson.dumps({"id": "s1", "script": {"text": "Good evening, this is Queen on the radio."}})
+    res = _voice(monkeypatch, tmp_path, ok + b"\n" + b'{"id": "s2"}\nnot json\n')
+    assert res.stderr.splitlines()[:2] == [
+        "aicp-voice: s2: no text to voice (script.text and text missing)",
+        "aicp-voice: line 3 is not valid JSON: " + res.stderr.split("line 3 is not valid JSON: ")[1].split("\n")[0],
+    ]
+    assert "more failed" not in res.stderr
+    streamed = _voice(monkeypatch, tmp_path / "s", b'{"id": "s2"}\n', "--stream")
+    assert all(line.startswith("{") for line in streamed.stderr.splitlines())
+
+
+def test_upstream_failures_are_counted_not_listed_again(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    line = orjson.dumps({"id": "s1", "error": {"stage": "script", "message": "boom"}})
+    res = _voice(monkeypatch, tmp_path, line + b"\n")
+    assert res.exit_code == 3 and res.stderr.splitlines() == [res.stderr.splitlines()[-1]]
+    assert "0 ok, 1 failed" in res.stderr
+
+
+def test_summary_names_failed_truncated_and_failed_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeLLM(["Queen played Bohemian Rhapsody and it was", "x"], done_reason="length")
+    monkeypatch.setattr(script_cli, "create_llm", lambda *a, **k: fake)
+    songs = b'{"id": "a", "artist": "Queen", "title": "Bohemian Rhapsody"}\n{"id": "b"}\n'
+    res = invoke(script_cli.script_command, "aicp-script", [], songs)
+    summary = res.stderr.splitlines()[-1]
+    assert summary.startswith("aicp-script: 1 ok, 1 failed, 0 skipped; checks: 0 passed, 1 failed; 1 truncated")
+    stats = StageStats(completed=9000, failed=2, skipped=3, checks_passed=8000, checks_failed=1000,
+                       truncated=5, prompt_tokens=10**9, audio_seconds=12345.6, seconds=99999.9)
+    text = summary_text(stats)
+    assert "2 failed" in text and "5 truncated" in text and "1000 failed" in text
+    assert "tokens" not in text and text.endswith("99999.9 s")  # details dropped first
+    assert all(len(line) <= WIDTH for line in notice_lines("aicp run-chain", text))
+    assert "10 tokens" in summary_text(StageStats(completed=3, prompt_tokens=10))
+
+
+def test_notice_lines_fit_100_columns_with_one_prefix() -> None:
+    out = io.StringIO()
+    emitter = ConsoleEmitter("aicp run-chain", stream=out)
+    emitter.message("no Ollama at http://127.0.0.1:11434 (connection refused); using the embedded llama.cpp "
+                    "with the bundled model /very/long/path/" + "x" * 150 + "/SmolLM2-135M-Instruct.Q4_1.gguf")
+    emitter.record_error(0, "song-001", {"message": "word " * 40})
+    emitter.close()
+    lines = out.getvalue().splitlines()
+    assert len(lines) > 3
+    assert all(len(line) <= WIDTH and line.startswith("aicp run-chain: ") for line in lines), lines
+    assert notice_lines("p", "") == ["p: "]
+
+
+def test_one_command_one_prefix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ai_content_pipeline.cli.main import cli
+
+    monkeypatch.setattr(runner, "create_backend", FakeFactory(FakeLLM(fail_on=("Queen",))))
+    path = write_chain(tmp_path)
+    res = invoke(cli, "aicp", ["run-chain", "--config", str(path)])
+    lines = res.stderr.splitlines()
+    assert res.exit_code == 3 and len(lines) >= 3
+    assert all(line.startswith("aicp run-chain: ") for line in lines), lines
+    bad = invoke(cli, "aicp", ["run-chain", "--config", str(path), "--set", "steps.0.persona=bob"])
+    assert bad.exit_code == 2 and bad.stderr.startswith("aicp run-chain: error: ")
+    assert all(line.startswith("aicp run-chain: ") for line in bad.stderr.splitlines())
+
+
+def test_progress_bar_choices() -> None:
+    assert progress_bar_options(None, "xterm", True) is None  # no "1rec [00:00, 14716rec/s]"
+    assert progress_bar_options(5, "dumb", True) is None and progress_bar_options(5, None, True) is None
+    assert progress_bar_options(5, "xterm", False) is None
+    options = progress_bar_options(5, "xterm-256color", True)
+    assert options is not None and options["total"] == 5 and options["leave"] is False
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_waits_for_a_total_and_leaves_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TERM", "xterm")
+    out = _Tty()
+    bar = ProgressBarEmitter("aicp-voice", stream=out)
+    bar.progress(None, 1, 0, 0)
+    assert out.getvalue() == "" and bar._bar is None
+    bar.progress(3, 2, 0, 0)
+    assert "2/3" in out.getvalue()
+    bar.close()
+    assert out.getvalue().endswith("\r") or out.getvalue().rstrip(" ").endswith("\r")
+    monkeypatch.setenv("TERM", "dumb")
+    dumb = _Tty()
+    plain = ProgressBarEmitter("aicp-voice", stream=dumb)
+    plain.progress(3, 1, 0, 0)
+    plain.message("hello")
+    plain.close()
+    assert dumb.getvalue() == "aicp-voice: hello\n"
+
+
+def test_console_scripts_say_h_in_a_subprocess() -> None:
+    import subprocess
+
+    proc = subprocess.run([str(Path(sys.executable).parent / "aicp-voice"), "-h"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.startswith("Usage: aicp-voice")
+
+
+def test_missing_input_file_has_a_hint_before_any_backend_notice(monkeypatch: pytest.MonkeyPatch,
+                                                                tmp_path: Path) -> None:
+    (tmp_path / "songs.jsonl").write_text("{}\n")
+    monkeypatch.chdir(tmp_path)
+    called: list[str] = []
+    monkeypatch.setattr(script_cli, "create_llm", lambda *a, **k: called.append("llm"))
+    res = invoke(script_cli.script_command, "aicp-script", ["song.jsonl"])
+    assert res.exit_code == 2 and called == []
+    assert res.stderr.splitlines() == ["aicp-script: error: cannot read song.jsonl: no such file",
+                                       "aicp-script: hint: did you mean songs.jsonl? (- or no FILE reads "
+                                       "standard input)"]
+    far = invoke(voice_cli.voice_command, "aicp-voice", ["zzz.jsonl"])
+    assert far.exit_code == 2 and f"hint: relative paths start at {tmp_path}" in far.stderr
+
+
+def test_a_missing_model_file_is_named_as_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model.gguf").write_bytes(b"")
+    for backend in ("llamacpp", "auto"):
+        res = invoke(script_cli.script_command, "aicp-script", ["--backend", backend, "-m", "./nope.gguf"], b"{}\n")
+        assert res.exit_code == 4 and res.stdout == ""  # said before any record is read
+        assert res.stderr.splitlines()[0] == "aicp-script: error: model file ./nope.gguf does not exist"
+        assert res.stderr.splitlines()[1].startswith("aicp-script: hint: ")
+    close = invoke(script_cli.script_command, "aicp-script", ["--backend", "llamacpp", "-m", "modell.gguf"], b"")
+    assert "hint: did you mean model.gguf?" in close.stderr
+    voice = invoke(voice_cli.voice_command, "aicp-voice", ["--backend", "piper", "--voice", "v.onnx"], b"")
+    assert voice.exit_code == 2 and "hint: relative paths start at" in voice.stderr
+    template = invoke(script_cli.script_command, "aicp-script", ["-t", "./intro.yaml"], b"")
+    assert template.exit_code == 2 and "aicp templates list" in template.stderr
+
+
+def _on_a_terminal(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run a console script with stdout and stderr on a pseudo-terminal; (exit status, output)."""
+    import os
+    import pty
+    import subprocess
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([str(Path(sys.executable).parent / args[0]), *args[1:]], stdin=subprocess.DEVNULL,
+                            stdout=follower, stderr=follower, env={**os.environ, "COLUMNS": "100", **(env or {})})
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    return proc.wait(timeout=60), b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+def test_doctor_table_on_a_terminal_json_when_piped_or_asked() -> None:
+    code, out = _on_a_terminal(["aicp", "doctor"], env={"OLLAMA_HOST": "http://127.0.0.1:9"})
+    assert code == 0 and not out.lstrip().startswith("{"), out
+    rows = out.splitlines()
+    assert rows[0].split() == ["check", "status", "details"]
+    assert any(r.startswith("ollama") and "missing" in r and "ollama serve" in r for r in rows)
+    assert any(r.startswith("llamacpp") and " ok " in r for r in rows)
+    assert "--backend auto picks: LLM llamacpp, TTS piper" in out
+    assert all(len(r) <= 100 for r in rows)
+    code, out = _on_a_terminal(["aicp", "doctor", "--json"], env={"OLLAMA_HOST": "http://127.0.0.1:9"})
+    assert orjson.loads(out)["auto"]["llm"] == "llamacpp"
+    piped = invoke(dict(COMMANDS)["aicp"], "aicp", ["doctor", "--host", "http://127.0.0.1:9"])
+    assert orjson.loads(piped.stdout)["checks"]["ollama"]["ok"] is False
+
+
+def test_chain_step_lines_name_failed_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ai_content_pipeline.cli.main import cli
+
+    monkeypatch.setattr(runner, "create_backend", FakeFactory(FakeLLM(["Sure! Here's the intro: hello"])))
+    res = invoke(cli, "aicp", ["run-chain", "--config", str(write_chain(tmp_path))])
+    step1 = [line for line in res.stderr.splitlines() if "step 1 script:" in line]
+    assert len(step1) == 1 and "; checks: 0 passed, " in step1[0], res.stderr
+
+
+def _voice_on_a_pty(tmp_path: Path, term: str, args: list[str], stdin: bytes | None = None) -> str:
+    """``aicp voice`` (test doubles) with stderr on a pseudo-terminal; what the terminal got."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
+    with open(tmp_path / "out.jsonl", "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "tests.chain_doubles", "voice", "--out-dir",
+                                 str(tmp_path / "audio"), *args], cwd=ROOT, stdout=out, stderr=follower,
+                                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                                env={**os.environ, "TERM": term, "COLUMNS": "100"})
+        os.close(follower)
+        if stdin is not None:
+            assert proc.stdin is not None
+            proc.stdin.write(stdin)
+            proc.stdin.close()
+        chunks = []
+        while True:
+            try:
+                data = os.read(leader, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        os.close(leader)
+        assert proc.wait(timeout=120) == 0
+    return b"".join(chunks).decode()
+
+
+SCRIPTED = b"".join(orjson.dumps({"id": f"s{i}", "script": {"text": "Good evening, this is the late show."}}) + b"\n"
+                    for i in range(3))
+
+
+def test_progress_bar_on_a_pseudo_terminal(tmp_path: Path) -> None:
+    (tmp_path / "in.jsonl").write_bytes(SCRIPTED)
+    shown = _voice_on_a_pty(tmp_path, "xterm", [str(tmp_path / "in.jsonl")]).replace("\r\n", "\n")
+    assert "3/3" in shown and "\r" in shown  # a bar was drawn and redrawn
+    after_bar = shown.rsplit("\r", 1)[1]
+    assert after_bar.lstrip(" \x1b[A").startswith("aicp voice: 3 ok, 0 failed")  # erased before the summary
+    piped = _voice_on_a_pty(tmp_path, "xterm", ["--no-barrier"], stdin=SCRIPTED)
+    assert "rec [" not in piped and "rec/s" not in piped  # no counter without a total
+    dumb = _voice_on_a_pty(tmp_path, "dumb", [str(tmp_path / "in.jsonl")])
+    assert "\r" not in dumb.replace("\r\n", "\n") and "rec" not in dumb
+    assert dumb.replace("\r\n", "\n").splitlines()[-1].startswith("aicp voice: 3 ok, 0 failed")
