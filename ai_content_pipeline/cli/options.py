@@ -39,6 +39,24 @@ class FiniteFloatRange(click.FloatRange):
         return number
 
 
+def complete_name(kind: str) -> Callable[..., list[Any]]:
+    """A click ``shell_complete`` callback for a ``-t``/``-p`` value: the ``kind``
+    (``template``/``persona``) names found by name (user folder and built-in) that start with
+    what was typed; a path (``./``, ``/``, ``~``, anything with ``/``) completes as a file."""
+    def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+        from click.shell_completion import CompletionItem
+
+        if incomplete.startswith((".", "/", "~")) or "/" in incomplete:
+            return [CompletionItem(incomplete, type="file")]
+        try:
+            from ..templates import names
+            found = names(kind)
+        except Exception:  # noqa: BLE001 - completion must never print a traceback into a shell
+            return []
+        return [CompletionItem(n) for n in found if n.startswith(incomplete)]
+    return complete
+
+
 def _stack(*decorators: F) -> Callable[[F], F]:
     def apply(fn: F) -> F:
         for deco in reversed(decorators):

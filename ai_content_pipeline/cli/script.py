@@ -19,7 +19,15 @@ from ..limits import (
     WORDS,
 )
 from .errors import entry
-from .options import EPILOG_STATUS, click_range, finish, input_files, make_emitter, run_options
+from .options import (
+    EPILOG_STATUS,
+    click_range,
+    complete_name,
+    finish,
+    input_files,
+    make_emitter,
+    run_options,
+)
 
 EPILOG = f"""\b
 Examples:
@@ -37,9 +45,11 @@ Examples:
 @click.command("script", epilog=EPILOG)
 @input_files
 @click.option("-t", "--template", default="song-intro", show_default=True, metavar="NAME|PATH",
-              help="Prompt template: a built-in name (`aicp templates list`) or a YAML file.")
-@click.option("-p", "--persona", metavar="NAME|PATH",
-              help="Persona for records without a `persona`/`dj` field (default: julie).")
+              shell_complete=complete_name("template"),
+              help="Prompt template: a name (`aicp templates list`: yours, then built-in) or a YAML file.")
+@click.option("-p", "--persona", metavar="NAME|PATH", shell_complete=complete_name("persona"),
+              help="Persona for records without a `persona`/`dj` field (default: julie): a name "
+                   "(`aicp personas list`) or a YAML file.")
 @click.option("--variants", type=click_range(VARIANTS), default=1, show_default=True,
               help="Takes per record; each take is its own output record (script.take).")
 @click.option("--backend", type=click.Choice(LLM_CHOICES), default="auto", show_default=True,

@@ -19,7 +19,15 @@ from ..limits import (
     AudioFormat,
 )
 from .errors import entry
-from .options import EPILOG_STATUS, click_range, finish, input_files, make_emitter, run_options
+from .options import (
+    EPILOG_STATUS,
+    click_range,
+    complete_name,
+    finish,
+    input_files,
+    make_emitter,
+    run_options,
+)
 
 EPILOG = f"""\b
 Examples:
@@ -45,8 +53,10 @@ words per second).
 @click.option("--voice", metavar="PATH",
               help="piper: a .onnx voice (default: bundled en_US-joe-medium); "
                    "chatterbox: a reference clip to clone (.wav).")
-@click.option("-p", "--persona", metavar="NAME|PATH",
-              help="Persona for records that name none (record persona/dj, then script.persona win).")
+@click.option("-p", "--persona", metavar="NAME|PATH", shell_complete=complete_name("persona"),
+              help="Persona for records that name none (record persona/dj, then script.persona win). "
+                   "A persona FILE is also used for records that name it, over the settings their "
+                   "script.persona_voice carries (needed when its voice is a file).")
 @click.option("--text-field", metavar="A.B.C", help="Dotted path of the text [default: script.text, then text].")
 @click.option("-o", "--out-dir", default="aicp-out/audio", show_default=True, type=click.Path(file_okay=False),
               help="Folder of the audio files.")

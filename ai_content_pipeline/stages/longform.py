@@ -49,7 +49,7 @@ from ..errors import AicpError, ConfigError, InputError, RecordError
 from ..files import NameClaims
 from ..ledger import Ledger, request_key
 from ..records import STAGE_FIELDS, record_id, word_count
-from ..templates import Section, Template, load_template
+from ..templates import Section, Template, load_template, persona_voice
 from .common import with_retries
 from .entries import ChunkEntry, PackEntry, fits
 
@@ -315,6 +315,7 @@ class _RecordRun:
                                            sections=[s.model_dump() for s in writer.plan], chunks=len(writer.plan),
                                            **self.options.extra_context)
         self.tokens = {"prompt": 0, "completion": 0}
+        self.persona_voice = persona_voice(persona)
 
     # -- files ---------------------------------------------------------------------
     def _prepare(self) -> None:
@@ -392,6 +393,7 @@ class _RecordRun:
             "pack": pack_info,
             "template": self.w.template.ref,
             "persona": self.ctx["persona"]["name"],
+            "persona_voice": self.persona_voice,
             "take": self.take,
             "backend": stage.backend.name,
             "model": stage.backend.model,

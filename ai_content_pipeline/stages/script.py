@@ -6,7 +6,7 @@ the request key, serve it from the checkpoint ledger on ``--resume`` or ask the
 LLM backend, trim the model's chatter and add the ``script`` object::
 
     {"text": str, "words": int, "template": "name@version", "persona": str,
-     "take": int, "backend": str, "model": str,
+     "persona_voice": {"seed": int, "piper": {...}, "chatterbox": {...}}, "take": int, "backend": str, "model": str,
      "tokens": {"prompt": int, "completion": int}, "seconds": float, "key": str,
      "checks": {"passed": bool, "failed": [str], "details"?: {...},
                 "candidates"?: [...], "chosen"?: int}}
@@ -66,6 +66,7 @@ from ..templates import (
     load_persona,
     load_template,
     persona_for_record,
+    persona_voice,
 )
 from .common import Stage, StageStats, check_run_paths, ordered_map, with_retries
 
@@ -421,6 +422,7 @@ class ScriptStage(Stage):
             "words": word_count(text),
             "template": self.template.ref,
             "persona": job.persona.name,
+            "persona_voice": persona_voice(job.persona),
             "take": job.take,
             "backend": self.backend.name,
             "model": self.backend.model,

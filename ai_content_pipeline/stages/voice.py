@@ -2,7 +2,9 @@
 
 Per input record: take the text (``--text-field``, else ``script.text``, else
 ``text``), pick the persona (the record's ``persona``/``dj``, else
-``script.persona``, else the stage default) and so the backend's voice and seed,
+``script.persona``, else the stage default; for the name in ``script.persona`` the
+settings in ``script.persona_voice`` unless ``-p FILE`` loaded that name) and so the
+backend's voice and seed,
 compute the request key, serve it from the checkpoint ledger on ``--resume``
 (only when the file still exists with the recorded size) or synthesize it:
 split into sentence chunks of at most ``backend.max_chunk_chars`` characters,
@@ -52,7 +54,7 @@ from ..jsonl import InputLine, dumps, loads
 from ..ledger import Ledger, request_key
 from ..limits import AudioFormat, Loudness, Retries, SampleRate, Seed
 from ..records import get_path, record_id, slugify, word_count
-from ..templates import Persona, file_ref, persona_for_record
+from ..templates import Persona, file_ref, persona_for_record, record_voice_file
 from .common import Stage, StageStats, check_run_paths, with_retries
 
 
@@ -103,6 +105,8 @@ def record_text(record: dict[str, Any], text_field: str | None = None) -> str:
 
 #: Record fields that name the voice's persona, first found wins (see :func:`persona_for_record`).
 PERSONA_FIELDS = ("persona", "dj", "script.persona")
+#: The persona's voice settings the script stage wrote, used for the persona ``script.persona`` names.
+CARRIED_PERSONA = ("script.persona", "script.persona_voice")
 
 
 def audio_file_stem(rid: str, persona: str | None, take: int | None) -> str:
@@ -227,7 +231,14 @@ class VoiceStage(Stage):
         try:
             text = record_text(record, self.options.text_field)
             persona: Persona | None = persona_for_record(record, self.options.persona, PERSONA_FIELDS,
-                                                         required=False)
+                                                         required=False, carried=CARRIED_PERSONA)
+            needs = record_voice_file(persona, self.backend.name)
+            if needs is not None and not self.backend.explicit_voice:
+                assert persona is not None
+                raise InputError(
+                    f"persona '{persona.name}' speaks with a file ({needs}), and a record cannot "
+                    "choose files", field="script.persona_voice",
+                    hint=f"give the persona file: aicp-voice -p PATH/{persona.name}.yaml (or --voice FILE)")
         except AicpError as exc:
             err = exc if isinstance(exc, RecordError) else InputError(exc.message, hint=exc.hint, stage="voice")
             return self._fail(index, rid, record, err)
