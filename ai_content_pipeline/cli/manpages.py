@@ -29,6 +29,7 @@ PAGES: dict[str, tuple[str, str]] = {
     "aicp-run-chain": ("ai_content_pipeline.cli.chain:run_chain_command", "aicp run-chain"),
     "aicp-serve": ("ai_content_pipeline.cli.serve:serve_command", "aicp serve"),
     "aicp-worker": ("ai_content_pipeline.cli.serve:worker_command", "aicp worker"),
+    "aicp-logs": ("ai_content_pipeline.cli.logs:logs_command", "aicp logs"),
 }
 STAGE_EVENTS = ("record_start", "record_complete", "record_error", "record_skipped", "progress",
                 "model_load", "model_unload", "chunk_start", "chunk_progress", "chunk_complete",

@@ -82,6 +82,12 @@ run_options = _stack(
 )
 
 
+log_option = click.option(
+    "--log", metavar="PATH.db", envvar="AICP_LOG_DB", type=click.Path(dir_okay=False),
+    help="Record every take in this SQLite take log (`aicp logs` reads it back) "
+         "[default: $AICP_LOG_DB, else no log].")
+
+
 def make_emitter(stream: bool, quiet: bool, prog: str) -> Emitter:
     """``--stream`` → :class:`StreamEmitter`; a terminal → progress bar; else plain notices."""
     if stream:

@@ -25,6 +25,7 @@ from .options import (
     complete_name,
     finish,
     input_files,
+    log_option,
     make_emitter,
     run_options,
 )
@@ -37,6 +38,8 @@ Examples:
   aicp-script --checkpoint run.ledger --resume songs.jsonl > scripts.jsonl
   aicp-script --best-of 4 --batch 8 --require-checks < examples/songs.jsonl
   aicp-script -t podcast-longform --words 2000 --checkpoint pod.ledger --resume topics.jsonl
+  aicp-script -p ./rosa.yaml --log takes.db < examples/songs.jsonl | aicp-voice --log takes.db
+  aicp logs --log takes.db -n 3
 
 {EPILOG_STATUS}
 """
@@ -83,12 +86,13 @@ Examples:
 @click.option("--work-dir", default="aicp-out/longform", show_default=True, metavar="DIR",
               type=click.Path(file_okay=False),
               help="Long-form templates: chunk files and checkpoints go to DIR/{id}/ (--resume continues there).")
+@log_option
 @run_options
 def script_command(files: tuple[str, ...], template: str, persona: str | None, variants: int,
                    backend: str, model: str | None, host: str | None, temperature: float | None,
                    top_p: float | None, seed: int | None, max_tokens: int | None, jobs: int,
                    keep_alive: str | None, timeout: float, best_of: int, batch: int, require_checks: bool,
-                   words: int | None, work_dir: str, resume: bool,
+                   words: int | None, work_dir: str, log: str | None, resume: bool,
                    checkpoint: str | None, retries: int,
                    strict: bool, stream: bool, quiet: bool, traceback: bool) -> int:
     """Generate a script for each JSON Lines record with a local LLM.
@@ -117,7 +121,7 @@ def script_command(files: tuple[str, ...], template: str, persona: str | None, v
     writer = RecordWriter()
     try:
         stats = run_script(files, options, backend=llm, emitter=emitter,
-                           write=writer.write, checkpoint=checkpoint, stdout=writer.stream)
+                           write=writer.write, checkpoint=checkpoint, stdout=writer.stream, log=log)
     finally:
         emitter.close()
     return finish(emitter, stats)

@@ -25,6 +25,7 @@ from .options import (
     complete_name,
     finish,
     input_files,
+    log_option,
     make_emitter,
     run_options,
 )
@@ -36,6 +37,8 @@ Examples:
   aicp-voice --backend chatterbox --voice host.wav --checkpoint-dir ~/chatterbox scripts.jsonl
   aicp-voice --text-field body --persona max notes.jsonl
   aicp-voice --checkpoint voice.ledger --resume scripts.jsonl > voiced.jsonl
+  aicp-script -p ./rosa.yaml < songs.jsonl | aicp-voice    # the persona travels in script.persona_voice
+  aicp-voice --log takes.db scripts.jsonl                  # adds audio paths to the logged takes
 
 \b
 Files: OUT_DIR/{{id}}_{{persona}}_{{take}}.{{ext}}, written under a temporary name
@@ -80,12 +83,13 @@ words per second).
 @click.option("--barrier/--no-barrier", default=True, show_default=True,
               help="Read all input before loading the model (frees the GPU for the LLM upstream); "
                    "--no-barrier loads at once and voices records as they arrive.")
+@log_option
 @run_options
 def voice_command(files: tuple[str, ...], backend: str, voice: str | None, persona: str | None,
                   text_field: str | None, out_dir: str, audio_format: str, sample_rate: int | None,
                   loudness: float, no_normalize: bool, seed: int | None, device: str,
                   checkpoint_dir: str | None, exaggeration: float | None, cfg_weight: float | None,
-                  temperature: float | None, barrier: bool, resume: bool, checkpoint: str | None,
+                  temperature: float | None, barrier: bool, log: str | None, resume: bool, checkpoint: str | None,
                   retries: int, strict: bool, stream: bool, quiet: bool, traceback: bool) -> int:
     """Speak the script of each JSON Lines record with a local TTS model.
 
@@ -108,7 +112,7 @@ def voice_command(files: tuple[str, ...], backend: str, voice: str | None, perso
     writer = RecordWriter()
     try:
         stats = run_voice(files, options, backend=tts, emitter=emitter, write=writer.write,
-                          checkpoint=checkpoint, barrier=barrier, stdout=writer.stream)
+                          checkpoint=checkpoint, barrier=barrier, stdout=writer.stream, log=log)
     finally:
         emitter.close()
     return finish(emitter, stats)

@@ -267,6 +267,8 @@ class ScriptStage(Stage):
         # concurrent backends: candidates of all takes share the --jobs request slots
         self._slots = threading.Semaphore(max(1, options.jobs))
         self._stats_lock = threading.Lock()
+        #: where each finished take is logged (``--log``; :mod:`ai_content_pipeline.takelog`)
+        self.takelog: Any = None
 
     @property
     def batched(self) -> bool:
@@ -387,7 +389,18 @@ class ScriptStage(Stage):
                 self.stats.checks_failed += 1
 
     def _finish(self, job: _Take, results: list[Completion] | Exception, seconds: float) -> dict[str, Any]:
-        """Trim, check and choose among the candidates; write the ledger; the output record."""
+        """Trim, check and choose among the candidates; write the ledger and the take log; the
+        output record."""
+        out = self._finish_take(job, results, seconds)
+        if self.takelog is not None:
+            self.takelog.add_script(job.rid, job.take, out.get("script"), messages=job.messages,
+                                    params={**job.params.as_dict(), "best_of": self.options.best_of},
+                                    error=out.get("error"), template=self.template.ref,
+                                    persona=job.persona.name, backend=self.backend.name,
+                                    model=self.backend.model)
+        return out
+
+    def _finish_take(self, job: _Take, results: list[Completion] | Exception, seconds: float) -> dict[str, Any]:
         if isinstance(results, Exception):
             err = results if isinstance(results, RecordError) else RecordError(str(results), stage="script")
             return self._fail(job.index, job.rid, job.record, err, take=job.take)
@@ -464,7 +477,12 @@ class ScriptStage(Stage):
 
     def _take(self, index: int, record: dict[str, Any], take: int) -> dict[str, Any]:
         if self.longform is not None:
-            return self.longform.take(index, record, take)
+            out = self.longform.take(index, record, take)
+            if self.takelog is not None and not (out.get("script") or {}).get("skipped"):
+                self.takelog.add_script(record_id(record), take, out.get("script"), error=out.get("error"),
+                                        template=self.template.ref, backend=self.backend.name,
+                                        model=self.backend.model)
+            return out
         job = self._prepare(index, record, take)
         if not isinstance(job, _Take):
             return job
@@ -561,6 +579,7 @@ def run_script(
     checkpoint: str | None = None,
     stdin: Any = None,
     stdout: Any = None,
+    log: str | None = None,
 ) -> StageStats:
     """Run the script stage over JSON Lines ``sources`` and ``write`` each output record.
 
@@ -572,9 +591,10 @@ def run_script(
 
     :param write: callable taking one output record (e.g. ``RecordWriter.write``).
     :param stdout: the stream ``write`` ends in, if any: checked not to be an input or the ledger.
+    :param log: a take log (SQLite, :mod:`ai_content_pipeline.takelog`) that gets every take.
     :returns: the run's :class:`StageStats`.
     :raises UsageError: ``resume`` without ``checkpoint``, unreadable input, an output that is
-        also an input, a checkpoint or work folder that cannot be written (before any model call).
+        also an input, a checkpoint, log or work folder that cannot be written (before any model call).
     :raises BackendUnavailable: the backend cannot be loaded.
     """
     from ..errors import UsageError
@@ -584,14 +604,19 @@ def run_script(
         raise UsageError("--resume needs --checkpoint PATH (the ledger of finished records)")
     sources = list(sources) or ["-"]
     check_run_paths(sources, checkpoint, stdout,
-                    {"--persona": file_ref(options.persona), "--template": file_ref(options.template)})
+                    {"--persona": file_ref(options.persona), "--template": file_ref(options.template)},
+                    {"--log": log})
     if options.words is not None or options.sections is not None or load_template(options.template).sections:
         check_output_dir(options.work_dir, "--work-dir")
     total = count_records(sources, stdin=stdin)
     ledger = Ledger(checkpoint) if checkpoint else None
-    stage = ScriptStage(backend, options, emitter, ledger)
-    records = stage.run(read_records(sources, stdin=stdin), total=total)
+    takelog = None
     try:
+        stage = ScriptStage(backend, options, emitter, ledger)
+        if log:
+            from ..takelog import TakeLog
+            stage.takelog = takelog = TakeLog(log, "aicp-script")
+        records = stage.run(read_records(sources, stdin=stdin), total=total)
         try:
             for record in records:
                 write(record)
@@ -600,5 +625,7 @@ def run_script(
     finally:
         if ledger is not None:
             ledger.close()
+        if takelog is not None:
+            takelog.close()
     emitter.emit("run_complete", stage="script", **stage.stats.as_dict())
     return stage.stats

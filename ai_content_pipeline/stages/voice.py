@@ -166,6 +166,8 @@ class VoiceStage(Stage):
         self.protected = Protected()
         if ledger is not None:
             self.protected.add(ledger.path)
+        #: where each audio file is logged (``--log``; :mod:`ai_content_pipeline.takelog`)
+        self.takelog: Any = None
 
     def load(self) -> None:
         """Load the backend now (``--no-barrier``) instead of on the first synthesis."""
@@ -274,6 +276,8 @@ class VoiceStage(Stage):
         self.stats.words += word_count(text)
         self.tracker.complete(index, rid, audio_seconds=audio["seconds"], rtf=audio["rtf"],
                               chunks=audio["chunks"], path=audio["path"])
+        if self.takelog is not None:
+            self.takelog.add_audio(record, audio)
         return {**record, "audio": audio}
 
     def _process(self, index: int, line: InputLine) -> dict[str, Any]:
@@ -352,6 +356,7 @@ def run_voice(
     barrier: bool = True,
     stdin: Any = None,
     stdout: Any = None,
+    log: str | None = None,
 ) -> StageStats:
     """Run the voice stage over JSON Lines ``sources`` and ``write`` each output record.
 
@@ -362,6 +367,8 @@ def run_voice(
 
     :param write: callable taking one output record (e.g. ``RecordWriter.write``).
     :param stdout: the stream ``write`` ends in, if any: checked not to be an input or the ledger.
+    :param log: a take log (:mod:`ai_content_pipeline.takelog`): each audio file is added to the
+        take its record came from.
     :returns: the run's :class:`StageStats` (``audio_seconds`` filled).
     :raises UsageError: ``resume`` without ``checkpoint``, unreadable input, bad format, an
         output that is also an input, a path that cannot be written, a locked ``out_dir``
@@ -373,17 +380,21 @@ def run_voice(
     if options.resume and not checkpoint:
         raise UsageError("--resume needs --checkpoint PATH (the ledger of finished records)")
     sources = list(sources) or ["-"]
-    check_run_paths(sources, checkpoint, stdout, {"--persona": file_ref(options.persona)})
+    check_run_paths(sources, checkpoint, stdout, {"--persona": file_ref(options.persona)}, {"--log": log})
     check_output_dir(options.out_dir, "--out-dir")
     # Take the folder lock now, before input is read or a model loads (the stage takes it
     # again, re-entrantly, when it runs): a second run on the folder stops at once.
     folder_lock = FolderLock(options.out_dir, "--out-dir").acquire()
     ledger = None
+    takelog = None
     try:
         ledger = Ledger(checkpoint) if checkpoint else None
         stage = VoiceStage(backend, options, emitter, ledger)
-        for target in (*sources, stdout, file_ref(options.persona)):
+        for target in (*sources, stdout, file_ref(options.persona), log):
             stage.protected.add(target)
+        if log:
+            from ..takelog import TakeLog
+            stage.takelog = takelog = TakeLog(log, "aicp-voice")
         lines = read_records(sources, stdin=stdin)
         if barrier:
             with SpooledLines(lines) as spool:
@@ -405,5 +416,7 @@ def run_voice(
         if ledger is not None:
             ledger.close()
         folder_lock.release()
+        if takelog is not None:
+            takelog.close()
     emitter.emit("run_complete", stage="voice", **stage.stats.as_dict())
     return stage.stats
