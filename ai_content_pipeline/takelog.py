@@ -17,9 +17,10 @@ read them as they are)::
 
 Writes are cheap for the run: :meth:`TakeLog.add_script` and
 :meth:`TakeLog.add_audio` only put a tuple on a queue (safe from any number of
-``--jobs`` threads); one writer thread owns the connection (WAL journal,
-``synchronous=NORMAL``) and commits in batches of whatever has queued up.
-:meth:`TakeLog.close` writes what is left and waits for it.
+``--jobs`` threads); one writer thread opens and owns the connection (WAL journal,
+``synchronous=NORMAL``), wakes once a second (or at 512 queued takes), and stores
+what has queued up in one transaction. :meth:`TakeLog.close` writes what is left
+and waits for it. ``bench/takelog_overhead.py`` measures the cost.
 """
 
 from __future__ import annotations
@@ -103,52 +104,63 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+#: The writer thread stores what has queued up at least this often (seconds) ...
+FLUSH_SECONDS = 1.0
+#: ... or as soon as this many takes wait.
+FLUSH_ROWS = 512
+_HEADER = b"SQLite format 3\x00"
+
+
 class TakeLog:
     """An open take log (see the module docstring).
 
+    The database is opened, and its tables made, by the writer thread while the run
+    starts; takes are stored every :data:`FLUSH_SECONDS` or :data:`FLUSH_ROWS` takes, in one
+    transaction (a run killed with SIGKILL loses at most that much of its log).
+
     :param path: the SQLite file (created with its tables when missing).
     :param command: the command that runs (``aicp-script``), stored in ``runs``.
-    :raises UsageError: the file cannot be opened as a database (exit 2).
+    :raises UsageError: the file exists and is not an SQLite database (exit 2).
     """
 
     def __init__(self, path: str | os.PathLike[str], command: str = "aicp") -> None:
-        from . import __version__
-
         self.path = str(path)
+        self.command = command
         self.run_id = uuid.uuid4().hex
+        self.started = _now()
         try:
-            conn = _connect(self.path)
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.executescript(_SCHEMA)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("INSERT INTO runs (id, datetime_utc, command, version, pid) VALUES (?, ?, ?, ?, ?)",
-                         (self.run_id, _now(), command, __version__, os.getpid()))
-        except sqlite3.Error as exc:
-            raise UsageError(f"--log {self.path}: cannot use it as a take log: {exc}",
-                             hint="give a new file name ending in .db, or an earlier aicp take log") from exc
-        self._conn = conn
+            with open(self.path, "rb") as fh:
+                header = fh.read(len(_HEADER))
+        except FileNotFoundError:
+            header = b""
+        except OSError as exc:
+            raise UsageError(f"--log {self.path}: cannot read it: {exc.strerror}") from exc
+        if header and header != _HEADER:
+            raise UsageError(f"--log {self.path} is not a take log (not an SQLite database); it was left as it is",
+                             hint="give a new file name ending in .db, or an earlier aicp take log")
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._pending = 0
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._write, name="aicp-takelog", daemon=True)
         self._thread.start()
 
     # -- producers (any thread) ------------------------------------------------------------
+    def _put(self, item: Any) -> None:
+        self._queue.put(item)
+        self._pending += 1  # a racy count is fine: it only decides when to wake the writer early
+        if self._pending >= FLUSH_ROWS:
+            self._pending = 0
+            self._wake.set()
+
     def add_script(self, record_id: str | None, take: int | None, script: dict[str, Any] | None, *,
                    messages: list[dict[str, str]] | None = None, params: dict[str, Any] | None = None,
                    error: dict[str, Any] | None = None, template: str | None = None,
                    persona: str | None = None, backend: str | None = None, model: str | None = None) -> None:
         """Queue one script take: its ``script`` object (or ``error``), the messages and the
         parameters it was asked with. Returns at once; the writer thread stores it."""
-        s = script or {}
-        checks = s.get("checks") or (error or {}).get("checks")
-        tokens = s.get("tokens") or {}
-        self._queue.put((0, (
-            self.run_id, _now(), "script", record_id, take, s.get("template", template),
-            s.get("persona", persona), s.get("backend", backend), s.get("model", model), params, messages,
-            s.get("text"), s.get("words"), tokens.get("prompt"), tokens.get("completion"), s.get("seconds"),
-            checks, None if not isinstance(checks, dict) else int(bool(checks.get("passed"))), s.get("key"),
-            error)))
+        self._put((0, _now(), record_id, take, script, messages, params, error,
+                   (template, persona, backend, model)))
 
     def add_audio(self, record: dict[str, Any], audio: dict[str, Any]) -> None:
         """Queue the audio file of a voiced record: it fills ``audio_*`` of the latest take with
@@ -159,60 +171,93 @@ class TakeLog:
         take = script.get("take") if isinstance(script.get("take"), int) else None
         persona = script.get("persona") if isinstance(script.get("persona"), str) else None
         rid = record.get("id")
-        self._queue.put((1, (key, None if rid is None else str(rid), take, persona, script.get("text"),
-                             audio.get("path"), audio.get("seconds"), audio.get("backend"))))
+        self._put((1, _now(), key, None if rid is None else str(rid), take, persona, script.get("text"),
+                   audio.get("path"), audio.get("seconds"), audio.get("backend")))
 
     # -- the writer thread ----------------------------------------------------------------
+    def _open(self) -> sqlite3.Connection:
+        from . import __version__
+
+        conn = _connect(self.path)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.executescript(_SCHEMA)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("INSERT INTO runs (id, datetime_utc, command, version, pid) VALUES (?, ?, ?, ?, ?)",
+                     (self.run_id, self.started, self.command, __version__, os.getpid()))
+        return conn
+
     def _write(self) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = self._open()
+        except (sqlite3.Error, OSError) as exc:
+            self._error = exc
         stop = False
         while not stop:
-            batch = [self._queue.get()]
-            while True:  # whatever else is waiting goes into the same transaction
+            self._wake.wait(FLUSH_SECONDS)
+            self._wake.clear()
+            batch = []
+            while True:
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            if batch[-1] is _STOP:
-                stop = True
-                batch.pop()
-            if not batch or self._error is not None:
+            stop = any(item is _STOP for item in batch)
+            batch = [item for item in batch if item is not _STOP]
+            if not batch or conn is None or self._error is not None:
                 continue
             try:
-                self._store(batch)
+                self._store(conn, batch)
             except (sqlite3.Error, OSError) as exc:
                 self._error = exc
+        if conn is not None:
+            conn.close()
 
-    def _store(self, batch: list[Any]) -> None:
-        conn = self._conn
+    def _script_row(self, item: tuple[Any, ...]) -> tuple[Any, ...]:
+        _, when, rid, take, script, messages, params, error, (template, persona, backend, model) = item
+        s = script or {}
+        checks = s.get("checks") or (error or {}).get("checks")
+        tokens = s.get("tokens") or {}
+        return (self.run_id, when, "script", rid, take, s.get("template", template), s.get("persona", persona),
+                s.get("backend", backend), s.get("model", model), _json(params), _json(messages), s.get("text"),
+                s.get("words"), tokens.get("prompt"), tokens.get("completion"), s.get("seconds"), _json(checks),
+                None if not isinstance(checks, dict) else int(bool(checks.get("passed"))), s.get("key"),
+                _json(error))
+
+    def _store(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for kind, row in batch:
-                if kind == 0:
-                    conn.execute(_INSERT, (*row[:9], _json(row[9]), _json(row[10]), *row[11:16],
-                                           _json(row[16]), *row[17:19], _json(row[19])))
-                else:
-                    key, rid, take, persona, text, path, seconds, backend = row
-                    updated = 0
-                    if key is not None:
-                        updated = conn.execute(_UPDATE_AUDIO, (path, seconds, backend, key)).rowcount
-                    if not updated:
-                        conn.execute(_INSERT_AUDIO, (self.run_id, _now(), rid, take, persona, text, key,
-                                                     path, seconds, backend))
+            rows: list[tuple[Any, ...]] = []
+            for item in batch:
+                if item[0] == 0:
+                    rows.append(self._script_row(item))
+                    continue
+                if rows:  # in order: an audio row may point at a take of this batch
+                    conn.executemany(_INSERT, rows)
+                    rows = []
+                _, when, key, rid, take, persona, text, path, seconds, backend = item
+                updated = 0
+                if key is not None:
+                    updated = conn.execute(_UPDATE_AUDIO, (path, seconds, backend, key)).rowcount
+                if not updated:
+                    conn.execute(_INSERT_AUDIO, (self.run_id, when, rid, take, persona, text, key,
+                                                 path, seconds, backend))
+            if rows:
+                conn.executemany(_INSERT, rows)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Store what is queued, then close. :raises AicpError: a write failed (exit 1; the
-        run's records are written, only the log is short)."""
+    def close(self, timeout: float = 60.0) -> None:
+        """Store what is queued, then close. :raises UsageError: the file could not be used as
+        a take log (exit 2). :raises AicpError: a write failed (exit 1; the run's records are
+        written, only the log is short)."""
         if self._thread.is_alive():
             self._queue.put(_STOP)
+            self._wake.set()
             self._thread.join(timeout)
-        try:
-            self._conn.close()
-        except sqlite3.Error:
-            pass
         if self._error is not None:
             raise AicpError(f"--log {self.path}: the take log could not be written: {self._error}",
                             hint="the records on stdout are complete; only the log misses takes")
