@@ -120,7 +120,7 @@ def main() -> None:
 
         few = os.path.join(tmp, "few.jsonl")
         with open(songs) as src, open(few, "w") as dst:
-            dst.writelines(line for _, line in zip(range(args.latency_records), src))
+            dst.writelines(line for _, line in zip(range(args.latency_records), src, strict=False))
         plain, logged = compare(few, args.latency_records, args.latency, args.repeat, tmp)
         print(f"double with {args.latency * 1000:.0f} ms per reply, {args.latency_records} takes: without log "
               f"{plain:.3f} s, with log {logged:.3f} s, ratio {logged / plain:.4f} (target <= 1.01)")
