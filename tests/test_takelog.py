@@ -187,3 +187,33 @@ def test_aicp_logs_without_a_log_is_a_usage_error(monkeypatch, tmp_path) -> None
 def test_read_takes_limit() -> None:
     with pytest.raises(Exception, match="no take log"):
         read_takes("/nonexistent/x.db")
+
+
+def test_a_chain_logs_its_script_takes_and_their_audio(monkeypatch, tmp_path) -> None:
+    from ai_content_pipeline.chain import runner
+    from tests.chain_doubles import FakeFactory, write_chain
+
+    monkeypatch.setattr(runner, "create_backend", FakeFactory())
+    db = tmp_path / "chain.db"
+    chain = write_chain(tmp_path)
+    res = invoke(cli, "aicp", ["run-chain", "--config", str(chain), "--log", str(db)])
+    assert res.exit_code == 0, res.stderr
+    final = loads(res.stdout)["outputs"]["final"]["path"]
+    voiced = records_of(Path(final).read_text())
+    got = rows(db)
+    assert [r["stage"] for r in got] == ["script"] * len(voiced)
+    assert [r["audio_path"] for r in got] == [v["audio"]["path"] for v in voiced]
+    [run] = rows(db, "SELECT * FROM runs")
+    assert run["command"] == "aicp run-chain"
+
+
+def test_a_chain_log_is_never_its_input(monkeypatch, tmp_path) -> None:
+    from ai_content_pipeline.chain import runner
+    from tests.chain_doubles import FakeFactory, chain_data, write_chain
+
+    monkeypatch.setattr(runner, "create_backend", FakeFactory())
+    chain = write_chain(tmp_path)
+    songs = chain_data(tmp_path)["input"]
+    before = Path(songs).read_bytes()
+    res = invoke(cli, "aicp", ["run-chain", "--config", str(chain), "--log", str(songs)])
+    assert res.exit_code == 2 and "same file" in res.stderr and Path(songs).read_bytes() == before

@@ -10,7 +10,7 @@ from ..errors import UsageError
 from ..events import StreamEmitter
 from ..jsonl import RecordWriter
 from .errors import note_flag
-from .options import EPILOG_STATUS, make_emitter
+from .options import EPILOG_STATUS, log_option, make_emitter
 
 EPILOG = f"""\b
 Examples:
@@ -51,8 +51,9 @@ def _print_json(obj: dict[str, object]) -> None:
               help="Events as JSON Lines on stderr (schema_version 1); pipeline_complete on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Nothing on stderr but warnings and errors.")
 @click.option("--traceback", is_flag=True, callback=note_flag, help="Show the Python traceback of an error.")
+@log_option
 def run_chain_command(config: str, overrides: tuple[str, ...], dry_run: bool, resume: bool,
-                      stream: bool, quiet: bool, traceback: bool) -> int:
+                      stream: bool, quiet: bool, traceback: bool, log: str | None) -> int:
     """Run the steps of a chain file one after the other, one model resident at a time.
 
     Each step runs over all records, saves them as output_dir/NN-TYPE.jsonl and
@@ -76,7 +77,7 @@ def run_chain_command(config: str, overrides: tuple[str, ...], dry_run: bool, re
         return 0 if plan["ok"] else 4
     final = StreamEmitter(enabled=True)  # the stdout writer of pipeline_complete
     emitter = final if stream else make_emitter(False, quiet, "aicp run-chain")
-    runner = ChainRunner(spec, emitter=emitter, resume=resume)
+    runner = ChainRunner(spec, emitter=emitter, resume=resume, log=log)
     try:
         outcome = runner.run()
     except Exception:
