@@ -126,6 +126,7 @@ def test_a_record_never_makes_voice_open_a_file(monkeypatch, tmp_path, backend, 
 
 
 @pytest.mark.parametrize("carried", [{"seed": "x"}, {"piper": {"length_scale": -1}}, {"voice": 1}, [1, 2],
+                                     {"piper": {"length_scale": 1e6}}, {"piper": {"noise_scale": 1e9}},
                                      {"seed": 2**40}])
 def test_bad_carried_settings_are_a_record_error(monkeypatch, tmp_path, carried) -> None:
     record = {**SONG, "script": {"text": "Hello there, night owls, here is a song.", "persona": "rosa",
@@ -259,3 +260,20 @@ def test_completion_through_the_shell_protocol(tmp_path) -> None:
                                        "COMP_CWORD": "2"}, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.decode().splitlines() == ["plain,julie"]
+
+
+def test_carried_settings_belong_to_the_name_in_script_persona_only(monkeypatch, tmp_path) -> None:
+    record = {**SONG, "persona": "max", "script": {"text": "Hello there, night owls, here is a song.",
+                                                  "persona": "rosa", "persona_voice": {"seed": 5}}}
+    tts = SettingsTTS()
+    voiced, _ = voice(monkeypatch, tmp_path, [record], tts=tts)
+    assert voiced.exit_code == 0, voiced.stderr
+    assert tts.calls[0][1].seed == load_persona("max").seed and records_of(voiced.stdout)[0]["audio"]["path"] \
+        .endswith("x_max.wav")
+
+
+@pytest.mark.parametrize("args", [["templates", "show", "--help"], ["templates", "new", "--help"],
+                                  ["personas", "new", "--help"], ["personas", "list", "--help"], ["logs", "--help"]])
+def test_help_has_examples(args) -> None:
+    res = invoke(cli, "aicp", args)
+    assert res.exit_code == 0 and "Examples:" in res.stdout and "aicp " in res.stdout.split("Examples:")[1]

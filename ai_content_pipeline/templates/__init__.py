@@ -229,9 +229,11 @@ class PiperVoiceSettings(_Strict):
 
     voice: str | None = None
     speaker_id: int | None = Field(None, ge=0, le=2**31 - 1)
-    length_scale: float | None = Field(None, gt=0)
-    noise_scale: float | None = Field(None, ge=0)
-    noise_w_scale: float | None = Field(None, ge=0)
+    # bounded: a record may carry these (``script.persona_voice``), and a length_scale of 1e6
+    # would make one sentence hours of audio
+    length_scale: float | None = Field(None, gt=0, le=4)
+    noise_scale: float | None = Field(None, ge=0, le=2)
+    noise_w_scale: float | None = Field(None, ge=0, le=2)
 
 
 class ChatterboxVoiceSettings(_Strict):
@@ -264,7 +266,6 @@ class Persona(_Strict):
     #: had when it was rebuilt from a record's ``script.persona_voice`` (they were left out:
     #: a record never makes aicp open a file). Empty for personas read from files.
     _record_files: list[str] = PrivateAttr(default_factory=list)
-    _from_record: bool = PrivateAttr(False)
 
     name: str
     display_name: str
@@ -480,7 +481,6 @@ def persona_from_voice(name: str, data: Any, field: str) -> Persona:
     persona = Persona(name=name, display_name=name, style="", seed=carried.seed,
                       voice=VoiceSettings(piper=carried.piper, chatterbox=carried.chatterbox))
     persona._record_files = files
-    persona._from_record = True
     return persona
 
 
@@ -542,7 +542,7 @@ def persona_for_record(record: dict[str, Any], default: str | None,
             raise InputError(exc.message, field=field,
                              hint=f"choose one of: {', '.join(_names('persona'))}"
                                   + (f", {chosen.name}" if chosen is not None else "")
-                                  + f" (own personas go in {user_folder('persona')})") from exc
+                                  + " (your own: aicp personas new NAME)") from exc
     if chosen is not None:
         return chosen
     return load_persona(DEFAULT_PERSONA) if required else None
