@@ -342,8 +342,12 @@ class RecordWriter:
 
     def write(self, record: dict[str, Any]) -> None:
         """Write one record as a compact JSON line and flush it."""
+        self.write_raw(self.encode(record) + b"\n")
+
+    def write_raw(self, data: bytes) -> None:
+        """Write ``data`` as it is (e.g. YAML text) and flush; errors as :meth:`write`."""
         try:
-            self.stream.write(self.encode(record) + b"\n")
+            self.stream.write(data)
             self.stream.flush()
         except BrokenPipeError as exc:
             raise OutputClosed("stdout was closed by its reader") from exc

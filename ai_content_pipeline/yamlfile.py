@@ -168,5 +168,26 @@ def load_yaml(text: str) -> tuple[Any, yaml.Node | None]:
     return data, node
 
 
-__all__ = ["MAX_DEPTH", "MAX_YAML_BYTES", "StrictLoader", "YAMLProblem", "decode_utf8", "load_yaml",
-           "read_limited"]
+class _BlockDumper(yaml.SafeDumper):
+    """SafeDumper that writes multi-line strings as ``|`` blocks (readable prompts)."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    if "\n" in value and not any(ch.isspace() and ch not in " \n" for ch in value) \
+            and value == value.strip(" "):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value)
+
+
+_BlockDumper.add_representer(str, _str)
+
+
+def dump_yaml(data: Any) -> str:
+    """``data`` (plain dicts, lists, strings, numbers) as block-style YAML, keys in their
+    order, multi-line strings as ``|`` blocks; :func:`load_yaml` reads it back equal."""
+    return yaml.dump(data, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True,
+                     default_flow_style=False, width=1 << 20)
+
+
+__all__ = ["MAX_DEPTH", "MAX_YAML_BYTES", "StrictLoader", "YAMLProblem", "decode_utf8", "dump_yaml",
+           "load_yaml", "read_limited"]

@@ -19,6 +19,14 @@ def _no_real_ollama(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AICP_OLLAMA_MODEL", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _own_user_folder(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every test gets an empty user folder (AICP_HOME) and no take log: the developer's own
+    templates and personas in ~/.config/aicp never change what a test sees."""
+    monkeypatch.setenv("AICP_HOME", str(tmp_path_factory.mktemp("aicp-home")))
+    monkeypatch.delenv("AICP_LOG_DB", raising=False)  # nor does their take log get test takes
+
+
 @pytest.fixture
 def fake_llm() -> FakeLLM:
     return FakeLLM()

@@ -186,7 +186,7 @@ def test_templates_show_and_list_print_the_checks():
     from ai_content_pipeline.cli.catalog import templates_list, templates_show
     from tests.cli_helpers import invoke
 
-    res = invoke(templates_show, "aicp templates show", ["song-intro"], b"")
+    res = invoke(templates_show, "aicp templates show", ["song-intro", "--json"], b"")
     shown = orjson.loads(res.stdout)["checks"]
     assert shown == {"mentions": ["artist", "title"], "no_echo": True, "length": {"min": 0.5, "max": 1.5},
                      "complete": True}

@@ -1,4 +1,4 @@
-"""`aicp templates list|show` and `aicp personas list|show`: JSON on stdout."""
+"""`aicp templates list|show` and `aicp personas list|show`: JSON Lines lists, YAML or JSON items."""
 
 import orjson
 
@@ -17,7 +17,7 @@ def test_templates_list_and_show():
     assert {"song-intro", "song-outro", "station-id", "podcast-segment", "podcast-longform"} <= set(by_name)
     assert by_name["song-intro"]["required"] == ["artist", "title"]
     assert by_name["podcast-longform"]["sections"] == 10
-    shown = orjson.loads(invoke(cli, "aicp", ["templates", "show", "song-intro"]).stdout)
+    shown = orjson.loads(invoke(cli, "aicp", ["templates", "show", "song-intro", "--json"]).stdout)
     assert shown["name"] == "song-intro" and "{{ title }}" in shown["user"] and shown["params"]["max_tokens"] > 0
 
 
@@ -25,7 +25,7 @@ def test_personas_list_and_show():
     res = invoke(cli, "aicp", ["personas", "list"])
     assert res.exit_code == 0
     assert [p["name"] for p in lines(res.stdout)] == ["julie", "max", "sam"]
-    max_ = orjson.loads(invoke(cli, "aicp", ["personas", "show", "max"]).stdout)
+    max_ = orjson.loads(invoke(cli, "aicp", ["personas", "show", "max", "--json"]).stdout)
     assert max_["catchphrases"] and max_["voice"]["piper"]["length_scale"] == 0.92 and max_["seed"] == 2202
 
 

@@ -230,6 +230,9 @@ class TTSBackend(Backend):
     max_chunk_chars: ClassVar[int] = 1000
 
     sample_rate: int = 22050
+    #: True when the command line gave the voice (``--voice``): it wins over a persona's
+    #: file-valued voice setting, so such a persona carried by a record is usable.
+    explicit_voice: bool = False
 
     @abstractmethod
     def synthesize(self, text: str, voice: Voice) -> np.ndarray:

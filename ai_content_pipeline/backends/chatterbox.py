@@ -137,6 +137,7 @@ class ChatterboxBackend(TTSBackend):
         if device not in (None, "auto", *DEVICES):
             raise UsageError(f"unknown device '{device}'", hint=f"choose one of: auto, {', '.join(DEVICES)}")
         self.voice = voice
+        self.explicit_voice = voice is not None
         self.requested_device = None if device in (None, "auto") else device
         self.checkpoint_dir = check_checkpoint_dir(checkpoint_dir) if checkpoint_dir else None
         self.overrides = {k: v for k, v in (("exaggeration", exaggeration), ("cfg_weight", cfg_weight),

@@ -81,11 +81,11 @@ def resolve_backend(step: StepSpec) -> tuple[str, str | None]:
     return name, step.voice or (BUNDLED_VOICE if name == "piper" else None)
 
 
-def check_chain_paths(spec: ChainSpec, stdin: IO[bytes] | None = None) -> None:
+def check_chain_paths(spec: ChainSpec, stdin: IO[bytes] | None = None, log: str | None = None) -> None:
     """Before the first step: the input is readable, every file the chain writes (each
-    enabled step's records and ledger, its folders) can be created, and none of them is
-    the chain file or the input (a chain whose ``input`` is one of its own step outputs
-    would replace it).
+    enabled step's records and ledger, its folders, the take ``log``) can be created, and
+    none of them is the chain file or the input (a chain whose ``input`` is one of its own
+    step outputs would replace it).
 
     :raises UsageError: (exit 2) naming the path.
     """
@@ -113,6 +113,9 @@ def check_chain_paths(spec: ChainSpec, stdin: IO[bytes] | None = None) -> None:
             writes[f"step {index + 1}'s {what} {path}"] = path
             part = path.with_name(path.name + ".part")
             writes[f"step {index + 1}'s temporary file {part}"] = part
+    if log:
+        check_output_file(log, "--log")
+        writes[f"--log {log}"] = log
     refuse_overlap(reads, writes)
     for index in spec.enabled_steps():
         step = spec.steps[index]
@@ -230,8 +233,10 @@ class ChainRunner:
 
     def __init__(self, spec: ChainSpec, *, emitter: Emitter | None = None, resume: bool = False,
                  stdin: IO[bytes] | None = None, backend_factory: BackendFactory | None = None,
-                 cancel: Callable[[], bool] | None = None) -> None:
+                 cancel: Callable[[], bool] | None = None, log: str | None = None) -> None:
         self.spec = spec
+        self.log = log
+        self.takelog: Any = None
         self.emitter = emitter or NullEmitter()
         self.resume = resume
         self.stdin = stdin
@@ -255,6 +260,7 @@ class ChainRunner:
         try:
             with Step(step.type, backend, step_options(spec, index, self.resume), emitter=StepEmitter(emitter, number),
                       checkpoint=spec.ledger_path(index), cancel=self.cancel) as run:
+                run.stage.takelog = self.takelog
                 if isinstance(step, VoiceStep):  # no audio file may replace what the chain reads or writes
                     for target in (spec.input, spec.source, *(p for i in range(len(spec.steps))
                                                               for p in (spec.output_path(i), spec.ledger_path(i)))):
@@ -306,14 +312,22 @@ class ChainRunner:
         enabled = spec.enabled_steps()
         emitter.pipeline_start(spec.name, len(enabled), spec.model_dump(mode="json"))
         try:
-            check_chain_paths(spec, self.stdin)
+            check_chain_paths(spec, self.stdin, self.log)
             lock = FolderLock(spec.output_dir, "output_dir").acquire()
         except AicpError as exc:
             return self._stopped(t0, exc)
         try:
+            if self.log:
+                from ..takelog import TakeLog
+                try:
+                    self.takelog = TakeLog(self.log, "aicp run-chain")
+                except AicpError as exc:
+                    return self._stopped(t0, exc)
             return self._run_steps(t0)
         finally:
             lock.release()
+            if self.takelog is not None:
+                self.takelog.close()
 
     def _run_steps(self, t0: float) -> ChainResult:
         spec, emitter = self.spec, self.emitter

@@ -11,7 +11,7 @@ from ..events import event_json
 from ..jsonl import RecordWriter
 from ..report import step_summary_text
 from .errors import note_flag
-from .options import EPILOG_STATUS, AicpCommand, make_emitter, version_option
+from .options import EPILOG_STATUS, AicpCommand, log_option, make_emitter, version_option
 
 EPILOG = f"""\b
 Examples:
@@ -55,8 +55,9 @@ def _print_json(obj: dict[str, Any], encode: Callable[[dict[str, Any]], bytes] |
               help="Events as JSON Lines on stderr (schema_version 1); pipeline_complete on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Nothing on stderr but warnings and errors.")
 @click.option("--traceback", is_flag=True, callback=note_flag, help="Show the Python traceback of an error.")
+@log_option
 def run_chain_command(config: str, overrides: tuple[str, ...], dry_run: bool, resume: bool,
-                      stream: bool, quiet: bool, traceback: bool) -> int:
+                      stream: bool, quiet: bool, traceback: bool, log: str | None) -> int:
     """Run the steps of a chain file one after the other, one model resident at a time.
 
     Each step runs over all records, saves them as output_dir/NN-TYPE.jsonl and
@@ -83,7 +84,7 @@ def run_chain_command(config: str, overrides: tuple[str, ...], dry_run: bool, re
         if not stream:
             _print_json(emitter.envelope("pipeline_complete", emitter.result_fields(result)), event_json)
 
-    runner = ChainRunner(spec, emitter=emitter, resume=resume)
+    runner = ChainRunner(spec, emitter=emitter, resume=resume, log=log)
     try:
         outcome = runner.run()
     except Exception:

@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "templates": "ai_content_pipeline.cli.catalog:templates_group",
     "personas": "ai_content_pipeline.cli.catalog:personas_group",
     "doctor": "ai_content_pipeline.cli.doctor:doctor_command",
+    "logs": "ai_content_pipeline.cli.logs:logs_command",
     "serve": "ai_content_pipeline.cli.serve:serve_command",
     "worker": "ai_content_pipeline.cli.serve:worker_command",
 }
@@ -44,6 +45,7 @@ Examples:
   aicp voice --out-dir aicp-out/audio < scripts.jsonl
   aicp run-chain --config examples/radio-intros.yaml --stream 2>progress.jsonl
   aicp doctor
+  aicp logs --log takes.db -n 3
   aicp serve --port 8000
 
 \b

@@ -33,6 +33,7 @@ PAGES: dict[str, tuple[str, str]] = {
     "aicp-doctor": ("ai_content_pipeline.cli.doctor:doctor_command", "aicp doctor"),
     "aicp-templates": ("ai_content_pipeline.cli.catalog:templates_group", "aicp templates"),
     "aicp-personas": ("ai_content_pipeline.cli.catalog:personas_group", "aicp personas"),
+    "aicp-logs": ("ai_content_pipeline.cli.logs:logs_command", "aicp logs"),
 }
 STAGE_EVENTS = ("record_start", "record_complete", "record_error", "record_skipped", "progress",
                 "model_load", "model_unload", "chunk_start", "chunk_progress", "chunk_complete",

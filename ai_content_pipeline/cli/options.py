@@ -56,6 +56,22 @@ def version_option(fn: F) -> F:
 
 
 __all__ = ["AicpCommand", "AicpGroup", "version_option"]
+def complete_name(kind: str) -> Callable[..., list[Any]]:
+    """A click ``shell_complete`` callback for a ``-t``/``-p`` value: the ``kind``
+    (``template``/``persona``) names found by name (user folder and built-in) that start with
+    what was typed; a path (``./``, ``/``, ``~``, anything with ``/``) completes as a file."""
+    def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+        from click.shell_completion import CompletionItem
+
+        if incomplete.startswith((".", "/", "~")) or "/" in incomplete:
+            return [CompletionItem(incomplete, type="file")]
+        try:
+            from ..templates import names
+            found = names(kind)
+        except Exception:  # noqa: BLE001 - completion must never print a traceback into a shell
+            return []
+        return [CompletionItem(n) for n in found if n.startswith(incomplete)]
+    return complete
 
 
 def _stack(*decorators: F) -> Callable[[F], F]:
@@ -81,6 +97,12 @@ run_options = _stack(
     click.option("-q", "--quiet", is_flag=True, help="Nothing on stderr but warnings and errors."),
     click.option("--traceback", is_flag=True, callback=note_flag, help="Show the Python traceback of an error."),
 )
+
+
+log_option = click.option(
+    "--log", metavar="PATH.db", envvar="AICP_LOG_DB", type=click.Path(dir_okay=False),
+    help="Record every take in this SQLite take log (`aicp logs` reads it back) "
+         "[default: $AICP_LOG_DB, else no log].")
 
 
 def make_emitter(stream: bool, quiet: bool, prog: str) -> Emitter:

@@ -23,8 +23,10 @@ from .options import (
     EPILOG_STATUS,
     AicpCommand,
     click_range,
+    complete_name,
     finish,
     input_files,
+    log_option,
     make_emitter,
     run_options,
     version_option,
@@ -38,6 +40,8 @@ Examples:
   aicp-script --checkpoint run.ledger --resume examples/songs.jsonl > scripts.jsonl
   aicp-script --best-of 4 --batch 8 --require-checks < examples/songs.jsonl
   aicp-script -t podcast-longform --words 2000 --checkpoint pod.ledger --resume examples/topics.jsonl
+  aicp-script -p ./rosa.yaml --log takes.db < examples/songs.jsonl | aicp-voice --log takes.db
+  aicp logs --log takes.db -n 3
 
 {EPILOG_STATUS}
 """
@@ -47,9 +51,11 @@ Examples:
 @version_option
 @input_files
 @click.option("-t", "--template", default="song-intro", show_default=True, metavar="NAME|PATH",
-              help="Prompt template: a built-in name (`aicp templates list`) or a YAML file.")
-@click.option("-p", "--persona", metavar="NAME|PATH",
-              help="Persona for records without a `persona`/`dj` field (default: julie).")
+              shell_complete=complete_name("template"),
+              help="Prompt template: a name (`aicp templates list`: yours, then built-in) or a YAML file.")
+@click.option("-p", "--persona", metavar="NAME|PATH", shell_complete=complete_name("persona"),
+              help="Persona for records without a `persona`/`dj` field (default: julie): a name "
+                   "(`aicp personas list`) or a YAML file.")
 @click.option("--variants", type=click_range(VARIANTS), default=1, show_default=True,
               help="Takes per record; each take is its own output record (script.take).")
 @click.option("--backend", type=click.Choice(LLM_CHOICES), default="auto", show_default=True,
@@ -83,12 +89,13 @@ Examples:
 @click.option("--work-dir", default="aicp-out/longform", show_default=True, metavar="DIR",
               type=click.Path(file_okay=False),
               help="Long-form templates: chunk files and checkpoints go to DIR/{id}/ (--resume continues there).")
+@log_option
 @run_options
 def script_command(files: tuple[str, ...], template: str, persona: str | None, variants: int,
                    backend: str, model: str | None, host: str | None, temperature: float | None,
                    top_p: float | None, seed: int | None, max_tokens: int | None, jobs: int,
                    keep_alive: str | None, timeout: float, best_of: int, batch: int, require_checks: bool,
-                   words: int | None, work_dir: str, resume: bool,
+                   words: int | None, work_dir: str, log: str | None, resume: bool,
                    checkpoint: str | None, retries: int,
                    strict: bool, stream: bool, quiet: bool, traceback: bool) -> int:
     """Generate a script for each JSON Lines record with a local LLM.
@@ -118,7 +125,7 @@ def script_command(files: tuple[str, ...], template: str, persona: str | None, v
     writer = RecordWriter()
     try:
         stats = run_script(files, options, backend=llm, emitter=emitter,
-                           write=writer.write, checkpoint=checkpoint, stdout=writer.stream)
+                           write=writer.write, checkpoint=checkpoint, stdout=writer.stream, log=log)
     finally:
         emitter.close()
     return finish(emitter, stats)

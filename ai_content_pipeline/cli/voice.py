@@ -25,8 +25,10 @@ from .options import (
     EPILOG_STATUS,
     AicpCommand,
     click_range,
+    complete_name,
     finish,
     input_files,
+    log_option,
     make_emitter,
     run_options,
     version_option,
@@ -41,6 +43,8 @@ Examples:
   aicp-voice --backend chatterbox --voice refs/host.wav --checkpoint-dir /models/chatterbox scripts.jsonl
   aicp-voice --text-field topic --persona max examples/topics.jsonl
   aicp-voice --checkpoint voice.ledger --resume scripts.jsonl > voiced.jsonl
+  aicp-script -p ./rosa.yaml < songs.jsonl | aicp-voice    # the persona travels in script.persona_voice
+  aicp-voice --log takes.db scripts.jsonl                  # adds audio paths to the logged takes
 
 \b
 Files: OUT_DIR/{{id}}_{{persona}}_{{take}}.{{ext}}, written under a temporary name
@@ -59,8 +63,10 @@ words per second).
 @click.option("--voice", metavar="PATH",
               help="piper: a .onnx voice (default: bundled en_US-joe-medium); "
                    "chatterbox: a reference clip to clone (.wav).")
-@click.option("-p", "--persona", metavar="NAME|PATH",
-              help="Persona for records that name none (record persona/dj, then script.persona win).")
+@click.option("-p", "--persona", metavar="NAME|PATH", shell_complete=complete_name("persona"),
+              help="Persona for records that name none (record persona/dj, then script.persona win). "
+                   "A persona FILE is also used for records that name it, over the settings their "
+                   "script.persona_voice carries (needed when its voice is a file).")
 @click.option("--text-field", metavar="A.B.C", help="Dotted path of the text [default: script.text, then text].")
 @click.option("-o", "--out-dir", default="aicp-out/audio", show_default=True, type=click.Path(file_okay=False),
               help="Folder of the audio files.")
@@ -87,12 +93,13 @@ words per second).
 @click.option("--barrier/--no-barrier", default=True, show_default=True,
               help="Read all input before loading the model (frees the GPU for the LLM upstream); "
                    "--no-barrier loads at once and voices records as they arrive.")
+@log_option
 @run_options
 def voice_command(files: tuple[str, ...], backend: str, voice: str | None, persona: str | None,
                   text_field: str | None, out_dir: str, audio_format: str, sample_rate: int | None,
                   bitrate: int | None, loudness: float, no_normalize: bool, seed: int | None, device: str,
                   checkpoint_dir: str | None, exaggeration: float | None, cfg_weight: float | None,
-                  temperature: float | None, barrier: bool, resume: bool, checkpoint: str | None,
+                  temperature: float | None, barrier: bool, log: str | None, resume: bool, checkpoint: str | None,
                   retries: int, strict: bool, stream: bool, quiet: bool, traceback: bool) -> int:
     """Speak the script of each JSON Lines record with a local TTS model.
 
@@ -119,7 +126,7 @@ def voice_command(files: tuple[str, ...], backend: str, voice: str | None, perso
     writer = RecordWriter()
     try:
         stats = run_voice(files, options, backend=tts, emitter=emitter, write=writer.write,
-                          checkpoint=checkpoint, barrier=barrier, stdout=writer.stream)
+                          checkpoint=checkpoint, barrier=barrier, stdout=writer.stream, log=log)
     finally:
         emitter.close()
     return finish(emitter, stats)

@@ -409,12 +409,17 @@ def create_app(settings: ServiceSettings, store: JobStore | None = None,
         return FileResponse(path, media_type=media.get(path.suffix, "application/octet-stream"), filename=name)
 
     # -- catalog ---------------------------------------------------------------------------
-    @app.get(f"{API}/templates", tags=["catalog"], summary="Built-in templates")
+    def _no_path(item: dict[str, Any]) -> dict[str, Any]:
+        """A catalog item without its file ``path``: the server's folders are not a client's business."""
+        return {k: v for k, v in item.items() if k != "path"}
+
+    @app.get(f"{API}/templates", tags=["catalog"], summary="Templates")
     def templates() -> dict[str, Any]:
-        """Name, version, description, target words, required fields, sections of each template."""
+        """Name, version, description, target words, required fields, sections and source
+        (``builtin``, or ``user``: the operator's user folder) of each template."""
         from ..templates import list_templates
 
-        return {"items": list_templates()}
+        return {"items": [_no_path(t) for t in list_templates()]}
 
     @app.get(f"{API}/templates/{{name}}", tags=["catalog"], summary="One template",
              responses={404: {"description": "no such template"}})
@@ -426,12 +431,12 @@ def create_app(settings: ServiceSettings, store: JobStore | None = None,
             raise ApiError(404, "NotFound", f"no template {name!r}", "GET /api/v1/templates lists them")
         return load_template(name).model_dump(exclude={"source"})
 
-    @app.get(f"{API}/personas", tags=["catalog"], summary="Built-in personas")
+    @app.get(f"{API}/personas", tags=["catalog"], summary="Personas")
     def personas() -> dict[str, Any]:
-        """Name, display name, station and style of each persona."""
+        """Name, display name, station, style and source of each persona."""
         from ..templates import list_personas
 
-        return {"items": list_personas()}
+        return {"items": [_no_path(p) for p in list_personas()]}
 
     # -- health and metrics ----------------------------------------------------------------
     @app.get(f"{API}/health", tags=["health"], summary="Liveness (no dependencies, no token)")

@@ -188,21 +188,28 @@ class RecordTracker:
 
 
 def check_run_paths(sources: list[str], checkpoint: str | None, stdout: Any = None,
-                    also_read: dict[str, str | None] | None = None) -> None:
+                    also_read: dict[str, str | None] | None = None,
+                    also_write: dict[str, str | None] | None = None) -> None:
     """Before any work of a command: every input readable, the checkpoint creatable, and no
-    output (stdout, the checkpoint) the same file as an input or as each other.
+    output (stdout, the checkpoint, ``also_write``) the same file as an input or as each other.
 
     :param sources: input files (``-``: standard input).
     :param stdout: the stream records are written to, if it is a file the run should check.
     :param also_read: other files the run reads (``{"--persona": path}``; ``None`` values skipped).
+    :param also_write: other files the run writes (``{"--log": path}``; ``None`` values skipped).
     :raises UsageError: (exit 2) naming the path and the problem.
     """
     check_sources(sources)
     if checkpoint is not None:
         check_output_file(checkpoint, "--checkpoint")
+    for what, path in (also_write or {}).items():
+        if path:
+            check_output_file(path, what)
     reads: dict[str, Any] = {("standard input" if s == "-" else f"input {s}"): s for s in sources}
     reads.update({f"{k} {v}": v for k, v in (also_read or {}).items() if v})
-    refuse_overlap(reads, {f"--checkpoint {checkpoint}": checkpoint or None, "stdout": stdout})
+    writes: dict[str, Any] = {f"--checkpoint {checkpoint}": checkpoint or None, "stdout": stdout}
+    writes.update({f"{k} {v}": v for k, v in (also_write or {}).items() if v})
+    refuse_overlap(reads, writes)
 
 
 def with_retries(fn: Callable[[], R], retries: int, *, delay: float = 1.0,

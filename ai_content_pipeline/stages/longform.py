@@ -51,7 +51,7 @@ from ..files import FolderLock, NameClaims
 from ..jsonl import InputLine
 from ..ledger import Ledger, request_key
 from ..records import STAGE_FIELDS, record_id, word_count
-from ..templates import Persona, Section, Template, load_template
+from ..templates import Persona, Section, Template, load_template, persona_voice
 from ..text import clean_chunk, last_sentences
 from .common import with_retries
 from .entries import ChunkEntry, PackEntry, fits
@@ -252,6 +252,15 @@ class LongformStage(ScriptStage):
         return name
 
     def _take(self, index: int, record: dict[str, Any], take: int) -> dict[str, Any]:
+        """The generation hook: :meth:`_write_take`, then the take log (``--log``) gets the take."""
+        out = self._write_take(index, record, take)
+        if self.takelog is not None and not (out.get("script") or {}).get("skipped"):
+            self.takelog.add_script(record_id(record), take, out.get("script"), error=out.get("error"),
+                                    template=self.template.ref, backend=self.backend.name,
+                                    model=self.backend.model)
+        return out
+
+    def _write_take(self, index: int, record: dict[str, Any], take: int) -> dict[str, Any]:
         """Write the long-form script of one record and take; return the output record.
 
         Shape of ``script``: the usual fields (template, persona, take, backend,
@@ -309,6 +318,7 @@ class _RecordRun:
                                           sections=[s.model_dump() for s in stage.plan], chunks=len(stage.plan),
                                            **self.options.extra_context)
         self.tokens = {"prompt": 0, "completion": 0}
+        self.persona_voice = persona_voice(persona)
 
     # -- files ---------------------------------------------------------------------
     def _prepare(self) -> None:
@@ -389,6 +399,7 @@ class _RecordRun:
             "pack": pack_info,
             "template": self.stage.template.ref,
             "persona": self.ctx["persona"]["name"],
+            "persona_voice": self.persona_voice,
             "take": self.take,
             "backend": self.backend.name,
             "model": self.backend.model,

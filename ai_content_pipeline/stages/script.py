@@ -6,7 +6,7 @@ the request key, serve it from the checkpoint ledger on ``--resume`` or ask the
 LLM backend, trim the model's chatter and add the ``script`` object::
 
     {"text": str, "words": int, "template": "name@version", "persona": str,
-     "take": int, "backend": str, "model": str,
+     "persona_voice": {"seed": int, "piper": {...}, "chatterbox": {...}}, "take": int, "backend": str, "model": str,
      "tokens": {"prompt": int, "completion": int}, "seconds": float, "key": str,
      "checks": {"passed": bool, "failed": [str], "details"?: {...},
                 "candidates"?: [...], "chosen"?: int}}
@@ -64,6 +64,7 @@ from ..templates import (
     load_persona,
     load_template,
     persona_for_record,
+    persona_voice,
 )
 from ..text import trim_chatter
 from .common import Stage, StageStats, check_run_paths, ordered_map, with_retries
@@ -249,6 +250,8 @@ class ScriptStage(Stage):
         # concurrent backends: candidates of all takes share the --jobs request slots
         self._slots = threading.Semaphore(max(1, options.jobs))
         self._stats_lock = self.tracker.lock  # --jobs: worker threads add to the same counts
+        #: where each finished take is logged (``--log``; :mod:`ai_content_pipeline.takelog`)
+        self.takelog: Any = None
 
     @property
     def batched(self) -> bool:
@@ -407,7 +410,18 @@ class ScriptStage(Stage):
                 self.stats.checks_failed += 1
 
     def _finish(self, job: _Take, results: list[Completion] | Exception, seconds: float) -> dict[str, Any]:
-        """Trim, check and choose among the candidates; write the ledger; the output record."""
+        """Trim, check and choose among the candidates; write the ledger and the take log; the
+        output record."""
+        out = self._finish_take(job, results, seconds)
+        if self.takelog is not None:
+            self.takelog.add_script(job.rid, job.take, out.get("script"), messages=job.messages,
+                                    params={**job.params.as_dict(), "best_of": self.options.best_of},
+                                    error=out.get("error"), template=self.template.ref,
+                                    persona=job.persona.name, backend=self.backend.name,
+                                    model=self.backend.model)
+        return out
+
+    def _finish_take(self, job: _Take, results: list[Completion] | Exception, seconds: float) -> dict[str, Any]:
         if isinstance(results, Exception):
             err = results if isinstance(results, RecordError) else RecordError(str(results), stage="script")
             return self._fail(job.index, job.rid, job.record, err, take=job.take)
@@ -442,6 +456,7 @@ class ScriptStage(Stage):
             "words": word_count(text),
             "template": self.template.ref,
             "persona": job.persona.name,
+            "persona_voice": persona_voice(job.persona),
             "take": job.take,
             "backend": self.backend.name,
             "model": self.backend.model,
@@ -557,6 +572,7 @@ def run_script(
     checkpoint: str | None = None,
     stdin: IO[bytes] | None = None,
     stdout: IO[Any] | None = None,
+    log: str | None = None,
 ) -> StageStats:
     """Run the script stage over JSON Lines ``sources`` and ``write`` each output record.
 
@@ -571,9 +587,10 @@ def run_script(
     :param checkpoint: the ledger file (``None``: no ledger; ``resume`` needs one).
     :param stdin: the binary stream ``-`` reads (default ``sys.stdin.buffer``).
     :param stdout: the stream ``write`` ends in, if any: checked not to be an input or the ledger.
+    :param log: a take log (SQLite, :mod:`ai_content_pipeline.takelog`) that gets every take.
     :returns: the run's :class:`StageStats`.
     :raises UsageError: ``resume`` without ``checkpoint``, unreadable input, an output that is
-        also an input, a checkpoint or work folder that cannot be written (before any model call).
+        also an input, a checkpoint, log or work folder that cannot be written (before any model call).
     :raises BackendUnavailable: the backend cannot be loaded.
     """
     from ..files import check_output_dir
@@ -583,11 +600,20 @@ def run_script(
         raise UsageError("--resume needs --checkpoint PATH (the ledger of finished records)")
     sources = list(sources) or ["-"]
     check_run_paths(sources, checkpoint, stdout,
-                    {"--persona": file_ref(options.persona), "--template": file_ref(options.template)})
+                    {"--persona": file_ref(options.persona), "--template": file_ref(options.template)},
+                    {"--log": log})
     if options.words is not None or options.sections is not None or load_template(options.template).sections:
         check_output_dir(options.work_dir, "--work-dir")
     total = count_input(sources, stdin=stdin)
+    takelog = None
     with Step("script", backend, options, emitter=emitter, checkpoint=checkpoint) as step:
-        step.run(read_input(sources, stdin=stdin), write, total)
+        try:
+            if log:
+                from ..takelog import TakeLog
+                step.stage.takelog = takelog = TakeLog(log, "aicp-script")
+            step.run(read_input(sources, stdin=stdin), write, total)
+        finally:
+            if takelog is not None:
+                takelog.close()
     emitter.run_complete("script", step.stats.as_dict())
     return step.stats

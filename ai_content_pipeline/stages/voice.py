@@ -2,7 +2,9 @@
 
 Per input record: take the text (``--text-field``, else ``script.text``, else
 ``text``), pick the persona (the record's ``persona``/``dj``, else
-``script.persona``, else the stage default) and so the backend's voice and seed,
+``script.persona``, else the stage default; for the name in ``script.persona`` the
+settings in ``script.persona_voice`` unless ``-p FILE`` loaded that name) and so the
+backend's voice and seed,
 compute the request key, serve it from the checkpoint ledger on ``--resume``
 (only when the file still exists with the recorded size) or synthesize it:
 split into sentence chunks of at most ``backend.max_chunk_chars`` characters,
@@ -52,7 +54,7 @@ from ..jsonl import InputLine, dumps, loads
 from ..ledger import Ledger, request_key
 from ..limits import AudioFormat, Bitrate, Loudness, Retries, SampleRate, Seed
 from ..records import get_path, record_id, slugify, word_count
-from ..templates import Persona, file_ref, persona_for_record
+from ..templates import Persona, file_ref, persona_for_record, record_voice_file
 from .common import Stage, StageStats, check_run_paths, with_retries
 from .step import Write
 
@@ -106,6 +108,8 @@ def record_text(record: dict[str, Any], text_field: str | None = None) -> str:
 
 #: Record fields that name the voice's persona, first found wins (see :func:`persona_for_record`).
 PERSONA_FIELDS = ("persona", "dj", "script.persona")
+#: The persona's voice settings the script stage wrote, used for the persona ``script.persona`` names.
+CARRIED_PERSONA = ("script.persona", "script.persona_voice")
 
 
 def audio_file_stem(rid: str, persona: str | None, take: int | None) -> str:
@@ -165,6 +169,8 @@ class VoiceStage(Stage):
         self.protected = Protected()
         if ledger is not None:
             self.protected.add(ledger.path)
+        #: where each audio file is logged (``--log``; :mod:`ai_content_pipeline.takelog`)
+        self.takelog: Any = None
 
     def load(self) -> None:
         """Load the backend now (``--no-barrier``) instead of on the first synthesis."""
@@ -232,7 +238,14 @@ class VoiceStage(Stage):
         try:
             text = record_text(record, self.options.text_field)
             persona: Persona | None = persona_for_record(record, self.options.persona, PERSONA_FIELDS,
-                                                         required=False)
+                                                         required=False, carried=CARRIED_PERSONA)
+            needs = record_voice_file(persona, self.backend.name)
+            if needs is not None and not self.backend.explicit_voice:
+                assert persona is not None
+                raise InputError(
+                    f"persona '{persona.name}' speaks with a file ({needs}), and a record cannot "
+                    "choose files", field="script.persona_voice",
+                    hint=f"give the persona file: aicp-voice -p PATH/{persona.name}.yaml (or --voice FILE)")
         except AicpError as exc:
             err = exc if isinstance(exc, RecordError) else InputError(exc.message, hint=exc.hint, stage="voice")
             return self._fail(index, rid, record, err)
@@ -269,6 +282,8 @@ class VoiceStage(Stage):
             self.stats.words += word_count(text)
         self.tracker.complete(index, rid, audio_seconds=audio["seconds"], rtf=audio["rtf"],
                               chunks=audio["chunks"], path=audio["path"])
+        if self.takelog is not None:
+            self.takelog.add_audio(record, audio)
         return {**record, "audio": audio}
 
     def _process(self, index: int, line: InputLine) -> dict[str, Any]:
@@ -343,6 +358,7 @@ def run_voice(
     barrier: bool = True,
     stdin: IO[bytes] | None = None,
     stdout: IO[Any] | None = None,
+    log: str | None = None,
 ) -> StageStats:
     """Run the voice stage over JSON Lines ``sources`` and ``write`` each output record.
 
@@ -356,6 +372,8 @@ def run_voice(
     :param checkpoint: the ledger file (``None``: no ledger; ``resume`` needs one).
     :param stdin: the binary stream ``-`` reads (default ``sys.stdin.buffer``).
     :param stdout: the stream ``write`` ends in, if any: checked not to be an input or the ledger.
+    :param log: a take log (:mod:`ai_content_pipeline.takelog`): each audio file is added to the
+        take its record came from.
     :returns: the run's :class:`StageStats` (``audio_seconds`` filled).
     :raises UsageError: ``resume`` without ``checkpoint``, unreadable input, bad format, an
         output that is also an input, a path that cannot be written, a locked ``out_dir``
@@ -367,16 +385,20 @@ def run_voice(
     if options.resume and not checkpoint:
         raise UsageError("--resume needs --checkpoint PATH (the ledger of finished records)")
     sources = list(sources) or ["-"]
-    check_run_paths(sources, checkpoint, stdout, {"--persona": file_ref(options.persona)})
+    check_run_paths(sources, checkpoint, stdout, {"--persona": file_ref(options.persona)}, {"--log": log})
     check_output_dir(options.out_dir, "--out-dir")
     # Take the folder lock now, before input is read or a model loads (the stage takes it
     # again, re-entrantly, when it runs): a second run on the folder stops at once.
     folder_lock = FolderLock(options.out_dir, "--out-dir").acquire()
+    takelog = None
     try:
         with Step("voice", backend, options, emitter=emitter, checkpoint=checkpoint) as step:
             stage: VoiceStage = step.stage
-            for target in (*sources, stdout, file_ref(options.persona)):
+            for target in (*sources, stdout, file_ref(options.persona), log):
                 stage.protected.add(target)
+            if log:
+                from ..takelog import TakeLog
+                stage.takelog = takelog = TakeLog(log, "aicp-voice")
             lines = read_input(sources, stdin=stdin)
             if barrier:
                 with SpooledLines(lines) as spool:
@@ -392,5 +414,7 @@ def run_voice(
                 step.run(lines, write, total)
     finally:
         folder_lock.release()
+        if takelog is not None:
+            takelog.close()
     emitter.run_complete("voice", step.stats.as_dict())
     return step.stats

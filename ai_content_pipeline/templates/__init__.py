@@ -6,10 +6,17 @@ record fields it needs. A *persona* (``personas/*.yaml``) is a DJ or host:
 name, station, on-air style, catchphrases, a seed and per-backend voice
 settings that the voice stage uses.
 
-Both are looked up by built-in name or by file path (anything ending in
-``.yaml``/``.yml`` or containing a path separator). Only the command line (or a
-chain file) may give a path: a *record* may only name a persona
+Both are looked up by name or by file path (anything ending in ``.yaml``/``.yml``
+or containing a path separator). A name is found first in the user folder
+(:func:`user_dir`: ``$AICP_HOME``, else ``$XDG_CONFIG_HOME/aicp``, else
+``~/.config/aicp``; ``templates/NAME.yaml``, ``personas/NAME.yaml``), then among
+the built-ins: a user file overrides the built-in of its name. Only the command
+line (or a chain file) may give a path: a *record* may only name a persona
 (:func:`persona_for_record`), since record fields are data, never file names.
+
+A script record carries its persona's voice settings (``script.persona_voice``,
+:func:`persona_voice`), so the voice stage speaks with the same persona on any
+machine, without reading any file the record names.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from ..checks import Checks
 from ..errors import ConfigError, InputError, UsageError
@@ -222,9 +229,11 @@ class PiperVoiceSettings(_Strict):
 
     voice: str | None = None
     speaker_id: int | None = Field(None, ge=0, le=2**31 - 1)
-    length_scale: float | None = Field(None, gt=0)
-    noise_scale: float | None = Field(None, ge=0)
-    noise_w_scale: float | None = Field(None, ge=0)
+    # bounded: a record may carry these (``script.persona_voice``), and a length_scale of 1e6
+    # would make one sentence hours of audio
+    length_scale: float | None = Field(None, gt=0, le=4)
+    noise_scale: float | None = Field(None, ge=0, le=2)
+    noise_w_scale: float | None = Field(None, ge=0, le=2)
 
 
 class ChatterboxVoiceSettings(_Strict):
@@ -243,8 +252,20 @@ class VoiceSettings(_Strict):
     chatterbox: ChatterboxVoiceSettings = ChatterboxVoiceSettings()
 
 
+class PersonaVoice(VoiceSettings):
+    """What a script record carries about its persona for the voice stage
+    (``script.persona_voice``): the seed and the per-backend voice settings."""
+
+    seed: Seed = 0
+
+
 class Persona(_Strict):
     """A DJ / host persona (see the module docstring)."""
+
+    #: Voice settings that name files, as ``voice.BACKEND.KEY`` paths, that this persona
+    #: had when it was rebuilt from a record's ``script.persona_voice`` (they were left out:
+    #: a record never makes aicp open a file). Empty for personas read from files.
+    _record_files: list[str] = PrivateAttr(default_factory=list)
 
     name: str
     display_name: str
@@ -291,11 +312,52 @@ def _validate(model: type[BaseModel], data: dict[str, Any], where: str) -> Any:
         raise ConfigError(f"{where}: {path}: {first['msg']}") from exc
 
 
-def _names(folder: Path) -> list[str]:
-    return sorted(p.stem for p in folder.glob("*.yaml"))
+#: Folder names under :func:`user_dir` and the built-in folder, per kind.
+_FOLDERS = {"template": ("templates", TEMPLATE_DIR), "persona": ("personas", PERSONA_DIR)}
 
 
-def _resolve(ref: str, folder: Path, kind: str) -> Path:
+def user_dir() -> Path:
+    """The user folder of own templates and personas: ``$AICP_HOME`` when set, else
+    ``$XDG_CONFIG_HOME/aicp`` (an absolute ``XDG_CONFIG_HOME`` only, as the XDG spec says),
+    else ``~/.config/aicp``. It holds ``templates/NAME.yaml`` and ``personas/NAME.yaml``."""
+    home = os.environ.get("AICP_HOME")
+    if home:
+        return Path(home).expanduser()
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".config"
+    return base / "aicp"
+
+
+def user_folder(kind: str) -> Path:
+    """``user_dir()/templates`` or ``user_dir()/personas`` (``kind``: template, persona)."""
+    return user_dir() / _FOLDERS[kind][0]
+
+
+def is_name(ref: str) -> bool:
+    """Whether ``ref`` is a safe template/persona name: 1-64 of letters, digits, ``.``, ``_``,
+    ``-``, starting with a letter or digit, no ``..``, not ending in ``.yaml``/``.yml``."""
+    return bool(_NAME.fullmatch(ref)) and ".." not in ref and not _is_path(ref)
+
+
+def _user_names(kind: str) -> list[str]:
+    try:
+        found = [p.stem for p in user_folder(kind).glob("*.yaml") if p.is_file()]
+    except OSError:
+        return []
+    return sorted(n for n in found if is_name(n))
+
+
+def _builtin_names(kind: str) -> list[str]:
+    return sorted(p.stem for p in _FOLDERS[kind][1].glob("*.yaml"))
+
+
+def _names(kind: str) -> list[str]:
+    """Every name of ``kind`` (user folder and built-in), sorted."""
+    return sorted(set(_user_names(kind)) | set(_builtin_names(kind)))
+
+
+def _resolve(ref: str, kind: str) -> tuple[Path, str]:
+    """The file of ``ref`` and where it comes from: ``file`` (a path), ``user`` or ``builtin``."""
     if _is_path(ref):
         path = Path(ref)
         problem = path_problem(path)
@@ -303,46 +365,77 @@ def _resolve(ref: str, folder: Path, kind: str) -> Path:
             from ..faults import missing_hint
 
             raise UsageError(f"{kind} file {ref} {problem}",
-                             hint=missing_hint(ref, f"or name a built-in {kind} (aicp {kind}s list)")
+                             hint=missing_hint(ref, f"or name a {kind} (aicp {kind}s list)")
                              if problem == "does not exist" else None)
-        return path
-    path = folder / f"{ref}.yaml"
-    if not path.is_file():
-        raise UsageError(
-            f"unknown {kind} '{ref}'", hint=f"choose one of: {', '.join(_names(folder))}, or give a .yaml path"
-        )
-    return path
+        return path, "file"
+    if is_name(ref):
+        user = user_folder(kind) / f"{ref}.yaml"
+        if user.is_file():
+            return user, "user"
+        builtin = _FOLDERS[kind][1] / f"{ref}.yaml"
+        if builtin.is_file():
+            return builtin, "builtin"
+    raise UsageError(f"unknown {kind} '{ref}'",
+                     hint=f"choose one of: {', '.join(_names(kind))}, or give a .yaml path")
 
 
-@lru_cache(maxsize=64)
-def load_template(ref: str) -> Template:
-    """Load a built-in template by name, or a template file by path.
+def _stat_key(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return (0, 0)
+    return (st.st_mtime_ns, st.st_size)
 
-    :raises UsageError: unknown name or missing file (exit 2).
-    :raises ConfigError: invalid YAML or fields (names the key path).
-    """
-    path = _resolve(ref, TEMPLATE_DIR, "template")
-    data = _load_yaml(path, "template")
+
+def _load(model: type[BaseModel], kind: str, path: Path, origin: str) -> Any:
+    data = _load_yaml(path, kind)
     data.setdefault("name", path.stem)
-    template: Template = _validate(Template, data, f"template {path}")
-    template.source = str(path)
+    if origin == "user" and data["name"] != path.stem:
+        raise ConfigError(f"{kind} file {path}: name: '{data['name']}' is not the file's name "
+                          f"'{path.stem}'", hint=f"a {kind} in the user folder is named by its file: "
+                                                 f"set name: {path.stem}, or rename the file")
+    item = _validate(model, data, f"{kind} {path}")
+    item.source = str(path)
+    return item
+
+
+@lru_cache(maxsize=128)
+def _load_template_file(path: str, origin: str, stamp: tuple[int, int]) -> Template:
+    template: Template = _load(Template, "template", Path(path), origin)
     template._compiled  # noqa: B018 - compile now so syntax errors are usage errors
     return template
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=128)
+def _load_persona_file(path: str, origin: str, stamp: tuple[int, int]) -> Persona:
+    persona: Persona = _load(Persona, "persona", Path(path), origin)
+    return persona
+
+
+def load_template(ref: str) -> Template:
+    """Load a template by name (user folder, then built-in) or a template file by path.
+
+    Files are cached by path, modification time and size.
+    :raises UsageError: unknown name or missing file (exit 2).
+    :raises ConfigError: invalid YAML or fields (names the key path).
+    """
+    path, origin = _resolve(ref, "template")
+    return _load_template_file(str(path), origin, _stat_key(path))
+
+
 def load_persona(ref: str) -> Persona:
-    """Load a built-in persona by name, or a persona file by path.
+    """Load a persona by name (user folder, then built-in) or a persona file by path.
 
     :raises UsageError: unknown name or missing file (exit 2).
     :raises ConfigError: invalid YAML or fields.
     """
-    path = _resolve(ref, PERSONA_DIR, "persona")
-    data = _load_yaml(path, "persona")
-    data.setdefault("name", path.stem)
-    persona: Persona = _validate(Persona, data, f"persona {path}")
-    persona.source = str(path)
-    return persona
+    path, origin = _resolve(ref, "persona")
+    return _load_persona_file(str(path), origin, _stat_key(path))
+
+
+def origin_of(ref: str, kind: str) -> str:
+    """Where ``ref`` is found: ``user``, ``builtin`` or ``file``. :raises UsageError: unknown."""
+    return _resolve(ref, kind)[1]
 
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -353,18 +446,78 @@ def file_ref(ref: str | None) -> str | None:
     return ref if ref and _is_path(ref) else None
 
 
+#: Voice settings that name a file, per backend: ``voice.piper.voice`` (an ``.onnx`` voice) and
+#: ``voice.chatterbox.audio_prompt`` (a reference clip).
+FILE_SETTINGS: dict[str, str] = {"piper": "voice", "chatterbox": "audio_prompt"}
+
+
+def persona_voice(persona: Persona) -> dict[str, Any]:
+    """What a script record carries about ``persona`` (``script.persona_voice``):
+    ``{"seed": int, "piper": {...}, "chatterbox": {...}}``, unset settings left out.
+
+    File-valued settings (:data:`FILE_SETTINGS`) are written as they are in the persona file,
+    so the voice stage can say which file it would need; it never opens them.
+    """
+    return {"seed": persona.seed, **persona.voice.model_dump(exclude_none=True)}
+
+
+def persona_from_voice(name: str, data: Any, field: str) -> Persona:
+    """A persona rebuilt from a record's ``script.persona_voice`` (see :func:`persona_voice`):
+    ``name``, the seed and voice settings; file-valued settings are left out and listed in
+    ``_record_files`` (``voice.chatterbox.audio_prompt``...), for :func:`record_voice_file`.
+
+    :raises InputError: ``data`` is not a valid persona voice object (names the key path).
+    """
+    if not isinstance(data, dict):
+        raise InputError(f"field '{field}' must be an object of voice settings", field=field)
+    try:
+        carried = PersonaVoice.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in (field, *first["loc"]))
+        raise InputError(f"field '{where}': {first['msg']}", field=field) from exc
+    files = []
+    for backend, key in FILE_SETTINGS.items():
+        settings = getattr(carried, backend)
+        if getattr(settings, key) is not None:
+            files.append(f"voice.{backend}.{key}")
+            setattr(settings, key, None)
+    persona = Persona(name=name, display_name=name, style="", seed=carried.seed,
+                      voice=VoiceSettings(piper=carried.piper, chatterbox=carried.chatterbox))
+    persona._record_files = files
+    return persona
+
+
+def record_voice_file(persona: Persona | None, backend: str) -> str | None:
+    """The file-valued voice setting (``voice.BACKEND.KEY``) that ``backend`` would need from a
+    persona rebuilt from a record, or ``None``. The voice stage refuses such a record (a
+    record never makes aicp open a file) unless the backend has an explicit ``--voice``."""
+    if persona is None:
+        return None
+    prefix = f"voice.{backend}."
+    return next((f for f in persona._record_files if f.startswith(prefix)), None)
+
+
 def persona_for_record(record: dict[str, Any], default: str | None,
-                       fields: tuple[str, ...] = ("persona", "dj"), *, required: bool = True) -> Persona | None:
+                       fields: tuple[str, ...] = ("persona", "dj"), *, required: bool = True,
+                       carried: tuple[str, str] | None = None) -> Persona | None:
     """The persona a record asks for: the first of ``fields`` (dotted paths) that is set,
     else ``default`` (a name or a path from the command line), else ``julie`` when
     ``required`` (``None`` otherwise).
 
-    A record may only *name* a persona: a built-in one, or the persona that ``default``
-    loaded from a file (``-p ./rosa.yaml`` lets records say ``"rosa"``). A path, or any
-    value that is not a plain name, is refused without touching the file system.
+    A record may only *name* a persona: one of the user folder or a built-in one, or the
+    persona that ``default`` loaded from a file (``-p ./rosa.yaml`` lets records say
+    ``"rosa"``). A path, or any value that is not a plain name, is refused without touching
+    the file system.
 
-    :raises InputError: the field is not a string, is not a plain name, or names no persona
-        (stage ``None``: the caller sets it).
+    ``carried`` (``("script.persona", "script.persona_voice")`` in the voice stage): when the
+    record's name equals the value at the first path and the second holds voice settings,
+    the persona is rebuilt from them (:func:`persona_from_voice`): what the script stage used
+    travels with the record. Precedence for a name: the ``default`` file's persona of that
+    name, then the carried settings, then the user folder, then the built-ins.
+
+    :raises InputError: the field is not a string, is not a plain name, names no persona, or
+        the carried settings are invalid (stage ``None``: the caller sets it).
     """
     chosen = load_persona(default) if default else None
     for field in fields:
@@ -378,45 +531,163 @@ def persona_for_record(record: dict[str, Any], default: str | None,
         name = value.strip()
         if chosen is not None and name == chosen.name:
             return chosen
-        if not _NAME.fullmatch(name) or ".." in name or _is_path(name):
+        if not is_name(name):
             raise InputError(
                 f"field '{field}' is not a persona name: a record may name a persona, not a file",
                 hint="give a persona file on the command line (--persona FILE); records then use its name",
                 field=field)
+        if carried is not None:
+            voice = get_path(record, carried[1])
+            if voice is not None and get_path(record, carried[0]) == name:
+                return persona_from_voice(name, voice, carried[1])
         try:
             return load_persona(name)
         except UsageError as exc:  # records name personas only: no "or give a .yaml path" here
             raise InputError(exc.message, field=field,
-                             hint=f"choose one of: {', '.join(_names(PERSONA_DIR))}"
-                                  + (f", {chosen.name}" if chosen is not None else "")) from exc
+                             hint=f"choose one of: {', '.join(_names('persona'))}"
+                                  + (f", {chosen.name}" if chosen is not None else "")
+                                  + " (your own: aicp personas new NAME)") from exc
     if chosen is not None:
         return chosen
     return load_persona(DEFAULT_PERSONA) if required else None
 
 
+def _origin(kind: str, name: str) -> dict[str, Any]:
+    path, origin = _resolve(name, kind)
+    out: dict[str, Any] = {"source": origin, "path": str(path)}
+    if origin == "user" and name in _builtin_names(kind):
+        out["overrides"] = "builtin"
+    return out
+
+
 def list_templates() -> list[dict[str, Any]]:
-    """Summaries of the built-in templates: name, version, description, target_words, required,
-    sections (count), checks (the names of the checks it runs)."""
+    """Summaries of the templates found by name (user folder and built-in), sorted by name:
+    name, version, description, target_words, required, sections (count), checks (the names
+    of the checks it runs), source (``user`` or ``builtin``), path, and ``overrides:
+    "builtin"`` for a user template that hides the built-in of its name."""
     out = []
-    for name in _names(TEMPLATE_DIR):
+    for name in _names("template"):
         t = load_template(name)
         out.append({"name": t.name, "version": t.version, "description": t.description,
                     "target_words": t.target_words, "required": t.required,
-                    "sections": len(t.sections), "checks": t.checks.names()})
+                    "sections": len(t.sections), "checks": t.checks.names(), **_origin("template", name)})
     return out
 
 
 def list_personas() -> list[dict[str, Any]]:
-    """Summaries of the built-in personas: name, display_name, station, style."""
+    """Summaries of the personas found by name (user folder and built-in), sorted by name:
+    name, display_name, station, style, source, path (and ``overrides``, as templates)."""
     out = []
-    for name in _names(PERSONA_DIR):
+    for name in _names("persona"):
         p = load_persona(name)
         out.append({"name": p.name, "display_name": p.display_name, "station": p.station,
-                    "style": p.style})
+                    "style": p.style, **_origin("persona", name)})
     return out
 
 
+def names(kind: str) -> list[str]:
+    """Names of ``kind`` (``template`` or ``persona``) found by name: user folder and built-in."""
+    return _names(kind)
+
+
+def as_data(item: Template | Persona) -> dict[str, Any]:
+    """A template or persona as the mapping its YAML file holds (``source`` left out): what
+    ``aicp templates show`` prints; loading it back gives an equal object."""
+    return item.model_dump(mode="json", exclude={"source"})
+
+
+STARTERS: dict[str, str] = {
+    "template": """\
+# A prompt template for aicp-script: aicp-script -t {name} < records.jsonl
+# Fields of the record are Jinja2 variables ({{{{ title }}}}); so are persona.display_name,
+# persona.station, persona.style, catchphrase and target_words.
+# See `aicp templates show song-intro` for a complete one.
+name: {name}
+version: 1
+description: What this template writes.
+required: [title]              # record fields it needs (a record without them fails)
+optional: [notes]              # record fields it may use (None when missing)
+target_words: 60
+params: {{temperature: 0.7, max_tokens: 120, top_p: 0.9, repeat_penalty: 1.1}}
+checks:                        # every take is checked; see the README, "Checks"
+  mentions: [title]
+  no_echo: true
+  length: {{min: 0.5, max: 1.5}}
+  complete: true
+system: >-
+  You are {{{{ persona.display_name }}}}, the DJ of {{{{ persona.station }}}}, live on air.
+  {{{{ persona.style }}}}
+  Reply with only the words you say to your listeners.
+user: >-
+  Talk about "{{{{ title }}}}"
+  {{%- if notes %}}. Mention this: {{{{ notes }}}}{{% endif %}}.
+  {{%- if catchphrase %}} Then say "{{{{ catchphrase }}}}".{{% endif %}}
+  Stay under {{{{ target_words }}}} words.
+""",
+    "persona": """\
+# A DJ / host persona: aicp-script -p {name} ... | aicp-voice
+# Scripts carry its seed and voice settings (script.persona_voice) to aicp-voice.
+name: {name}
+display_name: {display}
+station: aicp radio
+style: >-
+  You are friendly and curious, and you keep it short.
+catchphrases: ["Stay tuned."]
+seed: 1234                     # fixes the voice's randomness: each take sounds the same
+voice:
+  piper: {{length_scale: 1.0, noise_scale: 0.667, noise_w_scale: 0.8}}
+  # a reference clip for chatterbox is a file: records never carry files, so voice such
+  # a persona with `aicp-voice -p {path}`
+  chatterbox: {{audio_prompt: null, exaggeration: 0.5, cfg_weight: 0.5, temperature: 0.8}}
+""",
+}
+
+
+def new_file(kind: str, name: str) -> Path:
+    """Write a commented starter ``kind`` file (``template`` or ``persona``) named ``name``
+    into the user folder, atomically (a temporary file, then a hard link that fails when the
+    name exists), and return its path. The starter loads as a valid ``kind``.
+
+    :raises UsageError: ``name`` is not a safe name, or the file exists (never overwritten).
+    """
+    if not is_name(name):
+        raise UsageError(f"'{name}' is not a {kind} name",
+                         hint="use letters, digits, '-', '_' and '.', starting with a letter or digit "
+                              "(at most 64), no path and no .yaml suffix")
+    folder = user_folder(kind)
+    target = folder / f"{name}.yaml"
+    if target.exists() or target.is_symlink():
+        raise UsageError(f"{target} exists; it was not overwritten",
+                         hint="edit it, remove it first, or choose another name")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the user folder {folder}: {exc.strerror}",
+                         hint="set AICP_HOME to a folder you can write") from exc
+    text = STARTERS[kind].format(name=name, display=name.replace("-", " ").replace("_", " ").title(),
+                                 path=target)
+    import tempfile
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.link(tmp, target)  # atomic, and fails if the name appeared meanwhile
+    except FileExistsError as exc:
+        raise UsageError(f"{target} exists; it was not overwritten",
+                         hint="edit it, remove it first, or choose another name") from exc
+    except OSError as exc:
+        raise UsageError(f"cannot write {target}: {exc.strerror}") from exc
+    finally:
+        os.unlink(tmp)
+    return target
+
+
 __all__ = [
-    "DEFAULT_PERSONA", "Persona", "Section", "Template", "TemplateSandboxError", "VoiceSettings",
-    "file_ref", "list_personas", "list_templates", "load_persona", "load_template", "persona_for_record",
+    "DEFAULT_PERSONA", "FILE_SETTINGS", "Persona", "PersonaVoice", "Section", "Template",
+    "TemplateSandboxError", "VoiceSettings", "as_data", "file_ref", "is_name", "list_personas",
+    "list_templates", "load_persona", "load_template", "names", "new_file", "origin_of",
+    "persona_for_record", "persona_from_voice", "persona_voice", "record_voice_file", "user_dir",
+    "user_folder",
 ]

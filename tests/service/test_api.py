@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 from typing import Any
 
@@ -326,3 +327,13 @@ def test_app_builds_its_own_store_from_settings(tmp_path: Path) -> None:
     with TestClient(app) as client:
         assert client.post("/api/v1/generate", json={"records": SONGS}).status_code == 202
     assert (tmp_path / "d/aicp.db").is_file()
+
+
+def test_the_catalog_lists_the_operators_own_items_without_paths(svc: Service) -> None:
+    home = Path(os.environ["AICP_HOME"]) / "personas"
+    home.mkdir(parents=True)
+    (home / "rosa.yaml").write_text("display_name: Rosa\nstyle: soft.\n")
+    personas = {p["name"]: p for p in svc.client.get("/api/v1/personas").json()["items"]}
+    assert personas["rosa"]["source"] == "user" and personas["julie"]["source"] == "builtin"
+    items = svc.client.get("/api/v1/templates").json()["items"] + list(personas.values())
+    assert all("path" not in item for item in items)

@@ -1,0 +1,338 @@
+"""The take log: every take a run makes, in SQLite, like ``llm logs`` (off by default).
+
+``aicp-script --log PATH.db`` (or ``AICP_LOG_DB``) records each take: time,
+template@version, persona, backend, model, parameters, messages, text, tokens,
+seconds, checks, request key, error; ``aicp-voice --log PATH.db`` adds the audio
+file's path, seconds and backend to the take its record came from (matched by
+``script.key``), or adds a voice-only row. ``aicp logs`` reads them back.
+
+Tables (plain SQLite, JSON in TEXT columns, so ``sqlite-utils`` and ``datasette``
+read them as they are)::
+
+    runs(id TEXT PRIMARY KEY, datetime_utc, command, version, pid)
+    takes(id INTEGER PRIMARY KEY, run_id → runs.id, datetime_utc, stage, record_id, take,
+          template, persona, backend, model, params JSON, messages JSON, text, words,
+          prompt_tokens, completion_tokens, seconds, checks JSON, passed, key, error JSON,
+          audio_path, audio_seconds, audio_backend)
+
+Writes are cheap for the run: :meth:`TakeLog.add_script` and
+:meth:`TakeLog.add_audio` only put a tuple on a queue (safe from any number of
+``--jobs`` threads); one writer thread opens and owns the connection (WAL journal,
+``synchronous=NORMAL``), wakes once a second (or at 512 queued takes), and stores
+what has queued up in one transaction. :meth:`TakeLog.close` writes what is left
+and waits for it. ``bench/takelog_overhead.py`` measures the cost.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sqlite3
+import threading
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import AicpError, UsageError
+from .jsonl import dumps
+
+SCHEMA_VERSION = 1
+#: Environment variable naming the log when ``--log`` is not given.
+ENV = "AICP_LOG_DB"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    datetime_utc TEXT NOT NULL,
+    command TEXT,
+    version TEXT,
+    pid INTEGER
+);
+CREATE TABLE IF NOT EXISTS takes (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT REFERENCES runs(id),
+    datetime_utc TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    record_id TEXT,
+    take INTEGER,
+    template TEXT,
+    persona TEXT,
+    backend TEXT,
+    model TEXT,
+    params TEXT,
+    messages TEXT,
+    text TEXT,
+    words INTEGER,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    seconds REAL,
+    checks TEXT,
+    passed INTEGER,
+    key TEXT,
+    error TEXT,
+    audio_path TEXT,
+    audio_seconds REAL,
+    audio_backend TEXT
+);
+CREATE INDEX IF NOT EXISTS takes_key ON takes(key);
+CREATE INDEX IF NOT EXISTS takes_run ON takes(run_id);
+"""
+
+_SCRIPT_COLUMNS = ("run_id", "datetime_utc", "stage", "record_id", "take", "template", "persona", "backend",
+                   "model", "params", "messages", "text", "words", "prompt_tokens", "completion_tokens",
+                   "seconds", "checks", "passed", "key", "error")
+_INSERT = f"INSERT INTO takes ({', '.join(_SCRIPT_COLUMNS)}) VALUES ({', '.join('?' * len(_SCRIPT_COLUMNS))})"
+_UPDATE_AUDIO = ("UPDATE takes SET audio_path = ?, audio_seconds = ?, audio_backend = ? "
+                 "WHERE id = (SELECT max(id) FROM takes WHERE key = ? AND stage = 'script')")
+_INSERT_AUDIO = ("INSERT INTO takes (run_id, datetime_utc, stage, record_id, take, persona, text, key, "
+                 "audio_path, audio_seconds, audio_backend) VALUES (?, ?, 'voice', ?, ?, ?, ?, ?, ?, ?, ?)")
+_STOP = object()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else dumps(value).decode()
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    return conn
+
+
+#: The writer thread stores what has queued up at least this often (seconds) ...
+FLUSH_SECONDS = 1.0
+#: ... or as soon as this many takes wait.
+FLUSH_ROWS = 512
+_HEADER = b"SQLite format 3\x00"
+
+
+class TakeLog:
+    """An open take log (see the module docstring).
+
+    The database is opened, and its tables made, by the writer thread while the run
+    starts; takes are stored every :data:`FLUSH_SECONDS` or :data:`FLUSH_ROWS` takes, in one
+    transaction (a run killed with SIGKILL loses at most that much of its log).
+
+    :param path: the SQLite file (created with its tables when missing).
+    :param command: the command that runs (``aicp-script``), stored in ``runs``.
+    :raises UsageError: the file exists and is not an SQLite database (exit 2).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], command: str = "aicp") -> None:
+        self.path = str(path)
+        self.command = command
+        self.run_id = uuid.uuid4().hex
+        self.started = _now()
+        try:
+            with open(self.path, "rb") as fh:
+                header = fh.read(len(_HEADER))
+        except FileNotFoundError:
+            header = b""
+        except OSError as exc:
+            raise UsageError(f"--log {self.path}: cannot read it: {exc.strerror}") from exc
+        if header and header != _HEADER:
+            raise UsageError(f"--log {self.path} is not a take log (not an SQLite database); it was left as it is",
+                             hint="give a new file name ending in .db, or an earlier aicp take log")
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._pending = 0
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._write, name="aicp-takelog", daemon=True)
+        self._thread.start()
+
+    # -- producers (any thread) ------------------------------------------------------------
+    def _put(self, item: Any) -> None:
+        self._queue.put(item)
+        self._pending += 1  # a racy count is fine: it only decides when to wake the writer early
+        if self._pending >= FLUSH_ROWS:
+            self._pending = 0
+            self._wake.set()
+
+    def add_script(self, record_id: str | None, take: int | None, script: dict[str, Any] | None, *,
+                   messages: list[dict[str, str]] | None = None, params: dict[str, Any] | None = None,
+                   error: dict[str, Any] | None = None, template: str | None = None,
+                   persona: str | None = None, backend: str | None = None, model: str | None = None) -> None:
+        """Queue one script take: its ``script`` object (or ``error``), the messages and the
+        parameters it was asked with. Returns at once; the writer thread stores it."""
+        self._put((0, _now(), record_id, take, script, messages, params, error,
+                   (template, persona, backend, model)))
+
+    def add_audio(self, record: dict[str, Any], audio: dict[str, Any]) -> None:
+        """Queue the audio file of a voiced record: it fills ``audio_*`` of the latest take with
+        the record's ``script.key``, or becomes a ``stage = 'voice'`` row of its own."""
+        found = record.get("script")
+        script: dict[str, Any] = found if isinstance(found, dict) else {}
+        key = script.get("key") if isinstance(script.get("key"), str) else None
+        take = script.get("take") if isinstance(script.get("take"), int) else None
+        persona = script.get("persona") if isinstance(script.get("persona"), str) else None
+        rid = record.get("id")
+        self._put((1, _now(), key, None if rid is None else str(rid), take, persona, script.get("text"),
+                   audio.get("path"), audio.get("seconds"), audio.get("backend")))
+
+    # -- the writer thread ----------------------------------------------------------------
+    def _open(self) -> sqlite3.Connection:
+        from . import __version__
+
+        conn = _connect(self.path)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.executescript(_SCHEMA)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("INSERT INTO runs (id, datetime_utc, command, version, pid) VALUES (?, ?, ?, ?, ?)",
+                     (self.run_id, self.started, self.command, __version__, os.getpid()))
+        return conn
+
+    def _write(self) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = self._open()
+        except (sqlite3.Error, OSError) as exc:
+            self._error = exc
+        stop = False
+        while not stop:
+            self._wake.wait(FLUSH_SECONDS)
+            self._wake.clear()
+            batch = []
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = any(item is _STOP for item in batch)
+            batch = [item for item in batch if item is not _STOP]
+            if not batch or conn is None or self._error is not None:
+                continue
+            try:
+                self._store(conn, batch)
+            except (sqlite3.Error, OSError) as exc:
+                self._error = exc
+        if conn is not None:
+            conn.close()
+
+    def _script_row(self, item: tuple[Any, ...]) -> tuple[Any, ...]:
+        _, when, rid, take, script, messages, params, error, (template, persona, backend, model) = item
+        s = script or {}
+        checks = s.get("checks") or (error or {}).get("checks")
+        tokens = s.get("tokens") or {}
+        return (self.run_id, when, "script", rid, take, s.get("template", template), s.get("persona", persona),
+                s.get("backend", backend), s.get("model", model), _json(params), _json(messages), s.get("text"),
+                s.get("words"), tokens.get("prompt"), tokens.get("completion"), s.get("seconds"), _json(checks),
+                None if not isinstance(checks, dict) else int(bool(checks.get("passed"))), s.get("key"),
+                _json(error))
+
+    def _store(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            rows: list[tuple[Any, ...]] = []
+            for item in batch:
+                if item[0] == 0:
+                    rows.append(self._script_row(item))
+                    continue
+                if rows:  # in order: an audio row may point at a take of this batch
+                    conn.executemany(_INSERT, rows)
+                    rows = []
+                _, when, key, rid, take, persona, text, path, seconds, backend = item
+                updated = 0
+                if key is not None:
+                    updated = conn.execute(_UPDATE_AUDIO, (path, seconds, backend, key)).rowcount
+                if not updated:
+                    conn.execute(_INSERT_AUDIO, (self.run_id, when, rid, take, persona, text, key,
+                                                 path, seconds, backend))
+            if rows:
+                conn.executemany(_INSERT, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def close(self, timeout: float = 60.0) -> None:
+        """Store what is queued, then close. :raises UsageError: the file could not be used as
+        a take log (exit 2). :raises AicpError: a write failed (exit 1; the run's records are
+        written, only the log is short)."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._wake.set()
+            self._thread.join(timeout)
+        if self._error is not None:
+            raise AicpError(f"--log {self.path}: the take log could not be written: {self._error}",
+                            hint="the records on stdout are complete; only the log misses takes")
+
+
+def read_takes(path: str | os.PathLike[str], limit: int | None = 10) -> list[dict[str, Any]]:
+    """The last ``limit`` takes of the log at ``path`` (``None`` or 0: all), oldest first;
+    JSON columns decoded.
+
+    :raises UsageError: no such file, or not a take log (exit 2).
+    """
+    from .jsonl import loads
+
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"no take log at {file}",
+                         hint="runs write one with --log PATH.db (or AICP_LOG_DB=PATH.db)")
+    try:
+        conn = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        conn.row_factory = sqlite3.Row
+        try:
+            sql = "SELECT * FROM takes ORDER BY id DESC"
+            rows = conn.execute(sql + " LIMIT ?", (limit,)).fetchall() if limit else conn.execute(sql).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise UsageError(f"{file} is not a take log: {exc}") from exc
+    out = []
+    for row in reversed(rows):
+        item = dict(row)
+        for column in ("params", "messages", "checks", "error"):
+            if item.get(column) is not None:
+                try:
+                    item[column] = loads(item[column])
+                except ValueError:
+                    pass
+        if item.get("passed") is not None:
+            item["passed"] = bool(item["passed"])
+        out.append(item)
+    return out
+
+
+def format_take(take: dict[str, Any]) -> str:
+    """One take as readable text: a heading line, the parameters, the text, the audio file."""
+    head = [take.get("datetime_utc") or "", take.get("template") or take.get("stage") or "",
+            take.get("persona") or ""]
+    engine = "/".join(x for x in (take.get("backend"), take.get("model")) if x)
+    if engine:
+        head.append(engine)
+    facts = []
+    if take.get("prompt_tokens") is not None or take.get("completion_tokens") is not None:
+        facts.append(f"{take.get('prompt_tokens') or 0}+{take.get('completion_tokens') or 0} tokens")
+    if take.get("seconds") is not None:
+        facts.append(f"{take['seconds']:.2f} s")
+    checks = take.get("checks")
+    if isinstance(checks, dict):
+        failed = checks.get("failed") or []
+        facts.append("checks passed" if checks.get("passed") else f"checks failed: {', '.join(failed)}")
+    lines = [f"## {'  '.join(h for h in head if h)}"
+             + (f"  ({', '.join(facts)})" if facts else ""),
+             f"record {take.get('record_id')} take {take.get('take')}  key {take.get('key')}"]
+    if take.get("params"):
+        lines.append("params: " + dumps(take["params"]).decode())
+    if take.get("error"):
+        lines.append("error: " + str((take["error"] or {}).get("message", take["error"])))
+    if take.get("text"):
+        lines += ["", str(take["text"])]
+    if take.get("audio_path"):
+        lines += ["", f"audio: {take['audio_path']} ({take.get('audio_seconds')} s, {take.get('audio_backend')})"]
+    return "\n".join(lines) + "\n"
+
+
+def open_log(path: str | None, command: str) -> TakeLog | None:
+    """A :class:`TakeLog` at ``path``, or ``None`` when ``path`` is empty (logging off)."""
+    return TakeLog(path, command) if path else None
+
+
+__all__ = ["ENV", "SCHEMA_VERSION", "TakeLog", "format_take", "open_log", "read_takes"]
