@@ -27,6 +27,7 @@ PAGES: dict[str, tuple[str, str]] = {
     "aicp-script": ("ai_content_pipeline.cli.script:script_command", "aicp-script"),
     "aicp-voice": ("ai_content_pipeline.cli.voice:voice_command", "aicp-voice"),
     "aicp-run-chain": ("ai_content_pipeline.cli.chain:run_chain_command", "aicp run-chain"),
+    "aicp-merge": ("ai_content_pipeline.cli.merge:merge_command", "aicp merge"),
     "aicp-serve": ("ai_content_pipeline.cli.serve:serve_command", "aicp serve"),
     "aicp-worker": ("ai_content_pipeline.cli.serve:worker_command", "aicp worker"),
 }
@@ -40,6 +41,7 @@ PAGE_EVENTS: dict[str, tuple[str, ...]] = {
     "aicp-script": STAGE_EVENTS,
     "aicp-voice": STAGE_EVENTS,
     "aicp-run-chain": CHAIN_EVENTS + STAGE_EVENTS,
+    "aicp-merge": (),
     "aicp-serve": CHAIN_EVENTS + STAGE_EVENTS,  # a job's SSE stream carries these
     "aicp-worker": CHAIN_EVENTS + STAGE_EVENTS,
 }
@@ -53,6 +55,10 @@ COMPLETION = [
 ENVIRONMENT = [
     ("OLLAMA_HOST", "Ollama server URL for the ollama backend and auto "
                     "(default http://127.0.0.1:11434)."),
+    ("OLLAMA_HOSTS", "Several Ollama server URLs, comma-separated, used together (like a repeated --host)."),
+    ("AICP_SHARD_COUNT", "Shard count for --shard auto on a Kubernetes Indexed Job (with JOB_COMPLETION_INDEX)."),
+    ("SLURM_ARRAY_TASK_ID", "With SLURM_ARRAY_TASK_COUNT and SLURM_ARRAY_TASK_MIN: the shard of --shard auto "
+                            "in a Slurm job array."),
     ("AICP_OLLAMA_MODEL", "Ollama model that auto looks for (default llama3.2)."),
     ("AICP_TRACEBACK", "Set to 1 to print the Python traceback of an error (like --traceback)."),
 ]
@@ -144,11 +150,12 @@ def render(page: str, command: click.Command, prog: str) -> str:
         code, _, meaning = item.partition(" ")
         lines += [".TP", f"\\fB{code}\\fR", esc(meaning)]
 
-    lines += [".SH EVENTS", esc("With --stream, progress goes to stderr as JSON Lines, one event per "
+    events = PAGE_EVENTS.get(page, STAGE_EVENTS)
+    lines += [] if not events else [".SH EVENTS", esc("With --stream, progress goes to stderr as JSON Lines, one event per "
                                 "line, flushed per event. Every event has schema_version (\"1\"), event, "
                                 "timestamp (Unix seconds) and elapsed_seconds (never decreasing); "
                                 "pipeline_complete alone goes to stdout.")]
-    for name in PAGE_EVENTS.get(page, STAGE_EVENTS):
+    for name in events:
         lines += [".TP", f"\\fB{esc(name)}\\fR", esc(_event_doc(name))]
 
     if page == "aicp":

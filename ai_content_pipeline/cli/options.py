@@ -64,6 +64,28 @@ run_options = _stack(
 )
 
 
+shard_options = _stack(
+    click.option("--shard", metavar="K/N|auto",
+                 help="Do only the input lines whose 0-based position is K mod N (blank and bad lines "
+                      "count); records get an `_aicp` tag for `aicp merge`, --checkpoint becomes "
+                      "NAME.shard-K-of-N.EXT. auto: from SLURM_ARRAY_TASK_ID/COUNT/MIN or "
+                      "JOB_COMPLETION_INDEX."),
+    click.option("--shard-count", type=click.IntRange(1), metavar="N",
+                 help="Shard count for --shard auto on a Kubernetes Indexed Job [default: $AICP_SHARD_COUNT]."),
+)
+
+
+def resolve_shard(shard: str | None, shard_count: int | None, checkpoint: str | None) -> tuple[Any, str | None]:
+    """``(Shard or None, the checkpoint path of that shard)`` from ``--shard``/``--shard-count``.
+
+    :raises UsageError: a malformed ``--shard``, or ``auto`` without a usable scheduler variable.
+    """
+    from ..shards import parse
+
+    spec = parse(shard, count=shard_count)
+    return spec, (spec.ledger_path(checkpoint) if spec is not None else checkpoint)
+
+
 def make_emitter(stream: bool, quiet: bool, prog: str) -> Emitter:
     """``--stream`` → :class:`StreamEmitter`; a terminal → progress bar; else plain notices."""
     if stream:

@@ -19,7 +19,16 @@ from ..limits import (
     WORDS,
 )
 from .errors import entry
-from .options import EPILOG_STATUS, click_range, finish, input_files, make_emitter, run_options
+from .options import (
+    EPILOG_STATUS,
+    click_range,
+    finish,
+    input_files,
+    make_emitter,
+    resolve_shard,
+    run_options,
+    shard_options,
+)
 
 EPILOG = f"""\b
 Examples:
@@ -29,6 +38,8 @@ Examples:
   aicp-script --checkpoint run.ledger --resume songs.jsonl > scripts.jsonl
   aicp-script --best-of 4 --batch 8 --require-checks < examples/songs.jsonl
   aicp-script -t podcast-longform --words 2000 --checkpoint pod.ledger --resume topics.jsonl
+  aicp-script --shard 1/4 --checkpoint run.ledger --resume songs.jsonl > scripts.1.jsonl
+  aicp-script --backend ollama --host http://gpu1:11434,http://gpu2:11434 --jobs 4 songs.jsonl
 
 {EPILOG_STATUS}
 """
@@ -73,12 +84,13 @@ Examples:
 @click.option("--work-dir", default="aicp-out/longform", show_default=True, metavar="DIR",
               type=click.Path(file_okay=False),
               help="Long-form templates: chunk files and checkpoints go to DIR/{id}/ (--resume continues there).")
+@shard_options
 @run_options
 def script_command(files: tuple[str, ...], template: str, persona: str | None, variants: int,
                    backend: str, model: str | None, host: str | None, temperature: float | None,
                    top_p: float | None, seed: int | None, max_tokens: int | None, jobs: int,
                    keep_alive: str | None, timeout: float, best_of: int, batch: int, require_checks: bool,
-                   words: int | None, work_dir: str, resume: bool,
+                   words: int | None, work_dir: str, shard: str | None, shard_count: int | None, resume: bool,
                    checkpoint: str | None, retries: int,
                    strict: bool, stream: bool, quiet: bool, traceback: bool) -> int:
     """Generate a script for each JSON Lines record with a local LLM.
@@ -102,12 +114,16 @@ def script_command(files: tuple[str, ...], template: str, persona: str | None, v
                             words=words, work_dir=work_dir, timeout=timeout, best_of=best_of, batch=batch,
                             require_checks=require_checks)
     options.validate()  # usage errors (exit 2) before any backend is contacted
+    from ..shards import fanout_takes, shard_run
+
+    shard_spec, checkpoint = resolve_shard(shard, shard_count, checkpoint)
     llm = create_llm(backend, model=model, host=host, keep_alive=keep_alive, timeout=timeout,
                      notice=emitter.message)
     writer = RecordWriter()
     try:
         stats = run_script(files, options, backend=llm, emitter=emitter,
-                           write=writer.write, checkpoint=checkpoint, stdout=writer.stream)
+                           write=writer.write, checkpoint=checkpoint, stdout=writer.stream,
+                           shard=shard_run(shard_spec, fanout_takes(variants)))
     finally:
         emitter.close()
     return finish(emitter, stats)

@@ -19,7 +19,16 @@ from ..limits import (
     AudioFormat,
 )
 from .errors import entry
-from .options import EPILOG_STATUS, click_range, finish, input_files, make_emitter, run_options
+from .options import (
+    EPILOG_STATUS,
+    click_range,
+    finish,
+    input_files,
+    make_emitter,
+    resolve_shard,
+    run_options,
+    shard_options,
+)
 
 EPILOG = f"""\b
 Examples:
@@ -28,6 +37,7 @@ Examples:
   aicp-voice --backend chatterbox --voice host.wav --checkpoint-dir ~/chatterbox scripts.jsonl
   aicp-voice --text-field body --persona max notes.jsonl
   aicp-voice --checkpoint voice.ledger --resume scripts.jsonl > voiced.jsonl
+  aicp-voice --shard auto --out-dir out/audio scripts.jsonl > voiced.$SLURM_ARRAY_TASK_ID.jsonl
 
 \b
 Files: OUT_DIR/{{id}}_{{persona}}_{{take}}.{{ext}}, written under a temporary name
@@ -70,12 +80,14 @@ words per second).
 @click.option("--barrier/--no-barrier", default=True, show_default=True,
               help="Read all input before loading the model (frees the GPU for the LLM upstream); "
                    "--no-barrier loads at once and voices records as they arrive.")
+@shard_options
 @run_options
 def voice_command(files: tuple[str, ...], backend: str, voice: str | None, persona: str | None,
                   text_field: str | None, out_dir: str, audio_format: str, sample_rate: int | None,
                   loudness: float, no_normalize: bool, seed: int | None, device: str,
                   checkpoint_dir: str | None, exaggeration: float | None, cfg_weight: float | None,
-                  temperature: float | None, barrier: bool, resume: bool, checkpoint: str | None,
+                  temperature: float | None, barrier: bool, shard: str | None, shard_count: int | None,
+                  resume: bool, checkpoint: str | None,
                   retries: int, strict: bool, stream: bool, quiet: bool, traceback: bool) -> int:
     """Speak the script of each JSON Lines record with a local TTS model.
 
@@ -86,8 +98,10 @@ def voice_command(files: tuple[str, ...], backend: str, voice: str | None, perso
     JSON line per record, in input order. A record that fails gets an `error`
     object instead, no file is left for it, and the batch goes on.
     """
+    from ..shards import shard_run
     from ..stages.voice import VoiceOptions, run_voice  # not needed for --help
 
+    shard_spec, checkpoint = resolve_shard(shard, shard_count, checkpoint)
     emitter = make_emitter(stream, quiet, "aicp-voice")
     tts = create_tts(backend, notice=emitter.message, voice=voice,
                      device=None if device == "auto" else device, checkpoint_dir=checkpoint_dir,
@@ -98,7 +112,8 @@ def voice_command(files: tuple[str, ...], backend: str, voice: str | None, perso
     writer = RecordWriter()
     try:
         stats = run_voice(files, options, backend=tts, emitter=emitter, write=writer.write,
-                          checkpoint=checkpoint, barrier=barrier, stdout=writer.stream)
+                          checkpoint=checkpoint, barrier=barrier, stdout=writer.stream,
+                          shard=shard_run(shard_spec))
     finally:
         emitter.close()
     return finish(emitter, stats)

@@ -559,6 +559,7 @@ def run_script(
     checkpoint: str | None = None,
     stdin: Any = None,
     stdout: Any = None,
+    shard: Any = None,
 ) -> StageStats:
     """Run the script stage over JSON Lines ``sources`` and ``write`` each output record.
 
@@ -570,6 +571,8 @@ def run_script(
 
     :param write: callable taking one output record (e.g. ``RecordWriter.write``).
     :param stdout: the stream ``write`` ends in, if any: checked not to be an input or the ledger.
+    :param shard: a :class:`~ai_content_pipeline.shards.ShardRun` (``--shard K/N``): only its lines
+        are processed and each record is tagged with ``_aicp``.
     :returns: the run's :class:`StageStats`.
     :raises UsageError: ``resume`` without ``checkpoint``, unreadable input, an output that is
         also an input, a checkpoint or work folder that cannot be written (before any model call).
@@ -585,17 +588,23 @@ def run_script(
                     {"--persona": file_ref(options.persona), "--template": file_ref(options.template)})
     if options.words is not None or options.sections is not None or load_template(options.template).sections:
         check_output_dir(options.work_dir, "--work-dir")
-    total = count_records(sources, stdin=stdin)
+    total = count_records(sources, stdin=stdin) if shard is None else shard.count(sources, stdin=stdin)
     ledger = Ledger(checkpoint) if checkpoint else None
     stage = ScriptStage(backend, options, emitter, ledger)
-    records = stage.run(read_records(sources, stdin=stdin), total=total)
+    lines = read_records(sources, stdin=stdin) if shard is None else shard.lines(sources, stdin=stdin)
+    records = stage.run(lines, total=total)
+    write = write if shard is None else shard.wrap(write)
     try:
         try:
             for record in records:
                 write(record)
+            if shard is not None:
+                shard.finish()
         finally:
             getattr(records, "close", lambda: None)()  # at once when write() fails (| head -1)
     finally:
+        if shard is not None:
+            shard.close()
         if ledger is not None:
             ledger.close()
     emitter.emit("run_complete", stage="script", **stage.stats.as_dict())

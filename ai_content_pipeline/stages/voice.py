@@ -341,6 +341,7 @@ def run_voice(
     barrier: bool = True,
     stdin: Any = None,
     stdout: Any = None,
+    shard: Any = None,
 ) -> StageStats:
     """Run the voice stage over JSON Lines ``sources`` and ``write`` each output record.
 
@@ -351,6 +352,8 @@ def run_voice(
 
     :param write: callable taking one output record (e.g. ``RecordWriter.write``).
     :param stdout: the stream ``write`` ends in, if any: checked not to be an input or the ledger.
+    :param shard: a :class:`~ai_content_pipeline.shards.ShardRun` (``--shard K/N``): only its lines
+        are voiced and each record is tagged with ``_aicp``.
     :returns: the run's :class:`StageStats` (``audio_seconds`` filled).
     :raises UsageError: ``resume`` without ``checkpoint``, unreadable input, bad format, an
         output that is also an input, a path that cannot be written, a locked ``out_dir``
@@ -373,7 +376,8 @@ def run_voice(
         stage = VoiceStage(backend, options, emitter, ledger)
         for target in (*sources, stdout, file_ref(options.persona)):
             stage.protected.add(target)
-        lines = read_records(sources, stdin=stdin)
+        lines = read_records(sources, stdin=stdin) if shard is None else shard.lines(sources, stdin=stdin)
+        write = write if shard is None else shard.wrap(write)
         if barrier:
             with SpooledLines(lines) as spool:
                 emitter.message(f"read {spool.count} records; loading the voice model", "debug")
@@ -381,7 +385,7 @@ def run_voice(
                     for record in records:
                         write(record)
         else:
-            total = count_records(sources, stdin=stdin)
+            total = count_records(sources, stdin=stdin) if shard is None else shard.count(sources, stdin=stdin)
             try:
                 stage.load()
             except BaseException:
@@ -390,7 +394,11 @@ def run_voice(
             with closing(stage.run(lines, total=total)) as records:
                 for record in records:
                     write(record)
+        if shard is not None:
+            shard.finish()
     finally:
+        if shard is not None:
+            shard.close()
         if ledger is not None:
             ledger.close()
         folder_lock.release()
