@@ -348,9 +348,41 @@ class ShardRun:
                 pass
 
 
+def shard_chain(spec: Any, shard: str | None = None, count: int | None = None,
+                environ: Mapping[str, str] | None = None) -> Any:
+    """The chain ``spec`` for one shard: ``shard`` (``--shard``) or the chain's ``shard`` key
+    resolved to ``K/N``, and ``output_dir`` moved to ``output_dir/shard-K-of-N`` (its records,
+    ledgers, audio and long-form folders are that shard's own). Unsharded: ``spec`` itself.
+    Applying it twice changes nothing.
+
+    :raises UsageError: a malformed shard, or ``auto`` without the scheduler's variables.
+    """
+    resolved = parse(shard if shard is not None else spec.shard, count=count, environ=environ)
+    if resolved is None:
+        return spec
+    folder = spec.output_dir if Path(spec.output_dir).name == resolved.label else resolved.output_dir(spec.output_dir)
+    copy = spec.model_copy(update={"shard": str(resolved), "output_dir": folder})
+    copy.source = spec.source
+    return copy
+
+
+def chain_shard_run(spec: Any, index: int) -> ShardRun | None:
+    """The :class:`ShardRun` of step ``index`` of a chain resolved by :func:`shard_chain`: only
+    the first enabled step reads the chain input (later steps read the records of the step
+    before, which keep their ``_aicp`` tags), so only it is sharded."""
+    if not spec.shard or index != spec.enabled_steps()[0]:
+        return None
+    shard = parse(spec.shard)
+    assert shard is not None
+    step = spec.steps[index]
+    fanout = fanout_takes(step.params.get("variants", 1)) if step.type == "script" else fanout_one
+    return ShardRun(shard, fanout)
+
+
 def shard_run(shard: Shard | None, fanout: Callable[[InputLine], int] = fanout_one) -> ShardRun | None:
     """A :class:`ShardRun` for ``shard``, or ``None`` when the run is not sharded."""
     return ShardRun(shard, fanout) if shard is not None else None
 
 
-__all__ = ["COUNT_ENV", "FIELD", "Shard", "ShardRun", "detect", "fanout_one", "fanout_takes", "parse", "shard_run"]
+__all__ = ["COUNT_ENV", "FIELD", "Shard", "ShardRun", "chain_shard_run", "detect", "fanout_one", "fanout_takes",
+           "parse", "shard_chain", "shard_run"]

@@ -44,6 +44,7 @@ from ..faults import os_error
 from ..files import FolderLock
 from ..jsonl import RecordWriter, count_records, read_records
 from ..ledger import Ledger
+from ..shards import chain_shard_run, shard_chain
 from ..stages.common import Cancelled
 from ..status import ExitStatus
 from .spec import STAGE_OPTIONS, ChainSpec, Prices, ScriptStep, VoiceStep
@@ -236,7 +237,7 @@ class ChainRunner:
     def __init__(self, spec: ChainSpec, *, emitter: Emitter | None = None, resume: bool = False,
                  stdin: IO[bytes] | None = None, backend_factory: BackendFactory | None = None,
                  cancel: Callable[[], bool] | None = None) -> None:
-        self.spec = spec
+        self.spec = shard_chain(spec)  # a ``shard`` key: that shard's output_dir (idempotent)
         self.emitter = emitter or NullEmitter()
         self.resume = resume
         self.stdin = stdin
@@ -263,13 +264,20 @@ class ChainRunner:
                                                           for p in (spec.output_path(i), spec.ledger_path(i)))):
                     stage.protected.add(target)
                 stage.protected.add(part)
-            records = read_records([source], stdin=self.stdin)
+            sharded = chain_shard_run(spec, index)  # --shard K/N: the first step's share of the input
+            records = read_records([source], stdin=self.stdin) if sharded is None else \
+                sharded.lines([source], stdin=self.stdin)
             with open(part, "wb") as handle, contextlib.closing(stage.run(records, total=total)) as run:
                 writer = RecordWriter(handle)
+                write = writer.write if sharded is None else sharded.wrap(writer.write)
                 try:
                     for record in run:
-                        writer.write(record)
+                        write(record)
+                    if sharded is not None:
+                        sharded.finish()
                 except Cancelled:  # keep the records finished before the cancel
+                    if sharded is not None:
+                        sharded.close()
                     os.fsync(handle.fileno())
                     os.replace(part, out)
                     raise
@@ -336,7 +344,9 @@ class ChainRunner:
             except OSError as exc:  # a read-only or misnamed output_dir
                 raise os_error(exc, spec.output_dir, doing="write to output_dir") from exc
             try:
-                total = count_records([source], stdin=self.stdin)
+                first = chain_shard_run(spec, enabled[0]) if enabled else None
+                total = count_records([source], stdin=self.stdin) if first is None else \
+                    first.count([source], stdin=self.stdin)
             except OSError as exc:
                 raise os_error(exc, source, doing="read") from exc
         except AicpError as exc:

@@ -6,6 +6,7 @@ A chain file names an input, an output folder and steps run in order::
     input: examples/songs.jsonl        # a path, or "-" for stdin
     output_dir: aicp-out/radio-intros
     on_error: continue                 # or stop: end the chain at the first failed record
+    shard: auto                        # optional: K/N or auto (Slurm array, Kubernetes Indexed Job)
     prices: {per_1k_tokens: 0.0, per_audio_minute: 0.0, per_gpu_second: 0.0}
     steps:
       - type: script
@@ -125,6 +126,9 @@ class ChainSpec(_Strict):
 
     :ivar input: JSON Lines path, or ``-`` for stdin.
     :ivar on_error: ``continue`` (failed records carry ``error`` on) or ``stop``.
+    :ivar shard: ``K/N`` or ``auto`` (``aicp run-chain --shard``): the first step takes only the
+        input lines of that shard and every file goes to ``output_dir/shard-K-of-N/``
+        (see :mod:`ai_content_pipeline.shards`); ``None``: the whole input.
     :ivar source: where the chain was read from (a path or ``-``); set by :func:`load_chain`.
     """
 
@@ -133,6 +137,7 @@ class ChainSpec(_Strict):
     input: str
     output_dir: str
     on_error: Literal["continue", "stop"] = "continue"
+    shard: str | None = None
     prices: Prices = Prices()
     steps: list[Step] = Field(min_length=1)
     source: str | None = Field(None, exclude=True)
@@ -370,6 +375,13 @@ def load_chain(config: str, overrides: Iterable[str] = (), *, stdin: IO[str] | N
     for key in ("input", "output_dir"):
         if not getattr(spec, key).strip():
             raise ConfigError(f"{where((key,))}: {key} is empty", hint=f"give {key} a path")
+    if spec.shard is not None and spec.shard.strip().lower() != "auto":
+        from ..shards import parse as parse_shard
+
+        try:
+            parse_shard(spec.shard)
+        except UsageError as exc:
+            raise ConfigError(f"{where(('shard',))}: {exc.message}", hint="K/N (e.g. 0/4) or auto") from exc
     problem = path_problem(spec.input) if spec.input != "-" else None
     if problem is not None:
         raise ConfigError(f"{where(('input',))}: input file {spec.input} {problem}",
