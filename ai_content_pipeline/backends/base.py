@@ -51,7 +51,8 @@ class ChatChunk:
     """One streamed piece of a chat reply.
 
     ``text`` is the new text; the last chunk has ``done=True`` and, when the
-    engine reports them, token counts and ``done_reason`` (``stop``/``length``).
+    engine reports them, token counts and ``done_reason`` (``stop``/``length``);
+    a server backend names the ``host`` that served the reply there.
     """
 
     text: str = ""
@@ -59,11 +60,13 @@ class ChatChunk:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     done_reason: str | None = None
+    host: str | None = None
 
 
 @dataclass
 class Completion:
-    """A whole reply gathered from a stream (see :func:`complete`)."""
+    """A whole reply gathered from a stream (see :func:`complete`); ``host``: the server that
+    served it (Ollama), else ``None``."""
 
     text: str
     prompt_tokens: int = 0
@@ -71,6 +74,7 @@ class Completion:
     done_reason: str | None = None
     seconds: float = 0.0
     first_token_seconds: float | None = None
+    host: str | None = None
 
 
 class Backend(ABC):
@@ -164,10 +168,17 @@ def complete(
 ) -> Completion:
     """Run :meth:`LLMBackend.chat` to the end and gather a :class:`Completion`.
 
+    A backend with a ``complete_reply`` method of the same signature (several Ollama hosts:
+    it may send the request to another host) makes the whole reply itself.
+
     :param on_text: optional callback ``on_text(delta: str)`` per streamed piece.
     :raises TransientBackendError: when the stream ends without a final chunk.
     """
     from ..errors import TransientBackendError
+
+    whole = getattr(backend, "complete_reply", None)
+    if whole is not None:
+        return whole(messages, params, json_schema=json_schema, on_text=on_text)  # type: ignore[no-any-return]
 
     t0 = time.perf_counter()
     parts: list[str] = []
@@ -192,7 +203,15 @@ def complete(
         done_reason=last.done_reason,
         seconds=time.perf_counter() - t0,
         first_token_seconds=first,
+        host=last.host,
     )
+
+
+def max_in_flight(backend: Any, jobs: int) -> int:
+    """Requests a stage may keep in flight with ``backend`` at ``--jobs jobs``: ``jobs``, or
+    what the backend says (several Ollama hosts: ``jobs`` per host)."""
+    ask = getattr(backend, "max_in_flight", None)
+    return int(ask(jobs)) if ask is not None else jobs
 
 
 @dataclass

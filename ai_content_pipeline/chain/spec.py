@@ -82,7 +82,8 @@ class ScriptStep(_Strict):
 
     :ivar name: a label for the step (copied into ``outputs.steps``).
     :ivar enabled: ``false`` skips the step (its input goes to the next step).
-    :ivar model/host/keep_alive: as ``aicp script --model/--host/--keep-alive``.
+    :ivar model/host/keep_alive: as ``aicp script --model/--host/--keep-alive``; ``host`` may
+        list several Ollama hosts (a YAML list or a comma list).
     """
 
     type: Literal["script"]
@@ -92,7 +93,7 @@ class ScriptStep(_Strict):
     persona: str | None = None
     backend: str = "auto"
     model: str | None = None
-    host: str | None = None
+    host: str | list[str] | None = None
     keep_alive: str | None = None
     params: dict[str, Any] = {}
 

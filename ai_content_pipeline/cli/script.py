@@ -57,7 +57,10 @@ Examples:
               help="auto: a .gguf --model → llamacpp; Ollama if it answers; else embedded llama.cpp.")
 @click.option("-m", "--model", metavar="NAME|PATH.gguf",
               help="Ollama model name, or a GGUF file for llamacpp (default: bundled SmolLM2-135M).")
-@click.option("--host", metavar="URL", help="Ollama server URL [default: $OLLAMA_HOST or http://127.0.0.1:11434].")
+@click.option("--host", metavar="URL", multiple=True,
+              help="Ollama server URL; repeat it (or give a comma list) to spread requests over several "
+                   "hosts, --jobs per host, failing over when one goes down "
+                   "[default: $OLLAMA_HOSTS, else $OLLAMA_HOST, else http://127.0.0.1:11434].")
 @click.option("--temperature", type=click_range(TEMPERATURE), help="Sampling temperature (template default).")
 @click.option("--top-p", type=click_range(TOP_P), help="Nucleus sampling (template default).")
 @click.option("--seed", type=click_range(SEED), help="Base seed (0 to 2**32-1); take N uses SEED+N (default: engine's choice).")
@@ -87,7 +90,7 @@ Examples:
 @shard_options
 @run_options
 def script_command(files: tuple[str, ...], template: str, persona: str | None, variants: int,
-                   backend: str, model: str | None, host: str | None, temperature: float | None,
+                   backend: str, model: str | None, host: tuple[str, ...], temperature: float | None,
                    top_p: float | None, seed: int | None, max_tokens: int | None, jobs: int,
                    keep_alive: str | None, timeout: float, best_of: int, batch: int, require_checks: bool,
                    words: int | None, work_dir: str, shard: str | None, shard_count: int | None, resume: bool,
@@ -117,7 +120,7 @@ def script_command(files: tuple[str, ...], template: str, persona: str | None, v
     from ..shards import fanout_takes, shard_run
 
     shard_spec, checkpoint = resolve_shard(shard, shard_count, checkpoint)
-    llm = create_llm(backend, model=model, host=host, keep_alive=keep_alive, timeout=timeout,
+    llm = create_llm(backend, model=model, host=list(host) or None, keep_alive=keep_alive, timeout=timeout,
                      notice=emitter.message)
     writer = RecordWriter()
     try:

@@ -8,6 +8,7 @@ LLM backend, trim the model's chatter and add the ``script`` object::
     {"text": str, "words": int, "template": "name@version", "persona": str,
      "take": int, "backend": str, "model": str,
      "tokens": {"prompt": int, "completion": int}, "seconds": float, "key": str,
+     "host"?: str (the Ollama server that wrote it),
      "checks": {"passed": bool, "failed": [str], "details"?: {...},
                 "candidates"?: [...], "chosen"?: int}}
 
@@ -34,7 +35,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..backends.base import BatchRequest, Completion, GenerationParams, LLMBackend, complete
+from ..backends.base import (
+    BatchRequest,
+    Completion,
+    GenerationParams,
+    LLMBackend,
+    complete,
+    max_in_flight,
+)
 from ..checks import choose, echo_phrases, evaluate, trim_to_sentence
 from ..errors import AicpError, InputError, RecordError, UsageError
 from ..events import Emitter
@@ -263,8 +271,8 @@ class ScriptStage(Stage):
         if self.template.sections or self.options.sections:
             from .longform import LongformWriter
             self.longform = LongformWriter(self)
-        # concurrent backends: candidates of all takes share the --jobs request slots
-        self._slots = threading.Semaphore(max(1, options.jobs))
+        # concurrent backends: candidates of all takes share the --jobs request slots (per host)
+        self._slots = threading.Semaphore(max(1, max_in_flight(backend, options.jobs)))
         self._stats_lock = threading.Lock()
 
     @property
@@ -428,6 +436,8 @@ class ScriptStage(Stage):
             "seconds": round(seconds, 3),
             "key": job.key,
         }
+        if best["result"].host:
+            script["host"] = best["result"].host
         if best["truncated"]:
             script["truncated"] = True
         script["checks"] = checks
@@ -443,7 +453,8 @@ class ScriptStage(Stage):
         with self._stats_lock:
             self.stats.words += script["words"]
         self.tracker.complete(job.index, job.rid, take=job.take, words=script["words"], seconds=script["seconds"],
-                              tokens=script["tokens"], checks={"passed": checks["passed"], "failed": checks["failed"]})
+                              tokens=script["tokens"], checks={"passed": checks["passed"], "failed": checks["failed"]},
+                              **({"host": script["host"]} if "host" in script else {}))
         return out
 
     def _require_checks(self, index: int, rid: str, record: dict[str, Any], take: int,
@@ -535,7 +546,7 @@ class ScriptStage(Stage):
         """
         if total is not None:
             self.stats.total = total * max(1, self.options.variants)
-        jobs = self.options.jobs if self.backend.supports_concurrency else 1
+        jobs = max_in_flight(self.backend, self.options.jobs) if self.backend.supports_concurrency else 1
         lock = FolderLock(self.options.work_dir, "long-form work folder").acquire() if self.longform else None
         try:
             if self.longform is None and self.batched:
