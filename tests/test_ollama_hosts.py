@@ -110,3 +110,19 @@ def test_exit_4_only_when_every_host_is_down(tmp_path: Path) -> None:
     assert code == 4 and records == []
     last = events[-1]
     assert last["event"] == "error" and one in last["message"] and two in last["message"]
+
+
+def test_a_chain_step_takes_a_list_of_hosts(tmp_path: Path) -> None:
+    from ai_content_pipeline.chain.runner import run_chain
+    from ai_content_pipeline.chain.spec import load_chain
+    from tests.chain_doubles import write_chain, write_songs
+
+    with OllamaServer() as a, OllamaServer() as b:
+        songs = write_songs(tmp_path / "in.jsonl", SONGS[:6])
+        config = write_chain(tmp_path, input=str(songs), steps=[
+            {"type": "script", "backend": "ollama", "host": [a.url, b.url], "params": {"jobs": 1}}])
+        outcome = run_chain(load_chain(str(config)))
+        assert outcome.exit_status == 0
+        records = [json.loads(x) for x in Path(outcome.result["outputs"]["final"]["path"]).read_text().splitlines()]
+        assert {r["script"]["host"] for r in records} == {a.url, b.url}
+        assert a.unload_requests() and b.unload_requests()

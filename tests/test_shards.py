@@ -249,3 +249,35 @@ def test_shard_run_from_stdin_counts_its_own_lines() -> None:
     run = ShardRun(Shard(0, 2))
     assert [line.record for line in run.lines(["-"], stdin=io.BytesIO(data))] == [{"a": 1}, {"a": 2}]
     assert run.total_lines == 4 and run.counts == [2, 1]
+
+
+@pytest.mark.parametrize("barrier", [True, False])
+def test_voice_shards_merge_to_a_single_voice_run(tmp_path: Path, barrier: bool) -> None:
+    from ai_content_pipeline.stages.voice import VoiceOptions, run_voice
+    from tests.doubles import SpeechTTS
+
+    src = tmp_path / "scripts.jsonl"
+    src.write_text('{"id": "v0", "text": "Hello there, this is the first one."}\n'
+                   "oops\n\n"
+                   '{"id": "v3", "text": "And here comes the second intro tonight."}\n'
+                   '{"id": "v4", "error": {"stage": "script", "message": "failed"}}\n'
+                   '{"id": "v5", "text": "A third one, to close the hour."}\n')
+
+    def voice(out_dir: Path, shard: Shard | None) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        run_voice([str(src)], VoiceOptions(out_dir=str(out_dir)), backend=SpeechTTS(), emitter=RecordingEmitter(),
+                  write=out.append, barrier=barrier, shard=ShardRun(shard) if shard else None)
+        return out
+
+    single = voice(tmp_path / "whole", None)
+    paths = []
+    for k in range(2):
+        p = tmp_path / f"voiced.{k}.jsonl"
+        _write(p, voice(tmp_path / f"audio{k}", Shard(k, 2)))
+        paths.append(p)
+
+    def strip(records: list[dict[str, Any]]) -> list[Any]:
+        return [(r.get("id"), sorted(r), r.get("audio", {}).get("seconds"), r.get("error", {}).get("message"))
+                for r in records]
+
+    assert strip(_merge(paths)) == strip(single)
