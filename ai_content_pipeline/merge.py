@@ -70,8 +70,8 @@ def _tag(line: InputLine, path: str) -> tuple[dict[str, Any], dict[str, Any]]:
         message = (line.error or {}).get("message", "not a JSON object")
         raise _Damaged(f"{path}:{line.line}: {message}")
     tag = line.record.get(FIELD)
-    ok = (isinstance(tag, dict) and isinstance(tag.get("shard"), str) and isinstance(tag.get("line"), int)
-          and isinstance(tag.get("seq"), int) and not isinstance(tag.get("line"), bool))
+    ok = (isinstance(tag, dict) and isinstance(tag.get("shard"), str)
+          and all(type(tag.get(k)) is int and tag[k] >= 0 for k in ("line", "seq")))
     if not ok:
         raise UsageError(f"{path}:{line.line}: the record has no `{FIELD}` shard tag "
                          "(shard, line, seq): it is not the output of a --shard run",
@@ -264,9 +264,10 @@ def merge_files(paths: list[str], write: Callable[[dict[str, Any]], Any], *,
 
 
 def write_atomic(target: str, fill: Callable[[Any], None]) -> None:
-    """Create ``target`` through a temporary file in its folder renamed when ``fill(handle)``
-    returned (a reader never sees half a file; a failure leaves ``target`` as it was)."""
+    """Create ``target`` (and its folder) through a temporary file in that folder, renamed when
+    ``fill(handle)`` returned (a reader never sees half a file; a failure leaves ``target`` as it was)."""
     folder = os.path.dirname(os.path.abspath(target))
+    os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(target)}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -281,3 +281,16 @@ def test_voice_shards_merge_to_a_single_voice_run(tmp_path: Path, barrier: bool)
                 for r in records]
 
     assert strip(_merge(paths)) == strip(single)
+
+
+def test_merge_refuses_forged_tags_and_creates_the_output_folder(shard_files: Any, tmp_path: Path) -> None:
+    _, paths = shard_files
+    forged = tmp_path / "forged.jsonl"
+    forged.write_text('{"_aicp": {"shard": "0/1", "line": -1, "seq": 0}}\n')
+    assert _cli_merge(str(forged)).exit_code == 2
+    forged.write_text('{"_aicp": {"shard": "0/1", "line": 0, "seq": true}}\n')
+    assert _cli_merge(str(forged)).exit_code == 2
+    out = tmp_path / "new" / "folder" / "all.jsonl"
+    r = _cli_merge(*map(str, paths), "-o", str(out))
+    assert r.exit_code == 0 and len(out.read_text().splitlines()) == 18
+    assert not list(out.parent.glob(".*.part"))

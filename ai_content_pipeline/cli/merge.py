@@ -47,11 +47,14 @@ def merge_command(files: tuple[str, ...], output: str | None, partial: bool, qui
     """
     import sys
 
-    from ..files import refuse_overlap
+    from ..files import check_output_file, refuse_overlap
     from ..merge import MergeIncomplete, expand, merge_files, write_atomic
 
     paths = expand(files)
     to_file = output is not None and output != "-"
+    if to_file:
+        assert output is not None
+        check_output_file(output, "--output")
     reads = {f"input {p}": p for p in paths}
     refuse_overlap(reads, {f"--output {output}": output if to_file else None,
                            "stdout": None if to_file else sys.stdout.buffer})
