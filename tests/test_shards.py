@@ -102,10 +102,15 @@ def test_shard_ledgers_are_per_shard_and_resume(tmp_path: Path) -> None:
     src = tmp_path / "in.jsonl"
     src.write_text("".join(json.dumps({"id": f"s{i}", "artist": "A", "title": f"T{i}"}) + "\n" for i in range(6)))
     assert Shard(1, 3).ledger_path(str(tmp_path / "run.ledger")) == str(tmp_path / "run.shard-1-of-3.ledger")
-    for k in range(3):
-        r = invoke(script_command, "aicp-script", ["--backend", "llamacpp", "--shard", f"{k}/3", "--checkpoint",
-                                                   str(tmp_path / "run.ledger"), "--help"])
-        assert r.exit_code == 0
+    from tests.ollama_server import OllamaServer
+
+    with OllamaServer() as srv:
+        r = invoke(script_command, "aicp-script", ["--backend", "ollama", "--host", srv.url, "--shard", "1/3",
+                                                   "--checkpoint", str(tmp_path / "run.ledger"), str(src)])
+    assert r.exit_code == 0, r.stderr
+    assert [json.loads(x)["id"] for x in r.stdout.splitlines()] == ["s1", "s4"]
+    assert (tmp_path / "run.shard-1-of-3.ledger").is_file() and not (tmp_path / "run.ledger").exists()
+    (tmp_path / "run.shard-1-of-3.ledger").unlink()
     ledger = str(Shard(1, 3).ledger_path(str(tmp_path / "run.ledger")))
     from ai_content_pipeline.ledger import Ledger
 
