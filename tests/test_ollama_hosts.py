@@ -126,3 +126,13 @@ def test_a_chain_step_takes_a_list_of_hosts(tmp_path: Path) -> None:
         records = [json.loads(x) for x in Path(outcome.result["outputs"]["final"]["path"]).read_text().splitlines()]
         assert {r["script"]["host"] for r in records} == {a.url, b.url}
         assert a.unload_requests() and b.unload_requests()
+
+
+def test_a_host_without_the_model_is_taken_out_at_load(tmp_path: Path) -> None:
+    with OllamaServer(models=["other"]) as lacking, OllamaServer() as good:
+        code, records, events, err = _run(_input(tmp_path, 4), [lacking.url, good.url])
+        assert code == 0, err
+        assert all(r["script"]["host"] == good.url for r in records)
+        assert any(e["event"] == "message" and lacking.url in e["message"] and "no model" in e["message"]
+                   for e in events)
+        assert lacking.requests_to("/api/chat") == []

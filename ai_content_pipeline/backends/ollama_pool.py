@@ -104,6 +104,7 @@ class OllamaPool(LLMBackend):
         self.per_host = 1
         self.notice = notice
         self._cond = threading.Condition()
+        self._load_lock = threading.Lock()
         self._turn = 0
 
     def describe(self) -> dict[str, Any]:
@@ -203,11 +204,14 @@ class OllamaPool(LLMBackend):
             except AicpError as exc:
                 self._take_out(host, exc.message, exc)
 
-        with ThreadPoolExecutor(max_workers=len(self.hosts), thread_name_prefix="aicp-host") as pool:
-            list(pool.map(one, [h for h in self.hosts if h.down is None]))
-        if all(h.down is not None for h in self.hosts):
-            raise self._all_down()
-        self.loaded = True
+        with self._load_lock:
+            if self.loaded:
+                return
+            with ThreadPoolExecutor(max_workers=len(self.hosts), thread_name_prefix="aicp-host") as pool:
+                list(pool.map(one, [h for h in self.hosts if h.down is None]))
+            if all(h.down is not None for h in self.hosts):
+                raise self._all_down()
+            self.loaded = True
 
     def complete_reply(self, messages: list[dict[str, str]], params: GenerationParams, *,
                        json_schema: dict[str, Any] | None = None, on_text: Any = None) -> Completion:
