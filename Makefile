@@ -69,6 +69,7 @@ bench: dev
 	$(BIN)/python bench/voice_overhead.py
 	$(BIN)/python bench/longform.py
 	$(BIN)/python bench/service_overhead.py
+	$(BIN)/python bench/scale_out.py
 
 # Opt-in (not part of `make test`): the real chatterbox-tts package from the registries in
 # its own venv (several GB: torch with CUDA libraries), a checkpoint of the real model classes

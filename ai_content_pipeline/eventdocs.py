@@ -23,7 +23,8 @@ EVENTS: list[tuple[tuple[str, ...], str, str]] = [
                          "(script steps)", "a chain step finished"),
     (("step_error",), "`step`, `type`, `error`", "a chain step failed"),
     (("record_start", "record_complete"), "`index` (0-based), `id`, `stage`, `take`; complete adds `words`, "
-                                          "`seconds`, `tokens`, `checks` (`{passed, failed}`) or audio figures",
+                                          "`seconds`, `tokens`, `checks` (`{passed, failed}`), `host` (Ollama: "
+                                          "the server that wrote it) or audio figures",
      "a record (or take) starts / finished"),
     (("record_error",), "`index`, `id` (`null` for an input line that is no record), `stage`, `error` (the "
                         "record's `error` object), `upstream` (`true`: it arrived failed)", "a record failed"),

@@ -14,9 +14,10 @@ from typing import Any
 
 from .jsonl import dumps
 
-#: Fields that aicp stages add; they are ignored when deriving an id, so a record
-#: keeps the same id before and after each stage.
-STAGE_FIELDS = frozenset({"script", "audio", "error"})
+#: Fields that aicp stages add (``_aicp``: a sharded run's position tag, see
+#: :mod:`ai_content_pipeline.shards`); they are ignored when deriving an id, so a record
+#: keeps the same id before and after each stage, sharded or not.
+STAGE_FIELDS = frozenset({"script", "audio", "error", "_aicp"})
 
 MAX_ID_LENGTH = 64
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -111,12 +111,16 @@ class OllamaServer:
     :param reply_for: ``fn(body) -> Reply | None`` deciding replies from the request (after the queue).
     :param unload_delay: seconds a model stays in ``/api/ps`` after it was told to unload.
     :param fail_paths: path → HTTP status every request to that path answers (``{"error": ...}``).
+    :param tokens_per_second: pace generation like one GPU: each streamed piece (a word) of any
+        request takes ``1 / tokens_per_second`` s of a host-wide clock, so the host's total
+        rate stays at that figure however many requests it serves at once (a sleep: no CPU).
     """
 
     def __init__(self, models: list[str] | tuple[str, ...] = ("llama3.2",), *,
                  replies: list[Reply] | None = None,
                  reply_for: Callable[[dict[str, Any]], Reply | None] | None = None,
-                 unload_delay: float = 0.0, fail_paths: dict[str, int] | None = None) -> None:
+                 unload_delay: float = 0.0, fail_paths: dict[str, int] | None = None,
+                 tokens_per_second: float | None = None) -> None:
         self.models = {_full(m) for m in models}
         self.queue: deque[Reply] = deque(replies or [])
         self.reply_for = reply_for
@@ -128,6 +132,10 @@ class OllamaServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self.errors: list[BaseException] = []  # exceptions in handlers (a client that hung up...)
+        self.tokens_per_second = tokens_per_second
+        self.dead = False
+        self.connections: set[socket.socket] = set()
+        self._gpu = threading.Lock()  # the host-wide clock of tokens_per_second
         self._lock = threading.Lock()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -152,6 +160,21 @@ class OllamaServer:
         assert self._httpd is not None
         self._httpd.shutdown()
         self._httpd.server_close()
+
+    def kill(self) -> None:
+        """Die as a crashed server does: stop listening (new connections are refused) and
+        cut every open connection, replies in flight included."""
+        self.dead = True
+        assert self._httpd is not None
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        with self._lock:
+            conns = list(self.connections)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     # -- scripting and inspection ----------------------------------------------------------
     def script(self, *replies: Reply) -> None:
@@ -246,6 +269,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        with self.fake._lock:
+            self.fake.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.fake._lock:
+            self.fake.connections.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:  # a killed server's connection
+            pass
 
     # -- plumbing ---------------------------------------------------------------------------
     def _body(self) -> Any:
@@ -380,6 +416,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._chunk(b"")
             return
         for i, obj in enumerate([*parts, None]):
+            if self.fake.tokens_per_second and obj is not None:
+                with self.fake._gpu:
+                    time.sleep(1.0 / self.fake.tokens_per_second)
+            if self.fake.dead:
+                return
             if reply.cut_after is not None and i >= reply.cut_after:
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)

@@ -51,7 +51,8 @@ class ChatChunk:
     """One streamed piece of a chat reply.
 
     ``text`` is the new text; the last chunk has ``done=True`` and, when the
-    engine reports them, token counts and ``done_reason`` (``stop``/``length``).
+    engine reports them, token counts and ``done_reason`` (``stop``/``length``);
+    a server backend names the ``host`` that served the reply there.
     """
 
     text: str = ""
@@ -59,11 +60,13 @@ class ChatChunk:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     done_reason: str | None = None
+    host: str | None = None
 
 
 @dataclass
 class Completion:
-    """A whole reply gathered from a stream (see :func:`complete`)."""
+    """A whole reply gathered from a stream (see :func:`complete`); ``host``: the server that
+    served it (Ollama), else ``None``."""
 
     text: str
     prompt_tokens: int = 0
@@ -71,6 +74,7 @@ class Completion:
     done_reason: str | None = None
     seconds: float = 0.0
     first_token_seconds: float | None = None
+    host: str | None = None
 
 
 class Backend(ABC):
@@ -164,6 +168,9 @@ def collect_reply(
 ) -> Completion:
     """Run :meth:`LLMBackend.chat` to the end and gather its streamed reply into a :class:`Completion`.
 
+    A backend with a ``complete_reply`` method of the same signature (several Ollama hosts:
+    it may send the request to another host) makes the whole reply itself.
+
     :param messages: chat messages, ``[{"role": "system"|"user"|"assistant", "content": str}]``.
     :param json_schema: a JSON Schema the reply must follow (backends with ``supports_json_schema``).
     :param on_text: ``on_text(delta)`` with each streamed piece of text, as it arrives.
@@ -173,6 +180,10 @@ def collect_reply(
         :class:`~ai_content_pipeline.errors.AicpError` subclasses for the whole backend).
     """
     from ..errors import TransientBackendError
+
+    whole = getattr(backend, "complete_reply", None)
+    if whole is not None:
+        return whole(messages, params, json_schema=json_schema, on_text=on_text)  # type: ignore[no-any-return]
 
     t0 = time.perf_counter()
     parts: list[str] = []
@@ -197,11 +208,24 @@ def collect_reply(
         done_reason=last.done_reason,
         seconds=time.perf_counter() - t0,
         first_token_seconds=first,
+        host=last.host,
     )
 
 
-#: The former name of :func:`collect_reply` ("complete" read like a record's completion).
-complete = collect_reply
+    :param messages: chat messages, ``[{"role": "system"|"user"|"assistant", "content": str}]``.
+    :param json_schema: a JSON Schema the reply must follow (backends with ``supports_json_schema``).
+    :param on_text: ``on_text(delta)`` with each streamed piece of text, as it arrives.
+    :returns: the text, token counts, ``done_reason`` and the seconds it took (total, to the first token).
+    :raises TransientBackendError: the stream ended without its final (``done``) chunk.
+    :raises RecordError: what the backend's ``chat`` raises for this request (other
+        :class:`~ai_content_pipeline.errors.AicpError` subclasses for the whole backend).
+
+
+def max_in_flight(backend: Any, jobs: int) -> int:
+    """Requests a stage may keep in flight with ``backend`` at ``--jobs jobs``: ``jobs``, or
+    what the backend says (several Ollama hosts: ``jobs`` per host)."""
+    ask = getattr(backend, "max_in_flight", None)
+    return int(ask(jobs)) if ask is not None else jobs
 
 
 @dataclass

@@ -195,7 +195,8 @@ class OllamaBackend(LLMBackend):
                     if text:
                         yield ChatChunk(text=text)
                     yield ChatChunk(done=True, prompt_tokens=part.prompt_eval_count,
-                                    completion_tokens=part.eval_count, done_reason=part.done_reason)
+                                    completion_tokens=part.eval_count, done_reason=part.done_reason,
+                                    host=self.host)
                     return
                 if text:
                     yield ChatChunk(text=text)

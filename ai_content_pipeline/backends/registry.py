@@ -37,12 +37,12 @@ def _load_class(table: dict[str, str], name: str, kind: str) -> type[Any]:
 
 
 def resolve_llm_name(
-    name: str, model: str | None, host: str | None, notice: Callable[[str], None] | None = None
+    name: str, model: str | None, host: str | list[str] | None, notice: Callable[..., None] | None = None
 ) -> tuple[str, str | None]:
     """Turn ``auto`` into a concrete LLM backend name and model.
 
     Rules: a ``.gguf`` model → ``llamacpp``; else Ollama when it answers at the
-    host within a second and has the model; an explicit non-GGUF model with no
+    host (any of a comma list of hosts) within a second and has the model; an explicit non-GGUF model with no
     Ollama → :class:`BackendUnavailable`; otherwise ``llamacpp`` with the
     bundled model, said once through ``notice``. The probe waits at most about
     a second (``GET /api/tags``).
@@ -57,10 +57,14 @@ def resolve_llm_name(
         return name, model
     if model and model.lower().endswith(".gguf"):
         return "llamacpp", model
-    from .ollama import default_host, default_model, probe
+    from .ollama import default_model, probe
+    from .ollama_pool import parse_hosts
 
-    host = host or default_host()
-    available = probe(host)
+    hosts = parse_hosts(host)
+    host = ", ".join(hosts)
+    found = [probe(h) for h in hosts]  # about a second each at most
+    answering = [f for f in found if f is not None]
+    available = set().union(*answering) if answering else None
     wanted = model or default_model()
     if available is not None and (model or wanted in available):
         return "ollama", wanted
@@ -76,15 +80,27 @@ def resolve_llm_name(
     return "llamacpp", None
 
 
-def create_llm(name: str = "auto", *, model: str | None = None, host: str | None = None,
-               notice: Callable[[str], None] | None = None, **options: Any) -> LLMBackend:
+def create_llm(name: str = "auto", *, model: str | None = None, host: str | list[str] | None = None,
+               notice: Callable[..., None] | None = None, **options: Any) -> LLMBackend:
     """Build (not load) the LLM backend ``name`` (``auto``, ``llamacpp``, ``ollama``).
+
+    ``host``: one URL, a comma list or a list (``--host`` repeated); unset: ``OLLAMA_HOSTS``,
+    then ``OLLAMA_HOST``. Several hosts make Ollama an
+    :class:`~ai_content_pipeline.backends.ollama_pool.OllamaPool`.
 
     :raises UsageError: unknown name. :raises BackendUnavailable: see :func:`resolve_llm_name`.
     """
-    name, model = resolve_llm_name(name, model, host, notice)
+    from .ollama_pool import parse_hosts
+
+    hosts = parse_hosts(host) if host or name in ("auto", "ollama") else []
+    name, model = resolve_llm_name(name, model, ",".join(hosts) or None, notice)
+    if name == "ollama" and len(hosts) > 1:
+        from .ollama_pool import OllamaPool
+
+        return OllamaPool(model, hosts=hosts, notice=notice, **options)
     cls = _load_class(LLM_BACKENDS, name, "LLM")
-    return cls(model, host=host, **options)  # type: ignore[no-any-return]
+    single = hosts[0] if name == "ollama" and hosts else (host if isinstance(host, str) else None)
+    return cls(model, host=single, **options)  # type: ignore[no-any-return]
 
 
 def resolve_tts_name(name: str, notice: Callable[[str], None] | None = None,

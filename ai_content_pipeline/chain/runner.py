@@ -41,6 +41,7 @@ from ..events import Emitter, NullEmitter, StepEmitter
 from ..faults import os_error
 from ..files import FolderLock
 from ..jsonl import RecordWriter
+from ..shards import chain_shard_run, shard_chain
 from ..stages.common import Cancelled
 from ..stages.registry import options_class
 from ..stages.step import Step, count_input, read_input
@@ -234,7 +235,7 @@ class ChainRunner:
     def __init__(self, spec: ChainSpec, *, emitter: Emitter | None = None, resume: bool = False,
                  stdin: IO[bytes] | None = None, backend_factory: BackendFactory | None = None,
                  cancel: Callable[[], bool] | None = None, log: str | None = None) -> None:
-        self.spec = spec
+        self.spec = shard_chain(spec)  # a ``shard`` key: that shard's output_dir (idempotent)
         self.log = log
         self.takelog: Any = None
         self.emitter = emitter or NullEmitter()
@@ -266,9 +267,11 @@ class ChainRunner:
                                                               for p in (spec.output_path(i), spec.ledger_path(i)))):
                         run.stage.protected.add(target)
                     run.stage.protected.add(part)
+                sharded = chain_shard_run(spec, index)  # --shard K/N: the first step's share of the input
                 with open(part, "wb") as handle:
                     try:
-                        written = run.run(read_input([source], stdin=self.stdin), RecordWriter(handle).write, total)
+                        written = run.run(read_input([source], stdin=self.stdin, shard=sharded),
+                                          RecordWriter(handle).write, total, shard=sharded)
                     except Cancelled:  # keep the records finished before the cancel
                         os.fsync(handle.fileno())
                         os.replace(part, out)
@@ -344,7 +347,8 @@ class ChainRunner:
             except OSError as exc:  # a read-only or misnamed output_dir
                 raise os_error(exc, spec.output_dir, doing="write to output_dir") from exc
             try:
-                total = count_input([source], stdin=self.stdin)
+                first = chain_shard_run(spec, enabled[0]) if enabled else None
+                total = count_input([source], stdin=self.stdin, shard=first)
             except OSError as exc:
                 raise os_error(exc, source, doing="read") from exc
         except AicpError as exc:

@@ -6,6 +6,7 @@ A chain file names an input, an output folder and steps run in order::
     input: examples/songs.jsonl        # a path, or "-" for stdin
     output_dir: aicp-out/radio-intros
     on_error: continue                 # or stop: end the chain at the first failed record
+    shard: auto                        # optional: K/N or auto (Slurm array, Kubernetes Indexed Job)
     prices: {per_1k_tokens: 0.0, per_audio_minute: 0.0, per_gpu_second: 0.0}
     steps:
       - type: script
@@ -76,7 +77,8 @@ class ScriptStep(_Strict):
 
     :ivar name: a label for the step (copied into ``outputs.steps``).
     :ivar enabled: ``false`` skips the step (its input goes to the next step).
-    :ivar model/host/keep_alive: as ``aicp script --model/--host/--keep-alive``.
+    :ivar model/host/keep_alive: as ``aicp script --model/--host/--keep-alive``; ``host`` may
+        list several Ollama hosts (a YAML list or a comma list).
     """
 
     type: Literal["script"]
@@ -86,7 +88,7 @@ class ScriptStep(_Strict):
     persona: str | None = None
     backend: str = "auto"
     model: str | None = None
-    host: str | None = None
+    host: str | list[str] | None = None
     keep_alive: str | None = None
     params: dict[str, Any] = {}
 
@@ -120,6 +122,9 @@ class ChainSpec(_Strict):
 
     :ivar input: JSON Lines path, or ``-`` for stdin.
     :ivar on_error: ``continue`` (failed records carry ``error`` on) or ``stop``.
+    :ivar shard: ``K/N`` or ``auto`` (``aicp run-chain --shard``): the first step takes only the
+        input lines of that shard and every file goes to ``output_dir/shard-K-of-N/``
+        (see :mod:`ai_content_pipeline.shards`); ``None``: the whole input.
     :ivar source: where the chain was read from (a path or ``-``); set by :func:`load_chain`.
     """
 
@@ -128,6 +133,7 @@ class ChainSpec(_Strict):
     input: str
     output_dir: str
     on_error: Literal["continue", "stop"] = "continue"
+    shard: str | None = None
     prices: Prices = Prices()
     steps: list[Step] = Field(min_length=1)
     source: str | None = Field(None, exclude=True)
@@ -364,6 +370,13 @@ def load_chain(config: str, overrides: Iterable[str] = (), *, stdin: IO[str] | N
     for key in ("input", "output_dir"):
         if not getattr(spec, key).strip():
             raise ConfigError(f"{where((key,))}: {key} is empty", hint=f"give {key} a path")
+    if spec.shard is not None and spec.shard.strip().lower() != "auto":
+        from ..shards import parse as parse_shard
+
+        try:
+            parse_shard(spec.shard)
+        except UsageError as exc:
+            raise ConfigError(f"{where(('shard',))}: {exc.message}", hint="K/N (e.g. 0/4) or auto") from exc
     problem = path_problem(spec.input) if spec.input != "-" else None
     if problem is not None:
         raise ConfigError(f"{where(('input',))}: input file {spec.input} {problem}",

@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "script": "ai_content_pipeline.cli.script:script_command",
     "voice": "ai_content_pipeline.cli.voice:voice_command",
     "run-chain": "ai_content_pipeline.cli.chain:run_chain_command",
+    "merge": "ai_content_pipeline.cli.merge:merge_command",
     "templates": "ai_content_pipeline.cli.catalog:templates_group",
     "personas": "ai_content_pipeline.cli.catalog:personas_group",
     "doctor": "ai_content_pipeline.cli.doctor:doctor_command",

@@ -28,6 +28,7 @@ PAGES: dict[str, tuple[str, str]] = {
     "aicp-script": ("ai_content_pipeline.cli.script:script_command", "aicp-script"),
     "aicp-voice": ("ai_content_pipeline.cli.voice:voice_command", "aicp-voice"),
     "aicp-run-chain": ("ai_content_pipeline.cli.chain:run_chain_command", "aicp run-chain"),
+    "aicp-merge": ("ai_content_pipeline.cli.merge:merge_command", "aicp merge"),
     "aicp-serve": ("ai_content_pipeline.cli.serve:serve_command", "aicp serve"),
     "aicp-worker": ("ai_content_pipeline.cli.serve:worker_command", "aicp worker"),
     "aicp-doctor": ("ai_content_pipeline.cli.doctor:doctor_command", "aicp doctor"),
@@ -45,6 +46,7 @@ PAGE_EVENTS: dict[str, tuple[str, ...]] = {
     "aicp-script": STAGE_EVENTS,
     "aicp-voice": STAGE_EVENTS,
     "aicp-run-chain": CHAIN_EVENTS + STAGE_EVENTS,
+    "aicp-merge": (),
     "aicp-serve": CHAIN_EVENTS + STAGE_EVENTS,  # a job's SSE stream carries these
     "aicp-worker": CHAIN_EVENTS + STAGE_EVENTS,
     "aicp-doctor": (),  # no --stream: no EVENTS section
@@ -59,6 +61,10 @@ COMPLETION = [
 ENVIRONMENT = [
     ("OLLAMA_HOST", "Ollama server URL for the ollama backend and auto "
                     "(default http://127.0.0.1:11434)."),
+    ("OLLAMA_HOSTS", "Several Ollama server URLs, comma-separated, used together (like a repeated --host)."),
+    ("AICP_SHARD_COUNT", "Shard count for --shard auto on a Kubernetes Indexed Job (with JOB_COMPLETION_INDEX)."),
+    ("SLURM_ARRAY_TASK_ID", "With SLURM_ARRAY_TASK_COUNT and SLURM_ARRAY_TASK_MIN: the shard of --shard auto "
+                            "in a Slurm job array."),
     ("AICP_OLLAMA_MODEL", "Ollama model that auto looks for (default llama3.2)."),
     ("AICP_TRACEBACK", "Set to 1 to print the Python traceback of an error (like --traceback)."),
 ]

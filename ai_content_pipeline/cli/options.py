@@ -103,6 +103,26 @@ log_option = click.option(
     "--log", metavar="PATH.db", envvar="AICP_LOG_DB", type=click.Path(dir_okay=False),
     help="Record every take in this SQLite take log (`aicp logs` reads it back) "
          "[default: $AICP_LOG_DB, else no log].")
+shard_options = _stack(
+    click.option("--shard", metavar="K/N|auto",
+                 help="Do only the input lines whose 0-based position is K mod N (blank and bad lines "
+                      "count); records get an `_aicp` tag for `aicp merge`, --checkpoint becomes "
+                      "NAME.shard-K-of-N.EXT. auto: from SLURM_ARRAY_TASK_ID/COUNT/MIN or "
+                      "JOB_COMPLETION_INDEX."),
+    click.option("--shard-count", type=click.IntRange(1), metavar="N",
+                 help="Shard count for --shard auto on a Kubernetes Indexed Job [default: $AICP_SHARD_COUNT]."),
+)
+
+
+def resolve_shard(shard: str | None, shard_count: int | None, checkpoint: str | None) -> tuple[Any, str | None]:
+    """``(Shard or None, the checkpoint path of that shard)`` from ``--shard``/``--shard-count``.
+
+    :raises UsageError: a malformed ``--shard``, or ``auto`` without a usable scheduler variable.
+    """
+    from ..shards import parse
+
+    spec = parse(shard, count=shard_count)
+    return spec, (spec.ledger_path(checkpoint) if spec is not None else checkpoint)
 
 
 def make_emitter(stream: bool, quiet: bool, prog: str) -> Emitter:

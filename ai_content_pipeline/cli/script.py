@@ -28,7 +28,9 @@ from .options import (
     input_files,
     log_option,
     make_emitter,
+    resolve_shard,
     run_options,
+    shard_options,
     version_option,
 )
 
@@ -42,6 +44,8 @@ Examples:
   aicp-script -t podcast-longform --words 2000 --checkpoint pod.ledger --resume examples/topics.jsonl
   aicp-script -p ./rosa.yaml --log takes.db < examples/songs.jsonl | aicp-voice --log takes.db
   aicp logs --log takes.db -n 3
+  aicp-script --shard 1/4 --checkpoint run.ledger --resume examples/songs.jsonl > scripts.1.jsonl
+  aicp-script --backend ollama --host http://gpu1:11434,http://gpu2:11434 --jobs 4 examples/songs.jsonl
 
 {EPILOG_STATUS}
 """
@@ -62,7 +66,10 @@ Examples:
               help="auto: a .gguf --model → llamacpp; Ollama if it answers; else embedded llama.cpp.")
 @click.option("-m", "--model", metavar="NAME|PATH.gguf",
               help="Ollama model name, or a GGUF file for llamacpp (default: bundled SmolLM2-135M).")
-@click.option("--host", metavar="URL", help="Ollama server URL [default: $OLLAMA_HOST or http://127.0.0.1:11434].")
+@click.option("--host", metavar="URL", multiple=True,
+              help="Ollama server URL; repeat it (or give a comma list) to spread requests over several "
+                   "hosts, --jobs per host, failing over when one goes down "
+                   "[default: $OLLAMA_HOSTS, else $OLLAMA_HOST, else http://127.0.0.1:11434].")
 @click.option("--temperature", type=click_range(TEMPERATURE), help="Sampling temperature (template default).")
 @click.option("--top-p", type=click_range(TOP_P), help="Nucleus sampling (template default).")
 @click.option("--seed", type=click_range(SEED), help="Base seed (0 to 2**32-1); take N uses SEED+N (default: engine's choice).")
@@ -90,12 +97,14 @@ Examples:
               type=click.Path(file_okay=False),
               help="Long-form templates: chunk files and checkpoints go to DIR/{id}/ (--resume continues there).")
 @log_option
+@shard_options
 @run_options
 def script_command(files: tuple[str, ...], template: str, persona: str | None, variants: int,
-                   backend: str, model: str | None, host: str | None, temperature: float | None,
+                   backend: str, model: str | None, host: tuple[str, ...], temperature: float | None,
                    top_p: float | None, seed: int | None, max_tokens: int | None, jobs: int,
                    keep_alive: str | None, timeout: float, best_of: int, batch: int, require_checks: bool,
-                   words: int | None, work_dir: str, log: str | None, resume: bool,
+                   words: int | None, work_dir: str, log: str | None, shard: str | None, shard_count: int | None,
+                   resume: bool,
                    checkpoint: str | None, retries: int,
                    strict: bool, stream: bool, quiet: bool, traceback: bool) -> int:
     """Generate a script for each JSON Lines record with a local LLM.
@@ -119,13 +128,17 @@ def script_command(files: tuple[str, ...], template: str, persona: str | None, v
                             words=words, work_dir=work_dir, timeout=timeout, best_of=best_of, batch=batch,
                             require_checks=require_checks)
     options.validate()  # usage errors (exit 2) before any backend is contacted
+    from ..shards import fanout_takes, shard_run
+
     check_sources(files)  # a missing input is said before the backend notice
-    llm = create_llm(backend, model=model, host=host, keep_alive=keep_alive, timeout=timeout,
+    shard_spec, checkpoint = resolve_shard(shard, shard_count, checkpoint)
+    llm = create_llm(backend, model=model, host=list(host) or None, keep_alive=keep_alive, timeout=timeout,
                      notice=emitter.message)
     writer = RecordWriter()
     try:
         stats = run_script(files, options, backend=llm, emitter=emitter,
-                           write=writer.write, checkpoint=checkpoint, stdout=writer.stream, log=log)
+                           write=writer.write, checkpoint=checkpoint, stdout=writer.stream, log=log,
+                           shard=shard_run(shard_spec, fanout_takes(variants)))
     finally:
         emitter.close()
     return finish(emitter, stats)

@@ -30,7 +30,9 @@ from .options import (
     input_files,
     log_option,
     make_emitter,
+    resolve_shard,
     run_options,
+    shard_options,
     version_option,
 )
 
@@ -45,6 +47,7 @@ Examples:
   aicp-voice --checkpoint voice.ledger --resume scripts.jsonl > voiced.jsonl
   aicp-script -p ./rosa.yaml < songs.jsonl | aicp-voice    # the persona travels in script.persona_voice
   aicp-voice --log takes.db scripts.jsonl                  # adds audio paths to the logged takes
+  aicp-voice --shard auto --out-dir out/audio scripts.jsonl > voiced.$SLURM_ARRAY_TASK_ID.jsonl
 
 \b
 Files: OUT_DIR/{{id}}_{{persona}}_{{take}}.{{ext}}, written under a temporary name
@@ -94,12 +97,14 @@ words per second).
               help="Read all input before loading the model (frees the GPU for the LLM upstream); "
                    "--no-barrier loads at once and voices records as they arrive.")
 @log_option
+@shard_options
 @run_options
 def voice_command(files: tuple[str, ...], backend: str, voice: str | None, persona: str | None,
                   text_field: str | None, out_dir: str, audio_format: str, sample_rate: int | None,
                   bitrate: int | None, loudness: float, no_normalize: bool, seed: int | None, device: str,
                   checkpoint_dir: str | None, exaggeration: float | None, cfg_weight: float | None,
-                  temperature: float | None, barrier: bool, log: str | None, resume: bool, checkpoint: str | None,
+                  temperature: float | None, barrier: bool, log: str | None, shard: str | None,
+                  shard_count: int | None, resume: bool, checkpoint: str | None,
                   retries: int, strict: bool, stream: bool, quiet: bool, traceback: bool) -> int:
     """Speak the script of each JSON Lines record with a local TTS model.
 
@@ -110,10 +115,12 @@ def voice_command(files: tuple[str, ...], backend: str, voice: str | None, perso
     JSON line per record, in input order. A record that fails gets an `error`
     object instead, no file is left for it, and the batch goes on.
     """
+    from ..shards import shard_run
     from ..stages.voice import VoiceOptions, run_voice  # not needed for --help
 
     if bitrate is not None and audio_format != "mp3":
         raise UsageError(f"--bitrate applies to mp3 files, not {audio_format}", hint="add --format mp3")
+    shard_spec, checkpoint = resolve_shard(shard, shard_count, checkpoint)
     emitter = make_emitter(stream, quiet, "aicp-voice")
     check_sources(files)  # a missing input is said before the backend notice
     tts = create_tts(backend, notice=emitter.message, voice=voice,
@@ -126,7 +133,8 @@ def voice_command(files: tuple[str, ...], backend: str, voice: str | None, perso
     writer = RecordWriter()
     try:
         stats = run_voice(files, options, backend=tts, emitter=emitter, write=writer.write,
-                          checkpoint=checkpoint, barrier=barrier, stdout=writer.stream, log=log)
+                          checkpoint=checkpoint, barrier=barrier, stdout=writer.stream, log=log,
+                          shard=shard_run(shard_spec))
     finally:
         emitter.close()
     return finish(emitter, stats)

@@ -128,7 +128,7 @@ def build_chain(req: GenerateRequest) -> tuple[dict[str, Any], list[dict[str, An
     where: dict[str, str] = {}
     if req.chain is not None:
         chain = dict(req.chain)
-        for key in ("input", "output_dir"):
+        for key in ("input", "output_dir", "shard"):
             if key in chain:
                 raise RequestProblem(f"chain.{key}", "is set by the service for each job",
                                      hint="send the input as `records` or a topic")

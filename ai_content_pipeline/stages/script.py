@@ -8,6 +8,7 @@ LLM backend, trim the model's chatter and add the ``script`` object::
     {"text": str, "words": int, "template": "name@version", "persona": str,
      "persona_voice": {"seed": int, "piper": {...}, "chatterbox": {...}}, "take": int, "backend": str, "model": str,
      "tokens": {"prompt": int, "completion": int}, "seconds": float, "key": str,
+     "host"?: str (the Ollama server that wrote it),
      "checks": {"passed": bool, "failed": [str], "details"?: {...},
                 "candidates"?: [...], "chosen"?: int}}
 
@@ -31,9 +32,16 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from ..backends.base import BatchRequest, Completion, GenerationParams, LLMBackend, collect_reply
+from ..backends.base import (
+    BatchRequest,
+    Completion,
+    GenerationParams,
+    LLMBackend,
+    collect_reply,
+    max_in_flight,
+)
 from ..checks import choose, echo_phrases, evaluate, trim_to_sentence
 from ..errors import AicpError, InputError, RecordError, UsageError
 from ..events import Emitter
@@ -68,6 +76,9 @@ from ..templates import (
 )
 from ..text import trim_chatter
 from .common import Stage, StageStats, check_run_paths, ordered_map, with_retries
+
+if TYPE_CHECKING:
+    from ..shards import ShardRun
 from .step import Write
 
 #: Upper bounds of ``--best-of`` and ``--batch``.
@@ -247,8 +258,8 @@ class ScriptStage(Stage):
         self.template = load_template(options.template)  # unknown template: usage error first
         options.validate(self.template)
         super().__init__(backend, options, emitter, ledger)
-        # concurrent backends: candidates of all takes share the --jobs request slots
-        self._slots = threading.Semaphore(max(1, options.jobs))
+        # concurrent backends: candidates of all takes share the --jobs request slots (per host)
+        self._slots = threading.Semaphore(max(1, max_in_flight(backend, options.jobs)))
         self._stats_lock = self.tracker.lock  # --jobs: worker threads add to the same counts
         #: where each finished take is logged (``--log``; :mod:`ai_content_pipeline.takelog`)
         self.takelog: Any = None
@@ -464,10 +475,13 @@ class ScriptStage(Stage):
             "seconds": round(seconds, 3),
             "key": job.key,
         }
+        if best["result"].host:
+            script["host"] = best["result"].host
         if best["truncated"]:
             script["truncated"] = True
         script["checks"] = checks
-        return self._accept(job.index, job.rid, job.record, job.take, script)
+        return self._accept(job.index, job.rid, job.record, job.take, script,
+                            **({"host": script["host"]} if "host" in script else {}))
 
     def _require_checks(self, index: int, rid: str, record: dict[str, Any], take: int,
                         script: dict[str, Any]) -> dict[str, Any]:
@@ -551,7 +565,7 @@ class ScriptStage(Stage):
         """
         if total is not None:
             self.stats.total = total * max(1, self.options.variants)
-        jobs = self.options.jobs if self.backend.supports_concurrency else 1
+        jobs = max_in_flight(self.backend, self.options.jobs) if self.backend.supports_concurrency else 1
         try:
             if self.batched:
                 yield from self._batches(self._items(lines))
@@ -573,6 +587,7 @@ def run_script(
     stdin: IO[bytes] | None = None,
     stdout: IO[Any] | None = None,
     log: str | None = None,
+    shard: ShardRun | None = None,
 ) -> StageStats:
     """Run the script stage over JSON Lines ``sources`` and ``write`` each output record.
 
@@ -588,6 +603,8 @@ def run_script(
     :param stdin: the binary stream ``-`` reads (default ``sys.stdin.buffer``).
     :param stdout: the stream ``write`` ends in, if any: checked not to be an input or the ledger.
     :param log: a take log (SQLite, :mod:`ai_content_pipeline.takelog`) that gets every take.
+    :param shard: a :class:`~ai_content_pipeline.shards.ShardRun` (``--shard K/N``): only its lines
+        are processed and each record is tagged with ``_aicp``.
     :returns: the run's :class:`StageStats`.
     :raises UsageError: ``resume`` without ``checkpoint``, unreadable input, an output that is
         also an input, a checkpoint, log or work folder that cannot be written (before any model call).
@@ -604,14 +621,14 @@ def run_script(
                     {"--log": log})
     if options.words is not None or options.sections is not None or load_template(options.template).sections:
         check_output_dir(options.work_dir, "--work-dir")
-    total = count_input(sources, stdin=stdin)
+    total = count_input(sources, stdin=stdin, shard=shard)
     takelog = None
     with Step("script", backend, options, emitter=emitter, checkpoint=checkpoint) as step:
         try:
             if log:
                 from ..takelog import TakeLog
                 step.stage.takelog = takelog = TakeLog(log, "aicp-script")
-            step.run(read_input(sources, stdin=stdin), write, total)
+            step.run(read_input(sources, stdin=stdin, shard=shard), write, total, shard=shard)
         finally:
             if takelog is not None:
                 takelog.close()

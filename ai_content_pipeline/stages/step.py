@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ..events import Emitter
 from ..jsonl import InputLine, count_records, read_records
@@ -27,24 +27,33 @@ from ..ledger import Ledger
 from .common import Stage, StageStats
 from .registry import stage_class
 
+if TYPE_CHECKING:
+    from ..shards import ShardRun
+
 #: ``write(record)``: where a step's output records go (``RecordWriter.write``, ``list.append``).
 Write = Callable[[dict[str, Any]], None]
 
 
-def read_input(sources: Iterable[str | os.PathLike[str]], *,
-               stdin: IO[bytes] | None = None) -> Iterator[InputLine]:
+def read_input(sources: Iterable[str | os.PathLike[str]], *, stdin: IO[bytes] | None = None,
+               shard: ShardRun | None = None) -> Iterator[InputLine]:
     """The input lines of a step, lazily, in order: every record a step processes comes from here.
 
     :param sources: JSON Lines files (``-``: ``stdin``, default ``sys.stdin.buffer``).
+    :param shard: ``--shard K/N``: only the lines of that shard (others are counted, not parsed).
     :raises UsageError: a source cannot be opened (before the first line).
     """
+    if shard is not None:
+        return shard.lines([str(s) for s in sources], stdin=stdin)
     return read_records(sources, stdin=stdin)
 
 
-def count_input(sources: Iterable[str | os.PathLike[str]], *, stdin: IO[bytes] | None = None) -> int | None:
+def count_input(sources: Iterable[str | os.PathLike[str]], *, stdin: IO[bytes] | None = None,
+                shard: ShardRun | None = None) -> int | None:
     """How many lines :func:`read_input` will yield (progress ``total``), when every source is a
     regular file (or ``stdin`` redirected from one); ``None`` for a pipe, which cannot be counted
     without consuming it."""
+    if shard is not None:
+        return shard.count([str(s) for s in sources], stdin=stdin)
     return count_records(sources, stdin=stdin)
 
 
@@ -106,21 +115,32 @@ class Step:
         if self.ledger is not None:
             self.ledger.close()
 
-    def run(self, lines: Iterable[InputLine], write: Write, total: int | None = None) -> int:
+    def run(self, lines: Iterable[InputLine], write: Write, total: int | None = None, *,
+            shard: ShardRun | None = None) -> int:
         """Stream ``lines`` through the stage and ``write`` each output record; how many were written.
 
         The stage's run is closed as soon as ``write`` fails (stdout closed by ``| head -1``), so
         the backend unloads and worker threads are let go at once.
 
         :param total: input lines, if known (progress ``total``).
+        :param shard: ``--shard K/N`` (``lines`` from :func:`read_input` with it): each record is
+            tagged ``_aicp`` for ``aicp merge``; the last one gets ``end`` when the run finished.
         :raises StrictStop: ``strict`` and a record failed. :raises Cancelled: ``cancel()`` said so.
         :raises BackendUnavailable: the backend cannot be loaded.
         """
         written = 0
-        with closing(self.records(lines, total)) as records:
-            for record in records:
-                write(record)
-                written += 1
+        if shard is not None:
+            write = shard.wrap(write)
+        try:
+            with closing(self.records(lines, total)) as records:
+                for record in records:
+                    write(record)
+                    written += 1
+            if shard is not None:
+                shard.finish()
+        finally:
+            if shard is not None:
+                shard.close()  # a record held back is written without ``end``: the shard is incomplete
         return written
 
     def records(self, lines: Iterable[InputLine], total: int | None = None) -> Generator[dict[str, Any], None, None]:

@@ -33,7 +33,7 @@ import time
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ..audio import (
     PEAK_CEILING_DBFS,
@@ -57,6 +57,9 @@ from ..records import get_path, record_id, slugify, word_count
 from ..templates import Persona, file_ref, persona_for_record, record_voice_file
 from .common import Stage, StageStats, check_run_paths, with_retries
 from .step import Write
+
+if TYPE_CHECKING:
+    from ..shards import ShardRun
 
 
 @dataclass
@@ -359,6 +362,7 @@ def run_voice(
     stdin: IO[bytes] | None = None,
     stdout: IO[Any] | None = None,
     log: str | None = None,
+    shard: ShardRun | None = None,
 ) -> StageStats:
     """Run the voice stage over JSON Lines ``sources`` and ``write`` each output record.
 
@@ -374,6 +378,8 @@ def run_voice(
     :param stdout: the stream ``write`` ends in, if any: checked not to be an input or the ledger.
     :param log: a take log (:mod:`ai_content_pipeline.takelog`): each audio file is added to the
         take its record came from.
+    :param shard: a :class:`~ai_content_pipeline.shards.ShardRun` (``--shard K/N``): only its lines
+        are voiced and each record is tagged with ``_aicp``.
     :returns: the run's :class:`StageStats` (``audio_seconds`` filled).
     :raises UsageError: ``resume`` without ``checkpoint``, unreadable input, bad format, an
         output that is also an input, a path that cannot be written, a locked ``out_dir``
@@ -399,19 +405,19 @@ def run_voice(
             if log:
                 from ..takelog import TakeLog
                 stage.takelog = takelog = TakeLog(log, "aicp-voice")
-            lines = read_input(sources, stdin=stdin)
+            lines = read_input(sources, stdin=stdin, shard=shard)
             if barrier:
                 with SpooledLines(lines) as spool:
                     emitter.message(f"read {spool.count} records; loading the voice model", "debug")
-                    step.run(spool, write, spool.count)
+                    step.run(spool, write, spool.count, shard=shard)
             else:
-                total = count_input(sources, stdin=stdin)
+                total = count_input(sources, stdin=stdin, shard=shard)
                 try:
                     stage.load()
                 except BaseException:
                     stage.session.close()
                     raise
-                step.run(lines, write, total)
+                step.run(lines, write, total, shard=shard)
     finally:
         folder_lock.release()
         if takelog is not None:

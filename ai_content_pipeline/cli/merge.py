@@ -1,0 +1,74 @@
+"""``aicp merge``: the outputs of ``--shard K/N`` runs back into one file, in input order."""
+
+from __future__ import annotations
+
+import click
+
+from ..jsonl import RecordWriter
+from .errors import note_flag
+from .options import EPILOG_STATUS
+
+EPILOG = f"""\b
+Examples:
+  aicp merge scripts.0.jsonl scripts.1.jsonl scripts.2.jsonl > scripts.jsonl
+  aicp merge 'out/scripts.*.jsonl' -o scripts.jsonl
+  aicp merge out/shard-*-of-8/02-voice.jsonl -o out/voiced.jsonl
+  aicp merge --partial scripts.*.jsonl > so-far.jsonl   # what there is; still exit 3
+
+\b
+Exit status 3 names the gaps: a shard with no file, one that stopped before
+the end of its input (rerun it with --resume), a record given twice.
+
+{EPILOG_STATUS}
+"""
+
+
+@click.command("merge", epilog=EPILOG)
+@click.argument("files", nargs=-1, required=True, metavar="SHARD_OUTPUT...")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
+              help="Write to FILE (created through a temporary file, renamed when complete) "
+                   "[default: stdout].")
+@click.option("--partial", is_flag=True,
+              help="Write the records there are even when shards are incomplete (still exit 3).")
+@click.option("-q", "--quiet", is_flag=True, help="No summary line on stderr.")
+@click.option("--traceback", is_flag=True, callback=note_flag, help="Show the Python traceback of an error.")
+def merge_command(files: tuple[str, ...], output: str | None, partial: bool, quiet: bool,
+                  traceback: bool) -> int:
+    """Merge the outputs of `--shard K/N` runs into the records one unsharded
+    run writes, in input order.
+
+    SHARD_OUTPUT... are the files the shards wrote (any order; a quoted glob is
+    expanded here). Each record carries `_aicp` (shard, input line index, seq;
+    `end` on a shard's last record); the merge checks that every shard is there
+    and finished and that no record is missing or repeated, then writes each
+    record without `_aicp`. Inputs are never written: an output that is one of
+    them stops the merge (exit 2). Nothing is written when a shard is
+    incomplete (exit 3, naming the gaps) unless --partial.
+    """
+    import sys
+
+    from ..files import check_output_file, refuse_overlap
+    from ..merge import MergeIncomplete, expand, merge_files, write_atomic
+
+    paths = expand(files)
+    to_file = output is not None and output != "-"
+    if to_file:
+        assert output is not None
+        check_output_file(output, "--output")
+    reads = {f"input {p}": p for p in paths}
+    refuse_overlap(reads, {f"--output {output}": output if to_file else None,
+                           "stdout": None if to_file else sys.stdout.buffer})
+    result: list[tuple[int, list[str]]] = []
+    if to_file:
+        assert output is not None
+        write_atomic(output, lambda handle: result.append(merge_files(paths, RecordWriter(handle).write,
+                                                                      partial=partial)))
+    else:
+        result.append(merge_files(paths, RecordWriter().write, partial=partial))
+    written, problems = result[0]
+    if problems:
+        raise MergeIncomplete(problems)
+    if not quiet:
+        sys.stderr.write(f"aicp merge: {written} records from {len(paths)} files"
+                         f"{f' -> {output}' if to_file else ''}\n")
+    return 0

@@ -1,0 +1,388 @@
+"""Shards: one process does the input lines whose position is ≡ K mod N.
+
+``--shard K/N`` (``aicp-script``, ``aicp-voice``, ``aicp run-chain`` and the chain key
+``shard``) makes a run read its whole input but process only the lines at positions
+``p`` with ``p % N == K``, where a *position* is the 0-based index of a line in the
+input (all FILEs one after the other). Every line counts: a bad line is a position
+that becomes an ``error`` record, as in a single run; a blank line is a position that
+produces nothing, as in a single run.
+
+Each output record of a sharded run carries one extra field, ``_aicp``::
+
+    {"shard": "K/N", "line": p, "seq": i}            # every record
+    {..., "end": {"lines": M, "counts": [c0, ..., cN-1]}}   # the shard's last record
+
+``line`` is the input position, ``seq`` the record's 0-based place in this shard's
+output (takes of one line are consecutive), and ``end`` marks a shard that reached
+the end of its input: ``M`` input lines in all, ``c_j`` non-blank lines at positions
+≡ j mod N (so ``aicp merge`` knows which shards must have records). ``aicp merge``
+(:mod:`ai_content_pipeline.merge`) uses it to put the records back in input order,
+find gaps and repeats, and removes it: the merged output equals a single run's.
+
+``--shard auto`` reads the index and count from the scheduler (:func:`detect`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import UsageError
+from .jsonl import (
+    _BOM,
+    InputLine,
+    _input_error,
+    _open_source,
+    check_sources,
+    iter_lines,
+    max_line_bytes,
+    parse_line,
+)
+
+#: The field a sharded run adds to each output record (removed by ``aicp merge``).
+FIELD = "_aicp"
+#: The environment variable that gives the shard count to ``--shard auto`` on Kubernetes.
+COUNT_ENV = "AICP_SHARD_COUNT"
+MAX_SHARDS = 1_000_000
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count`` (0 ≤ index < count)."""
+
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    @property
+    def label(self) -> str:
+        """``shard-K-of-N``: the part of file and folder names that names this shard."""
+        return f"shard-{self.index}-of-{self.count}"
+
+    def owns(self, position: int) -> bool:
+        """Whether input position ``position`` (0-based line index) belongs to this shard."""
+        return position % self.count == self.index
+
+    def ledger_path(self, path: str | None) -> str | None:
+        """This shard's own ledger for ``--checkpoint path``: ``run.ledger`` → ``run.shard-K-of-N.ledger``."""
+        if path is None:
+            return None
+        p = Path(path)
+        return str(p.with_name(f"{p.stem}.{self.label}{p.suffix}"))
+
+    def output_dir(self, folder: str) -> str:
+        """A chain's ``output_dir`` for this shard: ``folder/shard-K-of-N``."""
+        return str(Path(folder) / self.label)
+
+
+def _int(text: str, what: str) -> int:
+    try:
+        return int(str(text).strip())
+    except ValueError:
+        raise UsageError(f"{what} must be a whole number, not {text!r}") from None
+
+
+def _env_int(environ: Mapping[str, str], name: str, why: str) -> int:
+    raw = environ.get(name)
+    if raw is None or not raw.strip():
+        raise UsageError(f"--shard auto: {name} is not set ({why})",
+                         hint="run under the scheduler, or give --shard K/N")
+    return _int(raw, name)
+
+
+def _count(count: int | str | None, environ: Mapping[str, str]) -> tuple[int | None, str]:
+    """The shard count given by ``--shard-count`` (first) or ``AICP_SHARD_COUNT``, and its name."""
+    if count is not None:
+        return _int(str(count), "--shard-count"), "--shard-count"
+    raw = environ.get(COUNT_ENV)
+    if raw is not None and raw.strip():
+        return _int(raw, COUNT_ENV), COUNT_ENV
+    return None, COUNT_ENV
+
+
+def detect(environ: Mapping[str, str] | None = None, count: int | str | None = None) -> Shard:
+    """The shard a scheduler gives this process (``--shard auto``).
+
+    - Slurm job arrays: index ``SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN`` (divided by
+      ``SLURM_ARRAY_TASK_STEP`` when set), count ``SLURM_ARRAY_TASK_COUNT``.
+    - Kubernetes Indexed Jobs: index ``JOB_COMPLETION_INDEX``, count from ``count``
+      (``--shard-count``) or ``AICP_SHARD_COUNT``.
+
+    :raises UsageError: (exit 2) no scheduler variable, or one absent, not a number or
+        inconsistent (an index outside the count...), naming the variable.
+    """
+    env = os.environ if environ is None else environ
+    given, given_name = _count(count, env)
+    if env.get("SLURM_ARRAY_TASK_ID", "").strip():
+        why = "Slurm sets it for job arrays (sbatch --array)"
+        task = _env_int(env, "SLURM_ARRAY_TASK_ID", why)
+        total = _env_int(env, "SLURM_ARRAY_TASK_COUNT", why)
+        low = _env_int(env, "SLURM_ARRAY_TASK_MIN", why)
+        step = _int(env["SLURM_ARRAY_TASK_STEP"], "SLURM_ARRAY_TASK_STEP") \
+            if env.get("SLURM_ARRAY_TASK_STEP", "").strip() else 1
+        if step < 1:
+            raise UsageError(f"--shard auto: SLURM_ARRAY_TASK_STEP is {step}, not a positive step")
+        if total < 1:
+            raise UsageError(f"--shard auto: SLURM_ARRAY_TASK_COUNT is {total}, not a positive count")
+        offset = task - low
+        if offset % step:
+            raise UsageError(f"--shard auto: SLURM_ARRAY_TASK_ID {task} is not SLURM_ARRAY_TASK_MIN {low} "
+                             f"plus a multiple of SLURM_ARRAY_TASK_STEP {step}",
+                             hint="use a plain range array such as --array=0-7")
+        index = offset // step
+        if not 0 <= index < total:
+            raise UsageError(f"--shard auto: SLURM_ARRAY_TASK_ID {task} (minus SLURM_ARRAY_TASK_MIN {low}) "
+                             f"is outside SLURM_ARRAY_TASK_COUNT {total}",
+                             hint="use a plain range array such as --array=0-7")
+        if given is not None and given != total:
+            raise UsageError(f"--shard auto: {given_name} {given} disagrees with SLURM_ARRAY_TASK_COUNT {total}")
+        return Shard(index, total)
+    if env.get("JOB_COMPLETION_INDEX", "").strip():
+        index = _int(env["JOB_COMPLETION_INDEX"], "JOB_COMPLETION_INDEX")
+        if given is None:
+            raise UsageError("--shard auto: JOB_COMPLETION_INDEX is set but the shard count is not: "
+                             f"set {COUNT_ENV} (the Job's completions) or --shard-count",
+                             hint=f"in the Job manifest: env: [{{name: {COUNT_ENV}, value: \"N\"}}]")
+        if given < 1 or given > MAX_SHARDS:
+            raise UsageError(f"--shard auto: {given_name} is {given}, not a count from 1 to {MAX_SHARDS}")
+        if not 0 <= index < given:
+            raise UsageError(f"--shard auto: JOB_COMPLETION_INDEX {index} is outside {given_name} {given}")
+        return Shard(index, given)
+    raise UsageError("--shard auto found no scheduler: neither SLURM_ARRAY_TASK_ID (a Slurm job array) "
+                     "nor JOB_COMPLETION_INDEX (a Kubernetes Indexed Job) is set",
+                     hint="give --shard K/N, e.g. --shard 0/4")
+
+
+def parse(spec: str | None, *, count: int | str | None = None,
+          environ: Mapping[str, str] | None = None) -> Shard | None:
+    """``"K/N"`` → ``Shard(K, N)``; ``"auto"`` → :func:`detect`; ``None``/``""`` → ``None``.
+
+    :param count: ``--shard-count`` (for ``auto`` on Kubernetes; with ``K/N`` it must equal N).
+    :raises UsageError: (exit 2) a malformed spec, K outside 0…N-1, N < 1.
+    """
+    if spec is None or not str(spec).strip():
+        if count is not None:
+            raise UsageError("--shard-count needs --shard auto (or --shard K/N)")
+        return None
+    text = str(spec).strip()
+    if text.lower() == "auto":
+        return detect(environ, count)
+    k, sep, n = text.partition("/")
+    if not sep:
+        raise UsageError(f"--shard {text!r}: expected K/N (e.g. 0/4) or auto")
+    index, total = _int(k, "--shard K"), _int(n, "--shard N")
+    if not 1 <= total <= MAX_SHARDS:
+        raise UsageError(f"--shard {text}: N must be from 1 to {MAX_SHARDS}")
+    if not 0 <= index < total:
+        raise UsageError(f"--shard {text}: K must be from 0 to N-1 ({total - 1})")
+    if count is not None and _int(str(count), "--shard-count") != total:
+        raise UsageError(f"--shard {text} disagrees with --shard-count {count}")
+    return Shard(index, total)
+
+
+def _blank(raw: bytes | None, first: bool) -> bool:
+    if raw is None:
+        return False  # an overlong line is an error record, not a blank one
+    if first and raw.startswith(_BOM):
+        raw = raw[len(_BOM):]
+    return not raw.strip()
+
+
+def fanout_one(line: InputLine) -> int:
+    """Output records per input line of a 1:1 stage (voice)."""
+    return 1
+
+
+def fanout_takes(variants: int) -> Callable[[InputLine], int]:
+    """Output records per input line of the script stage: ``variants`` takes of a record
+    (also one that arrives with an ``error``), one for a bad line."""
+    takes = max(1, int(variants))
+    return lambda line: 1 if line.record is None else takes
+
+
+class ShardRun:
+    """Reads a shard's lines and tags what the stage writes for them (see the module docstring).
+
+    Use :meth:`lines` (or :meth:`count`) on the input, wrap the record writer with
+    :meth:`wrap`, and call :meth:`finish` when the stage ended normally (the last record
+    then gets ``end``) or :meth:`close` in any case (a record held back is written
+    without ``end``: the shard is incomplete and ``aicp merge`` says so).
+
+    :param shard: which shard this process is.
+    :param fanout: ``fn(line) -> int``: how many output records the stage writes for a line.
+    """
+
+    def __init__(self, shard: Shard, fanout: Callable[[InputLine], int] = fanout_one) -> None:
+        self.shard = shard
+        self.fanout = fanout
+        #: input lines in all (set once the input was read to its end)
+        self.total_lines: int | None = None
+        #: non-blank lines per shard residue (complete once ``total_lines`` is set)
+        self.counts = [0] * shard.count
+        self._pending: deque[list[Any]] = deque()  # [tag, outputs left] per selected line
+        self._write: Callable[[dict[str, Any]], Any] | None = None
+        self._held: dict[str, Any] | None = None
+        self._seq = 0
+        self._done = False
+
+    # -- input ----------------------------------------------------------------------------
+    def _raw(self, sources: list[str], stdin: IO[bytes] | None) -> Iterator[tuple[int, bytes | None, int, str]]:
+        """``(position, raw line or None when overlong, line number in its source, source)``."""
+        limit = max_line_bytes()
+        position = 0
+        for source in sources:
+            handle = _open_source(source, stdin)
+            name = str(source)
+            try:
+                for number, raw in enumerate(iter_lines(handle, limit), start=1):
+                    yield position, raw, number, name
+                    position += 1
+            finally:
+                if name != "-":
+                    handle.close()
+
+    def lines(self, sources: Iterable[str], stdin: IO[bytes] | None = None) -> Iterator[InputLine]:
+        """The input lines of this shard, parsed as :func:`~ai_content_pipeline.jsonl.read_records`
+        parses them (same line numbers and error records); lines of other shards are only
+        counted, never parsed.
+
+        :raises UsageError: an input cannot be read (checked before the first line).
+        """
+        sources = list(sources) or ["-"]
+        check_sources(sources)
+        limit = max_line_bytes()
+        n, k = self.shard.count, self.shard.index
+        total = 0
+        for position, raw, number, name in self._raw(sources, stdin):
+            total = position + 1
+            if _blank(raw, number == 1):
+                continue
+            residue = position % n
+            self.counts[residue] += 1
+            if residue != k:
+                continue
+            if raw is None:
+                line = _input_error(f"line {number} is longer than {limit} bytes; skipped", number, name)
+            else:
+                if number == 1 and raw.startswith(_BOM):
+                    raw = raw[len(_BOM):]
+                line = parse_line(raw, number, name)
+            self._pending.append([{"shard": str(self.shard), "line": position}, self.fanout(line)])
+            yield line
+        self.total_lines = total
+
+    def count(self, sources: Iterable[str], stdin: IO[bytes] | None = None) -> int | None:
+        """This shard's non-blank lines when every source is a regular file, else ``None``
+        (stdin from a regular file is read and rewound)."""
+        import stat
+
+        sources = list(sources) or ["-"]
+        handle = stdin
+        if "-" in sources:
+            import sys
+
+            handle = stdin if stdin is not None else sys.stdin.buffer
+            try:
+                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                    return None
+                pos = handle.tell()
+            except (OSError, AttributeError, ValueError):
+                return None
+        elif not all(Path(s).is_file() for s in sources):
+            return None
+        n, k = self.shard.count, self.shard.index
+        found = sum(1 for position, raw, number, _ in self._raw(sources, handle)
+                    if position % n == k and not _blank(raw, number == 1))
+        if "-" in sources and handle is not None:
+            handle.seek(pos)
+        return found
+
+    # -- output ---------------------------------------------------------------------------
+    def wrap(self, write: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], None]:
+        """A writer that tags each record with ``_aicp`` and passes it to ``write``, one
+        record behind (the last one waits for :meth:`finish` or :meth:`close`)."""
+        self._write = write
+        return self._tagged
+
+    def _tagged(self, record: dict[str, Any]) -> None:
+        while self._pending and self._pending[0][1] <= 0:
+            self._pending.popleft()
+        if not self._pending:
+            raise RuntimeError("sharded run: the stage wrote more records than its input lines explain")
+        entry = self._pending[0]
+        entry[1] -= 1
+        out = {k: v for k, v in record.items() if k != FIELD}
+        out[FIELD] = {**entry[0], "seq": self._seq}
+        self._seq += 1
+        held, self._held = self._held, out
+        if held is not None:
+            assert self._write is not None
+            self._write(held)
+
+    def finish(self) -> None:
+        """The stage ended normally: write the last record with ``end``.
+
+        :raises RuntimeError: the stage wrote fewer records than its lines call for (a bug).
+        """
+        if any(left > 0 for _, left in self._pending):
+            raise RuntimeError("sharded run: the stage wrote fewer records than its input lines call for")
+        self._done = True
+        held, self._held = self._held, None
+        if held is not None and self._write is not None:
+            held[FIELD]["end"] = {"lines": self.total_lines or 0, "counts": list(self.counts)}
+            self._write(held)
+
+    def close(self) -> None:
+        """Write a record still held back (without ``end``: the shard did not finish)."""
+        held, self._held = self._held, None
+        if held is not None and self._write is not None and not self._done:
+            try:
+                self._write(held)
+            except Exception:  # noqa: BLE001, S110 - the run is failing already; its error wins
+                pass
+
+
+def shard_chain(spec: Any, shard: str | None = None, count: int | None = None,
+                environ: Mapping[str, str] | None = None) -> Any:
+    """The chain ``spec`` for one shard: ``shard`` (``--shard``) or the chain's ``shard`` key
+    resolved to ``K/N``, and ``output_dir`` moved to ``output_dir/shard-K-of-N`` (its records,
+    ledgers, audio and long-form folders are that shard's own). Unsharded: ``spec`` itself.
+    Applying it twice changes nothing.
+
+    :raises UsageError: a malformed shard, or ``auto`` without the scheduler's variables.
+    """
+    resolved = parse(shard if shard is not None else spec.shard, count=count, environ=environ)
+    if resolved is None:
+        return spec
+    folder = spec.output_dir if Path(spec.output_dir).name == resolved.label else resolved.output_dir(spec.output_dir)
+    copy = spec.model_copy(update={"shard": str(resolved), "output_dir": folder})
+    copy.source = spec.source
+    return copy
+
+
+def chain_shard_run(spec: Any, index: int) -> ShardRun | None:
+    """The :class:`ShardRun` of step ``index`` of a chain resolved by :func:`shard_chain`: only
+    the first enabled step reads the chain input (later steps read the records of the step
+    before, which keep their ``_aicp`` tags), so only it is sharded."""
+    if not spec.shard or index != spec.enabled_steps()[0]:
+        return None
+    shard = parse(spec.shard)
+    assert shard is not None
+    step = spec.steps[index]
+    fanout = fanout_takes(step.params.get("variants", 1)) if step.type == "script" else fanout_one
+    return ShardRun(shard, fanout)
+
+
+def shard_run(shard: Shard | None, fanout: Callable[[InputLine], int] = fanout_one) -> ShardRun | None:
+    """A :class:`ShardRun` for ``shard``, or ``None`` when the run is not sharded."""
+    return ShardRun(shard, fanout) if shard is not None else None
+
+
+__all__ = ["COUNT_ENV", "FIELD", "Shard", "ShardRun", "chain_shard_run", "detect", "fanout_one", "fanout_takes",
+           "parse", "shard_chain", "shard_run"]

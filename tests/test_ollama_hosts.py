@@ -1,0 +1,138 @@
+"""Several Ollama hosts: requests spread with --jobs per host, failover, exit 4 only when all are down."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+from ai_content_pipeline.backends.ollama_pool import OllamaPool, parse_hosts
+from ai_content_pipeline.backends.registry import create_llm
+from ai_content_pipeline.cli.script import script_command
+from tests.cli_helpers import invoke
+from tests.ollama_server import OllamaServer, Reply, free_port
+
+SONGS = [{"id": f"s{i}", "artist": f"Artist {i}", "title": f"Song {i}"} for i in range(12)]
+
+
+def _input(tmp: Path, n: int = 12) -> Path:
+    path = tmp / "songs.jsonl"
+    path.write_text("".join(json.dumps(s) + "\n" for s in SONGS[:n]))
+    return path
+
+
+def _run(path: Path, hosts: list[str], *extra: str) -> tuple[int, list[dict[str, Any]], list[dict[str, Any]], str]:
+    args = ["--backend", "ollama", "--stream", "--seed", "1", *extra, str(path)]
+    for h in hosts:
+        args[:0] = ["--host", h]
+    r = invoke(script_command, "aicp-script", args)
+    records = [json.loads(line) for line in r.stdout.splitlines()]
+    events = [json.loads(line) for line in r.stderr.splitlines() if line.startswith("{")]
+    return r.exit_code, records, events, r.stderr
+
+
+def test_parse_hosts() -> None:
+    assert parse_hosts(["a:1,b:2", "http://c:3/", "a:1"]) == ["http://a:1", "http://b:2", "http://c:3"]
+    assert parse_hosts(None, {"OLLAMA_HOSTS": "x:1, y:2"}) == ["http://x:1", "http://y:2"]
+    assert isinstance(create_llm("ollama", host="127.0.0.1:1,127.0.0.1:2"), OllamaPool)
+
+
+def test_requests_spread_over_hosts_jobs_per_host_order_kept(tmp_path: Path) -> None:
+    slow = Reply(text="A fine intro.", chunk_delay=0.05)
+    with OllamaServer(reply_for=lambda body: slow) as a, OllamaServer(reply_for=lambda body: slow) as b:
+        code, records, events, err = _run(_input(tmp_path), [a.url, b.url], "--jobs", "2")
+        assert code == 0, err
+        assert [r["id"] for r in records] == [s["id"] for s in SONGS]
+        hosts = [r["script"]["host"] for r in records]
+        assert set(hosts) == {a.url, b.url} and min(hosts.count(a.url), hosts.count(b.url)) >= 3
+        assert a.max_in_flight <= 2 and b.max_in_flight <= 2 and a.max_in_flight + b.max_in_flight >= 3
+        done = [e for e in events if e["event"] == "record_complete"]
+        assert {e["host"] for e in done} == {a.url, b.url}
+        for srv in (a, b):  # unloaded on every host
+            assert srv.unload_requests() and srv.loaded_now() == []
+
+
+def test_a_host_that_refuses_connections_is_taken_out(tmp_path: Path) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    with OllamaServer() as srv:
+        code, records, events, err = _run(_input(tmp_path), [closed, srv.url], "--jobs", "2")
+        assert code == 0, err
+        assert [r["id"] for r in records] == [s["id"] for s in SONGS]
+        assert all(r["script"]["host"] == srv.url and "error" not in r for r in records)
+        notes = [e["message"] for e in events if e["event"] == "message" and closed in e["message"]]
+        assert notes and "taken out of rotation" in notes[0]
+
+
+def test_a_host_that_dies_mid_run_hands_its_records_to_the_others(tmp_path: Path) -> None:
+    served = {"n": 0}
+    lock = threading.Lock()
+    holder: dict[str, OllamaServer] = {}
+
+    def dying(body: dict[str, Any]) -> Reply:
+        with lock:
+            served["n"] += 1
+            if served["n"] == 2:  # mid-run, with replies in flight on this host
+                threading.Timer(0.1, holder["a"].kill).start()
+        return Reply(text="One two three four five six seven eight.", chunk_delay=0.04)
+
+    with OllamaServer(reply_for=dying) as a, OllamaServer(
+            reply_for=lambda body: Reply(text="A fine intro for you.", chunk_delay=0.05)) as b:
+        holder["a"] = a
+        code, records, events, err = _run(_input(tmp_path), [a.url, b.url], "--jobs", "2")
+        assert code == 0, err
+        assert [r["id"] for r in records] == [s["id"] for s in SONGS]   # every record once, in order
+        assert not any("error" in r for r in records)
+        assert not any(e["event"] == "record_error" for e in events)
+        assert a.dead, (served, [r["script"]["host"] for r in records])
+        assert sum(r["script"]["host"] == b.url for r in records) >= 6
+        from_a = sum(r["script"]["host"] == a.url for r in records)
+        assert len(a.requests_to("/api/chat")) > from_a  # replies cut by the kill were sent to b
+        assert any(e["event"] == "message" and a.url in e["message"] and "taken out" in e["message"]
+                   for e in events)
+        assert b.unload_requests()
+
+
+def test_a_host_that_keeps_failing_is_taken_out(tmp_path: Path) -> None:
+    with OllamaServer(reply_for=lambda body: Reply(status=500, error="boom")) as bad, OllamaServer() as good:
+        code, records, events, err = _run(_input(tmp_path), [bad.url, good.url], "--jobs", "1")
+        assert code == 0, err
+        assert [r["id"] for r in records] == [s["id"] for s in SONGS]
+        assert all(r["script"]["host"] == good.url for r in records)
+        assert len(bad.requests_to("/api/chat")) == 3
+        assert any(e["event"] == "message" and bad.url in e["message"] and "3 requests in a row" in e["message"]
+                   for e in events)
+
+
+def test_exit_4_only_when_every_host_is_down(tmp_path: Path) -> None:
+    one, two = (f"http://127.0.0.1:{free_port()}" for _ in range(2))
+    code, records, events, err = _run(_input(tmp_path, 3), [one, two])
+    assert code == 4 and records == []
+    last = events[-1]
+    assert last["event"] == "error" and one in last["message"] and two in last["message"]
+
+
+def test_a_chain_step_takes_a_list_of_hosts(tmp_path: Path) -> None:
+    from ai_content_pipeline.chain.runner import run_chain
+    from ai_content_pipeline.chain.spec import load_chain
+    from tests.chain_doubles import write_chain, write_songs
+
+    with OllamaServer() as a, OllamaServer() as b:
+        songs = write_songs(tmp_path / "in.jsonl", SONGS[:6])
+        config = write_chain(tmp_path, input=str(songs), steps=[
+            {"type": "script", "backend": "ollama", "host": [a.url, b.url], "params": {"jobs": 1}}])
+        outcome = run_chain(load_chain(str(config)))
+        assert outcome.exit_status == 0
+        records = [json.loads(x) for x in Path(outcome.result["outputs"]["final"]["path"]).read_text().splitlines()]
+        assert {r["script"]["host"] for r in records} == {a.url, b.url}
+        assert a.unload_requests() and b.unload_requests()
+
+
+def test_a_host_without_the_model_is_taken_out_at_load(tmp_path: Path) -> None:
+    with OllamaServer(models=["other"]) as lacking, OllamaServer() as good:
+        code, records, events, err = _run(_input(tmp_path, 4), [lacking.url, good.url])
+        assert code == 0, err
+        assert all(r["script"]["host"] == good.url for r in records)
+        assert any(e["event"] == "message" and lacking.url in e["message"] and "no model" in e["message"]
+                   for e in events)
+        assert lacking.requests_to("/api/chat") == []
