@@ -355,9 +355,17 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(200, {"model": name, "created_at": _now(), "response": "",
                                     "done": True, "done_reason": reason})
         self.fake._enter()
+        self._left = False
         try:
             self._generate(body, chat)
         finally:
+            self._leave_once()
+
+    def _leave_once(self) -> None:
+        """Count this request out of ``in_flight`` once: before its final chunk is sent (a client
+        that got ``done`` may send its next request at once), else when the handler ends."""
+        if not self._left:
+            self._left = True
             self.fake._leave()
 
     def _generate(self, body: dict[str, Any], chat: bool) -> None:
@@ -382,6 +390,7 @@ class _Handler(BaseHTTPRequestHandler):
             obj["done"] = done
             if done:  # the keep_alive of the request applies from here (before the client sees done)
                 self.fake.touch(name, keep_alive)
+                self._leave_once()
                 prompt = " ".join(m.get("content", "") for m in body.get("messages", [])) or body.get("prompt", "")
                 total = time.monotonic_ns() - t0 + 1
                 obj.update(done_reason=reply.done_reason, total_duration=total, load_duration=1000,

@@ -10,9 +10,11 @@ import pytest
 from tests.docs import ROOT, aicp_subcommands, commands, example_paths, help_examples, readme_blocks
 
 #: Paths examples may name that a reader supplies on their own machine (a GPU host's files).
-PLACEHOLDERS = {"refs/julie.wav", "refs/host.wav", "/models/chatterbox"}
+PLACEHOLDERS = {"refs/julie.wav", "refs/host.wav", "/models/chatterbox",
+                "./rosa.yaml"}  # the persona file a reader writes (aicp personas show julie > rosa.yaml)
 #: Programs examples may run besides aicp's own.
-TOOLS = {"make", "jq", "curl", "pip", "export", "eval", ".", "head", "ls", "cat"}
+TOOLS = {"make", "jq", "curl", "pip", "export", "eval", ".", "head", "ls", "cat", "sed", "parallel",
+         "sqlite-utils"}
 #: Options whose value is a file or folder the command writes.
 OUTPUT_OPTIONS = {"--checkpoint", "--out-dir", "-o", "--work-dir", "--data-dir", "--checkpoint-dir"}
 FILE_LIKE = re.compile(r"\.(jsonl|json|yaml|yml|wav|onnx|gguf|ledger)$")
@@ -34,18 +36,25 @@ def test_there_are_examples_to_check() -> None:
 @pytest.mark.parametrize("where,text", SOURCES, ids=[w for w, _ in SOURCES])
 def test_examples_name_files_that_exist(where: str, text: str) -> None:
     written: set[str] = set()
+    families: list[re.Pattern[str]] = []  # `> scripts.$K.jsonl`, `> scripts.{}.jsonl`: one file per K
     for tokens in commands(text):
         ours = Path(tokens[0]).name.startswith("aicp")
         for i, tok in enumerate(tokens):
             prev = tokens[i - 1] if i else ""
             if prev in (">", "2>") or (ours and prev in OUTPUT_OPTIONS):
                 written.add(tok)
+                if "{}" in tok or "$" in tok:
+                    families.append(re.compile(re.sub(r"\\\{\\\}|\\\$\w+", r"[^/]+", re.escape(tok)) + "$"))
                 continue
+            if " " in tok:
+                continue  # a command line given to another program (parallel '...')
             value = tok.lstrip("@")
             if prev == "<" or (ours and prev in ("--config", "-c")):
                 pass  # a file whatever its name
             elif not FILE_LIKE.search(value) or tok.startswith("-") or (prev.startswith("-") and not ours):
                 continue
+            if any(f.match(value) for f in families) or any(c in value for c in "*?["):
+                continue  # one of a family of outputs, or a glob over them
             if value in written or value in PLACEHOLDERS or value == "-" or value.startswith(("http", "$", "localhost:")):
                 continue
             assert (ROOT / value).exists(), f"{where}: {' '.join(tokens)}: {value} does not exist"

@@ -212,13 +212,8 @@ def collect_reply(
     )
 
 
-    :param messages: chat messages, ``[{"role": "system"|"user"|"assistant", "content": str}]``.
-    :param json_schema: a JSON Schema the reply must follow (backends with ``supports_json_schema``).
-    :param on_text: ``on_text(delta)`` with each streamed piece of text, as it arrives.
-    :returns: the text, token counts, ``done_reason`` and the seconds it took (total, to the first token).
-    :raises TransientBackendError: the stream ended without its final (``done``) chunk.
-    :raises RecordError: what the backend's ``chat`` raises for this request (other
-        :class:`~ai_content_pipeline.errors.AicpError` subclasses for the whole backend).
+#: The former name of :func:`collect_reply` ("complete" read like a record's completion).
+complete = collect_reply
 
 
 def max_in_flight(backend: Any, jobs: int) -> int:

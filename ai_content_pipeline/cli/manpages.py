@@ -52,6 +52,7 @@ PAGE_EVENTS: dict[str, tuple[str, ...]] = {
     "aicp-doctor": (),  # no --stream: no EVENTS section
     "aicp-templates": (),
     "aicp-personas": (),
+    "aicp-logs": (),
 }
 COMPLETION = [
     'bash:  eval "$(_AICP_COMPLETE=bash_source aicp)"',

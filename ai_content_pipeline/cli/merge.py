@@ -6,10 +6,11 @@ import click
 
 from ..jsonl import RecordWriter
 from .errors import note_flag
-from .options import EPILOG_STATUS
+from .options import AicpCommand, EPILOG_STATUS, version_option
 
 EPILOG = f"""\b
 Examples:
+  aicp-script --shard $K/3 --checkpoint run.ledger examples/songs.jsonl > scripts.$K.jsonl  # K = 0, 1, 2
   aicp merge scripts.0.jsonl scripts.1.jsonl scripts.2.jsonl > scripts.jsonl
   aicp merge 'out/scripts.*.jsonl' -o scripts.jsonl
   aicp merge out/shard-*-of-8/02-voice.jsonl -o out/voiced.jsonl
@@ -23,7 +24,8 @@ the end of its input (rerun it with --resume), a record given twice.
 """
 
 
-@click.command("merge", epilog=EPILOG)
+@click.command("merge", cls=AicpCommand, epilog=EPILOG)
+@version_option
 @click.argument("files", nargs=-1, required=True, metavar="SHARD_OUTPUT...")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
               help="Write to FILE (created through a temporary file, renamed when complete) "

@@ -45,7 +45,7 @@ Examples:
   aicp-voice --backend chatterbox --voice refs/host.wav --checkpoint-dir /models/chatterbox scripts.jsonl
   aicp-voice --text-field topic --persona max examples/topics.jsonl
   aicp-voice --checkpoint voice.ledger --resume scripts.jsonl > voiced.jsonl
-  aicp-script -p ./rosa.yaml < songs.jsonl | aicp-voice    # the persona travels in script.persona_voice
+  aicp-script -p ./rosa.yaml < examples/songs.jsonl | aicp-voice    # the persona travels in script.persona_voice
   aicp-voice --log takes.db scripts.jsonl                  # adds audio paths to the logged takes
   aicp-voice --shard auto --out-dir out/audio scripts.jsonl > voiced.$SLURM_ARRAY_TASK_ID.jsonl
 
