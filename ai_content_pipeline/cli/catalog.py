@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import click
@@ -63,76 +64,49 @@ Exit status:
 """
 
 
-@click.group("templates", cls=AicpGroup, epilog=TEMPLATES_EPILOG)
-@version_option
-def templates_group() -> None:
-    """List, show and start prompt templates (built-in and your own)."""
+def _catalog(kind: str, about: str, fields: str, shows: str, lister: Callable[[], Iterable[dict[str, Any]]],
+             loader: Callable[[str], Any], epilog: str) -> tuple[click.Group, click.Command, click.Command]:
+    """The ``aicp {kind}s`` group with its ``list``, ``show`` and ``new`` commands (the same three
+    for templates and personas); returns ``(group, list, show)``."""
+
+    @click.group(f"{kind}s", cls=AicpGroup, epilog=epilog, help=about)
+    @version_option
+    def group() -> None:
+        pass
+
+    @group.command("list", epilog=epilog, help=f"Print one JSON object per {kind} found by name ({fields}, "
+                                               "source: user or builtin, path, overrides).")
+    @version_option
+    def list_command() -> None:
+        for item in lister():
+            _print_json(item)
+
+    @group.command("show", epilog=epilog, help=f"Print a {kind} ({shows}) as YAML you can copy into a file of "
+                                               "your own (`--json`: one JSON object).")
+    @version_option
+    @click.argument("name", metavar="NAME|PATH", shell_complete=complete_name(kind))
+    @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of YAML.")
+    def show_command(name: str, as_json: bool) -> None:
+        _show(as_data(loader(name)), as_json)
+
+    @group.command("new", epilog=epilog, help=f"Write a commented starter {kind} NAME.yaml into the user folder "
+                                              "and print its path.\n\nAn existing file is never overwritten (exit 2).")
+    @version_option
+    @click.argument("name")
+    def new_command(name: str) -> None:
+        _print_text(f"{new_file(kind, name)}\n")
+
+    return group, list_command, show_command
 
 
-@templates_group.command("list", epilog=TEMPLATES_EPILOG)
-@version_option
-def templates_list() -> None:
-    """Print one JSON object per template found by name (name, version, description, checks,
-    source: user or builtin, path, overrides)."""
-    for item in list_templates():
-        _print_json(item)
-
-
-@templates_group.command("show", epilog=TEMPLATES_EPILOG)
-@version_option
-@click.argument("name", metavar="NAME|PATH", shell_complete=complete_name("template"))
-@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of YAML.")
-def templates_show(name: str, as_json: bool) -> None:
-    """Print a template (prompts, parameters, sections, checks) as YAML you can copy into
-    a file of your own (`--json`: one JSON object)."""
-    _show(as_data(load_template(name)), as_json)
-
-
-@templates_group.command("new", epilog=TEMPLATES_EPILOG)
-@version_option
-@click.argument("name")
-def templates_new(name: str) -> None:
-    """Write a commented starter template NAME.yaml into the user folder and print its path.
-
-    An existing file is never overwritten (exit 2).
-    """
-    _print_text(f"{new_file('template', name)}\n")
-
-
-@click.group("personas", cls=AicpGroup, epilog=PERSONAS_EPILOG)
-@version_option
-def personas_group() -> None:
-    """List, show and start DJ/host personas (built-in and your own)."""
-
-
-@personas_group.command("list", epilog=PERSONAS_EPILOG)
-@version_option
-def personas_list() -> None:
-    """Print one JSON object per persona found by name (name, display_name, station, style,
-    source: user or builtin, path, overrides)."""
-    for item in list_personas():
-        _print_json(item)
-
-
-@personas_group.command("show", epilog=PERSONAS_EPILOG)
-@version_option
-@click.argument("name", metavar="NAME|PATH", shell_complete=complete_name("persona"))
-@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of YAML.")
-def personas_show(name: str, as_json: bool) -> None:
-    """Print a persona (style, catchphrases, seed, voice settings) as YAML you can copy
-    (`--json`: one JSON object)."""
-    _show(as_data(load_persona(name)), as_json)
-
-
-@personas_group.command("new", epilog=PERSONAS_EPILOG)
-@version_option
-@click.argument("name")
-def personas_new(name: str) -> None:
-    """Write a commented starter persona NAME.yaml into the user folder and print its path.
-
-    An existing file is never overwritten (exit 2).
-    """
-    _print_text(f"{new_file('persona', name)}\n")
+templates_group, templates_list, templates_show = _catalog(
+    "template", "List, show and start prompt templates (built-in and your own).",
+    "name, version, description, checks", "prompts, parameters, sections, checks",
+    list_templates, load_template, TEMPLATES_EPILOG)
+personas_group, personas_list, personas_show = _catalog(
+    "persona", "List, show and start DJ/host personas (built-in and your own).",
+    "name, display_name, station, style", "style, catchphrases, seed, voice settings",
+    list_personas, load_persona, PERSONAS_EPILOG)
 
 
 def _show(data: dict[str, Any], as_json: bool) -> None:
