@@ -27,7 +27,7 @@ from typing import Any
 
 from .errors import AicpError, UsageError
 from .jsonl import InputLine, read_records
-from .shards import FIELD
+from .shards import FIELD, MAX_SHARDS
 from .status import ExitStatus
 
 #: How many problems a message lists before "and N more".
@@ -90,8 +90,8 @@ def _parse_shard(text: str, where: str) -> tuple[int, int]:
         index, count = int(k), int(n)
     except ValueError:
         raise UsageError(f"{where}: `{FIELD}.shard` is {text!r}, not K/N") from None
-    if not 0 <= index < count:
-        raise UsageError(f"{where}: `{FIELD}.shard` is {text!r}, not K/N with 0 <= K < N")
+    if not 0 <= index < count <= MAX_SHARDS:
+        raise UsageError(f"{where}: `{FIELD}.shard` is {text!r}, not K/N with 0 <= K < N <= {MAX_SHARDS}")
     return index, count
 
 
@@ -238,6 +238,10 @@ def expand(patterns: Iterable[str]) -> list[str]:
             if not Path(pattern).exists():
                 raise UsageError(f"cannot read {pattern}: no such file")
             out.append(pattern)
+    for path in out:
+        if not Path(path).is_file():  # a pipe gives its records once; the merge reads twice
+            raise UsageError(f"cannot read {path}: not a regular file (the merge reads each file twice)",
+                             hint="save the shard output to a file first")
     if not out:
         raise UsageError("aicp merge needs the shard output files", hint="aicp merge out.*.jsonl -o all.jsonl")
     return out

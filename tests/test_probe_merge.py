@@ -1,0 +1,62 @@
+"""Hostile shard files for ``aicp merge``: a forged huge N, a pipe that cannot be read twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+from ai_content_pipeline.cli.main import cli
+from tests.cli_helpers import invoke
+
+
+def _write(path: Path, *records: dict) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_a_forged_huge_shard_count_is_refused_not_walked(tmp_path: Path) -> None:
+    # one record claiming shard 0 of 10**12: the completeness check must not loop over 10**12 shards
+    src = _write(tmp_path / "a.jsonl", {"id": 1, "_aicp": {"shard": "0/1000000000000", "line": 0, "seq": 0}})
+    result: list = []
+    t = threading.Thread(target=lambda: result.append(invoke(cli, "aicp", ["merge", str(src)])), daemon=True)
+    t.start()
+    t.join(20)
+    assert result, "aicp merge hung on a forged shard count"
+    r = result[0]
+    assert r.exit_code == 2
+    assert "1000000000000" in r.stderr and "Traceback" not in r.stderr
+    assert r.stdout == ""
+
+
+def test_a_pipe_is_refused_not_merged_empty(tmp_path: Path) -> None:
+    # the merge reads each file twice; a pipe gives its records once: the second pass saw
+    # nothing and the merge wrote 0 records with exit 0 (records silently lost)
+    good = _write(tmp_path / "d.jsonl", {"id": 1, "_aicp": {"shard": "0/1", "line": 0, "seq": 0,
+                                                             "end": {"lines": 1, "counts": [1]}}})
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            return
+        with os.fdopen(fd, "wb") as h:
+            h.write(good.read_bytes())
+
+    out = tmp_path / "out.jsonl"
+    result: list = []
+    t = threading.Thread(target=lambda: result.append(invoke(cli, "aicp", ["merge", str(fifo), "-o", str(out)])),
+                         daemon=True)
+    t.start()
+    t.join(5)
+    if not result:
+        feed()
+        t.join(10)
+    assert result, "aicp merge hung on a pipe"
+    r = result[0]
+    assert r.exit_code == 2, r.stderr
+    assert "pipe.jsonl" in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists()
