@@ -197,11 +197,14 @@ def _records(path: str) -> Iterator[tuple[int, int, dict[str, Any]]]:
     for line in read_records([path]):
         if line.record is None:
             return  # a damaged (torn) line ends what --partial can use of this file
-        tag = line.record.get(FIELD)
-        if not isinstance(tag, dict):
-            return
+        try:
+            _, tag = _tag(line, path)
+        except UsageError:
+            return  # an untagged record (only after what the check read: --partial) ends it too
         out = {k: v for k, v in line.record.items() if k != FIELD}
         yield tag["line"], tag["seq"], out
+        if "end" in tag:
+            return  # records after a shard's last one are repeats (the check names them)
 
 
 def merged(paths: list[str]) -> Iterator[dict[str, Any]]:

@@ -60,3 +60,22 @@ def test_a_pipe_is_refused_not_merged_empty(tmp_path: Path) -> None:
     assert r.exit_code == 2, r.stderr
     assert "pipe.jsonl" in r.stderr and "Traceback" not in r.stderr
     assert not out.exists()
+
+
+def test_partial_stops_where_the_check_stopped(tmp_path: Path) -> None:
+    # --partial wrote records the check never read: past a shard's `end` (a KeyError traceback
+    # on a tag without seq, exit 1; or a forged record after the end written as data)
+    a = _write(tmp_path / "a.jsonl",
+               {"id": 1, "_aicp": {"shard": "0/2", "line": 0, "seq": 0}},
+               {"id": 2, "_aicp": {"shard": "0/2", "line": 2, "seq": 1, "end": {"lines": 4, "counts": [2, 2]}}},
+               {"id": 9, "_aicp": {"shard": "0/2", "line": 4, "seq": 2}},
+               {"id": 10, "_aicp": {"line": "x"}})
+    b = _write(tmp_path / "b.jsonl",
+               {"id": 5, "_aicp": {"shard": "1/2", "line": 1, "seq": 0}},
+               {"id": 6, "_aicp": {"shard": "1/2", "line": 3, "seq": 1}},
+               {"id": 7, "_aicp": {"shard": "1/2", "line": 5, "seq": 2}})
+    r = invoke(cli, "aicp", ["merge", "--partial", str(a), str(b)])
+    assert r.exit_code == 3, r.stderr
+    assert "Traceback" not in r.stderr and "unexpected" not in r.stderr
+    assert "records after its last one" in r.stderr
+    assert [json.loads(x)["id"] for x in r.stdout.splitlines()] == [1, 5, 2, 6, 7]
