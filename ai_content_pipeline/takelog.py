@@ -300,33 +300,52 @@ def read_takes(path: str | os.PathLike[str], limit: int | None = 10) -> list[dic
     return out
 
 
+def _text(value: Any) -> str:
+    """``value`` as printable text: a log is data another program may have written, so a
+    column of any type prints, and control characters (terminal escapes) print as ``\\xNN``."""
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else dumps(value).decode() if isinstance(value, (dict, list)) \
+        else value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return "".join(c if c in "\n\t" or c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
 def format_take(take: dict[str, Any]) -> str:
-    """One take as readable text: a heading line, the parameters, the text, the audio file."""
-    head = [take.get("datetime_utc") or "", take.get("template") or take.get("stage") or "",
-            take.get("persona") or ""]
-    engine = "/".join(x for x in (take.get("backend"), take.get("model")) if x)
+    """One take as readable text: a heading line, the parameters, the text, the audio file.
+    Columns of unexpected types (a hand-edited or foreign log) print as text, never fail."""
+    head = [_text(take.get("datetime_utc")), _text(take.get("template") or take.get("stage")),
+            _text(take.get("persona"))]
+    engine = "/".join(_text(x) for x in (take.get("backend"), take.get("model")) if x)
     if engine:
         head.append(engine)
     facts = []
     if take.get("prompt_tokens") is not None or take.get("completion_tokens") is not None:
-        facts.append(f"{take.get('prompt_tokens') or 0}+{take.get('completion_tokens') or 0} tokens")
-    if take.get("seconds") is not None:
-        facts.append(f"{take['seconds']:.2f} s")
+        facts.append(f"{_text(take.get('prompt_tokens') or 0)}+{_text(take.get('completion_tokens') or 0)} tokens")
+    seconds = take.get("seconds")
+    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
+        facts.append(f"{seconds:.2f} s")
+    elif seconds is not None:
+        facts.append(f"{_text(seconds)} s")
     checks = take.get("checks")
     if isinstance(checks, dict):
         failed = checks.get("failed") or []
-        facts.append("checks passed" if checks.get("passed") else f"checks failed: {', '.join(failed)}")
+        failed = failed if isinstance(failed, list) else [failed]
+        facts.append("checks passed" if checks.get("passed")
+                     else f"checks failed: {', '.join(_text(f) for f in failed)}")
     lines = [f"## {'  '.join(h for h in head if h)}"
              + (f"  ({', '.join(facts)})" if facts else ""),
-             f"record {take.get('record_id')} take {take.get('take')}  key {take.get('key')}"]
+             f"record {_text(str(take.get('record_id')))} take {_text(str(take.get('take')))}  "
+             f"key {_text(str(take.get('key')))}"]
     if take.get("params"):
-        lines.append("params: " + dumps(take["params"]).decode())
-    if take.get("error"):
-        lines.append("error: " + str((take["error"] or {}).get("message", take["error"])))
+        lines.append("params: " + _text(take["params"]))
+    error = take.get("error")
+    if error:
+        lines.append("error: " + _text(error.get("message", error) if isinstance(error, dict) else error))
     if take.get("text"):
-        lines += ["", str(take["text"])]
+        lines += ["", _text(take["text"])]
     if take.get("audio_path"):
-        lines += ["", f"audio: {take['audio_path']} ({take.get('audio_seconds')} s, {take.get('audio_backend')})"]
+        lines += ["", f"audio: {_text(take['audio_path'])} ({_text(str(take.get('audio_seconds')))} s, "
+                      f"{_text(str(take.get('audio_backend')))})"]
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,41 @@
+"""``aicp logs`` on a take log whose rows another program wrote: any column type prints, no traceback."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from ai_content_pipeline.cli.main import cli
+from tests.cli_helpers import invoke
+
+ROWS = [
+    {"seconds": "abc"},                                    # was: ValueError on :.2f
+    {"error": '"just a string"'},                          # was: AttributeError ('str'.get)
+    {"error": "[1, 2]"},
+    {"checks": '{"passed": false, "failed": 5}'},          # was: TypeError (join of an int)
+    {"checks": '{"passed": false, "failed": [1, null]}'},
+    {"datetime_utc": 5, "template": 7},                    # was: TypeError (join of ints)
+    {"text": "\x1b]0;pwned\x07 evil", "record_id": "r\x1b[2J"},  # terminal escapes printed raw
+]
+
+
+def _log(path: Path, row: dict) -> Path:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE takes (id INTEGER PRIMARY KEY, datetime_utc, stage, template, persona, backend, "
+                 "model, prompt_tokens, completion_tokens, seconds, checks, passed, record_id, take, key, "
+                 "params, error, text, audio_path, audio_seconds, audio_backend, messages)")
+    conn.execute(f"INSERT INTO takes ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+    conn.commit()
+    conn.close()
+    return path
+
+
+@pytest.mark.parametrize("row", ROWS)
+def test_logs_prints_a_hostile_row_without_a_traceback(tmp_path: Path, row: dict) -> None:
+    r = invoke(cli, "aicp", ["logs", "--log", str(_log(tmp_path / "t.db", row))])
+    assert r.exit_code == 0, r.stderr
+    assert r.stderr == ""
+    assert r.stdout.startswith("## ")
+    assert "\x1b" not in r.stdout and "\x07" not in r.stdout
