@@ -128,8 +128,8 @@ def detect(environ: Mapping[str, str] | None = None, count: int | str | None = N
             if env.get("SLURM_ARRAY_TASK_STEP", "").strip() else 1
         if step < 1:
             raise UsageError(f"--shard auto: SLURM_ARRAY_TASK_STEP is {step}, not a positive step")
-        if total < 1:
-            raise UsageError(f"--shard auto: SLURM_ARRAY_TASK_COUNT is {total}, not a positive count")
+        if not 1 <= total <= MAX_SHARDS:
+            raise UsageError(f"--shard auto: SLURM_ARRAY_TASK_COUNT is {total}, not a count from 1 to {MAX_SHARDS}")
         offset = task - low
         if offset % step:
             raise UsageError(f"--shard auto: SLURM_ARRAY_TASK_ID {task} is not SLURM_ARRAY_TASK_MIN {low} "
