@@ -104,6 +104,21 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+def _is_take_log(path: str) -> bool:
+    """Whether the SQLite file ``path`` is an empty database or a take log (its tables and
+    ``user_version``): aicp adds its tables, and WAL mode, to nobody else's database."""
+    try:
+        conn = sqlite3.connect(path, timeout=30)
+        try:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+    return not tables or ({"runs", "takes"} <= tables and version == SCHEMA_VERSION)
+
+
 #: The writer thread stores what has queued up at least this often (seconds) ...
 FLUSH_SECONDS = 1.0
 #: ... or as soon as this many takes wait.
@@ -137,6 +152,10 @@ class TakeLog:
             raise UsageError(f"--log {self.path}: cannot read it: {exc.strerror}") from exc
         if header and header != _HEADER:
             raise UsageError(f"--log {self.path} is not a take log (not an SQLite database); it was left as it is",
+                             hint="give a new file name ending in .db, or an earlier aicp take log")
+        if header and not _is_take_log(self.path):
+            raise UsageError(f"--log {self.path} is an SQLite database of another program, not a take log; "
+                             "it was left as it is",
                              hint="give a new file name ending in .db, or an earlier aicp take log")
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._wake = threading.Event()

@@ -39,3 +39,26 @@ def test_logs_prints_a_hostile_row_without_a_traceback(tmp_path: Path, row: dict
     assert r.stderr == ""
     assert r.stdout.startswith("## ")
     assert "\x1b" not in r.stdout and "\x07" not in r.stdout
+
+
+def test_log_refuses_another_programs_sqlite_database(tmp_path: Path) -> None:
+    # was: aicp added its runs/takes tables to it and switched it to WAL mode
+    from ai_content_pipeline.errors import UsageError
+    from ai_content_pipeline.takelog import TakeLog
+
+    db = tmp_path / "places.sqlite"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE bookmarks (url TEXT)")
+    conn.commit()
+    conn.close()
+    before = db.read_bytes()
+    with pytest.raises(UsageError, match="another program"):
+        TakeLog(db, "aicp-script")
+    assert db.read_bytes() == before
+    # a take log reopens; an empty SQLite file becomes one
+    log = tmp_path / "t.db"
+    TakeLog(log, "aicp-script").close()
+    TakeLog(log, "aicp-script").close()
+    empty = tmp_path / "e.db"
+    sqlite3.connect(empty).execute("VACUUM")
+    TakeLog(empty, "aicp-script").close()
