@@ -281,7 +281,8 @@ def check_output_file(file: str | os.PathLike[str], what: str) -> None:
         raise UsageError(f"{what} {file} is a folder, not a file")
     if path.exists() and not path.is_file():
         raise UsageError(f"{what} {file} is not a regular file (a pipe or a device)",
-                         hint="a checkpoint must be a file aicp can read back")
+                         hint="a checkpoint must be a file aicp can read back" if what == "--checkpoint"
+                         else "aicp writes it through a temporary file renamed onto it: give a regular file")
     if path.exists():
         if not os.access(path, os.W_OK):
             raise UsageError(f"cannot write to {what} {file}: permission denied")

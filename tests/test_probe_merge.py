@@ -79,3 +79,13 @@ def test_partial_stops_where_the_check_stopped(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr and "unexpected" not in r.stderr
     assert "records after its last one" in r.stderr
     assert [json.loads(x)["id"] for x in r.stdout.splitlines()] == [1, 5, 2, 6, 7]
+
+
+def test_merge_output_on_a_device_is_refused_with_a_true_hint(tmp_path: Path) -> None:
+    # the hint spoke of "a checkpoint" for aicp merge -o /dev/null
+    src = _write(tmp_path / "d.jsonl", {"id": 1, "_aicp": {"shard": "0/1", "line": 0, "seq": 0,
+                                                            "end": {"lines": 1, "counts": [1]}}})
+    r = invoke(cli, "aicp", ["merge", str(src), "-o", "/dev/null"])
+    assert r.exit_code == 2
+    assert "not a regular file" in r.stderr and "checkpoint" not in r.stderr
+    assert r.stdout == ""
