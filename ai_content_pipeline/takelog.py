@@ -299,7 +299,8 @@ def read_takes(path: str | os.PathLike[str], limit: int | None = 10) -> list[dic
         conn.row_factory = sqlite3.Row
         try:
             sql = "SELECT * FROM takes ORDER BY id DESC"
-            rows = conn.execute(sql + " LIMIT ?", (limit,)).fetchall() if limit else conn.execute(sql).fetchall()
+            rows = conn.execute(sql + " LIMIT ?", (min(limit, 2**63 - 1),)).fetchall() if limit \
+                else conn.execute(sql).fetchall()  # a limit past SQLite's integers is "all"
         finally:
             conn.close()
     except sqlite3.Error as exc:

@@ -62,3 +62,10 @@ def test_log_refuses_another_programs_sqlite_database(tmp_path: Path) -> None:
     empty = tmp_path / "e.db"
     sqlite3.connect(empty).execute("VACUUM")
     TakeLog(empty, "aicp-script").close()
+
+
+def test_logs_count_past_sqlite_integers_means_all(tmp_path: Path) -> None:
+    # was: OverflowError traceback (exit 1) binding -n 10**29 as the LIMIT
+    r = invoke(cli, "aicp", ["logs", "--log", str(_log(tmp_path / "t.db", {"text": "hi"})), "-n", str(10**29)])
+    assert r.exit_code == 0, r.stderr
+    assert "hi" in r.stdout and r.stderr == ""
