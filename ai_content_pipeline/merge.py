@@ -137,6 +137,9 @@ def _check_file(path: str) -> ShardFile:
                         and isinstance(end.get("counts"), list) and len(end["counts"]) == n
                         and all(isinstance(c, int) for c in end["counts"])):
                     raise UsageError(f"{where}: `{FIELD}.end` is not {{lines, counts}} of {n} shards")
+                if not 0 <= pos < end["lines"]:  # positions ascend: the last one is the largest
+                    raise UsageError(f"{where}: input line index {pos} is past the {end['lines']} lines "
+                                     "its shard's end counts", hint="merge the files a --shard K/N run wrote, unchanged")
                 info.end = end
     except RecursionError:  # pragma: no cover - read_records bounds depth already
         info.problems.append(f"{info.name}: unreadable")
