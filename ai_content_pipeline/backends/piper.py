@@ -146,6 +146,12 @@ class PiperBackend(TTSBackend):
                     f"persona voice {other} runs at {engine.config.sample_rate} Hz, "
                     f"not {self.sample_rate} Hz like {self.model}", stage="voice",
                     hint="use persona voices of one sample rate in a run, or pass --voice")
+        speaker = voice.settings.get("speaker_id")
+        speakers = max(1, int(engine.config.num_speakers))
+        if speaker is not None and speaker >= speakers:  # piper ignores it on a one-speaker voice
+            raise SynthesisError(f"speaker_id {speaker} is not a speaker of Piper voice {voice.name} "
+                                 f"({speakers} speaker{'s' if speakers > 1 else ''}: 0-{speakers - 1})",
+                                 stage="voice", hint="fix voice.piper.speaker_id of the persona")
         config = self._piper.SynthesisConfig(
             **{k: voice.settings[k] for k in _SETTINGS if k in voice.settings}, normalize_audio=False)
         try:

@@ -31,7 +31,7 @@ class FakeVoice:
     loaded: list[tuple[str, str]] = []
 
     def __init__(self, rate: int) -> None:
-        self.config = types.SimpleNamespace(sample_rate=rate)
+        self.config = types.SimpleNamespace(sample_rate=rate, num_speakers=1)
         self.calls: list[tuple[str, FakeSynthesisConfig]] = []
 
     @classmethod
