@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..jsonl import RecordWriter
-from .options import AicpCommand, EPILOG_STATUS, version_option
+from .options import EPILOG_STATUS, AicpCommand, version_option
 
 EPILOG = f"""\b
 Examples:

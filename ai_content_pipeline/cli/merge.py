@@ -6,7 +6,7 @@ import click
 
 from ..jsonl import RecordWriter
 from .errors import note_flag
-from .options import AicpCommand, EPILOG_STATUS, version_option
+from .options import EPILOG_STATUS, AicpCommand, version_option
 
 EPILOG = f"""\b
 Examples:
