@@ -290,5 +290,23 @@ def check_output_file(file: str | os.PathLike[str], what: str) -> None:
     check_output_dir(path.parent, f"the folder of {what}")
 
 
-__all__ = ["LOCK_NAME", "FolderLock", "NameClaims", "Protected", "check_output_dir", "check_output_file",
+def _umask() -> int:
+    """The process umask, read without changing it (``/proc/self/status`` on Linux; else 0o022)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def plain_mode(fd: int) -> None:
+    """Give a file made by :func:`tempfile.mkstemp` (mode 0600) the mode ``open()`` would have
+    given it: 0666 less the umask, so a file renamed into place reads like any other output."""
+    os.fchmod(fd, 0o666 & ~_umask())
+
+
+__all__ = ["LOCK_NAME", "FolderLock", "NameClaims", "Protected", "check_output_dir", "check_output_file", "plain_mode",
            "refuse_overlap"]

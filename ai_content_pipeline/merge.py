@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AicpError, UsageError
+from .files import plain_mode
 from .jsonl import InputLine, read_records
 from .shards import FIELD, MAX_SHARDS
 from .status import ExitStatus
@@ -280,6 +281,7 @@ def write_atomic(target: str, fill: Callable[[Any], None]) -> None:
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(target)}.", suffix=".part")
     try:
+        plain_mode(fd)
         with os.fdopen(fd, "wb") as handle:
             fill(handle)
             handle.flush()

@@ -669,6 +669,9 @@ def new_file(kind: str, name: str) -> Path:
     import tempfile
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
     try:
+        from ..files import plain_mode
+
+        plain_mode(fd)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
