@@ -228,6 +228,23 @@ def test_a_missing_model_file_is_named_as_given(tmp_path: Path, monkeypatch: pyt
     assert template.exit_code == 2 and "aicp templates list" in template.stderr
 
 
+def _read_terminal(leader: int) -> bytes:
+    """Everything written to a pseudo-terminal until its last writer closes it; closes ``leader``."""
+    import os
+
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:  # EIO: the follower side is closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    return b"".join(chunks)
+
+
 def _on_a_terminal(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str]:
     """Run a console script with stdout and stderr on a pseudo-terminal; (exit status, output)."""
     import os
@@ -238,17 +255,7 @@ def _on_a_terminal(args: list[str], env: dict[str, str] | None = None) -> tuple[
     proc = subprocess.Popen([str(Path(sys.executable).parent / args[0]), *args[1:]], stdin=subprocess.DEVNULL,
                             stdout=follower, stderr=follower, env={**os.environ, "COLUMNS": "100", **(env or {})})
     os.close(follower)
-    chunks = []
-    while True:
-        try:
-            data = os.read(leader, 4096)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(leader)
-    return proc.wait(timeout=60), b"".join(chunks).decode().replace("\r\n", "\n")
+    return proc.wait(timeout=60), _read_terminal(leader).decode().replace("\r\n", "\n")
 
 
 def test_doctor_table_on_a_terminal_json_when_piped_or_asked() -> None:
@@ -296,18 +303,9 @@ def _voice_on_a_pty(tmp_path: Path, term: str, args: list[str], stdin: bytes | N
             assert proc.stdin is not None
             proc.stdin.write(stdin)
             proc.stdin.close()
-        chunks = []
-        while True:
-            try:
-                data = os.read(leader, 4096)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-        os.close(leader)
+        out_bytes = _read_terminal(leader)
         assert proc.wait(timeout=120) == 0
-    return b"".join(chunks).decode()
+    return out_bytes.decode()
 
 
 SCRIPTED = b"".join(orjson.dumps({"id": f"s{i}", "script": {"text": "Good evening, this is the late show."}}) + b"\n"
