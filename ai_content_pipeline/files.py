@@ -26,6 +26,7 @@ import hashlib
 import os
 import stat
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -302,11 +303,40 @@ def _umask() -> int:
     return 0o022
 
 
-def plain_mode(fd: int) -> None:
+def _plain_mode(fd: int) -> None:
     """Give a file made by :func:`tempfile.mkstemp` (mode 0600) the mode ``open()`` would have
     given it: 0666 less the umask, so a file renamed into place reads like any other output."""
     os.fchmod(fd, 0o666 & ~_umask())
 
 
-__all__ = ["LOCK_NAME", "FolderLock", "NameClaims", "Protected", "check_output_dir", "check_output_file", "plain_mode",
+def write_atomic(target: str | os.PathLike[str], fill: Callable[[IO[bytes]], Any], *,
+                 exclusive: bool = False) -> None:
+    """Create ``target`` (and its folder) through a temporary file in that folder, put in place
+    once ``fill(handle)`` returned and the data is on disk: a reader never sees half a file, and a
+    failure leaves ``target`` as it was. The file gets 0666 less the umask, like any ``open()``.
+
+    :param exclusive: never replace an existing ``target`` (it is linked into place, not renamed).
+    :raises FileExistsError: ``exclusive`` and ``target`` exists.
+    :raises OSError: the folder or the file cannot be written.
+    """
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(target))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(target)}.", suffix=".part")
+    try:
+        _plain_mode(fd)
+        with os.fdopen(fd, "wb") as handle:
+            fill(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if exclusive:
+            os.link(tmp, target)  # atomic, and fails if the name appeared meanwhile
+        else:
+            os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+__all__ = ["LOCK_NAME", "FolderLock", "NameClaims", "Protected", "check_output_dir", "check_output_file", "write_atomic",
            "refuse_overlap"]

@@ -18,15 +18,12 @@ repeat (which shard, which file, which positions); nothing is written unless
 from __future__ import annotations
 
 import heapq
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import AicpError, UsageError
-from .files import plain_mode
 from .jsonl import InputLine, read_records
 from .shards import FIELD, MAX_SHARDS
 from .status import ExitStatus
@@ -274,22 +271,4 @@ def merge_files(paths: list[str], write: Callable[[dict[str, Any]], Any], *,
     return written, problems
 
 
-def write_atomic(target: str, fill: Callable[[Any], None]) -> None:
-    """Create ``target`` (and its folder) through a temporary file in that folder, renamed when
-    ``fill(handle)`` returned (a reader never sees half a file; a failure leaves ``target`` as it was)."""
-    folder = os.path.dirname(os.path.abspath(target))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(target)}.", suffix=".part")
-    try:
-        plain_mode(fd)
-        with os.fdopen(fd, "wb") as handle:
-            fill(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-__all__ = ["MergeIncomplete", "ShardFile", "check", "expand", "merge_files", "merged", "write_atomic"]
+__all__ = ["MergeIncomplete", "ShardFile", "check", "expand", "merge_files", "merged"]

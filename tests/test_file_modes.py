@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ai_content_pipeline.merge import write_atomic
+from ai_content_pipeline.files import write_atomic
 from ai_content_pipeline.templates import new_file
 
 
@@ -49,3 +49,12 @@ def test_new_starter_files_get_the_plain_mode(tmp_path: Path, monkeypatch: pytes
     for kind in ("template", "persona"):
         path = Path(new_file(kind, f"my-{kind}"))
         assert path.is_file() and _mode(path) == 0o644
+
+
+def test_write_atomic_exclusive_never_replaces(tmp_path: Path) -> None:
+    target = tmp_path / "kept.yaml"
+    target.write_bytes(b"mine\n")
+    with pytest.raises(FileExistsError):
+        write_atomic(target, lambda handle: handle.write(b"theirs\n"), exclusive=True)
+    assert target.read_bytes() == b"mine\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["kept.yaml"]  # no temporary file left

@@ -49,8 +49,8 @@ def merge_command(files: tuple[str, ...], output: str | None, partial: bool, qui
     """
     import sys
 
-    from ..files import check_output_file, refuse_overlap
-    from ..merge import MergeIncomplete, expand, merge_files, write_atomic
+    from ..files import check_output_file, refuse_overlap, write_atomic
+    from ..merge import MergeIncomplete, expand, merge_files
 
     paths = expand(files)
     to_file = output is not None and output != "-"

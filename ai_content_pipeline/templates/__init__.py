@@ -666,24 +666,15 @@ def new_file(kind: str, name: str) -> Path:
                          hint="set AICP_HOME to a folder you can write") from exc
     text = STARTERS[kind].format(name=name, display=name.replace("-", " ").replace("_", " ").title(),
                                  path=target)
-    import tempfile
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
-    try:
-        from ..files import plain_mode
+    from ..files import write_atomic
 
-        plain_mode(fd)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.link(tmp, target)  # atomic, and fails if the name appeared meanwhile
+    try:
+        write_atomic(target, lambda handle: handle.write(text.encode("utf-8")), exclusive=True)
     except FileExistsError as exc:
         raise UsageError(f"{target} exists; it was not overwritten",
                          hint="edit it, remove it first, or choose another name") from exc
     except OSError as exc:
         raise UsageError(f"cannot write {target}: {exc.strerror}") from exc
-    finally:
-        os.unlink(tmp)
     return target
 
 
