@@ -317,6 +317,109 @@ def test_reader_leaving_with_jobs_4_on_a_hung_server_exits_141_within_2s() -> No
     assert stderr == ""
 
 
+def _interrupt_on_resume(code: Any) -> Any:
+    """A ``sys.settrace`` function that raises ``KeyboardInterrupt`` as the generator with
+    ``code`` is next resumed: where a Ctrl-C or a reader-gone signal lands when the main
+    thread is between two records, in the stage's own frame."""
+
+    def tracer(frame: Any, event: str, arg: Any) -> None:
+        if event == "call" and frame.f_code is code:
+            sys.settrace(None)
+            raise KeyboardInterrupt
+
+    return tracer
+
+
+def test_an_interrupt_in_the_script_stage_frame_aborts_before_it_unloads() -> None:
+    """CI saw `| head -1` hang 30 s: the signal landed in ScriptStage.run's frame, outside
+    ordered_map, and the run unloaded (keep_alive 0, then a wait on /api/ps) a server that
+    was still busy with the three requests in flight, without cancelling them first."""
+    from ai_content_pipeline.backends.ollama import OllamaBackend
+    from ai_content_pipeline.jsonl import read_records
+    from ai_content_pipeline.stages.script import ScriptOptions, ScriptStage
+
+    first = lambda body: Reply(delay=0.0) if "Bohemian" in str(body) else Reply(delay=60)  # noqa: E731
+    with OllamaServer(models=["llama3.2"], reply_for=first, unload_delay=40.0) as srv:
+        stage = ScriptStage(OllamaBackend("llama3.2", host=srv.url), ScriptOptions(jobs=4), None, None)
+        records = stage.run(read_records([SONGS]))
+        assert "Bohemian" in str(next(records))
+        _wait_in_flight(srv, 3)
+        sys.settrace(_interrupt_on_resume(ScriptStage.run.__code__))
+        t0 = time.monotonic()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                next(records)
+        finally:
+            sys.settrace(None)
+        took = time.monotonic() - t0
+        unloads = [r for r in srv.requests if isinstance(r.body, dict) and r.body.get("keep_alive") == 0]
+    assert took < 2.0 and not unloads, (took, unloads)
+
+
+def test_an_interrupt_in_the_voice_stage_frame_aborts_before_it_unloads(tmp_path: Path) -> None:
+    from ai_content_pipeline.jsonl import read_records
+    from ai_content_pipeline.stages.voice import VoiceOptions, VoiceStage
+
+    class Abortable(SpeechTTS):
+        aborted = False
+
+        def abort(self) -> None:
+            self.aborted = True
+
+    scripts = tmp_path / "scripts.jsonl"
+    scripts.write_bytes(SCRIPTS)
+    tts = Abortable()
+    stage = VoiceStage(tts, VoiceOptions(out_dir=str(tmp_path / "audio")), None, None)
+    records = stage.run(read_records([str(scripts)]))
+    next(records)
+    sys.settrace(_interrupt_on_resume(VoiceStage.run.__code__))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            next(records)
+    finally:
+        sys.settrace(None)
+    assert tts.aborted and not tts.loaded
+
+
+def test_an_abort_while_ollama_describes_the_model_leaves_no_client_behind(monkeypatch) -> None:
+    """load() in a worker thread and abort() in the main thread: the load that was under way
+    fails instead of bringing the backend back to life (which the unload would then wait on)."""
+    import ollama
+
+    from ai_content_pipeline.backends.ollama import OllamaBackend
+
+    started, release = threading.Event(), threading.Event()
+    real_show = ollama.Client.show
+
+    def slow_show(self: Any, *args: Any, **kwargs: Any) -> Any:
+        started.set()
+        release.wait(10)
+        return real_show(self, *args, **kwargs)
+
+    monkeypatch.setattr(ollama.Client, "show", slow_show)
+    with OllamaServer(models=["llama3.2"], unload_delay=40.0) as srv:
+        backend = OllamaBackend("llama3.2", host=srv.url)
+        failures: list[BaseException] = []
+
+        def load() -> None:
+            try:
+                backend.load()
+            except BaseException as exc:  # noqa: BLE001 - what the worker saw
+                failures.append(exc)
+
+        worker = threading.Thread(target=load)
+        worker.start()
+        assert started.wait(10)
+        backend.abort()
+        release.set()
+        worker.join(10)
+        assert not backend.loaded
+        assert len(failures) == 1 and isinstance(failures[0], BackendUnavailable)
+        t0 = time.monotonic()
+        backend.unload()
+        assert time.monotonic() - t0 < 1.0
+
+
 def test_ordered_map_abort_does_not_wait_for_calls_in_flight() -> None:
     release = threading.Event()
     aborted: list[bool] = []

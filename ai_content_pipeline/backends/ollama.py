@@ -59,6 +59,12 @@ def _close_quietly(client: Any) -> None:
         pass
 
 
+def _close_in_background(client: Any) -> None:
+    """Close ``client``'s connections in a daemon thread: a connection busy in another
+    thread can never hold up Ctrl-C (the process may exit before the close ends)."""
+    threading.Thread(target=_close_quietly, args=(client,), name="aicp-ollama-abort", daemon=True).start()
+
+
 def _model_names(listing: Any) -> set[str]:
     names: set[str] = set()
     for m in getattr(listing, "models", None) or []:
@@ -104,6 +110,7 @@ class OllamaBackend(LLMBackend):
         self.device = "ollama"
         self._client: Any = None
         self._aborted = False
+        self._client_lock = threading.Lock()  # load() and abort() from different threads
 
     @property
     def _request_keep_alive(self) -> str:
@@ -142,10 +149,18 @@ class OllamaBackend(LLMBackend):
         return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
 
     def load(self) -> None:
-        if self._aborted:
-            raise BackendUnavailable("the Ollama requests were cancelled (interrupted)")
-        if self._client is not None:
-            return
+        self._live_client()
+
+    def _live_client(self) -> Any:
+        """The client, made and checked (``/api/show``) on first use; never one after :meth:`abort`.
+
+        :raises BackendUnavailable: the run was aborted, or the model cannot be served.
+        """
+        with self._client_lock:
+            if self._aborted:
+                raise BackendUnavailable("the Ollama requests were cancelled (interrupted)")
+            if self._client is not None:
+                return self._client
         import ollama
 
         client = ollama.Client(host=self.host, timeout=self.timeout)
@@ -161,8 +176,15 @@ class OllamaBackend(LLMBackend):
                 f"Ollama at {self.host} failed to describe model '{self.model}': {exc}",
                 hint=f"check the server log; try `ollama run {self.model}` by hand",
             ) from exc
-        self._client = client
-        self.loaded = True
+        with self._client_lock:
+            if self._aborted:  # aborted while /api/show ran: this client must not outlive it
+                _close_in_background(client)
+                raise BackendUnavailable("the Ollama requests were cancelled (interrupted)")
+            if self._client is None:
+                self._client, self.loaded = client, True
+                return client
+        client.close()  # another thread made one first
+        return self._client
 
     def chat(
         self,
@@ -171,7 +193,7 @@ class OllamaBackend(LLMBackend):
         *,
         json_schema: dict[str, Any] | None = None,
     ) -> Iterator[ChatChunk]:
-        self.load()
+        client = self._live_client()
         options: dict[str, Any] = {
             "temperature": params.temperature,
             "top_p": params.top_p,
@@ -181,7 +203,7 @@ class OllamaBackend(LLMBackend):
         if params.seed is not None:
             options["seed"] = params.seed
         try:
-            stream = self._client.chat(
+            stream = client.chat(
                 model=self.model,
                 messages=messages,
                 stream=True,
@@ -215,10 +237,10 @@ class OllamaBackend(LLMBackend):
         hold up Ctrl-C; the process may exit before it ends. The model is left to
         the server's keep-alive (no unload request: the server may be hung).
         """
-        client, self._client, self.loaded, self._aborted = self._client, None, False, True
+        with self._client_lock:
+            client, self._client, self.loaded, self._aborted = self._client, None, False, True
         if client is not None:
-            threading.Thread(target=_close_quietly, args=(client,), name="aicp-ollama-abort",
-                             daemon=True).start()
+            _close_in_background(client)
 
     def loaded_models(self) -> set[str]:
         """Names ``GET /api/ps`` lists now (``llama3.2:latest`` also as ``llama3.2``).
@@ -243,8 +265,9 @@ class OllamaBackend(LLMBackend):
 
         With an explicit ``keep_alive`` the model is left loaded on purpose.
         """
-        client, self._client, self.loaded = self._client, None, False
-        if client is None:
+        with self._client_lock:
+            client, self._client, self.loaded = self._client, None, False
+        if client is None:  # never loaded, or aborted: nothing to unload or wait for
             return
         with client:  # closes the connection pool
             if self.keep_alive is not None:

@@ -8,6 +8,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
@@ -422,6 +423,25 @@ class Stage:
         and send no more events (worker threads may still be finishing)."""
         self.emitter = self.tracker.emitter = self.session.emitter = NullEmitter()
         self.session.abort()
+
+    @contextmanager
+    def _backend_run(self) -> Iterator[None]:
+        """Around a whole run: the backend always unloads at the end and the stats finish;
+        an interrupted or abandoned run (``KeyboardInterrupt``, ``GeneratorExit``) first
+        cancels the requests in flight (:meth:`_abort`), so the unload never waits on them.
+
+        Where the interrupt lands does not matter: in the record loop, in the run's own
+        generator frame or in its consumer, the run aborts before it unloads. (An unload
+        request to a hung Ollama server would otherwise hold ``| head -1`` for a minute.)
+        """
+        try:
+            yield
+        except (GeneratorExit, KeyboardInterrupt):
+            self._abort()
+            raise
+        finally:
+            self.session.close()
+            self.stats.finish()
 
     def _fail(self, index: int, rid: str | None, record: dict[str, Any], exc: RecordError,
               **error_fields: Any) -> dict[str, Any]:

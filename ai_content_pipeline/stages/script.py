@@ -566,14 +566,11 @@ class ScriptStage(Stage):
         if total is not None:
             self.stats.total = total * max(1, self.options.variants)
         jobs = max_in_flight(self.backend, self.options.jobs) if self.backend.supports_concurrency else 1
-        try:
+        with self._backend_run():
             if self.batched:
                 yield from self._batches(self._items(lines))
             else:
                 yield from ordered_map(self._process, self._items(lines), jobs, on_abort=self._abort)
-        finally:
-            self.session.close()
-            self.stats.finish()
 
 
 def run_script(

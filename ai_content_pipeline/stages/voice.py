@@ -303,15 +303,14 @@ class VoiceStage(Stage):
             self.stats.total = total
         lock = FolderLock(self.options.out_dir, "audio folder").acquire()
         try:
-            removed = remove_stale_parts(Path(self.options.out_dir))
-            if removed:
-                self.emitter.message(f"removed {removed} unfinished audio file(s) of an earlier run", "debug")
-            for index, line in enumerate(lines):
-                yield self._process(index, line)
+            with self._backend_run():
+                removed = remove_stale_parts(Path(self.options.out_dir))
+                if removed:
+                    self.emitter.message(f"removed {removed} unfinished audio file(s) of an earlier run", "debug")
+                for index, line in enumerate(lines):
+                    yield self._process(index, line)
         finally:
             lock.release()
-            self.session.close()
-            self.stats.finish()
 
 
 class SpooledLines:
