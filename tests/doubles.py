@@ -215,12 +215,22 @@ class FakeBatchLLM(SeededLLM):
     def __init__(self, replies: list[str], **kwargs: Any) -> None:
         super().__init__(replies, **kwargs)
         self.batches: list[list[int]] = []  # per call: candidates per request
+        self.parallel: list[int] = []  # per call: the calls its caller said it keeps in flight
 
-    def generate_batch(self, requests: list[Any]) -> list[Any]:
+    def generate_batch(self, requests: list[Any], *, parallel: int = 1) -> list[Any]:
+        import time
+
         from ai_content_pipeline.backends.base import Completion
 
         self.load()
-        self.batches.append([len(r.params) for r in requests])
+        with self._lock:
+            self.batches.append([len(r.params) for r in requests])
+            self.parallel.append(parallel)
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        time.sleep(self.delay)
+        with self._lock:
+            self.active -= 1
         out: list[Any] = []
         for r in requests:
             if any(s in r.messages[-1]["content"] for s in self.fail_on):

@@ -120,15 +120,17 @@ def test_best_of_one_and_batch_one_use_the_plain_chat_path():
     assert llm.batches == [] and len(llm.calls) == 1 and "decoder" not in str(out)
 
 
-def test_batch_decodes_records_together_in_input_order():
-    llm = FakeBatchLLM([GOOD, LONG_GOOD])
+def test_batch_keeps_b_records_in_flight_in_input_order():
+    llm = FakeBatchLLM([GOOD, LONG_GOOD], delay=0.05)
     records = [{**SONG, "id": f"s{i}"} for i in range(7)]
     records.insert(3, {"id": "bad", "title": "no artist"})
     em = RecordingEmitter()
     stage, out = run(llm, ScriptOptions(seed=1, best_of=2, batch=3), records=records, emitter=em)
     assert [r["id"] for r in out] == [r["id"] for r in records]
     assert out[3]["error"]["field"] == "artist"
-    assert llm.batches == [[2, 2, 2], [2, 2], [2, 2]]  # 3 records a batch; the bad one makes no request
+    # one call per take, 3 of them in flight at once (the backend decodes them together);
+    # the bad record makes no request
+    assert llm.batches == [[2]] * 7 and llm.max_active == 3 and set(llm.parallel) == {3}
     assert all(r["script"]["checks"]["chosen"] in (0, 1) for r in out if "script" in r)
     assert out[0]["script"]["tokens"] == {"prompt": 10, "completion": 14}  # prompt evaluated once
     assert stage.stats.completed == 7 and stage.stats.failed == 1

@@ -129,13 +129,18 @@ class LLMBackend(Backend):
     supports_json_schema: ClassVar[bool] = False
     supports_batch: ClassVar[bool] = False
 
-    def generate_batch(self, requests: list[BatchRequest]) -> list[list[Completion] | Exception]:
+    def generate_batch(self, requests: list[BatchRequest], *,
+                       parallel: int = 1) -> list[list[Completion] | Exception]:
         """Generate every candidate of every request; results in request and candidate order.
 
         This default runs them one after the other through :meth:`chat`; backends
-        with ``supports_batch`` decode them together. A request whose generation
+        with ``supports_batch`` decode them together, and also decode together the
+        requests of calls made from several threads at once. A request whose generation
         failed gets its :class:`~ai_content_pipeline.errors.RecordError` in place
         of its list; other errors propagate.
+
+        :param parallel: how many such calls the caller keeps in flight at once (a batching
+            backend sizes its batch for them; this default ignores it).
         """
         from ..errors import RecordError
 

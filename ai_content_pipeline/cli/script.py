@@ -86,8 +86,8 @@ Examples:
               help="Write N candidates per take (seeds derived from the take's seed) and keep the one "
                    "that passes the template's checks closest to its target length.")
 @click.option("--batch", type=click_range(BATCH), default=1, show_default=True, metavar="B",
-              help="llamacpp: decode the takes of B records together in one batch (output order "
-                   "unchanged); other backends use --jobs.")
+              help="llamacpp: keep the takes of B records decoding together in one batch, "
+                   "refilled as each ends (output order unchanged); other backends use --jobs.")
 @click.option("--require-checks", is_flag=True,
               help="A take that fails its checks (script.checks) becomes a record error (exit 3) "
                    "instead of being written with passed: false.")

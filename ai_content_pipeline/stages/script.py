@@ -17,7 +17,8 @@ Every take is checked (:mod:`ai_content_pipeline.checks`, the template's
 take, each with its own seed derived from the take's seed, and the best one is
 kept (:func:`~ai_content_pipeline.checks.choose`). Backends that decode in
 batches (llama.cpp) write the candidates of a take together from one prompt
-evaluation, and with ``batch`` B > 1 the takes of B records together.
+evaluation, and with ``batch`` B > 1 the takes of B records in flight together
+(B worker threads; the backend's decoder batches their calls continuously).
 
 Failures that concern one record become its ``error`` object; the run goes on.
 A take that fails its checks is still written (``checks.passed: false``) unless
@@ -270,6 +271,11 @@ class ScriptStage(Stage):
         ``best_of`` or ``batch`` above 1); otherwise each candidate is one ``chat`` call."""
         return bool(self.backend.supports_batch and (self.options.best_of > 1 or self.options.batch > 1))
 
+    @property
+    def _in_flight(self) -> int:
+        """Takes in flight at once on the batch decoder: every take of ``batch`` records."""
+        return self.options.batch * max(1, self.options.variants)
+
     # -- one take ----------------------------------------------------------------
     def request(self, record: dict[str, Any], persona: Persona, take: int) -> tuple[list[dict[str, str]], GenerationParams, str]:
         """Messages, parameters and request key of one take (raises ``InputError``).
@@ -368,8 +374,8 @@ class ScriptStage(Stage):
         if self.batched:
             requests = [BatchRequest(job.messages, self._candidates(job)) for job in jobs]
             try:
-                return with_retries(lambda: self.backend.generate_batch(requests), retries,
-                                    on_retry=on_retry(jobs[0]))
+                return with_retries(lambda: self.backend.generate_batch(requests, parallel=self._in_flight),
+                                    retries, on_retry=on_retry(jobs[0]))
             except RecordError as exc:
                 return [exc for _ in jobs]
 
@@ -523,40 +529,6 @@ class ScriptStage(Stage):
         index, line, take = item
         return self._each(index, line, lambda record: self._take(index, record, take))
 
-    def _batches(self, items: Iterable[tuple[int, InputLine, int]]) -> Iterator[dict[str, Any]]:
-        """``--batch B`` on a batching backend: the takes of B records decode together, in order."""
-        group: list[tuple[int, InputLine, int]] = []
-        records: set[int] = set()
-
-        def flush() -> Iterator[dict[str, Any]]:
-            self.check_cancel()  # between batches: a cancelled job stops at the next group
-            outs: list[dict[str, Any] | _Take] = []
-            for index, line, take in group:
-                passed = self._unprocessable(index, line)
-                if passed is not None or line.record is None:
-                    outs.append(passed or {})
-                else:
-                    outs.append(self._prepare(index, line.record, take))
-            jobs = [o for o in outs if isinstance(o, _Take)]
-            if jobs:
-                t0 = time.perf_counter()
-                results = self._generate(jobs)
-                seconds = time.perf_counter() - t0
-                finished = {id(job): self._finish(job, res, seconds) for job, res in zip(jobs, results, strict=True)}
-                outs = [finished[id(o)] if isinstance(o, _Take) else o for o in outs]
-            for o in outs:
-                assert isinstance(o, dict)
-                yield o
-
-        for item in items:
-            if item[0] not in records and len(records) >= self.options.batch:
-                yield from flush()
-                group, records = [], set()
-            group.append(item)
-            records.add(item[0])
-        if group:
-            yield from flush()
-
     def run(self, lines: Iterable[InputLine], total: int | None = None) -> Iterator[dict[str, Any]]:
         """Yield one output record per input line and take, in input order.
 
@@ -565,12 +537,14 @@ class ScriptStage(Stage):
         """
         if total is not None:
             self.stats.total = total * max(1, self.options.variants)
-        jobs = max_in_flight(self.backend, self.options.jobs) if self.backend.supports_concurrency else 1
+        if self.batched:  # the batch decoder decodes the takes of `batch` records in flight together
+            jobs = self._in_flight
+        elif self.backend.supports_concurrency:
+            jobs = max_in_flight(self.backend, self.options.jobs)
+        else:
+            jobs = 1
         with self._backend_run():
-            if self.batched:
-                yield from self._batches(self._items(lines))
-            else:
-                yield from ordered_map(self._process, self._items(lines), jobs, on_abort=self._abort)
+            yield from ordered_map(self._process, self._items(lines), jobs, on_abort=self._abort)
 
 
 def run_script(

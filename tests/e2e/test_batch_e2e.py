@@ -95,3 +95,79 @@ def test_cli_best_of_one_batch_one_is_todays_output():
                                        max_tokens=40, seed=5, repeat_penalty=d.repeat_penalty)
     raw = reply["choices"][0]["message"]["content"].strip()
     assert one["text"] == raw or (one.get("truncated") and raw.startswith(one["text"].rstrip('"')))
+
+
+def _in_threads(backend, requests, parallel, stagger=0.0):
+    """Each request from its own thread (as the stage's workers call), started ``stagger`` s apart."""
+    import threading
+    import time
+
+    out: list = [None] * len(requests)
+    order: list[int] = []
+
+    def one(i):
+        out[i] = backend.generate_batch([requests[i]], parallel=parallel)[0]
+        order.append(i)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(requests))]
+    for t in threads:
+        t.start()
+        time.sleep(stagger)
+    for t in threads:
+        t.join(120)
+    return out, order
+
+
+def test_calls_from_several_threads_decode_together_with_the_same_texts(backend):
+    requests = [BatchRequest(messages(i), [params(7, max_tokens=30)]) for i in range(4)]
+    together = backend.generate_batch(requests)
+    decoder = backend._decoder
+    decoder.peak = 0
+    threaded, _ = _in_threads(backend, requests, parallel=4)
+    assert decoder.peak >= 2  # they shared decode steps
+    assert [c[0].text for c in threaded] == [c[0].text for c in together]
+
+
+def test_a_request_joins_a_batch_already_decoding(backend):
+    """Continuous batching: a request that arrives while others decode starts at once,
+    it does not wait for them to end."""
+    long = BatchRequest(messages(3), [params(3, temperature=0, max_tokens=60)])
+    short = BatchRequest(messages(4), [params(3, temperature=0, max_tokens=4)])
+    backend.generate_batch([short])  # the decoder exists, warm
+    backend._decoder.peak = 0
+    out, order = _in_threads(backend, [long, short], parallel=2, stagger=0.3)
+    assert backend._decoder.peak == 2 and order == [1, 0]  # decoded beside the long one, done first
+    assert out[1][0].completion_tokens <= 4 < out[0][0].completion_tokens
+
+
+def test_the_persona_prefix_is_evaluated_once_and_changes_no_text(backend):
+    requests = [BatchRequest(messages(i), [params(9, max_tokens=12)]) for i in (5, 6)]
+    backend.unload()
+    backend.load()
+    first = backend.generate_batch(requests[:1])[0]
+    decoder = backend._decoder
+    shared_before = decoder.shared
+    both = backend.generate_batch(requests)
+    assert decoder.shared > shared_before  # the system prompt came from another stream
+    assert [c.text for c in both[0]] == [c.text for c in first]
+
+
+def test_unloading_while_requests_decode_fails_them_quickly(backend):
+    import threading
+    import time
+
+    result: list = []
+    backend.generate_batch([BatchRequest(messages(0), [params(1, max_tokens=2)])])
+    backend._decoder.peak = 0
+    t = threading.Thread(target=lambda: result.append(
+        backend.generate_batch([BatchRequest(messages(0), [params(1, max_tokens=400)])])[0]))
+    t.start()
+    deadline = time.monotonic() + 60
+    while (backend._decoder is None or backend._decoder.peak == 0) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    backend.unload()
+    t.join(30)
+    assert not t.is_alive() and time.monotonic() - t0 < 5
+    assert isinstance(result[0], Exception) and "closed" in str(result[0])
+    backend.load()
