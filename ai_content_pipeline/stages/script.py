@@ -588,7 +588,8 @@ def run_script(
 ) -> StageStats:
     """Run the script stage over JSON Lines ``sources`` and ``write`` each output record.
 
-    Counts the input when it is a regular file (for progress ``total``), opens
+    Reads the input once (:func:`~ai_content_pipeline.stages.step.open_input`: a regular file to
+    its end first, for progress ``total``; a pipe record by record), opens
     the checkpoint ledger and streams records through :class:`ScriptStage`, which
     loads the backend on the first request that the ledger cannot serve
     (``model_load``) and always unloads it at the end (``model_unload``), also on
@@ -608,7 +609,7 @@ def run_script(
     :raises BackendUnavailable: the backend cannot be loaded.
     """
     from ..files import check_output_dir
-    from .step import Step, count_input, read_input
+    from .step import Step, open_input
 
     if options.resume and not checkpoint:
         raise UsageError("--resume needs --checkpoint PATH (the ledger of finished records)")
@@ -618,14 +619,14 @@ def run_script(
                     {"--log": log})
     if options.words is not None or options.sections is not None or load_template(options.template).sections:
         check_output_dir(options.work_dir, "--work-dir")
-    total = count_input(sources, stdin=stdin, shard=shard)
     takelog = None
-    with Step("script", backend, options, emitter=emitter, checkpoint=checkpoint) as step:
+    with Step("script", backend, options, emitter=emitter, checkpoint=checkpoint) as step, \
+            open_input(sources, stdin=stdin, shard=shard) as lines:
         try:
             if log:
                 from ..takelog import TakeLog
                 step.stage.takelog = takelog = TakeLog(log, "aicp-script")
-            step.run(read_input(sources, stdin=stdin, shard=shard), write, total, shard=shard)
+            step.run(lines, write, lines.total, shard=shard)
         finally:
             if takelog is not None:
                 takelog.close()

@@ -28,9 +28,8 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import time
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -50,12 +49,13 @@ from ..backends.base import TTSBackend, Voice
 from ..errors import AicpError, InputError, RecordError, SynthesisError, UsageError
 from ..events import Emitter
 from ..files import FolderLock, NameClaims, Protected, check_output_dir
-from ..jsonl import InputLine, dumps, loads
+from ..jsonl import InputLine
 from ..ledger import Ledger, request_key
 from ..limits import AudioFormat, Bitrate, Loudness, Retries, SampleRate, Seed
 from ..records import get_path, record_id, slugify, word_count
 from ..templates import Persona, file_ref, persona_for_record, record_voice_file
 from .common import Stage, StageStats, check_run_paths, with_retries
+from .step import SpooledLines as SpooledLines  # noqa: F401 - its older import path
 from .step import Write
 
 if TYPE_CHECKING:
@@ -313,42 +313,6 @@ class VoiceStage(Stage):
             lock.release()
 
 
-class SpooledLines:
-    """Input lines read to EOF into an anonymous temporary file (not memory), then replayed.
-
-    ``count`` is the number of lines spooled. Iterate to read them back in order;
-    :meth:`close` (or the context manager) deletes the file.
-    """
-
-    def __init__(self, lines: Iterable[InputLine]) -> None:
-        self._file = tempfile.TemporaryFile(prefix="aicp-voice-spool-")
-        self.count = 0
-        try:
-            for line in lines:
-                self._file.write(dumps([line.line, line.source, line.record, line.error]) + b"\n")
-                self.count += 1
-            self._file.flush()
-        except BaseException:
-            self._file.close()
-            raise
-
-    def __iter__(self) -> Iterator[InputLine]:
-        self._file.seek(0)
-        for raw in self._file:
-            number, source, record, error = loads(raw)
-            yield InputLine(number, source, record=record, error=error)
-
-    def close(self) -> None:
-        """Delete the spool file."""
-        self._file.close()
-
-    def __enter__(self) -> SpooledLines:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 def run_voice(
     sources: Iterable[str],
     options: VoiceOptions,
@@ -385,7 +349,7 @@ def run_voice(
         (all before any model loads).
     :raises BackendUnavailable: the backend cannot be loaded.
     """
-    from .step import Step, count_input, read_input
+    from .step import Step, open_input
 
     if options.resume and not checkpoint:
         raise UsageError("--resume needs --checkpoint PATH (the ledger of finished records)")
@@ -404,19 +368,18 @@ def run_voice(
             if log:
                 from ..takelog import TakeLog
                 stage.takelog = takelog = TakeLog(log, "aicp-voice")
-            lines = read_input(sources, stdin=stdin, shard=shard)
-            if barrier:
-                with SpooledLines(lines) as spool:
-                    emitter.message(f"read {spool.count} records; loading the voice model", "debug")
-                    step.run(spool, write, spool.count, shard=shard)
-            else:
-                total = count_input(sources, stdin=stdin, shard=shard)
-                try:
-                    stage.load()
-                except BaseException:
-                    stage.session.close()
-                    raise
-                step.run(lines, write, total, shard=shard)
+            # read once: to EOF first behind the barrier (or from a regular file, for the
+            # progress total), else record by record as they arrive
+            with open_input(sources, stdin=stdin, shard=shard, spool=True if barrier else None) as lines:
+                if barrier:
+                    emitter.message(f"read {lines.total} records; loading the voice model", "debug")
+                else:
+                    try:
+                        stage.load()
+                    except BaseException:
+                        stage.session.close()
+                        raise
+                step.run(lines, write, lines.total, shard=shard)
     finally:
         folder_lock.release()
         if takelog is not None:
