@@ -198,3 +198,65 @@ def test_record_counts_from_worker_threads_are_not_lost() -> None:
     for worker in workers:
         worker.join()
     assert stats.completed == 8 * 20
+
+
+@pytest.fixture
+def resolved(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Every template or persona lookup (``(kind, ref)``) during a test."""
+    from ai_content_pipeline import templates
+
+    seen: list[tuple[str, str]] = []
+    real = templates._resolve
+
+    def resolve(ref: str, kind: str) -> Any:
+        seen.append((kind, ref))
+        return real(ref, kind)
+
+    monkeypatch.setattr(templates, "_resolve", resolve)
+    return seen
+
+
+def test_a_run_loads_its_template_and_each_persona_once(tmp_path: Path, resolved: list[tuple[str, str]]) -> None:
+    """Issue 15: run_script looked the template up three times and the default persona once
+    per record (a cache hid it)."""
+    source = tmp_path / "in.jsonl"
+    songs = [{"id": f"s{i}", "artist": "A", "title": "T", **({"dj": "max"} if i % 2 else {})} for i in range(4)]
+    source.write_bytes(b"".join(orjson.dumps(s) + b"\n" for s in songs))
+    out: list[dict[str, Any]] = []
+    run_script([str(source)], ScriptOptions(persona="julie"), backend=FakeLLM(), emitter=NullEmitter(),
+               write=out.append)
+    assert [r["script"]["persona"] for r in out] == ["julie", "max", "julie", "max"]
+    assert sorted(resolved) == [("persona", "julie"), ("persona", "max"), ("template", "song-intro")]
+    scripts = tmp_path / "scripts.jsonl"
+    scripts.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in out))
+    resolved.clear()
+    voiced: list[dict[str, Any]] = []
+    run_voice([str(scripts)], VoiceOptions(out_dir=str(tmp_path / "a"), persona="julie"), backend=SpeechTTS(),
+              emitter=NullEmitter(), write=voiced.append)
+    assert [r["audio"]["path"].rsplit("/", 1)[1] for r in voiced] == \
+        ["s0_julie_0.wav", "s1_max_0.wav", "s2_julie_0.wav", "s3_max_0.wav"]
+    assert resolved == [("persona", "julie")]  # max: from the settings the script stage carried
+
+
+def test_a_persona_edited_during_a_run_reaches_the_next_run_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ai_content_pipeline.templates import user_folder
+
+    folder = user_folder("persona")
+    folder.mkdir(parents=True, exist_ok=True)
+    rosa = folder / "rosa.yaml"
+    rosa.write_text("name: rosa\ndisplay_name: Rosa One\nstyle: calm\n")
+
+    class Editing(FakeLLM):
+        def reply(self, n: int, messages: Any, params: Any) -> str:
+            rosa.write_text("name: rosa\ndisplay_name: Rosa Two, longer\nstyle: calm\n")
+            return "Hello there."
+
+    llm = Editing()
+    songs = [{"id": f"s{i}", "artist": "A", "title": "T", "dj": "rosa"} for i in range(2)]
+    with Step("script", llm, ScriptOptions(), emitter=NullEmitter()) as run:
+        run.run(lines_of(*songs), lambda r: None, 2)
+    systems = [c["messages"][0]["content"] for c in llm.calls]
+    assert all("Rosa One" in s for s in systems), systems  # one version of the file for the whole run
+    with Step("script", llm, ScriptOptions(), emitter=NullEmitter()) as run:
+        run.run(lines_of(songs[0]), lambda r: None, 1)
+    assert "Rosa Two" in llm.calls[-1]["messages"][0]["content"]

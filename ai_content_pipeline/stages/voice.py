@@ -53,7 +53,7 @@ from ..jsonl import InputLine
 from ..ledger import Ledger, request_key
 from ..limits import AudioFormat, Bitrate, Loudness, Retries, SampleRate, Seed
 from ..records import get_path, record_id, slugify, word_count
-from ..templates import Persona, file_ref, persona_for_record, record_voice_file
+from ..templates import Persona, file_ref, record_voice_file
 from .common import Stage, StageStats, check_run_paths, with_retries
 from .step import SpooledLines as SpooledLines  # noqa: F401 - its older import path
 from .step import Write
@@ -109,7 +109,8 @@ def record_text(record: dict[str, Any], text_field: str | None = None) -> str:
                      hint="pipe records from aicp-script, or name the field with --text-field a.b.c")
 
 
-#: Record fields that name the voice's persona, first found wins (see :func:`persona_for_record`).
+#: Record fields that name the voice's persona, first found wins (see
+#: :func:`~ai_content_pipeline.templates.persona_for_record`).
 PERSONA_FIELDS = ("persona", "dj", "script.persona")
 #: The persona's voice settings the script stage wrote, used for the persona ``script.persona`` names.
 CARRIED_PERSONA = ("script.persona", "script.persona_voice")
@@ -160,6 +161,7 @@ class VoiceStage(Stage):
     """
 
     stage = "voice"
+    persona_required = False
 
     def __init__(self, backend: TTSBackend, options: VoiceOptions | None = None,
                  emitter: Emitter | None = None, ledger: Ledger | None = None) -> None:
@@ -240,8 +242,7 @@ class VoiceStage(Stage):
         rid = record_id(record)
         try:
             text = record_text(record, self.options.text_field)
-            persona: Persona | None = persona_for_record(record, self.options.persona, PERSONA_FIELDS,
-                                                         required=False, carried=CARRIED_PERSONA)
+            persona: Persona | None = self.personas.for_record(record, PERSONA_FIELDS, carried=CARRIED_PERSONA)
             needs = record_voice_file(persona, self.backend.name)
             if needs is not None and not self.backend.explicit_voice:
                 assert persona is not None
