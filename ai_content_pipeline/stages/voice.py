@@ -132,6 +132,20 @@ def audio_file_name(rid: str, persona: str | None, take: int | None, ext: str) -
     return f"{audio_file_stem(rid, persona, take)}.{ext}"
 
 
+def record_take(record: dict[str, Any]) -> int | None:
+    """The take of a script record (``script.take``), or ``None`` when it has none."""
+    take = get_path(record, "script.take")
+    return take if isinstance(take, int) and not isinstance(take, bool) else None
+
+
+def record_audio_stem(record: dict[str, Any], persona: str | None) -> str:
+    """The stem the voice stage names ``record``'s file by (before
+    :class:`~ai_content_pipeline.files.NameClaims`): ``{id}_{persona}_{take}`` from the record's
+    id (:func:`~ai_content_pipeline.records.record_id`), the name of the persona that voices it
+    and :func:`record_take`."""
+    return audio_file_stem(record_id(record), persona, record_take(record))
+
+
 def remove_stale_parts(folder: Path) -> int:
     """Delete the temporary ``.NAME.<8 hex digits>.part`` files a killed run left in ``folder``
     (see :func:`~ai_content_pipeline.audio.write_audio_atomic`); call it only while holding
@@ -255,9 +269,8 @@ class VoiceStage(Stage):
             return self._fail(index, rid, record, err)
         seed = self.options.seed if self.options.seed is not None else (persona.seed if persona else None)
         voice = self.backend.default_voice(persona, seed)
-        take = get_path(record, "script.take")
-        take = take if isinstance(take, int) and not isinstance(take, bool) else None
-        stem = audio_file_stem(rid, persona.name if persona else None, take)
+        take = record_take(record)
+        stem = record_audio_stem(record, persona.name if persona else None)
         path = Path(self.options.out_dir) / self.names.claim(stem, f".{self.ext}")
         key = self.request_key(text, voice, path.name)
         if path in self.protected:
