@@ -19,17 +19,14 @@ read, for ``--dry-run`` plans that process nothing.
 
 from __future__ import annotations
 
-import io
 import os
-import stat
-import sys
 import tempfile
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing
 from typing import IO, TYPE_CHECKING, Any
 
 from ..events import Emitter
-from ..jsonl import InputLine, count_records, dumps, loads, read_records
+from ..jsonl import InputLine, count_records, countable, dumps, loads, read_records
 from ..ledger import Ledger
 from .common import Stage, StageStats
 from .registry import stage_class
@@ -52,23 +49,6 @@ def read_input(sources: Iterable[str | os.PathLike[str]], *, stdin: IO[bytes] | 
     if shard is not None:
         return shard.lines([str(s) for s in sources], stdin=stdin)
     return read_records(sources, stdin=stdin)
-
-
-def countable(sources: Iterable[str | os.PathLike[str]], *, stdin: IO[bytes] | None = None) -> bool:
-    """Whether every source is a regular file (``-``: ``stdin`` redirected from one), so that it
-    can be read to its end before the run starts; a pipe, a terminal or a FIFO cannot.
-    Reads nothing."""
-    for source in list(sources) or ["-"]:
-        if str(source) == "-":
-            handle = stdin if stdin is not None else sys.stdin.buffer
-            try:
-                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                    return False
-            except (OSError, io.UnsupportedOperation, AttributeError, ValueError):
-                return False
-        elif not os.path.isfile(source):
-            return False
-    return True
 
 
 class SpooledLines:
@@ -139,7 +119,7 @@ def open_input(sources: Iterable[str | os.PathLike[str]], *, stdin: IO[bytes] | 
     """A run's input lines (:func:`read_input`), read once, with their ``total`` when it can be known.
 
     :param spool: ``None``: spool when every source is a regular file (:func:`countable`), so
-        ``total`` is known up front, and read a pipe lazily (``total`` ``None``); ``True``: always
+        ``total`` is known up front (:func:`~ai_content_pipeline.jsonl.countable`), and read a pipe lazily (``total`` ``None``); ``True``: always
         read to EOF first (``aicp-voice``'s barrier: no model loads before upstream is done);
         ``False``: never (``total`` ``None``).
     :raises UsageError: a source cannot be opened (when spooling: here, else before the first line).
