@@ -282,30 +282,45 @@ def read_records(
                 handle.close()
 
 
-def count_records(sources: Iterable[str | os.PathLike[str]], *, stdin: IO[bytes] | None = None) -> int | None:
-    """Count non-blank lines when every source is a regular file, else ``None``.
-
-    Stdin counts when it is redirected from a regular file (``< file``); it is
-    read and rewound. A pipe cannot be counted without consuming it.
-    """
-    total = 0
-    limit = max_line_bytes()
+def countable(sources: Iterable[str | os.PathLike[str]], *, stdin: IO[bytes] | None = None) -> bool:
+    """Whether every source is a regular file (``-``: ``stdin`` redirected from one, ``< file``),
+    so it can be read to its end and counted before a run; a pipe, a terminal or a FIFO cannot
+    be without consuming it. Reads nothing."""
     for source in list(sources) or ["-"]:
         if str(source) == "-":
             handle = stdin if stdin is not None else sys.stdin.buffer
             try:
                 if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                    return None
+                    return False
+            except (OSError, io.UnsupportedOperation, AttributeError, ValueError):
+                return False
+        elif not Path(source).is_file():
+            return False
+    return True
+
+
+def count_records(sources: Iterable[str | os.PathLike[str]], *, stdin: IO[bytes] | None = None) -> int | None:
+    """Count non-blank lines when every source is a regular file (:func:`countable`), else ``None``.
+
+    Stdin counts when it is redirected from a regular file (``< file``); it is
+    read and rewound. A pipe cannot be counted without consuming it.
+    """
+    sources = list(sources) or ["-"]
+    if not countable(sources, stdin=stdin):
+        return None
+    total = 0
+    limit = max_line_bytes()
+    for source in sources:
+        if str(source) == "-":
+            handle = stdin if stdin is not None else sys.stdin.buffer
+            try:
                 pos = handle.tell()
                 total += _count(handle, limit)
                 handle.seek(pos)
-            except (OSError, io.UnsupportedOperation, AttributeError, ValueError):
+            except (OSError, io.UnsupportedOperation, ValueError):
                 return None
         else:
-            path = Path(source)
-            if not path.is_file():
-                return None
-            with open(path, "rb") as fh:
+            with open(source, "rb") as fh:
                 total += _count(fh, limit)
     return total
 

@@ -8,31 +8,46 @@ An adapter over the step primitive (:class:`~ai_content_pipeline.stages.step.Ste
     for result in generate_batch_intros(pipeline, songs, resume=True):
         print(result.song_id, result.success, result.audio_path)
 
-A batch is a two-step chain held in memory: a script step (the songs' texts, checkpointed
-in ``{output_dir}/intros.ledger.jsonl``) and a voice step that writes the intro for song
-``id`` read by DJ ``dj`` to ``{output_dir}/intros/{id}_{dj}_0.wav`` (the voice stage's own
-file name, :func:`~ai_content_pipeline.stages.voice.audio_file_name`). Its events are the
-chain's: ``pipeline_start``, ``step_start``, the stages' events (with ``step``),
-``step_complete``/``step_error``, ``pipeline_complete``. The pipeline owns one LLM backend
-and one TTS backend and never holds both models at once: the LLM is unloaded before the
-TTS model loads. A batch runs in two phases by default (every text, unload the LLM, then
+A batch is a two-step chain held in memory: a script step, whose texts are checkpointed in
+``{output_dir}/intros.ledger.jsonl``, then a voice step, which writes the intros to
+``{output_dir}/intros/`` and checkpoints them in ``{output_dir}/intros.voice.ledger.jsonl``.
+The intro of song ``id`` read by DJ ``dj`` is ``intros/{id}_{dj}_0.wav``: the name the voice
+stage gives that record (:func:`~ai_content_pipeline.stages.voice.record_audio_stem`, take 0).
+Its events are the chain's: ``pipeline_start``, ``step_start``, the stages' events (with
+``step``), ``step_complete``/``step_error``, ``pipeline_complete``. The pipeline owns one LLM
+backend and one TTS backend and never holds both models at once: the LLM is unloaded before
+the TTS model loads. A batch runs in two phases by default (every text, unload the LLM, then
 every audio file), so each model loads once.
 
-The DJ of a song is chosen by the stages' one persona rule
-(:func:`~ai_content_pipeline.templates.persona_for_record` over the song's ``dj``, with the
-pipeline's persona as the default). Where the radio API differs from a chain, on purpose:
+The rules are the commands' and the chain's:
 
-- a failure never raises: a song that cannot be made (a bad id, an unknown persona, a
-  backend error on that song) becomes a result with ``success=False`` and ``error``, and
-  when a backend fails as a whole (it cannot load) every song still in that step fails
-  with its error while the batch goes on (a chain would stop at ``step_error``);
-- ``resume`` also skips a song whose intro file is already there, before any model runs.
+- a song's DJ follows the stages' persona rule
+  (:meth:`~ai_content_pipeline.templates.Personas.for_record` over its ``dj``; default: the
+  batch's ``dj``, else the pipeline's persona, which may be a persona file);
+- a failure of one song (its text or audio failed, a bad id or ``dj``: a ``RecordError``)
+  fails that song and the batch goes on; a step that cannot run at all (a backend that cannot
+  load, a locked folder) ends the batch as it ends a chain: ``step_error``, no later step runs
+  and every song that has no intro yet fails with that error;
+- ``resume`` serves texts and intros from the two ledgers, as ``--resume`` does (an intro only
+  while its file is there with the size the ledger recorded); a song whose request changed is
+  made again.
+
+Where the radio API differs from a chain, on purpose (the promises of its seed API):
+
+- a failure never raises: every song gets a :class:`GenerationResult`, ``success=False`` with
+  ``error`` when it could not be made;
+- ``resume`` also keeps an intro file that no ledger accounts for (made by hand, or by a
+  version without the voice ledger): its song is skipped before any model runs;
+- two songs with one intro name (same id and DJ) do not get ``-2`` names: the later one fails,
+  so :meth:`GenerationPipeline.intro_path` names each song's one file.
 """
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,16 +56,22 @@ from .backends.base import LLMBackend, TTSBackend
 from .backends.registry import create_llm, create_tts
 from .errors import AicpError, error_object
 from .events import Emitter, NullEmitter, StepEmitter
+from .files import NameClaims
 from .jsonl import InputLine
+from .ledger import Ledger
 from .records import STAGE_FIELDS, slugify
 from .stages.script import ScriptOptions
 from .stages.step import Step
-from .stages.voice import VoiceOptions, audio_file_name
-from .templates import DEFAULT_PERSONA, load_persona, load_template, persona_for_record
+from .stages.voice import VoiceOptions, record_audio_stem
+from .templates import DEFAULT_PERSONA, Personas, file_ref
 
 DEFAULT_OUTPUT_DIR = Path("data/generated")
 #: File name of the script ledger under ``output_dir`` (lets ``resume`` reuse finished texts).
 LEDGER_NAME = "intros.ledger.jsonl"
+#: File name of the voice ledger under ``output_dir`` (lets ``resume`` keep finished intros).
+VOICE_LEDGER_NAME = "intros.voice.ledger.jsonl"
+#: The take the script stage gives a song's one text (``variants`` 1): part of the intro's name.
+TAKE = 0
 
 
 @dataclass
@@ -59,11 +80,11 @@ class GenerationResult:
 
     :ivar song_id: the song's ``id`` as a string.
     :ivar dj: the persona that read the intro.
-    :ivar text: the intro text; ``None`` when none was made in this call
-        (skipped on resume, or the text step failed).
+    :ivar text: the intro text (served from the ledger on ``resume``); ``None`` when the text
+        step failed or the song was skipped for an intro file no ledger accounts for.
     :ivar audio_path: the WAV file (``None`` when the song failed).
     :ivar error: one line for people when ``success`` is false.
-    :ivar skipped: ``resume`` found the audio file already there; no model ran.
+    :ivar skipped: ``resume`` kept the intro file already there; no model made it in this call.
     """
 
     song_id: str
@@ -131,7 +152,7 @@ class GenerationPipeline:
     :param tts_options: more keyword arguments for the TTS backend.
     :param emitter: where stage, record and model events go (default: none).
     :param template: script template name or path (default ``song-intro``).
-    :param persona: DJ for songs without ``dj`` (default ``julie``).
+    :param persona: DJ for songs without ``dj`` (default ``julie``): a persona name or file.
     :param seed: base seed for text and speech (``None``: engines choose).
     :param max_tokens: completion token limit per intro (``None``: the template's).
     :param retries: extra attempts on transient backend errors, per song.
@@ -142,7 +163,7 @@ class GenerationPipeline:
     :param loudness: target loudness of each file in LUFS (``None``: unchanged).
     :param sample_rate: resample audio to this many Hz (``None``: the engine's).
     :param two_phase: default batch mode (all texts, then all audio).
-    :raises UsageError: unknown backend or template name.
+    :raises UsageError: unknown backend, template or persona; ``best_of``/``batch`` out of range.
     :raises BackendUnavailable: ``auto`` or an explicit model cannot be served.
     """
 
@@ -175,16 +196,14 @@ class GenerationPipeline:
     ) -> None:
         self.output_dir = Path(output_dir) if output_dir is not None else DEFAULT_OUTPUT_DIR
         self.emitter = emitter or NullEmitter()
-        load_template(template)  # unknown template or persona: a usage error now, not per song
-        if persona:
-            load_persona(persona)
         self.template = template
         self.persona = persona or DEFAULT_PERSONA
         self.seed = seed
         self.max_tokens = max_tokens
         self.retries = retries
         self.best_of, self.batch, self.require_checks = best_of, batch, require_checks
-        ScriptOptions(template=template, best_of=best_of, batch=batch).validate()  # bad values: usage error now
+        # unknown template or persona, bad values: a usage error now, not per song
+        ScriptOptions(template=template, persona=persona, best_of=best_of, batch=batch).validate()
         self.loudness = loudness
         self.sample_rate = sample_rate
         self.two_phase = two_phase
@@ -214,9 +233,10 @@ class GenerationPipeline:
         return self.output_dir / "intros"
 
     def intro_path(self, song_id: str, dj: str) -> Path:
-        """``output_dir/intros/{song_id}_{dj}_0.wav``: the name the voice stage gives the file
-        (:func:`~ai_content_pipeline.stages.voice.audio_file_name`, take 0)."""
-        return self.intros_dir / audio_file_name(song_id, dj, 0, "wav")
+        """``output_dir/intros/{song_id}_{dj}_0.wav``: the name the voice stage gives the intro of
+        song ``song_id`` read by the persona named ``dj``
+        (:func:`~ai_content_pipeline.stages.voice.record_audio_stem`, take 0)."""
+        return self.intros_dir / f"{record_audio_stem({'id': song_id, 'script': {'take': TAKE}}, dj)}.wav"
 
     def unload(self) -> None:
         """Unload both models (they are unloaded after every phase anyway)."""
@@ -240,17 +260,28 @@ class GenerationPipeline:
         return generate_batch_intros(self, songs, progress_callback, resume, dj=dj, two_phase=two_phase)
 
     # -- the batch -------------------------------------------------------------------
-    def _prepare(self, song: Any, dj: str | None, resume: bool) -> dict[str, Any] | GenerationResult:
-        """The stage record of ``song``, or its final result (bad song, or skipped)."""
+    def _options(self, kind: str, persona: str, resume: bool) -> ScriptOptions | VoiceOptions:
+        """The stage options of the batch's ``kind`` step (``persona``: the batch's default)."""
+        if kind == "script":
+            return ScriptOptions(template=self.template, persona=persona, seed=self.seed,
+                                 max_tokens=self.max_tokens, retries=self.retries, resume=resume,
+                                 best_of=self.best_of, batch=self.batch, require_checks=self.require_checks)
+        return VoiceOptions(out_dir=str(self.intros_dir), format="wav", sample_rate=self.sample_rate,
+                            loudness=self.loudness, seed=self.seed, retries=self.retries, resume=resume,
+                            persona=persona)
+
+    def _prepare(self, song: Any, personas: Personas, claims: NameClaims,
+                 kept: Callable[[Path], bool]) -> dict[str, Any] | GenerationResult:
+        """The stage record of ``song``, or its final result (a bad song, or one ``kept`` skips)."""
+        default = personas.default.name if personas.default is not None else DEFAULT_PERSONA
         if not isinstance(song, dict):
-            return GenerationResult(str(song), dj or self.persona, None, None, False,
+            return GenerationResult(str(song), default, None, None, False,
                                     f"a song must be a dict with id, artist, title, not {type(song).__name__}")
         sid = "" if song.get("id") is None else str(song["id"])
         named = song.get("dj")
-        who = named if named is not None else (dj or self.persona)
-        failed = GenerationResult(sid, str(who), None, None, False)
+        failed = GenerationResult(sid, default if named is None else str(named), None, None, False)
         if named is not None and (not isinstance(named, str) or not named.strip()):
-            failed.dj = dj or self.persona
+            failed.dj = default
             failed.error = f"dj must be a persona name (a non-empty string), not {named!r}"
             return failed
         if not _safe_name(sid):
@@ -259,72 +290,51 @@ class GenerationPipeline:
             failed.error += " (use letters, digits, '.', '_' and '-' only)"
             return failed
         try:  # the stages' persona rule, as the script stage will apply it to this record
-            persona_for_record({"dj": who}, self.persona)
+            persona = personas.for_record({} if named is None else {"dj": named}, ("dj",))
         except AicpError as exc:
             failed.error = _error_text(error_object(exc, stage="script"))
             return failed
-        path = self.intro_path(sid, who)
-        if resume and path.is_file():
-            return GenerationResult(sid, who, None, path, True, skipped=True)
+        assert persona is not None
         record = {k: v for k, v in song.items() if k not in STAGE_FIELDS and k != "persona"}
-        record.update(id=sid, dj=who)
+        record.update(id=sid, dj=persona.name)
+        stem = record_audio_stem({**record, "script": {"take": TAKE}}, persona.name)  # the voice stage's name
+        name = claims.claim(stem, ".wav")
+        if name != f"{stem}.wav":  # one intro file per song: a repeated id+dj would take another name
+            return GenerationResult(sid, persona.name, None, None, False,
+                                    f"song id {sid!r} with dj {persona.name!r} appears earlier in this batch; "
+                                    "its intro file would overwrite that song's (give each song its own id)")
+        path = self.intros_dir / name
+        if kept(path):
+            return GenerationResult(sid, persona.name, None, path, True, skipped=True)
         return record
 
-    def _texts(self, step: int, records: list[dict[str, Any]], resume: bool) -> list[dict[str, Any]]:
-        """Phase 1: one script-stage output record per input record; the LLM is unloaded after."""
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        options = ScriptOptions(template=self.template, persona=self.persona, seed=self.seed,
-                                max_tokens=self.max_tokens, retries=self.retries, resume=resume,
-                                best_of=self.best_of, batch=self.batch, require_checks=self.require_checks)
-        outs: list[dict[str, Any]] = []
-        t0 = time.monotonic()
-        self.emitter.step_start(step, "script", self.llm.model)
-        with Step("script", self.llm, options, emitter=StepEmitter(self.emitter, step),
-                  checkpoint=self.output_dir / LEDGER_NAME) as run:
-            lines = [InputLine(n, "radio", record=r) for n, r in enumerate(records, start=1)]
-            try:
-                run.run(lines, outs.append, len(lines))
-            except AicpError as exc:  # the backend failed as a whole: the rest fail with it
-                self.emitter.step_error(step, exc, "script")
-                error = error_object(exc, stage="script")
-                outs += [{**r, "error": error} for r in records[len(outs):]]
-            finally:
-                self.llm.unload()  # the stage unloads it too; a no-op then
-        self.emitter.step_complete(step, duration=time.monotonic() - t0, **run.stats.as_dict())
-        return outs
+    def _step(self, number: int, kind: str, backend: Any, options: Any, ledger: Ledger,
+              records: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Run the ``kind`` stage over ``records`` as step ``number`` of the batch; its output
+        records, one per input record, in order, the last one after the stage ended (its model
+        unloaded).
 
-    def _audio(self, step: int, records: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        """Phase 2: one voice-stage output record per input record, lazily.
-
-        The last record is yielded only after the stage ended (TTS unloaded).
+        :raises AicpError: the step could not run (after ``step_error`` and the records it finished).
         """
-        options = VoiceOptions(out_dir=str(self.intros_dir), format="wav", sample_rate=self.sample_rate,
-                               loudness=self.loudness, seed=self.seed, retries=self.retries)
-        self.intros_dir.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
-        self.emitter.step_start(step, "voice", self.tts.model)
+        self.emitter.step_start(number, kind, backend.model)
         lines = [InputLine(n, "radio", record=r) for n, r in enumerate(records, start=1)]
         held: dict[str, Any] | None = None
-        done = 0
-        with Step("voice", self.tts, options, emitter=StepEmitter(self.emitter, step)) as run:
-            outs = run.records(lines, len(lines))
-            try:
-                for out in outs:
-                    if held is not None:
-                        yield held
-                    held, done = out, done + 1
-            except AicpError as exc:  # the TTS backend failed as a whole: the rest fail with it
-                self.emitter.step_error(step, exc, "voice")
-                if held is not None:
-                    yield held
-                    held = None
-                error = error_object(exc, stage="voice")
-                for r in records[done:]:
-                    yield {**r, "error": error}
-            finally:
-                outs.close()  # ends the stage's run, which unloads the TTS
-                self.tts.unload()
-        self.emitter.step_complete(step, output_path=self.intros_dir,
+        try:
+            with Step(kind, backend, options, emitter=StepEmitter(self.emitter, number), checkpoint=ledger) as run:
+                if kind == "voice":
+                    run.stage.protected.add(file_ref(options.persona))
+                with closing(run.records(lines, len(lines))) as outs:
+                    for out in outs:
+                        if held is not None:
+                            yield held
+                        held = out
+        except AicpError as exc:
+            self.emitter.step_error(number, str(exc), kind)
+            if held is not None:
+                yield held
+            raise
+        self.emitter.step_complete(number, output_path=self.intros_dir if kind == "voice" else None,
                                    duration=time.monotonic() - t0, **run.stats.as_dict())
         if held is not None:
             yield held
@@ -339,49 +349,61 @@ class GenerationPipeline:
         path = Path(audio["path"]) if audio.get("path") else None
         if path is None:
             return GenerationResult(sid, who, text, None, False, "the voice stage wrote no audio")
-        return GenerationResult(sid, who, text, path, True)
+        return GenerationResult(sid, who, text, path, True, skipped=bool(audio.get("skipped")))
 
-    def _generate(self, pending: list[tuple[int, dict[str, Any]]], resume: bool,
-                  two_phase: bool) -> Iterator[tuple[int, GenerationResult]]:
-        """Run the phases; yields ``(song index, result)`` for every pending song."""
-        groups = [pending] if two_phase else [[p] for p in pending]
-        step = 0
-        for group in groups:
-            if not group:
-                continue
-            indices = [i for i, _ in group]
-            texts = self._texts(step + 1, [r for _, r in group], resume)
-            step += 2
-            voiced: list[int] = []
-            for index, out in zip(indices, texts, strict=True):
-                if "error" in out:
-                    yield index, self._result(out)
-                else:
-                    voiced.append(index)
-            to_voice = [out for out in texts if "error" not in out]
-            if to_voice:
-                for n, out in enumerate(self._audio(step, to_voice)):
-                    yield voiced[n], self._result(out)
+    def _generate(self, pending: list[dict[str, Any]], persona: str, resume: bool, two_phase: bool,
+                  ledgers: tuple[Ledger, Ledger],
+                  stopped: list[dict[str, Any]]) -> Generator[GenerationResult, None, None]:
+        """One result per ``pending`` song, in order: the script step's records through the voice
+        step (a song whose text failed passes through it with its error, as in a chain). A step
+        that cannot run ends the batch: its error goes to ``stopped`` and fails every song left."""
+        groups = [pending] if two_phase else [[record] for record in pending]
+        number = 0
+        for g, group in enumerate(groups):
+            texts: list[dict[str, Any]] = []
+            voiced, kind = 0, "script"
+            try:
+                number += 1
+                texts.extend(self._step(number, kind, self.llm, self._options(kind, persona, resume),
+                                        ledgers[0], group))
+                number, kind = number + 1, "voice"
+                for out in self._step(number, kind, self.tts, self._options(kind, persona, resume),
+                                      ledgers[1], texts):
+                    voiced += 1
+                    yield self._result(out)
+            except AicpError as exc:  # the step could not run: the batch ends here, as a chain does
+                error = error_object(exc, stage=kind)
+                stopped.append({**error, "step": number})
+                left = texts[voiced:] + group[len(texts):] + [r for later in groups[g + 1:] for r in later]
+                for record in left:
+                    yield self._result(record if "error" in record else {**record, "error": error})
+                return
 
     def _batch(self, songs: Iterable[dict[str, Any]], *, resume: bool, dj: str | None,
                progress_callback: ProgressCallback | None,
                two_phase: bool | None) -> Iterator[GenerationResult]:
         songs = list(songs)
         two_phase = self.two_phase if two_phase is None else two_phase
-        prepared = [self._prepare(song, dj, resume) for song in songs]
-        claimed: set[str] = set()
-        for i, item in enumerate(prepared):  # one intro file per song: a repeated id+dj would overwrite
-            if isinstance(item, GenerationResult) and not item.skipped:
-                continue
-            sid, who = (item.song_id, item.dj) if isinstance(item, GenerationResult) else (item["id"], item["dj"])
-            name = self.intro_path(sid, who).name.casefold()
-            if name in claimed:
-                prepared[i] = GenerationResult(sid, who, None, None, False,
-                                               f"song id {sid!r} with dj {who!r} appears earlier in this batch; "
-                                               "its intro file would overwrite that song's (give each song its own id)")
-            claimed.add(name)
-        ready = {i: r for i, r in enumerate(prepared) if isinstance(r, GenerationResult)}
-        pending = [(i, r) for i, r in enumerate(prepared) if isinstance(r, dict)]
+        persona = dj or self.persona
+        prepared: list[dict[str, Any] | GenerationResult]
+        ledgers: tuple[Ledger, Ledger] | None = None
+        try:
+            personas = Personas(persona)
+            texts, intros = Ledger(self.output_dir / LEDGER_NAME), Ledger(self.output_dir / VOICE_LEDGER_NAME)
+        except AicpError as exc:  # an unknown batch dj, an unreadable ledger: no song can be made
+            message = _error_text(error_object(exc, stage="script"))
+            prepared = [GenerationResult(str(s.get("id", "")) if isinstance(s, dict) else str(s), persona,
+                                         None, None, False, message) for s in songs]
+        else:
+            ledgers = (texts, intros)
+            claims = NameClaims()
+            made = {os.path.abspath(str(v.get("path"))) for v in intros.entries.values()} if resume else set()
+
+            def kept(path: Path) -> bool:  # an intro file no ledger accounts for (the seed's resume)
+                return resume and path.is_file() and os.path.abspath(path) not in made
+
+            prepared = [self._prepare(song, personas, claims, kept) for song in songs]
+        pending = [item for item in prepared if isinstance(item, dict)]
         steps = 2 * (1 if two_phase else len(pending)) if pending else 0
         self.emitter.pipeline_start("radio-intros", steps,
                                     {"output_dir": self.output_dir, "two_phase": two_phase,
@@ -389,28 +411,28 @@ class GenerationPipeline:
                                      "tts": self.tts.describe()})
         progress = BatchProgress(total=len(songs), completed=0, failed=0, current_song="")
         counts = {"completed": 0, "failed": 0, "skipped": 0}
-
-        def report(index: int) -> GenerationResult:
-            result = ready.pop(index)
-            song = songs[index] if isinstance(songs[index], dict) else {}
-            progress.completed += 1
-            progress.failed += 0 if result.success else 1
-            progress.current_song = str(song.get("title") or song.get("id") or result.song_id)
-            counts["skipped" if result.skipped else "completed" if result.success else "failed"] += 1
-            if progress_callback is not None:
-                progress_callback(BatchProgress(**vars(progress)))
-            return result
-
-        cursor = 0
-        for index, result in self._generate(pending, resume, two_phase):
-            ready[index] = result
-            while cursor in ready:
-                yield report(cursor)
-                cursor += 1
-        while cursor < len(songs):
-            yield report(cursor)
-            cursor += 1
-        self.emitter.pipeline_complete({"songs": counts, "output_dir": self.intros_dir})
+        stopped: list[dict[str, Any]] = []
+        made_now = self._generate(pending, persona, resume, two_phase, ledgers, stopped) if ledgers else None
+        try:
+            for song, item in zip(songs, prepared, strict=True):  # both in input order: no reordering
+                if isinstance(item, GenerationResult):
+                    result = item
+                else:
+                    assert made_now is not None  # a song to make: the ledgers are open
+                    result = next(made_now)
+                progress.completed += 1
+                progress.failed += 0 if result.success else 1
+                title = (song.get("title") or song.get("id")) if isinstance(song, dict) else None
+                progress.current_song = str(title or result.song_id)
+                counts["skipped" if result.skipped else "completed" if result.success else "failed"] += 1
+                if progress_callback is not None:
+                    progress_callback(BatchProgress(**vars(progress)))
+                yield result
+        finally:
+            if made_now is not None:
+                made_now.close()  # a batch left early: the running stage ends and unloads its model
+        self.emitter.pipeline_complete({"songs": counts, "output_dir": self.intros_dir,
+                                        "success": not stopped, "error": stopped[0] if stopped else None})
 
 
 def generate_song_intro(pipeline: GenerationPipeline, song_id: str, artist: str, title: str,
@@ -443,17 +465,22 @@ def generate_batch_intros(
         (default: ``dj``, else the pipeline's persona) and any field the
         template uses (``year``, ``album``, ``notes``).
     :param progress_callback: called with a :class:`BatchProgress` after each song.
-    :param resume: skip songs whose ``intros/{id}_{dj}_0.wav`` exists (no model
-        runs for them) and reuse texts of the script ledger
-        (``output_dir/intros.ledger.jsonl``) from an earlier, unfinished run.
+    :param resume: as the commands' ``--resume``: serve texts from the script ledger
+        (``output_dir/intros.ledger.jsonl``) and intros from the voice ledger
+        (``output_dir/intros.voice.ledger.jsonl``) while their file is unchanged
+        (``skipped``, no model runs for them); what changed is made again. An
+        ``intros/{id}_{dj}_0.wav`` that no ledger accounts for is kept and its song skipped.
     :param two_phase: ``True``: every text, unload the LLM, then every audio
         file (each model loads once); ``False``: text then audio song by song
         (both models load per song). ``None``: the pipeline's default (two phases).
 
-    A failed song yields ``success=False`` with ``error`` and the batch goes on.
-    The LLM is never loaded while the TTS model is. Lazy: nothing runs until
-    the first result is asked for; in two-phase mode the first result comes
-    after all texts are written.
+    A song that fails yields ``success=False`` with ``error`` and the batch goes on;
+    a step that cannot run (a backend that cannot load) ends the batch, and every
+    song without its intro yet fails with that error. The LLM is never loaded while
+    the TTS model is. Lazy: nothing runs until the first result is asked for; a
+    result decided before any model runs (a bad song, a kept file) comes as soon as
+    it is asked for; in two-phase mode the first made intro comes after all texts
+    are written.
     """
     return pipeline._batch(songs, resume=resume, dj=dj, progress_callback=progress_callback,
                            two_phase=two_phase)

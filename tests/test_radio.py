@@ -359,3 +359,136 @@ def test_empty_batch(tmp_path):
     updates = []
     assert list(generate_batch_intros(p, [], progress_callback=updates.append)) == []
     assert updates == [] and log == []
+
+
+# -- issue 15: the commands' rules (each of these failed on the radio's own pipeline) -------------
+class CountingLLM(InstrumentedLLM):
+    """Counts every attempt to load, also the ones that fail."""
+
+    def load(self) -> None:
+        self.attempts = getattr(self, "attempts", 0) + 1
+        super().load()
+
+
+@pytest.mark.parametrize("two_phase", [True, False])
+def test_a_backend_that_cannot_load_ends_the_batch_once(tmp_path, two_phase):
+    """As a chain ends at a step that cannot run: song by song, the old batch tried the dead
+    backend again for every song (a connection timeout each)."""
+    log, ref = Log(), []
+    llm = CountingLLM(log, ref, unavailable=True)
+    tts = InstrumentedTTS(log, llm)
+    ref.append(tts)
+    em = RecordingEmitter()
+    p = GenerationPipeline(tmp_path, llm=llm, tts=tts, two_phase=two_phase, emitter=em)
+    results = list(generate_batch_intros(p, songs(3)))
+    assert [r.error for r in results] == ["fake backend down (start it)"] * 3
+    assert llm.attempts == 1 and "tts.load" not in log
+    assert [(n, f["step"]) for n, f in em.events if n.startswith("step_")] == [("step_start", 1), ("step_error", 1)]
+    done = em.events[-1][1]
+    assert done["success"] is False and done["error"]["type"] == "BackendUnavailable" and done["error"]["step"] == 1
+
+
+def test_song_by_song_a_voice_that_cannot_load_stops_the_texts_too(tmp_path):
+    """The old batch went on writing texts that the broken voice could never speak."""
+    p, log = make(tmp_path, two_phase=False)
+
+    def down() -> None:
+        raise BackendUnavailable("voice down", hint="install it")
+
+    p.tts.load = down
+    results = list(generate_batch_intros(p, songs(3)))
+    assert [r.error for r in results] == ["voice down (install it)"] * 3
+    assert log.count("llm.chat") == 1 and results[0].text and results[1].text is None
+
+
+def test_a_backend_lost_mid_step_ends_the_batch_and_keeps_the_texts(tmp_path):
+    """Two phases, the LLM server goes away at the third song: no voice step runs (the old batch
+    voiced the first two); their texts are in the ledger, so resume voices them."""
+    p, log = make(tmp_path, llm_kw={"fail_on": ("Title 2",), "fail_with": BackendUnavailable})
+    results = list(generate_batch_intros(p, songs(4)))
+    assert not any(r.success for r in results) and "tts.load" not in log
+    assert [r.text is not None for r in results] == [True, True, False, False]
+    q, again = make(tmp_path)
+    resumed = list(generate_batch_intros(q, songs(4), resume=True))
+    assert all(r.success for r in resumed) and again.count("llm.chat") == 2  # songs 0 and 1 from the ledger
+    assert [r.text for r in resumed[:2]] == [r.text for r in results[:2]]
+
+
+def test_resume_serves_finished_intros_from_the_ledgers_with_their_text(tmp_path):
+    p, _ = make(tmp_path)
+    first = list(generate_batch_intros(p, songs(2)))
+    q, log = make(tmp_path)
+    again = list(generate_batch_intros(q, songs(2), resume=True))
+    assert log == [] and all(r.skipped and r.success for r in again)
+    assert [r.text for r in again] == [r.text for r in first] and all(r.text for r in again)
+
+
+def test_resume_makes_a_changed_song_again(tmp_path):
+    """The old resume skipped any song whose file existed: an intro of a song whose notes (or the
+    pipeline's seed, voice, loudness) changed stayed stale."""
+    p, _ = make(tmp_path)
+    list(generate_batch_intros(p, songs(2)))
+    q, log = make(tmp_path)
+    changed = songs(2)
+    changed[1]["notes"] = "recorded in one take"
+    again = list(generate_batch_intros(q, changed, resume=True))
+    assert [r.skipped for r in again] == [True, False] and all(r.success for r in again)
+    assert log.count("llm.chat") == 1 and "recorded in one take" in q.llm.calls[0]["messages"][-1]["content"]
+    assert again[1].audio_path == tmp_path / "intros" / "song1_julie_0.wav"
+
+
+def test_resume_makes_a_damaged_intro_again(tmp_path):
+    """The voice ledger records each file's size, as aicp-voice's does: a file cut short is voiced
+    again (the old resume kept it because it existed)."""
+    p, _ = make(tmp_path)
+    [first] = list(generate_batch_intros(p, songs(1)))
+    first.audio_path.write_bytes(first.audio_path.read_bytes()[:100])
+    q, log = make(tmp_path)
+    [again] = list(generate_batch_intros(q, songs(1), resume=True))
+    assert again.success and not again.skipped and log.count("tts.synthesize") == 1
+    assert "llm.chat" not in log and sf.info(str(again.audio_path)).frames > 0  # the text from its ledger
+
+
+def test_a_pipeline_persona_file_voices_its_songs(tmp_path):
+    """The old batch put the default persona's path into every song's dj, which a record may not
+    name: every song failed."""
+    rosa = tmp_path / "rosa.yaml"
+    rosa.write_text("name: rosa\ndisplay_name: Rosa\nstyle: warm and slow\n")
+    p, _ = make(tmp_path / "out", persona=str(rosa))
+    results = list(generate_batch_intros(p, songs(2) + [{"id": "x", "artist": "A", "title": "T", "dj": "rosa"}]))
+    assert all(r.success for r in results), [r.error for r in results]
+    assert [r.audio_path.name for r in results] == ["song0_rosa_0.wav", "song1_rosa_0.wav", "x_rosa_0.wav"]
+    assert {r.dj for r in results} == {"rosa"} and "Rosa" in p.llm.calls[0]["messages"][0]["content"]
+
+
+def test_results_decided_before_any_model_come_first(tmp_path):
+    """Results merge in input order as they come: a kept file before the first song to make is
+    yielded before any model loads (the old reorder buffer held it until an intro was made)."""
+    p, log = make(tmp_path)
+    (tmp_path / "intros").mkdir()
+    (tmp_path / "intros" / "song0_julie_0.wav").write_bytes(b"kept")
+    batch = generate_batch_intros(p, songs(2), resume=True)
+    first = next(batch)
+    assert first.skipped and log == []
+    assert next(batch).success and log.count("llm.chat") == 1
+
+
+def test_failed_texts_pass_through_the_voice_step(tmp_path):
+    """As in a chain, step 2 runs over every record of step 1 (the old batch announced two steps
+    and ran one when every text failed)."""
+    em = RecordingEmitter()
+    p, log = make(tmp_path, llm_kw={"fail_on": ("Title",)}, emitter=em)
+    results = list(generate_batch_intros(p, songs(2)))
+    assert not any(r.success for r in results) and "tts.load" not in log
+    starts = [f["step"] for n, f in em.events if n == "step_start"]
+    assert starts == [1, 2] and em.events[0][1]["total_steps"] == 2
+    voice_done = [f for n, f in em.events if n == "step_complete" and f["step"] == 2][0]
+    assert voice_done["records"]["failed"] == 2  # upstream failures, as a chain counts them
+
+
+def test_the_voice_stage_names_the_file(tmp_path):
+    """The intro's name comes from the voice stage's record_audio_stem: intro_path and the written
+    file agree for every song."""
+    p, _ = make(tmp_path)
+    results = list(generate_batch_intros(p, [{"id": "a.b-C_1", "artist": "A", "title": "T", "dj": "max"}]))
+    assert results[0].audio_path == p.intro_path("a.b-C_1", "max") and results[0].audio_path.is_file()

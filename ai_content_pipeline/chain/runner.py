@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -40,11 +40,11 @@ from ..errors import AicpError, UsageError, error_object
 from ..events import Emitter, NullEmitter, StepEmitter
 from ..faults import os_error
 from ..files import FolderLock
-from ..jsonl import RecordWriter
-from ..shards import chain_shard_run, shard_chain
+from ..jsonl import InputLine, RecordWriter
+from ..shards import ShardRun, chain_shard_run, shard_chain
 from ..stages.common import Cancelled
 from ..stages.registry import options_class
-from ..stages.step import Step, count_input, read_input
+from ..stages.step import Step, StepInput, count_input, open_input, read_input
 from ..status import ExitStatus
 from .spec import ChainSpec, Prices, ScriptStep, VoiceStep
 
@@ -247,8 +247,10 @@ class ChainRunner:
         #: the ``pipeline_complete`` fields once sent (also when :meth:`run` raises)
         self.completed: dict[str, Any] | None = None
 
-    def _run_step(self, index: int, source: str, total: int | None) -> tuple[StepSummary, int]:
-        """Run step ``index`` over ``source`` (``total`` lines, if known); its summary and how
+    def _run_step(self, index: int, lines: Iterable[InputLine], total: int | None,
+                  sharded: ShardRun | None = None) -> tuple[StepSummary, int]:
+        """Run step ``index`` over ``lines`` (``total`` of them, if known; ``sharded``: the
+        :class:`~ai_content_pipeline.shards.ShardRun` they were read with); its summary and how
         many records it wrote (the next step's ``total``: its input is not counted again)."""
         spec, emitter = self.spec, self.emitter
         step, number = spec.steps[index], index + 1
@@ -267,11 +269,9 @@ class ChainRunner:
                                                               for p in (spec.output_path(i), spec.ledger_path(i)))):
                         run.stage.protected.add(target)
                     run.stage.protected.add(part)
-                sharded = chain_shard_run(spec, index)  # --shard K/N: the first step's share of the input
                 with open(part, "wb") as handle:
                     try:
-                        written = run.run(read_input([source], stdin=self.stdin, shard=sharded),
-                                          RecordWriter(handle).write, total, shard=sharded)
+                        written = run.run(lines, RecordWriter(handle).write, total, shard=sharded)
                     except Cancelled:  # keep the records finished before the cancel
                         os.fsync(handle.fileno())
                         os.replace(part, out)
@@ -333,12 +333,13 @@ class ChainRunner:
                 self.takelog.close()
 
     def _run_steps(self, t0: float) -> ChainResult:
-        spec, emitter = self.spec, self.emitter
+        spec = self.spec
         enabled = spec.enabled_steps()
         source = spec.input
         error: AicpError | None = None
         error_obj: dict[str, Any] | None = None
-        total: int | None = None
+        first: ShardRun | None = None
+        chain_input: StepInput | None = None
         try:
             try:
                 Path(spec.output_dir).mkdir(parents=True, exist_ok=True)
@@ -346,15 +347,32 @@ class ChainRunner:
                 probe.close()
             except OSError as exc:  # a read-only or misnamed output_dir
                 raise os_error(exc, spec.output_dir, doing="write to output_dir") from exc
-            try:
-                first = chain_shard_run(spec, enabled[0]) if enabled else None
-                total = count_input([source], stdin=self.stdin, shard=first)
-            except OSError as exc:
-                raise os_error(exc, source, doing="read") from exc
+            if enabled:  # read once: a regular file to its end here (the progress total), a pipe lazily
+                first = chain_shard_run(spec, enabled[0])  # --shard K/N: the first step's share
+                try:
+                    chain_input = open_input([source], stdin=self.stdin, shard=first)
+                except OSError as exc:
+                    raise os_error(exc, source, doing="read") from exc
         except AicpError as exc:
             error = exc
             error_obj = {**error_object(error, stage="chain"), "step": None}
             enabled = []  # nothing runs; the error goes out with pipeline_complete
+        lines: Iterable[InputLine] = chain_input if chain_input is not None else ()
+        total = chain_input.total if chain_input is not None else None
+        sharded = first
+        try:
+            return self._run_enabled(t0, enabled, lines, total, sharded, error, error_obj)
+        finally:
+            if chain_input is not None:
+                chain_input.close()
+
+    def _run_enabled(self, t0: float, enabled: list[int], lines: Iterable[InputLine], total: int | None,
+                     sharded: ShardRun | None, error: AicpError | None,
+                     error_obj: dict[str, Any] | None) -> ChainResult:
+        """Run the ``enabled`` steps in order, the first over ``lines`` (the chain input, read
+        with ``sharded``), each later one over the records of the step before it (``total``: as
+        many as that step wrote); ``pipeline_complete`` at the end."""
+        spec, emitter = self.spec, self.emitter
         for index, step in enumerate(spec.steps):
             if index not in enabled:
                 if error is None:
@@ -363,7 +381,7 @@ class ChainRunner:
             try:
                 if self.cancel is not None and self.cancel():
                     raise Cancelled(f"chain cancelled before step {index + 1}")
-                summary, total = self._run_step(index, source, total)
+                summary, total = self._run_step(index, lines, total, sharded)
             except (AicpError, OSError) as exc:
                 error = exc if isinstance(exc, AicpError) else os_error(exc)
                 error_obj = {**error_object(error, stage=step.type), "step": index + 1}
@@ -378,7 +396,7 @@ class ChainRunner:
                     emitter.pipeline_complete(self.completed)
                 raise
             self.steps.append(summary)
-            source = summary.path
+            lines, sharded = read_input([summary.path]), None  # ``total``: the records it wrote
         result = self.completed = self.result(t0, error_obj)
         emitter.pipeline_complete(result)
         if error is not None:

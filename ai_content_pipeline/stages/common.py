@@ -386,26 +386,29 @@ class Stage:
 
     Subclasses set ``stage`` (``script``/``voice``) and add their own work. The
     backend loads through :attr:`session` on first use and unloads when the run
-    ends. An unknown default persona in ``options.persona`` is a usage error here,
-    at construction, not per record.
+    ends. The default persona (``options.persona``) is loaded here, once per run
+    (:attr:`personas`): an unknown one is a usage error at construction, not per record.
 
     :raises UsageError: unknown default persona.
     """
 
     stage = "stage"
+    #: A record that names no persona, in a run without a default, gets ``julie`` (script) or
+    #: none (voice: the backend's default voice).
+    persona_required = True
     #: ``cancel() -> bool``, asked between records and long-form chunks (``None``: never
     #: cancelled). The chain runner sets it; a stage never knows who asks.
     cancel: Callable[[], bool] | None = None
 
     def __init__(self, backend: Any, options: Any, emitter: Emitter | None, ledger: Ledger | None) -> None:
-        from ..templates import load_persona
+        from ..templates import Personas
 
         self.backend = backend
         self.options = options
         self.emitter = emitter or NullEmitter()
         self.ledger = ledger
-        if getattr(options, "persona", None):
-            load_persona(options.persona)
+        #: the run's personas: the default loaded here, once; each name records use, once
+        self.personas = Personas(getattr(options, "persona", None) or None, required=self.persona_required)
         self.stats = StageStats()
         self.tracker = RecordTracker(self.emitter, self.stats, self.stage)
         self.session = BackendSession(backend, self.emitter)

@@ -55,7 +55,7 @@ from ..templates import Persona, Section, Template, load_template, persona_voice
 from ..text import clean_chunk, last_sentences
 from .common import with_retries
 from .entries import ChunkEntry, PackEntry, fits
-from .script import ScriptOptions, ScriptStage, record_persona
+from .script import ScriptOptions, ScriptStage
 
 #: A chunk shorter than ``target * (1 - SHORTFALL_MARGIN)`` words is continued.
 SHORTFALL_MARGIN = 0.2
@@ -271,7 +271,7 @@ class LongformStage(ScriptStage):
         """
         rid = record_id(record)
         try:
-            persona = record_persona(record, self.options.persona)
+            persona = self.record_persona(record)
             self.template.check_fields(record)
         except AicpError as exc:
             err = exc if isinstance(exc, RecordError) else InputError(exc.message, hint=exc.hint, stage="script")

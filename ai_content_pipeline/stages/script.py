@@ -158,6 +158,13 @@ class ScriptOptions:
         template = template or load_template(self.template)
         if self.persona:
             load_persona(self.persona)
+        self.check(template)
+
+    def check(self, template: Template) -> None:
+        """Check ``best_of`` and ``batch`` against ``template`` (loaded by the caller).
+
+        :raises UsageError: ``best_of``/``batch`` out of range, ``best_of`` > 1 with a long-form template.
+        """
         if not 1 <= self.best_of <= MAX_BEST_OF:
             raise UsageError(f"best_of must be between 1 and {MAX_BEST_OF}, not {self.best_of}")
         if not 1 <= self.batch <= MAX_BATCH:
@@ -246,19 +253,23 @@ class ScriptStage(Stage):
 
         :raises UsageError: unknown template (before anything else is checked).
         """
-        if cls is ScriptStage and is_longform(options or ScriptOptions()):
+        options = options or ScriptOptions()
+        template = load_template(options.template)  # the run's one load of it (unknown: usage error first)
+        if cls is ScriptStage and (options.sections or template.sections):  # is_longform, without a second load
             from .longform import LongformStage  # only here: longform.py builds on this module
 
             cls = LongformStage
-        return super().__new__(cls)
+        stage = super().__new__(cls)
+        stage.template = template  # __init__ keeps it
+        return stage
 
     def __init__(self, backend: LLMBackend, options: ScriptOptions | None = None,
                  emitter: Emitter | None = None, ledger: Ledger | None = None) -> None:
         options = options or ScriptOptions()
         self.options: ScriptOptions
-        self.template = load_template(options.template)  # unknown template: usage error first
-        options.validate(self.template)
-        super().__init__(backend, options, emitter, ledger)
+        self.template: Template = self.__dict__.get("template") or load_template(options.template)
+        super().__init__(backend, options, emitter, ledger)  # loads the default persona, once
+        options.check(self.template)
         # concurrent backends: candidates of all takes share the --jobs request slots (per host)
         self._slots = threading.Semaphore(max(1, max_in_flight(backend, options.jobs)))
         self._stats_lock = self.tracker.lock  # --jobs: worker threads add to the same counts
@@ -275,6 +286,16 @@ class ScriptStage(Stage):
     def _in_flight(self) -> int:
         """Takes in flight at once on the batch decoder: every take of ``batch`` records."""
         return self.options.batch * max(1, self.options.variants)
+
+    def record_persona(self, record: dict[str, Any]) -> Persona:
+        """The persona ``record`` asks for (``persona``, then ``dj``), else the run's default,
+        else julie: :func:`record_persona` with each persona file loaded once per run.
+
+        :raises InputError: the field is not a persona name.
+        """
+        persona = self.personas.for_record(record)
+        assert persona is not None
+        return persona
 
     # -- one take ----------------------------------------------------------------
     def request(self, record: dict[str, Any], persona: Persona, take: int) -> tuple[list[dict[str, str]], GenerationParams, str]:
@@ -301,7 +322,7 @@ class ScriptStage(Stage):
         """The take to generate, or the finished output record (a failure, or served from the ledger)."""
         rid = record_id(record)
         try:
-            persona = record_persona(record, self.options.persona)
+            persona = self.record_persona(record)
             messages, ctx = self.template.request(record, persona, take=take, **self.options.extra_context)
         except AicpError as exc:
             if isinstance(exc, TemplateSandboxError):  # the template's fault, not this record's
@@ -562,7 +583,8 @@ def run_script(
 ) -> StageStats:
     """Run the script stage over JSON Lines ``sources`` and ``write`` each output record.
 
-    Counts the input when it is a regular file (for progress ``total``), opens
+    Reads the input once (:func:`~ai_content_pipeline.stages.step.open_input`: a regular file to
+    its end first, for progress ``total``; a pipe record by record), opens
     the checkpoint ledger and streams records through :class:`ScriptStage`, which
     loads the backend on the first request that the ledger cannot serve
     (``model_load``) and always unloads it at the end (``model_unload``), also on
@@ -582,7 +604,7 @@ def run_script(
     :raises BackendUnavailable: the backend cannot be loaded.
     """
     from ..files import check_output_dir
-    from .step import Step, count_input, read_input
+    from .step import Step, open_input
 
     if options.resume and not checkpoint:
         raise UsageError("--resume needs --checkpoint PATH (the ledger of finished records)")
@@ -590,16 +612,16 @@ def run_script(
     check_run_paths(sources, checkpoint, stdout,
                     {"--persona": file_ref(options.persona), "--template": file_ref(options.template)},
                     {"--log": log})
-    if options.words is not None or options.sections is not None or load_template(options.template).sections:
-        check_output_dir(options.work_dir, "--work-dir")
-    total = count_input(sources, stdin=stdin, shard=shard)
     takelog = None
     with Step("script", backend, options, emitter=emitter, checkpoint=checkpoint) as step:
+        if options.words is not None or options.sections is not None or step.stage.template.sections:
+            check_output_dir(options.work_dir, "--work-dir")  # before the input is read
         try:
             if log:
                 from ..takelog import TakeLog
                 step.stage.takelog = takelog = TakeLog(log, "aicp-script")
-            step.run(read_input(sources, stdin=stdin, shard=shard), write, total, shard=shard)
+            with open_input(sources, stdin=stdin, shard=shard) as lines:
+                step.run(lines, write, lines.total, shard=shard)
         finally:
             if takelog is not None:
                 takelog.close()

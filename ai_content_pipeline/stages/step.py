@@ -10,19 +10,23 @@ the ``cancel`` check it asks between records and long-form chunks, streams recor
 it to ``write`` and closes the ledger however the run ends. The stage loads its backend on
 first use and unloads it when its run ends (``model_load``/``model_unload``).
 
-Input records reach a step through :func:`read_input` only, and their count through
-:func:`count_input`: the one place where a step reads its input.
+A run reads its input once, through :func:`open_input`: regular files (and standard input
+redirected from one) are read to their end into a :class:`SpooledLines` temporary file, which
+gives the progress ``total`` before the first record is processed; a pipe is read lazily, record
+by record, with ``total`` unknown (``None``). :func:`count_input` counts without keeping what it
+read, for ``--dry-run`` plans that process nothing.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing
 from typing import IO, TYPE_CHECKING, Any
 
 from ..events import Emitter
-from ..jsonl import InputLine, count_records, read_records
+from ..jsonl import InputLine, count_records, countable, dumps, loads, read_records
 from ..ledger import Ledger
 from .common import Stage, StageStats
 from .registry import stage_class
@@ -47,11 +51,94 @@ def read_input(sources: Iterable[str | os.PathLike[str]], *, stdin: IO[bytes] | 
     return read_records(sources, stdin=stdin)
 
 
+class SpooledLines:
+    """Input lines read to EOF into an anonymous temporary file (not memory), then replayed.
+
+    ``count`` is the number of lines spooled. Iterate to read them back in order;
+    :meth:`close` (or the context manager) deletes the file.
+    """
+
+    def __init__(self, lines: Iterable[InputLine]) -> None:
+        self._file = tempfile.TemporaryFile(prefix="aicp-spool-")
+        self.count = 0
+        try:
+            for line in lines:
+                self._file.write(dumps([line.line, line.source, line.record, line.error]) + b"\n")
+                self.count += 1
+            self._file.flush()
+        except BaseException:
+            self._file.close()
+            raise
+
+    def __iter__(self) -> Iterator[InputLine]:
+        self._file.seek(0)
+        for raw in self._file:
+            number, source, record, error = loads(raw)
+            yield InputLine(number, source, record=record, error=error)
+
+    def close(self) -> None:
+        """Delete the spool file."""
+        self._file.close()
+
+    def __enter__(self) -> SpooledLines:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class StepInput:
+    """The input lines of one run, read once (see :func:`open_input`): iterate for the lines.
+
+    :ivar total: how many lines there are, known before the first one when the input was
+        spooled (progress ``total``); ``None`` for a pipe read lazily.
+    """
+
+    def __init__(self, lines: Iterable[InputLine], total: int | None, spool: SpooledLines | None = None) -> None:
+        self._lines = lines
+        self.total = total
+        self._spool = spool
+
+    def __iter__(self) -> Iterator[InputLine]:
+        return iter(self._lines)
+
+    def close(self) -> None:
+        """Delete the spool file, if any (idempotent)."""
+        if self._spool is not None:
+            self._spool.close()
+
+    def __enter__(self) -> StepInput:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_input(sources: Iterable[str | os.PathLike[str]], *, stdin: IO[bytes] | None = None,
+               shard: ShardRun | None = None, spool: bool | None = None) -> StepInput:
+    """A run's input lines (:func:`read_input`), read once, with their ``total`` when it can be known.
+
+    :param spool: ``None``: spool when every source is a regular file (:func:`countable`), so
+        ``total`` is known up front (:func:`~ai_content_pipeline.jsonl.countable`), and read a pipe lazily (``total`` ``None``); ``True``: always
+        read to EOF first (``aicp-voice``'s barrier: no model loads before upstream is done);
+        ``False``: never (``total`` ``None``).
+    :raises UsageError: a source cannot be opened (when spooling: here, else before the first line).
+    """
+    sources = list(sources) or ["-"]
+    lines = read_input(sources, stdin=stdin, shard=shard)
+    if spool is None:
+        spool = countable(sources, stdin=stdin)
+    if not spool:
+        return StepInput(lines, None)
+    spooled = SpooledLines(lines)
+    return StepInput(spooled, spooled.count, spooled)
+
+
 def count_input(sources: Iterable[str | os.PathLike[str]], *, stdin: IO[bytes] | None = None,
                 shard: ShardRun | None = None) -> int | None:
-    """How many lines :func:`read_input` will yield (progress ``total``), when every source is a
-    regular file (or ``stdin`` redirected from one); ``None`` for a pipe, which cannot be counted
-    without consuming it."""
+    """How many lines :func:`read_input` will yield, when every source is a regular file (or
+    ``stdin`` redirected from one); ``None`` for a pipe, which cannot be counted without consuming
+    it. A run does not call it (:func:`open_input` counts while it reads); ``--dry-run`` plans do."""
     if shard is not None:
         return shard.count([str(s) for s in sources], stdin=stdin)
     return count_records(sources, stdin=stdin)
@@ -69,13 +156,14 @@ class Step:
     :param backend: the stage's backend, built but not loaded.
     :param options: ``ScriptOptions`` / ``VoiceOptions``.
     :param emitter: the stage's record, progress and model events.
-    :param checkpoint: the ledger file, or ``None``.
+    :param checkpoint: the ledger file, a :class:`~ai_content_pipeline.ledger.Ledger` already open
+        (several steps of one batch share it: the file is read once), or ``None``.
     :param cancel: ``cancel() -> bool``, asked between records and long-form chunks.
     :raises UsageError: on entry: unknown template, persona or format (the stage's own checks).
     """
 
     def __init__(self, kind: str, backend: Any, options: Any, *, emitter: Emitter,
-                 checkpoint: str | os.PathLike[str] | None = None,
+                 checkpoint: str | os.PathLike[str] | Ledger | None = None,
                  cancel: Callable[[], bool] | None = None) -> None:
         self.kind = kind
         self.backend = backend
@@ -98,7 +186,10 @@ class Step:
         return self.stage.stats
 
     def __enter__(self) -> Step:
-        self.ledger = Ledger(self.checkpoint) if self.checkpoint else None
+        if isinstance(self.checkpoint, Ledger):
+            self.ledger = self.checkpoint
+        else:
+            self.ledger = Ledger(self.checkpoint) if self.checkpoint else None
         try:
             self._stage = stage_class(self.kind)(self.backend, self.options, self.emitter, self.ledger)
         except BaseException:
@@ -111,7 +202,7 @@ class Step:
         self.close()
 
     def close(self) -> None:
-        """Close the ledger (idempotent)."""
+        """Close the ledger (idempotent; a shared one reopens on its next append)."""
         if self.ledger is not None:
             self.ledger.close()
 
@@ -150,4 +241,4 @@ class Step:
             yield from records
 
 
-__all__ = ["Step", "Write", "count_input", "read_input"]
+__all__ = ["SpooledLines", "Step", "StepInput", "Write", "count_input", "countable", "open_input", "read_input"]

@@ -28,9 +28,8 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import time
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -50,12 +49,13 @@ from ..backends.base import TTSBackend, Voice
 from ..errors import AicpError, InputError, RecordError, SynthesisError, UsageError
 from ..events import Emitter
 from ..files import FolderLock, NameClaims, Protected, check_output_dir
-from ..jsonl import InputLine, dumps, loads
+from ..jsonl import InputLine
 from ..ledger import Ledger, request_key
 from ..limits import AudioFormat, Bitrate, Loudness, Retries, SampleRate, Seed
 from ..records import get_path, record_id, slugify, word_count
-from ..templates import Persona, file_ref, persona_for_record, record_voice_file
+from ..templates import Persona, file_ref, record_voice_file
 from .common import Stage, StageStats, check_run_paths, with_retries
+from .step import SpooledLines as SpooledLines  # noqa: F401 - its older import path
 from .step import Write
 
 if TYPE_CHECKING:
@@ -109,7 +109,8 @@ def record_text(record: dict[str, Any], text_field: str | None = None) -> str:
                      hint="pipe records from aicp-script, or name the field with --text-field a.b.c")
 
 
-#: Record fields that name the voice's persona, first found wins (see :func:`persona_for_record`).
+#: Record fields that name the voice's persona, first found wins (see
+#: :func:`~ai_content_pipeline.templates.persona_for_record`).
 PERSONA_FIELDS = ("persona", "dj", "script.persona")
 #: The persona's voice settings the script stage wrote, used for the persona ``script.persona`` names.
 CARRIED_PERSONA = ("script.persona", "script.persona_voice")
@@ -129,6 +130,20 @@ def audio_file_name(rid: str, persona: str | None, take: int | None, ext: str) -
     """``{id}_{persona}_{take}.{ext}``: the name a record's file gets unless an earlier
     record of the run holds it (then :class:`~ai_content_pipeline.files.NameClaims` adds ``-2``…)."""
     return f"{audio_file_stem(rid, persona, take)}.{ext}"
+
+
+def record_take(record: dict[str, Any]) -> int | None:
+    """The take of a script record (``script.take``), or ``None`` when it has none."""
+    take = get_path(record, "script.take")
+    return take if isinstance(take, int) and not isinstance(take, bool) else None
+
+
+def record_audio_stem(record: dict[str, Any], persona: str | None) -> str:
+    """The stem the voice stage names ``record``'s file by (before
+    :class:`~ai_content_pipeline.files.NameClaims`): ``{id}_{persona}_{take}`` from the record's
+    id (:func:`~ai_content_pipeline.records.record_id`), the name of the persona that voices it
+    and :func:`record_take`."""
+    return audio_file_stem(record_id(record), persona, record_take(record))
 
 
 def remove_stale_parts(folder: Path) -> int:
@@ -160,6 +175,7 @@ class VoiceStage(Stage):
     """
 
     stage = "voice"
+    persona_required = False
 
     def __init__(self, backend: TTSBackend, options: VoiceOptions | None = None,
                  emitter: Emitter | None = None, ledger: Ledger | None = None) -> None:
@@ -240,8 +256,7 @@ class VoiceStage(Stage):
         rid = record_id(record)
         try:
             text = record_text(record, self.options.text_field)
-            persona: Persona | None = persona_for_record(record, self.options.persona, PERSONA_FIELDS,
-                                                         required=False, carried=CARRIED_PERSONA)
+            persona: Persona | None = self.personas.for_record(record, PERSONA_FIELDS, carried=CARRIED_PERSONA)
             needs = record_voice_file(persona, self.backend.name)
             if needs is not None and not self.backend.explicit_voice:
                 assert persona is not None
@@ -254,9 +269,8 @@ class VoiceStage(Stage):
             return self._fail(index, rid, record, err)
         seed = self.options.seed if self.options.seed is not None else (persona.seed if persona else None)
         voice = self.backend.default_voice(persona, seed)
-        take = get_path(record, "script.take")
-        take = take if isinstance(take, int) and not isinstance(take, bool) else None
-        stem = audio_file_stem(rid, persona.name if persona else None, take)
+        take = record_take(record)
+        stem = record_audio_stem(record, persona.name if persona else None)
         path = Path(self.options.out_dir) / self.names.claim(stem, f".{self.ext}")
         key = self.request_key(text, voice, path.name)
         if path in self.protected:
@@ -313,42 +327,6 @@ class VoiceStage(Stage):
             lock.release()
 
 
-class SpooledLines:
-    """Input lines read to EOF into an anonymous temporary file (not memory), then replayed.
-
-    ``count`` is the number of lines spooled. Iterate to read them back in order;
-    :meth:`close` (or the context manager) deletes the file.
-    """
-
-    def __init__(self, lines: Iterable[InputLine]) -> None:
-        self._file = tempfile.TemporaryFile(prefix="aicp-voice-spool-")
-        self.count = 0
-        try:
-            for line in lines:
-                self._file.write(dumps([line.line, line.source, line.record, line.error]) + b"\n")
-                self.count += 1
-            self._file.flush()
-        except BaseException:
-            self._file.close()
-            raise
-
-    def __iter__(self) -> Iterator[InputLine]:
-        self._file.seek(0)
-        for raw in self._file:
-            number, source, record, error = loads(raw)
-            yield InputLine(number, source, record=record, error=error)
-
-    def close(self) -> None:
-        """Delete the spool file."""
-        self._file.close()
-
-    def __enter__(self) -> SpooledLines:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 def run_voice(
     sources: Iterable[str],
     options: VoiceOptions,
@@ -385,7 +363,7 @@ def run_voice(
         (all before any model loads).
     :raises BackendUnavailable: the backend cannot be loaded.
     """
-    from .step import Step, count_input, read_input
+    from .step import Step, open_input
 
     if options.resume and not checkpoint:
         raise UsageError("--resume needs --checkpoint PATH (the ledger of finished records)")
@@ -404,19 +382,18 @@ def run_voice(
             if log:
                 from ..takelog import TakeLog
                 stage.takelog = takelog = TakeLog(log, "aicp-voice")
-            lines = read_input(sources, stdin=stdin, shard=shard)
-            if barrier:
-                with SpooledLines(lines) as spool:
-                    emitter.message(f"read {spool.count} records; loading the voice model", "debug")
-                    step.run(spool, write, spool.count, shard=shard)
-            else:
-                total = count_input(sources, stdin=stdin, shard=shard)
-                try:
-                    stage.load()
-                except BaseException:
-                    stage.session.close()
-                    raise
-                step.run(lines, write, total, shard=shard)
+            # read once: to EOF first behind the barrier (or from a regular file, for the
+            # progress total), else record by record as they arrive
+            with open_input(sources, stdin=stdin, shard=shard, spool=True if barrier else None) as lines:
+                if barrier:
+                    emitter.message(f"read {lines.total} records; loading the voice model", "debug")
+                else:
+                    try:
+                        stage.load()
+                    except BaseException:
+                        stage.session.close()
+                        raise
+                step.run(lines, write, lines.total, shard=shard)
     finally:
         folder_lock.release()
         if takelog is not None:

@@ -498,7 +498,75 @@ def record_voice_file(persona: Persona | None, backend: str) -> str | None:
     return next((f for f in persona._record_files if f.startswith(prefix)), None)
 
 
-def persona_for_record(record: dict[str, Any], default: str | None,
+class Personas:
+    """The persona rule of one run (:func:`persona_for_record`), each persona file loaded once.
+
+    The run's default is loaded here, once; a persona a record names is loaded the first time a
+    record names it and reused for every later record, so one run uses one version of each file
+    (an edit during the run reaches the next run, never half of this one's records).
+
+    :param default: the run's default persona: a name or a path from the command line, a
+        :class:`Persona` already loaded, or ``None``.
+    :param required: ``julie`` when neither a record nor ``default`` names one (else ``None``).
+    :raises UsageError: ``default`` names no persona. :raises ConfigError: its file is invalid.
+    """
+
+    def __init__(self, default: str | Persona | None, *, required: bool = True) -> None:
+        self.default: Persona | None = load_persona(default) if isinstance(default, str) else default
+        self.required = required
+        self._named: dict[str, Persona] = {}
+
+    def named(self, name: str) -> Persona:
+        """The persona called ``name`` (user folder, then built-in), loaded on the first ask.
+
+        :raises UsageError: no persona has that name.
+        """
+        persona = self._named.get(name)
+        if persona is None:
+            persona = self._named[name] = load_persona(name)
+        return persona
+
+    def for_record(self, record: dict[str, Any], fields: tuple[str, ...] = ("persona", "dj"), *,
+                   carried: tuple[str, str] | None = None) -> Persona | None:
+        """The persona ``record`` asks for (see :func:`persona_for_record`).
+
+        :raises InputError: the field is not a string, is not a plain name, names no persona, or
+            the carried settings are invalid (stage ``None``: the caller sets it).
+        """
+        chosen = self.default
+        for field in fields:
+            value = get_path(record, field)
+            if value is None or (isinstance(value, str) and not value.strip()):
+                continue
+            if not isinstance(value, str):
+                kind = "a list" if isinstance(value, list) else "an object" if isinstance(value, dict) \
+                    else "true/false" if isinstance(value, bool) else "a number"
+                raise InputError(f"field '{field}' must be a persona name (a string), not {kind}", field=field)
+            name = value.strip()
+            if chosen is not None and name == chosen.name:
+                return chosen
+            if not is_name(name):
+                raise InputError(
+                    f"field '{field}' is not a persona name: a record may name a persona, not a file",
+                    hint="give a persona file on the command line (--persona FILE); records then use its name",
+                    field=field)
+            if carried is not None:
+                voice = get_path(record, carried[1])
+                if voice is not None and get_path(record, carried[0]) == name:
+                    return persona_from_voice(name, voice, carried[1])
+            try:
+                return self.named(name)
+            except UsageError as exc:  # records name personas only: no "or give a .yaml path" here
+                raise InputError(exc.message, field=field,
+                                 hint=f"choose one of: {', '.join(_names('persona'))}"
+                                      + (f", {chosen.name}" if chosen is not None else "")
+                                      + " (your own: aicp personas new NAME)") from exc
+        if chosen is not None:
+            return chosen
+        return self.named(DEFAULT_PERSONA) if self.required else None
+
+
+def persona_for_record(record: dict[str, Any], default: str | Persona | None,
                        fields: tuple[str, ...] = ("persona", "dj"), *, required: bool = True,
                        carried: tuple[str, str] | None = None) -> Persona | None:
     """The persona a record asks for: the first of ``fields`` (dotted paths) that is set,
@@ -516,40 +584,12 @@ def persona_for_record(record: dict[str, Any], default: str | None,
     travels with the record. Precedence for a name: the ``default`` file's persona of that
     name, then the carried settings, then the user folder, then the built-ins.
 
+    A run that asks for many records keeps one :class:`Personas` instead (each file loaded once).
+
     :raises InputError: the field is not a string, is not a plain name, names no persona, or
         the carried settings are invalid (stage ``None``: the caller sets it).
     """
-    chosen = load_persona(default) if default else None
-    for field in fields:
-        value = get_path(record, field)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            continue
-        if not isinstance(value, str):
-            kind = "a list" if isinstance(value, list) else "an object" if isinstance(value, dict) \
-                else "true/false" if isinstance(value, bool) else "a number"
-            raise InputError(f"field '{field}' must be a persona name (a string), not {kind}", field=field)
-        name = value.strip()
-        if chosen is not None and name == chosen.name:
-            return chosen
-        if not is_name(name):
-            raise InputError(
-                f"field '{field}' is not a persona name: a record may name a persona, not a file",
-                hint="give a persona file on the command line (--persona FILE); records then use its name",
-                field=field)
-        if carried is not None:
-            voice = get_path(record, carried[1])
-            if voice is not None and get_path(record, carried[0]) == name:
-                return persona_from_voice(name, voice, carried[1])
-        try:
-            return load_persona(name)
-        except UsageError as exc:  # records name personas only: no "or give a .yaml path" here
-            raise InputError(exc.message, field=field,
-                             hint=f"choose one of: {', '.join(_names('persona'))}"
-                                  + (f", {chosen.name}" if chosen is not None else "")
-                                  + " (your own: aicp personas new NAME)") from exc
-    if chosen is not None:
-        return chosen
-    return load_persona(DEFAULT_PERSONA) if required else None
+    return Personas(default, required=required).for_record(record, fields, carried=carried)
 
 
 def _origin(kind: str, name: str) -> dict[str, Any]:
@@ -682,6 +722,6 @@ __all__ = [
     "DEFAULT_PERSONA", "FILE_SETTINGS", "Persona", "PersonaVoice", "Section", "Template",
     "TemplateSandboxError", "VoiceSettings", "as_data", "file_ref", "is_name", "list_personas",
     "list_templates", "load_persona", "load_template", "names", "new_file", "origin_of",
-    "persona_for_record", "persona_from_voice", "persona_voice", "record_voice_file", "user_dir",
+    "Personas", "persona_for_record", "persona_from_voice", "persona_voice", "record_voice_file", "user_dir",
     "user_folder",
 ]
