@@ -14,7 +14,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -98,12 +98,9 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
-        too_big = _json_error(413, "PayloadTooLarge", f"the request body is over {self.limit} bytes",
-                              "send fewer records per job (see --max-body)")
+        length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
-            await too_big(scope, receive, send)
+            await self._too_big(scope, receive, send)
             return
         if length is not None or scope.get("method") in ("GET", "HEAD", "DELETE"):
             await self.app(scope, receive, send)  # the server stops at Content-Length
@@ -117,7 +114,7 @@ class BodyLimit:
             seen += len(chunks[-1])
             more = bool(message.get("more_body"))
             if seen > self.limit:
-                await too_big(scope, receive, send)
+                await self._too_big(scope, receive, send)
                 return
         replayed = False
 
@@ -129,6 +126,40 @@ class BodyLimit:
             return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
         await self.app(scope, replay, send)
+
+    async def _too_big(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _json_error(413, "PayloadTooLarge", f"the request body is over {self.limit} bytes",
+                          "send fewer records per job (see --max-body)")(scope, receive, send)
+
+
+class BearerAuth:
+    """ASGI middleware: every HTTP request but ``public`` paths needs ``Authorization: Bearer TOKEN``
+    (else 401 with ``WWW-Authenticate: Bearer``).
+
+    Plain ASGI, not ``@app.middleware("http")``: Starlette's ``BaseHTTPMiddleware`` runs every
+    request through an extra task and memory streams, which cost each status poll about
+    a millisecond of CPU (see bench/service_overhead.py).
+    """
+
+    def __init__(self, app: ASGIApp, token: str, public: frozenset[str] = PUBLIC_PATHS) -> None:
+        self.app, self.token, self.public = app, token.encode(), public
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in self.public:
+            await self.app(scope, receive, send)
+            return
+        header = b""
+        for key, value in scope.get("headers") or []:
+            if key == b"authorization":
+                header = value
+                break
+        scheme, _, given = header.partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.token):
+            await _json_error(401, "Unauthorized", "a valid bearer token is required",
+                              "send `Authorization: Bearer $AICP_API_TOKEN`",
+                              headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def _iso(t: float | None) -> str | None:
@@ -235,18 +266,8 @@ def create_app(settings: ServiceSettings, store: JobStore | None = None,
                               "and TTS models. Jobs run through the same chain runner as "
                               "`aicp run-chain`; events are its `--stream` JSON events.")
     app.add_middleware(BodyLimit, limit=settings.max_body)
-
-    @app.middleware("http")
-    async def auth(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if settings.token and request.url.path not in PUBLIC_PATHS:
-            header = request.headers.get("authorization", "")
-            scheme, _, given = header.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
-                                                                     settings.token.encode()):
-                return _json_error(401, "Unauthorized", "a valid bearer token is required",
-                                   "send `Authorization: Bearer $AICP_API_TOKEN`",
-                                   headers={"WWW-Authenticate": "Bearer"})
-        return await call_next(request)
+    if settings.token:  # added last, so it runs first: an unauthenticated body is never read
+        app.add_middleware(BearerAuth, token=settings.token)
 
     # -- errors ----------------------------------------------------------------------------
     @app.exception_handler(ApiError)

@@ -17,9 +17,9 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import defer, sessionmaker
+from sqlalchemy.orm import make_transient_to_detached, sessionmaker
 
 from .db import FINAL_STATUSES, Job, JobEvent, JobRecord, WorkerRow
 
@@ -38,6 +38,11 @@ class JobStore:
         self.engine = engine
         self.session = sessionmaker(engine, expire_on_commit=False)
         self.dialect = engine.dialect.name
+        table = Job.__table__
+        # built once: the status polls' statements (a statement's cache key is memoized)
+        self._select_job = select(*(c for c in table.c if c.name != "inputs")).where(
+            table.c.id == bindparam("job_id"))
+        self._select_status = select(table.c.status).where(table.c.id == bindparam("job_id"))
 
     # -- jobs ------------------------------------------------------------------------------
     def create(self, job_id: str, name: str, chain: dict[str, Any], inputs: list[dict[str, Any]]) -> Job:
@@ -53,17 +58,28 @@ class JobStore:
 
     def get(self, job_id: str, *, inputs: bool = True) -> Job | None:
         """The job row, or ``None``; ``inputs=False`` leaves the input records unread
-        (status polls of big jobs; reading ``job.inputs`` then raises)."""
-        with self.session() as s:
-            if inputs:
+        (status polls of big jobs; reading ``job.inputs`` then raises
+        ``sqlalchemy.orm.exc.DetachedInstanceError``).
+
+        ``inputs=False`` is the path of every status poll: one prepared Core ``SELECT`` and a
+        detached :class:`Job` built from its row, without an ORM session, which cost the
+        server about three times the CPU (bench/service_overhead.py).
+        """
+        if inputs:
+            with self.session() as s:
                 return s.get(Job, job_id)
-            return s.execute(select(Job).options(defer(Job.inputs, raiseload=True))
-                             .where(Job.id == job_id)).scalar_one_or_none()
+        with self.engine.connect() as conn:
+            row = conn.execute(self._select_job, {"job_id": job_id}).one_or_none()
+        if row is None:
+            return None
+        job = Job(**row._mapping)
+        make_transient_to_detached(job)  # unloaded ``inputs`` raise instead of reading as None
+        return job
 
     def status(self, job_id: str) -> str | None:
-        """Just the job's status (``None``: no such job)."""
-        with self.session() as s:
-            return s.execute(select(Job.status).where(Job.id == job_id)).scalar_one_or_none()
+        """Just the job's status (``None``: no such job); polled by every live event stream."""
+        with self.engine.connect() as conn:
+            return conn.execute(self._select_status, {"job_id": job_id}).scalar_one_or_none()
 
     def list_jobs(self, status: str | None, limit: int, offset: int) -> tuple[list[Job], int]:
         """Jobs newest first (optionally one status): ``(page, total matching)``."""

@@ -337,3 +337,26 @@ def test_the_catalog_lists_the_operators_own_items_without_paths(svc: Service) -
     assert personas["rosa"]["source"] == "user" and personas["julie"]["source"] == "builtin"
     items = svc.client.get("/api/v1/templates").json()["items"] + list(personas.values())
     assert all("path" not in item for item in items)
+
+
+@pytest.mark.parametrize("token", [None, "s3cret"])
+def test_requests_pass_no_base_http_middleware(tmp_path: Path, token: str | None) -> None:
+    """Status polls are the hot path: Starlette's BaseHTTPMiddleware (``@app.middleware``)
+    ran each through an extra task and memory streams, about 1 ms of server CPU a poll."""
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    app = create_app(ServiceSettings(data_dir=str(tmp_path / "d"), worker=False, token=token))
+    assert [m.cls for m in app.user_middleware if m.cls is BaseHTTPMiddleware] == []
+
+
+def test_serve_runs_on_the_c_http_parser_and_loop(tmp_path: Path) -> None:
+    """uvicorn's "auto" picks httptools and uvloop, dependencies of aicp: pure-Python h11 and
+    asyncio cost each status poll about twice the server CPU (bench/service_overhead.py)."""
+    import uvicorn
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    config = uvicorn.Config(create_app(ServiceSettings(data_dir=str(tmp_path / "d"), worker=False)))
+    config.load()
+    assert config.http_protocol_class is HttpToolsProtocol
+    assert config.loop in ("auto", "uvloop")
+    import uvloop  # noqa: F401 - "auto" uses it when it imports

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from sqlalchemy import update
+from sqlalchemy.orm.exc import DetachedInstanceError
 
 from ai_content_pipeline.service.db import Job, WorkerRow
 from tests.chain_doubles import FakeFactory, SlowTTS
@@ -145,3 +147,23 @@ def test_job_runs_the_same_on_both_databases(dbsvc: Service) -> None:
     body = dbsvc.client.get(f"/api/v1/generate/{jid}").json()
     assert body["status"] == "completed" and len(body["files"]) == 3
     assert dbsvc.client.get("/api/v1/health/detailed").json()["database"]["dialect"] == dbsvc.store.dialect
+
+
+def test_a_status_read_opens_no_orm_session_and_leaves_inputs_unread(dbsvc: Service) -> None:
+    """Every status poll reads the job: a prepared Core SELECT, no ORM session (which cost
+    the server about three times the CPU per poll), the same fields, the inputs unread."""
+    job_id = dbsvc.submit({"records": SONGS[:2]})
+    full = dbsvc.store.get(job_id)
+    assert full is not None
+
+    def no_session() -> None:
+        raise AssertionError("a status read opened an ORM session")
+    dbsvc.store.session = no_session  # type: ignore[assignment]
+    light = dbsvc.store.get(job_id, inputs=False)
+    assert light is not None and dbsvc.store.status(job_id) == "queued"
+    for column in Job.__table__.c:
+        if column.name != "inputs":
+            assert getattr(light, column.name) == getattr(full, column.name), column.name
+    with pytest.raises(DetachedInstanceError):
+        _ = light.inputs
+    assert dbsvc.store.get("nope", inputs=False) is None and dbsvc.store.status("nope") is None
