@@ -312,6 +312,8 @@ class BatchDecoder:
         #: prompt tokens decoded, and prompt tokens taken from another stream's cells instead
         self.evaluated = 0
         self.shared = 0
+        #: sequences moved to a lower stream to keep the streams of a step consecutive
+        self.moves = 0
 
     # -- the callers' side -----------------------------------------------------------
     def run(self, requests: list[BatchRequest], *, parallel: int = 1) -> list[list[Completion] | Exception]:
@@ -513,6 +515,7 @@ class BatchDecoder:
     def _step(self) -> None:
         """One token for every active sequence, in one ``llama_decode``."""
         L = self.L
+        self._active.sort(key=lambda s: s.seq)
         active = self._active
         self.peak = max(self.peak, len(active))
         self._fill([(s.tokens[-1], s.pos, s.seq, True) for s in active])
@@ -523,26 +526,59 @@ class BatchDecoder:
         self._settle()
 
     def _settle(self) -> None:
-        """Ended sequences leave the step; a job whose sequences have all ended gets its
-        completions and its streams come free."""
+        """Ended sequences leave the step and free their streams; a job whose sequences have all
+        ended gets its completions; the rest are moved down into consecutive streams."""
         ended = [s for s in self._active if s.done_reason is not None]
         if not ended:
             return
         self._active = [s for s in self._active if s.done_reason is None]
+        for s in ended:
+            self._free_stream(s)
         for job in {id(s.job): s.job for s in ended}.values():
             if all(s.done_reason is not None for s in job.seqs):
                 self._release(job)
                 job.finish([self._completion(s, len(job.tokens) if s.candidate == 0 else 0, job.stop)
                             for s in job.seqs])
+        self._compact()
+
+    def _compact(self) -> None:
+        """Move the highest active sequences into the lowest free streams until the streams of
+        a step are consecutive.
+
+        With one KV stream per sequence, llama.cpp decodes one ubatch per run of consecutive
+        stream ids, so a gap left by an ended sequence costs a whole extra pass over the
+        weights (measured: 4 sequences in streams 0, 2, 4, 6 take as long as 8 in 0-7). A
+        move copies the whole stream (``llama_memory_seq_cp``, done at the next decode),
+        cells in place, so the sequence's text does not change.
+        """
+        mem = self.L.llama_get_memory(self.ctx)
+        while self._free and self._active:
+            top = max(self._active, key=lambda s: s.seq)
+            low = self._free[0]
+            if low > top.seq:
+                return
+            self.L.llama_memory_seq_cp(mem, top.seq, low, -1, -1)
+            if top.seq in self._cached:  # both streams now hold that prompt
+                self._cached[low] = self._cached[top.seq]
+            self._free.pop(0)
+            self._free.append(top.seq)
+            self._free.sort()
+            top.seq = low
+            self.moves += 1
+
+    def _free_stream(self, s: _Sequence) -> None:
+        if s.seq >= 0 and s.seq not in self._free:
+            self._free.append(s.seq)
+            self._free.sort()
+        s.seq = -1
 
     def _release(self, job: _Job) -> None:
+        """Free the sampler chains of ``job`` and whatever streams its sequences still hold."""
         for s in job.seqs:
             if s.sampler is not None:
                 self.L.llama_sampler_free(s.sampler)
                 s.sampler = None
-            if s.seq not in self._free:
-                self._free.append(s.seq)
-        self._free.sort()
+            self._free_stream(s)
 
     def _fail_active(self, exc: Exception) -> None:
         """Every job in flight fails with ``exc``; the KV cache starts empty again."""

@@ -118,10 +118,11 @@ def open_input(sources: Iterable[str | os.PathLike[str]], *, stdin: IO[bytes] | 
                shard: ShardRun | None = None, spool: bool | None = None) -> StepInput:
     """A run's input lines (:func:`read_input`), read once, with their ``total`` when it can be known.
 
-    :param spool: ``None``: spool when every source is a regular file (:func:`countable`), so
-        ``total`` is known up front (:func:`~ai_content_pipeline.jsonl.countable`), and read a pipe lazily (``total`` ``None``); ``True``: always
-        read to EOF first (``aicp-voice``'s barrier: no model loads before upstream is done);
-        ``False``: never (``total`` ``None``).
+    :param spool: ``None``: spool when every source is a regular file
+        (:func:`~ai_content_pipeline.jsonl.countable`), so ``total`` is known up front, and read
+        a pipe lazily (``total`` ``None``); ``True``: always read to EOF first (``aicp-voice``'s
+        barrier: no model loads before upstream is done); ``False``: never (``total`` ``None``).
+        The spool is a temporary file (``SpooledLines``): the input file itself is read once.
     :raises UsageError: a source cannot be opened (when spooling: here, else before the first line).
     """
     sources = list(sources) or ["-"]

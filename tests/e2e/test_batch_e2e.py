@@ -171,3 +171,15 @@ def test_unloading_while_requests_decode_fails_them_quickly(backend):
     assert not t.is_alive() and time.monotonic() - t0 < 5
     assert isinstance(result[0], Exception) and "closed" in str(result[0])
     backend.load()
+
+
+def test_cli_batched_texts_do_not_depend_on_the_batch_size():
+    """Sequences end at different times, streams are refilled and moved down to stay
+    consecutive: none of it changes a text (same seed, same text, any --batch)."""
+    songs = b"".join(orjson.dumps(s) + b"\n" for s in SONGS[:6])
+    args = ["--backend", "llamacpp", "--seed", "3", "--max-tokens", "40", "-q"]
+    two = run_bin("aicp-script", *args, "--batch", "2", input=songs)
+    five = run_bin("aicp-script", *args, "--batch", "5", input=songs)
+    a = [orjson.loads(line)["script"]["text"] for line in two.stdout.splitlines()]
+    b = [orjson.loads(line)["script"]["text"] for line in five.stdout.splitlines()]
+    assert len(a) == 6 and a == b
