@@ -451,6 +451,11 @@ class BatchDecoder:
         params.n_batch = params.n_ubatch = PROMPT_BATCH
         params.n_threads = params.n_threads_batch = self.n_threads
         params.kv_unified = False  # one stream per sequence: attention only over its own cells
+        # As the Llama of create_chat_completion: flash attention off. On (llama.cpp's AUTO
+        # default) its logits depend on how a prompt is cut into decode calls (measured: up to
+        # 0.6 apart for one prompt whole or in two parts) and drift from the one-at-a-time path;
+        # off, both give the same logits to the bit, and best-of 4 passes more checks.
+        params.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED
         ctx = L.llama_init_from_model(self.model, params)
         if not ctx:
             raise RecordError(f"llama.cpp could not make a context for {n_seqs} sequences of "
