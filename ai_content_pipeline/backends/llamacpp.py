@@ -309,11 +309,8 @@ class BatchDecoder:
         self._want = 1  # sequences the callers keep in flight (sizes the next context)
         #: most sequences decoded in one step so far
         self.peak = 0
-        #: prompt tokens decoded, and prompt tokens taken from another stream's cells instead
-        self.evaluated = 0
+        #: prompt tokens taken from another stream's cells instead of evaluated
         self.shared = 0
-        #: sequences moved to a lower stream to keep the streams of a step consecutive
-        self.moves = 0
 
     # -- the callers' side -----------------------------------------------------------
     def run(self, requests: list[BatchRequest], *, parallel: int = 1) -> list[list[Completion] | Exception]:
@@ -513,7 +510,6 @@ class BatchDecoder:
             final = at + len(chunk) == end
             self._fill([(t, at + i, seq, logits and final and i == len(chunk) - 1) for i, t in enumerate(chunk)])
             self._decode()
-            self.evaluated += len(chunk)
             last = len(chunk) - 1
         return last
 
@@ -565,11 +561,12 @@ class BatchDecoder:
             self.L.llama_memory_seq_cp(mem, top.seq, low, -1, -1)
             if top.seq in self._cached:  # both streams now hold that prompt
                 self._cached[low] = self._cached[top.seq]
+            else:  # never lend what ``low`` held before the copy
+                self._cached.pop(low, None)
             self._free.pop(0)
             self._free.append(top.seq)
             self._free.sort()
             top.seq = low
-            self.moves += 1
 
     def _free_stream(self, s: _Sequence) -> None:
         if s.seq >= 0 and s.seq not in self._free:
