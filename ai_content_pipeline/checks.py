@@ -40,6 +40,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .records import get_path
+from .text import sentence_spans
 
 #: Length (in words) of the prompt phrases ``no_echo`` looks for in the text.
 ECHO_NGRAM = 5
@@ -279,18 +280,6 @@ def ends_on_sentence(text: str) -> bool:
     return bool(_SENTENCE_END.search(text.rstrip()))
 
 
-_segmenter: Any = None
-
-
-def _sentences(text: str) -> list[str]:
-    global _segmenter
-    if _segmenter is None:
-        import pysbd
-
-        _segmenter = pysbd.Segmenter(language="en", clean=False, char_span=True)
-    return [span.sent for span in _segmenter.segment(text)]
-
-
 def trim_to_sentence(text: str) -> str:
     """``text`` cut back to its last whole sentence (pysbd); ``text`` itself when none ends.
 
@@ -298,7 +287,7 @@ def trim_to_sentence(text: str) -> str:
     """
     if ends_on_sentence(text):
         return text.rstrip()
-    sentences = _sentences(text)
+    sentences = sentence_spans(text)
     # pysbd keeps the text: find the last sentence that ends properly and cut after it.
     end = 0
     pos = 0

@@ -6,7 +6,7 @@ chatter around a script, cleaning a long-form chunk, and the one English sentenc
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+import threading
 from typing import Any
 
 # -- trimming the model's chatter ---------------------------------------------------------
@@ -61,16 +61,35 @@ def clean_chunk(text: str, section: str) -> str:
 
 
 # -- sentences ------------------------------------------------------------------------------
-@lru_cache(maxsize=1)
-def _segmenter() -> Any:
-    import pysbd
+_local = threading.local()
 
-    return pysbd.Segmenter(language="en", clean=False)
+
+def _segmenter(*, char_span: bool = False) -> Any:
+    """This thread's pysbd ``Segmenter`` (English rules), made on first use.
+
+    One per thread, not one per process: a ``Segmenter`` keeps the text it is segmenting
+    on itself (``original_text``), so one shared by the stage's worker threads gave a
+    thread the sentences of another thread's text.
+    """
+    key = "spans" if char_span else "plain"
+    segmenter = getattr(_local, key, None)
+    if segmenter is None:
+        import pysbd
+
+        segmenter = pysbd.Segmenter(language="en", clean=False, char_span=char_span)
+        setattr(_local, key, segmenter)
+    return segmenter
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences of ``text`` (pysbd, English rules), stripped, empty ones dropped."""
+    """Sentences of ``text`` (pysbd, English rules), stripped, empty ones dropped. Thread-safe."""
     return [s.strip() for s in _segmenter().segment(text) if s.strip()]
+
+
+def sentence_spans(text: str) -> list[str]:
+    """Sentences of ``text`` as pysbd cuts them, unstripped (each a substring of ``text``,
+    in order; what follows a sentence up to the next one is kept with it). Thread-safe."""
+    return [span.sent for span in _segmenter(char_span=True).segment(text)]
 
 
 #: Characters of a chunk's end that :func:`last_sentences` segments: enough for two long
@@ -87,4 +106,4 @@ def last_sentences(text: str, count: int, max_words: int = 40) -> str:
     return " ".join(words[-max_words:])
 
 
-__all__ = ["clean_chunk", "last_sentences", "split_sentences", "trim_chatter"]
+__all__ = ["clean_chunk", "last_sentences", "sentence_spans", "split_sentences", "trim_chatter"]

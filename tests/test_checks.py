@@ -192,3 +192,23 @@ def test_templates_show_and_list_print_the_checks():
                      "complete": True}
     listed = [orjson.loads(x) for x in invoke(templates_list, "aicp templates list", [], b"").stdout.splitlines()]
     assert {t["name"]: t["checks"] for t in listed}["station-id"] == ["mentions", "no_echo", "length", "complete"]
+
+
+def test_trimming_and_sentence_splits_are_the_same_from_many_threads_at_once():
+    """The stage trims takes in its worker threads (``--jobs``/``--batch``) and the voice stage
+    splits sentences in its own: one shared pysbd ``Segmenter`` keeps the text it segments
+    on itself, so two threads at once got each other's sentences (a take trimmed wrongly,
+    or not at all: a --batch 5 text differed from the --batch 2 one now and then)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ai_content_pipeline.text import split_sentences
+
+    texts = [f"Song {i} is here. It was made in {1990 + i} by band {i}. And now the cut-off wor{'d' * i}"
+             for i in range(40)]
+    want_trim = [trim_to_sentence(t) for t in texts]
+    want_split = [split_sentences(t) for t in texts]
+    assert want_trim[3] == "Song 3 is here. It was made in 1993 by band 3."
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(5):
+            assert list(pool.map(trim_to_sentence, texts)) == want_trim
+            assert list(pool.map(split_sentences, texts)) == want_split

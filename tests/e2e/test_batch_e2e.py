@@ -78,7 +78,7 @@ def test_best_of_and_batch_in_the_stage_are_ordered_checked_and_identical_on_rer
     drop = ("seconds",)
     same = sum({k: v for k, v in x["script"].items() if k not in drop} ==
                {k: v for k, v in y["script"].items() if k not in drop} for x, y in zip(a, b, strict=True))
-    assert same >= 2  # known defect: rarely one take differs (see README, --batch)
+    assert same == 3
 
 
 def test_cli_best_of_one_batch_one_is_todays_output():
@@ -130,7 +130,7 @@ def test_calls_from_several_threads_decode_together_with_the_same_texts(backend)
     threaded, _ = _in_threads(backend, requests, parallel=4)
     assert decoder.peak >= 2  # they shared decode steps
     same = sum(a[0].text == b[0].text for a, b in zip(threaded, together, strict=True))
-    assert same >= 3  # known defect: rarely one text differs (see README, --batch)
+    assert same == 4
 
 
 def test_a_request_joins_a_batch_already_decoding(backend):
@@ -188,5 +188,4 @@ def test_cli_batched_texts_do_not_depend_on_the_batch_size():
     a = [orjson.loads(line)["script"]["text"] for line in two.stdout.splitlines()]
     b = [orjson.loads(line)["script"]["text"] for line in five.stdout.splitlines()]
     assert len(a) == len(b) == 6
-    # known defect: about one run in twelve, one of the six texts differs (see README, --batch)
-    assert sum(x == y for x, y in zip(a, b, strict=True)) >= 5
+    assert a == b
