@@ -354,3 +354,23 @@ def test_podcast_chain_example_runs_script_then_voice(tmp_path: Path) -> None:
         for text in texts:  # every section was voiced, chunked by sentences
             assert text.split()[-1] in spoken
     assert max(len(text) for text, _ in factory.tts.calls) <= 400
+
+
+def test_a_failed_work_file_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    """Work files (``script.txt``, raw chunks, ``pack.json``) go through ``files.write_atomic``:
+    a write that fails midway leaves the file as it was and no ``*.tmp``/``.part`` beside it."""
+    import os
+
+    from ai_content_pipeline.stages import longform
+
+    target = tmp_path / "script.txt"
+    target.write_bytes(b"old")
+
+    def boom(*_a, **_k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", boom)
+    with pytest.raises(OSError):
+        longform._atomic_write(target, b"new text")
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["script.txt"]

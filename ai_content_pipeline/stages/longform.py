@@ -47,7 +47,7 @@ from ..backends.base import Completion, GenerationParams, LLMBackend, collect_re
 from ..checks import evaluate
 from ..errors import AicpError, ConfigError, InputError, RecordError
 from ..events import Emitter
-from ..files import FolderLock, NameClaims
+from ..files import FolderLock, NameClaims, write_atomic
 from ..jsonl import InputLine
 from ..ledger import Ledger, request_key
 from ..records import STAGE_FIELDS, record_id, word_count
@@ -182,12 +182,8 @@ def _sha256(text: str) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """``data`` into ``path`` through a temporary file in its folder (:func:`files.write_atomic`)."""
+    write_atomic(path, lambda fh: fh.write(data))
 
 
 class LongformStage(ScriptStage):
