@@ -26,6 +26,9 @@ LINE = st.one_of(
     st.builds(lambda i: json.dumps({"id": f"s{i}", "artist": "X", "title": "Y"}), st.integers(0, 3)),
     st.just(json.dumps({"title": "no artist"})),           # a record missing a field: error record
     st.just(json.dumps({"id": "up", "error": {"stage": "x", "message": "failed upstream"}})),
+    st.just(json.dumps({"id": "t", "artist": "A", "title": "T",   # input that already has the tag field
+                        "_aicp": {"shard": "0/2", "line": 9, "seq": 0, "end": {"lines": 1}}})),
+    st.just(json.dumps({"artist": "B", "title": "U", "_aicp": "theirs"})),
     st.just("not json {"),                                    # a bad line
     st.just("[1, 2]"),                                        # JSON, not an object
     st.just(""),                                              # a blank line: a position, no record
@@ -96,6 +99,39 @@ def test_positions_are_line_indexes_blank_and_bad_lines_included(tmp_path: Path)
     assert zero[-1]["_aicp"]["end"] == {"lines": 5, "counts": [3, 1]}
     assert "end" not in zero[0]["_aicp"]
     assert [r["_aicp"]["seq"] for r in zero] == [0, 1, 2]
+
+
+def test_an_input_records_own_aicp_field_survives_the_merge(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    own = {"shard": "5/7", "line": 40, "seq": 3}
+    src.write_text(json.dumps({"id": "a", "artist": "A", "title": "T", "_aicp": own}) + "\n"
+                   + json.dumps({"id": "b", "artist": "B", "title": "T"}) + "\n")
+    zero = _run(src, Shard(0, 2))
+    assert zero[0]["_aicp"]["shard"] == "0/2" and zero[0]["_aicp"]["orig"] == own
+    paths = []
+    for k in range(2):
+        paths.append(tmp_path / f"out.{k}.jsonl")
+        _write(paths[-1], _run(src, Shard(k, 2)))
+    merged = _merge(paths)
+    assert merged[0]["_aicp"] == own and "_aicp" not in merged[1]
+    assert _comparable(merged) == _comparable(_run(src))
+
+
+def test_a_huge_shard_count_keeps_the_end_tag_small_and_merges(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id":"a","artist":"A","title":"T"}\n\n{"id":"c","artist":"C","title":"T"}\n')
+    n = 1_000_000
+    paths = []
+    for k in range(3):
+        records = _run(src, Shard(k, n))
+        paths.append(tmp_path / f"out.{k}.jsonl")
+        _write(paths[-1], records)
+        assert len(paths[-1].read_bytes()) < 4096   # a dense list of a million counts was a 2 MB line
+    assert check([str(p) for p in paths])[1] == []
+    assert [r["id"] for r in _merge(paths)] == ["a", "c"]
+    assert "shard 2/1000000: no records" in check([str(p) for p in paths[:1] + paths[1:2]])[1][0]
+    assert check([str(paths[0])])[1] == ["shard 2/1000000: no records; 1 input lines missing "
+                                         "(line indexes 2, 1000002, ... mod 1000000)"]
 
 
 def test_shard_ledgers_are_per_shard_and_resume(tmp_path: Path) -> None:
