@@ -102,6 +102,8 @@ def test_a_host_that_keeps_failing_is_taken_out(tmp_path: Path) -> None:
         assert len(bad.requests_to("/api/chat")) == 3
         assert any(e["event"] == "message" and bad.url in e["message"] and "3 requests in a row" in e["message"]
                    for e in events)
+        for srv in (bad, good):  # a host taken out that still answers is unloaded too
+            assert srv.unload_requests() and srv.loaded_now() == [], srv.url
 
 
 def test_exit_4_only_when_every_host_is_down(tmp_path: Path) -> None:

@@ -17,8 +17,8 @@
   streamed text to a long-form chunk file;
 - fails with :class:`~ai_content_pipeline.errors.BackendUnavailable` (exit 4) only when
   every host is out, naming each and why;
-- unloads the model on every live host at the end (``keep_alive: 0`` and the ``/api/ps``
-  wait, hosts in parallel).
+- unloads the model on every host at the end (``keep_alive: 0`` and the ``/api/ps``
+  wait, hosts in parallel), also on a host taken out that still answers.
 
 Each completion names the host that served it (``Completion.host`` → ``script.host``).
 """
@@ -300,12 +300,13 @@ class OllamaPool(LLMBackend):
             host.backend.abort()
 
     def unload(self) -> None:
-        """Unload the model on every live host at once (``keep_alive: 0``, ``/api/ps`` wait);
-        hosts taken out only get their connections closed."""
+        """Unload the model on every host at once (``keep_alive: 0``, ``/api/ps`` wait): the live
+        ones and those taken out that still answer ``GET /api/version`` (one that kept failing
+        may hold the model); the others only get their connections closed."""
         self.loaded = False
 
         def one(host: _Host) -> None:
-            if host.down is None:
+            if host.down is None or self._alive(host):
                 host.backend.unload()
             else:
                 host.backend.abort()
