@@ -138,3 +138,39 @@ def test_a_host_without_the_model_is_taken_out_at_load(tmp_path: Path) -> None:
         assert any(e["event"] == "message" and lacking.url in e["message"] and "no model" in e["message"]
                    for e in events)
         assert lacking.requests_to("/api/chat") == []
+
+
+def _flaky(failures: int, text: str = "A fine intro for you.") -> Any:
+    """Replies HTTP 500 to the first ``failures`` chat requests, then streams ``text``."""
+    seen = {"n": 0}
+    lock = threading.Lock()
+
+    def reply(body: dict[str, Any]) -> Reply:
+        with lock:
+            seen["n"] += 1
+            n = seen["n"]
+        return Reply(status=500, error="busy") if n <= failures else Reply(text=text, chunk_delay=0.03)
+    return reply
+
+
+def test_a_host_taken_out_rejoins_after_the_cool_down(tmp_path: Path, monkeypatch: Any) -> None:
+    from ai_content_pipeline.backends import ollama_pool
+
+    monkeypatch.setattr(ollama_pool, "REJOIN_SECONDS", 0.3)
+    with OllamaServer(reply_for=_flaky(3)) as a, OllamaServer(
+            reply_for=lambda body: Reply(text="A fine intro for you.", chunk_delay=0.03)) as b:
+        code, records, events, err = _run(_input(tmp_path), [a.url, b.url], "--jobs", "1")
+        assert code == 0, err
+        assert [r["id"] for r in records] == [s["id"] for s in SONGS] and not any("error" in r for r in records)
+        notes = [e["message"] for e in events if e["event"] == "message" and a.url in e["message"]]
+        assert any("taken out" in n for n in notes) and any("back in rotation" in n for n in notes), notes
+        assert any(r["script"]["host"] == a.url for r in records)   # it served again after rejoining
+
+
+def test_a_host_that_fails_everything_does_not_rejoin_at_once_exit_4(tmp_path: Path) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    with OllamaServer(reply_for=lambda body: Reply(status=500, error="boom")) as bad:
+        code, records, events, err = _run(_input(tmp_path, 6), [bad.url, closed], "--jobs", "1")
+        assert code == 4 and "every Ollama host is down" in err
+        assert len(bad.requests_to("/api/chat")) <= 3 * 4   # retries of at most a few records, no rejoin loop
+        assert not any(e["event"] == "message" and "back in rotation" in e["message"] for e in events)
