@@ -335,3 +335,15 @@ def test_merge_refuses_forged_tags_and_creates_the_output_folder(shard_files: An
     r = _cli_merge(*map(str, paths), "-o", str(out))
     assert r.exit_code == 0 and len(out.read_text().splitlines()) == 18
     assert not list(out.parent.glob(".*.part"))
+
+
+def test_merge_of_files_without_any_record_warns_that_it_cannot_tell(tmp_path: Path) -> None:
+    # an empty input and a shard killed before its first record look the same: say so
+    paths = [tmp_path / f"out.{k}.jsonl" for k in range(2)]
+    for p in paths:
+        p.write_text("")
+    r = _cli_merge(*map(str, paths))
+    assert r.exit_code == 0 and r.stdout == ""
+    assert "warning" in r.stderr and "before its first record" in r.stderr
+    r = _cli_merge("-q", *map(str, paths))
+    assert "warning" in r.stderr

@@ -70,6 +70,9 @@ def merge_command(files: tuple[str, ...], output: str | None, partial: bool, qui
     written, problems = result[0]
     if problems:
         raise MergeIncomplete(problems)
+    if written == 0:  # no file carries an end tag: an empty input, or shards killed before their first record
+        sys.stderr.write("aicp merge: warning: no shard file has a record: right for an input without records; "
+                         "if the input had some, a shard stopped before its first record (rerun it)\n")
     if not quiet:
         sys.stderr.write(f"aicp merge: {written} records from {len(paths)} files"
                          f"{f' -> {output}' if to_file else ''}\n")
