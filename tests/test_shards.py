@@ -66,10 +66,20 @@ def _merge(paths: list[Path]) -> list[dict[str, Any]]:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(lines=st.lists(LINE, max_size=14), n=st.integers(1, 5), variants=st.integers(1, 3),
-       trailing_newline=st.booleans())
+@given(lines=st.lists(LINE, max_size=14), n=st.one_of(st.integers(1, 5), st.integers(6, 20)),
+       variants=st.integers(1, 3), trailing_newline=st.booleans(), sparse=st.booleans())
 def test_merge_of_shards_equals_a_single_run(tmp_path_factory: Any, lines: list[str], n: int, variants: int,
-                                             trailing_newline: bool) -> None:
+                                             trailing_newline: bool, sparse: bool) -> None:
+    from unittest import mock
+
+    from ai_content_pipeline import shards
+
+    with mock.patch.object(shards, "DENSE_COUNTS", 0 if sparse else shards.DENSE_COUNTS):  # both end forms
+        _merge_equals_single(tmp_path_factory, lines, n, variants, trailing_newline)
+
+
+def _merge_equals_single(tmp_path_factory: Any, lines: list[str], n: int, variants: int,
+                         trailing_newline: bool) -> None:
     tmp = tmp_path_factory.mktemp("prop")
     src = tmp / "in.jsonl"
     src.write_text("\n".join(lines) + ("\n" if trailing_newline and lines else ""))
