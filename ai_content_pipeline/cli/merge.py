@@ -43,7 +43,8 @@ def merge_command(files: tuple[str, ...], output: str | None, partial: bool, qui
     expanded here). Each record carries `_aicp` (shard, input line index, seq;
     `end` on a shard's last record); the merge checks that every shard is there
     and finished and that no record is missing or repeated, then writes each
-    record without `_aicp`. Inputs are never written: an output that is one of
+    record without `_aicp` (or with the input record's own `_aicp`, kept in the
+    tag as `orig`). Inputs are never written: an output that is one of
     them stops the merge (exit 2). Nothing is written when a shard is
     incomplete (exit 3, naming the gaps) unless --partial.
     """
