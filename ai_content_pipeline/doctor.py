@@ -4,13 +4,14 @@ Each check is ``{"ok": bool, ...details, "hint": str}`` (``hint`` only when not
 ok). Packages are found with :func:`importlib.util.find_spec` and versions read
 from package metadata, so no engine is imported; the CUDA check imports
 ``torch`` only when it is installed. The one network call is Ollama's
-``GET /api/tags`` at the host (one second timeout).
+``GET /api/tags`` at each Ollama host (one second timeout, hosts at once).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import shutil
+from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -34,13 +35,11 @@ def _check(ok: bool, hint: str, **details: Any) -> dict[str, Any]:
     return out
 
 
-def check_ollama(host: str | None = None) -> dict[str, Any]:
-    """Ollama reachable at ``host`` (default ``$OLLAMA_HOST``) and its models."""
-    from .backends.ollama import default_host, default_model, probe
+def _check_host(host: str, wanted: str) -> dict[str, Any]:
+    """One Ollama host: reachable within a second, its models, the default model there."""
+    from .backends.ollama import probe
 
-    host = host or default_host()
     models = probe(host)
-    wanted = default_model()
     if models is None:
         return _check(False, f"start `ollama serve` at {host}, or point --host / OLLAMA_HOST at a server",
                       host=host, models=[], default_model=wanted)
@@ -49,6 +48,43 @@ def check_ollama(host: str | None = None) -> dict[str, Any]:
                  default_model_present=wanted in models)
     if wanted not in models:
         out["hint"] = f"run `ollama pull {wanted}` (or set AICP_OLLAMA_MODEL to one of the models)"
+    return out
+
+
+def check_ollama(host: str | Iterable[str] | None = None) -> dict[str, Any]:
+    """Ollama reachable at each host and its models.
+
+    ``host``: one URL, a comma list or several (``--host`` repeated); unset: ``$OLLAMA_HOSTS``,
+    else ``$OLLAMA_HOST`` (see :func:`~ai_content_pipeline.backends.ollama_pool.parse_hosts`).
+    Every host is probed at once (one second each at most). Shape: one host's check
+    (``ok``, ``host``, ``models``, ``default_model``, ``default_model_present``, ``hint``)
+    plus ``hosts``, the check of each host. With several hosts ``ok`` is true when one
+    answers (a run takes the others out of rotation), ``default_model_present`` when one
+    has the model, ``models`` lists the models of any host, and ``hint`` names each host
+    that does not answer or lacks the model.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .backends.ollama import default_model
+    from .backends.ollama_pool import parse_hosts
+
+    urls = parse_hosts(host)
+    wanted = default_model()
+    with ThreadPoolExecutor(max_workers=min(len(urls), 16), thread_name_prefix="aicp-doctor") as pool:
+        hosts = list(pool.map(lambda url: _check_host(url, wanted), urls))
+    if len(hosts) == 1:
+        return {**hosts[0], "hosts": [dict(hosts[0])]}
+    live = [h for h in hosts if h["ok"]]
+    present = any(h.get("default_model_present") for h in live)
+    out = _check(bool(live), "", host=",".join(urls),
+                 models=sorted({m for h in live for m in h["models"]}), default_model=wanted,
+                 default_model_present=present, hosts=hosts)
+    notes = [f"{h['host']} does not answer: start `ollama serve` there or drop it from --host / OLLAMA_HOSTS"
+             for h in hosts if not h["ok"]]
+    notes += [f"{h['host']} has no {wanted}: run `ollama pull {wanted}` there" for h in live
+              if not h.get("default_model_present")]
+    if notes:
+        out["hint"] = "; ".join(notes) + (" (a run takes such hosts out of rotation)" if present else "")
     return out
 
 
@@ -109,8 +145,8 @@ def check_cuda() -> dict[str, Any]:
                   devices=devices)
 
 
-def run_doctor(host: str | None = None) -> dict[str, Any]:
-    """Run every check and summarise what can run.
+def run_doctor(host: str | Iterable[str] | None = None) -> dict[str, Any]:
+    """Run every check and summarise what can run (``host``: as :func:`check_ollama`).
 
     Shape: ``{"ok": bool, "checks": {"ollama", "llamacpp", "bundled_model", "piper",
     "chatterbox", "cuda"}, "usable": {"llm": [names], "tts": [names]},

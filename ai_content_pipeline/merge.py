@@ -6,9 +6,10 @@ Every record of a sharded run carries ``_aicp: {shard: "K/N", line, seq[, end]}`
 1. **check**: within a file, one shard only, ``seq`` 0, 1, 2… without gap or repeat,
    positions ascending and ≡ K mod N, ``end`` on the last record only; across files,
    one N, each K at most once, and every shard whose input lines are not all blank
-   (``end.counts``) present and finished (``end`` seen, all its positions there);
-2. **write**: a k-way merge by ``(line, seq)``, each record without ``_aicp`` — the
-   records a single unsharded run writes, in its order.
+   (``end.counts``, or ``end.blank`` above 4096 shards) present and finished (``end`` seen, all its positions there);
+2. **write**: a k-way merge by ``(line, seq)``, each record without ``_aicp`` (or with the
+   input record's own ``_aicp`` value, kept in the tag as ``orig``) — the records a single
+   unsharded run writes, in its order.
 
 A problem of the first kind is a :class:`MergeIncomplete` (exit 3) naming each gap or
 repeat (which shard, which file, which positions); nothing is written unless
@@ -25,7 +26,7 @@ from typing import Any
 
 from .errors import AicpError, UsageError
 from .jsonl import InputLine, read_records
-from .shards import FIELD, MAX_SHARDS
+from .shards import FIELD, MAX_SHARDS, ORIG, lines_of
 from .status import ExitStatus
 
 #: How many problems a message lists before "and N more".
@@ -93,6 +94,41 @@ def _parse_shard(text: str, where: str) -> tuple[int, int]:
     return index, count
 
 
+def _end(end: Any, n: int, where: str) -> dict[str, Any]:
+    """A shard's ``end`` tag as ``{"lines": M, "blank": {j: b_j}}`` (blank lines per shard that
+    has any), from either form :func:`~ai_content_pipeline.shards.end_tag` writes.
+
+    :raises UsageError: neither form, or counts that do not fit the line count.
+    """
+    bad = UsageError(f"{where}: `{FIELD}.end` is not {{lines, counts}} of {n} shards",
+                     hint="merge the files a --shard K/N run wrote, unchanged")
+    if not isinstance(end, dict) or type(end.get("lines")) is not int or end["lines"] < 0:
+        raise bad
+    lines = end["lines"]
+    blank: dict[int, int] = {}
+    counts, sparse = end.get("counts"), end.get("blank")
+    if isinstance(counts, list) and len(counts) == n and all(type(c) is int for c in counts):
+        for j, c in enumerate(counts):
+            if not 0 <= c <= lines_of(j, n, lines):
+                raise bad
+            if c != lines_of(j, n, lines):
+                blank[j] = lines_of(j, n, lines) - c
+    elif isinstance(sparse, dict) and counts is None:
+        for key, b in sparse.items():
+            j = int(key) if key.isdigit() else -1
+            if not (0 <= j < n and type(b) is int and 0 < b <= lines_of(j, n, lines)):
+                raise bad
+            blank[j] = b
+    else:
+        raise bad
+    return {"lines": lines, "blank": blank}
+
+
+def _want(end: dict[str, Any], k: int, n: int) -> int:
+    """Non-blank input lines of shard ``k`` of ``n`` by a normalised ``end`` (:func:`_end`)."""
+    return lines_of(k, n, end["lines"]) - end["blank"].get(k, 0)
+
+
 def _check_file(path: str) -> ShardFile:
     info = ShardFile(path)
     expected_seq = 0
@@ -131,14 +167,10 @@ def _check_file(path: str) -> ShardFile:
             info.records += 1
             if "end" in tag:
                 end = tag["end"]
-                if not (isinstance(end, dict) and isinstance(end.get("lines"), int)
-                        and isinstance(end.get("counts"), list) and len(end["counts"]) == n
-                        and all(isinstance(c, int) for c in end["counts"])):
-                    raise UsageError(f"{where}: `{FIELD}.end` is not {{lines, counts}} of {n} shards")
-                if not 0 <= pos < end["lines"]:  # positions ascend: the last one is the largest
-                    raise UsageError(f"{where}: input line index {pos} is past the {end['lines']} lines "
+                info.end = _end(end, n, where)
+                if not pos < info.end["lines"]:  # positions ascend: the last one is the largest
+                    raise UsageError(f"{where}: input line index {pos} is past the {info.end['lines']} lines "
                                      "its shard's end counts", hint="merge the files a --shard K/N run wrote, unchanged")
-                info.end = end
     except RecursionError:  # pragma: no cover - read_records bounds depth already
         info.problems.append(f"{info.name}: unreadable")
     return info
@@ -161,11 +193,12 @@ def check(paths: list[str]) -> tuple[list[ShardFile], list[str]]:
         return files, problems  # every file empty: an empty input (nothing to check)
     n = counts.pop()
     ends = [f for f in files if f.end is not None]
-    totals = {(e.end["lines"], tuple(e.end["counts"])) for e in ends if e.end}
+    totals = {(e.end["lines"], tuple(sorted(e.end["blank"].items()))) for e in ends if e.end}
     if len(totals) > 1:
         raise UsageError("the shards were run on different inputs (their line counts differ)",
                          hint="merge the outputs of one input")
-    counts_per_shard = list(next(iter(totals))[1]) if totals else None
+    end = ends[0].end if ends else None
+    unknown: list[int] = []  # shards without a file while no shard says how many lines each has
     by_index: dict[int, ShardFile] = {}
     for f in files:
         if f.shard is None:
@@ -177,10 +210,10 @@ def check(paths: list[str]) -> tuple[list[ShardFile], list[str]]:
         by_index[k] = f
     for k in range(n):
         found = by_index.get(k)
-        want = counts_per_shard[k] if counts_per_shard is not None else None
+        want = _want(end, k, n) if end is not None else None
         if found is None:
             if want is None:
-                problems.append(f"shard {k}/{n}: no records (its file is missing or empty)")
+                unknown.append(k)
             elif want > 0:
                 problems.append(f"shard {k}/{n}: no records; {want} input lines missing "
                                 f"(line indexes {k}, {k + n}, ... mod {n})")
@@ -191,6 +224,11 @@ def check(paths: list[str]) -> tuple[list[ShardFile], list[str]]:
             problems.append(f"{found.name}: incomplete, stops {after}{more}")
         elif want is not None and found.positions != want:
             problems.append(f"{found.name}: {found.positions} input lines of {want}: {want - found.positions} missing")
+    if len(unknown) > SHOWN:  # one line, not a million
+        problems.append(f"shards {', '.join(map(str, unknown[:SHOWN]))} and {len(unknown) - SHOWN} more of {n}: "
+                        "no records (their files are missing or empty)")
+    else:
+        problems.extend(f"shard {k}/{n}: no records (its file is missing or empty)" for k in unknown)
     return files, problems
 
 
@@ -202,7 +240,11 @@ def _records(path: str) -> Iterator[tuple[int, int, dict[str, Any]]]:
             _, tag = _tag(line, path)
         except UsageError:
             return  # an untagged record (only after what the check read: --partial) ends it too
-        out = {k: v for k, v in line.record.items() if k != FIELD}
+        out = dict(line.record)
+        if ORIG in tag:
+            out[FIELD] = tag[ORIG]  # the input record's own field, in its place
+        else:
+            del out[FIELD]
         yield tag["line"], tag["seq"], out
         if "end" in tag:
             return  # records after a shard's last one are repeats (the check names them)

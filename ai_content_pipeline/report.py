@@ -149,6 +149,10 @@ def progress_bar_options(total: int | None, term: str | None, isatty: bool) -> d
 
 
 def _doctor_detail(check: dict[str, Any]) -> str:
+    hosts = check.get("hosts")
+    if isinstance(hosts, list) and len(hosts) > 1:  # several Ollama hosts: each one's finding
+        return "; ".join(f"{h.get('host')}: " + (", ".join(h.get("models") or []) or "no models" if h.get("ok")
+                                                  else "not answering") for h in hosts)
     if not check.get("ok"):
         return str(check.get("hint") or "not available")
     for key in ("models", "devices"):

@@ -11,11 +11,15 @@ Each output record of a sharded run carries one extra field, ``_aicp``::
 
     {"shard": "K/N", "line": p, "seq": i}            # every record
     {..., "end": {"lines": M, "counts": [c0, ..., cN-1]}}   # the shard's last record
+    {..., "end": {"lines": M, "blank": {"j": b_j, ...}}}    # the same when N > 4096
 
-``line`` is the input position, ``seq`` the record's 0-based place in this shard's
+An input record that already has an ``_aicp`` field keeps its value in the tag as
+``orig`` (``aicp merge`` puts it back, in its place). ``line`` is the input position, ``seq`` the record's 0-based place in this shard's
 output (takes of one line are consecutive), and ``end`` marks a shard that reached
 the end of its input: ``M`` input lines in all, ``c_j`` non-blank lines at positions
-≡ j mod N (so ``aicp merge`` knows which shards must have records). ``aicp merge``
+≡ j mod N (so ``aicp merge`` knows which shards must have records); with more than
+:data:`DENSE_COUNTS` shards ``blank`` instead gives ``b_j``, the blank lines of each shard
+that has any, and ``c_j`` is shard j's positions less ``b_j``. ``aicp merge``
 (:mod:`ai_content_pipeline.merge`) uses it to put the records back in input order,
 find gaps and repeats, and removes it: the merged output equals a single run's.
 
@@ -45,9 +49,13 @@ from .jsonl import (
 
 #: The field a sharded run adds to each output record (removed by ``aicp merge``).
 FIELD = "_aicp"
+#: The key of the tag that keeps an input record's own ``_aicp`` value (restored by ``aicp merge``).
+ORIG = "orig"
 #: The environment variable that gives the shard count to ``--shard auto`` on Kubernetes.
 COUNT_ENV = "AICP_SHARD_COUNT"
 MAX_SHARDS = 1_000_000
+#: Shard counts up to which ``end`` lists every shard's count (above: only blank lines, see :func:`end_tag`).
+DENSE_COUNTS = 4096
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,24 @@ class Shard:
     def output_dir(self, folder: str) -> str:
         """A chain's ``output_dir`` for this shard: ``folder/shard-K-of-N``."""
         return str(Path(folder) / self.label)
+
+
+def lines_of(index: int, count: int, lines: int) -> int:
+    """Input positions (blank or not) of shard ``index`` of ``count`` among ``lines`` lines."""
+    return len(range(index, lines, count))
+
+
+def end_tag(lines: int, counts: list[int]) -> dict[str, Any]:
+    """A finished shard's ``end``: ``{"lines": M, "counts": [c0, …]}`` for up to
+    :data:`DENSE_COUNTS` shards; above that ``{"lines": M, "blank": {"j": b_j}}``, the blank
+    lines of the shards that have any (``c_j`` is shard j's positions less ``b_j``), so the
+    last record stays small with a million shards."""
+    n = len(counts)
+    if n <= DENSE_COUNTS:
+        return {"lines": lines, "counts": list(counts)}
+    blank = {str(j): lines_of(j, n, lines) - c for j, c in enumerate(counts[:lines])
+             if c != lines_of(j, n, lines)}
+    return {"lines": lines, "blank": blank}
 
 
 def _int(text: str, what: str) -> int:
@@ -317,8 +343,11 @@ class ShardRun:
             raise RuntimeError("sharded run: the stage wrote more records than its input lines explain")
         entry = self._pending[0]
         entry[1] -= 1
-        out = {k: v for k, v in record.items() if k != FIELD}
-        out[FIELD] = {**entry[0], "seq": self._seq}
+        tag = {**entry[0], "seq": self._seq}
+        if FIELD in record:  # the input record's own field: kept in the tag, in its place, for the merge
+            tag[ORIG] = record[FIELD]
+        out = dict(record)
+        out[FIELD] = tag
         self._seq += 1
         held, self._held = self._held, out
         if held is not None:
@@ -335,7 +364,7 @@ class ShardRun:
         self._done = True
         held, self._held = self._held, None
         if held is not None and self._write is not None:
-            held[FIELD]["end"] = {"lines": self.total_lines or 0, "counts": list(self.counts)}
+            held[FIELD]["end"] = end_tag(self.total_lines or 0, self.counts)
             self._write(held)
 
     def close(self) -> None:
@@ -384,5 +413,5 @@ def shard_run(shard: Shard | None, fanout: Callable[[InputLine], int] = fanout_o
     return ShardRun(shard, fanout) if shard is not None else None
 
 
-__all__ = ["COUNT_ENV", "FIELD", "Shard", "ShardRun", "chain_shard_run", "detect", "fanout_one", "fanout_takes",
+__all__ = ["COUNT_ENV", "DENSE_COUNTS", "FIELD", "ORIG", "end_tag", "lines_of", "Shard", "ShardRun", "chain_shard_run", "detect", "fanout_one", "fanout_takes",
            "parse", "shard_chain", "shard_run"]

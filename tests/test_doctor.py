@@ -75,3 +75,52 @@ def test_cli_prints_one_json_object_and_imports_no_engine(ollama_host: str) -> N
     assert report["auto"]["llm"] == "ollama"
     assert proc.returncode == (0 if report["ok"] else 4)
     assert proc.stderr.strip().endswith("[]"), proc.stderr  # no engine imported (torch only for the CUDA check, when installed)
+
+
+# -- several Ollama hosts: each one is checked ------------------------------------------------
+def test_each_of_several_hosts_is_checked(ollama_host: str) -> None:
+    from tests.ollama_server import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}"
+    with OllamaServer(models=("other",)) as lacking:
+        check = doctor.check_ollama([ollama_host, closed, lacking.url])
+    assert [h["host"] for h in check["hosts"]] == [ollama_host, closed, lacking.url]
+    assert [h["ok"] for h in check["hosts"]] == [True, False, True]
+    assert "ollama serve" in check["hosts"][1]["hint"] and check["hosts"][0]["models"] == ["llama3.2", "qwen2.5:7b"]
+    assert check["hosts"][2]["default_model_present"] is False and "ollama pull llama3.2" in check["hosts"][2]["hint"]
+    # usable: one host serves the model; the hint names the host that does not answer and the one without it
+    assert check["ok"] is True and check["default_model_present"] is True
+    assert closed in check["hint"] and lacking.url in check["hint"]
+    down = doctor.check_ollama(f"{closed},{closed.replace('http://', '')}/")  # one host, written twice
+    assert down["ok"] is False and [h["host"] for h in down["hosts"]] == [closed]
+
+
+@pytest.mark.parametrize("how", ["repeated", "comma", "env"])
+def test_cli_checks_every_host_from_host_options_or_ollama_hosts(how: str, ollama_host: str,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.ollama_server import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.delenv("OLLAMA_HOSTS", raising=False)
+    args = {"repeated": ["--host", ollama_host, "--host", closed], "comma": ["--host", f"{ollama_host},{closed}"],
+            "env": []}[how]
+    if how == "env":
+        monkeypatch.setenv("OLLAMA_HOSTS", f"{ollama_host} {closed}")
+    code = run_cli(cli, "aicp", ["doctor", "--json", *args])
+    out = capsys.readouterr()
+    report = orjson.loads(out.out)
+    hosts = report["checks"]["ollama"]["hosts"]
+    assert [(h["host"], h["ok"]) for h in hosts] == [(ollama_host, True), (closed, False)]
+    assert "ollama" in report["usable"]["llm"] and report["auto"]["llm"] == "ollama"
+    assert code == (0 if report["ok"] else 4)
+
+
+def test_table_names_each_host() -> None:
+    from ai_content_pipeline.report import doctor_table
+
+    check = {"ok": True, "host": "http://a:1,http://b:2", "models": ["llama3.2"], "hint": "http://b:2 does not answer",
+             "hosts": [{"ok": True, "host": "http://a:1", "models": ["llama3.2"]},
+                       {"ok": False, "host": "http://b:2", "models": [], "hint": "start `ollama serve` at http://b:2"}]}
+    text = doctor_table({"ok": True, "checks": {"ollama": check}, "usable": {}, "auto": {}}, width=200)
+    assert "http://a:1: llama3.2" in text and "http://b:2: not answering" in text

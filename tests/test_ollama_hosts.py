@@ -7,6 +7,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ai_content_pipeline.backends.ollama_pool import OllamaPool, parse_hosts
 from ai_content_pipeline.backends.registry import create_llm
 from ai_content_pipeline.cli.script import script_command
@@ -102,6 +104,8 @@ def test_a_host_that_keeps_failing_is_taken_out(tmp_path: Path) -> None:
         assert len(bad.requests_to("/api/chat")) == 3
         assert any(e["event"] == "message" and bad.url in e["message"] and "3 requests in a row" in e["message"]
                    for e in events)
+        for srv in (bad, good):  # a host taken out that still answers is unloaded too
+            assert srv.unload_requests() and srv.loaded_now() == [], srv.url
 
 
 def test_exit_4_only_when_every_host_is_down(tmp_path: Path) -> None:
@@ -136,3 +140,80 @@ def test_a_host_without_the_model_is_taken_out_at_load(tmp_path: Path) -> None:
         assert any(e["event"] == "message" and lacking.url in e["message"] and "no model" in e["message"]
                    for e in events)
         assert lacking.requests_to("/api/chat") == []
+
+
+def _flaky(failures: int, text: str = "A fine intro for you.") -> Any:
+    """Replies HTTP 500 to the first ``failures`` chat requests, then streams ``text``."""
+    seen = {"n": 0}
+    lock = threading.Lock()
+
+    def reply(body: dict[str, Any]) -> Reply:
+        with lock:
+            seen["n"] += 1
+            n = seen["n"]
+        return Reply(status=500, error="busy") if n <= failures else Reply(text=text, chunk_delay=0.03)
+    return reply
+
+
+def test_a_host_taken_out_rejoins_after_the_cool_down(tmp_path: Path, monkeypatch: Any) -> None:
+    from ai_content_pipeline.backends import ollama_pool
+
+    monkeypatch.setattr(ollama_pool, "REJOIN_SECONDS", 0.3)
+    with OllamaServer(reply_for=_flaky(3)) as a, OllamaServer(
+            reply_for=lambda body: Reply(text="A fine intro for you.", chunk_delay=0.03)) as b:
+        code, records, events, err = _run(_input(tmp_path), [a.url, b.url], "--jobs", "1")
+        assert code == 0, err
+        assert [r["id"] for r in records] == [s["id"] for s in SONGS] and not any("error" in r for r in records)
+        notes = [e["message"] for e in events if e["event"] == "message" and a.url in e["message"]]
+        assert any("taken out" in n for n in notes) and any("back in rotation" in n for n in notes), notes
+        assert any(r["script"]["host"] == a.url for r in records)   # it served again after rejoining
+
+
+def test_a_host_that_fails_everything_does_not_rejoin_at_once_exit_4(tmp_path: Path) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    with OllamaServer(reply_for=lambda body: Reply(status=500, error="boom")) as bad:
+        code, records, events, err = _run(_input(tmp_path, 6), [bad.url, closed], "--jobs", "1")
+        assert code == 4 and "every Ollama host is down" in err
+        assert len(bad.requests_to("/api/chat")) <= 3 * 4   # retries of at most a few records, no rejoin loop
+        assert not any(e["event"] == "message" and "back in rotation" in e["message"] for e in events)
+
+
+def test_ollama_hosts_env_spreads_aicp_script_and_a_chain_step(tmp_path: Path, monkeypatch: Any) -> None:
+    from ai_content_pipeline.chain.runner import run_chain
+    from ai_content_pipeline.chain.spec import load_chain
+    from tests.chain_doubles import write_chain, write_songs
+
+    slow = Reply(text="A fine intro.", chunk_delay=0.03)
+    with OllamaServer(reply_for=lambda body: slow) as a, OllamaServer(reply_for=lambda body: slow) as b:
+        monkeypatch.setenv("OLLAMA_HOSTS", f"{a.url},{b.url}")
+        code, records, events, err = _run(_input(tmp_path, 8), [], "--jobs", "1")
+        assert code == 0, err
+        assert {r["script"]["host"] for r in records} == {a.url, b.url}
+        assert a.max_in_flight <= 1 and b.max_in_flight <= 1
+        songs = write_songs(tmp_path / "in.jsonl", SONGS[:6])
+        config = write_chain(tmp_path, input=str(songs), steps=[
+            {"type": "script", "backend": "ollama", "params": {"jobs": 1}}])
+        outcome = run_chain(load_chain(str(config)))
+        assert outcome.exit_status == 0
+        chained = [json.loads(x) for x in Path(outcome.result["outputs"]["final"]["path"]).read_text().splitlines()]
+        assert {r["script"]["host"] for r in chained} == {a.url, b.url}
+
+
+@pytest.mark.parametrize("form", ["repeated", "comma", "set"])
+def test_run_chain_host_option_overrides_the_script_steps_hosts(form: str, tmp_path: Path) -> None:
+    from ai_content_pipeline.cli.chain import run_chain_command
+    from tests.chain_doubles import write_chain, write_songs
+
+    closed = f"http://127.0.0.1:{free_port()}"
+    with OllamaServer() as a, OllamaServer() as b:
+        songs = write_songs(tmp_path / "in.jsonl", SONGS[:6])
+        config = write_chain(tmp_path, input=str(songs), steps=[
+            {"type": "script", "backend": "ollama", "host": closed, "params": {"jobs": 1}}])
+        args = {"repeated": ["--host", a.url, "--host", b.url], "comma": ["--host", f"{a.url},{b.url}"],
+                "set": ["--set", f"steps.0.host={a.url},{b.url}"]}[form]
+        r = invoke(run_chain_command, "aicp run-chain", ["--config", str(config), *args])
+        assert r.exit_code == 0, r.stderr
+        final = json.loads(r.stdout)["outputs"]["final"]["path"]
+        records = [json.loads(x) for x in Path(final).read_text().splitlines()]
+        assert {rec["script"]["host"] for rec in records} == {a.url, b.url}
+        assert a.unload_requests() and b.unload_requests()

@@ -26,6 +26,9 @@ LINE = st.one_of(
     st.builds(lambda i: json.dumps({"id": f"s{i}", "artist": "X", "title": "Y"}), st.integers(0, 3)),
     st.just(json.dumps({"title": "no artist"})),           # a record missing a field: error record
     st.just(json.dumps({"id": "up", "error": {"stage": "x", "message": "failed upstream"}})),
+    st.just(json.dumps({"id": "t", "artist": "A", "title": "T",   # input that already has the tag field
+                        "_aicp": {"shard": "0/2", "line": 9, "seq": 0, "end": {"lines": 1}}})),
+    st.just(json.dumps({"artist": "B", "title": "U", "_aicp": "theirs"})),
     st.just("not json {"),                                    # a bad line
     st.just("[1, 2]"),                                        # JSON, not an object
     st.just(""),                                              # a blank line: a position, no record
@@ -63,10 +66,20 @@ def _merge(paths: list[Path]) -> list[dict[str, Any]]:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(lines=st.lists(LINE, max_size=14), n=st.integers(1, 5), variants=st.integers(1, 3),
-       trailing_newline=st.booleans())
+@given(lines=st.lists(LINE, max_size=14), n=st.one_of(st.integers(1, 5), st.integers(6, 20)),
+       variants=st.integers(1, 3), trailing_newline=st.booleans(), sparse=st.booleans())
 def test_merge_of_shards_equals_a_single_run(tmp_path_factory: Any, lines: list[str], n: int, variants: int,
-                                             trailing_newline: bool) -> None:
+                                             trailing_newline: bool, sparse: bool) -> None:
+    from unittest import mock
+
+    from ai_content_pipeline import shards
+
+    with mock.patch.object(shards, "DENSE_COUNTS", 0 if sparse else shards.DENSE_COUNTS):  # both end forms
+        _merge_equals_single(tmp_path_factory, lines, n, variants, trailing_newline)
+
+
+def _merge_equals_single(tmp_path_factory: Any, lines: list[str], n: int, variants: int,
+                         trailing_newline: bool) -> None:
     tmp = tmp_path_factory.mktemp("prop")
     src = tmp / "in.jsonl"
     src.write_text("\n".join(lines) + ("\n" if trailing_newline and lines else ""))
@@ -96,6 +109,39 @@ def test_positions_are_line_indexes_blank_and_bad_lines_included(tmp_path: Path)
     assert zero[-1]["_aicp"]["end"] == {"lines": 5, "counts": [3, 1]}
     assert "end" not in zero[0]["_aicp"]
     assert [r["_aicp"]["seq"] for r in zero] == [0, 1, 2]
+
+
+def test_an_input_records_own_aicp_field_survives_the_merge(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    own = {"shard": "5/7", "line": 40, "seq": 3}
+    src.write_text(json.dumps({"id": "a", "artist": "A", "title": "T", "_aicp": own}) + "\n"
+                   + json.dumps({"id": "b", "artist": "B", "title": "T"}) + "\n")
+    zero = _run(src, Shard(0, 2))
+    assert zero[0]["_aicp"]["shard"] == "0/2" and zero[0]["_aicp"]["orig"] == own
+    paths = []
+    for k in range(2):
+        paths.append(tmp_path / f"out.{k}.jsonl")
+        _write(paths[-1], _run(src, Shard(k, 2)))
+    merged = _merge(paths)
+    assert merged[0]["_aicp"] == own and "_aicp" not in merged[1]
+    assert _comparable(merged) == _comparable(_run(src))
+
+
+def test_a_huge_shard_count_keeps_the_end_tag_small_and_merges(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id":"a","artist":"A","title":"T"}\n\n{"id":"c","artist":"C","title":"T"}\n')
+    n = 1_000_000
+    paths = []
+    for k in range(3):
+        records = _run(src, Shard(k, n))
+        paths.append(tmp_path / f"out.{k}.jsonl")
+        _write(paths[-1], records)
+        assert len(paths[-1].read_bytes()) < 4096   # a dense list of a million counts was a 2 MB line
+    assert check([str(p) for p in paths])[1] == []
+    assert [r["id"] for r in _merge(paths)] == ["a", "c"]
+    assert "shard 2/1000000: no records" in check([str(p) for p in paths[:1] + paths[1:2]])[1][0]
+    assert check([str(paths[0])])[1] == ["shard 2/1000000: no records; 1 input lines missing "
+                                         "(line indexes 2, 1000002, ... mod 1000000)"]
 
 
 def test_shard_ledgers_are_per_shard_and_resume(tmp_path: Path) -> None:
@@ -299,3 +345,15 @@ def test_merge_refuses_forged_tags_and_creates_the_output_folder(shard_files: An
     r = _cli_merge(*map(str, paths), "-o", str(out))
     assert r.exit_code == 0 and len(out.read_text().splitlines()) == 18
     assert not list(out.parent.glob(".*.part"))
+
+
+def test_merge_of_files_without_any_record_warns_that_it_cannot_tell(tmp_path: Path) -> None:
+    # an empty input and a shard killed before its first record look the same: say so
+    paths = [tmp_path / f"out.{k}.jsonl" for k in range(2)]
+    for p in paths:
+        p.write_text("")
+    r = _cli_merge(*map(str, paths))
+    assert r.exit_code == 0 and r.stdout == ""
+    assert "warning" in r.stderr and "before its first record" in r.stderr
+    r = _cli_merge("-q", *map(str, paths))
+    assert "warning" in r.stderr

@@ -10,15 +10,17 @@
 - takes a host out of rotation, with a ``message`` event naming it, when it refuses
   connections, lacks the model, stops answering (a failed request after which
   ``GET /api/version`` gets no answer within 2 s), or fails ``FAIL_LIMIT`` requests in a
-  row; a host taken out stays out for the run;
+  row; a host out for :data:`REJOIN_SECONDS` is tried again (by the next request) and comes
+  back, with a ``message`` event, when it answers and serves the model (a request that
+  failed on it before may use it again);
 - sends a request that failed on a host (taken out or not) to another live host it has
   not tried, so it is not a record error; only a request that failed on every live host
   is (a transient error, which ``--retries`` repeats), and so is one that had already
   streamed text to a long-form chunk file;
 - fails with :class:`~ai_content_pipeline.errors.BackendUnavailable` (exit 4) only when
   every host is out, naming each and why;
-- unloads the model on every live host at the end (``keep_alive: 0`` and the ``/api/ps``
-  wait, hosts in parallel).
+- unloads the model on every host at the end (``keep_alive: 0`` and the ``/api/ps``
+  wait, hosts in parallel), also on a host taken out that still answers.
 
 Each completion names the host that served it (``Completion.host`` → ``script.host``).
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -37,6 +40,8 @@ from .ollama import OllamaBackend, default_host, default_model
 
 #: Failed requests in a row after which a host that still answers is taken out.
 FAIL_LIMIT = 3
+#: Seconds a host stays out of rotation before it is tried again.
+REJOIN_SECONDS = 30.0
 #: Seconds the liveness probe (``GET /api/version``) of a host that just failed may take.
 PROBE_SECONDS = 2.0
 
@@ -75,6 +80,9 @@ class _Host:
         self.served = 0
         self.down: str | None = None
         self.error: AicpError | None = None
+        self.down_at = 0.0  # time.monotonic() when taken out (or last tried again)
+        self.probing = False  # being tried again by one thread
+        self.generation = 0  # times it came back: a request that failed on it may try it again
 
 
 class OllamaPool(LLMBackend):
@@ -128,7 +136,7 @@ class OllamaPool(LLMBackend):
         with self._cond:
             if host.down is not None:
                 return
-            host.down, host.error = reason, error
+            host.down, host.error, host.down_at = reason, error, time.monotonic()
             left = sum(1 for h in self.hosts if h.down is None)
             self._cond.notify_all()
         tail = f"its requests go to the other {left} host(s)" if left else "no host is left"
@@ -141,18 +149,51 @@ class OllamaPool(LLMBackend):
                                   hint=(first.hint if first is not None and first.hint else
                                         "is `ollama serve` running on the hosts? Check --host / OLLAMA_HOSTS"))
 
-    def _acquire(self, avoid: set[str] | frozenset[str] = frozenset()) -> _Host | None:
-        """A live host with a free slot (waits for one), not one of ``avoid``; ``None`` when
-        every live host is in ``avoid``.
+    def _rejoin(self) -> None:
+        """Try the hosts out of rotation for :data:`REJOIN_SECONDS` again: one that answers
+        ``GET /api/version`` and serves the model comes back (else it waits as long again)."""
+        now = time.monotonic()
+        with self._cond:
+            due = [h for h in self.hosts if h.down is not None and not h.probing
+                   and now - h.down_at >= REJOIN_SECONDS]
+            for host in due:
+                host.probing = True
+        for host in due:
+            back = False
+            try:
+                if self._alive(host):
+                    host.backend.load()
+                    back = True
+            except AicpError:
+                pass
+            with self._cond:
+                host.probing = False
+                if back:
+                    host.down, host.error, host.failures = None, None, 0
+                    host.generation += 1
+                else:
+                    host.down_at = time.monotonic()
+                self._cond.notify_all()
+            if back:
+                self._say(f"Ollama host {host.url} back in rotation: it answers again")
 
-        :raises BackendUnavailable: every host is down.
+    def _acquire(self, avoid: set[tuple[str, int]] | frozenset[tuple[str, int]] = frozenset()) -> _Host | None:
+        """A live host with a free slot (waits for one), not one of ``avoid``; ``None`` when
+        every live host is in ``avoid`` (``(url, generation)``: a host that came back since is
+        not avoided). Hosts due to be tried again are tried first.
+
+        :raises BackendUnavailable: every host is down (none due to be tried again answers).
         """
+        self._rejoin()
         with self._cond:
             while True:
                 live = [h for h in self.hosts if h.down is None]
                 if not live:
+                    if any(h.probing for h in self.hosts):  # another request is trying one again
+                        self._cond.wait(0.5)
+                        continue
                     raise self._all_down()
-                live = [h for h in live if h.url not in avoid]
+                live = [h for h in live if (h.url, h.generation) not in avoid]
                 if not live:
                     return None
                 free = [h for h in live if h.in_flight < self.per_host]
@@ -221,7 +262,7 @@ class OllamaPool(LLMBackend):
         :raises BackendUnavailable: every host is down. :raises RecordError: the record's own failure.
         """
         self.load()
-        tried: set[str] = set()
+        tried: set[tuple[str, int]] = set()
         last: RecordError | None = None
         while True:
             host = self._acquire(tried)
@@ -247,7 +288,7 @@ class OllamaPool(LLMBackend):
                 self._failed(host, exc)
                 if streamed[0]:
                     raise
-                tried.add(host.url)
+                tried.add((host.url, host.generation))
                 last = exc
                 continue
             finally:
@@ -262,7 +303,7 @@ class OllamaPool(LLMBackend):
              json_schema: dict[str, Any] | None = None) -> Iterator[ChatChunk]:
         """Stream a reply from one live host; sent to another host only while nothing was streamed."""
         self.load()
-        tried: set[str] = set()
+        tried: set[tuple[str, int]] = set()
         last: RecordError | None = None
         while True:
             host = self._acquire(tried)
@@ -288,7 +329,7 @@ class OllamaPool(LLMBackend):
                 self._failed(host, exc)
                 if streamed:
                     raise
-                tried.add(host.url)
+                tried.add((host.url, host.generation))
                 last = exc
             finally:
                 self._release(host)
@@ -300,12 +341,13 @@ class OllamaPool(LLMBackend):
             host.backend.abort()
 
     def unload(self) -> None:
-        """Unload the model on every live host at once (``keep_alive: 0``, ``/api/ps`` wait);
-        hosts taken out only get their connections closed."""
+        """Unload the model on every host at once (``keep_alive: 0``, ``/api/ps`` wait): the live
+        ones and those taken out that still answer ``GET /api/version`` (one that kept failing
+        may hold the model); the others only get their connections closed."""
         self.loaded = False
 
         def one(host: _Host) -> None:
-            if host.down is None:
+            if host.down is None or self._alive(host):
                 host.backend.unload()
             else:
                 host.backend.abort()
@@ -314,4 +356,4 @@ class OllamaPool(LLMBackend):
             list(pool.map(one, self.hosts))
 
 
-__all__ = ["FAIL_LIMIT", "OllamaPool", "parse_hosts"]
+__all__ = ["FAIL_LIMIT", "REJOIN_SECONDS", "OllamaPool", "parse_hosts"]

@@ -387,5 +387,17 @@ def load_chain(config: str, overrides: Iterable[str] = (), *, stdin: IO[str] | N
     return spec
 
 
+def with_hosts(spec: ChainSpec, hosts: list[str] | None) -> ChainSpec:
+    """``spec`` with ``host`` of every script step set to ``hosts`` (``aicp run-chain --host``,
+    repeated or comma lists: several Ollama hosts); ``spec`` itself when ``hosts`` is empty."""
+    if not hosts:
+        return spec
+    steps = [step.model_copy(update={"host": list(hosts)}) if isinstance(step, ScriptStep) else step
+             for step in spec.steps]
+    copy = spec.model_copy(update={"steps": steps})
+    copy.source = spec.source
+    return copy
+
+
 __all__ = ["ChainSpec", "Prices", "ScriptStep", "VoiceStep", "apply_override", "load_chain",
-           "node_line", "parse_override"]
+           "node_line", "parse_override", "with_hosts"]

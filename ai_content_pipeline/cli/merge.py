@@ -43,7 +43,8 @@ def merge_command(files: tuple[str, ...], output: str | None, partial: bool, qui
     expanded here). Each record carries `_aicp` (shard, input line index, seq;
     `end` on a shard's last record); the merge checks that every shard is there
     and finished and that no record is missing or repeated, then writes each
-    record without `_aicp`. Inputs are never written: an output that is one of
+    record without `_aicp` (or with the input record's own `_aicp`, kept in the
+    tag as `orig`). Inputs are never written: an output that is one of
     them stops the merge (exit 2). Nothing is written when a shard is
     incomplete (exit 3, naming the gaps) unless --partial.
     """
@@ -70,6 +71,9 @@ def merge_command(files: tuple[str, ...], output: str | None, partial: bool, qui
     written, problems = result[0]
     if problems:
         raise MergeIncomplete(problems)
+    if written == 0:  # no file carries an end tag: an empty input, or shards killed before their first record
+        sys.stderr.write("aicp merge: warning: no shard file has a record: right for an input without records; "
+                         "if the input had some, a shard stopped before its first record (rerun it)\n")
     if not quiet:
         sys.stderr.write(f"aicp merge: {written} records from {len(paths)} files"
                          f"{f' -> {output}' if to_file else ''}\n")
