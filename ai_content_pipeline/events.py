@@ -284,12 +284,16 @@ class ConsoleEmitter(Emitter):
         self._stream = stream
         self._failures = FailureLines()
 
+    def _print(self, lines: list[str]) -> None:
+        out = self._stream or sys.stderr
+        out.write("".join(line + "\n" for line in lines))
+        out.flush()
+
     def _write_line(self, text: str) -> None:
+        """``text`` as notice lines (wrapped at 100 columns, each with the prefix)."""
         from .report import notice_lines
 
-        out = self._stream or sys.stderr
-        out.write("".join(line + "\n" for line in notice_lines(self.prog, text)))
-        out.flush()
+        self._print(notice_lines(self.prog, text))
 
     def close(self) -> None:
         """Print the ``… and N more`` line of failed records left out (see :mod:`.report`)."""
@@ -303,8 +307,10 @@ class ConsoleEmitter(Emitter):
                 return
             line = self._failures.add(fields.get("id"), fields.get("error"), fields.get("index"),
                                       upstream=bool(fields.get("upstream")))
-            if line:
-                self._write_line(line)
+            if line:  # one line, cut with … (the record's error object has it all)
+                from .report import one_line
+
+                self._print([one_line(self.prog, line)])
         elif event == "message":
             level = fields.get("level", "info")
             if level == "debug" or (self.quiet and level == "info"):
@@ -325,12 +331,10 @@ class ProgressBarEmitter(ConsoleEmitter):
         self.desc = prog
         self._bar: Any = None
 
-    def _write_line(self, text: str) -> None:
+    def _print(self, lines: list[str]) -> None:
         from tqdm import tqdm
 
-        from .report import notice_lines
-
-        for line in notice_lines(self.prog, text):
+        for line in lines:  # above the bar
             tqdm.write(line, file=self._stream or sys.stderr)
 
     def emit(self, event: str, **fields: Any) -> None:

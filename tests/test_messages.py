@@ -139,9 +139,55 @@ def test_notice_lines_fit_100_columns_with_one_prefix() -> None:
     emitter.record_error(0, "song-001", {"message": "word " * 40})
     emitter.close()
     lines = out.getvalue().splitlines()
-    assert len(lines) > 3
+    assert len(lines) == 5  # a notice of 4 lines, the failed record's 1
     assert all(len(line) <= WIDTH and line.startswith("aicp run-chain: ") for line in lines), lines
+    assert lines[-1].startswith("aicp run-chain: song-001: word word") and lines[-1].endswith("…")
     assert notice_lines("p", "") == ["p: "]
+
+
+def test_a_failed_record_is_one_line_without_terminal_escapes(monkeypatch: pytest.MonkeyPatch,
+                                                              tmp_path: Path) -> None:
+    long = orjson.dumps({"id": "s1-with-a-longer-id-of-30-chars", "script": {"text": "Hello there."}, "persona": "x" * 300})
+    res = _voice(monkeypatch, tmp_path, long + b"\n" + b'{"id": "s2"}\n')
+    err = res.stderr.splitlines()
+    assert res.exit_code == 3 and len(err) == 3, err  # one line per failed record, the summary
+    assert err[0].startswith("aicp-voice: s1-with-a-longer-id-of-30-chars: field 'persona'") and err[0].endswith("…") and len(err[0]) == WIDTH
+    out = io.StringIO()
+    emitter = ConsoleEmitter("aicp-voice", stream=out)
+    emitter.record_error(0, "s1", {"message": "bad \x1b[2J\x1b[31mred\r\nnext \x07 \u2028 line"})
+    emitter.message("file \x1b]0;title\x07 missing")
+    text = out.getvalue()
+    assert "\x1b" not in text and "\x07" not in text and "\r" not in text and "\u2028" not in text
+    assert text.splitlines() == ["aicp-voice: s1: bad \\x1b[2J\\x1b[31mred\\x0d next \\x07 \\u2028 line",
+                                 "aicp-voice: file \\x1b]0;title\\x07 missing"]
+
+
+def test_errors_and_hints_are_one_line_each_without_escapes() -> None:
+    res = invoke(script_cli.script_command, "aicp-script", ["-t", "\x1b[31mred\nx" + "x" * 30])
+    err = res.stderr.splitlines()
+    assert res.exit_code == 2 and len(err) == 2, err  # whole lines: paths in them stay copyable
+    assert err[0] == "aicp-script: error: unknown template '\\x1b[31mred x" + "x" * 30 + "'"
+    assert err[1].startswith("aicp-script: hint: choose one of: ")
+
+
+def test_usage_errors_carry_the_prefix_and_a_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ai_content_pipeline.cli.main import cli
+
+    res = invoke(script_cli.script_command, "aicp-script", ["--bogus"])
+    assert res.exit_code == 2 and res.stdout == ""
+    assert res.stderr.splitlines() == [
+        "aicp-script: error: No such option '--bogus'. (Did you mean one of: '--host', '--jobs', '--log'?)",
+        "aicp-script: hint: 'aicp-script -h' shows the options"]
+    sub = invoke(cli, "aicp", ["templates", "show"])
+    assert sub.exit_code == 2 and sub.stderr.splitlines() == [
+        "aicp templates show: error: Missing argument 'NAME|PATH'.",
+        "aicp templates show: hint: 'aicp templates show -h' shows the options"]
+    bad = invoke(cli, "aicp", ["bogus"])
+    assert bad.exit_code == 2 and bad.stderr.startswith("aicp: error: No such command 'bogus'.")
+    streamed = invoke(voice_cli.voice_command, "aicp-voice", ["--bitrate", "999", "--stream"])
+    event = orjson.loads(streamed.stderr)  # --stream after the bad option: still one JSON event
+    assert streamed.exit_code == 2 and event["event"] == "error" and event["exit_code"] == 2
+    assert "--bitrate" in event["message"] and event["hint"] == "'aicp-voice -h' shows the options"
 
 
 def test_one_command_one_prefix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
