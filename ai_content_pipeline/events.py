@@ -351,8 +351,11 @@ class ProgressBarEmitter(ConsoleEmitter):
                                                hasattr(out, "isatty") and out.isatty())
                 if options is None:  # total unknown yet, or a terminal that cannot redraw
                     return
-                self._bar = tqdm(desc=self.desc, file=out, **options)
             done = fields["completed"] + fields["failed"] + fields["skipped"]
+            if self._bar is None:
+                # drawn first at the count it starts from: a bar made at 0 and moved at once
+                # would show thousands of records a second
+                self._bar = tqdm(desc=self.desc, file=out, initial=done, **options)
             if fields.get("total") is not None:
                 self._bar.total = fields["total"]
             self._bar.n = done

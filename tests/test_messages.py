@@ -236,6 +236,22 @@ def test_progress_bar_waits_for_a_total_and_leaves_nothing(monkeypatch: pytest.M
     assert dumb.getvalue() == "aicp-voice: hello\n"
 
 
+def test_progress_bar_first_drawn_at_its_first_count_has_no_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first ``progress`` event comes after the first record: a bar made then at 0 and
+    moved to 1 at once drew a rate of thousands of records a second (``1/2 [00:00, 12018rec/s]``)."""
+    import re
+
+    monkeypatch.setenv("TERM", "xterm")
+    out = _Tty()
+    bar = ProgressBarEmitter("aicp-voice", stream=out)
+    bar.progress(2, 1, 0, 0)
+    drawn = out.getvalue()
+    assert "1/2" in drawn and "0/2" not in drawn
+    rates = [float(r) for r in re.findall(r"([0-9.]+)rec/s", drawn)]
+    assert rates == [], drawn  # no rate from one count: "?rec/s"
+    bar.close()
+
+
 def test_console_scripts_say_h_in_a_subprocess() -> None:
     import subprocess
 
