@@ -345,14 +345,13 @@ class ProgressBarEmitter(ConsoleEmitter):
         from .report import progress_bar_options
 
         if event == "progress":
+            done = fields["completed"] + fields["failed"] + fields["skipped"]
             if self._bar is None:
                 out = self._stream or sys.stderr
                 options = progress_bar_options(fields.get("total"), os.environ.get("TERM"),
                                                hasattr(out, "isatty") and out.isatty())
                 if options is None:  # total unknown yet, or a terminal that cannot redraw
                     return
-            done = fields["completed"] + fields["failed"] + fields["skipped"]
-            if self._bar is None:
                 # drawn first at the count it starts from: a bar made at 0 and moved at once
                 # would show thousands of records a second
                 self._bar = tqdm(desc=self.desc, file=out, initial=done, **options)
