@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from ..checks import Checks
-from ..errors import ConfigError, InputError, UsageError
+from ..errors import AicpError, ConfigError, InputError, UsageError
 from ..faults import path_problem
 from ..limits import MaxTokens, Seed, Temperature, TopP
 from ..records import content_hash, get_path
@@ -600,26 +601,64 @@ def _origin(kind: str, name: str) -> dict[str, Any]:
     return out
 
 
-def list_templates() -> list[dict[str, Any]]:
+def _listed(loader: Callable[[str], Any], name: str, problems: list[AicpError] | None) -> Any:
+    """``loader(name)``, or ``None`` for a file that cannot be loaded (its error added to
+    ``problems``): one broken file in the user folder does not hide the others."""
+    try:
+        return loader(name)
+    except AicpError as exc:
+        if problems is not None:
+            problems.append(exc)
+        return None
+
+
+def folder_problem(kind: str) -> AicpError | None:
+    """Why the user folder of ``kind`` cannot hold files (``AICP_HOME`` names a file...), or ``None``."""
+    folder = user_folder(kind)
+    for path in (folder.parent, folder):
+        if path.exists() and not path.is_dir():
+            return ConfigError(f"user folder {path}: not a folder, so no own {kind}s are found",
+                               hint="set AICP_HOME (or XDG_CONFIG_HOME) to a folder")
+    return None
+
+
+def _note_folder(kind: str, problems: list[AicpError] | None) -> None:
+    problem = folder_problem(kind)
+    if problem is not None and problems is not None:
+        problems.append(problem)
+
+
+def list_templates(problems: list[AicpError] | None = None) -> list[dict[str, Any]]:
     """Summaries of the templates found by name (user folder and built-in), sorted by name:
     name, version, description, target_words, required, sections (count), checks (the names
     of the checks it runs), source (``user`` or ``builtin``), path, and ``overrides:
-    "builtin"`` for a user template that hides the built-in of its name."""
+    "builtin"`` for a user template that hides the built-in of its name.
+
+    A user file that cannot be loaded (invalid YAML or fields, a ``name:`` other than its
+    file's) is left out, and so is a user folder that is no folder: their errors are added
+    to ``problems`` when it is given (the CLI warns; a service catalog still answers)."""
+    _note_folder("template", problems)
     out = []
     for name in _names("template"):
-        t = load_template(name)
+        t = _listed(load_template, name, problems)
+        if t is None:
+            continue
         out.append({"name": t.name, "version": t.version, "description": t.description,
                     "target_words": t.target_words, "required": t.required,
                     "sections": len(t.sections), "checks": t.checks.names(), **_origin("template", name)})
     return out
 
 
-def list_personas() -> list[dict[str, Any]]:
+def list_personas(problems: list[AicpError] | None = None) -> list[dict[str, Any]]:
     """Summaries of the personas found by name (user folder and built-in), sorted by name:
-    name, display_name, station, style, source, path (and ``overrides``, as templates)."""
+    name, display_name, station, style, source, path (and ``overrides``, as templates).
+    Files that cannot be loaded are left out, their errors added to ``problems`` (as templates)."""
+    _note_folder("persona", problems)
     out = []
     for name in _names("persona"):
-        p = load_persona(name)
+        p = _listed(load_persona, name, problems)
+        if p is None:
+            continue
         out.append({"name": p.name, "display_name": p.display_name, "station": p.station,
                     "style": p.style, **_origin("persona", name)})
     return out
