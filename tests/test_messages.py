@@ -385,3 +385,21 @@ def test_progress_bar_on_a_pseudo_terminal(tmp_path: Path) -> None:
     dumb = _voice_on_a_pty(tmp_path, "dumb", [str(tmp_path / "in.jsonl")])
     assert "\r" not in dumb.replace("\r\n", "\n") and "rec" not in dumb
     assert dumb.replace("\r\n", "\n").splitlines()[-1].startswith("aicp voice: 3 ok, 0 failed")
+
+
+def test_version_and_help_piped_to_a_reader_that_leaves_exit_0() -> None:
+    """``aicp --version | head -1``: the whole output was taken, so the exit status is 0; the
+    stdout watch used to interrupt the process while it ended and turn it into 141 now and then."""
+    import os
+    import subprocess
+
+    bin_dir = os.path.dirname(sys.executable)
+    codes = []
+    for args in [["aicp", "--version"], ["aicp-script", "--version"], ["aicp", "logs", "-h"]] * 7:
+        proc = subprocess.Popen([os.path.join(bin_dir, args[0]), *args[1:]], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        proc.stdout.close()  # as head -1 does once it has its line
+        codes.append(proc.wait(timeout=60))
+    assert codes == [0] * len(codes)

@@ -83,9 +83,18 @@ class _ReaderWatch:
         self.closed = threading.Event()
         self.done = False
         self.started = False
+        self.armed = False
+
+    def arm(self) -> None:
+        """Let :meth:`start` watch: the console-script entry arms it, a command starts it when it
+        runs. ``--version`` and ``-h`` end while parsing, so a reader that leaves after taking
+        their whole output (``aicp --version | head -1``) never turns a success into 141."""
+        self.armed = True
 
     def start(self) -> None:
         """Start watching fd 1 when it is a pipe or a socket (a file or terminal never closes)."""
+        if not self.armed or self.started or self.done:
+            return
         try:
             mode = os.fstat(1).st_mode
         except OSError:
@@ -163,6 +172,7 @@ class AicpCommand(click.Command):
 
     def invoke(self, ctx: click.Context) -> Any:
         SEEN.prog = ctx.command_path
+        _WATCH.start()  # the command runs now (parsing is over): watch stdout's reader
         return super().invoke(ctx)
 
 
@@ -301,7 +311,7 @@ def entry(command: click.Command, prog_name: str) -> None:
     if not _standard_streams(prog_name):
         sys.exit(ExitStatus.BROKEN_PIPE)
     try:
-        _WATCH.start()
+        _WATCH.arm()
         code = run_cli(command, prog_name)
     except KeyboardInterrupt:  # the watch's signal, just as the command ended
         code = ExitStatus.BROKEN_PIPE if _WATCH.closed.is_set() else ExitStatus.INTERRUPTED
