@@ -60,6 +60,20 @@ class SettingsTTS(SpeechTTS):
 
 
 # -- a persona travels with its records ---------------------------------------------------------
+def test_a_script_from_before_persona_voice_gets_a_hint_to_give_the_file(monkeypatch, tmp_path) -> None:
+    old = {**SONG, "script": {"text": "Here is T.", "persona": "lola"}}  # no persona_voice
+    res, _ = voice(monkeypatch, tmp_path, [old])
+    [out] = records_of(res.stdout)
+    assert res.exit_code == 3 and out["error"]["message"] == "unknown persona 'lola'"
+    assert out["error"]["hint"].endswith("a script from a persona file: give the file, --persona ./lola.yaml")
+    for bad, says in [("Rösa", "is not a persona name"), ("x" * 65, "is not a persona name"),
+                      ("../rosa", "a record may name a persona, not a file")]:
+        res, _ = voice(monkeypatch, tmp_path, [{**old, "persona": bad}])
+        error = records_of(res.stdout)[0]["error"]
+        assert error["message"].endswith(says) and error["field"] == "persona"
+        assert ("not a file" in error["message"]) == ("/" in bad)
+
+
 def test_a_persona_file_travels_to_voice_without_the_file(monkeypatch, tmp_path) -> None:
     rosa = tmp_path / "rosa.yaml"
     rosa.write_text(ROSA)

@@ -547,10 +547,14 @@ class Personas:
             if chosen is not None and name == chosen.name:
                 return chosen
             if not is_name(name):
-                raise InputError(
-                    f"field '{field}' is not a persona name: a record may name a persona, not a file",
-                    hint="give a persona file on the command line (--persona FILE); records then use its name",
-                    field=field)
+                if _is_path(name) or ".." in name:
+                    raise InputError(
+                        f"field '{field}' is not a persona name: a record may name a persona, not a file",
+                        hint="give a persona file on the command line (--persona FILE); records then use its name",
+                        field=field)
+                raise InputError(f"field '{field}' is not a persona name", field=field,
+                                 hint="a name is 1-64 ASCII letters, digits, '.', '_' or '-', starting with a "
+                                      "letter or digit")
             if carried is not None:
                 voice = get_path(record, carried[1])
                 if voice is not None and get_path(record, carried[0]) == name:
@@ -558,10 +562,13 @@ class Personas:
             try:
                 return self.named(name)
             except UsageError as exc:  # records name personas only: no "or give a .yaml path" here
+                from_file = carried is not None and field == carried[0]  # a script made with -p FILE
                 raise InputError(exc.message, field=field,
                                  hint=f"choose one of: {', '.join(_names('persona'))}"
                                       + (f", {chosen.name}" if chosen is not None else "")
-                                      + " (your own: aicp personas new NAME)") from exc
+                                      + (f"; a script from a persona file: give the file, --persona "
+                                         f"./{name}.yaml" if from_file else
+                                         " (your own: aicp personas new NAME)")) from exc
         if chosen is not None:
             return chosen
         return self.named(DEFAULT_PERSONA) if self.required else None
