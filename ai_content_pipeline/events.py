@@ -207,10 +207,11 @@ STEP_EVENT_PREFIXES = ("record_", "model_", "chunk_")
 
 
 class StepEmitter(Emitter):
-    """Numbers the events of one chain step: every ``record_*``, ``model_*``, ``chunk_*``
-    and ``progress`` event gets ``step`` (1-based) and goes on to ``inner``.
+    """Numbers the events of one chain step: every ``record_*``, ``model_*``, ``chunk_*``,
+    ``progress`` and ``message`` event (a notice of the step, e.g. what ``auto`` chose)
+    gets ``step`` (1-based) and goes on to ``inner``.
 
-    Other events (``message``...) pass unchanged; so does a ``step`` the caller set.
+    Other events pass unchanged; so does a ``step`` the caller set.
     Everything else (``elapsed_seconds``, the stream) is ``inner``'s.
     """
 
@@ -220,7 +221,7 @@ class StepEmitter(Emitter):
         self.step = step
 
     def emit(self, event: str, **fields: Any) -> None:
-        if event == "progress" or event.startswith(STEP_EVENT_PREFIXES):
+        if event in ("progress", "message") or event.startswith(STEP_EVENT_PREFIXES):
             fields.setdefault("step", self.step)
         self.inner.emit(event, **fields)
 
