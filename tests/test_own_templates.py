@@ -167,6 +167,11 @@ def test_user_folder_follows_aicp_home_then_xdg(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", "relative/path")  # not absolute: ignored, as the spec says
     monkeypatch.setenv("HOME", str(tmp_path / "h"))
     assert user_dir() == tmp_path / "h" / ".config" / "aicp"
+    monkeypatch.setenv("AICP_HOME", "mine")  # relative: from the current folder, said absolute
+    monkeypatch.chdir(tmp_path)
+    assert user_dir() == tmp_path / "mine"
+    res = invoke(cli, "aicp", ["personas", "new", "rosa"])
+    assert res.exit_code == 0 and res.stdout == f"{tmp_path / 'mine' / 'personas' / 'rosa.yaml'}\n"
 
 
 def test_user_persona_and_template_found_by_name_and_by_records(monkeypatch, tmp_path) -> None:

@@ -320,10 +320,11 @@ _FOLDERS = {"template": ("templates", TEMPLATE_DIR), "persona": ("personas", PER
 def user_dir() -> Path:
     """The user folder of own templates and personas: ``$AICP_HOME`` when set, else
     ``$XDG_CONFIG_HOME/aicp`` (an absolute ``XDG_CONFIG_HOME`` only, as the XDG spec says),
-    else ``~/.config/aicp``. It holds ``templates/NAME.yaml`` and ``personas/NAME.yaml``."""
+    else ``~/.config/aicp`` (always absolute). It holds ``templates/NAME.yaml`` and
+    ``personas/NAME.yaml``."""
     home = os.environ.get("AICP_HOME")
-    if home:
-        return Path(home).expanduser()
+    if home:  # a relative one is taken from the current folder, and said as an absolute path
+        return Path(home).expanduser().absolute()
     xdg = os.environ.get("XDG_CONFIG_HOME")
     base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".config"
     return base / "aicp"
