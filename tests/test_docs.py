@@ -13,7 +13,7 @@ from tests.docs import ROOT, aicp_subcommands, commands, example_paths, help_exa
 PLACEHOLDERS = {"refs/julie.wav", "refs/host.wav", "/models/chatterbox",
                 "./rosa.yaml"}  # the persona file a reader writes (aicp personas show julie > rosa.yaml)
 #: Programs examples may run besides aicp's own.
-TOOLS = {"make", "jq", "curl", "pip", "export", "eval", ".", "head", "ls", "cat", "sed", "parallel",
+TOOLS = {"make", "mkdir", "jq", "curl", "pip", "export", "eval", ".", "head", "ls", "cat", "sed", "parallel",
          "sqlite-utils"}
 #: Options whose value is a file or folder the command writes.
 OUTPUT_OPTIONS = {"--checkpoint", "--out-dir", "-o", "--work-dir", "--data-dir", "--checkpoint-dir"}
@@ -91,3 +91,30 @@ def test_every_examples_path_named_anywhere_exists() -> None:
 def test_the_old_placeholder_names_are_gone() -> None:
     for where, text in SOURCES:
         assert "pipeline.yaml" not in text, where
+
+
+def test_the_own_templates_block_runs_as_written_for_a_new_user(tmp_path: Path) -> None:
+    """README's "Your own templates and personas" block, in a fresh HOME (no ~/.config/aicp yet),
+    with test doubles as the models: it used to redirect into a folder nothing had made."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("jq") is None:
+        pytest.skip("needs jq")
+    [block] = [b for b in readme_blocks() if "aicp personas new rosa" in b.text]
+    run = f'"{sys.executable}" -m tests.chain_doubles'
+    script = (f"aicp() {{ {run} \"$@\"; }}\naicp-script() {{ {run} script \"$@\"; }}\n"
+              f"aicp-voice() {{ {run} voice \"$@\"; }}\ncd {tmp_path}\n" + block.text)
+    env = {k: v for k, v in os.environ.items() if k not in ("AICP_HOME", "XDG_CONFIG_HOME")}
+    env.update(HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT), TERM="dumb")
+    (tmp_path / "home").mkdir()
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=ROOT, env=env,
+                          capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    folder = tmp_path / "home" / ".config" / "aicp"
+    assert (folder / "personas" / "rosa.yaml").is_file()
+    assert (folder / "templates" / "my-intro.yaml").read_text().startswith("name: my-intro\n")
+    assert len(os.listdir(tmp_path / "out")) == 4 and "rosa\tuser" in proc.stdout.decode()
