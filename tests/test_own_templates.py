@@ -355,3 +355,15 @@ def test_new_never_replaces_a_link_or_a_file(tmp_path) -> None:
         assert res.exit_code == 2 and "exists; it was not overwritten" in res.stderr
     assert target.read_text() == "keep" and not (tmp_path / "nowhere").exists()
     assert (folder / "dangling.yaml").is_symlink()
+
+
+@pytest.mark.parametrize("kind", ["templates", "personas"])
+def test_a_starter_stays_valid_in_a_folder_with_a_newline_in_its_name(kind, monkeypatch, tmp_path) -> None:
+    home = tmp_path / "odd\nname: x\t#"
+    monkeypatch.setenv("AICP_HOME", str(home))
+    res = invoke(cli, "aicp", [kind, "new", "mine"])
+    assert res.exit_code == 0, res.stderr
+    assert (home / kind / "mine.yaml").is_file()
+    shown = invoke(cli, "aicp", [kind, "show", "mine", "--json"])
+    assert shown.exit_code == 0, shown.stderr
+    assert orjson.loads(shown.stdout)["name"] == "mine"

@@ -751,8 +751,12 @@ def new_file(kind: str, name: str) -> Path:
     except OSError as exc:
         raise UsageError(f"cannot create the user folder {folder}: {exc.strerror}",
                          hint="set AICP_HOME to a folder you can write") from exc
+    from ..report import printable
+
+    # the path goes into a comment line: a newline in it (AICP_HOME is the user's) must not end it
+    shown = printable(str(target)).replace("\n", "\\n").replace("\t", "\\t")
     text = STARTERS[kind].format(name=name, display=name.replace("-", " ").replace("_", " ").title(),
-                                 path=target)
+                                 path=shown)
     from ..files import write_atomic
 
     try:
