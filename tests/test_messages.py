@@ -147,7 +147,7 @@ def test_notice_lines_fit_100_columns_with_one_prefix() -> None:
 
 def test_a_failed_record_is_one_line_without_terminal_escapes(monkeypatch: pytest.MonkeyPatch,
                                                               tmp_path: Path) -> None:
-    long = orjson.dumps({"id": "s1-with-a-longer-id-of-30-chars", "script": {"text": "Hello there."}, "persona": "x" * 300})
+    long = orjson.dumps({"id": "s1-with-a-longer-id-of-30-chars", "script": {"text": "Hello there."}, "persona": "x/" * 150})
     res = _voice(monkeypatch, tmp_path, long + b"\n" + b'{"id": "s2"}\n')
     err = res.stderr.splitlines()
     assert res.exit_code == 3 and len(err) == 3, err  # one line per failed record, the summary
