@@ -281,6 +281,12 @@ def test_completion_through_the_shell_protocol(tmp_path) -> None:
     assert proc.stdout.decode().splitlines() == ["plain,julie"]
 
 
+def test_run_chain_config_completes_as_a_file() -> None:
+    proc = run_bin("aicp", env={"_AICP_COMPLETE": "bash_complete", "COMP_WORDS": "aicp run-chain --config ex",
+                                "COMP_CWORD": "3"}, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.decode().splitlines() == ["file,ex"], proc.stderr
+
+
 def test_carried_settings_belong_to_the_name_in_script_persona_only(monkeypatch, tmp_path) -> None:
     record = {**SONG, "persona": "max", "script": {"text": "Hello there, night owls, here is a song.",
                                                   "persona": "rosa", "persona_voice": {"seed": 5}}}
