@@ -38,7 +38,8 @@ EVENTS: list[tuple[tuple[str, ...], str, str]] = [
      "a long-form section starts / streams (at most one a second) / is checkpointed"),
     (("run_complete",), "`stage`, `records`, `tokens`, `words`, `audio_seconds`, `seconds`; aicp-script adds "
                         "`checks` (`{passed, failed}`)", "the last event of aicp-script and aicp-voice"),
-    (("message",), "`level`, `message`", "a notice (e.g. which backend `auto` chose)"),
+    (("message",), "`level`, `message` (`step` when a chain step sent it)",
+     "a notice (e.g. which backend `auto` chose)"),
     (("error",), "`message`, `hint`, `exit_code`",
      "a fatal error, instead of plain text (aicp run-chain: after `pipeline_complete`)"),
     (("pipeline_complete",), "`success`, `steps_completed`, `total_steps`, `total_cost`, `total_time`, "

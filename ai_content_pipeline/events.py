@@ -207,10 +207,11 @@ STEP_EVENT_PREFIXES = ("record_", "model_", "chunk_")
 
 
 class StepEmitter(Emitter):
-    """Numbers the events of one chain step: every ``record_*``, ``model_*``, ``chunk_*``
-    and ``progress`` event gets ``step`` (1-based) and goes on to ``inner``.
+    """Numbers the events of one chain step: every ``record_*``, ``model_*``, ``chunk_*``,
+    ``progress`` and ``message`` event (a notice of the step, e.g. what ``auto`` chose)
+    gets ``step`` (1-based) and goes on to ``inner``.
 
-    Other events (``message``...) pass unchanged; so does a ``step`` the caller set.
+    Other events pass unchanged; so does a ``step`` the caller set.
     Everything else (``elapsed_seconds``, the stream) is ``inner``'s.
     """
 
@@ -220,7 +221,7 @@ class StepEmitter(Emitter):
         self.step = step
 
     def emit(self, event: str, **fields: Any) -> None:
-        if event == "progress" or event.startswith(STEP_EVENT_PREFIXES):
+        if event in ("progress", "message") or event.startswith(STEP_EVENT_PREFIXES):
             fields.setdefault("step", self.step)
         self.inner.emit(event, **fields)
 
@@ -284,12 +285,16 @@ class ConsoleEmitter(Emitter):
         self._stream = stream
         self._failures = FailureLines()
 
+    def _print(self, lines: list[str]) -> None:
+        out = self._stream or sys.stderr
+        out.write("".join(line + "\n" for line in lines))
+        out.flush()
+
     def _write_line(self, text: str) -> None:
+        """``text`` as notice lines (wrapped at 100 columns, each with the prefix)."""
         from .report import notice_lines
 
-        out = self._stream or sys.stderr
-        out.write("".join(line + "\n" for line in notice_lines(self.prog, text)))
-        out.flush()
+        self._print(notice_lines(self.prog, text))
 
     def close(self) -> None:
         """Print the ``… and N more`` line of failed records left out (see :mod:`.report`)."""
@@ -303,8 +308,10 @@ class ConsoleEmitter(Emitter):
                 return
             line = self._failures.add(fields.get("id"), fields.get("error"), fields.get("index"),
                                       upstream=bool(fields.get("upstream")))
-            if line:
-                self._write_line(line)
+            if line:  # one line, cut with … (the record's error object has it all)
+                from .report import one_line
+
+                self._print([one_line(self.prog, line)])
         elif event == "message":
             level = fields.get("level", "info")
             if level == "debug" or (self.quiet and level == "info"):
@@ -325,12 +332,10 @@ class ProgressBarEmitter(ConsoleEmitter):
         self.desc = prog
         self._bar: Any = None
 
-    def _write_line(self, text: str) -> None:
+    def _print(self, lines: list[str]) -> None:
         from tqdm import tqdm
 
-        from .report import notice_lines
-
-        for line in notice_lines(self.prog, text):
+        for line in lines:  # above the bar
             tqdm.write(line, file=self._stream or sys.stderr)
 
     def emit(self, event: str, **fields: Any) -> None:
@@ -341,14 +346,16 @@ class ProgressBarEmitter(ConsoleEmitter):
         from .report import progress_bar_options
 
         if event == "progress":
+            done = fields["completed"] + fields["failed"] + fields["skipped"]
             if self._bar is None:
                 out = self._stream or sys.stderr
                 options = progress_bar_options(fields.get("total"), os.environ.get("TERM"),
                                                hasattr(out, "isatty") and out.isatty())
                 if options is None:  # total unknown yet, or a terminal that cannot redraw
                     return
-                self._bar = tqdm(desc=self.desc, file=out, **options)
-            done = fields["completed"] + fields["failed"] + fields["skipped"]
+                # drawn first at the count it starts from: a bar made at 0 and moved at once
+                # would show thousands of records a second
+                self._bar = tqdm(desc=self.desc, file=out, initial=done, **options)
             if fields.get("total") is not None:
                 self._bar.total = fields["total"]
             self._bar.n = done

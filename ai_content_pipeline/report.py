@@ -2,8 +2,10 @@
 
 - Every line starts with the command's prefix (``aicp-script: ``) and fits
   :data:`WIDTH` (100) columns: a longer notice is wrapped onto more lines, each with
-  the same prefix (:func:`notice_lines`).
-- Each failed record gets one line, ``ID: message`` (:func:`failure_text`), up to
+  the same prefix (:func:`notice_lines`); control characters in it (a terminal escape
+  in a file name or a record) print as ``\\xNN`` (:func:`printable`).
+- Each failed record gets one line, ``ID: message`` (:func:`failure_text`), cut to the
+  width with ``…`` (:func:`one_line`; the whole error object is on stdout), up to
   :data:`FAILURE_CAP` (10) a run; the rest are counted into one ``… and N more`` line
   (:class:`FailureLines`). Records that arrive failed from an earlier step or command
   were reported there and get no line of their own (they are counted in the summary).
@@ -26,16 +28,34 @@ WIDTH = 100
 FAILURE_CAP = 10
 
 
+def printable(text: str) -> str:
+    """``text`` with every control character but newline and tab written as ``\\xNN`` (or
+    ``\\uNNNN``), so a file name or record field cannot move the cursor, recolour or clear
+    the terminal it is printed on."""
+    if text.isprintable():
+        return text
+    return "".join(c if c in "\n\t" or c.isprintable() else
+                   (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}") for c in text)
+
+
 def notice_lines(prefix: str, text: str, width: int = WIDTH) -> list[str]:
     """``text`` as lines of at most ``width`` columns, each starting with ``prefix: ``.
 
-    Words are kept whole where they fit; a word longer than a line (a long path) is split.
+    Words are kept whole where they fit; a word longer than a line (a long path) is split;
+    newlines and tabs become spaces, other control characters ``\\xNN`` (:func:`printable`).
     :returns: at least one line (an empty ``text`` gives ``"prefix: "``).
     """
     head = f"{prefix}: "
     room = max(width - len(head), 20)
-    parts = textwrap.wrap(text, width=room, break_on_hyphens=False, break_long_words=True) or [""]
+    parts = textwrap.wrap(printable(text), width=room, break_on_hyphens=False, break_long_words=True) or [""]
     return [head + part for part in parts]
+
+
+def one_line(prefix: str, text: str, width: int = WIDTH) -> str:
+    """``prefix: text`` as exactly one line of at most ``width`` columns: whitespace runs
+    become one space, control characters ``\\xNN``, and a longer line ends in ``…``."""
+    line = f"{prefix}: " + " ".join(printable(text).split())
+    return line if len(line) <= width else line[:width - 1].rstrip() + "…"
 
 
 def failure_text(record_id: str | None, error: Any, index: int | None = None) -> str:

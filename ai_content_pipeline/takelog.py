@@ -197,6 +197,8 @@ class TakeLog:
     def _open(self) -> sqlite3.Connection:
         from . import __version__
 
+        # its folder is made like every output's (checked at the start: it can be made)
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         conn = _connect(self.path)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")

@@ -7,6 +7,7 @@ README's jq one-liners run as written.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -99,6 +100,17 @@ def test_stream_contract(chain_dir: Path) -> None:
     unloads = [i for i, ev in enumerate(events) if ev["event"] == "model_unload"]
     assert events[unloads[0]]["backend"] == "fake" and events[loads[1]]["backend"] == "fake-tts"
     assert unloads[0] < names.index("step_complete") < loads[1]
+
+
+def test_a_notice_sent_by_a_step_carries_its_number() -> None:
+    from ai_content_pipeline.events import StepEmitter
+
+    out = io.StringIO()
+    inner = StreamEmitter(enabled=True, stream=out)
+    StepEmitter(inner, 2).message("backend auto: using piper for speech")
+    inner.message("between steps")
+    first, second = (orjson.loads(line) for line in out.getvalue().splitlines())
+    assert first["event"] == "message" and first["step"] == 2 and "step" not in second
 
 
 def test_step_error_carries_the_message(chain_dir: Path) -> None:

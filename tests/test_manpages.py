@@ -42,8 +42,8 @@ def test_pages_carry_exit_codes_events_and_examples(tmp_path: Path, page: str) -
     assert "\\fBrecord_complete\\fR" in text and "\\fBmodel_unload\\fR" in text
 
 
-@pytest.mark.parametrize("page,codes", [("aicp-doctor", ("0", "4")), ("aicp-templates", ("0", "2")),
-                                        ("aicp-personas", ("0", "2"))])
+@pytest.mark.parametrize("page,codes", [("aicp-doctor", ("0", "4")), ("aicp-templates", ("0", "2", "3")),
+                                        ("aicp-personas", ("0", "2", "3"))])
 def test_doctor_templates_and_personas_have_pages(page: str, codes: tuple[str, ...]) -> None:
     text = (ROOT / "man" / f"{page}.1").read_text()
     for section in (".SH NAME", ".SH SYNOPSIS", ".SH OPTIONS", ".SH EXIT STATUS", ".SH EXAMPLES"):

@@ -139,9 +139,55 @@ def test_notice_lines_fit_100_columns_with_one_prefix() -> None:
     emitter.record_error(0, "song-001", {"message": "word " * 40})
     emitter.close()
     lines = out.getvalue().splitlines()
-    assert len(lines) > 3
+    assert len(lines) == 5  # a notice of 4 lines, the failed record's 1
     assert all(len(line) <= WIDTH and line.startswith("aicp run-chain: ") for line in lines), lines
+    assert lines[-1].startswith("aicp run-chain: song-001: word word") and lines[-1].endswith("…")
     assert notice_lines("p", "") == ["p: "]
+
+
+def test_a_failed_record_is_one_line_without_terminal_escapes(monkeypatch: pytest.MonkeyPatch,
+                                                              tmp_path: Path) -> None:
+    long = orjson.dumps({"id": "s1-with-a-longer-id-of-30-chars", "script": {"text": "Hello there."}, "persona": "x/" * 150})
+    res = _voice(monkeypatch, tmp_path, long + b"\n" + b'{"id": "s2"}\n')
+    err = res.stderr.splitlines()
+    assert res.exit_code == 3 and len(err) == 3, err  # one line per failed record, the summary
+    assert err[0].startswith("aicp-voice: s1-with-a-longer-id-of-30-chars: field 'persona'") and err[0].endswith("…") and len(err[0]) == WIDTH
+    out = io.StringIO()
+    emitter = ConsoleEmitter("aicp-voice", stream=out)
+    emitter.record_error(0, "s1", {"message": "bad \x1b[2J\x1b[31mred\r\nnext \x07 \u2028 line"})
+    emitter.message("file \x1b]0;title\x07 missing")
+    text = out.getvalue()
+    assert "\x1b" not in text and "\x07" not in text and "\r" not in text and "\u2028" not in text
+    assert text.splitlines() == ["aicp-voice: s1: bad \\x1b[2J\\x1b[31mred\\x0d next \\x07 \\u2028 line",
+                                 "aicp-voice: file \\x1b]0;title\\x07 missing"]
+
+
+def test_errors_and_hints_are_one_line_each_without_escapes() -> None:
+    res = invoke(script_cli.script_command, "aicp-script", ["-t", "\x1b[31mred\nx" + "x" * 30])
+    err = res.stderr.splitlines()
+    assert res.exit_code == 2 and len(err) == 2, err  # whole lines: paths in them stay copyable
+    assert err[0] == "aicp-script: error: unknown template '\\x1b[31mred x" + "x" * 30 + "'"
+    assert err[1].startswith("aicp-script: hint: choose one of: ")
+
+
+def test_usage_errors_carry_the_prefix_and_a_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ai_content_pipeline.cli.main import cli
+
+    res = invoke(script_cli.script_command, "aicp-script", ["--bogus"])
+    assert res.exit_code == 2 and res.stdout == ""
+    assert res.stderr.splitlines() == [
+        "aicp-script: error: No such option '--bogus'. (Did you mean one of: '--host', '--jobs', '--log'?)",
+        "aicp-script: hint: 'aicp-script -h' shows the options"]
+    sub = invoke(cli, "aicp", ["templates", "show"])
+    assert sub.exit_code == 2 and sub.stderr.splitlines() == [
+        "aicp templates show: error: Missing argument 'NAME|PATH'.",
+        "aicp templates show: hint: 'aicp templates show -h' shows the options"]
+    bad = invoke(cli, "aicp", ["bogus"])
+    assert bad.exit_code == 2 and bad.stderr.startswith("aicp: error: No such command 'bogus'.")
+    streamed = invoke(voice_cli.voice_command, "aicp-voice", ["--bitrate", "999", "--stream"])
+    event = orjson.loads(streamed.stderr)  # --stream after the bad option: still one JSON event
+    assert streamed.exit_code == 2 and event["event"] == "error" and event["exit_code"] == 2
+    assert "--bitrate" in event["message"] and event["hint"] == "'aicp-voice -h' shows the options"
 
 
 def test_one_command_one_prefix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -188,6 +234,22 @@ def test_progress_bar_waits_for_a_total_and_leaves_nothing(monkeypatch: pytest.M
     plain.message("hello")
     plain.close()
     assert dumb.getvalue() == "aicp-voice: hello\n"
+
+
+def test_progress_bar_first_drawn_at_its_first_count_has_no_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first ``progress`` event comes after the first record: a bar made then at 0 and
+    moved to 1 at once drew a rate of thousands of records a second (``1/2 [00:00, 12018rec/s]``)."""
+    import re
+
+    monkeypatch.setenv("TERM", "xterm")
+    out = _Tty()
+    bar = ProgressBarEmitter("aicp-voice", stream=out)
+    bar.progress(2, 1, 0, 0)
+    drawn = out.getvalue()
+    assert "1/2" in drawn and "0/2" not in drawn
+    rates = [float(r) for r in re.findall(r"([0-9.]+)rec/s", drawn)]
+    assert rates == [], drawn  # no rate from one count: "?rec/s"
+    bar.close()
 
 
 def test_console_scripts_say_h_in_a_subprocess() -> None:
@@ -323,3 +385,21 @@ def test_progress_bar_on_a_pseudo_terminal(tmp_path: Path) -> None:
     dumb = _voice_on_a_pty(tmp_path, "dumb", [str(tmp_path / "in.jsonl")])
     assert "\r" not in dumb.replace("\r\n", "\n") and "rec" not in dumb
     assert dumb.replace("\r\n", "\n").splitlines()[-1].startswith("aicp voice: 3 ok, 0 failed")
+
+
+def test_version_and_help_piped_to_a_reader_that_leaves_exit_0() -> None:
+    """``aicp --version | head -1``: the whole output was taken, so the exit status is 0; the
+    stdout watch used to interrupt the process while it ended and turn it into 141 now and then."""
+    import os
+    import subprocess
+
+    bin_dir = os.path.dirname(sys.executable)
+    codes = []
+    for args in [["aicp", "--version"], ["aicp-script", "--version"], ["aicp", "logs", "-h"]] * 7:
+        proc = subprocess.Popen([os.path.join(bin_dir, args[0]), *args[1:]], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        proc.stdout.close()  # as head -1 does once it has its line
+        codes.append(proc.wait(timeout=60))
+    assert codes == [0] * len(codes)

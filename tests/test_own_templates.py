@@ -60,6 +60,20 @@ class SettingsTTS(SpeechTTS):
 
 
 # -- a persona travels with its records ---------------------------------------------------------
+def test_a_script_from_before_persona_voice_gets_a_hint_to_give_the_file(monkeypatch, tmp_path) -> None:
+    old = {**SONG, "script": {"text": "Here is T.", "persona": "lola"}}  # no persona_voice
+    res, _ = voice(monkeypatch, tmp_path, [old])
+    [out] = records_of(res.stdout)
+    assert res.exit_code == 3 and out["error"]["message"] == "unknown persona 'lola'"
+    assert out["error"]["hint"].endswith("a script from a persona file: give the file, --persona ./lola.yaml")
+    for bad, says in [("Rösa", "is not a persona name"), ("x" * 65, "is not a persona name"),
+                      ("../rosa", "a record may name a persona, not a file")]:
+        res, _ = voice(monkeypatch, tmp_path, [{**old, "persona": bad}])
+        error = records_of(res.stdout)[0]["error"]
+        assert error["message"].endswith(says) and error["field"] == "persona"
+        assert ("not a file" in error["message"]) == ("/" in bad)
+
+
 def test_a_persona_file_travels_to_voice_without_the_file(monkeypatch, tmp_path) -> None:
     rosa = tmp_path / "rosa.yaml"
     rosa.write_text(ROSA)
@@ -153,6 +167,11 @@ def test_user_folder_follows_aicp_home_then_xdg(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", "relative/path")  # not absolute: ignored, as the spec says
     monkeypatch.setenv("HOME", str(tmp_path / "h"))
     assert user_dir() == tmp_path / "h" / ".config" / "aicp"
+    monkeypatch.setenv("AICP_HOME", "mine")  # relative: from the current folder, said absolute
+    monkeypatch.chdir(tmp_path)
+    assert user_dir() == tmp_path / "mine"
+    res = invoke(cli, "aicp", ["personas", "new", "rosa"])
+    assert res.exit_code == 0 and res.stdout == f"{tmp_path / 'mine' / 'personas' / 'rosa.yaml'}\n"
 
 
 def test_user_persona_and_template_found_by_name_and_by_records(monkeypatch, tmp_path) -> None:
@@ -262,6 +281,12 @@ def test_completion_through_the_shell_protocol(tmp_path) -> None:
     assert proc.stdout.decode().splitlines() == ["plain,julie"]
 
 
+def test_run_chain_config_completes_as_a_file() -> None:
+    proc = run_bin("aicp", env={"_AICP_COMPLETE": "bash_complete", "COMP_WORDS": "aicp run-chain --config ex",
+                                "COMP_CWORD": "3"}, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.decode().splitlines() == ["file,ex"], proc.stderr
+
+
 def test_carried_settings_belong_to_the_name_in_script_persona_only(monkeypatch, tmp_path) -> None:
     record = {**SONG, "persona": "max", "script": {"text": "Hello there, night owls, here is a song.",
                                                   "persona": "rosa", "persona_voice": {"seed": 5}}}
@@ -277,3 +302,74 @@ def test_carried_settings_belong_to_the_name_in_script_persona_only(monkeypatch,
 def test_help_has_examples(args) -> None:
     res = invoke(cli, "aicp", args)
     assert res.exit_code == 0 and "Examples:" in res.stdout and "aicp " in res.stdout.split("Examples:")[1]
+
+
+# -- a user folder with broken or hostile files --------------------------------------------------
+@pytest.mark.parametrize("kind", ["templates", "personas"])
+def test_list_names_a_broken_user_file_and_lists_the_others(kind, tmp_path) -> None:
+    folder = Path(os.environ["AICP_HOME"]) / kind
+    write_user(kind, "broken", "name: broken\nstyle: [unclosed\n")
+    write_user(kind, "other-name", "name: someone-else\nstyle: x\nsystem: s\nuser: u\n")
+    (folder / "passwd.yaml").symlink_to("/etc/passwd")  # a link to a file that is no mapping
+    os.mkfifo(folder / "pipe.yaml")  # not a regular file: ignored, never opened (no hang)
+    good = "name: fine\nsystem: s\nuser: u {{ title }}\n" if kind == "templates" else "name: fine\ndisplay_name: F\nstyle: x\n"
+    write_user(kind, "fine", good)
+    res = invoke(cli, "aicp", [kind, "list"])
+    listed = {item["name"]: item["source"] for item in records_of(res.stdout)}
+    assert res.exit_code == 3  # some files need fixing; the rest are listed
+    assert listed["fine"] == "user" and "broken" not in listed and "passwd" not in listed
+    assert len([n for n, s in listed.items() if s == "builtin"]) >= 3
+    err = res.stderr.splitlines()
+    prog = f"aicp {kind} list: "
+    assert all(line.startswith(prog) for line in err), err
+    warned = [line for line in err if line.startswith(prog + "warning: skipped ")]
+    assert len(warned) == 3 and all(str(folder) in line for line in warned), err
+    assert any("broken.yaml:" in w and "not valid YAML" in w for w in warned)
+    assert any("passwd.yaml must hold a mapping" in w for w in warned)
+    assert any("other-name.yaml: name: 'someone-else'" in w for w in warned)
+    assert "root:" not in res.stderr  # nothing of the linked file is shown
+    from ai_content_pipeline.templates import list_personas, list_templates
+
+    lister = list_templates if kind == "templates" else list_personas
+    assert "fine" in {item["name"] for item in lister()}  # the service's catalog: no error, no file
+    # one broken file does not stop a run that names another
+    shown = invoke(cli, "aicp", [kind, "show", "fine", "--json"])
+    assert shown.exit_code == 0 and orjson.loads(shown.stdout)["name"] == "fine"
+
+
+def test_aicp_home_that_is_a_file_is_named_by_list(monkeypatch, tmp_path) -> None:
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("AICP_HOME", str(tmp_path / "file"))
+    res = invoke(cli, "aicp", ["personas", "list"])
+    assert res.exit_code == 3 and {p["name"] for p in records_of(res.stdout)} >= {"julie", "max", "sam"}
+    assert res.stderr.splitlines()[0] == (f"aicp personas list: warning: skipped user folder {tmp_path / 'file'}: "
+                                          "not a folder, so no own personas are found")
+    made = invoke(cli, "aicp", ["personas", "new", "rosa"])
+    assert made.exit_code == 2 and "cannot create the user folder" in made.stderr
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_new_never_replaces_a_link_or_a_file(tmp_path) -> None:
+    folder = Path(os.environ["AICP_HOME"]) / "personas"
+    folder.mkdir(parents=True)
+    target = tmp_path / "precious.txt"
+    target.write_text("keep")
+    (folder / "linked.yaml").symlink_to(target)
+    (folder / "dangling.yaml").symlink_to(tmp_path / "nowhere")
+    for name in ("linked", "dangling"):
+        res = invoke(cli, "aicp", ["personas", "new", name])
+        assert res.exit_code == 2 and "exists; it was not overwritten" in res.stderr
+    assert target.read_text() == "keep" and not (tmp_path / "nowhere").exists()
+    assert (folder / "dangling.yaml").is_symlink()
+
+
+@pytest.mark.parametrize("kind", ["templates", "personas"])
+def test_a_starter_stays_valid_in_a_folder_with_a_newline_in_its_name(kind, monkeypatch, tmp_path) -> None:
+    home = tmp_path / "odd\nname: x\t#"
+    monkeypatch.setenv("AICP_HOME", str(home))
+    res = invoke(cli, "aicp", [kind, "new", "mine"])
+    assert res.exit_code == 0, res.stderr
+    assert (home / kind / "mine.yaml").is_file()
+    shown = invoke(cli, "aicp", [kind, "show", "mine", "--json"])
+    assert shown.exit_code == 0, shown.stderr
+    assert orjson.loads(shown.stdout)["name"] == "mine"

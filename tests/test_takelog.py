@@ -160,6 +160,18 @@ def test_a_file_that_is_not_a_database_is_refused(monkeypatch, tmp_path) -> None
     assert bad.read_text().startswith("my notes")
 
 
+def test_the_folder_of_a_new_log_is_made_like_every_outputs(monkeypatch, tmp_path) -> None:
+    """A missing folder used to surface only after the whole run, as exit 1 (SQLite cannot
+    open a file in a folder that is not there); a file where the folder belongs stays exit 2."""
+    log = tmp_path / "logs" / "2026" / "takes.db"
+    res, llm = script(monkeypatch, ["--log", str(log)], SONGS[:2])
+    assert res.exit_code == 0, res.stderr
+    assert [r["record_id"] for r in rows(log)] == ["s0", "s1"]
+    (tmp_path / "afile").write_text("x")
+    res, llm = script(monkeypatch, ["--log", str(tmp_path / "afile" / "takes.db")], SONGS[:1])
+    assert res.exit_code == 2 and llm.calls == [] and "is a file, not a folder" in res.stderr
+
+
 def test_aicp_logs_reads_back_newest_last(monkeypatch, tmp_path) -> None:
     db = tmp_path / "takes.db"
     script(monkeypatch, ["--log", str(db)], SONGS)

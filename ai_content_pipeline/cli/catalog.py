@@ -7,7 +7,9 @@ from typing import Any
 
 import click
 
+from ..errors import AicpError
 from ..jsonl import RecordWriter
+from ..status import ExitStatus
 from ..templates import (
     as_data,
     list_personas,
@@ -22,6 +24,17 @@ from .options import AicpGroup, complete_name, version_option
 
 def _print_json(obj: dict[str, Any]) -> None:
     RecordWriter().write(obj)  # a closed stdout: OutputClosed (141); a full one: an error (1)
+
+
+def _warn(problem: AicpError) -> None:
+    """``warning: skipped …`` and its hint, one whole line each (like errors: the path stays whole)."""
+    from ..report import one_line
+    from .errors import message_prefix
+
+    lines = [one_line(message_prefix(), f"warning: skipped {problem.message}", width=1 << 20)]
+    if problem.hint:
+        lines.append(one_line(message_prefix(), f"hint: {problem.hint}", width=1 << 20))
+    click.echo("".join(line + "\n" for line in lines), err=True, nl=False)
 
 
 def _print_text(text: str) -> None:
@@ -44,6 +57,7 @@ User folder: $AICP_HOME/templates, else $XDG_CONFIG_HOME/aicp/templates, else
 Exit status:
   0 printed (or written)
   2 unknown template, a template file that is missing or invalid, or new's file exists
+  3 list: some user-folder files could not be read (each named on stderr)
 """
 
 PERSONAS_EPILOG = """\b
@@ -61,10 +75,12 @@ User folder: $AICP_HOME/personas, else $XDG_CONFIG_HOME/aicp/personas, else
 Exit status:
   0 printed (or written)
   2 unknown persona, a persona file that is missing or invalid, or new's file exists
+  3 list: some user-folder files could not be read (each named on stderr)
 """
 
 
-def _catalog(kind: str, about: str, fields: str, shows: str, lister: Callable[[], Iterable[dict[str, Any]]],
+def _catalog(kind: str, about: str, fields: str, shows: str,
+             lister: Callable[[list[AicpError]], Iterable[dict[str, Any]]],
              loader: Callable[[str], Any], epilog: str) -> tuple[click.Group, click.Command, click.Command]:
     """The ``aicp {kind}s`` group with its ``list``, ``show`` and ``new`` commands (the same three
     for templates and personas); returns ``(group, list, show)``."""
@@ -77,9 +93,13 @@ def _catalog(kind: str, about: str, fields: str, shows: str, lister: Callable[[]
     @group.command("list", epilog=epilog, help=f"Print one JSON object per {kind} found by name ({fields}, "
                                                "source: user or builtin, path, overrides).")
     @version_option
-    def list_command() -> None:
-        for item in lister():
+    def list_command() -> int:
+        problems: list[AicpError] = []
+        for item in lister(problems):
             _print_json(item)
+        for problem in problems:  # the others are listed; exit 3 says some file needs fixing
+            _warn(problem)
+        return ExitStatus.PARTIAL if problems else ExitStatus.SUCCESS
 
     @group.command("show", epilog=epilog, help=f"Print a {kind} ({shows}) as YAML you can copy into a file of "
                                                "your own (`--json`: one JSON object).")

@@ -11,7 +11,14 @@ from ..events import event_json
 from ..jsonl import RecordWriter
 from ..report import step_summary_text
 from .errors import note_flag
-from .options import EPILOG_STATUS, AicpCommand, log_option, make_emitter, version_option
+from .options import (
+    EPILOG_STATUS,
+    AicpCommand,
+    complete_file,
+    log_option,
+    make_emitter,
+    version_option,
+)
 
 EPILOG = f"""\b
 Examples:
@@ -43,7 +50,7 @@ def _print_json(obj: dict[str, Any], encode: Callable[[dict[str, Any]], bytes] |
 
 @click.command("run-chain", cls=AicpCommand, epilog=EPILOG)
 @version_option
-@click.option("-c", "--config", required=True, metavar="PATH|-",
+@click.option("-c", "--config", required=True, metavar="PATH|-", shell_complete=complete_file,
               help="Chain file (YAML: name, input, output_dir, steps); `-` reads it from stdin.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
               help="Override a chain key before validation, e.g. steps.0.persona=max "

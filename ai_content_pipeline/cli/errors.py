@@ -55,9 +55,14 @@ def _report(prog_name: str, stream_events: bool, message: str, hint: str | None,
 
             StreamEmitter(enabled=True, started=started).error(message, hint, status)
             return
-        sys.stderr.write(f"{prog_name}: error: {message}\n")
+        from ..report import one_line
+
+        # One whole line each (a path in it stays copyable, `grep error:` finds it), no
+        # terminal escapes from a file name or a record.
+        lines = [one_line(prog_name, f"error: {message}", width=1 << 20)]
         if hint:
-            sys.stderr.write(f"{prog_name}: hint: {hint}\n")
+            lines.append(one_line(prog_name, f"hint: {hint}", width=1 << 20))
+        sys.stderr.write("".join(line + "\n" for line in lines))
         sys.stderr.flush()
     except Exception:  # noqa: BLE001, S110 - nowhere left to report to
         pass
@@ -78,9 +83,18 @@ class _ReaderWatch:
         self.closed = threading.Event()
         self.done = False
         self.started = False
+        self.armed = False
+
+    def arm(self) -> None:
+        """Let :meth:`start` watch: the console-script entry arms it, a command starts it when it
+        runs. ``--version`` and ``-h`` end while parsing, so a reader that leaves after taking
+        their whole output (``aicp --version | head -1``) never turns a success into 141."""
+        self.armed = True
 
     def start(self) -> None:
         """Start watching fd 1 when it is a pipe or a socket (a file or terminal never closes)."""
+        if not self.armed or self.started or self.done:
+            return
         try:
             mode = os.fstat(1).st_mode
         except OSError:
@@ -158,6 +172,7 @@ class AicpCommand(click.Command):
 
     def invoke(self, ctx: click.Context) -> Any:
         SEEN.prog = ctx.command_path
+        _WATCH.start()  # the command runs now (parsing is over): watch stdout's reader
         return super().invoke(ctx)
 
 
@@ -199,6 +214,15 @@ def _invoke(command: click.Command, prog_name: str, argv: list[str]) -> Any:
         return command.invoke(ctx)
 
 
+def _usage_hint(exc: click.ClickException) -> str | None:
+    """``'aicp-voice -h' shows the options`` for a usage error (click prints the usage and a
+    ``Try ... --help`` line without the command's prefix; aicp says it in one hint line)."""
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, click.UsageError) and ctx is not None:
+        return f"'{ctx.command_path} -h' shows the options"
+    return None
+
+
 def run_cli(command: click.Command, prog_name: str, args: list[str] | None = None) -> int:
     """Run ``command`` and return the exit status (never raises, except SystemExit)."""
     started = time.monotonic()
@@ -211,20 +235,18 @@ def run_cli(command: click.Command, prog_name: str, args: list[str] | None = Non
         return status
 
     try:
-        result: Any = _invoke(command, prog_name, argv)
+        result: Any = _invoke(command, prog_name, list(argv))  # click consumes the list it parses
         return int(result) if isinstance(result, int) else ExitStatus.SUCCESS
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
         code = ExitStatus.USAGE if exc.exit_code == 2 else exc.exit_code
-        if SEEN.stream or "--stream" in argv:  # parsing may have stopped before --stream
+        if "--stream" in argv:  # parsing may have stopped before --stream
             SEEN.stream = True
-            return report(exc.format_message(), None, code)
-        try:
-            exc.show()
-        except OSError:
-            pass
-        return code
+        ctx = getattr(exc, "ctx", None)
+        if ctx is not None and SEEN.prog is None:  # the command whose options were wrong
+            SEEN.prog = ctx.command_path
+        return report(exc.format_message(), _usage_hint(exc), code)
     except (KeyboardInterrupt, click.Abort):
         if _WATCH.closed.is_set():  # not Ctrl-C: the reader of stdout went away
             _quiet_stdout()
@@ -289,7 +311,7 @@ def entry(command: click.Command, prog_name: str) -> None:
     if not _standard_streams(prog_name):
         sys.exit(ExitStatus.BROKEN_PIPE)
     try:
-        _WATCH.start()
+        _WATCH.arm()
         code = run_cli(command, prog_name)
     except KeyboardInterrupt:  # the watch's signal, just as the command ended
         code = ExitStatus.BROKEN_PIPE if _WATCH.closed.is_set() else ExitStatus.INTERRUPTED

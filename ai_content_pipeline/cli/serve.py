@@ -7,16 +7,19 @@ FastAPI, uvicorn and SQLAlchemy are imported only when a command runs, so
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import signal
 import sys
 import threading
 import time
+from typing import Any
 
 import click
 
 from ..errors import UsageError
 from ..status import ExitStatus
+from .errors import message_prefix
 from .options import EPILOG_STATUS, AicpCommand, version_option
 
 SERVE_EPILOG = f"""\b
@@ -142,8 +145,41 @@ def serve_command(host: str, port: int, data_dir: str, database_url: str | None,
                                worker_command=worker, stale_after=stale_after)
     os.makedirs(data_dir, exist_ok=True)
     app = create_app(settings)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5,
+                log_config=_log_config(message_prefix("aicp serve")))
     return 0
+
+
+class PrefixFormatter(logging.Formatter):
+    """uvicorn's log lines as aicp's: ``aicp serve: Uvicorn running on …``, ``aicp serve:
+    warning: …`` (uvicorn's own format, ``INFO:     …``, carried no command prefix)."""
+
+    def __init__(self, prefix: str = "aicp serve") -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def format(self, record: logging.LogRecord) -> str:
+        from ..report import printable
+
+        level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
+        text = f"{self.prefix}: {level}{printable(record.getMessage())}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def _log_config(prefix: str) -> dict[str, Any]:
+    """uvicorn's logging configuration with :class:`PrefixFormatter` for its server and access
+    lines, both on stderr (uvicorn writes access lines to stdout)."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    for name in ("default", "access"):
+        config["formatters"][name] = {"()": f"{__name__}.PrefixFormatter", "prefix": prefix}
+    config["handlers"]["access"]["stream"] = "ext://sys.stderr"  # stdout is for data, as everywhere
+    return config
 
 
 @click.command("worker", cls=AicpCommand, epilog=WORKER_EPILOG)

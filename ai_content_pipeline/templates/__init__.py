@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from ..checks import Checks
-from ..errors import ConfigError, InputError, UsageError
+from ..errors import AicpError, ConfigError, InputError, UsageError
 from ..faults import path_problem
 from ..limits import MaxTokens, Seed, Temperature, TopP
 from ..records import content_hash, get_path
@@ -319,10 +320,11 @@ _FOLDERS = {"template": ("templates", TEMPLATE_DIR), "persona": ("personas", PER
 def user_dir() -> Path:
     """The user folder of own templates and personas: ``$AICP_HOME`` when set, else
     ``$XDG_CONFIG_HOME/aicp`` (an absolute ``XDG_CONFIG_HOME`` only, as the XDG spec says),
-    else ``~/.config/aicp``. It holds ``templates/NAME.yaml`` and ``personas/NAME.yaml``."""
+    else ``~/.config/aicp`` (always absolute). It holds ``templates/NAME.yaml`` and
+    ``personas/NAME.yaml``."""
     home = os.environ.get("AICP_HOME")
-    if home:
-        return Path(home).expanduser()
+    if home:  # a relative one is taken from the current folder, and said as an absolute path
+        return Path(home).expanduser().absolute()
     xdg = os.environ.get("XDG_CONFIG_HOME")
     base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".config"
     return base / "aicp"
@@ -546,10 +548,14 @@ class Personas:
             if chosen is not None and name == chosen.name:
                 return chosen
             if not is_name(name):
-                raise InputError(
-                    f"field '{field}' is not a persona name: a record may name a persona, not a file",
-                    hint="give a persona file on the command line (--persona FILE); records then use its name",
-                    field=field)
+                if _is_path(name) or ".." in name:
+                    raise InputError(
+                        f"field '{field}' is not a persona name: a record may name a persona, not a file",
+                        hint="give a persona file on the command line (--persona FILE); records then use its name",
+                        field=field)
+                raise InputError(f"field '{field}' is not a persona name", field=field,
+                                 hint="a name is 1-64 ASCII letters, digits, '.', '_' or '-', starting with a "
+                                      "letter or digit")
             if carried is not None:
                 voice = get_path(record, carried[1])
                 if voice is not None and get_path(record, carried[0]) == name:
@@ -557,10 +563,13 @@ class Personas:
             try:
                 return self.named(name)
             except UsageError as exc:  # records name personas only: no "or give a .yaml path" here
+                from_file = carried is not None and field == carried[0]  # a script made with -p FILE
                 raise InputError(exc.message, field=field,
                                  hint=f"choose one of: {', '.join(_names('persona'))}"
                                       + (f", {chosen.name}" if chosen is not None else "")
-                                      + " (your own: aicp personas new NAME)") from exc
+                                      + (f"; a script from a persona file: give the file, --persona "
+                                         f"./{name}.yaml" if from_file else
+                                         " (your own: aicp personas new NAME)")) from exc
         if chosen is not None:
             return chosen
         return self.named(DEFAULT_PERSONA) if self.required else None
@@ -600,26 +609,64 @@ def _origin(kind: str, name: str) -> dict[str, Any]:
     return out
 
 
-def list_templates() -> list[dict[str, Any]]:
+def _listed(loader: Callable[[str], Any], name: str, problems: list[AicpError] | None) -> Any:
+    """``loader(name)``, or ``None`` for a file that cannot be loaded (its error added to
+    ``problems``): one broken file in the user folder does not hide the others."""
+    try:
+        return loader(name)
+    except AicpError as exc:
+        if problems is not None:
+            problems.append(exc)
+        return None
+
+
+def folder_problem(kind: str) -> AicpError | None:
+    """Why the user folder of ``kind`` cannot hold files (``AICP_HOME`` names a file...), or ``None``."""
+    folder = user_folder(kind)
+    for path in (folder.parent, folder):
+        if path.exists() and not path.is_dir():
+            return ConfigError(f"user folder {path}: not a folder, so no own {kind}s are found",
+                               hint="set AICP_HOME (or XDG_CONFIG_HOME) to a folder")
+    return None
+
+
+def _note_folder(kind: str, problems: list[AicpError] | None) -> None:
+    problem = folder_problem(kind)
+    if problem is not None and problems is not None:
+        problems.append(problem)
+
+
+def list_templates(problems: list[AicpError] | None = None) -> list[dict[str, Any]]:
     """Summaries of the templates found by name (user folder and built-in), sorted by name:
     name, version, description, target_words, required, sections (count), checks (the names
     of the checks it runs), source (``user`` or ``builtin``), path, and ``overrides:
-    "builtin"`` for a user template that hides the built-in of its name."""
+    "builtin"`` for a user template that hides the built-in of its name.
+
+    A user file that cannot be loaded (invalid YAML or fields, a ``name:`` other than its
+    file's) is left out, and so is a user folder that is no folder: their errors are added
+    to ``problems`` when it is given (the CLI warns; a service catalog still answers)."""
+    _note_folder("template", problems)
     out = []
     for name in _names("template"):
-        t = load_template(name)
+        t = _listed(load_template, name, problems)
+        if t is None:
+            continue
         out.append({"name": t.name, "version": t.version, "description": t.description,
                     "target_words": t.target_words, "required": t.required,
                     "sections": len(t.sections), "checks": t.checks.names(), **_origin("template", name)})
     return out
 
 
-def list_personas() -> list[dict[str, Any]]:
+def list_personas(problems: list[AicpError] | None = None) -> list[dict[str, Any]]:
     """Summaries of the personas found by name (user folder and built-in), sorted by name:
-    name, display_name, station, style, source, path (and ``overrides``, as templates)."""
+    name, display_name, station, style, source, path (and ``overrides``, as templates).
+    Files that cannot be loaded are left out, their errors added to ``problems`` (as templates)."""
+    _note_folder("persona", problems)
     out = []
     for name in _names("persona"):
-        p = load_persona(name)
+        p = _listed(load_persona, name, problems)
+        if p is None:
+            continue
         out.append({"name": p.name, "display_name": p.display_name, "station": p.station,
                     "style": p.style, **_origin("persona", name)})
     return out
@@ -704,8 +751,12 @@ def new_file(kind: str, name: str) -> Path:
     except OSError as exc:
         raise UsageError(f"cannot create the user folder {folder}: {exc.strerror}",
                          hint="set AICP_HOME to a folder you can write") from exc
+    from ..report import printable
+
+    # the path goes into a comment line: a newline in it (AICP_HOME is the user's) must not end it
+    shown = printable(str(target)).replace("\n", "\\n").replace("\t", "\\t")
     text = STARTERS[kind].format(name=name, display=name.replace("-", " ").replace("_", " ").title(),
-                                 path=target)
+                                 path=shown)
     from ..files import write_atomic
 
     try:
