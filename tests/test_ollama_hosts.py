@@ -199,8 +199,10 @@ def test_ollama_hosts_env_spreads_aicp_script_and_a_chain_step(tmp_path: Path, m
         assert {r["script"]["host"] for r in chained} == {a.url, b.url}
 
 
-@pytest.mark.parametrize("form", ["repeated", "comma", "set"])
-def test_run_chain_host_option_overrides_the_script_steps_hosts(form: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("form", ["--host repeated", "--host comma list", "--set steps.0.host"])
+def test_run_chain_hosts_override_the_script_steps_hosts(form: str, tmp_path: Path) -> None:
+    """``aicp run-chain --host`` (repeated or a comma list) and the older ``--set`` both replace
+    the chain file's host of a script step."""
     from ai_content_pipeline.cli.chain import run_chain_command
     from tests.chain_doubles import write_chain, write_songs
 
@@ -209,11 +211,44 @@ def test_run_chain_host_option_overrides_the_script_steps_hosts(form: str, tmp_p
         songs = write_songs(tmp_path / "in.jsonl", SONGS[:6])
         config = write_chain(tmp_path, input=str(songs), steps=[
             {"type": "script", "backend": "ollama", "host": closed, "params": {"jobs": 1}}])
-        args = {"repeated": ["--host", a.url, "--host", b.url], "comma": ["--host", f"{a.url},{b.url}"],
-                "set": ["--set", f"steps.0.host={a.url},{b.url}"]}[form]
+        args = {"--host repeated": ["--host", a.url, "--host", b.url],
+                "--host comma list": ["--host", f"{a.url},{b.url}"],
+                "--set steps.0.host": ["--set", f"steps.0.host={a.url},{b.url}"]}[form]
         r = invoke(run_chain_command, "aicp run-chain", ["--config", str(config), *args])
         assert r.exit_code == 0, r.stderr
         final = json.loads(r.stdout)["outputs"]["final"]["path"]
         records = [json.loads(x) for x in Path(final).read_text().splitlines()]
         assert {rec["script"]["host"] for rec in records} == {a.url, b.url}
         assert a.unload_requests() and b.unload_requests()
+
+
+def test_a_host_back_without_the_model_stays_out(tmp_path: Path, monkeypatch: Any) -> None:
+    """Rejoining asks for the model too (``/api/tags``), not only ``/api/version``: a host
+    restarted without the model would fail requests again."""
+    from ai_content_pipeline.backends import ollama_pool
+
+    monkeypatch.setattr(ollama_pool, "REJOIN_SECONDS", 0.3)
+    servers: list[OllamaServer] = []
+
+    def fail_then_forget(body: dict[str, Any]) -> Reply:
+        servers[0].models = set()  # the host "restarts" without the model
+        return Reply(status=500, error="busy")
+
+    with OllamaServer(reply_for=fail_then_forget) as a, OllamaServer(
+            reply_for=lambda body: Reply(text="A fine intro for you.", chunk_delay=0.05)) as b:
+        servers.append(a)
+        code, records, events, err = _run(_input(tmp_path), [a.url, b.url], "--jobs", "1")
+        assert code == 0, err
+        assert all(r["script"]["host"] == b.url for r in records)
+        notes = [e["message"] for e in events if e["event"] == "message" and a.url in e["message"]]
+        assert any("taken out" in n for n in notes) and not any("back in rotation" in n for n in notes), notes
+
+
+def test_a_host_without_scheme_or_port_is_ollamas_port(monkeypatch: Any) -> None:
+    """``gpu1`` means what it means to the Ollama client, port 11434, also for the pool and doctor."""
+    from ai_content_pipeline.backends.ollama import default_host, host_url
+
+    assert parse_hosts(["gpu1", "http://gpu1:11434/", "gpu2:8080"]) == ["http://gpu1:11434", "http://gpu2:8080"]
+    assert host_url("http://gpu1") == "http://gpu1" and host_url("[::1]") == "http://[::1]:11434"
+    monkeypatch.setenv("OLLAMA_HOST", "gpu3")
+    assert default_host() == "http://gpu3:11434"

@@ -30,14 +30,27 @@ DEFAULT_MODEL = "llama3.2"
 UNLOAD_WAIT_SECONDS = 30.0
 
 
+def host_url(text: str) -> str:
+    """A host as the Ollama client reads it, spelled out as one URL: ``gpu1`` →
+    ``http://gpu1:11434`` (no scheme: Ollama's port), ``gpu1:8080`` → ``http://gpu1:8080``;
+    a URL with a scheme is kept as given, without a trailing ``/`` (``http://gpu1`` is port 80,
+    as for the client)."""
+    text = text.strip().rstrip("/")
+    if "://" in text:
+        return text
+    from urllib.parse import urlsplit
+
+    try:
+        port = urlsplit("http://" + text).port
+    except ValueError:  # not a port number: left for the client to refuse
+        port = 0
+    return f"http://{text}" if port is not None else f"http://{text}:11434"
+
+
 def default_host() -> str:
-    """``$OLLAMA_HOST`` (with a scheme added when missing), else ``http://127.0.0.1:11434``."""
+    """``$OLLAMA_HOST`` (see :func:`host_url`), else ``http://127.0.0.1:11434``."""
     host = os.environ.get("OLLAMA_HOST", "").strip()
-    if not host:
-        return DEFAULT_HOST
-    if "://" not in host:
-        host = "http://" + host
-    return host
+    return host_url(host) if host else DEFAULT_HOST
 
 
 def default_model() -> str:

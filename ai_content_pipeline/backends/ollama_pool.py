@@ -36,7 +36,7 @@ from typing import Any
 
 from ..errors import AicpError, BackendUnavailable, RecordError, TransientBackendError
 from .base import ChatChunk, Completion, GenerationParams, LLMBackend, complete
-from .ollama import OllamaBackend, default_host, default_model
+from .ollama import OllamaBackend, default_host, default_model, host_url, probe
 
 #: Failed requests in a row after which a host that still answers is taken out.
 FAIL_LIMIT = 3
@@ -44,11 +44,6 @@ FAIL_LIMIT = 3
 REJOIN_SECONDS = 30.0
 #: Seconds the liveness probe (``GET /api/version``) of a host that just failed may take.
 PROBE_SECONDS = 2.0
-
-
-def _url(text: str) -> str:
-    text = text.strip().rstrip("/")
-    return text if "://" in text else "http://" + text
 
 
 def parse_hosts(value: str | Iterable[str] | None = None, environ: dict[str, str] | None = None) -> list[str]:
@@ -65,7 +60,7 @@ def parse_hosts(value: str | Iterable[str] | None = None, environ: dict[str, str
         return [default_host()]
     seen: list[str] = []
     for part in parts:
-        url = _url(part)
+        url = host_url(part)
         if url not in seen:
             seen.append(url)
     return seen
@@ -150,8 +145,8 @@ class OllamaPool(LLMBackend):
                                         "is `ollama serve` running on the hosts? Check --host / OLLAMA_HOSTS"))
 
     def _rejoin(self) -> None:
-        """Try the hosts out of rotation for :data:`REJOIN_SECONDS` again: one that answers
-        ``GET /api/version`` and serves the model comes back (else it waits as long again)."""
+        """Try the hosts out of rotation for :data:`REJOIN_SECONDS` again: one whose
+        ``GET /api/tags`` answers with the model comes back (else it waits as long again)."""
         now = time.monotonic()
         with self._cond:
             due = [h for h in self.hosts if h.down is not None and not h.probing
@@ -161,7 +156,8 @@ class OllamaPool(LLMBackend):
         for host in due:
             back = False
             try:
-                if self._alive(host):
+                models = probe(host.url, timeout=PROBE_SECONDS)
+                if models is not None and self.model in models:
                     host.backend.load()
                     back = True
             except AicpError:
