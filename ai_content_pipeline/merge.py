@@ -115,7 +115,7 @@ def _end(end: Any, n: int, where: str) -> dict[str, Any]:
                 blank[j] = lines_of(j, n, lines) - c
     elif isinstance(sparse, dict) and counts is None:
         for key, b in sparse.items():
-            j = int(key) if key.isdigit() else -1
+            j = int(key) if key.isascii() and key.isdigit() else -1
             if not (0 <= j < n and type(b) is int and 0 < b <= lines_of(j, n, lines)):
                 raise bad
             blank[j] = b

@@ -357,3 +357,21 @@ def test_merge_of_files_without_any_record_warns_that_it_cannot_tell(tmp_path: P
     assert "warning" in r.stderr and "before its first record" in r.stderr
     r = _cli_merge("-q", *map(str, paths))
     assert "warning" in r.stderr
+
+
+def test_a_forged_end_tag_with_a_non_ascii_digit_is_a_usage_error() -> None:
+    """``"²".isdigit()`` is true but ``int("²")`` raises: the key is refused like any bad tag."""
+    from ai_content_pipeline.merge import _end
+
+    with pytest.raises(UsageError):
+        _end({"lines": 10, "blank": {"²": 1}}, 5000, "out.0.jsonl")
+
+
+def test_an_empty_host_option_leaves_the_chain_steps_hosts() -> None:
+    """``aicp run-chain --host "$UNSET"``: an empty value sets nothing (it replaced every
+    script step's hosts by none, and the run fell back to OLLAMA_HOST)."""
+    from ai_content_pipeline.chain.spec import load_chain, with_hosts
+
+    spec = load_chain(str(Path(__file__).parent.parent / "examples" / "radio-intros.yaml"))
+    assert with_hosts(spec, [""]) is spec and with_hosts(spec, [" "]) is spec
+    assert with_hosts(spec, ["a:1", ""]).steps[0].host == ["a:1"]

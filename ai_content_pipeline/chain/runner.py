@@ -359,9 +359,8 @@ class ChainRunner:
             enabled = []  # nothing runs; the error goes out with pipeline_complete
         lines: Iterable[InputLine] = chain_input if chain_input is not None else ()
         total = chain_input.total if chain_input is not None else None
-        sharded = first
         try:
-            return self._run_enabled(t0, enabled, lines, total, sharded, error, error_obj)
+            return self._run_enabled(t0, enabled, lines, total, first, error, error_obj)
         finally:
             if chain_input is not None:
                 chain_input.close()

@@ -390,13 +390,12 @@ def load_chain(config: str, overrides: Iterable[str] = (), *, stdin: IO[str] | N
 def with_hosts(spec: ChainSpec, hosts: list[str] | None) -> ChainSpec:
     """``spec`` with ``host`` of every script step set to ``hosts`` (``aicp run-chain --host``,
     repeated or comma lists: several Ollama hosts); ``spec`` itself when ``hosts`` is empty."""
+    hosts = [h for h in hosts or [] if h.strip()]  # an empty --host (an unset $VAR) sets nothing
     if not hosts:
         return spec
-    steps = [step.model_copy(update={"host": list(hosts)}) if isinstance(step, ScriptStep) else step
+    steps = [step.model_copy(update={"host": hosts}) if isinstance(step, ScriptStep) else step
              for step in spec.steps]
-    copy = spec.model_copy(update={"steps": steps})
-    copy.source = spec.source
-    return copy
+    return spec.model_copy(update={"steps": steps})  # keeps ``source`` (an excluded field) too
 
 
 __all__ = ["ChainSpec", "Prices", "ScriptStep", "VoiceStep", "apply_override", "load_chain",
