@@ -403,3 +403,22 @@ def test_version_and_help_piped_to_a_reader_that_leaves_exit_0() -> None:
         proc.stdout.close()  # as head -1 does once it has its line
         codes.append(proc.wait(timeout=60))
     assert codes == [0] * len(codes)
+
+
+def test_a_group_run_bare_prints_its_help_not_an_error_line() -> None:
+    """``aicp`` and ``aicp templates`` with no command: click's help on stderr, exit 2 (click's
+    NoArgsIsHelpError is a usage error whose message is the whole help: it came out as one
+    ``aicp: error: Usage: …`` line)."""
+    from ai_content_pipeline.cli.main import cli
+
+    for args in ([], ["templates"]):
+        res = invoke(cli, "aicp", args)
+        assert res.exit_code == 2 and res.stdout == ""
+        assert res.stderr.startswith("Usage: aicp") and "error:" not in res.stderr.splitlines()[0]
+        assert "Commands:" in res.stderr
+
+
+def test_an_empty_default_persona_is_no_default() -> None:
+    from ai_content_pipeline.templates import Personas
+
+    assert Personas("").default is None and Personas("", required=False).for_record({}) is None

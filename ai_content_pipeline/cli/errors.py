@@ -239,6 +239,9 @@ def run_cli(command: click.Command, prog_name: str, args: list[str] | None = Non
         return int(result) if isinstance(result, int) else ExitStatus.SUCCESS
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except click.exceptions.NoArgsIsHelpError as exc:  # a group run bare: its help, as click prints it
+        exc.show()
+        return ExitStatus.USAGE
     except click.ClickException as exc:
         code = ExitStatus.USAGE if exc.exit_code == 2 else exc.exit_code
         if "--stream" in argv:  # parsing may have stopped before --stream

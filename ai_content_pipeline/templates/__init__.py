@@ -514,7 +514,7 @@ class Personas:
     """
 
     def __init__(self, default: str | Persona | None, *, required: bool = True) -> None:
-        self.default: Persona | None = load_persona(default) if isinstance(default, str) else default
+        self.default: Persona | None = load_persona(default) if isinstance(default, str) and default else default or None
         self.required = required
         self._named: dict[str, Persona] = {}
 
