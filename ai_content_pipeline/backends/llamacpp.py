@@ -404,9 +404,14 @@ class BatchDecoder:
         job.split = min(job.split, len(job.tokens) - 1)  # the last token is evaluated for its logits
         longest = max(p.max_tokens for p in job.request.params)
         job.need = len(job.tokens) + longest + 1
-        if job.need - 1 > self.n_ctx_seq or len(job.request.params) > MAX_SEQUENCES:
+        if job.need - 1 > self.n_ctx_seq:
             job.finish(RecordError(f"llama.cpp rejected the request: {len(job.tokens)} prompt tokens plus "
                                    f"{longest} to generate exceed the context window of {self.n_ctx_seq}",
+                                   stage="script"))
+            return
+        if len(job.request.params) > MAX_SEQUENCES:
+            job.finish(RecordError(f"llama.cpp rejected the request: {len(job.request.params)} candidates, "
+                                   f"more than the {MAX_SEQUENCES} sequences the batch decoder holds",
                                    stage="script"))
             return
         self._waiting.append(job)

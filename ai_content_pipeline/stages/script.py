@@ -204,13 +204,14 @@ def reusable_script(value: dict[str, Any] | None) -> bool:
     return fits(ScriptEntry, value)
 
 
-def is_longform(options: ScriptOptions) -> bool:
+def is_longform(options: ScriptOptions, template: Template | None = None) -> bool:
     """Whether a run with ``options`` writes long-form scripts: its template has sections,
     or the options carry a plan (``sections``).
 
+    :param template: the run's template when already loaded (else it is loaded by name).
     :raises UsageError: unknown template.
     """
-    return bool(options.sections or load_template(options.template).sections)
+    return bool(options.sections or (template or load_template(options.template)).sections)
 
 
 @dataclass
@@ -255,7 +256,7 @@ class ScriptStage(Stage):
         """
         options = options or ScriptOptions()
         template = load_template(options.template)  # the run's one load of it (unknown: usage error first)
-        if cls is ScriptStage and (options.sections or template.sections):  # is_longform, without a second load
+        if cls is ScriptStage and is_longform(options, template):
             from .longform import LongformStage  # only here: longform.py builds on this module
 
             cls = LongformStage

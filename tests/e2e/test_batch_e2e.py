@@ -61,6 +61,16 @@ def test_a_prompt_too_long_fails_only_its_request(backend):
     assert isinstance(out[1], list) and out[1][0].text
 
 
+def test_more_candidates_than_the_decoder_holds_fail_only_their_request_and_say_so(backend):
+    from ai_content_pipeline.backends.llamacpp import MAX_SEQUENCES
+
+    many = BatchRequest(messages(0), [params(i, max_tokens=2) for i in range(MAX_SEQUENCES + 1)])
+    out = backend.generate_batch([many, BatchRequest(messages(1), [params(1, max_tokens=4)])])
+    assert isinstance(out[0], Exception) and f"{MAX_SEQUENCES + 1} candidates" in str(out[0])
+    assert "context window" not in str(out[0])
+    assert isinstance(out[1], list) and out[1][0].text
+
+
 def test_best_of_and_batch_in_the_stage_are_ordered_checked_and_identical_on_rerun(backend):
     def once():
         opts = ScriptOptions(seed=4, best_of=3, batch=2, max_tokens=60)
