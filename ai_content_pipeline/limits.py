@@ -75,6 +75,8 @@ SEED = Limit(int, 0, 2**32 - 1)
 BEST_OF = Limit(int, 1, 16)
 #: Records whose takes llama.cpp decodes together (``--batch``).
 BATCH = Limit(int, 1, 64)
+#: CPU threads llama.cpp computes with (``--threads``).
+THREADS = Limit(int, 1, 1024)
 #: Long-form word total (``--words``).
 WORDS = Limit(int, 50, 100_000)
 #: Seconds an Ollama request may wait to connect or between two reads (``--timeout``).
@@ -98,6 +100,7 @@ TopP = Annotated[float, TOP_P.lower(), TOP_P.upper()]
 MaxTokens = Annotated[int, MAX_TOKENS.lower(), MAX_TOKENS.upper()]
 Variants = Annotated[int, VARIANTS.lower(), VARIANTS.upper()]
 Jobs = Annotated[int, JOBS.lower(), JOBS.upper()]
+Threads = Annotated[int, THREADS.lower(), THREADS.upper()]
 Retries = Annotated[int, RETRIES.lower(), RETRIES.upper()]
 Seed = Annotated[int, SEED.lower(), SEED.upper()]
 Words = Annotated[int, WORDS.lower(), WORDS.upper()]

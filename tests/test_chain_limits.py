@@ -287,3 +287,18 @@ def test_persona_numbers_must_be_finite_and_in_range(tmp_path: Path, line: str) 
     path.write_text(f"name: p\ndisplay_name: P\nstyle: calm\n{line}\n")
     with pytest.raises(ConfigError, match="voice"):
         load_persona(str(path))
+
+
+def test_threads_param_is_range_checked_and_reaches_the_llamacpp_backend(tmp_path: Path, monkeypatch) -> None:
+    from ai_content_pipeline.chain import runner
+    from ai_content_pipeline.chain.spec import ScriptStep
+
+    code, out, err = dry_run(write_chain(tmp_path), "--set", "steps.0.params.threads=0")
+    assert_usage_error(code, out, err, "steps.0.params.threads (from --set)")
+    code, out, err = dry_run(write_chain(tmp_path), "--set", "steps.0.params.threads=1")
+    assert code == 0, err
+    seen: list[dict] = []
+    monkeypatch.setattr(runner, "create_llm", lambda *a, **k: seen.append(k))
+    runner.create_backend(ScriptStep(type="script", backend="llamacpp", params={"threads": 1}), print)
+    runner.create_backend(ScriptStep(type="script", backend="llamacpp"), print)
+    assert seen[0]["n_threads"] == 1 and "n_threads" not in seen[1]

@@ -154,3 +154,21 @@ def test_closed_stdout_ends_quietly_with_141():
     assert proc.wait(timeout=60) == 141
     assert orjson.loads(first)["id"] == "s0"
     assert b"Traceback" not in err and b"Broken pipe" not in err
+
+
+def test_threads_reach_the_llamacpp_backend_and_are_range_checked(monkeypatch):
+    """--threads sets llama.cpp's CPU threads; unset, the backend picks its own default."""
+    seen: list[dict] = []
+
+    def create(*a, **k):
+        seen.append(k)
+        return FakeLLM()
+
+    monkeypatch.setattr(script_cli, "create_llm", create)
+    res = invoke(script_cli.script_command, "aicp-script", ["--threads", "1"], SONGS)
+    assert res.exit_code == 0, res.stderr
+    res = invoke(script_cli.script_command, "aicp-script", [], SONGS)
+    assert res.exit_code == 0, res.stderr
+    assert seen[0]["n_threads"] == 1 and "n_threads" not in seen[1]
+    res = invoke(script_cli.script_command, "aicp-script", ["--threads", "0"], SONGS)
+    assert res.exit_code == 2 and res.stdout == "" and "--threads" in res.stderr

@@ -51,12 +51,23 @@ def bundled_model_path() -> Path | None:
     return path if path.is_file() else None
 
 
+def default_threads() -> int:
+    """CPUs this process may run on (its affinity mask: ``taskset``, a container's cpuset),
+    which may be fewer than the machine has (``os.cpu_count``)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 class LlamaCppBackend(LLMBackend):
     """llama.cpp in this process.
 
     :param model: a ``.gguf`` path; ``None`` for the bundled SmolLM2-135M.
     :param n_ctx: context window in tokens.
-    :param n_threads: CPU threads (default: all cores).
+    :param n_threads: CPU threads for prompts and generation (default:
+        :func:`default_threads`). More threads than free cores make llama.cpp's threads wait
+        on each other: two runs side by side on one machine should share its cores.
     """
 
     name = "llamacpp"
@@ -72,7 +83,7 @@ class LlamaCppBackend(LLMBackend):
             self._check_model()
         self.model = self.model_path.name if self.model_path else BUNDLED_NAME
         self.n_ctx = n_ctx
-        self.n_threads = n_threads or os.cpu_count() or 1
+        self.n_threads = n_threads or default_threads()
         self.n_gpu_layers = n_gpu_layers
         self.device = "cpu" if n_gpu_layers == 0 else "gpu"
         self._llm: Any = None

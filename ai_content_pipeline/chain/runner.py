@@ -62,7 +62,10 @@ def create_backend(step: StepSpec, notice: Callable[[str], None]) -> Any:
     """
     if isinstance(step, ScriptStep):
         timeout = step.params.get("timeout")  # params.timeout: the Ollama request timeout
-        extra = {"timeout": float(timeout)} if timeout is not None else {}
+        threads = step.params.get("threads")  # params.threads: llama.cpp's CPU threads
+        extra: dict[str, Any] = {"timeout": float(timeout)} if timeout is not None else {}
+        if threads is not None:
+            extra["n_threads"] = int(threads)
         return create_llm(step.backend, model=step.model, host=step.host,
                           keep_alive=step.keep_alive, notice=notice, **extra)
     device = None if step.device == "auto" else step.device

@@ -13,6 +13,7 @@ from ..limits import (
     MAX_TOKENS,
     SEED,
     TEMPERATURE,
+    THREADS,
     TIMEOUT,
     TOP_P,
     VARIANTS,
@@ -82,6 +83,9 @@ Examples:
 @click.option("--timeout", type=click_range(TIMEOUT), default=300.0, show_default=True, metavar="SECONDS",
               help="Ollama: seconds to wait for the connection and for each read of a reply; a request "
                    "silent for longer fails its record (a transient error: --retries applies).")
+@click.option("--threads", type=click_range(THREADS), metavar="N",
+              help="llamacpp: CPU threads [default: every CPU this process may run on]; give each "
+                   "of several runs on one machine its share of the cores.")
 @click.option("--best-of", type=click_range(BEST_OF), default=1, show_default=True, metavar="N",
               help="Write N candidates per take (seeds derived from the take's seed) and keep the one "
                    "that passes the template's checks closest to its target length.")
@@ -102,7 +106,7 @@ Examples:
 def script_command(files: tuple[str, ...], template: str, persona: str | None, variants: int,
                    backend: str, model: str | None, host: tuple[str, ...], temperature: float | None,
                    top_p: float | None, seed: int | None, max_tokens: int | None, jobs: int,
-                   keep_alive: str | None, timeout: float, best_of: int, batch: int, require_checks: bool,
+                   keep_alive: str | None, timeout: float, threads: int | None, best_of: int, batch: int, require_checks: bool,
                    words: int | None, work_dir: str, log: str | None, shard: str | None, shard_count: int | None,
                    resume: bool,
                    checkpoint: str | None, retries: int,
@@ -125,15 +129,16 @@ def script_command(files: tuple[str, ...], template: str, persona: str | None, v
     options = ScriptOptions(template=template, persona=persona, variants=variants,
                             temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
                             jobs=jobs, retries=retries, resume=resume, strict=strict,
-                            words=words, work_dir=work_dir, timeout=timeout, best_of=best_of, batch=batch,
+                            words=words, work_dir=work_dir, timeout=timeout, threads=threads, best_of=best_of, batch=batch,
                             require_checks=require_checks)
     options.validate()  # usage errors (exit 2) before any backend is contacted
     from ..shards import fanout_takes, shard_run
 
     check_sources(files)  # a missing input is said before the backend notice
     shard_spec, checkpoint = resolve_shard(shard, shard_count, checkpoint)
+    extra = {"n_threads": threads} if threads else {}
     llm = create_llm(backend, model=model, host=list(host) or None, keep_alive=keep_alive, timeout=timeout,
-                     notice=emitter.message)
+                     notice=emitter.message, **extra)
     writer = RecordWriter()
     try:
         stats = run_script(files, options, backend=llm, emitter=emitter,

@@ -58,6 +58,7 @@ from ..limits import (
     Retries,
     Seed,
     Temperature,
+    Threads,
     Timeout,
     TopP,
     Variants,
@@ -123,6 +124,8 @@ class ScriptOptions:
     :ivar require_checks: a take that fails its checks becomes a record ``error``.
     :ivar timeout: Ollama only: seconds to wait for the connection and for each read of a
         reply (``None``: 300); read when the backend is built (``--timeout``, chain ``params``).
+    :ivar threads: llama.cpp only: CPU threads (``None``: every CPU this process may run on);
+        read when the backend is built (``--threads``, chain ``params``).
 
     Numeric fields carry the ranges of :mod:`ai_content_pipeline.limits` (the same as the
     flags'), which pydantic checks when options come from a chain file.
@@ -144,6 +147,7 @@ class ScriptOptions:
     sections: list[dict[str, Any]] | None = None
     work_dir: str = "aicp-out/longform"
     timeout: Timeout | None = None
+    threads: Threads | None = None
     best_of: BestOf = 1
     batch: Batch = 1
     require_checks: bool = False
