@@ -88,6 +88,11 @@ class InputError(RecordError):
     """A bad input line: not UTF-8, not JSON, not an object, a missing field."""
 
 
+class ChecksFailed(RecordError):
+    """A script that failed its template's checks where they are required: ``aicp-script
+    --require-checks`` rejects the take, ``aicp-voice --require-checks`` does not voice it."""
+
+
 class TransientBackendError(RecordError):
     """A failure worth retrying (timeout, stream cut mid-reply, HTTP 5xx)."""
 

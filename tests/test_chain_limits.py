@@ -302,3 +302,10 @@ def test_threads_param_is_range_checked_and_reaches_the_llamacpp_backend(tmp_pat
     runner.create_backend(ScriptStep(type="script", backend="llamacpp", params={"threads": 1}), print)
     runner.create_backend(ScriptStep(type="script", backend="llamacpp"), print)
     assert seen[0]["n_threads"] == 1 and "n_threads" not in seen[1]
+
+
+def test_voice_step_takes_require_checks(tmp_path: Path) -> None:
+    code, out, err = dry_run(write_chain(tmp_path), "--set", "steps.1.params.require_checks=true")
+    assert code == 0, err
+    code, out, err = dry_run(write_chain(tmp_path), "--set", "steps.1.params.require_checks=[1]")
+    assert_usage_error(code, out, err, "steps.1.params.require_checks (from --set)")

@@ -165,3 +165,48 @@ def test_mp3_bitrate_flag(monkeypatch, tmp_path) -> None:
     assert wav.exit_code == 2 and "--bitrate applies to mp3" in wav.stderr and wav.stdout == ""
     bad = invoke(voice_cli.voice_command, "aicp-voice", ["--format", "mp3", "--bitrate", "999"], SCRIPTS)
     assert bad.exit_code == 2
+
+
+CHECKED = b"".join(orjson.dumps(r) + b"\n" for r in [
+    {"id": "ok", "script": {"text": "Here is Queen with Bohemian Rhapsody.", "persona": "julie", "take": 0,
+                            "checks": {"passed": True, "failed": []}}},
+    {"id": "bad", "script": {"text": "Staying under 60 words, here it is.", "persona": "julie", "take": 0,
+                             "checks": {"passed": False, "failed": ["mentions", "no_echo"]}}},
+    {"id": "old", "script": {"text": "A script written before checks existed.", "persona": "julie", "take": 0}},
+])
+
+
+def test_a_script_that_failed_its_checks_is_voiced_with_a_warning_and_counted(monkeypatch, tmp_path) -> None:
+    use(monkeypatch, SpeechTTS())
+    res = invoke(voice_cli.voice_command, "aicp-voice", ["--out-dir", str(tmp_path / "a")], CHECKED)
+    assert res.exit_code == 0, res.stderr
+    out = records(res.stdout)
+    assert [r["id"] for r in out] == ["ok", "bad", "old"] and all("audio" in r for r in out)
+    warnings = [line for line in res.stderr.splitlines() if "failed its checks" in line]
+    assert warnings == ["aicp-voice: warning: record bad: voicing a script that failed its checks "
+                        "(mentions, no_echo)"]
+    assert "checks: 1 passed, 1 failed" in res.stderr
+
+
+def test_require_checks_does_not_voice_a_script_that_failed_them(monkeypatch, tmp_path) -> None:
+    use(monkeypatch, SpeechTTS())
+    out_dir = tmp_path / "a"
+    res = invoke(voice_cli.voice_command, "aicp-voice", ["--out-dir", str(out_dir), "--require-checks"], CHECKED)
+    assert res.exit_code == 3
+    out = records(res.stdout)
+    assert "audio" in out[0] and "audio" in out[2] and "audio" not in out[1]
+    error = out[1]["error"]
+    assert error["type"] == "ChecksFailed" and error["stage"] == "voice"
+    assert error["checks"]["failed"] == ["mentions", "no_echo"] and "not voiced" in error["message"]
+    assert sorted(os.listdir(out_dir)) == ["ok_julie_0.wav", "old_julie_0.wav"]  # no file for "bad"
+
+
+def test_checks_concern_only_the_script_text(monkeypatch, tmp_path) -> None:
+    """--text-field names another field: the script's checks are not about what is voiced."""
+    use(monkeypatch, SpeechTTS())
+    lines = b"".join(orjson.dumps({**orjson.loads(line), "note": "Plain words to read."}) + b"\n"
+                     for line in CHECKED.splitlines())
+    res = invoke(voice_cli.voice_command, "aicp-voice",
+                 ["--out-dir", str(tmp_path / "a"), "--require-checks", "--text-field", "note"], lines)
+    assert res.exit_code == 0, res.stderr
+    assert "failed its checks" not in res.stderr and "checks:" not in res.stderr

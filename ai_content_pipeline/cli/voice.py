@@ -96,6 +96,9 @@ words per second).
 @click.option("--barrier/--no-barrier", default=True, show_default=True,
               help="Read all input before loading the model (frees the GPU for the LLM upstream); "
                    "--no-barrier loads at once and voices records as they arrive.")
+@click.option("--require-checks", is_flag=True,
+              help="A script that failed its checks (script.checks.passed: false) is not voiced: "
+                   "its record gets an error (exit 3) [default: voiced, with a warning].")
 @log_option
 @shard_options
 @run_options
@@ -103,7 +106,7 @@ def voice_command(files: tuple[str, ...], backend: str, voice: str | None, perso
                   text_field: str | None, out_dir: str, audio_format: str, sample_rate: int | None,
                   bitrate: int | None, loudness: float, no_normalize: bool, seed: int | None, device: str,
                   checkpoint_dir: str | None, exaggeration: float | None, cfg_weight: float | None,
-                  temperature: float | None, barrier: bool, log: str | None, shard: str | None,
+                  temperature: float | None, barrier: bool, require_checks: bool, log: str | None, shard: str | None,
                   shard_count: int | None, resume: bool, checkpoint: str | None,
                   retries: int, strict: bool, stream: bool, quiet: bool, traceback: bool) -> int:
     """Speak the script of each JSON Lines record with a local TTS model.
@@ -129,7 +132,8 @@ def voice_command(files: tuple[str, ...], backend: str, voice: str | None, perso
     options = VoiceOptions(out_dir=out_dir, format=cast(AudioFormat, audio_format), sample_rate=sample_rate,
                            bitrate=bitrate,
                            loudness=None if no_normalize else loudness, text_field=text_field,
-                           persona=persona, seed=seed, retries=retries, resume=resume, strict=strict)
+                           persona=persona, seed=seed, retries=retries, resume=resume, strict=strict,
+                           require_checks=require_checks)
     writer = RecordWriter()
     try:
         stats = run_voice(files, options, backend=tts, emitter=emitter, write=writer.write,

@@ -44,7 +44,7 @@ from ..backends.base import (
     max_in_flight,
 )
 from ..checks import choose, echo_phrases, evaluate, trim_to_sentence
-from ..errors import AicpError, InputError, RecordError, UsageError
+from ..errors import AicpError, ChecksFailed, InputError, RecordError, UsageError
 from ..events import Emitter
 from ..jsonl import InputLine
 from ..ledger import Ledger, request_key
@@ -86,10 +86,6 @@ from .step import Write
 #: Upper bounds of ``--best-of`` and ``--batch``.
 MAX_BEST_OF = int(BEST_OF.max or 16)
 MAX_BATCH = int(BATCH.max or 64)
-
-class ChecksFailed(RecordError):
-    """``--require-checks``: the chosen take failed its checks (a record error, exit 3)."""
-
 
 def candidate_seed(seed: int | None, candidate: int) -> int | None:
     """Seed of candidate ``candidate`` of a take whose seed is ``seed``.

@@ -46,7 +46,7 @@ from ..audio import (
     write_audio_atomic,
 )
 from ..backends.base import TTSBackend, Voice
-from ..errors import AicpError, InputError, RecordError, SynthesisError, UsageError
+from ..errors import AicpError, ChecksFailed, InputError, RecordError, SynthesisError, UsageError
 from ..events import Emitter
 from ..files import FolderLock, NameClaims, Protected, check_output_dir
 from ..jsonl import InputLine
@@ -77,6 +77,9 @@ class VoiceOptions:
     :ivar retries: extra attempts for transient backend errors.
     :ivar resume: serve requests from the ledger when their file still exists unchanged.
     :ivar strict: stop at the first failed record.
+    :ivar require_checks: a script whose ``script.checks.passed`` is false is not voiced: its
+        record gets an ``error`` (:class:`~ai_content_pipeline.errors.ChecksFailed`). Without
+        it such a script is voiced with a warning naming the failed checks.
 
     Numeric fields and ``format`` carry the ranges and choices of
     :mod:`ai_content_pipeline.limits` (the same as the flags').
@@ -93,6 +96,24 @@ class VoiceOptions:
     retries: Retries = 0
     resume: bool = False
     strict: bool = False
+    require_checks: bool = False
+
+
+def failed_checks(record: dict[str, Any], text_field: str | None = None) -> list[str] | None:
+    """The checks the script to be voiced failed (``script.checks.failed``; ``[]`` if it
+    names none), or ``None`` when it passed them, was never checked, or the text voiced is
+    not ``script.text`` (``--text-field`` names another field, or the record has only ``text``).
+    """
+    if text_field not in (None, "script.text"):
+        return None
+    script = record.get("script")
+    if not isinstance(script, dict) or not isinstance(script.get("text"), str) or not script["text"].strip():
+        return None
+    checks = script.get("checks")
+    if not isinstance(checks, dict) or checks.get("passed") is not False:
+        return None
+    failed = checks.get("failed")
+    return [str(f) for f in failed] if isinstance(failed, list) else []
 
 
 def record_text(record: dict[str, Any], text_field: str | None = None) -> str:
@@ -267,6 +288,9 @@ class VoiceStage(Stage):
         except AicpError as exc:
             err = exc if isinstance(exc, RecordError) else InputError(exc.message, hint=exc.hint, stage="voice")
             return self._fail(index, rid, record, err)
+        refused = self._checked(index, rid, record)
+        if refused is not None:
+            return refused
         seed = self.options.seed if self.options.seed is not None else (persona.seed if persona else None)
         voice = self.backend.default_voice(persona, seed)
         take = record_take(record)
@@ -302,6 +326,28 @@ class VoiceStage(Stage):
         if self.takelog is not None:
             self.takelog.add_audio(record, audio)
         return {**record, "audio": audio}
+
+    def _checked(self, index: int, rid: str, record: dict[str, Any]) -> dict[str, Any] | None:
+        """Count the script's checks; a script that failed them gets a warning, or with
+        ``require_checks`` its record's error (returned: nothing is voiced)."""
+        failed = failed_checks(record, self.options.text_field)
+        script = record.get("script")
+        checked = isinstance(script, dict) and isinstance(script.get("checks"), dict)
+        with self.tracker.lock:
+            if failed is not None:
+                self.stats.checks_failed += 1
+            elif checked and self.options.text_field in (None, "script.text"):
+                self.stats.checks_passed += 1
+        if failed is None:
+            return None
+        names = ", ".join(failed) or "see script.checks"
+        if self.options.require_checks:
+            return self._fail(index, rid, record, ChecksFailed(
+                f"its script failed its checks ({names}); not voiced (--require-checks)", stage="voice",
+                hint="regenerate it (aicp-script --best-of 4), or voice it without --require-checks",
+                checks=script.get("checks") if isinstance(script, dict) else None))
+        self.emitter.message(f"record {rid}: voicing a script that failed its checks ({names})", "warning")
+        return None
 
     def _process(self, index: int, line: InputLine) -> dict[str, Any]:
         return self._each(index, line, lambda record: self._voice_record(index, record))
