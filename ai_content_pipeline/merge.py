@@ -121,7 +121,10 @@ def _end(end: Any, n: int, where: str) -> dict[str, Any]:
             blank[j] = b
     else:
         raise bad
-    return {"lines": lines, "blank": blank}
+    digest = end.get("input")
+    if digest is not None and not isinstance(digest, str):
+        raise bad
+    return {"lines": lines, "blank": blank, "input": digest}
 
 
 def _want(end: dict[str, Any], k: int, n: int) -> int:
@@ -196,6 +199,10 @@ def check(paths: list[str]) -> tuple[list[ShardFile], list[str]]:
     totals = {(e.end["lines"], tuple(sorted(e.end["blank"].items()))) for e in ends if e.end}
     if len(totals) > 1:
         raise UsageError("the shards were run on different inputs (their line counts differ)",
+                         hint="merge the outputs of one input")
+    digests = {e.end["input"] for e in ends if e.end and e.end["input"] is not None}
+    if len(digests) > 1:
+        raise UsageError("the shards were run on different inputs (same line counts, other contents)",
                          hint="merge the outputs of one input")
     end = ends[0].end if ends else None
     unknown: list[int] = []  # shards without a file while no shard says how many lines each has

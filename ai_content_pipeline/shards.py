@@ -10,8 +10,8 @@ produces nothing, as in a single run.
 Each output record of a sharded run carries one extra field, ``_aicp``::
 
     {"shard": "K/N", "line": p, "seq": i}            # every record
-    {..., "end": {"lines": M, "counts": [c0, ..., cN-1]}}   # the shard's last record
-    {..., "end": {"lines": M, "blank": {"j": b_j, ...}}}    # the same when N > 4096
+    {..., "end": {"lines": M, "counts": [c0, ..., cN-1], "input": D}}   # the shard's last record
+    {..., "end": {"lines": M, "blank": {"j": b_j, ...}, "input": D}}    # the same when N > 4096
 
 An input record that already has an ``_aicp`` field keeps its value in the tag as
 ``orig`` (``aicp merge`` puts it back, in its place). ``line`` is the input position, ``seq`` the record's 0-based place in this shard's
@@ -21,13 +21,16 @@ the end of its input: ``M`` input lines in all, ``c_j`` non-blank lines at posit
 :data:`DENSE_COUNTS` shards ``blank`` instead gives ``b_j``, the blank lines of each shard
 that has any, and ``c_j`` is shard j's positions less ``b_j``. ``aicp merge``
 (:mod:`ai_content_pipeline.merge`) uses it to put the records back in input order,
-find gaps and repeats, and removes it: the merged output equals a single run's.
+find gaps and repeats, and removes it: the merged output equals a single run's. ``D``
+(:func:`input_digest`) is a digest of every input line, so that merge refuses shards run on
+different inputs even when their line counts agree.
 
 ``--shard auto`` reads the index and count from the scheduler (:func:`detect`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -94,17 +97,27 @@ def lines_of(index: int, count: int, lines: int) -> int:
     return len(range(index, lines, count))
 
 
-def end_tag(lines: int, counts: list[int]) -> dict[str, Any]:
+def input_digest() -> Any:
+    """A hash of a run's whole input, fed one raw line at a time (``update(line + b"\\n")``, a
+    line too long to read as ``b"\\0"``): BLAKE2b, 16 bytes (``hashlib``); the ``end`` tag
+    carries its hex digest as ``blake2b:HEX``."""
+    return hashlib.blake2b(digest_size=16)
+
+
+def end_tag(lines: int, counts: list[int], digest: str | None = None) -> dict[str, Any]:
     """A finished shard's ``end``: ``{"lines": M, "counts": [c0, …]}`` for up to
     :data:`DENSE_COUNTS` shards; above that ``{"lines": M, "blank": {"j": b_j}}``, the blank
     lines of the shards that have any (``c_j`` is shard j's positions less ``b_j``), so the
-    last record stays small with a million shards."""
+    last record stays small with a million shards; ``input``: ``digest``, when given."""
     n = len(counts)
     if n <= DENSE_COUNTS:
-        return {"lines": lines, "counts": list(counts)}
-    blank = {str(j): lines_of(j, n, lines) - c for j, c in enumerate(counts[:lines])
-             if c != lines_of(j, n, lines)}
-    return {"lines": lines, "blank": blank}
+        tag: dict[str, Any] = {"lines": lines, "counts": list(counts)}
+    else:
+        tag = {"lines": lines, "blank": {str(j): lines_of(j, n, lines) - c for j, c in enumerate(counts[:lines])
+                                         if c != lines_of(j, n, lines)}}
+    if digest is not None:
+        tag["input"] = digest
+    return tag
 
 
 def _int(text: str, what: str) -> int:
@@ -251,6 +264,8 @@ class ShardRun:
         self.total_lines: int | None = None
         #: non-blank lines per shard residue (complete once ``total_lines`` is set)
         self.counts = [0] * shard.count
+        #: ``blake2b:HEX`` of the whole input (:func:`input_digest`; set with ``total_lines``)
+        self.digest: str | None = None
         self._pending: deque[list[Any]] = deque()  # [tag, outputs left] per selected line
         self._write: Callable[[dict[str, Any]], Any] | None = None
         self._held: dict[str, Any] | None = None
@@ -285,8 +300,10 @@ class ShardRun:
         limit = max_line_bytes()
         n, k = self.shard.count, self.shard.index
         total = 0
+        digest = input_digest()
         for position, raw, number, name in self._raw(sources, stdin):
             total = position + 1
+            digest.update(b"\0" if raw is None else raw + b"\n")
             if _blank(raw, number == 1):
                 continue
             residue = position % n
@@ -302,6 +319,7 @@ class ShardRun:
             self._pending.append([{"shard": str(self.shard), "line": position}, self.fanout(line)])
             yield line
         self.total_lines = total
+        self.digest = f"blake2b:{digest.hexdigest()}"
 
     def count(self, sources: Iterable[str], stdin: IO[bytes] | None = None) -> int | None:
         """This shard's non-blank lines when every source is a regular file, else ``None``
@@ -364,7 +382,7 @@ class ShardRun:
         self._done = True
         held, self._held = self._held, None
         if held is not None and self._write is not None:
-            held[FIELD]["end"] = end_tag(self.total_lines or 0, self.counts)
+            held[FIELD]["end"] = end_tag(self.total_lines or 0, self.counts, self.digest)
             self._write(held)
 
     def close(self) -> None:

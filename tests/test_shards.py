@@ -106,9 +106,25 @@ def test_positions_are_line_indexes_blank_and_bad_lines_included(tmp_path: Path)
     assert zero[1]["error"]["line"] == 3 and "not valid JSON" in zero[1]["error"]["message"]
     assert [r.get("id") for r in one] == ["d"]                 # line 1 is blank, line 3
     assert [r["_aicp"]["line"] for r in zero] == [0, 2, 4]
-    assert zero[-1]["_aicp"]["end"] == {"lines": 5, "counts": [3, 1]}
+    end = zero[-1]["_aicp"]["end"]
+    assert {k: end[k] for k in ("lines", "counts")} == {"lines": 5, "counts": [3, 1]}
+    assert end["input"].startswith("blake2b:") and end["input"] == one[-1]["_aicp"]["end"]["input"]
     assert "end" not in zero[0]["_aicp"]
     assert [r["_aicp"]["seq"] for r in zero] == [0, 1, 2]
+
+
+def test_merge_refuses_shards_of_two_inputs_with_the_same_line_layout(tmp_path: Path) -> None:
+    """Same line count, same blank lines, other songs: the input digest in ``end`` tells them apart."""
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    _write(first, [{"id": f"a{i}", "artist": "A", "title": f"T{i}"} for i in range(4)])
+    _write(second, [{"id": f"b{i}", "artist": "B", "title": f"U{i}"} for i in range(4)])
+    paths = [tmp_path / "out.0.jsonl", tmp_path / "out.1.jsonl"]
+    _write(paths[0], _run(first, Shard(0, 2)))
+    _write(paths[1], _run(second, Shard(1, 2)))
+    with pytest.raises(UsageError, match="different inputs"):
+        check([str(p) for p in paths])
+    _write(paths[1], _run(first, Shard(1, 2)))  # both shards of one input: they merge
+    assert check([str(p) for p in paths])[1] == []
 
 
 def test_an_input_records_own_aicp_field_survives_the_merge(tmp_path: Path) -> None:
