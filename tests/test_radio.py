@@ -492,3 +492,14 @@ def test_the_voice_stage_names_the_file(tmp_path):
     p, _ = make(tmp_path)
     results = list(generate_batch_intros(p, [{"id": "a.b-C_1", "artist": "A", "title": "T", "dj": "max"}]))
     assert results[0].audio_path == p.intro_path("a.b-C_1", "max") and results[0].audio_path.is_file()
+
+
+def test_an_intro_that_failed_its_checks_is_voiced_and_the_emitter_is_told(tmp_path):
+    """The double's echo ("Script for: …") is too long and unfinished: voiced, with a warning."""
+    em = RecordingEmitter()
+    p, _ = make(tmp_path, emitter=em)
+    results = list(generate_batch_intros(p, songs(2)))
+    assert all(r.success for r in results)
+    warnings = [f for n, f in em.events if n == "message" and "failed its checks" in f["message"]]
+    assert [w["message"].split(":")[0] for w in warnings] == ["record song0", "record song1"]
+    assert all(w["level"] == "warning" and w["step"] == 2 for w in warnings)
