@@ -252,3 +252,26 @@ def test_a_host_without_scheme_or_port_is_ollamas_port(monkeypatch: Any) -> None
     assert host_url("http://gpu1") == "http://gpu1" and host_url("[::1]") == "http://[::1]:11434"
     monkeypatch.setenv("OLLAMA_HOST", "gpu3")
     assert default_host() == "http://gpu3:11434"
+
+
+def test_a_host_that_never_answered_costs_nothing_at_unload(tmp_path: Path) -> None:
+    """A host that accepts connections but never replies is taken out at load; the unload at the
+    end does not probe it again (it would wait the 2 s probe timeout for nothing)."""
+    import socket
+    import time
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        with OllamaServer() as srv:
+            pool = OllamaPool("llama3.2", hosts=[srv.url, f"http://127.0.0.1:{silent.getsockname()[1]}"],
+                              timeout=0.3)
+            pool.load()
+            assert pool.hosts[1].down is not None and pool.hosts[0].down is None
+            t0 = time.monotonic()
+            pool.unload()
+            assert time.monotonic() - t0 < 1.5  # no 2 s liveness probe of the silent host
+            assert srv.unload_requests()
+    finally:
+        silent.close()

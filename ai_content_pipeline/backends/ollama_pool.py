@@ -339,11 +339,12 @@ class OllamaPool(LLMBackend):
     def unload(self) -> None:
         """Unload the model on every host at once (``keep_alive: 0``, ``/api/ps`` wait): the live
         ones and those taken out that still answer ``GET /api/version`` (one that kept failing
-        may hold the model); the others only get their connections closed."""
+        may hold the model); the others only get their connections closed. A host that never
+        loaded the model (taken out at load) is not asked again: nothing to unload there."""
         self.loaded = False
 
         def one(host: _Host) -> None:
-            if host.down is None or self._alive(host):
+            if host.down is None or not host.backend.loaded or self._alive(host):
                 host.backend.unload()
             else:
                 host.backend.abort()
