@@ -126,14 +126,20 @@ def _contains(haystack: str, needle: str) -> bool:
     return False
 
 
+#: A featured-artist credit: "feat." / "ft." / "featuring" between two names.
+_FEATURING = re.compile(r"\s+(?:feat\.?|ft\.?|featuring)\s+", re.I)
+
+
 def name_variants(value: Any) -> list[str]:
     """Folded forms of a name that count as naming it (full form first).
 
-    Drops a leading "the", a bracketed or " - " suffix ("(Remastered)", " - Live"),
-    and the "and the Ys" of an "X and the Ys" band; never shortens a name to nothing.
+    Drops a leading "the", a bracketed or " - " suffix ("(Remastered)", " - Live"), a
+    featured artist ("X feat. Y", "X ft. Y", "X featuring Y": X), and the "and the Ys" of an
+    "X and the Ys" band; never shortens a name to nothing.
     """
     raw = str(value).strip()
-    forms = [raw, re.sub(r"\s*[\(\[][^\)\]]*[\)\]]\s*$", "", raw), re.split(r"\s+[-–—]\s+", raw)[0]]
+    forms = [raw, re.sub(r"\s*[\(\[][^\)\]]*[\)\]]\s*$", "", raw), re.split(r"\s+[-–—]\s+", raw)[0],
+             _FEATURING.split(raw)[0]]
     out: list[str] = []
     for form in forms:
         f = fold(form)

@@ -60,6 +60,17 @@ def test_mentions_allow_common_short_forms():
     assert check_mentions("AC/DC: Back in Black", ["artist"], {"artist": "ACDC"}) == []
 
 
+@pytest.mark.parametrize(("artist", "text"), [
+    ("Beyoncé feat. Jay-Z", "Here is Beyonce with Crazy in Love."),
+    ("Beyoncé feat. Jay-Z", "Here is Beyoncé featuring Jay-Z: Crazy in Love."),
+    ("Mark Ronson ft. Bruno Mars", "Mark Ronson and Crazy in Love."),
+    ("Daft Punk featuring Pharrell Williams", "Crazy in Love, by Daft Punk."),
+])
+def test_mentions_a_featured_credit_names_the_main_artist(artist, text):
+    assert check_mentions(text, ["artist", "title"], {"artist": artist, "title": "Crazy in Love"}) == []
+    assert check_mentions("Crazy in Love.", ["artist"], {"artist": artist}) == ["artist"]
+
+
 @pytest.mark.parametrize("text", [
     "Nirvana's Smells Like Teen Spirit.",
     "NIRVANA’S “Smells Like Teen Spirit”!",
