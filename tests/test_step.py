@@ -70,7 +70,7 @@ def test_a_stage_that_cannot_be_built_leaves_no_ledger_open(tmp_path: Path, clos
 @pytest.fixture
 def input_passes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The name of the file of every pass over input lines (counting or reading), in order."""
-    from ai_content_pipeline import jsonl, shards
+    from ai_content_pipeline import jsonl
 
     passes: list[str] = []
     real = jsonl.iter_lines
@@ -79,8 +79,7 @@ def input_passes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         passes.append(str(getattr(handle, "name", handle)))
         return real(handle, limit)
 
-    monkeypatch.setattr(jsonl, "iter_lines", iter_lines)
-    monkeypatch.setattr(shards, "iter_lines", iter_lines)
+    monkeypatch.setattr(jsonl, "iter_lines", iter_lines)  # every reader of lines (shards too) goes through it
     return passes
 
 

@@ -12,7 +12,7 @@ or containing a path separator). A name is found first in the user folder
 ``~/.config/aicp``; ``templates/NAME.yaml``, ``personas/NAME.yaml``), then among
 the built-ins: a user file overrides the built-in of its name. Only the command
 line (or a chain file) may give a path: a *record* may only name a persona
-(:func:`persona_for_record`), since record fields are data, never file names.
+(:meth:`Personas.for_record`), since record fields are data, never file names.
 
 A script record carries its persona's voice settings (``script.persona_voice``,
 :func:`persona_voice`), so the voice stage speaks with the same persona on any
@@ -512,7 +512,7 @@ def record_voice_file(persona: Persona | None, backend: str) -> str | None:
 
 
 class Personas:
-    """The persona rule of one run (:func:`persona_for_record`), each persona file loaded once.
+    """The persona rule of one run (:meth:`for_record`), each persona file loaded once.
 
     The run's default is loaded here, once; a persona a record names is loaded the first time a
     record names it and reused for every later record, so one run uses one version of each file
@@ -541,7 +541,20 @@ class Personas:
 
     def for_record(self, record: dict[str, Any], fields: tuple[str, ...] = ("persona", "dj"), *,
                    carried: tuple[str, str] | None = None) -> Persona | None:
-        """The persona ``record`` asks for (see :func:`persona_for_record`).
+        """The persona ``record`` asks for: the first of ``fields`` (dotted paths) that is set,
+        else the run's default (a name or a path from the command line), else ``julie`` when
+        ``required`` (``None`` otherwise).
+
+        A record may only *name* a persona: one of the user folder or a built-in one, or the
+        persona that the default loaded from a file (``-p ./rosa.yaml`` lets records say
+        ``"rosa"``). A path, or any value that is not a plain name, is refused without touching
+        the file system: record data is never used as a file path.
+
+        ``carried`` (``("script.persona", "script.persona_voice")`` in the voice stage): when the
+        record's name equals the value at the first path and the second holds voice settings,
+        the persona is rebuilt from them (:func:`persona_from_voice`): what the script stage used
+        travels with the record. Precedence for a name: the default file's persona of that
+        name, then the carried settings, then the user folder, then the built-ins.
 
         :raises InputError: the field is not a string, is not a plain name, names no persona, or
             the carried settings are invalid (stage ``None``: the caller sets it).
@@ -584,32 +597,6 @@ class Personas:
         if chosen is not None:
             return chosen
         return self.named(DEFAULT_PERSONA) if self.required else None
-
-
-def persona_for_record(record: dict[str, Any], default: str | Persona | None,
-                       fields: tuple[str, ...] = ("persona", "dj"), *, required: bool = True,
-                       carried: tuple[str, str] | None = None) -> Persona | None:
-    """The persona a record asks for: the first of ``fields`` (dotted paths) that is set,
-    else ``default`` (a name or a path from the command line), else ``julie`` when
-    ``required`` (``None`` otherwise).
-
-    A record may only *name* a persona: one of the user folder or a built-in one, or the
-    persona that ``default`` loaded from a file (``-p ./rosa.yaml`` lets records say
-    ``"rosa"``). A path, or any value that is not a plain name, is refused without touching
-    the file system.
-
-    ``carried`` (``("script.persona", "script.persona_voice")`` in the voice stage): when the
-    record's name equals the value at the first path and the second holds voice settings,
-    the persona is rebuilt from them (:func:`persona_from_voice`): what the script stage used
-    travels with the record. Precedence for a name: the ``default`` file's persona of that
-    name, then the carried settings, then the user folder, then the built-ins.
-
-    A run that asks for many records keeps one :class:`Personas` instead (each file loaded once).
-
-    :raises InputError: the field is not a string, is not a plain name, names no persona, or
-        the carried settings are invalid (stage ``None``: the caller sets it).
-    """
-    return Personas(default, required=required).for_record(record, fields, carried=carried)
 
 
 def _ignored(kind: str, path: Path) -> AicpError:
@@ -795,6 +782,6 @@ __all__ = [
     "DEFAULT_PERSONA", "FILE_SETTINGS", "Persona", "PersonaVoice", "Section", "Template",
     "TemplateSandboxError", "VoiceSettings", "as_data", "file_ref", "is_name", "list_personas",
     "list_templates", "load_persona", "load_template", "names", "new_file", "origin_of",
-    "Personas", "persona_for_record", "persona_from_voice", "persona_voice", "record_voice_file", "user_dir",
+    "Personas", "persona_from_voice", "persona_voice", "record_voice_file", "user_dir",
     "user_folder",
 ]
