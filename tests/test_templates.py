@@ -80,3 +80,16 @@ def test_a_record_names_a_persona_never_a_file(monkeypatch, tmp_path, value):
     from_file = Personas("./evil.yaml")
     assert from_file.for_record({"dj": "evil"}).display_name == "Evil"
     assert looked_up == ["./evil.yaml"]
+
+
+def test_an_unknown_record_persona_gets_each_name_once_in_its_hint(tmp_path):
+    from ai_content_pipeline.templates import Personas
+
+    with pytest.raises(InputError) as caught:
+        Personas("julie").for_record({"dj": "nobody"})
+    assert caught.value.hint == "choose one of: julie, max, sam (your own: aicp personas new NAME)"
+    rosa = tmp_path / "rosa.yaml"
+    rosa.write_text("name: rosa\ndisplay_name: Rosa\nstyle: x\n")
+    with pytest.raises(InputError) as caught:  # a persona file's name is one a record may use
+        Personas(str(rosa)).for_record({"dj": "nobody"})
+    assert caught.value.hint == "choose one of: julie, max, sam, rosa (your own: aicp personas new NAME)"

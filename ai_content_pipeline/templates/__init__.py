@@ -588,9 +588,10 @@ class Personas:
                 return self.named(name)
             except UsageError as exc:  # records name personas only: no "or give a .yaml path" here
                 from_file = carried is not None and field == carried[0]  # a script made with -p FILE
+                known = _names("persona")  # and the default's name (a persona file's)
+                known += [chosen.name] if chosen is not None and chosen.name not in known else []
                 raise InputError(exc.message, field=field,
-                                 hint=f"choose one of: {', '.join(_names('persona'))}"
-                                      + (f", {chosen.name}" if chosen is not None else "")
+                                 hint=f"choose one of: {', '.join(known)}"
                                       + (f"; a script from a persona file: give the file, --persona "
                                          f"./{name}.yaml" if from_file else
                                          " (your own: aicp personas new NAME)")) from exc
