@@ -203,9 +203,14 @@ def parse_line(raw: bytes, line: int, source: str = "-") -> InputLine:
     return InputLine(line, source, record=value)
 
 
+def stdin_stream(stdin: IO[bytes] | None = None) -> IO[bytes]:
+    """The binary stream a source ``-`` reads: ``stdin`` when given, else ``sys.stdin.buffer``."""
+    return stdin if stdin is not None else sys.stdin.buffer
+
+
 def _open_source(source: str | os.PathLike[str], stdin: IO[bytes] | None) -> IO[bytes]:
     if str(source) == "-":
-        return stdin if stdin is not None else sys.stdin.buffer
+        return stdin_stream(stdin)
     if os.path.isdir(source):
         raise UsageError(f"cannot read {source}: it is a folder, not a JSON Lines file")
     try:
@@ -262,24 +267,45 @@ def read_records(
     """
     sources = list(sources) or ["-"]
     check_sources(sources)
+    for raw, number, name in raw_lines(sources, stdin):
+        if not is_blank(raw):
+            yield input_line(raw, number, name)
+
+
+def raw_lines(sources: list[str | os.PathLike[str]] | list[str],
+              stdin: IO[bytes] | None = None) -> Iterator[tuple[bytes | None, int, str]]:
+    """``(raw line, its 1-based number in its source, the source's name)`` for every line of each
+    source in turn, blank ones included: the raw line without its newline (and without the
+    UTF-8 byte order mark that may start a source), ``None`` when it is longer than
+    :func:`max_line_bytes`. A file is closed once read; ``-`` (``stdin``) is left open.
+
+    :raises UsageError: a source cannot be opened (when its turn comes).
+    """
     limit = max_line_bytes()
     for source in sources:
         handle = _open_source(source, stdin)
         name = str(source)
         try:
             for number, raw in enumerate(iter_lines(handle, limit), start=1):
-                if raw is None:
-                    yield _input_error(f"line {number} is longer than {limit} bytes; skipped",
-                                       number, name)
-                    continue
-                if number == 1 and raw.startswith(_BOM):
+                if number == 1 and raw is not None and raw.startswith(_BOM):
                     raw = raw[len(_BOM):]
-                if not raw.strip():
-                    continue
-                yield parse_line(raw, number, name)
+                yield raw, number, name
         finally:
             if name != "-":
                 handle.close()
+
+
+def is_blank(raw: bytes | None) -> bool:
+    """Whether a line of :func:`raw_lines` is blank (no record; an overlong line is an error one)."""
+    return raw is not None and not raw.strip()
+
+
+def input_line(raw: bytes | None, number: int, name: str) -> InputLine:
+    """The :class:`InputLine` of a non-blank line of :func:`raw_lines`: parsed, or an error line
+    for one longer than :func:`max_line_bytes` (``None``)."""
+    if raw is None:
+        return _input_error(f"line {number} is longer than {max_line_bytes()} bytes; skipped", number, name)
+    return parse_line(raw, number, name)
 
 
 def countable(sources: Iterable[str | os.PathLike[str]], *, stdin: IO[bytes] | None = None) -> bool:
@@ -288,7 +314,7 @@ def countable(sources: Iterable[str | os.PathLike[str]], *, stdin: IO[bytes] | N
     be without consuming it. Reads nothing."""
     for source in list(sources) or ["-"]:
         if str(source) == "-":
-            handle = stdin if stdin is not None else sys.stdin.buffer
+            handle = stdin_stream(stdin)
             try:
                 if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
                     return False
@@ -299,36 +325,30 @@ def countable(sources: Iterable[str | os.PathLike[str]], *, stdin: IO[bytes] | N
     return True
 
 
-def count_records(sources: Iterable[str | os.PathLike[str]], *, stdin: IO[bytes] | None = None) -> int | None:
-    """Count non-blank lines when every source is a regular file (:func:`countable`), else ``None``.
+def count_records(sources: Iterable[str | os.PathLike[str]], *, stdin: IO[bytes] | None = None,
+                  positions: Callable[[int], bool] | None = None) -> int | None:
+    """Count the lines :func:`read_records` yields when every source is a regular file
+    (:func:`countable`), else ``None``: a pipe cannot be counted without consuming it.
 
-    Stdin counts when it is redirected from a regular file (``< file``); it is
-    read and rewound. A pipe cannot be counted without consuming it.
+    Stdin counts when it is redirected from a regular file (``< file``); it is read and
+    rewound to where it was. ``positions``: count only the lines whose 0-based position in
+    the whole input (blank lines included) it accepts (a shard's, :mod:`~ai_content_pipeline.shards`).
+
+    :raises UsageError: a file cannot be opened.
     """
     sources = list(sources) or ["-"]
     if not countable(sources, stdin=stdin):
         return None
-    total = 0
-    limit = max_line_bytes()
-    for source in sources:
-        if str(source) == "-":
-            handle = stdin if stdin is not None else sys.stdin.buffer
-            try:
-                pos = handle.tell()
-                total += _count(handle, limit)
-                handle.seek(pos)
-            except (OSError, io.UnsupportedOperation, ValueError):
-                return None
-        else:
-            with open(source, "rb") as fh:
-                total += _count(fh, limit)
-    return total
-
-
-def _count(handle: IO[bytes], limit: int) -> int:
-    """Lines :func:`read_records` yields from ``handle`` (blank ones and a lone BOM excluded)."""
-    return sum(1 for n, raw in enumerate(iter_lines(handle, limit))
-               if raw is None or (raw[len(_BOM):] if n == 0 and raw.startswith(_BOM) else raw).strip())
+    handle = stdin_stream(stdin) if any(str(s) == "-" for s in sources) else None
+    try:
+        start = handle.tell() if handle is not None else 0
+        counted = sum(1 for position, (raw, _, _) in enumerate(raw_lines(sources, handle))
+                      if not is_blank(raw) and (positions is None or positions(position)))
+        if handle is not None:
+            handle.seek(start)
+    except (OSError, io.UnsupportedOperation, ValueError):
+        return None
+    return counted
 
 
 class OutputClosed(Exception):

@@ -40,14 +40,12 @@ from typing import IO, Any
 
 from .errors import UsageError
 from .jsonl import (
-    _BOM,
     InputLine,
-    _input_error,
-    _open_source,
     check_sources,
-    iter_lines,
-    max_line_bytes,
-    parse_line,
+    count_records,
+    input_line,
+    is_blank,
+    raw_lines,
 )
 
 #: The field a sharded run adds to each output record (removed by ``aicp merge``).
@@ -225,14 +223,6 @@ def parse(spec: str | None, *, count: int | str | None = None,
     return Shard(index, total)
 
 
-def _blank(raw: bytes | None, first: bool) -> bool:
-    if raw is None:
-        return False  # an overlong line is an error record, not a blank one
-    if first and raw.startswith(_BOM):
-        raw = raw[len(_BOM):]
-    return not raw.strip()
-
-
 def fanout_one(line: InputLine) -> int:
     """Output records per input line of a 1:1 stage (voice)."""
     return 1
@@ -273,21 +263,6 @@ class ShardRun:
         self._done = False
 
     # -- input ----------------------------------------------------------------------------
-    def _raw(self, sources: list[str], stdin: IO[bytes] | None) -> Iterator[tuple[int, bytes | None, int, str]]:
-        """``(position, raw line or None when overlong, line number in its source, source)``."""
-        limit = max_line_bytes()
-        position = 0
-        for source in sources:
-            handle = _open_source(source, stdin)
-            name = str(source)
-            try:
-                for number, raw in enumerate(iter_lines(handle, limit), start=1):
-                    yield position, raw, number, name
-                    position += 1
-            finally:
-                if name != "-":
-                    handle.close()
-
     def lines(self, sources: Iterable[str], stdin: IO[bytes] | None = None) -> Iterator[InputLine]:
         """The input lines of this shard, parsed as :func:`~ai_content_pipeline.jsonl.read_records`
         parses them (same line numbers and error records); lines of other shards are only
@@ -297,25 +272,19 @@ class ShardRun:
         """
         sources = list(sources) or ["-"]
         check_sources(sources)
-        limit = max_line_bytes()
         n, k = self.shard.count, self.shard.index
         total = 0
         digest = input_digest()
-        for position, raw, number, name in self._raw(sources, stdin):
+        for position, (raw, number, name) in enumerate(raw_lines(sources, stdin)):
             total = position + 1
             digest.update(b"\0" if raw is None else raw + b"\n")
-            if _blank(raw, number == 1):
+            if is_blank(raw):
                 continue
             residue = position % n
             self.counts[residue] += 1
             if residue != k:
                 continue
-            if raw is None:
-                line = _input_error(f"line {number} is longer than {limit} bytes; skipped", number, name)
-            else:
-                if number == 1 and raw.startswith(_BOM):
-                    raw = raw[len(_BOM):]
-                line = parse_line(raw, number, name)
+            line = input_line(raw, number, name)
             self._pending.append([{"shard": str(self.shard), "line": position}, self.fanout(line)])
             yield line
         self.total_lines = total
@@ -323,29 +292,10 @@ class ShardRun:
 
     def count(self, sources: Iterable[str], stdin: IO[bytes] | None = None) -> int | None:
         """This shard's non-blank lines when every source is a regular file, else ``None``
-        (stdin from a regular file is read and rewound)."""
-        import stat
-
-        sources = list(sources) or ["-"]
-        handle = stdin
-        if "-" in sources:
-            import sys
-
-            handle = stdin if stdin is not None else sys.stdin.buffer
-            try:
-                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                    return None
-                pos = handle.tell()
-            except (OSError, AttributeError, ValueError):
-                return None
-        elif not all(Path(s).is_file() for s in sources):
-            return None
+        (:func:`~ai_content_pipeline.jsonl.count_records`: stdin from a regular file is read
+        and rewound)."""
         n, k = self.shard.count, self.shard.index
-        found = sum(1 for position, raw, number, _ in self._raw(sources, handle)
-                    if position % n == k and not _blank(raw, number == 1))
-        if "-" in sources and handle is not None:
-            handle.seek(pos)
-        return found
+        return count_records(sources, stdin=stdin, positions=lambda position: position % n == k)
 
     # -- output ---------------------------------------------------------------------------
     def wrap(self, write: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], None]:

@@ -1,4 +1,5 @@
-"""The package's import graph has no circle (issue 15): module-level imports, read from the source.
+"""The package's import graph has no circle (issue 15): module-level imports, read from the source;
+and ``--help`` of every command loads no heavy library (run in a fresh interpreter).
 
 Imports inside functions (lazy ones, for a fast ``--help``) and under ``if TYPE_CHECKING`` do not run
 when a module loads, so they are left out; everything a module runs at import time is in.
@@ -7,7 +8,11 @@ when a module loads, so they are left out; everything a module runs at import ti
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ai_content_pipeline"
 
@@ -123,3 +128,53 @@ def test_script_and_longform_do_not_import_each_other() -> None:
 
 def test_the_text_helpers_are_a_leaf() -> None:
     assert GRAPH["ai_content_pipeline.text"] == set()
+
+
+#: What ``--help`` must not load: the model engines, and the libraries only a running command needs.
+HEAVY = ("pydantic", "numpy", "jinja2", "llama_cpp", "yaml", "torch", "onnxruntime", "piper")
+
+_LOADED = """\
+import importlib, sys
+module, sys.argv = sys.argv[1], sys.argv[2:]
+try:
+    importlib.import_module(module).main()
+except SystemExit:
+    pass
+heavy = {{{heavy}}}
+print(sorted(m for m in sys.modules if m.split('.')[0] in heavy), file=sys.stderr)
+"""
+
+
+def _loaded_by(module: str, *argv: str) -> tuple[str, list[str]]:
+    """Run ``module.main()`` with ``argv`` in a fresh interpreter: (stdout, heavy modules it loaded)."""
+    code = _LOADED.format(heavy=", ".join(repr(h) for h in HEAVY))
+    done = subprocess.run([sys.executable, "-c", code, module, *argv], capture_output=True, text=True,
+                          timeout=120, check=False)
+    loaded: list[str] = ast.literal_eval(done.stderr.strip().splitlines()[-1])
+    return done.stdout, loaded
+
+
+HELP_RUNS = [
+    ("ai_content_pipeline.cli.main", ("aicp", "--help")),
+    ("ai_content_pipeline.cli.script", ("aicp-script", "--help")),
+    ("ai_content_pipeline.cli.voice", ("aicp-voice", "--help")),
+    *[("ai_content_pipeline.cli.main", ("aicp", *cmd.split(), "--help"))
+      for cmd in ("script", "voice", "run-chain", "merge", "templates", "templates list", "templates show",
+                  "templates new", "personas", "personas show", "doctor", "logs", "serve", "worker")],
+]
+
+
+@pytest.mark.parametrize(("module", "argv"), HELP_RUNS, ids=[" ".join(a) for _, a in HELP_RUNS])
+def test_help_loads_no_heavy_library(module: str, argv: tuple[str, ...]) -> None:
+    """``--help`` stays instant: it imports no engine, nor pydantic, numpy, Jinja2 or PyYAML
+    (``aicp --help`` loads every command module for the one-line help of each)."""
+    out, loaded = _loaded_by(module, *argv)
+    assert "Usage:" in out
+    assert loaded == []
+
+
+def test_the_help_check_sees_a_heavy_import() -> None:
+    """The check above can fail: a command that runs loads the templates library (pydantic, PyYAML)."""
+    out, loaded = _loaded_by("ai_content_pipeline.cli.main", "aicp", "templates", "list")
+    assert '"name":"song-intro"' in out
+    assert {"pydantic", "yaml"} <= {m.split(".")[0] for m in loaded}

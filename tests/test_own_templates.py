@@ -373,3 +373,73 @@ def test_a_starter_stays_valid_in_a_folder_with_a_newline_in_its_name(kind, monk
     shown = invoke(cli, "aicp", [kind, "show", "mine", "--json"])
     assert shown.exit_code == 0, shown.stderr
     assert orjson.loads(shown.stdout)["name"] == "mine"
+
+
+def test_a_jinja_syntax_error_names_the_file(monkeypatch) -> None:
+    """A broken copy of a built-in in the user folder is told apart from the built-in: by its path."""
+    path = write_user("templates", "song-intro", "system: s\nuser: Introduce {{ title }.\n")
+    res = invoke(cli, "aicp", ["templates", "list"])
+    assert res.exit_code == 3
+    assert "song-intro" not in {t["name"] for t in records_of(res.stdout)}
+    assert res.stderr == (f"aicp templates list: warning: skipped template file {path}: prompt 'user': "
+                          "Jinja2 syntax error on line 1 of the prompt: unexpected '}'\n")
+    ran, llm = script(monkeypatch, ["-t", "song-intro"], [SONG])
+    assert ran.exit_code == 2 and llm.calls == []
+    assert ran.stderr.startswith(f"aicp-script: error: template file {path}: prompt 'user': Jinja2 syntax error")
+
+
+@pytest.mark.parametrize("kind", ["templates", "personas"])
+def test_list_names_each_user_file_that_no_name_finds(kind) -> None:
+    """Names are ASCII (``new café`` is refused): ``café.yaml`` is not skipped silently, nor a ``.yml``."""
+    good = "system: s\nuser: u {{ title }}\n" if kind == "templates" else "display_name: F\nstyle: x\n"
+    write_user(kind, "fine", good)
+    for stem in ("café", "my intro"):
+        write_user(kind, stem, good)
+    folder = Path(os.environ["AICP_HOME"]) / kind
+    (folder / "fine2.yml").write_text(good)
+    (folder / ".hidden.yaml").write_text(good)  # a hidden file is no one's: not listed, not warned
+    assert invoke(cli, "aicp", [kind, "new", "café"]).exit_code == 2  # not a name
+    res = invoke(cli, "aicp", [kind, "list"])
+    assert res.exit_code == 3
+    assert {"fine"} == {item["name"] for item in records_of(res.stdout) if item["source"] == "user"}
+    err = res.stderr.splitlines()
+    one = kind.rstrip("s")
+    prog = f"aicp {kind} list: "
+    assert err == [
+        f"{prog}warning: skipped {one} file {folder / 'café.yaml'}: 'café' is not a {one} name, so no name finds it",
+        f"{prog}hint: rename it: a name is 1-64 ASCII letters, digits, '.', '_' or '-', starting with a letter "
+        "or digit; or give the file as a path",
+        f"{prog}warning: skipped {one} file {folder / 'fine2.yml'}: the user folder's files end in .yaml, so no "
+        "name finds it",
+        f"{prog}hint: rename it fine2.yaml, or give the file as a path",
+        f"{prog}warning: skipped {one} file {folder / 'my intro.yaml'}: 'my intro' is not a {one} name, so no "
+        "name finds it",
+        f"{prog}hint: rename it: a name is 1-64 ASCII letters, digits, '.', '_' or '-', starting with a letter "
+        "or digit; or give the file as a path",
+    ]
+    # as the hint says, the file still serves as a path
+    shown = invoke(cli, "aicp", [kind, "show", str(folder / "café.yaml"), "--json"])
+    assert shown.exit_code == 0 and orjson.loads(shown.stdout)["name"] == "café"
+
+
+@pytest.mark.parametrize("kind", ["templates", "personas"])
+def test_list_resolves_each_name_once_and_reads_the_builtin_folder_once(kind, monkeypatch) -> None:
+    from ai_content_pipeline import templates
+
+    good = "system: s\nuser: u {{ title }}\n" if kind == "templates" else "display_name: F\nstyle: x\n"
+    builtin = "song-intro" if kind == "templates" else "julie"
+    for name in ("mine", "yours", builtin):  # the last overrides a built-in
+        write_user(kind, name, good.replace("display_name: F", f"name: {name}\ndisplay_name: F")
+                   if kind == "personas" else f"name: {name}\n" + good)
+    resolved: list[str] = []
+    read: list[str] = []
+    real_resolve, real_builtin = templates._resolve, templates._builtin_names
+    monkeypatch.setattr(templates, "_resolve", lambda ref, k: resolved.append(ref) or real_resolve(ref, k))
+    monkeypatch.setattr(templates, "_builtin_names", lambda k: read.append(k) or real_builtin(k))
+    res = invoke(cli, "aicp", [kind, "list"])
+    assert res.exit_code == 0, res.stderr
+    listed = records_of(res.stdout)
+    assert sorted(resolved) == sorted(item["name"] for item in listed) and len(listed) >= 5
+    assert read == [kind.rstrip("s")]
+    by_name = {item["name"]: item for item in listed}
+    assert by_name[builtin]["overrides"] == "builtin" and "overrides" not in by_name["mine"]

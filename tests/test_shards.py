@@ -391,3 +391,29 @@ def test_an_empty_host_option_leaves_the_chain_steps_hosts() -> None:
     spec = load_chain(str(Path(__file__).parent.parent / "examples" / "radio-intros.yaml"))
     assert with_hosts(spec, [""]) is spec and with_hosts(spec, [" "]) is spec
     assert with_hosts(spec, ["a:1", ""]).steps[0].host == ["a:1"]
+
+
+def test_a_shard_counts_its_lines_only_when_every_source_is_a_regular_file(tmp_path: Path) -> None:
+    """``ShardRun.count`` asks :func:`jsonl.countable` as ``count_records`` does: a missing file
+    next to ``-`` makes the count unknown (``None``), and stdin is left where it was."""
+    import os
+
+    from ai_content_pipeline.jsonl import count_records
+
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"a": 1}\n\n{"a": 2}\n{"a": 3}\nnot json\n')  # positions 0-4, 1 is blank; the second copy: 5-9, 6 blank
+    run = ShardRun(parse("0/2"))
+    assert run.count([str(source)]) == 3 and run.count([str(source), str(source)]) == 4
+    missing = str(tmp_path / "missing.jsonl")
+    with open(source, "rb") as stdin:
+        stdin.seek(9)  # past the first line: counts from here, rewinds to here
+        assert run.count(["-"], stdin=stdin) == 1 and stdin.tell() == 9
+        for sources in (["-", missing], [missing, "-"], [missing]):
+            assert run.count(sources, stdin=stdin) is None
+            assert count_records(sources, stdin=stdin) is None
+            assert stdin.tell() == 9
+    read, write = os.pipe()
+    with os.fdopen(read, "rb") as pipe, os.fdopen(write, "wb") as writer:
+        writer.write(b'{"a": 1}\n')
+        writer.flush()
+        assert run.count(["-"], stdin=pipe) is None and pipe.read(1) == b"{"  # nothing consumed

@@ -70,7 +70,7 @@ def test_a_stage_that_cannot_be_built_leaves_no_ledger_open(tmp_path: Path, clos
 @pytest.fixture
 def input_passes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The name of the file of every pass over input lines (counting or reading), in order."""
-    from ai_content_pipeline import jsonl, shards
+    from ai_content_pipeline import jsonl
 
     passes: list[str] = []
     real = jsonl.iter_lines
@@ -79,8 +79,7 @@ def input_passes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         passes.append(str(getattr(handle, "name", handle)))
         return real(handle, limit)
 
-    monkeypatch.setattr(jsonl, "iter_lines", iter_lines)
-    monkeypatch.setattr(shards, "iter_lines", iter_lines)
+    monkeypatch.setattr(jsonl, "iter_lines", iter_lines)  # every reader of lines (shards too) goes through it
     return passes
 
 
@@ -94,6 +93,44 @@ def test_the_chain_reads_its_input_once(tmp_path: Path, input_passes: list[str])
     assert input_passes.count(str(spec.output_path(0))) == 1  # step 2 reads step 1's records once
     totals = {(f["step"], f["total"]) for e, f in emitter.events if e == "progress"}
     assert totals == {(1, 3), (2, 3)}
+
+
+@pytest.mark.parametrize("ending", ["success", "backend error", "interrupt"])
+def test_the_chain_deletes_its_input_spool_however_it_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         ending: str) -> None:
+    """The chain's input, spooled to a temporary file, is deleted when the chain ends: after
+    ``pipeline_complete``, also when a step fails or the run is interrupted."""
+    from ai_content_pipeline.errors import BackendUnavailable
+    from ai_content_pipeline.stages.step import SpooledLines
+
+    spools: list[SpooledLines] = []
+    real_init = SpooledLines.__init__
+
+    def init(self: SpooledLines, lines: Any) -> None:
+        real_init(self, lines)
+        spools.append(self)
+
+    monkeypatch.setattr(SpooledLines, "__init__", init)
+    emitter = RecordingEmitter()
+    factory = FakeFactory()
+
+    def backends(step: Any, notice: Any) -> Any:
+        assert len(spools) == 1 and not spools[0]._file.closed  # open while the steps run
+        if ending == "backend error":
+            raise BackendUnavailable("no model here")
+        if ending == "interrupt":
+            raise KeyboardInterrupt
+        return factory(step, notice)
+
+    spec = load_chain(str(write_chain(tmp_path)))
+    if ending == "interrupt":
+        with pytest.raises(KeyboardInterrupt):
+            run_chain(spec, emitter=emitter, backend_factory=backends)
+    else:
+        outcome = run_chain(spec, emitter=emitter, backend_factory=backends)
+        assert (outcome.error is None) == (ending == "success")
+        assert emitter.names()[-1] == "pipeline_complete"
+    assert len(spools) == 1 and spools[0]._file.closed
 
 
 def _songs_file(path: Path, n: int = 3) -> Path:

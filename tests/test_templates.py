@@ -55,3 +55,41 @@ def test_catchphrase_is_deterministic_per_record_and_take():
     rec = {"artist": "a", "title": "b"}
     assert p.catchphrase_for(rec, 0) == p.catchphrase_for(rec, 0)
     assert p.catchphrase_for(rec, 0) in p.catchphrases
+
+
+@pytest.mark.parametrize("value", ["evil.yaml", "evil.yml", "./evil", "/etc/passwd", "a/b", "..", "../personas/julie",
+                                   "café", " evil.yaml "])
+def test_a_record_names_a_persona_never_a_file(monkeypatch, tmp_path, value):
+    """Record data is never used as a file path: ``Personas.for_record`` refuses anything but a
+    plain name before it looks anything up (only the command line's default may be a file)."""
+    from ai_content_pipeline import templates
+    from ai_content_pipeline.templates import Personas
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "evil.yaml").write_text("name: evil\ndisplay_name: Evil\nstyle: x\n")
+    personas = Personas("julie")
+    looked_up: list[str] = []
+    real = templates._resolve
+    monkeypatch.setattr(templates, "_resolve", lambda ref, kind: looked_up.append(ref) or real(ref, kind))
+    for field in ("persona", "dj"):
+        with pytest.raises(InputError, match=f"field '{field}' is not a persona name") as caught:
+            personas.for_record({field: value})
+        assert caught.value.extra["field"] == field
+    assert looked_up == []
+    # the same file given on the command line is read, and records may then use its name
+    from_file = Personas("./evil.yaml")
+    assert from_file.for_record({"dj": "evil"}).display_name == "Evil"
+    assert looked_up == ["./evil.yaml"]
+
+
+def test_an_unknown_record_persona_gets_each_name_once_in_its_hint(tmp_path):
+    from ai_content_pipeline.templates import Personas
+
+    with pytest.raises(InputError) as caught:
+        Personas("julie").for_record({"dj": "nobody"})
+    assert caught.value.hint == "choose one of: julie, max, sam (your own: aicp personas new NAME)"
+    rosa = tmp_path / "rosa.yaml"
+    rosa.write_text("name: rosa\ndisplay_name: Rosa\nstyle: x\n")
+    with pytest.raises(InputError) as caught:  # a persona file's name is one a record may use
+        Personas(str(rosa)).for_record({"dj": "nobody"})
+    assert caught.value.hint == "choose one of: julie, max, sam, rosa (your own: aicp personas new NAME)"

@@ -24,7 +24,7 @@ from ai_content_pipeline.stages.voice import (
     record_text,
     run_voice,
 )
-from ai_content_pipeline.templates import persona_for_record
+from ai_content_pipeline.templates import Personas
 from tests.doubles import FakeTTS, RecordingEmitter, SpeechTTS, lines_of
 
 SCRIPT = "Good evening, night owls. Here comes Queen with Bohemian Rhapsody."
@@ -77,7 +77,7 @@ def test_text_comes_from_script_then_text_or_text_field() -> None:
 
 def test_persona_comes_from_record_then_script_then_default() -> None:
     def name(record, default=None):
-        persona = persona_for_record(record, default, PERSONA_FIELDS, required=False)
+        persona = Personas(default, required=False).for_record(record, PERSONA_FIELDS)
         return persona.name if persona else None
 
     assert name({"persona": "max", "script": {"persona": "sam"}}) == "max"

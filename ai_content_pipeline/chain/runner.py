@@ -336,13 +336,16 @@ class ChainRunner:
                 self.takelog.close()
 
     def _run_steps(self, t0: float) -> ChainResult:
-        spec = self.spec
+        """Run the enabled steps in order, the first over the chain input (read once, with
+        ``--shard``'s share), each later one over the records of the step before it;
+        ``pipeline_complete`` at the end. The input's spool is deleted however the run ends."""
+        spec, emitter = self.spec, self.emitter
         enabled = spec.enabled_steps()
         source = spec.input
         error: AicpError | None = None
         error_obj: dict[str, Any] | None = None
-        first: ShardRun | None = None
-        chain_input: StepInput | None = None
+        sharded: ShardRun | None = None
+        chain_input = StepInput((), None)  # no input is read when no step runs
         try:
             try:
                 Path(spec.output_dir).mkdir(parents=True, exist_ok=True)
@@ -351,56 +354,44 @@ class ChainRunner:
             except OSError as exc:  # a read-only or misnamed output_dir
                 raise os_error(exc, spec.output_dir, doing="write to output_dir") from exc
             if enabled:  # read once: a regular file to its end here (the progress total), a pipe lazily
-                first = chain_shard_run(spec, enabled[0])  # --shard K/N: the first step's share
+                sharded = chain_shard_run(spec, enabled[0])  # --shard K/N: the first step's share
                 try:
-                    chain_input = open_input([source], stdin=self.stdin, shard=first)
+                    chain_input = open_input([source], stdin=self.stdin, shard=sharded)
                 except OSError as exc:
                     raise os_error(exc, source, doing="read") from exc
         except AicpError as exc:
             error = exc
             error_obj = {**error_object(error, stage="chain"), "step": None}
             enabled = []  # nothing runs; the error goes out with pipeline_complete
-        lines: Iterable[InputLine] = chain_input if chain_input is not None else ()
-        total = chain_input.total if chain_input is not None else None
-        try:
-            return self._run_enabled(t0, enabled, lines, total, first, error, error_obj)
-        finally:
-            if chain_input is not None:
-                chain_input.close()
-
-    def _run_enabled(self, t0: float, enabled: list[int], lines: Iterable[InputLine], total: int | None,
-                     sharded: ShardRun | None, error: AicpError | None,
-                     error_obj: dict[str, Any] | None) -> ChainResult:
-        """Run the ``enabled`` steps in order, the first over ``lines`` (the chain input, read
-        with ``sharded``), each later one over the records of the step before it (``total``: as
-        many as that step wrote); ``pipeline_complete`` at the end."""
-        spec, emitter = self.spec, self.emitter
-        for index, step in enumerate(spec.steps):
-            if index not in enabled:
-                if error is None:
-                    emitter.message(f"step {index + 1} ({step.type}) is disabled; skipped")
-                continue
-            try:
-                if self.cancel is not None and self.cancel():
-                    raise Cancelled(f"chain cancelled before step {index + 1}")
-                summary, total = self._run_step(index, lines, total, sharded)
-            except (AicpError, OSError) as exc:
-                error = exc if isinstance(exc, AicpError) else os_error(exc)
-                error_obj = {**error_object(error, stage=step.type), "step": index + 1}
-                emitter.step_error(index + 1, str(error), step.type)
-                break
-            except BaseException as exc:
-                emitter.step_error(index + 1, "interrupted" if isinstance(exc, KeyboardInterrupt)
-                                   else f"{type(exc).__name__}: {exc}", step.type)
-                if not isinstance(exc, KeyboardInterrupt):
-                    self.completed = self.result(t0, {"stage": step.type, "step": index + 1,
-                                                      "type": type(exc).__name__, "message": str(exc)})
-                    emitter.pipeline_complete(self.completed)
-                raise
-            self.steps.append(summary)
-            lines, sharded = read_input([summary.path]), None  # ``total``: the records it wrote
-        result = self.completed = self.result(t0, error_obj)
-        emitter.pipeline_complete(result)
+        lines: Iterable[InputLine] = chain_input
+        total = chain_input.total
+        with chain_input:
+            for index, step in enumerate(spec.steps):
+                if index not in enabled:
+                    if error is None:
+                        emitter.message(f"step {index + 1} ({step.type}) is disabled; skipped")
+                    continue
+                try:
+                    if self.cancel is not None and self.cancel():
+                        raise Cancelled(f"chain cancelled before step {index + 1}")
+                    summary, total = self._run_step(index, lines, total, sharded)
+                except (AicpError, OSError) as exc:
+                    error = exc if isinstance(exc, AicpError) else os_error(exc)
+                    error_obj = {**error_object(error, stage=step.type), "step": index + 1}
+                    emitter.step_error(index + 1, str(error), step.type)
+                    break
+                except BaseException as exc:
+                    emitter.step_error(index + 1, "interrupted" if isinstance(exc, KeyboardInterrupt)
+                                       else f"{type(exc).__name__}: {exc}", step.type)
+                    if not isinstance(exc, KeyboardInterrupt):
+                        self.completed = self.result(t0, {"stage": step.type, "step": index + 1,
+                                                          "type": type(exc).__name__, "message": str(exc)})
+                        emitter.pipeline_complete(self.completed)
+                    raise
+                self.steps.append(summary)
+                lines, sharded = read_input([summary.path]), None  # ``total``: the records it wrote
+            result = self.completed = self.result(t0, error_obj)
+            emitter.pipeline_complete(result)
         if error is not None:
             status = error.exit_status
         elif any(s.stats["records"]["failed"] for s in self.steps):

@@ -10,16 +10,11 @@ import click
 from ..errors import AicpError
 from ..jsonl import RecordWriter
 from ..status import ExitStatus
-from ..templates import (
-    as_data,
-    list_personas,
-    list_templates,
-    load_persona,
-    load_template,
-    new_file,
-    user_folder,
-)
 from .options import AicpGroup, complete_name, version_option
+
+# The templates library (pydantic, PyYAML, Jinja2) is imported only when a command runs, so that
+# `aicp --help`, which loads this module for the one-line help of `templates` and `personas`,
+# stays instant.
 
 
 def _print_json(obj: dict[str, Any]) -> None:
@@ -79,11 +74,14 @@ Exit status:
 """
 
 
-def _catalog(kind: str, about: str, fields: str, shows: str,
-             lister: Callable[[list[AicpError]], Iterable[dict[str, Any]]],
-             loader: Callable[[str], Any], epilog: str) -> tuple[click.Group, click.Command, click.Command]:
+def _catalog(kind: str, about: str, fields: str, shows: str, epilog: str,
+             ) -> tuple[click.Group, click.Command, click.Command]:
     """The ``aicp {kind}s`` group with its ``list``, ``show`` and ``new`` commands (the same three
-    for templates and personas); returns ``(group, list, show)``."""
+    for templates and personas); returns ``(group, list, show)``.
+
+    :param kind: ``"template"`` or ``"persona"``: the library's ``list_{kind}s`` and
+        ``load_{kind}`` serve it (imported when a command runs).
+    """
 
     @click.group(f"{kind}s", cls=AicpGroup, epilog=epilog, help=about)
     @version_option
@@ -94,6 +92,9 @@ def _catalog(kind: str, about: str, fields: str, shows: str,
                                                "source: user or builtin, path, overrides).")
     @version_option
     def list_command() -> int:
+        from .. import templates
+
+        lister: Callable[[list[AicpError]], Iterable[dict[str, Any]]] = getattr(templates, f"list_{kind}s")
         problems: list[AicpError] = []
         for item in lister(problems):
             _print_json(item)
@@ -107,13 +108,18 @@ def _catalog(kind: str, about: str, fields: str, shows: str,
     @click.argument("name", metavar="NAME|PATH", shell_complete=complete_name(kind))
     @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of YAML.")
     def show_command(name: str, as_json: bool) -> None:
-        _show(as_data(loader(name)), as_json)
+        from .. import templates
+
+        loader: Callable[[str], Any] = getattr(templates, f"load_{kind}")
+        _show(templates.as_data(loader(name)), as_json)
 
     @group.command("new", epilog=epilog, help=f"Write a commented starter {kind} NAME.yaml into the user folder "
                                               "and print its path.\n\nAn existing file is never overwritten (exit 2).")
     @version_option
     @click.argument("name")
     def new_command(name: str) -> None:
+        from ..templates import new_file
+
         _print_text(f"{new_file(kind, name)}\n")
 
     return group, list_command, show_command
@@ -121,12 +127,10 @@ def _catalog(kind: str, about: str, fields: str, shows: str,
 
 templates_group, templates_list, templates_show = _catalog(
     "template", "List, show and start prompt templates (built-in and your own).",
-    "name, version, description, checks", "prompts, parameters, sections, checks",
-    list_templates, load_template, TEMPLATES_EPILOG)
+    "name, version, description, checks", "prompts, parameters, sections, checks", TEMPLATES_EPILOG)
 personas_group, personas_list, personas_show = _catalog(
     "persona", "List, show and start DJ/host personas (built-in and your own).",
-    "name, display_name, station, style", "style, catchphrases, seed, voice settings",
-    list_personas, load_persona, PERSONAS_EPILOG)
+    "name, display_name, station, style", "style, catchphrases, seed, voice settings", PERSONAS_EPILOG)
 
 
 def _show(data: dict[str, Any], as_json: bool) -> None:
@@ -137,4 +141,4 @@ def _show(data: dict[str, Any], as_json: bool) -> None:
         _print_text(dump_yaml(data))
 
 
-__all__ = ["complete_name", "personas_group", "templates_group", "user_folder"]
+__all__ = ["complete_name", "personas_group", "templates_group"]

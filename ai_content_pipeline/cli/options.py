@@ -74,14 +74,6 @@ def complete_name(kind: str) -> Callable[..., list[Any]]:
     return complete
 
 
-def complete_file(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
-    """A click ``shell_complete`` callback that lets the shell complete a file name (an option
-    typed as a plain string, such as ``--config PATH|-``, completes nothing otherwise)."""
-    from click.shell_completion import CompletionItem
-
-    return [CompletionItem(incomplete, type="file")]
-
-
 def _stack(*decorators: F) -> Callable[[F], F]:
     def apply(fn: F) -> F:
         for deco in reversed(decorators):

@@ -6,11 +6,11 @@ from typing import cast
 
 import click
 
-from ..audio import FORMATS
 from ..backends.registry import TTS_CHOICES, create_tts
 from ..errors import UsageError
 from ..jsonl import RecordWriter, check_sources
 from ..limits import (
+    AUDIO_FORMATS,
     BITRATE,
     CFG_WEIGHT,
     EXAGGERATION,
@@ -73,7 +73,7 @@ words per second).
 @click.option("--text-field", metavar="A.B.C", help="Dotted path of the text [default: script.text, then text].")
 @click.option("-o", "--out-dir", default="aicp-out/audio", show_default=True, type=click.Path(file_okay=False),
               help="Folder of the audio files.")
-@click.option("-f", "--format", "audio_format", type=click.Choice(list(FORMATS)), default="wav",
+@click.option("-f", "--format", "audio_format", type=click.Choice(list(AUDIO_FORMATS)), default="wav",
               show_default=True, help="Audio file format.")
 @click.option("--sample-rate", type=click_range(SAMPLE_RATE), metavar="HZ",
               help="Resample to HZ (soxr) [default: the backend's rate].")

@@ -66,14 +66,12 @@ from ..limits import (
 )
 from ..records import content_hash, record_id, word_count
 from ..templates import (
-    DEFAULT_PERSONA,
     Persona,
     Template,
     TemplateSandboxError,
     file_ref,
     load_persona,
     load_template,
-    persona_for_record,
     persona_voice,
 )
 from ..text import trim_chatter
@@ -185,17 +183,6 @@ class ScriptOptions:
         )
 
 
-def record_persona(record: dict[str, Any], default: str | None) -> Persona:
-    """The persona a record asks for (``persona``, then ``dj``), else ``default``, else julie.
-
-    :raises InputError: the field is not a persona name (see
-        :func:`~ai_content_pipeline.templates.persona_for_record`).
-    """
-    persona = persona_for_record(record, default or DEFAULT_PERSONA)
-    assert persona is not None
-    return persona
-
-
 def reusable_script(value: dict[str, Any] | None) -> bool:
     """Whether a ledger value is a script that can be served again (see
     :class:`~ai_content_pipeline.stages.entries.ScriptEntry`)."""
@@ -290,7 +277,8 @@ class ScriptStage(Stage):
 
     def record_persona(self, record: dict[str, Any]) -> Persona:
         """The persona ``record`` asks for (``persona``, then ``dj``), else the run's default,
-        else julie: :func:`record_persona` with each persona file loaded once per run.
+        else julie (:meth:`~ai_content_pipeline.templates.Personas.for_record`: each persona file
+        loaded once per run; a record names a persona, never a file).
 
         :raises InputError: the field is not a persona name.
         """

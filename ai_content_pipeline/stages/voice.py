@@ -131,7 +131,7 @@ def record_text(record: dict[str, Any], text_field: str | None = None) -> str:
 
 
 #: Record fields that name the voice's persona, first found wins (see
-#: :func:`~ai_content_pipeline.templates.persona_for_record`).
+#: :meth:`~ai_content_pipeline.templates.Personas.for_record`).
 PERSONA_FIELDS = ("persona", "dj", "script.persona")
 #: The persona's voice settings the script stage wrote, used for the persona ``script.persona`` names.
 CARRIED_PERSONA = ("script.persona", "script.persona_voice")

@@ -12,7 +12,7 @@ or containing a path separator). A name is found first in the user folder
 ``~/.config/aicp``; ``templates/NAME.yaml``, ``personas/NAME.yaml``), then among
 the built-ins: a user file overrides the built-in of its name. Only the command
 line (or a chain file) may give a path: a *record* may only name a persona
-(:func:`persona_for_record`), since record fields are data, never file names.
+(:meth:`Personas.for_record`), since record fields are data, never file names.
 
 A script record carries its persona's voice settings (``script.persona_voice``,
 :func:`persona_voice`), so the voice stage speaks with the same persona on any
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
@@ -127,19 +126,23 @@ class Template(_Strict):
 
         parts = {"system": self.system, "user": self.user, **self.prompts}
         env = _environment()
-        try:
-            for key, text in parts.items():  # a prompt is one self-contained text: no other files
-                if next(env.parse(text).find_all((nodes.Include, nodes.Import, nodes.FromImport,
-                                                  nodes.Extends)), None) is not None:
-                    raise TemplateSandboxError(
-                        f"template {self.name}: prompt '{key}' includes, imports or extends another "
-                        "template; a template file holds its whole prompt",
-                        hint="write the text out in this template")
-            return {key: env.from_string(text) for key, text in parts.items()}
-        except jinja2.TemplateSyntaxError as exc:
-            raise ConfigError(
-                f"template {self.name}: Jinja2 syntax error on line {exc.lineno}: {exc.message}"
-            ) from exc
+        # a loaded file is named by its path (a user folder may hold a broken copy of a built-in)
+        where = f"template file {self.source}" if self.source else f"template {self.name}"
+        compiled: dict[str, Any] = {}
+        for key, text in parts.items():
+            try:
+                tree = env.parse(text)
+                compiled[key] = env.from_string(text)
+            except jinja2.TemplateSyntaxError as exc:
+                raise ConfigError(f"{where}: prompt '{key}': Jinja2 syntax error on line {exc.lineno} "
+                                  f"of the prompt: {exc.message}") from exc
+            # a prompt is one self-contained text: no other files
+            if next(tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)),
+                    None) is not None:
+                raise TemplateSandboxError(
+                    f"{where}: prompt '{key}' includes, imports or extends another template; a "
+                    "template file holds its whole prompt", hint="write the text out in this template")
+        return compiled
 
     def check_fields(self, record: dict[str, Any]) -> None:
         """Raise :class:`InputError` naming the first required field the record lacks."""
@@ -341,12 +344,20 @@ def is_name(ref: str) -> bool:
     return bool(_NAME.fullmatch(ref)) and ".." not in ref and not _is_path(ref)
 
 
-def _user_names(kind: str) -> list[str]:
+def _user_files(kind: str) -> tuple[list[str], list[Path]]:
+    """The names of the user folder's ``NAME.yaml`` files, sorted, and the files there that no
+    name finds (``café.yaml``, ``my intro.yaml``, ``intro.yml``); hidden files are neither."""
     try:
-        found = [p.stem for p in user_folder(kind).glob("*.yaml") if p.is_file()]
+        found = [p for p in user_folder(kind).iterdir()
+                 if p.suffix in (".yaml", ".yml") and not p.name.startswith(".") and p.is_file()]
     except OSError:
-        return []
-    return sorted(n for n in found if is_name(n))
+        return [], []
+    named = {p for p in found if p.suffix == ".yaml" and is_name(p.stem)}
+    return sorted(p.stem for p in named), sorted(set(found) - named)
+
+
+def _user_names(kind: str) -> list[str]:
+    return _user_files(kind)[0]
 
 
 def _builtin_names(kind: str) -> list[str]:
@@ -501,7 +512,7 @@ def record_voice_file(persona: Persona | None, backend: str) -> str | None:
 
 
 class Personas:
-    """The persona rule of one run (:func:`persona_for_record`), each persona file loaded once.
+    """The persona rule of one run (:meth:`for_record`), each persona file loaded once.
 
     The run's default is loaded here, once; a persona a record names is loaded the first time a
     record names it and reused for every later record, so one run uses one version of each file
@@ -530,7 +541,20 @@ class Personas:
 
     def for_record(self, record: dict[str, Any], fields: tuple[str, ...] = ("persona", "dj"), *,
                    carried: tuple[str, str] | None = None) -> Persona | None:
-        """The persona ``record`` asks for (see :func:`persona_for_record`).
+        """The persona ``record`` asks for: the first of ``fields`` (dotted paths) that is set,
+        else the run's default (a name or a path from the command line), else ``julie`` when
+        ``required`` (``None`` otherwise).
+
+        A record may only *name* a persona: one of the user folder or a built-in one, or the
+        persona that the default loaded from a file (``-p ./rosa.yaml`` lets records say
+        ``"rosa"``). A path, or any value that is not a plain name, is refused without touching
+        the file system: record data is never used as a file path.
+
+        ``carried`` (``("script.persona", "script.persona_voice")`` in the voice stage): when the
+        record's name equals the value at the first path and the second holds voice settings,
+        the persona is rebuilt from them (:func:`persona_from_voice`): what the script stage used
+        travels with the record. Precedence for a name: the default file's persona of that
+        name, then the carried settings, then the user folder, then the built-ins.
 
         :raises InputError: the field is not a string, is not a plain name, names no persona, or
             the carried settings are invalid (stage ``None``: the caller sets it).
@@ -564,9 +588,10 @@ class Personas:
                 return self.named(name)
             except UsageError as exc:  # records name personas only: no "or give a .yaml path" here
                 from_file = carried is not None and field == carried[0]  # a script made with -p FILE
+                known = _names("persona")  # and the default's name (a persona file's)
+                known += [chosen.name] if chosen is not None and chosen.name not in known else []
                 raise InputError(exc.message, field=field,
-                                 hint=f"choose one of: {', '.join(_names('persona'))}"
-                                      + (f", {chosen.name}" if chosen is not None else "")
+                                 hint=f"choose one of: {', '.join(known)}"
                                       + (f"; a script from a persona file: give the file, --persona "
                                          f"./{name}.yaml" if from_file else
                                          " (your own: aicp personas new NAME)")) from exc
@@ -575,49 +600,44 @@ class Personas:
         return self.named(DEFAULT_PERSONA) if self.required else None
 
 
-def persona_for_record(record: dict[str, Any], default: str | Persona | None,
-                       fields: tuple[str, ...] = ("persona", "dj"), *, required: bool = True,
-                       carried: tuple[str, str] | None = None) -> Persona | None:
-    """The persona a record asks for: the first of ``fields`` (dotted paths) that is set,
-    else ``default`` (a name or a path from the command line), else ``julie`` when
-    ``required`` (``None`` otherwise).
+def _ignored(kind: str, path: Path) -> AicpError:
+    """Why a user-folder file that no name finds is ignored (for the list's warnings)."""
+    if path.suffix != ".yaml":
+        return ConfigError(f"{kind} file {path}: the user folder's files end in .yaml, so no name finds it",
+                           hint=f"rename it {path.stem}.yaml, or give the file as a path")
+    return ConfigError(f"{kind} file {path}: '{path.stem}' is not a {kind} name, so no name finds it",
+                       hint="rename it: a name is 1-64 ASCII letters, digits, '.', '_' or '-', starting "
+                            "with a letter or digit; or give the file as a path")
 
-    A record may only *name* a persona: one of the user folder or a built-in one, or the
-    persona that ``default`` loaded from a file (``-p ./rosa.yaml`` lets records say
-    ``"rosa"``). A path, or any value that is not a plain name, is refused without touching
-    the file system.
 
-    ``carried`` (``("script.persona", "script.persona_voice")`` in the voice stage): when the
-    record's name equals the value at the first path and the second holds voice settings,
-    the persona is rebuilt from them (:func:`persona_from_voice`): what the script stage used
-    travels with the record. Precedence for a name: the ``default`` file's persona of that
-    name, then the carried settings, then the user folder, then the built-ins.
+def _found(kind: str, problems: list[AicpError] | None) -> list[tuple[Any, dict[str, Any]]]:
+    """Each ``kind`` found by name, sorted by name, loaded, with where it comes from (``source``,
+    ``path``, ``overrides``); each folder read once, each name resolved once.
 
-    A run that asks for many records keeps one :class:`Personas` instead (each file loaded once).
-
-    :raises InputError: the field is not a string, is not a plain name, names no persona, or
-        the carried settings are invalid (stage ``None``: the caller sets it).
+    A file that cannot be loaded is left out, its error added to ``problems`` (one broken
+    file in the user folder does not hide the others); so is each user-folder file that no
+    name finds, and a user folder that is no folder.
     """
-    return Personas(default, required=required).for_record(record, fields, carried=carried)
-
-
-def _origin(kind: str, name: str) -> dict[str, Any]:
-    path, origin = _resolve(name, kind)
-    out: dict[str, Any] = {"source": origin, "path": str(path)}
-    if origin == "user" and name in _builtin_names(kind):
-        out["overrides"] = "builtin"
+    _note_folder(kind, problems)
+    user, ignored = _user_files(kind)
+    builtin = set(_builtin_names(kind))
+    load = _load_template_file if kind == "template" else _load_persona_file
+    out: list[tuple[Any, dict[str, Any]]] = []
+    for name in sorted(set(user) | builtin):
+        try:
+            path, origin = _resolve(name, kind)
+            item = load(str(path), origin, _stat_key(path))
+        except AicpError as exc:
+            if problems is not None:
+                problems.append(exc)
+            continue
+        where: dict[str, Any] = {"source": origin, "path": str(path)}
+        if origin == "user" and name in builtin:
+            where["overrides"] = "builtin"
+        out.append((item, where))
+    if problems is not None:
+        problems.extend(_ignored(kind, path) for path in ignored)
     return out
-
-
-def _listed(loader: Callable[[str], Any], name: str, problems: list[AicpError] | None) -> Any:
-    """``loader(name)``, or ``None`` for a file that cannot be loaded (its error added to
-    ``problems``): one broken file in the user folder does not hide the others."""
-    try:
-        return loader(name)
-    except AicpError as exc:
-        if problems is not None:
-            problems.append(exc)
-        return None
 
 
 def folder_problem(kind: str) -> AicpError | None:
@@ -644,32 +664,22 @@ def list_templates(problems: list[AicpError] | None = None) -> list[dict[str, An
 
     A user file that cannot be loaded (invalid YAML or fields, a ``name:`` other than its
     file's) is left out, and so is a user folder that is no folder: their errors are added
-    to ``problems`` when it is given (the CLI warns; a service catalog still answers)."""
-    _note_folder("template", problems)
-    out = []
-    for name in _names("template"):
-        t = _listed(load_template, name, problems)
-        if t is None:
-            continue
-        out.append({"name": t.name, "version": t.version, "description": t.description,
-                    "target_words": t.target_words, "required": t.required,
-                    "sections": len(t.sections), "checks": t.checks.names(), **_origin("template", name)})
-    return out
+    to ``problems`` when it is given (the CLI warns; a service catalog still answers), as is
+    one for each user file that no name finds (``café.yaml``: names are ASCII; ``x.yml``)."""
+    return [{"name": t.name, "version": t.version, "description": t.description,
+             "target_words": t.target_words, "required": t.required,
+             "sections": len(t.sections), "checks": t.checks.names(), **where}
+            for t, where in _found("template", problems)]
 
 
 def list_personas(problems: list[AicpError] | None = None) -> list[dict[str, Any]]:
     """Summaries of the personas found by name (user folder and built-in), sorted by name:
     name, display_name, station, style, source, path (and ``overrides``, as templates).
-    Files that cannot be loaded are left out, their errors added to ``problems`` (as templates)."""
-    _note_folder("persona", problems)
-    out = []
-    for name in _names("persona"):
-        p = _listed(load_persona, name, problems)
-        if p is None:
-            continue
-        out.append({"name": p.name, "display_name": p.display_name, "station": p.station,
-                    "style": p.style, **_origin("persona", name)})
-    return out
+    Files that cannot be loaded or that no name finds are left out, their errors added to
+    ``problems`` (as templates)."""
+    return [{"name": p.name, "display_name": p.display_name, "station": p.station,
+             "style": p.style, **where}
+            for p, where in _found("persona", problems)]
 
 
 def names(kind: str) -> list[str]:
@@ -773,6 +783,6 @@ __all__ = [
     "DEFAULT_PERSONA", "FILE_SETTINGS", "Persona", "PersonaVoice", "Section", "Template",
     "TemplateSandboxError", "VoiceSettings", "as_data", "file_ref", "is_name", "list_personas",
     "list_templates", "load_persona", "load_template", "names", "new_file", "origin_of",
-    "Personas", "persona_for_record", "persona_from_voice", "persona_voice", "record_voice_file", "user_dir",
+    "Personas", "persona_from_voice", "persona_voice", "record_voice_file", "user_dir",
     "user_folder",
 ]
