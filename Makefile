@@ -65,6 +65,7 @@ demo: install
 
 bench: dev
 	$(BIN)/python bench/script_overhead.py
+	$(BIN)/python bench/batch_ceiling.py
 	$(BIN)/python bench/script_quality.py
 	$(BIN)/python bench/voice_overhead.py
 	$(BIN)/python bench/longform.py
