@@ -3,7 +3,8 @@
 - Every line starts with the command's prefix (``aicp-script: ``) and fits
   :data:`WIDTH` (100) columns: a longer notice is wrapped onto more lines, each with
   the same prefix (:func:`notice_lines`); control characters in it (a terminal escape
-  in a file name or a record) print as ``\\xNN`` (:func:`printable`).
+  in a file name or a record, a newline, a tab) print as ``\\x1b``, ``\\n``, ``\\t``
+  (:func:`printable`), and nothing else in the text is changed.
 - Each failed record gets one line, ``ID: message`` (:func:`failure_text`), cut to the
   width with ``…`` (:func:`one_line`; the whole error object is on stdout), up to
   :data:`FAILURE_CAP` (10) a run; the rest are counted into one ``… and N more`` line
@@ -29,12 +30,14 @@ FAILURE_CAP = 10
 
 
 def printable(text: str) -> str:
-    """``text`` with every control character but newline and tab written as ``\\xNN`` (or
-    ``\\uNNNN``), so a file name or record field cannot move the cursor, recolour or clear
-    the terminal it is printed on."""
+    """``text`` with every control character written as an escape (``\\n``, ``\\t``,
+    ``\\x1b``, ``\\u2028``), so a file name or record field cannot move the cursor, recolour
+    or clear the terminal it is printed on, nor start a line of its own; every other
+    character, spaces included, is kept as it is."""
     if text.isprintable():
         return text
-    return "".join(c if c in "\n\t" or c.isprintable() else
+    return "".join(c if c.isprintable() else
+                   "\\n" if c == "\n" else "\\t" if c == "\t" else
                    (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}") for c in text)
 
 
@@ -42,7 +45,7 @@ def notice_lines(prefix: str, text: str, width: int = WIDTH) -> list[str]:
     """``text`` as lines of at most ``width`` columns, each starting with ``prefix: ``.
 
     Words are kept whole where they fit; a word longer than a line (a long path) is split;
-    newlines and tabs become spaces, other control characters ``\\xNN`` (:func:`printable`).
+    control characters, newlines and tabs among them, print as escapes (:func:`printable`).
     :returns: at least one line (an empty ``text`` gives ``"prefix: "``).
     """
     head = f"{prefix}: "
@@ -52,10 +55,11 @@ def notice_lines(prefix: str, text: str, width: int = WIDTH) -> list[str]:
 
 
 def one_line(prefix: str, text: str, width: int = WIDTH) -> str:
-    """``prefix: text`` as exactly one line of at most ``width`` columns: whitespace runs
-    become one space, control characters ``\\xNN``, and a longer line ends in ``…``."""
-    line = f"{prefix}: " + " ".join(printable(text).split())
-    return line if len(line) <= width else line[:width - 1].rstrip() + "…"
+    """``prefix: text`` as exactly one line of at most ``width`` columns: control characters
+    (newlines and tabs among them) print as escapes (:func:`printable`), spaces stay as they
+    are, and a longer line is cut to end in ``…``."""
+    line = f"{prefix}: " + printable(text)
+    return line if len(line) <= width else line[:width - 1] + "…"
 
 
 def failure_text(record_id: str | None, error: Any, index: int | None = None) -> str:

@@ -21,6 +21,7 @@ from ai_content_pipeline.report import (
     FAILURE_CAP,
     WIDTH,
     notice_lines,
+    one_line,
     progress_bar_options,
     summary_text,
 )
@@ -158,7 +159,7 @@ def test_a_failed_record_is_one_line_without_terminal_escapes(monkeypatch: pytes
     emitter.message("file \x1b]0;title\x07 missing")
     text = out.getvalue()
     assert "\x1b" not in text and "\x07" not in text and "\r" not in text and "\u2028" not in text
-    assert text.splitlines() == ["aicp-voice: s1: bad \\x1b[2J\\x1b[31mred\\x0d next \\x07 \\u2028 line",
+    assert text.splitlines() == ["aicp-voice: s1: bad \\x1b[2J\\x1b[31mred\\x0d\\nnext \\x07 \\u2028 line",
                                  "aicp-voice: file \\x1b]0;title\\x07 missing"]
 
 
@@ -166,8 +167,23 @@ def test_errors_and_hints_are_one_line_each_without_escapes() -> None:
     res = invoke(script_cli.script_command, "aicp-script", ["-t", "\x1b[31mred\nx" + "x" * 30])
     err = res.stderr.splitlines()
     assert res.exit_code == 2 and len(err) == 2, err  # whole lines: paths in them stay copyable
-    assert err[0] == "aicp-script: error: unknown template '\\x1b[31mred x" + "x" * 30 + "'"
+    assert err[0] == "aicp-script: error: unknown template '\\x1b[31mred\\nx" + "x" * 30 + "'"
     assert err[1].startswith("aicp-script: hint: choose one of: ")
+
+
+def test_one_line_alters_no_text_it_keeps(tmp_path: Path) -> None:
+    """Two spaces, a tab, a newline in a path are shown as they are (spaces) or escaped, never
+    squeezed into one space: the line names the file that is really there."""
+    assert one_line("p", "a  b\tc\nd  ") == "p: a  b\\tc\\nd  "
+    cut = one_line("p", "x  " * 60)
+    assert len(cut) == WIDTH and cut == ("p: " + "x  " * 60)[:WIDTH - 1] + "…"
+    out = io.StringIO()
+    ConsoleEmitter("aicp-voice", stream=out).record_error(0, "s1", {"message": "no file 'my  take\t1.wav'"})
+    assert out.getvalue() == "aicp-voice: s1: no file 'my  take\\t1.wav'\n"
+    missing = tmp_path / "two  spaces\tand a tab.yaml"
+    res = invoke(script_cli.script_command, "aicp-script", ["-t", str(missing)])
+    assert res.exit_code == 2 and res.stdout == ""
+    assert f"{tmp_path}/two  spaces\\tand a tab.yaml" in res.stderr.splitlines()[0], res.stderr
 
 
 def test_usage_errors_carry_the_prefix_and_a_hint(monkeypatch: pytest.MonkeyPatch) -> None:
