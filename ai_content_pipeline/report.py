@@ -30,15 +30,26 @@ FAILURE_CAP = 10
 
 
 def printable(text: str) -> str:
-    """``text`` with every control character written as an escape (``\\n``, ``\\t``,
-    ``\\x1b``, ``\\u2028``), so a file name or record field cannot move the cursor, recolour
-    or clear the terminal it is printed on, nor start a line of its own; every other
-    character, spaces included, is kept as it is."""
+    """``text`` as it may be printed on a terminal: unchanged when every character in it is
+    printable (:meth:`str.isprintable`), else with each character that is not written in
+    Python's escape form (``\\n``, ``\\t``, ``\\x1b``, ``\\u202e``, ``\\U000e0001``) and each
+    backslash doubled, so the text reads back exactly, as in a Python string literal.
+
+    Not printable are control characters (Cc), invisible format characters (Cf: the bidi
+    controls that make a line read backwards, zero-width ones), line and paragraph separators,
+    private-use and unassigned code points, lone surrogates and every space but ``" "``: a file
+    name or record field cannot move the cursor, recolour or clear the terminal, reorder or
+    hide what is printed, nor start a line of its own.
+    """
     if text.isprintable():
         return text
-    return "".join(c if c.isprintable() else
-                   "\\n" if c == "\n" else "\\t" if c == "\t" else
-                   (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}") for c in text)
+    return "".join(c if c.isprintable() and c != "\\" else _escape(c) for c in text)
+
+
+def _escape(char: str) -> str:
+    """One character (not printable, or a backslash) in Python's escape form, as ``repr``
+    writes it: ``\\x07``, ``\\n``, ``\\u2028``, ``\\U000e0001``, ``\\\\``."""
+    return repr(char)[1:-1]
 
 
 def notice_lines(prefix: str, text: str, width: int = WIDTH) -> list[str]:

@@ -3,6 +3,7 @@ width and prefix, the progress bar's choices (issue 13)."""
 
 from __future__ import annotations
 
+import ast
 import importlib
 import io
 import sys
@@ -12,6 +13,8 @@ import click
 import orjson
 import pytest
 import tomllib
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ai_content_pipeline.cli.script as script_cli
 import ai_content_pipeline.cli.voice as voice_cli
@@ -22,6 +25,7 @@ from ai_content_pipeline.report import (
     WIDTH,
     notice_lines,
     one_line,
+    printable,
     progress_bar_options,
     summary_text,
 )
@@ -159,7 +163,7 @@ def test_a_failed_record_is_one_line_without_terminal_escapes(monkeypatch: pytes
     emitter.message("file \x1b]0;title\x07 missing")
     text = out.getvalue()
     assert "\x1b" not in text and "\x07" not in text and "\r" not in text and "\u2028" not in text
-    assert text.splitlines() == ["aicp-voice: s1: bad \\x1b[2J\\x1b[31mred\\x0d\\nnext \\x07 \\u2028 line",
+    assert text.splitlines() == ["aicp-voice: s1: bad \\x1b[2J\\x1b[31mred\\r\\nnext \\x07 \\u2028 line",
                                  "aicp-voice: file \\x1b]0;title\\x07 missing"]
 
 
@@ -169,6 +173,26 @@ def test_errors_and_hints_are_one_line_each_without_escapes() -> None:
     assert res.exit_code == 2 and len(err) == 2, err  # whole lines: paths in them stay copyable
     assert err[0] == "aicp-script: error: unknown template '\\x1b[31mred\\nx" + "x" * 30 + "'"
     assert err[1].startswith("aicp-script: hint: choose one of: ")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_printable_escapes_what_a_terminal_would_not_show_and_reads_back(text: str) -> None:
+    shown = printable(text)
+    assert shown.isprintable()  # no Cc, Cf (bidi, zero-width), Zl, Zp, Co, Cn, Cs, no odd space
+    if text.isprintable():
+        assert shown == text  # printable text is never changed
+    else:  # Python's escape forms: the text reads back exactly
+        assert ast.literal_eval("'" + shown.replace("'", "\\'") + "'") == text
+
+
+def test_printable_uses_python_escape_forms() -> None:
+    assert printable("tag \U000e0001 after") == "tag \\U000e0001 after"  # not \ue0001 (U+E000, "1")
+    assert printable("\u202edlrow \u2066x\u2069 \u200b\xad") == "\\u202edlrow \\u2066x\\u2069 \\u200b\\xad"
+    assert printable("a\\x1b \x1b") == "a\\\\x1b \\x1b"  # a written backslash is not read as an escape
+    assert printable("C:\\dir é 日本") == "C:\\dir é 日本"  # nothing to escape: unchanged
+    assert printable("\udc80\ue000\u2028\r") == "\\udc80\\ue000\\u2028\\r"
+    assert one_line("aicp-voice", "s1: \u202eevil") == "aicp-voice: s1: \\u202eevil"
 
 
 def test_one_line_alters_no_text_it_keeps(tmp_path: Path) -> None:
