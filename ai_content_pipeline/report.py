@@ -73,6 +73,19 @@ def one_line(prefix: str, text: str, width: int = WIDTH) -> str:
     return line if len(line) <= width else line[:width - 1] + "…"
 
 
+def message_lines(prefix: str, label: str, message: str, hint: str | None = None) -> str:
+    """``prefix: label: message`` and, with a hint, ``prefix: hint: hint``: one whole line
+    each (not cut, so a path in them stays copyable and ``grep error:`` finds it), with
+    :func:`printable` escapes, each ending in a newline.
+
+    :param label: ``error`` or ``warning``.
+    """
+    lines = [one_line(prefix, f"{label}: {message}", width=1 << 20)]
+    if hint:
+        lines.append(one_line(prefix, f"hint: {hint}", width=1 << 20))
+    return "".join(line + "\n" for line in lines)
+
+
 def failure_text(record_id: str | None, error: Any, index: int | None = None) -> str:
     """One line for a failed record: ``song-001: no text to voice (script.text and text missing)``.
 

@@ -23,6 +23,7 @@ from ai_content_pipeline.events import ConsoleEmitter, ProgressBarEmitter
 from ai_content_pipeline.report import (
     FAILURE_CAP,
     WIDTH,
+    message_lines,
     notice_lines,
     one_line,
     printable,
@@ -193,6 +194,14 @@ def test_printable_uses_python_escape_forms() -> None:
     assert printable("C:\\dir é 日本") == "C:\\dir é 日本"  # nothing to escape: unchanged
     assert printable("\udc80\ue000\u2028\r") == "\\udc80\\ue000\\u2028\\r"
     assert one_line("aicp-voice", "s1: \u202eevil") == "aicp-voice: s1: \\u202eevil"
+
+
+def test_errors_and_warnings_share_one_form() -> None:
+    """``aicp-x: error: …`` (errors.run_cli) and ``aicp templates list: warning: skipped …``
+    (catalog) are written by one function: whole lines, the same escapes."""
+    assert message_lines("aicp templates list", "warning", "skipped a\nb.yaml", "fix\tit") == (
+        "aicp templates list: warning: skipped a\\nb.yaml\naicp templates list: hint: fix\\tit\n")
+    assert message_lines("p", "error", "x" * 300) == f"p: error: {'x' * 300}\n"  # never cut
 
 
 def test_one_line_alters_no_text_it_keeps(tmp_path: Path) -> None:

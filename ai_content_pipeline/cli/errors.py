@@ -55,14 +55,9 @@ def _report(prog_name: str, stream_events: bool, message: str, hint: str | None,
 
             StreamEmitter(enabled=True, started=started).error(message, hint, status)
             return
-        from ..report import one_line
+        from ..report import message_lines
 
-        # One whole line each (a path in it stays copyable, `grep error:` finds it), no
-        # terminal escapes from a file name or a record.
-        lines = [one_line(prog_name, f"error: {message}", width=1 << 20)]
-        if hint:
-            lines.append(one_line(prog_name, f"hint: {hint}", width=1 << 20))
-        sys.stderr.write("".join(line + "\n" for line in lines))
+        sys.stderr.write(message_lines(prog_name, "error", message, hint))
         sys.stderr.flush()
     except Exception:  # noqa: BLE001, S110 - nowhere left to report to
         pass
