@@ -20,7 +20,9 @@ Nothing here imports click; the emitters in :mod:`~ai_content_pipeline.events` c
 
 from __future__ import annotations
 
+import re
 import textwrap
+import unicodedata
 from typing import Any
 
 #: Columns a notice line may take, prefix included.
@@ -41,9 +43,15 @@ def printable(text: str) -> str:
     name or record field cannot move the cursor, recolour or clear the terminal, reorder or
     hide what is printed, nor start a line of its own.
     """
+    return "".join(_pieces(text))
+
+
+def _pieces(text: str) -> list[str]:
+    """:func:`printable`'s text a character at a time: each character as it is printed (an
+    escape is one piece, so a line is never cut inside one)."""
     if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() and c != "\\" else _escape(c) for c in text)
+        return list(text)
+    return [c if c.isprintable() and c != "\\" else _escape(c) for c in text]
 
 
 def _escape(char: str) -> str:
@@ -52,25 +60,85 @@ def _escape(char: str) -> str:
     return repr(char)[1:-1]
 
 
+def columns(text: str) -> int:
+    """How many terminal columns printed ``text`` takes: a wide or full-width character
+    (East Asian Width ``W`` or ``F``: CJK, most emoji) takes 2, a combining mark (Mn, Me) 0,
+    any other 1. ``text`` is :func:`printable` already (a control character has no width)."""
+    return len(text) if text.isascii() else sum(_char_columns(c) for c in text)
+
+
+def _char_columns(char: str) -> int:
+    if unicodedata.category(char) in ("Mn", "Me"):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+
+
+def _fit(pieces: list[str], room: int) -> int:
+    """How many of ``pieces`` fit in ``room`` columns (the marks that follow the last one too)."""
+    used = 0
+    for count, piece in enumerate(pieces):
+        used += columns(piece)
+        if used > room:
+            return count
+    return len(pieces)
+
+
+def _wrap(text: str, room: int) -> list[str]:
+    """``text`` (printable) as lines of at most ``room`` columns, broken at spaces (dropped
+    there); a word longer than a line (a long path) fills the line it starts on, then goes
+    on over more lines, as :func:`textwrap.wrap` does."""
+    lines: list[str] = []
+    line, used = "", 0
+    for token in re.findall(r" +|[^ ]+", text):
+        width = columns(token)
+        if token.startswith(" ") and line == "" and lines:
+            continue  # the spaces of a break
+        if used + width <= room:
+            line, used = line + token, used + width
+            continue
+        if token.startswith(" "):
+            if line.strip(" "):
+                lines.append(line.rstrip(" "))
+            line, used = "", 0
+            continue
+        if width > room:  # split: as much as fits here, whole lines, the rest starts a line
+            count = _fit(list(token), room - used)
+            line, token = line + token[:count], token[count:]
+            while columns(token) > room:
+                if line.strip(" "):
+                    lines.append(line.rstrip(" "))
+                count = _fit(list(token), room)
+                line, token = token[:count], token[count:]
+        if line.strip(" "):
+            lines.append(line.rstrip(" "))
+        line, used = token, columns(token)
+    if line.strip(" ") or not lines:
+        lines.append(line.rstrip(" "))
+    return lines
+
+
 def notice_lines(prefix: str, text: str, width: int = WIDTH) -> list[str]:
-    """``text`` as lines of at most ``width`` columns, each starting with ``prefix: ``.
+    """``text`` as lines of at most ``width`` terminal columns (:func:`columns`), each
+    starting with ``prefix: ``.
 
     Words are kept whole where they fit; a word longer than a line (a long path) is split;
     control characters, newlines and tabs among them, print as escapes (:func:`printable`).
     :returns: at least one line (an empty ``text`` gives ``"prefix: "``).
     """
     head = f"{prefix}: "
-    room = max(width - len(head), 20)
-    parts = textwrap.wrap(printable(text), width=room, break_on_hyphens=False, break_long_words=True) or [""]
-    return [head + part for part in parts]
+    room = max(width - columns(head), 20)
+    return [head + part for part in _wrap(printable(text), room)]
 
 
-def one_line(prefix: str, text: str, width: int = WIDTH) -> str:
-    """``prefix: text`` as exactly one line of at most ``width`` columns: control characters
-    (newlines and tabs among them) print as escapes (:func:`printable`), spaces stay as they
-    are, and a longer line is cut to end in ``…``."""
-    line = f"{prefix}: " + printable(text)
-    return line if len(line) <= width else line[:width - 1] + "…"
+def one_line(prefix: str, text: str, width: int | None = WIDTH) -> str:
+    """``prefix: text`` as exactly one line of at most ``width`` terminal columns
+    (:func:`columns`; ``None``: the whole text): control characters (newlines and tabs among
+    them) print as escapes (:func:`printable`), spaces stay as they are, and a longer line is
+    cut to end in ``…`` (never inside an escape)."""
+    pieces = [*f"{prefix}: ", *_pieces(text)]
+    if width is None or columns("".join(pieces)) <= width:
+        return "".join(pieces)
+    return "".join(pieces[:_fit(pieces, width - 1)]) + "…"
 
 
 def message_lines(prefix: str, label: str, message: str, hint: str | None = None) -> str:
@@ -80,9 +148,9 @@ def message_lines(prefix: str, label: str, message: str, hint: str | None = None
 
     :param label: ``error`` or ``warning``.
     """
-    lines = [one_line(prefix, f"{label}: {message}", width=1 << 20)]
+    lines = [one_line(prefix, f"{label}: {message}", width=None)]
     if hint:
-        lines.append(one_line(prefix, f"hint: {hint}", width=1 << 20))
+        lines.append(one_line(prefix, f"hint: {hint}", width=None))
     return "".join(line + "\n" for line in lines)
 
 

@@ -23,6 +23,7 @@ from ai_content_pipeline.events import ConsoleEmitter, ProgressBarEmitter
 from ai_content_pipeline.report import (
     FAILURE_CAP,
     WIDTH,
+    columns,
     message_lines,
     notice_lines,
     one_line,
@@ -202,6 +203,24 @@ def test_errors_and_warnings_share_one_form() -> None:
     assert message_lines("aicp templates list", "warning", "skipped a\nb.yaml", "fix\tit") == (
         "aicp templates list: warning: skipped a\\nb.yaml\naicp templates list: hint: fix\\tit\n")
     assert message_lines("p", "error", "x" * 300) == f"p: error: {'x' * 300}\n"  # never cut
+
+
+def test_lines_fit_100_terminal_columns_not_characters() -> None:
+    """A CJK failure line took ~178 columns (cut at 100 characters, each 2 columns wide)."""
+    out = io.StringIO()
+    emitter = ConsoleEmitter("aicp-script", stream=out)
+    emitter.record_error(0, "曲-001", {"message": "テンプレートの出力が長すぎます。" * 20})
+    emitter.message("ファイルがありません: /音楽/" + "日本語の名前" * 40 + ".yaml を確認してください")
+    lines = out.getvalue().splitlines()
+    assert columns(lines[0]) in (WIDTH - 1, WIDTH) and lines[0].endswith("…")  # 2-column chars
+    assert lines[0].startswith("aicp-script: 曲-001: テンプレートの出力")
+    assert all(columns(line) <= WIDTH for line in lines), [columns(line) for line in lines]
+    assert "".join(line.removeprefix("aicp-script: ") for line in lines[1:]).replace(" ", "") == (
+        "ファイルがありません:/音楽/" + "日本語の名前" * 40 + ".yamlを確認してください")  # nothing lost
+    assert columns("e\u0301te\u20dd") == 3 and columns("ＡＢ") == 4 and columns("ab") == 2
+    cut = one_line("p", "e\u0301" * 200 + "\x1b")  # e + combining acute: one column each
+    assert columns(cut) == WIDTH and cut.count("\u0301") == 96
+    assert one_line("p", "x" * 95 + "\x1b" + "y") == "p: " + "x" * 95 + "…"  # never half an escape
 
 
 def test_one_line_alters_no_text_it_keeps(tmp_path: Path) -> None:
