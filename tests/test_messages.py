@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import importlib
 import io
+import subprocess
 import sys
 from pathlib import Path
 
@@ -83,6 +84,39 @@ def test_h_is_help_and_version_everywhere(path: str, command: click.Command) -> 
     assert "-h, --help" in short.stdout and "--version" in short.stdout
     version = invoke(root, prog, [*subs, "--version"])
     assert version.exit_code == 0 and version.stdout.startswith(f"{prog} ") and version.stdout[-2].isdigit()
+
+
+def _usage_case(path: str, command: click.Command) -> tuple[list[str], list[str]]:
+    """The words that make ``path`` fail while parsing, and the two lines it must print: a
+    group, an unknown command; a command, its first option that takes a value, given none
+    (click raised that one without a context: no prefix of its own, no hint), or an unknown
+    option where it takes none."""
+    if isinstance(command, click.Group):
+        names = ", ".join(command.list_commands(click.Context(command, info_name=path)))
+        return (["zzz"], [f"{path}: error: No such command 'zzz'.",
+                            f"{path}: hint: the commands: {names} ('{path} -h' says what each does)"])
+    hint = f"{path}: hint: '{path} -h' shows the options"
+    option = next((p for p in command.params if isinstance(p, click.Option) and not p.is_flag
+                   and not p.count and p.nargs == 1), None)
+    if option is None:  # only flags (aicp personas list)
+        return ["--zzz"], [f"{path}: error: No such option '--zzz'.", hint]
+    name = max(option.opts, key=len)
+    return [name], [f"{path}: error: Option '{name}' requires an argument.", hint]
+
+
+def test_every_entry_point_says_a_usage_error_in_one_line_and_a_hint(tmp_path: Path) -> None:
+    """Each console script and subcommand, as a user runs it: stdout empty, stderr the error
+    and the hint (each with the command's prefix), exit 2."""
+    runs = []
+    for path, command in COMMANDS:
+        prog, *subs = path.split()
+        words, expected = _usage_case(path, command)
+        proc = subprocess.Popen([str(Path(sys.executable).parent / prog), *subs, *words], cwd=tmp_path,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        runs.append((path, proc, expected))
+    for path, proc, expected in runs:
+        out, err = proc.communicate(timeout=120)
+        assert (proc.returncode, out.decode(), err.decode().splitlines()) == (2, "", expected), path
 
 
 def _voice(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, lines: bytes, *args: str):
@@ -250,8 +284,8 @@ def test_usage_errors_carry_the_prefix_and_a_hint(monkeypatch: pytest.MonkeyPatc
     assert sub.exit_code == 2 and sub.stderr.splitlines() == [
         "aicp templates show: error: Missing argument 'NAME|PATH'.",
         "aicp templates show: hint: 'aicp templates show -h' shows the options"]
-    bad = invoke(cli, "aicp", ["bogus"])
-    assert bad.exit_code == 2 and bad.stderr.startswith("aicp: error: No such command 'bogus'.")
+    bad = invoke(cli, "aicp", ["scrip"])  # the lazy group's commands are matched too
+    assert bad.exit_code == 2 and bad.stderr.splitlines()[0] == "aicp: error: No such command 'scrip'. Did you mean 'script'?"
     streamed = invoke(voice_cli.voice_command, "aicp-voice", ["--bitrate", "999", "--stream"])
     event = orjson.loads(streamed.stderr)  # --stream after the bad option: still one JSON event
     assert streamed.exit_code == 2 and event["event"] == "error" and event["exit_code"] == 2
