@@ -375,3 +375,13 @@ def test_an_empty_host_option_leaves_the_chain_steps_hosts() -> None:
     spec = load_chain(str(Path(__file__).parent.parent / "examples" / "radio-intros.yaml"))
     assert with_hosts(spec, [""]) is spec and with_hosts(spec, [" "]) is spec
     assert with_hosts(spec, ["a:1", ""]).steps[0].host == ["a:1"]
+
+
+def test_merge_names_its_output_escaped(shard_files: Any, tmp_path: Path) -> None:
+    """The summary line printed an --output path raw: a name with an escape or a newline in it
+    cleared the screen or forged a line."""
+    _, paths = shard_files
+    out = tmp_path / "new\x1b[2J\nforged  name.jsonl"
+    r = _cli_merge(*map(str, paths), "-o", str(out))
+    assert r.exit_code == 0 and r.stdout == "" and len(out.read_text().splitlines()) == 18
+    assert r.stderr == f"aicp merge: 18 records from 3 files -> {tmp_path}/new\\x1b[2J\\nforged  name.jsonl\n"
