@@ -21,7 +21,6 @@ Nothing here imports click; the emitters in :mod:`~ai_content_pipeline.events` c
 from __future__ import annotations
 
 import re
-import textwrap
 import unicodedata
 from typing import Any
 
@@ -298,14 +297,14 @@ def doctor_table(report: dict[str, Any], width: int = WIDTH) -> str:
     lines = [f"{'check':<{name_w}}  {'status':<{status_w}}  details"]
     for name, check in checks.items():
         status = "ok" if check.get("ok") else "missing"
-        parts = textwrap.wrap(_doctor_detail(check), width=detail_w, break_on_hyphens=False) or [""]
+        parts = _wrap(printable(_doctor_detail(check)), detail_w)  # a host or path from the environment
         lines.append(f"{name:<{name_w}}  {status:<{status_w}}  {parts[0]}".rstrip())
         lines += [" " * (name_w + status_w + 4) + part for part in parts[1:]]
     usable = report.get("usable") or {}
     auto = report.get("auto") or {}
     lines.append("")
-    lines.append(f"usable: LLM {', '.join(usable.get('llm') or []) or 'none'}; "
-                 f"TTS {', '.join(usable.get('tts') or []) or 'none'}")
-    lines.append(f"--backend auto picks: LLM {auto.get('llm') or 'none'}, TTS {auto.get('tts') or 'none'}")
+    lines.append(printable(f"usable: LLM {', '.join(usable.get('llm') or []) or 'none'}; "
+                           f"TTS {', '.join(usable.get('tts') or []) or 'none'}"))
+    lines.append(printable(f"--backend auto picks: LLM {auto.get('llm') or 'none'}, TTS {auto.get('tts') or 'none'}"))
     lines.append("ready: yes" if report.get("ok") else "ready: no (see the hints above)")
     return "\n".join(lines) + "\n"
