@@ -1,10 +1,12 @@
 """What a person reads on stderr without ``--stream``: notice lines, failed records, the summary.
 
 - Every line starts with the command's prefix (``aicp-script: ``) and fits
-  :data:`WIDTH` (100) columns: a longer notice is wrapped onto more lines, each with
-  the same prefix (:func:`notice_lines`); control characters in it (a terminal escape
-  in a file name or a record, a newline, a tab) print as ``\\x1b``, ``\\n``, ``\\t``
-  (:func:`printable`), and nothing else in the text is changed.
+  :data:`WIDTH` (100) terminal columns (:func:`columns`: a CJK character takes 2): a
+  longer notice is wrapped onto more lines, each with the same prefix (:func:`notice_lines`);
+  characters a terminal would act on or not show (a terminal escape in a file name or a
+  record, a newline, a tab, a bidi control) print in Python's escape forms, ``\\x1b``,
+  ``\\n``, ``\\t``, ``\\u202e`` (:func:`printable`), and nothing else in the text is changed.
+- An error or warning and its hint are one whole line each (:func:`message_lines`).
 - Each failed record gets one line, ``ID: message`` (:func:`failure_text`), cut to the
   width with ``…`` (:func:`one_line`; the whole error object is on stdout), up to
   :data:`FAILURE_CAP` (10) a run; the rest are counted into one ``… and N more`` line
