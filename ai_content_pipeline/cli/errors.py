@@ -240,11 +240,13 @@ def _invoke(command: click.Command, prog_name: str, argv: list[str]) -> Any:
 def _usage_hint(exc: click.ClickException) -> str | None:
     """``'aicp-voice -h' shows the options`` for a usage error (click prints the usage and a
     ``Try ... --help`` line without the command's prefix; aicp says it in one hint line); for
-    an unknown subcommand, the commands there are (and the nearest, when one is close)."""
+    an unknown subcommand, the group's commands."""
     ctx = getattr(exc, "ctx", None)
     if not isinstance(exc, click.UsageError) or ctx is None:
         return None
-    if isinstance(ctx.command, click.Group) and exc.message.startswith("No such command"):
+    no_such = getattr(click.exceptions, "NoSuchCommand", None)  # click 8.4 and later
+    unknown = isinstance(exc, no_such) if no_such else exc.message.startswith("No such command")
+    if unknown and isinstance(ctx.command, click.Group):
         return (f"the commands: {', '.join(ctx.command.list_commands(ctx))} "
                 f"('{ctx.command_path} -h' says what each does)")
     return f"'{ctx.command_path} -h' shows the options"
