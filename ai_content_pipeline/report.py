@@ -1,9 +1,12 @@
 """What a person reads on stderr without ``--stream``: notice lines, failed records, the summary.
 
 - Every line starts with the command's prefix (``aicp-script: ``) and fits
-  :data:`WIDTH` (100) columns: a longer notice is wrapped onto more lines, each with
-  the same prefix (:func:`notice_lines`); control characters in it (a terminal escape
-  in a file name or a record) print as ``\\xNN`` (:func:`printable`).
+  :data:`WIDTH` (100) terminal columns (:func:`columns`: a CJK character takes 2): a
+  longer notice is wrapped onto more lines, each with the same prefix (:func:`notice_lines`);
+  characters a terminal would act on or not show (a terminal escape in a file name or a
+  record, a newline, a tab, a bidi control) print in Python's escape forms, ``\\x1b``,
+  ``\\n``, ``\\t``, ``\\u202e`` (:func:`printable`), and nothing else in the text is changed.
+- An error or warning and its hint are one whole line each (:func:`message_lines`).
 - Each failed record gets one line, ``ID: message`` (:func:`failure_text`), cut to the
   width with ``…`` (:func:`one_line`; the whole error object is on stdout), up to
   :data:`FAILURE_CAP` (10) a run; the rest are counted into one ``… and N more`` line
@@ -19,7 +22,8 @@ Nothing here imports click; the emitters in :mod:`~ai_content_pipeline.events` c
 
 from __future__ import annotations
 
-import textwrap
+import re
+import unicodedata
 from typing import Any
 
 #: Columns a notice line may take, prefix included.
@@ -29,33 +33,126 @@ FAILURE_CAP = 10
 
 
 def printable(text: str) -> str:
-    """``text`` with every control character but newline and tab written as ``\\xNN`` (or
-    ``\\uNNNN``), so a file name or record field cannot move the cursor, recolour or clear
-    the terminal it is printed on."""
+    """``text`` as it may be printed on a terminal: unchanged when every character in it is
+    printable (:meth:`str.isprintable`), else with each character that is not written in
+    Python's escape form (``\\n``, ``\\t``, ``\\x1b``, ``\\u202e``, ``\\U000e0001``) and each
+    backslash doubled, so the text reads back exactly, as in a Python string literal.
+
+    Not printable are control characters (Cc), invisible format characters (Cf: the bidi
+    controls that make a line read backwards, zero-width ones), line and paragraph separators,
+    private-use and unassigned code points, lone surrogates and every space but ``" "``: a file
+    name or record field cannot move the cursor, recolour or clear the terminal, reorder or
+    hide what is printed, nor start a line of its own.
+    """
+    return "".join(_pieces(text))
+
+
+def _pieces(text: str) -> list[str]:
+    """:func:`printable`'s text a character at a time: each character as it is printed (an
+    escape is one piece, so a line is never cut inside one)."""
     if text.isprintable():
-        return text
-    return "".join(c if c in "\n\t" or c.isprintable() else
-                   (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}") for c in text)
+        return list(text)
+    return [c if c.isprintable() and c != "\\" else _escape(c) for c in text]
+
+
+def _escape(char: str) -> str:
+    """One character (not printable, or a backslash) in Python's escape form, as ``repr``
+    writes it: ``\\x07``, ``\\n``, ``\\u2028``, ``\\U000e0001``, ``\\\\``."""
+    return repr(char)[1:-1]
+
+
+def columns(text: str) -> int:
+    """How many terminal columns printed ``text`` takes: a wide or full-width character
+    (East Asian Width ``W`` or ``F``: CJK, most emoji) takes 2, a combining mark (Mn, Me) 0,
+    any other 1. ``text`` is :func:`printable` already (a control character has no width)."""
+    return len(text) if text.isascii() else sum(_char_columns(c) for c in text)
+
+
+def _char_columns(char: str) -> int:
+    if unicodedata.category(char) in ("Mn", "Me"):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+
+
+def _fit(pieces: list[str], room: int) -> int:
+    """How many of ``pieces`` fit in ``room`` columns (the marks that follow the last one too)."""
+    used = 0
+    for count, piece in enumerate(pieces):
+        used += columns(piece)
+        if used > room:
+            return count
+    return len(pieces)
+
+
+def _wrap(text: str, room: int) -> list[str]:
+    """``text`` (printable) as lines of at most ``room`` columns, broken at spaces (dropped
+    there); a word longer than a line (a long path) fills the line it starts on, then goes
+    on over more lines, as :func:`textwrap.wrap` does."""
+    lines: list[str] = []
+    line, used = "", 0
+    for token in re.findall(r" +|[^ ]+", text):
+        width = columns(token)
+        if token.startswith(" ") and line == "" and lines:
+            continue  # the spaces of a break
+        if used + width <= room:
+            line, used = line + token, used + width
+            continue
+        if token.startswith(" "):
+            if line.strip(" "):
+                lines.append(line.rstrip(" "))
+            line, used = "", 0
+            continue
+        if width > room:  # split: as much as fits here, whole lines, the rest starts a line
+            count = _fit(list(token), room - used)
+            line, token = line + token[:count], token[count:]
+            while columns(token) > room:
+                if line.strip(" "):
+                    lines.append(line.rstrip(" "))
+                count = _fit(list(token), room)
+                line, token = token[:count], token[count:]
+        if line.strip(" "):
+            lines.append(line.rstrip(" "))
+        line, used = token, columns(token)
+    if line.strip(" ") or not lines:
+        lines.append(line.rstrip(" "))
+    return lines
 
 
 def notice_lines(prefix: str, text: str, width: int = WIDTH) -> list[str]:
-    """``text`` as lines of at most ``width`` columns, each starting with ``prefix: ``.
+    """``text`` as lines of at most ``width`` terminal columns (:func:`columns`), each
+    starting with ``prefix: ``.
 
     Words are kept whole where they fit; a word longer than a line (a long path) is split;
-    newlines and tabs become spaces, other control characters ``\\xNN`` (:func:`printable`).
+    control characters, newlines and tabs among them, print as escapes (:func:`printable`).
     :returns: at least one line (an empty ``text`` gives ``"prefix: "``).
     """
     head = f"{prefix}: "
-    room = max(width - len(head), 20)
-    parts = textwrap.wrap(printable(text), width=room, break_on_hyphens=False, break_long_words=True) or [""]
-    return [head + part for part in parts]
+    room = max(width - columns(head), 20)
+    return [head + part for part in _wrap(printable(text), room)]
 
 
-def one_line(prefix: str, text: str, width: int = WIDTH) -> str:
-    """``prefix: text`` as exactly one line of at most ``width`` columns: whitespace runs
-    become one space, control characters ``\\xNN``, and a longer line ends in ``…``."""
-    line = f"{prefix}: " + " ".join(printable(text).split())
-    return line if len(line) <= width else line[:width - 1].rstrip() + "…"
+def one_line(prefix: str, text: str, width: int | None = WIDTH) -> str:
+    """``prefix: text`` as exactly one line of at most ``width`` terminal columns
+    (:func:`columns`; ``None``: the whole text): control characters (newlines and tabs among
+    them) print as escapes (:func:`printable`), spaces stay as they are, and a longer line is
+    cut to end in ``…`` (never inside an escape)."""
+    pieces = [*f"{prefix}: ", *_pieces(text)]
+    if width is None or columns("".join(pieces)) <= width:
+        return "".join(pieces)
+    return "".join(pieces[:_fit(pieces, width - 1)]) + "…"
+
+
+def message_lines(prefix: str, label: str, message: str, hint: str | None = None) -> str:
+    """``prefix: label: message`` and, with a hint, ``prefix: hint: hint``: one whole line
+    each (not cut, so a path in them stays copyable and ``grep error:`` finds it), with
+    :func:`printable` escapes, each ending in a newline.
+
+    :param label: ``error`` or ``warning``.
+    """
+    lines = [one_line(prefix, f"{label}: {message}", width=None)]
+    if hint:
+        lines.append(one_line(prefix, f"hint: {hint}", width=None))
+    return "".join(line + "\n" for line in lines)
 
 
 def failure_text(record_id: str | None, error: Any, index: int | None = None) -> str:
@@ -202,14 +299,14 @@ def doctor_table(report: dict[str, Any], width: int = WIDTH) -> str:
     lines = [f"{'check':<{name_w}}  {'status':<{status_w}}  details"]
     for name, check in checks.items():
         status = "ok" if check.get("ok") else "missing"
-        parts = textwrap.wrap(_doctor_detail(check), width=detail_w, break_on_hyphens=False) or [""]
+        parts = _wrap(printable(_doctor_detail(check)), detail_w)  # a host or path from the environment
         lines.append(f"{name:<{name_w}}  {status:<{status_w}}  {parts[0]}".rstrip())
         lines += [" " * (name_w + status_w + 4) + part for part in parts[1:]]
     usable = report.get("usable") or {}
     auto = report.get("auto") or {}
     lines.append("")
-    lines.append(f"usable: LLM {', '.join(usable.get('llm') or []) or 'none'}; "
-                 f"TTS {', '.join(usable.get('tts') or []) or 'none'}")
-    lines.append(f"--backend auto picks: LLM {auto.get('llm') or 'none'}, TTS {auto.get('tts') or 'none'}")
+    lines.append(printable(f"usable: LLM {', '.join(usable.get('llm') or []) or 'none'}; "
+                           f"TTS {', '.join(usable.get('tts') or []) or 'none'}"))
+    lines.append(printable(f"--backend auto picks: LLM {auto.get('llm') or 'none'}, TTS {auto.get('tts') or 'none'}"))
     lines.append("ready: yes" if report.get("ok") else "ready: no (see the hints above)")
     return "\n".join(lines) + "\n"

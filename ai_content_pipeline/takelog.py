@@ -36,6 +36,7 @@ from typing import Any
 
 from .errors import AicpError, UsageError
 from .jsonl import dumps
+from .report import printable
 
 SCHEMA_VERSION = 1
 #: Environment variable naming the log when ``--log`` is not given.
@@ -322,14 +323,19 @@ def read_takes(path: str | os.PathLike[str], limit: int | None = 10) -> list[dic
     return out
 
 
-def _text(value: Any) -> str:
+def _text(value: Any, lines: bool = False) -> str:
     """``value`` as printable text: a log is data another program may have written, so a
-    column of any type prints, and control characters (terminal escapes) print as ``\\xNN``."""
+    column of any type prints, and what a terminal would act on (escapes, bidi controls)
+    prints in Python's escape forms (:func:`~ai_content_pipeline.report.printable`).
+
+    :param lines: keep newlines as line breaks (the take's text); else the value is one line
+        (a newline prints as ``\\n``).
+    """
     if value is None:
         return ""
     text = value if isinstance(value, str) else dumps(value).decode() if isinstance(value, (dict, list)) \
         else value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-    return "".join(c if c in "\n\t" or c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    return "\n".join(printable(line) for line in text.split("\n")) if lines else printable(text)
 
 
 def format_take(take: dict[str, Any]) -> str:
@@ -364,7 +370,7 @@ def format_take(take: dict[str, Any]) -> str:
     if error:
         lines.append("error: " + _text(error.get("message", error) if isinstance(error, dict) else error))
     if take.get("text"):
-        lines += ["", _text(take["text"])]
+        lines += ["", _text(take["text"], lines=True)]
     if take.get("audio_path"):
         lines += ["", f"audio: {_text(take['audio_path'])} ({_text(str(take.get('audio_seconds')))} s, "
                       f"{_text(str(take.get('audio_backend')))})"]

@@ -124,3 +124,14 @@ def test_table_names_each_host() -> None:
                        {"ok": False, "host": "http://b:2", "models": [], "hint": "start `ollama serve` at http://b:2"}]}
     text = doctor_table({"ok": True, "checks": {"ollama": check}, "usable": {}, "auto": {}}, width=200)
     assert "http://a:1: llama3.2" in text and "http://b:2: not answering" in text
+
+
+def test_table_prints_what_the_environment_gave_escaped() -> None:
+    """A host or model path comes from the environment (OLLAMA_HOST, a model file's name): it was
+    printed raw, so an escape in it acted on the terminal; CJK details wrap by columns."""
+    from ai_content_pipeline.report import columns, doctor_table
+
+    check = {"ok": True, "path": "/models/\x1b]0;pwned\x07/" + "日本語" * 30 + ".gguf"}
+    text = doctor_table({"ok": True, "checks": {"llamacpp": check}, "usable": {}, "auto": {}}, width=80)
+    assert "\x1b" not in text and "\x07" not in text and "/models/\\x1b]0;pwned\\x07/" in text
+    assert all(columns(line) <= 80 for line in text.splitlines())

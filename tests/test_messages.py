@@ -3,8 +3,10 @@ width and prefix, the progress bar's choices (issue 13)."""
 
 from __future__ import annotations
 
+import ast
 import importlib
 import io
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +14,8 @@ import click
 import orjson
 import pytest
 import tomllib
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ai_content_pipeline.cli.script as script_cli
 import ai_content_pipeline.cli.voice as voice_cli
@@ -20,7 +24,11 @@ from ai_content_pipeline.events import ConsoleEmitter, ProgressBarEmitter
 from ai_content_pipeline.report import (
     FAILURE_CAP,
     WIDTH,
+    columns,
+    message_lines,
     notice_lines,
+    one_line,
+    printable,
     progress_bar_options,
     summary_text,
 )
@@ -76,6 +84,39 @@ def test_h_is_help_and_version_everywhere(path: str, command: click.Command) -> 
     assert "-h, --help" in short.stdout and "--version" in short.stdout
     version = invoke(root, prog, [*subs, "--version"])
     assert version.exit_code == 0 and version.stdout.startswith(f"{prog} ") and version.stdout[-2].isdigit()
+
+
+def _usage_case(path: str, command: click.Command) -> tuple[list[str], list[str]]:
+    """The words that make ``path`` fail while parsing, and the two lines it must print: a
+    group, an unknown command; a command, its first option that takes a value, given none
+    (click raised that one without a context: no prefix of its own, no hint), or an unknown
+    option where it takes none."""
+    if isinstance(command, click.Group):
+        names = ", ".join(command.list_commands(click.Context(command, info_name=path)))
+        return (["zzz"], [f"{path}: error: No such command 'zzz'.",
+                            f"{path}: hint: the commands: {names} ('{path} -h' says what each does)"])
+    hint = f"{path}: hint: '{path} -h' shows the options"
+    option = next((p for p in command.params if isinstance(p, click.Option) and not p.is_flag
+                   and not p.count and p.nargs == 1), None)
+    if option is None:  # only flags (aicp personas list)
+        return ["--zzz"], [f"{path}: error: No such option '--zzz'.", hint]
+    name = max(option.opts, key=len)
+    return [name], [f"{path}: error: Option '{name}' requires an argument.", hint]
+
+
+def test_every_entry_point_says_a_usage_error_in_one_line_and_a_hint(tmp_path: Path) -> None:
+    """Each console script and subcommand, as a user runs it: stdout empty, stderr the error
+    and the hint (each with the command's prefix), exit 2."""
+    runs = []
+    for path, command in COMMANDS:
+        prog, *subs = path.split()
+        words, expected = _usage_case(path, command)
+        proc = subprocess.Popen([str(Path(sys.executable).parent / prog), *subs, *words], cwd=tmp_path,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        runs.append((path, proc, expected))
+    for path, proc, expected in runs:
+        out, err = proc.communicate(timeout=120)
+        assert (proc.returncode, out.decode(), err.decode().splitlines()) == (2, "", expected), path
 
 
 def _voice(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, lines: bytes, *args: str):
@@ -158,7 +199,7 @@ def test_a_failed_record_is_one_line_without_terminal_escapes(monkeypatch: pytes
     emitter.message("file \x1b]0;title\x07 missing")
     text = out.getvalue()
     assert "\x1b" not in text and "\x07" not in text and "\r" not in text and "\u2028" not in text
-    assert text.splitlines() == ["aicp-voice: s1: bad \\x1b[2J\\x1b[31mred\\x0d next \\x07 \\u2028 line",
+    assert text.splitlines() == ["aicp-voice: s1: bad \\x1b[2J\\x1b[31mred\\r\\nnext \\x07 \\u2028 line",
                                  "aicp-voice: file \\x1b]0;title\\x07 missing"]
 
 
@@ -166,8 +207,69 @@ def test_errors_and_hints_are_one_line_each_without_escapes() -> None:
     res = invoke(script_cli.script_command, "aicp-script", ["-t", "\x1b[31mred\nx" + "x" * 30])
     err = res.stderr.splitlines()
     assert res.exit_code == 2 and len(err) == 2, err  # whole lines: paths in them stay copyable
-    assert err[0] == "aicp-script: error: unknown template '\\x1b[31mred x" + "x" * 30 + "'"
+    assert err[0] == "aicp-script: error: unknown template '\\x1b[31mred\\nx" + "x" * 30 + "'"
     assert err[1].startswith("aicp-script: hint: choose one of: ")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_printable_escapes_what_a_terminal_would_not_show_and_reads_back(text: str) -> None:
+    shown = printable(text)
+    assert shown.isprintable()  # no Cc, Cf (bidi, zero-width), Zl, Zp, Co, Cn, Cs, no odd space
+    if text.isprintable():
+        assert shown == text  # printable text is never changed
+    else:  # Python's escape forms: the text reads back exactly
+        assert ast.literal_eval("'" + shown.replace("'", "\\'") + "'") == text
+
+
+def test_printable_uses_python_escape_forms() -> None:
+    assert printable("tag \U000e0001 after") == "tag \\U000e0001 after"  # not \ue0001 (U+E000, "1")
+    assert printable("\u202edlrow \u2066x\u2069 \u200b\xad") == "\\u202edlrow \\u2066x\\u2069 \\u200b\\xad"
+    assert printable("a\\x1b \x1b") == "a\\\\x1b \\x1b"  # a written backslash is not read as an escape
+    assert printable("C:\\dir é 日本") == "C:\\dir é 日本"  # nothing to escape: unchanged
+    assert printable("\udc80\ue000\u2028\r") == "\\udc80\\ue000\\u2028\\r"
+    assert one_line("aicp-voice", "s1: \u202eevil") == "aicp-voice: s1: \\u202eevil"
+
+
+def test_errors_and_warnings_share_one_form() -> None:
+    """``aicp-x: error: …`` (errors.run_cli) and ``aicp templates list: warning: skipped …``
+    (catalog) are written by one function: whole lines, the same escapes."""
+    assert message_lines("aicp templates list", "warning", "skipped a\nb.yaml", "fix\tit") == (
+        "aicp templates list: warning: skipped a\\nb.yaml\naicp templates list: hint: fix\\tit\n")
+    assert message_lines("p", "error", "x" * 300) == f"p: error: {'x' * 300}\n"  # never cut
+
+
+def test_lines_fit_100_terminal_columns_not_characters() -> None:
+    """A CJK failure line took ~178 columns (cut at 100 characters, each 2 columns wide)."""
+    out = io.StringIO()
+    emitter = ConsoleEmitter("aicp-script", stream=out)
+    emitter.record_error(0, "曲-001", {"message": "テンプレートの出力が長すぎます。" * 20})
+    emitter.message("ファイルがありません: /音楽/" + "日本語の名前" * 40 + ".yaml を確認してください")
+    lines = out.getvalue().splitlines()
+    assert columns(lines[0]) in (WIDTH - 1, WIDTH) and lines[0].endswith("…")  # 2-column chars
+    assert lines[0].startswith("aicp-script: 曲-001: テンプレートの出力")
+    assert all(columns(line) <= WIDTH for line in lines), [columns(line) for line in lines]
+    assert "".join(line.removeprefix("aicp-script: ") for line in lines[1:]).replace(" ", "") == (
+        "ファイルがありません:/音楽/" + "日本語の名前" * 40 + ".yamlを確認してください")  # nothing lost
+    assert columns("e\u0301te\u20dd") == 3 and columns("ＡＢ") == 4 and columns("ab") == 2
+    cut = one_line("p", "e\u0301" * 200 + "\x1b")  # e + combining acute: one column each
+    assert columns(cut) == WIDTH and cut.count("\u0301") == 96
+    assert one_line("p", "x" * 95 + "\x1b" + "y") == "p: " + "x" * 95 + "…"  # never half an escape
+
+
+def test_one_line_alters_no_text_it_keeps(tmp_path: Path) -> None:
+    """Two spaces, a tab, a newline in a path are shown as they are (spaces) or escaped, never
+    squeezed into one space: the line names the file that is really there."""
+    assert one_line("p", "a  b\tc\nd  ") == "p: a  b\\tc\\nd  "
+    cut = one_line("p", "x  " * 60)
+    assert len(cut) == WIDTH and cut == ("p: " + "x  " * 60)[:WIDTH - 1] + "…"
+    out = io.StringIO()
+    ConsoleEmitter("aicp-voice", stream=out).record_error(0, "s1", {"message": "no file 'my  take\t1.wav'"})
+    assert out.getvalue() == "aicp-voice: s1: no file 'my  take\\t1.wav'\n"
+    missing = tmp_path / "two  spaces\tand a tab.yaml"
+    res = invoke(script_cli.script_command, "aicp-script", ["-t", str(missing)])
+    assert res.exit_code == 2 and res.stdout == ""
+    assert f"{tmp_path}/two  spaces\\tand a tab.yaml" in res.stderr.splitlines()[0], res.stderr
 
 
 def test_usage_errors_carry_the_prefix_and_a_hint(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -182,8 +284,8 @@ def test_usage_errors_carry_the_prefix_and_a_hint(monkeypatch: pytest.MonkeyPatc
     assert sub.exit_code == 2 and sub.stderr.splitlines() == [
         "aicp templates show: error: Missing argument 'NAME|PATH'.",
         "aicp templates show: hint: 'aicp templates show -h' shows the options"]
-    bad = invoke(cli, "aicp", ["bogus"])
-    assert bad.exit_code == 2 and bad.stderr.startswith("aicp: error: No such command 'bogus'.")
+    bad = invoke(cli, "aicp", ["scrip"])  # the lazy group's commands are matched too
+    assert bad.exit_code == 2 and bad.stderr.splitlines()[0] == "aicp: error: No such command 'scrip'. Did you mean 'script'?"
     streamed = invoke(voice_cli.voice_command, "aicp-voice", ["--bitrate", "999", "--stream"])
     event = orjson.loads(streamed.stderr)  # --stream after the bad option: still one JSON event
     assert streamed.exit_code == 2 and event["event"] == "error" and event["exit_code"] == 2

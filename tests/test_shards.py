@@ -417,3 +417,13 @@ def test_a_shard_counts_its_lines_only_when_every_source_is_a_regular_file(tmp_p
         writer.write(b'{"a": 1}\n')
         writer.flush()
         assert run.count(["-"], stdin=pipe) is None and pipe.read(1) == b"{"  # nothing consumed
+
+
+def test_merge_names_its_output_escaped(shard_files: Any, tmp_path: Path) -> None:
+    """The summary line printed an --output path raw: a name with an escape or a newline in it
+    cleared the screen or forged a line."""
+    _, paths = shard_files
+    out = tmp_path / "new\x1b[2J\nforged  name.jsonl"
+    r = _cli_merge(*map(str, paths), "-o", str(out))
+    assert r.exit_code == 0 and r.stdout == "" and len(out.read_text().splitlines()) == 18
+    assert r.stderr == f"aicp merge: 18 records from 3 files -> {tmp_path}/new\\x1b[2J\\nforged  name.jsonl\n"

@@ -229,3 +229,16 @@ def test_a_chain_log_is_never_its_input(monkeypatch, tmp_path) -> None:
     before = Path(songs).read_bytes()
     res = invoke(cli, "aicp", ["run-chain", "--config", str(chain), "--log", str(songs)])
     assert res.exit_code == 2 and "same file" in res.stderr and Path(songs).read_bytes() == before
+
+
+def test_format_take_escapes_as_the_messages_do() -> None:
+    """One escape function for stderr and ``aicp logs``: U+202E was ``\\x202e`` here (read as
+    the byte 0x20 and '2e'), a newline in a heading field started a line of its own."""
+    from ai_content_pipeline.takelog import format_take
+
+    text = format_take({"persona": "rosa\u202eevil", "template": "t\nforged", "record_id": "r\U000e0001",
+                        "text": "Line one.\nLine\ttwo \x1b[2J."})
+    lines = text.splitlines()
+    assert lines[0] == "## t\\nforged  rosa\\u202eevil"
+    assert lines[1].startswith("record r\\U000e0001 take None")
+    assert lines[3:] == ["Line one.", "Line\\ttwo \\x1b[2J."]  # the text keeps its lines

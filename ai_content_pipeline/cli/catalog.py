@@ -23,13 +23,11 @@ def _print_json(obj: dict[str, Any]) -> None:
 
 def _warn(problem: AicpError) -> None:
     """``warning: skipped …`` and its hint, one whole line each (like errors: the path stays whole)."""
-    from ..report import one_line
+    from ..report import message_lines
     from .errors import message_prefix
 
-    lines = [one_line(message_prefix(), f"warning: skipped {problem.message}", width=1 << 20)]
-    if problem.hint:
-        lines.append(one_line(message_prefix(), f"hint: {problem.hint}", width=1 << 20))
-    click.echo("".join(line + "\n" for line in lines), err=True, nl=False)
+    click.echo(message_lines(message_prefix(), "warning", f"skipped {problem.message}", problem.hint),
+               err=True, nl=False)
 
 
 def _print_text(text: str) -> None:

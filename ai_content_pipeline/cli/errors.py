@@ -55,14 +55,9 @@ def _report(prog_name: str, stream_events: bool, message: str, hint: str | None,
 
             StreamEmitter(enabled=True, started=started).error(message, hint, status)
             return
-        from ..report import one_line
+        from ..report import message_lines
 
-        # One whole line each (a path in it stays copyable, `grep error:` finds it), no
-        # terminal escapes from a file name or a record.
-        lines = [one_line(prog_name, f"error: {message}", width=1 << 20)]
-        if hint:
-            lines.append(one_line(prog_name, f"hint: {hint}", width=1 << 20))
-        sys.stderr.write("".join(line + "\n" for line in lines))
+        sys.stderr.write(message_lines(prog_name, "error", message, hint))
         sys.stderr.flush()
     except Exception:  # noqa: BLE001, S110 - nowhere left to report to
         pass
@@ -157,7 +152,24 @@ SEEN = _Seen()
 HELP_OPTION_NAMES = ["-h", "--help"]
 
 
-class AicpCommand(click.Command):
+class _OwnErrors:
+    """Usage errors raised while parsing a command's line carry that command's context.
+
+    click's option parser raises some without one (an option missing its value:
+    ``aicp run-chain --config``), and :func:`run_cli` needs it for the prefix
+    (``aicp run-chain: ``) and the ``-h`` hint every other usage error gets.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)  # type: ignore[misc, no-any-return]
+        except click.UsageError as exc:
+            if exc.ctx is None:
+                exc.ctx = ctx
+            raise
+
+
+class AicpCommand(_OwnErrors, click.Command):
     """A click command with ``-h`` beside ``--help`` that notes its command path when it runs.
 
     Every line a command prints on stderr (notices, the summary, errors and hints) starts
@@ -176,7 +188,7 @@ class AicpCommand(click.Command):
         return super().invoke(ctx)
 
 
-class AicpGroup(click.Group):
+class AicpGroup(_OwnErrors, click.Group):
     """A click group with ``-h`` beside ``--help``; its subcommands are :class:`AicpCommand`."""
 
     command_class = AicpCommand
@@ -185,6 +197,17 @@ class AicpGroup(click.Group):
         kwargs["context_settings"] = {"help_option_names": HELP_OPTION_NAMES,
                                       **(kwargs.get("context_settings") or {})}
         super().__init__(*args, **kwargs)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        """click's, but an unknown name is matched against :meth:`list_commands` for its
+        ``Did you mean …?`` (click matches ``self.commands``, empty in a lazy group)."""
+        no_such = getattr(click.exceptions, "NoSuchCommand", None)  # click 8.4 and later
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            if no_such is None or not isinstance(exc, no_such) or exc.possibilities:
+                raise
+            raise no_such(exc.command_name, possibilities=self.list_commands(ctx), ctx=ctx) from None
 
 
 AicpGroup.group_class = AicpGroup
@@ -216,11 +239,17 @@ def _invoke(command: click.Command, prog_name: str, argv: list[str]) -> Any:
 
 def _usage_hint(exc: click.ClickException) -> str | None:
     """``'aicp-voice -h' shows the options`` for a usage error (click prints the usage and a
-    ``Try ... --help`` line without the command's prefix; aicp says it in one hint line)."""
+    ``Try ... --help`` line without the command's prefix; aicp says it in one hint line); for
+    an unknown subcommand, the group's commands."""
     ctx = getattr(exc, "ctx", None)
-    if isinstance(exc, click.UsageError) and ctx is not None:
-        return f"'{ctx.command_path} -h' shows the options"
-    return None
+    if not isinstance(exc, click.UsageError) or ctx is None:
+        return None
+    no_such = getattr(click.exceptions, "NoSuchCommand", None)  # click 8.4 and later
+    unknown = isinstance(exc, no_such) if no_such else exc.message.startswith("No such command")
+    if unknown and isinstance(ctx.command, click.Group):
+        return (f"the commands: {', '.join(ctx.command.list_commands(ctx))} "
+                f"('{ctx.command_path} -h' says what each does)")
+    return f"'{ctx.command_path} -h' shows the options"
 
 
 def run_cli(command: click.Command, prog_name: str, args: list[str] | None = None) -> int:

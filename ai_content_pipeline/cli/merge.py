@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..jsonl import RecordWriter
-from .errors import note_flag
+from .errors import message_prefix, note_flag
 from .options import EPILOG_STATUS, AicpCommand, version_option
 
 EPILOG = f"""\b
@@ -52,6 +52,7 @@ def merge_command(files: tuple[str, ...], output: str | None, partial: bool, qui
 
     from ..files import check_output_file, refuse_overlap, write_atomic
     from ..merge import MergeIncomplete, expand, merge_files
+    from ..report import message_lines, one_line
 
     paths = expand(files)
     to_file = output is not None and output != "-"
@@ -72,9 +73,10 @@ def merge_command(files: tuple[str, ...], output: str | None, partial: bool, qui
     if problems:
         raise MergeIncomplete(problems)
     if written == 0:  # no file carries an end tag: an empty input, or shards killed before their first record
-        sys.stderr.write("aicp merge: warning: no shard file has a record: right for an input without records; "
-                         "if the input had some, a shard stopped before its first record (rerun it)\n")
-    if not quiet:
-        sys.stderr.write(f"aicp merge: {written} records from {len(paths)} files"
-                         f"{f' -> {output}' if to_file else ''}\n")
+        sys.stderr.write(message_lines(message_prefix("aicp merge"), "warning", "no shard file has a record: right "
+                                       "for an input without records; if the input had some, a shard stopped "
+                                       "before its first record (rerun it)"))
+    if not quiet:  # one whole line: the output's path (escaped like every message's) stays copyable
+        sys.stderr.write(one_line(message_prefix("aicp merge"), f"{written} records from {len(paths)} files"
+                                  f"{f' -> {output}' if to_file else ''}", width=None) + "\n")
     return 0

@@ -152,7 +152,12 @@ def serve_command(host: str, port: int, data_dir: str, database_url: str | None,
 
 class PrefixFormatter(logging.Formatter):
     """uvicorn's log lines as aicp's: ``aicp serve: Uvicorn running on …``, ``aicp serve:
-    warning: …`` (uvicorn's own format, ``INFO:     …``, carried no command prefix)."""
+    warning: …`` (uvicorn's own format, ``INFO:     …``, carried no command prefix).
+
+    Every line of a message of several lines, and of the traceback after it, carries the
+    prefix and the level (``aicp serve: error:   File "…", line 3``), so ``grep`` finds a whole
+    error; control characters in a line print as escapes (:func:`~ai_content_pipeline.report.printable`).
+    """
 
     def __init__(self, prefix: str = "aicp serve") -> None:
         super().__init__()
@@ -162,10 +167,12 @@ class PrefixFormatter(logging.Formatter):
         from ..report import printable
 
         level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
-        text = f"{self.prefix}: {level}{printable(record.getMessage())}"
+        text = record.getMessage().removesuffix("\n")
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
-        return text
+        if record.stack_info:
+            text += "\n" + self.formatStack(record.stack_info)
+        return "\n".join(f"{self.prefix}: {level}{printable(line)}" for line in text.split("\n"))
 
 
 def _log_config(prefix: str) -> dict[str, Any]:

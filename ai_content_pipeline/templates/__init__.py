@@ -764,7 +764,7 @@ def new_file(kind: str, name: str) -> Path:
     from ..report import printable
 
     # the path goes into a comment line: a newline in it (AICP_HOME is the user's) must not end it
-    shown = printable(str(target)).replace("\n", "\\n").replace("\t", "\\t")
+    shown = printable(str(target))
     text = STARTERS[kind].format(name=name, display=name.replace("-", " ").replace("_", " ").title(),
                                  path=shown)
     from ..files import write_atomic
