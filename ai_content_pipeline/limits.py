@@ -75,8 +75,8 @@ SEED = Limit(int, 0, 2**32 - 1)
 BEST_OF = Limit(int, 1, 16)
 #: Records whose takes llama.cpp decodes together (``--batch``).
 BATCH = Limit(int, 1, 64)
-#: CPU threads llama.cpp computes with (``--threads``).
-THREADS = Limit(int, 1, 1024)
+#: CPU threads llama.cpp computes with (``--threads``); 512 is ggml's ``GGML_MAX_N_THREADS``.
+THREADS = Limit(int, 1, 512)
 #: Long-form word total (``--words``).
 WORDS = Limit(int, 50, 100_000)
 #: Seconds an Ollama request may wait to connect or between two reads (``--timeout``).

@@ -84,6 +84,16 @@ def _fit(pieces: list[str], room: int) -> int:
     return len(pieces)
 
 
+#: One escape of :func:`printable` (``\\x1b``, ``\\u202e``, ``\\U000e0001``, ``\\n``, ``\\\\``) or one character.
+_ATOM = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8}|.)|.", re.S)
+
+
+def _atoms(text: str) -> list[str]:
+    """``text`` (:func:`printable` output) cut into pieces no line break may split: an escape
+    sequence, else one character."""
+    return _ATOM.findall(text)
+
+
 def _wrap(text: str, room: int) -> list[str]:
     """``text`` (printable) as lines of at most ``room`` columns, broken at spaces (dropped
     there); a word longer than a line (a long path) fills the line it starts on, then goes
@@ -103,13 +113,15 @@ def _wrap(text: str, room: int) -> list[str]:
             line, used = "", 0
             continue
         if width > room:  # split: as much as fits here, whole lines, the rest starts a line
-            count = _fit(list(token), room - used)
-            line, token = line + token[:count], token[count:]
-            while columns(token) > room:
+            atoms = _atoms(token)  # never inside an escape
+            count = _fit(atoms, room - used)
+            line, atoms = line + "".join(atoms[:count]), atoms[count:]
+            while columns("".join(atoms)) > room:
                 if line.strip(" "):
                     lines.append(line.rstrip(" "))
-                count = _fit(list(token), room)
-                line, token = token[:count], token[count:]
+                count = max(1, _fit(atoms, room))
+                line, atoms = "".join(atoms[:count]), atoms[count:]
+            token = "".join(atoms)
         if line.strip(" "):
             lines.append(line.rstrip(" "))
         line, used = token, columns(token)

@@ -172,3 +172,16 @@ def test_threads_reach_the_llamacpp_backend_and_are_range_checked(monkeypatch):
     assert seen[0]["n_threads"] == 1 and "n_threads" not in seen[1]
     res = invoke(script_cli.script_command, "aicp-script", ["--threads", "0"], SONGS)
     assert res.exit_code == 2 and res.stdout == "" and "--threads" in res.stderr
+
+
+def test_threads_beyond_the_cpus_of_this_process_get_a_warning(monkeypatch):
+    from ai_content_pipeline.backends import llamacpp
+
+    monkeypatch.setattr(script_cli, "create_llm", lambda *a, **k: FakeLLM())
+    monkeypatch.setattr(llamacpp, "default_threads", lambda: 2)
+    res = invoke(script_cli.script_command, "aicp-script", ["--threads", "3"], SONGS)
+    assert res.exit_code == 0 and "--threads 3 is more than the 2 CPUs" in res.stderr
+    res = invoke(script_cli.script_command, "aicp-script", ["--threads", "2"], SONGS)
+    assert res.exit_code == 0 and "--threads" not in res.stderr
+    res = invoke(script_cli.script_command, "aicp-script", ["--threads", "513"], SONGS)
+    assert res.exit_code == 2 and res.stdout == ""

@@ -210,3 +210,28 @@ def test_checks_concern_only_the_script_text(monkeypatch, tmp_path) -> None:
                  ["--out-dir", str(tmp_path / "a"), "--require-checks", "--text-field", "note"], lines)
     assert res.exit_code == 0, res.stderr
     assert "failed its checks" not in res.stderr and "checks:" not in res.stderr
+
+
+def test_an_empty_text_field_is_script_text_for_the_checks_too(monkeypatch, tmp_path) -> None:
+    """`--text-field ''` voices script.text (as unset): --require-checks must still hold."""
+    use(monkeypatch, SpeechTTS())
+    out_dir = tmp_path / "a"
+    res = invoke(voice_cli.voice_command, "aicp-voice",
+                 ["--out-dir", str(out_dir), "--require-checks", "--text-field", ""], CHECKED)
+    assert res.exit_code == 3
+    assert records(res.stdout)[1]["error"]["type"] == "ChecksFailed" and "bad_julie_0.wav" not in os.listdir(out_dir)
+
+
+def test_a_long_list_of_failed_checks_is_named_in_short(monkeypatch, tmp_path) -> None:
+    use(monkeypatch, SpeechTTS())
+    many = orjson.dumps({"id": "bad", "script": {"text": "Some words to read here.", "persona": "julie",
+                                                   "checks": {"passed": False,
+                                                              "failed": [f"c{i}" for i in range(10_000)]}}})
+    res = invoke(voice_cli.voice_command, "aicp-voice", ["--out-dir", str(tmp_path / "a")], many + b"\n")
+    assert res.exit_code == 0, res.stderr
+    flat = " ".join(line.removeprefix("aicp-voice: ") for line in res.stderr.splitlines())
+    assert "voicing a script that failed its checks (c0, c1, c2, c3, c4 and 9995 more)" in flat
+    assert "c5," not in flat and len(res.stderr.splitlines()) < 5
+    res = invoke(voice_cli.voice_command, "aicp-voice", ["--out-dir", str(tmp_path / "b"), "--require-checks"],
+                 many + b"\n")
+    assert res.exit_code == 3 and len(records(res.stdout)[0]["error"]["message"]) < 200

@@ -524,3 +524,17 @@ def test_an_empty_default_persona_is_no_default() -> None:
     from ai_content_pipeline.templates import Personas
 
     assert Personas("").default is None and Personas("", required=False).for_record({}) is None
+
+
+@pytest.mark.parametrize("text", ["x" * 86 + "\x1b" * 8, "see " + "\U000e0001" * 12, "a" * 30 + "\u202e" * 40])
+def test_a_wrapped_notice_never_splits_an_escape(text: str) -> None:
+    import re as _re
+
+    from ai_content_pipeline.report import columns, notice_lines
+
+    lines = notice_lines("aicp-voice", text)
+    body = "".join(line[len("aicp-voice: "):] for line in lines)
+    assert all(columns(line) <= 100 for line in lines)
+    for line in lines:  # each line ends on a whole escape
+        assert not _re.search(r"\\(?:x[0-9a-f]?|u[0-9a-f]{0,3}|U[0-9a-f]{0,7})$", line)
+    assert body.encode().decode("unicode_escape") == text

@@ -275,3 +275,19 @@ def test_a_host_that_never_answered_costs_nothing_at_unload(tmp_path: Path) -> N
             assert srv.unload_requests()
     finally:
         silent.close()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:1/\x1b[2J", "http://127.0.0.1:1/\x1b", "gpu 1"])
+def test_a_host_with_a_control_character_or_space_is_a_usage_error(host: str, tmp_path: Path,
+                                                                   monkeypatch: Any) -> None:
+    """It reached httpx, which raised InvalidURL: exit 1 'unexpected' with the report-it hint."""
+    import subprocess
+    import sys
+
+    code, records, events, err = _run(_input(tmp_path, 1), [host])
+    assert code == 2 and records == [] and "is not a URL" in err and "\x1b" not in err
+    env = {**__import__("os").environ, "OLLAMA_HOST": host}
+    out = subprocess.run([sys.executable, "-c", "from ai_content_pipeline.cli.main import main; main()",
+                          "doctor", "--json"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 2 and out.stdout == "" and "is not a URL" in out.stderr, out.stderr

@@ -34,8 +34,16 @@ def host_url(text: str) -> str:
     """A host as the Ollama client reads it, spelled out as one URL: ``gpu1`` →
     ``http://gpu1:11434`` (no scheme: Ollama's port), ``gpu1:8080`` → ``http://gpu1:8080``;
     a URL with a scheme is kept as given, without a trailing ``/`` (``http://gpu1`` is port 80,
-    as for the client)."""
+    as for the client).
+
+    :raises UsageError: a control character or a space inside it (no URL has one).
+    """
     text = text.strip().rstrip("/")
+    if not text.isprintable() or any(c.isspace() for c in text):
+        from ..errors import UsageError
+
+        raise UsageError(f"Ollama host {text!r} is not a URL: it holds a control character or a space",
+                         hint="give --host / OLLAMA_HOST / OLLAMA_HOSTS as http://NAME:PORT")
     if "://" in text:
         return text
     from urllib.parse import urlsplit

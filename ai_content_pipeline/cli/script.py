@@ -137,6 +137,12 @@ def script_command(files: tuple[str, ...], template: str, persona: str | None, v
     check_sources(files)  # a missing input is said before the backend notice
     shard_spec, checkpoint = resolve_shard(shard, shard_count, checkpoint)
     extra = {"n_threads": threads} if threads else {}
+    if threads:
+        from ..backends.llamacpp import default_threads
+
+        if threads > default_threads():
+            emitter.message(f"--threads {threads} is more than the {default_threads()} CPUs this process may "
+                            "run on: llama.cpp's threads will wait on each other (llamacpp only)", "warning")
     llm = create_llm(backend, model=model, host=list(host) or None, keep_alive=keep_alive, timeout=timeout,
                      notice=emitter.message, **extra)
     writer = RecordWriter()

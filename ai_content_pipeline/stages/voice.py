@@ -104,7 +104,7 @@ def failed_checks(record: dict[str, Any], text_field: str | None = None) -> list
     names none), or ``None`` when it passed them, was never checked, or the text voiced is
     not ``script.text`` (``--text-field`` names another field, or the record has only ``text``).
     """
-    if text_field not in (None, "script.text"):
+    if not _voices_script_text(text_field):
         return None
     script = record.get("script")
     if not isinstance(script, dict) or not isinstance(script.get("text"), str) or not script["text"].strip():
@@ -113,7 +113,27 @@ def failed_checks(record: dict[str, Any], text_field: str | None = None) -> list
     if not isinstance(checks, dict) or checks.get("passed") is not False:
         return None
     failed = checks.get("failed")
+    if isinstance(failed, str):
+        return [failed]
     return [str(f) for f in failed] if isinstance(failed, list) else []
+
+
+def _voices_script_text(text_field: str | None) -> bool:
+    """Whether ``text_field`` (``--text-field``) leaves ``script.text`` the text voiced (unset or
+    empty: :func:`record_text` reads ``script.text`` first)."""
+    return not text_field or text_field == "script.text"
+
+
+#: Failed check names a message lists before "and N more".
+SHOWN_CHECKS = 5
+
+
+def _check_names(failed: list[str]) -> str:
+    """``mentions, no_echo``; at most :data:`SHOWN_CHECKS` names, then ``… and N more``."""
+    if not failed:
+        return "see script.checks"
+    shown = ", ".join(failed[:SHOWN_CHECKS])
+    return shown if len(failed) <= SHOWN_CHECKS else f"{shown} and {len(failed) - SHOWN_CHECKS} more"
 
 
 def record_text(record: dict[str, Any], text_field: str | None = None) -> str:
@@ -332,15 +352,16 @@ class VoiceStage(Stage):
         ``require_checks`` its record's error (returned: nothing is voiced)."""
         failed = failed_checks(record, self.options.text_field)
         script = record.get("script")
-        checked = isinstance(script, dict) and isinstance(script.get("checks"), dict)
+        passed = (isinstance(script, dict) and isinstance(script.get("checks"), dict)
+                  and script["checks"].get("passed") is True)
         with self.tracker.lock:
             if failed is not None:
                 self.stats.checks_failed += 1
-            elif checked and self.options.text_field in (None, "script.text"):
+            elif passed and _voices_script_text(self.options.text_field):
                 self.stats.checks_passed += 1
         if failed is None:
             return None
-        names = ", ".join(failed) or "see script.checks"
+        names = _check_names(failed)
         if self.options.require_checks:
             return self._fail(index, rid, record, ChecksFailed(
                 f"its script failed its checks ({names}); not voiced (--require-checks)", stage="voice",
