@@ -125,6 +125,18 @@ def test_merge_refuses_shards_of_two_inputs_with_the_same_line_layout(tmp_path: 
         check([str(p) for p in paths])
     _write(paths[1], _run(first, Shard(1, 2)))  # both shards of one input: they merge
     assert check([str(p) for p in paths])[1] == []
+    _write(paths[1], _without_digest(_run(second, Shard(1, 2))))  # the other input, by an older aicp
+    problems = check([str(p) for p in paths])[1]
+    assert len(problems) == 1 and "no input digest" in problems[0] and "out.1.jsonl" in problems[0]
+    _write(paths[0], _without_digest(_run(second, Shard(0, 2))))
+    assert check([str(p) for p in paths])[1] == []  # all from before the digest: merged as before
+
+
+def _without_digest(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Shard output as an aicp before the input digest wrote it."""
+    for r in records:
+        r["_aicp"].get("end", {}).pop("input", None)
+    return records
 
 
 def test_an_input_records_own_aicp_field_survives_the_merge(tmp_path: Path) -> None:
