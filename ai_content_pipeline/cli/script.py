@@ -140,8 +140,9 @@ def script_command(files: tuple[str, ...], template: str, persona: str | None, v
     if threads:
         from ..backends.llamacpp import default_threads
 
-        if threads > default_threads():
-            emitter.message(f"--threads {threads} is more than the {default_threads()} CPUs this process may "
+        available = default_threads()
+        if threads > available:
+            emitter.message(f"--threads {threads} is more than the {available} CPUs this process may "
                             "run on: llama.cpp's threads will wait on each other (llamacpp only)", "warning")
     llm = create_llm(backend, model=model, host=list(host) or None, keep_alive=keep_alive, timeout=timeout,
                      notice=emitter.message, **extra)

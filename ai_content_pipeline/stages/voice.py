@@ -104,13 +104,8 @@ def failed_checks(record: dict[str, Any], text_field: str | None = None) -> list
     names none), or ``None`` when it passed them, was never checked, or the text voiced is
     not ``script.text`` (``--text-field`` names another field, or the record has only ``text``).
     """
-    if not _voices_script_text(text_field):
-        return None
-    script = record.get("script")
-    if not isinstance(script, dict) or not isinstance(script.get("text"), str) or not script["text"].strip():
-        return None
-    checks = script.get("checks")
-    if not isinstance(checks, dict) or checks.get("passed") is not False:
+    checks = _voiced_checks(record, text_field)
+    if checks is None or checks.get("passed") is not False:
         return None
     failed = checks.get("failed")
     if isinstance(failed, str):
@@ -118,10 +113,16 @@ def failed_checks(record: dict[str, Any], text_field: str | None = None) -> list
     return [str(f) for f in failed] if isinstance(failed, list) else []
 
 
-def _voices_script_text(text_field: str | None) -> bool:
-    """Whether ``text_field`` (``--text-field``) leaves ``script.text`` the text voiced (unset or
-    empty: :func:`record_text` reads ``script.text`` first)."""
-    return not text_field or text_field == "script.text"
+def _voiced_checks(record: dict[str, Any], text_field: str | None) -> dict[str, Any] | None:
+    """``script.checks`` when the text voiced is ``script.text`` (``text_field`` unset or empty:
+    :func:`record_text` reads ``script.text`` first) and both are there; else ``None``."""
+    if text_field and text_field != "script.text":
+        return None
+    script = record.get("script")
+    if not isinstance(script, dict) or not isinstance(script.get("text"), str) or not script["text"].strip():
+        return None
+    checks = script.get("checks")
+    return checks if isinstance(checks, dict) else None
 
 
 #: Failed check names a message lists before "and N more".
@@ -350,14 +351,12 @@ class VoiceStage(Stage):
     def _checked(self, index: int, rid: str, record: dict[str, Any]) -> dict[str, Any] | None:
         """Count the script's checks; a script that failed them gets a warning, or with
         ``require_checks`` its record's error (returned: nothing is voiced)."""
+        checks = _voiced_checks(record, self.options.text_field)
         failed = failed_checks(record, self.options.text_field)
-        script = record.get("script")
-        passed = (isinstance(script, dict) and isinstance(script.get("checks"), dict)
-                  and script["checks"].get("passed") is True)
         with self.tracker.lock:
             if failed is not None:
                 self.stats.checks_failed += 1
-            elif passed and _voices_script_text(self.options.text_field):
+            elif checks is not None and checks.get("passed") is True:
                 self.stats.checks_passed += 1
         if failed is None:
             return None
@@ -366,7 +365,7 @@ class VoiceStage(Stage):
             return self._fail(index, rid, record, ChecksFailed(
                 f"its script failed its checks ({names}); not voiced (--require-checks)", stage="voice",
                 hint="regenerate it (aicp-script --best-of 4), or voice it without --require-checks",
-                checks=script.get("checks") if isinstance(script, dict) else None))
+                checks=checks))
         self.emitter.message(f"record {rid}: voicing a script that failed its checks ({names})", "warning")
         return None
 
