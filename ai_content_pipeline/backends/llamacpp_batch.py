@@ -18,8 +18,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import BackendUnavailable, RecordError
+from ..errors import BackendOutOfMemory, BackendUnavailable, RecordError
 from .base import BatchRequest, Completion, GenerationParams
+from .llamacpp_native import OOM_HINT, import_llama_cpp
 
 #: Most sequences decoding at once (one KV cache stream each); more wait for a free one.
 MAX_SEQUENCES = 32
@@ -95,7 +96,7 @@ class BatchDecoder:
     """
 
     def __init__(self, llm: Any, n_threads: int, n_ctx: int) -> None:
-        import llama_cpp
+        llama_cpp = import_llama_cpp()
 
         self.L = llama_cpp
         self.llm = llm
@@ -143,6 +144,9 @@ class BatchDecoder:
             self._cond.notify_all()
         for job in jobs:
             job.done.wait()
+        for job in jobs:  # a failure of the whole backend (memory) is the caller's, not a record's
+            if isinstance(job.result, BackendOutOfMemory):
+                raise job.result
         return [job.result if job.result is not None else RecordError("not decoded", stage="script")
                 for job in jobs]
 
@@ -186,6 +190,11 @@ class BatchDecoder:
                         self._step()
                 except RecordError as exc:  # llama.cpp failed a decode: what was in it fails
                     self._fail_active(exc)
+                except BackendOutOfMemory as exc:  # no context: every request waiting fails with it
+                    self._fail_active(exc)
+                    for job in self._waiting:
+                        job.finish(exc)
+                    self._waiting = []
         except BaseException as exc:  # noqa: BLE001 - never leave a caller waiting
             self._fail_active(RecordError(f"the batch decoder stopped: {exc}", stage="script"))
             raise
@@ -271,9 +280,9 @@ class BatchDecoder:
         # off, both give the same logits to the bit, and best-of 4 passes more checks.
         params.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED
         ctx = L.llama_init_from_model(self.model, params)
-        if not ctx:
-            raise RecordError(f"llama.cpp could not make a context for {n_seqs} sequences of "
-                              f"{per_seq} tokens", stage="script")
+        if not ctx:  # its KV cache and compute buffers did not fit
+            raise BackendOutOfMemory(f"not enough memory for llama.cpp's batch context of {n_seqs} "
+                                     f"sequences of {per_seq} tokens", hint=OOM_HINT)
         self.ctx, self.ctx_shape = ctx, (n_seqs, per_seq)
         self.batch = L.llama_batch_init(max(PROMPT_BATCH, MAX_SEQUENCES), 0, 1)
         self._free = list(range(n_seqs))

@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import BackendOutOfMemory, BackendUnavailable, RecordError, TransientBackendError
-from .base import ChatChunk, GenerationParams, LLMBackend
+from .base import ChatChunk, GenerationParams, LLMBackend, is_out_of_memory
 from .info import BackendInfo
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
@@ -163,10 +163,10 @@ class OllamaBackend(LLMBackend):
                     f"Ollama at {self.host} has no model '{self.model}'",
                     hint=f"run `ollama pull {self.model}`",
                 )
-            if "memory" in text.lower():
+            if "memory" in text.lower() or is_out_of_memory(RuntimeError(text)):
                 return BackendOutOfMemory(
                     f"Ollama ran out of memory for '{self.model}': {text}",
-                    hint="use a smaller model or quantization, or free GPU memory",
+                    hint="use a smaller model or quantization, free (GPU) memory on the server, or fewer --jobs",
                 )
             if status >= 500 or status == 429:
                 return TransientBackendError(f"Ollama answered HTTP {status}: {text}", stage="script")

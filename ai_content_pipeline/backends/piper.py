@@ -19,15 +19,17 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import BackendUnavailable, SynthesisError, UsageError
+from ..errors import BackendOutOfMemory, BackendUnavailable, SynthesisError, UsageError
 from ..faults import path_problem
-from .base import TTSBackend, Voice
+from .base import TTSBackend, Voice, is_out_of_memory
 from .info import BackendInfo
 
 if TYPE_CHECKING:  # numpy is imported when speaking
     import numpy as np
 
 BUNDLED_VOICE = "en_US-joe-medium"
+#: The fix-it hint of a Piper (onnxruntime) memory failure.
+OOM_HINT = "free memory (other programs, a memory limit such as ulimit -v or a container's), or run fewer voices at once"
 _SETTINGS = ("speaker_id", "length_scale", "noise_scale", "noise_w_scale")
 
 
@@ -124,6 +126,9 @@ class PiperBackend(TTSBackend):
                 self._voices[key] = self._piper.PiperVoice.load(model, config_path=config,
                                                                 use_cuda=self.use_cuda)
             except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
+                if is_out_of_memory(exc):
+                    raise BackendOutOfMemory(f"not enough memory to load Piper voice {model.name}: {exc}",
+                                             hint=OOM_HINT) from exc
                 raise BackendUnavailable(f"cannot load Piper voice {model}: {exc}",
                                          hint="is it a Piper .onnx voice with its .onnx.json?") from exc
         return self._voices[key]
@@ -187,6 +192,8 @@ class PiperBackend(TTSBackend):
             parts = [np.asarray(c.audio_float_array, dtype=np.float32)
                      for c in engine.synthesize(text, config)]
         except Exception as exc:  # noqa: BLE001 - map engine errors to a per-record error
+            if is_out_of_memory(exc):  # not this record's fault: every record after it would fail too
+                raise BackendOutOfMemory(f"Piper ran out of memory speaking: {exc}", hint=OOM_HINT) from exc
             raise SynthesisError(f"Piper failed: {exc}", stage="voice") from exc
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
