@@ -196,3 +196,15 @@ def test_a_built_in_backend_is_described_in_its_own_module() -> None:
             info = registry.get(kind, name)
             assert (info.kind, info.name) == (kind, name) and info.load("doctor") is not None
     assert registry.LLM_CHOICES == ("auto", "llamacpp", "ollama")
+
+
+def test_a_service_request_may_name_it(sine) -> None:
+    from pydantic import ValidationError
+
+    from ai_content_pipeline.service.requests import GenerateRequest
+
+    body = {"records": [{"id": "s1", "title": "Queen"}], "voice": True, "voice_backend": "sine"}
+    assert GenerateRequest.model_validate(body).voice_backend == "sine"
+    registry.unregister_backend("tts", "sine")
+    with pytest.raises(ValidationError, match="unknown backend 'sine'"):
+        GenerateRequest.model_validate(body)
