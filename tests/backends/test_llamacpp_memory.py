@@ -72,3 +72,29 @@ def test_out_of_memory_is_one_clear_error_never_native_output(name: str, args: t
         # else: the C library or OpenMP could not start a thread and ended the process itself
         # with one line of its own (exit 1 or 127): no Python was left to tell
     assert told, "no cap made llama.cpp run out of memory: EXTRA_MB needs to move for this machine"
+
+
+ABORT = """\
+import sys
+from ai_content_pipeline.backends.llamacpp_native import import_llama_cpp
+llama_cpp = import_llama_cpp()
+print('{"id": "before"}', flush=True)
+llama_cpp.llama_cpp._lib.ggml_abort(b"/build/ggml/src/ggml.c", 1644, sys.argv[1].encode())
+print('{"id": "never"}')
+"""
+
+
+@pytest.mark.parametrize(("what", "status", "words"), [
+    ("GGML_ASSERT(ctx->mem_buffer != NULL) failed", 1, "llama.cpp ran out of memory"),
+    ("GGML_ASSERT(n_tokens <= n_batch) failed", 4, "llama.cpp stopped"),
+])
+def test_an_abort_inside_ggml_is_one_aicp_error_and_no_backtrace(what: str, status: int, words: str) -> None:
+    """What ggml does when an allocation it asserts on fails, on any machine: its abort ran gdb,
+    whose backtrace went to stdout, then dumped core (SIGABRT)."""
+    env = {k: v for k, v in os.environ.items() if k != "GGML_NO_BACKTRACE"}
+    done = subprocess.run([sys.executable, "-c", ABORT, what], capture_output=True, env=env, timeout=120,
+                          check=False)
+    assert done.returncode == status and done.stdout == b'{"id": "before"}\n', done
+    lines = done.stderr.decode().splitlines()
+    assert lines[0].startswith(f"aicp: error: {words}") and what in lines[0] and "ggml.c" not in lines[0], lines
+    assert len(lines) == 2 and lines[1].startswith("aicp: hint: "), lines
