@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -78,6 +78,26 @@ def default_host() -> str:
 def default_model() -> str:
     """``$AICP_OLLAMA_MODEL``, else ``llama3.2``."""
     return os.environ.get("AICP_OLLAMA_MODEL", "").strip() or DEFAULT_MODEL
+
+
+def parse_hosts(value: str | Iterable[str] | None = None, environ: dict[str, str] | None = None) -> list[str]:
+    """Host URLs from ``--host`` values (each may be a comma list), else ``OLLAMA_HOSTS`` (comma or
+    space separated), else ``[OLLAMA_HOST or http://127.0.0.1:11434]``; scheme added when missing,
+    repeats dropped (first kept).
+    """
+    env = os.environ if environ is None else environ
+    items = [value] if isinstance(value, str) else list(value or [])
+    parts = [p for item in items for p in str(item).split(",") if p.strip()]
+    if not parts:
+        parts = [p for p in env.get("OLLAMA_HOSTS", "").replace(",", " ").split() if p.strip()]
+    if not parts:
+        return [default_host()]
+    seen: list[str] = []
+    for part in parts:
+        url = host_url(part)
+        if url not in seen:
+            seen.append(url)
+    return seen
 
 
 def _unavailable(host: str) -> BackendUnavailable:
@@ -316,22 +336,6 @@ class OllamaBackend(LLMBackend):
                 pass
 
 
-def create(model: str | None = None, *, host: str | list[str] | None = None,
-           notice: Callable[..., None] | None = None, **options: Any) -> LLMBackend:
-    """The Ollama backend for ``host`` (one URL, a comma list or a list; unset: ``OLLAMA_HOSTS``,
-    then ``OLLAMA_HOST``): an :class:`OllamaBackend`, or an
-    :class:`~ai_content_pipeline.backends.ollama_pool.OllamaPool` for several hosts.
-
-    :raises UsageError: a host that is not a URL.
-    """
-    from .ollama_pool import OllamaPool, parse_hosts
-
-    hosts = parse_hosts(host)
-    if len(hosts) > 1:
-        return OllamaPool(model, hosts=hosts, notice=notice, **options)
-    return OllamaBackend(model, host=hosts[0], **options)
-
-
 def _check_host(host: str, wanted: str) -> dict[str, Any]:
     """One Ollama host: reachable within a second, its models, the default model there."""
     from .checkup import result
@@ -363,7 +367,6 @@ def check(host: str | Iterable[str] | None = None) -> dict[str, Any]:
     from concurrent.futures import ThreadPoolExecutor
 
     from .checkup import result
-    from .ollama_pool import parse_hosts
 
     urls = parse_hosts(host)
     wanted = default_model()
@@ -392,6 +395,6 @@ def _doctor(host: str | Iterable[str] | None = None, **_: Any) -> dict[str, Any]
 
 
 BACKEND = BackendInfo(
-    name="ollama", kind="llm", adapter=create, options=OllamaOptions, doctor=_doctor, priority=20,
+    name="ollama", kind="llm", adapter="ai_content_pipeline.backends.ollama_pool:create", options=OllamaOptions, doctor=_doctor, priority=20,
     summary="an Ollama server (official client, streaming /api/chat); --jobs N concurrent requests",
 )

@@ -255,8 +255,7 @@ def resolve_llm_name(
     claimed = _claimant("llm", model)
     if claimed is not None:
         return claimed, model
-    from .ollama import default_model, probe
-    from .ollama_pool import parse_hosts
+    from .ollama import default_model, parse_hosts, probe
 
     hosts = parse_hosts(host)
     host = ", ".join(hosts)
@@ -292,7 +291,7 @@ def create_llm(name: str = "auto", *, model: str | None = None, host: str | list
     :raises UsageError: unknown name, an option value refused.
     :raises BackendUnavailable: see :func:`resolve_llm_name`.
     """
-    from .ollama_pool import parse_hosts
+    from .ollama import parse_hosts
 
     hosts = parse_hosts(host) if host or name == "auto" else []
     name, model = resolve_llm_name(name, model, ",".join(hosts) or None, notice)
