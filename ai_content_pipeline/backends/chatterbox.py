@@ -45,9 +45,9 @@ class ChatterboxOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    voice: str | None = None
+    voice: str | Path | None = None
     device: str | None = None
-    checkpoint_dir: str | None = None
+    checkpoint_dir: str | Path | None = None
     exaggeration: float | None = None
     cfg_weight: float | None = None
     temperature: float | None = None

@@ -38,7 +38,7 @@ class PiperOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    voice: str | None = None
+    voice: str | Path | None = None
     use_cuda: bool = False
 
 

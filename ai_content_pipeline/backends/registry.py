@@ -214,8 +214,8 @@ def _claimant(kind: str, value: str | None) -> str | None:
 
 
 def backend_options(info: BackendInfo, options: dict[str, Any]) -> dict[str, Any]:
-    """The options ``info``'s adapter takes: those its options model declares (set ones only,
-    validated), or all of them when it has no model.
+    """The options ``info``'s adapter takes: those its options model declares (checked against
+    it, passed as given), or all of them when it has no model.
 
     :raises UsageError: a value its options model refuses (names the option).
     """
@@ -226,12 +226,12 @@ def backend_options(info: BackendInfo, options: dict[str, Any]) -> dict[str, Any
     from pydantic import ValidationError
 
     try:
-        checked = model.model_validate(declared)
+        model.model_validate(declared)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise UsageError(f"{info.name}: option {where}: {first['msg']}") from None
-    return {k: getattr(checked, k) for k in declared}
+    return declared  # as given: the adapter converts them as it always did
 
 
 def resolve_llm_name(
