@@ -208,3 +208,26 @@ def test_a_service_request_may_name_it(sine) -> None:
     registry.unregister_backend("tts", "sine")
     with pytest.raises(ValidationError, match="unknown backend 'sine'"):
         GenerateRequest.model_validate(body)
+
+
+def test_an_installed_package_is_found_by_the_console_scripts(tmp_path) -> None:
+    """A distribution on the path whose metadata names this module in the entry point group:
+    ``aicp-voice`` (a fresh process, no register_backend) lists it and speaks with it."""
+    import os
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    info = site / "aicp_sine-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: aicp-sine\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[{registry.ENTRY_POINT_GROUPS['tts']}]\nsine = {__name__}:BACKEND\n")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(root)])}
+    voice = os.path.join(os.path.dirname(sys.executable), "aicp-voice")
+    shown = subprocess.run([voice, "--help"], capture_output=True, text=True, env=env, timeout=60, check=True)
+    assert "[auto|piper|chatterbox|sine]" in shown.stdout
+    done = subprocess.run([voice, "--backend", "sine", "--out-dir", str(tmp_path / "a")], input=SCRIPTS,
+                          capture_output=True, env=env, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert [orjson.loads(line)["audio"]["backend"] for line in done.stdout.splitlines()] == ["sine", "sine"]
