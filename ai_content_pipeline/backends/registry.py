@@ -56,10 +56,11 @@ def _installed_entry_points() -> dict[str, dict[str, Any]]:
     if _entry_points is None:
         from importlib.metadata import entry_points
 
+        every = entry_points()  # one scan of the installed distributions for both groups
         found: dict[str, dict[str, Any]] = {}
         for kind, group in ENTRY_POINT_GROUPS.items():
             found[kind] = {}
-            for ep in entry_points(group=group):
+            for ep in every.select(group=group):
                 found[kind].setdefault(ep.name, ep)
         _entry_points = found
     return _entry_points
