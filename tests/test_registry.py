@@ -129,3 +129,19 @@ def test_choices_are_read_when_used_and_compare_like_tuples():
     assert registry.TTS_CHOICES == ("auto", "piper", "chatterbox") and "piper" in registry.TTS_CHOICES
     assert list(registry.LLM_CHOICES) == ["auto", "llamacpp", "ollama"] and registry.LLM_CHOICES[1] == "llamacpp"
     assert "espeak" not in registry.TTS_CHOICES
+
+
+def test_aicp_help_reads_no_package_metadata():
+    """The --backend choices are read when used: ``aicp --help`` (every command module imported)
+    neither scans the installed packages' entry points nor imports a backend module."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.argv = ['aicp', '--help']\n"
+            "from ai_content_pipeline.cli.main import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m == 'importlib.metadata' or m.startswith("
+            "('ai_content_pipeline.backends.piper', 'ai_content_pipeline.backends.llamacpp', "
+            "'ai_content_pipeline.backends.ollama', 'ai_content_pipeline.backends.chatterbox'))), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert "Usage:" in done.stdout and done.stderr.strip().splitlines()[-1] == "[]"
