@@ -119,3 +119,34 @@ def error_object(exc: AicpError, *, stage: str, line: int | None = None) -> dict
         obj["line"] = line
     obj.update(getattr(exc, "extra", {}) or {})
     return obj
+
+
+#: How the running command tells the user about an error the process cannot survive (a native
+#: engine aborting); set by the CLI (:func:`set_fatal_reporter`), else one plain line on stderr.
+_fatal_reporter: Any = None
+
+
+def set_fatal_reporter(reporter: Any) -> None:
+    """``reporter(error)`` tells the user about an :class:`AicpError` just before the process
+    ends in :func:`report_fatal` (the CLI: its prefixed lines, or an ``error`` event with
+    ``--stream``); ``None``: one plain line on stderr."""
+    global _fatal_reporter
+    _fatal_reporter = reporter
+
+
+def report_fatal(error: AicpError) -> None:
+    """Tell the user about ``error`` (see :func:`set_fatal_reporter`), never raising; for a
+    native engine about to abort the process, which no ``except`` can catch."""
+    try:
+        if _fatal_reporter is not None:
+            _fatal_reporter(error)
+            return
+    except Exception:  # noqa: BLE001, S110 - fall back to the plain line
+        pass
+    try:
+        import os
+
+        line = f"aicp: error: {error.message}" + (f"\naicp: hint: {error.hint}" if error.hint else "")
+        os.write(2, (line + "\n").encode("utf-8", "replace"))
+    except OSError:
+        pass

@@ -40,11 +40,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     args = ap.parse_args()
 
-    from ai_content_pipeline.backends.llamacpp import (
-        BatchDecoder,
-        bundled_model_path,
-        default_threads,
-    )
+    from ai_content_pipeline.backends.llamacpp import bundled_model_path, default_threads
+    from ai_content_pipeline.backends.llamacpp_batch import BatchDecoder
     from ai_content_pipeline.templates import load_persona, load_template
 
     songs = [json.loads(x) for x in open(os.path.join(ROOT, "examples", "songs.jsonl"))][: args.records]

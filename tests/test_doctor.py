@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from ai_content_pipeline import doctor
+from ai_content_pipeline.backends import chatterbox, checkup, llamacpp, ollama, piper
 from ai_content_pipeline.cli.errors import run_cli
 from ai_content_pipeline.cli.main import cli
 from tests.ollama_server import OllamaServer
@@ -35,28 +36,28 @@ def test_report_shape_and_hints_without_ollama() -> None:
 
 
 def test_ollama_models_are_listed(ollama_host: str) -> None:
-    check = doctor.check_ollama(ollama_host)
+    check = ollama.check(ollama_host)
     assert check["ok"] is True and check["models"] == ["llama3.2", "qwen2.5:7b"]
     assert check["default_model_present"] is True and "hint" not in check
 
 
 def test_missing_default_model_gets_a_pull_hint(ollama_host: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AICP_OLLAMA_MODEL", "mistral")
-    check = doctor.check_ollama(ollama_host)
+    check = ollama.check(ollama_host)
     assert check["ok"] is True and "ollama pull mistral" in check["hint"]
 
 
 def test_missing_packages_get_install_hints(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(doctor, "_installed", lambda module, dist: (False, None))
-    for check, words in ((doctor.check_llamacpp(), "pip install llama-cpp-python"),
-                         (doctor.check_piper(), "pip install piper-tts"),
-                         (doctor.check_chatterbox(), "ai_content_pipeline[chatterbox]"),
-                         (doctor.check_cuda(), "torch")):
+    monkeypatch.setattr(checkup, "installed", lambda module, dist: (False, None))
+    for check, words in ((llamacpp.check(), "pip install llama-cpp-python"),
+                         (piper.check(), "pip install piper-tts"),
+                         (chatterbox.check(), "ai_content_pipeline[chatterbox]"),
+                         (chatterbox.check_cuda(), "torch")):
         assert check["ok"] is False and words in check["hint"]
 
 
 def test_nothing_usable_exits_4(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(doctor, "_installed", lambda module, dist: (False, None))
+    monkeypatch.setattr(checkup, "installed", lambda module, dist: (False, None))
     code = run_cli(cli, "aicp", ["doctor"])
     report = orjson.loads(capsys.readouterr().out)
     assert code == 4 and report["ok"] is False and report["usable"] == {"llm": [], "tts": []}
@@ -83,7 +84,7 @@ def test_each_of_several_hosts_is_checked(ollama_host: str) -> None:
 
     closed = f"http://127.0.0.1:{free_port()}"
     with OllamaServer(models=("other",)) as lacking:
-        check = doctor.check_ollama([ollama_host, closed, lacking.url])
+        check = ollama.check([ollama_host, closed, lacking.url])
     assert [h["host"] for h in check["hosts"]] == [ollama_host, closed, lacking.url]
     assert [h["ok"] for h in check["hosts"]] == [True, False, True]
     assert "ollama serve" in check["hosts"][1]["hint"] and check["hosts"][0]["models"] == ["llama3.2", "qwen2.5:7b"]
@@ -91,7 +92,7 @@ def test_each_of_several_hosts_is_checked(ollama_host: str) -> None:
     # usable: one host serves the model; the hint names the host that does not answer and the one without it
     assert check["ok"] is True and check["default_model_present"] is True
     assert closed in check["hint"] and lacking.url in check["hint"]
-    down = doctor.check_ollama(f"{closed},{closed.replace('http://', '')}/")  # one host, written twice
+    down = ollama.check(f"{closed},{closed.replace('http://', '')}/")  # one host, written twice
     assert down["ok"] is False and [h["host"] for h in down["hosts"]] == [closed]
 
 

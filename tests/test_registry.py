@@ -109,3 +109,39 @@ def test_auto_tts_with_a_piper_voice_file_is_piper(monkeypatch):
     monkeypatch.setattr(chatterbox, "detect_device", lambda: "cuda")
     assert registry.resolve_tts_name("auto") == "chatterbox"
     assert registry.resolve_tts_name("auto", voice="voices/en_US-joe.ONNX") == "piper"
+
+
+def test_options_a_backend_does_not_declare_are_left_out_and_declared_ones_checked(tmp_path):
+    from pathlib import Path
+
+    from ai_content_pipeline.backends.registry import backend_options, get
+
+    piper = get("tts", "piper")
+    given = {"voice": Path("v.onnx"), "exaggeration": 1.0, "device": None, "checkpoint_dir": "x"}
+    assert backend_options(piper, given) == {"voice": Path("v.onnx")}  # a Path stays a Path
+    with pytest.raises(UsageError, match="piper: option use_cuda"):
+        backend_options(piper, {"use_cuda": "maybe"})
+    llm = registry.create_llm("llamacpp", n_threads=3, keep_alive="1m", timeout=5.0)
+    assert llm.n_threads == 3
+
+
+def test_choices_are_read_when_used_and_compare_like_tuples():
+    assert registry.TTS_CHOICES == ("auto", "piper", "chatterbox") and "piper" in registry.TTS_CHOICES
+    assert list(registry.LLM_CHOICES) == ["auto", "llamacpp", "ollama"] and registry.LLM_CHOICES[1] == "llamacpp"
+    assert "espeak" not in registry.TTS_CHOICES
+
+
+def test_aicp_help_reads_no_package_metadata():
+    """The --backend choices are read when used: ``aicp --help`` (every command module imported)
+    neither scans the installed packages' entry points nor imports a backend module."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.argv = ['aicp', '--help']\n"
+            "from ai_content_pipeline.cli.main import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m == 'importlib.metadata' or m.startswith("
+            "('ai_content_pipeline.backends.piper', 'ai_content_pipeline.backends.llamacpp', "
+            "'ai_content_pipeline.backends.ollama', 'ai_content_pipeline.backends.chatterbox'))), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert "Usage:" in done.stdout and done.stderr.strip().splitlines()[-1] == "[]"

@@ -221,6 +221,18 @@ def collect_reply(
 complete = collect_reply
 
 
+_OUT_OF_MEMORY = ("out of memory", "bad_alloc", "failed to allocate", "cannot allocate",
+                  "unable to allocate", "insufficient memory", "not enough memory")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether an engine's exception is a failed allocation: a :class:`MemoryError`, or its text
+    says so (onnxruntime's ``Failed to allocate memory``, C++'s ``std::bad_alloc``, CUDA's and
+    Ollama's ``out of memory``)."""
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or any(words in text for words in _OUT_OF_MEMORY)
+
+
 def max_in_flight(backend: Any, jobs: int) -> int:
     """Requests a stage may keep in flight with ``backend`` at ``--jobs jobs``: ``jobs``, or
     what the backend says (several Ollama hosts: ``jobs`` per host)."""

@@ -16,14 +16,19 @@ from __future__ import annotations
 
 import gc
 import importlib.util
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import BackendOutOfMemory, BackendUnavailable, SynthesisError, UsageError
 from ..faults import path_problem
 from .base import TTSBackend, Voice
+from .info import BackendInfo
+
+if TYPE_CHECKING:  # numpy is imported when speaking
+    import numpy as np
 
 CHECKPOINT_FILES = ("ve.safetensors", "t3_cfg.safetensors", "s3gen.safetensors", "tokenizer.json")
 HUB_MODEL = "ResembleAI/chatterbox"
@@ -32,6 +37,31 @@ _GENERATE_KEYS = ("exaggeration", "cfg_weight", "temperature")
 _DEFAULTS = {"exaggeration": 0.5, "cfg_weight": 0.5, "temperature": 0.8}
 _OOM_HINT = ("free GPU memory (stop other models; `aicp run-chain` unloads the LLM first), "
              "or run with --device cpu (slow)")
+
+
+class ChatterboxOptions(BaseModel):
+    """Options of :class:`ChatterboxBackend` (``aicp-voice --voice/--device/--checkpoint-dir/
+    --exaggeration/--cfg-weight/--temperature``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    voice: str | Path | None = None
+    device: str | None = None
+    checkpoint_dir: str | Path | None = None
+    exaggeration: float | None = None
+    cfg_weight: float | None = None
+    temperature: float | None = None
+
+
+class ChatterboxVoiceSettings(BaseModel):
+    """Chatterbox settings of a persona (``voice.chatterbox``); see ``ChatterboxTTS.generate``."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no .inf/.nan from files
+
+    audio_prompt: str | None = None
+    exaggeration: float = Field(0.5, ge=0, le=2)
+    cfg_weight: float = Field(0.5, ge=0, le=2)
+    temperature: float = Field(0.8, gt=0, le=2)
 
 
 def chatterbox_available() -> bool:
@@ -275,3 +305,65 @@ def _to_numpy(wav: Any) -> np.ndarray:
     if hasattr(wav, "numpy"):
         wav = wav.numpy()
     return as_mono_float32(wav)
+
+
+def check() -> dict[str, Any]:
+    """``aicp doctor``'s ``chatterbox`` check: ``chatterbox-tts`` importable (nothing imported)."""
+    from .checkup import installed, result
+
+    ok, ver = installed("chatterbox", "chatterbox-tts")
+    return result(ok, "on a GPU host: pip install 'ai_content_pipeline[chatterbox]'", version=ver)
+
+
+def check_cuda() -> dict[str, Any]:
+    """``aicp doctor``'s ``cuda`` check: a CUDA GPU that torch can use (imports torch only when
+    installed)."""
+    from .checkup import installed, result
+
+    ok_torch, ver = installed("torch", "torch")
+    nvidia_smi = shutil.which("nvidia-smi")
+    if not ok_torch:
+        return result(False, "no torch installed: Chatterbox needs a CUDA build of torch "
+                      "(pip install 'ai_content_pipeline[chatterbox]')", torch=None,
+                      nvidia_smi=nvidia_smi, devices=[])
+    try:
+        import torch
+
+        available = bool(torch.cuda.is_available())
+        devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if available else []
+        cuda_build = getattr(torch.version, "cuda", None)
+    except Exception as exc:  # noqa: BLE001 - a broken torch is a finding, not a crash
+        return result(False, f"torch failed to import: {exc}", torch=ver, nvidia_smi=nvidia_smi, devices=[])
+    hint = ("this torch is a CPU build: install a CUDA build" if cuda_build is None
+            else "no GPU visible: check the driver (nvidia-smi) and CUDA_VISIBLE_DEVICES")
+    return result(available, hint, torch=ver, torch_cuda=cuda_build, nvidia_smi=nvidia_smi, devices=devices)
+
+
+def _doctor(**_: Any) -> dict[str, Any]:
+    engine, cuda = check(), check_cuda()
+    return {"checks": {"chatterbox": engine, "cuda": cuda}, "usable": engine["ok"] and cuda["ok"]}
+
+
+def _auto(device: str | None = None, **_: Any) -> bool:
+    """``--backend auto`` picks Chatterbox when it is installed and a GPU is there."""
+    return chatterbox_available() and (device or detect_device()) in ("cuda", "mps")
+
+
+def _preflight(checkpoint_dir: str | None = None, **_: Any) -> None:
+    """chatterbox-tts installed and a given ``checkpoint_dir`` complete (nothing loaded).
+
+    :raises BackendUnavailable: either is not so (exit 4).
+    """
+    if not chatterbox_available():
+        raise BackendUnavailable("chatterbox-tts is not installed",
+                                 hint="pip install 'ai_content_pipeline[chatterbox]' on the GPU host")
+    if checkpoint_dir:
+        check_checkpoint_dir(checkpoint_dir)
+
+
+BACKEND = BackendInfo(
+    name="chatterbox", kind="tts", adapter=ChatterboxBackend, options=ChatterboxOptions,
+    persona_voice=ChatterboxVoiceSettings, voice_file="audio_prompt", doctor=_doctor, auto=_auto,
+    preflight=_preflight,
+    priority=20, summary="chatterbox-tts on torch: the GPU voice, 24,000 Hz, voice cloning (optional extra)",
+)

@@ -19,15 +19,29 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from ..errors import BackendOutOfMemory, BackendUnavailable, RecordError, TransientBackendError
-from .base import ChatChunk, GenerationParams, LLMBackend
+from .base import ChatChunk, GenerationParams, LLMBackend, is_out_of_memory
+from .info import BackendInfo
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 DEFAULT_MODEL = "llama3.2"
 UNLOAD_WAIT_SECONDS = 30.0
+
+
+class OllamaOptions(BaseModel):
+    """Options of :class:`OllamaBackend` (and of several hosts, ``OllamaPool``): ``keep_alive``
+    (``--keep-alive``) and ``timeout`` (``--timeout``, a chain step's ``params.timeout``); the
+    hosts come as ``host`` (``--host``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keep_alive: str | None = None
+    timeout: float = 300.0
 
 
 def host_url(text: str) -> str:
@@ -64,6 +78,26 @@ def default_host() -> str:
 def default_model() -> str:
     """``$AICP_OLLAMA_MODEL``, else ``llama3.2``."""
     return os.environ.get("AICP_OLLAMA_MODEL", "").strip() or DEFAULT_MODEL
+
+
+def parse_hosts(value: str | Iterable[str] | None = None, environ: dict[str, str] | None = None) -> list[str]:
+    """Host URLs from ``--host`` values (each may be a comma list), else ``OLLAMA_HOSTS`` (comma or
+    space separated), else ``[OLLAMA_HOST or http://127.0.0.1:11434]``; scheme added when missing,
+    repeats dropped (first kept).
+    """
+    env = os.environ if environ is None else environ
+    items = [value] if isinstance(value, str) else list(value or [])
+    parts = [p for item in items for p in str(item).split(",") if p.strip()]
+    if not parts:
+        parts = [p for p in env.get("OLLAMA_HOSTS", "").replace(",", " ").split() if p.strip()]
+    if not parts:
+        return [default_host()]
+    seen: list[str] = []
+    for part in parts:
+        url = host_url(part)
+        if url not in seen:
+            seen.append(url)
+    return seen
 
 
 def _unavailable(host: str) -> BackendUnavailable:
@@ -149,10 +183,10 @@ class OllamaBackend(LLMBackend):
                     f"Ollama at {self.host} has no model '{self.model}'",
                     hint=f"run `ollama pull {self.model}`",
                 )
-            if "memory" in text.lower():
+            if "memory" in text.lower() or is_out_of_memory(RuntimeError(text)):
                 return BackendOutOfMemory(
                     f"Ollama ran out of memory for '{self.model}': {text}",
-                    hint="use a smaller model or quantization, or free GPU memory",
+                    hint="use a smaller model or quantization, free (GPU) memory on the server, or fewer --jobs",
                 )
             if status >= 500 or status == 429:
                 return TransientBackendError(f"Ollama answered HTTP {status}: {text}", stage="script")
@@ -300,3 +334,67 @@ class OllamaBackend(LLMBackend):
                     time.sleep(0.1)
             except Exception:  # noqa: BLE001, S110 - best effort: a server that is gone holds no model
                 pass
+
+
+def _check_host(host: str, wanted: str) -> dict[str, Any]:
+    """One Ollama host: reachable within a second, its models, the default model there."""
+    from .checkup import result
+
+    models = probe(host)
+    if models is None:
+        return result(False, f"start `ollama serve` at {host}, or point --host / OLLAMA_HOST at a server",
+                      host=host, models=[], default_model=wanted)
+    listed = sorted(m for m in models if not m.endswith(":latest"))
+    out = result(True, "", host=host, models=listed, default_model=wanted,
+                 default_model_present=wanted in models)
+    if wanted not in models:
+        out["hint"] = f"run `ollama pull {wanted}` (or set AICP_OLLAMA_MODEL to one of the models)"
+    return out
+
+
+def check(host: str | Iterable[str] | None = None) -> dict[str, Any]:
+    """``aicp doctor``'s ``ollama`` check: Ollama reachable at each host and its models.
+
+    ``host``: one URL, a comma list or several (``--host`` repeated); unset: ``$OLLAMA_HOSTS``,
+    else ``$OLLAMA_HOST`` (see :func:`~ai_content_pipeline.backends.ollama_pool.parse_hosts`).
+    Every host is probed at once (one second each at most). Shape: one host's check
+    (``ok``, ``host``, ``models``, ``default_model``, ``default_model_present``, ``hint``)
+    plus ``hosts``, the check of each host. With several hosts ``ok`` is true when one
+    answers (a run takes the others out of rotation), ``default_model_present`` when one
+    has the model, ``models`` lists the models of any host, and ``hint`` names each host
+    that does not answer or lacks the model.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .checkup import result
+
+    urls = parse_hosts(host)
+    wanted = default_model()
+    with ThreadPoolExecutor(max_workers=min(len(urls), 16), thread_name_prefix="aicp-doctor") as pool:
+        hosts = list(pool.map(lambda url: _check_host(url, wanted), urls))
+    if len(hosts) == 1:
+        return {**hosts[0], "hosts": [dict(hosts[0])]}
+    live = [h for h in hosts if h["ok"]]
+    present = any(h.get("default_model_present") for h in live)
+    out = result(bool(live), "", host=",".join(urls),
+                 models=sorted({m for h in live for m in h["models"]}), default_model=wanted,
+                 default_model_present=present, hosts=hosts)
+    notes = [f"{h['host']} does not answer: start `ollama serve` there or drop it from --host / OLLAMA_HOSTS"
+             for h in hosts if not h["ok"]]
+    notes += [f"{h['host']} has no {wanted}: run `ollama pull {wanted}` there" for h in live
+              if not h.get("default_model_present")]
+    if notes:
+        out["hint"] = "; ".join(notes) + (" (a run takes such hosts out of rotation)" if present else "")
+    return out
+
+
+def _doctor(host: str | Iterable[str] | None = None, **_: Any) -> dict[str, Any]:
+    found = check(host)
+    return {"checks": {"ollama": found}, "usable": found["ok"],
+            "auto": bool(found["ok"] and found.get("default_model_present"))}
+
+
+BACKEND = BackendInfo(
+    name="ollama", kind="llm", adapter="ai_content_pipeline.backends.ollama_pool:create", options=OllamaOptions, doctor=_doctor, priority=20,
+    summary="an Ollama server (official client, streaming /api/chat); --jobs N concurrent requests",
+)

@@ -27,16 +27,15 @@ Each completion names the host that served it (``Completion.host`` → ``script.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..errors import AicpError, BackendUnavailable, RecordError, TransientBackendError
 from .base import ChatChunk, Completion, GenerationParams, LLMBackend, complete
-from .ollama import OllamaBackend, default_host, default_model, host_url, probe
+from .ollama import OllamaBackend, default_model, parse_hosts, probe
 
 #: Failed requests in a row after which a host that still answers is taken out.
 FAIL_LIMIT = 3
@@ -44,26 +43,6 @@ FAIL_LIMIT = 3
 REJOIN_SECONDS = 30.0
 #: Seconds the liveness probe (``GET /api/version``) of a host that just failed may take.
 PROBE_SECONDS = 2.0
-
-
-def parse_hosts(value: str | Iterable[str] | None = None, environ: dict[str, str] | None = None) -> list[str]:
-    """Host URLs from ``--host`` values (each may be a comma list), else ``OLLAMA_HOSTS`` (comma or
-    space separated), else ``[OLLAMA_HOST or http://127.0.0.1:11434]``; scheme added when missing,
-    repeats dropped (first kept).
-    """
-    env = os.environ if environ is None else environ
-    items = [value] if isinstance(value, str) else list(value or [])
-    parts = [p for item in items for p in str(item).split(",") if p.strip()]
-    if not parts:
-        parts = [p for p in env.get("OLLAMA_HOSTS", "").replace(",", " ").split() if p.strip()]
-    if not parts:
-        return [default_host()]
-    seen: list[str] = []
-    for part in parts:
-        url = host_url(part)
-        if url not in seen:
-            seen.append(url)
-    return seen
 
 
 class _Host:
@@ -353,4 +332,20 @@ class OllamaPool(LLMBackend):
             list(pool.map(one, self.hosts))
 
 
-__all__ = ["FAIL_LIMIT", "REJOIN_SECONDS", "OllamaPool", "parse_hosts"]
+
+
+def create(model: str | None = None, *, host: str | list[str] | None = None,
+           notice: Callable[..., None] | None = None, **options: Any) -> LLMBackend:
+    """The Ollama backend for ``host`` (one URL, a comma list or a list; unset: ``OLLAMA_HOSTS``,
+    then ``OLLAMA_HOST``): an :class:`~.ollama.OllamaBackend`, or an
+    :class:`OllamaPool` for several hosts (``BackendInfo.adapter`` of ``ollama``).
+
+    :raises UsageError: a host that is not a URL.
+    """
+    hosts = parse_hosts(host)
+    if len(hosts) > 1:
+        return OllamaPool(model, hosts=hosts, notice=notice, **options)
+    return OllamaBackend(model, host=hosts[0], **options)
+
+
+__all__ = ["FAIL_LIMIT", "REJOIN_SECONDS", "OllamaPool", "create", "parse_hosts"]

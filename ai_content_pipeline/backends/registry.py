@@ -1,39 +1,238 @@
-"""Backend registry: a name → adapter class table per kind, and ``auto`` resolution.
+"""Backend registry: every LLM and TTS backend as one :class:`BackendInfo`, found by name.
 
-Adapters are named by import path and imported on first use, so ``--help``
-and the CLI's start-up never touch an engine.
+A backend module describes itself in one object (its name, kind, adapter, options model,
+persona voice model, ``aicp doctor`` check and ``auto`` hooks); everything else (the CLI's
+``--backend`` choices, chain step checks, persona voice blocks, ``aicp doctor``, ``auto``)
+is derived from here. Backends come from three places, first one wins per name:
+
+1. :func:`register_backend` (code and tests);
+2. the built-ins (:data:`BUILTINS`), which a source checkout finds without reinstalling;
+3. installed packages, through the entry point groups :data:`ENTRY_POINT_GROUPS`
+   (``ai_content_pipeline.backends.llm`` / ``.tts``; the built-ins register there too), each
+   entry point naming a :class:`BackendInfo` (``NAME = "package.module:BACKEND"``)::
+
+       [project.entry-points."ai_content_pipeline.backends.tts"]
+       sine = "aicp_sine:BACKEND"
+
+Only names are read at start-up (entry point *names*, from package metadata, on first
+need); a backend's module is imported when its description is needed (building it,
+validating a persona, ``aicp doctor``), so ``--help`` never touches an engine.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, overload
 
 from ..errors import BackendUnavailable, UsageError
 from .base import LLMBackend, TTSBackend
+from .info import BackendInfo, Kind, load_ref
 
-LLM_BACKENDS: dict[str, str] = {
-    "llamacpp": "ai_content_pipeline.backends.llamacpp:LlamaCppBackend",
-    "ollama": "ai_content_pipeline.backends.ollama:OllamaBackend",
+KINDS: tuple[Kind, ...] = ("llm", "tts")
+
+#: Entry point group of each kind; an entry point's name is the backend's name.
+ENTRY_POINT_GROUPS: dict[str, str] = {"llm": "ai_content_pipeline.backends.llm",
+                                      "tts": "ai_content_pipeline.backends.tts"}
+
+#: The built-in backends, ``kind → name → "module:attribute"`` of their :class:`BackendInfo`,
+#: in the order the choices list them (the same as pyproject.toml's entry points).
+BUILTINS: dict[str, dict[str, str]] = {
+    "llm": {"llamacpp": "ai_content_pipeline.backends.llamacpp:BACKEND",
+            "ollama": "ai_content_pipeline.backends.ollama:BACKEND"},
+    "tts": {"piper": "ai_content_pipeline.backends.piper:BACKEND",
+            "chatterbox": "ai_content_pipeline.backends.chatterbox:BACKEND"},
 }
-TTS_BACKENDS: dict[str, str] = {
-    "piper": "ai_content_pipeline.backends.piper:PiperBackend",
-    "chatterbox": "ai_content_pipeline.backends.chatterbox:ChatterboxBackend",
-}
-LLM_CHOICES = ("auto", *LLM_BACKENDS)
-TTS_CHOICES = ("auto", *TTS_BACKENDS)
 
 
-def _load_class(table: dict[str, str], name: str, kind: str) -> type[Any]:
+# -- the table ----------------------------------------------------------------------------
+_registered: dict[str, dict[str, Any]] = {"llm": {}, "tts": {}}  # name → BackendInfo or ref
+_loaded: dict[tuple[str, str], BackendInfo] = {}
+_entry_points: dict[str, dict[str, Any]] | None = None
+
+
+def _installed_entry_points() -> dict[str, dict[str, Any]]:
+    """``kind → name → EntryPoint`` of the installed packages (metadata read once a process)."""
+    global _entry_points
+    if _entry_points is None:
+        from importlib.metadata import entry_points
+
+        every = entry_points()  # one scan of the installed distributions for both groups
+        found: dict[str, dict[str, Any]] = {}
+        for kind, group in ENTRY_POINT_GROUPS.items():
+            found[kind] = {}
+            for ep in every.select(group=group):
+                found[kind].setdefault(ep.name, ep)
+        _entry_points = found
+    return _entry_points
+
+
+def _table(kind: str) -> dict[str, Any]:
+    """``name → BackendInfo, ref or EntryPoint`` of ``kind``, in choice order."""
+    table: dict[str, Any] = dict(BUILTINS[kind])
+    for name, ep in _installed_entry_points()[kind].items():
+        if name not in table:
+            table[name] = ep
+    table.update(_registered[kind])
+    return table
+
+
+def names(kind: str) -> list[str]:
+    """The backend names of ``kind`` (``llm``/``tts``): built-ins first, then installed and
+    registered ones. Reads no backend module."""
+    return list(_table(kind))
+
+
+def get(kind: str, name: str) -> BackendInfo:
+    """The description of backend ``name`` of ``kind`` (its module imported now).
+
+    :raises UsageError: no such backend (exit 2; the hint lists the choices).
+    :raises BackendUnavailable: its module or entry point cannot be loaded (exit 4).
+    """
+    table = _table(kind)
+    if name not in table:
+        raise UsageError(f"unknown {kind.upper()} backend '{name}'",
+                         hint=f"choose one of: {', '.join(['auto', *table])}")
+    key = (kind, name)
+    entry = table[name]
+    if isinstance(entry, BackendInfo):
+        return entry
+    if key not in _loaded:
+        try:
+            info = entry.load() if hasattr(entry, "load") and not isinstance(entry, str) else load_ref(entry)
+        except Exception as exc:  # noqa: BLE001 - a broken plugin is a finding, not a crash
+            where = getattr(entry, "value", entry)
+            raise BackendUnavailable(f"the {kind.upper()} backend '{name}' cannot be loaded from {where}: {exc}",
+                                     hint="reinstall the package that provides it, or choose another --backend") \
+                from exc
+        if callable(info) and not isinstance(info, BackendInfo):
+            info = info()
+        if not isinstance(info, BackendInfo) or info.kind != kind or info.name != name:
+            raise BackendUnavailable(f"the {kind.upper()} backend '{name}' is not described by a "
+                                     f"BackendInfo of kind {kind} named {name}",
+                                     hint="fix its entry point, or choose another --backend")
+        _loaded[key] = info
+    return _loaded[key]
+
+
+def backends(kind: str) -> list[BackendInfo]:
+    """Every backend of ``kind`` that loads, in choice order (one that does not is left out)."""
+    out = []
+    for name in names(kind):
+        try:
+            out.append(get(kind, name))
+        except BackendUnavailable:
+            continue
+    return out
+
+
+def by_priority(kind: str) -> list[BackendInfo]:
+    """:func:`backends` in ``auto``'s order: highest ``priority`` first, then choice order."""
+    return sorted(backends(kind), key=lambda info: -info.priority)
+
+
+def register_backend(info: BackendInfo | None = None, /, **fields: Any) -> BackendInfo:
+    """Register a backend for this process: a :class:`BackendInfo`, or its fields as keywords
+    (``register_backend(name="sine", kind="tts", adapter=SineBackend, ...)``). It replaces a
+    backend of the same name and kind; it is choosable at once (``--backend NAME``, chain
+    steps, persona ``voice.NAME`` blocks, ``aicp doctor``).
+
+    :returns: the description. :raises ValueError: an unknown kind or an empty name.
+    """
+    if info is None:
+        info = BackendInfo(**fields)
+    if info.kind not in KINDS or not info.name or info.name == "auto":
+        raise ValueError(f"a backend needs a name (not 'auto') and a kind in {KINDS}")
+    _registered[info.kind][info.name] = info
+    _loaded.pop((info.kind, info.name), None)
+    return info
+
+
+def unregister_backend(kind: str, name: str) -> None:
+    """Drop a backend :func:`register_backend` added (built-ins and installed ones stay)."""
+    _registered[kind].pop(name, None)
+    _loaded.pop((kind, name), None)
+
+
+class BackendChoices(Sequence[str]):
+    """``auto`` plus the backend names of one kind, read from the registry each time it is
+    used (a backend registered later is in it). Compares equal to a tuple of the same names."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def _names(self) -> tuple[str, ...]:
+        return ("auto", *names(self.kind))
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
+        return self._names()[index]
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._names()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, BackendChoices | tuple | list):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(("BackendChoices", self.kind))
+
+    def __repr__(self) -> str:
+        return repr(self._names())
+
+
+LLM_CHOICES = BackendChoices("llm")
+TTS_CHOICES = BackendChoices("tts")
+
+
+def _check_name(kind: str, name: str) -> None:
+    """:raises UsageError: ``name`` is no backend of ``kind`` (reads no backend module)."""
+    table = names(kind)
+    if name not in table:
+        raise UsageError(f"unknown {kind.upper()} backend '{name}'",
+                         hint=f"choose one of: {', '.join(['auto', *table])}")
+
+
+def _claimant(kind: str, value: str | None) -> str | None:
+    """The backend whose ``claims`` hook takes ``value`` (a model or voice), if any."""
+    if not value:
+        return None
+    for info in by_priority(kind):
+        claims = info.load("claims")
+        if claims is not None and claims(str(value)):
+            return info.name
+    return None
+
+
+def backend_options(info: BackendInfo, options: dict[str, Any]) -> dict[str, Any]:
+    """The options ``info``'s adapter takes: those its options model declares (checked against
+    it, passed as given), or all of them when it has no model.
+
+    :raises UsageError: a value its options model refuses (names the option).
+    """
+    model = info.load("options")
+    if model is None:
+        return options
+    declared = {k: v for k, v in options.items() if k in model.model_fields}
+    from pydantic import ValidationError
+
     try:
-        target = table[name]
-    except KeyError:
-        raise UsageError(
-            f"unknown {kind} backend '{name}'", hint=f"choose one of: auto, {', '.join(table)}"
-        ) from None
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+        model.model_validate(declared)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise UsageError(f"{info.name}: option {where}: {first['msg']}") from None
+    return declared  # as given: the adapter converts them as it always did
 
 
 def resolve_llm_name(
@@ -41,24 +240,23 @@ def resolve_llm_name(
 ) -> tuple[str, str | None]:
     """Turn ``auto`` into a concrete LLM backend name and model.
 
-    Rules: a ``.gguf`` model → ``llamacpp``; else Ollama when it answers at the
-    host (any of a comma list of hosts) within a second and has the model; an explicit non-GGUF model with no
-    Ollama → :class:`BackendUnavailable`; otherwise ``llamacpp`` with the
-    bundled model, said once through ``notice``. The probe waits at most about
-    a second (``GET /api/tags``).
+    Rules: a model a backend claims (a ``.gguf`` → ``llamacpp``) → that backend; else Ollama
+    when it answers at the host (any of a comma list of hosts) within a second and has the
+    model; an explicit model nothing claims with no Ollama → :class:`BackendUnavailable`;
+    otherwise ``llamacpp`` with the bundled model, said once through ``notice``. The probe
+    waits at most about a second (``GET /api/tags``).
 
     :returns: ``(backend name, model or None for the backend's default)``.
     :raises UsageError: unknown backend name.
-    :raises BackendUnavailable: an explicit non-GGUF model and no Ollama answering.
+    :raises BackendUnavailable: an explicit model nothing claims and no Ollama answering.
     """
     if name != "auto":
-        if name not in LLM_BACKENDS:
-            raise UsageError(f"unknown LLM backend '{name}'", hint=f"choose one of: {', '.join(LLM_CHOICES)}")
+        _check_name("llm", name)
         return name, model
-    if model and model.lower().endswith(".gguf"):
-        return "llamacpp", model
-    from .ollama import default_model, probe
-    from .ollama_pool import parse_hosts
+    claimed = _claimant("llm", model)
+    if claimed is not None:
+        return claimed, model
+    from .ollama import default_model, parse_hosts, probe
 
     hosts = parse_hosts(host)
     host = ", ".join(hosts)
@@ -82,43 +280,47 @@ def resolve_llm_name(
 
 def create_llm(name: str = "auto", *, model: str | None = None, host: str | list[str] | None = None,
                notice: Callable[..., None] | None = None, **options: Any) -> LLMBackend:
-    """Build (not load) the LLM backend ``name`` (``auto``, ``llamacpp``, ``ollama``).
+    """Build (not load) the LLM backend ``name`` (``auto``, ``llamacpp``, ``ollama`` or a
+    registered one).
 
     ``host``: one URL, a comma list or a list (``--host`` repeated); unset: ``OLLAMA_HOSTS``,
     then ``OLLAMA_HOST``. Several hosts make Ollama an
     :class:`~ai_content_pipeline.backends.ollama_pool.OllamaPool`.
+    ``options``: the adapter's keyword options (``keep_alive``, ``timeout``, ``n_threads``...);
+    those the backend's options model does not declare are left out.
 
-    :raises UsageError: unknown name. :raises BackendUnavailable: see :func:`resolve_llm_name`.
+    :raises UsageError: unknown name, an option value refused.
+    :raises BackendUnavailable: see :func:`resolve_llm_name`.
     """
-    from .ollama_pool import parse_hosts
+    from .ollama import parse_hosts
 
-    hosts = parse_hosts(host) if host or name in ("auto", "ollama") else []
+    hosts = parse_hosts(host) if host or name == "auto" else []
     name, model = resolve_llm_name(name, model, ",".join(hosts) or None, notice)
-    if name == "ollama" and len(hosts) > 1:
-        from .ollama_pool import OllamaPool
-
-        return OllamaPool(model, hosts=hosts, notice=notice, **options)
-    cls = _load_class(LLM_BACKENDS, name, "LLM")
-    single = hosts[0] if name == "ollama" and hosts else (host if isinstance(host, str) else None)
-    return cls(model, host=single, **options)  # type: ignore[no-any-return]
+    info = get("llm", name)
+    factory = info.load("adapter")
+    given = hosts or (host if isinstance(host, str) else None)
+    return factory(model, host=given or None, notice=notice, **backend_options(info, options))  # type: ignore[no-any-return]
 
 
 def resolve_tts_name(name: str, notice: Callable[[str], None] | None = None,
                      device: str | None = None, voice: str | None = None) -> str:
-    """Turn ``auto`` into ``chatterbox`` (installed and a GPU present) or ``piper``.
+    """Turn ``auto`` into a TTS backend: the one whose ``claims`` hook takes ``voice`` (a
+    Piper ``.onnx`` → ``piper``), else the first in ``priority`` order whose ``auto`` hook
+    agrees (``chatterbox``: installed and a GPU present), else ``piper``.
 
-    A Piper voice file (``.onnx``) always means ``piper``.
+    :raises UsageError: ``name`` is no TTS backend.
     """
     if name != "auto":
+        _check_name("tts", name)
         return name
-    from .chatterbox import chatterbox_available, detect_device
-
-    if voice and str(voice).lower().endswith(".onnx"):
-        choice = "piper"
-    elif chatterbox_available() and (device or detect_device()) in ("cuda", "mps"):
-        choice = "chatterbox"
-    else:
-        choice = "piper"
+    choice = _claimant("tts", voice)
+    if choice is None:
+        for info in by_priority("tts"):
+            hook = info.load("auto")
+            if hook is None or hook(device=device):
+                choice = info.name
+                break
+    choice = choice or "piper"
     if notice is not None:
         notice(f"backend auto: using {choice} for speech")
     return choice
@@ -126,15 +328,21 @@ def resolve_tts_name(name: str, notice: Callable[[str], None] | None = None,
 
 def create_tts(name: str = "auto", *, notice: Callable[[str], None] | None = None,
                **options: Any) -> TTSBackend:
-    """Build (not load) the TTS backend ``name`` (``auto``, ``piper``, ``chatterbox``).
+    """Build (not load) the TTS backend ``name`` (``auto``, ``piper``, ``chatterbox`` or a
+    registered one).
 
     :param notice: called with one line for people when ``auto`` picks an engine.
-    :param options: the backend class's keyword arguments (``voice``: a Piper ``.onnx`` path or
-        a Chatterbox reference clip; ``device``: ``cpu``, ``cuda``...; ``checkpoint_dir``).
+    :param options: the backend's keyword options (``voice``: a Piper ``.onnx`` path or a
+        Chatterbox reference clip; ``device``: ``cpu``, ``cuda``...; ``checkpoint_dir``); those
+        its options model does not declare are left out.
     :returns: the :class:`~ai_content_pipeline.backends.base.TTSBackend`, not loaded yet.
-    :raises UsageError: unknown name.
-    :raises TypeError: an option the backend class does not take.
+    :raises UsageError: unknown name, an option value refused.
     """
     name = resolve_tts_name(name, notice, options.get("device"), options.get("voice"))
-    cls = _load_class(TTS_BACKENDS, name, "TTS")
-    return cls(**options)  # type: ignore[no-any-return]
+    info = get("tts", name)
+    return info.load("adapter")(**backend_options(info, options))  # type: ignore[no-any-return]
+
+
+__all__ = ["BUILTINS", "ENTRY_POINT_GROUPS", "LLM_CHOICES", "TTS_CHOICES", "BackendChoices", "BackendInfo",
+           "backend_options", "backends", "by_priority", "create_llm", "create_tts", "get", "load_ref", "names",
+           "register_backend", "resolve_llm_name", "resolve_tts_name", "unregister_backend"]

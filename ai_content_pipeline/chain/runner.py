@@ -34,7 +34,6 @@ from typing import IO, Any
 
 from pydantic import TypeAdapter
 
-from ..backends.llamacpp import BUNDLED_NAME
 from ..backends.registry import create_llm, create_tts, resolve_llm_name, resolve_tts_name
 from ..errors import AicpError, UsageError, error_object
 from ..events import Emitter, NullEmitter, StepEmitter
@@ -56,7 +55,8 @@ GPU_DEVICES = ("cuda", "gpu", "mps")
 
 
 def create_backend(step: StepSpec, notice: Callable[[str], None]) -> Any:
-    """Default :data:`BackendFactory`: the registry's LLM or TTS backend for ``step``.
+    """Default :data:`BackendFactory`: the registry's LLM or TTS backend for ``step``, given
+    the step's backend options (each backend takes those its options model declares).
 
     :raises UsageError: unknown backend. :raises BackendUnavailable: ``auto`` found nothing usable.
     """
@@ -68,21 +68,26 @@ def create_backend(step: StepSpec, notice: Callable[[str], None]) -> Any:
             extra["n_threads"] = int(threads)
         return create_llm(step.backend, model=step.model, host=step.host,
                           keep_alive=step.keep_alive, notice=notice, **extra)
+    return create_tts(step.backend, notice=notice, **_voice_options(step))
+
+
+def _voice_options(step: VoiceStep) -> dict[str, Any]:
+    """A voice step's backend options: ``voice``, ``device`` (``auto`` left out), ``checkpoint_dir``."""
     device = None if step.device == "auto" else step.device
-    options = {k: v for k, v in (("voice", step.voice), ("device", device),
-                                 ("checkpoint_dir", step.checkpoint_dir)) if v is not None}
-    return create_tts(step.backend, notice=notice, **options)
+    return {k: v for k, v in (("voice", step.voice), ("device", device),
+                              ("checkpoint_dir", step.checkpoint_dir)) if v is not None}
 
 
 def resolve_backend(step: StepSpec) -> tuple[str, str | None]:
-    """What ``auto`` would pick for ``step``, without loading anything: ``(backend, model)``."""
+    """What ``auto`` would pick for ``step``, without loading anything: ``(backend, model)``
+    (the model a step names, else the backend's bundled one, else ``None``)."""
+    from ..backends.registry import get
+
     if isinstance(step, ScriptStep):
         name, model = resolve_llm_name(step.backend, step.model, step.host)
-        return name, model or (BUNDLED_NAME if name == "llamacpp" else None)
-    from ..backends.piper import BUNDLED_VOICE
-
+        return name, model or get("llm", name).default_model
     name = resolve_tts_name(step.backend, device=None if step.device == "auto" else step.device)
-    return name, step.voice or (BUNDLED_VOICE if name == "piper" else None)
+    return name, step.voice or get("tts", name).default_model
 
 
 def check_chain_paths(spec: ChainSpec, stdin: IO[bytes] | None = None, log: str | None = None) -> None:
@@ -132,27 +137,22 @@ def check_chain_paths(spec: ChainSpec, stdin: IO[bytes] | None = None, log: str 
 
 
 def check_voice_step(step: VoiceStep, index: int) -> None:
-    """What a voice step needs that exists before any model runs: its engine installed, its
-    Piper voice file (and ``.onnx.json``), its Chatterbox checkpoint folder. Loads nothing.
+    """What a voice step needs that exists before any model runs (its backend's ``preflight``
+    hook: Piper's voice file and ``.onnx.json``, Chatterbox installed and its checkpoint
+    folder). Loads nothing.
 
     :raises UsageError: a voice file that is missing or of the wrong kind (exit 2).
     :raises BackendUnavailable: chatterbox not installed, checkpoint files missing (exit 4).
     """
-    from ..backends.chatterbox import chatterbox_available, check_checkpoint_dir
-    from ..backends.piper import voice_paths
-    from ..errors import AicpError, BackendUnavailable
+    from ..backends.registry import backend_options, get
 
     try:
         name = resolve_tts_name(step.backend, device=step.device if step.device != "auto" else None,
                                 voice=step.voice)
-        if name == "piper" and step.voice:
-            voice_paths(step.voice)
-        if name == "chatterbox":
-            if not chatterbox_available():
-                raise BackendUnavailable("chatterbox-tts is not installed",
-                                         hint="pip install 'ai_content_pipeline[chatterbox]' on the GPU host")
-            if step.checkpoint_dir:
-                check_checkpoint_dir(step.checkpoint_dir)
+        info = get("tts", name)
+        preflight = info.load("preflight")
+        if preflight is not None:
+            preflight(**backend_options(info, _voice_options(step)))
     except AicpError as exc:
         exc.message = f"step {index + 1} (voice): {exc.message}"
         raise

@@ -22,6 +22,7 @@ Checks:
   piper          piper-tts importable and its bundled voice
   chatterbox     chatterbox-tts importable (optional GPU extra)
   cuda           a CUDA GPU visible to torch (torch imported only if installed)
+  ...            the checks of backends installed by other packages (entry points)
 
 \b
 Examples:
@@ -48,9 +49,10 @@ Exit status:
 def doctor_command(host: tuple[str, ...], as_json: bool) -> int:
     """Report what this machine can run: a table on a terminal, else one JSON object.
 
-    Fields: ok, checks (ollama, llamacpp, bundled_model, piper, chatterbox,
-    cuda: each with ok, details and a fix-it hint when not ok), usable (the
-    LLM and TTS backends that can run) and auto (what --backend auto picks).
+    Fields: ok, checks (ollama, llamacpp, bundled_model, chatterbox, cuda,
+    piper, and those of installed backends: each with ok, details and a fix-it
+    hint when not ok), usable (the LLM and TTS backends that can run, in the
+    order auto tries them) and auto (what --backend auto picks).
     """
     report = run_doctor(list(host) or None)
     if not as_json and sys.stdout.isatty():

@@ -24,7 +24,7 @@ from typing import Any
 
 import click
 
-from ..errors import AicpError
+from ..errors import AicpError, set_fatal_reporter
 from ..faults import os_error
 from ..jsonl import OutputClosed
 from ..status import ExitStatus
@@ -262,6 +262,8 @@ def run_cli(command: click.Command, prog_name: str, args: list[str] | None = Non
     def report(message: str, hint: str | None, status: int) -> int:
         _report(message_prefix(prog_name), SEEN.stream, message, hint, status, started)
         return status
+
+    set_fatal_reporter(lambda exc: report(exc.message, exc.hint, exc.exit_status))  # a native abort
 
     try:
         result: Any = _invoke(command, prog_name, list(argv))  # click consumes the list it parses

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..backends.registry import LLM_CHOICES, create_llm
+from ..backends.registry import create_llm
 from ..jsonl import RecordWriter, check_sources
 from ..limits import (
     BATCH,
@@ -19,6 +19,7 @@ from ..limits import (
     VARIANTS,
     WORDS,
 )
+from .backend_choice import BackendChoice
 from .errors import entry
 from .options import (
     EPILOG_STATUS,
@@ -63,7 +64,7 @@ Examples:
                    "(`aicp personas list`) or a YAML file.")
 @click.option("--variants", type=click_range(VARIANTS), default=1, show_default=True,
               help="Takes per record; each take is its own output record (script.take).")
-@click.option("--backend", type=click.Choice(LLM_CHOICES), default="auto", show_default=True,
+@click.option("--backend", type=BackendChoice("llm"), default="auto", show_default=True,
               help="auto: a .gguf --model → llamacpp; Ollama if it answers; else embedded llama.cpp.")
 @click.option("-m", "--model", metavar="NAME|PATH.gguf",
               help="Ollama model name, or a GGUF file for llamacpp (default: bundled SmolLM2-135M).")

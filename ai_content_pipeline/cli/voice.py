@@ -6,7 +6,7 @@ from typing import cast
 
 import click
 
-from ..backends.registry import TTS_CHOICES, create_tts
+from ..backends.registry import create_tts
 from ..errors import UsageError
 from ..jsonl import RecordWriter, check_sources
 from ..limits import (
@@ -20,6 +20,7 @@ from ..limits import (
     VOICE_TEMPERATURE,
     AudioFormat,
 )
+from .backend_choice import BackendChoice
 from .errors import entry
 from .options import (
     EPILOG_STATUS,
@@ -61,7 +62,7 @@ words per second).
 @click.command("voice", cls=AicpCommand, epilog=EPILOG)
 @version_option
 @input_files
-@click.option("--backend", type=click.Choice(TTS_CHOICES), default="auto", show_default=True,
+@click.option("--backend", type=BackendChoice("tts"), default="auto", show_default=True,
               help="auto: chatterbox when installed and a GPU is present, else embedded piper.")
 @click.option("--voice", metavar="PATH",
               help="piper: a .onnx voice (default: bundled en_US-joe-medium); "

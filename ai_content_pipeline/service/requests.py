@@ -19,7 +19,7 @@ import re
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ..errors import AicpError
 from ..templates import list_personas, list_templates
@@ -56,10 +56,10 @@ class GenerateRequest(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict,
                                    description="script stage parameters: variants, temperature, top_p, "
                                                "max_tokens, seed, words, sections, retries...")
-    backend: Literal["auto", "llamacpp", "ollama"] = "auto"
+    backend: str = Field("auto", description="auto or an LLM backend: llamacpp, ollama, an installed one")
     model: str | None = Field(None, description="LLM model name (Ollama); not a path")
     voice: bool = Field(False, description="add the voice step (audio files)")
-    voice_backend: Literal["auto", "piper", "chatterbox"] = "auto"
+    voice_backend: str = Field("auto", description="auto or a TTS backend: piper, chatterbox, an installed one")
     voice_params: dict[str, Any] = Field(default_factory=dict,
                                          description="voice stage parameters: format, loudness, seed...")
     on_error: Literal["continue", "stop"] = "continue"
@@ -69,6 +69,16 @@ class GenerateRequest(BaseModel):
     length_target: int | None = Field(None, ge=100, le=20000, description="one topic: words of the script")
     chain: dict[str, Any] | None = Field(None, description="a run-chain file as an object, "
                                                             "without input and output_dir")
+
+    @field_validator("backend", "voice_backend")
+    @classmethod
+    def _known_backend(cls, value: str, info: ValidationInfo) -> str:
+        from ..backends.registry import LLM_CHOICES, TTS_CHOICES
+
+        choices = LLM_CHOICES if info.field_name == "backend" else TTS_CHOICES
+        if value not in choices:
+            raise ValueError(f"unknown backend '{value}'; choose one of: {', '.join(choices)}")
+        return value
 
     @model_validator(mode="after")
     def _one_kind_of_work(self) -> GenerateRequest:

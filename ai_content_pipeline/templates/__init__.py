@@ -29,6 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from ..backends.voices import VoiceSettings, file_settings
 from ..checks import Checks
 from ..errors import AicpError, ConfigError, InputError, UsageError
 from ..faults import path_problem
@@ -228,37 +229,10 @@ class Template(_Strict):
         return messages, ctx
 
 
-class PiperVoiceSettings(_Strict):
-    """Piper settings of a persona; see piper's ``SynthesisConfig``."""
-
-    voice: str | None = None
-    speaker_id: int | None = Field(None, ge=0, le=2**31 - 1)
-    # bounded: a record may carry these (``script.persona_voice``), and a length_scale of 1e6
-    # would make one sentence hours of audio
-    length_scale: float | None = Field(None, gt=0, le=4)
-    noise_scale: float | None = Field(None, ge=0, le=2)
-    noise_w_scale: float | None = Field(None, ge=0, le=2)
-
-
-class ChatterboxVoiceSettings(_Strict):
-    """Chatterbox settings of a persona; see ``ChatterboxTTS.generate``."""
-
-    audio_prompt: str | None = None
-    exaggeration: float = Field(0.5, ge=0, le=2)
-    cfg_weight: float = Field(0.5, ge=0, le=2)
-    temperature: float = Field(0.8, gt=0, le=2)
-
-
-class VoiceSettings(_Strict):
-    """Per-backend voice settings keyed by backend name."""
-
-    piper: PiperVoiceSettings = PiperVoiceSettings()
-    chatterbox: ChatterboxVoiceSettings = ChatterboxVoiceSettings()
-
-
 class PersonaVoice(VoiceSettings):
     """What a script record carries about its persona for the voice stage
-    (``script.persona_voice``): the seed and the per-backend voice settings."""
+    (``script.persona_voice``): the seed and the per-backend voice settings (each TTS
+    backend's own block, see :class:`~ai_content_pipeline.backends.voices.VoiceSettings`)."""
 
     seed: Seed = 0
 
@@ -277,7 +251,7 @@ class Persona(_Strict):
     style: str
     catchphrases: list[str] = []
     seed: Seed = 0
-    voice: VoiceSettings = VoiceSettings()
+    voice: VoiceSettings = Field(default_factory=VoiceSettings)  # a block per TTS backend
     source: str | None = None
 
     def catchphrase_for(self, record: dict[str, Any], take: int = 0) -> str | None:
@@ -459,16 +433,12 @@ def file_ref(ref: str | None) -> str | None:
     return ref if ref and _is_path(ref) else None
 
 
-#: Voice settings that name a file, per backend: ``voice.piper.voice`` (an ``.onnx`` voice) and
-#: ``voice.chatterbox.audio_prompt`` (a reference clip).
-FILE_SETTINGS: dict[str, str] = {"piper": "voice", "chatterbox": "audio_prompt"}
-
-
 def persona_voice(persona: Persona) -> dict[str, Any]:
     """What a script record carries about ``persona`` (``script.persona_voice``):
     ``{"seed": int, "piper": {...}, "chatterbox": {...}}``, unset settings left out.
 
-    File-valued settings (:data:`FILE_SETTINGS`) are written as they are in the persona file,
+    File-valued settings (each TTS backend's ``voice_file``: ``voice.piper.voice``, an ``.onnx``
+    voice; ``voice.chatterbox.audio_prompt``, a reference clip) are written as they are in the persona file,
     so the voice stage can say which file it would need; it never opens them.
     """
     return {"seed": persona.seed, **persona.voice.model_dump(exclude_none=True)}
@@ -490,13 +460,13 @@ def persona_from_voice(name: str, data: Any, field: str) -> Persona:
         where = ".".join(str(p) for p in (field, *first["loc"]))
         raise InputError(f"field '{where}': {first['msg']}", field=field) from exc
     files = []
-    for backend, key in FILE_SETTINGS.items():
-        settings = getattr(carried, backend)
-        if getattr(settings, key) is not None:
+    for backend, key in file_settings().items():
+        settings = carried.block(backend)
+        if getattr(settings, key, None) is not None:
             files.append(f"voice.{backend}.{key}")
             setattr(settings, key, None)
     persona = Persona(name=name, display_name=name, style="", seed=carried.seed,
-                      voice=VoiceSettings(piper=carried.piper, chatterbox=carried.chatterbox))
+                      voice=VoiceSettings.model_validate(dict(carried.__pydantic_extra__ or {})))
     persona._record_files = files
     return persona
 
@@ -780,7 +750,7 @@ def new_file(kind: str, name: str) -> Path:
 
 
 __all__ = [
-    "DEFAULT_PERSONA", "FILE_SETTINGS", "Persona", "PersonaVoice", "Section", "Template",
+    "DEFAULT_PERSONA", "Persona", "PersonaVoice", "Section", "Template",
     "TemplateSandboxError", "VoiceSettings", "as_data", "file_ref", "is_name", "list_personas",
     "list_templates", "load_persona", "load_template", "names", "new_file", "origin_of",
     "Personas", "persona_from_voice", "persona_voice", "record_voice_file", "user_dir",

@@ -14,7 +14,7 @@ import pytest
 from ai_content_pipeline.backends import ollama as ollama_backend
 from ai_content_pipeline.backends.base import GenerationParams, collect_reply
 from ai_content_pipeline.backends.ollama import OllamaBackend, probe
-from ai_content_pipeline.errors import BackendUnavailable, TransientBackendError
+from ai_content_pipeline.errors import BackendOutOfMemory, BackendUnavailable, TransientBackendError
 from ai_content_pipeline.stages.common import with_retries
 from ai_content_pipeline.status import ExitStatus
 from tests.ollama_server import OllamaServer, Reply, free_port
@@ -184,6 +184,19 @@ def test_server_failures_are_transient(server, reply):
     with pytest.raises(TransientBackendError) as info:
         collect_reply(backend_for(server), MESSAGES, GenerationParams())
     assert info.value.transient and info.value.exit_status == ExitStatus.PARTIAL
+
+
+@pytest.mark.parametrize("error", [
+    "model requires more system memory (5.6 GiB) than is available (2.1 GiB)",
+    "llama runner process has terminated: error loading model: unable to allocate CUDA0 buffer",
+    "llama runner process has terminated: cudaMalloc failed: out of memory",
+])
+def test_server_out_of_memory_ends_the_run_with_a_hint(server, error):
+    """Every later record would fail the same way: one clear error, not a failed record each."""
+    server.script(Reply(status=500, error=error))
+    with pytest.raises(BackendOutOfMemory) as info:
+        collect_reply(backend_for(server), MESSAGES, GenerationParams())
+    assert "smaller model" in info.value.hint and info.value.exit_status == 1
 
 
 def test_slow_reply_past_timeout_is_transient(server):

@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 
 from ai_content_pipeline.backends.piper import BUNDLED_VOICE, PiperBackend, bundled_voice_paths
-from ai_content_pipeline.errors import BackendUnavailable, SynthesisError, UsageError
+from ai_content_pipeline.errors import (
+    BackendOutOfMemory,
+    BackendUnavailable,
+    SynthesisError,
+    UsageError,
+)
 from ai_content_pipeline.templates import load_persona
 
 
@@ -131,3 +136,26 @@ def test_engine_errors_are_per_record_and_unload_frees(fake_piper) -> None:
         backend.synthesize("Please explode.", backend.default_voice())
     backend.unload()
     assert not backend.loaded and backend._voices == {}
+
+
+ORT_OOM = ("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while running Conv node. "
+           "Failed to allocate memory for requested buffer of size 94371840")
+
+
+@pytest.mark.parametrize("error", [RuntimeError(ORT_OOM), MemoryError(), RuntimeError("std::bad_alloc")])
+def test_onnxruntime_allocation_failures_are_out_of_memory_with_a_hint(fake_piper, monkeypatch, error) -> None:
+    """A failed allocation is no bad voice file (load) nor one record's fault (synthesis)."""
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(FakeVoice, "load", classmethod(fail))
+    with pytest.raises(BackendOutOfMemory) as info:
+        PiperBackend().load()
+    assert "free memory" in info.value.hint and info.value.exit_status == 1
+    monkeypatch.undo()
+    monkeypatch.setitem(sys.modules, "piper", fake_piper)
+    backend = PiperBackend()
+    backend.load()
+    monkeypatch.setattr(FakeVoice, "synthesize", fail)
+    with pytest.raises(BackendOutOfMemory, match="Piper ran out of memory"):
+        backend.synthesize("Hello there.", backend.default_voice())

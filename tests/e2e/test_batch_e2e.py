@@ -62,7 +62,7 @@ def test_a_prompt_too_long_fails_only_its_request(backend):
 
 
 def test_more_candidates_than_the_decoder_holds_fail_only_their_request_and_say_so(backend):
-    from ai_content_pipeline.backends.llamacpp import MAX_SEQUENCES
+    from ai_content_pipeline.backends.llamacpp_batch import MAX_SEQUENCES
 
     many = BatchRequest(messages(0), [params(i, max_tokens=2) for i in range(MAX_SEQUENCES + 1)])
     out = backend.generate_batch([many, BatchRequest(messages(1), [params(1, max_tokens=4)])])

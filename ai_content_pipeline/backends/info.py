@@ -1,0 +1,76 @@
+"""The description of one backend (:class:`BackendInfo`) that its module exports and the
+registry (:mod:`.registry`) collects. Imports nothing heavy."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Kind = Literal["llm", "tts"]
+
+
+def load_ref(ref: Any) -> Any:
+    """``ref`` itself, or the object a ``"package.module:attribute"`` string names (imported now)."""
+    if not isinstance(ref, str):
+        return ref
+    module, _, attr = ref.partition(":")
+    target: Any = importlib.import_module(module)
+    for part in attr.split(".") if attr else []:
+        target = getattr(target, part)
+    return target
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What the package knows about one backend. Fields that name code take the object or a
+    ``"module:attribute"`` string (imported on first use).
+
+    :ivar name: the ``--backend`` name (letters, digits, ``-``, ``_``).
+    :ivar kind: ``llm`` or ``tts``.
+    :ivar adapter: the class (or factory) building the backend, called as
+        ``adapter(model, host=..., notice=..., **options)`` (LLM) or ``adapter(**options)`` (TTS);
+        it returns an :class:`~.base.LLMBackend` / :class:`~.base.TTSBackend`, not loaded.
+    :ivar options: a pydantic model of the adapter's keyword options; options it does not
+        declare are left out (``aicp-voice`` passes ``exaggeration`` to every TTS backend).
+        ``None``: every option is passed.
+    :ivar persona_voice: a pydantic model of a persona's ``voice.NAME`` block (TTS); ``None``:
+        a persona may not have one.
+    :ivar voice_file: the key of that block that names a file (a record never carries it).
+    :ivar doctor: ``doctor(host=...) -> {"checks": {name: check}, "usable": bool, "auto": bool}``
+        for ``aicp doctor``; each check is ``{"ok": bool, ...details, "hint": str}``
+        (``auto``: ``--backend auto`` would pick it when it comes first; default: ``usable``).
+    :ivar claims: ``claims(value) -> bool``: ``auto`` picks this backend for such a model
+        (LLM: ``.gguf``) or voice (TTS: ``.onnx``) at once.
+    :ivar auto: TTS: ``auto(device=...) -> bool``, whether ``auto`` may pick it now (unset:
+        always); backends are asked in ``priority`` order.
+    :ivar preflight: ``preflight(**options)``: what the backend needs that exists before any
+        model loads (an engine installed, a voice file, a weights folder), checked for a chain
+        before its first step; raises an :class:`~ai_content_pipeline.errors.AicpError`.
+    :ivar default_model: what ``describe()`` names as the model when none is given (the bundled
+        one), for ``aicp run-chain``'s plan; ``None`` when it depends on the environment.
+    :ivar priority: ``auto``'s order (highest first); third-party backends default to 0,
+        below every built-in, so ``auto`` picks them only when they claim the input.
+    :ivar summary: one line for people.
+    """
+
+    name: str
+    kind: Kind
+    adapter: Any
+    options: Any = None
+    persona_voice: Any = None
+    voice_file: str | None = None
+    doctor: Any = None
+    claims: Any = None
+    auto: Any = None
+    preflight: Any = None
+    default_model: str | None = None
+    priority: int = 0
+    summary: str = ""
+
+    def load(self, what: str) -> Any:
+        """The object field ``what`` names (``adapter``, ``options``...), imported now."""
+        return load_ref(getattr(self, what))
+
+
+__all__ = ["BackendInfo", "Kind", "load_ref"]
