@@ -538,3 +538,69 @@ def test_a_wrapped_notice_never_splits_an_escape(text: str) -> None:
     for line in lines:  # each line ends on a whole escape
         assert not _re.search(r"\\(?:x[0-9a-f]?|u[0-9a-f]{0,3}|U[0-9a-f]{0,7})$", line)
     assert body.encode().decode("unicode_escape") == text
+
+
+# -- hints name only options of the command that runs ---------------------------------------
+@pytest.mark.parametrize("path,command", COMMANDS, ids=[p for p, _ in COMMANDS])
+def test_hints_name_only_options_the_command_has(path: str, command: click.Command) -> None:
+    from ai_content_pipeline.cli.errors import fit_hint
+
+    have = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+    ctx = click.Context(command, info_name=path)
+    resume = fit_hint("free some space and run again with --resume", ctx)
+    traceback = fit_hint("run again with --traceback and report it", ctx)
+    assert ("--resume" in resume) == ("--resume" in have) and resume.startswith("free some space and run again")
+    assert ("--traceback" in traceback) == ("--traceback" in have)
+    assert "--traceback" in have or "AICP_TRACEBACK=1" in traceback
+    ctx.params = {"checkpoint": None}  # aicp-script / aicp-voice without a ledger: nothing to resume
+    if "--checkpoint" in have:
+        assert "--resume" not in fit_hint("run again with --resume", ctx)
+
+
+def test_a_full_disk_under_merge_does_not_suggest_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """aicp merge has no --resume: its hint for a full disk said to run again with one."""
+    import errno
+
+    from ai_content_pipeline import merge
+    from ai_content_pipeline.cli.main import cli
+
+    def full(*a: object, **k: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out.jsonl"))
+
+    monkeypatch.setattr(merge, "merge_files", full)
+    (tmp_path / "a.jsonl").write_text("")
+    res = invoke(cli, "aicp", ["merge", str(tmp_path / "a.jsonl"), "-o", str(tmp_path / "out.jsonl")])
+    assert res.exit_code == 1 and "no space left" in res.stderr
+    assert "aicp merge: hint: free some space" in res.stderr and "--resume" not in res.stderr
+
+
+def test_an_unexpected_error_hint_names_aicp_traceback_where_there_is_no_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ai_content_pipeline import takelog
+    from ai_content_pipeline.cli.main import cli
+
+    def boom(*a: object, **k: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(takelog, "read_takes", boom)
+    res = invoke(cli, "aicp", ["logs", "--log", "x.db"])
+    assert res.exit_code == 1 and "--traceback" not in res.stderr
+    assert "aicp logs: hint: run again with AICP_TRACEBACK=1 and report it" in res.stderr
+
+
+def test_run_chain_hints_name_chain_keys_not_options(tmp_path: Path) -> None:
+    """A voice step's missing voice file: `voice:` is the chain's key; run-chain has no --voice."""
+    from ai_content_pipeline.cli.errors import fit_hint
+    from ai_content_pipeline.cli.main import cli
+
+    chain = write_chain(tmp_path)
+    text = chain.read_text().replace("- type: voice\n", "- type: voice\n  voice: nothere.onnx\n")
+    chain.write_text(text)
+    res = invoke(cli, "aicp", ["run-chain", "--config", str(chain)])
+    assert res.exit_code == 2 and "nothere.onnx" in res.stderr
+    hint = [line for line in res.stderr.splitlines() if ": hint: " in line]
+    assert hint and "--voice" not in hint[0] and "voice:" in hint[0]
+    ctx = click.Context(runner_command := cli.get_command(click.Context(cli), "run-chain"), info_name="aicp run-chain")
+    assert runner_command is not None
+    assert fit_hint("regenerate it (aicp-script --best-of 4), or voice it without --require-checks", ctx) == (
+        "regenerate it (aicp-script --best-of 4), or voice it without require_checks:")
+    assert fit_hint("run again with --resume, or --traceback", ctx) == "run again with --resume, or --traceback"

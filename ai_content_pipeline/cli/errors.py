@@ -13,6 +13,7 @@ No traceback is printed unless ``--traceback`` is on the command line.
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import stat
@@ -127,6 +128,51 @@ def _interrupt(signum: int, frame: Any) -> None:
 _WATCH = _ReaderWatch()
 
 
+class _StopSignals:
+    """SIGTERM and SIGHUP stop a run the way Ctrl-C does.
+
+    Python's default for both ends the process at once: no ``error`` event on ``--stream``,
+    ledgers cut wherever the signal fell. Here the first one raises ``KeyboardInterrupt`` in
+    the main thread (the stages' Ctrl-C path: records written so far stay consistent), and
+    :func:`run_cli` reports it (``terminated by SIGTERM``) with 128 + the signal's number
+    (143, 129). A second one of the same kind ends the process at once (the default action).
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    def install(self) -> dict[int, Any]:
+        """Handle the signals (main thread only); returns the handlers to give back."""
+        self.received = None
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        return {int(sig): signal.signal(sig, self._handle) for sig in self.SIGNALS}
+
+    def restore(self, previous: dict[int, Any]) -> None:
+        """Put back the handlers :meth:`install` replaced."""
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is None:
+            self.received = signum
+            signal.signal(signum, signal.SIG_DFL)
+            raise KeyboardInterrupt
+        signal.signal(signum, signal.SIG_DFL)
+
+    def status(self) -> tuple[str, int] | None:
+        """``(message, exit status)`` when a stop signal ended the run, else ``None``."""
+        if self.received is None:
+            return None
+        name = signal.Signals(self.received).name
+        return f"terminated by {name}", 128 + self.received
+
+
+_STOP = _StopSignals()
+
+
 class _Seen:
     """Which of ``--stream`` / ``--traceback`` click really parsed as flags in this run,
     and the command path (``aicp run-chain``) every message of the run starts with.
@@ -139,11 +185,13 @@ class _Seen:
         self.stream = False
         self.traceback = False
         self.prog: str | None = None
+        self.ctx: click.Context | None = None
 
     def reset(self) -> None:
         """A new run: no flag seen yet, no command chosen yet."""
         self.stream = self.traceback = False
         self.prog = None
+        self.ctx = None
 
 
 SEEN = _Seen()
@@ -184,6 +232,7 @@ class AicpCommand(_OwnErrors, click.Command):
 
     def invoke(self, ctx: click.Context) -> Any:
         SEEN.prog = ctx.command_path
+        SEEN.ctx = ctx
         _WATCH.start()  # the command runs now (parsing is over): watch stdout's reader
         return super().invoke(ctx)
 
@@ -237,6 +286,39 @@ def _invoke(command: click.Command, prog_name: str, argv: list[str]) -> Any:
         return command.invoke(ctx)
 
 
+_OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+
+
+def fit_hint(hint: str | None, ctx: click.Context | None) -> str | None:
+    """``hint`` in the terms of the command that runs (``ctx``): it names only options that
+    command has.
+
+    Library errors are written once for every front end: ``run again with --resume`` loses
+    ``with --resume`` where the command has no ``--resume`` (``aicp merge``) or ran without
+    the ``--checkpoint`` a resume needs; ``--traceback`` becomes ``AICP_TRACEBACK=1`` where the
+    command has no such flag; under ``aicp run-chain`` an option it lacks becomes the chain
+    key of that name (``--voice`` → ``voice:``) unless the clause names another command
+    (``aicp-script --best-of 4``).
+    """
+    if not hint or ctx is None:
+        return hint
+    have = {opt for param in ctx.command.params for opt in (*param.opts, *param.secondary_opts)}
+    if "checkpoint" in ctx.params and not ctx.params["checkpoint"]:
+        have.discard("--resume")  # no ledger was written: nothing to resume from
+    if "--traceback" not in have:
+        hint = hint.replace("with --traceback", "with AICP_TRACEBACK=1")
+    if "--resume" not in have:
+        hint = re.sub(r"run again with --resume\b", "run again", hint)
+    if ctx.command.name == "run-chain":
+        def key(match: re.Match[str]) -> str:
+            clause = re.split(r"[,;(]", hint[:match.start()])[-1]
+            if match.group(0) in have or "aicp" in clause:
+                return match.group(0)
+            return {"--out-dir": "output_dir"}.get(match.group(0), match.group(0)[2:].replace("-", "_")) + ":"
+        hint = _OPTION.sub(key, hint)
+    return hint
+
+
 def _usage_hint(exc: click.ClickException) -> str | None:
     """``'aicp-voice -h' shows the options`` for a usage error (click prints the usage and a
     ``Try ... --help`` line without the command's prefix; aicp says it in one hint line); for
@@ -263,6 +345,15 @@ def run_cli(command: click.Command, prog_name: str, args: list[str] | None = Non
         _report(message_prefix(prog_name), SEEN.stream, message, hint, status, started)
         return status
 
+    previous = _STOP.install()
+    try:
+        return _run(command, prog_name, argv, report, env_tb)
+    finally:
+        _STOP.restore(previous)
+
+
+def _run(command: click.Command, prog_name: str, argv: list[str], report: Any, env_tb: bool) -> int:
+    """:func:`run_cli`'s body: the command, and every way it can end mapped to a status."""
     try:
         result: Any = _invoke(command, prog_name, list(argv))  # click consumes the list it parses
         return int(result) if isinstance(result, int) else ExitStatus.SUCCESS
@@ -283,6 +374,9 @@ def run_cli(command: click.Command, prog_name: str, args: list[str] | None = Non
         if _WATCH.closed.is_set():  # not Ctrl-C: the reader of stdout went away
             _quiet_stdout()
             return ExitStatus.BROKEN_PIPE
+        stopped = _STOP.status()
+        if stopped is not None:  # SIGTERM or SIGHUP
+            return report(stopped[0], None, stopped[1])
         return report("interrupted", None, ExitStatus.INTERRUPTED)
     except (BrokenPipeError, OutputClosed):
         _quiet_stdout()
@@ -290,17 +384,17 @@ def run_cli(command: click.Command, prog_name: str, args: list[str] | None = Non
     except AicpError as exc:
         if SEEN.traceback or env_tb:
             traceback.print_exc()
-        return report(exc.message, exc.hint, exc.exit_status)
+        return report(exc.message, fit_hint(exc.hint, SEEN.ctx), exc.exit_status)
     except OSError as exc:  # a full disk, a read-only folder... met where no code expected it
         if SEEN.traceback or env_tb:
             traceback.print_exc()
         error = os_error(exc)
-        return report(error.message, error.hint, error.exit_status)
+        return report(error.message, fit_hint(error.hint, SEEN.ctx), error.exit_status)
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if SEEN.traceback or env_tb:
             traceback.print_exc()
         return report(f"unexpected {type(exc).__name__}: {exc}",
-                      "run again with --traceback and report it", ExitStatus.ERROR)
+                      fit_hint("run again with --traceback and report it", SEEN.ctx), ExitStatus.ERROR)
 
 
 def _standard_streams(prog_name: str) -> bool:
@@ -345,8 +439,10 @@ def entry(command: click.Command, prog_name: str) -> None:
     try:
         _WATCH.arm()
         code = run_cli(command, prog_name)
-    except KeyboardInterrupt:  # the watch's signal, just as the command ended
-        code = ExitStatus.BROKEN_PIPE if _WATCH.closed.is_set() else ExitStatus.INTERRUPTED
+    except KeyboardInterrupt:  # the watch's (or a stop) signal, just as the command ended
+        stopped = _STOP.status()
+        code = (ExitStatus.BROKEN_PIPE if _WATCH.closed.is_set()
+                else stopped[1] if stopped is not None else ExitStatus.INTERRUPTED)
     _WATCH.stop()
     try:
         sys.stdout.flush()
