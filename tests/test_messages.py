@@ -604,3 +604,14 @@ def test_run_chain_hints_name_chain_keys_not_options(tmp_path: Path) -> None:
     assert fit_hint("regenerate it (aicp-script --best-of 4), or voice it without --require-checks", ctx) == (
         "regenerate it (aicp-script --best-of 4), or voice it without require_checks:")
     assert fit_hint("run again with --resume, or --traceback", ctx) == "run again with --resume, or --traceback"
+
+
+def test_columns_count_emoji_sequences_as_a_terminal_shows_them() -> None:
+    """U+FE0F makes ❤ a 2-column emoji; a line is cut and wrapped between whole clusters."""
+    assert columns("❤\ufe0f") == 2 and columns("👍🏽") == 2 and columns("日本") == 4 and columns("e\u0301") == 1
+    cut = one_line("p", "❤\ufe0f" * 60)
+    assert columns(cut) <= WIDTH and cut.endswith("❤\ufe0f…")
+    lines = notice_lines("p", "❤\ufe0f" * 80)
+    assert all(columns(line) <= WIDTH for line in lines) and len(lines) == 2
+    assert all(not line.removeprefix("p: ").startswith("\ufe0f") for line in lines)
+    assert "".join(line.removeprefix("p: ") for line in lines) == "❤\ufe0f" * 80
