@@ -54,7 +54,8 @@ def _entry_commands() -> list[tuple[str, click.Command]]:
                 assert sub is not None
                 walk(f"{path} {name}", sub)
 
-    for prog, target in sorted(scripts.items()):
+    for entry_name, target in sorted(scripts.items()):
+        prog = entry_name.removeprefix("_")  # _aicp-script: the Python entry of bin/aicp-script
         module = importlib.import_module(target.partition(":")[0])
         commands = [v for v in vars(module).values() if isinstance(v, click.Command)
                     and v.name in (prog, prog.removeprefix("aicp-"))]

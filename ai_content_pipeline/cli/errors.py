@@ -432,8 +432,28 @@ def _standard_streams(prog_name: str) -> bool:
     return ok
 
 
+#: Set by the shell launchers in bin/ when stdin was a folder (they give Python /dev/null).
+STDIN_FOLDER_VAR = "AICP_STDIN_IS_A_FOLDER"
+
+
+def _stdin_is_a_folder() -> bool:
+    """Whether stdin is a folder (``aicp-script < /``): the launcher says so in
+    :data:`STDIN_FOLDER_VAR` (Python itself cannot start with one), or a stdin that a
+    program embedding this entry passed on is one. The variable is not passed on to
+    programs aicp starts."""
+    told = os.environ.pop(STDIN_FOLDER_VAR, None) == "1"
+    try:
+        return told or stat.S_ISDIR(os.fstat(0).st_mode)
+    except OSError:
+        return told
+
+
 def entry(command: click.Command, prog_name: str) -> None:
     """Console-script entry: run and exit with the status."""
+    if _stdin_is_a_folder():
+        _report(prog_name, "--stream" in sys.argv[1:], "stdin is a folder: give the records as a file, "
+                "or redirect stdin from one (< records.jsonl)", None, ExitStatus.USAGE)
+        sys.exit(ExitStatus.USAGE)
     if not _standard_streams(prog_name):
         sys.exit(ExitStatus.BROKEN_PIPE)
     try:

@@ -1,0 +1,72 @@
+"""Odd kinds of stdin: a folder (which stops Python in its start-up), one open for writing only,
+a closed one. Each is said in one clear line (exit 2), or read as empty (closed)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.cli_helpers import BIN, run_bin
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FOLDER_SAYS = "stdin is a folder: give the records as a file, or redirect stdin from one (< records.jsonl)"
+
+
+@pytest.fixture
+def folder_stdin() -> int:
+    fd = os.open("/", os.O_RDONLY)
+    yield fd
+    os.close(fd)
+
+
+@pytest.mark.parametrize("args,prefix", [(["aicp-script"], "aicp-script"), (["aicp-voice", "-o", "out"], "aicp-voice"),
+                                         (["aicp", "run-chain", "--config", "-"], "aicp"),
+                                         (["aicp", "doctor"], "aicp")])
+def test_a_folder_as_stdin_is_one_clear_line(args: list[str], prefix: str, folder_stdin: int,
+                                             tmp_path: Path) -> None:
+    """`aicp-script < /` died in the interpreter's start-up ("Fatal Python error: init_sys_streams")."""
+    proc = run_bin(*args, stdin=folder_stdin, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == b""
+    assert proc.stderr.decode() == f"{prefix}: error: {FOLDER_SAYS}\n"
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_folder_as_stdin_is_an_error_event_with_stream(folder_stdin: int, tmp_path: Path) -> None:
+    proc = run_bin("aicp-script", "--stream", stdin=folder_stdin, cwd=tmp_path, timeout=120)
+    event = orjson.loads(proc.stderr)
+    assert proc.returncode == 2 and event["event"] == "error" and event["exit_code"] == 2
+    assert event["message"] == FOLDER_SAYS
+
+
+def test_a_stdin_open_for_writing_only_is_a_usage_error(tmp_path: Path) -> None:
+    """`aicp-script 0>file` said 'cannot write: Bad file descriptor' (exit 1)."""
+    with open(tmp_path / "w.txt", "wb") as handle:
+        proc = run_bin("aicp-voice", "-o", str(tmp_path / "out"), stdin=handle, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == b""
+    assert "aicp-voice: error: cannot read stdin: it is not open for reading" in proc.stderr.decode().splitlines()
+
+
+def test_a_closed_stdin_reads_as_empty(tmp_path: Path) -> None:
+    import subprocess
+
+    proc = subprocess.run(["sh", "-c", f"'{BIN}/aicp-voice' -o '{tmp_path}/out' <&-"], capture_output=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout == b"" and b"0 ok, 0 failed" in proc.stderr
+
+
+def test_every_command_has_a_launcher_that_checks_stdin() -> None:
+    """The commands are bin/ launchers; each runs the Python entry point of its name with _."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    launchers = project["tool"]["setuptools"]["script-files"]
+    entries = project["project"]["scripts"]
+    assert sorted(f"bin/{name.removeprefix('_')}" for name in entries) == sorted(launchers)
+    for launcher in launchers:
+        text = (ROOT / launcher).read_text()
+        name = Path(launcher).name
+        assert text.startswith("#!/bin/sh\n") and f'"$here/_{name}"' in text and "[ -d /dev/stdin ]" in text
+        assert os.access(ROOT / launcher, os.X_OK)
+        assert os.path.isfile(os.path.join(BIN, name)) and os.path.isfile(os.path.join(BIN, f"_{name}"))
