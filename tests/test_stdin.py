@@ -70,3 +70,25 @@ def test_every_command_has_a_launcher_that_checks_stdin() -> None:
         assert text.startswith("#!/bin/sh\n") and f'"$here/_{name}"' in text and "[ -d /dev/stdin ]" in text
         assert os.access(ROOT / launcher, os.X_OK)
         assert os.path.isfile(os.path.join(BIN, name)) and os.path.isfile(os.path.join(BIN, f"_{name}"))
+
+
+def test_a_non_blocking_stdin_loses_no_record(tmp_path: Path) -> None:
+    """A parent that leaves stdin's pipe O_NONBLOCK: the first read found no data yet and was
+    taken as the end of the input (nothing read, the text written later lost)."""
+    import subprocess
+    import time
+
+    from tests.chain_doubles import write_chain
+
+    chain = write_chain(tmp_path).read_bytes()
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    proc = subprocess.Popen([os.path.join(BIN, "aicp"), "run-chain", "--config", "-", "--dry-run"],
+                            stdin=read, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    os.close(read)
+    time.sleep(1.5)
+    os.write(write, chain)
+    os.close(write)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert orjson.loads(out)["dry_run"] is True

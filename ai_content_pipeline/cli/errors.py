@@ -432,6 +432,34 @@ def _standard_streams(prog_name: str) -> bool:
     return ok
 
 
+def _blocking_streams() -> list[int]:
+    """Make standard streams that a parent left non-blocking (``O_NONBLOCK`` on a pipe) blocking.
+
+    A non-blocking stdin reads as ended while its writer is still quiet (the records that come
+    later were lost, exit 0), and a non-blocking stdout fails a write to a full pipe.
+
+    :returns: the descriptors changed, for :func:`_restore_nonblocking` (the flag belongs to
+        the open file, which other processes may share).
+    """
+    changed = []
+    for fd in (0, 1, 2):
+        try:
+            if not os.get_blocking(fd):
+                os.set_blocking(fd, True)
+                changed.append(fd)
+        except OSError:
+            continue
+    return changed
+
+
+def _restore_nonblocking(fds: list[int]) -> None:
+    for fd in fds:
+        try:
+            os.set_blocking(fd, False)
+        except OSError:
+            pass
+
+
 #: Set by the shell launchers in bin/ when stdin was a folder (they give Python /dev/null).
 STDIN_FOLDER_VAR = "AICP_STDIN_IS_A_FOLDER"
 
@@ -456,6 +484,7 @@ def entry(command: click.Command, prog_name: str) -> None:
         sys.exit(ExitStatus.USAGE)
     if not _standard_streams(prog_name):
         sys.exit(ExitStatus.BROKEN_PIPE)
+    nonblocking = _blocking_streams()
     try:
         _WATCH.arm()
         code = run_cli(command, prog_name)
@@ -475,4 +504,5 @@ def entry(command: click.Command, prog_name: str) -> None:
             error = os_error(exc, doing="write to stdout")
             _report(message_prefix(prog_name), SEEN.stream, error.message, None, error.exit_status)
             code = error.exit_status
+    _restore_nonblocking(nonblocking)
     sys.exit(code)
