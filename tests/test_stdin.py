@@ -4,6 +4,7 @@ a closed one. Each is said in one clear line (exit 2), or read as empty (closed)
 from __future__ import annotations
 
 import os
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -43,6 +44,31 @@ def test_a_folder_as_stdin_is_an_error_event_with_stream(folder_stdin: int, tmp_
     assert event["message"] == FOLDER_SAYS
 
 
+def _run(args: list[str], **kw: object) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([os.path.join(BIN, args[0]), *args[1:]], timeout=120, **kw)  # type: ignore[call-overload]
+
+
+STDOUT_SAYS = "the output has nowhere to go (redirect it to a file, or to /dev/null to discard it)"
+
+
+def test_a_folder_or_a_read_only_file_as_stdout_is_one_clear_line(folder_stdin: int, tmp_path: Path) -> None:
+    """`aicp-voice 1< /` died in Python's start-up; `1< file` failed only after the work, exit 1."""
+    proc = _run(["aicp-voice", "-o", "out"], input=b'{"id": "a", "text": "hi"}\n', stdout=folder_stdin,
+                stderr=subprocess.PIPE, cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.decode() == f"aicp-voice: error: stdout is a folder: {STDOUT_SAYS}\n"
+    (tmp_path / "r.txt").write_text("")
+    with open(tmp_path / "r.txt", "rb") as readonly:
+        proc = _run(["aicp", "--version"], stdout=readonly, stderr=subprocess.PIPE)
+    assert proc.returncode == 2
+    assert proc.stderr.decode() == f"aicp: error: stdout is open for reading only: {STDOUT_SAYS}\n"
+    assert sorted(os.listdir(tmp_path)) == ["r.txt"]  # no audio made for output that cannot go out
+
+
+def test_a_folder_as_stderr_is_discarded_like_a_closed_one(folder_stdin: int) -> None:
+    proc = _run(["aicp", "--version"], stderr=folder_stdin, stdout=subprocess.PIPE)
+    assert proc.returncode == 0 and proc.stdout.startswith(b"aicp ")
+
+
 def test_a_stdin_open_for_writing_only_is_a_usage_error(tmp_path: Path) -> None:
     """`aicp-script 0>file` said 'cannot write: Bad file descriptor' (exit 1)."""
     with open(tmp_path / "w.txt", "wb") as handle:
@@ -67,7 +93,7 @@ def test_every_command_has_a_launcher_that_checks_stdin() -> None:
     for launcher in launchers:
         text = (ROOT / launcher).read_text()
         name = Path(launcher).name
-        assert text.startswith("#!/bin/sh\n") and f'"$here/_{name}"' in text and "[ -d /dev/stdin ]" in text
+        assert text.startswith("#!/bin/sh\n") and f'"$here/_{name}"' in text and "[ -d /dev/stdin ]" in text and "[ -d /dev/stdout ]" in text
         assert os.access(ROOT / launcher, os.X_OK)
         assert os.path.isfile(os.path.join(BIN, name)) and os.path.isfile(os.path.join(BIN, f"_{name}"))
 

@@ -12,6 +12,7 @@ No traceback is printed unless ``--traceback`` is on the command line.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import select
@@ -460,27 +461,36 @@ def _restore_nonblocking(fds: list[int]) -> None:
             pass
 
 
-#: Set by the shell launchers in bin/ when stdin was a folder (they give Python /dev/null).
-STDIN_FOLDER_VAR = "AICP_STDIN_IS_A_FOLDER"
+#: Set by the shell launchers in bin/ to the standard streams that were folders (``stdin``,
+#: ``stdout``): Python cannot start with one, so they give it /dev/null instead.
+FOLDER_STREAMS_VAR = "AICP_FOLDER_STREAMS"
 
 
-def _stdin_is_a_folder() -> bool:
-    """Whether stdin is a folder (``aicp-script < /``): the launcher says so in
-    :data:`STDIN_FOLDER_VAR` (Python itself cannot start with one), or a stdin that a
-    program embedding this entry passed on is one. The variable is not passed on to
-    programs aicp starts."""
-    told = os.environ.pop(STDIN_FOLDER_VAR, None) == "1"
+def _stream_problem() -> str | None:
+    """What is wrong with stdin or stdout before anything runs, or ``None``.
+
+    A folder as stdin (``aicp-script < /``) or stdout (``1< /``) stops Python in its start-up;
+    the launcher says which in :data:`FOLDER_STREAMS_VAR` (not passed on to programs aicp
+    starts). A stdout opened for reading only (``1< file``) cannot take the records.
+    """
+    told = os.environ.pop(FOLDER_STREAMS_VAR, "").split()
+    if "stdin" in told:
+        return "stdin is a folder: give the records as a file, or redirect stdin from one (< records.jsonl)"
     try:
-        return told or stat.S_ISDIR(os.fstat(0).st_mode)
+        readonly = fcntl.fcntl(1, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY
     except OSError:
-        return told
+        readonly = False
+    if "stdout" in told or readonly:
+        return (f"stdout is {'a folder' if 'stdout' in told else 'open for reading only'}: the output "
+                "has nowhere to go (redirect it to a file, or to /dev/null to discard it)")
+    return None
 
 
 def entry(command: click.Command, prog_name: str) -> None:
     """Console-script entry: run and exit with the status."""
-    if _stdin_is_a_folder():
-        _report(prog_name, "--stream" in sys.argv[1:], "stdin is a folder: give the records as a file, "
-                "or redirect stdin from one (< records.jsonl)", None, ExitStatus.USAGE)
+    problem = _stream_problem()
+    if problem is not None:
+        _report(prog_name, "--stream" in sys.argv[1:], problem, None, ExitStatus.USAGE)
         sys.exit(ExitStatus.USAGE)
     if not _standard_streams(prog_name):
         sys.exit(ExitStatus.BROKEN_PIPE)
