@@ -114,7 +114,7 @@ def _catalog(kind: str, about: str, fields: str, shows: str, epilog: str,
     @group.command("new", epilog=epilog, help=f"Write a commented starter {kind} NAME.yaml into the user folder "
                                               "and print its path.\n\nAn existing file is never overwritten (exit 2).")
     @version_option
-    @click.argument("name", type=NameOrPath())
+    @click.argument("name", type=NameOrPath("a name"))
     def new_command(name: str) -> None:
         from ..templates import new_file
 

@@ -72,12 +72,18 @@ class PathValue(click.Path):
 
 class NameOrPath(click.ParamType):
     """A ``NAME|PATH`` value (a template, persona or model: a name, or a file): text that
-    refuses an empty or blank value (exit 2, naming the option), as :class:`PathValue` does."""
+    refuses an empty or blank value (exit 2, naming the option), as :class:`PathValue` does.
+
+    :param what: what to give instead, in the message (``a name`` where no path is taken).
+    """
 
     name = "text"
 
+    def __init__(self, what: str = "a name or a path") -> None:
+        self.what = what
+
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        _refuse_blank(self, value, param, ctx, "a name or a path")
+        _refuse_blank(self, value, param, ctx, self.what)
         return value
 
 
