@@ -76,3 +76,21 @@ def test_sigterm_without_stream_says_so_in_one_line(tmp_path: Path) -> None:
     assert proc.wait(timeout=60) == 143 and orjson.loads(first)["script"]
     assert err.decode().splitlines()[-1] == "aicp script: error: terminated by SIGTERM"
     assert b"Traceback" not in err
+
+
+def test_serve_and_worker_keep_their_own_stop_handling() -> None:
+    """aicp serve (uvicorn) and aicp worker stop gracefully their own way: the handlers that
+    turn SIGTERM/SIGHUP into an interruption are given back while they run."""
+    from ai_content_pipeline.cli.errors import _STOP
+
+    before = {sig: signal.getsignal(sig) for sig in _STOP.SIGNALS}
+    previous = _STOP.install()
+    try:
+        _STOP.command_starts("aicp-script")
+        assert all(signal.getsignal(sig) == _STOP._handle for sig in _STOP.SIGNALS)
+        for path in ("aicp serve", "aicp worker"):
+            _STOP.command_starts(path)
+            assert {sig: signal.getsignal(sig) for sig in _STOP.SIGNALS} == before
+    finally:
+        _STOP.restore(previous)
+    assert {sig: signal.getsignal(sig) for sig in _STOP.SIGNALS} == before

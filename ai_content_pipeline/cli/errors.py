@@ -143,13 +143,25 @@ class _StopSignals:
 
     def __init__(self) -> None:
         self.received: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    #: Commands that stop on these signals their own way (a server's graceful shutdown, a
+    #: worker that hands its job back): the handlers are given back while they run.
+    OWN_HANDLERS = frozenset({"aicp serve", "aicp worker"})
 
     def install(self) -> dict[int, Any]:
         """Handle the signals (main thread only); returns the handlers to give back."""
         self.received = None
+        self.previous = {}
         if threading.current_thread() is not threading.main_thread():
             return {}
-        return {int(sig): signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        self.previous = {int(sig): signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self.previous
+
+    def command_starts(self, command_path: str) -> None:
+        """Give the handlers back for a command in :data:`OWN_HANDLERS`."""
+        if command_path in self.OWN_HANDLERS:
+            self.restore(self.previous)
 
     def restore(self, previous: dict[int, Any]) -> None:
         """Put back the handlers :meth:`install` replaced."""
@@ -234,6 +246,7 @@ class AicpCommand(_OwnErrors, click.Command):
     def invoke(self, ctx: click.Context) -> Any:
         SEEN.prog = ctx.command_path
         SEEN.ctx = ctx
+        _STOP.command_starts(ctx.command_path)
         _WATCH.start()  # the command runs now (parsing is over): watch stdout's reader
         return super().invoke(ctx)
 
