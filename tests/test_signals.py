@@ -62,6 +62,8 @@ def test_a_stop_signal_ends_the_stream_with_an_error_event(tmp_path: Path, case:
     assert events and events[-1]["event"] == "error", events
     assert events[-1]["exit_code"] == 128 + signum and events[-1]["message"] == f"terminated by {name}"
     assert not [e for e in events if e["event"] == "error"][:-1]  # one error event
+    if case == "run-chain":
+        assert [e["error"] for e in events if e["event"] == "step_error"] == [f"terminated by {name}"]
     if case != "run-chain":  # each ledger line is a whole JSON object
         ledger = (tmp_path / "run.ledger").read_bytes()
         assert ledger.endswith(b"\n") and all(orjson.loads(line) for line in ledger.splitlines())

@@ -381,7 +381,7 @@ class ChainRunner:
                     emitter.step_error(index + 1, str(error), step.type)
                     break
                 except BaseException as exc:
-                    emitter.step_error(index + 1, "interrupted" if isinstance(exc, KeyboardInterrupt)
+                    emitter.step_error(index + 1, (str(exc) or "interrupted") if isinstance(exc, KeyboardInterrupt)
                                        else f"{type(exc).__name__}: {exc}", step.type)
                     if not isinstance(exc, KeyboardInterrupt):
                         self.completed = self.result(t0, {"stage": step.type, "step": index + 1,

@@ -172,7 +172,7 @@ class _StopSignals:
         if self.received is None:
             self.received = signum
             signal.signal(signum, signal.SIG_DFL)
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt(f"terminated by {signal.Signals(signum).name}")
         signal.signal(signum, signal.SIG_DFL)
 
     def status(self) -> tuple[str, int] | None:
