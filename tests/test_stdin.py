@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tomllib
 from pathlib import Path
 
 import orjson
 import pytest
+import tomllib
 
 from tests.cli_helpers import BIN, run_bin
 

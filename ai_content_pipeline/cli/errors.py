@@ -324,12 +324,14 @@ def fit_hint(hint: str | None, ctx: click.Context | None) -> str | None:
     if "--resume" not in have:
         hint = re.sub(r"run again with --resume\b", "run again", hint)
     if ctx.command.name == "run-chain":
+        text = hint
+
         def key(match: re.Match[str]) -> str:
-            clause = re.split(r"[,;(]", hint[:match.start()])[-1]
+            clause = re.split(r"[,;(]", text[:match.start()])[-1]
             if match.group(0) in have or "aicp" in clause:
                 return match.group(0)
             return {"--out-dir": "output_dir"}.get(match.group(0), match.group(0)[2:].replace("-", "_")) + ":"
-        hint = _OPTION.sub(key, hint)
+        hint = _OPTION.sub(key, text)
     return hint
 
 
