@@ -1,5 +1,6 @@
 """Every option, argument and chain key that names a file or folder refuses an empty or blank
-value: a usage error (exit 2) naming it, never the current folder."""
+value: a usage error (exit 2) naming it, never the current folder (a chain key, a NUL
+character too: ``os`` raised an unexpected ValueError)."""
 
 from __future__ import annotations
 
@@ -165,7 +166,7 @@ CHAIN_CASES = [*[(key, None) for key in PATH_KEYS],
                *[(f"params.{key}", 0) for key in PARAM_PATH_KEYS]]
 
 
-@pytest.mark.parametrize("value", ["", "   "])
+@pytest.mark.parametrize("value", ["", "   ", "out\x00put"])
 @pytest.mark.parametrize("key,step", CHAIN_CASES, ids=[f"{k}@{s}" for k, s in CHAIN_CASES])
 def test_a_blank_path_key_of_a_chain_is_a_config_error(key: str, step: int | None, value: str,
                                                        tmp_path: Path) -> None:
@@ -180,5 +181,6 @@ def test_a_blank_path_key_of_a_chain_is_a_config_error(key: str, step: int | Non
     with pytest.raises(ConfigError) as caught:
         load_chain(str(chain))
     where = key if step is None else f"steps.{step}.{key}"
-    assert where in caught.value.message and ("empty" in caught.value.message or "blank" in caught.value.message)
+    said = "NUL character" if "\x00" in value else "empty" if not value else "blank"
+    assert where in caught.value.message and said in caught.value.message
     assert caught.value.exit_status == 2

@@ -347,7 +347,8 @@ PARAM_PATH_KEYS = ("work_dir",)
 
 def _refuse_blank_paths(spec: ChainSpec, where: _Where) -> None:
     """:raises ConfigError: a path key (:data:`PATH_KEYS`, :data:`STEP_PATH_KEYS`,
-    :data:`PARAM_PATH_KEYS`) that is empty or blank, named by key path and line."""
+    :data:`PARAM_PATH_KEYS`) that is empty or blank, or holds a NUL character, named by key
+    path and line."""
     found: list[tuple[Loc, Any]] = [((key,), getattr(spec, key)) for key in PATH_KEYS]
     for index, step in enumerate(spec.steps):
         found += [(("steps", index, key), getattr(step, key, None)) for key in STEP_PATH_KEYS]
@@ -357,6 +358,8 @@ def _refuse_blank_paths(spec: ChainSpec, where: _Where) -> None:
             raise ConfigError(f"{where(loc)}: {loc[-1]} is {'empty' if not value else 'blank'}",
                               hint=f"give {loc[-1]} a path" if loc[-1] in PATH_KEYS + PARAM_PATH_KEYS
                               else f"give {loc[-1]} a name or a path, or leave the key out")
+        if isinstance(value, str) and "\x00" in value:  # no file system takes one
+            raise ConfigError(f"{where(loc)}: {loc[-1]} contains a NUL character (\\x00): no path can")
 
 
 def load_chain(config: str, overrides: Iterable[str] = (), *, stdin: IO[str] | None = None) -> ChainSpec:
