@@ -555,7 +555,7 @@ def test_hints_name_only_options_the_command_has(path: str, command: click.Comma
     assert "--traceback" in have or "AICP_TRACEBACK=1" in traceback
     ctx.params = {"checkpoint": None}  # aicp-script / aicp-voice without a ledger: nothing to resume
     if "--checkpoint" in have:
-        assert "--resume" not in fit_hint("run again with --resume", ctx)
+        assert fit_hint("run again with --resume to keep the completed chunks", ctx) == "run again"
 
 
 def test_a_full_disk_under_merge_does_not_suggest_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -308,7 +308,7 @@ def fit_hint(hint: str | None, ctx: click.Context | None) -> str | None:
     command has.
 
     Library errors are written once for every front end: ``run again with --resume`` loses
-    ``with --resume`` where the command has no ``--resume`` (``aicp merge``) or ran without
+    ``with --resume`` (and what it would keep) where the command has no ``--resume`` (``aicp merge``) or ran without
     the ``--checkpoint`` a resume needs; ``--traceback`` becomes ``AICP_TRACEBACK=1`` where the
     command has no such flag; under ``aicp run-chain`` an option it lacks becomes the chain
     key of that name (``--voice`` → ``voice:``) unless the clause names another command
@@ -322,7 +322,7 @@ def fit_hint(hint: str | None, ctx: click.Context | None) -> str | None:
     if "--traceback" not in have:
         hint = hint.replace("with --traceback", "with AICP_TRACEBACK=1")
     if "--resume" not in have:
-        hint = re.sub(r"run again with --resume\b", "run again", hint)
+        hint = re.sub(r"run again with --resume\b(?: to keep [^,;.)]*)?", "run again", hint)
     if ctx.command.name == "run-chain":
         text = hint
 
