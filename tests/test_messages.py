@@ -616,3 +616,19 @@ def test_columns_count_emoji_sequences_as_a_terminal_shows_them() -> None:
     assert all(columns(line) <= WIDTH for line in lines) and len(lines) == 2
     assert all(not line.removeprefix("p: ").startswith("\ufe0f") for line in lines)
     assert "".join(line.removeprefix("p: ") for line in lines) == "❤\ufe0f" * 80
+
+
+def test_run_chain_messages_name_its_keys_and_leave_paths_alone(tmp_path: Path) -> None:
+    """on_error: stop said 'stopped at line 1 (--strict)': run-chain has no --strict. A path
+    that looks like an option is not rewritten."""
+    from ai_content_pipeline.cli.errors import fit_hint
+    from ai_content_pipeline.cli.main import cli
+
+    chain = write_chain(tmp_path, on_error="stop")
+    (tmp_path / "songs.jsonl").write_text("not json\n")
+    res = invoke(cli, "aicp", ["run-chain", "--config", str(chain)])
+    error = [line for line in res.stderr.splitlines() if ": error: " in line]
+    assert res.exit_code == 1 and error and "(on_error: stop)" in error[0] and "--strict" not in res.stderr
+    ctx = click.Context(cli.get_command(click.Context(cli), "run-chain"), info_name="aicp run-chain")
+    for text in ("input file --voice.jsonl does not exist", "did you mean ./--strict?", "--no-such-option x"):
+        assert fit_hint(text, ctx) == text

@@ -300,18 +300,32 @@ def _invoke(command: click.Command, prog_name: str, argv: list[str]) -> Any:
         return command.invoke(ctx)
 
 
-_OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+_OPTION = re.compile(r"(?<![\w/.-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*(?![\w/.-])")
+
+
+def _stage_options() -> set[str]:
+    """The options of aicp-script and aicp-voice: the words library errors use for settings."""
+    from .script import script_command
+    from .voice import voice_command
+
+    return {opt for command in (script_command, voice_command) for param in command.params
+            for opt in (*param.opts, *param.secondary_opts)}
+
+
+#: The chain's words for options of aicp-script / aicp-voice that are not key: option name.
+_CHAIN_KEYS = {"--out-dir": "output_dir:", "--strict": "on_error: stop"}
 
 
 def fit_hint(hint: str | None, ctx: click.Context | None) -> str | None:
-    """``hint`` in the terms of the command that runs (``ctx``): it names only options that
-    command has.
+    """``hint`` (or an error message) in the terms of the command that runs (``ctx``): it
+    names only options that command has.
 
     Library errors are written once for every front end: ``run again with --resume`` loses
-    ``with --resume`` (and what it would keep) where the command has no ``--resume`` (``aicp merge``) or ran without
-    the ``--checkpoint`` a resume needs; ``--traceback`` becomes ``AICP_TRACEBACK=1`` where the
-    command has no such flag; under ``aicp run-chain`` an option it lacks becomes the chain
-    key of that name (``--voice`` → ``voice:``) unless the clause names another command
+    ``with --resume`` (and what it would keep) where the command has no ``--resume``
+    (``aicp merge``) or ran without the ``--checkpoint`` a resume needs; ``--traceback`` becomes ``AICP_TRACEBACK=1`` where the
+    command has no such flag; under ``aicp run-chain`` an option of aicp-script or aicp-voice
+    that it lacks becomes the chain key of that name (``--voice`` → ``voice:``, ``--strict`` → ``on_error: stop``) unless the
+    clause names another command
     (``aicp-script --best-of 4``).
     """
     if not hint or ctx is None:
@@ -323,14 +337,14 @@ def fit_hint(hint: str | None, ctx: click.Context | None) -> str | None:
         hint = hint.replace("with --traceback", "with AICP_TRACEBACK=1")
     if "--resume" not in have:
         hint = re.sub(r"run again with --resume\b(?: to keep [^,;.)]*)?", "run again", hint)
-    if ctx.command.name == "run-chain":
-        text = hint
+    if ctx.command.name == "run-chain" and "--" in hint:
+        text, stage = hint, _stage_options()
 
         def key(match: re.Match[str]) -> str:
             clause = re.split(r"[,;(]", text[:match.start()])[-1]
-            if match.group(0) in have or "aicp" in clause:
+            if match.group(0) in have or match.group(0) not in stage or "aicp" in clause:
                 return match.group(0)
-            return {"--out-dir": "output_dir"}.get(match.group(0), match.group(0)[2:].replace("-", "_")) + ":"
+            return _CHAIN_KEYS.get(match.group(0), match.group(0)[2:].replace("-", "_") + ":")
         hint = _OPTION.sub(key, text)
     return hint
 
@@ -400,7 +414,7 @@ def _run(command: click.Command, prog_name: str, argv: list[str], report: Any, e
     except AicpError as exc:
         if SEEN.traceback or env_tb:
             traceback.print_exc()
-        return report(exc.message, fit_hint(exc.hint, SEEN.ctx), exc.exit_status)
+        return report(fit_hint(exc.message, SEEN.ctx) or exc.message, fit_hint(exc.hint, SEEN.ctx), exc.exit_status)
     except OSError as exc:  # a full disk, a read-only folder... met where no code expected it
         if SEEN.traceback or env_tb:
             traceback.print_exc()
