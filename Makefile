@@ -21,7 +21,7 @@ install: $(VENV)/.installed
 
 install-man:
 	install -d $(PREFIX)/share/man/man1
-	install -m 644 man/*.1 $(PREFIX)/share/man/man1/
+	install -m 644 man/man1/*.1 $(PREFIX)/share/man/man1/
 	@echo "man pages in $(PREFIX)/share/man/man1; man finds them when $(PREFIX)/bin is on PATH or $(PREFIX)/share/man on MANPATH"
 
 dev: $(VENV)/.installed-dev

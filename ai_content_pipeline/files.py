@@ -251,9 +251,11 @@ def _first_existing(path: Path) -> Path:
 def check_output_dir(folder: str | os.PathLike[str], what: str) -> None:
     """Check that ``folder`` is, or can be made, a writable folder; create nothing.
 
-    :raises UsageError: it (or a parent) is a file, or the nearest existing parent is not
-        writable.
+    :raises UsageError: it is empty or blank (never taken for the current folder), it (or a
+        parent) is a file, or the nearest existing parent is not writable.
     """
+    if not str(folder).strip():
+        raise UsageError(f"{what} is {'empty' if not str(folder) else 'blank'}: give a folder ('.' is this one)")
     path = Path(folder)
     if path.exists() and not path.is_dir():
         raise UsageError(f"{what} {folder} is a file, not a folder (Not a directory)")
@@ -269,10 +271,10 @@ def check_output_dir(folder: str | os.PathLike[str], what: str) -> None:
 def check_output_file(file: str | os.PathLike[str], what: str) -> None:
     """Check that ``file`` can be created or appended to; create nothing.
 
-    :raises UsageError: it is empty, a folder, not a regular file (a pipe, a device), not
+    :raises UsageError: it is empty or blank, a folder, not a regular file (a pipe, a device), not
         writable, aicp's own lock file, or its folder cannot be made.
     """
-    if not str(file):
+    if not str(file).strip():
         raise UsageError(f"{what} needs a file name")
     path = Path(file)
     if path.name == LOCK_NAME:

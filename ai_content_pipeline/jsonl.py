@@ -11,6 +11,7 @@ flushed per record (orjson; non-JSON values such as paths become strings).
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import math
@@ -286,13 +287,32 @@ def raw_lines(sources: list[str | os.PathLike[str]] | list[str],
         handle = _open_source(source, stdin)
         name = str(source)
         try:
-            for number, raw in enumerate(iter_lines(handle, limit), start=1):
+            lines = enumerate(iter_lines(handle, limit), start=1)
+            while True:
+                try:
+                    number, raw = next(lines)
+                except StopIteration:
+                    break
+                except OSError as exc:  # a read fails: said as a read of that source
+                    raise _read_error(exc, name) from exc
                 if number == 1 and raw is not None and raw.startswith(_BOM):
                     raw = raw[len(_BOM):]
                 yield raw, number, name
         finally:
             if name != "-":
                 handle.close()
+
+
+def _read_error(exc: OSError, name: str) -> Exception:
+    """The user error of a failed read of source ``name`` (``-``: stdin): a stdin not open for
+    reading (``0>file``) is a usage error (exit 2); others as :func:`~ai_content_pipeline.faults.os_error`
+    says, for a read."""
+    from .faults import os_error
+
+    if name == "-" and exc.errno == errno.EBADF:
+        return UsageError("cannot read stdin: it is not open for reading",
+                          hint="redirect stdin from a file (< records.jsonl), or give the file as an argument")
+    return os_error(exc, "stdin" if name == "-" else name, doing="read")
 
 
 def is_blank(raw: bytes | None) -> bool:

@@ -23,7 +23,6 @@ Nothing here imports click; the emitters in :mod:`~ai_content_pipeline.events` c
 from __future__ import annotations
 
 import re
-import unicodedata
 from typing import Any
 
 #: Columns a notice line may take, prefix included.
@@ -48,11 +47,27 @@ def printable(text: str) -> str:
 
 
 def _pieces(text: str) -> list[str]:
-    """:func:`printable`'s text a character at a time: each character as it is printed (an
-    escape is one piece, so a line is never cut inside one)."""
-    if text.isprintable():
+    """:func:`printable`'s text a piece at a time, each as it is printed: an escape, or a
+    grapheme cluster (a character with its combining marks and variation selector: ``❤`` +
+    U+FE0F, ``e`` + U+0301), so a line is never cut inside either."""
+    if text.isprintable():  # nothing to escape: unchanged, backslashes too
+        return _graphemes(text)
+    pieces: list[str] = []
+    for cluster in _graphemes(text):
+        if cluster.isprintable() and "\\" not in cluster:
+            pieces.append(cluster)
+        else:
+            pieces += [c if c.isprintable() and c != "\\" else _escape(c) for c in cluster]
+    return pieces
+
+
+def _graphemes(text: str) -> list[str]:
+    """``text`` cut into grapheme clusters (Unicode UAX #29, the ``wcwidth`` library)."""
+    if text.isascii():
         return list(text)
-    return [c if c.isprintable() and c != "\\" else _escape(c) for c in text]
+    import wcwidth  # about 25 ms: only for text that is not ASCII
+
+    return list(wcwidth.iter_graphemes(text))
 
 
 def _escape(char: str) -> str:
@@ -62,16 +77,15 @@ def _escape(char: str) -> str:
 
 
 def columns(text: str) -> int:
-    """How many terminal columns printed ``text`` takes: a wide or full-width character
-    (East Asian Width ``W`` or ``F``: CJK, most emoji) takes 2, a combining mark (Mn, Me) 0,
-    any other 1. ``text`` is :func:`printable` already (a control character has no width)."""
-    return len(text) if text.isascii() else sum(_char_columns(c) for c in text)
+    """How many terminal columns printed ``text`` takes, as the ``wcwidth`` library measures
+    it: a wide or full-width character (CJK, emoji, an emoji made wide by U+FE0F) takes 2,
+    a combining mark 0, any other 1. ``text`` is :func:`printable` already (a control
+    character has no width)."""
+    if text.isascii():
+        return len(text)
+    import wcwidth  # about 25 ms: only for text that is not ASCII
 
-
-def _char_columns(char: str) -> int:
-    if unicodedata.category(char) in ("Mn", "Me"):
-        return 0
-    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    return max(0, int(wcwidth.width(text)))
 
 
 def _fit(pieces: list[str], room: int) -> int:
@@ -85,13 +99,16 @@ def _fit(pieces: list[str], room: int) -> int:
 
 
 #: One escape of :func:`printable` (``\\x1b``, ``\\u202e``, ``\\U000e0001``, ``\\n``, ``\\\\``) or one character.
-_ATOM = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8}|.)|.", re.S)
+_ATOM_RUN = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8}|.)|[^\\]+", re.S)
 
 
 def _atoms(text: str) -> list[str]:
     """``text`` (:func:`printable` output) cut into pieces no line break may split: an escape
-    sequence, else one character."""
-    return _ATOM.findall(text)
+    sequence, else one grapheme cluster."""
+    atoms: list[str] = []
+    for match in _ATOM_RUN.finditer(text):
+        atoms += [match.group(0)] if match.group(0).startswith("\\") else _graphemes(match.group(0))
+    return atoms
 
 
 def _wrap(text: str, room: int) -> list[str]:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -119,10 +120,12 @@ def end_tag(lines: int, counts: list[int], digest: str | None = None) -> dict[st
 
 
 def _int(text: str, what: str) -> int:
-    try:
-        return int(str(text).strip())
-    except ValueError:
-        raise UsageError(f"{what} must be a whole number, not {text!r}") from None
+    """A whole number written in ASCII digits (an optional ``-``); surrounding white space is
+    ignored. ``int()``'s other forms (``1_0``, ``+1``, other scripts' digits) are refused."""
+    digits = str(text).strip()
+    if not re.fullmatch(r"-?[0-9]+", digits, flags=re.ASCII):
+        raise UsageError(f"{what} must be a whole number, not {text!r}")
+    return int(digits)
 
 
 def _env_int(environ: Mapping[str, str], name: str, why: str) -> int:
@@ -198,15 +201,19 @@ def detect(environ: Mapping[str, str] | None = None, count: int | str | None = N
 
 def parse(spec: str | None, *, count: int | str | None = None,
           environ: Mapping[str, str] | None = None) -> Shard | None:
-    """``"K/N"`` → ``Shard(K, N)``; ``"auto"`` → :func:`detect`; ``None``/``""`` → ``None``.
+    """``"K/N"`` → ``Shard(K, N)``; ``"auto"`` → :func:`detect`; ``None`` (no ``--shard``) → ``None``.
 
     :param count: ``--shard-count`` (for ``auto`` on Kubernetes; with ``K/N`` it must equal N).
-    :raises UsageError: (exit 2) a malformed spec, K outside 0…N-1, N < 1.
+    :raises UsageError: (exit 2) a malformed spec (an empty or blank one too: it never means
+        the whole input), K outside 0…N-1, N < 1.
     """
-    if spec is None or not str(spec).strip():
+    if spec is None:
         if count is not None:
             raise UsageError("--shard-count needs --shard auto (or --shard K/N)")
         return None
+    if not str(spec).strip():
+        raise UsageError(f"--shard {str(spec)!r} is {'empty' if not str(spec) else 'blank'}: expected K/N "
+                         "(e.g. 0/4) or auto", hint="leave --shard out to run the whole input")
     text = str(spec).strip()
     if text.lower() == "auto":
         return detect(environ, count)

@@ -3,7 +3,7 @@
 ``python -m tests.chain_doubles run-chain --config X ...`` runs the real ``aicp``
 group with every chain step's backend replaced by :class:`FakeLLM` /
 :class:`FakeTTS` (``AICP_FAKE_DELAY`` seconds per synthesis slows the voice step
-down, for kill tests; ``AICP_FAKE_WRITE_DELAY`` seconds holds each audio file under its
+down, for kill tests, and ``AICP_FAKE_LLM_DELAY`` each script; ``AICP_FAKE_WRITE_DELAY`` seconds holds each audio file under its
 temporary name; ``AICP_FAKE_FAIL`` makes records whose prompt contains it fail).
 """
 
@@ -96,7 +96,8 @@ class FakeFactory:
 def _env_factory() -> FakeFactory:
     fail = os.environ.get("AICP_FAKE_FAIL")
     delay = float(os.environ.get("AICP_FAKE_DELAY", "0"))
-    return FakeFactory(FakeLLM(fail_on=(fail,) if fail else ()), SlowTTS(delay))
+    llm_delay = float(os.environ.get("AICP_FAKE_LLM_DELAY", "0"))
+    return FakeFactory(FakeLLM(fail_on=(fail,) if fail else (), delay=llm_delay), SlowTTS(delay))
 
 
 def main(argv: list[str]) -> int:

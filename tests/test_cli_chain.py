@@ -165,3 +165,21 @@ def test_sigkill_in_the_voice_step_then_resume(tmp_path: Path) -> None:
     assert sorted(r["id"] for r in records) == ["s1", "s2", "s3"]
     files = sorted(p.name for p in (tmp_path / "out/audio").iterdir())
     assert files == sorted(Path(r["audio"]["path"]).name for r in records)  # no partial or stray file
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_output_dir_error_is_said_once(tmp_path: Path, factory: FakeFactory, stream: bool) -> None:
+    """An output_dir that cannot be used stops the chain before its first step; the error is
+    reported by the one error handler only (a line, or one ``error`` event)."""
+    (tmp_path / "taken").write_text("a file")
+    for folder in ("taken", "taken/sub"):
+        path = write_chain(tmp_path, output_dir=str(tmp_path / folder))
+        code, out, err = invoke(["run-chain", "--config", str(path), *(["--stream"] if stream else [])])
+        assert code == 2 and orjson.loads(out)["error"]["stage"] == "chain"
+        if stream:
+            events = [orjson.loads(line) for line in err.splitlines()]
+            said = [e for e in events if "output_dir" in str(e.get("message", ""))]
+            assert [e["event"] for e in said] == ["error"], events
+        else:
+            assert len(err.splitlines()) == 1 and err.startswith("aicp run-chain: error: ") and "output_dir" in err
+    assert factory.built == []

@@ -78,7 +78,7 @@ def test_examples_run_commands_that_exist(where: str, text: str) -> None:
 
 def test_every_examples_path_named_anywhere_exists() -> None:
     texts = {"README.md": (ROOT / "README.md").read_text(), "examples/Makefile": (ROOT / "examples/Makefile").read_text()}
-    texts.update({f"man/{p.name}": p.read_text() for p in (ROOT / "man").glob("*.1")})
+    texts.update({f"man/{p.name}": p.read_text() for p in (ROOT / "man" / "man1").glob("*.1")})
     texts.update({f"{path} --help": text for path, text in help_examples().items()})
     texts.update({str(p.relative_to(ROOT)): p.read_text() for p in (ROOT / "examples").glob("*.yaml")})
     named = {(where, p.replace("\\-", "-")) for where, text in texts.items()

@@ -479,7 +479,7 @@ def test_timeout_is_a_chain_param_given_to_the_ollama_backend() -> None:
 def test_timeout_is_documented_in_help_and_man_page() -> None:
     res = invoke(script_cli.script_command, "aicp-script", ["--help"])
     assert "--timeout SECONDS" in res.stdout
-    assert "timeout" in (ROOT / "man" / "aicp-script.1").read_text()
+    assert "timeout" in (ROOT / "man" / "man1" / "aicp-script.1").read_text()
 
 
 # == item 12: read-only output_dir, sandbox violations ============================================

@@ -54,7 +54,8 @@ def _entry_commands() -> list[tuple[str, click.Command]]:
                 assert sub is not None
                 walk(f"{path} {name}", sub)
 
-    for prog, target in sorted(scripts.items()):
+    for entry_name, target in sorted(scripts.items()):
+        prog = entry_name.removeprefix("_")  # _aicp-script: the Python entry of bin/aicp-script
         module = importlib.import_module(target.partition(":")[0])
         commands = [v for v in vars(module).values() if isinstance(v, click.Command)
                     and v.name in (prog, prog.removeprefix("aicp-"))]
@@ -538,3 +539,96 @@ def test_a_wrapped_notice_never_splits_an_escape(text: str) -> None:
     for line in lines:  # each line ends on a whole escape
         assert not _re.search(r"\\(?:x[0-9a-f]?|u[0-9a-f]{0,3}|U[0-9a-f]{0,7})$", line)
     assert body.encode().decode("unicode_escape") == text
+
+
+# -- hints name only options of the command that runs ---------------------------------------
+@pytest.mark.parametrize("path,command", COMMANDS, ids=[p for p, _ in COMMANDS])
+def test_hints_name_only_options_the_command_has(path: str, command: click.Command) -> None:
+    from ai_content_pipeline.cli.errors import fit_hint
+
+    have = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+    ctx = click.Context(command, info_name=path)
+    resume = fit_hint("free some space and run again with --resume", ctx)
+    traceback = fit_hint("run again with --traceback and report it", ctx)
+    assert ("--resume" in resume) == ("--resume" in have) and resume.startswith("free some space and run again")
+    assert ("--traceback" in traceback) == ("--traceback" in have)
+    assert "--traceback" in have or "AICP_TRACEBACK=1" in traceback
+    ctx.params = {"checkpoint": None}  # aicp-script / aicp-voice without a ledger: nothing to resume
+    if "--checkpoint" in have:
+        assert fit_hint("run again with --resume to keep the completed chunks", ctx) == "run again"
+
+
+def test_a_full_disk_under_merge_does_not_suggest_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """aicp merge has no --resume: its hint for a full disk said to run again with one."""
+    import errno
+
+    from ai_content_pipeline import merge
+    from ai_content_pipeline.cli.main import cli
+
+    def full(*a: object, **k: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out.jsonl"))
+
+    monkeypatch.setattr(merge, "merge_files", full)
+    (tmp_path / "a.jsonl").write_text("")
+    res = invoke(cli, "aicp", ["merge", str(tmp_path / "a.jsonl"), "-o", str(tmp_path / "out.jsonl")])
+    assert res.exit_code == 1 and "no space left" in res.stderr
+    assert "aicp merge: hint: free some space" in res.stderr and "--resume" not in res.stderr
+
+
+def test_an_unexpected_error_hint_names_aicp_traceback_where_there_is_no_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ai_content_pipeline import takelog
+    from ai_content_pipeline.cli.main import cli
+
+    def boom(*a: object, **k: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(takelog, "read_takes", boom)
+    res = invoke(cli, "aicp", ["logs", "--log", "x.db"])
+    assert res.exit_code == 1 and "--traceback" not in res.stderr
+    assert "aicp logs: hint: run again with AICP_TRACEBACK=1 and report it" in res.stderr
+
+
+def test_run_chain_hints_name_chain_keys_not_options(tmp_path: Path) -> None:
+    """A voice step's missing voice file: `voice:` is the chain's key; run-chain has no --voice."""
+    from ai_content_pipeline.cli.errors import fit_hint
+    from ai_content_pipeline.cli.main import cli
+
+    chain = write_chain(tmp_path)
+    text = chain.read_text().replace("- type: voice\n", "- type: voice\n  voice: nothere.onnx\n")
+    chain.write_text(text)
+    res = invoke(cli, "aicp", ["run-chain", "--config", str(chain)])
+    assert res.exit_code == 2 and "nothere.onnx" in res.stderr
+    hint = [line for line in res.stderr.splitlines() if ": hint: " in line]
+    assert hint and "--voice" not in hint[0] and "voice:" in hint[0]
+    ctx = click.Context(runner_command := cli.get_command(click.Context(cli), "run-chain"), info_name="aicp run-chain")
+    assert runner_command is not None
+    assert fit_hint("regenerate it (aicp-script --best-of 4), or voice it without --require-checks", ctx) == (
+        "regenerate it (aicp-script --best-of 4), or voice it without require_checks:")
+    assert fit_hint("run again with --resume, or --traceback", ctx) == "run again with --resume, or --traceback"
+
+
+def test_columns_count_emoji_sequences_as_a_terminal_shows_them() -> None:
+    """U+FE0F makes ❤ a 2-column emoji; a line is cut and wrapped between whole clusters."""
+    assert columns("❤\ufe0f") == 2 and columns("👍🏽") == 2 and columns("日本") == 4 and columns("e\u0301") == 1
+    cut = one_line("p", "❤\ufe0f" * 60)
+    assert columns(cut) <= WIDTH and cut.endswith("❤\ufe0f…")
+    lines = notice_lines("p", "❤\ufe0f" * 80)
+    assert all(columns(line) <= WIDTH for line in lines) and len(lines) == 2
+    assert all(not line.removeprefix("p: ").startswith("\ufe0f") for line in lines)
+    assert "".join(line.removeprefix("p: ") for line in lines) == "❤\ufe0f" * 80
+
+
+def test_run_chain_messages_name_its_keys_and_leave_paths_alone(tmp_path: Path) -> None:
+    """on_error: stop said 'stopped at line 1 (--strict)': run-chain has no --strict. A path
+    that looks like an option is not rewritten."""
+    from ai_content_pipeline.cli.errors import fit_hint
+    from ai_content_pipeline.cli.main import cli
+
+    chain = write_chain(tmp_path, on_error="stop")
+    (tmp_path / "songs.jsonl").write_text("not json\n")
+    res = invoke(cli, "aicp", ["run-chain", "--config", str(chain)])
+    error = [line for line in res.stderr.splitlines() if ": error: " in line]
+    assert res.exit_code == 1 and error and "(on_error: stop)" in error[0] and "--strict" not in res.stderr
+    ctx = click.Context(cli.get_command(click.Context(cli), "run-chain"), info_name="aicp run-chain")
+    for text in ("input file --voice.jsonl does not exist", "did you mean ./--strict?", "--no-such-option x"):
+        assert fit_hint(text, ctx) == text

@@ -17,6 +17,7 @@ from ai_content_pipeline.errors import UsageError
 from ai_content_pipeline.merge import MergeIncomplete, check, merge_files
 from ai_content_pipeline.shards import Shard, ShardRun, detect, fanout_takes, parse
 from ai_content_pipeline.stages.script import ScriptOptions, run_script
+from tests.chain_doubles import write_chain
 from tests.cli_helpers import invoke
 from tests.doubles import FakeLLM, RecordingEmitter
 
@@ -279,6 +280,21 @@ def test_parse_shard_specs() -> None:
             parse(bad)
     with pytest.raises(UsageError, match="--shard-count"):
         parse("1/4", count=3)
+
+
+@pytest.mark.parametrize("bad", ["", " ", "\t", "/", "1/", "/4", "1_0/20", "+1/4", "\u0663/\u0664", "0x1/4", "1/4.0"])
+def test_a_malformed_shard_is_refused_never_the_whole_input(bad: str, tmp_path: Path) -> None:
+    """``--shard ""`` (an unset $VAR in a job script) ran the whole input unsharded; int()'s
+    extra forms (1_0, +1, other scripts' digits) passed as numbers."""
+    with pytest.raises(UsageError):
+        parse(bad)
+    chain = write_chain(tmp_path)
+    src = tmp_path / "songs.jsonl"
+    for prog, command, args in (("aicp-script", script_command, [str(src)]),
+                                ("aicp", cli, ["voice", str(src)]),
+                                ("aicp", cli, ["run-chain", "--config", str(chain), "--dry-run"])):
+        r = invoke(command, prog, [*args, "--shard", bad])
+        assert r.exit_code == 2 and r.stdout == "" and "--shard" in r.stderr, (prog, args, r.stderr)
 
 
 @pytest.mark.parametrize("env, shard", [

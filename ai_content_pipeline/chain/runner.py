@@ -381,7 +381,7 @@ class ChainRunner:
                     emitter.step_error(index + 1, str(error), step.type)
                     break
                 except BaseException as exc:
-                    emitter.step_error(index + 1, "interrupted" if isinstance(exc, KeyboardInterrupt)
+                    emitter.step_error(index + 1, (str(exc) or "interrupted") if isinstance(exc, KeyboardInterrupt)
                                        else f"{type(exc).__name__}: {exc}", step.type)
                     if not isinstance(exc, KeyboardInterrupt):
                         self.completed = self.result(t0, {"stage": step.type, "step": index + 1,
@@ -401,8 +401,8 @@ class ChainRunner:
         return ChainResult(result, status, error)
 
     def _stopped(self, t0: float, exc: AicpError) -> ChainResult:
-        """End before the first step: ``pipeline_complete`` with ``exc`` as its error."""
-        self.emitter.message(exc.message, "error")
+        """End before the first step: ``pipeline_complete`` with ``exc`` as its error (the
+        caller reports ``exc``, once: the command's one error handler)."""
         result = self.result(t0, {**error_object(exc, stage="chain"), "step": None})
         self.emitter.pipeline_complete(result)
         return ChainResult(result, exc.exit_status, exc)

@@ -339,6 +339,29 @@ def _check_step(spec: ChainSpec, index: int, where: _Where) -> None:
             raise ConfigError(f"{where((*base, 'params', 'sections'))}: {exc.message}") from exc
 
 
+#: The keys that name a file or folder (or a NAME|PATH): empty or blank, each is a config error.
+PATH_KEYS = ("input", "output_dir")
+STEP_PATH_KEYS = ("template", "persona", "model", "voice", "checkpoint_dir")
+PARAM_PATH_KEYS = ("work_dir",)
+
+
+def _refuse_blank_paths(spec: ChainSpec, where: _Where) -> None:
+    """:raises ConfigError: a path key (:data:`PATH_KEYS`, :data:`STEP_PATH_KEYS`,
+    :data:`PARAM_PATH_KEYS`) that is empty or blank, or holds a NUL character, named by key
+    path and line."""
+    found: list[tuple[Loc, Any]] = [((key,), getattr(spec, key)) for key in PATH_KEYS]
+    for index, step in enumerate(spec.steps):
+        found += [(("steps", index, key), getattr(step, key, None)) for key in STEP_PATH_KEYS]
+        found += [(("steps", index, "params", key), step.params.get(key)) for key in PARAM_PATH_KEYS]
+    for loc, value in found:
+        if isinstance(value, str) and not value.strip():
+            raise ConfigError(f"{where(loc)}: {loc[-1]} is {'empty' if not value else 'blank'}",
+                              hint=f"give {loc[-1]} a path" if loc[-1] in PATH_KEYS + PARAM_PATH_KEYS
+                              else f"give {loc[-1]} a name or a path, or leave the key out")
+        if isinstance(value, str) and "\x00" in value:  # no file system takes one
+            raise ConfigError(f"{where(loc)}: {loc[-1]} contains a NUL character (\\x00): no path can")
+
+
 def load_chain(config: str, overrides: Iterable[str] = (), *, stdin: IO[str] | None = None) -> ChainSpec:
     """Read, override and validate a chain file (``-`` reads it from stdin).
 
@@ -367,9 +390,7 @@ def load_chain(config: str, overrides: Iterable[str] = (), *, stdin: IO[str] | N
     except ValidationError as exc:
         first = exc.errors()[0]
         raise ConfigError(f"{where(_clean_loc(first['loc']))}: {first['msg']}") from exc
-    for key in ("input", "output_dir"):
-        if not getattr(spec, key).strip():
-            raise ConfigError(f"{where((key,))}: {key} is empty", hint=f"give {key} a path")
+    _refuse_blank_paths(spec, where)
     if spec.shard is not None and spec.shard.strip().lower() != "auto":
         from ..shards import parse as parse_shard
 

@@ -10,7 +10,7 @@ import click
 from ..errors import AicpError
 from ..jsonl import RecordWriter
 from ..status import ExitStatus
-from .options import AicpGroup, complete_name, version_option
+from .options import AicpGroup, NameOrPath, complete_name, version_option
 
 # The templates library (pydantic, PyYAML, Jinja2) is imported only when a command runs, so that
 # `aicp --help`, which loads this module for the one-line help of `templates` and `personas`,
@@ -103,7 +103,7 @@ def _catalog(kind: str, about: str, fields: str, shows: str, epilog: str,
     @group.command("show", epilog=epilog, help=f"Print a {kind} ({shows}) as YAML you can copy into a file of "
                                                "your own (`--json`: one JSON object).")
     @version_option
-    @click.argument("name", metavar="NAME|PATH", shell_complete=complete_name(kind))
+    @click.argument("name", metavar="NAME|PATH", type=NameOrPath(), shell_complete=complete_name(kind))
     @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of YAML.")
     def show_command(name: str, as_json: bool) -> None:
         from .. import templates
@@ -114,7 +114,7 @@ def _catalog(kind: str, about: str, fields: str, shows: str, epilog: str,
     @group.command("new", epilog=epilog, help=f"Write a commented starter {kind} NAME.yaml into the user folder "
                                               "and print its path.\n\nAn existing file is never overwritten (exit 2).")
     @version_option
-    @click.argument("name")
+    @click.argument("name", type=NameOrPath("a name"))
     def new_command(name: str) -> None:
         from ..templates import new_file
 

@@ -14,6 +14,7 @@ from .errors import note_flag
 from .options import (
     EPILOG_STATUS,
     AicpCommand,
+    PathValue,
     log_option,
     make_emitter,
     version_option,
@@ -50,7 +51,7 @@ def _print_json(obj: dict[str, Any], encode: Callable[[dict[str, Any]], bytes] |
 @click.command("run-chain", cls=AicpCommand, epilog=EPILOG)
 @version_option
 @click.option("-c", "--config", required=True, metavar="PATH|-",
-              type=click.Path(readable=False),  # checks nothing (the chain loader does); completes a file
+              type=PathValue(readable=False),  # checks nothing (the chain loader does); completes a file
               help="Chain file (YAML: name, input, output_dir, steps); `-` reads it from stdin.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
               help="Override a chain key before validation, e.g. steps.0.persona=max "

@@ -12,7 +12,9 @@ No traceback is printed unless ``--traceback`` is on the command line.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
 import select
 import signal
 import stat
@@ -127,6 +129,63 @@ def _interrupt(signum: int, frame: Any) -> None:
 _WATCH = _ReaderWatch()
 
 
+class _StopSignals:
+    """SIGTERM and SIGHUP stop a run the way Ctrl-C does.
+
+    Python's default for both ends the process at once: no ``error`` event on ``--stream``,
+    ledgers cut wherever the signal fell. Here the first one raises ``KeyboardInterrupt`` in
+    the main thread (the stages' Ctrl-C path: records written so far stay consistent), and
+    :func:`run_cli` reports it (``terminated by SIGTERM``) with 128 + the signal's number
+    (143, 129). A second one of the same kind ends the process at once (the default action).
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    #: Commands that stop on these signals their own way (a server's graceful shutdown, a
+    #: worker that hands its job back): the handlers are given back while they run.
+    OWN_HANDLERS = frozenset({"aicp serve", "aicp worker"})
+
+    def install(self) -> dict[int, Any]:
+        """Handle the signals (main thread only); returns the handlers to give back."""
+        self.received = None
+        self.previous = {}
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        self.previous = {int(sig): signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self.previous
+
+    def command_starts(self, command_path: str) -> None:
+        """Give the handlers back for a command in :data:`OWN_HANDLERS`."""
+        if command_path in self.OWN_HANDLERS:
+            self.restore(self.previous)
+
+    def restore(self, previous: dict[int, Any]) -> None:
+        """Put back the handlers :meth:`install` replaced."""
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is None:
+            self.received = signum
+            signal.signal(signum, signal.SIG_DFL)
+            raise KeyboardInterrupt(f"terminated by {signal.Signals(signum).name}")
+        signal.signal(signum, signal.SIG_DFL)
+
+    def status(self) -> tuple[str, int] | None:
+        """``(message, exit status)`` when a stop signal ended the run, else ``None``."""
+        if self.received is None:
+            return None
+        name = signal.Signals(self.received).name
+        return f"terminated by {name}", 128 + self.received
+
+
+_STOP = _StopSignals()
+
+
 class _Seen:
     """Which of ``--stream`` / ``--traceback`` click really parsed as flags in this run,
     and the command path (``aicp run-chain``) every message of the run starts with.
@@ -139,11 +198,13 @@ class _Seen:
         self.stream = False
         self.traceback = False
         self.prog: str | None = None
+        self.ctx: click.Context | None = None
 
     def reset(self) -> None:
         """A new run: no flag seen yet, no command chosen yet."""
         self.stream = self.traceback = False
         self.prog = None
+        self.ctx = None
 
 
 SEEN = _Seen()
@@ -184,6 +245,8 @@ class AicpCommand(_OwnErrors, click.Command):
 
     def invoke(self, ctx: click.Context) -> Any:
         SEEN.prog = ctx.command_path
+        SEEN.ctx = ctx
+        _STOP.command_starts(ctx.command_path)
         _WATCH.start()  # the command runs now (parsing is over): watch stdout's reader
         return super().invoke(ctx)
 
@@ -237,6 +300,55 @@ def _invoke(command: click.Command, prog_name: str, argv: list[str]) -> Any:
         return command.invoke(ctx)
 
 
+_OPTION = re.compile(r"(?<![\w/.-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*(?![\w/.-])")
+
+
+def _stage_options() -> set[str]:
+    """The options of aicp-script and aicp-voice: the words library errors use for settings."""
+    from .script import script_command
+    from .voice import voice_command
+
+    return {opt for command in (script_command, voice_command) for param in command.params
+            for opt in (*param.opts, *param.secondary_opts)}
+
+
+#: The chain's words for options of aicp-script / aicp-voice that are not key: option name.
+_CHAIN_KEYS = {"--out-dir": "output_dir:", "--strict": "on_error: stop"}
+
+
+def fit_hint(hint: str | None, ctx: click.Context | None) -> str | None:
+    """``hint`` (or an error message) in the terms of the command that runs (``ctx``): it
+    names only options that command has.
+
+    Library errors are written once for every front end: ``run again with --resume`` loses
+    ``with --resume`` (and what it would keep) where the command has no ``--resume``
+    (``aicp merge``) or ran without the ``--checkpoint`` a resume needs; ``--traceback`` becomes ``AICP_TRACEBACK=1`` where the
+    command has no such flag; under ``aicp run-chain`` an option of aicp-script or aicp-voice
+    that it lacks becomes the chain key of that name (``--voice`` → ``voice:``, ``--strict`` → ``on_error: stop``) unless the
+    clause names another command
+    (``aicp-script --best-of 4``).
+    """
+    if not hint or ctx is None:
+        return hint
+    have = {opt for param in ctx.command.params for opt in (*param.opts, *param.secondary_opts)}
+    if "checkpoint" in ctx.params and not ctx.params["checkpoint"]:
+        have.discard("--resume")  # no ledger was written: nothing to resume from
+    if "--traceback" not in have:
+        hint = hint.replace("with --traceback", "with AICP_TRACEBACK=1")
+    if "--resume" not in have:
+        hint = re.sub(r"run again with --resume\b(?: to keep [^,;.)]*)?", "run again", hint)
+    if ctx.command.name == "run-chain" and "--" in hint:
+        text, stage = hint, _stage_options()
+
+        def key(match: re.Match[str]) -> str:
+            clause = re.split(r"[,;(]", text[:match.start()])[-1]
+            if match.group(0) in have or match.group(0) not in stage or "aicp" in clause:
+                return match.group(0)
+            return _CHAIN_KEYS.get(match.group(0), match.group(0)[2:].replace("-", "_") + ":")
+        hint = _OPTION.sub(key, text)
+    return hint
+
+
 def _usage_hint(exc: click.ClickException) -> str | None:
     """``'aicp-voice -h' shows the options`` for a usage error (click prints the usage and a
     ``Try ... --help`` line without the command's prefix; aicp says it in one hint line); for
@@ -265,6 +377,15 @@ def run_cli(command: click.Command, prog_name: str, args: list[str] | None = Non
 
     set_fatal_reporter(lambda exc: report(exc.message, exc.hint, exc.exit_status))  # a native abort
 
+    previous = _STOP.install()
+    try:
+        return _run(command, prog_name, argv, report, env_tb)
+    finally:
+        _STOP.restore(previous)
+
+
+def _run(command: click.Command, prog_name: str, argv: list[str], report: Any, env_tb: bool) -> int:
+    """:func:`run_cli`'s body: the command, and every way it can end mapped to a status."""
     try:
         result: Any = _invoke(command, prog_name, list(argv))  # click consumes the list it parses
         return int(result) if isinstance(result, int) else ExitStatus.SUCCESS
@@ -285,6 +406,9 @@ def run_cli(command: click.Command, prog_name: str, args: list[str] | None = Non
         if _WATCH.closed.is_set():  # not Ctrl-C: the reader of stdout went away
             _quiet_stdout()
             return ExitStatus.BROKEN_PIPE
+        stopped = _STOP.status()
+        if stopped is not None:  # SIGTERM or SIGHUP
+            return report(stopped[0], None, stopped[1])
         return report("interrupted", None, ExitStatus.INTERRUPTED)
     except (BrokenPipeError, OutputClosed):
         _quiet_stdout()
@@ -292,17 +416,17 @@ def run_cli(command: click.Command, prog_name: str, args: list[str] | None = Non
     except AicpError as exc:
         if SEEN.traceback or env_tb:
             traceback.print_exc()
-        return report(exc.message, exc.hint, exc.exit_status)
+        return report(fit_hint(exc.message, SEEN.ctx) or exc.message, fit_hint(exc.hint, SEEN.ctx), exc.exit_status)
     except OSError as exc:  # a full disk, a read-only folder... met where no code expected it
         if SEEN.traceback or env_tb:
             traceback.print_exc()
         error = os_error(exc)
-        return report(error.message, error.hint, error.exit_status)
+        return report(error.message, fit_hint(error.hint, SEEN.ctx), error.exit_status)
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if SEEN.traceback or env_tb:
             traceback.print_exc()
         return report(f"unexpected {type(exc).__name__}: {exc}",
-                      "run again with --traceback and report it", ExitStatus.ERROR)
+                      fit_hint("run again with --traceback and report it", SEEN.ctx), ExitStatus.ERROR)
 
 
 def _standard_streams(prog_name: str) -> bool:
@@ -340,15 +464,75 @@ def _standard_streams(prog_name: str) -> bool:
     return ok
 
 
+def _blocking_streams() -> list[int]:
+    """Make standard streams that a parent left non-blocking (``O_NONBLOCK`` on a pipe) blocking.
+
+    A non-blocking stdin reads as ended while its writer is still quiet (the records that come
+    later were lost, exit 0), and a non-blocking stdout fails a write to a full pipe.
+
+    :returns: the descriptors changed, for :func:`_restore_nonblocking` (the flag belongs to
+        the open file, which other processes may share).
+    """
+    changed = []
+    for fd in (0, 1, 2):
+        try:
+            if not os.get_blocking(fd):
+                os.set_blocking(fd, True)
+                changed.append(fd)
+        except OSError:
+            continue
+    return changed
+
+
+def _restore_nonblocking(fds: list[int]) -> None:
+    for fd in fds:
+        try:
+            os.set_blocking(fd, False)
+        except OSError:
+            pass
+
+
+#: Set by the shell launchers in bin/ to the standard streams that were folders (``stdin``,
+#: ``stdout``): Python cannot start with one, so they give it /dev/null instead.
+FOLDER_STREAMS_VAR = "AICP_FOLDER_STREAMS"
+
+
+def _stream_problem() -> str | None:
+    """What is wrong with stdin or stdout before anything runs, or ``None``.
+
+    A folder as stdin (``aicp-script < /``) or stdout (``1< /``) stops Python in its start-up;
+    the launcher says which in :data:`FOLDER_STREAMS_VAR` (not passed on to programs aicp
+    starts). A stdout opened for reading only (``1< file``) cannot take the records.
+    """
+    told = os.environ.pop(FOLDER_STREAMS_VAR, "").split()
+    if "stdin" in told:
+        return "stdin is a folder: give the records as a file, or redirect stdin from one (< records.jsonl)"
+    try:
+        readonly = fcntl.fcntl(1, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY
+    except OSError:
+        readonly = False
+    if "stdout" in told or readonly:
+        return (f"stdout is {'a folder' if 'stdout' in told else 'open for reading only'}: the output "
+                "has nowhere to go (redirect it to a file, or to /dev/null to discard it)")
+    return None
+
+
 def entry(command: click.Command, prog_name: str) -> None:
     """Console-script entry: run and exit with the status."""
+    problem = _stream_problem()
+    if problem is not None:
+        _report(prog_name, "--stream" in sys.argv[1:], problem, None, ExitStatus.USAGE)
+        sys.exit(ExitStatus.USAGE)
     if not _standard_streams(prog_name):
         sys.exit(ExitStatus.BROKEN_PIPE)
+    nonblocking = _blocking_streams()
     try:
         _WATCH.arm()
         code = run_cli(command, prog_name)
-    except KeyboardInterrupt:  # the watch's signal, just as the command ended
-        code = ExitStatus.BROKEN_PIPE if _WATCH.closed.is_set() else ExitStatus.INTERRUPTED
+    except KeyboardInterrupt:  # the watch's (or a stop) signal, just as the command ended
+        stopped = _STOP.status()
+        code = (ExitStatus.BROKEN_PIPE if _WATCH.closed.is_set()
+                else stopped[1] if stopped is not None else ExitStatus.INTERRUPTED)
     _WATCH.stop()
     try:
         sys.stdout.flush()
@@ -361,4 +545,5 @@ def entry(command: click.Command, prog_name: str) -> None:
             error = os_error(exc, doing="write to stdout")
             _report(message_prefix(prog_name), SEEN.stream, error.message, None, error.exit_status)
             code = error.exit_status
+    _restore_nonblocking(nonblocking)
     sys.exit(code)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..jsonl import RecordWriter
-from .options import EPILOG_STATUS, AicpCommand, version_option
+from .options import EPILOG_STATUS, AicpCommand, PathValue, version_option
 
 EPILOG = f"""\b
 Examples:
@@ -20,7 +20,7 @@ Examples:
 
 @click.command("logs", cls=AicpCommand, epilog=EPILOG)
 @version_option
-@click.option("--log", metavar="PATH.db", envvar="AICP_LOG_DB", type=click.Path(dir_okay=False),
+@click.option("--log", metavar="PATH.db", envvar="AICP_LOG_DB", type=PathValue(dir_okay=False),
               help="The take log to read [default: $AICP_LOG_DB].")
 @click.option("-n", "--count", type=click.IntRange(0), default=10, show_default=True, metavar="N",
               help="Show the last N takes (0: all).")

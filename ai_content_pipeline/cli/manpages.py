@@ -6,7 +6,8 @@ through click's own ``get_help_record``), the exit statuses
 enum, or the command's own ``Exit status:`` epilog block) and the event table
 (:data:`~ai_content_pipeline.eventdocs.EVENTS`, the table README.md shows too), so
 a test can regenerate the pages and fail when they drift from the code.
-Output is deterministic: no date, no terminal width.
+Output is deterministic: no date, no terminal width. The pages go to ``man/man1/``, the
+layout ``man`` expects below each folder of ``MANPATH``.
 """
 
 from __future__ import annotations
@@ -174,8 +175,12 @@ def render(page: str, command: click.Command, prog: str) -> str:
 
 
 def generate(out_dir: str | Path) -> list[Path]:
-    """Write every page in :data:`PAGES` to ``out_dir/NAME.1``; return the paths."""
-    folder = Path(out_dir)
+    """Write every page in :data:`PAGES` to ``out_dir/man1/NAME.1``; return the paths.
+
+    ``out_dir`` is the root of a man tree (``man`` looks for ``man1/`` below each folder
+    of ``MANPATH``): ``MANPATH=out_dir: man aicp`` finds the pages.
+    """
+    folder = Path(out_dir) / "man1"
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for page, (target, prog) in PAGES.items():
@@ -186,7 +191,8 @@ def generate(out_dir: str | Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m ai_content_pipeline.cli.manpages [OUT_DIR]`` (default ``man``)."""
+    """``python -m ai_content_pipeline.cli.manpages [OUT_DIR]`` (default ``man``): the pages
+    go to ``OUT_DIR/man1/``."""
     args = sys.argv[1:] if argv is None else argv
     for path in generate(args[0] if args else "man"):
         print(path)

@@ -6,7 +6,7 @@ import click
 
 from ..jsonl import RecordWriter
 from .errors import message_prefix, note_flag
-from .options import EPILOG_STATUS, AicpCommand, version_option
+from .options import EPILOG_STATUS, AicpCommand, PathValue, version_option
 
 EPILOG = f"""\b
 Examples:
@@ -26,8 +26,8 @@ the end of its input (rerun it with --resume), a record given twice.
 
 @click.command("merge", cls=AicpCommand, epilog=EPILOG)
 @version_option
-@click.argument("files", nargs=-1, required=True, metavar="SHARD_OUTPUT...")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
+@click.argument("files", nargs=-1, required=True, metavar="SHARD_OUTPUT...", type=PathValue())
+@click.option("-o", "--output", type=PathValue(dir_okay=False, allow_dash=True), metavar="FILE",
               help="Write to FILE (created through a temporary file, renamed when complete) "
                    "[default: stdout].")
 @click.option("--partial", is_flag=True,

@@ -40,6 +40,53 @@ class FiniteFloatRange(click.FloatRange):
         return number
 
 
+def _refuse_blank(kind: click.ParamType, value: Any, param: click.Parameter | None,
+                  ctx: click.Context | None, what: str) -> None:
+    """Fail (a usage error, exit 2, naming the option) when ``value`` is empty or only white space."""
+    if not isinstance(value, str) or value.strip():
+        return
+    source = ""
+    if ctx is not None and param is not None and param.name is not None:
+        from click.core import ParameterSource
+
+        envvar = getattr(param, "envvar", None)
+        if ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT and isinstance(envvar, str):
+            source = f" (from ${envvar})"
+    kind.fail(f"{value!r}{source} is {'empty' if not value else 'blank'}: give {what}", param, ctx)
+
+
+class PathValue(click.Path):
+    """``click.Path`` of every option and argument that names a file or folder.
+
+    An empty or blank value (``--out-dir ""``, an unset ``$VAR`` in a script) is a usage error
+    (exit 2) naming the option, never read as the current folder: it refuses what the
+    operating system would resolve to somewhere the user did not name.
+    """
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        what = ("a folder ('.' is this one)" if not self.file_okay
+                else "a file name" if not self.dir_okay else "a path")
+        _refuse_blank(self, value, param, ctx, what)
+        return super().convert(value, param, ctx)
+
+
+class NameOrPath(click.ParamType):
+    """A ``NAME|PATH`` value (a template, persona or model: a name, or a file): text that
+    refuses an empty or blank value (exit 2, naming the option), as :class:`PathValue` does.
+
+    :param what: what to give instead, in the message (``a name`` where no path is taken).
+    """
+
+    name = "text"
+
+    def __init__(self, what: str = "a name or a path") -> None:
+        self.what = what
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        _refuse_blank(self, value, param, ctx, self.what)
+        return value
+
+
 def _show_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
@@ -55,7 +102,8 @@ def version_option(fn: F) -> F:
                         help="Show the version and exit.")(fn)
 
 
-__all__ = ["AicpCommand", "AicpGroup", "version_option"]
+__all__ = ["AicpCommand", "AicpGroup", "NameOrPath", "PathValue", "version_option"]
+
 def complete_name(kind: str) -> Callable[..., list[Any]]:
     """A click ``shell_complete`` callback for a ``-t``/``-p`` value: the ``kind``
     (``template``/``persona``) names found by name (user folder and built-in) that start with
@@ -82,12 +130,12 @@ def _stack(*decorators: F) -> Callable[[F], F]:
     return apply
 
 
-input_files = click.argument("files", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
+input_files = click.argument("files", nargs=-1, type=PathValue(dir_okay=False, allow_dash=True))
 
 run_options = _stack(
     click.option("--resume", is_flag=True,
                  help="Serve records already in the --checkpoint ledger without calling the model."),
-    click.option("--checkpoint", type=click.Path(dir_okay=False), metavar="PATH",
+    click.option("--checkpoint", type=PathValue(dir_okay=False), metavar="PATH",
                  help="Ledger of finished records (JSON Lines, append-only); written as records finish."),
     click.option("--retries", type=click_range(RETRIES), default=0, show_default=True,
                  help="Extra attempts for transient backend errors (timeouts, HTTP 5xx, cut streams)."),
@@ -100,7 +148,7 @@ run_options = _stack(
 
 
 log_option = click.option(
-    "--log", metavar="PATH.db", envvar="AICP_LOG_DB", type=click.Path(dir_okay=False),
+    "--log", metavar="PATH.db", envvar="AICP_LOG_DB", type=PathValue(dir_okay=False),
     help="Record every take in this SQLite take log (`aicp logs` reads it back) "
          "[default: $AICP_LOG_DB, else no log].")
 shard_options = _stack(

@@ -24,6 +24,8 @@ from .errors import entry
 from .options import (
     EPILOG_STATUS,
     AicpCommand,
+    NameOrPath,
+    PathValue,
     click_range,
     complete_name,
     finish,
@@ -56,17 +58,17 @@ Examples:
 @click.command("script", cls=AicpCommand, epilog=EPILOG)
 @version_option
 @input_files
-@click.option("-t", "--template", default="song-intro", show_default=True, metavar="NAME|PATH",
+@click.option("-t", "--template", default="song-intro", show_default=True, metavar="NAME|PATH", type=NameOrPath(),
               shell_complete=complete_name("template"),
               help="Prompt template: a name (`aicp templates list`: yours, then built-in) or a YAML file.")
-@click.option("-p", "--persona", metavar="NAME|PATH", shell_complete=complete_name("persona"),
+@click.option("-p", "--persona", metavar="NAME|PATH", type=NameOrPath(), shell_complete=complete_name("persona"),
               help="Persona for records without a `persona`/`dj` field (default: julie): a name "
                    "(`aicp personas list`) or a YAML file.")
 @click.option("--variants", type=click_range(VARIANTS), default=1, show_default=True,
               help="Takes per record; each take is its own output record (script.take).")
 @click.option("--backend", type=BackendChoice("llm"), default="auto", show_default=True,
               help="auto: a .gguf --model → llamacpp; Ollama if it answers; else embedded llama.cpp.")
-@click.option("-m", "--model", metavar="NAME|PATH.gguf",
+@click.option("-m", "--model", metavar="NAME|PATH.gguf", type=NameOrPath(),
               help="Ollama model name, or a GGUF file for llamacpp (default: bundled SmolLM2-135M).")
 @click.option("--host", metavar="URL", multiple=True,
               help="Ollama server URL; repeat it (or give a comma list) to spread requests over several "
@@ -99,7 +101,7 @@ Examples:
 @click.option("--words", type=click_range(WORDS), metavar="N",
               help="Long-form templates: scale the section word targets to N words in all.")
 @click.option("--work-dir", default="aicp-out/longform", show_default=True, metavar="DIR",
-              type=click.Path(file_okay=False),
+              type=PathValue(file_okay=False),
               help="Long-form templates: chunk files and checkpoints go to DIR/{id}/ (--resume continues there).")
 @log_option
 @shard_options

@@ -20,7 +20,7 @@ import click
 from ..errors import UsageError
 from ..status import ExitStatus
 from .errors import message_prefix
-from .options import EPILOG_STATUS, AicpCommand, version_option
+from .options import EPILOG_STATUS, AicpCommand, PathValue, version_option
 
 SERVE_EPILOG = f"""\b
 Examples:
@@ -98,7 +98,7 @@ def _check_limits(max_records: int, max_body: int) -> None:
 @version_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
-@click.option("--data-dir", default="aicp-data", show_default=True, metavar="DIR",
+@click.option("--data-dir", default="aicp-data", show_default=True, metavar="DIR", type=PathValue(file_okay=False),
               help="Jobs' files, and the SQLite database when no --database-url is given.")
 @click.option("--database-url", envvar="DATABASE_URL", metavar="URL",
               help="PostgreSQL URL (postgresql://user:pass@host/db) [env: DATABASE_URL].")
@@ -193,7 +193,7 @@ def _log_config(prefix: str) -> dict[str, Any]:
 @version_option
 @click.option("--database-url", envvar="DATABASE_URL", metavar="URL",
               help="The service's database (PostgreSQL URL) [env: DATABASE_URL; default: SQLite in --data-dir].")
-@click.option("--data-dir", default="aicp-data", show_default=True, metavar="DIR",
+@click.option("--data-dir", default="aicp-data", show_default=True, metavar="DIR", type=PathValue(file_okay=False),
               help="Where this worker writes jobs' files (share it with `aicp serve` for downloads).")
 @click.option("--once", is_flag=True, help="Run the jobs queued now, then exit.")
 @click.option("--max-jobs", type=click.IntRange(1), metavar="N", help="Exit after N jobs.")

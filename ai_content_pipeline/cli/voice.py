@@ -25,6 +25,8 @@ from .errors import entry
 from .options import (
     EPILOG_STATUS,
     AicpCommand,
+    NameOrPath,
+    PathValue,
     click_range,
     complete_name,
     finish,
@@ -64,15 +66,15 @@ words per second).
 @input_files
 @click.option("--backend", type=BackendChoice("tts"), default="auto", show_default=True,
               help="auto: chatterbox when installed and a GPU is present, else embedded piper.")
-@click.option("--voice", metavar="PATH",
+@click.option("--voice", metavar="PATH", type=PathValue(dir_okay=False),
               help="piper: a .onnx voice (default: bundled en_US-joe-medium); "
                    "chatterbox: a reference clip to clone (.wav).")
-@click.option("-p", "--persona", metavar="NAME|PATH", shell_complete=complete_name("persona"),
+@click.option("-p", "--persona", metavar="NAME|PATH", type=NameOrPath(), shell_complete=complete_name("persona"),
               help="Persona for records that name none (record persona/dj, then script.persona win). "
                    "A persona FILE is also used for records that name it, over the settings their "
                    "script.persona_voice carries (needed when its voice is a file).")
 @click.option("--text-field", metavar="A.B.C", help="Dotted path of the text [default: script.text, then text].")
-@click.option("-o", "--out-dir", default="aicp-out/audio", show_default=True, type=click.Path(file_okay=False),
+@click.option("-o", "--out-dir", default="aicp-out/audio", show_default=True, type=PathValue(file_okay=False),
               help="Folder of the audio files.")
 @click.option("-f", "--format", "audio_format", type=click.Choice(list(AUDIO_FORMATS)), default="wav",
               show_default=True, help="Audio file format.")
@@ -87,7 +89,7 @@ words per second).
 @click.option("--seed", type=click_range(SEED), help="Seed for every record, 0 to 2**32-1 [default: each persona's fixed seed].")
 @click.option("--device", type=click.Choice(["auto", "cuda", "mps", "cpu"]), default="auto", show_default=True,
               help="chatterbox: the torch device (auto: cuda, then mps, then cpu).")
-@click.option("--checkpoint-dir", type=click.Path(file_okay=False), metavar="DIR",
+@click.option("--checkpoint-dir", type=PathValue(file_okay=False), metavar="DIR",
               help="chatterbox: local weights (ve.safetensors, t3_cfg.safetensors, s3gen.safetensors, "
                    "tokenizer.json) [default: the model hub].")
 @click.option("--exaggeration", type=click_range(EXAGGERATION), help="chatterbox: emotion intensity [persona/0.5].")
