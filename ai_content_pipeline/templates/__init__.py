@@ -46,34 +46,25 @@ MAX_PROMPT_CHARS = 4 * 1024 * 1024
 
 
 
-@lru_cache(maxsize=1)
 def _environment() -> Any:
-    """The Jinja2 sandbox that renders prompts (imported on first use: the voice stage,
-    which only reads personas, never pays for Jinja2)."""
-    import jinja2
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    """The bounded Jinja2 sandbox that renders prompts (:mod:`.sandbox`; imported on first
+    use: the voice stage, which only reads personas, never pays for Jinja2)."""
+    from .sandbox import environment
 
-    class Bounded(ImmutableSandboxedEnvironment):  # type: ignore[misc]
-        """The sandbox with ``*`` and ``**`` bounded (Jinja2's ``intercepted_binops`` hook):
-        ``{{ "x" * 10**9 }}`` is refused before it is built, not after it fills memory."""
-
-        intercepted_binops = frozenset({"*", "**"})
-
-        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-            if operator == "**" and isinstance(right, (int, float)) and abs(right) > 1000:
-                raise jinja2.sandbox.SecurityError("exponent too large")
-            if operator == "*":
-                sizes = [len(x) for x in (left, right) if isinstance(x, (str, list, tuple))]
-                counts = [x for x in (left, right) if isinstance(x, int) and not isinstance(x, bool)]
-                if sizes and counts and sizes[0] * max(counts[0], 0) > MAX_PROMPT_CHARS:
-                    raise jinja2.sandbox.SecurityError("repetition too large for a prompt")
-            return super().call_binop(context, operator, left, right)
-
-    return Bounded(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
+    return environment()
 
 
 class TemplateSandboxError(ConfigError):
     """A template tried what the Jinja2 sandbox forbids (``''.__class__``...): exit 2, not per record."""
+
+
+class TemplateLimitError(TemplateSandboxError):
+    """A render passed a limit of the sandbox (:mod:`.sandbox`: value sizes, steps, call depth,
+    seconds): exit 2, as a template the sandbox refuses."""
+
+
+class _TooLong(Exception):
+    """A rendered prompt part grew past :data:`MAX_PROMPT_CHARS` (raised while it streams)."""
 
 
 class _Strict(BaseModel):
@@ -131,8 +122,8 @@ class Template(_Strict):
         compiled: dict[str, Any] = {}
         for key, text in parts.items():
             try:
-                tree = env.parse(text)
-                compiled[key] = env.from_string(text)
+                tree = env.parse_bounded(text)
+                compiled[key] = env.from_string(tree)
             except jinja2.TemplateSyntaxError as exc:
                 raise ConfigError(f"{where}: prompt '{key}': Jinja2 syntax error on line {exc.lineno} "
                                   f"of the prompt: {exc.message}") from exc
@@ -175,8 +166,27 @@ class Template(_Strict):
         import jinja2
         from jinja2.sandbox import SecurityError
 
+        from .sandbox import RenderLimit, rendering
+
+        chunks: list[str] = []
+        size = 0
         try:
-            text = self._compiled[part].render(context).strip()
+            with rendering():
+                for chunk in self._compiled[part].generate(context):
+                    size += len(chunk)
+                    if size > MAX_PROMPT_CHARS:  # stopped here: never held whole
+                        raise _TooLong
+                    chunks.append(chunk)
+        except _TooLong:
+            raise InputError(f"template '{self.name}' made a {part} prompt of more than {MAX_PROMPT_CHARS} "
+                             "characters for this record", stage="script",
+                             hint="shorten the record's long fields (notes, sources)") from None
+        except RenderLimit as exc:  # the template's own doing (a loop, a width), for every record
+            raise TemplateLimitError(
+                f"template '{self.name}' ({self.source or 'built in'}) stopped at a render limit in "
+                f"prompt '{part}': {exc}",
+                hint="a prompt template renders text: no long loops, huge widths, repeats or numbers",
+            ) from None
         except MemoryError as exc:
             raise InputError(f"template '{self.name}' made a prompt too large to hold in memory "
                              "for this record", stage="script") from exc
@@ -192,10 +202,14 @@ class Template(_Strict):
                 hint="templates may only read record fields and persona values; "
                      "no attributes starting with _, no methods that change data",
             ) from exc
+        except RecursionError as exc:
+            raise TemplateLimitError(f"template '{self.name}' ({self.source or 'built in'}) recursed too "
+                                     f"deeply in prompt '{part}'") from exc
         except (jinja2.TemplateError, ArithmeticError, TypeError, ValueError, LookupError,
-                AttributeError, RecursionError) as exc:  # e.g. {{ year + 1 }} with a string year
+                AttributeError) as exc:  # e.g. {{ year + 1 }} with a string year
             raise InputError(f"template '{self.name}' failed on this record: "
                              f"{type(exc).__name__}: {exc}", stage="script") from exc
+        text = "".join(chunks).strip()
         if len(text) > MAX_PROMPT_CHARS:
             raise InputError(f"template '{self.name}' made a {len(text)}-character {part} prompt for this "
                              f"record; the limit is {MAX_PROMPT_CHARS}", stage="script",
@@ -781,7 +795,7 @@ def new_file(kind: str, name: str) -> Path:
 
 __all__ = [
     "DEFAULT_PERSONA", "FILE_SETTINGS", "Persona", "PersonaVoice", "Section", "Template",
-    "TemplateSandboxError", "VoiceSettings", "as_data", "file_ref", "is_name", "list_personas",
+    "TemplateLimitError", "TemplateSandboxError", "VoiceSettings", "as_data", "file_ref", "is_name", "list_personas",
     "list_templates", "load_persona", "load_template", "names", "new_file", "origin_of",
     "Personas", "persona_from_voice", "persona_voice", "record_voice_file", "user_dir",
     "user_folder",
