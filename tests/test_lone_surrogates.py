@@ -1,0 +1,77 @@
+"""A lone surrogate (a YAML ``"\\ud800"`` escape) in a user persona or template is not text: the
+listings skip that file with a warning (exit 3) and list the others; a run names the file, the
+line and the field in one line (exit 2); a template that makes one in its prompt is refused."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import orjson
+import pytest
+
+from ai_content_pipeline.cli import script as script_cli
+from ai_content_pipeline.cli.main import cli
+from tests.cli_helpers import invoke
+from tests.doubles import FakeLLM
+
+BAD = {
+    "persona": 'name: bad\ndisplay_name: "B\\ud800"\nstyle: s\n',
+    "template": 'name: bad\nsystem: s\nuser: u\ndescription: "\\ud83d\\ude00 two escapes"\n',
+}
+FIELD = {"persona": ":2: display_name: a lone surrogate (\\ud800)",
+         "template": ":4: description: a lone surrogate (\\ud83d)"}
+
+
+def _write(kind: str, text: str, name: str = "bad") -> Path:
+    folder = Path(os.environ["AICP_HOME"]) / f"{kind}s"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _script(monkeypatch, args: list[str]):
+    llm = FakeLLM()
+    monkeypatch.setattr(script_cli, "create_llm", lambda *a, **k: llm)
+    return invoke(script_cli.script_command, "aicp-script", args, input=b'{"artist": "A", "title": "T"}\n'), llm
+
+
+@pytest.mark.parametrize("kind", ["persona", "template"])
+def test_a_listing_skips_the_file_with_a_warning_and_lists_the_others(kind: str) -> None:
+    path = _write(kind, BAD[kind])
+    res = invoke(cli, "aicp", [f"{kind}s", "list"])
+    assert res.exit_code == 3
+    names = [orjson.loads(line)["name"] for line in res.stdout.splitlines()]
+    assert "bad" not in names and ("julie" in names or "song-intro" in names)
+    assert f"{path}{FIELD[kind]} is not text" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("kind", ["persona", "template"])
+def test_show_names_the_file_and_the_field(kind: str) -> None:
+    path = _write(kind, BAD[kind])
+    res = invoke(cli, "aicp", [f"{kind}s", "show", "bad"])
+    assert res.exit_code == 2 and res.stdout == ""
+    assert res.stderr.splitlines()[0].endswith(f"{path}{FIELD[kind]} is not text")
+
+
+@pytest.mark.parametrize("kind", ["persona", "template"])
+def test_a_run_names_the_file_and_the_field_in_one_line(monkeypatch, kind: str) -> None:
+    path = _write(kind, BAD[kind])
+    res, llm = _script(monkeypatch, ["-p" if kind == "persona" else "-t", "bad"])
+    assert res.exit_code == 2 and res.stdout == "" and llm.calls == []
+    error = [line for line in res.stderr.splitlines() if ": error: " in line]
+    assert len(error) == 1 and error[0].endswith(f"{path}{FIELD[kind]} is not text")
+
+
+def test_a_template_that_makes_a_lone_surrogate_in_its_prompt_is_refused(monkeypatch) -> None:
+    path = _write("template", "name: made\nsystem: s\nuser: '{{ \"\\ud800\" }} and {{ title }}'\n", "made")
+    res, llm = _script(monkeypatch, ["-t", "made"])
+    assert res.exit_code == 2 and res.stdout == "" and llm.calls == []
+    assert f"template 'made' ({path}) made a user prompt holding a lone surrogate (\\ud800)" in res.stderr
+
+
+def test_a_surrogate_pair_written_as_one_escape_is_text() -> None:
+    _write("persona", 'name: fine\ndisplay_name: "Smile \\U0001F600"\nstyle: s\n', "fine")
+    res = invoke(cli, "aicp", ["personas", "show", "fine", "--json"])
+    assert res.exit_code == 0 and orjson.loads(res.stdout)["display_name"] == "Smile \U0001F600"
