@@ -25,9 +25,9 @@ import os
 import re
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from ..checks import Checks
 from ..errors import AicpError, ConfigError, InputError, UsageError
@@ -52,6 +52,46 @@ def _environment() -> Any:
     from .sandbox import environment
 
     return environment()
+
+
+#: Names the prompt context itself sets (:meth:`Template.context`, the long-form stage's
+#: chunk context): an ``extra_context`` key may not take one of them.
+RESERVED_CONTEXT = ("record", "persona", "catchphrase", "target_words", "take", "sections", "chunks",
+                    "chunk", "section", "summary", "pack", "remaining_words")
+#: Most words a record's own ``target_words`` field may ask for (as ``--words``).
+MAX_TARGET_WORDS = 100_000
+
+
+def extra_context_problem(extra: Any) -> str | None:
+    """Why ``extra`` cannot be a run's ``extra_context`` (a key the prompt context sets itself:
+    :data:`RESERVED_CONTEXT`; a key that is not a string), or ``None``."""
+    if not isinstance(extra, dict):
+        return "extra_context must be a mapping of names to values"
+    for key in extra:
+        if not isinstance(key, str):
+            return f"extra_context key {key!r} is not a name (a string)"
+        if key in RESERVED_CONTEXT:
+            return (f"extra_context key '{key}' is set by aicp itself (the prompt context's own '{key}'); "
+                    "choose another name")
+    return None
+
+
+def check_extra_context(extra: Any) -> None:
+    """:raises UsageError: ``extra`` cannot be an ``extra_context`` (see :func:`extra_context_problem`)."""
+    problem = extra_context_problem(extra)
+    if problem is not None:
+        raise UsageError(problem, hint="reserved: " + ", ".join(RESERVED_CONTEXT))
+
+
+def _extra_context(value: Any) -> Any:
+    problem = extra_context_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+#: The type of ``ScriptOptions.extra_context``: pydantic (a chain's ``params``) refuses a reserved key.
+ExtraContext = Annotated[dict[str, Any], AfterValidator(_extra_context)]
 
 
 class TemplateSandboxError(ConfigError):
@@ -146,13 +186,25 @@ class Template(_Strict):
                     field=field,
                 )
 
-    def context(self, record: dict[str, Any], persona: Persona, **extra: Any) -> dict[str, Any]:
-        """The Jinja2 context: optional fields default to ``None``, then the record, persona, extras."""
+    def context(self, record: dict[str, Any], persona: Persona, /, **extra: Any) -> dict[str, Any]:
+        """The Jinja2 context: optional fields default to ``None``, then the record's fields,
+        ``record``, ``persona`` (as a mapping), ``target_words`` (the record's own when it
+        gives a whole number from 1 to :data:`MAX_TARGET_WORDS`, else the template's), then
+        ``extra`` (the caller's: ``catchphrase``, a run's ``extra_context``...).
+
+        :raises InputError: the record's ``target_words`` is not such a number."""
         ctx: dict[str, Any] = {name: None for name in self.optional}
         ctx.update(record)
         ctx["record"] = record
         ctx["persona"] = persona.model_dump()
-        ctx.setdefault("target_words", self.target_words)
+        words = record.get("target_words")
+        if isinstance(words, float) and words.is_integer() and 0 < words <= MAX_TARGET_WORDS:
+            words = ctx["target_words"] = int(words)
+        if words is None:
+            ctx["target_words"] = self.target_words
+        elif not (type(words) is int and 0 < words <= MAX_TARGET_WORDS):  # a record's own length target
+            raise InputError(f"field 'target_words' must be a whole number of words from 1 to "
+                             f"{MAX_TARGET_WORDS}", field="target_words", stage="script")
         ctx.update(extra)
         return ctx
 
@@ -223,7 +275,7 @@ class Template(_Strict):
         return text
 
     def messages(
-        self, record: dict[str, Any], persona: Persona, *, take: int = 0, **extra: Any
+        self, record: dict[str, Any], persona: Persona, /, *, take: int = 0, **extra: Any
     ) -> list[dict[str, str]]:
         """Render the chat messages ``[{"role": "system", ...}, {"role": "user", ...}]``.
 
@@ -232,13 +284,16 @@ class Template(_Strict):
         return self.request(record, persona, take=take, **extra)[0]
 
     def request(
-        self, record: dict[str, Any], persona: Persona, *, take: int = 0, **extra: Any
+        self, record: dict[str, Any], persona: Persona, /, *, take: int = 0, **extra: Any
     ) -> tuple[list[dict[str, str]], dict[str, Any]]:
         """The chat messages (as :meth:`messages`) and the Jinja2 context they were rendered with.
 
         The context is what the ``checks`` see (``mentions`` paths, ``no_echo`` values).
+        ``extra`` is a run's ``extra_context``.
         :raises InputError: for a missing required field (named in the message).
+        :raises UsageError: an ``extra`` key the context sets itself (:data:`RESERVED_CONTEXT`).
         """
+        check_extra_context(extra)
         self.check_fields(record)
         ctx = self.context(record, persona, catchphrase=persona.catchphrase_for(record, take), **extra)
         messages = [
@@ -832,8 +887,9 @@ def new_file(kind: str, name: str) -> Path:
 
 
 __all__ = [
-    "DEFAULT_PERSONA", "FILE_SETTINGS", "Persona", "PersonaVoice", "Section", "Template",
-    "TemplateLimitError", "TemplateSandboxError", "VoiceSettings", "as_data", "file_ref", "is_name", "list_personas",
+    "DEFAULT_PERSONA", "ExtraContext", "FILE_SETTINGS", "MAX_TARGET_WORDS", "RESERVED_CONTEXT", "Persona",
+    "PersonaVoice", "Section", "Template", "TemplateLimitError", "TemplateSandboxError", "VoiceSettings",
+    "as_data", "check_extra_context", "extra_context_problem", "file_ref", "is_name", "list_personas",
     "list_templates", "load_persona", "load_template", "names", "new_file", "origin_of",
     "Personas", "persona_from_voice", "persona_voice", "record_voice_file", "user_dir",
     "user_folder",
