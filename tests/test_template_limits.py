@@ -167,3 +167,25 @@ def test_a_template_past_a_limit_fails_a_chain_as_a_template_error(monkeypatch, 
     result = orjson.loads(out)
     assert result["success"] is False and result["error"]["type"] == "TemplateLimitError"
     assert "center() width" in result["error"]["message"]
+
+
+@pytest.mark.parametrize(("user", "says"), [
+    ("{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}", "nested too deeply to compile"),
+    ("{{ " + "[" * 3000 + "1" + "]" * 3000 + " }}", "nested too deeply to compile"),
+    ("{% if 1 %}" * 1000 + "x" + "{% endif %}" * 1000, "nested too deeply to compile"),
+    ("{% for i in range(2) %}" * 120 + "x" + "{% endfor %}" * 120, "nested too deeply to compile"),
+    ("{{ 1" + " + 1" * 30000 + " }}", "nested too deeply to compile"),
+    ("{{ title }}" * 10_001, "has 10001 Jinja2 tags; the limit is 10000"),
+    ("{{ [" + "1, " * 60_000 + "1] }}", "Jinja2 expressions and statements; the limit is 50000"),
+])
+def test_a_template_too_big_or_deep_to_compile_is_refused_when_loaded(tmp_path: Path, user: str, says: str) -> None:
+    from ai_content_pipeline.errors import ConfigError
+    from ai_content_pipeline.templates import load_template
+
+    path = tmp_path / "deep.yaml"
+    path.write_text(yaml_dump({"name": "deep", "system": "s", "user": user}, width=10**9))
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=says) as caught:
+        load_template(str(path))
+    assert time.monotonic() - started < 15
+    assert f"template file {path}: prompt 'user'" in caught.value.message and caught.value.exit_status == 2

@@ -43,6 +43,10 @@ DEFAULT_PERSONA = "julie"
 #: Longest rendered prompt part (characters): far past any model's context, short of a
 #: template that multiplies strings into gigabytes.
 MAX_PROMPT_CHARS = 4 * 1024 * 1024
+#: Most Jinja2 tags (``{{``, ``{%``) in one prompt part, and most nodes of its parsed tree:
+#: far past any prompt, short of a file whose compilation takes many seconds.
+MAX_TAGS = 10_000
+MAX_NODES = 50_000
 
 
 
@@ -161,12 +165,24 @@ class Template(_Strict):
         where = f"template file {self.source}" if self.source else f"template {self.name}"
         compiled: dict[str, Any] = {}
         for key, text in parts.items():
+            tags = text.count("{{") + text.count("{%")
+            if tags > MAX_TAGS:  # parsing and compiling take seconds per 10,000 tags
+                raise ConfigError(f"{where}: prompt '{key}' has {tags} Jinja2 tags; the limit is {MAX_TAGS}",
+                                  hint="a prompt template renders text: loop over a list instead")
             try:
                 tree = env.parse_bounded(text)
+                size = sum(1 for _ in tree.find_all(nodes.Node))
+                if size > MAX_NODES:
+                    raise ConfigError(f"{where}: prompt '{key}' has {size} Jinja2 expressions and statements; "
+                                      f"the limit is {MAX_NODES}",
+                                      hint="a prompt template renders text: loop over a list instead")
                 compiled[key] = env.from_string(tree)
             except jinja2.TemplateSyntaxError as exc:
                 raise ConfigError(f"{where}: prompt '{key}': Jinja2 syntax error on line {exc.lineno} "
                                   f"of the prompt: {exc.message}") from exc
+            except (RecursionError, SyntaxError, MemoryError) as exc:  # Python's own nesting limits
+                raise ConfigError(f"{where}: prompt '{key}' is nested too deeply to compile",
+                                  hint="nest fewer blocks, brackets and operators") from exc
             # a prompt is one self-contained text: no other files
             if next(tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)),
                     None) is not None:
