@@ -75,3 +75,15 @@ def test_a_surrogate_pair_written_as_one_escape_is_text() -> None:
     _write("persona", 'name: fine\ndisplay_name: "Smile \\U0001F600"\nstyle: s\n', "fine")
     res = invoke(cli, "aicp", ["personas", "show", "fine", "--json"])
     assert res.exit_code == 0 and orjson.loads(res.stdout)["display_name"] == "Smile \U0001F600"
+
+
+@pytest.mark.parametrize("kind", ["persona", "template"])
+def test_a_user_folder_whose_name_is_not_utf8_lists_its_files(monkeypatch, tmp_path: Path, kind: str) -> None:
+    home = Path(os.fsdecode(os.fsencode(tmp_path) + b"/h\xff"))  # bytes of another encoding
+    monkeypatch.setenv("AICP_HOME", str(home))
+    text = "name: own\ndisplay_name: Own\nstyle: s\n" if kind == "persona" else "name: own\nsystem: s\nuser: u\n"
+    _write(kind, text, "own")
+    res = invoke(cli, "aicp", [f"{kind}s", "list"])
+    assert res.exit_code == 0, res.stderr
+    own = next(orjson.loads(line) for line in res.stdout.splitlines() if '"own"' in line)
+    assert own["path"] == f"{tmp_path}/h\\xff/{kind}s/own.yaml" and own["source"] == "user"

@@ -754,13 +754,19 @@ def _found(kind: str, problems: list[AicpError] | None) -> list[tuple[Any, dict[
             if problems is not None:
                 problems.append(exc)
             continue
-        where: dict[str, Any] = {"source": origin, "path": str(path)}
+        where: dict[str, Any] = {"source": origin, "path": _json_path(path)}
         if origin == "user" and name in builtin:
             where["overrides"] = "builtin"
         out.append((item, where))
     if problems is not None:
         problems.extend(_ignored(kind, path) for path in ignored)
     return out
+
+
+def _json_path(path: Path) -> str:
+    """``path`` as JSON can carry it: bytes of the name that are not UTF-8 (a user folder such
+    as ``$AICP_HOME`` made of other bytes) as ``\\xNN`` escapes; a UTF-8 path as it is."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def folder_problem(kind: str) -> AicpError | None:
@@ -788,7 +794,8 @@ def list_templates(problems: list[AicpError] | None = None) -> list[dict[str, An
     A user file that cannot be loaded (invalid YAML or fields, a ``name:`` other than its
     file's) is left out, and so is a user folder that is no folder: their errors are added
     to ``problems`` when it is given (the CLI warns; a service catalog still answers), as is
-    one for each user file that no name finds (``café.yaml``: names are ASCII; ``x.yml``)."""
+    one for each user file that no name finds (``café.yaml``: names are ASCII; ``x.yml``).
+    A ``path`` whose bytes are not UTF-8 has them as ``\\xNN`` escapes."""
     return [{"name": t.name, "version": t.version, "description": t.description,
              "target_words": t.target_words, "required": t.required,
              "sections": len(t.sections), "checks": t.checks.names(), **where}
