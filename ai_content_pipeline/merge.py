@@ -130,7 +130,9 @@ def _end(end: Any, n: int, where: str) -> dict[str, Any]:
                 blank[j] = lines_of(j, n, lines) - c
     elif isinstance(sparse, dict) and counts is None:
         for key, b in sparse.items():
-            j = int(key) if key.isascii() and key.isdigit() else -1
+            # a shard index as end_tag writes it: ASCII digits, no leading zero, at most MAX_SHARDS
+            # (a 5,000-digit key is refused here, not by int()'s digit limit)
+            j = int(key) if key.isascii() and key.isdigit() and len(key) <= 7 and key == str(int(key)) else -1
             if not (0 <= j < n and type(b) is int and 0 < b <= lines_of(j, n, lines)):
                 raise bad
             blank[j] = b

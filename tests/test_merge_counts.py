@@ -65,3 +65,12 @@ def test_a_forged_shard_count_with_an_end_tag_lists_a_dozen_missing_shards(tmp_p
     assert peak < 20 * 1024 * 1024, peak
     assert len(caught.value.problems) < 20
     assert caught.value.problems[-1] == "999987 more shards of 1000000 have no records and input lines missing"
+
+
+@pytest.mark.parametrize("key", ["1" * 5000, "01", "1 ", "+1", "1e3"])
+def test_a_forged_blank_shard_index_is_refused(tmp_path: Path, key: str) -> None:
+    src = _write(tmp_path / "a.jsonl", {"id": 1, "_aicp": {"shard": "0/2", "line": 0, "seq": 0,
+                                                            "end": {"lines": 3, "blank": {key: 1}}}})
+    res = invoke(cli, "aicp", ["merge", str(src)])
+    assert res.exit_code == 2 and res.stdout == ""
+    assert "`_aicp.end` is not {lines, counts} of 2 shards" in res.stderr and "unexpected" not in res.stderr
