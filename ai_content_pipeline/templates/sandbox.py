@@ -47,6 +47,11 @@ MAX_STEPS = 1_000_000
 MAX_DEPTH = 64
 #: Seconds one render may take.
 RENDER_SECONDS = 5.0
+#: Longest text the filters written in Python take (``wordwrap``, ``urlize``): their time
+#: grows with it (``wordwrap`` of one long word, quadratically), out of reach of the clock.
+MAX_SLOW_CHARS = 100_000
+#: Most values ``pprint`` and ``tojson`` with an indent take (Python's pure-Python encoders).
+MAX_SLOW_NODES = 20_000
 
 
 class RenderLimit(Exception):
@@ -200,13 +205,14 @@ def _check_printf(text: str, args: Any) -> None:
             elif part and (len(part) > 9 or int(part) > MAX_CHARS):
                 raise RenderLimit(f"a % format width or precision of {_digits(part)} is past the limit "
                                   f"of {MAX_CHARS:,}")
-    if star:
+    if star:  # a negative * width is a left-aligned one as wide
         values = args if isinstance(args, tuple) else (args,)
         for value in values:
-            _width(value, "a % format width or precision of")
+            _width(abs(value) if _int(value) else value, "a % format width or precision of")
 
 
 _DIGITS = re.compile(r"\d+")
+_WORDS = re.compile(r"\S+")
 
 
 def _digits(part: str) -> str:
@@ -299,9 +305,14 @@ def _filter_checks() -> dict[str, Any]:
         _predict(len(text) + (text.count("\n") + 1) * max(each, 0), text, "indent")
         return args, kwargs
 
+    def slow(text: str, what: str) -> None:
+        if len(text) > MAX_SLOW_CHARS:
+            raise RenderLimit(f"{what} of {len(text):,} characters is past the limit of {MAX_SLOW_CHARS:,}")
+
     def wordwrap(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         wrap = args[3] if len(args) > 3 else kwargs.get("wrapstring")
         text = str(args[0])
+        slow(text, "wordwrap")
         if isinstance(wrap, str) and len(wrap) > 1:
             _predict(len(text) + (len(text) + 1) * len(wrap), text, "wordwrap")
         return args, kwargs
@@ -334,23 +345,31 @@ def _filter_checks() -> dict[str, Any]:
             return args, kwargs
         return check
 
+    def nodes_of(value: Any, what: str) -> tuple[int, int]:
+        nodes, depth = _shape(value)
+        if nodes > MAX_SLOW_NODES:
+            raise RenderLimit(f"{what} of more than {MAX_SLOW_NODES:,} values is past the limit")
+        return nodes, depth
+
     def tojson(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         indent_ = args[1] if len(args) > 1 else kwargs.get("indent")
         each = len(indent_) if isinstance(indent_, str) else indent_ if _int(indent_) else 0
         if each > 0:
-            nodes, depth = _shape(args[0])
+            nodes, depth = nodes_of(args[0], "tojson with an indent")
             _predict(nodes * depth * each, "", "tojson indent")
         return args, kwargs
 
     def pprint(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        nodes, depth = _shape(args[0])
+        nodes, depth = nodes_of(args[0], "pprint")
         _predict(nodes * depth, "", "pprint")
         return args, kwargs
 
     def urlize(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         text = str(args[0])
+        slow(text, "urlize")
         extra = sum(len(str(kwargs.get(k) or "")) for k in ("target", "rel")) + 80
-        _predict(len(text) + (len(text) // 2 + 1) * extra, text, "urlize")
+        words = sum(1 for _ in _WORDS.finditer(text))  # each may become a link
+        _predict(len(text) + words * (extra + len(text) // max(words, 1)), text, "urlize")
         return args, kwargs
 
     def escape(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
