@@ -185,6 +185,7 @@ def test_a_template_past_a_limit_fails_a_chain_as_a_template_error(monkeypatch, 
     ("{{ 1" + " + 1" * 30000 + " }}", "nested too deeply to compile"),
     ("{{ title }}" * 10_001, "has 10001 Jinja2 tags; the limit is 10000"),
     ("{{ [" + "1, " * 60_000 + "1] }}", "Jinja2 expressions and statements; the limit is 50000"),
+    ("{{ " + "9" * 5000 + " }}", "cannot be compiled: Exceeds the limit"),
 ])
 def test_a_template_too_big_or_deep_to_compile_is_refused_when_loaded(tmp_path: Path, user: str, says: str) -> None:
     from ai_content_pipeline.errors import ConfigError

@@ -183,6 +183,8 @@ class Template(_Strict):
             except (RecursionError, SyntaxError, MemoryError) as exc:  # Python's own nesting limits
                 raise ConfigError(f"{where}: prompt '{key}' is nested too deeply to compile",
                                   hint="nest fewer blocks, brackets and operators") from exc
+            except (ValueError, OverflowError) as exc:  # a number literal past int()'s 4300 digits
+                raise ConfigError(f"{where}: prompt '{key}' cannot be compiled: {exc}") from exc
             # a prompt is one self-contained text: no other files
             if next(tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)),
                     None) is not None:
