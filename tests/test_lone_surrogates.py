@@ -87,3 +87,16 @@ def test_a_user_folder_whose_name_is_not_utf8_lists_its_files(monkeypatch, tmp_p
     assert res.exit_code == 0, res.stderr
     own = next(orjson.loads(line) for line in res.stdout.splitlines() if '"own"' in line)
     assert own["path"] == f"{tmp_path}/h\\xff/{kind}s/own.yaml" and own["source"] == "user"
+
+
+@pytest.mark.parametrize(("flag", "text"), [("-p", "display_name: X\nstyle: s\n"), ("-t", "system: s\nuser: u\n")])
+def test_a_file_named_in_other_bytes_without_a_name_is_refused(monkeypatch, tmp_path: Path, flag: str,
+                                                                text: str) -> None:
+    path = Path(os.fsdecode(os.fsencode(tmp_path) + b"/x\xff.yaml"))
+    path.write_text(text)
+    res, llm = _script(monkeypatch, [flag, str(path)])
+    assert res.exit_code == 2 and res.stdout == "" and llm.calls == []
+    assert "name: the file's name is not UTF-8 text" in res.stderr and "unexpected" not in res.stderr
+    path.write_text("name: fine\n" + text)  # a name: in the file names it
+    res, llm = _script(monkeypatch, [flag, str(path)])
+    assert res.exit_code in (0, 3) and llm.calls, res.stderr

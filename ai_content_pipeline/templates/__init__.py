@@ -528,6 +528,9 @@ def _stat_key(path: Path) -> tuple[int, int]:
 def _load(model: type[BaseModel], kind: str, path: Path, origin: str) -> Any:
     data = _load_yaml(path, kind)
     data.setdefault("name", path.stem)
+    if isinstance(data["name"], str) and _SURROGATE.search(data["name"]):  # a file name of other bytes
+        raise ConfigError(f"{kind} file {path}: name: the file's name is not UTF-8 text, so it cannot name "
+                          f"the {kind}", hint="set name: in the file, or rename it")
     if origin == "user" and data["name"] != path.stem:
         raise ConfigError(f"{kind} file {path}: name: '{data['name']}' is not the file's name "
                           f"'{path.stem}'", hint=f"a {kind} in the user folder is named by its file: "
