@@ -100,3 +100,21 @@ def test_a_file_named_in_other_bytes_without_a_name_is_refused(monkeypatch, tmp_
     path.write_text("name: fine\n" + text)  # a name: in the file names it
     res, llm = _script(monkeypatch, [flag, str(path)])
     assert res.exit_code in (0, 3) and llm.calls, res.stderr
+
+
+@pytest.mark.parametrize(("line", "where"), [
+    ('name: "c\\ud800"', ":1: name: a lone surrogate (\\ud800)"),
+    ('description: ["ok", "\\udc00"]', ":1: description.1: a lone surrogate (\\udc00)"),
+])
+def test_a_chain_file_with_a_lone_surrogate_is_refused_naming_the_key(tmp_path: Path, line: str, where: str) -> None:
+    from tests.chain_doubles import chain_data
+    from tests.test_hardening_faults import aicp
+    from yaml import safe_dump
+
+    data = chain_data(tmp_path)
+    data.pop(line.split(":")[0], None)
+    path = tmp_path / "chain.yaml"
+    path.write_text(line + "\n" + safe_dump(data, sort_keys=False))
+    code, out, err = aicp(["run-chain", "--config", str(path)])
+    assert code == 2 and f"{path}{where} is not text" in err and "unexpected" not in err
+    assert not (tmp_path / "out").exists()

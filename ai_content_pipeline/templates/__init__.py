@@ -388,48 +388,19 @@ def _is_path(ref: str) -> bool:
 
 def _load_yaml(path: Path, kind: str) -> dict[str, Any]:
     """A template or persona file as a mapping, read with :mod:`ai_content_pipeline.yamlfile`
-    (at most 1 MiB of UTF-8; no anchors, aliases or duplicate keys)."""
+    (at most 1 MiB of UTF-8; no anchors, aliases, duplicate keys or lone surrogates)."""
     try:
-        data, root = load_yaml(decode_utf8(read_limited(path)))
+        data, _ = load_yaml(decode_utf8(read_limited(path)))
     except OSError as exc:
         raise UsageError(f"cannot read {kind} file {path}: {exc.strerror}") from exc
-    except YAMLProblem as exc:
-        raise ConfigError(f"{kind} file {exc.where(str(path))}: {exc.problem}") from exc
-    found = _surrogate(root)
-    if found is not None:
-        field, line, char = found
-        raise ConfigError(f"{kind} file {path}:{line}: {field or '(top)'}: a lone surrogate ({char}) is "
-                          "not text", hint="write the character itself, or a pair of surrogates as one "
-                                           "\\U00XXXXXX escape")
+    except YAMLProblem as exc:  # a lone surrogate too: "FILE:LINE: KEY.PATH: a lone surrogate ..."
+        raise ConfigError(f"{kind} file {exc.where(str(path))}: {exc.problem}", hint=exc.hint) from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{kind} file {path} must hold a mapping")
     return data
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _surrogate(node: Any, path: str = "") -> tuple[str, int, str] | None:
-    """The first string in a YAML node tree holding a lone surrogate (a ``"\\ud800"`` escape:
-    no text can be written with it): ``(key path, 1-based line, the escape)``, else ``None``."""
-    import yaml
-
-    todo = [(node, path)]
-    while todo:
-        item, where = todo.pop(0)
-        if isinstance(item, yaml.ScalarNode):
-            match = _SURROGATE.search(item.value) if isinstance(item.value, str) else None
-            if match is not None:
-                return where, item.start_mark.line + 1, f"\\u{ord(match.group()):04x}"
-        elif isinstance(item, yaml.MappingNode):
-            for key, value in item.value:
-                name = key.value if isinstance(key.value, str) else "?"
-                label = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", name)
-                todo += [(key, f"{where}.{label}" if where else label),
-                         (value, f"{where}.{label}" if where else label)]
-        elif isinstance(item, yaml.SequenceNode):
-            todo += [(value, f"{where}.{i}" if where else str(i)) for i, value in enumerate(item.value)]
-    return None
 
 
 def _validate(model: type[BaseModel], data: dict[str, Any], where: str) -> Any:
