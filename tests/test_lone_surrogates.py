@@ -106,11 +106,15 @@ def test_a_file_named_in_other_bytes_without_a_name_is_refused(monkeypatch, tmp_
     ('name: "c\\ud800"', ":1: name: a lone surrogate (\\ud800)"),
     ('description: ["ok", "\\udc00"]', ":1: description.1: a lone surrogate (\\udc00)"),
 ])
-def test_a_chain_file_with_a_lone_surrogate_is_refused_naming_the_key(tmp_path: Path, line: str, where: str) -> None:
-    from tests.chain_doubles import chain_data
-    from tests.test_hardening_faults import aicp
+def test_a_chain_file_with_a_lone_surrogate_is_refused_naming_the_key(monkeypatch, tmp_path: Path, line: str,
+                                                                      where: str) -> None:
     from yaml import safe_dump
 
+    from ai_content_pipeline.chain import runner
+    from tests.chain_doubles import FakeFactory, chain_data
+    from tests.test_hardening_faults import aicp
+
+    monkeypatch.setattr(runner, "create_backend", FakeFactory())  # never a real model
     data = chain_data(tmp_path)
     data.pop(line.split(":")[0], None)
     path = tmp_path / "chain.yaml"
