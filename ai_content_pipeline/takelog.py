@@ -30,8 +30,8 @@ import queue
 import sqlite3
 import threading
 import uuid
-from datetime import datetime, timezone
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 

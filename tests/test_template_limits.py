@@ -14,7 +14,13 @@ from yaml import safe_dump as yaml_dump
 from ai_content_pipeline.chain import runner
 from ai_content_pipeline.cli import script as script_cli
 from ai_content_pipeline.errors import InputError
-from ai_content_pipeline.templates import MAX_PROMPT_CHARS, Template, TemplateLimitError, load_persona, sandbox
+from ai_content_pipeline.templates import (
+    MAX_PROMPT_CHARS,
+    Template,
+    TemplateLimitError,
+    load_persona,
+    sandbox,
+)
 from tests.chain_doubles import FakeFactory, write_chain
 from tests.cli_helpers import invoke
 from tests.doubles import FakeLLM

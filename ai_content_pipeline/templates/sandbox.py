@@ -30,7 +30,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import lru_cache, wraps
-from typing import Any
+from typing import Any, TypeGuard
 
 #: Longest string one operation may make (characters): the longest prompt part.
 MAX_CHARS = 4 * 1024 * 1024
@@ -132,7 +132,8 @@ def _made(value: Any, what: str = "a value") -> Any:
     return value
 
 
-def _int(value: Any) -> bool:
+def _int(value: Any) -> TypeGuard[int]:
+    """Whether ``value`` is an integer (``True`` is not one here)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -412,7 +413,11 @@ def environment() -> Any:
     autoescape, whose templates are compiled from :meth:`parse` trees."""
     import jinja2
     from jinja2 import nodes
-    from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEscapeFormatter, SandboxedFormatter
+    from jinja2.sandbox import (
+        ImmutableSandboxedEnvironment,
+        SandboxedEscapeFormatter,
+        SandboxedFormatter,
+    )
     from jinja2.utils import _PassArg
     from jinja2.visitor import NodeTransformer
     from markupsafe import Markup
@@ -473,7 +478,7 @@ def environment() -> Any:
                 if is_map:
                     if kwargs or len(args) != 1:
                         raise TypeError("format_map() takes exactly one argument")
-                    args, kwargs = (), args[0]
+                    return type(text)(formatter.vformat(text, (), args[0]))
                 return type(text)(formatter.vformat(text, args, kwargs))
 
             return bounded
@@ -517,7 +522,7 @@ def environment() -> Any:
         takes = _PassArg.from_obj(func) is not None
         env.filters[name] = _guard_filter(name, func, checks.get(name), takes)
 
-    generate_lipsum = env.globals["lipsum"]
+    generate_lipsum: Any = env.globals["lipsum"]
 
     def lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:  # noqa: A002
         """Jinja2's ``lipsum``, refused when it would pass :data:`MAX_CHARS` (about 12
@@ -527,7 +532,7 @@ def environment() -> Any:
             if n > MAX_ITEMS:
                 raise RenderLimit(f"lipsum() of {n:,} paragraphs is past the limit of {MAX_ITEMS:,}")
             _predict(n * words * 12, "", "lipsum()")
-        return generate_lipsum(n, html, min, max)  # type: ignore[no-any-return]
+        return str(generate_lipsum(n, html, min, max))
 
     env.globals["lipsum"] = lipsum
     return env
