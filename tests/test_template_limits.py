@@ -104,7 +104,8 @@ def _render(user: str) -> None:
 
 
 @pytest.mark.parametrize("user", ATTACKS)
-def test_a_render_that_would_run_away_stops_quickly_in_bounded_memory(user: str) -> None:
+def test_a_render_that_would_run_away_stops_quickly_in_bounded_memory(monkeypatch, user: str) -> None:
+    monkeypatch.setattr(sandbox, "MAX_STEPS", 200_000)  # the suite's time; the real limit is tested below
     tracemalloc.start()
     started = time.monotonic()
     try:
@@ -133,6 +134,16 @@ def test_a_prompt_that_grows_past_its_limit_stops_while_it_streams(user: str) ->
         tracemalloc.stop()
     assert peak < 3 * MAX_PROMPT_CHARS * 4, peak  # the prompt so far, never the whole output
     assert caught.value.exit_status == 3  # the record's long fields may be why: that record fails
+
+
+def test_nested_loops_stop_at_the_step_limit() -> None:
+    started = time.monotonic()
+    # the step limit, or on a machine too busy to take a million steps in time, the clock
+    limits = f"more than {sandbox.MAX_STEPS:,} loop iterations|took longer than {sandbox.RENDER_SECONDS:g} seconds"
+    with pytest.raises(TemplateLimitError, match=limits) as caught:
+        _render("{% for a in range(99999) %}{% for b in range(99999) %}{% for c in range(99999) %}"
+                "{% endfor %}{% endfor %}{% endfor %}")
+    assert time.monotonic() - started < sandbox.RENDER_SECONDS + 5 and caught.value.exit_status == 2
 
 
 def test_a_render_past_its_seconds_stops(monkeypatch) -> None:
