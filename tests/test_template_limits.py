@@ -67,6 +67,8 @@ ATTACKS = [
     "{{ ('x' * 4000000)|wordwrap(3) }}",
     "{{ ('x ' * 2000000)|wordwrap(1) }}",
     "{{ ('a.com ' * 600000)|urlize }}",
+    "{{ ('a.com ' * 15000)|urlize(none, false, 'x' * 4000) }}",
+    "{{ ('a.com ' * 15000)|urlize(rel='x' * 4000) }}",
     "{{ ({'a': range(99999)|list})|pprint }}",
     "{{ (range(99999)|list)|tojson(2) }}",
     "{{ ('x\n' * 2000000)|indent(1000) }}",

@@ -368,7 +368,8 @@ def _filter_checks() -> dict[str, Any]:
     def urlize(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         text = str(args[0])
         slow(text, "urlize")
-        extra = sum(len(str(kwargs.get(k) or "")) for k in ("target", "rel")) + 80
+        given = [args[i] if len(args) > i else kwargs.get(k) for i, k in ((3, "target"), (4, "rel"))]
+        extra = sum(len(str(v or "")) for v in given) + 80
         words = sum(1 for _ in _WORDS.finditer(text))  # each may become a link
         _predict(len(text) + words * (extra + len(text) // max(words, 1)), text, "urlize")
         return args, kwargs
