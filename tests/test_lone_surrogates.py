@@ -122,3 +122,25 @@ def test_a_chain_file_with_a_lone_surrogate_is_refused_naming_the_key(monkeypatc
     code, out, err = aicp(["run-chain", "--config", str(path)])
     assert code == 2 and f"{path}{where} is not text" in err and "unexpected" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_template_error_naming_a_file_of_other_bytes_reaches_a_chains_result(monkeypatch, tmp_path: Path) -> None:
+    from yaml import safe_dump
+
+    from ai_content_pipeline.chain import runner
+    from tests.chain_doubles import FakeFactory, chain_data
+    from tests.test_hardening_faults import aicp
+
+    monkeypatch.setattr(runner, "create_backend", FakeFactory())
+    home = Path(os.fsdecode(os.fsencode(tmp_path) + b"/t\xff"))  # the user folder, in other bytes
+    monkeypatch.setenv("AICP_HOME", str(home))
+    _write("template", 'name: evil\nsystem: s\nuser: "{{ title.__class__ }}"\n', "evil")
+    data = chain_data(tmp_path)
+    data["steps"][0]["template"] = "evil"
+    path = tmp_path / "chain.yaml"
+    path.write_text(safe_dump(data, sort_keys=False))
+    code, out, err = aicp(["run-chain", "--config", str(path)])
+    assert code == 2, err
+    result = orjson.loads(out)
+    assert result["success"] is False and f"{tmp_path}/t\\xff/templates/evil.yaml" in result["error"]["message"]
+    assert "unexpected" not in err

@@ -154,6 +154,12 @@ class Template(_Strict):
         """``name@version``, as written in the ``script.template`` field."""
         return f"{self.name}@{self.version}"
 
+    @property
+    def _where(self) -> str:
+        """Where the template comes from, for messages (which JSON carries: a file name's bytes
+        that are not UTF-8 as ``\\xNN``): its file, or ``built in``."""
+        return _json_path(Path(self.source)) if self.source else "built in"
+
     @cached_property
     def _compiled(self) -> dict[str, Any]:
         import jinja2
@@ -162,7 +168,7 @@ class Template(_Strict):
         parts = {"system": self.system, "user": self.user, **self.prompts}
         env = _environment()
         # a loaded file is named by its path (a user folder may hold a broken copy of a built-in)
-        where = f"template file {self.source}" if self.source else f"template {self.name}"
+        where = f"template file {_json_path(Path(self.source))}" if self.source else f"template {self.name}"
         compiled: dict[str, Any] = {}
         for key, text in parts.items():
             tags = text.count("{{") + text.count("{%")
@@ -253,7 +259,7 @@ class Template(_Strict):
                              hint="shorten the record's long fields (notes, sources)") from None
         except RenderLimit as exc:  # the template's own doing (a loop, a width), for every record
             raise TemplateLimitError(
-                f"template '{self.name}' ({self.source or 'built in'}) stopped at a render limit in "
+                f"template '{self.name}' ({self._where}) stopped at a render limit in "
                 f"prompt '{part}': {exc}",
                 hint="a prompt template renders text: no long loops, huge widths, repeats or numbers",
             ) from None
@@ -267,13 +273,13 @@ class Template(_Strict):
             ) from exc
         except SecurityError as exc:  # the template itself is at fault, for every record
             raise TemplateSandboxError(
-                f"template '{self.name}' ({self.source or 'built in'}) did something templates may "
+                f"template '{self.name}' ({self._where}) did something templates may "
                 f"not do: {exc}",
                 hint="templates may only read record fields and persona values; "
                      "no attributes starting with _, no methods that change data",
             ) from exc
         except RecursionError as exc:
-            raise TemplateLimitError(f"template '{self.name}' ({self.source or 'built in'}) recursed too "
+            raise TemplateLimitError(f"template '{self.name}' ({self._where}) recursed too "
                                      f"deeply in prompt '{part}'") from exc
         except (jinja2.TemplateError, ArithmeticError, TypeError, ValueError, LookupError,
                 AttributeError) as exc:  # e.g. {{ year + 1 }} with a string year
@@ -283,7 +289,7 @@ class Template(_Strict):
         bad = _SURROGATE.search(text)
         if bad is not None:  # a "\ud800" escape in the template's own Jinja2 strings, or in extra context
             raise TemplateSandboxError(
-                f"template '{self.name}' ({self.source or 'built in'}) made a {part} prompt holding a lone "
+                f"template '{self.name}' ({self._where}) made a {part} prompt holding a lone "
                 f"surrogate (\\u{ord(bad.group()):04x}), which is not text",
                 hint="write the character itself, or a pair of surrogates as one \\U00XXXXXX escape")
         if len(text) > MAX_PROMPT_CHARS:
@@ -389,14 +395,15 @@ def _is_path(ref: str) -> bool:
 def _load_yaml(path: Path, kind: str) -> dict[str, Any]:
     """A template or persona file as a mapping, read with :mod:`ai_content_pipeline.yamlfile`
     (at most 1 MiB of UTF-8; no anchors, aliases, duplicate keys or lone surrogates)."""
+    shown = _json_path(path)
     try:
         data, _ = load_yaml(decode_utf8(read_limited(path)))
     except OSError as exc:
-        raise UsageError(f"cannot read {kind} file {path}: {exc.strerror}") from exc
+        raise UsageError(f"cannot read {kind} file {shown}: {exc.strerror}") from exc
     except YAMLProblem as exc:  # a lone surrogate too: "FILE:LINE: KEY.PATH: a lone surrogate ..."
-        raise ConfigError(f"{kind} file {exc.where(str(path))}: {exc.problem}", hint=exc.hint) from exc
+        raise ConfigError(f"{kind} file {exc.where(shown)}: {exc.problem}", hint=exc.hint) from exc
     if not isinstance(data, dict):
-        raise ConfigError(f"{kind} file {path} must hold a mapping")
+        raise ConfigError(f"{kind} file {shown} must hold a mapping")
     return data
 
 
@@ -498,15 +505,16 @@ def _stat_key(path: Path) -> tuple[int, int]:
 
 def _load(model: type[BaseModel], kind: str, path: Path, origin: str) -> Any:
     data = _load_yaml(path, kind)
+    shown = _json_path(path)
     data.setdefault("name", path.stem)
     if isinstance(data["name"], str) and _SURROGATE.search(data["name"]):  # a file name of other bytes
-        raise ConfigError(f"{kind} file {path}: name: the file's name is not UTF-8 text, so it cannot name "
+        raise ConfigError(f"{kind} file {shown}: name: the file's name is not UTF-8 text, so it cannot name "
                           f"the {kind}", hint="set name: in the file, or rename it")
     if origin == "user" and data["name"] != path.stem:
-        raise ConfigError(f"{kind} file {path}: name: '{data['name']}' is not the file's name "
+        raise ConfigError(f"{kind} file {shown}: name: '{data['name']}' is not the file's name "
                           f"'{path.stem}'", hint=f"a {kind} in the user folder is named by its file: "
                                                  f"set name: {path.stem}, or rename the file")
-    item = _validate(model, data, f"{kind} {path}")
+    item = _validate(model, data, f"{kind} {shown}")
     item.source = str(path)
     return item
 
