@@ -13,7 +13,8 @@ Every record of a sharded run carries ``_aicp: {shard: "K/N", line, seq[, end]}`
 
 A problem of the first kind is a :class:`MergeIncomplete` (exit 3) naming each gap or
 repeat (which shard, which file, which positions); nothing is written unless
-``partial`` is set. A file that is not a shard output is a ``UsageError`` (exit 2).
+``partial`` is set. A file that is not a shard output is a ``UsageError`` (exit 2), and so
+is a tag whose line count, line index or ``seq`` is past :data:`MAX_COUNT` (a forged one).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from .status import ExitStatus
 
 #: How many problems a message lists before "and N more".
 SHOWN = 12
+#: Largest input line index, ``seq`` or line count a shard tag may carry (what a 64-bit count
+#: holds; more lines than any file has): a larger one is a forged tag, refused (exit 2).
+MAX_COUNT = 2**63 - 1
 
 
 class MergeIncomplete(AicpError):
@@ -76,7 +80,18 @@ def _tag(line: InputLine, path: str) -> tuple[dict[str, Any], dict[str, Any]]:
                          "(shard, line, seq): it is not the output of a --shard run",
                          hint="merge the files a --shard K/N run wrote, unchanged")
     assert isinstance(tag, dict)
+    for key in ("line", "seq"):
+        _count(tag[key], f"{path}:{line.line}: `{FIELD}.{key}`")
     return line.record, tag
+
+
+def _count(value: int, what: str) -> int:
+    """``value``, a line index or count of a shard tag. :raises UsageError: past :data:`MAX_COUNT`."""
+    if value > MAX_COUNT:
+        shown = f"{value}" if value.bit_length() < 200 else f"a {len(str(value))}-digit number"
+        raise UsageError(f"{what} is {shown}, past any input's line count ({MAX_COUNT}): it is not what "
+                         "a --shard run writes", hint="merge the files a --shard K/N run wrote, unchanged")
+    return value
 
 
 class _Damaged(Exception):
@@ -104,7 +119,7 @@ def _end(end: Any, n: int, where: str) -> dict[str, Any]:
                      hint="merge the files a --shard K/N run wrote, unchanged")
     if not isinstance(end, dict) or type(end.get("lines")) is not int or end["lines"] < 0:
         raise bad
-    lines = end["lines"]
+    lines = _count(end["lines"], f"{where}: `{FIELD}.end.lines`")
     blank: dict[int, int] = {}
     counts, sparse = end.get("counts"), end.get("blank")
     if isinstance(counts, list) and len(counts) == n and all(type(c) is int for c in counts):
@@ -115,7 +130,9 @@ def _end(end: Any, n: int, where: str) -> dict[str, Any]:
                 blank[j] = lines_of(j, n, lines) - c
     elif isinstance(sparse, dict) and counts is None:
         for key, b in sparse.items():
-            j = int(key) if key.isascii() and key.isdigit() else -1
+            # a shard index as end_tag writes it: ASCII digits, no leading zero, at most MAX_SHARDS
+            # (a 5,000-digit key is refused here, not by int()'s digit limit)
+            j = int(key) if key.isascii() and key.isdigit() and len(key) <= 7 and key == str(int(key)) else -1
             if not (0 <= j < n and type(b) is int and 0 < b <= lines_of(j, n, lines)):
                 raise bad
             blank[j] = b
@@ -219,6 +236,7 @@ def check(paths: list[str]) -> tuple[list[ShardFile], list[str]]:
             problems.append(f"shard {k}/{n} given twice ({by_index[k].path} and {f.path}): its records repeat")
             continue
         by_index[k] = f
+    missing = 0  # shards without a file that have input lines: named up to SHOWN, then counted
     for k in range(n):
         found = by_index.get(k)
         want = _want(end, k, n) if end is not None else None
@@ -226,8 +244,10 @@ def check(paths: list[str]) -> tuple[list[ShardFile], list[str]]:
             if want is None:
                 unknown.append(k)
             elif want > 0:
-                problems.append(f"shard {k}/{n}: no records; {want} input lines missing "
-                                f"(line indexes {k}, {k + n}, ... mod {n})")
+                missing += 1
+                if missing <= SHOWN:
+                    problems.append(f"shard {k}/{n}: no records; {want} input lines missing "
+                                    f"(line indexes {k}, {k + n}, ... mod {n})")
             continue
         if found.end is None:
             after = f"after input line index {found.last_line}" if found.last_line is not None else "at its start"
@@ -235,6 +255,8 @@ def check(paths: list[str]) -> tuple[list[ShardFile], list[str]]:
             problems.append(f"{found.name}: incomplete, stops {after}{more}")
         elif want is not None and found.positions != want:
             problems.append(f"{found.name}: {found.positions} input lines of {want}: {want - found.positions} missing")
+    if missing > SHOWN:  # one line for the rest, not a million
+        problems.append(f"{missing - SHOWN} more shards of {n} have no records and input lines missing")
     if len(unknown) > SHOWN:  # one line, not a million
         problems.append(f"shards {', '.join(map(str, unknown[:SHOWN]))} and {len(unknown) - SHOWN} more of {n}: "
                         "no records (their files are missing or empty)")
@@ -324,4 +346,4 @@ def merge_files(paths: list[str], write: Callable[[dict[str, Any]], Any], *,
     return written, problems
 
 
-__all__ = ["MergeIncomplete", "ShardFile", "check", "expand", "merge_files", "merged"]
+__all__ = ["MAX_COUNT", "MergeIncomplete", "ShardFile", "check", "expand", "merge_files", "merged"]

@@ -30,6 +30,7 @@ import queue
 import sqlite3
 import threading
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -286,41 +287,67 @@ class TakeLog:
 
 
 def read_takes(path: str | os.PathLike[str], limit: int | None = 10) -> list[dict[str, Any]]:
-    """The last ``limit`` takes of the log at ``path`` (``None`` or 0: all), oldest first;
-    JSON columns decoded.
+    """The last ``limit`` takes of the log at ``path`` (``None`` or 0: all), oldest first, as a
+    list (:func:`iter_takes` one at a time). :raises UsageError: as :func:`iter_takes`."""
+    return list(iter_takes(path, limit))
 
-    :raises UsageError: no such file, or not a take log (exit 2).
-    """
+
+def _cell(value: bytes) -> str:
+    """A TEXT cell as text: bytes that are not UTF-8 (a foreign or damaged log) shown as
+    ``\\xNN`` escapes, so one bad cell never hides the rest of the log."""
+    return value.decode("utf-8", "backslashreplace")
+
+
+def _take(row: sqlite3.Row) -> dict[str, Any]:
     from .jsonl import loads
 
+    item = dict(row)
+    for column, value in item.items():
+        if isinstance(value, bytes):  # a BLOB cell: shown as text, as a TEXT one
+            item[column] = _cell(value)
+    for column in ("params", "messages", "checks", "error"):
+        if isinstance(item.get(column), str):
+            try:
+                item[column] = loads(item[column])
+            except ValueError:
+                pass
+    if item.get("passed") is not None:
+        item["passed"] = bool(item["passed"])
+    return item
+
+
+def iter_takes(path: str | os.PathLike[str], limit: int | None = 10) -> Iterator[dict[str, Any]]:
+    """The last ``limit`` takes of the log at ``path`` (``None`` or 0: all), oldest first, one
+    at a time (memory: one take, however long the log); JSON columns decoded, a cell that is
+    not UTF-8 shown with ``\\xNN`` escapes.
+
+    The file is checked when the first take is asked for.
+    :raises UsageError: no such file, or not a take log (exit 2).
+    """
     file = Path(path)
     if not file.is_file():
         raise UsageError(f"no take log at {file}",
                          hint="runs write one with --log PATH.db (or AICP_LOG_DB=PATH.db)")
     try:
         conn = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-        conn.row_factory = sqlite3.Row
-        try:
-            sql = "SELECT * FROM takes ORDER BY id DESC"
-            rows = conn.execute(sql + " LIMIT ?", (min(limit, 2**63 - 1),)).fetchall() if limit \
-                else conn.execute(sql).fetchall()  # a limit past SQLite's integers is "all"
-        finally:
-            conn.close()
     except sqlite3.Error as exc:
         raise UsageError(f"{file} is not a take log: {exc}") from exc
-    out = []
-    for row in reversed(rows):
-        item = dict(row)
-        for column in ("params", "messages", "checks", "error"):
-            if item.get(column) is not None:
-                try:
-                    item[column] = loads(item[column])
-                except ValueError:
-                    pass
-        if item.get("passed") is not None:
-            item["passed"] = bool(item["passed"])
-        out.append(item)
-    return out
+    conn.row_factory = sqlite3.Row
+    conn.text_factory = _cell
+    try:
+        try:
+            rows = conn.execute("SELECT * FROM takes ORDER BY id")
+            if limit:  # from the id of the limit-th newest take (a limit past SQLite's integers: all)
+                first = conn.execute("SELECT id FROM takes ORDER BY id DESC LIMIT 1 OFFSET ?",
+                                     (min(limit, 2**63 - 1) - 1,)).fetchone()
+                if first is not None:
+                    rows = conn.execute("SELECT * FROM takes WHERE id >= ? ORDER BY id", (first[0],))
+            for row in rows:
+                yield _take(row)
+        except sqlite3.Error as exc:
+            raise UsageError(f"{file} is not a take log: {exc}") from exc
+    finally:
+        conn.close()
 
 
 def _text(value: Any, lines: bool = False) -> str:
@@ -382,4 +409,4 @@ def open_log(path: str | None, command: str) -> TakeLog | None:
     return TakeLog(path, command) if path else None
 
 
-__all__ = ["ENV", "SCHEMA_VERSION", "TakeLog", "format_take", "open_log", "read_takes"]
+__all__ = ["ENV", "SCHEMA_VERSION", "TakeLog", "format_take", "iter_takes", "open_log", "read_takes"]

@@ -35,10 +35,11 @@ class YAMLProblem(Exception):
     :ivar problem: what is wrong, for the user. :ivar line: 1-based line, when known.
     """
 
-    def __init__(self, problem: str, line: int | None = None) -> None:
+    def __init__(self, problem: str, line: int | None = None, hint: str | None = None) -> None:
         super().__init__(problem)
         self.problem = problem
         self.line = line
+        self.hint = hint
 
     def where(self, source: str) -> str:
         """``source:LINE`` (or ``source`` when the line is unknown)."""
@@ -142,7 +143,8 @@ def load_yaml(text: str) -> tuple[Any, yaml.Node | None]:
     The node tree gives line numbers for key paths.
 
     :raises YAMLProblem: invalid YAML, an alias or anchor, too deep, a duplicate key,
-        a value PyYAML cannot construct (a bad date, an overlong number...).
+        a value PyYAML cannot construct (a bad date, an overlong number...), a string holding
+        a lone surrogate (a ``"\\ud800"`` escape; the problem names its key path).
     """
     loader: StrictLoader | None = None
     try:
@@ -165,7 +167,38 @@ def load_yaml(text: str) -> tuple[Any, yaml.Node | None]:
     finally:
         if loader is not None:
             loader.dispose()
+    found = _surrogate(node)
+    if found is not None:
+        raise YAMLProblem(f"{found[0] or '(top)'}: a lone surrogate ({found[2]}) is not text", found[1],
+                          hint="write the character itself, or a pair of surrogates as one \\U00XXXXXX escape")
     return data, node
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escaped(text: str) -> str:
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _surrogate(root: yaml.Node | None) -> tuple[str, int, str] | None:
+    """The first string of a node tree holding a lone surrogate (a ``"\\ud800"`` escape: no
+    text can be written with it): ``(key path, 1-based line, the escape)``, else ``None``."""
+    todo: list[tuple[Any, str]] = [(root, "")]
+    while todo:
+        node, where = todo.pop()
+        if isinstance(node, yaml.ScalarNode):
+            match = _SURROGATE.search(node.value) if isinstance(node.value, str) else None
+            if match is not None:
+                return where, node.start_mark.line + 1, _escaped(match.group())
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in reversed(node.value):  # popped in file order
+                name = _escaped(key.value) if isinstance(key.value, str) else "?"
+                path = f"{where}.{name}" if where else name
+                todo += [(value, path), (key, path)]
+        elif isinstance(node, yaml.SequenceNode):
+            todo += [(value, f"{where}.{i}" if where else str(i)) for i, value in reversed(list(enumerate(node.value)))]
+    return None
 
 
 class _BlockDumper(yaml.SafeDumper):

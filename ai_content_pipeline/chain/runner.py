@@ -158,11 +158,26 @@ def check_voice_step(step: VoiceStep, index: int) -> None:
         raise
 
 
+#: Highest cost one step may have: a larger one comes from a usage count that is not real, and
+#: sums of such costs could pass what a float holds (``inf``, written as JSON ``null``).
+MAX_STEP_COST = 1e15
+
+
 def step_cost(prices: Prices, tokens: int, audio_seconds: float, seconds: float, device: str | None) -> float:
-    """Cost of one step from the price table: tokens/1000, audio minutes, GPU seconds."""
+    """Cost of one step from the price table: tokens/1000, audio minutes, GPU seconds.
+
+    :raises AicpError: the cost is past :data:`MAX_STEP_COST` (never ``inf`` or ``null``).
+    """
     on_gpu = bool(device) and str(device).lower().startswith(GPU_DEVICES)
-    cost = (tokens / 1000.0 * prices.per_1k_tokens + audio_seconds / 60.0 * prices.per_audio_minute
-            + (seconds * prices.per_gpu_second if on_gpu else 0.0))
+    try:
+        cost = (tokens / 1000.0 * prices.per_1k_tokens + audio_seconds / 60.0 * prices.per_audio_minute
+                + (seconds * prices.per_gpu_second if on_gpu else 0.0))
+    except OverflowError:  # an integer token count past what a float holds
+        cost = float("inf")
+    if not 0 <= cost <= MAX_STEP_COST:  # NaN too
+        raise AicpError(f"the step's cost is past {MAX_STEP_COST:g} at the chain's prices: its token, audio "
+                        "or GPU-second counts are not real ones; no cost was added to total_cost",
+                        hint="check the backend's token counts and the chain's prices:")
     return round(cost, 6)
 
 

@@ -59,17 +59,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+#: Highest price a chain's ``prices`` may give (any currency unit): far past any real price,
+#: short of the numbers that make a cost sum ``inf`` (which JSON writes as ``null``).
+MAX_PRICE = 1_000_000.0
+
+
 class Prices(_Strict):
-    """Price table for the ``cost`` of each step (any currency unit; all default to 0).
+    """Price table for the ``cost`` of each step (any currency unit; all default to 0; each
+    a finite number from 0 to :data:`MAX_PRICE`).
 
     :ivar per_1k_tokens: price per 1,000 LLM tokens (prompt + completion).
     :ivar per_audio_minute: price per minute of audio written.
     :ivar per_gpu_second: price per second a step ran with its model on a GPU.
     """
 
-    per_1k_tokens: float = Field(0.0, ge=0)
-    per_audio_minute: float = Field(0.0, ge=0)
-    per_gpu_second: float = Field(0.0, ge=0)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    per_1k_tokens: float = Field(0.0, ge=0, le=MAX_PRICE)
+    per_audio_minute: float = Field(0.0, ge=0, le=MAX_PRICE)
+    per_gpu_second: float = Field(0.0, ge=0, le=MAX_PRICE)
 
 
 class ScriptStep(_Strict):
@@ -419,5 +427,5 @@ def with_hosts(spec: ChainSpec, hosts: list[str] | None) -> ChainSpec:
     return spec.model_copy(update={"steps": steps})  # keeps ``source`` (an excluded field) too
 
 
-__all__ = ["ChainSpec", "Prices", "ScriptStep", "VoiceStep", "apply_override", "load_chain",
+__all__ = ["MAX_PRICE", "ChainSpec", "Prices", "ScriptStep", "VoiceStep", "apply_override", "load_chain",
            "node_line", "parse_override", "with_hosts"]

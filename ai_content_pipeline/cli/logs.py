@@ -36,12 +36,12 @@ def logs_command(log: str | None, count: int, as_json: bool) -> None:
     column. The file is plain SQLite (tables takes and runs).
     """
     from ..errors import UsageError
-    from ..takelog import format_take, read_takes
+    from ..takelog import format_take, iter_takes
 
     if not log:
         raise UsageError("no take log given", hint="aicp logs --log PATH.db, or set AICP_LOG_DB=PATH.db")
     writer = RecordWriter()
-    for take in read_takes(log, count or None):
+    for take in iter_takes(log, count or None):  # one take in memory at a time
         if as_json:
             writer.write(take)
         else:

@@ -66,9 +66,11 @@ from ..limits import (
 )
 from ..records import content_hash, record_id, word_count
 from ..templates import (
+    ExtraContext,
     Persona,
     Template,
     TemplateSandboxError,
+    check_extra_context,
     file_ref,
     load_persona,
     load_template,
@@ -136,7 +138,7 @@ class ScriptOptions:
     retries: Retries = 0
     resume: bool = False
     strict: bool = False
-    extra_context: dict[str, Any] = field(default_factory=dict)
+    extra_context: ExtraContext = field(default_factory=dict)
     words: Words | None = None
     sections: list[dict[str, Any]] | None = None
     work_dir: str = "aicp-out/longform"
@@ -163,6 +165,7 @@ class ScriptOptions:
 
         :raises UsageError: ``best_of``/``batch`` out of range, ``best_of`` > 1 with a long-form template.
         """
+        check_extra_context(self.extra_context)  # a key the prompt context sets itself: usage error
         if not 1 <= self.best_of <= MAX_BEST_OF:
             raise UsageError(f"best_of must be between 1 and {MAX_BEST_OF}, not {self.best_of}")
         if not 1 <= self.batch <= MAX_BATCH:

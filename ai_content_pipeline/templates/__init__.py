@@ -25,9 +25,9 @@ import os
 import re
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from ..backends.voices import VoiceSettings, file_settings
 from ..checks import Checks
@@ -44,37 +44,72 @@ DEFAULT_PERSONA = "julie"
 #: Longest rendered prompt part (characters): far past any model's context, short of a
 #: template that multiplies strings into gigabytes.
 MAX_PROMPT_CHARS = 4 * 1024 * 1024
+#: Most Jinja2 tags (``{{``, ``{%``) in one prompt part, and most nodes of its parsed tree:
+#: far past any prompt, short of a file whose compilation takes many seconds.
+MAX_TAGS = 10_000
+MAX_NODES = 50_000
 
 
 
-@lru_cache(maxsize=1)
 def _environment() -> Any:
-    """The Jinja2 sandbox that renders prompts (imported on first use: the voice stage,
-    which only reads personas, never pays for Jinja2)."""
-    import jinja2
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    """The bounded Jinja2 sandbox that renders prompts (:mod:`.sandbox`; imported on first
+    use: the voice stage, which only reads personas, never pays for Jinja2)."""
+    from .sandbox import environment
 
-    class Bounded(ImmutableSandboxedEnvironment):  # type: ignore[misc]
-        """The sandbox with ``*`` and ``**`` bounded (Jinja2's ``intercepted_binops`` hook):
-        ``{{ "x" * 10**9 }}`` is refused before it is built, not after it fills memory."""
+    return environment()
 
-        intercepted_binops = frozenset({"*", "**"})
 
-        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-            if operator == "**" and isinstance(right, (int, float)) and abs(right) > 1000:
-                raise jinja2.sandbox.SecurityError("exponent too large")
-            if operator == "*":
-                sizes = [len(x) for x in (left, right) if isinstance(x, (str, list, tuple))]
-                counts = [x for x in (left, right) if isinstance(x, int) and not isinstance(x, bool)]
-                if sizes and counts and sizes[0] * max(counts[0], 0) > MAX_PROMPT_CHARS:
-                    raise jinja2.sandbox.SecurityError("repetition too large for a prompt")
-            return super().call_binop(context, operator, left, right)
+#: Names the prompt context itself sets (:meth:`Template.context`, the long-form stage's
+#: chunk context): an ``extra_context`` key may not take one of them.
+RESERVED_CONTEXT = ("record", "persona", "catchphrase", "target_words", "take", "sections", "chunks",
+                    "chunk", "section", "summary", "pack", "remaining_words")
+#: Most words a record's own ``target_words`` field may ask for (as ``--words``).
+MAX_TARGET_WORDS = 100_000
 
-    return Bounded(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
+
+def extra_context_problem(extra: Any) -> str | None:
+    """Why ``extra`` cannot be a run's ``extra_context`` (a key the prompt context sets itself:
+    :data:`RESERVED_CONTEXT`; a key that is not a string), or ``None``."""
+    if not isinstance(extra, dict):
+        return "extra_context must be a mapping of names to values"
+    for key in extra:
+        if not isinstance(key, str):
+            return f"extra_context key {key!r} is not a name (a string)"
+        if key in RESERVED_CONTEXT:
+            return (f"extra_context key '{key}' is set by aicp itself (the prompt context's own '{key}'); "
+                    "choose another name")
+    return None
+
+
+def check_extra_context(extra: Any) -> None:
+    """:raises UsageError: ``extra`` cannot be an ``extra_context`` (see :func:`extra_context_problem`)."""
+    problem = extra_context_problem(extra)
+    if problem is not None:
+        raise UsageError(problem, hint="reserved: " + ", ".join(RESERVED_CONTEXT))
+
+
+def _extra_context(value: Any) -> Any:
+    problem = extra_context_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+#: The type of ``ScriptOptions.extra_context``: pydantic (a chain's ``params``) refuses a reserved key.
+ExtraContext = Annotated[dict[str, Any], AfterValidator(_extra_context)]
 
 
 class TemplateSandboxError(ConfigError):
     """A template tried what the Jinja2 sandbox forbids (``''.__class__``...): exit 2, not per record."""
+
+
+class TemplateLimitError(TemplateSandboxError):
+    """A render passed a limit of the sandbox (:mod:`.sandbox`: value sizes, steps, call depth,
+    seconds): exit 2, as a template the sandbox refuses."""
+
+
+class _TooLong(Exception):
+    """A rendered prompt part grew past :data:`MAX_PROMPT_CHARS` (raised while it streams)."""
 
 
 class _Strict(BaseModel):
@@ -120,6 +155,12 @@ class Template(_Strict):
         """``name@version``, as written in the ``script.template`` field."""
         return f"{self.name}@{self.version}"
 
+    @property
+    def _where(self) -> str:
+        """Where the template comes from, for messages (which JSON carries: a file name's bytes
+        that are not UTF-8 as ``\\xNN``): its file, or ``built in``."""
+        return _json_path(Path(self.source)) if self.source else "built in"
+
     @cached_property
     def _compiled(self) -> dict[str, Any]:
         import jinja2
@@ -128,15 +169,29 @@ class Template(_Strict):
         parts = {"system": self.system, "user": self.user, **self.prompts}
         env = _environment()
         # a loaded file is named by its path (a user folder may hold a broken copy of a built-in)
-        where = f"template file {self.source}" if self.source else f"template {self.name}"
+        where = f"template file {_json_path(Path(self.source))}" if self.source else f"template {self.name}"
         compiled: dict[str, Any] = {}
         for key, text in parts.items():
+            tags = text.count("{{") + text.count("{%")
+            if tags > MAX_TAGS:  # parsing and compiling take seconds per 10,000 tags
+                raise ConfigError(f"{where}: prompt '{key}' has {tags} Jinja2 tags; the limit is {MAX_TAGS}",
+                                  hint="a prompt template renders text: loop over a list instead")
             try:
-                tree = env.parse(text)
-                compiled[key] = env.from_string(text)
+                tree = env.parse_bounded(text)
+                size = sum(1 for _ in tree.find_all(nodes.Node))
+                if size > MAX_NODES:
+                    raise ConfigError(f"{where}: prompt '{key}' has {size} Jinja2 expressions and statements; "
+                                      f"the limit is {MAX_NODES}",
+                                      hint="a prompt template renders text: loop over a list instead")
+                compiled[key] = env.from_string(tree)
             except jinja2.TemplateSyntaxError as exc:
                 raise ConfigError(f"{where}: prompt '{key}': Jinja2 syntax error on line {exc.lineno} "
                                   f"of the prompt: {exc.message}") from exc
+            except (RecursionError, SyntaxError, MemoryError) as exc:  # Python's own nesting limits
+                raise ConfigError(f"{where}: prompt '{key}' is nested too deeply to compile",
+                                  hint="nest fewer blocks, brackets and operators") from exc
+            except (ValueError, OverflowError) as exc:  # a number literal past int()'s 4300 digits
+                raise ConfigError(f"{where}: prompt '{key}' cannot be compiled: {exc}") from exc
             # a prompt is one self-contained text: no other files
             if next(tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)),
                     None) is not None:
@@ -156,13 +211,25 @@ class Template(_Strict):
                     field=field,
                 )
 
-    def context(self, record: dict[str, Any], persona: Persona, **extra: Any) -> dict[str, Any]:
-        """The Jinja2 context: optional fields default to ``None``, then the record, persona, extras."""
+    def context(self, record: dict[str, Any], persona: Persona, /, **extra: Any) -> dict[str, Any]:
+        """The Jinja2 context: optional fields default to ``None``, then the record's fields,
+        ``record``, ``persona`` (as a mapping), ``target_words`` (the record's own when it
+        gives a whole number from 1 to :data:`MAX_TARGET_WORDS`, else the template's), then
+        ``extra`` (the caller's: ``catchphrase``, a run's ``extra_context``...).
+
+        :raises InputError: the record's ``target_words`` is not such a number."""
         ctx: dict[str, Any] = {name: None for name in self.optional}
         ctx.update(record)
         ctx["record"] = record
         ctx["persona"] = persona.model_dump()
-        ctx.setdefault("target_words", self.target_words)
+        words = record.get("target_words")
+        if isinstance(words, float) and words.is_integer() and 0 < words <= MAX_TARGET_WORDS:
+            words = ctx["target_words"] = int(words)
+        if words is None:
+            ctx["target_words"] = self.target_words
+        elif not (type(words) is int and 0 < words <= MAX_TARGET_WORDS):  # a record's own length target
+            raise InputError(f"field 'target_words' must be a whole number of words from 1 to "
+                             f"{MAX_TARGET_WORDS}", field="target_words", stage="script")
         ctx.update(extra)
         return ctx
 
@@ -176,8 +243,27 @@ class Template(_Strict):
         import jinja2
         from jinja2.sandbox import SecurityError
 
+        from .sandbox import RenderLimit, rendering
+
+        chunks: list[str] = []
+        size = 0
         try:
-            text = self._compiled[part].render(context).strip()
+            with rendering():
+                for chunk in self._compiled[part].generate(context):
+                    size += len(chunk)
+                    if size > MAX_PROMPT_CHARS:  # stopped here: never held whole
+                        raise _TooLong
+                    chunks.append(chunk)
+        except _TooLong:
+            raise InputError(f"template '{self.name}' made a {part} prompt of more than {MAX_PROMPT_CHARS} "
+                             "characters for this record", stage="script",
+                             hint="shorten the record's long fields (notes, sources)") from None
+        except RenderLimit as exc:  # the template's own doing (a loop, a width), for every record
+            raise TemplateLimitError(
+                f"template '{self.name}' ({self._where}) stopped at a render limit in "
+                f"prompt '{part}': {exc}",
+                hint="a prompt template renders text: no long loops, huge widths, repeats or numbers",
+            ) from None
         except MemoryError as exc:
             raise InputError(f"template '{self.name}' made a prompt too large to hold in memory "
                              "for this record", stage="script") from exc
@@ -188,15 +274,25 @@ class Template(_Strict):
             ) from exc
         except SecurityError as exc:  # the template itself is at fault, for every record
             raise TemplateSandboxError(
-                f"template '{self.name}' ({self.source or 'built in'}) did something templates may "
+                f"template '{self.name}' ({self._where}) did something templates may "
                 f"not do: {exc}",
                 hint="templates may only read record fields and persona values; "
                      "no attributes starting with _, no methods that change data",
             ) from exc
+        except RecursionError as exc:
+            raise TemplateLimitError(f"template '{self.name}' ({self._where}) recursed too "
+                                     f"deeply in prompt '{part}'") from exc
         except (jinja2.TemplateError, ArithmeticError, TypeError, ValueError, LookupError,
-                AttributeError, RecursionError) as exc:  # e.g. {{ year + 1 }} with a string year
+                AttributeError) as exc:  # e.g. {{ year + 1 }} with a string year
             raise InputError(f"template '{self.name}' failed on this record: "
                              f"{type(exc).__name__}: {exc}", stage="script") from exc
+        text = "".join(chunks).strip()
+        bad = _SURROGATE.search(text)
+        if bad is not None:  # a "\ud800" escape in the template's own Jinja2 strings, or in extra context
+            raise TemplateSandboxError(
+                f"template '{self.name}' ({self._where}) made a {part} prompt holding a lone "
+                f"surrogate (\\u{ord(bad.group()):04x}), which is not text",
+                hint="write the character itself, or a pair of surrogates as one \\U00XXXXXX escape")
         if len(text) > MAX_PROMPT_CHARS:
             raise InputError(f"template '{self.name}' made a {len(text)}-character {part} prompt for this "
                              f"record; the limit is {MAX_PROMPT_CHARS}", stage="script",
@@ -204,7 +300,7 @@ class Template(_Strict):
         return text
 
     def messages(
-        self, record: dict[str, Any], persona: Persona, *, take: int = 0, **extra: Any
+        self, record: dict[str, Any], persona: Persona, /, *, take: int = 0, **extra: Any
     ) -> list[dict[str, str]]:
         """Render the chat messages ``[{"role": "system", ...}, {"role": "user", ...}]``.
 
@@ -213,13 +309,16 @@ class Template(_Strict):
         return self.request(record, persona, take=take, **extra)[0]
 
     def request(
-        self, record: dict[str, Any], persona: Persona, *, take: int = 0, **extra: Any
+        self, record: dict[str, Any], persona: Persona, /, *, take: int = 0, **extra: Any
     ) -> tuple[list[dict[str, str]], dict[str, Any]]:
         """The chat messages (as :meth:`messages`) and the Jinja2 context they were rendered with.
 
         The context is what the ``checks`` see (``mentions`` paths, ``no_echo`` values).
+        ``extra`` is a run's ``extra_context``.
         :raises InputError: for a missing required field (named in the message).
+        :raises UsageError: an ``extra`` key the context sets itself (:data:`RESERVED_CONTEXT`).
         """
+        check_extra_context(extra)
         self.check_fields(record)
         ctx = self.context(record, persona, catchphrase=persona.catchphrase_for(record, take), **extra)
         messages = [
@@ -269,16 +368,20 @@ def _is_path(ref: str) -> bool:
 
 def _load_yaml(path: Path, kind: str) -> dict[str, Any]:
     """A template or persona file as a mapping, read with :mod:`ai_content_pipeline.yamlfile`
-    (at most 1 MiB of UTF-8; no anchors, aliases or duplicate keys)."""
+    (at most 1 MiB of UTF-8; no anchors, aliases, duplicate keys or lone surrogates)."""
+    shown = _json_path(path)
     try:
         data, _ = load_yaml(decode_utf8(read_limited(path)))
     except OSError as exc:
-        raise UsageError(f"cannot read {kind} file {path}: {exc.strerror}") from exc
-    except YAMLProblem as exc:
-        raise ConfigError(f"{kind} file {exc.where(str(path))}: {exc.problem}") from exc
+        raise UsageError(f"cannot read {kind} file {shown}: {exc.strerror}") from exc
+    except YAMLProblem as exc:  # a lone surrogate too: "FILE:LINE: KEY.PATH: a lone surrogate ..."
+        raise ConfigError(f"{kind} file {exc.where(shown)}: {exc.problem}", hint=exc.hint) from exc
     if not isinstance(data, dict):
-        raise ConfigError(f"{kind} file {path} must hold a mapping")
+        raise ConfigError(f"{kind} file {shown} must hold a mapping")
     return data
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _validate(model: type[BaseModel], data: dict[str, Any], where: str) -> Any:
@@ -376,12 +479,16 @@ def _stat_key(path: Path) -> tuple[int, int]:
 
 def _load(model: type[BaseModel], kind: str, path: Path, origin: str) -> Any:
     data = _load_yaml(path, kind)
+    shown = _json_path(path)
     data.setdefault("name", path.stem)
+    if isinstance(data["name"], str) and _SURROGATE.search(data["name"]):  # a file name of other bytes
+        raise ConfigError(f"{kind} file {shown}: name: the file's name is not UTF-8 text, so it cannot name "
+                          f"the {kind}", hint="set name: in the file, or rename it")
     if origin == "user" and data["name"] != path.stem:
-        raise ConfigError(f"{kind} file {path}: name: '{data['name']}' is not the file's name "
+        raise ConfigError(f"{kind} file {shown}: name: '{data['name']}' is not the file's name "
                           f"'{path.stem}'", hint=f"a {kind} in the user folder is named by its file: "
                                                  f"set name: {path.stem}, or rename the file")
-    item = _validate(model, data, f"{kind} {path}")
+    item = _validate(model, data, f"{kind} {shown}")
     item.source = str(path)
     return item
 
@@ -601,13 +708,19 @@ def _found(kind: str, problems: list[AicpError] | None) -> list[tuple[Any, dict[
             if problems is not None:
                 problems.append(exc)
             continue
-        where: dict[str, Any] = {"source": origin, "path": str(path)}
+        where: dict[str, Any] = {"source": origin, "path": _json_path(path)}
         if origin == "user" and name in builtin:
             where["overrides"] = "builtin"
         out.append((item, where))
     if problems is not None:
         problems.extend(_ignored(kind, path) for path in ignored)
     return out
+
+
+def _json_path(path: Path) -> str:
+    """``path`` as JSON can carry it: bytes of the name that are not UTF-8 (a user folder such
+    as ``$AICP_HOME`` made of other bytes) as ``\\xNN`` escapes; a UTF-8 path as it is."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def folder_problem(kind: str) -> AicpError | None:
@@ -635,7 +748,8 @@ def list_templates(problems: list[AicpError] | None = None) -> list[dict[str, An
     A user file that cannot be loaded (invalid YAML or fields, a ``name:`` other than its
     file's) is left out, and so is a user folder that is no folder: their errors are added
     to ``problems`` when it is given (the CLI warns; a service catalog still answers), as is
-    one for each user file that no name finds (``café.yaml``: names are ASCII; ``x.yml``)."""
+    one for each user file that no name finds (``café.yaml``: names are ASCII; ``x.yml``).
+    A ``path`` whose bytes are not UTF-8 has them as ``\\xNN`` escapes."""
     return [{"name": t.name, "version": t.version, "description": t.description,
              "target_words": t.target_words, "required": t.required,
              "sections": len(t.sections), "checks": t.checks.names(), **where}
@@ -750,8 +864,9 @@ def new_file(kind: str, name: str) -> Path:
 
 
 __all__ = [
-    "DEFAULT_PERSONA", "Persona", "PersonaVoice", "Section", "Template",
-    "TemplateSandboxError", "VoiceSettings", "as_data", "file_ref", "is_name", "list_personas",
+    "DEFAULT_PERSONA", "ExtraContext", "MAX_TARGET_WORDS", "RESERVED_CONTEXT", "Persona",
+    "PersonaVoice", "Section", "Template", "TemplateLimitError", "TemplateSandboxError", "VoiceSettings",
+    "as_data", "check_extra_context", "extra_context_problem", "file_ref", "is_name", "list_personas",
     "list_templates", "load_persona", "load_template", "names", "new_file", "origin_of",
     "Personas", "persona_from_voice", "persona_voice", "record_voice_file", "user_dir",
     "user_folder",
