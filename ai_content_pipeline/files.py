@@ -67,6 +67,10 @@ class NameClaims:
         return name
 
 
+class FolderBusy(UsageError):
+    """Another process holds the :class:`FolderLock` of the folder (exit 2)."""
+
+
 class FolderLock:
     """An exclusive advisory lock on ``folder`` for one run (``flock`` on ``folder/.aicp.lock``).
 
@@ -77,7 +81,8 @@ class FolderLock:
 
     :param folder: the output folder (``--out-dir``, a chain's ``output_dir``...).
     :param what: how the folder is called in messages (``"--out-dir"``).
-    :raises UsageError: another process holds the lock, or the folder cannot be created.
+    :raises FolderBusy: another process holds the lock (a :class:`UsageError`).
+    :raises UsageError: the folder cannot be created.
     """
 
     #: Locks this process holds: (real path, thread) → [holder count, lock file]. A run that
@@ -118,7 +123,7 @@ class FolderLock:
                 handle.seek(0)
                 holder = handle.read(32).decode("ascii", "replace").strip() or "?"
                 handle.close()
-                raise UsageError(
+                raise FolderBusy(
                     f"{self.what} {self.folder} is in use by another aicp run (pid {holder})",
                     hint="wait for that run to end, or give this one its own folder",
                 ) from exc
@@ -338,5 +343,5 @@ def write_atomic(target: str | os.PathLike[str], fill: Callable[[IO[bytes]], Any
         Path(tmp).unlink(missing_ok=True)
 
 
-__all__ = ["LOCK_NAME", "FolderLock", "NameClaims", "Protected", "check_output_dir", "check_output_file", "write_atomic",
+__all__ = ["LOCK_NAME", "FolderBusy", "FolderLock", "NameClaims", "Protected", "check_output_dir", "check_output_file", "write_atomic",
            "refuse_overlap"]

@@ -1,0 +1,136 @@
+"""A worker paused past another worker's --stale-after (SIGSTOP/SIGCONT of real `aicp worker`
+processes): the job ends `completed` with every record once, whichever worker finishes it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.service.conftest import SONGS, Service, make_service, pg_url
+
+ROOT = Path(__file__).resolve().parents[2]
+DOUBLES = [sys.executable, "-m", "tests.chain_doubles"]  # the aicp group with backend doubles
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Service, list[str]]]:
+    """The service's store, and the database options of a worker process sharing it."""
+    url = None if request.param == "sqlite" else pg_url(request.getfixturevalue("pg_server"))
+    for svc in make_service(tmp_path, url):
+        yield svc, (["--database-url", url] if url else [])
+
+
+def _worker(svc: Service, db: list[str], *extra: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "AICP_FAKE_DELAY": "0.4", "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([*DOUBLES, "worker", *db, "--data-dir", svc.settings.data_dir, "--once",
+                             "--poll", "0.05", "--heartbeat", "0.2", *extra],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _until(what: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not what():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _stale(svc: Service, job_id: str) -> None:
+    """Wait until the job's heartbeat is older than the second worker's --stale-after (1 s)."""
+    _until(lambda: (j := svc.store.get(job_id)) is not None and j.heartbeat_at is not None
+           and time.time() - j.heartbeat_at > 1.5)
+
+
+def _voiced(svc: Service, job_id: str) -> int:
+    events = [orjson.loads(d) for _, d in svc.store.events_after(job_id, 0, 10_000)]
+    return sum(1 for e in events if e["event"] == "record_complete" and e.get("stage") == "voice")
+
+
+def _check_completed_once(svc: Service, job_id: str) -> Any:
+    job = svc.store.get(job_id)
+    assert job is not None and job.status == "completed", (job.status if job else None, job and job.error)
+    records = svc.store.records(job_id, 0, 100)
+    assert job.records_total == len(records) == 3
+    assert sorted(r["id"] for r in records) == ["s1", "s2", "s3"]  # every record once
+    assert all("error" not in r for r in records)
+    out = Path(svc.settings.data_dir) / "jobs" / job_id / "out"
+    for name in ("01-script.ledger.jsonl", "02-voice.ledger.jsonl"):
+        keys = [orjson.loads(line)["key"] for line in (out / name).read_bytes().splitlines() if line.strip()]
+        assert len(keys) == len(set(keys)) == 3, name
+    assert len(job.files) == 3 and len(list((out / "audio").glob("*.wav"))) == 3
+    events = [orjson.loads(d) for _, d in svc.store.events_after(job_id, 0, 10_000)]
+    seqs = [s for s, _ in svc.store.events_after(job_id, 0, 10_000)]
+    assert seqs == list(range(1, len(seqs) + 1))
+    done = Counter(e["id"] for e in events if e["event"] == "record_complete" and e.get("stage") == "voice")
+    assert all(n == 1 for n in done.values())  # no record reported twice
+    return job
+
+
+def _finish(*procs: subprocess.Popen[bytes]) -> None:
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()[-3000:]
+        assert b"Traceback" not in err, err.decode()[-3000:]
+
+
+def test_second_worker_finishes_the_job_of_a_paused_worker(shared: tuple[Service, list[str]]) -> None:
+    """The second claimant waits for the folder the paused worker holds; the paused worker,
+    woken, finds its claim taken, stops at the next record and leaves the folder to it."""
+    svc, db = shared
+    job_id = svc.submit({"records": SONGS, "voice": True})
+    first = _worker(svc, db, "--stale-after", "600")
+    second = None
+    try:
+        _until(lambda: _voiced(svc, job_id) >= 1)
+        first.send_signal(signal.SIGSTOP)
+        _stale(svc, job_id)
+        second = _worker(svc, db, "--stale-after", "1", "--lock-wait", "120")
+        _until(lambda: (j := svc.store.get(job_id)) is not None and j.worker_id is not None
+               and f":{second.pid}:" in j.worker_id)
+        time.sleep(0.5)  # the second worker waits on the job's folder
+        first.send_signal(signal.SIGCONT)
+        _finish(first, second)
+    finally:
+        first.send_signal(signal.SIGCONT)
+        for p in (first, second):
+            if p is not None and p.poll() is None:
+                p.kill()
+    job = _check_completed_once(svc, job_id)
+    assert f":{second.pid}:" in str(job.worker_id) and job.attempts == 2
+
+
+def test_paused_worker_takes_its_job_back_when_the_second_hands_it_back(
+        shared: tuple[Service, list[str]]) -> None:
+    """The second claimant gives the job back after --lock-wait (not failed); the paused
+    worker, woken, takes it back and finishes it."""
+    svc, db = shared
+    job_id = svc.submit({"records": SONGS, "voice": True})
+    first = _worker(svc, db, "--stale-after", "600")
+    second = None
+    try:
+        _until(lambda: _voiced(svc, job_id) >= 1)
+        first.send_signal(signal.SIGSTOP)
+        _stale(svc, job_id)
+        second = _worker(svc, db, "--stale-after", "1", "--lock-wait", "0.5")
+        _, err = second.communicate(timeout=120)  # --once: it exits once the queue holds nothing for it
+        assert second.returncode == 0, err.decode()[-3000:]
+        assert b"handing it back" in err and b"Traceback" not in err
+        assert svc.store.status(job_id) == "queued"
+        first.send_signal(signal.SIGCONT)
+        _finish(first)
+    finally:
+        first.send_signal(signal.SIGCONT)
+        for p in (first, second):
+            if p is not None and p.poll() is None:
+                p.kill()
+    job = _check_completed_once(svc, job_id)
+    assert f":{first.pid}:" in str(job.worker_id) and job.attempts == 1
