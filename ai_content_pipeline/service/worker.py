@@ -426,7 +426,7 @@ class Worker:
             if claim.lost:
                 return  # the newer claim runs the job on from its ledgers
             if isinstance(outcome.error, Cancelled):
-                if self.stop.is_set() and not self.store.cancel_requested(job.id):
+                if not self.store.cancel_requested(job.id):
                     self.store.release(job.id, self.id, claim.token)  # this worker is stopping
                     return
                 status = "cancelled"
@@ -485,7 +485,10 @@ class WorkerProcess:
     def _spawn(self) -> None:
         import subprocess
 
-        self.proc = subprocess.Popen([*self.argv, "--parent-pid", str(os.getpid())], env=self.env)
+        # a session of its own: Ctrl-C in the terminal reaches aicp serve only, which then
+        # stops the child (a child stopped by the terminal would look like one that died)
+        self.proc = subprocess.Popen([*self.argv, "--parent-pid", str(os.getpid())], env=self.env,
+                                     start_new_session=True)
         self._started = time.monotonic()
 
     def start(self) -> None:
