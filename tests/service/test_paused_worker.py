@@ -15,7 +15,10 @@ from typing import Any
 
 import orjson
 import pytest
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import update
 
+from ai_content_pipeline.service.db import Job
 from tests.service.conftest import SONGS, Service, make_service, pg_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,3 +137,49 @@ def test_paused_worker_takes_its_job_back_when_the_second_hands_it_back(
                 p.kill()
     job = _check_completed_once(svc, job_id)
     assert f":{first.pid}:" in str(job.worker_id) and job.attempts == 1
+
+
+def test_writes_of_a_superseded_claim_are_refused(dbsvc: Service) -> None:
+    """In one process: a claim requeued and claimed again can neither beat, add events nor
+    finish; taken back when it is queued again, it can."""
+    job_id = dbsvc.submit({"records": SONGS[:1]})
+    store = dbsvc.store
+    first = store.claim("w1")
+    assert first is not None and first.claim_token == 1
+    with store.session.begin() as s:
+        s.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=time.time() - 100))
+    assert store.requeue_orphans(1.0, "this-host") == [job_id]
+    second = store.claim("w2")
+    assert second is not None and second.claim_token == 2
+    assert store.heartbeat("w1", job_id, 1) is False
+    assert store.add_event(job_id, "{}", worker_id="w1", token=1) == 0
+    assert not store.finish(job_id, "w1", "failed", result=None, error=None, records=[], files=[], token=1)
+    assert store.check_claim(job_id, "w1", 1) == (None, False)  # w2 holds it: not taken back
+    assert store.release(job_id, "w2", 2, started=False)
+    job = store.get(job_id)
+    assert job is not None and job.status == "queued" and job.attempts == 1
+    assert store.check_claim(job_id, "w1", 1) == (3, False)  # queued again: w1 takes it back
+    assert store.heartbeat("w2", job_id, 2) is False and store.heartbeat("w1", job_id, 3)
+    assert store.add_event(job_id, "{}", worker_id="w1", token=3) == 1
+    assert store.finish(job_id, "w1", "completed", result=None, error=None, records=[{"id": "s1"}], files=[],
+                        token=3)
+    assert store.status(job_id) == "completed"
+
+
+def test_a_database_of_the_first_schema_is_upgraded(dbsvc: Service) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from ai_content_pipeline.service import db
+
+    engine = dbsvc.store.engine
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(db.__file__).parent / "migrations"))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0001")
+    with engine.begin() as conn:
+        assert "claim_token" not in {c["name"] for c in sa_inspect(conn).get_columns("jobs")}
+    assert db.migrate(engine) == "0002"
+    job_id = dbsvc.submit({"records": SONGS[:1]})
+    assert dbsvc.worker().run_once() and dbsvc.store.status(job_id) == "completed"
