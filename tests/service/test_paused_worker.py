@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -45,6 +46,27 @@ def _until(what: Any, timeout: float = 60) -> None:
     while not what():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+def _pause(svc: Service, proc: subprocess.Popen[bytes]) -> None:
+    """SIGSTOP ``proc`` outside a write transaction of SQLite: a process paused inside one
+    holds SQLite's only write lock until it runs again, so no other worker could requeue
+    its job meanwhile (PostgreSQL ends such a transaction after 10 s by itself)."""
+    for _ in range(50):
+        proc.send_signal(signal.SIGSTOP)
+        if svc.store.dialect != "sqlite":
+            return
+        db = sqlite3.connect(Path(svc.settings.data_dir) / "aicp.db", timeout=0.5)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.rollback()
+            return
+        except sqlite3.OperationalError:  # paused while writing: let it finish, pause again
+            proc.send_signal(signal.SIGCONT)
+            time.sleep(0.05)
+        finally:
+            db.close()
+    raise AssertionError("the worker never left its write transaction")
 
 
 def _stale(svc: Service, job_id: str) -> None:
@@ -94,7 +116,7 @@ def test_second_worker_finishes_the_job_of_a_paused_worker(shared: tuple[Service
     second = None
     try:
         _until(lambda: _voiced(svc, job_id) >= 1)
-        first.send_signal(signal.SIGSTOP)
+        _pause(svc, first)
         _stale(svc, job_id)
         second = _worker(svc, db, "--stale-after", "1", "--lock-wait", "120")
         _until(lambda: (j := svc.store.get(job_id)) is not None and j.worker_id is not None
@@ -121,7 +143,7 @@ def test_paused_worker_takes_its_job_back_when_the_second_hands_it_back(
     second = None
     try:
         _until(lambda: _voiced(svc, job_id) >= 1)
-        first.send_signal(signal.SIGSTOP)
+        _pause(svc, first)
         _stale(svc, job_id)
         second = _worker(svc, db, "--stale-after", "1", "--lock-wait", "0.5")
         _, err = second.communicate(timeout=120)  # --once: it exits once the queue holds nothing for it
