@@ -199,7 +199,10 @@ def open_database(url: str | None, data_dir: str | Path) -> Engine:
             if url else "move the file aside (or fix its permissions), or give --data-dir another folder")
     try:
         engine = make_engine(target)
-    except (SQLAlchemyError, ValueError, TypeError, ImportError) as exc:
+    except ImportError as exc:  # the database's driver (psycopg) is not installed
+        raise UsageError(f"--database-url {where} needs {exc.name or 'its driver'}, which is not installed",
+                         hint="pip install 'ai_content_pipeline[serve]'") from None
+    except (SQLAlchemyError, ValueError, TypeError) as exc:
         raise UsageError(f"cannot use --database-url {where}: {_first_line(exc)}",
                          hint="use postgresql://user:pass@host/db, or leave it out for SQLite in --data-dir") from exc
     except OSError as exc:

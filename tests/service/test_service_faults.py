@@ -316,3 +316,16 @@ def test_serve_and_worker_without_the_server_packages_say_how_to_get_them(
         f"aicp {command}: error: aicp {command} needs the server packages ({module} is not installed): "
         "pip install 'ai_content_pipeline[serve]'"]
     assert not (tmp_path / "d").exists()
+
+
+def test_a_postgresql_url_without_its_driver_says_how_to_get_it(tmp_path: Path) -> None:
+    code = ("import sys; sys.modules['psycopg'] = None\n"
+            "from ai_content_pipeline.cli.errors import run_cli\n"
+            "from ai_content_pipeline.cli.main import cli\n"
+            "sys.exit(run_cli(cli, 'aicp', ['worker', '--once', '--data-dir', sys.argv[1], "
+            "'--database-url', 'postgresql://u:pw@127.0.0.1:1/x']))")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "d")], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    line = _refused(proc, "aicp worker")
+    assert "needs psycopg" in line and "pw" not in proc.stderr
+    assert "pip install 'ai_content_pipeline[serve]'" in proc.stderr
