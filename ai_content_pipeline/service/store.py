@@ -221,11 +221,14 @@ class JobStore:
                 s.add(JobRecord(job_id=job_id, idx=count - 1, data=orjson.dumps(record).decode()))
             job.status, job.result, job.error, job.files = status, result, error, files
             job.records_total, job.records_failed, job.finished_at = count, failed, _now()
-            if result:
-                job.prompt_tokens = int(result.get("tokens", {}).get("prompt", job.prompt_tokens))
-                job.completion_tokens = int(result.get("tokens", {}).get("completion", job.completion_tokens))
-                job.audio_seconds = float(result.get("audio_seconds", job.audio_seconds))
-                job.cost = float(result.get("total_cost", job.cost))
+            if result:  # the job's totals count every attempt (kept current by its events); the
+                # result counts this attempt only, so it never lowers them (a resumed attempt
+                # serves earlier records from the ledgers without spending tokens)
+                tokens = result.get("tokens") or {}
+                job.prompt_tokens = max(job.prompt_tokens, int(tokens.get("prompt") or 0))
+                job.completion_tokens = max(job.completion_tokens, int(tokens.get("completion") or 0))
+                job.audio_seconds = max(job.audio_seconds, float(result.get("audio_seconds") or 0.0))
+                job.cost = max(job.cost, float(result.get("total_cost") or 0.0))
             s.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(job_id=None))
             return True
 

@@ -205,3 +205,26 @@ def test_a_database_of_the_first_schema_is_upgraded(dbsvc: Service) -> None:
     assert db.migrate(engine) == "0002"
     job_id = dbsvc.submit({"records": SONGS[:1]})
     assert dbsvc.worker().run_once() and dbsvc.store.status(job_id) == "completed"
+
+
+def test_a_resumed_job_keeps_what_every_attempt_spent(dbsvc: Service) -> None:
+    """Tokens and audio seconds count every attempt: the attempt that finishes the job from
+    the ledgers (no new tokens) does not write its own smaller totals over them."""
+    job_id = dbsvc.submit()
+    worker = dbsvc.worker(worker_id="stopping")
+    tts = dbsvc.factory.tts
+    original = tts.synthesize
+
+    def stop_after_first(text: str, voice: Any) -> Any:
+        worker.stop.set()  # SIGTERM while record 1 is voiced
+        return original(text, voice)
+    tts.synthesize = stop_after_first  # type: ignore[method-assign]
+    worker.run_once()
+    spent = dbsvc.store.get(job_id)
+    assert spent is not None and spent.status == "queued" and spent.completion_tokens > 0
+    tts.synthesize = original  # type: ignore[method-assign]
+    assert dbsvc.worker().run_once()
+    job = dbsvc.store.get(job_id)
+    assert job is not None and job.status == "completed"
+    assert job.completion_tokens == spent.completion_tokens and job.prompt_tokens == spent.prompt_tokens
+    assert job.audio_seconds >= spent.audio_seconds > 0
