@@ -364,8 +364,11 @@ def worker_command(database_url: str | None, data_dir: str, once: bool, max_jobs
 
     if parent_pid:
         _watch_parent(parent_pid)
-    # the worker of `aicp serve` speaks as aicp serve (one command, one prefix)
-    _log_to_stderr("aicp serve" if parent_pid else message_prefix("aicp worker"))
+    if parent_pid:  # the worker of `aicp serve` speaks as aicp serve (one command, one prefix)
+        from .errors import SEEN
+
+        SEEN.prog = "aicp serve"
+    _log_to_stderr(message_prefix("aicp worker"))
     _prepare_data_dir(data_dir)
     engine = open_database(database_url, data_dir)
     worker = Worker(JobStore(engine), data_dir, poll_seconds=poll, heartbeat_seconds=heartbeat,
