@@ -8,7 +8,7 @@ Three promises rest on this module (README, "Reliability"):
   that equals another after cleaning) gets ``NAME-2``, ``NAME-3``… The order is the
   input order, so a resumed run hands out the same names.
 - **One writer per output folder.** :class:`FolderLock` holds an exclusive ``flock`` on
-  ``FOLDER/.aicp.lock`` for a whole run; a second run on the same folder stops at once
+  ``FOLDER/.aicp.lock`` (the ``filelock`` library) for a whole run; a second run on the same folder stops at once
   (exit 2) instead of overwriting files whose size the first run already reported.
 - **A run never writes to a file it reads.** :func:`refuse_overlap` compares every path
   a run writes (stdout, ledgers, step outputs) with every path it reads (inputs, stdin,
@@ -21,11 +21,9 @@ call, that a path can be created, so a bad ``--checkpoint`` never fails after an
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import os
 import stat
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -67,92 +65,79 @@ class NameClaims:
         return name
 
 
+class FolderBusy(UsageError):
+    """Another process holds the :class:`FolderLock` of the folder (exit 2)."""
+
+
+def _write_pid(fd: int) -> None:
+    """Put this process's id in a lock file just locked (for the message a second run gets)."""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+
+
 class FolderLock:
-    """An exclusive advisory lock on ``folder`` for one run (``flock`` on ``folder/.aicp.lock``).
+    """An exclusive advisory lock on ``folder`` for one run: the ``filelock`` library's
+    ``FileLock`` (``flock`` on ``folder/.aicp.lock``), taken without waiting.
 
     The folder is created if needed. The lock file keeps the holder's process id for the
     message a second run gets and is removed on :meth:`release` (or leaving the context
     manager); whatever happens, the kernel drops the lock when the process ends (SIGKILL
     included), and the next run takes over the file left behind.
 
+    A run that nests a step in its own folder (a chain whose work_dir is its output_dir)
+    takes the lock again in the same thread instead of locking itself out (one lock object
+    per path in this process, a hold count per thread); another thread cannot.
+
     :param folder: the output folder (``--out-dir``, a chain's ``output_dir``...).
     :param what: how the folder is called in messages (``"--out-dir"``).
-    :raises UsageError: another process holds the lock, or the folder cannot be created.
+    :raises FolderBusy: another process (or thread) holds the lock (a :class:`UsageError`).
+    :raises UsageError: the folder cannot be created.
     """
-
-    #: Locks this process holds: (real path, thread) → [holder count, lock file]. A run that
-    #: nests a step in its own folder (a chain whose work_dir is its output_dir) takes the
-    #: lock again in the same thread instead of locking itself out; another thread cannot.
-    _held: dict[tuple[str, int], list[Any]] = {}
-    _held_lock = threading.Lock()
 
     def __init__(self, folder: str | os.PathLike[str], what: str = "output folder") -> None:
         self.folder = Path(folder)
         self.what = what
-        self._key: tuple[str, int] | None = None
+        self._lock: Any = None
 
     def acquire(self) -> FolderLock:
         """Take the lock now (non-blocking); see the class docstring for errors."""
-        if self._key is not None:
+        if self._lock is not None:
             return self
-        with self._held_lock:
-            key = (os.path.realpath(self.folder), threading.get_ident())
-            if key in self._held:
-                self._held[key][0] += 1
-            else:
-                self._held[key] = [1, self._flock()]
-            self._key = key
+        import filelock  # imported when a run locks a folder: --help stays fast
+
+        path = Path(os.path.realpath(self.folder)) / LOCK_NAME
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            lock = filelock.FileLock(path, timeout=0, is_singleton=True, on_acquired=_write_pid)
+            lock.acquire()
+        except filelock.Timeout as exc:
+            try:
+                holder = path.read_bytes()[:32].decode("ascii", "replace").strip() or "?"
+            except OSError:
+                holder = "?"
+            raise FolderBusy(
+                f"{self.what} {self.folder} is in use by another aicp run (pid {holder})",
+                hint="wait for that run to end, or give this one its own folder",
+            ) from exc
+        except OSError as exc:
+            raise UsageError(f"cannot use {self.what} {self.folder}: {exc.strerror or exc}") from exc
+        self._lock = lock
         return self
 
-    def _flock(self) -> IO[bytes]:
-        path = self.folder / LOCK_NAME
-        while True:
-            try:
-                self.folder.mkdir(parents=True, exist_ok=True)
-                handle = open(path, "a+b")
-            except OSError as exc:
-                raise UsageError(f"cannot use {self.what} {self.folder}: {exc.strerror}") from exc
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as exc:
-                handle.seek(0)
-                holder = handle.read(32).decode("ascii", "replace").strip() or "?"
-                handle.close()
-                raise UsageError(
-                    f"{self.what} {self.folder} is in use by another aicp run (pid {holder})",
-                    hint="wait for that run to end, or give this one its own folder",
-                ) from exc
-            try:  # the holder before us may have removed the file as we opened it: lock the new one
-                same = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            handle.close()
-        handle.truncate(0)
-        handle.write(f"{os.getpid()}\n".encode())
-        handle.flush()
-        return handle
-
     def release(self) -> None:
-        """Drop this hold; the last one removes the lock file and unlocks (a killed run
-        leaves the file; the next run takes it over)."""
-        with self._held_lock:
-            if self._key is None:
-                return
-            entry = self._held[self._key]
-            entry[0] -= 1
-            if entry[0] == 0:
-                del self._held[self._key]
-                handle = entry[1]
-                try:
-                    (Path(self._key[0]) / LOCK_NAME).unlink(missing_ok=True)
-                    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-                except OSError:
-                    pass
-                finally:
-                    handle.close()
-            self._key = None
+        """Drop this hold; the last one removes the lock file (while still holding it, so a
+        run that opened the old file meanwhile sees it gone and opens the new one) and
+        unlocks. A killed run leaves the file; the next run takes it over."""
+        lock, self._lock = self._lock, None
+        if lock is None:
+            return
+        try:
+            if lock.lock_counter == 1:
+                Path(lock.lock_file).unlink(missing_ok=True)
+        except OSError:
+            pass
+        finally:
+            lock.release()
 
     def __enter__(self) -> FolderLock:
         return self.acquire()
@@ -340,5 +325,5 @@ def write_atomic(target: str | os.PathLike[str], fill: Callable[[IO[bytes]], Any
         Path(tmp).unlink(missing_ok=True)
 
 
-__all__ = ["LOCK_NAME", "FolderLock", "NameClaims", "Protected", "check_output_dir", "check_output_file", "write_atomic",
+__all__ = ["LOCK_NAME", "FolderBusy", "FolderLock", "NameClaims", "Protected", "check_output_dir", "check_output_file", "write_atomic",
            "refuse_overlap"]

@@ -6,6 +6,7 @@ FastAPI, uvicorn and SQLAlchemy are imported only when a command runs, so
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import os
@@ -94,14 +95,92 @@ def _check_limits(max_records: int, max_body: int) -> None:
         raise UsageError("--max-records must be at least 1 and --max-body at least 1024")
 
 
+#: what ``aicp serve`` and ``aicp worker`` import (the ``[serve]`` extra)
+SERVER_STACK = {"serve": ("fastapi", "uvicorn", "sqlalchemy", "alembic", "prometheus_client"),
+                "worker": ("sqlalchemy", "alembic")}
+INSTALL_HINT = "pip install 'ai_content_pipeline[serve]'"
+
+
+def _need_server_stack(command: str) -> None:
+    """Import the server stack of ``command`` (``serve`` or ``worker``).
+
+    :raises UsageError: (exit 2, one line) a package of the ``[serve]`` extra is missing.
+    """
+    import importlib
+
+    for module in SERVER_STACK[command]:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise UsageError(f"aicp {command} needs the server packages ({exc.name or module} is not "
+                             f"installed): {INSTALL_HINT}") from None
+
+
+def _plain_host(host: str) -> str:
+    """``--host`` as the socket layer takes it: ``[::1]`` becomes ``::1``.
+
+    :raises UsageError: an empty host.
+    """
+    plain = host.strip()
+    if plain.startswith("[") and plain.endswith("]"):
+        plain = plain[1:-1]
+    if not plain:
+        raise UsageError("--host is empty", hint="give an address such as 127.0.0.1, ::1 or 0.0.0.0")
+    return plain
+
+
+def _listen(host: str, port: int) -> Any:
+    """A listening TCP socket on ``host``:``port`` (IPv4 or IPv6, by the address).
+
+    :raises UsageError: (exit 2, one line) the address does not resolve or cannot be
+        bound (a port in use, an address of no interface here, a port below 1024 without
+        the right to bind it).
+    """
+    import socket
+
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UsageError(f"cannot listen on {shown}: {getattr(exc, 'strerror', None) or exc}",
+                         hint="give --host an address of this machine (127.0.0.1, ::1, 0.0.0.0)") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        hint = ("another program (or another aicp serve) listens there: pick another --port"
+                if exc.errno == errno.EADDRINUSE else "give --host an address of this machine")
+        raise UsageError(f"cannot listen on {shown}: {exc.strerror or exc}", hint=hint) from None
+    sock.set_inheritable(False)
+    return sock
+
+
+def _prepare_data_dir(data_dir: str) -> None:
+    """Create ``--data-dir`` (one line and exit 2 when it cannot be)."""
+    from ..files import check_output_dir
+
+    check_output_dir(data_dir, "--data-dir")
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create --data-dir {data_dir}: {exc.strerror or exc}") from None
+
+
 @click.command("serve", cls=AicpCommand, epilog=SERVE_EPILOG)
 @version_option
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (IPv4, or IPv6 such as ::1 or [::1]).")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
 @click.option("--data-dir", default="aicp-data", show_default=True, metavar="DIR", type=PathValue(file_okay=False),
               help="Jobs' files, and the SQLite database when no --database-url is given.")
-@click.option("--database-url", envvar="DATABASE_URL", metavar="URL",
-              help="PostgreSQL URL (postgresql://user:pass@host/db) [env: DATABASE_URL].")
+@click.option("--database-url", envvar="AICP_DATABASE_URL", metavar="URL",
+              help="PostgreSQL URL (postgresql://user:pass@host/db) [env: AICP_DATABASE_URL].")
 @click.option("--token", envvar="AICP_API_TOKEN", metavar="TOKEN",
               help="Require `Authorization: Bearer TOKEN` on every endpoint but /api/v1/health "
                    "[env: AICP_API_TOKEN].")
@@ -114,11 +193,14 @@ def _check_limits(max_records: int, max_body: int) -> None:
               help="Largest request body (more: HTTP 413).")
 @click.option("--stale-after", default=30.0, show_default=True, type=click.FloatRange(1),
               help="Seconds without a worker heartbeat after which its running job is requeued.")
+@click.option("--min-free-mb", default=512, show_default=True, type=click.IntRange(0), metavar="MB",
+              help="Refuse new jobs (HTTP 507), and claim none, while the disk of --data-dir has "
+                   "less free space (MiB).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="uvicorn log level.")
 def serve_command(host: str, port: int, data_dir: str, database_url: str | None, token: str | None,
                   insecure: bool, no_worker: bool, max_records: int, max_body: int, stale_after: float,
-                  log_level: str) -> int:
+                  min_free_mb: int, log_level: str) -> int:
     """Serve the generation API over HTTP, with one worker process beside it.
 
     Clients submit records (or one topic) and get scripts and audio: each job
@@ -126,27 +208,62 @@ def serve_command(host: str, port: int, data_dir: str, database_url: str | None,
     same runner, ledgers and events as aicp run-chain, one job at a time. Jobs,
     progress and events live in a database (SQLite in --data-dir, or
     PostgreSQL); a job interrupted by a crash resumes from its ledgers when a
-    worker starts again. Stop with Ctrl-C: a running job stops at the next
-    record and goes back to the queue.
+    worker starts again, and a worker process that dies is started again
+    (after 1 s, doubling up to 60 s). Stop with Ctrl-C: a running job stops at
+    the next record and goes back to the queue.
+
+    Needs the server packages: pip install 'ai_content_pipeline[serve]'.
+    Start-up problems (the port in use, a database that cannot be opened or
+    written) print one line and exit 2.
     """
+    _need_server_stack("serve")
     import uvicorn
 
     from ..service.app import ServiceSettings, create_app
+    from ..service.db import open_database
+    from ..service.store import JobStore
 
     _check_limits(max_records, max_body)
-    if not _loopback(host) and not token and not insecure:
+    plain = _plain_host(host)
+    if not _loopback(plain) and not token and not insecure:
         raise UsageError(f"refusing to listen on {host} without a token",
                          hint="set --token/AICP_API_TOKEN, or pass --insecure on a trusted network")
-    worker = [*_self_command(), "worker", "--data-dir", data_dir, "--stale-after", str(stale_after)]
+    _prepare_data_dir(data_dir)
+    prefix = message_prefix("aicp serve")
+    sock = _listen(plain, port)
+    try:
+        engine = open_database(database_url, data_dir)
+    except BaseException:
+        sock.close()
+        raise
+    worker = [*_self_command(), "worker", "--data-dir", data_dir, "--stale-after", str(stale_after),
+              "--min-free-mb", str(min_free_mb)]
+    env = None
     if database_url:
-        worker += ["--database-url", database_url]
+        env = {**os.environ, "AICP_DATABASE_URL": database_url}  # not on the command line: ps shows it
     settings = ServiceSettings(data_dir=data_dir, database_url=database_url, token=token or None,
                                max_records=max_records, max_body=max_body, worker=not no_worker,
-                               worker_command=worker, stale_after=stale_after)
-    os.makedirs(data_dir, exist_ok=True)
-    app = create_app(settings)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5,
-                log_config=_log_config(message_prefix("aicp serve")))
+                               worker_command=worker, worker_env=env, stale_after=stale_after,
+                               min_free_bytes=min_free_mb * 1024 * 1024)
+    app = create_app(settings, JobStore(engine))
+    config = uvicorn.Config(app, host=plain, port=port, log_level=log_level, timeout_graceful_shutdown=5,
+                            log_config=_log_config(prefix))
+    shown = f"http://[{plain}]:{port}" if ":" in plain else f"http://{plain}:{port}"
+
+    class Server(uvicorn.Server):
+        """uvicorn's server on the socket bound above (uvicorn says where it listens only
+        when it binds the socket itself)."""
+
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                logging.getLogger("uvicorn.error").info("Uvicorn running on %s (Press CTRL+C to quit)", shown)
+
+    try:
+        Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+        engine.dispose()
     return 0
 
 
@@ -177,7 +294,8 @@ class PrefixFormatter(logging.Formatter):
 
 def _log_config(prefix: str) -> dict[str, Any]:
     """uvicorn's logging configuration with :class:`PrefixFormatter` for its server and access
-    lines, both on stderr (uvicorn writes access lines to stdout)."""
+    lines, both on stderr (uvicorn writes access lines to stdout), and for aicp's own loggers
+    (``aicp.serve``, ``aicp.worker``: a job's errors, a worker restarted)."""
     import copy
 
     from uvicorn.config import LOGGING_CONFIG
@@ -186,13 +304,24 @@ def _log_config(prefix: str) -> dict[str, Any]:
     for name in ("default", "access"):
         config["formatters"][name] = {"()": f"{__name__}.PrefixFormatter", "prefix": prefix}
     config["handlers"]["access"]["stream"] = "ext://sys.stderr"  # stdout is for data, as everywhere
+    config["loggers"]["aicp"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     return config
+
+
+def _log_to_stderr(prefix: str) -> None:
+    """aicp's loggers (``aicp.worker``...) print on stderr, every line with ``prefix``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PrefixFormatter(prefix))
+    logger = logging.getLogger("aicp")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 @click.command("worker", cls=AicpCommand, epilog=WORKER_EPILOG)
 @version_option
-@click.option("--database-url", envvar="DATABASE_URL", metavar="URL",
-              help="The service's database (PostgreSQL URL) [env: DATABASE_URL; default: SQLite in --data-dir].")
+@click.option("--database-url", envvar="AICP_DATABASE_URL", metavar="URL",
+              help="The service's database (PostgreSQL URL) [env: AICP_DATABASE_URL; default: SQLite in --data-dir].")
 @click.option("--data-dir", default="aicp-data", show_default=True, metavar="DIR", type=PathValue(file_okay=False),
               help="Where this worker writes jobs' files (share it with `aicp serve` for downloads).")
 @click.option("--once", is_flag=True, help="Run the jobs queued now, then exit.")
@@ -203,28 +332,47 @@ def _log_config(prefix: str) -> dict[str, Any]:
               help="Seconds between heartbeats.")
 @click.option("--stale-after", default=30.0, show_default=True, type=click.FloatRange(1),
               help="Seconds without a heartbeat after which another worker's job is requeued.")
+@click.option("--lock-wait", default=10.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds to wait for a job's folder that another worker process still holds, "
+                   "before handing the job back to the queue.")
+@click.option("--min-free-mb", default=512, show_default=True, type=click.IntRange(0), metavar="MB",
+              help="Claim no job while the disk of --data-dir has less free space (MiB).")
 @click.option("--parent-pid", type=int, hidden=True)  # set by `aicp serve` for its worker process
 def worker_command(database_url: str | None, data_dir: str, once: bool, max_jobs: int | None, poll: float,
-                   heartbeat: float, stale_after: float, parent_pid: int | None) -> int:
+                   heartbeat: float, stale_after: float, lock_wait: float, min_free_mb: int,
+                   parent_pid: int | None) -> int:
     """Run queued jobs from the service's database, one at a time.
 
     Start one per GPU host next to `aicp serve --no-worker` (or beside its
     own worker). Workers claim jobs with row locks, so two never run
     the same job; a worker that stops sending heartbeats has its running job
-    requeued, and the job resumes from its ledgers. SIGTERM or Ctrl-C stops
-    the running job at the next record and puts it back in the queue.
+    requeued, and the job resumes from its ledgers. A worker that was paused
+    past --stale-after (SIGSTOP, a suspended VM) takes its job back if it is
+    still queued, else leaves it to the worker that claimed it; one that finds
+    a job's folder held by another worker process waits --lock-wait seconds,
+    then hands the job back. While the disk of --data-dir has less than
+    --min-free-mb free it claims nothing and waits; database errors are
+    retried. SIGTERM or Ctrl-C stops the running job at the next record and
+    puts it back in the queue.
+
+    Needs the server packages: pip install 'ai_content_pipeline[serve]'.
     """
-    from ..service.db import database_url as make_url
-    from ..service.db import make_engine, migrate
+    _need_server_stack("worker")
+    from ..service.db import open_database
     from ..service.store import JobStore
     from ..service.worker import Worker
 
     if parent_pid:
         _watch_parent(parent_pid)
-    engine = make_engine(make_url(database_url, data_dir))
-    migrate(engine)
+    if parent_pid:  # the worker of `aicp serve` speaks as aicp serve (one command, one prefix)
+        from .errors import SEEN
+
+        SEEN.prog = "aicp serve"
+    _log_to_stderr(message_prefix("aicp worker"))
+    _prepare_data_dir(data_dir)
+    engine = open_database(database_url, data_dir)
     worker = Worker(JobStore(engine), data_dir, poll_seconds=poll, heartbeat_seconds=heartbeat,
-                    stale_after=stale_after)
+                    stale_after=stale_after, lock_wait=lock_wait, min_free_bytes=min_free_mb * 1024 * 1024)
 
     def _stop(*_: object) -> None:
         worker.stop.set()
@@ -232,5 +380,8 @@ def worker_command(database_url: str | None, data_dir: str, once: bool, max_jobs
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
-    worker.run(max_jobs=max_jobs, idle_exit=once)
+    try:
+        worker.run(max_jobs=max_jobs, idle_exit=once)
+    finally:
+        engine.dispose()
     return 0

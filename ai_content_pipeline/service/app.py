@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import os
 import shutil
 import threading
 import time
@@ -31,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..errors import AicpError
+from ..faults import NO_SPACE
 from .db import FINAL_STATUSES, STATUSES, Job
 from .requests import GenerateRequest, RequestProblem, build_chain, validate_chain
 from .store import JobStore
@@ -51,7 +51,10 @@ class ServiceSettings:
     :ivar max_body: most bytes a request body may have (more: 413).
     :ivar worker: run one worker beside the API: a child process running ``worker_command``
         when that is set (``aicp serve`` does this), else a thread of this process.
-    :ivar worker_command: argv of the worker child process (``aicp worker ...``).
+    :ivar worker_command: argv of the worker child process (``aicp worker ...``), restarted
+        with back-off when it dies (:class:`~ai_content_pipeline.service.worker.WorkerProcess`).
+    :ivar worker_env: the child's environment (``None``: this process's).
+    :ivar min_free_bytes: new jobs are refused (507) while the data folder's disk has less free.
     :ivar heartbeat_seconds/stale_after: worker heartbeat interval; silence after which
         a running job is requeued (seconds).
     :ivar events_poll: seconds between database looks of a live event stream.
@@ -64,6 +67,8 @@ class ServiceSettings:
     max_body: int = 10 * 1024 * 1024
     worker: bool = True
     worker_command: list[str] | None = None
+    worker_env: dict[str, str] | None = None
+    min_free_bytes: int = 512 * 1024 * 1024
     heartbeat_seconds: float = 2.0
     stale_after: float = 30.0
     events_poll: float = 0.2
@@ -237,26 +242,27 @@ def create_app(settings: ServiceSettings, store: JobStore | None = None,
             state["store"] = JobStore(engine)
         worker = thread = child = None
         if settings.worker and settings.worker_command:
-            import subprocess
+            from .worker import WorkerProcess
 
             # a process of its own: the models' Python loops never hold this process's GIL,
-            # and a crash in an engine does not take the API down
-            child = subprocess.Popen([*settings.worker_command, "--parent-pid", str(os.getpid())])
+            # and a crash in an engine does not take the API down (it is started again)
+            child = WorkerProcess(settings.worker_command, settings.worker_env)
+            child.start()
         elif settings.worker:
             from .worker import Worker
 
             worker = (worker_factory(state["store"]) if worker_factory else
                       Worker(state["store"], settings.data_dir, heartbeat_seconds=settings.heartbeat_seconds,
-                             stale_after=settings.stale_after))
+                             stale_after=settings.stale_after, min_free_bytes=settings.min_free_bytes))
             thread = threading.Thread(target=worker.run, name="aicp-worker", daemon=True)
             thread.start()
         state["worker"] = worker
+        state["child"] = child
         try:
             yield
         finally:
-            if child is not None and child.poll() is None:
-                child.terminate()  # the running job stops at its next boundary and is requeued
-                await run_in_threadpool(child.wait, 600)
+            if child is not None:
+                await run_in_threadpool(child.stop, 600)  # its running job stops at the next boundary
             if worker is not None and thread is not None:
                 worker.stop.set()  # the running job stops at its next boundary and is requeued
                 await run_in_threadpool(thread.join, 600)
@@ -297,7 +303,8 @@ def create_app(settings: ServiceSettings, store: JobStore | None = None,
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error")
+        # no log line here: the server logs the exception once (with aicp serve's prefix)
+        # after this answer, as Starlette hands it on
         return _json_error(500, "InternalError", f"unexpected {type(exc).__name__}",
                            "the server log has the details")
 
@@ -307,10 +314,23 @@ def create_app(settings: ServiceSettings, store: JobStore | None = None,
             raise ApiError(404, "NotFound", f"no generation {job_id!r}", "list jobs with GET /api/v1/generate")
         return job
 
+    def _no_room() -> ApiError:
+        return ApiError(507, "InsufficientStorage", "the server's disk is too full to take a job",
+                        "try again later; the operator frees space (or lowers --min-free-mb)")
+
+    def _room_for_a_job() -> None:
+        """Refuse a job (507) while the data folder's disk is below ``settings.min_free_bytes``."""
+        from .worker import free_space
+
+        free = free_space(settings.data_dir)
+        if free is not None and free < settings.min_free_bytes:
+            raise _no_room()
+
     # -- jobs ------------------------------------------------------------------------------
     @app.post(f"{API}/generate", status_code=202, tags=["generate"],
               summary="Submit a generation job",
               responses={413: {"description": "too many records or too big a body"},
+                         507: {"description": "the server's disk is below its free-space floor"},
                          422: {"description": "invalid body, unknown template or persona"}})
     def submit(body: GenerateRequest) -> JSONResponse:
         """Queue a job: records (or one topic) through a script step and, with `voice: true`,
@@ -320,19 +340,22 @@ def create_app(settings: ServiceSettings, store: JobStore | None = None,
             raise ApiError(413, "TooManyRecords", f"{len(records)} records; the limit is {settings.max_records}",
                            "split the work into several jobs (see --max-records)")
         chain, inputs, where = build_chain(body)
+        _room_for_a_job()
         job_id = uuid.uuid4().hex
         folder = Path(settings.data_dir) / "jobs" / job_id
-        folder.mkdir(parents=True, exist_ok=True)
-        source = folder / "input.jsonl"
-        source.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in inputs))
-        try:
+        try:  # whatever goes wrong (a full disk, a refused field, the database), no folder is left
+            folder.mkdir(parents=True, exist_ok=True)
+            source = folder / "input.jsonl"
+            source.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in inputs))
             valid = validate_chain(chain, str(source), str(folder / "out"), where)
-        except RequestProblem:
+            for key in ("input", "output_dir"):
+                valid.pop(key, None)
+            job = get_store().create(job_id, str(valid.get("name") or "job")[:200], valid, inputs)
+        except BaseException as exc:
             shutil.rmtree(folder, ignore_errors=True)
+            if isinstance(exc, OSError) and exc.errno in NO_SPACE:
+                raise _no_room() from None
             raise
-        for key in ("input", "output_dir"):
-            valid.pop(key, None)
-        job = get_store().create(job_id, str(valid.get("name") or "job")[:200], valid, inputs)
         return JSONResponse(job_summary(job), status_code=202, headers={"Location": job_links(job_id)["self"]})
 
     @app.get(f"{API}/generate", tags=["generate"], summary="List jobs")
@@ -467,7 +490,9 @@ def create_app(settings: ServiceSettings, store: JobStore | None = None,
 
     @app.get(f"{API}/health/detailed", tags=["health"], summary="Database, backends, disk, queue, workers")
     def health_detailed() -> JSONResponse:
-        """Each part with `ok`; the status is 503 when the database is unreachable."""
+        """Each part with `ok`; `status` is `degraded` when a part is not ok (no worker
+        heartbeats, the server's worker process is down, the disk is below the floor...);
+        the HTTP status is 503 when the database is unreachable."""
         from ..doctor import run_doctor
 
         out: dict[str, Any] = {"version": __version__}
@@ -478,9 +503,16 @@ def create_app(settings: ServiceSettings, store: JobStore | None = None,
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             out["database"] = {"ok": False, "dialect": store.dialect, "error": f"{type(exc).__name__}: {exc}"}
         out["backends"] = run_doctor()
+        from .worker import free_space
+
         usage = shutil.disk_usage(Path(settings.data_dir) if Path(settings.data_dir).exists() else ".")
-        out["disk"] = {"path": str(Path(settings.data_dir).resolve()), "free_bytes": usage.free,
-                       "total_bytes": usage.total, "ok": usage.free > 1024 ** 3}
+        free = free_space(settings.data_dir)
+        free = usage.free if free is None else free
+        out["disk"] = {"path": str(Path(settings.data_dir).resolve()), "free_bytes": free,
+                       "total_bytes": usage.total, "min_free_bytes": settings.min_free_bytes,
+                       "ok": free >= settings.min_free_bytes}
+        child = state.get("child")
+        alive = 0
         if out["database"]["ok"]:
             counts = store.counts_by_status()
             out["queue"] = {"queued": counts.get("queued", 0), "running": counts.get("running", 0)}
@@ -489,7 +521,12 @@ def create_app(settings: ServiceSettings, store: JobStore | None = None,
                                "heartbeat_age_seconds": round(now - w.heartbeat_at, 3),
                                "alive": not w.stopped and now - w.heartbeat_at < settings.stale_after}
                               for w in store.workers()]
-        ok = out["database"]["ok"] and out["backends"]["ok"] and out["disk"]["ok"]
+            alive = sum(1 for w in out["workers"] if w["alive"])
+        # jobs run only while some worker heartbeats (and the server's own worker process runs)
+        worker_ok = alive > 0 and (child is None or child.running)
+        out["worker"] = {"ok": worker_ok, "alive": alive,
+                         "process": child.state() if child is not None else None}
+        ok = out["database"]["ok"] and out["backends"]["ok"] and out["disk"]["ok"] and worker_ok
         out["status"] = "ok" if ok else "degraded"
         return JSONResponse(out, status_code=200 if out["database"]["ok"] else 503)
 

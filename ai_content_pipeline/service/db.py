@@ -4,6 +4,9 @@ Tables (created and upgraded by the Alembic migrations in ``service/migrations``
 
 - ``jobs``: one row per generation job: its chain, input records, status, progress
   counters, totals, error, result, files, and which worker holds it (with heartbeat).
+  ``claim_token`` is the fencing token of the current claim: every claim (and every
+  re-claim of a job handed back) raises it by one, and a worker's writes to the job
+  (events, heartbeats, its outcome) count only while the token it got is still the job's.
 - ``job_events``: the job's events, one row each, ``seq`` 1, 2, 3... per job; ``data``
   is the exact JSON text ``--stream`` would print (schema_version ``"1"``).
 - ``job_records``: the job's output records (final step), ``idx`` 0-based.
@@ -62,6 +65,7 @@ class Job(Base):
     worker_id: Mapped[str | None] = mapped_column(String(200))
     heartbeat_at: Mapped[float | None] = mapped_column(Float)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claim_token: Mapped[int] = mapped_column(Integer, default=0)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
@@ -118,12 +122,24 @@ def database_url(url: str | None, data_dir: str | Path) -> str:
 
     :raises UsageError: a URL of another database kind.
     """
+    if url is not None and not url.strip():
+        raise UsageError("--database-url is empty",
+                         hint="give a postgresql:// URL, or leave it out for SQLite in --data-dir")
     if not url:
         return f"sqlite:///{Path(data_dir).resolve() / 'aicp.db'}"
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix):]
-    if url.startswith(("postgresql+psycopg://", "sqlite:")):
+    if url.startswith("sqlite:"):
+        try:
+            database = make_url(url).database
+        except Exception:  # noqa: BLE001 - reported as a file-less URL below
+            database = None
+        if not database or database == ":memory:" or database.startswith("file::memory:"):
+            raise UsageError("--database-url sqlite:// names no file (the server and its workers share the database)",
+                             hint="give sqlite:////path/to/aicp.db, or leave --database-url out for SQLite in --data-dir")
+        return url
+    if url.startswith("postgresql+psycopg://"):
         return url
     raise UsageError(f"unsupported --database-url {url.split(':', 1)[0]}:...",
                      hint="use postgresql://user:pass@host/db, or leave it out for SQLite in --data-dir")
@@ -149,7 +165,64 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=40)
+    # A server that does not answer fails in seconds, not after the system's TCP timeout; a
+    # transaction left open by a paused process (SIGSTOP, a suspended VM, a stalled link) is
+    # ended by the server after 10 s, so its row locks do not stop every other worker
+    # (aicp's transactions are milliseconds long).
+    return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=40,
+                         connect_args={"connect_timeout": 10,
+                                       "options": "-c idle_in_transaction_session_timeout=10000"})
+
+
+def shown_url(url: str) -> str:
+    """``url`` without its password, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is named by its scheme only
+        return url.split(":", 1)[0] + ":..."
+
+
+def open_database(url: str | None, data_dir: str | Path) -> Engine:
+    """An engine on the service's database, migrated to the newest revision and checked
+    writable: what ``aicp serve`` and ``aicp worker`` do before anything else.
+
+    :param url: ``--database-url`` (``None``: SQLite in ``data_dir``).
+    :raises UsageError: (exit 2, one line naming the database without its password) an
+        unsupported or malformed URL, an unreachable server, a file that is not a database
+        (corrupt, a folder), a read-only database file or folder.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    target = database_url(url, data_dir)
+    where = shown_url(url or target)
+    hint = ("check the URL, that the server runs and that the user may create tables"
+            if url else "move the file aside (or fix its permissions), or give --data-dir another folder")
+    try:
+        engine = make_engine(target)
+    except ImportError as exc:  # the database's driver (psycopg) is not installed
+        raise UsageError(f"--database-url {where} needs {exc.name or 'its driver'}, which is not installed",
+                         hint="pip install 'ai_content_pipeline[serve]'") from None
+    except (SQLAlchemyError, ValueError, TypeError) as exc:
+        raise UsageError(f"cannot use --database-url {where}: {_first_line(exc)}",
+                         hint="use postgresql://user:pass@host/db, or leave it out for SQLite in --data-dir") from exc
+    except OSError as exc:
+        raise UsageError(f"cannot use the database {where}: {exc.strerror or exc}", hint=hint) from exc
+    try:
+        migrate(engine)
+        with engine.begin() as conn:  # a database that opens read-only fails here, not on the first job
+            conn.exec_driver_sql("UPDATE alembic_version SET version_num = version_num")
+    except (SQLAlchemyError, OSError) as exc:
+        engine.dispose()
+        raise UsageError(f"cannot use the database {where}: {_first_line(exc)}", hint=hint) from exc
+    return engine
+
+
+def _first_line(exc: BaseException) -> str:
+    """The database's own words for ``exc``: its first line, without SQLAlchemy's ``(Type)``
+    prefix and background links."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return text[0].strip() if text else type(orig).__name__
 
 
 def migrate(engine: Engine) -> str:
@@ -173,4 +246,4 @@ def migrate(engine: Engine) -> str:
 
 
 __all__ = ["FINAL_STATUSES", "STATUSES", "Base", "Job", "JobEvent", "JobRecord", "WorkerRow",
-           "database_url", "make_engine", "migrate"]
+           "database_url", "make_engine", "migrate", "open_database", "shown_url"]

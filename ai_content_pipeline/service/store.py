@@ -7,6 +7,13 @@ Claiming a job is safe with many workers: on PostgreSQL the candidate row is cho
 with ``SELECT ... FOR UPDATE SKIP LOCKED``; on both databases the claim itself is the
 atomic ``UPDATE jobs SET status='running' ... WHERE id=:id AND status='queued'``, so
 of two workers racing for one row exactly one sees a row count of 1.
+
+Every claim raises the job's ``claim_token`` (a fencing token) and hands it to the worker;
+a worker's heartbeats, events and outcome are stored only while its token is still the
+job's. A worker paused past ``--stale-after`` (SIGSTOP, a VM pause, a stalled database
+link) whose job was requeued and claimed again therefore writes nothing into the newer
+claim's job; when it finds its job queued again (handed back) it takes it back
+(:meth:`JobStore.check_claim`) and goes on.
 """
 
 from __future__ import annotations
@@ -81,15 +88,34 @@ class JobStore:
         with self.engine.connect() as conn:
             return conn.execute(self._select_status, {"job_id": job_id}).scalar_one_or_none()
 
+    #: the columns a job list shows (:func:`~ai_content_pipeline.service.app.job_summary`):
+    #: never a job's input records, result or file list, which may be megabytes each
+    LIST_COLUMNS = ("id", "name", "status", "chain", "created_at", "started_at", "finished_at",
+                    "worker_id", "attempts", "cancel_requested", "progress", "prompt_tokens",
+                    "completion_tokens", "audio_seconds", "cost", "error")
+
     def list_jobs(self, status: str | None, limit: int, offset: int) -> tuple[list[Job], int]:
-        """Jobs newest first (optionally one status): ``(page, total matching)``."""
-        with self.session() as s:
-            query = select(Job).order_by(Job.created_at.desc(), Job.id)
-            count = select(func.count()).select_from(Job)
-            if status:
-                query, count = query.where(Job.status == status), count.where(Job.status == status)
-            total = s.execute(count).scalar_one()
-            return list(s.execute(query.limit(limit).offset(offset)).scalars()), int(total)
+        """Jobs newest first (optionally one status): ``(page, total matching)``.
+
+        Only :attr:`LIST_COLUMNS` are read (one Core ``SELECT``); the jobs are detached, and
+        reading another attribute (``inputs``, ``result``, ``files``) raises
+        ``sqlalchemy.orm.exc.DetachedInstanceError`` instead of loading it.
+        """
+        table = Job.__table__
+        query = select(*(table.c[name] for name in self.LIST_COLUMNS)).order_by(
+            table.c.created_at.desc(), table.c.id)
+        count = select(func.count()).select_from(table)
+        if status:
+            query, count = query.where(table.c.status == status), count.where(table.c.status == status)
+        with self.engine.connect() as conn:
+            total = conn.execute(count).scalar_one()
+            rows = conn.execute(query.limit(limit).offset(offset)).all()
+        jobs = []
+        for row in rows:
+            job = Job(**row._mapping)
+            make_transient_to_detached(job)
+            jobs.append(job)
+        return jobs, int(total)
 
     def cancel(self, job_id: str) -> str | None:
         """Cancel: a queued job becomes ``cancelled`` now; a running one gets ``cancel_requested``.
@@ -113,11 +139,18 @@ class JobStore:
         with self.session() as s:
             return bool(s.execute(select(Job.cancel_requested).where(Job.id == job_id)).scalar_one_or_none())
 
-    def claim(self, worker_id: str) -> Job | None:
-        """Take the oldest queued job for ``worker_id`` (status ``running``), or ``None``."""
+    def claim(self, worker_id: str, exclude: Iterable[str] = ()) -> Job | None:
+        """Take the oldest queued job for ``worker_id`` (status ``running``), or ``None``.
+
+        :param exclude: job ids not to take now (jobs this worker just handed back).
+        :returns: the job with its new ``claim_token`` (pass it to the fenced writes).
+        """
+        skip = list(exclude)
         for _ in range(5):  # another worker may win the row we picked: pick again
             with self.session.begin() as s:
                 pick = select(Job.id).where(Job.status == "queued").order_by(Job.created_at, Job.id).limit(1)
+                if skip:
+                    pick = pick.where(Job.id.not_in(skip))
                 if self.dialect == "postgresql":
                     pick = pick.with_for_update(skip_locked=True)
                 job_id = s.execute(pick).scalar_one_or_none()
@@ -126,21 +159,60 @@ class JobStore:
                 now = _now()
                 won = s.execute(update(Job).where(Job.id == job_id, Job.status == "queued").values(
                     status="running", worker_id=worker_id, heartbeat_at=now,
-                    started_at=func.coalesce(Job.started_at, now), attempts=Job.attempts + 1))
+                    started_at=func.coalesce(Job.started_at, now), attempts=Job.attempts + 1,
+                    claim_token=Job.claim_token + 1))
                 if won.rowcount == 1:  # type: ignore[attr-defined]
                     s.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(job_id=job_id))
                     return s.get(Job, job_id)
         return None
 
+    def _held(self, job_id: str, worker_id: str, token: int | None) -> Any:
+        """The WHERE clause of a write that only the job's current claim may make."""
+        where = [Job.id == job_id, Job.worker_id == worker_id, Job.status == "running"]
+        if token is not None:
+            where.append(Job.claim_token == token)
+        return where
+
+    def check_claim(self, job_id: str, worker_id: str, token: int) -> tuple[int | None, bool]:
+        """Whether ``worker_id`` still holds the job with ``token``, and whether a cancel was asked.
+
+        A job of this worker that was requeued meanwhile (this worker was paused past another
+        worker's ``--stale-after``) and is still ``queued`` (nobody took it, or its next
+        claimant handed it back) is claimed again here, with a new token.
+
+        :returns: ``(token, cancel_requested)``; ``token`` is the one to use from now on,
+            or ``None`` when another claim (or a final status) has superseded this one.
+        """
+        with self.session.begin() as s:
+            row = s.execute(select(Job.status, Job.worker_id, Job.claim_token, Job.cancel_requested)
+                            .where(Job.id == job_id)).one_or_none()
+            if row is None:
+                return None, False
+            status, holder, current, cancel = row
+            if status == "running" and holder == worker_id and current == token:
+                return token, bool(cancel)
+            if status != "queued":
+                return None, bool(cancel)
+            won = s.execute(update(Job).where(Job.id == job_id, Job.status == "queued",
+                                              Job.claim_token == current).values(
+                status="running", worker_id=worker_id, heartbeat_at=_now(), claim_token=current + 1))
+            if won.rowcount != 1:  # type: ignore[attr-defined]
+                return None, bool(cancel)
+            s.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(job_id=job_id))
+            return current + 1, bool(cancel)
+
     def finish(self, job_id: str, worker_id: str, status: str, *, result: dict[str, Any] | None,
-               error: dict[str, Any] | None, records: Iterable[dict[str, Any]], files: list[dict[str, Any]]) -> bool:
-        """Store the outcome of a run (only if ``worker_id`` still holds the job).
+               error: dict[str, Any] | None, records: Iterable[dict[str, Any]], files: list[dict[str, Any]],
+               token: int | None = None) -> bool:
+        """Store the outcome of a run (only if ``worker_id`` still holds the job, with ``token``
+        when given).
 
         :returns: whether the job was this worker's to finish.
         """
         with self.session.begin() as s:
             job = s.get(Job, job_id, with_for_update=self.dialect == "postgresql")
-            if job is None or job.worker_id != worker_id or job.status != "running":
+            if job is None or job.worker_id != worker_id or job.status != "running" \
+                    or (token is not None and job.claim_token != token):
                 return False
             s.execute(delete(JobRecord).where(JobRecord.job_id == job_id))
             count = failed = 0
@@ -149,20 +221,33 @@ class JobStore:
                 s.add(JobRecord(job_id=job_id, idx=count - 1, data=orjson.dumps(record).decode()))
             job.status, job.result, job.error, job.files = status, result, error, files
             job.records_total, job.records_failed, job.finished_at = count, failed, _now()
-            if result:
-                job.prompt_tokens = int(result.get("tokens", {}).get("prompt", job.prompt_tokens))
-                job.completion_tokens = int(result.get("tokens", {}).get("completion", job.completion_tokens))
-                job.audio_seconds = float(result.get("audio_seconds", job.audio_seconds))
-                job.cost = float(result.get("total_cost", job.cost))
+            if result:  # the job's totals count every attempt (kept current by its events); the
+                # result counts this attempt only, so it never lowers them (a resumed attempt
+                # serves earlier records from the ledgers without spending tokens)
+                tokens = result.get("tokens") or {}
+                job.prompt_tokens = max(job.prompt_tokens, int(tokens.get("prompt") or 0))
+                job.completion_tokens = max(job.completion_tokens, int(tokens.get("completion") or 0))
+                job.audio_seconds = max(job.audio_seconds, float(result.get("audio_seconds") or 0.0))
+                job.cost = max(job.cost, float(result.get("total_cost") or 0.0))
             s.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(job_id=None))
             return True
 
-    def release(self, job_id: str, worker_id: str) -> None:
-        """Give a running job back to the queue (its worker is shutting down)."""
+    def release(self, job_id: str, worker_id: str, token: int | None = None, *, started: bool = True) -> bool:
+        """Give a running job back to the queue (its worker is shutting down, or another
+        worker process still holds the job's folder).
+
+        :param token: the claim's fencing token (``None``: any claim of ``worker_id``).
+        :param started: ``False`` when the job did not run under this claim: its ``attempts``
+            is taken back.
+        :returns: whether the job was this worker's to give back.
+        """
         with self.session.begin() as s:
-            s.execute(update(Job).where(Job.id == job_id, Job.worker_id == worker_id, Job.status == "running")
-                      .values(status="queued", worker_id=None, heartbeat_at=None))
+            values: dict[str, Any] = {"status": "queued", "worker_id": None, "heartbeat_at": None}
+            if not started:
+                values["attempts"] = Job.attempts - 1
+            done = s.execute(update(Job).where(*self._held(job_id, worker_id, token)).values(**values))
             s.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(job_id=None))
+            return done.rowcount == 1  # type: ignore[attr-defined]
 
     def records(self, job_id: str, offset: int, limit: int) -> list[dict[str, Any]]:
         """Output records ``offset`` ... ``offset + limit - 1``."""
@@ -173,11 +258,19 @@ class JobStore:
 
     # -- events ----------------------------------------------------------------------------
     def add_event(self, job_id: str, data: str, progress: dict[str, Any] | None = None,
-                  totals: dict[str, Any] | None = None) -> int:
-        """Append one event (JSON text) and update the job's progress/totals; returns its ``seq``."""
+                  totals: dict[str, Any] | None = None, *, worker_id: str | None = None,
+                  token: int | None = None) -> int:
+        """Append one event (JSON text) and update the job's progress/totals; returns its ``seq``.
+
+        With ``worker_id`` and ``token`` the event is stored only while that claim holds the
+        running job; otherwise nothing is written and 0 is returned.
+        """
         with self.session.begin() as s:
             job = s.get(Job, job_id, with_for_update=self.dialect == "postgresql")
             if job is None:
+                return 0
+            if worker_id is not None and (job.worker_id != worker_id or job.status != "running"
+                                          or (token is not None and job.claim_token != token)):
                 return 0
             job.last_seq = seq = job.last_seq + 1
             s.add(JobEvent(job_id=job_id, seq=seq, data=data))
@@ -206,13 +299,19 @@ class JobStore:
             else:
                 row.heartbeat_at, row.stopped = now, False
 
-    def heartbeat(self, worker_id: str, job_id: str | None) -> None:
-        """The worker (and the job it runs) is alive now."""
+    def heartbeat(self, worker_id: str, job_id: str | None, token: int | None = None) -> bool:
+        """The worker (and the job it runs under the claim ``token``) is alive now.
+
+        :returns: ``False`` when the worker no longer holds ``job_id`` (its heartbeat went
+            to nobody's job); ``True`` otherwise.
+        """
         with self.session.begin() as s:
             now = _now()
             s.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(heartbeat_at=now))
             if job_id:
-                s.execute(update(Job).where(Job.id == job_id, Job.worker_id == worker_id).values(heartbeat_at=now))
+                done = s.execute(update(Job).where(*self._held(job_id, worker_id, token)).values(heartbeat_at=now))
+                return done.rowcount == 1  # type: ignore[attr-defined]
+            return True
 
     def stop_worker(self, worker_id: str) -> None:
         """Mark a worker row as stopped (clean exit)."""
