@@ -582,7 +582,7 @@ def test_an_unexpected_error_hint_names_aicp_traceback_where_there_is_no_flag(mo
     def boom(*a: object, **k: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(takelog, "read_takes", boom)
+    monkeypatch.setattr(takelog, "iter_takes", boom)
     res = invoke(cli, "aicp", ["logs", "--log", "x.db"])
     assert res.exit_code == 1 and "--traceback" not in res.stderr
     assert "aicp logs: hint: run again with AICP_TRACEBACK=1 and report it" in res.stderr
