@@ -1,6 +1,6 @@
 """The AI-radio batch API: DJ song intros, text first (LLM) then audio (TTS).
 
-An adapter over the step primitive (:class:`~ai_content_pipeline.stages.step.Step`) that
+An adapter over the step primitive (:class:`~ai_content_pipeline.stages.step.StageRun`) that
 ``aicp-script``, ``aicp-voice`` and ``aicp run-chain`` run on, for code written against the
 ``GenerationPipeline`` design::
 
@@ -37,7 +37,8 @@ Where the radio API differs from a chain, on purpose (the promises of its seed A
 - a failure never raises: every song gets a :class:`GenerationResult`, ``success=False`` with
   ``error`` when it could not be made;
 - ``resume`` also keeps an intro file that no ledger accounts for (made by hand, or by a
-  version without the voice ledger): its song is skipped before any model runs;
+  version without the voice ledger): its song is skipped before any model runs; without
+  ``resume`` an intro file that is there already is made again (no ``--overwrite`` needed);
 - two songs with one intro name (same id and DJ) do not get ``-2`` names: the later one fails,
   so :meth:`GenerationPipeline.intro_path` names each song's one file.
 """
@@ -61,7 +62,7 @@ from .jsonl import InputLine
 from .ledger import Ledger
 from .records import STAGE_FIELDS, slugify
 from .stages.script import ScriptOptions
-from .stages.step import Step
+from .stages.step import StageRun
 from .stages.voice import VoiceOptions, record_audio_stem
 from .templates import DEFAULT_PERSONA, Personas, file_ref
 
@@ -268,7 +269,7 @@ class GenerationPipeline:
                                  best_of=self.best_of, batch=self.batch, require_checks=self.require_checks)
         return VoiceOptions(out_dir=str(self.intros_dir), format="wav", sample_rate=self.sample_rate,
                             loudness=self.loudness, seed=self.seed, retries=self.retries, resume=resume,
-                            persona=persona)
+                            persona=persona, overwrite=True)  # the batch decides what it keeps
 
     def _prepare(self, song: Any, personas: Personas, claims: NameClaims,
                  kept: Callable[[Path], bool]) -> dict[str, Any] | GenerationResult:
@@ -321,7 +322,7 @@ class GenerationPipeline:
         lines = [InputLine(n, "radio", record=r) for n, r in enumerate(records, start=1)]
         held: dict[str, Any] | None = None
         try:
-            with Step(kind, backend, options, emitter=StepEmitter(self.emitter, number), checkpoint=ledger) as run:
+            with StageRun(kind, backend, options, emitter=StepEmitter(self.emitter, number), checkpoint=ledger) as run:
                 if kind == "voice":
                     run.stage.protected.add(file_ref(options.persona))
                 with closing(run.records(lines, len(lines))) as outs:

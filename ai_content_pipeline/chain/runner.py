@@ -24,7 +24,8 @@ it finished in ``NN-type.jsonl`` and ends the chain with a ``Cancelled`` error.
 
 from __future__ import annotations
 
-import os
+import dataclasses
+import functools
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -39,16 +40,19 @@ from ..backends.registry import create_llm, create_tts, resolve_llm_name, resolv
 from ..errors import AicpError, UsageError, error_object
 from ..events import Emitter, NullEmitter, StepEmitter
 from ..faults import os_error
-from ..files import FolderLock
+from ..files import FolderLock, write_atomic
 from ..jsonl import InputLine, RecordWriter
 from ..shards import ShardRun, chain_shard_run, shard_chain
-from ..stages.common import Cancelled
+from ..stages import registry
+from ..stages.common import Cancelled, first_existing, refuse_overwrite
+from ..stages.kind import StepConfig
 from ..stages.registry import options_class
-from ..stages.step import Step, StepInput, count_input, open_input, read_input
+from ..stages.step import StageRun, StepInput, count_input, open_input, read_input
 from ..status import ExitStatus
 from .spec import ChainSpec, Prices, ScriptStep, VoiceStep
 
-StepSpec = ScriptStep | VoiceStep
+#: A chain step (the model of its kind: :class:`~ai_content_pipeline.stages.kind.StepConfig`).
+StepSpec = StepConfig
 #: ``factory(step, notice) -> backend``: builds (does not load) a step's backend.
 BackendFactory = Callable[[StepSpec, Callable[[str], None]], Any]
 
@@ -107,7 +111,7 @@ def check_chain_paths(spec: ChainSpec, stdin: IO[bytes] | None = None, log: str 
         reads[f"the chain file {spec.source}"] = spec.source
     for index in spec.enabled_steps():
         step = spec.steps[index]
-        for what, ref in (("persona", step.persona), ("template", getattr(step, "template", None))):
+        for what, ref in (("persona", getattr(step, "persona", None)), ("template", getattr(step, "template", None))):
             if file_ref(ref):
                 reads[f"step {index + 1}'s {what} file {ref}"] = ref
     writes: dict[str, Any] = {}
@@ -123,12 +127,15 @@ def check_chain_paths(spec: ChainSpec, stdin: IO[bytes] | None = None, log: str 
     refuse_overlap(reads, writes)
     for index in spec.enabled_steps():
         step = spec.steps[index]
-        if isinstance(step, VoiceStep):
-            check_output_dir(spec.audio_dir, "output_dir/audio")
-            check_voice_step(step, index)
-        else:
-            check_output_dir(step.params.get("work_dir", Path(spec.output_dir) / "longform"),
-                             f"step {index + 1} work_dir")
+        kind = registry.get(step.type)
+        for option, (folder, settable) in kind.dirs.items():
+            if settable:
+                check_output_dir(step.params.get(option, Path(spec.output_dir) / folder),
+                                 f"step {index + 1} {option}")
+            else:
+                check_output_dir(Path(spec.output_dir) / folder, f"output_dir/{folder}")
+        if kind.backend == "tts":
+            check_voice_step(step, index)  # type: ignore[arg-type]
 
 
 def check_voice_step(step: VoiceStep, index: int) -> None:
@@ -166,25 +173,34 @@ def step_cost(prices: Prices, tokens: int, audio_seconds: float, seconds: float,
     return round(cost, 6)
 
 
-def step_options(spec: ChainSpec, index: int, resume: bool) -> Any:
+def step_options(spec: ChainSpec, index: int, resume: bool, overwrite: bool = False) -> Any:
     """The stage options of step ``index``: its ``params`` plus what the chain sets.
 
-    The chain sets ``template``/``persona`` (step keys), ``resume``, ``strict``
-    (``on_error: stop``), for voice ``out_dir`` (``output_dir/audio``) and, unless
-    the step's params give one, the long-form ``work_dir`` (``output_dir/longform``).
+    The chain sets the step keys that are options (``template``/``persona``), ``resume``,
+    ``strict`` (``on_error: stop``), ``overwrite`` (where the options have them) and the
+    kind's folders (:attr:`~ai_content_pipeline.stages.kind.StageKind.dirs`): voice's
+    ``out_dir`` (``output_dir/audio``) and, unless the step's params give one, the long-form
+    ``work_dir`` (``output_dir/longform``).
 
     :raises pydantic.ValidationError: a ``params`` value the options refuse (the chain
         file was validated before, so only a spec built by hand gets here).
     """
     step = spec.steps[index]
-    values: dict[str, Any] = {**step.params, "resume": resume, "strict": spec.on_error == "stop"}
-    if step.persona:
-        values["persona"] = step.persona
-    if isinstance(step, ScriptStep):
-        values["template"] = step.template
-        values.setdefault("work_dir", str(Path(spec.output_dir) / "longform"))
-    else:
-        values["out_dir"] = str(spec.audio_dir)
+    kind = registry.get(step.type)
+    fields = {f.name for f in dataclasses.fields(kind.options)}
+    values: dict[str, Any] = {**step.params}
+    for name, value in (("resume", resume), ("strict", spec.on_error == "stop"), ("overwrite", overwrite)):
+        if name in fields:
+            values[name] = value
+    for name in type(step).model_fields:  # the step's own keys that are options (template, persona)
+        value = getattr(step, name)
+        if name in fields and name not in StepConfig.model_fields and value is not None and value != "":
+            values[name] = value
+    for option, (folder, settable) in kind.dirs.items():
+        if settable:
+            values.setdefault(option, str(Path(spec.output_dir) / folder))
+        else:
+            values[option] = str(Path(spec.output_dir) / folder)
     return TypeAdapter(options_class(step.type)).validate_python(values)
 
 
@@ -233,16 +249,22 @@ class ChainRunner:
     :param cancel: ``cancel() -> bool`` asked before each step, record and long-form chunk;
         true ends the chain there with a :class:`~ai_content_pipeline.stages.common.Cancelled`
         error (exit status 130), keeping finished records.
+    :param overwrite: replace the files an earlier run wrote in ``output_dir`` (step records,
+        audio, long-form work files). Without it and without ``resume``, such a file ends the
+        chain with a usage error (exit 2) naming it: the step records before any step runs,
+        a step's own files before its model loads.
     """
 
     def __init__(self, spec: ChainSpec, *, emitter: Emitter | None = None, resume: bool = False,
                  stdin: IO[bytes] | None = None, backend_factory: BackendFactory | None = None,
-                 cancel: Callable[[], bool] | None = None, log: str | None = None) -> None:
+                 cancel: Callable[[], bool] | None = None, log: str | None = None,
+                 overwrite: bool = False) -> None:
         self.spec = shard_chain(spec)  # a ``shard`` key: that shard's output_dir (idempotent)
         self.log = log
         self.takelog: Any = None
         self.emitter = emitter or NullEmitter()
         self.resume = resume
+        self.overwrite = overwrite
         self.stdin = stdin
         self.factory = backend_factory or create_backend
         self.cancel = cancel
@@ -251,44 +273,49 @@ class ChainRunner:
         self.completed: dict[str, Any] | None = None
 
     def _run_step(self, index: int, lines: Iterable[InputLine], total: int | None,
-                  sharded: ShardRun | None = None) -> tuple[StepSummary, int]:
+                  sharded: ShardRun | None = None,
+                  replay: Callable[[], Iterable[InputLine]] | None = None) -> tuple[StepSummary, int]:
         """Run step ``index`` over ``lines`` (``total`` of them, if known; ``sharded``: the
         :class:`~ai_content_pipeline.shards.ShardRun` they were read with); its summary and how
-        many records it wrote (the next step's ``total``: its input is not counted again)."""
+        many records it wrote (the next step's ``total``: its input is not counted again).
+
+        ``replay()`` reads the same lines again, when they can be: the files the stage would
+        write are then checked before its model loads (the overwrite rule)."""
         spec, emitter = self.spec, self.emitter
         step, number = spec.steps[index], index + 1
-        backend = self.factory(step, emitter.message)
-        info = backend.describe()
+        kind = registry.get(step.type)
+        backend = self.factory(step, emitter.message) if kind.backend is not None else None
+        info = backend.describe() if backend is not None else {}
         emitter.step_start(number, step.type, info.get("model"))
         t0 = time.monotonic()
         out = spec.output_path(index)
-        part = out.with_name(out.name + ".part")
-        try:
-            with Step(step.type, backend, step_options(spec, index, self.resume), emitter=StepEmitter(emitter, number),
+        options = step_options(spec, index, self.resume, self.overwrite)
+        with StageRun(step.type, backend, options, emitter=StepEmitter(emitter, number),
                       checkpoint=spec.ledger_path(index), cancel=self.cancel) as run:
-                run.stage.takelog = self.takelog
-                if isinstance(step, VoiceStep):  # no audio file may replace what the chain reads or writes
-                    for target in (spec.input, spec.source, *(p for i in range(len(spec.steps))
-                                                              for p in (spec.output_path(i), spec.ledger_path(i)))):
-                        run.stage.protected.add(target)
-                    run.stage.protected.add(part)
-                with open(part, "wb") as handle:
-                    try:
-                        written = run.run(lines, RecordWriter(handle).write, total, shard=sharded)
-                    except Cancelled:  # keep the records finished before the cancel
-                        os.fsync(handle.fileno())
-                        os.replace(part, out)
-                        raise
-                    try:
-                        os.fsync(handle.fileno())
-                    except OSError as exc:
-                        raise os_error(exc, part) from exc
+            run.stage.takelog = self.takelog
+            protected = getattr(run.stage, "protected", None)
+            if protected is not None:  # no file of the stage may replace what the chain reads or writes
+                for target in (spec.input, spec.source, *(p for i in range(len(spec.steps))
+                                                          for p in (spec.output_path(i), spec.ledger_path(i)))):
+                    protected.add(target)
+            if replay is not None:  # the overwrite rule, before this step's model loads
+                run.stage.refuse_replacing(replay)
+            cancelled: list[Cancelled] = []
+            written = 0
+
+            def fill(handle: Any) -> None:
+                nonlocal written
+                try:
+                    written = run.run(lines, RecordWriter(handle).write, total, shard=sharded)
+                except Cancelled as exc:  # keep the records finished before the cancel
+                    cancelled.append(exc)
+
             try:
-                os.replace(part, out)
+                write_atomic(out, fill)
             except OSError as exc:
                 raise os_error(exc, out) from exc
-        finally:
-            part.unlink(missing_ok=True)
+            if cancelled:
+                raise cancelled[0]
         stage = run.stage
         duration = round(time.monotonic() - t0, 3)
         stats = stage.stats.as_dict()
@@ -322,6 +349,11 @@ class ChainRunner:
             lock = FolderLock(spec.output_dir, "output_dir").acquire()
         except AicpError as exc:
             return self._stopped(t0, exc)
+        if not (self.resume or self.overwrite):
+            found = first_existing(spec.output_path(i) for i in enabled)
+            if found is not None:
+                lock.release()
+                return self._stopped(t0, refuse_overwrite(found, "step records"))
         try:
             if self.log:
                 from ..takelog import TakeLog
@@ -365,6 +397,7 @@ class ChainRunner:
             enabled = []  # nothing runs; the error goes out with pipeline_complete
         lines: Iterable[InputLine] = chain_input
         total = chain_input.total
+        replay: Callable[[], Iterable[InputLine]] | None = (lambda: chain_input) if total is not None else None
         with chain_input:
             for index, step in enumerate(spec.steps):
                 if index not in enabled:
@@ -374,7 +407,7 @@ class ChainRunner:
                 try:
                     if self.cancel is not None and self.cancel():
                         raise Cancelled(f"chain cancelled before step {index + 1}")
-                    summary, total = self._run_step(index, lines, total, sharded)
+                    summary, total = self._run_step(index, lines, total, sharded, replay)
                 except (AicpError, OSError) as exc:
                     error = exc if isinstance(exc, AicpError) else os_error(exc)
                     error_obj = {**error_object(error, stage=step.type), "step": index + 1}
@@ -390,6 +423,7 @@ class ChainRunner:
                     raise
                 self.steps.append(summary)
                 lines, sharded = read_input([summary.path]), None  # ``total``: the records it wrote
+                replay = functools.partial(read_input, [summary.path])
             result = self.completed = self.result(t0, error_obj)
             emitter.pipeline_complete(result)
         if error is not None:
@@ -419,7 +453,8 @@ class ChainRunner:
         """
         total_steps = len(self.spec.enabled_steps())
         last = self.steps[-1] if self.steps else None
-        has_voice = any(s.type == "voice" for s in self.steps)
+        has_voice = any(folder == "audio" for s in self.steps
+                        for folder, _ in registry.get(s.type).dirs.values())
         return {
             "name": self.spec.name,
             "success": error is None and len(self.steps) == total_steps,
@@ -442,10 +477,10 @@ class ChainRunner:
 
 def run_chain(spec: ChainSpec, *, emitter: Emitter | None = None, resume: bool = False,
               stdin: IO[bytes] | None = None, backend_factory: BackendFactory | None = None,
-              cancel: Callable[[], bool] | None = None) -> ChainResult:
+              cancel: Callable[[], bool] | None = None, overwrite: bool = False) -> ChainResult:
     """Run ``spec`` (see :class:`ChainRunner`) and return its :class:`ChainResult`."""
     return ChainRunner(spec, emitter=emitter, resume=resume, stdin=stdin,
-                       backend_factory=backend_factory, cancel=cancel).run()
+                       backend_factory=backend_factory, cancel=cancel, overwrite=overwrite).run()
 
 
 def check_stdin_once(config: str, spec: ChainSpec) -> None:
@@ -487,14 +522,16 @@ def plan_chain(spec: ChainSpec,
     for index, step in enumerate(spec.steps):
         entry: dict[str, Any] = {"step": index + 1, "type": step.type, "enabled": step.enabled,
                                  "backend": step.backend}
-        if step.enabled:
+        if step.enabled and registry.get(step.type).backend is not None:
             try:
                 entry["resolved_backend"], entry["model"] = resolve(step)
             except AicpError as exc:
                 entry["error"] = error_object(exc, stage=step.type)
-        if isinstance(step, ScriptStep):
+        elif step.enabled:
+            entry["resolved_backend"], entry["model"] = None, None
+        if "template" in type(step).model_fields:
             entry["template"] = step.template
-        entry.update(persona=step.persona, params=step.params, output=str(spec.output_path(index)),
+        entry.update(persona=getattr(step, "persona", None), params=step.params, output=str(spec.output_path(index)),
                      ledger=str(spec.ledger_path(index)))
         steps.append(entry)
     return {"dry_run": True, "name": spec.name, "input": spec.input, "records": records,

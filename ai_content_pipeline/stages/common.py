@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -12,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
-from ..errors import AicpError, RecordError, error_object
+from ..errors import AicpError, RecordError, UsageError, error_object
 from ..events import Emitter, NullEmitter
 from ..files import check_output_file, refuse_overlap
 from ..jsonl import InputLine, check_sources
@@ -37,6 +38,35 @@ class Cancelled(AicpError):
     """
 
     exit_status = ExitStatus.INTERRUPTED
+
+
+class OverwriteRefused(UsageError):
+    """A run would replace a file it did not write (an earlier run's output) without
+    ``--overwrite`` or ``--resume`` (exit 2, before any model loads where the input can be
+    read ahead: see :meth:`Stage.planned_files`)."""
+
+
+def refuse_overwrite(path: str | os.PathLike[str], what: str = "output file") -> OverwriteRefused:
+    """The :class:`OverwriteRefused` error naming ``path`` (raise it)."""
+    return OverwriteRefused(f"{what} {path} exists (an earlier run wrote it); not replaced",
+                            hint="give --overwrite to replace it, --resume to keep what the ledger vouches "
+                                 "for, or write to another folder")
+
+
+def first_existing(paths: Iterable[str | os.PathLike[str]]) -> str | None:
+    """The first of ``paths`` that exists (a file, a folder or a link), or ``None``."""
+    for path in paths:
+        if os.path.lexists(path):
+            return str(path)
+    return None
+
+
+def _holds_anything(folder: str | os.PathLike[str]) -> bool:
+    try:
+        with os.scandir(folder) as entries:
+            return next(entries, None) is not None
+    except OSError:
+        return False
 
 
 @dataclass
@@ -412,6 +442,36 @@ class Stage:
         self.stats = StageStats()
         self.tracker = RecordTracker(self.emitter, self.stats, self.stage)
         self.session = BackendSession(backend, self.emitter)
+
+    def planned_files(self, lines: Iterable[InputLine]) -> Iterator[tuple[str, str]]:
+        """``(what, path)`` of every file a run over ``lines`` would write that an earlier run
+        may have left (the driver refuses the first that exists, before any model loads, unless
+        ``overwrite`` or ``resume``). Reads only the records: loads nothing. Default: none."""
+        return iter(())
+
+    def output_folders(self) -> list[str]:
+        """The folders :meth:`planned_files` names files in (none: nothing to check)."""
+        return []
+
+    def refuse_replacing(self, lines: Callable[[], Iterable[InputLine]]) -> None:
+        """The overwrite rule, before the model loads: without ``resume`` or ``overwrite``, the
+        first file of :meth:`planned_files` over ``lines()`` that exists stops the run. The
+        input is read again only when one of :meth:`output_folders` holds anything.
+
+        :raises OverwriteRefused: (exit 2) naming the file.
+        """
+        if self.may_replace(""):
+            return
+        if not any(_holds_anything(folder) for folder in self.output_folders()):
+            return
+        for what, path in self.planned_files(lines()):
+            if os.path.lexists(path):
+                raise refuse_overwrite(path, what)
+
+    def may_replace(self, path: str | os.PathLike[str]) -> bool:
+        """Whether this run may write ``path`` although it exists: ``resume`` (the ledger says
+        what is kept) or ``overwrite`` options."""
+        return bool(getattr(self.options, "resume", False) or getattr(self.options, "overwrite", False))
 
     def check_cancel(self) -> None:
         """Stop here if :attr:`cancel` says so (called at record and chunk boundaries).
