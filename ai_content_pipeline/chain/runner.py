@@ -521,7 +521,7 @@ def plan_chain(spec: ChainSpec,
     steps: list[dict[str, Any]] = []
     for index, step in enumerate(spec.steps):
         entry: dict[str, Any] = {"step": index + 1, "type": step.type, "enabled": step.enabled,
-                                 "backend": step.backend}
+                                 "backend": getattr(step, "backend", None)}
         if step.enabled and registry.get(step.type).backend is not None:
             try:
                 entry["resolved_backend"], entry["model"] = resolve(step)

@@ -356,7 +356,8 @@ class BackendSession:
 
     ``model_load`` / ``model_unload`` carry backend, model, device and seconds. A
     run served entirely from the checkpoint ledger never loads the model. Use as
-    a context manager; :meth:`ensure` is thread-safe.
+    a context manager; :meth:`ensure` is thread-safe. A stage kind without a model has
+    ``backend`` ``None``: nothing loads, unloads or is sent.
     """
 
     def __init__(self, backend: Any, emitter: Emitter) -> None:
@@ -373,7 +374,7 @@ class BackendSession:
         :raises BackendUnavailable: the model cannot be loaded (missing file, server down).
         :raises UsageError: the backend's settings cannot work (e.g. an unknown device).
         """
-        if not getattr(self.backend, "loaded", False):
+        if self.backend is not None and not getattr(self.backend, "loaded", False):
             with self._lock:
                 if not getattr(self.backend, "loaded", False):
                     t0 = time.perf_counter()
@@ -402,6 +403,8 @@ class BackendSession:
 
     def close(self) -> None:
         """Unload the backend (memory free on return) and send ``model_unload``."""
+        if self.backend is None:
+            return
         was_loaded = bool(getattr(self.backend, "loaded", False))
         t0 = time.perf_counter()
         self.backend.unload()
