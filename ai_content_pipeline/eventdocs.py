@@ -17,7 +17,8 @@ COMMON = ("`schema_version` (`\"1\"`), `event`, `timestamp` (Unix seconds) and `
 #: ``(event names, fields, when)``: one row per event or family of events.
 EVENTS: list[tuple[tuple[str, ...], str, str]] = [
     (("pipeline_start",), "`name`, `total_steps`, `config`", "a chain starts"),
-    (("step_start",), "`step` (1-based), `type` (`script`/`voice`), `model` (`null` when the step names none)",
+    (("step_start",), "`step` (1-based), `type` (the step's stage kind: `script`, `voice`...), `model` "
+                      "(`null` when the step names none or uses no model)",
      "a chain step starts"),
     (("step_complete",), "`step`, `cost`, `output`, `duration_seconds`, record counts, tokens, `checks` "
                          "(script steps)", "a chain step finished"),
@@ -42,10 +43,21 @@ EVENTS: list[tuple[tuple[str, ...], str, str]] = [
      "a notice (e.g. which backend `auto` chose)"),
     (("error",), "`message`, `hint`, `exit_code`",
      "a fatal error, instead of plain text (aicp run-chain: after `pipeline_complete`)"),
-    (("pipeline_complete",), "`success`, `steps_completed`, `total_steps`, `total_cost`, `total_time`, "
-                             "`outputs`, `error`, `records`, `tokens`, `audio_seconds`",
+    (("pipeline_complete",), "`name`, `success`, `steps_completed`, `total_steps`, `total_cost`, `total_time`, "
+                             "`outputs`, `error`, `records`, `tokens`, `audio_seconds`; the radio API adds `songs`",
      "on **stdout**: the chain's result"),
 ]
+
+#: The fields every event of a chain (``aicp run-chain``, a service job, the radio API) carries,
+#: besides :data:`COMMON`: the table's promise, in a form tests compare events against.
+CHAIN_FIELDS: dict[str, tuple[str, ...]] = {
+    "pipeline_start": ("name", "total_steps", "config"),
+    "step_start": ("step", "type", "model"),
+    "step_complete": ("step", "type", "cost", "output", "duration_seconds", "records", "tokens", "audio_seconds"),
+    "step_error": ("step", "type", "error"),
+    "pipeline_complete": ("name", "success", "steps_completed", "total_steps", "total_cost", "total_time",
+                          "outputs", "error", "records", "tokens", "audio_seconds"),
+}
 
 START = "<!-- events-table: generated from ai_content_pipeline/eventdocs.py; edit it there -->"
 END = "<!-- /events-table -->"

@@ -13,8 +13,11 @@ A batch is a two-step chain held in memory: a script step, whose texts are check
 ``{output_dir}/intros/`` and checkpoints them in ``{output_dir}/intros.voice.ledger.jsonl``.
 The intro of song ``id`` read by DJ ``dj`` is ``intros/{id}_{dj}_0.wav``: the name the voice
 stage gives that record (:func:`~ai_content_pipeline.stages.voice.record_audio_stem`, take 0).
-Its events are the chain's: ``pipeline_start``, ``step_start``, the stages' events (with
-``step``), ``step_complete``/``step_error``, ``pipeline_complete``. The pipeline owns one LLM
+Its events are the chain's, with the documented fields (:mod:`ai_content_pipeline.eventdocs`):
+``pipeline_start``, ``step_start``, the stages' events (with ``step``),
+``step_complete``/``step_error`` and ``pipeline_complete`` (the chain's result, whose
+``outputs.audio_dir`` is the intros folder, plus ``songs``: ``{completed, failed, skipped}``;
+a script step's ``output`` is its ledger, as its texts stay in memory). The pipeline owns one LLM
 backend and one TTS backend and never holds both models at once: the LLM is unloaded before
 the TTS model loads. A batch runs in two phases by default (every text, unload the LLM, then
 every audio file), so each model loads once.
@@ -55,6 +58,7 @@ from typing import Any
 
 from .backends.base import LLMBackend, TTSBackend
 from .backends.registry import create_llm, create_tts
+from .chain.runner import StepSummary, chain_result
 from .errors import AicpError, error_object
 from .events import Emitter, NullEmitter, StepEmitter
 from .files import NameClaims
@@ -197,6 +201,7 @@ class GenerationPipeline:
     ) -> None:
         self.output_dir = Path(output_dir) if output_dir is not None else DEFAULT_OUTPUT_DIR
         self.emitter = emitter or NullEmitter()
+        self._summaries: list[StepSummary] = []  # the batch's finished steps (pipeline_complete)
         self.template = template
         self.persona = persona or DEFAULT_PERSONA
         self.seed = seed
@@ -335,8 +340,11 @@ class GenerationPipeline:
             if held is not None:
                 yield held
             raise
-        self.emitter.step_complete(number, output_path=self.intros_dir if kind == "voice" else None,
-                                   duration=time.monotonic() - t0, **run.stats.as_dict())
+        summary = StepSummary(number, kind, None, str(self.intros_dir if kind == "voice" else ledger.path),
+                              str(ledger.path), 0.0, round(time.monotonic() - t0, 3), run.stats.as_dict(),
+                              backend.describe())
+        self._summaries.append(summary)
+        summary.emit(self.emitter)
         if held is not None:
             yield held
 
@@ -406,6 +414,8 @@ class GenerationPipeline:
             prepared = [self._prepare(song, personas, claims, kept) for song in songs]
         pending = [item for item in prepared if isinstance(item, dict)]
         steps = 2 * (1 if two_phase else len(pending)) if pending else 0
+        t0 = time.monotonic()
+        self._summaries = []
         self.emitter.pipeline_start("radio-intros", steps,
                                     {"output_dir": self.output_dir, "two_phase": two_phase,
                                      "songs": len(songs), "llm": self.llm.describe(),
@@ -432,8 +442,9 @@ class GenerationPipeline:
         finally:
             if made_now is not None:
                 made_now.close()  # a batch left early: the running stage ends and unloads its model
-        self.emitter.pipeline_complete({"songs": counts, "output_dir": self.intros_dir,
-                                        "success": not stopped, "error": stopped[0] if stopped else None})
+        result = chain_result("radio-intros", self._summaries, steps, t0, stopped[0] if stopped else None,
+                              self.intros_dir)
+        self.emitter.pipeline_complete({**result, "songs": counts})
 
 
 def generate_song_intro(pipeline: GenerationPipeline, song_id: str, artist: str, title: str,

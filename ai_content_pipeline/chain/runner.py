@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -218,6 +219,13 @@ class StepSummary:
     stats: dict[str, Any]
     backend: dict[str, Any] = field(default_factory=dict)
 
+    def emit(self, emitter: Emitter) -> None:
+        """Send this step's ``step_complete`` (the documented fields, :mod:`~ai_content_pipeline.eventdocs`)."""
+        extra = {"checks": self.stats["checks"]} if "checks" in self.stats else {}
+        emitter.step_complete(self.step, self.cost, self.path, self.duration_seconds, type=self.type,
+                              records=self.stats["records"], tokens=self.stats["tokens"],
+                              audio_seconds=self.stats["audio_seconds"], **extra)
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-able: step, type, name, path, ledger, cost, duration_seconds, backend, records, tokens..."""
         return {"step": self.step, "type": self.type, "name": self.name, "path": self.path, "ledger": self.ledger,
@@ -323,10 +331,7 @@ class ChainRunner:
         cost = step_cost(spec.prices, tokens, stats["audio_seconds"], duration, info.get("device"))
         summary = StepSummary(number, step.type, step.name, str(out), str(spec.ledger_path(index)), cost,
                               duration, stats, info)
-        extra = {"checks": stats["checks"]} if "checks" in stats else {}
-        emitter.step_complete(number, cost, str(out), duration, type=step.type,
-                              records=stats["records"], tokens=stats["tokens"],
-                              audio_seconds=stats["audio_seconds"], **extra)
+        summary.emit(emitter)
         return summary, written
 
     def run(self) -> ChainResult:
@@ -442,37 +447,41 @@ class ChainRunner:
         return ChainResult(result, exc.exit_status, exc)
 
     def result(self, t0: float, error: dict[str, Any] | None) -> dict[str, Any]:
-        """The ``pipeline_complete`` fields.
+        """The ``pipeline_complete`` fields (:func:`chain_result` of this run's steps)."""
+        return chain_result(self.spec.name, self.steps, len(self.spec.enabled_steps()), t0, error,
+                            self.spec.audio_dir)
 
-        Shape: ``name``, ``success`` (every enabled step finished), ``steps_completed``,
-        ``total_steps``, ``total_cost``, ``total_time`` (seconds), ``outputs``
-        (``final``: the last step's ``{path, step, type}``; ``steps``: one summary per
-        finished step; ``audio_dir``), ``error`` (object or ``null``), ``records``
-        (the last step's ``{total, completed, failed, skipped}``), ``tokens``
-        (``{prompt, completion}`` over all steps) and ``audio_seconds``.
-        """
-        total_steps = len(self.spec.enabled_steps())
-        last = self.steps[-1] if self.steps else None
-        has_voice = any(folder == "audio" for s in self.steps
-                        for folder, _ in registry.get(s.type).dirs.values())
-        return {
-            "name": self.spec.name,
-            "success": error is None and len(self.steps) == total_steps,
-            "steps_completed": len(self.steps),
-            "total_steps": total_steps,
-            "total_cost": round(sum(s.cost for s in self.steps), 6),
-            "total_time": round(time.monotonic() - t0, 3),
-            "outputs": {
-                "final": {"path": last.path, "step": last.step, "type": last.type} if last else None,
-                "steps": [s.as_dict() for s in self.steps],
-                "audio_dir": str(self.spec.audio_dir) if has_voice else None,
-            },
-            "error": error,
-            "records": last.stats["records"] if last else
-            {"total": None, "completed": 0, "failed": 0, "skipped": 0},
-            "tokens": {k: sum(s.stats["tokens"][k] for s in self.steps) for k in ("prompt", "completion")},
-            "audio_seconds": round(sum(s.stats["audio_seconds"] for s in self.steps), 3),
-        }
+
+def chain_result(name: str, steps: list[StepSummary], total_steps: int, t0: float,
+                 error: dict[str, Any] | None, audio_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """The ``pipeline_complete`` fields of a run of ``total_steps`` steps that finished ``steps``.
+
+    Shape: ``name``, ``success`` (every step finished, no error), ``steps_completed``,
+    ``total_steps``, ``total_cost``, ``total_time`` (seconds since ``t0``, monotonic),
+    ``outputs`` (``final``: the last step's ``{path, step, type}``; ``steps``: one summary per
+    finished step; ``audio_dir``: ``audio_dir`` when a finished step wrote audio, else ``null``),
+    ``error`` (object or ``null``), ``records`` (the last step's ``{total, completed, failed,
+    skipped}``), ``tokens`` (``{prompt, completion}`` over all steps) and ``audio_seconds``.
+    """
+    last = steps[-1] if steps else None
+    has_audio = any(folder == "audio" for s in steps for folder, _ in registry.get(s.type).dirs.values())
+    return {
+        "name": name,
+        "success": error is None and len(steps) == total_steps,
+        "steps_completed": len(steps),
+        "total_steps": total_steps,
+        "total_cost": round(sum(s.cost for s in steps), 6),
+        "total_time": round(time.monotonic() - t0, 3),
+        "outputs": {
+            "final": {"path": last.path, "step": last.step, "type": last.type} if last else None,
+            "steps": [s.as_dict() for s in steps],
+            "audio_dir": str(audio_dir) if has_audio and audio_dir is not None else None,
+        },
+        "error": error,
+        "records": last.stats["records"] if last else {"total": None, "completed": 0, "failed": 0, "skipped": 0},
+        "tokens": {k: sum(s.stats["tokens"][k] for s in steps) for k in ("prompt", "completion")},
+        "audio_seconds": round(sum(s.stats["audio_seconds"] for s in steps), 3),
+    }
 
 
 def run_chain(spec: ChainSpec, *, emitter: Emitter | None = None, resume: bool = False,
@@ -539,5 +548,5 @@ def plan_chain(spec: ChainSpec,
             "ok": not any("error" in s for s in steps), "steps": steps}
 
 
-__all__ = ["BackendFactory", "ChainResult", "ChainRunner", "StepSummary", "check_chain_paths", "check_stdin_once",
+__all__ = ["BackendFactory", "ChainResult", "ChainRunner", "StepSummary", "chain_result", "check_chain_paths", "check_stdin_once",
            "create_backend", "plan_chain", "plan_status", "resolve_backend", "run_chain", "step_cost", "step_options"]
