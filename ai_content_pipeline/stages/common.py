@@ -245,21 +245,24 @@ def check_run_paths(sources: list[str], checkpoint: str | None, stdout: Any = No
 
 def with_retries(fn: Callable[[], R], retries: int, *, delay: float = 1.0,
                  on_retry: Callable[[int, RecordError], None] | None = None) -> R:
-    """Call ``fn``; on a *transient* :class:`RecordError` try again up to ``retries`` times.
+    """Call ``fn``; on a *transient* :class:`RecordError` try again up to ``retries`` times
+    (``tenacity``).
 
-    Back-off doubles from ``delay`` seconds. Non-transient errors are raised at once.
+    Back-off doubles from ``delay`` seconds (``delay``, ``2 * delay``...). Non-transient errors
+    are raised at once; after the last attempt the last error is raised.
+    :param on_retry: ``on_retry(attempt, error)`` before each wait (``attempt`` 1-based).
     """
-    attempt = 0
-    while True:
-        try:
-            return fn()
-        except RecordError as exc:
-            if not exc.transient or attempt >= retries:
-                raise
-            attempt += 1
-            if on_retry is not None:
-                on_retry(attempt, exc)
-            time.sleep(delay * 2 ** (attempt - 1))
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+    def before_sleep(state: Any) -> None:
+        if on_retry is not None:
+            on_retry(state.attempt_number, state.outcome.exception())
+
+    retrying = Retrying(stop=stop_after_attempt(max(0, retries) + 1),
+                        wait=wait_exponential(multiplier=delay, exp_base=2, min=0),
+                        retry=retry_if_exception(lambda exc: isinstance(exc, RecordError) and exc.transient),
+                        before_sleep=before_sleep, reraise=True)
+    return retrying(fn)
 
 
 class _DaemonPool:
