@@ -383,6 +383,6 @@ def test_a_failed_work_file_write_leaves_the_old_file_and_no_temporary(tmp_path,
 
     monkeypatch.setattr(os, "fsync", boom)
     with pytest.raises(OSError):
-        longform._atomic_write(target, b"new text")
+        longform.write_atomic(target, lambda fh: fh.write(b"new text"))
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["script.txt"]

@@ -193,11 +193,6 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """``data`` into ``path`` through a temporary file in its folder (:func:`files.write_atomic`)."""
-    write_atomic(path, lambda fh: fh.write(data))
-
-
 class LongformStage(ScriptStage):
     """The script stage for sectioned templates: each take is written chunk by chunk.
 
@@ -398,7 +393,7 @@ class _RecordRun:
             ledger.close()
         text = "\n\n".join(t for _, t in done)
         path = self.folder / "script.txt"
-        _atomic_write(path, text.encode("utf-8"))
+        write_atomic(path, lambda fh: fh.write(text.encode("utf-8")))
         return {
             **self._script(text, path, entries, pack_info),
             "checks": self.checks(text),
@@ -455,12 +450,12 @@ class _RecordRun:
             pack = parse_pack(result.text)
         except ValueError as exc:
             raw = self.folder / "pack.raw.txt"
-            _atomic_write(raw, result.text.encode("utf-8"))
+            write_atomic(raw, lambda fh: fh.write(result.text.encode("utf-8")))
             first = self.stage.plan[0].name
             raise RecordError(f"chunk 1 ({first}): the canonical pack reply is not valid: {exc}",
                               stage="script", hint=f"the raw reply is kept in {raw}", chunk=1,
                               section=first, part="pack", raw=str(raw)) from exc
-        _atomic_write(path, orjson.dumps(pack.model_dump(), option=orjson.OPT_INDENT_2))
+        write_atomic(path, lambda fh: fh.write(orjson.dumps(pack.model_dump(), option=orjson.OPT_INDENT_2)))
         self.ctx["pack"] = pack.model_dump()
         info = {"path": str(path), "tokens": {"prompt": result.prompt_tokens, "completion": result.completion_tokens},
                 "seconds": round(result.seconds, 3), "key": key}

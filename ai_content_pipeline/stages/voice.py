@@ -202,7 +202,7 @@ def remove_stale_parts(folder: Path) -> int:
 
 
 #: The temporary names :func:`~ai_content_pipeline.audio.write_audio_atomic` gives files.
-_TEMPORARY = re.compile(r"\..+\.[0-9a-f]{8}\.part")
+_TEMPORARY = re.compile(r"\..+\.[0-9a-z_]{8}\.part")
 
 
 class VoiceStage(Stage):
