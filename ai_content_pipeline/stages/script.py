@@ -571,5 +571,6 @@ SCRIPT = StageKind(
     name="script", stage=ScriptStage, options=ScriptOptions, step_model=ScriptStepConfig, backend="llm",
     context=_context,
     entry=ScriptEntry, record_field="script", dirs={"work_dir": ("longform", True)},
-    events="`words`, `tokens`, `checks`", command="ai_content_pipeline.cli.script:script_command",
+    events="`words`, `seconds`, `tokens`, `checks` (`{passed, failed}`), `host` (Ollama: the server that wrote it)",
+    command="ai_content_pipeline.cli.script:script_command",
 )
