@@ -442,9 +442,9 @@ class GenerationPipeline:
         finally:
             if made_now is not None:
                 made_now.close()  # a batch left early: the running stage ends and unloads its model
-        result = chain_result("radio-intros", self._summaries, steps, t0, stopped[0] if stopped else None,
-                              self.intros_dir)
-        self.emitter.pipeline_complete({**result, "songs": counts})
+        final = chain_result("radio-intros", self._summaries, steps, t0, stopped[0] if stopped else None,
+                             self.intros_dir)
+        self.emitter.pipeline_complete({**final, "songs": counts})
 
 
 def generate_song_intro(pipeline: GenerationPipeline, song_id: str, artist: str, title: str,

@@ -60,7 +60,7 @@ BackendFactory = Callable[[StepSpec, Callable[[str], None]], Any]
 GPU_DEVICES = ("cuda", "gpu", "mps")
 
 
-def create_backend(step: StepSpec, notice: Callable[[str], None]) -> Any:
+def create_backend(step: Any, notice: Callable[[str], None]) -> Any:
     """Default :data:`BackendFactory`: the registry's LLM or TTS backend for ``step``.
 
     :raises UsageError: unknown backend. :raises BackendUnavailable: ``auto`` found nothing usable.
@@ -79,7 +79,7 @@ def create_backend(step: StepSpec, notice: Callable[[str], None]) -> Any:
     return create_tts(step.backend, notice=notice, **options)
 
 
-def resolve_backend(step: StepSpec) -> tuple[str, str | None]:
+def resolve_backend(step: Any) -> tuple[str, str | None]:
     """What ``auto`` would pick for ``step``, without loading anything: ``(backend, model)``."""
     if isinstance(step, ScriptStep):
         name, model = resolve_llm_name(step.backend, step.model, step.host)
@@ -539,7 +539,7 @@ def plan_chain(spec: ChainSpec,
         elif step.enabled:
             entry["resolved_backend"], entry["model"] = None, None
         if "template" in type(step).model_fields:
-            entry["template"] = step.template
+            entry["template"] = getattr(step, "template")  # noqa: B009 - a field of that kind's model
         entry.update(persona=getattr(step, "persona", None), params=step.params, output=str(spec.output_path(index)),
                      ledger=str(spec.ledger_path(index)))
         steps.append(entry)

@@ -341,9 +341,9 @@ class _RecordRun:
     # -- files ---------------------------------------------------------------------
     def _prepare(self) -> None:
         if not self.stage.may_replace(self.folder):
-            for _, path in work_files(self.folder):
-                if os.path.lexists(path):
-                    raise refuse_overwrite(path, "long-form work file")
+            for _, earlier in work_files(self.folder):
+                if os.path.lexists(earlier):
+                    raise refuse_overwrite(earlier, "long-form work file")
         if not self.options.resume:
             for name in ("checkpoint.jsonl", "pack.json", "pack.raw.txt", "script.txt"):
                 (self.folder / name).unlink(missing_ok=True)
