@@ -327,9 +327,8 @@ class GenerationPipeline:
         lines = [InputLine(n, "radio", record=r) for n, r in enumerate(records, start=1)]
         held: dict[str, Any] | None = None
         try:
-            with StageRun(kind, backend, options, emitter=StepEmitter(self.emitter, number), checkpoint=ledger) as run:
-                if kind == "voice":
-                    run.stage.protected.add(file_ref(options.persona))
+            with StageRun(kind, backend, options, emitter=StepEmitter(self.emitter, number), checkpoint=ledger,
+                          protect=[file_ref(options.persona)]) as run:
                 with closing(run.records(lines, len(lines))) as outs:
                     for out in outs:
                         if held is not None:

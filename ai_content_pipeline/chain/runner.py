@@ -298,14 +298,11 @@ class ChainRunner:
         t0 = time.monotonic()
         out = spec.output_path(index)
         options = step_options(spec, index, self.resume, self.overwrite)
+        chain_files = (spec.input, spec.source, *(p for i in range(len(spec.steps))
+                                                  for p in (spec.output_path(i), spec.ledger_path(i))))
         with StageRun(step.type, backend, options, emitter=StepEmitter(emitter, number),
-                      checkpoint=spec.ledger_path(index), cancel=self.cancel) as run:
-            run.stage.takelog = self.takelog
-            protected = getattr(run.stage, "protected", None)
-            if protected is not None:  # no file of the stage may replace what the chain reads or writes
-                for target in (spec.input, spec.source, *(p for i in range(len(spec.steps))
-                                                          for p in (spec.output_path(i), spec.ledger_path(i)))):
-                    protected.add(target)
+                      checkpoint=spec.ledger_path(index), cancel=self.cancel, protect=chain_files,
+                      takelog=self.takelog) as run:  # no file of the stage replaces the chain's
             if replay is not None:  # the overwrite rule, before this step's model loads
                 run.stage.refuse_replacing(replay)
             cancelled: list[Cancelled] = []

@@ -28,7 +28,7 @@ def run_step(kind: str, sources: Iterable[str], options: Any, *, backend: Any, e
              program: str, checkpoint: str | None = None, stdin: IO[bytes] | None = None,
              stdout: IO[Any] | None = None, log: str | None = None, shard: ShardRun | None = None,
              reads: dict[str, str | None] | None = None, spool: bool | None = None,
-             lock_dirs: dict[str, str] | None = None,
+             lock_dirs: dict[str, str] | None = None, protect: Iterable[Any] = (),
              prepare: Callable[[Any], None] | None = None,
              started: Callable[[Any, StepInput], None] | None = None) -> StageStats:
     """Run one step of type ``kind`` over JSON Lines ``sources`` as a command does.
@@ -39,6 +39,7 @@ def run_step(kind: str, sources: Iterable[str], options: Any, *, backend: Any, e
     :param spool: as :func:`~ai_content_pipeline.stages.step.open_input`.
     :param lock_dirs: ``{flag: folder}`` the stage writes into: checked, then locked before the
         input is read or a model loads (a second run on the folder stops at once).
+    :param protect: files no output of the stage may replace (besides the checkpoint).
     :param prepare: ``prepare(stage)`` once the stage is built, before the input is read.
     :param started: ``started(stage, lines)`` once the input is open, before the first record.
     :raises UsageError: ``resume`` without ``checkpoint``; a path problem; a file an earlier
@@ -55,10 +56,10 @@ def run_step(kind: str, sources: Iterable[str], options: Any, *, backend: Any, e
     try:
         for flag, folder in (lock_dirs or {}).items():
             locks.append(FolderLock(folder, flag).acquire())
-        with StageRun(kind, backend, options, emitter=emitter, checkpoint=checkpoint) as step:
+        with StageRun(kind, backend, options, emitter=emitter, checkpoint=checkpoint, protect=protect) as step:
             if prepare is not None:
                 prepare(step.stage)
-            if log:
+            if log:  # once the stage is built: a bad template makes no take log
                 from ..takelog import TakeLog
                 step.stage.takelog = takelog = TakeLog(log, program)
             with open_input(sources, stdin=stdin, shard=shard, spool=spool) as lines:
@@ -140,10 +141,6 @@ def run_voice(sources: Iterable[str], options: VoiceOptions, *, backend: TTSBack
     """
     sources = list(sources) or ["-"]
 
-    def prepare(stage: Any) -> None:
-        for target in (*sources, stdout, file_ref(options.persona), log):
-            stage.protected.add(target)
-
     def started(stage: Any, lines: StepInput) -> None:
         if barrier:
             emitter.message(f"read {lines.total} records; loading the voice model", "debug")
@@ -158,7 +155,7 @@ def run_voice(sources: Iterable[str], options: VoiceOptions, *, backend: TTSBack
                     program="aicp-voice", checkpoint=checkpoint, stdin=stdin, stdout=stdout, log=log,
                     shard=shard, reads={"--persona": file_ref(options.persona)},
                     spool=True if barrier else None, lock_dirs={"--out-dir": options.out_dir},
-                    prepare=prepare, started=started)
+                    protect=(*sources, stdout, file_ref(options.persona), log), started=started)
 
 
 __all__ = ["run_script", "run_step", "run_voice"]

@@ -435,6 +435,8 @@ class Stage:
     #: ``cancel() -> bool``, asked between records and long-form chunks (``None``: never
     #: cancelled). The chain runner sets it; a stage never knows who asks.
     cancel: Callable[[], bool] | None = None
+    #: where each finished take or file is logged (``--log``: :mod:`ai_content_pipeline.takelog`)
+    takelog: Any = None
 
     def __init__(self, backend: Any, options: Any, emitter: Emitter | None, ledger: Ledger | None) -> None:
         from ..templates import Personas

@@ -162,18 +162,24 @@ class StageRun:
     :param checkpoint: the ledger file, a :class:`~ai_content_pipeline.ledger.Ledger` already open
         (several steps of one batch share it: the file is read once), or ``None``.
     :param cancel: ``cancel() -> bool``, asked between records and long-form chunks.
+    :param protect: files no output of the stage may replace (its inputs, stdout, the chain's
+        files): added to the stage's ``protected`` set, for stages that write files.
+    :param takelog: the take log the stage adds each take or file to (``--log``), or ``None``.
     :raises UsageError: on entry: unknown template, persona or format (the stage's own checks).
     """
 
     def __init__(self, kind: str, backend: Any, options: Any, *, emitter: Emitter,
                  checkpoint: str | os.PathLike[str] | Ledger | None = None,
-                 cancel: Callable[[], bool] | None = None) -> None:
+                 cancel: Callable[[], bool] | None = None, protect: Iterable[Any] = (),
+                 takelog: Any = None) -> None:
         self.kind = kind
         self.backend = backend
         self.options = options
         self.emitter = emitter
         self.checkpoint = checkpoint
         self.cancel = cancel
+        self.protect = list(protect)
+        self.takelog = takelog
         self.ledger: Ledger | None = None
         self._stage: Stage | None = None
 
@@ -199,6 +205,11 @@ class StageRun:
             self.close()
             raise
         self._stage.cancel = self.cancel
+        self._stage.takelog = self.takelog
+        protected = getattr(self._stage, "protected", None)
+        if protected is not None:
+            for target in self.protect:
+                protected.add(target)
         return self
 
     def __exit__(self, *exc: object) -> None:
