@@ -4,7 +4,7 @@ For each enabled step (numbered by position in the file, 1-based) the runner
 
 1. builds the step's backend (not loaded yet) and sends ``step_start``;
 2. streams the previous step's records (or the chain input) through the stage
-   (:class:`~ai_content_pipeline.stages.step.Step`, the primitive every front end shares),
+   (:class:`~ai_content_pipeline.stages.step.StageRun`, the primitive every front end shares),
    which loads the model on first use and checkpoints every finished record in
    ``output_dir/NN-type.ledger.jsonl``; the stage's events carry ``step``;
 3. writes the records to ``output_dir/NN-type.jsonl.part`` and renames it to
