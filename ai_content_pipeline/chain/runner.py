@@ -7,8 +7,9 @@ For each enabled step (numbered by position in the file, 1-based) the runner
    (:class:`~ai_content_pipeline.stages.step.StageRun`, the primitive every front end shares),
    which loads the model on first use and checkpoints every finished record in
    ``output_dir/NN-type.ledger.jsonl``; the stage's events carry ``step``;
-3. writes the records to ``output_dir/NN-type.jsonl.part`` and renames it to
-   ``NN-type.jsonl`` when the step ends (a reader never sees half a file);
+3. writes the records through :func:`~ai_content_pipeline.files.write_atomic` (a temporary
+   ``.NN-type.jsonl.XXXXXXXX.part``, renamed to ``NN-type.jsonl`` when the step ends: a reader
+   never sees half a file);
 4. has the stage unload the model (``model_unload``: Ollama ``keep_alive: 0`` and
    ``/api/ps`` drained, llama.cpp freed, CUDA cache emptied) *before* the next
    step's backend loads, then sends ``step_complete`` with the step's ``cost``.
