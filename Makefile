@@ -59,7 +59,7 @@ man: dev
 	$(BIN)/python -m ai_content_pipeline.cli.manpages man
 
 demo: install
-	$(BIN)/aicp run-chain --config examples/radio-intros.yaml --stream 2>progress.jsonl
+	$(BIN)/aicp run-chain --config examples/radio-intros.yaml --overwrite --stream 2>progress.jsonl
 	@echo "events: progress.jsonl ($$(wc -l < progress.jsonl) lines)"
 	@echo "audio files:"; ls -1 aicp-out/radio-intros/audio/
 

@@ -2,7 +2,7 @@
 
 Public API (no heavy imports here; engines load with their backends):
 
-- :class:`~ai_content_pipeline.stages.script.ScriptStage`, :func:`~ai_content_pipeline.stages.script.run_script`
+- :class:`~ai_content_pipeline.stages.script.ScriptStage`, :func:`~ai_content_pipeline.stages.commands.run_script`
 - :func:`~ai_content_pipeline.backends.registry.create_llm`, :func:`~ai_content_pipeline.backends.registry.create_tts`
 - :class:`~ai_content_pipeline.events.StreamEmitter`, :class:`~ai_content_pipeline.events.NullEmitter`
 - :class:`~ai_content_pipeline.errors.AicpError`, :class:`~ai_content_pipeline.status.ExitStatus`

@@ -25,7 +25,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ import numpy as np
 
 from .errors import SynthesisError, UsageError
 from .faults import os_error
+from .files import write_atomic
 from .text import split_sentences
 
 #: ``--format`` → (soundfile format, subtype, file extension).
@@ -416,10 +416,10 @@ def write_audio_atomic(path: str | os.PathLike[str], samples: np.ndarray, sample
                        bitrate: int | None = None, peak_ceiling_dbfs: float | None = None) -> AudioInfo:
     """Check ``samples`` and write them to ``path``, all or nothing.
 
-    The audio is checked (:func:`check_audio`), written to a temporary name in
-    the same folder, read back (frames and rate must match) and only then
-    renamed to ``path`` with :func:`os.replace`. On any failure, Ctrl-C
-    included, the temporary file is removed and nothing is left behind.
+    The audio is checked (:func:`check_audio`), encoded in memory, read back (frames and
+    rate must match) and written through :func:`~ai_content_pipeline.files.write_atomic`
+    (a temporary name in the same folder, on disk before it is renamed to ``path``). On any
+    failure, Ctrl-C included, the temporary file is removed and nothing is left behind.
 
     :param samples: ``float32`` ``[n_samples]`` mono, in ``[-1, 1]`` (clipped on write).
     :param sample_rate: Hz. :param format: a key of :data:`FORMATS`.
@@ -447,36 +447,24 @@ def write_audio_atomic(path: str | os.PathLike[str], samples: np.ndarray, sample
                                             peak_ceiling_dbfs=peak_ceiling_dbfs)  # OSError below
     except (sf.LibsndfileError, RuntimeError, AssertionError) as exc:
         raise SynthesisError(f"cannot encode {format}: {exc}", stage="voice") from exc
-    try:
-        tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.part"
-        handle = open(tmp, "xb")  # a new file; permissions follow the umask
-    except OSError as exc:
-        raise os_error(exc, target.parent, doing="write to") from exc
-    done = False
-    try:
-        try:
-            with handle:
-                handle.write(data)
-        except OSError as exc:
-            raise os_error(exc, target) from exc
-        del data
-        info = sf.info(str(tmp))
-        size = os.path.getsize(tmp)
-        if size == 0 or info.frames <= 0 or info.samplerate != sample_rate:
-            raise SynthesisError(f"the written {format} file did not read back correctly", stage="voice")
-        try:
-            os.replace(tmp, target)
-        except OSError as exc:
-            raise os_error(exc, target) from exc
-        done = True
+    try:  # the encoded bytes read back (frames and rate) before any file is made
+        info = sf.info(io.BytesIO(data))
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise SynthesisError(f"the written {format} file did not read back: {exc}", stage="voice") from exc
-    finally:
-        if not done:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
+    if not data or info.frames <= 0 or info.samplerate != sample_rate:
+        raise SynthesisError(f"the written {format} file did not read back correctly", stage="voice")
+    started = False
+
+    def fill(handle: Any) -> None:
+        nonlocal started
+        started = True
+        handle.write(data)
+
+    try:
+        write_atomic(target, fill)
+    except OSError as exc:  # before the file was made: its folder; after: the file (a full disk)
+        raise (os_error(exc, target) if started else os_error(exc, target.parent, doing="write to")) from exc
+    size = len(data)
     loudness = loudness_lufs if loudness_lufs is not None else measure_loudness(samples, sample_rate)
     return AudioInfo(
         path=str(target), format=format, sample_rate=sample_rate, channels=1,

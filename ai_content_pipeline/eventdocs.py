@@ -1,5 +1,8 @@
 """The one table of ``--stream`` events and their fields, rendered into README.md and the man pages.
 
+The stage kinds' own fields come from the stage registry (each
+:class:`~ai_content_pipeline.stages.kind.StageKind`'s ``events``).
+
 README.md holds :func:`markdown_table` between ``<!-- events-table -->`` markers and the
 man pages' EVENTS section is made from :data:`EVENTS` (see
 :mod:`ai_content_pipeline.cli.manpages`); tests fail when README drifts from the table
@@ -10,6 +13,17 @@ from __future__ import annotations
 
 import re
 
+from .stages import registry
+
+
+def _kinds_list() -> str:
+    return ", ".join(f"`{name}`" for name in registry.stage_types())
+
+
+def _kinds_fields() -> str:
+    return "; ".join(f"{kind.name}: {kind.events}" for kind in registry.kinds() if kind.events)
+
+
 #: Every event has these fields (see :mod:`ai_content_pipeline.events`).
 COMMON = ("`schema_version` (`\"1\"`), `event`, `timestamp` (Unix seconds) and `elapsed_seconds` "
           "(since start, never decreasing)")
@@ -17,14 +31,14 @@ COMMON = ("`schema_version` (`\"1\"`), `event`, `timestamp` (Unix seconds) and `
 #: ``(event names, fields, when)``: one row per event or family of events.
 EVENTS: list[tuple[tuple[str, ...], str, str]] = [
     (("pipeline_start",), "`name`, `total_steps`, `config`", "a chain starts"),
-    (("step_start",), "`step` (1-based), `type` (`script`/`voice`), `model` (`null` when the step names none)",
+    (("step_start",), f"`step` (1-based), `type` (the step's stage kind: {_kinds_list()}), `model` "
+                      "(`null` when the step names none or uses no model)",
      "a chain step starts"),
     (("step_complete",), "`step`, `cost`, `output`, `duration_seconds`, record counts, tokens, `checks` "
                          "(script steps)", "a chain step finished"),
     (("step_error",), "`step`, `type`, `error`", "a chain step failed"),
-    (("record_start", "record_complete"), "`index` (0-based), `id`, `stage`, `take`; complete adds `words`, "
-                                          "`seconds`, `tokens`, `checks` (`{passed, failed}`), `host` (Ollama: "
-                                          "the server that wrote it) or audio figures",
+    (("record_start", "record_complete"), "`index` (0-based), `id`, `stage`, `take`; complete adds the "
+                                          f"stage's figures ({_kinds_fields()})",
      "a record (or take) starts / finished"),
     (("record_error",), "`index`, `id` (`null` for an input line that is no record), `stage`, `error` (the "
                         "record's `error` object), `upstream` (`true`: it arrived failed)", "a record failed"),
@@ -42,10 +56,21 @@ EVENTS: list[tuple[tuple[str, ...], str, str]] = [
      "a notice (e.g. which backend `auto` chose)"),
     (("error",), "`message`, `hint`, `exit_code`",
      "a fatal error, instead of plain text (aicp run-chain: after `pipeline_complete`)"),
-    (("pipeline_complete",), "`success`, `steps_completed`, `total_steps`, `total_cost`, `total_time`, "
-                             "`outputs`, `error`, `records`, `tokens`, `audio_seconds`",
+    (("pipeline_complete",), "`name`, `success`, `steps_completed`, `total_steps`, `total_cost`, `total_time`, "
+                             "`outputs`, `error`, `records`, `tokens`, `audio_seconds`; the radio API adds `songs`",
      "on **stdout**: the chain's result"),
 ]
+
+#: The fields every event of a chain (``aicp run-chain``, a service job, the radio API) carries,
+#: besides :data:`COMMON`: the table's promise, in a form tests compare events against.
+CHAIN_FIELDS: dict[str, tuple[str, ...]] = {
+    "pipeline_start": ("name", "total_steps", "config"),
+    "step_start": ("step", "type", "model"),
+    "step_complete": ("step", "type", "cost", "output", "duration_seconds", "records", "tokens", "audio_seconds"),
+    "step_error": ("step", "type", "error"),
+    "pipeline_complete": ("name", "success", "steps_completed", "total_steps", "total_cost", "total_time",
+                          "outputs", "error", "records", "tokens", "audio_seconds"),
+}
 
 START = "<!-- events-table: generated from ai_content_pipeline/eventdocs.py; edit it there -->"
 END = "<!-- /events-table -->"

@@ -1,6 +1,6 @@
 """The AI-radio batch API: DJ song intros, text first (LLM) then audio (TTS).
 
-An adapter over the step primitive (:class:`~ai_content_pipeline.stages.step.Step`) that
+An adapter over the step primitive (:class:`~ai_content_pipeline.stages.step.StageRun`) that
 ``aicp-script``, ``aicp-voice`` and ``aicp run-chain`` run on, for code written against the
 ``GenerationPipeline`` design::
 
@@ -13,8 +13,11 @@ A batch is a two-step chain held in memory: a script step, whose texts are check
 ``{output_dir}/intros/`` and checkpoints them in ``{output_dir}/intros.voice.ledger.jsonl``.
 The intro of song ``id`` read by DJ ``dj`` is ``intros/{id}_{dj}_0.wav``: the name the voice
 stage gives that record (:func:`~ai_content_pipeline.stages.voice.record_audio_stem`, take 0).
-Its events are the chain's: ``pipeline_start``, ``step_start``, the stages' events (with
-``step``), ``step_complete``/``step_error``, ``pipeline_complete``. The pipeline owns one LLM
+Its events are the chain's, with the documented fields (:mod:`ai_content_pipeline.eventdocs`):
+``pipeline_start``, ``step_start``, the stages' events (with ``step``),
+``step_complete``/``step_error`` and ``pipeline_complete`` (the chain's result, whose
+``outputs.audio_dir`` is the intros folder, plus ``songs``: ``{completed, failed, skipped}``;
+a script step's ``output`` is its ledger, as its texts stay in memory). The pipeline owns one LLM
 backend and one TTS backend and never holds both models at once: the LLM is unloaded before
 the TTS model loads. A batch runs in two phases by default (every text, unload the LLM, then
 every audio file), so each model loads once.
@@ -37,7 +40,8 @@ Where the radio API differs from a chain, on purpose (the promises of its seed A
 - a failure never raises: every song gets a :class:`GenerationResult`, ``success=False`` with
   ``error`` when it could not be made;
 - ``resume`` also keeps an intro file that no ledger accounts for (made by hand, or by a
-  version without the voice ledger): its song is skipped before any model runs;
+  version without the voice ledger): its song is skipped before any model runs; without
+  ``resume`` an intro file that is there already is made again (no ``--overwrite`` needed);
 - two songs with one intro name (same id and DJ) do not get ``-2`` names: the later one fails,
   so :meth:`GenerationPipeline.intro_path` names each song's one file.
 """
@@ -54,6 +58,7 @@ from typing import Any
 
 from .backends.base import LLMBackend, TTSBackend
 from .backends.registry import create_llm, create_tts
+from .chain.runner import StepSummary, chain_result
 from .errors import AicpError, error_object
 from .events import Emitter, NullEmitter, StepEmitter
 from .files import NameClaims
@@ -61,7 +66,7 @@ from .jsonl import InputLine
 from .ledger import Ledger
 from .records import STAGE_FIELDS, slugify
 from .stages.script import ScriptOptions
-from .stages.step import Step
+from .stages.step import StageRun
 from .stages.voice import VoiceOptions, record_audio_stem
 from .templates import DEFAULT_PERSONA, Personas, file_ref
 
@@ -196,6 +201,7 @@ class GenerationPipeline:
     ) -> None:
         self.output_dir = Path(output_dir) if output_dir is not None else DEFAULT_OUTPUT_DIR
         self.emitter = emitter or NullEmitter()
+        self._summaries: list[StepSummary] = []  # the batch's finished steps (pipeline_complete)
         self.template = template
         self.persona = persona or DEFAULT_PERSONA
         self.seed = seed
@@ -268,7 +274,7 @@ class GenerationPipeline:
                                  best_of=self.best_of, batch=self.batch, require_checks=self.require_checks)
         return VoiceOptions(out_dir=str(self.intros_dir), format="wav", sample_rate=self.sample_rate,
                             loudness=self.loudness, seed=self.seed, retries=self.retries, resume=resume,
-                            persona=persona)
+                            persona=persona, overwrite=True)  # the batch decides what it keeps
 
     def _prepare(self, song: Any, personas: Personas, claims: NameClaims,
                  kept: Callable[[Path], bool]) -> dict[str, Any] | GenerationResult:
@@ -321,9 +327,8 @@ class GenerationPipeline:
         lines = [InputLine(n, "radio", record=r) for n, r in enumerate(records, start=1)]
         held: dict[str, Any] | None = None
         try:
-            with Step(kind, backend, options, emitter=StepEmitter(self.emitter, number), checkpoint=ledger) as run:
-                if kind == "voice":
-                    run.stage.protected.add(file_ref(options.persona))
+            with StageRun(kind, backend, options, emitter=StepEmitter(self.emitter, number), checkpoint=ledger,
+                          protect=[file_ref(options.persona)]) as run:
                 with closing(run.records(lines, len(lines))) as outs:
                     for out in outs:
                         if held is not None:
@@ -334,8 +339,11 @@ class GenerationPipeline:
             if held is not None:
                 yield held
             raise
-        self.emitter.step_complete(number, output_path=self.intros_dir if kind == "voice" else None,
-                                   duration=time.monotonic() - t0, **run.stats.as_dict())
+        summary = StepSummary(number, kind, None, str(self.intros_dir if kind == "voice" else ledger.path),
+                              str(ledger.path), 0.0, round(time.monotonic() - t0, 3), run.stats.as_dict(),
+                              backend.describe())
+        self._summaries.append(summary)
+        summary.emit(self.emitter)
         if held is not None:
             yield held
 
@@ -405,6 +413,8 @@ class GenerationPipeline:
             prepared = [self._prepare(song, personas, claims, kept) for song in songs]
         pending = [item for item in prepared if isinstance(item, dict)]
         steps = 2 * (1 if two_phase else len(pending)) if pending else 0
+        t0 = time.monotonic()
+        self._summaries = []
         self.emitter.pipeline_start("radio-intros", steps,
                                     {"output_dir": self.output_dir, "two_phase": two_phase,
                                      "songs": len(songs), "llm": self.llm.describe(),
@@ -431,8 +441,9 @@ class GenerationPipeline:
         finally:
             if made_now is not None:
                 made_now.close()  # a batch left early: the running stage ends and unloads its model
-        self.emitter.pipeline_complete({"songs": counts, "output_dir": self.intros_dir,
-                                        "success": not stopped, "error": stopped[0] if stopped else None})
+        final = chain_result("radio-intros", self._summaries, steps, t0, stopped[0] if stopped else None,
+                             self.intros_dir)
+        self.emitter.pipeline_complete({**final, "songs": counts})
 
 
 def generate_song_intro(pipeline: GenerationPipeline, song_id: str, artist: str, title: str,

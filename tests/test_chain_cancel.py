@@ -10,7 +10,8 @@ import orjson
 from ai_content_pipeline.chain.runner import run_chain
 from ai_content_pipeline.chain.spec import load_chain
 from ai_content_pipeline.stages.common import Cancelled
-from ai_content_pipeline.stages.script import ScriptOptions, ScriptStage
+from ai_content_pipeline.stages.registry import build_stage
+from ai_content_pipeline.stages.script import ScriptOptions
 from ai_content_pipeline.status import ExitStatus
 from tests.chain_doubles import FakeFactory, write_chain
 from tests.doubles import RecordingEmitter, lines_of
@@ -62,7 +63,7 @@ def test_longform_cancel_stops_between_chunks(tmp_path: Path) -> None:
     def cancel() -> bool:  # after the second chunk is checkpointed
         return sum(1 for e, _ in em.events if e == "chunk_complete") >= 2
 
-    stage = ScriptStage(LongformLLM(), ScriptOptions(template="podcast-longform", words=300,
+    stage = build_stage("script", LongformLLM(), ScriptOptions(template="podcast-longform", words=300,
                                                     work_dir=str(tmp_path / "lf")), em)
     stage.cancel = cancel
     try:

@@ -71,7 +71,7 @@ def test_partial_failure_exits_3_and_strict_exits_1(monkeypatch, tmp_path) -> No
     out = records(res.stdout)
     assert out[2]["error"]["stage"] == "voice" and out[3]["error"]["line"] == 4
     use(monkeypatch, SpeechTTS())
-    strict = invoke(voice_cli.voice_command, "aicp-voice", ["--out-dir", str(tmp_path), "--strict"],
+    strict = invoke(voice_cli.voice_command, "aicp-voice", ["--out-dir", str(tmp_path / "strict"), "--strict"],
                     b'{"id": "x"}\n' + SCRIPTS)
     assert strict.exit_code == 1 and strict.stdout == "" and "--strict" in strict.stderr
 

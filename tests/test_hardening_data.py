@@ -25,7 +25,8 @@ from ai_content_pipeline.errors import UsageError
 from ai_content_pipeline.files import FolderLock, NameClaims, refuse_overlap
 from ai_content_pipeline.jsonl import dumps, loads, read_records
 from ai_content_pipeline.ledger import Ledger
-from ai_content_pipeline.stages.script import ScriptOptions, ScriptStage
+from ai_content_pipeline.stages.registry import build_stage
+from ai_content_pipeline.stages.script import ScriptOptions
 from tests.chain_doubles import chain_data, write_chain, write_songs
 from tests.cli_helpers import invoke
 from tests.doubles import FakeLLM, RecordingEmitter, SpeechTTS, lines_of
@@ -119,7 +120,7 @@ def test_longform_records_with_one_id_get_their_own_work_folders(tmp_path) -> No
     llm = LongformLLM()
     options = ScriptOptions(template="podcast-longform", words=200, work_dir=str(tmp_path / "lf"))
     topics = [{"id": "ep", "topic": "Alpha"}, {"id": "ep", "topic": "Beta"}, {"id": "ep-take1", "topic": "G"}]
-    stage = ScriptStage(llm, ScriptOptions(**{**options.__dict__, "variants": 2}), RecordingEmitter())
+    stage = build_stage("script", llm, ScriptOptions(**{**options.__dict__, "variants": 2}), RecordingEmitter())
     out = list(stage.run(lines_of(*topics)))
     assert len(out) == 6 and not any("error" in r for r in out)
     dirs = [r["script"]["dir"] if "dir" in r["script"] else str(Path(r["script"]["path"]).parent) for r in out]
@@ -619,9 +620,9 @@ def test_identical_longform_records_keep_their_own_folders_after_resume(tmp_path
     ledger = Ledger(tmp_path / "lf.ledger")
     options = ScriptOptions(template="podcast-longform", words=200, work_dir=str(tmp_path / "lf"))
     same = [{"topic": "same"}, {"topic": "same"}]
-    first = list(ScriptStage(LongformLLM(), options, RecordingEmitter(), ledger).run(lines_of(*same)))
+    first = list(build_stage("script", LongformLLM(), options, RecordingEmitter(), ledger).run(lines_of(*same)))
     ledger.close()
-    again = list(ScriptStage(LongformLLM(), ScriptOptions(**{**options.__dict__, "resume": True}),
+    again = list(build_stage("script", LongformLLM(), ScriptOptions(**{**options.__dict__, "resume": True}),
                              RecordingEmitter(), Ledger(tmp_path / "lf.ledger")).run(lines_of(*same)))
     paths = [r["script"]["path"] for r in again]
     assert len(set(paths)) == 2 and paths == [r["script"]["path"] for r in first]
@@ -664,14 +665,14 @@ def test_longform_chunk_entries_of_the_wrong_shape_mean_write_again(tmp_path) ->
 
     options = ScriptOptions(template="podcast-longform", words=200, work_dir=str(tmp_path / "lf"))
     topic = [{"id": "ep", "topic": "Alpha"}]
-    assert "error" not in list(ScriptStage(LongformLLM(), options, RecordingEmitter()).run(lines_of(*topic)))[0]
+    assert "error" not in list(build_stage("script", LongformLLM(), options, RecordingEmitter()).run(lines_of(*topic)))[0]
     checkpoint = tmp_path / "lf" / "ep" / "checkpoint.jsonl"
     entries = [orjson.loads(x) for x in checkpoint.read_bytes().splitlines()]
     entries[1]["value"]["chunk"] = 99
     entries[2]["value"]["words"] = "garbage"
     checkpoint.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in entries))
     llm = LongformLLM()
-    out = list(ScriptStage(llm, ScriptOptions(**{**options.__dict__, "resume": True}), RecordingEmitter())
+    out = list(build_stage("script", llm, ScriptOptions(**{**options.__dict__, "resume": True}), RecordingEmitter())
                .run(lines_of(*topic)))
     assert "error" not in out[0] and len(llm.calls) == 2  # the two bad chunks were written again
     assert all(isinstance(c["words"], int) for c in out[0]["script"]["chunks"])

@@ -91,15 +91,20 @@ def test_os_error_names_path_and_free_space(tmp_path: Path) -> None:
 
 
 def test_enospc_while_writing_audio_is_diskfull_and_leaves_no_part_file(monkeypatch, tmp_path: Path) -> None:
-    real_open = open
+    from ai_content_pipeline import files
+
+    real_fdopen = os.fdopen
 
     class FullFile:
-        def __init__(self, path: Any, mode: str) -> None:
-            self._fh = real_open(path, mode)
+        def __init__(self, fh: Any) -> None:
+            self._fh = fh
 
         def write(self, data: Any) -> int:
             self._fh.write(bytes(data)[:100])
             raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._fh, name)
 
         def __enter__(self) -> FullFile:
             return self
@@ -107,7 +112,7 @@ def test_enospc_while_writing_audio_is_diskfull_and_leaves_no_part_file(monkeypa
         def __exit__(self, *exc: object) -> None:
             self._fh.close()
 
-    monkeypatch.setattr(audio, "open", FullFile, raising=False)
+    monkeypatch.setattr(files.os, "fdopen", lambda fd, mode, *a, **k: FullFile(real_fdopen(fd, mode, *a, **k)))
     samples = (0.3 * np.sin(np.arange(22050 * 2) / 10)).astype(np.float32)
     with pytest.raises(DiskFull) as info:
         audio.write_audio_atomic(tmp_path / "s1.wav", samples, 22050, format="wav", words=4)

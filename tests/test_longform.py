@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from ai_content_pipeline.backends.base import ChatChunk, GenerationParams
-from ai_content_pipeline.errors import ConfigError, RecordError, TransientBackendError
+from ai_content_pipeline.errors import ConfigError, RecordError, TransientBackendError, UsageError
 from ai_content_pipeline.ledger import Ledger
 from ai_content_pipeline.stages import longform
 from ai_content_pipeline.stages.longform import (
@@ -24,7 +24,8 @@ from ai_content_pipeline.stages.longform import (
     rolling_summary,
     scale_plan,
 )
-from ai_content_pipeline.stages.script import ScriptOptions, ScriptStage
+from ai_content_pipeline.stages.registry import build_stage
+from ai_content_pipeline.stages.script import ScriptOptions
 from ai_content_pipeline.templates import load_template
 from tests.doubles import FakeLLM, RecordingEmitter, lines_of
 
@@ -90,7 +91,7 @@ def run_stage(llm: FakeLLM, tmp_path: Path, *records: dict[str, Any], emitter: A
     opts.setdefault("words", 1000)
     options = ScriptOptions(template="podcast-longform", persona="sam",
                             work_dir=str(tmp_path / "work"), **opts)
-    stage = ScriptStage(llm, options, emitter or RecordingEmitter(), ledger)
+    stage = build_stage("script", llm, options, emitter or RecordingEmitter(), ledger)
     return list(stage.run(lines_of(*records)))
 
 
@@ -224,11 +225,22 @@ def test_a_failed_chunk_stops_its_record_and_resume_keeps_completed_chunks(tmp_p
     assert out["script"]["pack"]["resumed"] is True
 
 
-def test_without_resume_a_record_starts_over(tmp_path: Path) -> None:
+def test_with_overwrite_a_record_starts_over(tmp_path: Path) -> None:
     run_stage(LongformLLM(), tmp_path, TOPIC)
     llm = LongformLLM()
-    run_stage(llm, tmp_path, TOPIC)
+    run_stage(llm, tmp_path, TOPIC, overwrite=True)
     assert llm.sections_asked() == PLAN and llm.calls[0]["json_schema"] is not None
+
+
+def test_without_resume_or_overwrite_an_earlier_runs_work_files_stop_the_run(tmp_path: Path) -> None:
+    run_stage(LongformLLM(), tmp_path, TOPIC)
+    before = {p: p.read_bytes() for p in (tmp_path / "work").rglob("*") if p.is_file()}
+    llm = LongformLLM()
+    with pytest.raises(UsageError, match=r"long-form work file .*ep1.* exists") as caught:
+        run_stage(llm, tmp_path, TOPIC)
+    assert caught.value.exit_status == 2 and "--overwrite" in (caught.value.hint or "")
+    assert llm.calls == []  # refused before the first request
+    assert {p: p.read_bytes() for p in (tmp_path / "work").rglob("*") if p.is_file()} == before
 
 
 def test_finished_records_come_from_the_record_ledger_on_resume(tmp_path: Path) -> None:
@@ -371,6 +383,6 @@ def test_a_failed_work_file_write_leaves_the_old_file_and_no_temporary(tmp_path,
 
     monkeypatch.setattr(os, "fsync", boom)
     with pytest.raises(OSError):
-        longform._atomic_write(target, b"new text")
+        longform.write_atomic(target, lambda fh: fh.write(b"new text"))
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["script.txt"]

@@ -459,7 +459,7 @@ def _voice_on_a_pty(tmp_path: Path, term: str, args: list[str], stdin: bytes | N
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
     with open(tmp_path / "out.jsonl", "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "tests.chain_doubles", "voice", "--out-dir",
+        proc = subprocess.Popen([sys.executable, "-m", "tests.chain_doubles", "voice", "--overwrite", "--out-dir",
                                  str(tmp_path / "audio"), *args], cwd=ROOT, stdout=out, stderr=follower,
                                 stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                                 env={**os.environ, "TERM": term, "COLUMNS": "100"})

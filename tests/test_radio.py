@@ -345,13 +345,33 @@ def test_events_go_to_the_pipeline_emitter(tmp_path):
     names = em.names()
     assert names[0] == "pipeline_start" and names[-1] == "pipeline_complete"
     steps = [(n, f.get("step"), f.get("type")) for n, f in em.events if n.startswith("step_")]
-    assert steps == [("step_start", 1, "script"), ("step_complete", 1, None),
-                     ("step_start", 2, "voice"), ("step_complete", 2, None)]
+    assert steps == [("step_start", 1, "script"), ("step_complete", 1, "script"),
+                     ("step_start", 2, "voice"), ("step_complete", 2, "voice")]
     models = [(n, f["backend"]) for n, f in em.events if n.startswith("model_")]
     assert models == [("model_load", "fake"), ("model_unload", "fake"),
                       ("model_load", "fake-tts"), ("model_unload", "fake-tts")]
     assert em.events[-1][1]["songs"] == {"completed": 2, "failed": 0, "skipped": 0}
     assert em.events[0][1]["total_steps"] == 2
+
+
+@pytest.mark.parametrize("llm_kw", [{}, {"fail_on": ("Title",)}])
+def test_the_radio_apis_events_are_the_documented_ones(tmp_path, llm_kw):
+    """Every event the radio API sends is in the events table with the fields the table names
+    (eventdocs.CHAIN_FIELDS for the chain's own events); pipeline_complete is the chain's result."""
+    from ai_content_pipeline import eventdocs
+
+    em = RecordingEmitter()
+    p, _ = make(tmp_path, emitter=em, llm_kw=llm_kw)
+    list(generate_batch_intros(p, songs(2)))
+    assert set(em.names()) <= eventdocs.names()
+    for name, fields in em.events:
+        missing = set(eventdocs.CHAIN_FIELDS.get(name, ())) - set(fields)
+        assert not missing, (name, missing)
+    done = em.events[-1][1]
+    assert set(done) == {*eventdocs.CHAIN_FIELDS["pipeline_complete"], "songs"}
+    assert done["steps_completed"] == done["total_steps"] == 2
+    assert done["outputs"]["audio_dir"] == str(p.intros_dir) and done["outputs"]["final"]["type"] == "voice"
+    assert done["records"]["total"] == 2
 
 
 def test_empty_batch(tmp_path):

@@ -16,7 +16,8 @@ from ai_content_pipeline.cli.script import script_command
 from ai_content_pipeline.errors import UsageError
 from ai_content_pipeline.merge import MergeIncomplete, check, merge_files
 from ai_content_pipeline.shards import Shard, ShardRun, detect, fanout_takes, parse
-from ai_content_pipeline.stages.script import ScriptOptions, run_script
+from ai_content_pipeline.stages.commands import run_script
+from ai_content_pipeline.stages.script import ScriptOptions
 from tests.chain_doubles import write_chain
 from tests.cli_helpers import invoke
 from tests.doubles import FakeLLM, RecordingEmitter
@@ -348,7 +349,8 @@ def test_shard_run_from_stdin_counts_its_own_lines() -> None:
 
 @pytest.mark.parametrize("barrier", [True, False])
 def test_voice_shards_merge_to_a_single_voice_run(tmp_path: Path, barrier: bool) -> None:
-    from ai_content_pipeline.stages.voice import VoiceOptions, run_voice
+    from ai_content_pipeline.stages.commands import run_voice
+    from ai_content_pipeline.stages.voice import VoiceOptions
     from tests.doubles import SpeechTTS
 
     src = tmp_path / "scripts.jsonl"

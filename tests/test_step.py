@@ -16,11 +16,12 @@ from ai_content_pipeline.chain.spec import load_chain
 from ai_content_pipeline.errors import UsageError
 from ai_content_pipeline.events import NullEmitter
 from ai_content_pipeline.ledger import Ledger
+from ai_content_pipeline.stages.commands import run_script, run_voice
 from ai_content_pipeline.stages.common import RecordTracker
 from ai_content_pipeline.stages.registry import STAGE_TYPES, options_class, stage_class
-from ai_content_pipeline.stages.script import ScriptOptions, ScriptStage, run_script
-from ai_content_pipeline.stages.step import Step, countable, open_input
-from ai_content_pipeline.stages.voice import VoiceOptions, VoiceStage, run_voice
+from ai_content_pipeline.stages.script import ScriptOptions, ScriptStage
+from ai_content_pipeline.stages.step import StageRun, countable, open_input
+from ai_content_pipeline.stages.voice import VoiceOptions, VoiceStage
 from tests.chain_doubles import FakeFactory, write_chain
 from tests.doubles import FakeLLM, RecordingEmitter, SpeechTTS, lines_of
 
@@ -50,7 +51,7 @@ def closed_ledgers(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 def test_a_step_writes_every_record_and_closes_its_ledger(tmp_path: Path, closed_ledgers: list[Path]) -> None:
     emitter = RecordingEmitter()
     out: list[dict[str, Any]] = []
-    with Step("script", FakeLLM(), ScriptOptions(), emitter=emitter, checkpoint=tmp_path / "l.jsonl") as run:
+    with StageRun("script", FakeLLM(), ScriptOptions(), emitter=emitter, checkpoint=tmp_path / "l.jsonl") as run:
         written = run.run(lines_of({"id": "a", "artist": "A", "title": "T"}, b"not json"), out.append, 2)
     assert written == len(out) == 2
     assert out[0]["script"]["text"] and "error" in out[1]
@@ -60,7 +61,7 @@ def test_a_step_writes_every_record_and_closes_its_ledger(tmp_path: Path, closed
 
 
 def test_a_stage_that_cannot_be_built_leaves_no_ledger_open(tmp_path: Path, closed_ledgers: list[Path]) -> None:
-    step = Step("script", FakeLLM(), ScriptOptions(template="no-such-template"), emitter=NullEmitter(),
+    step = StageRun("script", FakeLLM(), ScriptOptions(template="no-such-template"), emitter=NullEmitter(),
                 checkpoint=tmp_path / "l.jsonl")
     with pytest.raises(UsageError), step:
         pass
@@ -290,10 +291,10 @@ def test_a_persona_edited_during_a_run_reaches_the_next_run_only(tmp_path: Path,
 
     llm = Editing()
     songs = [{"id": f"s{i}", "artist": "A", "title": "T", "dj": "rosa"} for i in range(2)]
-    with Step("script", llm, ScriptOptions(), emitter=NullEmitter()) as run:
+    with StageRun("script", llm, ScriptOptions(), emitter=NullEmitter()) as run:
         run.run(lines_of(*songs), lambda r: None, 2)
     systems = [c["messages"][0]["content"] for c in llm.calls]
     assert all("Rosa One" in s for s in systems), systems  # one version of the file for the whole run
-    with Step("script", llm, ScriptOptions(), emitter=NullEmitter()) as run:
+    with StageRun("script", llm, ScriptOptions(), emitter=NullEmitter()) as run:
         run.run(lines_of(songs[0]), lambda r: None, 1)
     assert "Rosa Two" in llm.calls[-1]["messages"][0]["content"]

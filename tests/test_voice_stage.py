@@ -14,15 +14,15 @@ import soundfile as sf
 from ai_content_pipeline.errors import BackendUnavailable, TransientBackendError, UsageError
 from ai_content_pipeline.jsonl import InputLine
 from ai_content_pipeline.ledger import Ledger
+from ai_content_pipeline.stages.commands import run_voice
 from ai_content_pipeline.stages.common import StrictStop
+from ai_content_pipeline.stages.step import SpooledLines
 from ai_content_pipeline.stages.voice import (
     PERSONA_FIELDS,
-    SpooledLines,
     VoiceOptions,
     VoiceStage,
     audio_file_name,
     record_text,
-    run_voice,
 )
 from ai_content_pipeline.templates import Personas
 from tests.doubles import FakeTTS, RecordingEmitter, SpeechTTS, lines_of

@@ -4,11 +4,12 @@ For each enabled step (numbered by position in the file, 1-based) the runner
 
 1. builds the step's backend (not loaded yet) and sends ``step_start``;
 2. streams the previous step's records (or the chain input) through the stage
-   (:class:`~ai_content_pipeline.stages.step.Step`, the primitive every front end shares),
+   (:class:`~ai_content_pipeline.stages.step.StageRun`, the primitive every front end shares),
    which loads the model on first use and checkpoints every finished record in
    ``output_dir/NN-type.ledger.jsonl``; the stage's events carry ``step``;
-3. writes the records to ``output_dir/NN-type.jsonl.part`` and renames it to
-   ``NN-type.jsonl`` when the step ends (a reader never sees half a file);
+3. writes the records through :func:`~ai_content_pipeline.files.write_atomic` (a temporary
+   ``.NN-type.jsonl.XXXXXXXX.part``, renamed to ``NN-type.jsonl`` when the step ends: a reader
+   never sees half a file);
 4. has the stage unload the model (``model_unload``: Ollama ``keep_alive: 0`` and
    ``/api/ps`` drained, llama.cpp freed, CUDA cache emptied) *before* the next
    step's backend loads, then sends ``step_complete`` with the step's ``cost``.
@@ -24,6 +25,8 @@ it finished in ``NN-type.jsonl`` and ends the chain with a ``Cancelled`` error.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import tempfile
 import time
@@ -38,16 +41,19 @@ from ..backends.registry import create_llm, create_tts, resolve_llm_name, resolv
 from ..errors import AicpError, UsageError, error_object
 from ..events import Emitter, NullEmitter, StepEmitter
 from ..faults import os_error
-from ..files import FolderLock
+from ..files import FolderLock, write_atomic
 from ..jsonl import InputLine, RecordWriter
 from ..shards import ShardRun, chain_shard_run, shard_chain
-from ..stages.common import Cancelled
+from ..stages import registry
+from ..stages.common import Cancelled, first_existing, refuse_overwrite
+from ..stages.kind import StepConfig
 from ..stages.registry import options_class
-from ..stages.step import Step, StepInput, count_input, open_input, read_input
+from ..stages.step import StageRun, StepInput, count_input, open_input, read_input
 from ..status import ExitStatus
 from .spec import ChainSpec, Prices, ScriptStep, VoiceStep
 
-StepSpec = ScriptStep | VoiceStep
+#: A chain step (the model of its kind: :class:`~ai_content_pipeline.stages.kind.StepConfig`).
+StepSpec = StepConfig
 #: ``factory(step, notice) -> backend``: builds (does not load) a step's backend.
 BackendFactory = Callable[[StepSpec, Callable[[str], None]], Any]
 
@@ -112,7 +118,7 @@ def check_chain_paths(spec: ChainSpec, stdin: IO[bytes] | None = None, log: str 
         reads[f"the chain file {spec.source}"] = spec.source
     for index in spec.enabled_steps():
         step = spec.steps[index]
-        for what, ref in (("persona", step.persona), ("template", getattr(step, "template", None))):
+        for what, ref in (("persona", getattr(step, "persona", None)), ("template", getattr(step, "template", None))):
             if file_ref(ref):
                 reads[f"step {index + 1}'s {what} file {ref}"] = ref
     writes: dict[str, Any] = {}
@@ -128,12 +134,15 @@ def check_chain_paths(spec: ChainSpec, stdin: IO[bytes] | None = None, log: str 
     refuse_overlap(reads, writes)
     for index in spec.enabled_steps():
         step = spec.steps[index]
-        if isinstance(step, VoiceStep):
-            check_output_dir(spec.audio_dir, "output_dir/audio")
-            check_voice_step(step, index)
-        else:
-            check_output_dir(step.params.get("work_dir", Path(spec.output_dir) / "longform"),
-                             f"step {index + 1} work_dir")
+        kind = registry.get(step.type)
+        for option, (folder, settable) in kind.dirs.items():
+            if settable:
+                check_output_dir(step.params.get(option, Path(spec.output_dir) / folder),
+                                 f"step {index + 1} {option}")
+            else:
+                check_output_dir(Path(spec.output_dir) / folder, f"output_dir/{folder}")
+        if kind.backend == "tts":
+            check_voice_step(step, index)  # type: ignore[arg-type]
 
 
 def check_voice_step(step: VoiceStep, index: int) -> None:
@@ -181,25 +190,34 @@ def step_cost(prices: Prices, tokens: int, audio_seconds: float, seconds: float,
     return round(cost, 6)
 
 
-def step_options(spec: ChainSpec, index: int, resume: bool) -> Any:
+def step_options(spec: ChainSpec, index: int, resume: bool, overwrite: bool = False) -> Any:
     """The stage options of step ``index``: its ``params`` plus what the chain sets.
 
-    The chain sets ``template``/``persona`` (step keys), ``resume``, ``strict``
-    (``on_error: stop``), for voice ``out_dir`` (``output_dir/audio``) and, unless
-    the step's params give one, the long-form ``work_dir`` (``output_dir/longform``).
+    The chain sets the step keys that are options (``template``/``persona``), ``resume``,
+    ``strict`` (``on_error: stop``), ``overwrite`` (where the options have them) and the
+    kind's folders (:attr:`~ai_content_pipeline.stages.kind.StageKind.dirs`): voice's
+    ``out_dir`` (``output_dir/audio``) and, unless the step's params give one, the long-form
+    ``work_dir`` (``output_dir/longform``).
 
     :raises pydantic.ValidationError: a ``params`` value the options refuse (the chain
         file was validated before, so only a spec built by hand gets here).
     """
     step = spec.steps[index]
-    values: dict[str, Any] = {**step.params, "resume": resume, "strict": spec.on_error == "stop"}
-    if step.persona:
-        values["persona"] = step.persona
-    if isinstance(step, ScriptStep):
-        values["template"] = step.template
-        values.setdefault("work_dir", str(Path(spec.output_dir) / "longform"))
-    else:
-        values["out_dir"] = str(spec.audio_dir)
+    kind = registry.get(step.type)
+    fields = {f.name for f in dataclasses.fields(kind.options)}
+    values: dict[str, Any] = {**step.params}
+    for name, value in (("resume", resume), ("strict", spec.on_error == "stop"), ("overwrite", overwrite)):
+        if name in fields:
+            values[name] = value
+    for name in type(step).model_fields:  # the step's own keys that are options (template, persona)
+        value = getattr(step, name)
+        if name in fields and name not in StepConfig.model_fields and value is not None and value != "":
+            values[name] = value
+    for option, (folder, settable) in kind.dirs.items():
+        if settable:
+            values.setdefault(option, str(Path(spec.output_dir) / folder))
+        else:
+            values[option] = str(Path(spec.output_dir) / folder)
     return TypeAdapter(options_class(step.type)).validate_python(values)
 
 
@@ -216,6 +234,13 @@ class StepSummary:
     duration_seconds: float
     stats: dict[str, Any]
     backend: dict[str, Any] = field(default_factory=dict)
+
+    def emit(self, emitter: Emitter) -> None:
+        """Send this step's ``step_complete`` (the documented fields, :mod:`~ai_content_pipeline.eventdocs`)."""
+        extra = {"checks": self.stats["checks"]} if "checks" in self.stats else {}
+        emitter.step_complete(self.step, self.cost, self.path, self.duration_seconds, type=self.type,
+                              records=self.stats["records"], tokens=self.stats["tokens"],
+                              audio_seconds=self.stats["audio_seconds"], **extra)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able: step, type, name, path, ledger, cost, duration_seconds, backend, records, tokens..."""
@@ -248,16 +273,22 @@ class ChainRunner:
     :param cancel: ``cancel() -> bool`` asked before each step, record and long-form chunk;
         true ends the chain there with a :class:`~ai_content_pipeline.stages.common.Cancelled`
         error (exit status 130), keeping finished records.
+    :param overwrite: replace the files an earlier run wrote in ``output_dir`` (step records,
+        audio, long-form work files). Without it and without ``resume``, such a file ends the
+        chain with a usage error (exit 2) naming it: the step records before any step runs,
+        a step's own files before its model loads.
     """
 
     def __init__(self, spec: ChainSpec, *, emitter: Emitter | None = None, resume: bool = False,
                  stdin: IO[bytes] | None = None, backend_factory: BackendFactory | None = None,
-                 cancel: Callable[[], bool] | None = None, log: str | None = None) -> None:
+                 cancel: Callable[[], bool] | None = None, log: str | None = None,
+                 overwrite: bool = False) -> None:
         self.spec = shard_chain(spec)  # a ``shard`` key: that shard's output_dir (idempotent)
         self.log = log
         self.takelog: Any = None
         self.emitter = emitter or NullEmitter()
         self.resume = resume
+        self.overwrite = overwrite
         self.stdin = stdin
         self.factory = backend_factory or create_backend
         self.cancel = cancel
@@ -266,44 +297,46 @@ class ChainRunner:
         self.completed: dict[str, Any] | None = None
 
     def _run_step(self, index: int, lines: Iterable[InputLine], total: int | None,
-                  sharded: ShardRun | None = None) -> tuple[StepSummary, int]:
+                  sharded: ShardRun | None = None,
+                  replay: Callable[[], Iterable[InputLine]] | None = None) -> tuple[StepSummary, int]:
         """Run step ``index`` over ``lines`` (``total`` of them, if known; ``sharded``: the
         :class:`~ai_content_pipeline.shards.ShardRun` they were read with); its summary and how
-        many records it wrote (the next step's ``total``: its input is not counted again)."""
+        many records it wrote (the next step's ``total``: its input is not counted again).
+
+        ``replay()`` reads the same lines again, when they can be: the files the stage would
+        write are then checked before its model loads (the overwrite rule)."""
         spec, emitter = self.spec, self.emitter
         step, number = spec.steps[index], index + 1
-        backend = self.factory(step, emitter.message)
-        info = backend.describe()
+        kind = registry.get(step.type)
+        backend = self.factory(step, emitter.message) if kind.backend is not None else None
+        info = backend.describe() if backend is not None else {}
         emitter.step_start(number, step.type, info.get("model"))
         t0 = time.monotonic()
         out = spec.output_path(index)
-        part = out.with_name(out.name + ".part")
-        try:
-            with Step(step.type, backend, step_options(spec, index, self.resume), emitter=StepEmitter(emitter, number),
-                      checkpoint=spec.ledger_path(index), cancel=self.cancel) as run:
-                run.stage.takelog = self.takelog
-                if isinstance(step, VoiceStep):  # no audio file may replace what the chain reads or writes
-                    for target in (spec.input, spec.source, *(p for i in range(len(spec.steps))
-                                                              for p in (spec.output_path(i), spec.ledger_path(i)))):
-                        run.stage.protected.add(target)
-                    run.stage.protected.add(part)
-                with open(part, "wb") as handle:
-                    try:
-                        written = run.run(lines, RecordWriter(handle).write, total, shard=sharded)
-                    except Cancelled:  # keep the records finished before the cancel
-                        os.fsync(handle.fileno())
-                        os.replace(part, out)
-                        raise
-                    try:
-                        os.fsync(handle.fileno())
-                    except OSError as exc:
-                        raise os_error(exc, part) from exc
+        options = step_options(spec, index, self.resume, self.overwrite)
+        chain_files = (spec.input, spec.source, *(p for i in range(len(spec.steps))
+                                                  for p in (spec.output_path(i), spec.ledger_path(i))))
+        with StageRun(step.type, backend, options, emitter=StepEmitter(emitter, number),
+                      checkpoint=spec.ledger_path(index), cancel=self.cancel, protect=chain_files,
+                      takelog=self.takelog) as run:  # no file of the stage replaces the chain's
+            if replay is not None:  # the overwrite rule, before this step's model loads
+                run.stage.refuse_replacing(replay)
+            cancelled: list[Cancelled] = []
+            written = 0
+
+            def fill(handle: Any) -> None:
+                nonlocal written
+                try:
+                    written = run.run(lines, RecordWriter(handle).write, total, shard=sharded)
+                except Cancelled as exc:  # keep the records finished before the cancel
+                    cancelled.append(exc)
+
             try:
-                os.replace(part, out)
+                write_atomic(out, fill)
             except OSError as exc:
                 raise os_error(exc, out) from exc
-        finally:
-            part.unlink(missing_ok=True)
+            if cancelled:
+                raise cancelled[0]
         stage = run.stage
         duration = round(time.monotonic() - t0, 3)
         stats = stage.stats.as_dict()
@@ -311,10 +344,7 @@ class ChainRunner:
         cost = step_cost(spec.prices, tokens, stats["audio_seconds"], duration, info.get("device"))
         summary = StepSummary(number, step.type, step.name, str(out), str(spec.ledger_path(index)), cost,
                               duration, stats, info)
-        extra = {"checks": stats["checks"]} if "checks" in stats else {}
-        emitter.step_complete(number, cost, str(out), duration, type=step.type,
-                              records=stats["records"], tokens=stats["tokens"],
-                              audio_seconds=stats["audio_seconds"], **extra)
+        summary.emit(emitter)
         return summary, written
 
     def run(self) -> ChainResult:
@@ -337,6 +367,11 @@ class ChainRunner:
             lock = FolderLock(spec.output_dir, "output_dir").acquire()
         except AicpError as exc:
             return self._stopped(t0, exc)
+        if not (self.resume or self.overwrite):
+            found = first_existing(spec.output_path(i) for i in enabled)
+            if found is not None:
+                lock.release()
+                return self._stopped(t0, refuse_overwrite(found, "step records"))
         try:
             if self.log:
                 from ..takelog import TakeLog
@@ -380,6 +415,7 @@ class ChainRunner:
             enabled = []  # nothing runs; the error goes out with pipeline_complete
         lines: Iterable[InputLine] = chain_input
         total = chain_input.total
+        replay: Callable[[], Iterable[InputLine]] | None = (lambda: chain_input) if total is not None else None
         with chain_input:
             for index, step in enumerate(spec.steps):
                 if index not in enabled:
@@ -389,7 +425,7 @@ class ChainRunner:
                 try:
                     if self.cancel is not None and self.cancel():
                         raise Cancelled(f"chain cancelled before step {index + 1}")
-                    summary, total = self._run_step(index, lines, total, sharded)
+                    summary, total = self._run_step(index, lines, total, sharded, replay)
                 except (AicpError, OSError) as exc:
                     error = exc if isinstance(exc, AicpError) else os_error(exc)
                     error_obj = {**error_object(error, stage=step.type), "step": index + 1}
@@ -405,6 +441,7 @@ class ChainRunner:
                     raise
                 self.steps.append(summary)
                 lines, sharded = read_input([summary.path]), None  # ``total``: the records it wrote
+                replay = functools.partial(read_input, [summary.path])
             result = self.completed = self.result(t0, error_obj)
             emitter.pipeline_complete(result)
         if error is not None:
@@ -423,44 +460,49 @@ class ChainRunner:
         return ChainResult(result, exc.exit_status, exc)
 
     def result(self, t0: float, error: dict[str, Any] | None) -> dict[str, Any]:
-        """The ``pipeline_complete`` fields.
+        """The ``pipeline_complete`` fields (:func:`chain_result` of this run's steps)."""
+        return chain_result(self.spec.name, self.steps, len(self.spec.enabled_steps()), t0, error,
+                            self.spec.audio_dir)
 
-        Shape: ``name``, ``success`` (every enabled step finished), ``steps_completed``,
-        ``total_steps``, ``total_cost``, ``total_time`` (seconds), ``outputs``
-        (``final``: the last step's ``{path, step, type}``; ``steps``: one summary per
-        finished step; ``audio_dir``), ``error`` (object or ``null``), ``records``
-        (the last step's ``{total, completed, failed, skipped}``), ``tokens``
-        (``{prompt, completion}`` over all steps) and ``audio_seconds``.
-        """
-        total_steps = len(self.spec.enabled_steps())
-        last = self.steps[-1] if self.steps else None
-        has_voice = any(s.type == "voice" for s in self.steps)
-        return {
-            "name": self.spec.name,
-            "success": error is None and len(self.steps) == total_steps,
-            "steps_completed": len(self.steps),
-            "total_steps": total_steps,
-            "total_cost": round(sum(s.cost for s in self.steps), 6),
-            "total_time": round(time.monotonic() - t0, 3),
-            "outputs": {
-                "final": {"path": last.path, "step": last.step, "type": last.type} if last else None,
-                "steps": [s.as_dict() for s in self.steps],
-                "audio_dir": str(self.spec.audio_dir) if has_voice else None,
-            },
-            "error": error,
-            "records": last.stats["records"] if last else
-            {"total": None, "completed": 0, "failed": 0, "skipped": 0},
-            "tokens": {k: sum(s.stats["tokens"][k] for s in self.steps) for k in ("prompt", "completion")},
-            "audio_seconds": round(sum(s.stats["audio_seconds"] for s in self.steps), 3),
-        }
+
+def chain_result(name: str, steps: list[StepSummary], total_steps: int, t0: float,
+                 error: dict[str, Any] | None, audio_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """The ``pipeline_complete`` fields of a run of ``total_steps`` steps that finished ``steps``.
+
+    Shape: ``name``, ``success`` (every step finished, no error), ``steps_completed``,
+    ``total_steps``, ``total_cost``, ``total_time`` (seconds since ``t0``, monotonic),
+    ``outputs`` (``final``: the last step's ``{path, step, type}``; ``steps``: one summary per
+    finished step; ``audio_dir``: ``audio_dir`` when a finished step wrote audio, else ``null``),
+    ``error`` (object or ``null``), ``records`` (the last step's ``{total, completed, failed,
+    skipped}``), ``tokens`` (``{prompt, completion}`` over all steps) and ``audio_seconds``.
+    """
+    last = steps[-1] if steps else None
+    has_audio = any(folder == "audio" for s in steps for folder, _ in registry.get(s.type).dirs.values())
+    return {
+        "name": name,
+        "success": error is None and len(steps) == total_steps,
+        "steps_completed": len(steps),
+        "total_steps": total_steps,
+        "total_cost": round(sum(s.cost for s in steps), 6),
+        "total_time": round(time.monotonic() - t0, 3),
+        "outputs": {
+            "final": {"path": last.path, "step": last.step, "type": last.type} if last else None,
+            "steps": [s.as_dict() for s in steps],
+            "audio_dir": str(audio_dir) if has_audio and audio_dir is not None else None,
+        },
+        "error": error,
+        "records": last.stats["records"] if last else {"total": None, "completed": 0, "failed": 0, "skipped": 0},
+        "tokens": {k: sum(s.stats["tokens"][k] for s in steps) for k in ("prompt", "completion")},
+        "audio_seconds": round(sum(s.stats["audio_seconds"] for s in steps), 3),
+    }
 
 
 def run_chain(spec: ChainSpec, *, emitter: Emitter | None = None, resume: bool = False,
               stdin: IO[bytes] | None = None, backend_factory: BackendFactory | None = None,
-              cancel: Callable[[], bool] | None = None) -> ChainResult:
+              cancel: Callable[[], bool] | None = None, overwrite: bool = False) -> ChainResult:
     """Run ``spec`` (see :class:`ChainRunner`) and return its :class:`ChainResult`."""
     return ChainRunner(spec, emitter=emitter, resume=resume, stdin=stdin,
-                       backend_factory=backend_factory, cancel=cancel).run()
+                       backend_factory=backend_factory, cancel=cancel, overwrite=overwrite).run()
 
 
 def check_stdin_once(config: str, spec: ChainSpec) -> None:
@@ -501,15 +543,17 @@ def plan_chain(spec: ChainSpec,
     steps: list[dict[str, Any]] = []
     for index, step in enumerate(spec.steps):
         entry: dict[str, Any] = {"step": index + 1, "type": step.type, "enabled": step.enabled,
-                                 "backend": step.backend}
-        if step.enabled:
+                                 "backend": getattr(step, "backend", None)}
+        if step.enabled and registry.get(step.type).backend is not None:
             try:
                 entry["resolved_backend"], entry["model"] = resolve(step)
             except AicpError as exc:
                 entry["error"] = error_object(exc, stage=step.type)
-        if isinstance(step, ScriptStep):
-            entry["template"] = step.template
-        entry.update(persona=step.persona, params=step.params, output=str(spec.output_path(index)),
+        elif step.enabled:
+            entry["resolved_backend"], entry["model"] = None, None
+        if "template" in type(step).model_fields:
+            entry["template"] = getattr(step, "template")  # noqa: B009 - a field of that kind's model
+        entry.update(persona=getattr(step, "persona", None), params=step.params, output=str(spec.output_path(index)),
                      ledger=str(spec.ledger_path(index)))
         steps.append(entry)
     return {"dry_run": True, "name": spec.name, "input": spec.input, "records": records,
@@ -517,5 +561,5 @@ def plan_chain(spec: ChainSpec,
             "ok": not any("error" in s for s in steps), "steps": steps}
 
 
-__all__ = ["BackendFactory", "ChainResult", "ChainRunner", "StepSummary", "check_chain_paths", "check_stdin_once",
+__all__ = ["BackendFactory", "ChainResult", "ChainRunner", "StepSummary", "chain_result", "check_chain_paths", "check_stdin_once",
            "create_backend", "plan_chain", "plan_status", "resolve_backend", "run_chain", "step_cost", "step_options"]

@@ -37,20 +37,33 @@ import math
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Annotated, Any, Literal
+from typing import IO, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from ..backends.registry import LLM_CHOICES, TTS_CHOICES
 from ..errors import AicpError, ConfigError, UsageError
 from ..faults import path_problem
-from ..stages.registry import STAGE_TYPES, options_class
+from ..stages import registry
+from ..stages.kind import StepConfig
+from ..stages.registry import options_class
+from ..stages.script import ScriptStepConfig
+from ..stages.voice import VoiceStepConfig
 from ..templates import load_persona, load_template
 from ..yamlfile import YAMLProblem, decode_utf8, load_yaml, read_limited
 
 #: options the chain sets itself; ``params`` may not.
-RESERVED_PARAMS = frozenset({"resume", "strict", "out_dir", "template", "persona"})
+RESERVED_PARAMS = frozenset({"resume", "strict", "overwrite"})
 
 Loc = tuple[str | int, ...]
 
@@ -80,49 +93,37 @@ class Prices(_Strict):
     per_gpu_second: float = Field(0.0, ge=0, le=MAX_PRICE)
 
 
-class ScriptStep(_Strict):
-    """A ``script`` step: an LLM writes a script per record (see ``aicp script``).
-
-    :ivar name: a label for the step (copied into ``outputs.steps``).
-    :ivar enabled: ``false`` skips the step (its input goes to the next step).
-    :ivar model/host/keep_alive: as ``aicp script --model/--host/--keep-alive``; ``host`` may
-        list several Ollama hosts (a YAML list or a comma list).
-    """
-
-    type: Literal["script"]
-    name: str | None = None
-    enabled: bool = True
-    template: str = "song-intro"
-    persona: str | None = None
-    backend: str = "auto"
-    model: str | None = None
-    host: str | list[str] | None = None
-    keep_alive: str | None = None
-    params: dict[str, Any] = {}
+#: The step models of the built-in kinds, by the names the chain layer has always used.
+ScriptStep = ScriptStepConfig
+VoiceStep = VoiceStepConfig
 
 
-class VoiceStep(_Strict):
-    """A ``voice`` step: a TTS model speaks each record's script (see ``aicp voice``).
+def _step_config(index: int, item: Any) -> Any:
+    """Item ``index`` of ``steps`` as the model of its kind (``type``), errors located under it."""
+    if isinstance(item, StepConfig) or not isinstance(item, dict):
+        return item if isinstance(item, StepConfig) else _invalid(index, item)
+    kind = registry.find(item.get("type"))
+    if kind is None:
+        tags = ", ".join(f"'{t}'" for t in registry.stage_types())
+        if "type" not in item:
+            error = PydanticCustomError("union_tag_not_found", "Unable to extract tag using discriminator 'type'")
+        else:
+            error = PydanticCustomError("union_tag_invalid", "Input tag {tag} found using 'type' does not match "
+                                        "any of the expected tags: {expected_tags}",
+                                        {"tag": repr(item["type"]), "expected_tags": tags})
+        raise ValidationError.from_exception_data("ChainSpec", [{"type": error, "loc": (index,), "input": item}])
+    try:
+        return kind.step_model.model_validate(item)
+    except ValidationError as exc:
+        raise ValidationError.from_exception_data("ChainSpec", [
+            {"type": PydanticCustomError(e["type"], e["msg"]), "loc": (index, *e["loc"]), "input": e["input"]}
+            for e in exc.errors(include_url=False)]) from None
 
-    :ivar name: a label for the step (copied into ``outputs.steps``).
-    :ivar voice: the backend's voice (a Piper ``.onnx`` path, a Chatterbox reference clip).
-    :ivar device: ``cuda``, ``cpu``, ``mps`` or ``auto`` (Chatterbox; default: detected), the
-        choices of ``aicp voice --device``.
-    :ivar checkpoint_dir: local Chatterbox weights (``ChatterboxTTS.from_local``).
-    """
 
-    type: Literal["voice"]
-    name: str | None = None
-    enabled: bool = True
-    persona: str | None = None
-    backend: str = "auto"
-    voice: str | None = None
-    device: Literal["auto", "cuda", "mps", "cpu"] | None = None
-    checkpoint_dir: str | None = None
-    params: dict[str, Any] = {}
-
-
-Step = Annotated[ScriptStep | VoiceStep, Field(discriminator="type")]
+def _invalid(index: int, item: Any) -> Any:
+    raise ValidationError.from_exception_data("ChainSpec", [{
+        "type": PydanticCustomError("model_attributes_type", "Input should be a valid dictionary or object "
+                                    "to extract fields from"), "loc": (index,), "input": item}])
 
 
 class ChainSpec(_Strict):
@@ -143,8 +144,16 @@ class ChainSpec(_Strict):
     on_error: Literal["continue", "stop"] = "continue"
     shard: str | None = None
     prices: Prices = Prices()
-    steps: list[Step] = Field(min_length=1)
+    steps: list[SerializeAsAny[StepConfig]] = Field(min_length=1)
     source: str | None = Field(None, exclude=True)
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _kinds(cls, value: Any) -> Any:
+        """Each step as the model of its registered kind (:mod:`~ai_content_pipeline.stages.registry`)."""
+        if not isinstance(value, list):
+            return value
+        return [_step_config(i, item) for i, item in enumerate(value)]
 
     def step_label(self, index: int) -> str:
         """``01-script``: the file stem of step ``index`` (0-based position in ``steps``)."""
@@ -205,13 +214,7 @@ class _Where:
 
 
 def _clean_loc(loc: tuple[Any, ...]) -> Loc:
-    # pydantic puts the union tag into the path (steps.0.script.template): drop it.
-    out: list[str | int] = []
-    for i, part in enumerate(loc):
-        if part in STAGE_TYPES and i >= 2 and loc[i - 2] == "steps" and isinstance(loc[i - 1], int):
-            continue
-        out.append(part)
-    return tuple(out)
+    return tuple(loc)
 
 
 # -- numbers JSON cannot carry ---------------------------------------------------------------
@@ -307,18 +310,37 @@ def _options_adapter(step_type: str) -> tuple[set[str], TypeAdapter[Any]]:
     return {f.name for f in dataclasses.fields(cls)}, TypeAdapter(cls)
 
 
+#: A step key that names a file the chain reads, and how to check it.
+_REFS = (("template", load_template), ("persona", load_persona))
+
+
+def _backend_choices(kind: Any) -> tuple[str, ...]:
+    return LLM_CHOICES if kind.backend == "llm" else TTS_CHOICES
+
+
+def reserved_params(step_type: str) -> frozenset[str]:
+    """The ``params`` a step of ``step_type`` may not set: what the chain sets (``resume``,
+    ``strict``, ``overwrite``, the kind's folders that params may not move) and the step's own
+    keys that are also options (``template``, ``persona``)."""
+    kind = registry.get(step_type)
+    options = {f.name for f in dataclasses.fields(kind.options)}
+    own = set(kind.step_model.model_fields) & options
+    fixed = {name for name, (_, settable) in kind.dirs.items() if not settable}
+    return frozenset(RESERVED_PARAMS | own | fixed) & (options | RESERVED_PARAMS)
+
+
 def _check_step(spec: ChainSpec, index: int, where: _Where) -> None:
     step = spec.steps[index]
+    kind = registry.get(step.type)
     base: Loc = ("steps", index)
-    choices = LLM_CHOICES if step.type == "script" else TTS_CHOICES
-    if step.backend not in choices:
-        raise ConfigError(f"{where((*base, 'backend'))}: unknown {step.type} backend '{step.backend}'",
-                          hint=f"choose one of: {', '.join(choices)}")
-    refs: list[tuple[str, Any]] = [("persona", load_persona)]
-    if isinstance(step, ScriptStep):
-        refs.insert(0, ("template", load_template))
-    for key, loader in refs:
-        value = getattr(step, key)
+    if kind.backend is not None:
+        choices = _backend_choices(kind)
+        backend = getattr(step, "backend", "auto")
+        if backend not in choices:
+            raise ConfigError(f"{where((*base, 'backend'))}: unknown {step.type} backend '{backend}'",
+                              hint=f"choose one of: {', '.join(choices)}")
+    for key, loader in _REFS:
+        value = getattr(step, key, None)
         if value is None:
             continue
         try:
@@ -326,25 +348,27 @@ def _check_step(spec: ChainSpec, index: int, where: _Where) -> None:
         except AicpError as exc:
             raise ConfigError(f"{where((*base, key))}: {exc.message}", hint=exc.hint) from exc
     allowed, adapter = _options_adapter(step.type)
+    reserved = reserved_params(step.type)
     for key in step.params:
-        if key in RESERVED_PARAMS:
-            target = key if key in ("template", "persona") else "the chain (--resume, on_error, output_dir)"
+        if key in reserved:
+            target = key if key in type(step).model_fields else "the chain (--resume, on_error, output_dir)"
             raise ConfigError(f"{where((*base, 'params', key))}: '{key}' is set by {target}, not in params")
         if key not in allowed:
             raise ConfigError(f"{where((*base, 'params', key))}: unknown {step.type} parameter '{key}'",
-                              hint="known: " + ", ".join(sorted(allowed - RESERVED_PARAMS)))
+                              hint="known: " + ", ".join(sorted(allowed - reserved)))
     try:
         adapter.validate_python(step.params)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise ConfigError(f"{where((*base, 'params', *first['loc']))}: {first['msg']}") from exc
-    if isinstance(step, ScriptStep) and step.params.get("sections"):
-        from ..stages.longform import plan_for  # a long-form plan is checked now, not at step start
-
+    for checker in (kind, *registry.refinements(step.type)):
+        if checker.check_step is None:
+            continue
         try:
-            plan_for(load_template(step.template), step.params["sections"], step.params.get("words"))
+            checker.check_step(step)
         except AicpError as exc:
-            raise ConfigError(f"{where((*base, 'params', 'sections'))}: {exc.message}") from exc
+            loc = tuple(getattr(exc, "loc", ()))
+            raise ConfigError(f"{where((*base, *loc))}: {exc.message}", hint=exc.hint) from exc
 
 
 #: The keys that name a file or folder (or a NAME|PATH): empty or blank, each is a config error.
@@ -422,7 +446,7 @@ def with_hosts(spec: ChainSpec, hosts: list[str] | None) -> ChainSpec:
     hosts = [h for h in hosts or [] if h.strip()]  # an empty --host (an unset $VAR) sets nothing
     if not hosts:
         return spec
-    steps = [step.model_copy(update={"host": hosts}) if isinstance(step, ScriptStep) else step
+    steps = [step.model_copy(update={"host": hosts}) if "host" in type(step).model_fields else step
              for step in spec.steps]
     return spec.model_copy(update={"steps": steps})  # keeps ``source`` (an excluded field) too
 

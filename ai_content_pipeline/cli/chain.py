@@ -61,6 +61,9 @@ def _print_json(obj: dict[str, Any], encode: Callable[[dict[str, Any]], bytes] |
                    "as JSON; load no model.")
 @click.option("--resume", is_flag=True,
               help="Reuse the steps' ledgers in output_dir: finish a killed run without redoing work.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the files an earlier run wrote in output_dir (step records, audio, long-form "
+                   "work files) [default: such a file stops the chain, exit 2, unless --resume].")
 @click.option("--shard", metavar="K/N|auto",
               help="Run the chain on the input lines whose 0-based position is K mod N (overrides the "
                    "chain's `shard` key); files go to output_dir/shard-K-of-N/ for `aicp merge`.")
@@ -75,7 +78,7 @@ def _print_json(obj: dict[str, Any], encode: Callable[[dict[str, Any]], bytes] |
 @click.option("-q", "--quiet", is_flag=True, help="Nothing on stderr but warnings and errors.")
 @click.option("--traceback", is_flag=True, callback=note_flag, help="Show the Python traceback of an error.")
 @log_option
-def run_chain_command(config: str, overrides: tuple[str, ...], dry_run: bool, resume: bool,
+def run_chain_command(config: str, overrides: tuple[str, ...], dry_run: bool, resume: bool, overwrite: bool,
                       shard: str | None, shard_count: int | None, host: tuple[str, ...],
                       stream: bool, quiet: bool, traceback: bool, log: str | None) -> int:
     """Run the steps of a chain file one after the other, one model resident at a time.
@@ -105,7 +108,7 @@ def run_chain_command(config: str, overrides: tuple[str, ...], dry_run: bool, re
         if not stream:
             _print_json(emitter.envelope("pipeline_complete", emitter.result_fields(result)), event_json)
 
-    runner = ChainRunner(spec, emitter=emitter, resume=resume, log=log)
+    runner = ChainRunner(spec, emitter=emitter, resume=resume, log=log, overwrite=overwrite)
     try:
         outcome = runner.run()
     except Exception:

@@ -103,6 +103,9 @@ Examples:
 @click.option("--work-dir", default="aicp-out/longform", show_default=True, metavar="DIR",
               type=PathValue(file_okay=False),
               help="Long-form templates: chunk files and checkpoints go to DIR/{id}/ (--resume continues there).")
+@click.option("--overwrite", is_flag=True,
+              help="Long-form templates: replace the work files an earlier run left in DIR/{id}/ "
+                   "[default: such a file stops the run, exit 2, unless --resume].")
 @log_option
 @shard_options
 @run_options
@@ -110,7 +113,7 @@ def script_command(files: tuple[str, ...], template: str, persona: str | None, v
                    backend: str, model: str | None, host: tuple[str, ...], temperature: float | None,
                    top_p: float | None, seed: int | None, max_tokens: int | None, jobs: int,
                    keep_alive: str | None, timeout: float, threads: int | None, best_of: int, batch: int, require_checks: bool,
-                   words: int | None, work_dir: str, log: str | None, shard: str | None, shard_count: int | None,
+                   words: int | None, work_dir: str, overwrite: bool, log: str | None, shard: str | None, shard_count: int | None,
                    resume: bool,
                    checkpoint: str | None, retries: int,
                    strict: bool, stream: bool, quiet: bool, traceback: bool) -> int:
@@ -126,14 +129,15 @@ def script_command(files: tuple[str, ...], template: str, persona: str | None, v
     (`aicp templates show NAME`): mentions, no_echo, length, complete. A take
     cut by --max-tokens is trimmed back to its last whole sentence first.
     """
-    from ..stages.script import ScriptOptions, run_script  # heavy-ish: not needed for --help
+    from ..stages.commands import run_script  # heavy-ish: not needed for --help
+    from ..stages.script import ScriptOptions
 
     emitter = make_emitter(stream, quiet, "aicp-script")
     options = ScriptOptions(template=template, persona=persona, variants=variants,
                             temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
                             jobs=jobs, retries=retries, resume=resume, strict=strict,
                             words=words, work_dir=work_dir, timeout=timeout, threads=threads, best_of=best_of, batch=batch,
-                            require_checks=require_checks)
+                            require_checks=require_checks, overwrite=overwrite)
     options.validate()  # usage errors (exit 2) before any backend is contacted
     from ..shards import fanout_takes, shard_run
 

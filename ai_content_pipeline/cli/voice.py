@@ -102,6 +102,9 @@ words per second).
 @click.option("--require-checks", is_flag=True,
               help="A script that failed its checks (script.checks.passed: false) is not voiced: "
                    "its record gets an error (exit 3) [default: voiced, with a warning].")
+@click.option("--overwrite", is_flag=True,
+              help="Replace audio files an earlier run wrote in --out-dir [default: such a file stops "
+                   "the run, exit 2, before any model loads; --resume keeps what the ledger vouches for].")
 @log_option
 @shard_options
 @run_options
@@ -109,7 +112,7 @@ def voice_command(files: tuple[str, ...], backend: str, voice: str | None, perso
                   text_field: str | None, out_dir: str, audio_format: str, sample_rate: int | None,
                   bitrate: int | None, loudness: float, no_normalize: bool, seed: int | None, device: str,
                   checkpoint_dir: str | None, exaggeration: float | None, cfg_weight: float | None,
-                  temperature: float | None, barrier: bool, require_checks: bool, log: str | None, shard: str | None,
+                  temperature: float | None, barrier: bool, require_checks: bool, overwrite: bool, log: str | None, shard: str | None,
                   shard_count: int | None, resume: bool, checkpoint: str | None,
                   retries: int, strict: bool, stream: bool, quiet: bool, traceback: bool) -> int:
     """Speak the script of each JSON Lines record with a local TTS model.
@@ -122,7 +125,8 @@ def voice_command(files: tuple[str, ...], backend: str, voice: str | None, perso
     object instead, no file is left for it, and the batch goes on.
     """
     from ..shards import shard_run
-    from ..stages.voice import VoiceOptions, run_voice  # not needed for --help
+    from ..stages.commands import run_voice  # not needed for --help
+    from ..stages.voice import VoiceOptions
 
     if bitrate is not None and audio_format != "mp3":
         raise UsageError(f"--bitrate applies to mp3 files, not {audio_format}", hint="add --format mp3")
@@ -136,7 +140,7 @@ def voice_command(files: tuple[str, ...], backend: str, voice: str | None, perso
                            bitrate=bitrate,
                            loudness=None if no_normalize else loudness, text_field=text_field,
                            persona=persona, seed=seed, retries=retries, resume=resume, strict=strict,
-                           require_checks=require_checks)
+                           require_checks=require_checks, overwrite=overwrite)
     writer = RecordWriter()
     try:
         stats = run_voice(files, options, backend=tts, emitter=emitter, write=writer.write,

@@ -109,6 +109,17 @@ def _no_path(field: str, value: Any) -> None:
                              hint="the server's operator configures model and voice files")
 
 
+def _takes_words(step_type: Any) -> bool:
+    """Whether a step of ``step_type`` has a ``words`` option (a topic's ``length_target`` goes
+    there): a kind of the stage registry, not a name this module knows."""
+    import dataclasses
+
+    from ..stages import registry
+
+    kind = registry.find(step_type)
+    return kind is not None and "words" in {f.name for f in dataclasses.fields(kind.options)}
+
+
 def slug(text: str) -> str:
     """A record id from a title: lowercase words joined by ``-`` (``topic`` when empty)."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "topic"
@@ -155,8 +166,8 @@ def build_chain(req: GenerateRequest) -> tuple[dict[str, Any], list[dict[str, An
             params = step.get("params")
             if isinstance(params, dict) and "work_dir" in params:
                 raise RequestProblem(f"chain.steps.{i}.params.work_dir", "is set by the service for each job")
-            if req.title is not None and step.get("type") == "script" and isinstance(params, dict) \
-                    and req.length_target:
+            if req.title is not None and isinstance(params, dict) and req.length_target \
+                    and _takes_words(step.get("type")):
                 params.setdefault("words", req.length_target)
         chain.setdefault("name", req.name or "chain")
         where = {"": "chain."}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -12,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
-from ..errors import AicpError, RecordError, error_object
+from ..errors import AicpError, RecordError, UsageError, error_object
 from ..events import Emitter, NullEmitter
 from ..files import check_output_file, refuse_overlap
 from ..jsonl import InputLine, check_sources
@@ -37,6 +38,35 @@ class Cancelled(AicpError):
     """
 
     exit_status = ExitStatus.INTERRUPTED
+
+
+class OverwriteRefused(UsageError):
+    """A run would replace a file it did not write (an earlier run's output) without
+    ``--overwrite`` or ``--resume`` (exit 2, before any model loads where the input can be
+    read ahead: see :meth:`Stage.planned_files`)."""
+
+
+def refuse_overwrite(path: str | os.PathLike[str], what: str = "output file") -> OverwriteRefused:
+    """The :class:`OverwriteRefused` error naming ``path`` (raise it)."""
+    return OverwriteRefused(f"{what} {path} exists (an earlier run wrote it); not replaced",
+                            hint="give --overwrite to replace it, --resume to keep what the ledger vouches "
+                                 "for, or write to another folder")
+
+
+def first_existing(paths: Iterable[str | os.PathLike[str]]) -> str | None:
+    """The first of ``paths`` that exists (a file, a folder or a link), or ``None``."""
+    for path in paths:
+        if os.path.lexists(path):
+            return str(path)
+    return None
+
+
+def _holds_anything(folder: str | os.PathLike[str]) -> bool:
+    try:
+        with os.scandir(folder) as entries:
+            return next(entries, None) is not None
+    except OSError:
+        return False
 
 
 @dataclass
@@ -215,21 +245,24 @@ def check_run_paths(sources: list[str], checkpoint: str | None, stdout: Any = No
 
 def with_retries(fn: Callable[[], R], retries: int, *, delay: float = 1.0,
                  on_retry: Callable[[int, RecordError], None] | None = None) -> R:
-    """Call ``fn``; on a *transient* :class:`RecordError` try again up to ``retries`` times.
+    """Call ``fn``; on a *transient* :class:`RecordError` try again up to ``retries`` times
+    (``tenacity``).
 
-    Back-off doubles from ``delay`` seconds. Non-transient errors are raised at once.
+    Back-off doubles from ``delay`` seconds (``delay``, ``2 * delay``...). Non-transient errors
+    are raised at once; after the last attempt the last error is raised.
+    :param on_retry: ``on_retry(attempt, error)`` before each wait (``attempt`` 1-based).
     """
-    attempt = 0
-    while True:
-        try:
-            return fn()
-        except RecordError as exc:
-            if not exc.transient or attempt >= retries:
-                raise
-            attempt += 1
-            if on_retry is not None:
-                on_retry(attempt, exc)
-            time.sleep(delay * 2 ** (attempt - 1))
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+    def before_sleep(state: Any) -> None:
+        if on_retry is not None:
+            on_retry(state.attempt_number, state.outcome.exception())
+
+    retrying = Retrying(stop=stop_after_attempt(max(0, retries) + 1),
+                        wait=wait_exponential(multiplier=delay, exp_base=2, min=0),
+                        retry=retry_if_exception(lambda exc: isinstance(exc, RecordError) and exc.transient),
+                        before_sleep=before_sleep, reraise=True)
+    return retrying(fn)
 
 
 class _DaemonPool:
@@ -326,7 +359,8 @@ class BackendSession:
 
     ``model_load`` / ``model_unload`` carry backend, model, device and seconds. A
     run served entirely from the checkpoint ledger never loads the model. Use as
-    a context manager; :meth:`ensure` is thread-safe.
+    a context manager; :meth:`ensure` is thread-safe. A stage kind without a model has
+    ``backend`` ``None``: nothing loads, unloads or is sent.
     """
 
     def __init__(self, backend: Any, emitter: Emitter) -> None:
@@ -343,7 +377,7 @@ class BackendSession:
         :raises BackendUnavailable: the model cannot be loaded (missing file, server down).
         :raises UsageError: the backend's settings cannot work (e.g. an unknown device).
         """
-        if not getattr(self.backend, "loaded", False):
+        if self.backend is not None and not getattr(self.backend, "loaded", False):
             with self._lock:
                 if not getattr(self.backend, "loaded", False):
                     t0 = time.perf_counter()
@@ -372,6 +406,8 @@ class BackendSession:
 
     def close(self) -> None:
         """Unload the backend (memory free on return) and send ``model_unload``."""
+        if self.backend is None:
+            return
         was_loaded = bool(getattr(self.backend, "loaded", False))
         t0 = time.perf_counter()
         self.backend.unload()
@@ -399,6 +435,8 @@ class Stage:
     #: ``cancel() -> bool``, asked between records and long-form chunks (``None``: never
     #: cancelled). The chain runner sets it; a stage never knows who asks.
     cancel: Callable[[], bool] | None = None
+    #: where each finished take or file is logged (``--log``: :mod:`ai_content_pipeline.takelog`)
+    takelog: Any = None
 
     def __init__(self, backend: Any, options: Any, emitter: Emitter | None, ledger: Ledger | None) -> None:
         from ..templates import Personas
@@ -412,6 +450,36 @@ class Stage:
         self.stats = StageStats()
         self.tracker = RecordTracker(self.emitter, self.stats, self.stage)
         self.session = BackendSession(backend, self.emitter)
+
+    def planned_files(self, lines: Iterable[InputLine]) -> Iterator[tuple[str, str]]:
+        """``(what, path)`` of every file a run over ``lines`` would write that an earlier run
+        may have left (the driver refuses the first that exists, before any model loads, unless
+        ``overwrite`` or ``resume``). Reads only the records: loads nothing. Default: none."""
+        return iter(())
+
+    def output_folders(self) -> list[str]:
+        """The folders :meth:`planned_files` names files in (none: nothing to check)."""
+        return []
+
+    def refuse_replacing(self, lines: Callable[[], Iterable[InputLine]]) -> None:
+        """The overwrite rule, before the model loads: without ``resume`` or ``overwrite``, the
+        first file of :meth:`planned_files` over ``lines()`` that exists stops the run. The
+        input is read again only when one of :meth:`output_folders` holds anything.
+
+        :raises OverwriteRefused: (exit 2) naming the file.
+        """
+        if self.may_replace(""):
+            return
+        if not any(_holds_anything(folder) for folder in self.output_folders()):
+            return
+        for what, path in self.planned_files(lines()):
+            if os.path.lexists(path):
+                raise refuse_overwrite(path, what)
+
+    def may_replace(self, path: str | os.PathLike[str]) -> bool:
+        """Whether this run may write ``path`` although it exists: ``resume`` (the ledger says
+        what is kept) or ``overwrite`` options."""
+        return bool(getattr(self.options, "resume", False) or getattr(self.options, "overwrite", False))
 
     def check_cancel(self) -> None:
         """Stop here if :attr:`cancel` says so (called at record and chunk boundaries).

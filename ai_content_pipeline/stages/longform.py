@@ -53,9 +53,10 @@ from ..ledger import Ledger, request_key
 from ..records import STAGE_FIELDS, record_id, word_count
 from ..templates import Persona, Section, Template, load_template, persona_voice
 from ..text import clean_chunk, last_sentences
-from .common import with_retries
+from .common import refuse_overwrite, with_retries
 from .entries import ChunkEntry, PackEntry, fits
-from .script import ScriptOptions, ScriptStage
+from .kind import StageKind
+from .script import SCRIPT, ScriptOptions, ScriptStage, ScriptStepConfig, is_longform
 
 #: A chunk shorter than ``target * (1 - SHORTFALL_MARGIN)`` words is continued.
 SHORTFALL_MARGIN = 0.2
@@ -177,13 +178,19 @@ def rolling_summary(done: list[tuple[str, str]]) -> list[str]:
             for i, (name, text) in enumerate(done)]
 
 
+def work_files(folder: Path) -> Iterator[tuple[str, str]]:
+    """``("long-form work file", path)`` of the files a take writes in ``folder``: those there
+    now (chunks are numbered) and the fixed ones."""
+    for name in ("checkpoint.jsonl", "pack.json", "pack.raw.txt", "script.txt"):
+        yield "long-form work file", str(folder / name)
+    chunks = folder / "chunks"
+    if chunks.is_dir():
+        for path in sorted(chunks.glob("[0-9][0-9]*.txt")):
+            yield "long-form work file", str(path)
+
+
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """``data`` into ``path`` through a temporary file in its folder (:func:`files.write_atomic`)."""
-    write_atomic(path, lambda fh: fh.write(data))
 
 
 class LongformStage(ScriptStage):
@@ -192,8 +199,8 @@ class LongformStage(ScriptStage):
     It overrides one hook of :class:`~ai_content_pipeline.stages.script.ScriptStage`, the
     generation of a take (:meth:`_take`), and keeps the rest of the take skeleton: the
     persona rule, resume from the ledger (finished records), the counts, ``require_checks``
-    and the record events. ``ScriptStage(...)`` builds one when the template has sections
-    or ``options`` carry ``sections``. Work folders are claimed in input order
+    and the record events. The registry builds one for a ``script`` step whose template has
+    sections or whose ``options`` carry ``sections`` (:data:`LONGFORM`). Work folders are claimed in input order
     (:meth:`_items`), and the ``work_dir`` is locked while the stage runs.
 
     :raises ConfigError: a bad plan, or prompts that do not compile.
@@ -201,8 +208,9 @@ class LongformStage(ScriptStage):
     """
 
     def __init__(self, backend: LLMBackend, options: ScriptOptions | None = None,
-                 emitter: Emitter | None = None, ledger: Ledger | None = None) -> None:
-        super().__init__(backend, options, emitter, ledger)
+                 emitter: Emitter | None = None, ledger: Ledger | None = None, *,
+                 template: Template | None = None) -> None:
+        super().__init__(backend, options, emitter, ledger, template=template)
         self.plan = plan_for(self.template, self.options.sections, self.options.words)
         self.work_dir = Path(self.options.work_dir)
         self.names = NameClaims()
@@ -236,6 +244,20 @@ class LongformStage(ScriptStage):
             yield from super().run(lines, total)
         finally:
             lock.release()
+
+    def output_folders(self) -> list[str]:
+        """``work_dir``: where :meth:`planned_files` are."""
+        return [self.options.work_dir]
+
+    def planned_files(self, lines: Iterable[InputLine]) -> Iterator[tuple[str, str]]:
+        """The work files an earlier run may have left in each take's folder (named as
+        :meth:`_items` names them): pack, raw pack, ledger, stitched script, chunks."""
+        names = NameClaims()
+        for _, line, take in super()._items(lines):
+            if line.record is None or "error" in line.record:
+                continue
+            rid = record_id(line.record)
+            yield from work_files(self.work_dir / names.claim(rid if take == 0 else f"{rid}-take{take}"))
 
     # -- a record ------------------------------------------------------------------
     def claim_folder(self, index: int, record: dict[str, Any], take: int) -> str:
@@ -318,6 +340,10 @@ class _RecordRun:
 
     # -- files ---------------------------------------------------------------------
     def _prepare(self) -> None:
+        if not self.stage.may_replace(self.folder):
+            for _, earlier in work_files(self.folder):
+                if os.path.lexists(earlier):
+                    raise refuse_overwrite(earlier, "long-form work file")
         if not self.options.resume:
             for name in ("checkpoint.jsonl", "pack.json", "pack.raw.txt", "script.txt"):
                 (self.folder / name).unlink(missing_ok=True)
@@ -367,7 +393,7 @@ class _RecordRun:
             ledger.close()
         text = "\n\n".join(t for _, t in done)
         path = self.folder / "script.txt"
-        _atomic_write(path, text.encode("utf-8"))
+        write_atomic(path, lambda fh: fh.write(text.encode("utf-8")))
         return {
             **self._script(text, path, entries, pack_info),
             "checks": self.checks(text),
@@ -424,12 +450,12 @@ class _RecordRun:
             pack = parse_pack(result.text)
         except ValueError as exc:
             raw = self.folder / "pack.raw.txt"
-            _atomic_write(raw, result.text.encode("utf-8"))
+            write_atomic(raw, lambda fh: fh.write(result.text.encode("utf-8")))
             first = self.stage.plan[0].name
             raise RecordError(f"chunk 1 ({first}): the canonical pack reply is not valid: {exc}",
                               stage="script", hint=f"the raw reply is kept in {raw}", chunk=1,
                               section=first, part="pack", raw=str(raw)) from exc
-        _atomic_write(path, orjson.dumps(pack.model_dump(), option=orjson.OPT_INDENT_2))
+        write_atomic(path, lambda fh: fh.write(orjson.dumps(pack.model_dump(), option=orjson.OPT_INDENT_2)))
         self.ctx["pack"] = pack.model_dump()
         info = {"path": str(path), "tokens": {"prompt": result.prompt_tokens, "completion": result.completion_tokens},
                 "seconds": round(result.seconds, 3), "key": key}
@@ -536,3 +562,29 @@ class _RecordRun:
             "continuations": continuations, "shortfall": shortfall, "sha256": _sha256(text),
         }
 
+
+def _check_plan(step: ScriptStepConfig) -> None:
+    """A chain step's long-form plan (``params.sections``), checked when the chain file is read.
+
+    :raises ConfigError: a bad section or word count; its ``loc`` is ``("params", "sections")``.
+    """
+    if not step.params.get("sections"):
+        return
+    try:
+        plan_for(load_template(step.template), step.params["sections"], step.params.get("words"))
+    except AicpError as exc:
+        exc.loc = ("params", "sections")  # type: ignore[attr-defined]
+        raise
+
+
+def _applies(options: ScriptOptions, template: Template | None = None) -> bool:
+    return is_longform(options, template)
+
+
+#: Long-form refines the ``script`` kind: the registry builds a :class:`LongformStage` for a
+#: run whose template has sections or whose options carry a plan (:func:`is_longform`).
+LONGFORM = StageKind(
+    name=SCRIPT.name, stage=LongformStage, options=ScriptOptions, step_model=ScriptStepConfig,
+    backend=SCRIPT.backend, entry=SCRIPT.entry, record_field=SCRIPT.record_field, dirs=SCRIPT.dirs,
+    context=SCRIPT.context, applies=_applies, check_step=_check_plan, events=SCRIPT.events, command=SCRIPT.command,
+)

@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any
+from typing import Any, Literal
 
 from ..backends.base import (
     BatchRequest,
@@ -71,17 +71,14 @@ from ..templates import (
     Template,
     TemplateSandboxError,
     check_extra_context,
-    file_ref,
     load_persona,
     load_template,
     persona_voice,
 )
 from ..text import trim_chatter
-from .common import Stage, StageStats, check_run_paths, ordered_map, with_retries
-
-if TYPE_CHECKING:
-    from ..shards import ShardRun
-from .step import Write
+from .common import Stage, ordered_map, with_retries
+from .entries import ScriptEntry, fits
+from .kind import StageKind, StepConfig
 
 #: Upper bounds of ``--best-of`` and ``--batch``.
 MAX_BEST_OF = int(BEST_OF.max or 16)
@@ -120,6 +117,8 @@ class ScriptOptions:
     :ivar require_checks: a take that fails its checks becomes a record ``error``.
     :ivar timeout: Ollama only: seconds to wait for the connection and for each read of a
         reply (``None``: 300); read when the backend is built (``--timeout``, chain ``params``).
+    :ivar overwrite: long-form only: replace the work files an earlier run left in
+        ``work_dir/{id}/``; without it (and without ``resume``) they stop the run (exit 2).
     :ivar threads: llama.cpp only: CPU threads (``None``: every CPU this process may run on);
         read when the backend is built (``--threads``, chain ``params``).
 
@@ -147,6 +146,7 @@ class ScriptOptions:
     best_of: BestOf = 1
     batch: Batch = 1
     require_checks: bool = False
+    overwrite: bool = False
 
     def validate(self, template: Template | None = None) -> None:
         """Load the template (unless the caller has it: ``template``) and default persona now;
@@ -189,8 +189,6 @@ class ScriptOptions:
 def reusable_script(value: dict[str, Any] | None) -> bool:
     """Whether a ledger value is a script that can be served again (see
     :class:`~ai_content_pipeline.stages.entries.ScriptEntry`)."""
-    from .entries import ScriptEntry, fits
-
     return fits(ScriptEntry, value)
 
 
@@ -231,34 +229,23 @@ class ScriptStage(Stage):
     :param options: :class:`ScriptOptions`.
     :param emitter: where record/progress events go.
     :param ledger: checkpoint ledger; every finished take is appended to it.
-    :raises UsageError: unknown template, bad ``best_of``/``batch`` (at construction).
+    :param template: the template of ``options.template`` when the caller loaded it already.
+    :raises UsageError: unknown template, a long-form one (built as a ``LongformStage``: see
+        :func:`~ai_content_pipeline.stages.registry.build_stage`), bad ``best_of``/``batch``.
     """
 
     stage = "script"
 
-    def __new__(cls, backend: LLMBackend, options: ScriptOptions | None = None,
-                emitter: Emitter | None = None, ledger: Ledger | None = None) -> ScriptStage:
-        """A sectioned template (or a plan in ``options.sections``) makes a
-        :class:`~ai_content_pipeline.stages.longform.LongformStage` (see :func:`is_longform`);
-        anything else a ScriptStage.
-
-        :raises UsageError: unknown template (before anything else is checked).
-        """
-        options = options or ScriptOptions()
-        template = load_template(options.template)  # the run's one load of it (unknown: usage error first)
-        if cls is ScriptStage and is_longform(options, template):
-            from .longform import LongformStage  # only here: longform.py builds on this module
-
-            cls = LongformStage
-        stage = super().__new__(cls)
-        stage.template = template  # __init__ keeps it
-        return stage
-
     def __init__(self, backend: LLMBackend, options: ScriptOptions | None = None,
-                 emitter: Emitter | None = None, ledger: Ledger | None = None) -> None:
+                 emitter: Emitter | None = None, ledger: Ledger | None = None, *,
+                 template: Template | None = None) -> None:
         options = options or ScriptOptions()
         self.options: ScriptOptions
-        self.template: Template = self.__dict__.get("template") or load_template(options.template)
+        #: the run's one load of its template (``template``: loaded by the caller, the registry)
+        self.template: Template = template or load_template(options.template)
+        if type(self) is ScriptStage and is_longform(options, self.template):
+            raise UsageError(f"template '{self.template.name}' is long-form: it runs as a LongformStage",
+                             hint="build the stage with stages.registry.build_stage('script', ...)")
         super().__init__(backend, options, emitter, ledger)  # loads the default persona, once
         options.check(self.template)
         # concurrent backends: candidates of all takes share the --jobs request slots (per host)
@@ -560,62 +547,33 @@ class ScriptStage(Stage):
             yield from ordered_map(self._process, self._items(lines), jobs, on_abort=self._abort)
 
 
-def run_script(
-    sources: Iterable[str],
-    options: ScriptOptions,
-    *,
-    backend: LLMBackend,
-    emitter: Emitter,
-    write: Write,
-    checkpoint: str | None = None,
-    stdin: IO[bytes] | None = None,
-    stdout: IO[Any] | None = None,
-    log: str | None = None,
-    shard: ShardRun | None = None,
-) -> StageStats:
-    """Run the script stage over JSON Lines ``sources`` and ``write`` each output record.
+class ScriptStepConfig(StepConfig):
+    """A ``script`` step of a chain file: an LLM writes a script per record (see ``aicp script``).
 
-    Reads the input once (:func:`~ai_content_pipeline.stages.step.open_input`: a regular file to
-    its end first, for progress ``total``; a pipe record by record), opens
-    the checkpoint ledger and streams records through :class:`ScriptStage`, which
-    loads the backend on the first request that the ledger cannot serve
-    (``model_load``) and always unloads it at the end (``model_unload``), also on
-    errors and Ctrl-C.
-
-    :param sources: JSON Lines files (``-`` or none: ``stdin``).
-    :param write: ``write(record)`` for each output record, in input order (e.g. ``RecordWriter.write``).
-    :param checkpoint: the ledger file (``None``: no ledger; ``resume`` needs one).
-    :param stdin: the binary stream ``-`` reads (default ``sys.stdin.buffer``).
-    :param stdout: the stream ``write`` ends in, if any: checked not to be an input or the ledger.
-    :param log: a take log (SQLite, :mod:`ai_content_pipeline.takelog`) that gets every take.
-    :param shard: a :class:`~ai_content_pipeline.shards.ShardRun` (``--shard K/N``): only its lines
-        are processed and each record is tagged with ``_aicp``.
-    :returns: the run's :class:`StageStats`.
-    :raises UsageError: ``resume`` without ``checkpoint``, unreadable input, an output that is
-        also an input, a checkpoint, log or work folder that cannot be written (before any model call).
-    :raises BackendUnavailable: the backend cannot be loaded.
+    :ivar template/persona: the step's template and default persona (names or files).
+    :ivar backend: ``auto``, ``llamacpp`` or ``ollama``.
+    :ivar model/host/keep_alive: as ``aicp script --model/--host/--keep-alive``; ``host`` may
+        list several Ollama hosts (a YAML list or a comma list).
     """
-    from ..files import check_output_dir
-    from .step import Step, open_input
 
-    if options.resume and not checkpoint:
-        raise UsageError("--resume needs --checkpoint PATH (the ledger of finished records)")
-    sources = list(sources) or ["-"]
-    check_run_paths(sources, checkpoint, stdout,
-                    {"--persona": file_ref(options.persona), "--template": file_ref(options.template)},
-                    {"--log": log})
-    takelog = None
-    with Step("script", backend, options, emitter=emitter, checkpoint=checkpoint) as step:
-        if options.words is not None or options.sections is not None or step.stage.template.sections:
-            check_output_dir(options.work_dir, "--work-dir")  # before the input is read
-        try:
-            if log:
-                from ..takelog import TakeLog
-                step.stage.takelog = takelog = TakeLog(log, "aicp-script")
-            with open_input(sources, stdin=stdin, shard=shard) as lines:
-                step.run(lines, write, lines.total, shard=shard)
-        finally:
-            if takelog is not None:
-                takelog.close()
-    emitter.run_complete("script", step.stats.as_dict())
-    return step.stats
+    type: Literal["script"]
+    template: str = "song-intro"
+    persona: str | None = None
+    backend: str = "auto"
+    model: str | None = None
+    host: str | list[str] | None = None
+    keep_alive: str | None = None
+
+
+#: The ``script`` stage kind (long-form refines it: :data:`~ai_content_pipeline.stages.longform.LONGFORM`).
+def _context(options: ScriptOptions) -> dict[str, Any]:
+    return {"template": load_template(options.template)}  # unknown: a usage error before anything else
+
+
+SCRIPT = StageKind(
+    name="script", stage=ScriptStage, options=ScriptOptions, step_model=ScriptStepConfig, backend="llm",
+    context=_context,
+    entry=ScriptEntry, record_field="script", dirs={"work_dir": ("longform", True)},
+    events="`words`, `seconds`, `tokens`, `checks` (`{passed, failed}`), `host` (Ollama: the server that wrote it)",
+    command="ai_content_pipeline.cli.script:script_command",
+)

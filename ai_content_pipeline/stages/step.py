@@ -1,10 +1,10 @@
 """One step: a stage over a stream of input records, with its ledger, events and cancel check.
 
 Every front end runs a stage through here: ``aicp-script`` and ``aicp-voice``
-(:func:`~ai_content_pipeline.stages.script.run_script`,
-:func:`~ai_content_pipeline.stages.voice.run_voice`), each step of a chain
+(:func:`~ai_content_pipeline.stages.commands.run_script`,
+:func:`~ai_content_pipeline.stages.commands.run_voice`), each step of a chain
 (:class:`~ai_content_pipeline.chain.runner.ChainRunner`, which ``aicp serve`` runs) and the
-radio API (:mod:`ai_content_pipeline.radio`). A :class:`Step` opens the checkpoint ledger,
+radio API (:mod:`ai_content_pipeline.radio`). A :class:`StageRun` opens the checkpoint ledger,
 builds the stage from the registry (:mod:`~ai_content_pipeline.stages.registry`), hands it
 the ``cancel`` check it asks between records and long-form chunks, streams records through
 it to ``write`` and closes the ledger however the run ends. The stage loads its backend on
@@ -29,7 +29,7 @@ from ..events import Emitter
 from ..jsonl import InputLine, count_records, countable, dumps, loads, read_records
 from ..ledger import Ledger
 from .common import Stage, StageStats
-from .registry import stage_class
+from .registry import build_stage
 
 if TYPE_CHECKING:
     from ..shards import ShardRun
@@ -145,40 +145,48 @@ def count_input(sources: Iterable[str | os.PathLike[str]], *, stdin: IO[bytes] |
     return count_records(sources, stdin=stdin)
 
 
-class Step:
+class StageRun:
     """A stage of type ``kind`` with its ledger, used as a context manager.
 
     On entry the ledger at ``checkpoint`` is opened (``None``: no ledger) and the stage built
-    (``stage_class(kind)(backend, options, emitter, ledger)``); on exit the ledger is closed,
+    (:func:`~ai_content_pipeline.stages.registry.build_stage`: the kind, or the refinement of it
+    that ``options`` ask for, such as long-form); on exit the ledger is closed,
     also when the stage cannot be built or the run fails. The stage is :attr:`stage` in
     between (callers add what it needs: protected files, an early :meth:`load`).
 
-    :param kind: ``script`` or ``voice`` (see :data:`~ai_content_pipeline.stages.registry.STAGE_TYPES`).
-    :param backend: the stage's backend, built but not loaded.
+    :param kind: a registered step type (``script``, ``voice``: see
+        :func:`~ai_content_pipeline.stages.registry.stage_types`).
+    :param backend: the stage's backend, built but not loaded (``None`` for a kind without one).
     :param options: ``ScriptOptions`` / ``VoiceOptions``.
     :param emitter: the stage's record, progress and model events.
     :param checkpoint: the ledger file, a :class:`~ai_content_pipeline.ledger.Ledger` already open
         (several steps of one batch share it: the file is read once), or ``None``.
     :param cancel: ``cancel() -> bool``, asked between records and long-form chunks.
+    :param protect: files no output of the stage may replace (its inputs, stdout, the chain's
+        files): added to the stage's ``protected`` set, for stages that write files.
+    :param takelog: the take log the stage adds each take or file to (``--log``), or ``None``.
     :raises UsageError: on entry: unknown template, persona or format (the stage's own checks).
     """
 
     def __init__(self, kind: str, backend: Any, options: Any, *, emitter: Emitter,
                  checkpoint: str | os.PathLike[str] | Ledger | None = None,
-                 cancel: Callable[[], bool] | None = None) -> None:
+                 cancel: Callable[[], bool] | None = None, protect: Iterable[Any] = (),
+                 takelog: Any = None) -> None:
         self.kind = kind
         self.backend = backend
         self.options = options
         self.emitter = emitter
         self.checkpoint = checkpoint
         self.cancel = cancel
+        self.protect = list(protect)
+        self.takelog = takelog
         self.ledger: Ledger | None = None
         self._stage: Stage | None = None
 
     @property
     def stage(self) -> Any:
         """The stage (inside the ``with`` block)."""
-        assert self._stage is not None, "use Step as a context manager"
+        assert self._stage is not None, "use StageRun as a context manager"
         return self._stage
 
     @property
@@ -186,17 +194,22 @@ class Step:
         """The stage's counts (final once :meth:`run` returned)."""
         return self.stage.stats
 
-    def __enter__(self) -> Step:
+    def __enter__(self) -> StageRun:
         if isinstance(self.checkpoint, Ledger):
             self.ledger = self.checkpoint
         else:
             self.ledger = Ledger(self.checkpoint) if self.checkpoint else None
         try:
-            self._stage = stage_class(self.kind)(self.backend, self.options, self.emitter, self.ledger)
+            self._stage = build_stage(self.kind, self.backend, self.options, self.emitter, self.ledger)
         except BaseException:
             self.close()
             raise
         self._stage.cancel = self.cancel
+        self._stage.takelog = self.takelog
+        protected = getattr(self._stage, "protected", None)
+        if protected is not None:
+            for target in self.protect:
+                protected.add(target)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -242,4 +255,4 @@ class Step:
             yield from records
 
 
-__all__ = ["SpooledLines", "Step", "StepInput", "Write", "count_input", "countable", "open_input", "read_input"]
+__all__ = ["SpooledLines", "StageRun", "StepInput", "Write", "count_input", "countable", "open_input", "read_input"]

@@ -29,10 +29,10 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import Any, Literal
 
 from ..audio import (
     PEAK_CEILING_DBFS,
@@ -46,20 +46,17 @@ from ..audio import (
     write_audio_atomic,
 )
 from ..backends.base import TTSBackend, Voice
-from ..errors import AicpError, ChecksFailed, InputError, RecordError, SynthesisError, UsageError
+from ..errors import AicpError, ChecksFailed, InputError, RecordError, SynthesisError
 from ..events import Emitter
-from ..files import FolderLock, NameClaims, Protected, check_output_dir
+from ..files import FolderLock, NameClaims, Protected
 from ..jsonl import InputLine
 from ..ledger import Ledger, request_key
 from ..limits import AudioFormat, Bitrate, Loudness, Retries, SampleRate, Seed
 from ..records import get_path, record_id, slugify, word_count
-from ..templates import Persona, file_ref, record_voice_file
-from .common import Stage, StageStats, check_run_paths, with_retries
-from .step import SpooledLines as SpooledLines  # noqa: F401 - its older import path
-from .step import Write
-
-if TYPE_CHECKING:
-    from ..shards import ShardRun
+from ..templates import Persona, record_voice_file
+from .common import Stage, refuse_overwrite, with_retries
+from .entries import AudioEntry, fits
+from .kind import StageKind, StepConfig
 
 
 @dataclass
@@ -80,6 +77,8 @@ class VoiceOptions:
     :ivar require_checks: a script whose ``script.checks.passed`` is false is not voiced: its
         record gets an ``error`` (:class:`~ai_content_pipeline.errors.ChecksFailed`). Without
         it such a script is voiced with a warning naming the failed checks.
+    :ivar overwrite: replace audio files an earlier run wrote in ``out_dir``; without it (and
+        without ``resume``) such a file stops the run (exit 2) before it is replaced.
 
     Numeric fields and ``format`` carry the ranges and choices of
     :mod:`ai_content_pipeline.limits` (the same as the flags').
@@ -97,6 +96,7 @@ class VoiceOptions:
     resume: bool = False
     strict: bool = False
     require_checks: bool = False
+    overwrite: bool = False
 
 
 def failed_checks(record: dict[str, Any], text_field: str | None = None) -> list[str] | None:
@@ -202,7 +202,7 @@ def remove_stale_parts(folder: Path) -> int:
 
 
 #: The temporary names :func:`~ai_content_pipeline.audio.write_audio_atomic` gives files.
-_TEMPORARY = re.compile(r"\..+\.[0-9a-f]{8}\.part")
+_TEMPORARY = re.compile(r"\..+\.[0-9a-z_]{8}\.part")
 
 
 class VoiceStage(Stage):
@@ -281,8 +281,6 @@ class VoiceStage(Stage):
     def _reusable(self, key: str, path: Path) -> dict[str, Any] | None:
         if not (self.options.resume and self.ledger is not None):
             return None
-        from .entries import AudioEntry, fits
-
         value = self.ledger.get(key)
         if value is None or not fits(AudioEntry, value):
             return None  # not an audio entry (hand-edited, another tool's): voice it again
@@ -294,18 +292,52 @@ class VoiceStage(Stage):
             return None
         return value if size == value["size"] else None
 
+    def _persona(self, record: dict[str, Any]) -> tuple[str, Persona | None]:
+        """The text and persona of ``record``.
+
+        :raises AicpError: no text, an unknown persona, a persona that needs a voice file.
+        """
+        text = record_text(record, self.options.text_field)
+        persona: Persona | None = self.personas.for_record(record, PERSONA_FIELDS, carried=CARRIED_PERSONA)
+        needs = record_voice_file(persona, self.backend.name)
+        if needs is not None and not self.backend.explicit_voice:
+            assert persona is not None
+            raise InputError(
+                f"persona '{persona.name}' speaks with a file ({needs}), and a record cannot "
+                "choose files", field="script.persona_voice",
+                hint=f"give the persona file: aicp-voice -p PATH/{persona.name}.yaml (or --voice FILE)")
+        return text, persona
+
+    def _path(self, names: NameClaims, record: dict[str, Any], persona: Persona | None) -> Path:
+        """The audio file of ``record``, claimed in ``names`` (records in input order)."""
+        stem = record_audio_stem(record, persona.name if persona else None)
+        return Path(self.options.out_dir) / names.claim(stem, f".{self.ext}")
+
+    def output_folders(self) -> list[str]:
+        """``out_dir``: where :meth:`planned_files` are."""
+        return [self.options.out_dir]
+
+    def planned_files(self, lines: Iterable[InputLine]) -> Iterator[tuple[str, str]]:
+        """The audio files a run over ``lines`` writes, named as :meth:`run` names them."""
+        names = NameClaims()
+        for line in lines:
+            record = line.record
+            if record is None or "error" in record:
+                continue
+            try:
+                _, persona = self._persona(record)
+            except AicpError:
+                continue
+            if self.options.require_checks and failed_checks(record, self.options.text_field) is not None:
+                continue
+            path = self._path(names, record, persona)
+            if path not in self.protected:  # that record fails on its own, naming the file
+                yield "audio file", str(path)
+
     def _voice_record(self, index: int, record: dict[str, Any]) -> dict[str, Any]:
         rid = record_id(record)
         try:
-            text = record_text(record, self.options.text_field)
-            persona: Persona | None = self.personas.for_record(record, PERSONA_FIELDS, carried=CARRIED_PERSONA)
-            needs = record_voice_file(persona, self.backend.name)
-            if needs is not None and not self.backend.explicit_voice:
-                assert persona is not None
-                raise InputError(
-                    f"persona '{persona.name}' speaks with a file ({needs}), and a record cannot "
-                    "choose files", field="script.persona_voice",
-                    hint=f"give the persona file: aicp-voice -p PATH/{persona.name}.yaml (or --voice FILE)")
+            text, persona = self._persona(record)
         except AicpError as exc:
             err = exc if isinstance(exc, RecordError) else InputError(exc.message, hint=exc.hint, stage="voice")
             return self._fail(index, rid, record, err)
@@ -315,13 +347,14 @@ class VoiceStage(Stage):
         seed = self.options.seed if self.options.seed is not None else (persona.seed if persona else None)
         voice = self.backend.default_voice(persona, seed)
         take = record_take(record)
-        stem = record_audio_stem(record, persona.name if persona else None)
-        path = Path(self.options.out_dir) / self.names.claim(stem, f".{self.ext}")
+        path = self._path(self.names, record, persona)
         key = self.request_key(text, voice, path.name)
         if path in self.protected:
             return self._fail(index, rid, record, InputError(
                 f"its audio file {path} is a file this run reads or writes; it was not replaced",
                 stage="voice", hint="give the record another id, or write audio to another --out-dir"))
+        if os.path.lexists(path) and not self.may_replace(path):
+            raise refuse_overwrite(path, "audio file")
 
         reused = self._reusable(key, path)
         if reused is not None:
@@ -393,76 +426,27 @@ class VoiceStage(Stage):
             lock.release()
 
 
-def run_voice(
-    sources: Iterable[str],
-    options: VoiceOptions,
-    *,
-    backend: TTSBackend,
-    emitter: Emitter,
-    write: Write,
-    checkpoint: str | None = None,
-    barrier: bool = True,
-    stdin: IO[bytes] | None = None,
-    stdout: IO[Any] | None = None,
-    log: str | None = None,
-    shard: ShardRun | None = None,
-) -> StageStats:
-    """Run the voice stage over JSON Lines ``sources`` and ``write`` each output record.
+class VoiceStepConfig(StepConfig):
+    """A ``voice`` step of a chain file: a TTS model speaks each record's script (see ``aicp voice``).
 
-    ``barrier=True``: read all input to EOF first (spooled to a temporary file),
-    then load the model on the first synthesis. ``barrier=False``: load the
-    model at once and voice each record as it arrives. The backend is always
-    unloaded at the end (``model_unload``), also on errors and Ctrl-C.
-
-    :param sources: JSON Lines files (``-`` or none: ``stdin``).
-    :param write: ``write(record)`` for each output record, in input order (e.g. ``RecordWriter.write``).
-    :param checkpoint: the ledger file (``None``: no ledger; ``resume`` needs one).
-    :param stdin: the binary stream ``-`` reads (default ``sys.stdin.buffer``).
-    :param stdout: the stream ``write`` ends in, if any: checked not to be an input or the ledger.
-    :param log: a take log (:mod:`ai_content_pipeline.takelog`): each audio file is added to the
-        take its record came from.
-    :param shard: a :class:`~ai_content_pipeline.shards.ShardRun` (``--shard K/N``): only its lines
-        are voiced and each record is tagged with ``_aicp``.
-    :returns: the run's :class:`StageStats` (``audio_seconds`` filled).
-    :raises UsageError: ``resume`` without ``checkpoint``, unreadable input, bad format, an
-        output that is also an input, a path that cannot be written, a locked ``out_dir``
-        (all before any model loads).
-    :raises BackendUnavailable: the backend cannot be loaded.
+    :ivar persona: the default persona. :ivar backend: ``auto``, ``piper`` or ``chatterbox``.
+    :ivar voice: the backend's voice (a Piper ``.onnx`` path, a Chatterbox reference clip).
+    :ivar device: ``cuda``, ``cpu``, ``mps`` or ``auto`` (Chatterbox; default: detected), the
+        choices of ``aicp voice --device``.
+    :ivar checkpoint_dir: local Chatterbox weights (``ChatterboxTTS.from_local``).
     """
-    from .step import Step, open_input
 
-    if options.resume and not checkpoint:
-        raise UsageError("--resume needs --checkpoint PATH (the ledger of finished records)")
-    sources = list(sources) or ["-"]
-    check_run_paths(sources, checkpoint, stdout, {"--persona": file_ref(options.persona)}, {"--log": log})
-    check_output_dir(options.out_dir, "--out-dir")
-    # Take the folder lock now, before input is read or a model loads (the stage takes it
-    # again, re-entrantly, when it runs): a second run on the folder stops at once.
-    folder_lock = FolderLock(options.out_dir, "--out-dir").acquire()
-    takelog = None
-    try:
-        with Step("voice", backend, options, emitter=emitter, checkpoint=checkpoint) as step:
-            stage: VoiceStage = step.stage
-            for target in (*sources, stdout, file_ref(options.persona), log):
-                stage.protected.add(target)
-            if log:
-                from ..takelog import TakeLog
-                stage.takelog = takelog = TakeLog(log, "aicp-voice")
-            # read once: to EOF first behind the barrier (or from a regular file, for the
-            # progress total), else record by record as they arrive
-            with open_input(sources, stdin=stdin, shard=shard, spool=True if barrier else None) as lines:
-                if barrier:
-                    emitter.message(f"read {lines.total} records; loading the voice model", "debug")
-                else:
-                    try:
-                        stage.load()
-                    except BaseException:
-                        stage.session.close()
-                        raise
-                step.run(lines, write, lines.total, shard=shard)
-    finally:
-        folder_lock.release()
-        if takelog is not None:
-            takelog.close()
-    emitter.run_complete("voice", step.stats.as_dict())
-    return step.stats
+    type: Literal["voice"]
+    persona: str | None = None
+    backend: str = "auto"
+    voice: str | None = None
+    device: Literal["auto", "cuda", "mps", "cpu"] | None = None
+    checkpoint_dir: str | None = None
+
+
+#: The ``voice`` stage kind: audio files in ``output_dir/audio`` (``out_dir``).
+VOICE = StageKind(
+    name="voice", stage=VoiceStage, options=VoiceOptions, step_model=VoiceStepConfig, backend="tts",
+    entry=AudioEntry, record_field="audio", dirs={"out_dir": ("audio", False)},
+    events="`audio_seconds`, `rtf`, `chunks`, `path`", command="ai_content_pipeline.cli.voice:voice_command",
+)
