@@ -60,7 +60,7 @@ BackendFactory = Callable[[StepSpec, Callable[[str], None]], Any]
 GPU_DEVICES = ("cuda", "gpu", "mps")
 
 
-def create_backend(step: StepSpec, notice: Callable[[str], None]) -> Any:
+def create_backend(step: Any, notice: Callable[[str], None]) -> Any:
     """Default :data:`BackendFactory`: the registry's LLM or TTS backend for ``step``, given
     the step's backend options (each backend takes those its options model declares).
 
@@ -84,7 +84,7 @@ def _voice_options(step: VoiceStep) -> dict[str, Any]:
                               ("checkpoint_dir", step.checkpoint_dir)) if v is not None}
 
 
-def resolve_backend(step: StepSpec) -> tuple[str, str | None]:
+def resolve_backend(step: Any) -> tuple[str, str | None]:
     """What ``auto`` would pick for ``step``, without loading anything: ``(backend, model)``
     (the model a step names, else the backend's bundled one, else ``None``)."""
     from ..backends.registry import get

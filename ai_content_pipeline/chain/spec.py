@@ -315,7 +315,9 @@ _REFS = (("template", load_template), ("persona", load_persona))
 
 
 def _backend_choices(kind: Any) -> tuple[str, ...]:
-    return LLM_CHOICES if kind.backend == "llm" else TTS_CHOICES
+    """``auto`` and the registered backends of the kind ``kind`` uses (read now: a backend
+    registered later is among them)."""
+    return tuple(LLM_CHOICES if kind.backend == "llm" else TTS_CHOICES)
 
 
 def reserved_params(step_type: str) -> frozenset[str]:
