@@ -24,9 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from ..events import StreamEmitter, event_json
+from ..jsonl import dumps, loads
 from .db import Job
 from .store import JobStore
 
@@ -97,7 +96,7 @@ class JobEmitter(StreamEmitter):
 
 
 def _read_records(path: Path) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+    return [loads(line) for line in path.read_bytes().splitlines() if line.strip()]  # numbers as written
 
 
 class Worker:
@@ -203,7 +202,7 @@ class Worker:
         source = folder / "input.jsonl"
         if not source.is_file():  # written here, not by the API: the worker may be another host
             part = source.with_name(".input.jsonl.part")
-            part.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in job.inputs))
+            part.write_bytes(b"".join(dumps(r) + b"\n" for r in job.inputs))
             os.replace(part, source)
         spec = ChainSpec.model_validate({**job.chain, "input": str(source), "output_dir": str(folder / "out")})
         emitter = JobEmitter(self.store, job)
