@@ -90,6 +90,38 @@ def _watch_parent(parent: int) -> None:
     threading.Thread(target=watch, name="aicp-parent-watch", daemon=True).start()
 
 
+def name_map(given: tuple[str, ...] | list[str], option: str, *, files: bool) -> dict[str, str]:
+    """``--allow-model``/``--allow-voice`` values as ``{name: value}``: ``NAME=FILE`` maps to the
+    file's absolute path (so the worker opens it wherever it runs from); a bare ``NAME`` (models
+    only) is an Ollama model, or the bundled model or voice by its name.
+
+    :raises UsageError: an empty name, a bare name where a file is needed, a file that does
+        not exist (exit 2).
+    """
+    from ..service.requests import default_models, default_voices
+
+    bundled = default_voices() if files else default_models()
+    out: dict[str, str] = {}
+    for item in given:
+        name, sep, file = item.partition("=")
+        name = name.strip()
+        if not name or (sep and not file):
+            raise UsageError(f"{option} takes NAME=FILE{'' if files else ' or NAME'}, not {item!r}")
+        if not sep:
+            if name in bundled:
+                out[name] = bundled[name]
+            elif files:
+                raise UsageError(f"{option} {name}: give the voice file as {name}=FILE")
+            else:
+                out[name] = name
+            continue
+        path = os.path.abspath(os.path.expanduser(file))
+        if not os.path.isfile(path):
+            raise UsageError(f"{option} {name}={file}: no such file")
+        out[name] = path
+    return out
+
+
 def _check_limits(max_records: int, max_body: int) -> None:
     if max_records < 1 or max_body < 1024:
         raise UsageError("--max-records must be at least 1 and --max-body at least 1024")
@@ -196,11 +228,20 @@ def _prepare_data_dir(data_dir: str) -> None:
 @click.option("--min-free-mb", default=512, show_default=True, type=click.IntRange(0), metavar="MB",
               help="Refuse new jobs (HTTP 507), and claim none, while the disk of --data-dir has "
                    "less free space (MiB).")
+@click.option("--max-streams", default=8, show_default=True, type=click.IntRange(1), metavar="N",
+              help="Most event streams (SSE) one client address may hold open (more: HTTP 429).")
+@click.option("--allow-model", "allow_models", multiple=True, metavar="NAME[=FILE]",
+              help="A model clients may name: NAME=FILE.gguf, or an Ollama model NAME (repeat for more; "
+                   "default: the bundled SmolLM2 GGUF).")
+@click.option("--allow-voice", "allow_voices", multiple=True, metavar="NAME=FILE",
+              help="A voice clients may name in a voice step: NAME=FILE (a Piper .onnx, or a "
+                   "Chatterbox reference clip; repeat for more; default: the bundled Piper voice).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="uvicorn log level.")
 def serve_command(host: str, port: int, data_dir: str, database_url: str | None, token: str | None,
                   insecure: bool, no_worker: bool, max_records: int, max_body: int, stale_after: float,
-                  min_free_mb: int, log_level: str) -> int:
+                  min_free_mb: int, max_streams: int, allow_models: tuple[str, ...],
+                  allow_voices: tuple[str, ...], log_level: str) -> int:
     """Serve the generation API over HTTP, with one worker process beside it.
 
     Clients submit records (or one topic) and get scripts and audio: each job
@@ -244,7 +285,9 @@ def serve_command(host: str, port: int, data_dir: str, database_url: str | None,
     settings = ServiceSettings(data_dir=data_dir, database_url=database_url, token=token or None,
                                max_records=max_records, max_body=max_body, worker=not no_worker,
                                worker_command=worker, worker_env=env, stale_after=stale_after,
-                               min_free_bytes=min_free_mb * 1024 * 1024)
+                               min_free_bytes=min_free_mb * 1024 * 1024, max_streams=max_streams,
+                               models=name_map(allow_models, "--allow-model", files=False) if allow_models else None,
+                               voices=name_map(allow_voices, "--allow-voice", files=True) if allow_voices else None)
     app = create_app(settings, JobStore(engine))
     config = uvicorn.Config(app, host=plain, port=port, log_level=log_level, timeout_graceful_shutdown=5,
                             log_config=_log_config(prefix))

@@ -23,7 +23,8 @@ from typing import Any, Literal
 import orjson
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,13 +32,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import __version__
 from ..errors import AicpError
 from ..faults import NO_SPACE
+from ..jsonl import dumps as exact_dumps
 from .db import FINAL_STATUSES, STATUSES, Job
+from .redact import Redactor, worker_label
 from .requests import GenerateRequest, RequestProblem, build_chain, validate_chain
 from .store import JobStore
 
 log = logging.getLogger("aicp.serve")
 API = "/api/v1"
 PUBLIC_PATHS = frozenset({f"{API}/health"})
+#: the largest offset, sequence number or count a query parameter or header may carry
+#: (a 64-bit signed integer: what the databases' INTEGER holds)
+MAX_INDEX = 2**63 - 1
 
 
 @dataclass
@@ -58,6 +64,12 @@ class ServiceSettings:
     :ivar heartbeat_seconds/stale_after: worker heartbeat interval; silence after which
         a running job is requeued (seconds).
     :ivar events_poll: seconds between database looks of a live event stream.
+    :ivar max_streams: most event streams (SSE) one client address may hold open at once
+        (more: 429 with ``Retry-After``).
+    :ivar models: the LLM models clients may name: ``{name: .gguf path or Ollama model}``;
+        ``None``: the bundled model only.
+    :ivar voices: the voices clients may name: ``{name: voice file}``; ``None``: the bundled
+        Piper voice only.
     """
 
     data_dir: str = "aicp-data"
@@ -72,6 +84,9 @@ class ServiceSettings:
     heartbeat_seconds: float = 2.0
     stale_after: float = 30.0
     events_poll: float = 0.2
+    max_streams: int = 8
+    models: dict[str, str] | None = None
+    voices: dict[str, str] | None = None
 
 
 class ApiError(Exception):
@@ -167,6 +182,49 @@ class BearerAuth:
         await self.app(scope, receive, send)
 
 
+class _ExactJSONRequest(Request):
+    """A request whose JSON body is read by :func:`~ai_content_pipeline.service.body.parse_body`."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_exact_json"):
+            from .body import parse_body
+
+            self._exact_json = parse_body(await self.body())
+        return self._exact_json
+
+
+class ExactJSONRoute(APIRoute):
+    """A route whose JSON body is read as the commands read records (:mod:`.body`): every value
+    kept as sent (numbers byte-exact) or refused with a 422 naming the field, before FastAPI
+    validates it against the endpoint's model."""
+
+    def get_route_handler(self) -> Callable[[Request], Any]:
+        handler = super().get_route_handler()
+
+        async def exact(request: Request) -> Response:
+            if request.method in ("POST", "PUT", "PATCH"):
+                request = _ExactJSONRequest(request.scope, request.receive)
+                if await request.body():
+                    await request.json()  # a RequestProblem here is answered 422
+            return await handler(request)  # type: ignore[no-any-return]
+
+        return exact
+
+
+def _event_id(value: str | None) -> int:
+    """The sequence number of a ``Last-Event-ID`` header (0 when absent or empty).
+
+    :raises RequestProblem: not a whole number from 0 to :data:`MAX_INDEX` (HTTP 422).
+    """
+    given = (value or "").strip()
+    if not given:
+        return 0
+    if not given.isascii() or not given.isdigit() or len(given) > 19 or int(given) > MAX_INDEX:
+        raise RequestProblem("Last-Event-ID", f"must be an event id from 0 to {MAX_INDEX}",
+                             hint="send the `id:` of the last event received")
+    return int(given)
+
+
 def _iso(t: float | None) -> str | None:
     return None if t is None else datetime.fromtimestamp(t, tz=timezone.utc).isoformat().replace("+00:00", "Z")
 
@@ -195,8 +253,10 @@ JOB_EXAMPLE: dict[str, Any] = {
 }
 
 
-def job_summary(job: Job) -> dict[str, Any]:
-    """A job as the list endpoint shows it (no records)."""
+def job_summary(job: Job, names: dict[str, str] | None = None) -> dict[str, Any]:
+    """A job as the list endpoint shows it (no records), naming nothing on the server's disk
+    (see :class:`~ai_content_pipeline.service.redact.Redactor`; ``names``: ``{operator's
+    file: client's name}`` of the models and voices)."""
     progress = {"total": None, "completed": 0, "failed": 0, "skipped": 0, "percent": 0.0, "step": None,
                 "total_steps": len(job.chain.get("steps", [])), "step_type": None, "step_percent": None,
                 "record": None, "chunk": None, "chunks": None, "section": None}
@@ -207,9 +267,10 @@ def job_summary(job: Job) -> dict[str, Any]:
         "generation_id": job.id, "name": job.name, "status": job.status,
         "cancel_requested": job.cancel_requested, "progress": progress,
         "created_at": _iso(job.created_at), "started_at": _iso(job.started_at),
-        "finished_at": _iso(job.finished_at), "attempts": job.attempts, "worker": job.worker_id,
+        "finished_at": _iso(job.finished_at), "attempts": job.attempts, "worker": worker_label(job.worker_id),
         "tokens": {"prompt": job.prompt_tokens, "completion": job.completion_tokens},
-        "audio_seconds": round(job.audio_seconds or 0.0, 3), "cost": job.cost, "error": job.error,
+        "audio_seconds": round(job.audio_seconds or 0.0, 3), "cost": job.cost,
+        "error": Redactor(job.id, names).value(job.error) if job.error else job.error,
         "links": job_links(job.id),
     }
 
@@ -224,8 +285,15 @@ def create_app(settings: ServiceSettings, store: JobStore | None = None,
         over ``settings.data_dir``).
     """
     from .metrics import metrics_response
+    from .requests import default_models, default_voices
 
     state: dict[str, Any] = {"store": store}
+    models = settings.models if settings.models is not None else default_models()
+    voices = settings.voices if settings.voices is not None else default_voices()
+    #: the operator's files as clients name them, for what a client is shown
+    names = {**{v: k for k, v in voices.items()}, **{v: k for k, v in models.items()}}
+    #: open event streams per client address
+    streams: dict[str, int] = {}
 
     def get_store() -> JobStore:
         if state["store"] is None:
@@ -271,6 +339,7 @@ def create_app(settings: ServiceSettings, store: JobStore | None = None,
                   description="Submit records or a topic, get scripts and audio from the local LLM "
                               "and TTS models. Jobs run through the same chain runner as "
                               "`aicp run-chain`; events are its `--stream` JSON events.")
+    app.router.route_class = ExactJSONRoute
     app.add_middleware(BodyLimit, limit=settings.max_body)
     if settings.token:  # added last, so it runs first: an unauthenticated body is never read
         app.add_middleware(BearerAuth, token=settings.token)
@@ -339,14 +408,14 @@ def create_app(settings: ServiceSettings, store: JobStore | None = None,
         if len(records) > settings.max_records:
             raise ApiError(413, "TooManyRecords", f"{len(records)} records; the limit is {settings.max_records}",
                            "split the work into several jobs (see --max-records)")
-        chain, inputs, where = build_chain(body)
+        chain, inputs, where = build_chain(body, models=models, voices=voices)
         _room_for_a_job()
         job_id = uuid.uuid4().hex
         folder = Path(settings.data_dir) / "jobs" / job_id
         try:  # whatever goes wrong (a full disk, a refused field, the database), no folder is left
             folder.mkdir(parents=True, exist_ok=True)
             source = folder / "input.jsonl"
-            source.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in inputs))
+            source.write_bytes(b"".join(exact_dumps(r) + b"\n" for r in inputs))  # numbers as sent
             valid = validate_chain(chain, str(source), str(folder / "out"), where)
             for key in ("input", "output_dir"):
                 valid.pop(key, None)
@@ -356,32 +425,37 @@ def create_app(settings: ServiceSettings, store: JobStore | None = None,
             if isinstance(exc, OSError) and exc.errno in NO_SPACE:
                 raise _no_room() from None
             raise
-        return JSONResponse(job_summary(job), status_code=202, headers={"Location": job_links(job_id)["self"]})
+        return JSONResponse(job_summary(job, names), status_code=202,
+                            headers={"Location": job_links(job_id)["self"]})
 
     @app.get(f"{API}/generate", tags=["generate"], summary="List jobs")
     def list_jobs(status: Literal["queued", "running", "completed", "partial", "failed", "cancelled"] | None = None,
-                  limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)) -> dict[str, Any]:
+                  limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=MAX_INDEX)) -> dict[str, Any]:
         """Jobs newest first, optionally of one status, paged with `limit`/`offset`."""
         jobs, total = get_store().list_jobs(status, limit, offset)
-        return {"items": [job_summary(j) for j in jobs], "total": total, "limit": limit, "offset": offset}
+        return {"items": [job_summary(j, names) for j in jobs], "total": total, "limit": limit, "offset": offset}
 
     @app.get(f"{API}/generate/{{job_id}}", tags=["generate"], summary="A job's status and output",
              responses={200: {"content": {"application/json": {"example": JOB_EXAMPLE}}},
                         404: {"description": "no such job"}})
-    def get_job(job_id: str, records_offset: int = Query(0, ge=0),
+    def get_job(job_id: str, records_offset: int = Query(0, ge=0, le=MAX_INDEX),
                 records_limit: int = Query(100, ge=0, le=1000)) -> Response:
         """Status, progress, timestamps, tokens, audio seconds, cost, error; when the job has
-        finished, its output records (paged with `records_offset`/`records_limit`) and files."""
+        finished, its output records (paged with `records_offset`/`records_limit`) and files.
+        Paths in records, `result` and `error` are relative to the job's folder
+        (`out/audio/NAME.wav`); nothing names the server's own folders."""
         job = _job(job_id)
-        out = job_summary(job)
+        out = job_summary(job, names)
         finished = job.status in FINAL_STATUSES
+        redactor = Redactor(job_id, names)
         out["records_total"] = job.records_total if finished else None
-        out["records"] = (get_store().records(job_id, records_offset, records_limit)
+        out["records"] = ([redactor.record(r) for r in get_store().records(job_id, records_offset, records_limit)]
                           if finished and records_limit else [] if finished else None)
         out["records_offset"], out["records_limit"] = records_offset, records_limit
         out["files"] = [{**f, "url": f"{API}/generate/{job_id}/files/{f['name']}"} for f in job.files or []]
-        out["result"] = job.result
-        return Response(orjson.dumps(out), media_type="application/json")  # polled often: no re-encoding
+        out["result"] = redactor.value(job.result)
+        # polled often: no re-encoding; numbers in records as the commands write them
+        return Response(exact_dumps(out), media_type="application/json")
 
     @app.delete(f"{API}/generate/{{job_id}}", tags=["generate"], summary="Cancel a job",
                 responses={200: {"description": "was queued: cancelled now"},
@@ -396,45 +470,71 @@ def create_app(settings: ServiceSettings, store: JobStore | None = None,
         job = _job(job_id)
         if outcome == "final":
             raise ApiError(409, "Conflict", f"generation {job_id} already finished ({job.status})")
-        return JSONResponse(job_summary(job), status_code=200 if outcome == "cancelled" else 202)
+        return JSONResponse(job_summary(job, names), status_code=200 if outcome == "cancelled" else 202)
 
     @app.get(f"{API}/generate/{{job_id}}/events", tags=["generate"], summary="A job's events (SSE)",
-             response_class=StreamingResponse,
+             response_class=Response,
              responses={200: {"content": {"text/event-stream": {}},
-                              "description": "`id: SEQ` and `data: EVENT-JSON` per event"}})
-    async def events(job_id: str, last_event_id: str | None = Header(None),
-                     after: int | None = Query(None, ge=0, description="like Last-Event-ID")) -> StreamingResponse:
+                              "description": "`id: SEQ` and `data: EVENT-JSON` per event"},
+                        422: {"description": "a Last-Event-ID or `after` that is not an event id"},
+                        429: {"description": "this client holds --max-streams event streams already"}})
+    async def events(request: Request, job_id: str, last_event_id: str | None = Header(None),
+                     after: int | None = Query(None, ge=0, le=MAX_INDEX, description="like Last-Event-ID")) -> Response:
         """Server-Sent Events: the job's `--stream` JSON events (schema_version 1), replayed from
         the start, then live; each has `id:` = its sequence number, so `Last-Event-ID` resumes
-        without loss or repeats. The stream ends when the job has finished."""
+        without loss or repeats. The stream ends when the job has finished. Paths in events
+        are relative to the job's folder. One client address holds at most `max_streams`
+        streams at once (more: 429 with `Retry-After`)."""
+        from sse_starlette.sse import EventSourceResponse, ServerSentEvent
+        from starlette.background import BackgroundTask
+
         store = get_store()
         await run_in_threadpool(_job, job_id)
-        given = (last_event_id or "").strip()
-        start = after if after is not None else (int(given) if given.isdigit() else 0)
+        start = after if after is not None else _event_id(last_event_id)
+        client = request.client.host if request.client else "-"
+        if streams.get(client, 0) >= settings.max_streams:
+            raise ApiError(429, "TooManyStreams",
+                           f"this client has {settings.max_streams} event streams open, the most it may",
+                           "close a stream first, or poll GET /api/v1/generate/ID",
+                           headers={"Retry-After": "5"})
+        streams[client] = streams.get(client, 0) + 1
+        held = [True]
 
-        async def stream() -> AsyncIterator[bytes]:
-            seen, quiet = start, time.monotonic()
-            yield b"retry: 1000\n\n"
-            while True:
-                rows = await run_in_threadpool(store.events_after, job_id, seen)
-                for seq, data in rows:
-                    yield f"id: {seq}\ndata: {data}\n\n".encode()
-                    seen = seq
-                if rows:
-                    quiet = time.monotonic()
-                    continue
-                status = await run_in_threadpool(store.status, job_id)
-                if status in FINAL_STATUSES or status is None:
-                    if not await run_in_threadpool(store.events_after, job_id, seen, 1):
-                        return
-                    continue
-                if time.monotonic() - quiet > 15:
-                    quiet = time.monotonic()
-                    yield b": keep-alive\n\n"
-                await asyncio.sleep(settings.events_poll)
+        def release() -> None:  # once, whether the stream ended, failed or never started
+            if held:
+                held.clear()
+                streams[client] -= 1
+                if streams[client] <= 0:
+                    del streams[client]
 
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        redactor = Redactor(job_id, names)
+
+        def shown(data: str) -> str:
+            return data if "/" not in data else orjson.dumps(redactor.value(orjson.loads(data))).decode()
+
+        async def stream() -> AsyncIterator[ServerSentEvent]:
+            seen = start
+            try:
+                yield ServerSentEvent(retry=1000)
+                while True:
+                    rows = await run_in_threadpool(store.events_after, job_id, seen)
+                    for seq, data in rows:
+                        yield ServerSentEvent(data=shown(data), id=str(seq))
+                        seen = seq
+                    if rows:
+                        continue
+                    status = await run_in_threadpool(store.status, job_id)
+                    if status in FINAL_STATUSES or status is None:
+                        if not await run_in_threadpool(store.events_after, job_id, seen, 1):
+                            return
+                        continue
+                    await asyncio.sleep(settings.events_poll)
+            finally:
+                release()
+
+        return EventSourceResponse(stream(), ping=15, sep="\n", background=BackgroundTask(release),
+                                   ping_message_factory=lambda: ServerSentEvent(comment="keep-alive"),
+                                   headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @app.get(f"{API}/generate/{{job_id}}/files/{{name}}", tags=["generate"], summary="Download a job's file",
              response_class=FileResponse, responses={404: {"description": "no such job or file"}})

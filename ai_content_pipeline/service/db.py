@@ -145,6 +145,23 @@ def database_url(url: str | None, data_dir: str | Path) -> str:
                      hint="use postgresql://user:pass@host/db, or leave it out for SQLite in --data-dir")
 
 
+def _json_text(value: Any) -> str:
+    from ..jsonl import dumps
+
+    return dumps(value).decode()
+
+
+def _json_value(text: str | bytes) -> Any:
+    from ..jsonl import loads
+
+    return loads(text)
+
+
+#: JSON columns (a job's input records...) keep numbers as sent: ``1e400``, integers past
+#: 64 bits (the standard json module would write ``Infinity`` or round them)
+_EXACT_JSON: dict[str, Any] = {"json_serializer": _json_text, "json_deserializer": _json_value}
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url`` (from :func:`database_url`). SQLite runs in WAL mode with a
     30 s busy timeout so the API and the worker threads can share it.
@@ -154,7 +171,7 @@ def make_engine(url: str) -> Engine:
         if parsed.database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                               pool_size=20, max_overflow=40)
+                               pool_size=20, max_overflow=40, **_EXACT_JSON)
 
         @event.listens_for(engine, "connect")
         def _pragmas(conn: Any, _record: Any) -> None:
@@ -171,7 +188,8 @@ def make_engine(url: str) -> Engine:
     # (aicp's transactions are milliseconds long).
     return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=40,
                          connect_args={"connect_timeout": 10,
-                                       "options": "-c idle_in_transaction_session_timeout=10000"})
+                                       "options": "-c idle_in_transaction_session_timeout=10000"},
+                         **_EXACT_JSON)
 
 
 def shown_url(url: str) -> str:

@@ -8,8 +8,12 @@ checked by the same :func:`~ai_content_pipeline.chain.spec.load_chain` as
 ``aicp run-chain``, so a bad parameter is refused before the job is queued.
 
 What a client may not choose, because it would reach outside the job: file paths
-(templates, personas, models, voices, ``work_dir``), the Ollama ``host``. Templates
-and personas are built-in names only, also in a record's ``persona``/``dj`` field.
+(templates, personas, models, voices, ``checkpoint_dir``, ``work_dir``), the Ollama
+``host``. Templates and personas are built-in names only, also in a record's
+``persona``/``dj`` field; models and voices are names from the operator's lists
+(``aicp serve --allow-model/--allow-voice``; by default the bundled model and voice),
+which the service turns into the operator's files. An unknown name gets the same answer
+whether or not a file of that name exists anywhere.
 """
 
 from __future__ import annotations
@@ -57,7 +61,8 @@ class GenerateRequest(BaseModel):
                                    description="script stage parameters: variants, temperature, top_p, "
                                                "max_tokens, seed, words, sections, retries...")
     backend: str = Field("auto", description="auto or an LLM backend: llamacpp, ollama, an installed one")
-    model: str | None = Field(None, description="LLM model name (Ollama); not a path")
+    model: str | None = Field(None, description="LLM model: a name from the server's list "
+                                                "(the error for another name lists them); not a path")
     voice: bool = Field(False, description="add the voice step (audio files)")
     voice_backend: str = Field("auto", description="auto or a TTS backend: piper, chatterbox, an installed one")
     voice_params: dict[str, Any] = Field(default_factory=dict,
@@ -103,10 +108,37 @@ def _builtin(kind: str, field: str, value: Any, names: list[str]) -> None:
         raise RequestProblem(field, f"unknown {kind} {value!r}", hint=f"choose one of: {', '.join(names)}")
 
 
-def _no_path(field: str, value: Any) -> None:
-    if isinstance(value, str) and ("/" in value or "\\" in value or value.startswith(".")):
-        raise RequestProblem(field, "file paths are not accepted over the API",
-                             hint="the server's operator configures model and voice files")
+def default_models() -> dict[str, str]:
+    """The models clients may name when the operator lists none: the bundled GGUF, by its
+    file name (``{}`` when it is not installed)."""
+    from ..backends.llamacpp import BUNDLED_NAME, bundled_model_path
+
+    path = bundled_model_path()
+    return {BUNDLED_NAME: str(path)} if path is not None else {}
+
+
+def default_voices() -> dict[str, str]:
+    """The voices clients may name when the operator lists none: the bundled Piper voice
+    (``{}`` when it is not installed)."""
+    from ..backends.piper import BUNDLED_VOICE, bundled_voice_paths
+
+    paths = bundled_voice_paths()
+    return {BUNDLED_VOICE: str(paths[0])} if paths is not None else {}
+
+
+def _named(kind: str, field: str, value: Any, table: dict[str, str]) -> str | None:
+    """The operator's value for the name ``value`` from ``table``; the error for any other
+    value (a path, a file name, an unknown name) says the same, never what is on disk.
+
+    :raises RequestProblem: ``value`` is not a name in ``table``.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str) or value not in table:
+        names = ", ".join(sorted(table)) or f"none: this server takes no {kind} from clients"
+        raise RequestProblem(field, f"unknown {kind} {value!r}" if isinstance(value, str) else f"must be a {kind} name",
+                             hint=f"name one of the server's {kind}s: {names}")
+    return table[value]
 
 
 def _takes_words(step_type: Any) -> bool:
@@ -125,12 +157,17 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "topic"
 
 
-def build_chain(req: GenerateRequest) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, str]]:
+def build_chain(req: GenerateRequest, *, models: dict[str, str] | None = None,
+                voices: dict[str, str] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, str]]:
     """The chain (as a dict, without ``input``/``output_dir``), the input records, and a map
     from chain key paths back to request fields (for error messages).
 
-    :raises RequestProblem: unknown template or persona, a path where a name belongs.
+    :param models: ``{name clients use: .gguf path or Ollama model}`` (default: :func:`default_models`).
+    :param voices: ``{name clients use: voice file}`` (default: :func:`default_voices`).
+    :raises RequestProblem: unknown template, persona, model or voice name; a ``checkpoint_dir``.
     """
+    models = default_models() if models is None else models
+    voices = default_voices() if voices is None else voices
     templates = [t["name"] for t in list_templates()]
     personas = [p["name"] for p in list_personas()]
     if req.records is not None:
@@ -153,14 +190,23 @@ def build_chain(req: GenerateRequest) -> tuple[dict[str, Any], list[dict[str, An
             if key in chain:
                 raise RequestProblem(f"chain.{key}", "is set by the service for each job",
                                      hint="send the input as `records` or a topic")
-        steps = chain.get("steps")
-        for i, step in enumerate(steps if isinstance(steps, list) else []):
+        given = chain.get("steps")
+        steps: list[Any] = list(given) if isinstance(given, list) else []
+        if isinstance(given, list):
+            chain["steps"] = steps
+        for i, step in enumerate(steps):
             if not isinstance(step, dict):
                 continue
             _builtin("template", f"chain.steps.{i}.template", step.get("template"), templates)
             _builtin("persona", f"chain.steps.{i}.persona", step.get("persona"), personas)
-            for key in ("model", "voice", "checkpoint_dir"):
-                _no_path(f"chain.steps.{i}.{key}", step.get(key))
+            step = steps[i] = dict(step)
+            if "model" in step:
+                step["model"] = _named("model", f"chain.steps.{i}.model", step["model"], models)
+            if "voice" in step and step.get("type") == "voice":
+                step["voice"] = _named("voice", f"chain.steps.{i}.voice", step["voice"], voices)
+            if "checkpoint_dir" in step:
+                raise RequestProblem(f"chain.steps.{i}.checkpoint_dir", "is set by the server's operator",
+                                     hint="name a voice from the server's list instead")
             if "host" in step:
                 raise RequestProblem(f"chain.steps.{i}.host", "the Ollama host is set by the server's operator")
             params = step.get("params")
@@ -176,7 +222,7 @@ def build_chain(req: GenerateRequest) -> tuple[dict[str, Any], list[dict[str, An
         _builtin("template", "template" if req.template else "script_type" if req.script_type else "template",
                  template, templates)
         _builtin("persona", "persona", req.persona, personas)
-        _no_path("model", req.model)
+        model = _named("model", "model", req.model, models)
         if "work_dir" in req.params:
             raise RequestProblem("params.work_dir", "is set by the service for each job")
         params = dict(req.params)
@@ -186,8 +232,8 @@ def build_chain(req: GenerateRequest) -> tuple[dict[str, Any], list[dict[str, An
                                   "params": params}
         if req.persona:
             script["persona"] = req.persona
-        if req.model:
-            script["model"] = req.model
+        if model:
+            script["model"] = model
         steps = [script]
         if req.voice:
             steps.append({"type": "voice", "backend": req.voice_backend, "params": dict(req.voice_params)})
@@ -222,4 +268,5 @@ def validate_chain(chain: dict[str, Any], input_path: str, output_dir: str,
     return spec.model_dump(mode="json")
 
 
-__all__ = ["GenerateRequest", "RequestProblem", "build_chain", "slug", "validate_chain"]
+__all__ = ["GenerateRequest", "RequestProblem", "build_chain", "default_models", "default_voices", "slug",
+           "validate_chain"]

@@ -23,11 +23,12 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-import orjson
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import make_transient_to_detached, sessionmaker
 
+from ..jsonl import dumps as exact_dumps
+from ..jsonl import loads as exact_loads
 from .db import FINAL_STATUSES, Job, JobEvent, JobRecord, WorkerRow
 
 
@@ -218,7 +219,7 @@ class JobStore:
             count = failed = 0
             for count, record in enumerate(records, start=1):
                 failed += "error" in record
-                s.add(JobRecord(job_id=job_id, idx=count - 1, data=orjson.dumps(record).decode()))
+                s.add(JobRecord(job_id=job_id, idx=count - 1, data=exact_dumps(record).decode()))
             job.status, job.result, job.error, job.files = status, result, error, files
             job.records_total, job.records_failed, job.finished_at = count, failed, _now()
             if result:  # the job's totals count every attempt (kept current by its events); the
@@ -254,7 +255,7 @@ class JobStore:
         with self.session() as s:
             rows = s.execute(select(JobRecord.data).where(JobRecord.job_id == job_id, JobRecord.idx >= offset)
                              .order_by(JobRecord.idx).limit(limit)).scalars()
-            return [orjson.loads(r) for r in rows]
+            return [exact_loads(r) for r in rows]  # numbers as the stage wrote them
 
     # -- events ----------------------------------------------------------------------------
     def add_event(self, job_id: str, data: str, progress: dict[str, Any] | None = None,

@@ -34,9 +34,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from ..events import StreamEmitter, event_json
+from ..jsonl import dumps, loads
 from .db import Job
 from .store import JobStore
 
@@ -181,7 +180,7 @@ class JobEmitter(StreamEmitter):
 
 
 def _read_records(path: Path) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+    return [loads(line) for line in path.read_bytes().splitlines() if line.strip()]  # numbers as written
 
 
 class Worker:
@@ -385,7 +384,7 @@ class Worker:
             source = self.job_dir(job.id) / "input.jsonl"
             if not source.is_file():  # written here, not by the API: the worker may be another host
                 try:
-                    write_atomic(source, lambda fh: fh.writelines(orjson.dumps(r) + b"\n" for r in job.inputs))
+                    write_atomic(source, lambda fh: fh.writelines(dumps(r) + b"\n" for r in job.inputs))
                 except OSError as exc:
                     from ..faults import os_error
 

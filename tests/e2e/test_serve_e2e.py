@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,6 +47,11 @@ def test_songs_with_voice_over_sse_and_a_wav_download(server: ServeProcess) -> N
     assert len(job["files"]) == len(SONGS) and job["audio_seconds"] > 0 and job["tokens"]["completion"] > 0
     wav = server.client.get(job["files"][0]["url"])
     assert wav.status_code == 200 and wav.content[:4] == b"RIFF"
+    # the real engines' files (the bundled GGUF and Piper voice), the data and worker folders:
+    # none of them named in what a client gets
+    seen = server.client.get(f"/api/v1/generate/{jid}").text + server.client.get(f"/api/v1/generate/{jid}/events").text
+    for path in (str(Path(server.log.name).parent), sys.prefix, str(ROOT)):
+        assert path not in seen, path
     data, rate = sf.read(io.BytesIO(wav.content))
     assert rate == 22050 and len(data) / rate > 1.0
 
