@@ -424,7 +424,7 @@ def test_list_names_each_user_file_that_no_name_finds(kind) -> None:
 
 @pytest.mark.parametrize("kind", ["templates", "personas"])
 def test_list_resolves_each_name_once_and_reads_the_builtin_folder_once(kind, monkeypatch) -> None:
-    from ai_content_pipeline import templates
+    from ai_content_pipeline.templates import store
 
     good = "system: s\nuser: u {{ title }}\n" if kind == "templates" else "display_name: F\nstyle: x\n"
     builtin = "song-intro" if kind == "templates" else "julie"
@@ -433,9 +433,9 @@ def test_list_resolves_each_name_once_and_reads_the_builtin_folder_once(kind, mo
                    if kind == "personas" else f"name: {name}\n" + good)
     resolved: list[str] = []
     read: list[str] = []
-    real_resolve, real_builtin = templates._resolve, templates._builtin_names
-    monkeypatch.setattr(templates, "_resolve", lambda ref, k: resolved.append(ref) or real_resolve(ref, k))
-    monkeypatch.setattr(templates, "_builtin_names", lambda k: read.append(k) or real_builtin(k))
+    real_resolve, real_builtin = store._resolve, store._builtin_names
+    monkeypatch.setattr(store, "_resolve", lambda ref, k: resolved.append(ref) or real_resolve(ref, k))
+    monkeypatch.setattr(store, "_builtin_names", lambda k: read.append(k) or real_builtin(k))
     res = invoke(cli, "aicp", [kind, "list"])
     assert res.exit_code == 0, res.stderr
     listed = records_of(res.stdout)

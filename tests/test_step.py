@@ -241,16 +241,16 @@ def test_record_counts_from_worker_threads_are_not_lost() -> None:
 @pytest.fixture
 def resolved(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     """Every template or persona lookup (``(kind, ref)``) during a test."""
-    from ai_content_pipeline import templates
+    from ai_content_pipeline.templates import store
 
     seen: list[tuple[str, str]] = []
-    real = templates._resolve
+    real = store._resolve
 
     def resolve(ref: str, kind: str) -> Any:
         seen.append((kind, ref))
         return real(ref, kind)
 
-    monkeypatch.setattr(templates, "_resolve", resolve)
+    monkeypatch.setattr(store, "_resolve", resolve)
     return seen
 
 

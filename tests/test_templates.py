@@ -62,15 +62,14 @@ def test_catchphrase_is_deterministic_per_record_and_take():
 def test_a_record_names_a_persona_never_a_file(monkeypatch, tmp_path, value):
     """Record data is never used as a file path: ``Personas.for_record`` refuses anything but a
     plain name before it looks anything up (only the command line's default may be a file)."""
-    from ai_content_pipeline import templates
-    from ai_content_pipeline.templates import Personas
+    from ai_content_pipeline.templates import Personas, store
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "evil.yaml").write_text("name: evil\ndisplay_name: Evil\nstyle: x\n")
     personas = Personas("julie")
     looked_up: list[str] = []
-    real = templates._resolve
-    monkeypatch.setattr(templates, "_resolve", lambda ref, kind: looked_up.append(ref) or real(ref, kind))
+    real = store._resolve
+    monkeypatch.setattr(store, "_resolve", lambda ref, kind: looked_up.append(ref) or real(ref, kind))
     for field in ("persona", "dj"):
         with pytest.raises(InputError, match=f"field '{field}' is not a persona name") as caught:
             personas.for_record({field: value})
