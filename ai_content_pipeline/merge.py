@@ -221,7 +221,7 @@ def check(paths: list[str]) -> tuple[list[ShardFile], list[str]]:
     if len(digests) > 1:
         raise UsageError("the shards were run on different inputs (same line counts, other contents)",
                          hint="merge the outputs of one input")
-    if digests:  # the others were written by an aicp before the digest: their input cannot be checked
+    if digests:  # the others carry no digest in their end tag: their input cannot be checked
         problems.extend(f"{e.name}: no input digest in its end tag (an older aicp wrote it), so it may come "
                         "from another input; run that shard again with --resume" for e in ends
                         if e.end and e.end["input"] is None)

@@ -1,4 +1,4 @@
-"""Fuzzing the chain spec loader (issue 9, proof): any chain file, any `--set`.
+"""Fuzzing the chain spec loader: any chain file, any `--set`.
 
 Every input goes through the real `aicp run-chain --config - --dry-run` (CliRunner, stdin) and
 must end with an exit code from the documented table (0, 2 or 4 for a dry run), never a

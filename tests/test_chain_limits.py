@@ -1,4 +1,4 @@
-"""Issue 9 items 3, 12, 13, 15: chain files are bounded, strict YAML and their params carry the flags' ranges.
+"""Chain files are bounded, strict YAML and their params carry the flags' ranges.
 
 Every case goes through the real `aicp run-chain --dry-run` (CliRunner, streams kept apart):
 exit 2, one clear `aicp run-chain: error:` line naming the key path, no traceback, nothing on stdout.

@@ -15,7 +15,7 @@ from ai_content_pipeline.chain.runner import MAX_STEP_COST, step_cost
 from ai_content_pipeline.chain.spec import MAX_PRICE, Prices, load_chain
 from ai_content_pipeline.errors import AicpError, ConfigError
 from tests.chain_doubles import chain_data
-from tests.test_hardening_faults import aicp
+from tests.test_fault_exits import aicp
 
 FORGED = ["1e308", "1.0e+400", ".inf", "-.inf", ".nan", str(MAX_PRICE * 2), "-1"]
 

@@ -137,7 +137,7 @@ def test_summary_line_names_the_command_once(llm):
 
 
 def test_closed_stdout_ends_quietly_with_141():
-    # click turns an EPIPE OSError into exit 1 unless the writer hides it: regression test.
+    # click turns an EPIPE OSError into exit 1 unless the writer hides it: the run exits 141.
     import subprocess
     import sys
 

@@ -1,4 +1,4 @@
-"""Issue 9, data loss and leaks: output paths, persona paths, input caps, inputs never written,
+"""No data loss and no leaks: output paths, persona paths, input caps, inputs never written,
 exact numbers, the ledger under concurrency and bad entries, leftovers, paths checked first."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""README and --help name files and commands that exist (issue 13, "Events and docs that match")."""
+"""README and --help name files and commands that exist ."""
 
 from __future__ import annotations
 
@@ -97,8 +97,8 @@ def test_the_old_placeholder_names_are_gone() -> None:
 def test_the_own_templates_and_take_log_blocks_run_as_written_for_a_new_user(tmp_path: Path,
                                                                             first_line: str) -> None:
     """README's "Your own templates and personas" and "Take log" blocks, in a fresh HOME (no
-    ~/.config/aicp yet), with test doubles as the models: the first redirected into a folder
-    nothing had made, the second read a log it had just pointed AICP_LOG_DB away from."""
+    ~/.config/aicp yet), with test doubles as the models: the first redirects into a folder
+    nothing has made yet, the second reads a log it has just pointed AICP_LOG_DB at."""
     import os
     import shutil
     import subprocess

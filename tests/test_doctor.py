@@ -128,8 +128,8 @@ def test_table_names_each_host() -> None:
 
 
 def test_table_prints_what_the_environment_gave_escaped() -> None:
-    """A host or model path comes from the environment (OLLAMA_HOST, a model file's name): it was
-    printed raw, so an escape in it acted on the terminal; CJK details wrap by columns."""
+    """A host or model path comes from the environment (OLLAMA_HOST, a model file's name): it is
+    printed escaped, so an escape in it never acts on the terminal; CJK details wrap by columns."""
     from ai_content_pipeline.report import columns, doctor_table
 
     check = {"ok": True, "path": "/models/\x1b]0;pwned\x07/" + "日本語" * 30 + ".gguf"}

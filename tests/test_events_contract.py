@@ -165,7 +165,7 @@ def test_readme_jq_lines_run_as_written(chain_dir: Path) -> None:
     lines = outs[1].splitlines()
     assert lines[0].endswith("] pipeline_start: step N/A") and lines[0].startswith("[")
     assert any(x.endswith("step_complete: step 2") for x in lines)
-    # every event of a step carries its number (issue 13): none of them prints N/A
+    # every event of a step carries its number: none of them prints N/A
     step_events = [x for x in lines if any(f"] {name}" in x for name in (
         "record_", "model_", "progress", "chunk_"))]
     assert len(step_events) > 8

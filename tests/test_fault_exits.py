@@ -1,4 +1,4 @@
-"""Issue 9 items 8-12 and 15: faults are clear errors with the documented exit codes, never tracebacks.
+"""Faults are clear errors with the documented exit codes, never tracebacks.
 
 - full disk (a real tiny tmpfs when this machine lets us mount one, plus a monkeypatched ENOSPC);
 - stdout closed by its reader, closed before the start (`>&-`) or full (`/dev/full`), for every command;

@@ -11,12 +11,12 @@ from ai_content_pipeline.cli.main import cli
 from tests.cli_helpers import invoke
 
 ROWS = [
-    {"seconds": "abc"},                                    # was: ValueError on :.2f
-    {"error": '"just a string"'},                          # was: AttributeError ('str'.get)
+    {"seconds": "abc"},                                    # not a number for :.2f
+    {"error": '"just a string"'},                          # not an object (no .get)
     {"error": "[1, 2]"},
-    {"checks": '{"passed": false, "failed": 5}'},          # was: TypeError (join of an int)
+    {"checks": '{"passed": false, "failed": 5}'},          # not a list to join
     {"checks": '{"passed": false, "failed": [1, null]}'},
-    {"datetime_utc": 5, "template": 7},                    # was: TypeError (join of ints)
+    {"datetime_utc": 5, "template": 7},                    # ints where text is joined
     {"text": "\x1b]0;pwned\x07 evil", "record_id": "r\x1b[2J"},  # terminal escapes printed raw
 ]
 
@@ -42,7 +42,7 @@ def test_logs_prints_a_hostile_row_without_a_traceback(tmp_path: Path, row: dict
 
 
 def test_log_refuses_another_programs_sqlite_database(tmp_path: Path) -> None:
-    # was: aicp added its runs/takes tables to it and switched it to WAL mode
+    # aicp neither adds its runs/takes tables to it nor switches it to WAL mode
     from ai_content_pipeline.errors import UsageError
     from ai_content_pipeline.takelog import TakeLog
 
@@ -65,7 +65,7 @@ def test_log_refuses_another_programs_sqlite_database(tmp_path: Path) -> None:
 
 
 def test_logs_count_past_sqlite_integers_means_all(tmp_path: Path) -> None:
-    # was: OverflowError traceback (exit 1) binding -n 10**29 as the LIMIT
+    # -n 10**29 is past SQLite's integers: no OverflowError binding it as the LIMIT
     r = invoke(cli, "aicp", ["logs", "--log", str(_log(tmp_path / "t.db", {"text": "hi"})), "-n", str(10**29)])
     assert r.exit_code == 0, r.stderr
     assert "hi" in r.stdout and r.stderr == ""

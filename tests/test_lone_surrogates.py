@@ -112,7 +112,7 @@ def test_a_chain_file_with_a_lone_surrogate_is_refused_naming_the_key(monkeypatc
 
     from ai_content_pipeline.chain import runner
     from tests.chain_doubles import FakeFactory, chain_data
-    from tests.test_hardening_faults import aicp
+    from tests.test_fault_exits import aicp
 
     monkeypatch.setattr(runner, "create_backend", FakeFactory())  # never a real model
     data = chain_data(tmp_path)
@@ -129,7 +129,7 @@ def test_a_template_error_naming_a_file_of_other_bytes_reaches_a_chains_result(m
 
     from ai_content_pipeline.chain import runner
     from tests.chain_doubles import FakeFactory, chain_data
-    from tests.test_hardening_faults import aicp
+    from tests.test_fault_exits import aicp
 
     monkeypatch.setattr(runner, "create_backend", FakeFactory())
     home = Path(os.fsdecode(os.fsencode(tmp_path) + b"/t\xff"))  # the user folder, in other bytes

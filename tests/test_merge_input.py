@@ -92,8 +92,8 @@ def test_merge_output_on_a_device_is_refused_with_a_true_hint(tmp_path: Path) ->
 
 
 def test_a_position_past_the_input_is_refused_not_counted_for_a_missing_one(tmp_path: Path) -> None:
-    # shard 0/2 of 4 lines owns 0 and 2; a file with 0 and 4 had "2 positions of 2" and the
-    # merge left out input line 2 silently (exit 0)
+    # shard 0/2 of 4 lines owns 0 and 2; a file with 0 and 4 has "2 positions of 2", but line 4
+    # is not one of its positions: the merge must not leave out input line 2 silently (exit 0)
     end = {"lines": 4, "counts": [2, 2]}
     a = _write(tmp_path / "a.jsonl", {"id": 0, "_aicp": {"shard": "0/2", "line": 0, "seq": 0}},
                {"id": 4, "_aicp": {"shard": "0/2", "line": 4, "seq": 1, "end": end}})

@@ -1,5 +1,5 @@
 """Messages a person reads: -h/--version everywhere, failed-record lines, the summary, notice
-width and prefix, the progress bar's choices (issue 13)."""
+width and prefix, the progress bar's choices."""
 
 from __future__ import annotations
 
@@ -491,8 +491,8 @@ def test_progress_bar_on_a_pseudo_terminal(tmp_path: Path) -> None:
 
 
 def test_version_and_help_piped_to_a_reader_that_leaves_exit_0() -> None:
-    """``aicp --version | head -1``: the whole output was taken, so the exit status is 0; the
-    stdout watch used to interrupt the process while it ended and turn it into 141 now and then."""
+    """``aicp --version | head -1``: the whole output was taken, so the exit status is 0, every
+    time: the stdout watch never interrupts a process that is ending (which would make it 141)."""
     import os
     import subprocess
 
@@ -510,8 +510,8 @@ def test_version_and_help_piped_to_a_reader_that_leaves_exit_0() -> None:
 
 def test_a_group_run_bare_prints_its_help_not_an_error_line() -> None:
     """``aicp`` and ``aicp templates`` with no command: click's help on stderr, exit 2 (click's
-    NoArgsIsHelpError is a usage error whose message is the whole help: it came out as one
-    ``aicp: error: Usage: …`` line)."""
+    NoArgsIsHelpError is a usage error whose message is the whole help: it is printed as help,
+    never as one ``aicp: error: Usage: …`` line)."""
     from ai_content_pipeline.cli.main import cli
 
     for args in ([], ["templates"]):

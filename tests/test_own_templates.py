@@ -1,4 +1,4 @@
-"""Issue 13, own personas and templates: a persona travels with its records, the user folder,
+"""Own personas and templates: a persona travels with its records, the user folder,
 `templates/personas list|show|new`, shell completion of names."""
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ from ai_content_pipeline.errors import InputError, UsageError
 from ai_content_pipeline.stages.script import ScriptOptions
 from ai_content_pipeline.templates import RESERVED_CONTEXT, load_persona, load_template
 from tests.chain_doubles import FakeFactory, chain_data
-from tests.test_hardening_data import jsonl, out_records, script
-from tests.test_hardening_faults import aicp
+from tests.test_data_safety import jsonl, out_records, script
+from tests.test_fault_exits import aicp
 
 RECORD = {"artist": "Queen", "title": "Bohemian Rhapsody"}
 

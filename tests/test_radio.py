@@ -381,7 +381,7 @@ def test_empty_batch(tmp_path):
     assert updates == [] and log == []
 
 
-# -- issue 15: the commands' rules (each of these failed on the radio's own pipeline) -------------
+# -- the radio's batch follows the commands' rules ---------------------------------------------
 class CountingLLM(InstrumentedLLM):
     """Counts every attempt to load, also the ones that fail."""
 
@@ -392,8 +392,8 @@ class CountingLLM(InstrumentedLLM):
 
 @pytest.mark.parametrize("two_phase", [True, False])
 def test_a_backend_that_cannot_load_ends_the_batch_once(tmp_path, two_phase):
-    """As a chain ends at a step that cannot run: song by song, the old batch tried the dead
-    backend again for every song (a connection timeout each)."""
+    """As a chain ends at a step that cannot run: song by song, the batch never tries the dead
+    backend again for each song (a connection timeout each)."""
     log, ref = Log(), []
     llm = CountingLLM(log, ref, unavailable=True)
     tts = InstrumentedTTS(log, llm)
@@ -409,7 +409,7 @@ def test_a_backend_that_cannot_load_ends_the_batch_once(tmp_path, two_phase):
 
 
 def test_song_by_song_a_voice_that_cannot_load_stops_the_texts_too(tmp_path):
-    """The old batch went on writing texts that the broken voice could never speak."""
+    """The batch writes no more texts once the voice cannot load: nothing could speak them."""
     p, log = make(tmp_path, two_phase=False)
 
     def down() -> None:
@@ -422,8 +422,8 @@ def test_song_by_song_a_voice_that_cannot_load_stops_the_texts_too(tmp_path):
 
 
 def test_a_backend_lost_mid_step_ends_the_batch_and_keeps_the_texts(tmp_path):
-    """Two phases, the LLM server goes away at the third song: no voice step runs (the old batch
-    voiced the first two); their texts are in the ledger, so resume voices them."""
+    """Two phases, the LLM server goes away at the third song: no voice step runs (not even for
+    the first two); their texts are in the ledger, so resume voices them."""
     p, log = make(tmp_path, llm_kw={"fail_on": ("Title 2",), "fail_with": BackendUnavailable})
     results = list(generate_batch_intros(p, songs(4)))
     assert not any(r.success for r in results) and "tts.load" not in log
@@ -444,8 +444,8 @@ def test_resume_serves_finished_intros_from_the_ledgers_with_their_text(tmp_path
 
 
 def test_resume_makes_a_changed_song_again(tmp_path):
-    """The old resume skipped any song whose file existed: an intro of a song whose notes (or the
-    pipeline's seed, voice, loudness) changed stayed stale."""
+    """Resume does not skip a song just because its file exists: an intro of a song whose notes
+    (or the pipeline's seed, voice, loudness) changed is made again."""
     p, _ = make(tmp_path)
     list(generate_batch_intros(p, songs(2)))
     q, log = make(tmp_path)
@@ -459,7 +459,7 @@ def test_resume_makes_a_changed_song_again(tmp_path):
 
 def test_resume_makes_a_damaged_intro_again(tmp_path):
     """The voice ledger records each file's size, as aicp-voice's does: a file cut short is voiced
-    again (the old resume kept it because it existed)."""
+    again (existing is not enough to keep it)."""
     p, _ = make(tmp_path)
     [first] = list(generate_batch_intros(p, songs(1)))
     first.audio_path.write_bytes(first.audio_path.read_bytes()[:100])
@@ -470,8 +470,8 @@ def test_resume_makes_a_damaged_intro_again(tmp_path):
 
 
 def test_a_pipeline_persona_file_voices_its_songs(tmp_path):
-    """The old batch put the default persona's path into every song's dj, which a record may not
-    name: every song failed."""
+    """A pipeline persona given as a file voices every song: each song's dj is the persona's
+    name, never its path (a record may not name a file)."""
     rosa = tmp_path / "rosa.yaml"
     rosa.write_text("name: rosa\ndisplay_name: Rosa\nstyle: warm and slow\n")
     p, _ = make(tmp_path / "out", persona=str(rosa))
@@ -483,7 +483,7 @@ def test_a_pipeline_persona_file_voices_its_songs(tmp_path):
 
 def test_results_decided_before_any_model_come_first(tmp_path):
     """Results merge in input order as they come: a kept file before the first song to make is
-    yielded before any model loads (the old reorder buffer held it until an intro was made)."""
+    yielded before any model loads (the reorder buffer does not hold it until an intro is made)."""
     p, log = make(tmp_path)
     (tmp_path / "intros").mkdir()
     (tmp_path / "intros" / "song0_julie_0.wav").write_bytes(b"kept")
@@ -494,8 +494,8 @@ def test_results_decided_before_any_model_come_first(tmp_path):
 
 
 def test_failed_texts_pass_through_the_voice_step(tmp_path):
-    """As in a chain, step 2 runs over every record of step 1 (the old batch announced two steps
-    and ran one when every text failed)."""
+    """As in a chain, step 2 runs over every record of step 1 (two steps are announced and both
+    run, also when every text failed)."""
     em = RecordingEmitter()
     p, log = make(tmp_path, llm_kw={"fail_on": ("Title",)}, emitter=em)
     results = list(generate_batch_intros(p, songs(2)))

@@ -76,7 +76,7 @@ def test_create_llm_auto_builds_the_resolved_backend(server):
     assert fallback.name == "llamacpp" and not fallback.loaded
 
 
-def test_explicit_backend_names_skip_the_probe(server):
+def test_explicit_backend_names_skip_the_ollama_check(server):
     assert registry.resolve_llm_name("ollama", None, server.url) == ("ollama", None)
     assert registry.resolve_llm_name("llamacpp", "m.gguf", server.url) == ("llamacpp", "m.gguf")
     assert server.requests == []
@@ -93,7 +93,7 @@ def test_unknown_backend_is_a_usage_error(call):
     assert info.value.exit_status == 2 and "choose one of" in info.value.hint
 
 
-def test_probe_gives_up_quickly_on_a_server_that_never_answers():
+def test_ollama_detection_gives_up_quickly_on_a_server_that_never_answers():
     with silent_listener() as host:
         t0 = time.monotonic()
         name, model, notices = resolve(host=host)

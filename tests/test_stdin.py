@@ -99,8 +99,8 @@ def test_every_command_has_a_launcher_that_checks_stdin() -> None:
 
 
 def test_a_non_blocking_stdin_loses_no_record(tmp_path: Path) -> None:
-    """A parent that leaves stdin's pipe O_NONBLOCK: the first read found no data yet and was
-    taken as the end of the input (nothing read, the text written later lost)."""
+    """A parent that leaves stdin's pipe O_NONBLOCK: a first read that finds no data yet is not
+    taken as the end of the input; the text written later is read."""
     import subprocess
     import time
 

@@ -1,4 +1,4 @@
-"""The step primitive (stages/step.py) and what it guarantees to every front end (issue 15)."""
+"""The step primitive (stages/step.py) and what it guarantees to every front end."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def input_passes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_the_chain_reads_its_input_once(tmp_path: Path, input_passes: list[str]) -> None:
-    """Issue 15: the chain counted its input (a pass) and then read it (a second pass)."""
+    """A chain reads its input once: counting it is not a second pass."""
     emitter = RecordingEmitter()
     spec = load_chain(str(write_chain(tmp_path)))
     outcome = run_chain(spec, emitter=emitter, backend_factory=FakeFactory())
@@ -143,7 +143,7 @@ def _songs_file(path: Path, n: int = 3) -> Path:
 @pytest.mark.parametrize("shard", [None, "1/2"])
 def test_a_script_run_reads_a_file_once_and_knows_its_total_first(tmp_path: Path, input_passes: list[str],
                                                                   shard: str | None) -> None:
-    """Issue 15: run_script counted a file (one pass) and then read it (another)."""
+    """run_script reads a file once: its total is known first without a second pass."""
     from ai_content_pipeline.shards import ShardRun, parse
 
     source = _songs_file(tmp_path / "in.jsonl")
@@ -255,8 +255,8 @@ def resolved(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
 
 
 def test_a_run_loads_its_template_and_each_persona_once(tmp_path: Path, resolved: list[tuple[str, str]]) -> None:
-    """Issue 15: run_script looked the template up three times and the default persona once
-    per record (a cache hid it)."""
+    """run_script looks the template up once and each persona once, not once per record
+    (counted below any cache, so a cache cannot hide repeats)."""
     source = tmp_path / "in.jsonl"
     songs = [{"id": f"s{i}", "artist": "A", "title": "T", **({"dj": "max"} if i % 2 else {})} for i in range(4)]
     source.write_bytes(b"".join(orjson.dumps(s) + b"\n" for s in songs))

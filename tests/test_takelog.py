@@ -1,4 +1,4 @@
-"""Issue 13, a history like `llm logs`: --log PATH.db / AICP_LOG_DB record every take in SQLite,
+"""A history like `llm logs`: --log PATH.db / AICP_LOG_DB record every take in SQLite,
 `aicp logs` reads them back."""
 
 from __future__ import annotations
@@ -161,8 +161,9 @@ def test_a_file_that_is_not_a_database_is_refused(monkeypatch, tmp_path) -> None
 
 
 def test_the_folder_of_a_new_log_is_made_like_every_outputs(monkeypatch, tmp_path) -> None:
-    """A missing folder used to surface only after the whole run, as exit 1 (SQLite cannot
-    open a file in a folder that is not there); a file where the folder belongs stays exit 2."""
+    """A missing folder is made before the run (SQLite cannot open a file in a folder that is
+    not there, which would surface after the whole run as exit 1); a file where the folder
+    belongs is exit 2."""
     log = tmp_path / "logs" / "2026" / "takes.db"
     res, llm = script(monkeypatch, ["--log", str(log)], SONGS[:2])
     assert res.exit_code == 0, res.stderr
@@ -232,8 +233,8 @@ def test_a_chain_log_is_never_its_input(monkeypatch, tmp_path) -> None:
 
 
 def test_format_take_escapes_as_the_messages_do() -> None:
-    """One escape function for stderr and ``aicp logs``: U+202E was ``\\x202e`` here (read as
-    the byte 0x20 and '2e'), a newline in a heading field started a line of its own."""
+    """One escape function for stderr and ``aicp logs``: U+202E is ``\\u202e`` (not ``\\x202e``,
+    read as the byte 0x20 and '2e'), a newline in a heading field never starts a line of its own."""
     from ai_content_pipeline.takelog import format_take
 
     text = format_take({"persona": "rosa\u202eevil", "template": "t\nforged", "record_id": "r\U000e0001",

@@ -183,7 +183,7 @@ def test_a_template_past_a_limit_stops_aicp_script_with_exit_2(monkeypatch, tmp_
 
 
 def test_a_template_past_a_limit_fails_a_chain_as_a_template_error(monkeypatch, tmp_path: Path) -> None:
-    from tests.test_hardening_faults import aicp
+    from tests.test_fault_exits import aicp
 
     monkeypatch.setattr(runner, "create_backend", FakeFactory())
     template = tmp_path / "wide.yaml"

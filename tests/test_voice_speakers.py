@@ -10,8 +10,8 @@ from tests.cli_helpers import invoke
 
 
 def test_a_speaker_the_voice_lacks_is_an_error_record_not_the_default_speaker(tmp_path: Path) -> None:
-    # piper drops speaker_id on a one-speaker voice: a record asking for speaker 7 was voiced
-    # with the only speaker, silently (exit 0)
+    # piper drops speaker_id on a one-speaker voice: a record asking for speaker 7 must not be
+    # voiced with the only speaker, silently (exit 0)
     records = [{"id": "s7", "script": {"text": "Hi.", "persona": "julie",
                                        "persona_voice": {"piper": {"speaker_id": 7}}}},
                {"id": "s0", "script": {"text": "Hi.", "persona": "julie",

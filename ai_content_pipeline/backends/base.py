@@ -217,7 +217,8 @@ def collect_reply(
     )
 
 
-#: The former name of :func:`collect_reply` ("complete" read like a record's completion).
+#: :func:`collect_reply` under the name the :mod:`ai_content_pipeline.backends` package exports
+#: (in its ``__all__``, for backends registered from outside aicp); the Ollama host pool calls it too.
 complete = collect_reply
 
 

@@ -468,7 +468,7 @@ def _blocking_streams() -> list[int]:
     """Make standard streams that a parent left non-blocking (``O_NONBLOCK`` on a pipe) blocking.
 
     A non-blocking stdin reads as ended while its writer is still quiet (the records that come
-    later were lost, exit 0), and a non-blocking stdout fails a write to a full pipe.
+    later would be lost, exit 0), and a non-blocking stdout fails a write to a full pipe.
 
     :returns: the descriptors changed, for :func:`_restore_nonblocking` (the flag belongs to
         the open file, which other processes may share).

@@ -55,8 +55,8 @@ class JobCollector:
 
 
 def finite_cost(store: JobStore) -> float:
-    """The sum of the jobs' costs that are numbers: a row holding ``inf`` (a price table from
-    before prices were bounded) is left out, else the counter would read ``+Inf`` for good."""
+    """The sum of the jobs' costs that are numbers: a row holding ``inf`` (from a price table without
+    bounds, or a hand edit) is left out, else the counter would read ``+Inf`` for good."""
     from sqlalchemy import func, select
 
     from .db import Job

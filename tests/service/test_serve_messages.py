@@ -1,5 +1,5 @@
-"""`aicp serve` speaks like the other commands on stderr (issue 13: every message from one
-command carries the same prefix) and keeps stdout free of log lines."""
+"""`aicp serve` speaks like the other commands on stderr (every message from one command
+carries the same prefix) and keeps stdout free of log lines."""
 
 from __future__ import annotations
 
@@ -44,7 +44,8 @@ def test_serve_lines_carry_the_prefix_and_stay_off_stdout(tmp_path: Path) -> Non
 
 
 def test_every_line_of_a_traceback_or_long_message_carries_the_prefix() -> None:
-    """Only the first line of a message of several lines had the prefix; a traceback after it none."""
+    """Every line of a message of several lines carries the prefix, and so does every line of a
+    traceback after it."""
     try:
         raise ValueError("boom\nsecond line")
     except ValueError:
