@@ -52,6 +52,8 @@ NOT_PATHS: dict[tuple[str, str], str] = {
     ("serve", "database_url"): "a database URL",
     ("worker", "database_url"): "a database URL",
     ("serve", "token"): "a bearer token",
+    ("serve", "allow_models"): "NAME=FILE pairs: name_map refuses a blank name or file",
+    ("serve", "allow_voices"): "NAME=FILE pairs: name_map refuses a blank name or file",
 }
 
 #: What an option's value is when it is no text: flags, choices, numbers.

@@ -42,6 +42,16 @@ Files (under output_dir):
 """
 
 
+def stage_options() -> set[str]:
+    """The options of aicp-script and aicp-voice: the words library errors use for settings,
+    which run-chain's hints turn into chain keys (:func:`~ai_content_pipeline.cli.errors.fit_hint`)."""
+    from .script import script_command
+    from .voice import voice_command
+
+    return {opt for command in (script_command, voice_command) for param in command.params
+            for opt in (*param.opts, *param.secondary_opts)}
+
+
 def _print_json(obj: dict[str, Any], encode: Callable[[dict[str, Any]], bytes] | None = None) -> None:
     """The command's output: one JSON line on stdout (the plan, or the result as a
     ``pipeline_complete`` event). A closed stdout: OutputClosed (141); a full one: an error (1)."""
@@ -93,6 +103,9 @@ def run_chain_command(config: str, overrides: tuple[str, ...], dry_run: bool, re
     """
     # not needed for --help: imported here
     from ..chain.runner import ChainRunner, check_stdin_once, plan_chain, plan_status
+    from .errors import STAGE_OPTIONS
+
+    click.get_current_context().meta[STAGE_OPTIONS] = stage_options()  # hints name chain keys
     from ..chain.spec import load_chain, with_hosts
     from ..shards import shard_chain
 

@@ -303,13 +303,9 @@ def _invoke(command: click.Command, prog_name: str, argv: list[str]) -> Any:
 _OPTION = re.compile(r"(?<![\w/.-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*(?![\w/.-])")
 
 
-def _stage_options() -> set[str]:
-    """The options of aicp-script and aicp-voice: the words library errors use for settings."""
-    from .script import script_command
-    from .voice import voice_command
-
-    return {opt for command in (script_command, voice_command) for param in command.params
-            for opt in (*param.opts, *param.secondary_opts)}
+#: ``ctx.meta`` key under which ``aicp run-chain`` puts the options of aicp-script and
+#: aicp-voice (this module does not import those commands: they import it).
+STAGE_OPTIONS = "aicp.stage_options"
 
 
 #: The chain's words for options of aicp-script / aicp-voice that are not key: option name.
@@ -338,7 +334,7 @@ def fit_hint(hint: str | None, ctx: click.Context | None) -> str | None:
     if "--resume" not in have:
         hint = re.sub(r"run again with --resume\b(?: to keep [^,;.)]*)?", "run again", hint)
     if ctx.command.name == "run-chain" and "--" in hint:
-        text, stage = hint, _stage_options()
+        text, stage = hint, set(ctx.meta.get(STAGE_OPTIONS, ()))
 
         def key(match: re.Match[str]) -> str:
             clause = re.split(r"[,;(]", text[:match.start()])[-1]

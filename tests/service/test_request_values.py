@@ -104,7 +104,7 @@ def test_a_submit_that_fails_while_storing_leaves_no_folder(svc: Service, monkey
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(svc.store, "create", broken)
     with TestClient(svc.client.app, raise_server_exceptions=False) as client:
-        assert client.post(GENERATE, json={"records": SONGS}).status_code == 500
+        assert client.post(GENERATE, json={"records": SONGS}).status_code == 507  # a full disk: Insufficient Storage
     _nothing_left(svc)
 
 
