@@ -53,6 +53,9 @@ class BackendInfo:
         before its first step; raises an :class:`~ai_content_pipeline.errors.AicpError`.
     :ivar default_model: what ``describe()`` names as the model when none is given (the bundled
         one), for ``aicp run-chain``'s plan; ``None`` when it depends on the environment.
+    :ivar bundled: ``bundled() -> {name: path}``: the model (LLM) or voice (TTS) files the
+        backend ships, by the name clients use (``aicp serve``'s default lists; ``{}`` when
+        not installed); unset: none.
     :ivar priority: ``auto``'s order (highest first); third-party backends default to 0,
         below every built-in, so ``auto`` picks them only when they claim the input.
     :ivar summary: one line for people.
@@ -70,6 +73,7 @@ class BackendInfo:
     auto: Any = None
     preflight: Any = None
     default_model: str | None = None
+    bundled: Any = None
     priority: int = 0
     summary: str = ""
 

@@ -256,6 +256,7 @@ def _doctor(**_: Any) -> dict[str, Any]:
 BACKEND = BackendInfo(
     name="llamacpp", kind="llm", adapter=LlamaCppBackend, settings=SETTINGS, doctor=_doctor,
     default_model=BUNDLED_NAME,
+    bundled=lambda: {BUNDLED_NAME: str(path)} if (path := bundled_model_path()) is not None else {},
     claims=lambda model: model.lower().endswith(".gguf"), priority=10,
     summary="llama-cpp-python, in process; bundled SmolLM2-135M-Instruct or --model PATH.gguf",
 )

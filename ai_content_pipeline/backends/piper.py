@@ -225,6 +225,8 @@ def _preflight(voice: str | None = None, **_: Any) -> None:
 BACKEND = BackendInfo(
     name="piper", kind="tts", adapter=PiperBackend, settings=SETTINGS,
     persona_voice=PiperVoiceSettings, voice_file="voice", doctor=_doctor, preflight=_preflight,
-    default_model=BUNDLED_VOICE, claims=lambda voice: voice.lower().endswith(".onnx"), priority=10,
+    default_model=BUNDLED_VOICE,
+    bundled=lambda: {BUNDLED_VOICE: str(paths[0])} if (paths := bundled_voice_paths()) is not None else {},
+    claims=lambda voice: voice.lower().endswith(".onnx"), priority=10,
     summary="piper-tts on onnxruntime, in process (CPU); bundled en_US-joe-medium, 22,050 Hz",
 )
