@@ -16,7 +16,10 @@ is derived from here. Backends come from three places, first one wins per name:
 
 Only names are read at start-up (entry point *names*, from package metadata, on first
 need); a backend's module is imported when its description is needed (building it,
-validating a persona, ``aicp doctor``), so ``--help`` never touches an engine.
+validating a persona, ``aicp doctor``). The commands' backend flags come from each backend's
+settings (:func:`settings`): a built-in's are read from its light ``NAME_settings`` module
+(:data:`BUILTIN_SETTINGS`), so ``--help`` never touches an engine or pydantic; a third-party
+backend's module is imported to read its own.
 """
 
 from __future__ import annotations
