@@ -263,7 +263,8 @@ def backend_settings(kind: str, values: dict[str, Any]) -> dict[str, Any]:
 
 class BackendCommand(AicpCommand):
     """A command whose backend's settings are flags: those of every registered backend of
-    ``backend_kind`` (:func:`backend_setting_options`), placed after ``--backend`` in
+    ``backend_kind`` (:func:`backend_setting_options`), placed after ``--backend`` (and
+    ``--model``) in
     :attr:`params`, read when the parameters are used (parsing, ``--help``, completion), never
     at import, and again each time (a backend registered later has its flags). The callback
     gets them as keyword arguments (:func:`backend_settings` reads them)."""
@@ -283,7 +284,7 @@ class BackendCommand(AicpCommand):
             own = self._own
             names = {p.name for p in own}
             extra = [o for o in backend_setting_options(self.backend_kind) if o.name not in names]
-            at = next((i + 1 for i, p in enumerate(own) if p.name == "backend"), len(own))
+            at = max((i + 1 for i, p in enumerate(own) if p.name in ("backend", "model")), default=len(own))
             self._built = (key, [*own[:at], *extra, *own[at:]])
         return self._built[1]
 

@@ -67,7 +67,7 @@ Examples:
               help="Takes per record; each take is its own output record (script.take).")
 @click.option("--backend", type=BackendChoice("llm"), default="auto", show_default=True,
               help="auto: a .gguf --model → llamacpp; Ollama if it answers; else embedded llama.cpp. "
-                   "The options after it are the backends' own settings.")
+                   "The backends' own settings follow.")
 @click.option("-m", "--model", metavar="NAME|PATH.gguf", type=NameOrPath(),
               help="Ollama model name, or a GGUF file for llamacpp (default: bundled SmolLM2-135M).")
 @click.option("--temperature", type=click_range(TEMPERATURE), help="Sampling temperature (template default).")
