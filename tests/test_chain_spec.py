@@ -156,3 +156,54 @@ def test_example_chain_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     spec = load_chain("examples/radio-intros.yaml")
     assert spec.name == "radio-intros" and spec.steps[0].params["variants"] == 1
     assert sum(1 for _ in open(root / spec.input)) == 4
+
+
+# -- backend settings as step keys -------------------------------------------------------------
+def test_a_step_key_of_the_chosen_backend_is_checked_by_its_settings_and_reaches_it(
+        tmp_path: Path, chain_text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ai_content_pipeline.chain import runner
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(runner, "create_llm", lambda name, **k: seen.update(name=name, **k))
+    monkeypatch.setattr(runner, "create_tts", lambda name, **k: seen.update(name=name, **k))
+    text = chain_text.replace("    backend: auto\n    params: {variants",
+                              "    backend: llamacpp\n    threads: 3\n    params: {variants", 1)
+    spec = _load(tmp_path, text)
+    runner.create_backend(spec.steps[0], print)
+    assert seen["name"] == "llamacpp" and seen["n_threads"] == 3
+    spec = _load(tmp_path, chain_text.replace("{format: wav,", "{format: wav,", 1).replace(
+        "  - type: voice\n    backend: auto\n", "  - type: voice\n    backend: chatterbox\n    device: auto\n"
+        "    exaggeration: 1.2\n"))
+    seen.clear()
+    runner.create_backend(spec.steps[1], print)
+    assert seen["name"] == "chatterbox" and seen["exaggeration"] == 1.2 and "device" not in seen  # auto: unset
+    err = _error(tmp_path, text.replace("threads: 3", "threads: 0"))
+    assert ":9: steps.0.threads: llamacpp: Input should be greater than or equal to 1" in err.message
+
+
+@pytest.mark.parametrize("backend, key, value, words", [
+    ("piper", "device", "cuda", "the TTS backend 'piper' has no setting 'device'"),
+    ("ollama", "threads", 4, "the LLM backend 'ollama' has no setting 'threads'"),
+    ("auto", "pitch", 3, "no TTS backend has a setting 'pitch'"),
+    ("chatterbox", "device", "tpu", "chatterbox: Input should be 'auto', 'cuda', 'mps' or 'cpu'"),
+])
+def test_a_wrong_backend_setting_names_the_backend_and_the_key(tmp_path: Path, chain_text: str, backend: str,
+                                                               key: str, value: object, words: str) -> None:
+    step = 0 if backend == "ollama" else 1
+    if step == 0:
+        text = chain_text.replace("    backend: auto\n    params: {variants",
+                                  f"    backend: {backend}\n    {key}: {value}\n    params: {{variants", 1)
+    else:
+        text = chain_text.replace("  - type: voice\n    backend: auto\n",
+                                  f"  - type: voice\n    backend: {backend}\n    {key}: {value}\n")
+    err = _error(tmp_path, text)
+    assert f"steps.{step}.{key}: " in err.message and words in err.message
+
+
+def test_params_timeout_and_threads_still_reach_the_backend(tmp_path: Path, chain_text: str) -> None:
+    from ai_content_pipeline.chain.runner import backend_settings
+
+    text = chain_text.replace("{variants: 2,", "{variants: 2, timeout: 30, threads: 2,", 1)
+    assert backend_settings(_load(tmp_path, text).steps[0]) == {"timeout": 30, "n_threads": 2}
+    ollama = text.replace("    backend: auto\n    params: {variants", "    backend: ollama\n    params: {variants", 1)
+    assert backend_settings(_load(tmp_path, ollama).steps[0]) == {"timeout": 30}  # threads: not ollama's

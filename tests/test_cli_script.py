@@ -175,9 +175,14 @@ def test_threads_reach_the_llamacpp_backend_and_are_range_checked(monkeypatch):
 
 
 def test_threads_beyond_the_cpus_of_this_process_get_a_warning(monkeypatch):
-    from ai_content_pipeline.backends import llamacpp
+    """The llamacpp backend warns when it is built (the command only passes --threads on)."""
+    from ai_content_pipeline.backends import llamacpp, registry
 
-    monkeypatch.setattr(script_cli, "create_llm", lambda *a, **k: FakeLLM())
+    def build(name, **options):  # the real llamacpp backend is built (not loaded); a fake one runs
+        registry.create_llm("llamacpp", **options)
+        return FakeLLM()
+
+    monkeypatch.setattr(script_cli, "create_llm", build)
     monkeypatch.setattr(llamacpp, "default_threads", lambda: 2)
     res = invoke(script_cli.script_command, "aicp-script", ["--threads", "3"], SONGS)
     assert res.exit_code == 0 and "--threads 3 is more than the 2 CPUs" in res.stderr

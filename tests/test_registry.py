@@ -145,3 +145,47 @@ def test_aicp_help_reads_no_package_metadata():
             "'ai_content_pipeline.backends.ollama', 'ai_content_pipeline.backends.chatterbox'))), file=sys.stderr)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert "Usage:" in done.stdout and done.stderr.strip().splitlines()[-1] == "[]"
+
+
+# -- settings: plain data, the one source ----------------------------------------------------------
+def test_a_built_in_backend_settings_are_read_without_its_module_or_pydantic() -> None:
+    """The commands build their flags from the settings for ``--help``: reading a built-in's
+    imports neither its engine module nor pydantic."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from ai_content_pipeline.backends import registry\n"
+            "for kind in registry.KINDS:\n    [registry.settings(kind, n) for n in registry.BUILTINS[kind]]\n"
+            "print(sorted(m for m in sys.modules if m.startswith('pydantic') or m in "
+            "{'ai_content_pipeline.backends.' + n for t in registry.BUILTINS.values() for n in t}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_every_built_in_setting_is_an_adapter_keyword_and_its_model_checks_it() -> None:
+    import inspect
+
+    from ai_content_pipeline.backends import registry
+
+    for kind, table in registry.BUILTINS.items():
+        for name in table:
+            info = registry.get(kind, name)
+            settings = registry.settings(kind, name)
+            assert settings == info.setting_list() and settings
+            adapter = info.load("adapter")
+            target = adapter.__init__ if inspect.isclass(adapter) else adapter
+            params = inspect.signature(target).parameters
+            passes_on = not inspect.isclass(adapter) and any(p.kind is p.VAR_KEYWORD for p in params.values())
+            assert passes_on or {s.name for s in settings} - {"host"} <= set(params), name  # host: create_llm's
+            assert set(info.options_model().model_fields) == {s.name for s in settings}
+
+
+def test_step_settings_map_keys_to_keywords_and_unset_values() -> None:
+    from ai_content_pipeline.backends import registry
+    from ai_content_pipeline.errors import UsageError
+
+    assert registry.step_settings("llm", "llamacpp", {"threads": 2}) == {"n_threads": 2}
+    assert registry.step_settings("tts", "auto", {"device": "auto", "voice": "a.onnx"}) == {"voice": "a.onnx"}
+    with pytest.raises(UsageError, match="the TTS backend 'piper' has no setting 'device'") as info:
+        registry.step_settings("tts", "piper", {"device": "cpu"})
+    assert info.value.loc == ("device",) and "voice" in (info.value.hint or "")

@@ -1,8 +1,9 @@
 """A TTS backend from one file: this module is a whole third-party backend (a sine tone with
-its own options and persona voice block) and the tests that it is chosen like a built-in:
-``aicp-voice --backend sine``, a chain's voice step ``backend: sine``, a persona's
-``voice: {sine: ...}`` block, ``aicp doctor``, and an entry point naming it; no product file
-knows it."""
+its own settings and persona voice block) and the tests that it is chosen like a built-in:
+``aicp-voice --backend sine`` (with its own flag, ``--sine-seconds-per-word``), a chain's voice
+step ``backend: sine`` (with its own key, ``seconds_per_word``), a persona's
+``voice: {sine: ...}`` block, a service request, ``aicp doctor``, and an entry point naming
+it; no product file knows it."""
 
 from __future__ import annotations
 
@@ -18,15 +19,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from ai_content_pipeline.backends import registry
 from ai_content_pipeline.backends.base import TTSBackend, Voice
 from ai_content_pipeline.backends.info import BackendInfo
-
+from ai_content_pipeline.backends.settings import Setting
+from ai_content_pipeline.limits import Limit
 
 # -- the backend: everything a third-party package would ship --------------------------------
-class SineOptions(BaseModel):
-    """What ``create_tts("sine", ...)`` passes on; every other option is left out."""
-
-    model_config = ConfigDict(extra="forbid")
-    seconds_per_word: float = Field(0.35, gt=0, le=2)
-    device: str | None = None
+#: What ``create_tts("sine", ...)`` passes on (every other option is left out): the flag
+#: ``--sine-seconds-per-word`` and the chain step key ``seconds_per_word``, checked by range.
+SETTINGS = (
+    Setting("seconds_per_word", "float", limit=Limit(float, 0, 2, min_open=True), metavar="SECONDS",
+            help="length of the tone of one word"),
+    Setting("device", choices=("auto", "cuda", "mps", "cpu"), default="auto", unset="auto", flag="--device",
+            show_default=True, help="ignored (a tone needs no device)."),
+)
 
 
 class SineVoice(BaseModel):
@@ -68,7 +72,7 @@ def _doctor(**_: Any) -> dict[str, Any]:
     return {"checks": {"sine": {"ok": True, "version": "1.0"}}, "usable": True}
 
 
-BACKEND = BackendInfo(name="sine", kind="tts", adapter=SineBackend, options=SineOptions,
+BACKEND = BackendInfo(name="sine", kind="tts", adapter=SineBackend, settings=SETTINGS,
                       persona_voice=SineVoice, doctor=_doctor, summary="a sine tone per word")
 
 
@@ -231,3 +235,79 @@ def test_an_installed_package_is_found_by_the_console_scripts(tmp_path) -> None:
                           capture_output=True, env=env, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert [orjson.loads(line)["audio"]["backend"] for line in done.stdout.splitlines()] == ["sine", "sine"]
+
+
+def _seconds(path: Path) -> float:
+    import soundfile
+
+    return float(soundfile.info(str(path)).duration)
+
+
+def test_its_own_flag_is_in_the_help_checked_by_its_range_and_reaches_it(sine, tmp_path) -> None:
+    from ai_content_pipeline.cli import voice as voice_cli
+    from tests.cli_helpers import invoke
+
+    shown = invoke(voice_cli.voice_command, "aicp-voice", ["--help"]).stdout
+    assert "--sine-seconds-per-word SECONDS" in shown and "sine: length of the tone of one word" in shown
+    assert "chatterbox: the torch device" in shown and "sine: ignored" in shown  # a shared flag lists both
+    runs = {}
+    for value in ("0.3", "0.6"):
+        res = invoke(voice_cli.voice_command, "aicp-voice",
+                     ["--backend", "sine", "--sine-seconds-per-word", value, "--out-dir", str(tmp_path / value)],
+                     SCRIPTS)
+        assert res.exit_code == 0, res.stderr
+        runs[value] = [_seconds(Path(orjson.loads(line)["audio"]["path"])) for line in res.stdout.splitlines()]
+    assert all(b > 1.8 * a for a, b in zip(runs["0.3"], runs["0.6"], strict=True))
+    res = invoke(voice_cli.voice_command, "aicp-voice", ["--backend", "sine", "--sine-seconds-per-word", "9"],
+                 SCRIPTS)
+    assert res.exit_code == 2 and res.stdout == "" and "--sine-seconds-per-word" in res.stderr
+    registry.unregister_backend("tts", "sine")
+    res = invoke(voice_cli.voice_command, "aicp-voice", ["--sine-seconds-per-word", "0.5"], SCRIPTS)
+    assert res.exit_code == 2 and "No such option" in res.stderr  # gone with its backend
+
+
+def _chain(tmp_path: Path, step: str) -> Path:
+    (tmp_path / "in.jsonl").write_bytes(SCRIPTS)
+    chain = tmp_path / "chain.yaml"
+    chain.write_text(f"name: toy\ninput: {tmp_path / 'in.jsonl'}\noutput_dir: {tmp_path / 'out'}\n"
+                     f"steps:\n  - type: voice\n    backend: sine\n{step}")
+    return chain
+
+
+def test_a_chain_step_sets_its_own_setting_checked_by_its_model(sine, tmp_path) -> None:
+    from ai_content_pipeline.chain.runner import create_backend
+    from ai_content_pipeline.chain.spec import load_chain
+    from ai_content_pipeline.errors import ConfigError
+
+    spec = load_chain(str(_chain(tmp_path, "    seconds_per_word: 0.5\n")))
+    tts = create_backend(spec.steps[0], lambda *a: None)
+    assert isinstance(tts, SineBackend) and tts.seconds_per_word == 0.5
+    with pytest.raises(ConfigError, match=r"chain\.yaml:7: steps\.0\.seconds_per_word: sine: .*less than or equal to 2"):
+        load_chain(str(_chain(tmp_path, "    seconds_per_word: 9\n")))
+    with pytest.raises(ConfigError, match=r"steps\.0\.pitch: .*the TTS backend 'sine' has no setting 'pitch'") as err:
+        load_chain(str(_chain(tmp_path, "    pitch: 3\n")))
+    assert "seconds_per_word" in (err.value.hint or "")
+    with pytest.raises(ConfigError, match=r"steps\.0\.checkpoint_dir: .*'sine' has no setting 'checkpoint_dir'"):
+        load_chain(str(_chain(tmp_path, "    checkpoint_dir: /models\n")))  # chatterbox's, not sine's
+
+
+def test_a_service_request_sets_its_own_setting(sine, tmp_path) -> None:
+    from ai_content_pipeline.service.requests import (
+        GenerateRequest,
+        RequestProblem,
+        build_chain,
+        validate_chain,
+    )
+
+    body = {"records": [{"id": "s1", "title": "Queen"}], "voice": True, "voice_backend": "sine"}
+
+    def check(settings: dict[str, Any]) -> dict[str, Any]:
+        chain, _, where = build_chain(GenerateRequest.model_validate({**body, "voice_settings": settings}))
+        return validate_chain(chain, str(tmp_path / "in.jsonl"), str(tmp_path / "out"), where)
+
+    (tmp_path / "in.jsonl").write_text("{}\n")
+    assert check({"seconds_per_word": 0.5})["steps"][1]["seconds_per_word"] == 0.5
+    with pytest.raises(RequestProblem, match=r"^voice_settings\.seconds_per_word: sine: "):
+        check({"seconds_per_word": 9})
+    with pytest.raises(RequestProblem, match=r"^voice_settings\.model: no TTS backend has a setting 'model'"):
+        check({"model": "/etc/passwd"})  # a step key that is no setting never passes as one

@@ -25,7 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import BackendOutOfMemory, BackendUnavailable, SynthesisError, UsageError
 from ..faults import path_problem
 from .base import TTSBackend, Voice
+from .chatterbox_settings import SETTINGS
 from .info import BackendInfo
+from .settings import options_model
 
 if TYPE_CHECKING:  # numpy is imported when speaking
     import numpy as np
@@ -39,19 +41,8 @@ _OOM_HINT = ("free GPU memory (stop other models; `aicp run-chain` unloads the L
              "or run with --device cpu (slow)")
 
 
-class ChatterboxOptions(BaseModel):
-    """Options of :class:`ChatterboxBackend` (``aicp-voice --voice/--device/--checkpoint-dir/
-    --exaggeration/--cfg-weight/--temperature``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    voice: str | Path | None = None
-    device: str | None = None
-    checkpoint_dir: str | Path | None = None
-    exaggeration: float | None = None
-    cfg_weight: float | None = None
-    temperature: float | None = None
-
+#: The adapter's options model, built from its settings (:mod:`.chatterbox_settings`).
+ChatterboxOptions = options_model("chatterbox", SETTINGS)
 
 class ChatterboxVoiceSettings(BaseModel):
     """Chatterbox settings of a persona (``voice.chatterbox``); see ``ChatterboxTTS.generate``."""
@@ -362,7 +353,7 @@ def _preflight(checkpoint_dir: str | None = None, **_: Any) -> None:
 
 
 BACKEND = BackendInfo(
-    name="chatterbox", kind="tts", adapter=ChatterboxBackend, options=ChatterboxOptions,
+    name="chatterbox", kind="tts", adapter=ChatterboxBackend, settings=SETTINGS,
     persona_voice=ChatterboxVoiceSettings, voice_file="audio_prompt", doctor=_doctor, auto=_auto,
     preflight=_preflight,
     priority=20, summary="chatterbox-tts on torch: the GPU voice, 24,000 Hz, voice cloning (optional extra)",

@@ -31,9 +31,13 @@ class BackendInfo:
     :ivar adapter: the class (or factory) building the backend, called as
         ``adapter(model, host=..., notice=..., **options)`` (LLM) or ``adapter(**options)`` (TTS);
         it returns an :class:`~.base.LLMBackend` / :class:`~.base.TTSBackend`, not loaded.
-    :ivar options: a pydantic model of the adapter's keyword options; options it does not
-        declare are left out (``aicp-voice`` passes ``exaggeration`` to every TTS backend).
-        ``None``: every option is passed.
+    :ivar settings: the adapter's keyword options as plain data (a tuple of
+        :class:`~.settings.Setting`): the one source of its options model, its command flags
+        (``--threads``, ``--sine-frequency``), its chain step keys and what a service request
+        may set. Options it does not declare are left out (``aicp-voice`` passes
+        ``exaggeration`` to every TTS backend).
+    :ivar options: a pydantic model of the adapter's keyword options, for a backend without
+        :attr:`settings`; ``None`` with no settings either: every option is passed.
     :ivar persona_voice: a pydantic model of a persona's ``voice.NAME`` block (TTS); ``None``:
         a persona may not have one.
     :ivar voice_file: the key of that block that names a file (a record never carries it).
@@ -49,6 +53,9 @@ class BackendInfo:
         before its first step; raises an :class:`~ai_content_pipeline.errors.AicpError`.
     :ivar default_model: what ``describe()`` names as the model when none is given (the bundled
         one), for ``aicp run-chain``'s plan; ``None`` when it depends on the environment.
+    :ivar bundled: ``bundled() -> {name: path}``: the model (LLM) or voice (TTS) files the
+        backend ships, by the name clients use (``aicp serve``'s default lists; ``{}`` when
+        not installed); unset: none.
     :ivar priority: ``auto``'s order (highest first); third-party backends default to 0,
         below every built-in, so ``auto`` picks them only when they claim the input.
     :ivar summary: one line for people.
@@ -57,6 +64,7 @@ class BackendInfo:
     name: str
     kind: Kind
     adapter: Any
+    settings: Any = ()
     options: Any = None
     persona_voice: Any = None
     voice_file: str | None = None
@@ -65,12 +73,30 @@ class BackendInfo:
     auto: Any = None
     preflight: Any = None
     default_model: str | None = None
+    bundled: Any = None
     priority: int = 0
     summary: str = ""
 
     def load(self, what: str) -> Any:
         """The object field ``what`` names (``adapter``, ``options``...), imported now."""
         return load_ref(getattr(self, what))
+
+    def setting_list(self) -> tuple[Any, ...]:
+        """:attr:`settings`, loaded (a ``"module:attribute"`` string is imported now)."""
+        return tuple(load_ref(self.settings) or ())
+
+    def options_model(self) -> Any:
+        """The pydantic model of the adapter's options: :attr:`options`, else the one built from
+        :attr:`settings` (fields named by keyword), else ``None`` (every option passes)."""
+        model = self.load("options")
+        if model is not None:
+            return model
+        settings = self.setting_list()
+        if not settings:
+            return None
+        from .settings import options_model
+
+        return options_model(self.name, settings)
 
 
 __all__ = ["BackendInfo", "Kind", "load_ref"]

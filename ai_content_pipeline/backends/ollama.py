@@ -22,27 +22,19 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 from ..errors import BackendOutOfMemory, BackendUnavailable, RecordError, TransientBackendError
 from .base import ChatChunk, GenerationParams, LLMBackend, is_out_of_memory
 from .info import BackendInfo
+from .ollama_settings import SETTINGS
+from .settings import options_model
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 DEFAULT_MODEL = "llama3.2"
 UNLOAD_WAIT_SECONDS = 30.0
 
 
-class OllamaOptions(BaseModel):
-    """Options of :class:`OllamaBackend` (and of several hosts, ``OllamaPool``): ``keep_alive``
-    (``--keep-alive``) and ``timeout`` (``--timeout``, a chain step's ``params.timeout``); the
-    hosts come as ``host`` (``--host``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    keep_alive: str | None = None
-    timeout: float = 300.0
-
+#: The adapter's options model, built from its settings (:mod:`.ollama_settings`).
+OllamaOptions = options_model("ollama", SETTINGS)
 
 def host_url(text: str) -> str:
     """A host as the Ollama client reads it, spelled out as one URL: ``gpu1`` →
@@ -395,6 +387,6 @@ def _doctor(host: str | Iterable[str] | None = None, **_: Any) -> dict[str, Any]
 
 
 BACKEND = BackendInfo(
-    name="ollama", kind="llm", adapter="ai_content_pipeline.backends.ollama_pool:create", options=OllamaOptions, doctor=_doctor, priority=20,
+    name="ollama", kind="llm", adapter="ai_content_pipeline.backends.ollama_pool:create", settings=SETTINGS, doctor=_doctor, priority=20,
     summary="an Ollama server (official client, streaming /api/chat); --jobs N concurrent requests",
 )

@@ -23,6 +23,8 @@ from ..errors import BackendOutOfMemory, BackendUnavailable, SynthesisError, Usa
 from ..faults import path_problem
 from .base import TTSBackend, Voice, is_out_of_memory
 from .info import BackendInfo
+from .piper_settings import SETTINGS
+from .settings import options_model
 
 if TYPE_CHECKING:  # numpy is imported when speaking
     import numpy as np
@@ -33,14 +35,8 @@ OOM_HINT = "free memory (other programs, a memory limit such as ulimit -v or a c
 _SETTINGS = ("speaker_id", "length_scale", "noise_scale", "noise_w_scale")
 
 
-class PiperOptions(BaseModel):
-    """Options of :class:`PiperBackend` (``aicp-voice --voice``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    voice: str | Path | None = None
-    use_cuda: bool = False
-
+#: The adapter's options model, built from its settings (:mod:`.piper_settings`).
+PiperOptions = options_model("piper", SETTINGS)
 
 class PiperVoiceSettings(BaseModel):
     """Piper settings of a persona (``voice.piper``); see piper's ``SynthesisConfig``."""
@@ -227,8 +223,10 @@ def _preflight(voice: str | None = None, **_: Any) -> None:
 
 
 BACKEND = BackendInfo(
-    name="piper", kind="tts", adapter=PiperBackend, options=PiperOptions,
+    name="piper", kind="tts", adapter=PiperBackend, settings=SETTINGS,
     persona_voice=PiperVoiceSettings, voice_file="voice", doctor=_doctor, preflight=_preflight,
-    default_model=BUNDLED_VOICE, claims=lambda voice: voice.lower().endswith(".onnx"), priority=10,
+    default_model=BUNDLED_VOICE,
+    bundled=lambda: {BUNDLED_VOICE: str(paths[0])} if (paths := bundled_voice_paths()) is not None else {},
+    claims=lambda voice: voice.lower().endswith(".onnx"), priority=10,
     summary="piper-tts on onnxruntime, in process (CPU); bundled en_US-joe-medium, 22,050 Hz",
 )

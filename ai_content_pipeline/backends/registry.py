@@ -16,7 +16,10 @@ is derived from here. Backends come from three places, first one wins per name:
 
 Only names are read at start-up (entry point *names*, from package metadata, on first
 need); a backend's module is imported when its description is needed (building it,
-validating a persona, ``aicp doctor``), so ``--help`` never touches an engine.
+validating a persona, ``aicp doctor``). The commands' backend flags come from each backend's
+settings (:func:`settings`): a built-in's are read from its light ``NAME_settings`` module
+(:data:`BUILTIN_SETTINGS`), so ``--help`` never touches an engine or pydantic; a third-party
+backend's module is imported to read its own.
 """
 
 from __future__ import annotations
@@ -44,10 +47,17 @@ BUILTINS: dict[str, dict[str, str]] = {
 }
 
 
+#: Where the built-ins' settings are described as plain data, importable without pydantic or
+#: an engine (``--help`` builds the commands' flags from them): ``name → "module:SETTINGS"``.
+BUILTIN_SETTINGS: dict[str, str] = {name: ref.replace(":BACKEND", "_settings:SETTINGS")
+                                    for table in BUILTINS.values() for name, ref in table.items()}
+
+
 # -- the table ----------------------------------------------------------------------------
 _registered: dict[str, dict[str, Any]] = {"llm": {}, "tts": {}}  # name → BackendInfo or ref
 _loaded: dict[tuple[str, str], BackendInfo] = {}
 _entry_points: dict[str, dict[str, Any]] | None = None
+_changes = 0  # register_backend / unregister_backend calls: see :func:`state`
 
 
 def _installed_entry_points() -> dict[str, dict[str, Any]]:
@@ -142,15 +152,25 @@ def register_backend(info: BackendInfo | None = None, /, **fields: Any) -> Backe
         info = BackendInfo(**fields)
     if info.kind not in KINDS or not info.name or info.name == "auto":
         raise ValueError(f"a backend needs a name (not 'auto') and a kind in {KINDS}")
+    global _changes
     _registered[info.kind][info.name] = info
     _loaded.pop((info.kind, info.name), None)
+    _changes += 1
     return info
 
 
 def unregister_backend(kind: str, name: str) -> None:
     """Drop a backend :func:`register_backend` added (built-ins and installed ones stay)."""
+    global _changes
     _registered[kind].pop(name, None)
     _loaded.pop((kind, name), None)
+    _changes += 1
+
+
+def state(kind: str) -> tuple[Any, ...]:
+    """A value that changes when the backends of ``kind`` do (one registered, unregistered, an
+    entry point table replaced): what a cache of their settings is keyed by."""
+    return (_changes, id(_entry_points), tuple(names(kind)))
 
 
 class BackendChoices(Sequence[str]):
@@ -214,13 +234,73 @@ def _claimant(kind: str, value: str | None) -> str | None:
     return None
 
 
+def settings(kind: str, name: str) -> tuple[Any, ...]:
+    """The :class:`~.settings.Setting` list of backend ``name`` of ``kind``: a built-in's from its
+    light ``*_settings`` module (no engine, no pydantic imported), another's from its
+    :class:`BackendInfo` (its module imported now).
+
+    :raises UsageError: no such backend. :raises BackendUnavailable: it cannot be loaded.
+    """
+    if name in BUILTIN_SETTINGS and name in BUILTINS.get(kind, {}) and name not in _registered[kind]:
+        return tuple(load_ref(BUILTIN_SETTINGS[name]))
+    return get(kind, name).setting_list()
+
+
+def all_settings(kind: str) -> list[tuple[str, tuple[Any, ...]]]:
+    """``(backend name, its settings)`` of every backend of ``kind`` that loads, in choice order."""
+    out = []
+    for name in names(kind):
+        try:
+            out.append((name, settings(kind, name)))
+        except (BackendUnavailable, UsageError):
+            continue
+    return out
+
+
+def step_settings(kind: str, backend: str, given: dict[str, Any]) -> dict[str, Any]:
+    """A chain step's backend settings (``{step key: value}``) checked against the settings of
+    ``backend`` (``auto``: each key against the backends of ``kind`` that declare it), as
+    ``{adapter keyword: value}`` (a ``unset`` value such as ``device: auto`` becomes ``None``).
+
+    :raises UsageError: a key the backend does not declare (names the backend and the key,
+        lists its keys), or a value its options model refuses; ``exc.loc`` is the key.
+    """
+    from pydantic import ValidationError
+
+    from .settings import options_model
+
+    chosen = all_settings(kind) if backend == "auto" else [(backend, settings(kind, backend))]
+    out: dict[str, Any] = {}
+    for key, value in given.items():
+        declaring = [(name, s) for name, table in chosen for s in table if s.step_key == key]
+        if not declaring:
+            known = sorted({s.step_key for _, table in chosen for s in table})
+            which = (f"no {kind.upper()} backend has a setting '{key}'" if backend == "auto"
+                     else f"the {kind.upper()} backend '{backend}' has no setting '{key}'")
+            error = UsageError(f"Extra inputs are not permitted: {which}",
+                               hint=("its settings: " if backend != "auto" else "the backends' settings: ")
+                               + (", ".join(known) or "none"))
+            error.loc = (key,)  # type: ignore[attr-defined]
+            raise error
+        for name, setting in declaring:
+            try:
+                options_model(name, (setting,), by="key").model_validate({key: value})
+            except ValidationError as exc:
+                error = UsageError(f"{name}: {exc.errors()[0]['msg']}")
+                error.loc = (key,)  # type: ignore[attr-defined]
+                raise error from None
+            if setting.value(value) is not None:
+                out[setting.name] = setting.value(value)
+    return out
+
+
 def backend_options(info: BackendInfo, options: dict[str, Any]) -> dict[str, Any]:
     """The options ``info``'s adapter takes: those its options model declares (checked against
     it, passed as given), or all of them when it has no model.
 
-    :raises UsageError: a value its options model refuses (names the option).
+    :raises UsageError: a value its options model refuses (names the backend and the option).
     """
-    model = info.load("options")
+    model = info.options_model()
     if model is None:
         return options
     declared = {k: v for k, v in options.items() if k in model.model_fields}
@@ -299,7 +379,8 @@ def create_llm(name: str = "auto", *, model: str | None = None, host: str | list
     info = get("llm", name)
     factory = info.load("adapter")
     given = hosts or (host if isinstance(host, str) else None)
-    return factory(model, host=given or None, notice=notice, **backend_options(info, options))  # type: ignore[no-any-return]
+    options = {k: v for k, v in backend_options(info, options).items() if k != "host"}
+    return factory(model, host=given or None, notice=notice, **options)  # type: ignore[no-any-return]
 
 
 def resolve_tts_name(name: str, notice: Callable[[str], None] | None = None,
@@ -343,6 +424,7 @@ def create_tts(name: str = "auto", *, notice: Callable[[str], None] | None = Non
     return info.load("adapter")(**backend_options(info, options))  # type: ignore[no-any-return]
 
 
-__all__ = ["BUILTINS", "ENTRY_POINT_GROUPS", "LLM_CHOICES", "TTS_CHOICES", "BackendChoices", "BackendInfo",
-           "backend_options", "backends", "by_priority", "create_llm", "create_tts", "get", "load_ref", "names",
-           "register_backend", "resolve_llm_name", "resolve_tts_name", "unregister_backend"]
+__all__ = ["BUILTINS", "BUILTIN_SETTINGS", "ENTRY_POINT_GROUPS", "LLM_CHOICES", "TTS_CHOICES", "BackendChoices", "BackendInfo",
+           "all_settings", "backend_options", "backends", "by_priority", "create_llm", "create_tts", "get", "load_ref", "names",
+           "register_backend", "resolve_llm_name", "resolve_tts_name", "settings", "step_settings",
+           "unregister_backend"]

@@ -50,7 +50,7 @@ from ..stages.kind import StepConfig
 from ..stages.registry import options_class
 from ..stages.step import StageRun, StepInput, count_input, open_input, read_input
 from ..status import ExitStatus
-from .spec import ChainSpec, Prices, ScriptStep, VoiceStep
+from .spec import ChainSpec, Prices, VoiceStep
 
 #: A chain step (the model of its kind: :class:`~ai_content_pipeline.stages.kind.StepConfig`).
 StepSpec = StepConfig
@@ -60,40 +60,54 @@ BackendFactory = Callable[[StepSpec, Callable[[str], None]], Any]
 GPU_DEVICES = ("cuda", "gpu", "mps")
 
 
-def create_backend(step: Any, notice: Callable[[str], None]) -> Any:
-    """Default :data:`BackendFactory`: the registry's LLM or TTS backend for ``step``, given
-    the step's backend options (each backend takes those its options model declares).
+def backend_settings(step: Any) -> dict[str, Any]:
+    """A step's backend options, ``{adapter keyword: value}``: the backend settings the step
+    gives as keys (:meth:`~ai_content_pipeline.stages.kind.BackendStepConfig.settings`), plus
+    any of its ``params`` that name a setting of the chosen backend (``params.timeout``,
+    ``params.threads``: stage options that the backend reads too), each checked against the
+    backend's settings (:func:`~ai_content_pipeline.backends.registry.step_settings`).
 
-    :raises UsageError: unknown backend. :raises BackendUnavailable: ``auto`` found nothing usable.
+    :raises UsageError: a setting the backend does not have, or a value it refuses.
     """
-    if isinstance(step, ScriptStep):
-        timeout = step.params.get("timeout")  # params.timeout: the Ollama request timeout
-        threads = step.params.get("threads")  # params.threads: llama.cpp's CPU threads
-        extra: dict[str, Any] = {"timeout": float(timeout)} if timeout is not None else {}
-        if threads is not None:
-            extra["n_threads"] = int(threads)
-        return create_llm(step.backend, model=step.model, host=step.host,
-                          keep_alive=step.keep_alive, notice=notice, **extra)
-    return create_tts(step.backend, notice=notice, **_voice_options(step))
+    from ..backends.registry import all_settings, settings, step_settings
+
+    kind = registry.get(step.type).backend
+    if kind is None:
+        return {}
+    given = dict(step.settings()) if hasattr(step, "settings") else {}
+    backend = getattr(step, "backend", "auto")
+    tables = all_settings(kind) if backend == "auto" else [(backend, settings(kind, backend))]
+    keys = {s.step_key for _, table in tables for s in table}
+    for key, value in step.params.items():
+        if key in keys and key not in given and value is not None:
+            given[key] = value
+    return step_settings(kind, backend, given)
 
 
-def _voice_options(step: VoiceStep) -> dict[str, Any]:
-    """A voice step's backend options: ``voice``, ``device`` (``auto`` left out), ``checkpoint_dir``."""
-    device = None if step.device == "auto" else step.device
-    return {k: v for k, v in (("voice", step.voice), ("device", device),
-                              ("checkpoint_dir", step.checkpoint_dir)) if v is not None}
+def create_backend(step: Any, notice: Callable[[str], None]) -> Any:
+    """Default :data:`BackendFactory`: the registry's backend of the kind ``step``'s stage kind
+    uses, built with the step's validated backend settings (:func:`backend_settings`).
+
+    :raises UsageError: unknown backend, a setting it refuses.
+    :raises BackendUnavailable: ``auto`` found nothing usable.
+    """
+    kind = registry.get(step.type).backend
+    if kind == "llm":
+        return create_llm(step.backend, model=getattr(step, "model", None), notice=notice, **backend_settings(step))
+    return create_tts(step.backend, notice=notice, **backend_settings(step))
 
 
 def resolve_backend(step: Any) -> tuple[str, str | None]:
     """What ``auto`` would pick for ``step``, without loading anything: ``(backend, model)``
-    (the model a step names, else the backend's bundled one, else ``None``)."""
+    (the model or voice a step names, else the backend's bundled one, else ``None``)."""
     from ..backends.registry import get
 
-    if isinstance(step, ScriptStep):
-        name, model = resolve_llm_name(step.backend, step.model, step.host)
+    options = backend_settings(step)
+    if registry.get(step.type).backend == "llm":
+        name, model = resolve_llm_name(step.backend, getattr(step, "model", None), options.get("host"))
         return name, model or get("llm", name).default_model
-    name = resolve_tts_name(step.backend, device=None if step.device == "auto" else step.device)
-    return name, step.voice or get("tts", name).default_model
+    name = resolve_tts_name(step.backend, device=options.get("device"), voice=options.get("voice"))
+    return name, options.get("voice") or get("tts", name).default_model
 
 
 def check_chain_paths(spec: ChainSpec, stdin: IO[bytes] | None = None, log: str | None = None) -> None:
@@ -146,7 +160,7 @@ def check_chain_paths(spec: ChainSpec, stdin: IO[bytes] | None = None, log: str 
 
 
 def check_voice_step(step: VoiceStep, index: int) -> None:
-    """What a voice step needs that exists before any model runs (its backend's ``preflight``
+    """What a TTS step needs that exists before any model runs (its backend's ``preflight``
     hook: Piper's voice file and ``.onnx.json``, Chatterbox installed and its checkpoint
     folder). Loads nothing.
 
@@ -156,14 +170,14 @@ def check_voice_step(step: VoiceStep, index: int) -> None:
     from ..backends.registry import backend_options, get
 
     try:
-        name = resolve_tts_name(step.backend, device=step.device if step.device != "auto" else None,
-                                voice=step.voice)
+        options = backend_settings(step)
+        name = resolve_tts_name(step.backend, device=options.get("device"), voice=options.get("voice"))
         info = get("tts", name)
         preflight = info.load("preflight")
         if preflight is not None:
-            preflight(**backend_options(info, _voice_options(step)))
+            preflight(**backend_options(info, options))
     except AicpError as exc:
-        exc.message = f"step {index + 1} (voice): {exc.message}"
+        exc.message = f"step {index + 1} ({step.type}): {exc.message}"
         raise
 
 
@@ -562,4 +576,4 @@ def plan_chain(spec: ChainSpec,
 
 
 __all__ = ["BackendFactory", "ChainResult", "ChainRunner", "StepSummary", "chain_result", "check_chain_paths", "check_stdin_once",
-           "create_backend", "plan_chain", "plan_status", "resolve_backend", "run_chain", "step_cost", "step_options"]
+           "backend_settings", "create_backend", "plan_chain", "plan_status", "resolve_backend", "run_chain", "step_cost", "step_options"]

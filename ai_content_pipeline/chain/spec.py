@@ -12,15 +12,21 @@ A chain file names an input, an output folder and steps run in order::
       - type: script
         template: song-intro
         persona: julie
-        backend: auto                  # auto | llamacpp | ollama
+        backend: auto                  # auto | llamacpp | ollama | an installed one
+        threads: 4                     # a setting of the backend (llamacpp: --threads)
         params: {variants: 2, temperature: 0.8}
       - type: voice
-        backend: auto                  # auto | piper | chatterbox
+        backend: auto                  # auto | piper | chatterbox | an installed one
         params: {format: wav, loudness: -16}
 
 ``params`` are fields of the stage's options dataclass
 (:class:`~ai_content_pipeline.stages.script.ScriptOptions`, ``VoiceOptions``),
-passed through as they are; an unknown field or a bad type is an error.
+passed through as they are; an unknown field or a bad type is an error. The
+other keys of a step with a backend are that backend's settings
+(:mod:`~ai_content_pipeline.backends.settings`: the keys of the command's flags,
+``threads``, ``host``, ``voice``, ``device``...), checked against the chosen
+backend's (``auto``: each key against the backends that have it); a key it does
+not have is an error naming the backend and the key.
 Paths in the file are relative to the current directory.
 
 Every problem is a :class:`~ai_content_pipeline.errors.ConfigError` (exit 2)
@@ -51,7 +57,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from ..backends.registry import LLM_CHOICES, TTS_CHOICES
+from ..backends.registry import LLM_CHOICES, TTS_CHOICES, all_settings, step_settings
 from ..errors import AicpError, ConfigError, UsageError
 from ..faults import path_problem
 from ..stages import registry
@@ -341,6 +347,10 @@ def _check_step(spec: ChainSpec, index: int, where: _Where) -> None:
         if backend not in choices:
             raise ConfigError(f"{where((*base, 'backend'))}: unknown {step.type} backend '{backend}'",
                               hint=f"choose one of: {', '.join(choices)}")
+        try:
+            step_settings(kind.backend, backend, dict(step.model_extra or {}))
+        except AicpError as exc:
+            raise ConfigError(f"{where((*base, *getattr(exc, 'loc', ())))}: {exc.message}", hint=exc.hint) from exc
     for key, loader in _REFS:
         value = getattr(step, key, None)
         if value is None:
@@ -373,10 +383,21 @@ def _check_step(spec: ChainSpec, index: int, where: _Where) -> None:
             raise ConfigError(f"{where((*base, *loc))}: {exc.message}", hint=exc.hint) from exc
 
 
-#: The keys that name a file or folder (or a NAME|PATH): empty or blank, each is a config error.
+#: The keys that name a file or folder (or a NAME|PATH): empty or blank, each is a config error
+#: (and so is every backend setting of type ``path`` or ``folder``: :func:`_path_settings`).
 PATH_KEYS = ("input", "output_dir")
-STEP_PATH_KEYS = ("template", "persona", "model", "voice", "checkpoint_dir")
+STEP_PATH_KEYS = ("template", "persona", "model")
 PARAM_PATH_KEYS = ("work_dir",)
+
+
+def _path_settings(step: Any) -> tuple[str, ...]:
+    """The step keys of the backend settings that name a file or folder, of every backend of
+    the kind ``step``'s stage uses (``voice``, ``checkpoint_dir``...)."""
+    kind = registry.find(step.type)
+    if kind is None or kind.backend is None:
+        return ()
+    return tuple(dict.fromkeys(s.step_key for _, table in all_settings(kind.backend) for s in table
+                               if s.type in ("path", "folder")))
 
 
 def _refuse_blank_paths(spec: ChainSpec, where: _Where) -> None:
@@ -385,7 +406,8 @@ def _refuse_blank_paths(spec: ChainSpec, where: _Where) -> None:
     path and line."""
     found: list[tuple[Loc, Any]] = [((key,), getattr(spec, key)) for key in PATH_KEYS]
     for index, step in enumerate(spec.steps):
-        found += [(("steps", index, key), getattr(step, key, None)) for key in STEP_PATH_KEYS]
+        found += [(("steps", index, key), getattr(step, key, None))
+                  for key in (*STEP_PATH_KEYS, *_path_settings(step))]
         found += [(("steps", index, "params", key), step.params.get(key)) for key in PARAM_PATH_KEYS]
     for loc, value in found:
         if isinstance(value, str) and not value.strip():
@@ -443,13 +465,19 @@ def load_chain(config: str, overrides: Iterable[str] = (), *, stdin: IO[str] | N
 
 
 def with_hosts(spec: ChainSpec, hosts: list[str] | None) -> ChainSpec:
-    """``spec`` with ``host`` of every script step set to ``hosts`` (``aicp run-chain --host``,
-    repeated or comma lists: several Ollama hosts); ``spec`` itself when ``hosts`` is empty."""
+    """``spec`` with ``host`` of every step whose backend kind has a ``host`` setting (an LLM
+    step: Ollama's) set to ``hosts`` (``aicp run-chain --host``, repeated or comma lists:
+    several hosts); ``spec`` itself when ``hosts`` is empty."""
     hosts = [h for h in hosts or [] if h.strip()]  # an empty --host (an unset $VAR) sets nothing
     if not hosts:
         return spec
-    steps = [step.model_copy(update={"host": hosts}) if "host" in type(step).model_fields else step
-             for step in spec.steps]
+
+    def takes_host(step: Any) -> bool:
+        kind = registry.find(step.type)
+        return kind is not None and kind.backend is not None and any(
+            s.step_key == "host" for _, table in all_settings(kind.backend) for s in table)
+
+    steps = [step.model_copy(update={"host": hosts}) if takes_host(step) else step for step in spec.steps]
     return spec.model_copy(update={"steps": steps})  # keeps ``source`` (an excluded field) too
 
 

@@ -195,3 +195,100 @@ def finish(emitter: Emitter, stats: Any) -> int:
     if not isinstance(emitter, StreamEmitter):
         emitter.message(summary_text(stats))
     return int(stats.exit_status)
+
+
+# -- backend settings as flags ---------------------------------------------------------------
+def _setting_type(setting: Any) -> click.ParamType | None:
+    """The click type of a :class:`~ai_content_pipeline.backends.settings.Setting`."""
+    if setting.choices:
+        return click.Choice(list(setting.choices))
+    if setting.type in ("int", "float"):
+        if setting.limit is not None:
+            return click_range(setting.limit)
+        return click.INT if setting.type == "int" else FiniteFloatRange()
+    if setting.type == "path":
+        return PathValue(dir_okay=False)
+    if setting.type == "folder":
+        return PathValue(file_okay=False)
+    return None
+
+
+def backend_setting_options(kind: str) -> list[click.Option]:
+    """The flags of the settings of every ``kind`` (``llm``/``tts``) backend the registry holds
+    (:mod:`~ai_content_pipeline.backends.settings`), one per flag: backends that declare the
+    same flag share it and its help lists each (``piper: ...; chatterbox: ...``). The option's
+    parameter name is the flag without dashes (``--checkpoint-dir`` → ``checkpoint_dir``).
+    Reads the built-ins' plain-data settings (no engine, no pydantic)."""
+    from ..backends.registry import all_settings
+
+    owners: dict[str, list[tuple[str, Any]]] = {}
+    for backend, table in all_settings(kind):
+        for setting in table:
+            flag = setting.flag_of(backend)
+            if flag:
+                owners.setdefault(flag, []).append((backend, setting))
+    options = []
+    for flag, declared in owners.items():
+        first = declared[0][1]
+        helps = [f"{backend}: {s.help.rstrip('.')}" for backend, s in declared if s.help]
+        attrs: dict[str, Any] = {"help": "; ".join(helps) + "." if helps else None,
+                                 "metavar": first.metavar}
+        if first.type == "bool" and not first.choices:
+            attrs.update(is_flag=True, default=None)
+        else:
+            attrs.update(type=_setting_type(first), multiple=first.type == "hosts",
+                         default=first.default, show_default=first.show_default)
+        options.append(click.Option([flag, flag.lstrip("-").replace("-", "_")], **attrs))
+    return options
+
+
+def backend_settings(kind: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The backend options of the flags :func:`backend_setting_options` made, given their
+    values by parameter name: ``{adapter keyword: value}`` for every backend that declares the
+    flag (unset flags left out; a repeated flag's values as a list; ``device auto`` → ``None``)."""
+    from ..backends.registry import all_settings
+
+    out: dict[str, Any] = {}
+    for backend, table in all_settings(kind):
+        for setting in table:
+            flag = setting.flag_of(backend)
+            name = flag.lstrip("-").replace("-", "_")
+            value = values.get(name) if flag else None
+            if isinstance(value, tuple):
+                value = list(value) or None
+            if value is not None:
+                out[setting.name] = setting.value(value)
+    return out
+
+
+class BackendCommand(AicpCommand):
+    """A command whose backend's settings are flags: those of every registered backend of
+    ``backend_kind`` (:func:`backend_setting_options`), placed after ``--backend`` (and
+    ``--model``) in
+    :attr:`params`, read when the parameters are used (parsing, ``--help``, completion), never
+    at import, and again each time (a backend registered later has its flags). The callback
+    gets them as keyword arguments (:func:`backend_settings` reads them)."""
+
+    def __init__(self, *args: Any, backend_kind: str, **kwargs: Any) -> None:
+        self.backend_kind = backend_kind
+        self._own: list[click.Parameter] = []
+        self._built: tuple[Any, list[click.Parameter]] | None = None
+        super().__init__(*args, **kwargs)
+
+    @property  # type: ignore[override]
+    def params(self) -> list[click.Parameter]:
+        from ..backends.registry import state
+
+        key = (state(self.backend_kind), len(self._own))
+        if self._built is None or self._built[0] != key:  # one list while the backends stay the same
+            own = self._own
+            names = {p.name for p in own}
+            extra = [o for o in backend_setting_options(self.backend_kind) if o.name not in names]
+            at = max((i + 1 for i, p in enumerate(own) if p.name in ("backend", "model")), default=len(own))
+            self._built = (key, [*own[:at], *extra, *own[at:]])
+        return self._built[1]
+
+    @params.setter
+    def params(self, value: list[click.Parameter]) -> None:
+        self._own = list(value)
+        self._built = None

@@ -13,8 +13,6 @@ from ..limits import (
     MAX_TOKENS,
     SEED,
     TEMPERATURE,
-    THREADS,
-    TIMEOUT,
     TOP_P,
     VARIANTS,
     WORDS,
@@ -23,9 +21,10 @@ from .backend_choice import BackendChoice
 from .errors import entry
 from .options import (
     EPILOG_STATUS,
-    AicpCommand,
+    BackendCommand,
     NameOrPath,
     PathValue,
+    backend_settings,
     click_range,
     complete_name,
     finish,
@@ -55,7 +54,7 @@ Examples:
 """
 
 
-@click.command("script", cls=AicpCommand, epilog=EPILOG)
+@click.command("script", cls=BackendCommand, backend_kind="llm", epilog=EPILOG)
 @version_option
 @input_files
 @click.option("-t", "--template", default="song-intro", show_default=True, metavar="NAME|PATH", type=NameOrPath(),
@@ -67,28 +66,16 @@ Examples:
 @click.option("--variants", type=click_range(VARIANTS), default=1, show_default=True,
               help="Takes per record; each take is its own output record (script.take).")
 @click.option("--backend", type=BackendChoice("llm"), default="auto", show_default=True,
-              help="auto: a .gguf --model → llamacpp; Ollama if it answers; else embedded llama.cpp.")
+              help="auto: a .gguf --model → llamacpp; Ollama if it answers; else embedded llama.cpp. "
+                   "The backends' own settings follow.")
 @click.option("-m", "--model", metavar="NAME|PATH.gguf", type=NameOrPath(),
               help="Ollama model name, or a GGUF file for llamacpp (default: bundled SmolLM2-135M).")
-@click.option("--host", metavar="URL", multiple=True,
-              help="Ollama server URL; repeat it (or give a comma list) to spread requests over several "
-                   "hosts, --jobs per host, failing over when one goes down "
-                   "[default: $OLLAMA_HOSTS, else $OLLAMA_HOST, else http://127.0.0.1:11434].")
 @click.option("--temperature", type=click_range(TEMPERATURE), help="Sampling temperature (template default).")
 @click.option("--top-p", type=click_range(TOP_P), help="Nucleus sampling (template default).")
 @click.option("--seed", type=click_range(SEED), help="Base seed (0 to 2**32-1); take N uses SEED+N (default: engine's choice).")
 @click.option("--max-tokens", type=click_range(MAX_TOKENS), help="Completion token limit (template default).")
 @click.option("-j", "--jobs", type=click_range(JOBS), default=1, show_default=True,
               help="Concurrent requests for backends that serve them (Ollama); output order unchanged.")
-@click.option("--keep-alive", metavar="DURATION",
-              help="Ollama keeps the model loaded this long after the run (e.g. 10m) "
-                   "[default: unload at the end and wait until /api/ps drops it].")
-@click.option("--timeout", type=click_range(TIMEOUT), default=300.0, show_default=True, metavar="SECONDS",
-              help="Ollama: seconds to wait for the connection and for each read of a reply; a request "
-                   "silent for longer fails its record (a transient error: --retries applies).")
-@click.option("--threads", type=click_range(THREADS), metavar="N",
-              help="llamacpp: CPU threads [default: every CPU this process may run on]; give each "
-                   "of several runs on one machine its share of the cores.")
 @click.option("--best-of", type=click_range(BEST_OF), default=1, show_default=True, metavar="N",
               help="Write N candidates per take (seeds derived from the take's seed) and keep the one "
                    "that passes the template's checks closest to its target length.")
@@ -110,13 +97,13 @@ Examples:
 @shard_options
 @run_options
 def script_command(files: tuple[str, ...], template: str, persona: str | None, variants: int,
-                   backend: str, model: str | None, host: tuple[str, ...], temperature: float | None,
+                   backend: str, model: str | None, temperature: float | None,
                    top_p: float | None, seed: int | None, max_tokens: int | None, jobs: int,
-                   keep_alive: str | None, timeout: float, threads: int | None, best_of: int, batch: int, require_checks: bool,
+                   best_of: int, batch: int, require_checks: bool,
                    words: int | None, work_dir: str, overwrite: bool, log: str | None, shard: str | None, shard_count: int | None,
                    resume: bool,
                    checkpoint: str | None, retries: int,
-                   strict: bool, stream: bool, quiet: bool, traceback: bool) -> int:
+                   strict: bool, stream: bool, quiet: bool, traceback: bool, **settings: object) -> int:
     """Generate a script for each JSON Lines record with a local LLM.
 
     Reads records from FILES (or stdin, `-`) and writes each record to stdout,
@@ -136,23 +123,14 @@ def script_command(files: tuple[str, ...], template: str, persona: str | None, v
     options = ScriptOptions(template=template, persona=persona, variants=variants,
                             temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
                             jobs=jobs, retries=retries, resume=resume, strict=strict,
-                            words=words, work_dir=work_dir, timeout=timeout, threads=threads, best_of=best_of, batch=batch,
+                            words=words, work_dir=work_dir, best_of=best_of, batch=batch,
                             require_checks=require_checks, overwrite=overwrite)
     options.validate()  # usage errors (exit 2) before any backend is contacted
     from ..shards import fanout_takes, shard_run
 
     check_sources(files)  # a missing input is said before the backend notice
     shard_spec, checkpoint = resolve_shard(shard, shard_count, checkpoint)
-    extra = {"n_threads": threads} if threads else {}
-    if threads:
-        from ..backends.llamacpp import default_threads
-
-        available = default_threads()
-        if threads > available:
-            emitter.message(f"--threads {threads} is more than the {available} CPUs this process may "
-                            "run on: llama.cpp's threads will wait on each other (llamacpp only)", "warning")
-    llm = create_llm(backend, model=model, host=list(host) or None, keep_alive=keep_alive, timeout=timeout,
-                     notice=emitter.message, **extra)
+    llm = create_llm(backend, model=model, notice=emitter.message, **backend_settings("llm", settings))
     writer = RecordWriter()
     try:
         stats = run_script(files, options, backend=llm, emitter=emitter,

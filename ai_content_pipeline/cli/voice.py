@@ -9,24 +9,15 @@ import click
 from ..backends.registry import create_tts
 from ..errors import UsageError
 from ..jsonl import RecordWriter, check_sources
-from ..limits import (
-    AUDIO_FORMATS,
-    BITRATE,
-    CFG_WEIGHT,
-    EXAGGERATION,
-    LOUDNESS,
-    SAMPLE_RATE,
-    SEED,
-    VOICE_TEMPERATURE,
-    AudioFormat,
-)
+from ..limits import AUDIO_FORMATS, BITRATE, LOUDNESS, SAMPLE_RATE, SEED, AudioFormat
 from .backend_choice import BackendChoice
 from .errors import entry
 from .options import (
     EPILOG_STATUS,
-    AicpCommand,
+    BackendCommand,
     NameOrPath,
     PathValue,
+    backend_settings,
     click_range,
     complete_name,
     finish,
@@ -61,14 +52,12 @@ words per second).
 """
 
 
-@click.command("voice", cls=AicpCommand, epilog=EPILOG)
+@click.command("voice", cls=BackendCommand, backend_kind="tts", epilog=EPILOG)
 @version_option
 @input_files
 @click.option("--backend", type=BackendChoice("tts"), default="auto", show_default=True,
-              help="auto: chatterbox when installed and a GPU is present, else embedded piper.")
-@click.option("--voice", metavar="PATH", type=PathValue(dir_okay=False),
-              help="piper: a .onnx voice (default: bundled en_US-joe-medium); "
-                   "chatterbox: a reference clip to clone (.wav).")
+              help="auto: chatterbox when installed and a GPU is present, else embedded piper. "
+                   "The backends' own settings follow.")
 @click.option("-p", "--persona", metavar="NAME|PATH", type=NameOrPath(), shell_complete=complete_name("persona"),
               help="Persona for records that name none (record persona/dj, then script.persona win). "
                    "A persona FILE is also used for records that name it, over the settings their "
@@ -87,15 +76,6 @@ words per second).
               help="Integrated loudness target (ITU-R BS.1770); sample peaks stay below -1 dBFS.")
 @click.option("--no-normalize", is_flag=True, help="Keep the backend's raw level (no loudness normalization).")
 @click.option("--seed", type=click_range(SEED), help="Seed for every record, 0 to 2**32-1 [default: each persona's fixed seed].")
-@click.option("--device", type=click.Choice(["auto", "cuda", "mps", "cpu"]), default="auto", show_default=True,
-              help="chatterbox: the torch device (auto: cuda, then mps, then cpu).")
-@click.option("--checkpoint-dir", type=PathValue(file_okay=False), metavar="DIR",
-              help="chatterbox: local weights (ve.safetensors, t3_cfg.safetensors, s3gen.safetensors, "
-                   "tokenizer.json) [default: the model hub].")
-@click.option("--exaggeration", type=click_range(EXAGGERATION), help="chatterbox: emotion intensity [persona/0.5].")
-@click.option("--cfg-weight", type=click_range(CFG_WEIGHT), help="chatterbox: classifier-free guidance [persona/0.5].")
-@click.option("--temperature", type=click_range(VOICE_TEMPERATURE),
-              help="chatterbox: sampling temperature [persona/0.8].")
 @click.option("--barrier/--no-barrier", default=True, show_default=True,
               help="Read all input before loading the model (frees the GPU for the LLM upstream); "
                    "--no-barrier loads at once and voices records as they arrive.")
@@ -108,13 +88,13 @@ words per second).
 @log_option
 @shard_options
 @run_options
-def voice_command(files: tuple[str, ...], backend: str, voice: str | None, persona: str | None,
+def voice_command(files: tuple[str, ...], backend: str, persona: str | None,
                   text_field: str | None, out_dir: str, audio_format: str, sample_rate: int | None,
-                  bitrate: int | None, loudness: float, no_normalize: bool, seed: int | None, device: str,
-                  checkpoint_dir: str | None, exaggeration: float | None, cfg_weight: float | None,
-                  temperature: float | None, barrier: bool, require_checks: bool, overwrite: bool, log: str | None, shard: str | None,
+                  bitrate: int | None, loudness: float, no_normalize: bool, seed: int | None,
+                  barrier: bool, require_checks: bool, overwrite: bool, log: str | None, shard: str | None,
                   shard_count: int | None, resume: bool, checkpoint: str | None,
-                  retries: int, strict: bool, stream: bool, quiet: bool, traceback: bool) -> int:
+                  retries: int, strict: bool, stream: bool, quiet: bool, traceback: bool,
+                  **settings: object) -> int:
     """Speak the script of each JSON Lines record with a local TTS model.
 
     Reads records from FILES (or stdin, `-`), writes one audio file per record
@@ -133,9 +113,7 @@ def voice_command(files: tuple[str, ...], backend: str, voice: str | None, perso
     shard_spec, checkpoint = resolve_shard(shard, shard_count, checkpoint)
     emitter = make_emitter(stream, quiet, "aicp-voice")
     check_sources(files)  # a missing input is said before the backend notice
-    tts = create_tts(backend, notice=emitter.message, voice=voice,
-                     device=None if device == "auto" else device, checkpoint_dir=checkpoint_dir,
-                     exaggeration=exaggeration, cfg_weight=cfg_weight, temperature=temperature)
+    tts = create_tts(backend, notice=emitter.message, **backend_settings("tts", settings))
     options = VoiceOptions(out_dir=out_dir, format=cast(AudioFormat, audio_format), sample_rate=sample_rate,
                            bitrate=bitrate,
                            loudness=None if no_normalize else loudness, text_field=text_field,

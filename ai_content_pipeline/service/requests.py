@@ -8,8 +8,9 @@ checked by the same :func:`~ai_content_pipeline.chain.spec.load_chain` as
 ``aicp run-chain``, so a bad parameter is refused before the job is queued.
 
 What a client may not choose, because it would reach outside the job: file paths
-(templates, personas, models, voices, ``checkpoint_dir``, ``work_dir``), the Ollama
-``host``. Templates and personas are built-in names only, also in a record's
+(templates, personas, models, voices, ``work_dir``) and the backend settings only the
+operator may set (those a backend marks ``operator``: files, folders, servers, such as
+``checkpoint_dir`` or ``host``). Templates and personas are built-in names only, also in a record's
 ``persona``/``dj`` field; models and voices are names from the operator's lists
 (``aicp serve --allow-model/--allow-voice``; by default the bundled model and voice),
 which the service turns into the operator's files. An unknown name gets the same answer
@@ -67,6 +68,14 @@ class GenerateRequest(BaseModel):
     voice_backend: str = Field("auto", description="auto or a TTS backend: piper, chatterbox, an installed one")
     voice_params: dict[str, Any] = Field(default_factory=dict,
                                          description="voice stage parameters: format, loudness, seed...")
+    backend_settings: dict[str, Any] = Field(default_factory=dict,
+                                             description="settings of the LLM backend (its chain step keys: "
+                                                         "timeout, keep_alive, threads...), checked against "
+                                                         "the chosen backend's")
+    voice_settings: dict[str, Any] = Field(default_factory=dict,
+                                           description="settings of the TTS backend (its chain step keys: "
+                                                       "exaggeration, device...), checked against the chosen "
+                                                       "backend's")
     on_error: Literal["continue", "stop"] = "continue"
     records: list[dict[str, Any]] | None = Field(None, description="input records (JSON objects)")
     title: str | None = Field(None, min_length=1, max_length=500, description="one topic: its title")
@@ -95,7 +104,7 @@ class GenerateRequest(BaseModel):
             raise ValueError("`template` and `script_type` name different templates")
         if self.chain is not None:
             simple = [k for k in ("template", "script_type", "persona", "params", "model", "voice",
-                                  "voice_params") if k in self.model_fields_set]
+                                  "voice_params", "backend_settings", "voice_settings") if k in self.model_fields_set]
             if simple:
                 raise ValueError(f"with `chain`, set {', '.join(simple)} inside the chain's steps")
         return self
@@ -108,22 +117,29 @@ def _builtin(kind: str, field: str, value: Any, names: list[str]) -> None:
         raise RequestProblem(field, f"unknown {kind} {value!r}", hint=f"choose one of: {', '.join(names)}")
 
 
-def default_models() -> dict[str, str]:
-    """The models clients may name when the operator lists none: the bundled GGUF, by its
-    file name (``{}`` when it is not installed)."""
-    from ..backends.llamacpp import BUNDLED_NAME, bundled_model_path
+def _bundled(kind: str) -> dict[str, str]:
+    """``{name: file}`` of what the ``kind`` backends ship (their ``bundled`` hooks), in
+    ``auto``'s order (a name given twice: the first)."""
+    from ..backends.registry import by_priority
 
-    path = bundled_model_path()
-    return {BUNDLED_NAME: str(path)} if path is not None else {}
+    out: dict[str, str] = {}
+    for info in by_priority(kind):
+        hook = info.load("bundled")
+        for name, path in (hook() if hook is not None else {}).items():
+            out.setdefault(name, path)
+    return out
+
+
+def default_models() -> dict[str, str]:
+    """The models clients may name when the operator lists none: the files the LLM backends
+    ship (the bundled GGUF), by file name (``{}`` when none is installed)."""
+    return _bundled("llm")
 
 
 def default_voices() -> dict[str, str]:
-    """The voices clients may name when the operator lists none: the bundled Piper voice
-    (``{}`` when it is not installed)."""
-    from ..backends.piper import BUNDLED_VOICE, bundled_voice_paths
-
-    paths = bundled_voice_paths()
-    return {BUNDLED_VOICE: str(paths[0])} if paths is not None else {}
+    """The voices clients may name when the operator lists none: the voices the TTS backends
+    ship (the bundled Piper voice; ``{}`` when none is installed)."""
+    return _bundled("tts")
 
 
 def _named(kind: str, field: str, value: Any, table: dict[str, str]) -> str | None:
@@ -139,6 +155,52 @@ def _named(kind: str, field: str, value: Any, table: dict[str, str]) -> str | No
         raise RequestProblem(field, f"unknown {kind} {value!r}" if isinstance(value, str) else f"must be a {kind} name",
                              hint=f"name one of the server's {kind}s: {names}")
     return table[value]
+
+
+def _operator_settings(step_type: Any) -> dict[str, str]:
+    """``step key → backend`` of the settings only the operator may set (a file, a folder, a
+    server: :attr:`~ai_content_pipeline.backends.settings.Setting.operator`) of the backends
+    of the kind ``step_type`` uses (``{}`` for a kind without a backend)."""
+    from ..backends.registry import all_settings
+    from ..stages import registry
+
+    kind = registry.find(step_type)
+    if kind is None or kind.backend is None:
+        return {}
+    return {s.step_key: name for name, table in all_settings(kind.backend) for s in table
+            if s.operator or (s.type in ("path", "folder") and s.step_key != "voice")}
+
+
+def _setting_keys(step_type: str, field: str, settings: dict[str, Any]) -> None:
+    """:raises RequestProblem: a key of ``settings`` that is no setting of any backend of the
+    kind ``step_type`` uses (a step key such as ``model`` or ``type`` is no setting)."""
+    from ..backends.registry import all_settings
+    from ..stages import registry
+
+    kind = registry.get(step_type)
+    known = {s.step_key for _, table in all_settings(kind.backend or "") for s in table} if kind.backend else set()
+    for key in settings:
+        if key not in known:
+            raise RequestProblem(f"{field}{key}", f"no {(kind.backend or '').upper()} backend has a setting '{key}'",
+                                 hint="the backends' settings: " + (", ".join(sorted(known)) or "none"))
+
+
+def _uses(step_type: Any, backend_kind: str) -> bool:
+    from ..stages import registry
+
+    kind = registry.find(step_type)
+    return kind is not None and kind.backend == backend_kind
+
+
+def _refuse_operator_settings(field: str, step_type: Any, settings: Any) -> None:
+    """:raises RequestProblem: ``settings`` (a step, or a settings mapping) sets a setting only
+    the operator may set (``field`` + its key names it)."""
+    if not isinstance(settings, dict):
+        return
+    for key, backend in _operator_settings(step_type).items():
+        if key in settings:
+            raise RequestProblem(f"{field}{key}", f"is set by the server's operator ({backend})",
+                                 hint="name a voice or model from the server's list instead")
 
 
 def _takes_words(step_type: Any) -> bool:
@@ -202,13 +264,9 @@ def build_chain(req: GenerateRequest, *, models: dict[str, str] | None = None,
             step = steps[i] = dict(step)
             if "model" in step:
                 step["model"] = _named("model", f"chain.steps.{i}.model", step["model"], models)
-            if "voice" in step and step.get("type") == "voice":
+            if "voice" in step and _uses(step.get("type"), "tts"):
                 step["voice"] = _named("voice", f"chain.steps.{i}.voice", step["voice"], voices)
-            if "checkpoint_dir" in step:
-                raise RequestProblem(f"chain.steps.{i}.checkpoint_dir", "is set by the server's operator",
-                                     hint="name a voice from the server's list instead")
-            if "host" in step:
-                raise RequestProblem(f"chain.steps.{i}.host", "the Ollama host is set by the server's operator")
+            _refuse_operator_settings(f"chain.steps.{i}.", step.get("type"), step)
             params = step.get("params")
             if isinstance(params, dict) and "work_dir" in params:
                 raise RequestProblem(f"chain.steps.{i}.params.work_dir", "is set by the service for each job")
@@ -228,19 +286,29 @@ def build_chain(req: GenerateRequest, *, models: dict[str, str] | None = None,
         params = dict(req.params)
         if req.length_target:
             params.setdefault("words", req.length_target)
-        script: dict[str, Any] = {"type": "script", "template": template, "backend": req.backend,
-                                  "params": params}
+        _setting_keys("script", "backend_settings.", req.backend_settings)
+        _setting_keys("voice", "voice_settings.", req.voice_settings)
+        _refuse_operator_settings("backend_settings.", "script", req.backend_settings)
+        _refuse_operator_settings("voice_settings.", "voice", req.voice_settings)
+        if "voice" in req.voice_settings:
+            raise RequestProblem("voice_settings.voice", "is not a setting a request gives here",
+                                 hint="send a `chain` whose voice step names a voice from the server's list")
+        script: dict[str, Any] = {**req.backend_settings, "type": "script", "template": template,
+                                  "backend": req.backend, "params": params}
         if req.persona:
             script["persona"] = req.persona
         if model:
             script["model"] = model
         steps = [script]
         if req.voice:
-            steps.append({"type": "voice", "backend": req.voice_backend, "params": dict(req.voice_params)})
+            steps.append({**req.voice_settings, "type": "voice", "backend": req.voice_backend,
+                          "params": dict(req.voice_params)})
         chain = {"name": req.name or template, "on_error": req.on_error, "steps": steps}
         where = {"steps.0.params.": "params.", "steps.0.template": "template", "steps.0.persona": "persona",
                  "steps.0.backend": "backend", "steps.0.model": "model", "steps.1.params.": "voice_params.",
                  "steps.1.backend": "voice_backend", "": ""}
+        where.update({f"steps.0.{k}": f"backend_settings.{k}" for k in req.backend_settings})
+        where.update({f"steps.1.{k}": f"voice_settings.{k}" for k in req.voice_settings})
     return chain, inputs, where
 
 

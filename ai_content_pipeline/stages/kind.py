@@ -41,6 +41,21 @@ class StepConfig(BaseModel):
     params: dict[str, Any] = {}
 
 
+class BackendStepConfig(StepConfig):
+    """A chain step of a kind that uses a backend: ``backend`` (``auto`` or a registered
+    name), and the chosen backend's settings as keys of their own (``threads: 4``,
+    ``voice: a.onnx``), checked against that backend's settings when the chain is loaded
+    (:func:`~ai_content_pipeline.backends.registry.step_settings`); :meth:`settings` reads them."""
+
+    model_config = ConfigDict(extra="allow")
+
+    backend: str = "auto"
+
+    def settings(self) -> dict[str, Any]:
+        """The backend settings the step gives, by step key (``{"threads": 4}``)."""
+        return dict(self.model_extra or {})
+
+
 @dataclass(frozen=True)
 class StageKind:
     """One step type: what the rest of the package needs to know about it.
@@ -89,4 +104,4 @@ class StageKind:
         return self.stage(backend, options, emitter, ledger, **context)
 
 
-__all__ = ["BackendKind", "StageKind", "StepConfig"]
+__all__ = ["BackendKind", "BackendStepConfig", "StageKind", "StepConfig"]

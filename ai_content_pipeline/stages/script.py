@@ -78,7 +78,7 @@ from ..templates import (
 from ..text import trim_chatter
 from .common import Stage, ordered_map, with_retries
 from .entries import ScriptEntry, fits
-from .kind import StageKind, StepConfig
+from .kind import BackendStepConfig, StageKind
 
 #: Upper bounds of ``--best-of`` and ``--batch``.
 MAX_BEST_OF = int(BEST_OF.max or 16)
@@ -547,22 +547,19 @@ class ScriptStage(Stage):
             yield from ordered_map(self._process, self._items(lines), jobs, on_abort=self._abort)
 
 
-class ScriptStepConfig(StepConfig):
+class ScriptStepConfig(BackendStepConfig):
     """A ``script`` step of a chain file: an LLM writes a script per record (see ``aicp script``).
 
     :ivar template/persona: the step's template and default persona (names or files).
-    :ivar backend: ``auto``, ``llamacpp`` or ``ollama``.
-    :ivar model/host/keep_alive: as ``aicp script --model/--host/--keep-alive``; ``host`` may
-        list several Ollama hosts (a YAML list or a comma list).
+    :ivar backend: ``auto`` or an LLM backend; its settings are keys of the step (``host``,
+        ``keep_alive``, ``timeout``, ``threads``...: :class:`BackendStepConfig`).
+    :ivar model: as ``aicp script --model``.
     """
 
     type: Literal["script"]
     template: str = "song-intro"
     persona: str | None = None
-    backend: str = "auto"
     model: str | None = None
-    host: str | list[str] | None = None
-    keep_alive: str | None = None
 
 
 #: The ``script`` stage kind (long-form refines it: :data:`~ai_content_pipeline.stages.longform.LONGFORM`).

@@ -56,7 +56,7 @@ from ..records import get_path, record_id, slugify, word_count
 from ..templates import Persona, record_voice_file
 from .common import Stage, refuse_overwrite, with_retries
 from .entries import AudioEntry, fits
-from .kind import StageKind, StepConfig
+from .kind import BackendStepConfig, StageKind
 
 
 @dataclass
@@ -426,22 +426,16 @@ class VoiceStage(Stage):
             lock.release()
 
 
-class VoiceStepConfig(StepConfig):
+class VoiceStepConfig(BackendStepConfig):
     """A ``voice`` step of a chain file: a TTS model speaks each record's script (see ``aicp voice``).
 
-    :ivar persona: the default persona. :ivar backend: ``auto``, ``piper`` or ``chatterbox``.
-    :ivar voice: the backend's voice (a Piper ``.onnx`` path, a Chatterbox reference clip).
-    :ivar device: ``cuda``, ``cpu``, ``mps`` or ``auto`` (Chatterbox; default: detected), the
-        choices of ``aicp voice --device``.
-    :ivar checkpoint_dir: local Chatterbox weights (``ChatterboxTTS.from_local``).
+    :ivar persona: the default persona. :ivar backend: ``auto`` or a TTS backend; its
+        settings are keys of the step (``voice``, ``device``, ``checkpoint_dir``...:
+        :class:`BackendStepConfig`).
     """
 
     type: Literal["voice"]
     persona: str | None = None
-    backend: str = "auto"
-    voice: str | None = None
-    device: Literal["auto", "cuda", "mps", "cpu"] | None = None
-    checkpoint_dir: str | None = None
 
 
 #: The ``voice`` stage kind: audio files in ``output_dir/audio`` (``out_dir``).
