@@ -131,6 +131,17 @@ def test_the_choices_and_help_list_it_and_unregistering_removes_it(sine) -> None
     assert res.exit_code == 2 and res.stdout == "" and "'sine' is not one of" in res.stderr
 
 
+def test_a_persona_loaded_while_it_was_registered_forgets_its_block_once_unregistered(sine) -> None:
+    """The persona cache follows the registry: a built-in persona loaded with ``sine`` registered
+    carries a ``sine`` block, and once ``sine`` is gone its records must not (the voice stage
+    refuses a block no backend declares)."""
+    from ai_content_pipeline.templates import load_persona, persona_voice
+
+    assert "sine" in persona_voice(load_persona("julie"))
+    registry.unregister_backend("tts", "sine")
+    assert "sine" not in persona_voice(load_persona("julie"))
+
+
 def test_a_chain_voice_step_with_backend_sine(sine, tmp_path) -> None:
     from ai_content_pipeline.cli.main import cli
     from tests.cli_helpers import invoke

@@ -166,8 +166,16 @@ def _load_template_file(path: str, origin: str, stamp: tuple[int, int]) -> Templ
     return template
 
 
+def _persona_stamp(path: Path) -> tuple[Any, ...]:
+    """What a loaded persona depends on: its file (modification time, size) and the TTS
+    backends registered now (each one's ``voice.NAME`` block is validated and defaulted)."""
+    from ..backends.registry import state
+
+    return (*_stat_key(path), state("tts"))
+
+
 @lru_cache(maxsize=128)
-def _load_persona_file(path: str, origin: str, stamp: tuple[int, int]) -> Persona:
+def _load_persona_file(path: str, origin: str, stamp: tuple[Any, ...]) -> Persona:
     persona: Persona = _load(Persona, "persona", Path(path), origin)
     return persona
 
@@ -190,7 +198,7 @@ def load_persona(ref: str) -> Persona:
     :raises ConfigError: invalid YAML or fields.
     """
     path, origin = _resolve(ref, "persona")
-    return _load_persona_file(str(path), origin, _stat_key(path))
+    return _load_persona_file(str(path), origin, _persona_stamp(path))
 
 
 def origin_of(ref: str, kind: str) -> str:
@@ -232,7 +240,7 @@ def _found(kind: str, problems: list[AicpError] | None) -> list[tuple[Any, dict[
     for name in sorted(set(user) | builtin):
         try:
             path, origin = _resolve(name, kind)
-            item = load(str(path), origin, _stat_key(path))
+            item = load(str(path), origin, _stat_key(path) if kind == "template" else _persona_stamp(path))
         except AicpError as exc:
             if problems is not None:
                 problems.append(exc)
