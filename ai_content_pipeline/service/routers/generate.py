@@ -74,7 +74,7 @@ JOB_EXAMPLE: dict[str, Any] = {
                  "total_steps": 2, "step_type": "voice", "step_percent": 25.0, "record": "song-002",
                  "chunk": None, "chunks": None, "section": None},
     "created_at": "2026-11-28T17:00:00Z", "started_at": "2026-11-28T17:00:01Z", "finished_at": None,
-    "attempts": 1, "worker": "gpu-1:4242:a1b2c3", "tokens": {"prompt": 812, "completion": 240},
+    "attempts": 1, "worker": "w-5e1a93c07b2d", "tokens": {"prompt": 812, "completion": 240},
     "audio_seconds": 9.4, "cost": 0.0, "error": None,
     "links": {"self": "/api/v1/generate/3f2c...", "events": "/api/v1/generate/3f2c.../events",
               "cancel": "/api/v1/generate/3f2c...", "files": "/api/v1/generate/3f2c.../files/{name}"},

@@ -11,8 +11,17 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
 from ... import __version__
-from ..deps import API, ExactJSONRoute, ServiceSettings, get_settings, get_store, get_worker_process
+from ..deps import (
+    API,
+    ExactJSONRoute,
+    ServiceSettings,
+    get_names,
+    get_settings,
+    get_store,
+    get_worker_process,
+)
 from ..metrics import metrics_response
+from ..redact import Redactor, worker_label
 from ..store import JobStore
 
 router = APIRouter(route_class=ExactJSONRoute)
@@ -26,10 +35,13 @@ def health() -> dict[str, Any]:
 
 @router.get(f"{API}/health/detailed", tags=["health"], summary="Database, backends, disk, queue, workers")
 def health_detailed(settings: ServiceSettings = Depends(get_settings), store: JobStore = Depends(get_store),
+                    names: dict[str, str] = Depends(get_names),
                     child: Any = Depends(get_worker_process)) -> JSONResponse:
     """Each part with `ok`; `status` is `degraded` when a part is not ok (no worker
     heartbeats, the server's worker process is down, the disk is below the floor...);
-    the HTTP status is 503 when the database is unreachable."""
+    the HTTP status is 503 when the database is unreachable. Nothing in it names the
+    server's disk: a worker is the `w-...` label its jobs show (no host, no pid), and a
+    path in a message is its last part."""
     from ...doctor import run_doctor
 
     out: dict[str, Any] = {"version": __version__}
@@ -44,7 +56,7 @@ def health_detailed(settings: ServiceSettings = Depends(get_settings), store: Jo
     usage = shutil.disk_usage(Path(settings.data_dir) if Path(settings.data_dir).exists() else ".")
     free = free_space(settings.data_dir)
     free = usage.free if free is None else free
-    out["disk"] = {"path": str(Path(settings.data_dir).resolve()), "free_bytes": free,
+    out["disk"] = {"free_bytes": free,
                    "total_bytes": usage.total, "min_free_bytes": settings.min_free_bytes,
                    "ok": free >= settings.min_free_bytes}
     alive = 0
@@ -52,7 +64,7 @@ def health_detailed(settings: ServiceSettings = Depends(get_settings), store: Jo
         counts = store.counts_by_status()
         out["queue"] = {"queued": counts.get("queued", 0), "running": counts.get("running", 0)}
         now = time.time()
-        out["workers"] = [{"id": w.id, "host": w.host, "pid": w.pid, "job": w.job_id, "stopped": w.stopped,
+        out["workers"] = [{"id": worker_label(w.id), "job": w.job_id, "stopped": w.stopped,
                            "heartbeat_age_seconds": round(now - w.heartbeat_at, 3),
                            "alive": not w.stopped and now - w.heartbeat_at < settings.stale_after}
                           for w in store.workers()]
@@ -63,7 +75,7 @@ def health_detailed(settings: ServiceSettings = Depends(get_settings), store: Jo
                      "process": child.state() if child is not None else None}
     ok = out["database"]["ok"] and out["backends"]["ok"] and out["disk"]["ok"] and worker_ok
     out["status"] = "ok" if ok else "degraded"
-    return JSONResponse(out, status_code=200 if out["database"]["ok"] else 503)
+    return JSONResponse(Redactor(None, names).value(out), status_code=200 if out["database"]["ok"] else 503)
 
 
 @router.get("/metrics", tags=["health"], summary="Prometheus metrics", response_class=Response)
