@@ -35,6 +35,7 @@ from .deps import (
     error_body,
     json_error,
 )
+from .redact import Redactor
 from .requests import RequestProblem
 from .routers import catalog, generate, health
 from .routers.generate import job_summary
@@ -122,13 +123,19 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return json_error(exc.status, exc.type, exc.message, exc.hint, exc.headers)
 
+    def shown(request: Request, text: str | None) -> str | None:
+        """A message as a client sees it: the operator's files by their listed names, any other
+        server path by its last part (the library's messages name files for the operator)."""
+        return Redactor(None, request.app.state.names).text(text) if text else text
+
     @app.exception_handler(RequestProblem)
-    async def _problem(_: Request, exc: RequestProblem) -> JSONResponse:
-        return json_error(422, "InvalidRequest", exc.message, exc.hint, field=exc.field)
+    async def _problem(request: Request, exc: RequestProblem) -> JSONResponse:
+        return json_error(422, "InvalidRequest", shown(request, exc.message) or "", shown(request, exc.hint),
+                          field=exc.field)
 
     @app.exception_handler(AicpError)
-    async def _aicp(_: Request, exc: AicpError) -> JSONResponse:
-        return json_error(400, exc.type_name, exc.message, exc.hint)
+    async def _aicp(request: Request, exc: AicpError) -> JSONResponse:
+        return json_error(400, exc.type_name, shown(request, exc.message) or "", shown(request, exc.hint))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

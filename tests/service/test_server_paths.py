@@ -198,3 +198,23 @@ def test_a_database_error_in_health_names_no_server_path(svc: Service, monkeypat
     assert r.status_code == 503 and "aicp.db" in r.json()["database"]["error"]
     for path in _service_paths(svc):
         assert path not in r.text, path
+
+
+@pytest.mark.parametrize("error", ["aicp", "request"])
+def test_a_refused_job_names_no_server_path(svc: Service, monkeypatch: pytest.MonkeyPatch, error: str) -> None:
+    from ai_content_pipeline.errors import ConfigError
+    from ai_content_pipeline.service.requests import RequestProblem
+    from ai_content_pipeline.service.routers import generate
+
+    data = Path(svc.settings.data_dir).resolve()
+    where = f"{os.environ['AICP_HOME']}/templates/x.yaml"
+
+    def refused(*a: Any, **k: Any) -> Any:
+        if error == "aicp":
+            raise ConfigError(f"template {where} does not render (data {data})", hint=f"fix {where}")
+        raise RequestProblem("template", f"template {where} is not valid", hint=f"see {sys.prefix}/share")
+    monkeypatch.setattr(generate, "build_chain", refused)
+    r = svc.client.post(GENERATE, json={"records": SONGS})
+    assert r.status_code in (400, 422) and "x.yaml" in r.json()["error"]["message"]
+    for path in _service_paths(svc):
+        assert path not in r.text, path
