@@ -302,7 +302,7 @@ def test_the_generic_database_url_variable_is_not_read(tmp_path: Path) -> None:
 
 # -- the server packages ------------------------------------------------------------------------
 @pytest.mark.parametrize(("command", "module"), [("serve", "fastapi"), ("serve", "uvicorn"),
-                                                 ("worker", "sqlalchemy")])
+                                                 ("serve", "sse_starlette"), ("worker", "sqlalchemy")])
 def test_serve_and_worker_without_the_server_packages_say_how_to_get_them(
         tmp_path: Path, command: str, module: str) -> None:
     code = (f"import sys; sys.modules[{module!r}] = None\n"
