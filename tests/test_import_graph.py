@@ -162,7 +162,9 @@ def test_the_text_helpers_are_a_leaf() -> None:
 
 
 #: What ``--help`` must not load: the model engines, and the libraries only a running command needs.
-HEAVY = ("pydantic", "numpy", "jinja2", "llama_cpp", "yaml", "torch", "onnxruntime", "piper")
+HEAVY = ("pydantic", "numpy", "jinja2", "llama_cpp", "yaml", "torch", "onnxruntime", "piper",
+         # the server stack (the [serve] extra)
+         "fastapi", "starlette", "sse_starlette", "uvicorn", "sqlalchemy", "alembic", "prometheus_client")
 
 _LOADED = """\
 import importlib, sys

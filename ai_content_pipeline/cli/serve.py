@@ -128,7 +128,7 @@ def _check_limits(max_records: int, max_body: int) -> None:
 
 
 #: what ``aicp serve`` and ``aicp worker`` import (the ``[serve]`` extra)
-SERVER_STACK = {"serve": ("fastapi", "uvicorn", "sqlalchemy", "alembic", "prometheus_client"),
+SERVER_STACK = {"serve": ("fastapi", "uvicorn", "sqlalchemy", "alembic", "prometheus_client", "sse_starlette"),
                 "worker": ("sqlalchemy", "alembic")}
 INSTALL_HINT = "pip install 'ai_content_pipeline[serve]'"
 

@@ -158,3 +158,63 @@ def test_serve_options_list_the_models_and_voices(tmp_path: Path, monkeypatch: p
             name_map(bad, "--allow-model", files=False)
     with pytest.raises(UsageError):
         name_map(["anna"], "--allow-voice", files=True)
+
+
+# -- health and metrics ------------------------------------------------------------------------------
+def _service_paths(svc: Service) -> list[str]:
+    data = Path(svc.settings.data_dir)
+    return [str(data), str(data.resolve()), os.getcwd(), sys.prefix, os.environ["AICP_HOME"],
+            os.path.expanduser("~"), f":{os.getpid()}:"]
+
+
+def test_health_detailed_and_metrics_name_no_server_path_host_or_pid(svc: Service, rosa: Path) -> None:
+    import socket
+
+    job_id = svc.submit({"template": "song-intro", "persona": "rosa", "voice": True, "records": SONGS})
+    worker = svc.worker()
+    worker.run_once()
+    worker.register()
+    detailed = svc.client.get("/api/v1/health/detailed")
+    metrics = svc.client.get("/metrics")
+    assert detailed.status_code == metrics.status_code == 200
+    for text in (detailed.text, metrics.text):
+        for path in _service_paths(svc) + [str(rosa)]:
+            assert path not in text, path
+    d = detailed.json()
+    assert d["disk"]["free_bytes"] > 0 and "path" not in d["disk"]
+    (shown,) = d["workers"]
+    job = svc.client.get(f"{GENERATE}/{job_id}").json()
+    assert shown["id"] == job["worker"] and shown["id"].startswith("w-")  # the label jobs show
+    assert not {"host", "pid"} & set(shown) and socket.gethostname() not in str(shown)
+
+
+def test_a_database_error_in_health_names_no_server_path(svc: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = Path(svc.settings.data_dir).resolve()
+
+    def unreachable() -> None:
+        raise OSError(f"unable to open database file {data}/aicp.db (cwd {os.getcwd()})")
+    monkeypatch.setattr(svc.store, "ping", unreachable)
+    r = svc.client.get("/api/v1/health/detailed")
+    assert r.status_code == 503 and "aicp.db" in r.json()["database"]["error"]
+    for path in _service_paths(svc):
+        assert path not in r.text, path
+
+
+@pytest.mark.parametrize("error", ["aicp", "request"])
+def test_a_refused_job_names_no_server_path(svc: Service, monkeypatch: pytest.MonkeyPatch, error: str) -> None:
+    from ai_content_pipeline.errors import ConfigError
+    from ai_content_pipeline.service.requests import RequestProblem
+    from ai_content_pipeline.service.routers import generate
+
+    data = Path(svc.settings.data_dir).resolve()
+    where = f"{os.environ['AICP_HOME']}/templates/x.yaml"
+
+    def refused(*a: Any, **k: Any) -> Any:
+        if error == "aicp":
+            raise ConfigError(f"template {where} does not render (data {data})", hint=f"fix {where}")
+        raise RequestProblem("template", f"template {where} is not valid", hint=f"see {sys.prefix}/share")
+    monkeypatch.setattr(generate, "build_chain", refused)
+    r = svc.client.post(GENERATE, json={"records": SONGS})
+    assert r.status_code in (400, 422) and "x.yaml" in r.json()["error"]["message"]
+    for path in _service_paths(svc):
+        assert path not in r.text, path

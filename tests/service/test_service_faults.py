@@ -95,11 +95,11 @@ def test_new_jobs_are_refused_with_507_below_the_free_space_floor(tmp_path: Path
 
 def test_a_full_disk_while_a_job_is_stored_answers_507_and_leaves_no_folder(
         svc: Service, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ai_content_pipeline.service import app as app_module
+    from ai_content_pipeline.service.routers import generate
 
     def full(*a: Any, **k: Any) -> Any:
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(app_module, "validate_chain", full)
+    monkeypatch.setattr(generate, "validate_chain", full)
     r = svc.client.post("/api/v1/generate", json={"records": SONGS})
     assert r.status_code == 507 and _job_dirs(svc) == []
     monkeypatch.undo()
@@ -302,7 +302,7 @@ def test_the_generic_database_url_variable_is_not_read(tmp_path: Path) -> None:
 
 # -- the server packages ------------------------------------------------------------------------
 @pytest.mark.parametrize(("command", "module"), [("serve", "fastapi"), ("serve", "uvicorn"),
-                                                 ("worker", "sqlalchemy")])
+                                                 ("serve", "sse_starlette"), ("worker", "sqlalchemy")])
 def test_serve_and_worker_without_the_server_packages_say_how_to_get_them(
         tmp_path: Path, command: str, module: str) -> None:
     code = (f"import sys; sys.modules[{module!r}] = None\n"
