@@ -64,7 +64,7 @@ from .events import Emitter, NullEmitter, StepEmitter
 from .files import NameClaims
 from .jsonl import InputLine
 from .ledger import Ledger
-from .records import STAGE_FIELDS, slugify
+from .records import slugify, stage_fields
 from .stages.script import ScriptOptions
 from .stages.step import StageRun
 from .stages.voice import VoiceOptions, record_audio_stem
@@ -301,7 +301,7 @@ class GenerationPipeline:
             failed.error = _error_text(error_object(exc, stage="script"))
             return failed
         assert persona is not None
-        record = {k: v for k, v in song.items() if k not in STAGE_FIELDS and k != "persona"}
+        record = {k: v for k, v in song.items() if k not in stage_fields() and k != "persona"}
         record.update(id=sid, dj=persona.name)
         stem = record_audio_stem({**record, "script": {"take": TAKE}}, persona.name)  # the voice stage's name
         name = claims.claim(stem, ".wav")
