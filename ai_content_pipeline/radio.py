@@ -1,26 +1,27 @@
 """The AI-radio batch API: DJ song intros, text first (LLM) then audio (TTS).
 
-An adapter over the step primitive (:class:`~ai_content_pipeline.stages.step.StageRun`) that
-``aicp-script``, ``aicp-voice`` and ``aicp run-chain`` run on, for code written against the
-``GenerationPipeline`` design::
+A chain of two steps on the one driver (:class:`~ai_content_pipeline.stages.driver.Driver`)
+that ``aicp-script``, ``aicp-voice``, ``aicp run-chain`` and service jobs run on, for code
+written against the ``GenerationPipeline`` design::
 
     pipeline = GenerationPipeline(Path("data/generated"))
     for result in generate_batch_intros(pipeline, songs, resume=True):
         print(result.song_id, result.success, result.audio_path)
 
-A batch is a two-step chain held in memory: a script step, whose texts are checkpointed in
-``{output_dir}/intros.ledger.jsonl``, then a voice step, which writes the intros to
-``{output_dir}/intros/`` and checkpoints them in ``{output_dir}/intros.voice.ledger.jsonl``.
-The intro of song ``id`` read by DJ ``dj`` is ``intros/{id}_{dj}_0.wav``: the name the voice
-stage gives that record (:func:`~ai_content_pipeline.stages.voice.record_audio_stem`, take 0).
-Its events are the chain's, with the documented fields (:mod:`ai_content_pipeline.eventdocs`):
-``pipeline_start``, ``step_start``, the stages' events (with ``step``),
-``step_complete``/``step_error`` and ``pipeline_complete`` (the chain's result, whose
-``outputs.audio_dir`` is the intros folder, plus ``songs``: ``{completed, failed, skipped}``;
-a script step's ``output`` is its ledger, as its texts stay in memory). The pipeline owns one LLM
-backend and one TTS backend and never holds both models at once: the LLM is unloaded before
-the TTS model loads. A batch runs in two phases by default (every text, unload the LLM, then
-every audio file), so each model loads once.
+Step 1 (script) keeps its texts in memory and checkpoints them in
+``{output_dir}/01-script.ledger.jsonl``; step 2 (voice) writes the intros to
+``{output_dir}/intros/`` and checkpoints them in ``{output_dir}/02-voice.ledger.jsonl``: the
+ledgers a chain of those two steps keeps in its ``output_dir``. The intro of song ``id`` read by
+DJ ``dj`` is ``intros/{id}_{dj}_0.wav``: the name the voice stage gives that record
+(:func:`~ai_content_pipeline.stages.voice.record_audio_stem`, take 0). Its events are the
+chain's, with the documented fields (:mod:`ai_content_pipeline.eventdocs`): ``pipeline_start``,
+``step_start``, the stages' events (with ``step``), ``step_complete``/``step_error`` and
+``pipeline_complete`` (the chain's result, whose ``outputs.audio_dir`` is the intros folder,
+plus ``songs``: ``{completed, failed, skipped}``; a script step's ``output`` is its ledger, as
+its texts stay in memory). The pipeline owns one LLM backend and one TTS backend and never
+holds both models at once: the LLM is unloaded before the TTS model loads. A batch runs in two
+phases by default (every text, unload the LLM, then every audio file), so each model loads
+once; song by song it is a chain of two steps per song (``total_steps`` twice the songs).
 
 The rules are the commands' and the chain's:
 
@@ -32,24 +33,21 @@ The rules are the commands' and the chain's:
   load, a locked folder) ends the batch as it ends a chain: ``step_error``, no later step runs
   and every song that has no intro yet fails with that error;
 - ``resume`` serves texts and intros from the two ledgers, as ``--resume`` does (an intro only
-  while its file is there with the size the ledger recorded); a song whose request changed is
-  made again.
+  while its file is there with the size the ledger recorded); a song whose request changed, or
+  whose intro file no ledger accounts for, is made again.
 
 Where the radio API differs from a chain, on purpose (the promises of its seed API):
 
 - a failure never raises: every song gets a :class:`GenerationResult`, ``success=False`` with
   ``error`` when it could not be made;
-- ``resume`` also keeps an intro file that no ledger accounts for (made by hand, or by a
-  version without the voice ledger): its song is skipped before any model runs; without
-  ``resume`` an intro file that is there already is made again (no ``--overwrite`` needed);
+- an intro file that is there already is made again without ``resume`` (no ``--overwrite``
+  needed);
 - two songs with one intro name (same id and DJ) do not get ``-2`` names: the later one fails,
   so :meth:`GenerationPipeline.intro_path` names each song's one file.
 """
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
@@ -58,23 +56,23 @@ from typing import Any
 
 from .backends.base import LLMBackend, TTSBackend
 from .backends.registry import create_llm, create_tts
-from .chain.runner import StepSummary, chain_result
 from .errors import AicpError, error_object
-from .events import Emitter, NullEmitter, StepEmitter
+from .events import Emitter, NullEmitter
 from .files import NameClaims
-from .jsonl import InputLine
 from .ledger import Ledger
-from .records import STAGE_FIELDS, slugify
+from .records import slugify, stage_fields
+from .stages.driver import Driver, StepPlan, step_label
 from .stages.script import ScriptOptions
-from .stages.step import StageRun
+from .stages.step import StepInput
 from .stages.voice import VoiceOptions, record_audio_stem
 from .templates import DEFAULT_PERSONA, Personas, file_ref
 
 DEFAULT_OUTPUT_DIR = Path("data/generated")
-#: File name of the script ledger under ``output_dir`` (lets ``resume`` reuse finished texts).
-LEDGER_NAME = "intros.ledger.jsonl"
+#: File name of the script ledger under ``output_dir`` (lets ``resume`` reuse finished texts):
+#: step 1's ledger, as a chain names it.
+LEDGER_NAME = f"{step_label(1, 'script')}.ledger.jsonl"
 #: File name of the voice ledger under ``output_dir`` (lets ``resume`` keep finished intros).
-VOICE_LEDGER_NAME = "intros.voice.ledger.jsonl"
+VOICE_LEDGER_NAME = f"{step_label(2, 'voice')}.ledger.jsonl"
 #: The take the script stage gives a song's one text (``variants`` 1): part of the intro's name.
 TAKE = 0
 
@@ -86,10 +84,10 @@ class GenerationResult:
     :ivar song_id: the song's ``id`` as a string.
     :ivar dj: the persona that read the intro.
     :ivar text: the intro text (served from the ledger on ``resume``); ``None`` when the text
-        step failed or the song was skipped for an intro file no ledger accounts for.
+        step failed.
     :ivar audio_path: the WAV file (``None`` when the song failed).
     :ivar error: one line for people when ``success`` is false.
-    :ivar skipped: ``resume`` kept the intro file already there; no model made it in this call.
+    :ivar skipped: ``resume`` served the intro from the ledgers; no model made it in this call.
     """
 
     song_id: str
@@ -129,6 +127,10 @@ ProgressCallback = Callable[[BatchProgress], None]
 def _safe_name(value: Any) -> bool:
     text = str(value)
     return bool(text) and slugify(text) == text
+
+
+def _count(counts: dict[str, int], result: GenerationResult) -> None:
+    counts["skipped" if result.skipped else "completed" if result.success else "failed"] += 1
 
 
 def _error_text(error: Any) -> str:
@@ -201,7 +203,6 @@ class GenerationPipeline:
     ) -> None:
         self.output_dir = Path(output_dir) if output_dir is not None else DEFAULT_OUTPUT_DIR
         self.emitter = emitter or NullEmitter()
-        self._summaries: list[StepSummary] = []  # the batch's finished steps (pipeline_complete)
         self.template = template
         self.persona = persona or DEFAULT_PERSONA
         self.seed = seed
@@ -276,9 +277,8 @@ class GenerationPipeline:
                             loudness=self.loudness, seed=self.seed, retries=self.retries, resume=resume,
                             persona=persona, overwrite=True)  # the batch decides what it keeps
 
-    def _prepare(self, song: Any, personas: Personas, claims: NameClaims,
-                 kept: Callable[[Path], bool]) -> dict[str, Any] | GenerationResult:
-        """The stage record of ``song``, or its final result (a bad song, or one ``kept`` skips)."""
+    def _prepare(self, song: Any, personas: Personas, claims: NameClaims) -> dict[str, Any] | GenerationResult:
+        """The stage record of ``song``, or its final result (a bad song)."""
         default = personas.default.name if personas.default is not None else DEFAULT_PERSONA
         if not isinstance(song, dict):
             return GenerationResult(str(song), default, None, None, False,
@@ -301,7 +301,7 @@ class GenerationPipeline:
             failed.error = _error_text(error_object(exc, stage="script"))
             return failed
         assert persona is not None
-        record = {k: v for k, v in song.items() if k not in STAGE_FIELDS and k != "persona"}
+        record = {k: v for k, v in song.items() if k not in stage_fields() and k != "persona"}
         record.update(id=sid, dj=persona.name)
         stem = record_audio_stem({**record, "script": {"take": TAKE}}, persona.name)  # the voice stage's name
         name = claims.claim(stem, ".wav")
@@ -309,43 +309,7 @@ class GenerationPipeline:
             return GenerationResult(sid, persona.name, None, None, False,
                                     f"song id {sid!r} with dj {persona.name!r} appears earlier in this batch; "
                                     "its intro file would overwrite that song's (give each song its own id)")
-        path = self.intros_dir / name
-        if kept(path):
-            return GenerationResult(sid, persona.name, None, path, True, skipped=True)
         return record
-
-    def _step(self, number: int, kind: str, backend: Any, options: Any, ledger: Ledger,
-              records: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        """Run the ``kind`` stage over ``records`` as step ``number`` of the batch; its output
-        records, one per input record, in order, the last one after the stage ended (its model
-        unloaded).
-
-        :raises AicpError: the step could not run (after ``step_error`` and the records it finished).
-        """
-        t0 = time.monotonic()
-        self.emitter.step_start(number, kind, backend.model)
-        lines = [InputLine(n, "radio", record=r) for n, r in enumerate(records, start=1)]
-        held: dict[str, Any] | None = None
-        try:
-            with StageRun(kind, backend, options, emitter=StepEmitter(self.emitter, number), checkpoint=ledger,
-                          protect=[file_ref(options.persona)]) as run:
-                with closing(run.records(lines, len(lines))) as outs:
-                    for out in outs:
-                        if held is not None:
-                            yield held
-                        held = out
-        except AicpError as exc:
-            self.emitter.step_error(number, str(exc), kind)
-            if held is not None:
-                yield held
-            raise
-        summary = StepSummary(number, kind, None, str(self.intros_dir if kind == "voice" else ledger.path),
-                              str(ledger.path), 0.0, round(time.monotonic() - t0, 3), run.stats.as_dict(),
-                              backend.describe())
-        self._summaries.append(summary)
-        summary.emit(self.emitter)
-        if held is not None:
-            yield held
 
     def _result(self, out: dict[str, Any]) -> GenerationResult:
         script = out.get("script")
@@ -359,33 +323,54 @@ class GenerationPipeline:
             return GenerationResult(sid, who, text, None, False, "the voice stage wrote no audio")
         return GenerationResult(sid, who, text, path, True, skipped=bool(audio.get("skipped")))
 
-    def _generate(self, pending: list[dict[str, Any]], persona: str, resume: bool, two_phase: bool,
-                  ledgers: tuple[Ledger, Ledger],
-                  stopped: list[dict[str, Any]]) -> Generator[GenerationResult, None, None]:
-        """One result per ``pending`` song, in order: the script step's records through the voice
-        step (a song whose text failed passes through it with its error, as in a chain). A step
-        that cannot run ends the batch: its error goes to ``stopped`` and fails every song left."""
-        groups = [pending] if two_phase else [[record] for record in pending]
-        number = 0
-        for g, group in enumerate(groups):
-            texts: list[dict[str, Any]] = []
-            voiced, kind = 0, "script"
+    def _plans(self, groups: list[list[dict[str, Any]]], persona: str, resume: bool,
+               ledgers: tuple[Ledger, Ledger]) -> tuple[list[StepPlan], list[list[dict[str, Any]]]]:
+        """Two steps per group of songs (one group: two phases; one per song: song by song), and
+        the lists the script steps keep their texts in."""
+        protect = [file_ref(persona)]
+        plans: list[StepPlan] = []
+        texts: list[list[dict[str, Any]]] = []
+        for group in groups:
+            kept: list[dict[str, Any]] = []
+            texts.append(kept)
+            plans.append(StepPlan("script", len(plans) + 1, options=self._options("script", persona, resume),
+                                  backend=self.llm, checkpoint=ledgers[0], output=kept, records=group,
+                                  shown=str(ledgers[0].path), protect=protect))
+            plans.append(StepPlan("voice", len(plans) + 1, options=self._options("voice", persona, resume),
+                                  backend=self.tts, checkpoint=ledgers[1], shown=str(self.intros_dir),
+                                  protect=protect))
+        return plans, texts
+
+    def _generate(self, driver: Driver, plans: list[StepPlan], texts: list[list[dict[str, Any]]],
+                  groups: list[list[dict[str, Any]]],
+                  made: list[int], counts: dict[str, int]) -> Generator[GenerationResult, None, None]:
+        """One result per song of ``groups``, in order: the voice steps' records (a song whose text
+        failed passes through with its error, as in a chain). A step that cannot run ends the
+        batch (the driver's failure rule): every song left fails with its error. ``made[0]``
+        counts the results given, ``counts`` them by outcome."""
+        with closing(driver.stream(plans, lambda: StepInput((), None))) as steps:
             try:
-                number += 1
-                texts.extend(self._step(number, kind, self.llm, self._options(kind, persona, resume),
-                                        ledgers[0], group))
-                number, kind = number + 1, "voice"
-                for out in self._step(number, kind, self.tts, self._options(kind, persona, resume),
-                                      ledgers[1], texts):
-                    voiced += 1
-                    yield self._result(out)
-            except AicpError as exc:  # the step could not run: the batch ends here, as a chain does
-                error = error_object(exc, stage=kind)
-                stopped.append({**error, "step": number})
-                left = texts[voiced:] + group[len(texts):] + [r for later in groups[g + 1:] for r in later]
-                for record in left:
-                    yield self._result(record if "error" in record else {**record, "error": error})
-                return
+                while True:
+                    result = self._result(next(steps))
+                    made[0] += 1
+                    _count(counts, result)
+                    yield result
+            except StopIteration as stop:
+                outcome = stop.value
+        if outcome.error is None:
+            return
+        error = outcome.result["error"]
+        done = made[0]
+        for group, kept in zip(groups, texts, strict=True):
+            for position, record in enumerate(group):
+                if done > 0:
+                    done -= 1
+                    continue
+                record = kept[position] if position < len(kept) else record
+                result = self._result(record if "error" in record else {**record, "error": error})
+                made[0] += 1
+                _count(counts, result)
+                yield result
 
     def _batch(self, songs: Iterable[dict[str, Any]], *, resume: bool, dj: str | None,
                progress_callback: ProgressCallback | None,
@@ -397,53 +382,46 @@ class GenerationPipeline:
         ledgers: tuple[Ledger, Ledger] | None = None
         try:
             personas = Personas(persona)
-            texts, intros = Ledger(self.output_dir / LEDGER_NAME), Ledger(self.output_dir / VOICE_LEDGER_NAME)
+            ledgers = Ledger(self.output_dir / LEDGER_NAME), Ledger(self.output_dir / VOICE_LEDGER_NAME)
         except AicpError as exc:  # an unknown batch dj, an unreadable ledger: no song can be made
             message = _error_text(error_object(exc, stage="script"))
             prepared = [GenerationResult(str(s.get("id", "")) if isinstance(s, dict) else str(s), persona,
                                          None, None, False, message) for s in songs]
         else:
-            ledgers = (texts, intros)
             claims = NameClaims()
-            made = {os.path.abspath(str(v.get("path"))) for v in intros.entries.values()} if resume else set()
-
-            def kept(path: Path) -> bool:  # an intro file no ledger accounts for (the seed's resume)
-                return resume and path.is_file() and os.path.abspath(path) not in made
-
-            prepared = [self._prepare(song, personas, claims, kept) for song in songs]
+            prepared = [self._prepare(song, personas, claims) for song in songs]
         pending = [item for item in prepared if isinstance(item, dict)]
-        steps = 2 * (1 if two_phase else len(pending)) if pending else 0
-        t0 = time.monotonic()
-        self._summaries = []
-        self.emitter.pipeline_start("radio-intros", steps,
-                                    {"output_dir": self.output_dir, "two_phase": two_phase,
-                                     "songs": len(songs), "llm": self.llm.describe(),
-                                     "tts": self.tts.describe()})
-        progress = BatchProgress(total=len(songs), completed=0, failed=0, current_song="")
+        groups = ([pending] if two_phase else [[record] for record in pending]) if pending else []
+        decided = [item for item in prepared if isinstance(item, GenerationResult)]
+        made = [0]  # results of pending songs given so far
+
         counts = {"completed": 0, "failed": 0, "skipped": 0}
-        stopped: list[dict[str, Any]] = []
-        made_now = self._generate(pending, persona, resume, two_phase, ledgers, stopped) if ledgers else None
+        for result in decided:
+            _count(counts, result)
+
+        def songs_done() -> dict[str, Any]:  # pipeline_complete's ``songs``: every song left fails
+            return {"songs": {**counts, "failed": counts["failed"] + len(pending) - made[0]}}
+
+        plans, texts = self._plans(groups, persona, resume, ledgers) if ledgers else ([], [])
+        driver = Driver(self.emitter, name="radio-intros", audio_dir=self.intros_dir, extra=songs_done,
+                        config={"output_dir": self.output_dir, "two_phase": two_phase, "songs": len(songs),
+                                "llm": self.llm.describe(), "tts": self.tts.describe()})
+        made_now = self._generate(driver, plans, texts, groups, made, counts)
+        progress = BatchProgress(total=len(songs), completed=0, failed=0, current_song="")
         try:
             for song, item in zip(songs, prepared, strict=True):  # both in input order: no reordering
-                if isinstance(item, GenerationResult):
-                    result = item
-                else:
-                    assert made_now is not None  # a song to make: the ledgers are open
-                    result = next(made_now)
+                result = item if isinstance(item, GenerationResult) else next(made_now)
                 progress.completed += 1
                 progress.failed += 0 if result.success else 1
                 title = (song.get("title") or song.get("id")) if isinstance(song, dict) else None
                 progress.current_song = str(title or result.song_id)
-                counts["skipped" if result.skipped else "completed" if result.success else "failed"] += 1
                 if progress_callback is not None:
                     progress_callback(BatchProgress(**vars(progress)))
                 yield result
+            for _ in made_now:  # the driver ends: pipeline_complete
+                pass
         finally:
-            if made_now is not None:
-                made_now.close()  # a batch left early: the running stage ends and unloads its model
-        final = chain_result("radio-intros", self._summaries, steps, t0, stopped[0] if stopped else None,
-                             self.intros_dir)
-        self.emitter.pipeline_complete({**final, "songs": counts})
+            made_now.close()  # a batch left early: the running stage ends and unloads its model
 
 
 def generate_song_intro(pipeline: GenerationPipeline, song_id: str, artist: str, title: str,

@@ -14,10 +14,40 @@ from typing import Any
 
 from .jsonl import dumps
 
-#: Fields that aicp stages add (``_aicp``: a sharded run's position tag, see
-#: :mod:`ai_content_pipeline.shards`); they are ignored when deriving an id, so a record
-#: keeps the same id before and after each stage, sharded or not.
-STAGE_FIELDS = frozenset({"script", "audio", "error", "_aicp"})
+#: Fields every run may add whatever its stages: a failed record's ``error`` and a sharded
+#: run's position tag ``_aicp`` (see :mod:`ai_content_pipeline.shards`).
+RUN_FIELDS = frozenset({"error", "_aicp"})
+_fields: frozenset[str] | None = None
+_listening = False
+
+
+def _forget() -> None:
+    global _fields
+    _fields = None
+
+
+def stage_fields() -> frozenset[str]:
+    """The fields aicp stages add: each registered stage kind's record field (``script``,
+    ``audio``: :attr:`~ai_content_pipeline.stages.kind.StageKind.record_field`) plus
+    :data:`RUN_FIELDS`. They are ignored when deriving an id, so a record keeps the same id
+    before and after each stage, sharded or not. Read from the stage registry (again after a
+    kind registers); ``STAGE_FIELDS`` is the same set."""
+    global _fields, _listening
+    if _fields is None:
+        from .stages import registry
+
+        if not _listening:
+            registry.on_change(_forget)
+            _listening = True
+        kinds = [*registry.kinds(), *(r for k in registry.kinds() for r in registry.refinements(k.name))]
+        _fields = RUN_FIELDS | {k.record_field for k in kinds if k.record_field}
+    return _fields
+
+
+def __getattr__(name: str) -> Any:
+    if name == "STAGE_FIELDS":  # read when asked: kinds register at run time
+        return stage_fields()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 MAX_ID_LENGTH = 64
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -53,7 +83,8 @@ def record_id(record: dict[str, Any]) -> str:
         if slug == raw_s and len(slug) <= MAX_ID_LENGTH:
             return slug
         return f"{slug[: MAX_ID_LENGTH - 9] or 'id'}-{content_hash(raw_s, 8)}"
-    base = {k: v for k, v in record.items() if k not in STAGE_FIELDS}
+    fields = stage_fields()
+    base = {k: v for k, v in record.items() if k not in fields}
     label = ""
     for field in ("title", "topic", "name"):
         if isinstance(base.get(field), str):

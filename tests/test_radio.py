@@ -229,33 +229,34 @@ def test_a_speech_failure_fails_only_its_song(tmp_path):
 
 
 def test_resume_over_ten_songs_with_five_done(tmp_path):
-    p, log = make(tmp_path)
+    p, _ = make(tmp_path)
     batch = songs(10)
-    (tmp_path / "intros").mkdir()
-    for s in batch[::2]:
-        (tmp_path / "intros" / f"{s['id']}_julie_0.wav").write_bytes(b"done before")
+    first = list(generate_batch_intros(p, batch[::2]))
+    q, log = make(tmp_path)
     updates = []
-    results = list(generate_batch_intros(p, batch, progress_callback=updates.append, resume=True))
+    results = list(generate_batch_intros(q, batch, progress_callback=updates.append, resume=True))
     assert [r.song_id for r in results] == [s["id"] for s in batch]
     assert [r.skipped for r in results] == [True, False] * 5
     assert all(r.success for r in results)
     assert log.count("llm.chat") == 5 and log.count("tts.synthesize") == 5
-    asked = [c["messages"][-1]["content"] for c in p.llm.calls]
+    asked = [c["messages"][-1]["content"] for c in q.llm.calls]
     assert all(any(f"Title {i}" in a for a in asked) for i in range(1, 10, 2))
     assert not any(f"Title {i}\"" in a for a in asked for i in range(0, 10, 2))
-    for r in results[::2]:
-        assert r.audio_path.read_bytes() == b"done before" and r.text is None
+    assert [r.text for r in results[::2]] == [r.text for r in first]  # served with their text
     assert updates[-1].completed == 10 and updates[-1].failed == 0
 
 
-def test_resume_with_everything_done_loads_no_model(tmp_path):
+def test_resume_makes_again_an_intro_file_no_ledger_accounts_for(tmp_path):
+    """resume keeps what the ledgers vouch for, as --resume does: a file made by hand (or by
+    another tool) under an intro's name is made again, never served as that song's intro."""
     p, log = make(tmp_path)
     (tmp_path / "intros").mkdir()
     for s in songs(3):
         (tmp_path / "intros" / f"{s['id']}_julie_0.wav").write_bytes(b"x")
     results = list(generate_batch_intros(p, songs(3), resume=True))
-    assert len(results) == 3
-    assert all(r.skipped and r.success for r in results) and log == []
+    assert len(results) == 3 and all(r.success and not r.skipped and r.text for r in results)
+    assert log.count("llm.chat") == 3 and log.count("tts.synthesize") == 3
+    assert all(sf.info(str(r.audio_path)).frames > 0 for r in results)
 
 
 def test_without_resume_existing_files_are_made_again(tmp_path):
@@ -406,6 +407,7 @@ def test_a_backend_that_cannot_load_ends_the_batch_once(tmp_path, two_phase):
     assert [(n, f["step"]) for n, f in em.events if n.startswith("step_")] == [("step_start", 1), ("step_error", 1)]
     done = em.events[-1][1]
     assert done["success"] is False and done["error"]["type"] == "BackendUnavailable" and done["error"]["step"] == 1
+    assert done["songs"] == {"completed": 0, "failed": 3, "skipped": 0}
 
 
 def test_song_by_song_a_voice_that_cannot_load_stops_the_texts_too(tmp_path):
@@ -482,14 +484,12 @@ def test_a_pipeline_persona_file_voices_its_songs(tmp_path):
 
 
 def test_results_decided_before_any_model_come_first(tmp_path):
-    """Results merge in input order as they come: a kept file before the first song to make is
-    yielded before any model loads (the reorder buffer does not hold it until an intro is made)."""
+    """Results merge in input order as they come: a song refused before any model runs (an id
+    that cannot name a file) is yielded before any model loads."""
     p, log = make(tmp_path)
-    (tmp_path / "intros").mkdir()
-    (tmp_path / "intros" / "song0_julie_0.wav").write_bytes(b"kept")
-    batch = generate_batch_intros(p, songs(2), resume=True)
+    batch = generate_batch_intros(p, [{"id": "../x", "artist": "A", "title": "T"}, *songs(1)], resume=True)
     first = next(batch)
-    assert first.skipped and log == []
+    assert not first.success and log == []
     assert next(batch).success and log.count("llm.chat") == 1
 
 
@@ -523,3 +523,10 @@ def test_an_intro_that_failed_its_checks_is_voiced_and_the_emitter_is_told(tmp_p
     warnings = [f for n, f in em.events if n == "message" and "failed its checks" in f["message"]]
     assert [w["message"].split(":")[0] for w in warnings] == ["record song0", "record song1"]
     assert all(w["level"] == "warning" and w["step"] == 2 for w in warnings)
+
+
+def test_the_batch_keeps_the_ledgers_a_chain_of_its_two_steps_keeps(tmp_path):
+    p, _ = make(tmp_path)
+    list(generate_batch_intros(p, songs(2)))
+    assert sorted(x.name for x in tmp_path.glob("*.ledger.jsonl")) == ["01-script.ledger.jsonl",
+                                                                       "02-voice.ledger.jsonl"]

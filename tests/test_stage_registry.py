@@ -55,3 +55,36 @@ def test_unknown_kinds_and_second_kinds_of_one_name_are_refused() -> None:
     assert registry.get("voice").options is VoiceOptions
     registry.register_stage(registry.get("voice"))  # the same object again: nothing happens
     assert registry.stage_types() == ("script", "voice")
+
+
+def test_the_built_in_list_names_each_kinds_command_as_the_kind_does() -> None:
+    """``aicp``'s stage commands come from the registry's built-in list (strings, read without
+    importing a stage module); each agrees with the command its loaded kind declares."""
+    from ai_content_pipeline.cli.main import COMMANDS
+
+    commands = registry.builtin_commands()
+    assert commands == {k.name: k.command for k in registry.kinds() if k.command}
+    assert {name: COMMANDS[name] for name in commands} == commands
+
+
+def test_the_fields_stages_add_are_the_kinds_record_fields() -> None:
+    from ai_content_pipeline import records
+
+    assert records.STAGE_FIELDS == {"script", "audio", "error", "_aicp"}
+
+    @dataclasses.dataclass
+    class Options:
+        strict: bool = False
+
+    class Step(StepConfig):
+        type: Literal["caption"]
+
+    caption = StageKind(name="caption", stage=VoiceStage, options=Options, step_model=Step, record_field="caption")
+    registry.register_stage(caption)
+    try:
+        assert "caption" in records.STAGE_FIELDS
+        rec = {"title": "T"}
+        assert records.record_id({**rec, "caption": {"text": "x"}}) == records.record_id(rec)
+    finally:
+        registry.unregister_stage("caption")
+    assert "caption" not in records.STAGE_FIELDS

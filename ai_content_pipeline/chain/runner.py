@@ -3,8 +3,8 @@
 For each enabled step (numbered by position in the file, 1-based) the runner
 
 1. builds the step's backend (not loaded yet) and sends ``step_start``;
-2. streams the previous step's records (or the chain input) through the stage
-   (:class:`~ai_content_pipeline.stages.step.StageRun`, the primitive every front end shares),
+2. streams the previous step's records (or the chain input) through the stage, on the one
+   :class:`~ai_content_pipeline.stages.driver.Driver` every front end shares,
    which loads the model on first use and checkpoints every finished record in
    ``output_dir/NN-type.ledger.jsonl``; the stage's events carry ``step``;
 3. writes the records through :func:`~ai_content_pipeline.files.write_atomic` (a temporary
@@ -27,11 +27,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import tempfile
-import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,25 +36,30 @@ from pydantic import TypeAdapter
 
 from ..backends.registry import create_llm, create_tts, resolve_llm_name, resolve_tts_name
 from ..errors import AicpError, UsageError, error_object
-from ..events import Emitter, NullEmitter, StepEmitter
+from ..events import Emitter, NullEmitter
 from ..faults import os_error
-from ..files import FolderLock, write_atomic
-from ..jsonl import InputLine, RecordWriter
-from ..shards import ShardRun, chain_shard_run, shard_chain
+from ..shards import chain_shard_run, shard_chain
 from ..stages import registry
-from ..stages.common import Cancelled, first_existing, refuse_overwrite
+from ..stages.driver import (
+    GPU_DEVICES,
+    MAX_STEP_COST,
+    ChainResult,
+    Driver,
+    StepPlan,
+    StepSummary,
+    chain_result,
+    step_cost,
+)
 from ..stages.kind import StepConfig
 from ..stages.registry import options_class
-from ..stages.step import StageRun, StepInput, count_input, open_input, read_input
+from ..stages.step import StepInput, count_input, open_input
 from ..status import ExitStatus
-from .spec import ChainSpec, Prices, VoiceStep
+from .spec import ChainSpec, VoiceStep
 
 #: A chain step (the model of its kind: :class:`~ai_content_pipeline.stages.kind.StepConfig`).
 StepSpec = StepConfig
 #: ``factory(step, notice) -> backend``: builds (does not load) a step's backend.
 BackendFactory = Callable[[StepSpec, Callable[[str], None]], Any]
-
-GPU_DEVICES = ("cuda", "gpu", "mps")
 
 
 def backend_settings(step: Any) -> dict[str, Any]:
@@ -181,29 +183,6 @@ def check_voice_step(step: VoiceStep, index: int) -> None:
         raise
 
 
-#: Highest cost one step may have: a larger one comes from a usage count that is not real, and
-#: sums of such costs could pass what a float holds (``inf``, written as JSON ``null``).
-MAX_STEP_COST = 1e15
-
-
-def step_cost(prices: Prices, tokens: int, audio_seconds: float, seconds: float, device: str | None) -> float:
-    """Cost of one step from the price table: tokens/1000, audio minutes, GPU seconds.
-
-    :raises AicpError: the cost is past :data:`MAX_STEP_COST` (never ``inf`` or ``null``).
-    """
-    on_gpu = bool(device) and str(device).lower().startswith(GPU_DEVICES)
-    try:
-        cost = (tokens / 1000.0 * prices.per_1k_tokens + audio_seconds / 60.0 * prices.per_audio_minute
-                + (seconds * prices.per_gpu_second if on_gpu else 0.0))
-    except OverflowError:  # an integer token count past what a float holds
-        cost = float("inf")
-    if not 0 <= cost <= MAX_STEP_COST:  # NaN too
-        raise AicpError(f"the step's cost is past {MAX_STEP_COST:g} at the chain's prices: its token, audio "
-                        "or GPU-second counts are not real ones; no cost was added to total_cost",
-                        hint="check the backend's token counts and the chain's prices:")
-    return round(cost, 6)
-
-
 def step_options(spec: ChainSpec, index: int, resume: bool, overwrite: bool = False) -> Any:
     """The stage options of step ``index``: its ``params`` plus what the chain sets.
 
@@ -233,48 +212,6 @@ def step_options(spec: ChainSpec, index: int, resume: bool, overwrite: bool = Fa
         else:
             values[option] = str(Path(spec.output_dir) / folder)
     return TypeAdapter(options_class(step.type)).validate_python(values)
-
-
-@dataclass
-class StepSummary:
-    """What one finished step produced (an item of ``outputs.steps``)."""
-
-    step: int
-    type: str
-    name: str | None
-    path: str
-    ledger: str
-    cost: float
-    duration_seconds: float
-    stats: dict[str, Any]
-    backend: dict[str, Any] = field(default_factory=dict)
-
-    def emit(self, emitter: Emitter) -> None:
-        """Send this step's ``step_complete`` (the documented fields, :mod:`~ai_content_pipeline.eventdocs`)."""
-        extra = {"checks": self.stats["checks"]} if "checks" in self.stats else {}
-        emitter.step_complete(self.step, self.cost, self.path, self.duration_seconds, type=self.type,
-                              records=self.stats["records"], tokens=self.stats["tokens"],
-                              audio_seconds=self.stats["audio_seconds"], **extra)
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-able: step, type, name, path, ledger, cost, duration_seconds, backend, records, tokens..."""
-        return {"step": self.step, "type": self.type, "name": self.name, "path": self.path, "ledger": self.ledger,
-                "cost": self.cost, "duration_seconds": self.duration_seconds,
-                "backend": self.backend, **self.stats}
-
-
-@dataclass
-class ChainResult:
-    """The outcome of :func:`run_chain`.
-
-    :ivar result: the ``pipeline_complete`` fields (see :meth:`ChainRunner.result`).
-    :ivar exit_status: 0 ok, 3 some records failed, or the step error's status (1, 4).
-    :ivar error: the error that ended the chain early, else ``None``.
-    """
-
-    result: dict[str, Any]
-    exit_status: ExitStatus
-    error: AicpError | None = None
 
 
 class ChainRunner:
@@ -307,59 +244,46 @@ class ChainRunner:
         self.factory = backend_factory or create_backend
         self.cancel = cancel
         self.steps: list[StepSummary] = []
+        self._shard: Any = None
         #: the ``pipeline_complete`` fields once sent (also when :meth:`run` raises)
         self.completed: dict[str, Any] | None = None
 
-    def _run_step(self, index: int, lines: Iterable[InputLine], total: int | None,
-                  sharded: ShardRun | None = None,
-                  replay: Callable[[], Iterable[InputLine]] | None = None) -> tuple[StepSummary, int]:
-        """Run step ``index`` over ``lines`` (``total`` of them, if known; ``sharded``: the
-        :class:`~ai_content_pipeline.shards.ShardRun` they were read with); its summary and how
-        many records it wrote (the next step's ``total``: its input is not counted again).
-
-        ``replay()`` reads the same lines again, when they can be: the files the stage would
-        write are then checked before its model loads (the overwrite rule)."""
-        spec, emitter = self.spec, self.emitter
-        step, number = spec.steps[index], index + 1
-        kind = registry.get(step.type)
-        backend = self.factory(step, emitter.message) if kind.backend is not None else None
-        info = backend.describe() if backend is not None else {}
-        emitter.step_start(number, step.type, info.get("model"))
-        t0 = time.monotonic()
-        out = spec.output_path(index)
-        options = step_options(spec, index, self.resume, self.overwrite)
+    def plans(self) -> list[StepPlan]:
+        """One :class:`~ai_content_pipeline.stages.driver.StepPlan` per step of the chain file:
+        its backend and options built when it starts, its records to ``NN-type.jsonl``, its
+        ledger ``NN-type.ledger.jsonl``, no file of its stage replacing one of the chain's."""
+        spec = self.spec
         chain_files = (spec.input, spec.source, *(p for i in range(len(spec.steps))
                                                   for p in (spec.output_path(i), spec.ledger_path(i))))
-        with StageRun(step.type, backend, options, emitter=StepEmitter(emitter, number),
-                      checkpoint=spec.ledger_path(index), cancel=self.cancel, protect=chain_files,
-                      takelog=self.takelog) as run:  # no file of the stage replaces the chain's
-            if replay is not None:  # the overwrite rule, before this step's model loads
-                run.stage.refuse_replacing(replay)
-            cancelled: list[Cancelled] = []
-            written = 0
 
-            def fill(handle: Any) -> None:
-                nonlocal written
-                try:
-                    written = run.run(lines, RecordWriter(handle).write, total, shard=sharded)
-                except Cancelled as exc:  # keep the records finished before the cancel
-                    cancelled.append(exc)
+        def setup(index: int) -> tuple[Any, Any]:
+            step = spec.steps[index]
+            backend = self.factory(step, self.emitter.message) if registry.get(step.type).backend else None
+            return backend, step_options(spec, index, self.resume, self.overwrite)
 
-            try:
-                write_atomic(out, fill)
-            except OSError as exc:
-                raise os_error(exc, out) from exc
-            if cancelled:
-                raise cancelled[0]
-        stage = run.stage
-        duration = round(time.monotonic() - t0, 3)
-        stats = stage.stats.as_dict()
-        tokens = stats["tokens"]["prompt"] + stats["tokens"]["completion"]
-        cost = step_cost(spec.prices, tokens, stats["audio_seconds"], duration, info.get("device"))
-        summary = StepSummary(number, step.type, step.name, str(out), str(spec.ledger_path(index)), cost,
-                              duration, stats, info)
-        summary.emit(emitter)
-        return summary, written
+        return [StepPlan(step.type, index + 1, step.name, step.enabled, setup=functools.partial(setup, index),
+                         checkpoint=spec.ledger_path(index), output=spec.output_path(index), protect=chain_files)
+                for index, step in enumerate(spec.steps)]
+
+    def _check(self) -> None:
+        """The chain's paths (:func:`check_chain_paths`) and a writable ``output_dir``."""
+        spec = self.spec
+        check_chain_paths(spec, self.stdin, self.log)
+        try:
+            Path(spec.output_dir).mkdir(parents=True, exist_ok=True)
+            probe = tempfile.TemporaryFile(dir=spec.output_dir)  # writable? (before any model runs)
+            probe.close()
+        except OSError as exc:  # a read-only or misnamed output_dir
+            raise os_error(exc, spec.output_dir, doing="write to output_dir") from exc
+
+    def _input(self) -> StepInput:
+        """The chain input, read once (a regular file to its end: the progress total; a pipe
+        lazily), with ``--shard``'s share of the first enabled step."""
+        spec = self.spec
+        try:
+            return open_input([spec.input], stdin=self.stdin, shard=self._shard)
+        except OSError as exc:
+            raise os_error(exc, spec.input, doing="read") from exc
 
     def run(self) -> ChainResult:
         """Run every enabled step; always ends with ``pipeline_complete``.
@@ -372,143 +296,19 @@ class ChainRunner:
         :raises KeyboardInterrupt: after ``step_error`` (the CLI exits 130).
         :raises Exception: an unexpected error, after ``step_error`` and ``pipeline_complete``.
         """
-        spec, emitter = self.spec, self.emitter
-        t0 = time.monotonic()
+        spec = self.spec
         enabled = spec.enabled_steps()
-        emitter.pipeline_start(spec.name, len(enabled), spec.model_dump(mode="json"))
+        self._shard = chain_shard_run(spec, enabled[0]) if enabled else None  # --shard K/N: the first step's share
+        self.driver = Driver(self.emitter, name=spec.name, config=spec.model_dump(mode="json"), prices=spec.prices,
+                             resume=self.resume, overwrite=self.overwrite, cancel=self.cancel, log=self.log,
+                             program="aicp run-chain", check=self._check, locks=[(spec.output_dir, "output_dir")],
+                             audio_dir=spec.audio_dir)
         try:
-            check_chain_paths(spec, self.stdin, self.log)
-            lock = FolderLock(spec.output_dir, "output_dir").acquire()
-        except AicpError as exc:
-            return self._stopped(t0, exc)
-        if not (self.resume or self.overwrite):
-            found = first_existing(spec.output_path(i) for i in enabled)
-            if found is not None:
-                lock.release()
-                return self._stopped(t0, refuse_overwrite(found, "step records"))
-        try:
-            if self.log:
-                from ..takelog import TakeLog
-                try:
-                    self.takelog = TakeLog(self.log, "aicp run-chain")
-                except AicpError as exc:
-                    return self._stopped(t0, exc)
-            return self._run_steps(t0)
+            return self.driver.run(self.plans(), self._input, read_first=True, shard=self._shard)
         finally:
-            lock.release()
-            if self.takelog is not None:
-                self.takelog.close()
-
-    def _run_steps(self, t0: float) -> ChainResult:
-        """Run the enabled steps in order, the first over the chain input (read once, with
-        ``--shard``'s share), each later one over the records of the step before it;
-        ``pipeline_complete`` at the end. The input's spool is deleted however the run ends."""
-        spec, emitter = self.spec, self.emitter
-        enabled = spec.enabled_steps()
-        source = spec.input
-        error: AicpError | None = None
-        error_obj: dict[str, Any] | None = None
-        sharded: ShardRun | None = None
-        chain_input = StepInput((), None)  # no input is read when no step runs
-        try:
-            try:
-                Path(spec.output_dir).mkdir(parents=True, exist_ok=True)
-                probe = tempfile.TemporaryFile(dir=spec.output_dir)  # writable? (before any model runs)
-                probe.close()
-            except OSError as exc:  # a read-only or misnamed output_dir
-                raise os_error(exc, spec.output_dir, doing="write to output_dir") from exc
-            if enabled:  # read once: a regular file to its end here (the progress total), a pipe lazily
-                sharded = chain_shard_run(spec, enabled[0])  # --shard K/N: the first step's share
-                try:
-                    chain_input = open_input([source], stdin=self.stdin, shard=sharded)
-                except OSError as exc:
-                    raise os_error(exc, source, doing="read") from exc
-        except AicpError as exc:
-            error = exc
-            error_obj = {**error_object(error, stage="chain"), "step": None}
-            enabled = []  # nothing runs; the error goes out with pipeline_complete
-        lines: Iterable[InputLine] = chain_input
-        total = chain_input.total
-        replay: Callable[[], Iterable[InputLine]] | None = (lambda: chain_input) if total is not None else None
-        with chain_input:
-            for index, step in enumerate(spec.steps):
-                if index not in enabled:
-                    if error is None:
-                        emitter.message(f"step {index + 1} ({step.type}) is disabled; skipped")
-                    continue
-                try:
-                    if self.cancel is not None and self.cancel():
-                        raise Cancelled(f"chain cancelled before step {index + 1}")
-                    summary, total = self._run_step(index, lines, total, sharded, replay)
-                except (AicpError, OSError) as exc:
-                    error = exc if isinstance(exc, AicpError) else os_error(exc)
-                    error_obj = {**error_object(error, stage=step.type), "step": index + 1}
-                    emitter.step_error(index + 1, str(error), step.type)
-                    break
-                except BaseException as exc:
-                    emitter.step_error(index + 1, (str(exc) or "interrupted") if isinstance(exc, KeyboardInterrupt)
-                                       else f"{type(exc).__name__}: {exc}", step.type)
-                    if not isinstance(exc, KeyboardInterrupt):
-                        self.completed = self.result(t0, {"stage": step.type, "step": index + 1,
-                                                          "type": type(exc).__name__, "message": str(exc)})
-                        emitter.pipeline_complete(self.completed)
-                    raise
-                self.steps.append(summary)
-                lines, sharded = read_input([summary.path]), None  # ``total``: the records it wrote
-                replay = functools.partial(read_input, [summary.path])
-            result = self.completed = self.result(t0, error_obj)
-            emitter.pipeline_complete(result)
-        if error is not None:
-            status = error.exit_status
-        elif any(s.stats["records"]["failed"] for s in self.steps):
-            status = ExitStatus.PARTIAL
-        else:
-            status = ExitStatus.SUCCESS
-        return ChainResult(result, status, error)
-
-    def _stopped(self, t0: float, exc: AicpError) -> ChainResult:
-        """End before the first step: ``pipeline_complete`` with ``exc`` as its error (the
-        caller reports ``exc``, once: the command's one error handler)."""
-        result = self.result(t0, {**error_object(exc, stage="chain"), "step": None})
-        self.emitter.pipeline_complete(result)
-        return ChainResult(result, exc.exit_status, exc)
-
-    def result(self, t0: float, error: dict[str, Any] | None) -> dict[str, Any]:
-        """The ``pipeline_complete`` fields (:func:`chain_result` of this run's steps)."""
-        return chain_result(self.spec.name, self.steps, len(self.spec.enabled_steps()), t0, error,
-                            self.spec.audio_dir)
-
-
-def chain_result(name: str, steps: list[StepSummary], total_steps: int, t0: float,
-                 error: dict[str, Any] | None, audio_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
-    """The ``pipeline_complete`` fields of a run of ``total_steps`` steps that finished ``steps``.
-
-    Shape: ``name``, ``success`` (every step finished, no error), ``steps_completed``,
-    ``total_steps``, ``total_cost``, ``total_time`` (seconds since ``t0``, monotonic),
-    ``outputs`` (``final``: the last step's ``{path, step, type}``; ``steps``: one summary per
-    finished step; ``audio_dir``: ``audio_dir`` when a finished step wrote audio, else ``null``),
-    ``error`` (object or ``null``), ``records`` (the last step's ``{total, completed, failed,
-    skipped}``), ``tokens`` (``{prompt, completion}`` over all steps) and ``audio_seconds``.
-    """
-    last = steps[-1] if steps else None
-    has_audio = any(folder == "audio" for s in steps for folder, _ in registry.get(s.type).dirs.values())
-    return {
-        "name": name,
-        "success": error is None and len(steps) == total_steps,
-        "steps_completed": len(steps),
-        "total_steps": total_steps,
-        "total_cost": round(sum(s.cost for s in steps), 6),
-        "total_time": round(time.monotonic() - t0, 3),
-        "outputs": {
-            "final": {"path": last.path, "step": last.step, "type": last.type} if last else None,
-            "steps": [s.as_dict() for s in steps],
-            "audio_dir": str(audio_dir) if has_audio and audio_dir is not None else None,
-        },
-        "error": error,
-        "records": last.stats["records"] if last else {"total": None, "completed": 0, "failed": 0, "skipped": 0},
-        "tokens": {k: sum(s.stats["tokens"][k] for s in steps) for k in ("prompt", "completion")},
-        "audio_seconds": round(sum(s.stats["audio_seconds"] for s in steps), 3),
-    }
+            self.steps = self.driver.steps
+            self.completed = self.driver.completed
+            self.takelog = self.driver.takelog
 
 
 def run_chain(spec: ChainSpec, *, emitter: Emitter | None = None, resume: bool = False,
@@ -575,5 +375,6 @@ def plan_chain(spec: ChainSpec,
             "ok": not any("error" in s for s in steps), "steps": steps}
 
 
-__all__ = ["BackendFactory", "ChainResult", "ChainRunner", "StepSummary", "chain_result", "check_chain_paths", "check_stdin_once",
-           "backend_settings", "create_backend", "plan_chain", "plan_status", "resolve_backend", "run_chain", "step_cost", "step_options"]
+__all__ = ["GPU_DEVICES", "MAX_STEP_COST", "BackendFactory", "ChainResult", "ChainRunner", "StepSummary", "backend_settings",
+           "chain_result", "check_chain_paths", "check_stdin_once", "create_backend", "plan_chain", "plan_status",
+           "resolve_backend", "run_chain", "step_cost", "step_options"]

@@ -7,13 +7,15 @@ from typing import Any
 
 import click
 
+from ..stages.registry import builtin_commands
 from .errors import AicpGroup, entry
 from .options import EPILOG_STATUS, version_option
 
-#: subcommand name → "module:attribute" of its click command (one module per command).
+#: subcommand name → "module:attribute" of its click command (one module per command): the
+#: stage commands as the stage registry's built-in list names them (read without importing a
+#: stage module, so ``--help`` stays fast), then the others.
 COMMANDS: dict[str, str] = {
-    "script": "ai_content_pipeline.cli.script:script_command",
-    "voice": "ai_content_pipeline.cli.voice:voice_command",
+    **builtin_commands(),
     "run-chain": "ai_content_pipeline.cli.chain:run_chain_command",
     "merge": "ai_content_pipeline.cli.merge:merge_command",
     "templates": "ai_content_pipeline.cli.catalog:templates_group",

@@ -1,8 +1,9 @@
-"""The one-stage commands: ``aicp-script`` and ``aicp-voice`` as runs of one step.
+"""The one-stage commands: ``aicp-script`` and ``aicp-voice`` as chains of one step.
 
-:func:`run_step` is what both share: the resume rule (``--resume`` needs a ledger), the path
-checks, the take log, the overwrite rule, reading the input once and ``run_complete``.
-:func:`run_script` and :func:`run_voice` add only what their stage needs before it runs.
+:func:`run_step` runs one step through the one :class:`~ai_content_pipeline.stages.driver.Driver`
+every front end shares (the resume, path, overwrite, take-log and failure rules, ``run_complete``),
+its records going to ``write`` (stdout) instead of ``NN-type.jsonl``. :func:`run_script` and
+:func:`run_voice` add only what their stage needs before it runs.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import IO, TYPE_CHECKING, Any
 
-from ..errors import UsageError
 from ..events import Emitter
-from ..files import FolderLock, check_output_dir
+from ..files import check_output_dir
 from ..templates import file_ref
 from .common import StageStats, check_run_paths
-from .step import StageRun, StepInput, Write, open_input
+from .driver import Driver, StepPlan
+from .step import StepInput, Write, open_input
 
 if TYPE_CHECKING:
     from ..backends.base import LLMBackend, TTSBackend
@@ -31,7 +32,8 @@ def run_step(kind: str, sources: Iterable[str], options: Any, *, backend: Any, e
              lock_dirs: dict[str, str] | None = None, protect: Iterable[Any] = (),
              prepare: Callable[[Any], None] | None = None,
              started: Callable[[Any, StepInput], None] | None = None) -> StageStats:
-    """Run one step of type ``kind`` over JSON Lines ``sources`` as a command does.
+    """Run one step of type ``kind`` over JSON Lines ``sources`` as a command does: a chain of
+    one step (:class:`~ai_content_pipeline.stages.driver.Driver`) whose records go to ``write``.
 
     :param program: the take log's program name (``aicp-script``).
     :param reads: files the run reads besides its input (``{"--persona": path}``), checked
@@ -45,36 +47,20 @@ def run_step(kind: str, sources: Iterable[str], options: Any, *, backend: Any, e
     :raises UsageError: ``resume`` without ``checkpoint``; a path problem; a file an earlier
         run wrote that this run would replace (without ``resume``/``overwrite``).
     """
-    if options.resume and not checkpoint:
-        raise UsageError("--resume needs --checkpoint PATH (the ledger of finished records)")
     sources = list(sources) or ["-"]
-    check_run_paths(sources, checkpoint, stdout, reads, {"--log": log})
-    for flag, folder in (lock_dirs or {}).items():
-        check_output_dir(folder, flag)
-    locks: list[FolderLock] = []
-    takelog = None
-    try:
+
+    def check() -> None:
+        check_run_paths(sources, checkpoint, stdout, reads, {"--log": log})
         for flag, folder in (lock_dirs or {}).items():
-            locks.append(FolderLock(folder, flag).acquire())
-        with StageRun(kind, backend, options, emitter=emitter, checkpoint=checkpoint, protect=protect) as step:
-            if prepare is not None:
-                prepare(step.stage)
-            if log:  # once the stage is built: a bad template makes no take log
-                from ..takelog import TakeLog
-                step.stage.takelog = takelog = TakeLog(log, program)
-            with open_input(sources, stdin=stdin, shard=shard, spool=spool) as lines:
-                if lines.total is not None:  # read ahead: the overwrite rule before the model loads
-                    step.stage.refuse_replacing(lambda: lines)
-                if started is not None:
-                    started(step.stage, lines)
-                step.run(lines, write, lines.total, shard=shard)
-    finally:
-        for lock in reversed(locks):
-            lock.release()
-        if takelog is not None:
-            takelog.close()
-    emitter.run_complete(kind, step.stats.as_dict())
-    return step.stats
+            check_output_dir(folder, flag)
+
+    driver = Driver(emitter, chain=False, log=log, program=program, check=check,
+                    locks=[(folder, flag) for flag, folder in (lock_dirs or {}).items()])
+    plan = StepPlan(kind, options=options, backend=backend, checkpoint=checkpoint, output=write,
+                    protect=protect, prepare=prepare, started=started)
+    driver.run([plan], lambda: open_input(sources, stdin=stdin, shard=shard, spool=spool), shard=shard)
+    assert driver.stats is not None
+    return driver.stats
 
 
 def run_script(sources: Iterable[str], options: ScriptOptions, *, backend: LLMBackend, emitter: Emitter,

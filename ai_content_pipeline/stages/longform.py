@@ -50,7 +50,7 @@ from ..events import Emitter
 from ..files import FolderLock, NameClaims, write_atomic
 from ..jsonl import InputLine
 from ..ledger import Ledger, request_key
-from ..records import STAGE_FIELDS, record_id, word_count
+from ..records import record_id, stage_fields, word_count
 from ..templates import Persona, Section, Template, load_template, persona_voice
 from ..text import clean_chunk, last_sentences
 from .common import refuse_overwrite, with_retries
@@ -297,7 +297,7 @@ class LongformStage(ScriptStage):
         base = self.options.params_for(self.template, take)
         name = self._folders.pop((index, take), None) or self.claim_folder(index, record, take)
         run_key = request_key(  # the folder too: two identical records must not share one entry
-            stage="script-longform", record={k: v for k, v in record.items() if k not in STAGE_FIELDS},
+            stage="script-longform", record={k: v for k, v in record.items() if k not in stage_fields()},
             template=self.template.ref, plan=[s.model_dump() for s in self.plan], persona=persona.name,
             backend=self.backend.name, model=self.backend.model, params=base.as_dict(), take=take,
             margin=SHORTFALL_MARGIN, continuations=MAX_CONTINUATIONS, folder=name)

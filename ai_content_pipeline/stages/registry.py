@@ -17,19 +17,46 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import UsageError
-from .kind import StageKind
+
+if TYPE_CHECKING:
+    from .kind import StageKind
 
 #: The entry-point group that names stage kinds.
 GROUP = "ai_content_pipeline.stages"
+
+
+class Builtin(NamedTuple):
+    """A built-in kind as strings, read without importing its module (``aicp --help`` lists
+    :attr:`command` from here and imports it only when the command runs).
+
+    :ivar target: ``module:attribute`` of its :class:`StageKind` (as its entry point names it).
+    :ivar name: the step type (``script``); ``None`` for a refinement with no command of its own.
+    :ivar command: ``module:attribute`` of its click command (the ``aicp NAME`` subcommand),
+        or ``None``; the kind's :attr:`StageKind.command` says the same once loaded.
+    """
+
+    target: str
+    name: str | None = None
+    command: str | None = None
+
+
 #: The built-in kinds, as their entry points name them (the order ``--help`` lists them).
-BUILTIN: tuple[str, ...] = (
-    "ai_content_pipeline.stages.script:SCRIPT",
-    "ai_content_pipeline.stages.voice:VOICE",
-    "ai_content_pipeline.stages.longform:LONGFORM",
+BUILTINS: tuple[Builtin, ...] = (
+    Builtin("ai_content_pipeline.stages.script:SCRIPT", "script", "ai_content_pipeline.cli.script:script_command"),
+    Builtin("ai_content_pipeline.stages.voice:VOICE", "voice", "ai_content_pipeline.cli.voice:voice_command"),
+    Builtin("ai_content_pipeline.stages.longform:LONGFORM"),
 )
+#: The built-in kinds' ``module:attribute`` strings.
+BUILTIN: tuple[str, ...] = tuple(b.target for b in BUILTINS)
+
+
+def builtin_commands() -> dict[str, str]:
+    """``{step type: "module:attribute" of its click command}`` of the built-in kinds that have
+    one, read without importing any stage module (the ``aicp`` group's stage commands)."""
+    return {b.name: b.command for b in BUILTINS if b.name is not None and b.command is not None}
 
 _KINDS: dict[str, StageKind] = {}
 _REFINEMENTS: dict[str, list[StageKind]] = {}
@@ -46,6 +73,8 @@ def _resolve(target: str) -> Any:
 
 
 def _add(kind: StageKind) -> None:
+    from .kind import StageKind
+
     if not isinstance(kind, StageKind):
         raise TypeError(f"a stage kind must be a StageKind, not {type(kind).__name__}")
     if kind.applies is not None:
@@ -190,5 +219,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["BUILTIN", "GROUP", "build_stage", "find", "get", "kind_for", "kinds", "on_change",
+__all__ = ["BUILTIN", "BUILTINS", "GROUP", "Builtin", "builtin_commands", "build_stage", "find", "get", "kind_for", "kinds", "on_change",
            "options_class", "refinements", "register_stage", "stage_class", "stage_types", "unregister_stage"]

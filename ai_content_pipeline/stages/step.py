@@ -1,6 +1,7 @@
 """One step: a stage over a stream of input records, with its ledger, events and cancel check.
 
-Every front end runs a stage through here: ``aicp-script`` and ``aicp-voice``
+Every front end runs a stage through here, by way of the one driver
+(:class:`~ai_content_pipeline.stages.driver.Driver`): ``aicp-script`` and ``aicp-voice``
 (:func:`~ai_content_pipeline.stages.commands.run_script`,
 :func:`~ai_content_pipeline.stages.commands.run_voice`), each step of a chain
 (:class:`~ai_content_pipeline.chain.runner.ChainRunner`, which ``aicp serve`` runs) and the
