@@ -62,7 +62,8 @@ def make_backend(latency: float) -> Any:
 
 def run_once(songs: str, log: str | None, latency: float) -> float:
     from ai_content_pipeline.events import NullEmitter
-    from ai_content_pipeline.stages.script import ScriptOptions, run_script
+    from ai_content_pipeline.stages.commands import run_script
+    from ai_content_pipeline.stages.script import ScriptOptions
 
     t0 = time.perf_counter()
     run_script([songs], ScriptOptions(template="song-intro", persona="julie", seed=1),
