@@ -10,7 +10,7 @@ import click
 from ..events import event_json
 from ..jsonl import RecordWriter
 from ..report import step_summary_text
-from .errors import note_flag
+from .errors import STAGE_OPTIONS, note_flag
 from .options import (
     EPILOG_STATUS,
     AicpCommand,
@@ -103,9 +103,6 @@ def run_chain_command(config: str, overrides: tuple[str, ...], dry_run: bool, re
     """
     # not needed for --help: imported here
     from ..chain.runner import ChainRunner, check_stdin_once, plan_chain, plan_status
-    from .errors import STAGE_OPTIONS
-
-    click.get_current_context().meta[STAGE_OPTIONS] = stage_options()  # hints name chain keys
     from ..chain.spec import load_chain, with_hosts
     from ..shards import shard_chain
 
@@ -137,3 +134,7 @@ def run_chain_command(config: str, overrides: tuple[str, ...], dry_run: bool, re
     if outcome.error is not None:
         raise outcome.error  # reported by the one error handler, with the chain's exit status
     return int(outcome.exit_status)
+
+
+#: run-chain's hints name chain keys for the stage options it lacks (cli.errors.fit_hint)
+setattr(run_chain_command, STAGE_OPTIONS, stage_options)

@@ -303,9 +303,10 @@ def _invoke(command: click.Command, prog_name: str, argv: list[str]) -> Any:
 _OPTION = re.compile(r"(?<![\w/.-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*(?![\w/.-])")
 
 
-#: ``ctx.meta`` key under which ``aicp run-chain`` puts the options of aicp-script and
-#: aicp-voice (this module does not import those commands: they import it).
-STAGE_OPTIONS = "aicp.stage_options"
+#: The attribute of a command (``aicp run-chain``'s) holding ``() -> set[str]``: the options of
+#: aicp-script and aicp-voice that its hints turn into chain keys (this module does not import
+#: those commands: they import it).
+STAGE_OPTIONS = "stage_options"
 
 
 #: The chain's words for options of aicp-script / aicp-voice that are not key: option name.
@@ -334,7 +335,8 @@ def fit_hint(hint: str | None, ctx: click.Context | None) -> str | None:
     if "--resume" not in have:
         hint = re.sub(r"run again with --resume\b(?: to keep [^,;.)]*)?", "run again", hint)
     if ctx.command.name == "run-chain" and "--" in hint:
-        text, stage = hint, set(ctx.meta.get(STAGE_OPTIONS, ()))
+        options = getattr(ctx.command, STAGE_OPTIONS, None)
+        text, stage = hint, (options() if options else set())
 
         def key(match: re.Match[str]) -> str:
             clause = re.split(r"[,;(]", text[:match.start()])[-1]
