@@ -1,0 +1,63 @@
+"""Hostile inputs of the kinds a user or a client can hand the commands: each is refused
+quickly, with a clear error, in bounded memory."""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+
+import pytest
+
+from ai_content_pipeline.templates import Template, TemplateLimitError, load_persona, sandbox
+
+_SHARED = "{% set a = range(99999)|list %}"
+
+#: A list holding the same long list many times is small to make and huge to print, compare
+#: or sort, in one call the render clock cannot interrupt: each ran for minutes or filled memory.
+SHARED_VALUE_ATTACKS = [
+    _SHARED + "{{ [a] * 99999 }}",
+    _SHARED + "{{ ([a] * 99999)|tojson }}",
+    _SHARED + "{{ ([a] * 99999)|string|length }}",
+    _SHARED + "{{ ([a] * 99999)|join(',')|length }}",
+    _SHARED + "{{ (([a] * 99999) ~ '')|length }}",
+    _SHARED + "{{ ('%s' % ([a] * 99999,))|length }}",
+    _SHARED + "{{ '{}'.format([a] * 99999)|length }}",
+    _SHARED + "{{ ([a] * 99999)|e|length }}",
+    _SHARED + "{{ ([a] * 99999)|center(5)|length }}",
+    _SHARED + "{{ ([a] * 99999)|max|length }}",
+    _SHARED + "{{ ([a] * 99999)|sort|length }}",
+    _SHARED + "{{ (a[:-1] + [7]) in [a] * 99999 }}",
+    _SHARED + "{{ [a] * 99999 == [a[:-1] + [7]] * 99999 }}",
+    "{% set big = 'y' * 4000000 %}{{ [big, big, big] }}",
+]
+
+
+@pytest.mark.parametrize("user", SHARED_VALUE_ATTACKS)
+def test_a_value_too_large_to_print_or_compare_is_refused_before_it_is_built(monkeypatch, user: str) -> None:
+    monkeypatch.setattr(sandbox, "MAX_NODES", 200_000)  # the suite's time; the real limit is tested below
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(TemplateLimitError) as caught:
+            Template(name="evil", system="s", user=user).messages({"title": "T"}, load_persona("julie"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.monotonic() - started < sandbox.RENDER_SECONDS + 10
+    assert peak < 160 * 1024 * 1024, peak
+    assert caught.value.exit_status == 2 and "limit" in caught.value.message
+
+
+@pytest.mark.parametrize(("user", "expected"), [
+    ("{{ (range(1000)|list)|length }} {{ [1, 2] == [1, 2] }} {{ 3 in [1, 2, 3] }}", "1000 True True"),
+    ("{{ ['a', 'b']|join(', ') }} {{ {'k': [1, 2]} }} {{ 'x' is string }}", "a, b {'k': [1, 2]} True"),
+    ("{{ (range(50000)|list)|string|length > 0 }}", "True"),
+])
+def test_ordinary_values_still_print_and_compare(user: str, expected: str) -> None:
+    messages = Template(name="ok", system="s", user=user).messages({"title": "T"}, load_persona("julie"))
+    assert messages[1]["content"] == expected
+
+
+def test_the_real_value_limit_stops_a_shared_list_too() -> None:
+    with pytest.raises(TemplateLimitError, match="1,000,000 values"):
+        Template(name="evil", system="s", user=SHARED_VALUE_ATTACKS[0]).messages({}, load_persona("julie"))
