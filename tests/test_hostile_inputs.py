@@ -8,7 +8,9 @@ import tracemalloc
 
 import pytest
 
+from ai_content_pipeline.cli.main import cli
 from ai_content_pipeline.templates import Template, TemplateLimitError, load_persona, sandbox
+from tests.cli_helpers import invoke
 
 _SHARED = "{% set a = range(99999)|list %}"
 
@@ -61,3 +63,18 @@ def test_ordinary_values_still_print_and_compare(user: str, expected: str) -> No
 def test_the_real_value_limit_stops_a_shared_list_too() -> None:
     with pytest.raises(TemplateLimitError, match="1,000,000 values"):
         Template(name="evil", system="s", user=SHARED_VALUE_ATTACKS[0]).messages({}, load_persona("julie"))
+
+
+def test_a_chain_file_of_tens_of_thousands_of_steps_is_refused_quickly(tmp_path, monkeypatch) -> None:
+    """1 MB of one-line steps parsed and validated for minutes; the file's value count is capped."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.jsonl").write_text('{"title": "T"}\n')
+    chain = tmp_path / "c.yaml"
+    chain.write_text("name: x\ninput: in.jsonl\noutput_dir: o\nsteps:\n" + "  - type: script\n" * 60000)
+    started = time.monotonic()
+    result = invoke(cli, "aicp", ["run-chain", "--config", str(chain)])
+    assert time.monotonic() - started < 20
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "more than 10,000 values" in result.stderr and "c.yaml:" in result.stderr
+    assert not (tmp_path / "o").exists()
