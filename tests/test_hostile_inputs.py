@@ -78,3 +78,29 @@ def test_a_chain_file_of_tens_of_thousands_of_steps_is_refused_quickly(tmp_path,
     assert result.stdout == ""
     assert "more than 10,000 values" in result.stderr and "c.yaml:" in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_take_log_cell_of_many_megabytes_is_shown_cut_and_whole_in_json(tmp_path) -> None:
+    import sqlite3
+
+    from ai_content_pipeline.takelog import TakeLog
+
+    path = tmp_path / "takes.db"
+    log = TakeLog(path, "aicp script")
+    log.add_script("r1", 0, {"text": "short", "template": "x"})
+    log.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE takes SET text = ?, params = ?", ("y" * 20_000_000, '"' + "p" * 5_000_000 + '"'))
+    tracemalloc.start()
+    try:
+        shown = invoke(cli, "aicp", ["logs", "--log", str(path)])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert shown.exit_code == 0, shown.stderr
+    assert len(shown.stdout) < 3_000_000
+    assert "(18,951,424 more characters; --json shows the whole text)" in shown.stdout
+    assert "(3,951,424 more characters)" in shown.stdout
+    assert peak < 160 * 1024 * 1024, peak
+    whole = invoke(cli, "aicp", ["logs", "--log", str(path), "--json"])
+    assert whole.exit_code == 0 and '"text":"' + "y" * 20_000_000 + '"' in whole.stdout
