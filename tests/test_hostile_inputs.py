@@ -31,6 +31,9 @@ SHARED_VALUE_ATTACKS = [
     _SHARED + "{{ (a[:-1] + [7]) in [a] * 99999 }}",
     _SHARED + "{{ [a] * 99999 == [a[:-1] + [7]] * 99999 }}",
     "{% set big = 'y' * 4000000 %}{{ [big, big, big] }}",
+    "{% set n = 9**3000 %}{{ [n] * 99999 }}",
+    "{% set n = 9**3000 %}{{ ([n] * 99999)|tojson|length }}",
+    "{% set n = 9**3000 %}{{ ([n] * 99999)|join|length }}",
 ]
 
 
@@ -61,7 +64,7 @@ def test_ordinary_values_still_print_and_compare(user: str, expected: str) -> No
 
 
 def test_the_real_value_limit_stops_a_shared_list_too() -> None:
-    with pytest.raises(TemplateLimitError, match="1,000,000 values"):
+    with pytest.raises(TemplateLimitError, match="1,000,000 values|4,194,304 characters"):
         Template(name="evil", system="s", user=SHARED_VALUE_ATTACKS[0]).messages({}, load_persona("julie"))
 
 

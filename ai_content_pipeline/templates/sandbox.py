@@ -165,8 +165,10 @@ def _deep(value: Any, what: str) -> None:
         elif isinstance(item, (list, tuple, set, frozenset)):
             chars += 2
             todo.extend(item)
+        elif _int(item):
+            chars += _int_chars(item)
         else:
-            chars += 1
+            chars += 24 if isinstance(item, float) else 1
         if not nodes & 0xFFFF:
             _clock()
         if nodes > MAX_NODES:
@@ -175,6 +177,12 @@ def _deep(value: Any, what: str) -> None:
         if chars > MAX_CHARS:
             raise RenderLimit(f"{what} would print as more than {MAX_CHARS:,} characters; the limit "
                               f"is {MAX_CHARS:,}")
+
+
+def _int_chars(value: int) -> int:
+    """The most characters ``str(value)`` has (digits from the bit length, and a sign): known
+    without the conversion, which takes time growing with the square of the digits."""
+    return value.bit_length() * 30103 // 100000 + 2
 
 
 def _text(value: Any, what: str) -> str:
@@ -325,7 +333,7 @@ def _check_call(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tupl
 
 # -- filters -----------------------------------------------------------------------------
 def _text_len(value: Any) -> int:
-    return len(value) if isinstance(value, str) else len(str(value))
+    return len(value) if isinstance(value, str) else _int_chars(value) if _int(value) else len(str(value))
 
 
 def _shape(value: Any) -> tuple[int, int]:
