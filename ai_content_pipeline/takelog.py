@@ -350,23 +350,31 @@ def iter_takes(path: str | os.PathLike[str], limit: int | None = 10) -> Iterator
         conn.close()
 
 
+#: Longest value :func:`format_take` prints (characters: the text, params, an error...);
+#: ``aicp logs --json`` gives every value whole.
+MAX_SHOWN_CHARS = 1024 * 1024
+
+
 def _text(value: Any, lines: bool = False) -> str:
     """``value`` as printable text: a log is data another program may have written, so a
     column of any type prints, and what a terminal would act on (escapes, bidi controls)
     prints in Python's escape forms (:func:`~ai_content_pipeline.report.printable`).
 
     :param lines: keep newlines as line breaks (the take's text); else the value is one line
-        (a newline prints as ``\\n``).
+        (a newline prints as ``\\n``). A value past :data:`MAX_SHOWN_CHARS` is cut there.
     """
     if value is None:
         return ""
     text = value if isinstance(value, str) else dumps(value).decode() if isinstance(value, (dict, list)) \
         else value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    if len(text) > MAX_SHOWN_CHARS:  # params, an error, a path of hundreds of MB: cut, said so
+        text = f"{text[:MAX_SHOWN_CHARS]}… ({len(text) - MAX_SHOWN_CHARS:,} more characters)"
     return "\n".join(printable(line) for line in text.split("\n")) if lines else printable(text)
 
 
 def format_take(take: dict[str, Any]) -> str:
-    """One take as readable text: a heading line, the parameters, the text, the audio file.
+    """One take as readable text: a heading line, the parameters, the text (its first
+    :data:`MAX_SHOWN_CHARS` characters, then how many more), the audio file.
     Columns of unexpected types (a hand-edited or foreign log) print as text, never fail."""
     head = [_text(take.get("datetime_utc")), _text(take.get("template") or take.get("stage")),
             _text(take.get("persona"))]
@@ -396,8 +404,14 @@ def format_take(take: dict[str, Any]) -> str:
     error = take.get("error")
     if error:
         lines.append("error: " + _text(error.get("message", error) if isinstance(error, dict) else error))
-    if take.get("text"):
-        lines += ["", _text(take["text"], lines=True)]
+    text = take.get("text")
+    if text:
+        more = len(text) - MAX_SHOWN_CHARS if isinstance(text, str) else 0
+        if more > 0:  # a log another program wrote: one cell of hundreds of MB stays readable
+            text = text[:MAX_SHOWN_CHARS]
+        lines += ["", _text(text, lines=True)]
+        if more > 0:
+            lines.append(f"… ({more:,} more characters; --json shows the whole text)")
     if take.get("audio_path"):
         lines += ["", f"audio: {_text(take['audio_path'])} ({_text(str(take.get('audio_seconds')))} s, "
                       f"{_text(str(take.get('audio_backend')))})"]

@@ -9,6 +9,8 @@ through :func:`load_yaml` are:
 - free of anchors and aliases (``&name`` / ``*name``): each value is written out
   where it is used, so nothing can expand;
 - at most :data:`MAX_DEPTH` (64) collections deep;
+- at most :data:`MAX_NODES` (10,000) values (keys, scalars and collections) in all: a file of
+  60,000 one-line steps parses and validates for minutes;
 - free of duplicate keys in any mapping.
 
 Every violation is a :class:`YAMLProblem` with the 1-based line, which callers
@@ -27,6 +29,8 @@ import yaml
 MAX_YAML_BYTES = 1024 * 1024
 #: Deepest nesting of mappings and sequences accepted.
 MAX_DEPTH = 64
+#: Most values (keys, scalars, mappings and sequences) one file may hold.
+MAX_NODES = 10_000
 
 
 class YAMLProblem(Exception):
@@ -56,6 +60,7 @@ class StrictLoader(yaml.SafeLoader):
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self._depth = 0
+        self._nodes = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.peek_event()
@@ -67,6 +72,10 @@ class StrictLoader(yaml.SafeLoader):
         if anchor:
             raise _Reject(None, None, "anchors (&name) are not allowed here: "
                           "write the value out where it is used", mark)
+        self._nodes += 1
+        if self._nodes > MAX_NODES:  # keys are composed here too
+            raise _Reject(None, None, f"more than {MAX_NODES:,} values (keys, scalars, collections) "
+                          "in one file", mark)
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
@@ -142,7 +151,7 @@ def load_yaml(text: str) -> tuple[Any, yaml.Node | None]:
 
     The node tree gives line numbers for key paths.
 
-    :raises YAMLProblem: invalid YAML, an alias or anchor, too deep, a duplicate key,
+    :raises YAMLProblem: invalid YAML, an alias or anchor, too deep or too many values, a duplicate key,
         a value PyYAML cannot construct (a bad date, an overlong number...), a string holding
         a lone surrogate (a ``"\\ud800"`` escape; the problem names its key path).
     """
@@ -222,5 +231,5 @@ def dump_yaml(data: Any) -> str:
                      default_flow_style=False, width=1 << 20)
 
 
-__all__ = ["MAX_DEPTH", "MAX_YAML_BYTES", "StrictLoader", "YAMLProblem", "decode_utf8", "dump_yaml",
+__all__ = ["MAX_DEPTH", "MAX_NODES", "MAX_YAML_BYTES", "StrictLoader", "YAMLProblem", "decode_utf8", "dump_yaml",
            "load_yaml", "read_limited"]

@@ -136,10 +136,14 @@ class _StopSignals:
     ledgers cut wherever the signal fell. Here the first one raises ``KeyboardInterrupt`` in
     the main thread (the stages' Ctrl-C path: records written so far stay consistent), and
     :func:`run_cli` reports it (``terminated by SIGTERM``) with 128 + the signal's number
-    (143, 129). A second one of the same kind ends the process at once (the default action).
+    (143, 129). Ctrl-C (SIGINT) is handled alike when Python's own handler has it (not when a
+    parent left it ignored), reported as ``interrupted`` (130). Once one of them arrived, all
+    three take their default action: a second Ctrl-C or signal while the run stops ends the
+    process at once, quietly, instead of a ``KeyboardInterrupt`` raised into the clean-up (a
+    native object's ``__del__`` printed its traceback).
     """
 
-    SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+    SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
     def __init__(self) -> None:
         self.received: int | None = None
@@ -155,7 +159,10 @@ class _StopSignals:
         self.previous = {}
         if threading.current_thread() is not threading.main_thread():
             return {}
-        self.previous = {int(sig): signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        for sig in self.SIGNALS:
+            if sig == signal.SIGINT and signal.getsignal(sig) is not signal.default_int_handler:
+                continue  # ignored by a parent (a background job), or a handler of the caller's
+            self.previous[int(sig)] = signal.signal(sig, self._handle)
         return self.previous
 
     def command_starts(self, command_path: str) -> None:
@@ -169,15 +176,18 @@ class _StopSignals:
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
     def _handle(self, signum: int, frame: Any) -> None:
+        for sig in self.previous:  # the next one, of any kind, ends the process at once
+            signal.signal(sig, signal.SIG_DFL)
         if self.received is None:
             self.received = signum
-            signal.signal(signum, signal.SIG_DFL)
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
             raise KeyboardInterrupt(f"terminated by {signal.Signals(signum).name}")
-        signal.signal(signum, signal.SIG_DFL)
 
     def status(self) -> tuple[str, int] | None:
-        """``(message, exit status)`` when a stop signal ended the run, else ``None``."""
-        if self.received is None:
+        """``(message, exit status)`` when SIGTERM or SIGHUP ended the run, else ``None``
+        (Ctrl-C is reported as ``interrupted``)."""
+        if self.received is None or self.received == signal.SIGINT:
             return None
         name = signal.Signals(self.received).name
         return f"terminated by {name}", 128 + self.received

@@ -21,7 +21,7 @@ import click
 from ..errors import UsageError
 from ..status import ExitStatus
 from .errors import message_prefix
-from .options import EPILOG_STATUS, AicpCommand, PathValue, version_option
+from .options import EPILOG_STATUS, AicpCommand, FiniteFloatRange, PathValue, version_option
 
 SERVE_EPILOG = f"""\b
 Examples:
@@ -223,7 +223,7 @@ def _prepare_data_dir(data_dir: str) -> None:
               help="Most records one job may carry (more: HTTP 413).")
 @click.option("--max-body", default=10 * 1024 * 1024, show_default=True, type=int, metavar="BYTES",
               help="Largest request body (more: HTTP 413).")
-@click.option("--stale-after", default=30.0, show_default=True, type=click.FloatRange(1),
+@click.option("--stale-after", default=30.0, show_default=True, type=FiniteFloatRange(1),
               help="Seconds without a worker heartbeat after which its running job is requeued.")
 @click.option("--min-free-mb", default=512, show_default=True, type=click.IntRange(0), metavar="MB",
               help="Refuse new jobs (HTTP 507), and claim none, while the disk of --data-dir has "
@@ -369,13 +369,13 @@ def _log_to_stderr(prefix: str) -> None:
               help="Where this worker writes jobs' files (share it with `aicp serve` for downloads).")
 @click.option("--once", is_flag=True, help="Run the jobs queued now, then exit.")
 @click.option("--max-jobs", type=click.IntRange(1), metavar="N", help="Exit after N jobs.")
-@click.option("--poll", default=0.5, show_default=True, type=click.FloatRange(0.05),
+@click.option("--poll", default=0.5, show_default=True, type=FiniteFloatRange(0.05),
               help="Seconds between looks at an empty queue.")
-@click.option("--heartbeat", default=2.0, show_default=True, type=click.FloatRange(0.1),
+@click.option("--heartbeat", default=2.0, show_default=True, type=FiniteFloatRange(0.1),
               help="Seconds between heartbeats.")
-@click.option("--stale-after", default=30.0, show_default=True, type=click.FloatRange(1),
+@click.option("--stale-after", default=30.0, show_default=True, type=FiniteFloatRange(1),
               help="Seconds without a heartbeat after which another worker's job is requeued.")
-@click.option("--lock-wait", default=10.0, show_default=True, type=click.FloatRange(0),
+@click.option("--lock-wait", default=10.0, show_default=True, type=FiniteFloatRange(0),
               help="Seconds to wait for a job's folder that another worker process still holds, "
                    "before handing the job back to the queue.")
 @click.option("--min-free-mb", default=512, show_default=True, type=click.IntRange(0), metavar="MB",

@@ -96,6 +96,13 @@ def _step() -> None:
         raise RenderLimit(f"the render took longer than {budget.seconds:g} seconds")
 
 
+def _clock() -> None:
+    """Stop a render past its seconds (without taking a step)."""
+    budget = _BUDGET.get()
+    if budget is not None and time.monotonic() > budget.deadline:
+        raise RenderLimit(f"the render took longer than {budget.seconds:g} seconds")
+
+
 def _limit_of(value: Any) -> tuple[int, str] | None:
     if isinstance(value, (str, bytes, bytearray)):
         return MAX_CHARS, "characters"
@@ -130,6 +137,58 @@ def _made(value: Any, what: str = "a value") -> Any:
         if budget.made > MAX_MADE:
             raise RenderLimit(f"the render made more than {MAX_MADE:,} characters and items in all")
     return value
+
+
+#: Values (counted again each time one is reached) a single value may hold when it is printed,
+#: compared or sorted: a list holding the same long list many times is small to make but
+#: huge to print, and slow to compare, in one call the render clock cannot interrupt.
+MAX_NODES = 1_000_000
+
+
+def _deep(value: Any, what: str) -> None:
+    """Refuse a container that, printed, would pass :data:`MAX_CHARS` characters, or that
+    holds more than :data:`MAX_NODES` values counting each time a shared one is reached
+    (``[a] * 99999`` of a 99,999-item ``a``). The walk stops at the first limit passed."""
+    if not isinstance(value, (list, tuple, dict, set, frozenset)):
+        return
+    nodes = chars = 0
+    todo: list[Any] = [value]
+    while todo:
+        item = todo.pop()
+        nodes += 1
+        if isinstance(item, (str, bytes, bytearray)):
+            chars += len(item) + 2
+        elif isinstance(item, dict):
+            chars += 2
+            todo.extend(item.keys())
+            todo.extend(item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            chars += 2
+            todo.extend(item)
+        elif _int(item):
+            chars += _int_chars(item)
+        else:
+            chars += 24 if isinstance(item, float) else 1
+        if not nodes & 0xFFFF:
+            _clock()
+        if nodes > MAX_NODES:
+            raise RenderLimit(f"{what} holds more than {MAX_NODES:,} values (counting each time a "
+                              "shared one is reached); the limit is that many")
+        if chars > MAX_CHARS:
+            raise RenderLimit(f"{what} would print as more than {MAX_CHARS:,} characters; the limit "
+                              f"is {MAX_CHARS:,}")
+
+
+def _int_chars(value: int) -> int:
+    """The most characters ``str(value)`` has (digits from the bit length, and a sign): known
+    without the conversion, which takes time growing with the square of the digits."""
+    return value.bit_length() * 30103 // 100000 + 2
+
+
+def _text(value: Any, what: str) -> str:
+    """``str(value)``, refused (:func:`_deep`) before it is built when it would be too large."""
+    _deep(value, what)
+    return value if isinstance(value, str) else str(value)
 
 
 def _int(value: Any) -> TypeGuard[int]:
@@ -274,7 +333,7 @@ def _check_call(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tupl
 
 # -- filters -----------------------------------------------------------------------------
 def _text_len(value: Any) -> int:
-    return len(value) if isinstance(value, str) else len(str(value))
+    return len(value) if isinstance(value, str) else _int_chars(value) if _int(value) else len(str(value))
 
 
 def _shape(value: Any) -> tuple[int, int]:
@@ -302,7 +361,7 @@ def _filter_checks() -> dict[str, Any]:
     def indent(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         width = args[1] if len(args) > 1 else kwargs.get("width", 4)
         each = len(width) if isinstance(width, str) else width if _int(width) else 0
-        text = str(args[0])
+        text = _text(args[0], "indent's value")
         _predict(len(text) + (text.count("\n") + 1) * max(each, 0), text, "indent")
         return args, kwargs
 
@@ -312,7 +371,7 @@ def _filter_checks() -> dict[str, Any]:
 
     def wordwrap(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         wrap = args[3] if len(args) > 3 else kwargs.get("wrapstring")
-        text = str(args[0])
+        text = _text(args[0], "wordwrap's value")
         slow(text, "wordwrap")
         if isinstance(wrap, str) and len(wrap) > 1:
             _predict(len(text) + (len(text) + 1) * len(wrap), text, "wordwrap")
@@ -325,14 +384,16 @@ def _filter_checks() -> dict[str, Any]:
 
     def replace(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if len(args) >= 3:
-            text = str(args[0])
-            rest = (str(args[1]), str(args[2]), *args[3:4], *([kwargs["count"]] if "count" in kwargs else []))
+            text = _text(args[0], "replace's value")
+            rest = (_text(args[1], "replace's old text"), _text(args[2], "replace's new text"), *args[3:4], *([kwargs["count"]] if "count" in kwargs else []))
             _check_str_method(text, "replace", rest, {})
         return args, kwargs
 
     def join(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         items = list(_counted(args[0])) if not isinstance(args[0], str) else list(args[0])
         _predict(len(items), items, "join")
+        for item in items:
+            _deep(item, "an item of join")
         sep = args[1] if len(args) > 1 else kwargs.get("d", "")
         size = sum(_text_len(x) for x in items if isinstance(x, (str, int, float)))
         _predict(size + _text_len(sep) * max(len(items) - 1, 0), "", "join")
@@ -366,7 +427,7 @@ def _filter_checks() -> dict[str, Any]:
         return args, kwargs
 
     def urlize(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        text = str(args[0])
+        text = _text(args[0], "urlize's value")
         slow(text, "urlize")
         given = [args[i] if len(args) > i else kwargs.get(k) for i, k in ((3, "target"), (4, "rel"))]
         extra = sum(len(str(v or "")) for v in given) + 80
@@ -375,7 +436,7 @@ def _filter_checks() -> dict[str, Any]:
         return args, kwargs
 
     def escape(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        text = str(args[0]) if args else ""
+        text = _text(args[0], "escape's value") if args else ""
         grow = sum(text.count(c) * n for c, n in (("&", 4), ("<", 3), (">", 3), ('"', 4), ("'", 4)))
         _predict(len(text) + grow, text, "escape")
         return args, kwargs
@@ -393,11 +454,21 @@ def _filter_checks() -> dict[str, Any]:
             "urlize": urlize, "escape": escape, "e": escape, "forceescape": escape, "sum": sum_}
 
 
+#: Filters that neither print their value nor compare its items: a value too large to print
+#: (:func:`_deep`) may pass through them (``length`` of it, its ``first`` item...).
+_SHALLOW_FILTERS = frozenset({"length", "count", "first", "last", "random", "list", "batch", "slice",
+                              "map", "select", "reject", "selectattr", "rejectattr", "attr",
+                              "default", "d", "reverse", "items", "dictsort"})
+
+
 def _guard_filter(name: str, func: Any, check: Any, takes_context: bool) -> Any:
     @wraps(func)
     def guarded(*args: Any, **kwargs: Any) -> Any:
         _step()
         head, rest = (args[:1], args[1:]) if takes_context else ((), args)
+        for position, value in enumerate((*rest, *kwargs.values())):
+            if position or name not in _SHALLOW_FILTERS:
+                _deep(value, f"a value given to filter {name}")
         if check is not None and rest:
             rest, kwargs = check(tuple(rest), dict(kwargs))
         result = func(*head, *rest, **kwargs)
@@ -426,6 +497,7 @@ def environment() -> Any:
     class Spec:
         def format_field(self, value: Any, format_spec: str) -> Any:
             _check_spec(format_spec)
+            _deep(value, "a value given to format()")
             return super().format_field(value, format_spec)  # type: ignore[misc]
 
     class Formatter(Spec, SandboxedFormatter):  # type: ignore[misc]
@@ -449,6 +521,7 @@ def environment() -> Any:
                 _check_add(left, right)
             elif operator == "%" and isinstance(left, str):
                 _check_printf(left, right)
+                _deep(right, "a value given to a % format")
             return _made(super().call_binop(context, operator, left, right), f"'{operator}'")
 
         def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
@@ -484,13 +557,20 @@ def environment() -> Any:
 
             return bounded
 
+        def aicp_checked(self, value: Any) -> Any:
+            """A compared value (``==``, ``<``, ``in``...), refused when too large to compare
+            in bounded time (:func:`_deep`); see :meth:`parse_bounded`."""
+            _step()
+            _deep(value, "a compared value")
+            return value
+
         def aicp_loop(self, items: Any) -> Any:
             """A ``{% for %}`` loop's iterable, counted (see :meth:`parse_bounded`)."""
             return _CountedLoop(items)
 
         def aicp_concat(self, *parts: Any) -> str:
             """``a ~ b ~ c``, its length checked before it is joined."""
-            texts = [str(p) for p in parts]
+            texts = [_text(p, "a value of a '~' concatenation") for p in parts]
             _predict(sum(map(len, texts)), "", "a '~' concatenation")
             return "".join(texts)
 
@@ -505,6 +585,19 @@ def environment() -> Any:
                     node.iter = _hook("aicp_loop", [node.iter], node.lineno)
                     return node
 
+                def visit_Compare(self, node: Any) -> Any:
+                    node = self.generic_visit(node)
+                    node.expr = _hook("aicp_checked", [node.expr], node.lineno)
+                    for operand in node.ops:
+                        operand.expr = _hook("aicp_checked", [operand.expr], node.lineno)
+                    return node
+
+                def visit_Test(self, node: Any) -> Any:
+                    node = self.generic_visit(node)
+                    node.node = _hook("aicp_checked", [node.node], node.lineno)
+                    node.args = [_hook("aicp_checked", [arg], node.lineno) for arg in node.args]
+                    return node
+
                 def visit_Concat(self, node: Any) -> Any:
                     node = self.generic_visit(node)
                     return _hook("aicp_concat", list(node.nodes), node.lineno)
@@ -517,7 +610,13 @@ def environment() -> Any:
 
             return Counting().visit(tree)
 
-    env = Bounded(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
+    def finalize(value: Any) -> Any:
+        """A ``{{ value }}``'s value, refused before it is printed when too large (:func:`_deep`)."""
+        _deep(value, "a printed value")
+        return value
+
+    env = Bounded(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False,
+                  finalize=finalize)
     checks = _filter_checks()
     for name, func in list(env.filters.items()):
         takes = _PassArg.from_obj(func) is not None
@@ -539,5 +638,5 @@ def environment() -> Any:
     return env
 
 
-__all__ = ["MAX_CHARS", "MAX_DEPTH", "MAX_INT_BITS", "MAX_ITEMS", "MAX_MADE", "MAX_STEPS",
+__all__ = ["MAX_CHARS", "MAX_DEPTH", "MAX_INT_BITS", "MAX_ITEMS", "MAX_MADE", "MAX_NODES", "MAX_STEPS",
            "RENDER_SECONDS", "RenderLimit", "environment", "rendering"]
