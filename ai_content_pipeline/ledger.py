@@ -69,6 +69,21 @@ class Ledger:
                         self._take(raw)
         except OSError as exc:
             raise UsageError(f"cannot read checkpoint {self.path}: {exc.strerror}") from exc
+        if not self.entries and self.torn_lines and self._ends_a_line():
+            # whole lines and not one entry: another file (notes, records), never a ledger a
+            # run wrote (a run killed in its first line leaves that line torn, unfinished)
+            raise UsageError(f"checkpoint {self.path} is not a checkpoint ledger: none of its lines is an entry",
+                             hint="give --checkpoint a new file, or a ledger an earlier run wrote; "
+                                  "a run appends to it, so another file would be changed")
+
+    def _ends_a_line(self) -> bool:
+        """Whether the file's last byte ends a line (no line was torn at its end)."""
+        with open(self.path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            if handle.tell() == 0:
+                return False
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) == b"\n"
 
     def _take(self, raw: bytes) -> None:
         try:

@@ -27,9 +27,6 @@ def _shards(tmp_path: Path) -> list[str]:
     return paths
 
 
-@pytest.mark.xfail(strict=True, reason="cli/merge.py (merge_command, before write_atomic at line 68) "
-                   "replaces an existing --output file that it did not write; it needs --overwrite "
-                   "(and a check after check_output_file, line 61)")
 def test_merge_does_not_replace_a_file_the_user_already_has(tmp_path: Path) -> None:
     notes = tmp_path / "notes.txt"
     notes.write_text("my own notes\n")
@@ -37,11 +34,10 @@ def test_merge_does_not_replace_a_file_the_user_already_has(tmp_path: Path) -> N
     assert result.exit_code == 2 and result.stdout == ""
     assert str(notes) in result.stderr and "--overwrite" in result.stderr
     assert notes.read_text() == "my own notes\n"
+    replaced = invoke(cli, "aicp", ["merge", "--overwrite", "-o", str(notes), *_shards(tmp_path)])
+    assert replaced.exit_code == 0 and notes.read_text().count("\n") == 2
 
 
-@pytest.mark.xfail(strict=True, reason="stages/common.py check_run_paths (line 234) accepts a "
-                   "--checkpoint that exists and holds no ledger entries; the run appends ledger "
-                   "lines to the user's file")
 def test_a_checkpoint_that_is_not_a_ledger_is_refused_before_any_work(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     notes = tmp_path / "notes.txt"

@@ -30,11 +30,13 @@ the end of its input (rerun it with --resume), a record given twice.
 @click.option("-o", "--output", type=PathValue(dir_okay=False, allow_dash=True), metavar="FILE",
               help="Write to FILE (created through a temporary file, renamed when complete) "
                    "[default: stdout].")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an existing --output file (without it, an existing one stops the merge: exit 2).")
 @click.option("--partial", is_flag=True,
               help="Write the records there are even when shards are incomplete (still exit 3).")
 @click.option("-q", "--quiet", is_flag=True, help="No summary line on stderr.")
 @click.option("--traceback", is_flag=True, callback=note_flag, help="Show the Python traceback of an error.")
-def merge_command(files: tuple[str, ...], output: str | None, partial: bool, quiet: bool,
+def merge_command(files: tuple[str, ...], output: str | None, overwrite: bool, partial: bool, quiet: bool,
                   traceback: bool) -> int:
     """Merge the outputs of `--shard K/N` runs into the records one unsharded
     run writes, in input order.
@@ -45,11 +47,14 @@ def merge_command(files: tuple[str, ...], output: str | None, partial: bool, qui
     and finished and that no record is missing or repeated, then writes each
     record without `_aicp` (or with the input record's own `_aicp`, kept in the
     tag as `orig`). Inputs are never written: an output that is one of
-    them stops the merge (exit 2). Nothing is written when a shard is
+    them stops the merge (exit 2), and so does an existing --output file
+    unless --overwrite. Nothing is written when a shard is
     incomplete (exit 3, naming the gaps) unless --partial.
     """
+    import os
     import sys
 
+    from ..errors import UsageError
     from ..files import check_output_file, refuse_overlap, write_atomic
     from ..merge import MergeIncomplete, expand, merge_files
     from ..report import message_lines, one_line
@@ -62,6 +67,9 @@ def merge_command(files: tuple[str, ...], output: str | None, partial: bool, qui
     reads = {f"input {p}": p for p in paths}
     refuse_overlap(reads, {f"--output {output}": output if to_file else None,
                            "stdout": None if to_file else sys.stdout.buffer})
+    if to_file and not overwrite and os.path.lexists(str(output)):
+        raise UsageError(f"--output {output} exists: aicp merge does not replace a file unless told to",
+                         hint="pass --overwrite to replace it, or give another --output")
     result: list[tuple[int, list[str]]] = []
     if to_file:
         assert output is not None

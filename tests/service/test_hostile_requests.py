@@ -16,9 +16,6 @@ from tests.service.conftest import Service
 GENERATE = "/api/v1/generate"
 
 
-@pytest.mark.xfail(strict=True, reason="service/app.py health_detailed returns disk.path (the data "
-                   "folder), the doctor's model and voice paths and the workers' pids; the fix "
-                   "belongs there (redact or leave them out)")
 def test_detailed_health_names_no_server_path_and_no_pid(svc: Service) -> None:
     svc.worker().run_once()  # a worker row with its pid
     text = svc.client.get("/api/v1/health/detailed").text
