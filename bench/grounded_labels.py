@@ -47,8 +47,9 @@ def score(rows: list[tuple[bool, bool]]) -> str:
     fn = sum(1 for truth, flag in rows if truth and not flag)
     precision = tp / (tp + fp) if tp + fp else float("nan")
     recall = tp / (tp + fn) if tp + fn else float("nan")
+    good = sum(1 for truth, _ in rows if not truth)
     return (f"precision {100 * precision:5.1f}% ({tp}/{tp + fp}), recall {100 * recall:5.1f}% ({tp}/{tp + fn}), "
-            f"{fp} good takes failed")
+            f"good takes failed {fp}/{good}")
 
 
 def main() -> None:
