@@ -121,3 +121,22 @@ def test_best_of_prefers_a_grounded_candidate_when_none_passes_every_check():
     assert choose([{"words": 60, "failed": ["grounded"]}, {"words": 60, "failed": ["length", "complete"]}], 60) == 0
     # a candidate passing everything wins over all
     assert choose([far_but_grounded, {"words": 10, "failed": []}, near_but_invents], 60) == 1
+
+
+def test_the_script_stage_keeps_the_grounded_candidate_among_equally_failing_ones():
+    from ai_content_pipeline.stages.script import ScriptOptions, ScriptStage, candidate_seed
+    from tests.doubles import RecordingEmitter, SeededLLM, lines_of
+
+    song = {"id": "s1", "artist": "Sigur Rós", "title": "Hoppípolla"}
+    invents = ("Good evening, night owls. This one always takes me back to a snowy walk home, with "
+               "strings that swell like a warm tide. It won a Grammy in 1987 in Paris. "
+               "Stay cozy, night owls. Here is Hoppipolla by Sigur Ros.")
+    short = "Here is Hoppipolla by Sigur Ros. Stay cozy, night owls."
+    by_seed = {candidate_seed(5, 0): invents, candidate_seed(5, 1): short}
+    llm = SeededLLM(["x"])
+    llm.reply = lambda n, m, p: by_seed[p.seed]  # type: ignore[method-assign]
+    stage = ScriptStage(llm, ScriptOptions(seed=5, best_of=2), RecordingEmitter(), None)
+    [out] = list(stage.run(lines_of(song), total=1))
+    checks = out["script"]["checks"]
+    assert [c["failed"] for c in checks["candidates"]] == [["grounded"], ["length"]]
+    assert out["script"]["text"] == short and checks["chosen"] == 1 and checks["passed"] is False
