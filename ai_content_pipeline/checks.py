@@ -320,7 +320,7 @@ and or but so yet nor for of to in on at by with from as into onto up down out o
 after before if when while then than now just also too very all any some every each no not yes
 is are was be been being do does did have has had will would can could shall should may might
 must lets let what whats who whos whom whose which where wheres why how hows
-oh ah hey hi hello wow well okay ok yeah welcome goodbye bye thanks thank please sure
+oh ah hey hi hello wow well okay ok yeah welcome goodbye bye thanks thank please sure happy new year years
 good great evening morning afternoon night tonight today tomorrow yesterday weekend week
 monday tuesday wednesday thursday friday saturday sunday
 ladies gentlemen folks friends everyone everybody listeners listener
@@ -329,6 +329,8 @@ next up coming stay tuned enjoy listen remember imagine picture
 """.split())
 #: Lower-case words that may join the capitalized words of one name ("Hounds of Love").
 _NAME_JOINERS = frozenset("of the and de del la le les du da di do dos das von van der den y e n".split())
+#: Abbreviated titles whose full stop does not end a sentence ("Mr. Mercury").
+_TITLES = frozenset("Mr Mrs Ms Dr St Mt Jr Sr Prof Sgt Capt Col Gen Rev".split())
 _TOKEN = re.compile(r"[^\W_]+(?:['’.][^\W_]+)*")  # "Queen's", "E.M.A"
 _OPEN_QUOTES = "\"“‘'«„("
 #: What comes before a sentence's first word: its start, an end mark, a line, a spaced dash.
@@ -455,7 +457,7 @@ def _number_supported(token: str, after: str, source: _Source) -> bool:
             return any((y - 1) // 100 + 1 == n for y in source.years) or n in source.numbers
         return n in source.numbers
     if token[0] in "'’" and re.fullmatch(r"\d\d", t):  # "'85": a given year ending so
-        return any(y % 100 == int(t) for y in source.years)
+        return int(t) in source.numbers or any(y % 100 == int(t) for y in source.years)
     digits = re.sub(r"\D", "", t)
     if not digits:
         return True
@@ -479,6 +481,8 @@ def _claims_numbers(text: str, source: _Source) -> list[tuple[int, int, str]]:
             continue  # "one of the best", "two legends", "a million hearts": not claims
         if value in source.numbers or source.has_phrase(fold(m.group(0))):
             continue
+        if kind == "number" and value < 100 and any(y % 100 == value for y in source.years):
+            continue  # "back in seventy-five": a given year, said short
         found.append((m.start(), m.end(), m.group(0)))
     for m in re.finditer(r"\bthe\s+(" + "|".join(_DECADE_WORDS) + r")\b", text, re.I):
         tens = _DECADE_WORDS[m.group(1).lower()]
@@ -504,7 +508,10 @@ def _claims_names(text: str, source: _Source) -> list[tuple[int, int, str]]:
         while j < len(tokens):
             sep = text[span[-1].end():tokens[j].start()]
             word = tokens[j].group(0)
-            if _JOIN_SEP.match(sep) and word[0].isupper():
+            prev = span[-1].group(0)
+            abbreviated = sep.startswith(".") and _JOIN_SEP.match(sep[1:] or " ") and (
+                prev in _TITLES or (len(prev) == 1 and prev.isupper()))  # "Mr. Mercury", "B. B. King"
+            if (_JOIN_SEP.match(sep) or abbreviated) and word[0].isupper():
                 span.append(tokens[j])
                 j += 1
                 continue

@@ -24,6 +24,8 @@ JACKSON = {"id": "m", "artist": "Michael Jackson", "title": "Billie Jean", "year
      ["Lemonade", "John Taylor"]),
     (JACKSON, "Billie Jean by Michael Jackson, the song of his performance at the 1985 Winter Olympics in Berlin.",
      ["1985", "Winter Olympics", "Berlin"]),
+    (QUEEN, "Bohemian Rhapsody. Mr. Mercury wrote it with B. B. King, a No. 1 for nine weeks in '76.",
+     ["Mr. Mercury", "B. B. King", "No. 1", "'76"]),
 ])
 def test_a_take_with_facts_it_was_not_given_fails_and_names_them(record, text, claims):
     assert grounded(record, text) == claims
@@ -61,6 +63,7 @@ def test_names_match_without_their_accents_and_invented_accented_names_fail():
 
 @pytest.mark.parametrize("text, claims", [
     ("Queen's Bohemian Rhapsody came out in nineteen seventy-five.", []),
+    ("Queen's Bohemian Rhapsody came out back in seventy-five, in '75.", []),
     ("Queen's Bohemian Rhapsody came out in nineteen eighty-five.", ["nineteen eighty-five"]),
     ("Bohemian Rhapsody by Queen: Freddie Mercury was thirty-seven.", ["Freddie Mercury", "thirty-seven"]),
     ("Queen sold two thousand and five copies of Bohemian Rhapsody.", ["two thousand and five"]),
