@@ -5,6 +5,7 @@ A template declares its checks in a ``checks:`` block (see :class:`Checks`)::
     checks:
       mentions: [artist, title]        # record fields the text must name
       no_echo: true                    # no instructions or meta-text read out
+      grounded: true                   # no name or number the take was not given
       length: {min: 0.5, max: 1.5}     # words within [min, max] x target_words
       complete: true                   # ends on a whole sentence
 
@@ -21,6 +22,9 @@ A template declares its checks in a ``checks:`` block (see :class:`Checks`)::
   and meta-text any prompt invites: word budgets ("under 60 words"), sentence
   counts ("in three short sentences"), preambles ("Here's the intro:"),
   speaker labels ("Julie:", "DJ:") and assistant disclaimers ("As an AI...").
+- ``grounded`` (off unless the block turns it on): every capitalized name, number,
+  year, decade and date of the text must be in what the take was given: the context's
+  values (record fields, persona) and the rendered prompt (:func:`check_grounded`).
 - ``length``: ``min * target_words <= words <= max * target_words``.
 - ``complete``: the text ends with ``.``, ``!``, ``?`` or ``…`` (closing quotes
   or brackets after it allowed). A take cut by the token limit is first
@@ -334,7 +338,7 @@ _TITLES = frozenset("Mr Mrs Ms Dr St Mt Jr Sr Prof Sgt Capt Col Gen Rev".split()
 _TOKEN = re.compile(r"[^\W_]+(?:['’.][^\W_]+)*")  # "Queen's", "E.M.A"
 _OPEN_QUOTES = "\"“‘'«„("
 #: What comes before a sentence's first word: its start, an end mark, a line, a spaced dash.
-_SENTENCE_BEFORE = re.compile(r"(?:^|[.!?…:;)\]\n]|[.!?…][\"'”’»)]+|\s[-–—])\s*$")
+_SENTENCE_BEFORE = re.compile(r"(?:[.!?…:;)\]\n]|[.!?…][\"'”’»)]+|\s[-–—])\s*$")
 _JOIN_SEP = re.compile(r"^(?:[ \t]+|-|/|[ \t]*&[ \t]*)$")
 
 _UNITS = {w: i for i, w in enumerate(
@@ -354,6 +358,10 @@ _DIGITS = re.compile(r"(?<![\w'’])(?:['’](?=\d\d\b|\d0s\b))?\d+(?:[,.:]\d+)*
 #: Number and decade words: the numbers' part of the check judges them, capitalized or not.
 _SPOKEN = frozenset([*_UNITS, *_TENS_VALUE, *_SCALES, *_DECADE_WORDS, "oh"])
 _CENTURY_AFTER = re.compile(r"^[\s-]+century\b", re.I)
+
+
+#: Longest digit run read as a number; longer ones are matched as text.
+_MAX_DIGITS = 18
 
 
 def _number_run_value(words: list[str]) -> int | None:
@@ -385,7 +393,7 @@ def _spoken_number(run: str) -> tuple[int, str] | None:
     """``(value, kind)`` of a run of number words; kind ``"year"`` for "nineteen eighty-five"
     style years (and "nineteen oh five"), else ``"number"``; ``None`` when not a number."""
     words = [w for w in re.split(r"[\s-]+", run.lower()) if w and w != "and"]
-    if not words:
+    if not words or len(words) > 8:  # no number said in words is longer
         return None
     # a year read as two pairs: "nineteen eighty five", "twenty twenty", "nineteen oh five"
     for cut in range(1, len(words)):
@@ -428,7 +436,9 @@ class _Source:
         self.words = set(self.text.split())
         self.numbers: set[int] = set()
         for m in re.finditer(r"\d+(?:[,.]\d{3})*", raw):
-            self.numbers.add(int(re.sub(r"\D", "", m.group(0))))
+            digits = re.sub(r"\D", "", m.group(0))
+            if len(digits) <= _MAX_DIGITS:
+                self.numbers.add(int(digits))
         for m in _NUMBER_WORDS.finditer(raw):
             spoken = _spoken_number(m.group(0))
             if spoken is not None:
@@ -446,6 +456,11 @@ class _Source:
 def _number_supported(token: str, after: str, source: _Source) -> bool:
     """Whether a written number (``"1985"``, ``"'85"``, ``"80s"``, ``"21st"``...) is given."""
     t = token.lower().lstrip("'’")
+    digits = re.sub(r"\D", "", t)
+    if not digits:
+        return True
+    if len(digits) > _MAX_DIGITS:  # no such number is given (and int() of it is slow)
+        return source.has_phrase(fold(t))
     decade = re.fullmatch(r"(\d+)0s", t)
     if decade:  # "1980s" / "80s": a given year in that decade
         tens = int(decade.group(1))
@@ -458,9 +473,6 @@ def _number_supported(token: str, after: str, source: _Source) -> bool:
         return n in source.numbers
     if token[0] in "'’" and re.fullmatch(r"\d\d", t):  # "'85": a given year ending so
         return int(t) in source.numbers or any(y % 100 == int(t) for y in source.years)
-    digits = re.sub(r"\D", "", t)
-    if not digits:
-        return True
     if re.fullmatch(r"\d+(?:,\d{3})+", t) or re.fullmatch(r"\d+", t):
         return int(digits) in source.numbers
     return source.has_phrase(fold(t)) or int(digits) in source.numbers
@@ -525,9 +537,10 @@ def _claims_names(text: str, source: _Source) -> list[tuple[int, int, str]]:
                 continue
             break
         i = j
-        before = text[:span[0].start()]
+        before = text[max(0, span[0].start() - 12):span[0].start()]
         quoted = bool(before) and before[-1] in _OPEN_QUOTES and (len(before) < 2 or not before[-2].isalnum())
-        initial = not quoted and bool(_SENTENCE_BEFORE.search(before))
+        at_start = span[0].start() == len(before) and not before.strip()
+        initial = not quoted and (at_start or bool(_SENTENCE_BEFORE.search(before)))
         if initial and len(span) == 1:
             continue  # "Tonight", "Bebe": a lone capital opening a sentence is no name
         words = [fold(_POSSESSIVE.sub("", t.group(0))) for t in span]

@@ -143,3 +143,13 @@ def test_the_script_stage_keeps_the_grounded_candidate_among_equally_failing_one
     checks = out["script"]["checks"]
     assert [c["failed"] for c in checks["candidates"]] == [["grounded"], ["length"]]
     assert out["script"]["text"] == short and checks["chosen"] == 1 and checks["passed"] is False
+
+
+def test_a_runaway_take_is_judged_without_error_or_delay():
+    import time
+
+    texts = ["9" * 5000 + " and the " + "7" * 5000 + "th", "one " * 5000, "Queen in Berlin. " * 5000]
+    start = time.perf_counter()
+    results = [grounded(QUEEN, text) for text in texts]
+    assert results[0] == ["9" * 5000, "7" * 5000 + "th"] and results[1] == [] and results[2] == ["Berlin"]
+    assert time.perf_counter() - start < 10
