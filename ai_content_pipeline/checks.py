@@ -527,13 +527,16 @@ def _claims_names(text: str, source: _Source) -> list[tuple[int, int, str]]:
                 span.append(tokens[j])
                 j += 1
                 continue
-            # a joiner word or a number between two capitalized words: "Hounds of Love",
-            # "Power 101 Morning Drive"
-            if (_JOIN_SEP.match(sep) and (word.lower() in _NAME_JOINERS or word[0].isdigit()) and j + 1 < len(tokens)
-                    and _JOIN_SEP.match(text[tokens[j].end():tokens[j + 1].start()])
-                    and tokens[j + 1].group(0)[0].isupper()):
-                span.extend(tokens[j:j + 2])
-                j += 2
+            # one or two joiner words, or a number, between two capitalized words: "Hounds of
+            # Love", "On Top of the World", "Power 101 Morning Drive"
+            k = j
+            while (k < len(tokens) and k - j < 2 and _JOIN_SEP.match(text[tokens[k - 1].end():tokens[k].start()])
+                   and (tokens[k].group(0).lower() in _NAME_JOINERS or tokens[k].group(0)[0].isdigit())):
+                k += 1
+            if (k > j and k < len(tokens) and _JOIN_SEP.match(text[tokens[k - 1].end():tokens[k].start()])
+                    and tokens[k].group(0)[0].isupper()):
+                span.extend(tokens[j:k + 1])
+                j = k + 1
                 continue
             break
         i = j

@@ -26,6 +26,7 @@ JACKSON = {"id": "m", "artist": "Michael Jackson", "title": "Billie Jean", "year
      ["1985", "Winter Olympics", "Berlin"]),
     (QUEEN, "Bohemian Rhapsody. Mr. Mercury wrote it with B. B. King, a No. 1 for nine weeks in '76.",
      ["Mr. Mercury", "B. B. King", "No. 1", "'76"]),
+    (QUEEN, 'Bohemian Rhapsody, from the debut album "On Top of the World" by Queen.', ["On Top of the World"]),
 ])
 def test_a_take_with_facts_it_was_not_given_fails_and_names_them(record, text, claims):
     assert grounded(record, text) == claims
