@@ -5,6 +5,7 @@ A template declares its checks in a ``checks:`` block (see :class:`Checks`)::
     checks:
       mentions: [artist, title]        # record fields the text must name
       no_echo: true                    # no instructions or meta-text read out
+      grounded: true                   # no name or number the take was not given
       length: {min: 0.5, max: 1.5}     # words within [min, max] x target_words
       complete: true                   # ends on a whole sentence
 
@@ -21,6 +22,9 @@ A template declares its checks in a ``checks:`` block (see :class:`Checks`)::
   and meta-text any prompt invites: word budgets ("under 60 words"), sentence
   counts ("in three short sentences"), preambles ("Here's the intro:"),
   speaker labels ("Julie:", "DJ:") and assistant disclaimers ("As an AI...").
+- ``grounded`` (off unless the block turns it on): every capitalized name, number,
+  year, decade and date of the text must be in what the take was given: the context's
+  values (record fields, persona) and the rendered prompt (:func:`check_grounded`).
 - ``length``: ``min * target_words <= words <= max * target_words``.
 - ``complete``: the text ends with ``.``, ``!``, ``?`` or ``…`` (closing quotes
   or brackets after it allowed). A take cut by the token limit is first
@@ -45,7 +49,7 @@ from .text import sentence_spans
 #: Length (in words) of the prompt phrases ``no_echo`` looks for in the text.
 ECHO_NGRAM = 5
 #: Order in which check names are reported.
-CHECK_NAMES = ("mentions", "no_echo", "length", "complete")
+CHECK_NAMES = ("mentions", "no_echo", "grounded", "length", "complete")
 
 # Letters NFKD does not decompose into a base letter + accent.
 _FOLD_EXTRA = str.maketrans({"ø": "o", "Ø": "o", "æ": "ae", "Æ": "ae", "œ": "oe", "Œ": "oe",
@@ -81,12 +85,13 @@ class Checks(BaseModel):
 
     mentions: list[str | list[str]] = []
     no_echo: bool = True
+    grounded: bool = False
     length: LengthWindow | None = None
     complete: bool = True
 
     def names(self) -> list[str]:
         """The checks this block turns on, in report order."""
-        on = {"mentions": bool(self.mentions), "no_echo": self.no_echo,
+        on = {"mentions": bool(self.mentions), "no_echo": self.no_echo, "grounded": self.grounded,
               "length": self.length is not None, "complete": self.complete}
         return [n for n in CHECK_NAMES if on[n]]
 
@@ -309,6 +314,280 @@ def trim_to_sentence(text: str) -> str:
     return text[:end].rstrip()
 
 
+# -- grounded: every name and number of the take comes from what it was given ----------------
+#: Words that are never a claim, even capitalized: pronouns, function words, greetings,
+#: times of day, weekdays, radio boilerplate (folded forms).
+COMMON_WORDS = frozenset("""
+a an the this that these those it its i im id ive ill me my mine we were us our you youre youll
+youve your yours he hes him his she shes her hers they theyre them their there theres here heres
+and or but so yet nor for of to in on at by with from as into onto up down out over off about
+after before if when while then than now just also too very all any some every each no not yes
+is are was be been being do does did have has had will would can could shall should may might
+must lets let what whats who whos whom whose which where wheres why how hows
+oh ah hey hi hello wow well okay ok yeah welcome goodbye bye thanks thank please sure happy new year years
+good great evening morning afternoon night tonight today tomorrow yesterday weekend week
+monday tuesday wednesday thursday friday saturday sunday
+ladies gentlemen folks friends everyone everybody listeners listener
+dj djs fm am radio station live air song songs music track tune album single artist band
+next up coming stay tuned enjoy listen remember imagine picture
+""".split())
+#: Lower-case words that may join the capitalized words of one name ("Hounds of Love").
+_NAME_JOINERS = frozenset("of the and de del la le les du da di do dos das von van der den y e n".split())
+#: Abbreviated titles whose full stop does not end a sentence ("Mr. Mercury").
+_TITLES = frozenset("Mr Mrs Ms Dr St Mt Jr Sr Prof Sgt Capt Col Gen Rev".split())
+_TOKEN = re.compile(r"[^\W_]+(?:['’.][^\W_]+)*")  # "Queen's", "E.M.A"
+_OPEN_QUOTES = "\"“‘'«„("
+#: What comes before a sentence's first word: its start, an end mark, a line, a spaced dash.
+_SENTENCE_BEFORE = re.compile(r"(?:[.!?…:;)\]\n]|[.!?…][\"'”’»)]+|\s[-–—])\s*$")
+_JOIN_SEP = re.compile(r"^(?:[ \t]+|-|/|[ \t]*&[ \t]*)$")
+
+_UNITS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen".split())}
+_TENS_VALUE = {w: 10 * (i + 2) for i, w in enumerate(
+    "twenty thirty forty fifty sixty seventy eighty ninety".split())}
+_SCALES = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9}
+_DECADE_WORDS = {w + "ies": 10 * (i + 2) for i, w in enumerate(
+    "twent thirt fort fift sixt sevent eight ninet".split())}
+_ORDINAL_WORDS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5}
+_NUMBER_WORD = "|".join(sorted([*_UNITS, *_TENS_VALUE, *_SCALES, "oh"], key=len, reverse=True))
+#: A run of number words ("nineteen eighty-five", "two thousand and five", "thirty-seven").
+_NUMBER_WORDS = re.compile(rf"\b(?:{_NUMBER_WORD})(?:(?:[\s-]+|\s+and\s+)(?:{_NUMBER_WORD}))*\b", re.I)
+#: A written number: "1985", "'85", "1980s", "80s", "40th", "No. 1", "1,000,000", "3:45".
+_DIGITS = re.compile(r"(?<![\w'’])(?:['’](?=\d\d\b|\d0s\b))?\d+(?:[,.:]\d+)*(?:st|nd|rd|th|s)?(?!\w)", re.I)
+#: Number and decade words: the numbers' part of the check judges them, capitalized or not.
+_SPOKEN = frozenset([*_UNITS, *_TENS_VALUE, *_SCALES, *_DECADE_WORDS, "oh"])
+_CENTURY_AFTER = re.compile(r"^[\s-]+century\b", re.I)
+
+
+#: Longest digit run read as a number; longer ones are matched as text.
+_MAX_DIGITS = 18
+
+
+def _number_run_value(words: list[str]) -> int | None:
+    """The value of number words (``["thirty", "seven"]`` → 37), or ``None`` if they do not
+    read as one number."""
+    total, current, seen = 0, 0, False
+    for w in words:
+        if w in _UNITS or w in _TENS_VALUE:
+            value = _UNITS.get(w, _TENS_VALUE.get(w, 0))
+            if seen and current % 10 and value < 100:  # "five six": two numbers
+                return None
+            if seen and current % 100 and w in _TENS_VALUE:
+                return None
+            current += value
+            seen = True
+        elif w in _SCALES:
+            scale = _SCALES[w]
+            current = max(current, 1) * scale if scale == 100 else current
+            if scale > 100:
+                total += max(current, 1) * scale
+                current = 0
+            seen = True
+        else:
+            return None
+    return total + current
+
+
+def _spoken_number(run: str) -> tuple[int, str] | None:
+    """``(value, kind)`` of a run of number words; kind ``"year"`` for "nineteen eighty-five"
+    style years (and "nineteen oh five"), else ``"number"``; ``None`` when not a number."""
+    words = [w for w in re.split(r"[\s-]+", run.lower()) if w and w != "and"]
+    if not words or len(words) > 8:  # no number said in words is longer
+        return None
+    # a year read as two pairs: "nineteen eighty five", "twenty twenty", "nineteen oh five"
+    for cut in range(1, len(words)):
+        head, tail = words[:cut], words[cut:]
+        if tail[0] == "oh" and len(tail) == 2:
+            hi, lo = _number_run_value(head), _number_run_value(tail[1:])
+        else:
+            hi, lo = _number_run_value(head), _number_run_value(tail)
+        if (hi is not None and lo is not None and 10 <= hi <= 20 and 0 <= lo <= 99
+                and not any(w in _SCALES for w in words) and (len(head), hi) != (1, 10)):
+            return hi * 100 + lo, "year"
+    if "oh" in words:
+        return None
+    value = _number_run_value(words)
+    return (value, "number") if value is not None else None
+
+
+class _Source:
+    """What a take was given, folded: its words, phrase text, numbers and years."""
+
+    def __init__(self, prompt: str, context: dict[str, Any]) -> None:
+        parts = [prompt]
+
+        def walk(node: Any, depth: int) -> None:
+            if depth > 4:
+                return
+            if isinstance(node, dict):
+                for key, v in node.items():
+                    if key not in ("voice", "seed"):  # a persona's voice settings are not things to say
+                        walk(v, depth + 1)
+            elif isinstance(node, list | tuple):
+                for v in node:
+                    walk(v, depth + 1)
+            elif isinstance(node, str | int | float) and not isinstance(node, bool):
+                parts.append(str(node))
+
+        walk(context, 0)
+        raw = "\n".join(parts)
+        self.text = f" {fold(_POSSESSIVE.sub('', raw))} "
+        self.words = set(self.text.split())
+        self.numbers: set[int] = set()
+        for m in re.finditer(r"\d+(?:[,.]\d{3})*", raw):
+            digits = re.sub(r"\D", "", m.group(0))
+            if len(digits) <= _MAX_DIGITS:
+                self.numbers.add(int(digits))
+        for m in _NUMBER_WORDS.finditer(raw):
+            spoken = _spoken_number(m.group(0))
+            if spoken is not None:
+                self.numbers.add(spoken[0])
+        self.years = {n for n in self.numbers if 1000 <= n <= 2099}
+
+    def has_word(self, word: str) -> bool:
+        return (word in self.words or word in COMMON_WORDS or (len(word) > 3 and word.endswith("s")
+                and (word[:-1] in self.words or word[:-1] in COMMON_WORDS)))
+
+    def has_phrase(self, folded: str) -> bool:
+        return bool(folded) and f" {folded} " in self.text
+
+
+def _number_supported(token: str, after: str, source: _Source) -> bool:
+    """Whether a written number (``"1985"``, ``"'85"``, ``"80s"``, ``"21st"``...) is given."""
+    t = token.lower().lstrip("'’")
+    digits = re.sub(r"\D", "", t)
+    if not digits:
+        return True
+    if len(digits) > _MAX_DIGITS:  # no such number is given (and int() of it is slow)
+        return source.has_phrase(fold(t))
+    decade = re.fullmatch(r"(\d+)0s", t)
+    if decade:  # "1980s" / "80s": a given year in that decade
+        tens = int(decade.group(1))
+        return any(y // 10 == tens or (tens < 10 and (y // 10) % 10 == tens) for y in source.years)
+    ordinal = re.fullmatch(r"(\d+)(?:st|nd|rd|th)", t)
+    if ordinal:
+        n = int(ordinal.group(1))
+        if _CENTURY_AFTER.match(after):  # "the 21st century": a given year in it
+            return any((y - 1) // 100 + 1 == n for y in source.years) or n in source.numbers
+        return n in source.numbers
+    if token[0] in "'’" and re.fullmatch(r"\d\d", t):  # "'85": a given year ending so
+        return int(t) in source.numbers or any(y % 100 == int(t) for y in source.years)
+    if re.fullmatch(r"\d+(?:,\d{3})+", t) or re.fullmatch(r"\d+", t):
+        return int(digits) in source.numbers
+    return source.has_phrase(fold(t)) or int(digits) in source.numbers
+
+
+def _claims_numbers(text: str, source: _Source) -> list[tuple[int, int, str]]:
+    found: list[tuple[int, int, str]] = []
+    for m in _DIGITS.finditer(text):
+        if not _number_supported(m.group(0), text[m.end():m.end() + 12], source):
+            found.append((m.start(), m.end(), m.group(0)))
+    for m in _NUMBER_WORDS.finditer(text):
+        spoken = _spoken_number(m.group(0))
+        if spoken is None:
+            continue
+        value, kind = spoken
+        words = [w for w in re.split(r"[\s-]+", m.group(0).lower()) if w and w != "and"]
+        if kind == "number" and (value <= 10 or all(w in _SCALES for w in words)):
+            continue  # "one of the best", "two legends", "a million hearts": not claims
+        if value in source.numbers or source.has_phrase(fold(m.group(0))):
+            continue
+        if kind == "number" and value < 100 and any(y % 100 == value for y in source.years):
+            continue  # "back in seventy-five": a given year, said short
+        found.append((m.start(), m.end(), m.group(0)))
+    for m in re.finditer(r"\bthe\s+(" + "|".join(_DECADE_WORDS) + r")\b", text, re.I):
+        tens = _DECADE_WORDS[m.group(1).lower()]
+        if not any(y % 100 // 10 * 10 == tens for y in source.years):
+            found.append((m.start(1), m.end(1), m.group(1)))
+    for m in re.finditer(r"\bnumber[\s-]+(one|1)\b|#\s?1\b|\bno\.\s?1\b", text, re.I):
+        if not source.has_phrase(fold(m.group(0))):
+            found.append((m.start(), m.end(), m.group(0)))
+    return found
+
+
+def _claims_names(text: str, source: _Source) -> list[tuple[int, int, str]]:
+    tokens = list(_TOKEN.finditer(text))
+    found: list[tuple[int, int, str]] = []
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if not tok.group(0)[0].isupper():
+            i += 1
+            continue
+        span = [tok]
+        j = i + 1
+        while j < len(tokens):
+            sep = text[span[-1].end():tokens[j].start()]
+            word = tokens[j].group(0)
+            prev = span[-1].group(0)
+            abbreviated = sep.startswith(".") and _JOIN_SEP.match(sep[1:] or " ") and (
+                prev in _TITLES or (len(prev) == 1 and prev.isupper()))  # "Mr. Mercury", "B. B. King"
+            if (_JOIN_SEP.match(sep) or abbreviated) and word[0].isupper():
+                span.append(tokens[j])
+                j += 1
+                continue
+            # one or two joiner words, or a number, between two capitalized words: "Hounds of
+            # Love", "On Top of the World", "Power 101 Morning Drive"
+            k = j
+            while (k < len(tokens) and k - j < 2 and _JOIN_SEP.match(text[tokens[k - 1].end():tokens[k].start()])
+                   and (tokens[k].group(0).lower() in _NAME_JOINERS or tokens[k].group(0)[0].isdigit())):
+                k += 1
+            if (k > j and k < len(tokens) and _JOIN_SEP.match(text[tokens[k - 1].end():tokens[k].start()])
+                    and tokens[k].group(0)[0].isupper()):
+                span.extend(tokens[j:k + 1])
+                j = k + 1
+                continue
+            break
+        i = j
+        before = text[max(0, span[0].start() - 12):span[0].start()]
+        quoted = bool(before) and before[-1] in _OPEN_QUOTES and (len(before) < 2 or not before[-2].isalnum())
+        at_start = span[0].start() == len(before) and not before.strip()
+        initial = not quoted and (at_start or bool(_SENTENCE_BEFORE.search(before)))
+        if initial and len(span) == 1:
+            continue  # "Tonight", "Bebe": a lone capital opening a sentence is no name
+        words = [fold(_POSSESSIVE.sub("", t.group(0))) for t in span]
+        if source.has_phrase(" ".join(words)):
+            continue
+        loose = [k for k, (t, w) in enumerate(zip(span, words, strict=True))
+                 if t.group(0)[0].isupper() and not all(source.has_word(x) or x in _SPOKEN for x in w.split())]
+        if not loose:
+            continue
+        first = 0  # "Tonight Lady Gaga", "I'm Max": opening common words are no part of the name
+        while words[first] in COMMON_WORDS and (initial or words[first] in ("i", "im", "id", "ive", "ill")):
+            first += 1
+        start = span[first].start()
+        claim = re.sub(r"['’]s?$", "", text[start:span[-1].end()])
+        found.append((start, start + len(claim), claim))
+    return found
+
+
+def check_grounded(text: str, prompt: str, context: dict[str, Any]) -> list[str]:
+    """The names and numbers of ``text`` that nothing the take was given supports; ``[]`` when none.
+
+    Claims are capitalized spans (a lone capital opening a sentence excepted), numbers in
+    digits ("1985", "'85", "the 80s", "40th", "No. 1") and in words ("nineteen eighty-five",
+    "thirty-seven"; counts up to ten are no claim). A span is supported when its words are
+    in the given text (record fields, persona, rendered prompt: ``prompt`` and ``context``)
+    or are :data:`COMMON_WORDS`; matching folds case, accents and punctuation as
+    ``mentions`` does, and a possessive or plural ``s`` names its word. A number is supported
+    when given (a decade or century when a given year falls in it).
+
+    :param prompt: the rendered system and user prompts, joined.
+    :param context: the prompt context (record fields, ``persona``...).
+    :returns: the unsupported claims as written, in text order, each once
+        (e.g. ``["1985", "Winter Olympics", "Berlin"]``).
+    """
+    source = _Source(prompt, context)
+    claims = sorted(_claims_numbers(text, source) + _claims_names(text, source))
+    out: list[str] = []
+    for start, end, claim in claims:
+        inside = any(s <= start and end <= e and (s, e) != (start, end) for s, e, _ in claims)
+        if not inside and claim not in out:  # "No. 1" once, not again as "1"
+            out.append(claim)
+    return out
+
+
 # -- all checks ------------------------------------------------------------------------------
 def evaluate(text: str, checks: Checks, *, context: dict[str, Any], prompt: str,
              target_words: int, phrases: set[str] | None = None) -> dict[str, Any]:
@@ -335,6 +614,11 @@ def evaluate(text: str, checks: Checks, *, context: dict[str, Any], prompt: str,
         if echoed:
             failed.append("no_echo")
             details["no_echo"] = echoed
+    if checks.grounded:
+        unsupported = check_grounded(text, prompt, context)
+        if unsupported:
+            failed.append("grounded")
+            details["grounded"] = unsupported
     if checks.length is not None:
         words = len(text.split())
         lo, hi = round(checks.length.min * target_words), round(checks.length.max * target_words)
@@ -354,7 +638,8 @@ def choose(candidates: list[dict[str, Any]], target_words: int) -> int:
     """Index of the best candidate among ``[{"words": int, "failed": [names]}, ...]``.
 
     The one passing every check and closest to ``target_words``; if none passes, the
-    one with the fewest failed checks (then the closest to the target). Ties go to
+    one with the fewest failed checks, then one that passes ``grounded`` (a take that
+    invents nothing before one that does), then the closest to the target. Ties go to
     the lower index, so the choice is deterministic.
 
     :raises ValueError: no candidates.
@@ -362,8 +647,10 @@ def choose(candidates: list[dict[str, Any]], target_words: int) -> int:
     if not candidates:
         raise ValueError("no candidates to choose from")
     return min(range(len(candidates)),
-               key=lambda i: (len(candidates[i]["failed"]), abs(candidates[i]["words"] - target_words), i))
+               key=lambda i: (len(candidates[i]["failed"]), "grounded" in candidates[i]["failed"],
+                              abs(candidates[i]["words"] - target_words), i))
 
 
-__all__ = ["CHECK_NAMES", "Checks", "LengthWindow", "check_mentions", "check_no_echo", "choose",
-           "echo_phrases", "ends_on_sentence", "evaluate", "fold", "name_variants", "trim_to_sentence"]
+__all__ = ["CHECK_NAMES", "COMMON_WORDS", "Checks", "LengthWindow", "check_grounded", "check_mentions",
+           "check_no_echo", "choose", "echo_phrases", "ends_on_sentence", "evaluate", "fold",
+           "name_variants", "trim_to_sentence"]

@@ -173,7 +173,7 @@ def test_evaluate_reports_every_failed_check_in_order():
 
 def test_a_template_without_a_checks_block_runs_no_echo_and_complete():
     assert Checks().names() == ["no_echo", "complete"]
-    assert load_template("song-intro").checks.names() == ["mentions", "no_echo", "length", "complete"]
+    assert load_template("song-intro").checks.names() == ["mentions", "no_echo", "grounded", "length", "complete"]
 
 
 def test_every_builtin_template_declares_checks():
@@ -199,8 +199,8 @@ def test_templates_show_and_list_print_the_checks():
 
     res = invoke(templates_show, "aicp templates show", ["song-intro", "--json"], b"")
     shown = orjson.loads(res.stdout)["checks"]
-    assert shown == {"mentions": ["artist", "title"], "no_echo": True, "length": {"min": 0.5, "max": 1.5},
-                     "complete": True}
+    assert shown == {"mentions": ["artist", "title"], "no_echo": True, "grounded": True,
+                     "length": {"min": 0.5, "max": 1.5}, "complete": True}
     listed = [orjson.loads(x) for x in invoke(templates_list, "aicp templates list", [], b"").stdout.splitlines()]
     assert {t["name"]: t["checks"] for t in listed}["station-id"] == ["mentions", "no_echo", "length", "complete"]
 

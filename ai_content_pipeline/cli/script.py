@@ -113,8 +113,9 @@ def script_command(files: tuple[str, ...], template: str, persona: str | None, v
     object instead and the batch goes on.
 
     Every take is checked without a model call against its template's checks
-    (`aicp templates show NAME`): mentions, no_echo, length, complete. A take
-    cut by --max-tokens is trimmed back to its last whole sentence first.
+    (`aicp templates show NAME`): mentions, no_echo, grounded, length,
+    complete. A take cut by --max-tokens is trimmed back to its last whole
+    sentence first.
     """
     from ..stages.commands import run_script  # heavy-ish: not needed for --help
     from ..stages.script import ScriptOptions

@@ -1,0 +1,78 @@
+"""Precision and recall of the `grounded` check on hand-labelled takes.
+
+`bench/grounded-labels.jsonl` holds takes written by the embedded SmolLM2-135M
+(`aicp-script`, built-in templates, several seeds, personas and song lists), one per
+line: the record, template, persona and take index it was written for, its `text`, and
+a hand label read against the record: `invented` (does the take state a fact it was not
+given?) with the invented `spans`, each of kind `name` (a person, band, title, place,
+award...), `number` (a year, date, count, decade) or `other` (a claim without a name or
+number: "their debut album", "a jazz saxophonist"). `split` is `tune` (the takes the
+rules were written against) or `holdout` (labelled before the check was run on them).
+
+The check is re-run on each take (prompt rendered again from the template, persona and
+record) and scored as a detector of "this take has an invented fact":
+precision = flagged takes that have one / flagged takes; recall = takes with one that
+are flagged / takes with one. A second pair scores only invented names and numbers, what
+the check looks for.
+
+Usage: .venv/bin/python bench/grounded_labels.py [--show]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from ai_content_pipeline.checks import check_grounded  # noqa: E402
+from ai_content_pipeline.templates import load_persona, load_template  # noqa: E402
+
+LABELS = os.path.join(ROOT, "bench", "grounded-labels.jsonl")
+
+
+def flagged(label: dict) -> list[str]:
+    """The check's unsupported claims for a labelled take."""
+    template = load_template(label["template"])
+    messages, ctx = template.request(label["record"], load_persona(label["persona"]), take=label["take"])
+    return check_grounded(label["text"], "\n".join(m["content"] for m in messages), ctx)
+
+
+def score(rows: list[tuple[bool, bool]]) -> str:
+    tp = sum(1 for truth, flag in rows if truth and flag)
+    fp = sum(1 for truth, flag in rows if flag and not truth)
+    fn = sum(1 for truth, flag in rows if truth and not flag)
+    precision = tp / (tp + fp) if tp + fp else float("nan")
+    recall = tp / (tp + fn) if tp + fn else float("nan")
+    good = sum(1 for truth, _ in rows if not truth)
+    return (f"precision {100 * precision:5.1f}% ({tp}/{tp + fp}), recall {100 * recall:5.1f}% ({tp}/{tp + fn}), "
+            f"good takes failed {fp}/{good}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--show", action="store_true", help="print each take the check gets wrong")
+    args = ap.parse_args()
+    labels = [json.loads(line) for line in open(LABELS, encoding="utf-8") if line.strip()]
+    results = []
+    for lab in labels:
+        claims = flagged(lab)
+        named = any(s["kind"] in ("name", "number") for s in lab["spans"])
+        results.append((lab, claims, bool(lab["invented"]), named))
+        if args.show and bool(claims) != bool(lab["invented"]):
+            kind = "FAILED A GOOD TAKE" if claims else "MISSED"
+            print(f"{kind} [{lab['split']}] {lab['record'].get('id')}: flagged {claims}, "
+                  f"label {[s['text'] for s in lab['spans']]}\n    {lab['text']!r}")
+    print(f"grounded check on {len(labels)} hand-labelled takes "
+          f"({sum(r[2] for r in results)} with an invented fact)")
+    for split in ("tune", "holdout", "all"):
+        part = [r for r in results if split == "all" or r[0]["split"] == split]
+        print(f"{split:8s} {len(part):3d} takes  any invented fact:   {score([(r[2], bool(r[1])) for r in part])}")
+        print(f"{'':8s} {'':9s}  invented name/number: {score([(r[3], bool(r[1])) for r in part])}")
+
+
+if __name__ == "__main__":
+    main()
