@@ -112,15 +112,19 @@ def main(argv: list[str]) -> int:
     factory = _env_factory()
     write_delay = float(os.environ.get("AICP_FAKE_WRITE_DELAY", "0"))
     if write_delay:  # hold each audio file in its temporary name, for kill-mid-write tests
-        import soundfile
+        from ai_content_pipeline import audio
 
-        real_info = soundfile.info
+        real_write = audio.write_atomic
 
-        def slow_info(*a: Any, **k: Any) -> Any:
-            time.sleep(write_delay)
-            return real_info(*a, **k)
+        def slow_write(target: Any, fill: Any, *a: Any, **k: Any) -> Any:
+            def slow_fill(handle: Any) -> None:
+                fill(handle)
+                handle.flush()
+                time.sleep(write_delay)
 
-        soundfile.info = slow_info  # type: ignore[assignment]
+            return real_write(target, slow_fill, *a, **k)
+
+        audio.write_atomic = slow_write  # type: ignore[assignment]
     runner.create_backend = factory  # type: ignore[assignment]
     script_cli.create_llm = lambda *a, **k: factory.llm  # type: ignore[assignment]
     voice_cli.create_tts = lambda *a, **k: factory.tts  # type: ignore[assignment]
