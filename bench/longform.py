@@ -23,7 +23,8 @@ from ai_content_pipeline.backends.base import ChatChunk, GenerationParams, LLMBa
 from ai_content_pipeline.backends.llamacpp import LlamaCppBackend
 from ai_content_pipeline.events import NullEmitter
 from ai_content_pipeline.jsonl import parse_line
-from ai_content_pipeline.stages.script import ScriptOptions, ScriptStage
+from ai_content_pipeline.stages.registry import build_stage
+from ai_content_pipeline.stages.script import ScriptOptions
 
 RECORD = {"id": "bench", "topic": "How vinyl records made a comeback",
           "notes": "sales grew for more than fifteen years in a row; record stores and pressing plants reopened"}
@@ -80,7 +81,7 @@ def main() -> None:
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="aicp-bench-longform-")
     options = ScriptOptions(template="podcast-longform", persona="sam", words=args.words,
                             seed=args.seed, work_dir=work_dir)
-    stage = ScriptStage(llm, options, NullEmitter())
+    stage = build_stage("script", llm, options, NullEmitter())  # the registry picks long-form
     line = parse_line(json.dumps(RECORD).encode(), 1)
     t0 = time.perf_counter()
     out = next(stage.run([line]))
