@@ -23,22 +23,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..errors import AicpError
-from .db import STATUSES
 from .deps import (
     API,
-    MAX_INDEX,
     PUBLIC_PATHS,
     ApiError,
     ExactJSONRoute,
     ServiceSettings,
     StreamCounter,
-    error_body,
     json_error,
 )
 from .redact import Redactor
 from .requests import RequestProblem
 from .routers import catalog, generate, health
-from .routers.generate import job_summary
 from .store import JobStore
 
 
@@ -234,5 +230,4 @@ def create_app(settings: ServiceSettings, store: JobStore | None = None,
     return app
 
 
-__all__ = ["API", "ApiError", "BearerAuth", "BodyLimit", "MAX_INDEX", "ServiceSettings", "create_app", "error_body",
-           "job_summary", "STATUSES"]
+__all__ = ["API", "ApiError", "BearerAuth", "BodyLimit", "ServiceSettings", "create_app"]

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 
 from .store import JobStore
+from .worker import DEFAULT_MIN_FREE
 
 API = "/api/v1"
 PUBLIC_PATHS = frozenset({f"{API}/health"})
@@ -61,7 +62,7 @@ class ServiceSettings:
     worker: bool = True
     worker_command: list[str] | None = None
     worker_env: dict[str, str] | None = None
-    min_free_bytes: int = 512 * 1024 * 1024
+    min_free_bytes: int = DEFAULT_MIN_FREE
     heartbeat_seconds: float = 2.0
     stale_after: float = 30.0
     events_poll: float = 0.2

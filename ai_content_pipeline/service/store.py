@@ -89,7 +89,7 @@ class JobStore:
         with self.engine.connect() as conn:
             return conn.execute(self._select_status, {"job_id": job_id}).scalar_one_or_none()
 
-    #: the columns a job list shows (:func:`~ai_content_pipeline.service.app.job_summary`):
+    #: the columns a job list shows (:func:`~ai_content_pipeline.service.routers.generate.job_summary`):
     #: never a job's input records, result or file list, which may be megabytes each
     LIST_COLUMNS = ("id", "name", "status", "chain", "created_at", "started_at", "finished_at",
                     "worker_id", "attempts", "cancel_requested", "progress", "prompt_tokens",

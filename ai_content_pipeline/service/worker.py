@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import socket
 import threading
 import time
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..events import StreamEmitter, event_json
+from ..faults import free_bytes
 from ..jsonl import dumps, loads
 from .db import Job
 from .store import JobStore
@@ -214,7 +214,6 @@ class Worker:
         self.lock_wait = lock_wait
         self.min_free_bytes = min_free_bytes
         self.stop = threading.Event()
-        self.current: str | None = None
         self.claim: Claim | None = None
         self.jobs_run = 0
         self._registered = False
@@ -298,7 +297,7 @@ class Worker:
     def disk_ok(self) -> bool:
         """Whether the data folder's disk has at least :attr:`min_free_bytes` free (logged
         once when it falls below, and once when it is back)."""
-        free = free_space(self.data_dir)
+        free = free_bytes(self.data_dir)
         low = free is not None and free < self.min_free_bytes
         if low != self._low_disk:
             from ..faults import human_bytes
@@ -325,7 +324,6 @@ class Worker:
         job = self.store.claim(self.id, exclude=self._skip)
         if job is None:
             return False
-        self.current = job.id
         self.claim = claim = Claim(self.store, self.id, job.id, job.claim_token)
         try:
             self.execute(job)
@@ -337,7 +335,6 @@ class Worker:
                     pass
             raise
         finally:
-            self.current = None
             self.claim = None
             self.jobs_run += 1
         return True
@@ -550,17 +547,6 @@ class WorkerProcess:
         return {"running": self.running, "restarts": self.restarts, "last_exit_status": self.last_exit}
 
 
-def free_space(folder: str | os.PathLike[str]) -> int | None:
-    """Bytes free on the disk of ``folder`` (or its nearest existing parent); ``None`` when unknown."""
-    path = Path(os.path.abspath(folder))
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    try:
-        return shutil.disk_usage(path).free
-    except OSError:
-        return None
-
-
 def _describe(exc: BaseException) -> str:
     """One line for an error: an aicp error's message, else ``Type: message`` (first line)."""
     from ..errors import AicpError
@@ -574,4 +560,4 @@ def _traceback_wanted() -> bool:
     return os.environ.get("AICP_TRACEBACK", "") not in ("", "0")
 
 
-__all__ = ["AUDIO_SUFFIXES", "DEFAULT_MIN_FREE", "Claim", "JobEmitter", "Worker", "WorkerProcess", "free_space"]
+__all__ = ["AUDIO_SUFFIXES", "DEFAULT_MIN_FREE", "Claim", "JobEmitter", "Worker", "WorkerProcess"]

@@ -121,9 +121,9 @@ def _no_room() -> ApiError:
 
 def _room_for_a_job(settings: ServiceSettings) -> None:
     """Refuse a job (507) while the data folder's disk is below ``settings.min_free_bytes``."""
-    from ..worker import free_space
+    from ...faults import free_bytes
 
-    free = free_space(settings.data_dir)
+    free = free_bytes(settings.data_dir)
     if free is not None and free < settings.min_free_bytes:
         raise _no_room()
 

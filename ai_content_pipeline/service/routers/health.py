@@ -51,10 +51,10 @@ def health_detailed(settings: ServiceSettings = Depends(get_settings), store: Jo
     except Exception as exc:  # noqa: BLE001 - reported, not raised
         out["database"] = {"ok": False, "dialect": store.dialect, "error": f"{type(exc).__name__}: {exc}"}
     out["backends"] = run_doctor()
-    from ..worker import free_space
+    from ...faults import free_bytes
 
     usage = shutil.disk_usage(Path(settings.data_dir) if Path(settings.data_dir).exists() else ".")
-    free = free_space(settings.data_dir)
+    free = free_bytes(settings.data_dir)
     free = usage.free if free is None else free
     out["disk"] = {"free_bytes": free,
                    "total_bytes": usage.total, "min_free_bytes": settings.min_free_bytes,
