@@ -594,13 +594,13 @@ def evaluate(text: str, checks: Checks, *, context: dict[str, Any], prompt: str,
     """Run ``checks`` on ``text``.
 
     :param context: the prompt context the text was asked with (record fields, ``persona``...).
-    :param prompt: the rendered prompts (system and user), for ``no_echo``.
+    :param prompt: the rendered prompts (system and user), for ``no_echo`` and ``grounded``.
     :param target_words: the length target, for ``length``.
     :param phrases: precomputed :func:`echo_phrases` of ``prompt``.
     :returns: ``{"passed": bool, "failed": [names], "details": {name: detail}}``; details
         hold, per failed check, the missing paths (``mentions``), what was echoed
-        (``no_echo``), ``{"words", "min", "max"}`` (``length``) or the last characters
-        (``complete``).
+        (``no_echo``), ``{"words", "min", "max"}`` (``length``), the last characters
+        (``complete``) or the unsupported names and numbers (``grounded``).
     """
     failed: list[str] = []
     details: dict[str, Any] = {}

@@ -348,7 +348,7 @@ def check(host: str | Iterable[str] | None = None) -> dict[str, Any]:
     """``aicp doctor``'s ``ollama`` check: Ollama reachable at each host and its models.
 
     ``host``: one URL, a comma list or several (``--host`` repeated); unset: ``$OLLAMA_HOSTS``,
-    else ``$OLLAMA_HOST`` (see :func:`~ai_content_pipeline.backends.ollama_pool.parse_hosts`).
+    else ``$OLLAMA_HOST`` (see :func:`parse_hosts`).
     Every host is probed at once (one second each at most). Shape: one host's check
     (``ok``, ``host``, ``models``, ``default_model``, ``default_model_present``, ``hint``)
     plus ``hosts``, the check of each host. With several hosts ``ok`` is true when one

@@ -98,10 +98,8 @@ def get(kind: str, name: str) -> BackendInfo:
     :raises UsageError: no such backend (exit 2; the hint lists the choices).
     :raises BackendUnavailable: its module or entry point cannot be loaded (exit 4).
     """
+    _check_name(kind, name)
     table = _table(kind)
-    if name not in table:
-        raise UsageError(f"unknown {kind.upper()} backend '{name}'",
-                         hint=f"choose one of: {', '.join(['auto', *table])}")
     key = (kind, name)
     entry = table[name]
     if isinstance(entry, BackendInfo):
@@ -312,7 +310,7 @@ def backend_options(info: BackendInfo, options: dict[str, Any]) -> dict[str, Any
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise UsageError(f"{info.name}: option {where}: {first['msg']}") from None
-    return declared  # as given: the adapter converts them as it always did
+    return declared  # as given: the adapter converts them
 
 
 def resolve_llm_name(
@@ -323,8 +321,8 @@ def resolve_llm_name(
     Rules: a model a backend claims (a ``.gguf`` → ``llamacpp``) → that backend; else Ollama
     when it answers at the host (any of a comma list of hosts) within a second and has the
     model; an explicit model nothing claims with no Ollama → :class:`BackendUnavailable`;
-    otherwise ``llamacpp`` with the bundled model, said once through ``notice``. The probe
-    waits at most about a second (``GET /api/tags``).
+    otherwise ``llamacpp`` with the bundled model, said once through ``notice``. Each host is
+    probed in turn, about a second at most each (``GET /api/tags``).
 
     :returns: ``(backend name, model or None for the backend's default)``.
     :raises UsageError: unknown backend name.

@@ -99,7 +99,7 @@ class Prices(_Strict):
     per_gpu_second: float = Field(0.0, ge=0, le=MAX_PRICE)
 
 
-#: The step models of the built-in kinds, by the names the chain layer has always used.
+#: The step models of the built-in kinds (``script``, ``voice``).
 ScriptStep = ScriptStepConfig
 VoiceStep = VoiceStepConfig
 

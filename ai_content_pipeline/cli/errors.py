@@ -344,9 +344,9 @@ def fit_hint(hint: str | None, ctx: click.Context | None) -> str | None:
         hint = hint.replace("with --traceback", "with AICP_TRACEBACK=1")
     if "--resume" not in have:
         hint = re.sub(r"run again with --resume\b(?: to keep [^,;.)]*)?", "run again", hint)
-    if ctx.command.name == "run-chain" and "--" in hint:
-        options = getattr(ctx.command, STAGE_OPTIONS, None)
-        text, stage = hint, (options() if options else set())
+    options = getattr(ctx.command, STAGE_OPTIONS, None)  # run-chain's: its hints name chain keys
+    if options is not None and "--" in hint:
+        text, stage = hint, options()
 
         def key(match: re.Match[str]) -> str:
             clause = re.split(r"[,;(]", text[:match.start()])[-1]

@@ -266,7 +266,8 @@ class BackendCommand(AicpCommand):
     ``backend_kind`` (:func:`backend_setting_options`), placed after ``--backend`` (and
     ``--model``) in
     :attr:`params`, read when the parameters are used (parsing, ``--help``, completion), never
-    at import, and again each time (a backend registered later has its flags). The callback
+    at import, and rebuilt when the registered backends change (a backend registered later has
+    its flags). The callback
     gets them as keyword arguments (:func:`backend_settings` reads them)."""
 
     def __init__(self, *args: Any, backend_kind: str, **kwargs: Any) -> None:

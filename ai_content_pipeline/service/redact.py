@@ -13,7 +13,7 @@ host and pid. :class:`Redactor` rewrites them for the API:
 - a worker id (``host:pid:random``) becomes an opaque ``w-`` digest.
 
 A record's own fields (those it was submitted with) are the client's and are left as
-they are; only the fields stages add (:data:`~ai_content_pipeline.records.STAGE_FIELDS`)
+they are; only the fields stages add (:func:`~ai_content_pipeline.records.stage_fields`)
 are rewritten, and of those not the spoken text (``script.text``, section texts).
 """
 
@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..records import STAGE_FIELDS
+from ..records import stage_fields
 
 #: an absolute path (or ``~/...``) where it starts a word: after the start, a space, a quote,
 #: a bracket, ``=`` or ``,``; it runs to the next space, quote, bracket or ``:``/``,``/``;``
@@ -79,7 +79,8 @@ class Redactor:
         """An output record: the fields stages add rewritten, the record's own fields as sent."""
         if not isinstance(record, dict):
             return record
-        return {k: (self._stage(v) if k in STAGE_FIELDS else v) for k, v in record.items()}
+        added = stage_fields()  # read now: a stage kind registered after start-up counts too
+        return {k: (self._stage(v) if k in added else v) for k, v in record.items()}
 
     def _stage(self, value: Any) -> Any:
         if isinstance(value, dict):

@@ -4,13 +4,14 @@ Every stage kind is registered the same way: an entry point in the
 ``ai_content_pipeline.stages`` group names a :class:`~ai_content_pipeline.stages.kind.StageKind`
 (``script = "ai_content_pipeline.stages.script:SCRIPT"``), or code calls
 :func:`register_stage` with one. The built-in kinds are read from :data:`BUILTIN` (the same
-``module:attribute`` strings as their entry points, so an install made before the entry points
-existed still finds them). Kinds load on the first lookup, not before, so ``--help`` stays fast.
+``module:attribute`` strings as their entry points, so a source checkout that was never
+installed finds them too). Kinds load on the first lookup, not before, so ``--help`` stays fast.
 
 A kind with ``applies`` refines the kind of the same name: long-form (``stages/longform.py``)
 refines ``script`` for runs whose template has sections or whose options carry a plan, and
 :func:`kind_for` picks it. The chain (``chain/spec.py``, ``chain/runner.py``), the service's
-request check and the events read kinds from here; nothing else names a step type.
+request check, the events and the CLI's stage commands read kinds from here; the radio API and
+the built-in commands name the step types they run.
 """
 
 from __future__ import annotations
@@ -130,7 +131,8 @@ def unregister_stage(name: str) -> None:
 
 
 def on_change(listener: Callable[[], None]) -> None:
-    """Call ``listener()`` after each :func:`register_stage` (the chain file's schema rebuilds)."""
+    """Call ``listener()`` after each :func:`register_stage` and :func:`unregister_stage`
+    (``records`` forgets its stage fields)."""
     _LISTENERS.append(listener)
 
 
