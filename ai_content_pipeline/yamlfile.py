@@ -179,15 +179,18 @@ def load_yaml(text: str) -> tuple[Any, yaml.Node | None]:
     found = _surrogate(node)
     if found is not None:
         raise YAMLProblem(f"{found[0] or '(top)'}: a lone surrogate ({found[2]}) is not text", found[1],
-                          hint="write the character itself, or a pair of surrogates as one \\U00XXXXXX escape")
+                          hint=SURROGATE_HINT)
     return data, node
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+#: a lone surrogate: ``\ud800``-``\udfff`` outside a pair, which no UTF-8 text can hold
+SURROGATE = re.compile("[\ud800-\udfff]")
+#: how to write the character a lone surrogate was meant to be
+SURROGATE_HINT = "write the character itself, or a pair of surrogates as one \\U00XXXXXX escape"
 
 
 def _escaped(text: str) -> str:
-    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _surrogate(root: yaml.Node | None) -> tuple[str, int, str] | None:
@@ -197,7 +200,7 @@ def _surrogate(root: yaml.Node | None) -> tuple[str, int, str] | None:
     while todo:
         node, where = todo.pop()
         if isinstance(node, yaml.ScalarNode):
-            match = _SURROGATE.search(node.value) if isinstance(node.value, str) else None
+            match = SURROGATE.search(node.value) if isinstance(node.value, str) else None
             if match is not None:
                 return where, node.start_mark.line + 1, _escaped(match.group())
         elif isinstance(node, yaml.MappingNode):

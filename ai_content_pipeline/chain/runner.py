@@ -236,7 +236,6 @@ class ChainRunner:
                  overwrite: bool = False) -> None:
         self.spec = shard_chain(spec)  # a ``shard`` key: that shard's output_dir (idempotent)
         self.log = log
-        self.takelog: Any = None
         self.emitter = emitter or NullEmitter()
         self.resume = resume
         self.overwrite = overwrite
@@ -308,7 +307,6 @@ class ChainRunner:
         finally:
             self.steps = self.driver.steps
             self.completed = self.driver.completed
-            self.takelog = self.driver.takelog
 
 
 def run_chain(spec: ChainSpec, *, emitter: Emitter | None = None, resume: bool = False,

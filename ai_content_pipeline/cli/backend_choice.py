@@ -19,9 +19,9 @@ class BackendChoice(click.Choice):  # type: ignore[type-arg]
 
     @property  # type: ignore[override]
     def choices(self) -> tuple[str, ...]:
-        from ..backends.registry import names
+        from ..backends.registry import BackendChoices
 
-        return ("auto", *names(self.kind))
+        return tuple(BackendChoices(self.kind))
 
     @choices.setter
     def choices(self, value: Any) -> None:  # click.Choice's own __init__ sets it; the registry decides

@@ -10,7 +10,6 @@ settings that the voice stage uses.
 from __future__ import annotations
 
 import os
-import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,6 +21,7 @@ from ..checks import Checks
 from ..errors import ConfigError, InputError, UsageError
 from ..limits import MaxTokens, Seed, Temperature, TopP
 from ..records import content_hash
+from ..yamlfile import SURROGATE, SURROGATE_HINT
 
 #: Longest rendered prompt part (characters): far past any model's context, short of a
 #: template that multiplies strings into gigabytes.
@@ -268,12 +268,12 @@ class Template(_Strict):
             raise InputError(f"template '{self.name}' failed on this record: "
                              f"{type(exc).__name__}: {exc}", stage="script") from exc
         text = "".join(chunks).strip()
-        bad = _SURROGATE.search(text)
+        bad = SURROGATE.search(text)
         if bad is not None:  # a "\ud800" escape in the template's own Jinja2 strings, or in extra context
             raise TemplateSandboxError(
                 f"template '{self.name}' ({self._where}) made a {part} prompt holding a lone "
                 f"surrogate (\\u{ord(bad.group()):04x}), which is not text",
-                hint="write the character itself, or a pair of surrogates as one \\U00XXXXXX escape")
+                hint=SURROGATE_HINT)
         if len(text) > MAX_PROMPT_CHARS:
             raise InputError(f"template '{self.name}' made a {len(text)}-character {part} prompt for this "
                              f"record; the limit is {MAX_PROMPT_CHARS}", stage="script",
@@ -340,9 +340,6 @@ class Persona(_Strict):
             return None
         index = int(content_hash([record, take], 8), 16) % len(self.catchphrases)
         return self.catchphrases[index]
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _json_path(path: Path) -> str:

@@ -22,8 +22,8 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import AicpError, ConfigError, UsageError
 from ..faults import path_problem
-from ..yamlfile import YAMLProblem, decode_utf8, load_yaml, read_limited
-from .models import _SURROGATE, Persona, Template, _json_path
+from ..yamlfile import SURROGATE, YAMLProblem, decode_utf8, load_yaml, read_limited
+from .models import Persona, Template, _json_path
 
 DATA_DIR = Path(__file__).parent
 TEMPLATE_DIR = DATA_DIR / "templates"
@@ -147,7 +147,7 @@ def _load(model: type[BaseModel], kind: str, path: Path, origin: str) -> Any:
     data = _load_yaml(path, kind)
     shown = _json_path(path)
     data.setdefault("name", path.stem)
-    if isinstance(data["name"], str) and _SURROGATE.search(data["name"]):  # a file name of other bytes
+    if isinstance(data["name"], str) and SURROGATE.search(data["name"]):  # a file name of other bytes
         raise ConfigError(f"{kind} file {shown}: name: the file's name is not UTF-8 text, so it cannot name "
                           f"the {kind}", hint="set name: in the file, or rename it")
     if origin == "user" and data["name"] != path.stem:
