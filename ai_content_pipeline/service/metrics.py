@@ -6,8 +6,6 @@ whichever host ran them.
 
 from __future__ import annotations
 
-import math
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,26 +44,12 @@ class JobCollector:
         tokens.add_metric(["completion"], t["completion_tokens"])
         yield tokens
         yield CounterMetricFamily("aicp_audio_seconds", "Seconds of audio written", value=t["audio_seconds"])
-        yield CounterMetricFamily("aicp_cost", "Cost from the chains' price tables", value=finite_cost(self.store))
+        yield CounterMetricFamily("aicp_cost", "Cost from the chains' price tables", value=t["cost"])
         durations = self.store.durations()
         buckets = [(str(b), sum(1 for d in durations if d <= b)) for b in BUCKETS]
         buckets.append(("+Inf", len(durations)))
         yield HistogramMetricFamily("aicp_job_duration_seconds", "Seconds from a job's start to its end",
                                     buckets=buckets, sum_value=sum(durations))
-
-
-def finite_cost(store: JobStore) -> float:
-    """The sum of the jobs' costs that are numbers: a row holding ``inf`` (from a price table without
-    bounds, or a hand edit) is left out, else the counter would read ``+Inf`` for good."""
-    from sqlalchemy import func, select
-
-    from .db import Job
-
-    with store.session() as s:
-        value = s.execute(select(func.coalesce(func.sum(Job.cost), 0.0))
-                          .where(Job.cost >= 0.0, Job.cost <= sys.float_info.max)).scalar_one()
-    total = float(value)
-    return total if math.isfinite(total) else sys.float_info.max
 
 
 def metrics_response(store: JobStore) -> tuple[bytes, str]:
@@ -75,4 +59,4 @@ def metrics_response(store: JobStore) -> tuple[bytes, str]:
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
-__all__ = ["BUCKETS", "JobCollector", "finite_cost", "metrics_response"]
+__all__ = ["BUCKETS", "JobCollector", "metrics_response"]

@@ -19,11 +19,12 @@ claim's job; when it finds its job queued again (handed back) it takes it back
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import bindparam, case, delete, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import make_transient_to_detached, sessionmaker
 
@@ -363,16 +364,21 @@ class JobStore:
             return {k: int(v) for k, v in s.execute(select(Job.status, func.count()).group_by(Job.status))}
 
     def totals(self) -> dict[str, float]:
-        """Sums over all jobs: records (output, failed), tokens, audio seconds, cost."""
+        """Sums over all jobs: records (output, failed), tokens, audio seconds, cost. The cost
+        sums the costs that are finite numbers: a row holding ``inf`` (a price table without
+        bounds, a hand edit) is left out, else every later sum would be ``inf``."""
         with self.session() as s:
             row = s.execute(select(func.coalesce(func.sum(Job.records_total), 0),
                                    func.coalesce(func.sum(Job.records_failed), 0),
                                    func.coalesce(func.sum(Job.prompt_tokens), 0),
                                    func.coalesce(func.sum(Job.completion_tokens), 0),
                                    func.coalesce(func.sum(Job.audio_seconds), 0.0),
-                                   func.coalesce(func.sum(Job.cost), 0.0))).one()
+                                   func.coalesce(func.sum(case((Job.cost.between(0.0, sys.float_info.max),
+                                                                Job.cost), else_=0.0)), 0.0))).one()
         keys = ("records", "records_failed", "prompt_tokens", "completion_tokens", "audio_seconds", "cost")
-        return {k: float(v) for k, v in zip(keys, row, strict=True)}
+        sums = {k: float(v) for k, v in zip(keys, row, strict=True)}
+        sums["cost"] = min(sums["cost"], sys.float_info.max)  # finite costs may still add up past it
+        return sums
 
     def durations(self) -> list[float]:
         """Seconds from start to finish of every finished job that started."""
