@@ -32,6 +32,7 @@ record's ``error`` names the chunk, completed chunks stay on disk.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import os
@@ -55,7 +56,6 @@ from ..templates import Persona, Section, Template, load_template, persona_voice
 from ..text import clean_chunk, last_sentences
 from .common import refuse_overwrite, with_retries
 from .entries import ChunkEntry, PackEntry, fits
-from .kind import StageKind
 from .script import SCRIPT, ScriptOptions, ScriptStage, ScriptStepConfig, is_longform
 
 #: A chunk shorter than ``target * (1 - SHORTFALL_MARGIN)`` words is continued.
@@ -577,14 +577,6 @@ def _check_plan(step: ScriptStepConfig) -> None:
         raise
 
 
-def _applies(options: ScriptOptions, template: Template | None = None) -> bool:
-    return is_longform(options, template)
-
-
 #: Long-form refines the ``script`` kind: the registry builds a :class:`LongformStage` for a
 #: run whose template has sections or whose options carry a plan (:func:`is_longform`).
-LONGFORM = StageKind(
-    name=SCRIPT.name, stage=LongformStage, options=ScriptOptions, step_model=ScriptStepConfig,
-    backend=SCRIPT.backend, entry=SCRIPT.entry, record_field=SCRIPT.record_field, dirs=SCRIPT.dirs,
-    context=SCRIPT.context, applies=_applies, check_step=_check_plan, events=SCRIPT.events, command=SCRIPT.command,
-)
+LONGFORM = dataclasses.replace(SCRIPT, stage=LongformStage, applies=is_longform, check_step=_check_plan)
