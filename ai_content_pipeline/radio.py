@@ -17,7 +17,8 @@ DJ ``dj`` is ``intros/{id}_{dj}_0.wav``: the name the voice stage gives that rec
 chain's, with the documented fields (:mod:`ai_content_pipeline.eventdocs`): ``pipeline_start``,
 ``step_start``, the stages' events (with ``step``), ``step_complete``/``step_error`` and
 ``pipeline_complete`` (the chain's result, whose ``outputs.audio_dir`` is the intros folder,
-plus ``songs``: ``{completed, failed, skipped}``; a script step's ``output`` is its ledger, as
+plus ``songs``: ``{completed, failed, skipped, checks_failed}``, the last counting the songs
+whose intro failed its template's checks, voiced or not; a script step's ``output`` is its ledger, as
 its texts stay in memory). The pipeline owns one LLM backend and one TTS backend and never
 holds both models at once: the LLM is unloaded before the TTS model loads. A batch runs in two
 phases by default (every text, unload the LLM, then every audio file), so each model loads
@@ -50,7 +51,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,10 @@ class GenerationResult:
     :ivar audio_path: the WAV file (``None`` when the song failed).
     :ivar error: one line for people when ``success`` is false.
     :ivar skipped: ``resume`` served the intro from the ledgers; no model made it in this call.
+    :ivar checks_passed: whether the intro text passed its template's checks (``script.checks``;
+        ``require_checks`` fails a song whose intro did not); ``None`` when no text was checked.
+    :ivar checks_failed: the names of the checks it failed (``["grounded", "length"]``).
+    :ivar checks_details: what each failed check found (``{"grounded": ["Berlin"]}``).
     """
 
     song_id: str
@@ -97,6 +102,9 @@ class GenerationResult:
     success: bool
     error: str | None = None
     skipped: bool = False
+    checks_passed: bool | None = None
+    checks_failed: list[str] = field(default_factory=list)
+    checks_details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -108,12 +116,14 @@ class BatchProgress:
         skipped included), so the last update has ``completed == total``.
     :ivar failed: how many of those failed.
     :ivar current_song: the title (or id) of the song just finished.
+    :ivar checks_failed: how many of those had an intro that failed its checks (voiced or not).
     """
 
     total: int
     completed: int
     failed: int
     current_song: str
+    checks_failed: int = 0
 
     @property
     def percent(self) -> float:
@@ -131,6 +141,23 @@ def _safe_name(value: Any) -> bool:
 
 def _count(counts: dict[str, int], result: GenerationResult) -> None:
     counts["skipped" if result.skipped else "completed" if result.success else "failed"] += 1
+    if result.checks_passed is False:
+        counts["checks_failed"] += 1
+
+
+def _with_checks(result: GenerationResult, out: dict[str, Any]) -> GenerationResult:
+    """``result`` with the checks of the record ``out``: ``script.checks``, else those of an
+    ``error`` that rejected the text (``require_checks``)."""
+    script, error = out.get("script"), out.get("error")
+    checks = script.get("checks") if isinstance(script, dict) else None
+    if not isinstance(checks, dict) and isinstance(error, dict):
+        checks = error.get("checks")
+    if isinstance(checks, dict) and isinstance(checks.get("passed"), bool):
+        failed, details = checks.get("failed"), checks.get("details")
+        result.checks_passed = checks["passed"]
+        result.checks_failed = [str(f) for f in failed] if isinstance(failed, list) else []
+        result.checks_details = dict(details) if isinstance(details, dict) else {}
+    return result
 
 
 def _error_text(error: Any) -> str:
@@ -316,12 +343,12 @@ class GenerationPipeline:
         text = script.get("text") if isinstance(script, dict) else None
         sid, who = str(out["id"]), str(out["dj"])
         if "error" in out:
-            return GenerationResult(sid, who, text, None, False, _error_text(out["error"]))
+            return _with_checks(GenerationResult(sid, who, text, None, False, _error_text(out["error"])), out)
         audio = out.get("audio") or {}
         path = Path(audio["path"]) if audio.get("path") else None
         if path is None:
-            return GenerationResult(sid, who, text, None, False, "the voice stage wrote no audio")
-        return GenerationResult(sid, who, text, path, True, skipped=bool(audio.get("skipped")))
+            return _with_checks(GenerationResult(sid, who, text, None, False, "the voice stage wrote no audio"), out)
+        return _with_checks(GenerationResult(sid, who, text, path, True, skipped=bool(audio.get("skipped"))), out)
 
     def _plans(self, groups: list[list[dict[str, Any]]], persona: str, resume: bool,
                ledgers: tuple[Ledger, Ledger]) -> tuple[list[StepPlan], list[list[dict[str, Any]]]]:
@@ -395,7 +422,7 @@ class GenerationPipeline:
         decided = [item for item in prepared if isinstance(item, GenerationResult)]
         made = [0]  # results of pending songs given so far
 
-        counts = {"completed": 0, "failed": 0, "skipped": 0}
+        counts = {"completed": 0, "failed": 0, "skipped": 0, "checks_failed": 0}
         for result in decided:
             _count(counts, result)
 
@@ -413,6 +440,7 @@ class GenerationPipeline:
                 result = item if isinstance(item, GenerationResult) else next(made_now)
                 progress.completed += 1
                 progress.failed += 0 if result.success else 1
+                progress.checks_failed += 1 if result.checks_passed is False else 0
                 title = (song.get("title") or song.get("id")) if isinstance(song, dict) else None
                 progress.current_song = str(title or result.song_id)
                 if progress_callback is not None:

@@ -240,3 +240,20 @@ class FakeBatchLLM(SeededLLM):
                                    completion_tokens=7, done_reason=self.done_reason, seconds=0.01)
                         for i, p in enumerate(r.params)])
         return out
+
+
+#: A template whose checks need no model (the artist and title mentioned, a whole last sentence)
+#: and whose user prompt is ``TITLE|ARTIST``, so a double can answer for the song it is asked about.
+MENTIONS_TEMPLATE = """\
+name: check-intro
+version: 1
+description: an intro checked for its mentions only
+required: [artist, title]
+target_words: 10
+checks:
+  mentions: [artist, title]
+  no_echo: false
+  complete: true
+system: You are a DJ.
+user: "{{ title }}|{{ artist }}"
+"""

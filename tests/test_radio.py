@@ -19,7 +19,7 @@ from ai_content_pipeline.radio import (
     generate_batch_intros,
     generate_song_intro,
 )
-from tests.doubles import FakeLLM, FakeTTS, RecordingEmitter
+from tests.doubles import MENTIONS_TEMPLATE, FakeLLM, FakeTTS, RecordingEmitter
 
 
 def songs(n: int, **extra) -> list[dict]:
@@ -93,10 +93,13 @@ def make(tmp_path: Path, *, llm_kw=None, tts_kw=None, **kw):
 # -- dataclasses and construction ---------------------------------------------------------
 def test_result_and_progress_shapes():
     names = [f.name for f in dataclasses.fields(GenerationResult)]
-    assert names == ["song_id", "dj", "text", "audio_path", "success", "error", "skipped"]
+    assert names == ["song_id", "dj", "text", "audio_path", "success", "error", "skipped",
+                     "checks_passed", "checks_failed", "checks_details"]  # positions kept; new ones have defaults
     r = GenerationResult("a", "julie", "hi", None, True)
     assert r.error is None and r.skipped is False
-    assert [f.name for f in dataclasses.fields(BatchProgress)] == ["total", "completed", "failed", "current_song"]
+    assert r.checks_passed is None and r.checks_failed == [] and r.checks_details == {}
+    assert [f.name for f in dataclasses.fields(BatchProgress)] == ["total", "completed", "failed", "current_song",
+                                                                    "checks_failed"]
     assert BatchProgress(0, 0, 0, "").percent == 0
     assert BatchProgress(4, 1, 0, "x").percent == 25.0
     assert BatchProgress(3, 3, 1, "x").percent == 100.0
@@ -351,7 +354,7 @@ def test_events_go_to_the_pipeline_emitter(tmp_path):
     models = [(n, f["backend"]) for n, f in em.events if n.startswith("model_")]
     assert models == [("model_load", "fake"), ("model_unload", "fake"),
                       ("model_load", "fake-tts"), ("model_unload", "fake-tts")]
-    assert em.events[-1][1]["songs"] == {"completed": 2, "failed": 0, "skipped": 0}
+    assert em.events[-1][1]["songs"] == {"completed": 2, "failed": 0, "skipped": 0, "checks_failed": 2}
     assert em.events[0][1]["total_steps"] == 2
 
 
@@ -407,7 +410,7 @@ def test_a_backend_that_cannot_load_ends_the_batch_once(tmp_path, two_phase):
     assert [(n, f["step"]) for n, f in em.events if n.startswith("step_")] == [("step_start", 1), ("step_error", 1)]
     done = em.events[-1][1]
     assert done["success"] is False and done["error"]["type"] == "BackendUnavailable" and done["error"]["step"] == 1
-    assert done["songs"] == {"completed": 0, "failed": 3, "skipped": 0}
+    assert done["songs"] == {"completed": 0, "failed": 3, "skipped": 0, "checks_failed": 0}
 
 
 def test_song_by_song_a_voice_that_cannot_load_stops_the_texts_too(tmp_path):
@@ -530,3 +533,27 @@ def test_the_batch_keeps_the_ledgers_a_chain_of_its_two_steps_keeps(tmp_path):
     list(generate_batch_intros(p, songs(2)))
     assert sorted(x.name for x in tmp_path.glob("*.ledger.jsonl")) == ["01-script.ledger.jsonl",
                                                                        "02-voice.ledger.jsonl"]
+
+
+def test_each_intro_carries_its_checks_and_one_that_failed_them_is_counted(tmp_path):
+    template = tmp_path / "check-intro.yaml"
+    template.write_text(MENTIONS_TEMPLATE)
+    replies = {"replies": ["Here is Title 0 by Artist 0.", "Here is a song, and it is"]}
+    em = RecordingEmitter()
+    p, _ = make(tmp_path / "out", template=str(template), emitter=em, llm_kw=replies)
+    progress: list[BatchProgress] = []
+    results = list(generate_batch_intros(p, songs(2), progress_callback=progress.append))
+    assert [r.success for r in results] == [True, True]  # voiced: the checks do not fail a song by default
+    assert (results[0].checks_passed, results[0].checks_failed, results[0].checks_details) == (True, [], {})
+    assert results[1].checks_passed is False and results[1].checks_failed == ["mentions", "complete"]
+    assert results[1].checks_details["mentions"] == ["artist", "title"]
+    assert em.events[-1][1]["songs"] == {"completed": 2, "failed": 0, "skipped": 0, "checks_failed": 1}
+    assert [b.checks_failed for b in progress] == [0, 1]
+
+    served = list(generate_batch_intros(p, songs(2), resume=True))  # from the ledgers, checks and all
+    assert [(r.skipped, r.checks_passed) for r in served] == [(True, True), (True, False)]
+
+    strict, _ = make(tmp_path / "strict", template=str(template), require_checks=True, llm_kw=replies)
+    results = list(generate_batch_intros(strict, songs(2)))
+    assert [r.success for r in results] == [True, False] and results[1].audio_path is None
+    assert results[1].checks_passed is False and results[1].checks_failed == ["mentions", "complete"]
