@@ -51,7 +51,8 @@ EVENTS: list[tuple[tuple[str, ...], str, str]] = [
      "long-form: `id`, `chunk`, `section`, `target_words` / `chars`, `words` / `words`, `tokens`, `seconds`",
      "a long-form section starts / streams (at most one a second) / is checkpointed"),
     (("run_complete",), "`stage`, `records`, `tokens`, `words`, `audio_seconds`, `seconds`; aicp-script adds "
-                        "`checks` (`{passed, failed}`)", "the last event of aicp-script and aicp-voice"),
+                        "`checks` (`{passed, failed}`), `redone` and `edited` (takes, when any)",
+     "the last event of aicp-script and aicp-voice"),
     (("message",), "`level`, `message` (`step` when a chain step sent it)",
      "a notice (e.g. which backend `auto` chose)"),
     (("error",), "`message`, `hint`, `exit_code`",

@@ -247,7 +247,7 @@ def summary_text(stats: Any) -> str:
 
     ``18 ok, 2 failed, 0 skipped; checks: 15 passed, 3 failed; 5 truncated; 1234 tokens; 12.3 s``:
     checks appear once any take was checked, ``truncated`` when a take was cut by
-    ``--max-tokens``; tokens and audio seconds are left out when the line would not fit.
+    ``--max-tokens``, ``redone``/``edited`` when takes were (``--redo-failed``, ``--recheck``); tokens and audio seconds are left out when the line would not fit.
 
     :param stats: a :class:`~ai_content_pipeline.stages.common.StageStats`.
     """
@@ -257,6 +257,9 @@ def summary_text(stats: Any) -> str:
     truncated = getattr(stats, "truncated", 0)
     if truncated:
         must.append(f"{truncated} truncated")
+    for what in ("redone", "edited"):  # --redo-failed, --recheck
+        if getattr(stats, what, 0):
+            must.append(f"{getattr(stats, what)} {what}")
     extra = []
     if stats.prompt_tokens or stats.completion_tokens:
         extra.append(f"{stats.prompt_tokens + stats.completion_tokens} tokens")
@@ -278,6 +281,9 @@ def step_summary_text(step: dict[str, Any]) -> str:
     checks = step.get("checks")
     if isinstance(checks, dict):
         text += f"; checks: {checks.get('passed', 0)} passed, {checks.get('failed', 0)} failed"
+    for what in ("redone", "edited"):
+        if step.get(what):
+            text += f"; {step[what]} {what}"
     return text + f"; {float(step.get('duration_seconds') or 0):.1f} s -> {step.get('path')}"
 
 

@@ -4,13 +4,16 @@
 template@version, persona, backend, model, parameters, messages, text, tokens,
 seconds, checks, request key, error; ``aicp-voice --log PATH.db`` adds the audio
 file's path, seconds and backend to the take its record came from (matched by
-``script.key``), or adds a voice-only row. ``aicp logs`` reads them back.
+``script.key``), or adds a voice-only row. ``aicp-script --recheck --log PATH.db`` adds an
+``edit`` row for each take a person edited (the new text, words, checks and key; ``params``
+holds ``edited_from``, the key of the take it replaces). ``aicp logs`` reads them back.
 
 Tables (plain SQLite, JSON in TEXT columns, so ``sqlite-utils`` and ``datasette``
 read them as they are)::
 
     runs(id TEXT PRIMARY KEY, datetime_utc, command, version, pid)
-    takes(id INTEGER PRIMARY KEY, run_id → runs.id, datetime_utc, stage, record_id, take,
+    takes(id INTEGER PRIMARY KEY, run_id → runs.id, datetime_utc, stage (script, edit or voice),
+          record_id, take,
           template, persona, backend, model, params JSON, messages JSON, text, words,
           prompt_tokens, completion_tokens, seconds, checks JSON, passed, key, error JSON,
           audio_path, audio_seconds, audio_backend)
@@ -86,7 +89,7 @@ _SCRIPT_COLUMNS = ("run_id", "datetime_utc", "stage", "record_id", "take", "temp
                    "seconds", "checks", "passed", "key", "error")
 _INSERT = f"INSERT INTO takes ({', '.join(_SCRIPT_COLUMNS)}) VALUES ({', '.join('?' * len(_SCRIPT_COLUMNS))})"
 _UPDATE_AUDIO = ("UPDATE takes SET audio_path = ?, audio_seconds = ?, audio_backend = ? "
-                 "WHERE id = (SELECT max(id) FROM takes WHERE key = ? AND stage = 'script')")
+                 "WHERE id = (SELECT max(id) FROM takes WHERE key = ? AND stage IN ('script', 'edit'))")
 _INSERT_AUDIO = ("INSERT INTO takes (run_id, datetime_utc, stage, record_id, take, persona, text, key, "
                  "audio_path, audio_seconds, audio_backend) VALUES (?, ?, 'voice', ?, ?, ?, ?, ?, ?, ?, ?)")
 _STOP = object()
@@ -177,11 +180,15 @@ class TakeLog:
     def add_script(self, record_id: str | None, take: int | None, script: dict[str, Any] | None, *,
                    messages: list[dict[str, str]] | None = None, params: dict[str, Any] | None = None,
                    error: dict[str, Any] | None = None, template: str | None = None,
-                   persona: str | None = None, backend: str | None = None, model: str | None = None) -> None:
+                   persona: str | None = None, backend: str | None = None, model: str | None = None,
+                   stage: str = "script") -> None:
         """Queue one script take: its ``script`` object (or ``error``), the messages and the
-        parameters it was asked with. Returns at once; the writer thread stores it."""
+        parameters it was asked with. Returns at once; the writer thread stores it.
+
+        :param stage: ``script`` (a take a model made) or ``edit`` (a take a person edited,
+            checked again by ``--recheck``)."""
         self._put((0, _now(), record_id, take, script, messages, params, error,
-                   (template, persona, backend, model)))
+                   (template, persona, backend, model), stage))
 
     def add_audio(self, record: dict[str, Any], audio: dict[str, Any]) -> None:
         """Queue the audio file of a voiced record: it fills ``audio_*`` of the latest take with
@@ -238,13 +245,15 @@ class TakeLog:
             conn.close()
 
     def _script_row(self, item: tuple[Any, ...]) -> tuple[Any, ...]:
-        _, when, rid, take, script, messages, params, error, (template, persona, backend, model) = item
+        _, when, rid, take, script, messages, params, error, (template, persona, backend, model), stage = item
         s = script or {}
         checks = s.get("checks") or (error or {}).get("checks")
-        tokens = s.get("tokens") or {}
-        return (self.run_id, when, "script", rid, take, s.get("template", template), s.get("persona", persona),
+        made = stage != "edit"  # an edit spent no tokens or seconds: its take's stay in that take's row
+        tokens = (s.get("tokens") or {}) if made else {}
+        return (self.run_id, when, stage, rid, take, s.get("template", template), s.get("persona", persona),
                 s.get("backend", backend), s.get("model", model), _json(params), _json(messages), s.get("text"),
-                s.get("words"), tokens.get("prompt"), tokens.get("completion"), s.get("seconds"), _json(checks),
+                s.get("words"), tokens.get("prompt"), tokens.get("completion"), s.get("seconds") if made else None,
+                _json(checks),
                 None if not isinstance(checks, dict) else int(bool(checks.get("passed"))), s.get("key"),
                 _json(error))
 
@@ -381,7 +390,7 @@ def format_take(take: dict[str, Any]) -> str:
     engine = "/".join(_text(x) for x in (take.get("backend"), take.get("model")) if x)
     if engine:
         head.append(engine)
-    facts = []
+    facts = ["edited by hand"] if take.get("stage") == "edit" else []
     if take.get("prompt_tokens") is not None or take.get("completion_tokens") is not None:
         facts.append(f"{_text(take.get('prompt_tokens') or 0)}+{_text(take.get('completion_tokens') or 0)} tokens")
     seconds = take.get("seconds")

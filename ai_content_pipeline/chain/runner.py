@@ -265,8 +265,13 @@ class ChainRunner:
                 for index, step in enumerate(spec.steps)]
 
     def _check(self) -> None:
-        """The chain's paths (:func:`check_chain_paths`) and a writable ``output_dir``."""
+        """The chain's paths (:func:`check_chain_paths`), a writable ``output_dir``, and
+        ``redo_failed`` only with ``resume`` (the driver's resume rule, for params)."""
         spec = self.spec
+        for index, step in enumerate(spec.steps):
+            if step.enabled and step.params.get("redo_failed") and not self.resume:
+                raise UsageError(f"step {index + 1} ({step.type}): redo_failed needs --resume: it makes again "
+                                 "the takes of the step's ledger whose checks failed")
         check_chain_paths(spec, self.stdin, self.log)
         try:
             Path(spec.output_dir).mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,8 @@ Examples:
   aicp-script --template podcast-segment examples/topics.jsonl --stream 2>progress.jsonl
   aicp-script --backend ollama --model llama3.2 --jobs 4 examples/songs.jsonl > scripts.jsonl
   aicp-script --checkpoint run.ledger --resume examples/songs.jsonl > scripts.jsonl
+  aicp-script --checkpoint run.ledger --resume --redo-failed examples/songs.jsonl > scripts.jsonl
+  aicp-script --recheck --checkpoint run.ledger scripts.jsonl > checked.jsonl  # after editing script.text
   aicp-script --best-of 4 --batch 8 --require-checks < examples/songs.jsonl
   aicp-script -t podcast-longform --words 2000 --checkpoint pod.ledger --resume examples/topics.jsonl
   aicp-script -p ./rosa.yaml --log takes.db < examples/songs.jsonl | aicp-voice --log takes.db
@@ -85,6 +87,15 @@ Examples:
 @click.option("--require-checks", is_flag=True,
               help="A take that fails its checks (script.checks) becomes a record error (exit 3) "
                    "instead of being written with passed: false.")
+@click.option("--redo-failed", is_flag=True,
+              help="With --resume: make again the takes of the ledger whose checks failed, with new "
+                   "seeds derived from the take's seed and attempt (reruns are identical); serve the "
+                   "others. A take that fails again can be redone again (script.attempt 2, 3...).")
+@click.option("--recheck", is_flag=True,
+              help="Make no take and call no model: run the template's checks again on each record's "
+                   "script.text (edited by hand), update words and checks, set script.edited and a new "
+                   "script.key, so `aicp-voice --resume` voices the new text. Give it the --template the "
+                   "takes were made with; with their --checkpoint, takes whose text is unchanged pass through.")
 @click.option("--words", type=click_range(WORDS), metavar="N",
               help="Long-form templates: scale the section word targets to N words in all.")
 @click.option("--work-dir", default="aicp-out/longform", show_default=True, metavar="DIR",
@@ -99,7 +110,7 @@ Examples:
 def script_command(files: tuple[str, ...], template: str, persona: str | None, variants: int,
                    backend: str, model: str | None, temperature: float | None,
                    top_p: float | None, seed: int | None, max_tokens: int | None, jobs: int,
-                   best_of: int, batch: int, require_checks: bool,
+                   best_of: int, batch: int, require_checks: bool, redo_failed: bool, recheck: bool,
                    words: int | None, work_dir: str, overwrite: bool, log: str | None, shard: str | None, shard_count: int | None,
                    resume: bool,
                    checkpoint: str | None, retries: int,
@@ -115,23 +126,26 @@ def script_command(files: tuple[str, ...], template: str, persona: str | None, v
     Every take is checked without a model call against its template's checks
     (`aicp templates show NAME`): mentions, no_echo, grounded, length,
     complete. A take cut by --max-tokens is trimmed back to its last whole
-    sentence first.
+    sentence first. --resume --redo-failed makes the failed takes again;
+    --recheck checks takes whose script.text a person edited.
     """
     from ..stages.commands import run_script  # heavy-ish: not needed for --help
-    from ..stages.script import ScriptOptions
+    from ..stages.script import NoModel, ScriptOptions
 
     emitter = make_emitter(stream, quiet, "aicp-script")
     options = ScriptOptions(template=template, persona=persona, variants=variants,
                             temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
                             jobs=jobs, retries=retries, resume=resume, strict=strict,
                             words=words, work_dir=work_dir, best_of=best_of, batch=batch,
-                            require_checks=require_checks, overwrite=overwrite)
+                            require_checks=require_checks, overwrite=overwrite,
+                            redo_failed=redo_failed, recheck=recheck)
     options.validate()  # usage errors (exit 2) before any backend is contacted
     from ..shards import fanout_takes, shard_run
 
     check_sources(files)  # a missing input is said before the backend notice
     shard_spec, checkpoint = resolve_shard(shard, shard_count, checkpoint)
-    llm = create_llm(backend, model=model, notice=emitter.message, **backend_settings("llm", settings))
+    llm = NoModel() if recheck else create_llm(backend, model=model, notice=emitter.message,
+                                               **backend_settings("llm", settings))
     writer = RecordWriter()
     try:
         stats = run_script(files, options, backend=llm, emitter=emitter,

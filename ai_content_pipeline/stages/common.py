@@ -81,6 +81,8 @@ class StageStats:
     :ivar checks_passed/checks_failed: script takes that passed / failed their checks
         (served from the ledger and rejected by ``--require-checks`` included).
     :ivar truncated: script takes the model cut at ``--max-tokens`` (``script.truncated``).
+    :ivar redone: script takes made again because their checks failed (``--redo-failed``).
+    :ivar edited: script takes edited by hand and checked again (``--recheck``).
     """
 
     total: int | None = None
@@ -95,6 +97,8 @@ class StageStats:
     checks_passed: int = 0
     checks_failed: int = 0
     truncated: int = 0
+    redone: int = 0
+    edited: int = 0
     _t0: float = field(default_factory=time.monotonic, repr=False)
 
     @property
@@ -107,8 +111,9 @@ class StageStats:
         self.seconds = round(time.monotonic() - self._t0, 3)
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-able counts (``records``, ``tokens``, ``audio_seconds``, ``seconds``, and
-        ``checks: {passed, failed}`` once any take was checked)."""
+        """JSON-able counts (``records``, ``tokens``, ``audio_seconds``, ``seconds``,
+        ``checks: {passed, failed}`` once any take was checked, ``redone`` and ``edited`` once
+        any take was)."""
         d = asdict(self)
         d.pop("_t0", None)
         d.pop("truncated", None)
@@ -121,6 +126,9 @@ class StageStats:
         }
         if self.checks_passed or self.checks_failed:
             out["checks"] = {"passed": self.checks_passed, "failed": self.checks_failed}
+        for key in ("redone", "edited"):
+            if getattr(self, key):
+                out[key] = getattr(self, key)
         return out
 
     def summary(self) -> str:
@@ -128,6 +136,10 @@ class StageStats:
         text = f"{self.completed} ok, {self.failed} failed, {self.skipped} skipped"
         if self.checks_passed or self.checks_failed:
             text += f"; checks: {self.checks_passed} passed, {self.checks_failed} failed"
+        if self.redone:
+            text += f"; {self.redone} redone"
+        if self.edited:
+            text += f"; {self.edited} edited"
         if self.prompt_tokens or self.completion_tokens:
             text += f"; {self.prompt_tokens + self.completion_tokens} tokens"
         if self.audio_seconds:

@@ -6,7 +6,8 @@ chain whose step ``NN`` writes ``NN-type.jsonl`` (:mod:`~ai_content_pipeline.cha
 the radio API runs a chain of two steps held in memory (:mod:`ai_content_pipeline.radio`).
 :class:`Driver` holds what they share:
 
-- the checks before any step: the front end's path check, ``resume`` needs a ledger, the
+- the checks before any step: the front end's path check, ``resume`` needs a ledger and
+  ``redo_failed`` needs ``resume``, the
   folders locked for the run, the step records of an earlier run refused without
   ``resume``/``overwrite`` (the overwrite rule; each stage refuses its own files before its
   model loads, :meth:`~ai_content_pipeline.stages.common.Stage.refuse_replacing`);
@@ -289,6 +290,9 @@ class Driver:
                 for plan in enabled:  # the resume rule: the ledger says what is kept
                     if getattr(plan.options, "resume", False) and plan.checkpoint is None:
                         raise UsageError("--resume needs --checkpoint PATH (the ledger of finished records)")
+                    if getattr(plan.options, "redo_failed", False) and not getattr(plan.options, "resume", False):
+                        raise UsageError("--redo-failed needs --resume: it makes again the takes of the ledger "
+                                         "whose checks failed, and serves the others from it")
                 if self.check is not None:
                     self.check()
                 for folder, what in self.locks:

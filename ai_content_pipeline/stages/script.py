@@ -64,7 +64,7 @@ from ..limits import (
     Variants,
     Words,
 )
-from ..records import content_hash, record_id, word_count
+from ..records import content_hash, record_id, stage_fields, word_count
 from ..templates import (
     ExtraContext,
     Persona,
@@ -96,6 +96,17 @@ def candidate_seed(seed: int | None, candidate: int) -> int | None:
     return int(content_hash(["candidate", seed, candidate], 8), 16) % 2**31
 
 
+def redo_seed(seed: int | None, attempt: int, key: str) -> int:
+    """Seed of attempt ``attempt`` (1, 2...) of a take made again because its checks failed
+    (``redo_failed``).
+
+    Derived by a hash from the take's seed (its request ``key`` when the seed is the engine's
+    choice, ``None``) and ``attempt``: two reruns make the same attempt with the same seed,
+    and each attempt differs from the take's first seed and from the other attempts.
+    """
+    return int(content_hash(["redo", key if seed is None else seed, attempt], 8), 16) % 2**31
+
+
 @dataclass
 class ScriptOptions:
     """Options of a script stage run.
@@ -115,6 +126,14 @@ class ScriptOptions:
     :ivar best_of: candidates per take (1-16); the best by the template's checks is kept.
     :ivar batch: records whose takes a batching backend (llama.cpp) decodes together (1-64).
     :ivar require_checks: a take that fails its checks becomes a record ``error``.
+    :ivar redo_failed: with ``resume``: a take the ledger holds whose checks failed is made
+        again (attempt ``n`` + 1, seed :func:`redo_seed`) instead of served; the others are
+        served. A take edited by hand (``script.edited``) is served. A command without
+        ``resume`` refuses it (exit 2).
+    :ivar recheck: make no take: run the template's checks again on the ``script.text`` each
+        record carries (edited by hand), update ``words`` and ``checks``, set
+        ``script.edited`` and a new ``script.key``. A record without ``script.text`` fails. The
+        ledger, if any, is only read: a take whose text it holds unchanged is passed through.
     :ivar timeout: Ollama only: seconds to wait for the connection and for each read of a
         reply (``None``: 300); read when the backend is built (``--timeout``, chain ``params``).
     :ivar overwrite: long-form only: replace the work files an earlier run left in
@@ -147,6 +166,8 @@ class ScriptOptions:
     batch: Batch = 1
     require_checks: bool = False
     overwrite: bool = False
+    redo_failed: bool = False
+    recheck: bool = False
 
     def validate(self, template: Template | None = None) -> None:
         """Load the template (unless the caller has it: ``template``) and default persona now;
@@ -173,6 +194,12 @@ class ScriptOptions:
         if self.best_of > 1 and (template.sections or self.sections):
             raise UsageError(f"best_of applies to one-call templates; '{template.name}' is long-form",
                              hint="long-form scripts are checked as a whole; drop --best-of")
+        for name, on in (("redo_failed", self.redo_failed), ("recheck", self.recheck)):
+            if on and (template.sections or self.sections):
+                raise UsageError(f"{name} applies to one-call templates; '{template.name}' is long-form")
+        if self.recheck and (self.redo_failed or self.variants > 1):
+            raise UsageError("recheck makes no takes: it checks the one take each record carries",
+                             hint="drop --redo-failed and --variants with --recheck")
 
     def params_for(self, template: Template, take: int) -> GenerationParams:
         """Generation parameters for ``take``: template defaults, then these overrides."""
@@ -216,6 +243,8 @@ class _Take:
     params: GenerationParams
     key: str
     phrases: set[str] | None = None
+    #: ``redo_failed``: the attempt this take makes (1, 2...); 0 for a take's first making
+    attempt: int = 0
 
     @property
     def prompt(self) -> str:
@@ -316,9 +345,21 @@ class ScriptStage(Stage):
         if served is not None:
             if not isinstance(served.get("checks"), dict):  # a ledger from before checks
                 served["checks"] = self._check(job, served["text"])
-            return self._skip(index, rid, record, take, key, served, served["checks"])
-        self.tracker.start(index, rid, take=take, persona=persona.name)
+            job.attempt = self._redo_attempt(served)
+            if not job.attempt:
+                return self._skip(index, rid, record, take, key, served, served["checks"])
+            job.params = dataclasses.replace(params, seed=redo_seed(params.seed, job.attempt, key))
+        self.tracker.start(index, rid, take=take, persona=persona.name,
+                           **({"attempt": job.attempt} if job.attempt else {}))
         return job
+
+    def _redo_attempt(self, served: dict[str, Any]) -> int:
+        """The attempt to make of a take the ledger holds (``served``): its last attempt + 1 when
+        ``redo_failed`` and its checks failed (never a take edited by hand), else 0 (serve it)."""
+        if not self.options.redo_failed or served["checks"].get("passed", True) or served.get("edited"):
+            return 0
+        last = served.get("attempt")
+        return (last if isinstance(last, int) and not isinstance(last, bool) and last > 0 else 0) + 1
 
     # -- the take skeleton both one-call and long-form scripts share ---------------------
     def _served(self, key: str) -> dict[str, Any] | None:
@@ -485,9 +526,13 @@ class ScriptStage(Stage):
             script["host"] = best["result"].host
         if best["truncated"]:
             script["truncated"] = True
+        extra = {"host": script["host"]} if "host" in script else {}
+        if job.attempt:  # redo_failed: the ledger keeps this attempt under the take's key
+            script["attempt"] = extra["attempt"] = job.attempt
+            with self._stats_lock:
+                self.stats.redone += 1
         script["checks"] = checks
-        return self._accept(job.index, job.rid, job.record, job.take, script,
-                            **({"host": script["host"]} if "host" in script else {}))
+        return self._accept(job.index, job.rid, job.record, job.take, script, **extra)
 
     def _require_checks(self, index: int, rid: str, record: dict[str, Any], take: int,
                         script: dict[str, Any]) -> dict[str, Any]:
@@ -503,9 +548,81 @@ class ScriptStage(Stage):
                            checks=checks, text=script.get("text"))
         return self._fail(index, rid, record, err, take=take)
 
+    def _recheck(self, index: int, record: dict[str, Any]) -> dict[str, Any]:
+        """``recheck``: the output record of a take whose ``script.text`` a person edited. No
+        model call: the template's checks run again on the text, asked as the take was asked
+        (the record without the fields stages add, the persona in ``script.persona``);
+        ``words``, ``checks``, ``edited: true`` and a new ``key`` (from the record id, take,
+        template and text: rechecking the same text again gives the same key) replace the old
+        ones; the take log gets an ``edit`` row. With a ledger (``--checkpoint``), a take whose
+        text is still the one the ledger holds under its ``key`` is not edited: it passes
+        through as it is (``record_skipped``).
+
+        A record without a ``script`` object holding a non-blank ``script.text``, or whose take
+        names another template than the run's, fails (``InputError``).
+        """
+        rid = record_id(record)
+        script = record.get("script")
+        text = script.get("text") if isinstance(script, dict) else None
+        take = script.get("take") if isinstance(script, dict) else None
+        take = take if isinstance(take, int) and not isinstance(take, bool) and take >= 0 else 0
+        if not isinstance(script, dict) or not isinstance(text, str) or not text.strip():
+            what = ("no script object" if not isinstance(script, dict) else "no script.text" if text is None
+                    else "a blank script.text" if isinstance(text, str) else "a script.text that is not text")
+            return self._fail(index, rid, record, InputError(
+                f"nothing to recheck: the record has {what}", stage="script",
+                hint="--recheck checks the script.text of the records aicp-script wrote, edited by hand; "
+                     "run without --recheck to make new takes"), take=take)
+        made_with = script.get("template")
+        if isinstance(made_with, str) and made_with.split("@")[0] != self.template.name:
+            name = made_with.split("@")[0]
+            return self._fail(index, rid, record, InputError(
+                f"its take was made with template '{name}', not '{self.template.name}' whose checks this run "
+                "runs", stage="script", hint=f"recheck it with --template {name}"), take=take)
+        previous = script.get("key") if isinstance(script.get("key"), str) else None
+        made = self.ledger.get(previous) if self.ledger is not None and previous is not None else None
+        if made is not None and made.get("text") == text:  # the ledger's take as it was made: not edited
+            checks = script.get("checks")
+            self._count_checks(checks if isinstance(checks, dict) else {"passed": True})
+            self.tracker.skipped(index, rid, take=take, key=previous)
+            return record
+        given = {k: v for k, v in record.items() if k not in stage_fields()}  # what the take was asked with
+        try:
+            persona = self.personas.for_record(record, ("script.persona", "persona", "dj"))
+            assert persona is not None
+            messages, ctx = self.template.request(given, persona, take=take, **self.options.extra_context)
+        except AicpError as exc:
+            if isinstance(exc, TemplateSandboxError):
+                raise
+            err = InputError(exc.message, hint=exc.hint, stage="script") if not isinstance(exc, RecordError) else exc
+            return self._fail(index, rid, record, err, take=take)
+        self.tracker.start(index, rid, take=take, persona=persona.name, edited=True)
+        job = _Take(index, rid, given, take, persona, messages, ctx, self.options.params_for(self.template, take), "")
+        checks = self._check(job, text)
+        edited = {k: v for k, v in script.items() if k not in ("skipped", "truncated", "checks")}
+        edited.update(text=text, words=word_count(text), edited=True,
+                      key=request_key(stage="script-edit", record=rid, take=take, template=self.template.ref, text=text),
+                      checks=checks)
+        with self._stats_lock:
+            self.stats.edited += 1
+        self._count_checks(checks)
+        out = self._require_checks(index, rid, record, take, edited)
+        if "error" not in out:
+            with self._stats_lock:
+                self.stats.words += edited["words"]
+            self.tracker.complete(index, rid, take=take, words=edited["words"], edited=True,
+                                  checks={"passed": checks["passed"], "failed": checks["failed"]})
+        if self.takelog is not None:
+            self.takelog.add_script(rid, take, edited, messages=messages, params={"edited_from": previous},
+                                    error=out.get("error"), template=self.template.ref, persona=persona.name,
+                                    stage="edit")
+        return out
+
     def _take(self, index: int, record: dict[str, Any], take: int) -> dict[str, Any]:
         """The output record of one take: the generation hook
         (:class:`~ai_content_pipeline.stages.longform.LongformStage` overrides it)."""
+        if self.options.recheck:
+            return self._recheck(index, record)
         job = self._prepare(index, record, take)
         if not isinstance(job, _Take):
             return job
@@ -547,6 +664,25 @@ class ScriptStage(Stage):
             yield from ordered_map(self._process, self._items(lines), jobs, on_abort=self._abort)
 
 
+class NoModel(LLMBackend):
+    """The backend of a ``recheck`` run, which makes no take: no model is built or loaded.
+
+    :raises UsageError: from :meth:`load` and :meth:`chat` (a recheck calls neither).
+    """
+
+    name = "none"
+
+    def load(self) -> None:
+        raise UsageError("a recheck run uses no model")
+
+    def unload(self) -> None:
+        """Nothing to free."""
+
+    def chat(self, messages: list[dict[str, str]], params: GenerationParams, *,
+             json_schema: dict[str, Any] | None = None) -> Iterator[Any]:
+        raise UsageError("a recheck run uses no model")
+
+
 class ScriptStepConfig(BackendStepConfig):
     """A ``script`` step of a chain file: an LLM writes a script per record (see ``aicp script``).
 
@@ -571,6 +707,7 @@ SCRIPT = StageKind(
     name="script", stage=ScriptStage, options=ScriptOptions, step_model=ScriptStepConfig, backend="llm",
     context=_context,
     entry=ScriptEntry, record_field="script", dirs={"work_dir": ("longform", True)},
-    events="`words`, `seconds`, `tokens`, `checks` (`{passed, failed}`), `host` (Ollama: the server that wrote it)",
+    events="`words`, `seconds`, `tokens`, `checks` (`{passed, failed}`), `host` (Ollama: the server that wrote it), "
+           "`attempt` (`--redo-failed`), `edited` (`--recheck`)",
     command="ai_content_pipeline.cli.script:script_command",
 )
