@@ -8,7 +8,7 @@ import pytest
 
 from ai_content_pipeline.cli import script as script_cli
 from ai_content_pipeline.cli import voice as voice_cli
-from ai_content_pipeline.takelog import read_takes
+from ai_content_pipeline.takelog import format_take, read_takes
 from tests.cli_helpers import invoke
 from tests.doubles import MENTIONS_TEMPLATE as TEMPLATE
 from tests.doubles import FakeLLM, SpeechTTS
@@ -95,6 +95,7 @@ def test_recheck_then_voice_resume_revoices_only_the_edited_take(monkeypatch, tm
     assert edit[0]["params"] == {"edited_from": takes[1]["script"]["key"]} and edit[0]["passed"] is True
     assert edit[0]["audio_path"] == voiced[1]["audio"]["path"]  # the new audio belongs to the edit
     assert edit[0]["prompt_tokens"] is None  # an edit spends no tokens
+    assert "(edited by hand, checks passed)" in format_take(edit[0])
 
 
 def test_recheck_finds_what_the_edit_broke_and_gives_the_same_key_again(monkeypatch, tmp_path, template, no_model):

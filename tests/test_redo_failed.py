@@ -115,6 +115,9 @@ def test_redo_failed_needs_resume(monkeypatch, tmp_path, template):
                                                   "--redo-failed"])
     assert res.exit_code == 2 and out == []
     assert "--redo-failed needs --resume" in res.stderr and "Traceback" not in res.stderr
+    res, out = run(monkeypatch, SeedLLM(set()), ["-t", "podcast-longform", "--checkpoint", str(tmp_path / "l"),
+                                                  "--resume", "--redo-failed"])
+    assert res.exit_code == 2 and "redo_failed applies to one-call templates" in res.stderr
 
 
 def test_a_chain_step_redoes_failed_takes_with_resume_and_needs_it(tmp_path):
