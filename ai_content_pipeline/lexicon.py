@@ -274,7 +274,7 @@ def entries_of(table: Mapping[str, Any], source: str, lines: Mapping[str, int] |
     lines = lines or {}
 
     def where(word: Any) -> str:
-        line = lines.get(word) if isinstance(word, str) else None
+        line = lines.get(str(word))
         return f"{source}:{line}" if line else source
 
     if not isinstance(table, Mapping):
@@ -353,7 +353,7 @@ class RunLexicon:
     construction: a bad file stops the run before any model loads), each persona's entries
     laid between them, and the warning about entries an engine cannot say, once per entry.
 
-    :param files: ``--lexicon`` files, in order (later wins).
+    :param files: ``--lexicon`` files, in order (later wins), or one file.
     :param folder: the user folder's ``lexicon/`` (``None``: none).
     :param warn: ``warn(message)`` for the one-time warnings (``None``: none).
     :raises UsageError: a file is missing. :raises ConfigError: a file is invalid.
@@ -370,7 +370,7 @@ class RunLexicon:
         for path in user_lexicon_files(self.folder) if self.folder is not None else []:
             self.user = self.user.then(load_lexicon_file(path))
         self.given = Lexicon()
-        for path in self.files:
+        for path in [self.files] if isinstance(self.files, (str, Path)) else self.files:
             self.given = self.given.then(load_lexicon_file(path))
 
     def for_persona(self, persona: Any | None) -> Lexicon:

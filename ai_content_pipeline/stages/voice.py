@@ -8,7 +8,7 @@ backend's voice and seed,
 compute the request key, serve it from the checkpoint ledger on ``--resume``
 (only when the file still exists with the recorded size) or synthesize it:
 split into sentence chunks of at most ``backend.max_chunk_chars`` characters,
-synthesize each, join with a short pause, resample, normalize loudness, check
+synthesize each (the pronunciation lexicon applied: :mod:`ai_content_pipeline.lexicon`), join with a short pause, resample, normalize loudness, check
 and write the file atomically (:mod:`ai_content_pipeline.audio`). The record
 gets::
 
@@ -80,8 +80,8 @@ class VoiceOptions:
         it such a script is voiced with a warning naming the failed checks.
     :ivar overwrite: replace audio files an earlier run wrote in ``out_dir``; without it (and
         without ``resume``) such a file stops the run (exit 2) before it is replaced.
-    :ivar lexicon: pronunciation lexicon files (YAML), over the user folder's and the persona's
-        entries, later files winning (:mod:`ai_content_pipeline.lexicon`).
+    :ivar lexicon: pronunciation lexicon files (YAML; one file or several), over the user
+        folder's and the persona's entries, later files winning (:mod:`ai_content_pipeline.lexicon`).
 
     Numeric fields and ``format`` carry the ranges and choices of
     :mod:`ai_content_pipeline.limits` (the same as the flags').
@@ -100,7 +100,7 @@ class VoiceOptions:
     strict: bool = False
     require_checks: bool = False
     overwrite: bool = False
-    lexicon: tuple[str, ...] = ()
+    lexicon: tuple[str, ...] | str = ()
 
 
 def failed_checks(record: dict[str, Any], text_field: str | None = None) -> list[str] | None:
@@ -452,9 +452,21 @@ class VoiceStepConfig(BackendStepConfig):
     persona: str | None = None
 
 
+def _check_lexicon(step: VoiceStepConfig) -> None:
+    """A chain voice step's lexicon files (``params.lexicon``), read when the chain file is read.
+
+    :raises AicpError: a missing or invalid file; its ``loc`` is ``("params", "lexicon")``.
+    """
+    try:
+        RunLexicon(step.params.get("lexicon") or ())
+    except AicpError as exc:
+        exc.loc = ("params", "lexicon")  # type: ignore[attr-defined]
+        raise
+
+
 #: The ``voice`` stage kind: audio files in ``output_dir/audio`` (``out_dir``).
 VOICE = StageKind(
     name="voice", stage=VoiceStage, options=VoiceOptions, step_model=VoiceStepConfig, backend="tts",
-    entry=AudioEntry, record_field="audio", dirs={"out_dir": ("audio", False)},
+    entry=AudioEntry, record_field="audio", dirs={"out_dir": ("audio", False)}, check_step=_check_lexicon,
     events="`audio_seconds`, `rtf`, `chunks`, `path`", command="ai_content_pipeline.cli.voice:voice_command",
 )
