@@ -38,7 +38,7 @@ Examples:
   aicp-voice --format mp3 --bitrate 128 --sample-rate 44100 scripts.jsonl
   aicp-voice --backend chatterbox --voice refs/host.wav --checkpoint-dir /models/chatterbox scripts.jsonl
   aicp-voice --text-field topic --persona max examples/topics.jsonl
-  aicp-voice --lexicon names.yaml scripts.jsonl         # say names right (see aicp voices --help)
+  aicp-voice --lexicon examples/lexicon.yaml scripts.jsonl   # say names right (aicp voices --help)
   aicp-voice --checkpoint voice.ledger --resume scripts.jsonl > voiced.jsonl
   aicp-script -p ./rosa.yaml < examples/songs.jsonl | aicp-voice    # the persona travels in script.persona_voice
   aicp-voice --log takes.db scripts.jsonl                  # adds audio paths to the logged takes

@@ -26,7 +26,7 @@ EPILOG = """\b
 Examples:
   aicp voices list | jq -r '[.backend, .name, .voice] | @tsv'
   aicp voices say "Tonight: Você É Linda." -o try.wav
-  aicp voices say "Tonight: Você É Linda." -o try.wav --lexicon names.yaml --overwrite
+  aicp voices say "Tonight: Você É Linda." -o try.wav --lexicon examples/lexicon.yaml --overwrite
   aicp voices say "Good evening." -o julie.wav --persona julie --voice-backend piper
 
 \b
