@@ -36,7 +36,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from .errors import ConfigError, UsageError
 
@@ -89,6 +97,11 @@ class LexiconEntry(BaseModel):
         if self.phonemes is not None and _BRACKETS.search(self.phonemes):
             raise ValueError("phonemes may not hold [ or ]")
         return self
+
+    @model_serializer(mode="wrap")
+    def _given(self, handler: Any) -> dict[str, Any]:
+        """Only the fields given (``aicp personas show`` prints no ``say: null``)."""
+        return {k: v for k, v in handler(self).items() if v is not None}
 
 
 #: A lexicon's entries as a file or a persona's ``lexicon:`` block gives them.
@@ -370,8 +383,8 @@ class RunLexicon:
         for path in user_lexicon_files(self.folder) if self.folder is not None else []:
             self.user = self.user.then(load_lexicon_file(path))
         self.given = Lexicon()
-        for path in [self.files] if isinstance(self.files, (str, Path)) else self.files:
-            self.given = self.given.then(load_lexicon_file(path))
+        for given in [self.files] if isinstance(self.files, (str, Path)) else self.files:
+            self.given = self.given.then(load_lexicon_file(given))
 
     def for_persona(self, persona: Any | None) -> Lexicon:
         """The lexicon a record voiced by ``persona`` uses: user folder, persona, then files."""

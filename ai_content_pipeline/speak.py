@@ -11,11 +11,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .errors import UsageError
 from .events import Emitter
 from .limits import AUDIO_FORMATS, AudioFormat
+
+if TYPE_CHECKING:
+    from .backends.base import TTSBackend
 
 
 def installed_voices(folders: Iterable[str | os.PathLike[str]] = ()) -> Iterator[dict[str, Any]]:
@@ -36,7 +39,7 @@ def installed_voices(folders: Iterable[str | os.PathLike[str]] = ()) -> Iterator
             yield {"backend": info.name, **voice}
 
 
-def say_line(text: str, output: str | os.PathLike[str], *, backend: Any | Callable[[], Any], persona: str | None = None,
+def say_line(text: str, output: str | os.PathLike[str], *, backend: TTSBackend | Callable[[], TTSBackend], persona: str | None = None,
              lexicon: Iterable[str] = (), seed: int | None = None, overwrite: bool = False,
              emitter: Emitter | None = None) -> dict[str, Any]:
     """Speak ``text`` with ``backend`` (a :class:`~ai_content_pipeline.backends.base.TTSBackend`,
@@ -69,18 +72,20 @@ def say_line(text: str, output: str | os.PathLike[str], *, backend: Any | Callab
                                hint="give --overwrite to replace it, or another -o FILE")
     options = VoiceOptions(out_dir=str(path.parent), format=cast(AudioFormat, fmt), persona=persona,
                            seed=seed, lexicon=tuple(str(f) for f in lexicon), overwrite=overwrite)
-    if not hasattr(backend, "synthesize"):  # a factory: the persona and lexicon files first
+    if callable(backend) and not hasattr(backend, "synthesize"):  # a factory: the files first
         from .lexicon import RunLexicon
         from .templates import Personas, user_dir
 
         Personas(persona, required=False)
         RunLexicon(options.lexicon, user_dir() / "lexicon")
-        backend = backend()
-    stage = VoiceStage(backend, options, emitter)
+        tts = backend()
+    else:
+        tts = cast("TTSBackend", backend)
+    stage = VoiceStage(tts, options, emitter)
     chosen = stage.personas.default
-    voice = backend.default_voice(chosen, seed if seed is not None else (chosen.seed if chosen else None))
+    voice = tts.default_voice(chosen, seed if seed is not None else (chosen.seed if chosen else None))
     words = stage.lexicon.for_persona(chosen)
-    takes = bool(getattr(backend, "takes_phonemes", False))
+    takes = bool(getattr(tts, "takes_phonemes", False))
     with stage.session:
         stage.session.ensure()
         audio = stage.synthesize(text, voice, path, stage.request_key(text, voice, path.name, words), words)

@@ -10,7 +10,13 @@ import pytest
 
 from ai_content_pipeline.errors import ConfigError, UsageError
 from ai_content_pipeline.lexicon import Lexicon, RunLexicon, entries_of, load_lexicon_file
-from ai_content_pipeline.templates import Personas, load_persona, persona_from_voice, persona_voice
+from ai_content_pipeline.templates import (
+    Personas,
+    as_data,
+    load_persona,
+    persona_from_voice,
+    persona_voice,
+)
 
 VOCE = {"say": "voh-SAY eh LEEN-dah", "phonemes": "vo.ˈse ɛ ˈlĩ.dɐ"}
 
@@ -142,8 +148,10 @@ def test_a_persona_lexicon_is_validated_with_the_persona(tmp_path: Path) -> None
 def test_a_persona_lexicon_travels_with_the_script_record(tmp_path: Path) -> None:
     path = write(tmp_path / "rosa.yaml", "name: rosa\ndisplay_name: Rosa\nstyle: warm\n"
                                          "lexicon:\n  Você: {phonemes: vo.ˈse}\n  Björk: byerk\n")
-    carried = persona_voice(load_persona(str(path)))
+    rosa = load_persona(str(path))
+    carried = persona_voice(rosa)
     assert carried["lexicon"] == {"Você": {"phonemes": "vo.ˈse"}, "Björk": {"say": "byerk"}}
+    assert as_data(rosa)["lexicon"] == carried["lexicon"]  # what aicp personas show prints
     rebuilt = persona_from_voice("rosa", carried, "script.persona_voice")
     assert said_with(RunLexicon().for_persona(rebuilt), "Björk") == "byerk"
     assert "lexicon" not in persona_voice(load_persona("julie"))  # no entries: the record is as before

@@ -50,8 +50,8 @@ from ..errors import AicpError, ChecksFailed, InputError, RecordError, Synthesis
 from ..events import Emitter
 from ..files import FolderLock, NameClaims, Protected
 from ..jsonl import InputLine
-from ..lexicon import Lexicon, RunLexicon
 from ..ledger import Ledger, request_key
+from ..lexicon import Lexicon, RunLexicon
 from ..limits import AudioFormat, Bitrate, Loudness, Retries, SampleRate, Seed
 from ..records import get_path, record_id, slugify, word_count
 from ..templates import Persona, record_voice_file, user_dir
