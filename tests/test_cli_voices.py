@@ -145,3 +145,17 @@ def test_aicp_voice_with_a_bad_lexicon_stops_before_the_model_loads(monkeypatch:
     assert result.exit_code == 2 and result.stdout == ""
     assert f"lexicon file {bad}:1: entry 'Linda': phonemes may not hold [ or ]" in result.stderr
     assert tts.loads == 0
+
+
+def test_aicp_voice_never_writes_its_checkpoint_over_a_lexicon_file(monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    tts = SpeechTTS()
+    monkeypatch.setattr(voice_cli, "create_tts", lambda *a, **k: tts)
+    first = write(tmp_path / "a.yaml", "Linda: LIN-dah\n")
+    second = write(tmp_path / "b.yaml", "Linda: LEEN-dah\n")
+    result = invoke(voice_cli.voice_command, "aicp-voice",
+                    ["--out-dir", str(tmp_path / "audio"), "--lexicon", first, "--lexicon", second,
+                     "--checkpoint", second], SCRIPTS)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert f"--checkpoint {second} is the same file as --lexicon (2) {second}" in result.stderr
+    assert Path(second).read_text(encoding="utf-8") == "Linda: LEEN-dah\n" and tts.loads == 0
