@@ -376,7 +376,7 @@ class RunLexicon:
     folder: str | Path | None = None
     warn: Callable[[str], None] | None = None
     _warned: set[str] = field(default_factory=set)
-    _by_persona: dict[int, tuple[Any, Lexicon]] = field(default_factory=dict)
+    _by_block: dict[tuple[Any, ...], Lexicon] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.user = Lexicon()
@@ -387,13 +387,15 @@ class RunLexicon:
             self.given = self.given.then(load_lexicon_file(given))
 
     def for_persona(self, persona: Any | None) -> Lexicon:
-        """The lexicon a record voiced by ``persona`` uses: user folder, persona, then files."""
-        if persona is None:
-            return self.user.then(self.given)
-        cached = self._by_persona.get(id(persona))
-        if cached is None or cached[0] is not persona:
-            cached = self._by_persona[id(persona)] = (persona, self.user.then(persona_lexicon(persona)).then(self.given))
-        return cached[1]
+        """The lexicon a record voiced by ``persona`` uses: user folder, persona, then files (one
+        :class:`Lexicon` per distinct persona block: records rebuilt from ``script.persona_voice``
+        share it)."""
+        table = getattr(persona, "lexicon", None) or {}
+        key = (getattr(persona, "name", None), *((w, e.say, e.phonemes) for w, e in table.items())) if table else ()
+        found = self._by_block.get(key)
+        if found is None:
+            found = self._by_block[key] = self.user.then(persona_lexicon(persona)).then(self.given)
+        return found
 
     def speak(self, backend: TTSBackend, text: str, voice: Voice, lexicon: Lexicon | None) -> np.ndarray:
         """``backend`` speaks ``text`` with ``lexicon`` applied (see :func:`speak`); entries it
