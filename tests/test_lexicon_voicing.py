@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 
 from ai_content_pipeline.backends.base import Voice
+from ai_content_pipeline.backends.chatterbox import ChatterboxBackend
 from ai_content_pipeline.backends.piper import PiperBackend
 from ai_content_pipeline.chain.spec import load_chain
 from ai_content_pipeline.errors import AicpError, ConfigError, SynthesisError
 from ai_content_pipeline.ledger import Ledger
 from ai_content_pipeline.lexicon import Lexicon, entries_of, speak
 from ai_content_pipeline.stages.voice import VoiceOptions, VoiceStage
+from tests.chatterbox_doubles import FakeChatterboxTTS, install
 from tests.doubles import RecordingEmitter, SpeechTTS, lines_of
 
 TEXT = "Tonight I play Você É Linda for you."
@@ -67,6 +69,19 @@ def test_other_engines_get_the_respelling_and_a_phonemes_only_entry_is_warned_ab
                                                "Björk now. And Björk later.", "Björk again."]
     warnings = [f["message"] for name, f in emitter.events if name == "message" and f.get("level") == "warning"]
     assert len(warnings) == 1 and "'Björk'" in warnings[0] and "said as written" in warnings[0]
+
+
+def test_chatterbox_says_the_respelling_and_warns_about_a_phonemes_only_entry(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    install(monkeypatch, cuda=True)
+    names = write(tmp_path / "names.yaml", f'Você É Linda: {{say: voh-SAY eh LEEN-dah, phonemes: "{PHONEMES}"}}\n'
+                                           "Björk: {phonemes: bjˈɜːk}\n")
+    emitter = RecordingEmitter()
+    out = voice(ChatterboxBackend(), tmp_path, [TEXT + " And Björk."], emitter, lexicon=(names,))
+    assert "audio" in out[0], out[0]
+    assert [c["text"] for c in FakeChatterboxTTS.instances[0].calls] == [
+        "Tonight I play voh-SAY eh LEEN-dah for you. And Björk."]
+    assert any("'Björk'" in f["message"] for name, f in emitter.events if name == "message")
 
 
 def test_the_persona_lexicon_is_used_for_records_it_voices(tmp_path: Path) -> None:
