@@ -14,9 +14,9 @@ order: ``$AICP_HOME/lexicon``, else ``$XDG_CONFIG_HOME/aicp/lexicon``, else ``~/
 given (the command line wins, as ``--voice`` wins over a persona's voice).
 
 Matching (:meth:`Lexicon.matches`): whole words and phrases only (no word character right
-before or after), case-insensitive, on NFKC-normalised text (so ``Voce\\u0301``, full-width
+before or after), case-insensitive, on NFKC-normalised text (so ``Voce\\u0302``, full-width
 letters, ligatures and a no-break space match the plain spelling; NFKC rather than NFC because
-text pasted from the web carries such compatibility forms), any run of white space in a phrase
+text pasted from the web carries such compatibility forms; typographic apostrophes match ``'``), any run of white space in a phrase
 matching any other, the leftmost match first and, of those starting at one place, the longest.
 The text that is not matched is passed to the engine exactly as it was.
 
@@ -144,9 +144,14 @@ class Part:
     say: str | None = None
 
 
+#: Typographic apostrophes matched as ``'`` (``Guns N’ Roses`` is ``Guns N' Roses``).
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
+
+
 def fold(text: str) -> tuple[str, list[int], list[int]]:
-    """``text`` NFKC-normalised and case-folded, with each folded character's ``(start, end)``
-    in ``text`` (two lists). A base character and its combining marks fold together."""
+    """``text`` NFKC-normalised and case-folded, typographic apostrophes as ``'``, with each folded
+    character's ``(start, end)`` in ``text`` (two lists). A base character and its combining
+    marks fold together."""
     out: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
@@ -156,6 +161,7 @@ def fold(text: str) -> tuple[str, list[int], list[int]]:
         while j < len(text) and unicodedata.combining(text[j]):
             j += 1
         piece = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text[i:j]).casefold())
+        piece = piece.translate(_APOSTROPHES)
         for ch in piece:
             out.append(ch)
             starts.append(i)

@@ -42,6 +42,7 @@ def said(table: dict, text: str, phonemes: bool = False) -> str:
     ("Björk_2", "Björk_2"),
     ("(Björk), Björk. Björk's", "(byerk), byerk. byerk's"),  # punctuation is a word boundary
     ("Bjork", "Bjork"),                                 # a different spelling is a different word
+    ("ﬁ Björk\u00a0", "ﬁ byerk\u00a0"),                   # a ligature and a no-break space around it
 ])
 def test_a_word_matches_whole_case_insensitive_and_unicode_normalised(text: str, expected: str) -> None:
     assert said({"Björk": "byerk"}, text) == expected
@@ -53,6 +54,11 @@ def test_the_longest_entry_wins_at_one_place_and_phrases_span_any_white_space() 
     assert said(table, "Você  é\nLINDA tonight") == "voh-SAY eh LEEN-dah tonight"
     assert said(table, "Você e Linda") == "voh-SAY e LIN-dah"  # é and e differ: two entries match
     assert said(table, "Linda, Você") == "LIN-dah, voh-SAY"
+
+
+def test_apostrophes_and_no_break_spaces_in_a_phrase_match_the_plain_ones() -> None:
+    table = {"Guns N' Roses": "gunz en rozez", "Sinéad O'Connor": "shin-AYD oh-CON-er"}
+    assert said(table, "Guns N’ Roses and Sinéad\u00a0O’Connor.") == "gunz en rozez and shin-AYD oh-CON-er."
 
 
 def test_the_leftmost_match_wins_when_two_entries_overlap() -> None:

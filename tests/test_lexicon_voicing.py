@@ -178,3 +178,16 @@ def test_piper_says_a_respelling_entry(piper: PiperBackend) -> None:
 def test_piper_refuses_phonemes_its_voice_does_not_know(piper: PiperBackend) -> None:
     with pytest.raises(SynthesisError, match=r"lexicon phonemes for 'Você' hold '☃'.*does not know"):
         spoken(piper, {"Você": {"phonemes": "vo☃se"}})
+
+
+def test_the_voice_stage_on_piper_voices_a_record_with_the_entry_s_phonemes(piper: PiperBackend,
+                                                                            tmp_path: Path) -> None:
+    still = write(tmp_path / "still.yaml", "name: still\ndisplay_name: Still\nstyle: calm\n"
+                                           "voice: {piper: {noise_scale: 0.0, noise_w_scale: 0.0}}\n")
+    names = write(tmp_path / "names.yaml", f'Você É Linda: {{phonemes: "{PHONEMES}"}}\n')
+    plain = voice(piper, tmp_path / "plain", [TEXT], persona=still)[0]["audio"]
+    fixed = voice(piper, tmp_path / "fixed", [TEXT], persona=still, lexicon=(names,))[0]["audio"]
+    assert plain["key"] != fixed["key"]
+    assert plain["seconds"] - fixed["seconds"] > 0.2  # "vóker E-acute linda" is gone
+    assert np.array_equal(spoken(piper, {"Você É Linda": {"phonemes": PHONEMES}}),
+                          spoken(piper, {"Você É Linda": {"phonemes": PHONEMES}}))
