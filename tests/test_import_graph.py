@@ -193,7 +193,8 @@ HELP_RUNS = [
     ("ai_content_pipeline.cli.voice", ("aicp-voice", "--help")),
     *[("ai_content_pipeline.cli.main", ("aicp", *cmd.split(), "--help"))
       for cmd in ("script", "voice", "run-chain", "merge", "templates", "templates list", "templates show",
-                  "templates new", "personas", "personas show", "doctor", "logs", "serve", "worker")],
+                  "templates new", "personas", "personas show", "doctor", "logs", "serve", "worker",
+                  "voices", "voices say", "voices list")],
 ]
 
 

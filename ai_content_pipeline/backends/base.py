@@ -259,12 +259,15 @@ class TTSBackend(Backend):
     """Protocol of a speech synthesis backend.
 
     Capability attributes: ``sample_rate`` (Hz of the samples ``synthesize``
-    returns) and ``max_chunk_chars`` (longest text one call handles well; the
-    voice stage splits longer text into sentence chunks).
+    returns), ``max_chunk_chars`` (longest text one call handles well; the
+    voice stage splits longer text into sentence chunks) and ``takes_phonemes``
+    (:meth:`synthesize_parts` speaks IPA phonemes for parts of a text: a pronunciation
+    lexicon's entries, :mod:`ai_content_pipeline.lexicon`; else they get the respelling).
     """
 
     name: ClassVar[str] = "tts"
     max_chunk_chars: ClassVar[int] = 1000
+    takes_phonemes: ClassVar[bool] = False
 
     sample_rate: int = 22050
     #: True when the command line gave the voice (``--voice``): it wins over a persona's
@@ -274,6 +277,13 @@ class TTSBackend(Backend):
     @abstractmethod
     def synthesize(self, text: str, voice: Voice) -> np.ndarray:
         """Speak ``text``: float32 samples, shape ``[n_samples]``, mono, at ``sample_rate`` Hz."""
+
+    def synthesize_parts(self, parts: list[Any], voice: Voice) -> np.ndarray:
+        """Speak a text given in parts (:class:`~ai_content_pipeline.lexicon.Part`: ``text``, and
+        ``phonemes``, IPA as espeak-ng writes it, to say instead, or ``None``), like
+        :meth:`synthesize`. Backends with ``takes_phonemes`` implement it; this default says
+        each part's respelling (``say``), else its text."""
+        return self.synthesize("".join(p.text if p.phonemes is None else p.say or p.text for p in parts), voice)
 
     def default_voice(self, persona: Any | None = None, seed: int | None = None) -> Voice:
         """The :class:`Voice` this backend uses for ``persona`` (or its default)."""

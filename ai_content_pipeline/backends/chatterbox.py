@@ -352,9 +352,23 @@ def _preflight(checkpoint_dir: str | None = None, **_: Any) -> None:
         check_checkpoint_dir(checkpoint_dir)
 
 
+def list_voices(folders: Any = ()) -> list[dict[str, Any]]:
+    """What Chatterbox offers when installed (``[]`` when not; nothing imported): the model's
+    built-in voice and a clone of any reference clip (``audio_prompt``)."""
+    if not chatterbox_available():
+        return []
+    return [
+        {"name": "default", "voice": None, "source": "builtin",
+         "description": "the checkpoint's built-in voice (conds.pt)"},
+        {"name": "clone", "voice": None, "source": "audio_prompt",
+         "description": "clone from audio_prompt: --voice REF.wav, or a persona's voice.chatterbox.audio_prompt "
+                        "(a few seconds of clean speech)"},
+    ]
+
+
 BACKEND = BackendInfo(
     name="chatterbox", kind="tts", adapter=ChatterboxBackend, settings=SETTINGS,
     persona_voice=ChatterboxVoiceSettings, voice_file="audio_prompt", doctor=_doctor, auto=_auto,
-    preflight=_preflight,
+    preflight=_preflight, list_voices=list_voices,
     priority=20, summary="chatterbox-tts on torch: the GPU voice, 24,000 Hz, voice cloning (optional extra)",
 )

@@ -56,6 +56,10 @@ class BackendInfo:
     :ivar bundled: ``bundled() -> {name: path}``: the model (LLM) or voice (TTS) files the
         backend ships, by the name clients use (``aicp serve``'s default lists; ``{}`` when
         not installed); unset: none.
+    :ivar list_voices: TTS: ``list_voices(folders=()) -> [{"name", "voice", "source",
+        "description", ...}]``: the voices the backend offers now (``voice``: what ``--voice``
+        takes, or ``None``; ``folders``: more folders to look for voice files in), ``[]`` when
+        its engine is not installed; read by ``aicp voices list``. Unset: none listed.
     :ivar priority: ``auto``'s order (highest first); third-party backends default to 0,
         below every built-in, so ``auto`` picks them only when they claim the input.
     :ivar summary: one line for people.
@@ -74,6 +78,7 @@ class BackendInfo:
     preflight: Any = None
     default_model: str | None = None
     bundled: Any = None
+    list_voices: Any = None
     priority: int = 0
     summary: str = ""
 

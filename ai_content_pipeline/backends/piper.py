@@ -93,6 +93,19 @@ def voice_paths(voice: str | None) -> tuple[Path, Path]:
     return model, config
 
 
+#: IPA marks espeak-ng never writes that Piper would read as something else: the syllable dot
+#: (a full stop to Piper) and the tie bars above and below.
+_NOT_ESPEAK = str.maketrans("", "", ".\u0361\u035c")
+
+
+def espeak_phonemes(ipa: str) -> str:
+    """``ipa`` as espeak-ng writes phonemes, as Piper reads them: NFD (``ĩ`` → ``i`` + U+0303),
+    without IPA syllable dots and tie bars, white space runs as one space."""
+    import unicodedata
+
+    return " ".join(unicodedata.normalize("NFD", ipa).translate(_NOT_ESPEAK).split())
+
+
 class PiperBackend(TTSBackend):
     """Piper in this process, one call at a time.
 
@@ -104,6 +117,7 @@ class PiperBackend(TTSBackend):
 
     name = "piper"
     max_chunk_chars = 1000
+    takes_phonemes = True
 
     def __init__(self, voice: str | None = None, *, use_cuda: bool = False, **_: Any) -> None:
         self.explicit_voice = voice is not None
@@ -160,11 +174,11 @@ class PiperBackend(TTSBackend):
             seed = persona.seed
         return Voice(name=name, settings=settings, seed=seed)
 
-    def synthesize(self, text: str, voice: Voice) -> np.ndarray:
-        """Speak ``text``: float32 ``[n_samples]`` at ``sample_rate`` Hz (Piper's own
-        sentence pieces concatenated; no per-sentence peak normalization)."""
-        import numpy as np
+    def _engine(self, voice: Voice) -> tuple[Any, Any]:
+        """The loaded Piper voice and synthesis config that speak with ``voice``.
 
+        :raises SynthesisError: a persona voice of another sample rate, an unknown speaker.
+        """
         if not self.loaded:
             self.load()
         engine = self._voices[str(self.model_path)]
@@ -184,6 +198,11 @@ class PiperBackend(TTSBackend):
                                  stage="voice", hint="fix voice.piper.speaker_id of the persona")
         config = self._piper.SynthesisConfig(
             **{k: voice.settings[k] for k in _SETTINGS if k in voice.settings}, normalize_audio=False)
+        return engine, config
+
+    def _speak(self, engine: Any, text: str, config: Any) -> np.ndarray:
+        import numpy as np
+
         try:
             parts = [np.asarray(c.audio_float_array, dtype=np.float32)
                      for c in engine.synthesize(text, config)]
@@ -192,6 +211,41 @@ class PiperBackend(TTSBackend):
                 raise BackendOutOfMemory(f"Piper ran out of memory speaking: {exc}", hint=OOM_HINT) from exc
             raise SynthesisError(f"Piper failed: {exc}", stage="voice") from exc
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+    def synthesize(self, text: str, voice: Voice) -> np.ndarray:
+        """Speak ``text``: float32 ``[n_samples]`` at ``sample_rate`` Hz (Piper's own
+        sentence pieces concatenated; no per-sentence peak normalization)."""
+        engine, config = self._engine(voice)
+        return self._speak(engine, text, config)
+
+    def synthesize_parts(self, parts: list[Any], voice: Voice) -> np.ndarray:
+        """Speak ``parts`` (:class:`~ai_content_pipeline.lexicon.Part`): a part's phonemes go to
+        espeak-ng's phoneme input (Piper's ``[[ phonemes ]]`` block), the text around them is
+        phonemised as usual. Phonemes are read as espeak-ng writes IPA: decomposed (NFD), IPA
+        syllable dots and tie bars dropped. A voice that does not speak espeak-ng phonemes gets
+        the respelling (``say``), else the text as written.
+
+        :raises SynthesisError: a phoneme the voice does not know (naming the entry and symbols).
+        """
+        engine, config = self._engine(voice)
+        if str(getattr(engine.config.phoneme_type, "value", engine.config.phoneme_type)) != "espeak":
+            return self._speak(engine, "".join(p.text if p.phonemes is None else p.say or p.text
+                                               for p in parts), config)
+        known = engine.config.phoneme_id_map
+        pieces = []
+        for part in parts:
+            if part.phonemes is None:
+                pieces.append(part.text)
+                continue
+            phonemes = espeak_phonemes(part.phonemes)
+            unknown = sorted({c for c in phonemes if c not in known})
+            if unknown:
+                raise SynthesisError(
+                    f"lexicon phonemes for '{part.text}' hold {' '.join(repr(c) for c in unknown)}, which "
+                    f"Piper voice {voice.name} does not know", stage="voice",
+                    hint="write them as espeak-ng does: espeak-ng -q --ipa -v LANG 'WORD'")
+            pieces.append(f"[[ {phonemes} ]]")
+        return self._speak(engine, "".join(pieces), config)
 
     def unload(self) -> None:
         """Drop the ONNX sessions (memory freed on return)."""
@@ -211,6 +265,49 @@ def check() -> dict[str, Any]:
     return result(ok and voice is not None, hint, version=ver, voice=str(voice[0]) if voice else None)
 
 
+def _voice_file(model: Path, source: str) -> dict[str, Any]:
+    """What ``aicp voices list`` says of one Piper voice file (its config read for language and rate)."""
+    import json
+
+    about: dict[str, Any] = {}
+    try:
+        config = json.loads(Path(f"{model}.json").read_text(encoding="utf-8"))
+        language = config.get("language", {})
+        about = {"language": language.get("code") if isinstance(language, dict) else None,
+                 "sample_rate": config.get("audio", {}).get("sample_rate")}
+    except (OSError, ValueError, AttributeError):
+        about = {"language": None, "sample_rate": None}
+    return {"name": model.name.removesuffix(".onnx"), "voice": str(model), "source": source, **about,
+            "description": "a Piper voice file (--voice PATH, or a persona's voice.piper.voice)"}
+
+
+def list_voices(folders: Any = ()) -> list[dict[str, Any]]:
+    """The Piper voices there are: the bundled one, then the ``NAME.onnx`` files that have their
+    ``NAME.onnx.json`` in the user folder's ``voices/`` and in ``folders``, by name; ``[]`` when
+    piper-tts is not installed (nothing imported)."""
+    import importlib.util
+
+    if importlib.util.find_spec("piper") is None:
+        return []
+    from ..templates.store import user_dir
+
+    out = []
+    paths = bundled_voice_paths()
+    if paths is not None:
+        out.append({**_voice_file(paths[0], "bundled"), "description": "the bundled voice (the default)"})
+    seen = {str(paths[0])} if paths is not None else set()
+    for folder, source in [(user_dir() / "voices", "user"), *((Path(f), "folder") for f in folders)]:
+        try:
+            found = sorted(p for p in Path(folder).glob("*.onnx") if Path(f"{p}.json").is_file())
+        except OSError:
+            continue
+        for model in found:
+            if str(model) not in seen:
+                seen.add(str(model))
+                out.append(_voice_file(model, source))
+    return out
+
+
 def _doctor(**_: Any) -> dict[str, Any]:
     piper = check()
     return {"checks": {"piper": piper}, "usable": piper["ok"]}
@@ -227,6 +324,6 @@ BACKEND = BackendInfo(
     persona_voice=PiperVoiceSettings, voice_file="voice", doctor=_doctor, preflight=_preflight,
     default_model=BUNDLED_VOICE,
     bundled=lambda: {BUNDLED_VOICE: str(paths[0])} if (paths := bundled_voice_paths()) is not None else {},
-    claims=lambda voice: voice.lower().endswith(".onnx"), priority=10,
+    claims=lambda voice: voice.lower().endswith(".onnx"), priority=10, list_voices=list_voices,
     summary="piper-tts on onnxruntime, in process (CPU); bundled en_US-joe-medium, 22,050 Hz",
 )

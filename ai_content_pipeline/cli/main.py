@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "merge": "ai_content_pipeline.cli.merge:merge_command",
     "templates": "ai_content_pipeline.cli.catalog:templates_group",
     "personas": "ai_content_pipeline.cli.catalog:personas_group",
+    "voices": "ai_content_pipeline.cli.voices:voices_group",
     "doctor": "ai_content_pipeline.cli.doctor:doctor_command",
     "logs": "ai_content_pipeline.cli.logs:logs_command",
     "serve": "ai_content_pipeline.cli.serve:serve_command",

@@ -35,6 +35,7 @@ PAGES: dict[str, tuple[str, str]] = {
     "aicp-doctor": ("ai_content_pipeline.cli.doctor:doctor_command", "aicp doctor"),
     "aicp-templates": ("ai_content_pipeline.cli.catalog:templates_group", "aicp templates"),
     "aicp-personas": ("ai_content_pipeline.cli.catalog:personas_group", "aicp personas"),
+    "aicp-voices": ("ai_content_pipeline.cli.voices:voices_group", "aicp voices"),
     "aicp-logs": ("ai_content_pipeline.cli.logs:logs_command", "aicp logs"),
 }
 STAGE_EVENTS = ("record_start", "record_complete", "record_error", "record_skipped", "progress",
@@ -53,6 +54,7 @@ PAGE_EVENTS: dict[str, tuple[str, ...]] = {
     "aicp-doctor": (),  # no --stream: no EVENTS section
     "aicp-templates": (),
     "aicp-personas": (),
+    "aicp-voices": (),
     "aicp-logs": (),
 }
 COMPLETION = [

@@ -38,6 +38,7 @@ Examples:
   aicp-voice --format mp3 --bitrate 128 --sample-rate 44100 scripts.jsonl
   aicp-voice --backend chatterbox --voice refs/host.wav --checkpoint-dir /models/chatterbox scripts.jsonl
   aicp-voice --text-field topic --persona max examples/topics.jsonl
+  aicp-voice --lexicon examples/lexicon.yaml scripts.jsonl   # say names right (aicp voices --help)
   aicp-voice --checkpoint voice.ledger --resume scripts.jsonl > voiced.jsonl
   aicp-script -p ./rosa.yaml < examples/songs.jsonl | aicp-voice    # the persona travels in script.persona_voice
   aicp-voice --log takes.db scripts.jsonl                  # adds audio paths to the logged takes
@@ -62,6 +63,10 @@ words per second).
               help="Persona for records that name none (record persona/dj, then script.persona win). "
                    "A persona FILE is also used for records that name it, over the settings their "
                    "script.persona_voice carries (needed when its voice is a file).")
+@click.option("--lexicon", multiple=True, type=PathValue(dir_okay=False), metavar="FILE",
+              help="A pronunciation lexicon (YAML: word or name → say: respelling and/or phonemes: IPA) "
+                   "over the user folder's lexicon/ and the persona's lexicon: entries; repeatable, later "
+                   "files win. Try an entry with: aicp voices say TEXT -o try.wav --lexicon FILE.")
 @click.option("--text-field", metavar="A.B.C", help="Dotted path of the text [default: script.text, then text].")
 @click.option("-o", "--out-dir", default="aicp-out/audio", show_default=True, type=PathValue(file_okay=False),
               help="Folder of the audio files.")
@@ -88,7 +93,7 @@ words per second).
 @log_option
 @shard_options
 @run_options
-def voice_command(files: tuple[str, ...], backend: str, persona: str | None,
+def voice_command(files: tuple[str, ...], backend: str, persona: str | None, lexicon: tuple[str, ...],
                   text_field: str | None, out_dir: str, audio_format: str, sample_rate: int | None,
                   bitrate: int | None, loudness: float, no_normalize: bool, seed: int | None,
                   barrier: bool, require_checks: bool, overwrite: bool, log: str | None, shard: str | None,
@@ -118,7 +123,7 @@ def voice_command(files: tuple[str, ...], backend: str, persona: str | None,
                            bitrate=bitrate,
                            loudness=None if no_normalize else loudness, text_field=text_field,
                            persona=persona, seed=seed, retries=retries, resume=resume, strict=strict,
-                           require_checks=require_checks, overwrite=overwrite)
+                           require_checks=require_checks, overwrite=overwrite, lexicon=lexicon)
     writer = RecordWriter()
     try:
         stats = run_voice(files, options, backend=tts, emitter=emitter, write=writer.write,

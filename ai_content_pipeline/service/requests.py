@@ -203,6 +203,15 @@ def _refuse_operator_settings(field: str, step_type: Any, settings: Any) -> None
                                  hint="name a voice or model from the server's list instead")
 
 
+def _refuse_lexicon(field: str) -> None:
+    """A request naming lexicon files: files on the server are the operator's to name.
+
+    :raises RequestProblem: always.
+    """
+    raise RequestProblem(field, "names files on the server, which a request cannot",
+                         hint="the server's own lexicon (its user folder's lexicon/) applies to every job")
+
+
 def _takes_words(step_type: Any) -> bool:
     """Whether a step of ``step_type`` has a ``words`` option (a topic's ``length_target`` goes
     there): a kind of the stage registry, not a name this module knows."""
@@ -270,6 +279,8 @@ def build_chain(req: GenerateRequest, *, models: dict[str, str] | None = None,
             params = step.get("params")
             if isinstance(params, dict) and "work_dir" in params:
                 raise RequestProblem(f"chain.steps.{i}.params.work_dir", "is set by the service for each job")
+            if isinstance(params, dict) and "lexicon" in params:
+                _refuse_lexicon(f"chain.steps.{i}.params.lexicon")
             if req.title is not None and isinstance(params, dict) and req.length_target \
                     and _takes_words(step.get("type")):
                 params.setdefault("words", req.length_target)
@@ -283,6 +294,8 @@ def build_chain(req: GenerateRequest, *, models: dict[str, str] | None = None,
         model = _named("model", "model", req.model, models)
         if "work_dir" in req.params:
             raise RequestProblem("params.work_dir", "is set by the service for each job")
+        if "lexicon" in req.voice_params:
+            _refuse_lexicon("voice_params.lexicon")
         params = dict(req.params)
         if req.length_target:
             params.setdefault("words", req.length_target)

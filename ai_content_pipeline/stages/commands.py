@@ -139,9 +139,16 @@ def run_voice(sources: Iterable[str], options: VoiceOptions, *, backend: TTSBack
 
     return run_step("voice", sources, options, backend=backend, emitter=emitter, write=write,
                     program="aicp-voice", checkpoint=checkpoint, stdin=stdin, stdout=stdout, log=log,
-                    shard=shard, reads={"--persona": file_ref(options.persona)},
+                    shard=shard, reads={"--persona": file_ref(options.persona), **lexicon_reads(options.lexicon)},
                     spool=True if barrier else None, lock_dirs={"--out-dir": options.out_dir},
                     protect=(*sources, stdout, file_ref(options.persona), log), started=started)
+
+
+def lexicon_reads(files: tuple[str, ...] | str) -> dict[str, str | None]:
+    """``{"--lexicon": FILE, "--lexicon (2)": FILE2...}``: the lexicon files a voice run reads,
+    labelled for :func:`~ai_content_pipeline.stages.common.check_run_paths`."""
+    files = (files,) if isinstance(files, str) else files
+    return {"--lexicon" if i == 0 else f"--lexicon ({i + 1})": f for i, f in enumerate(files)}
 
 
 __all__ = ["run_script", "run_step", "run_voice"]

@@ -8,7 +8,7 @@ backend's voice and seed,
 compute the request key, serve it from the checkpoint ledger on ``--resume``
 (only when the file still exists with the recorded size) or synthesize it:
 split into sentence chunks of at most ``backend.max_chunk_chars`` characters,
-synthesize each, join with a short pause, resample, normalize loudness, check
+synthesize each (the pronunciation lexicon applied: :mod:`ai_content_pipeline.lexicon`), join with a short pause, resample, normalize loudness, check
 and write the file atomically (:mod:`ai_content_pipeline.audio`). The record
 gets::
 
@@ -51,9 +51,10 @@ from ..events import Emitter
 from ..files import FolderLock, NameClaims, Protected
 from ..jsonl import InputLine
 from ..ledger import Ledger, request_key
+from ..lexicon import Lexicon, RunLexicon
 from ..limits import AudioFormat, Bitrate, Loudness, Retries, SampleRate, Seed
 from ..records import get_path, record_id, slugify, word_count
-from ..templates import Persona, record_voice_file
+from ..templates import Persona, record_voice_file, user_dir
 from .common import Stage, refuse_overwrite, with_retries
 from .entries import AudioEntry, fits
 from .kind import BackendStepConfig, StageKind
@@ -79,6 +80,8 @@ class VoiceOptions:
         it such a script is voiced with a warning naming the failed checks.
     :ivar overwrite: replace audio files an earlier run wrote in ``out_dir``; without it (and
         without ``resume``) such a file stops the run (exit 2) before it is replaced.
+    :ivar lexicon: pronunciation lexicon files (YAML; one file or several), over the user
+        folder's and the persona's entries, later files winning (:mod:`ai_content_pipeline.lexicon`).
 
     Numeric fields and ``format`` carry the ranges and choices of
     :mod:`ai_content_pipeline.limits` (the same as the flags').
@@ -97,6 +100,7 @@ class VoiceOptions:
     strict: bool = False
     require_checks: bool = False
     overwrite: bool = False
+    lexicon: tuple[str, ...] | str = ()
 
 
 def failed_checks(record: dict[str, Any], text_field: str | None = None) -> list[str] | None:
@@ -232,23 +236,32 @@ class VoiceStage(Stage):
             self.protected.add(ledger.path)
         #: where each audio file is logged (``--log``; :mod:`ai_content_pipeline.takelog`)
         self.takelog: Any = None
+        #: the pronunciation lexicon (files read now: a bad one stops the run before the model loads)
+        self.lexicon = RunLexicon(options.lexicon, user_dir() / "lexicon",
+                                  warn=lambda text: self.emitter.message(text, "warning"))
 
     def load(self) -> None:
         """Load the backend now (``--no-barrier``) instead of on the first synthesis."""
         self.session.ensure()
 
     # -- one record ------------------------------------------------------------------
-    def request_key(self, text: str, voice: Voice, file: str) -> str:
+    def request_key(self, text: str, voice: Voice, file: str, lexicon: Lexicon | None = None) -> str:
         """Ledger key: text, backend, model, voice settings, seed, format, sample rate,
-        loudness target and the file name (two records with the same text get two files)."""
+        loudness target, the file name (two records with the same text get two files) and the
+        lexicon entries that change how the text is said (a changed entry voices it again)."""
         o = self.options
-        extra = {"bitrate": o.bitrate} if o.bitrate is not None and o.format == "mp3" else {}
+        extra: dict[str, Any] = {"bitrate": o.bitrate} if o.bitrate is not None and o.format == "mp3" else {}
+        used = lexicon.used(text, bool(getattr(self.backend, "takes_phonemes", False))) if lexicon else []
+        if used:
+            extra["lexicon"] = used
         return request_key(stage="voice", text=text, backend=self.backend.name, model=self.backend.model,
                            voice=voice.name, settings=voice.settings, seed=voice.seed,
                            format=o.format, sample_rate=o.sample_rate, loudness=o.loudness, file=file, **extra)
 
-    def synthesize(self, text: str, voice: Voice, path: Path, key: str) -> dict[str, Any]:
-        """Chunk, synthesize, join, resample, normalize and write ``text``; the ``audio`` object.
+    def synthesize(self, text: str, voice: Voice, path: Path, key: str,
+                   lexicon: Lexicon | None = None) -> dict[str, Any]:
+        """Chunk, synthesize (``lexicon`` applied), join, resample, normalize and write ``text``;
+        the ``audio`` object.
 
         :raises SynthesisError: empty/silent/implausible audio or an unwritable file.
         """
@@ -256,7 +269,7 @@ class VoiceStage(Stage):
         if not chunks:
             raise SynthesisError("the text has nothing to speak", stage="voice")
         t0 = time.perf_counter()
-        parts = [as_mono_float32(self.backend.synthesize(chunk, voice)) for chunk in chunks]
+        parts = [as_mono_float32(self.lexicon.speak(self.backend, chunk, voice, lexicon)) for chunk in chunks]
         synth_seconds = time.perf_counter() - t0
         rate = int(self.backend.sample_rate)
         samples = join_chunks(parts, rate)
@@ -348,7 +361,8 @@ class VoiceStage(Stage):
         voice = self.backend.default_voice(persona, seed)
         take = record_take(record)
         path = self._path(self.names, record, persona)
-        key = self.request_key(text, voice, path.name)
+        lexicon = self.lexicon.for_persona(persona)
+        key = self.request_key(text, voice, path.name, lexicon)
         if path in self.protected:
             return self._fail(index, rid, record, InputError(
                 f"its audio file {path} is a file this run reads or writes; it was not replaced",
@@ -365,7 +379,7 @@ class VoiceStage(Stage):
         self.session.ensure()
         try:
             audio = with_retries(
-                lambda: self.synthesize(text, voice, path, key), self.options.retries,
+                lambda: self.synthesize(text, voice, path, key, lexicon), self.options.retries,
                 on_retry=lambda n, e: self.emitter.message(f"record {rid}: retry {n} after: {e.message}", "warning"),
             )
         except RecordError as exc:
@@ -438,9 +452,21 @@ class VoiceStepConfig(BackendStepConfig):
     persona: str | None = None
 
 
+def _check_lexicon(step: VoiceStepConfig) -> None:
+    """A chain voice step's lexicon files (``params.lexicon``), read when the chain file is read.
+
+    :raises AicpError: a missing or invalid file; its ``loc`` is ``("params", "lexicon")``.
+    """
+    try:
+        RunLexicon(step.params.get("lexicon") or ())
+    except AicpError as exc:
+        exc.loc = ("params", "lexicon")  # type: ignore[attr-defined]
+        raise
+
+
 #: The ``voice`` stage kind: audio files in ``output_dir/audio`` (``out_dir``).
 VOICE = StageKind(
     name="voice", stage=VoiceStage, options=VoiceOptions, step_model=VoiceStepConfig, backend="tts",
-    entry=AudioEntry, record_field="audio", dirs={"out_dir": ("audio", False)},
+    entry=AudioEntry, record_field="audio", dirs={"out_dir": ("audio", False)}, check_step=_check_lexicon,
     events="`audio_seconds`, `rtf`, `chunks`, `path`", command="ai_content_pipeline.cli.voice:voice_command",
 )

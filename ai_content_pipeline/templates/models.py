@@ -19,6 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 from ..backends.voices import VoiceSettings
 from ..checks import Checks
 from ..errors import ConfigError, InputError, UsageError
+from ..lexicon import LexiconTable, table_problem
 from ..limits import MaxTokens, Seed, Temperature, TopP
 from ..records import content_hash
 from ..yamlfile import SURROGATE, SURROGATE_HINT
@@ -309,12 +310,21 @@ class Template(_Strict):
         return messages, ctx
 
 
+def _lexicon_words(table: LexiconTable) -> LexiconTable:
+    """A persona's ``lexicon:`` block whose words are fine (see :func:`~ai_content_pipeline.lexicon.table_problem`)."""
+    problem = table_problem(table)
+    if problem is not None:
+        raise ValueError(problem[1])
+    return table
+
+
 class PersonaVoice(VoiceSettings):
     """What a script record carries about its persona for the voice stage
     (``script.persona_voice``): the seed and the per-backend voice settings (each TTS
     backend's own block, see :class:`~ai_content_pipeline.backends.voices.VoiceSettings`)."""
 
     seed: Seed = 0
+    lexicon: Annotated[LexiconTable, AfterValidator(_lexicon_words)] = {}
 
 
 class Persona(_Strict):
@@ -332,6 +342,8 @@ class Persona(_Strict):
     catchphrases: list[str] = []
     seed: Seed = 0
     voice: VoiceSettings = Field(default_factory=VoiceSettings)  # a block per TTS backend
+    #: how to say words and names (:mod:`ai_content_pipeline.lexicon`), over the user folder's
+    lexicon: Annotated[LexiconTable, AfterValidator(_lexicon_words)] = {}
     source: str | None = None
 
     def catchphrase_for(self, record: dict[str, Any], take: int = 0) -> str | None:

@@ -23,13 +23,16 @@ DEFAULT_PERSONA = "julie"
 
 def persona_voice(persona: Persona) -> dict[str, Any]:
     """What a script record carries about ``persona`` (``script.persona_voice``):
-    ``{"seed": int, "piper": {...}, "chatterbox": {...}}``, unset settings left out.
+    ``{"seed": int, "piper": {...}, "chatterbox": {...}, "lexicon": {...}}``, unset settings (and an
+    empty lexicon) left out.
 
     File-valued settings (each TTS backend's ``voice_file``: ``voice.piper.voice``, an ``.onnx``
     voice; ``voice.chatterbox.audio_prompt``, a reference clip) are written as they are in the persona file,
     so the voice stage can say which file it would need; it never opens them.
     """
-    return {"seed": persona.seed, **persona.voice.model_dump(exclude_none=True)}
+    lexicon = {word: entry.model_dump(exclude_none=True) for word, entry in persona.lexicon.items()}
+    return {"seed": persona.seed, **persona.voice.model_dump(exclude_none=True),
+            **({"lexicon": lexicon} if lexicon else {})}
 
 
 def persona_from_voice(name: str, data: Any, field: str) -> Persona:
@@ -53,7 +56,7 @@ def persona_from_voice(name: str, data: Any, field: str) -> Persona:
         if getattr(settings, key, None) is not None:
             files.append(f"voice.{backend}.{key}")
             setattr(settings, key, None)
-    persona = Persona(name=name, display_name=name, style="", seed=carried.seed,
+    persona = Persona(name=name, display_name=name, style="", seed=carried.seed, lexicon=carried.lexicon,
                       voice=VoiceSettings.model_validate(dict(carried.__pydantic_extra__ or {})))
     persona._record_files = files
     return persona
