@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
+from ..airtime import DEFAULT_WORDS_PER_SECOND, PIPER_WORDS_PER_SECOND
 from ..backends.registry import create_llm
 from ..jsonl import RecordWriter, check_sources
 from ..limits import (
+    AIR_SECONDS,
     BATCH,
     BEST_OF,
     JOBS,
@@ -44,6 +46,7 @@ Examples:
   aicp-script --backend ollama --model llama3.2 --jobs 4 examples/songs.jsonl > scripts.jsonl
   aicp-script --checkpoint run.ledger --resume examples/songs.jsonl > scripts.jsonl
   aicp-script --best-of 4 --batch 8 --require-checks < examples/songs.jsonl
+  aicp-script --max-seconds 15 < examples/songs.jsonl | aicp-voice --require-checks
   aicp-script -t podcast-longform --words 2000 --checkpoint pod.ledger --resume examples/topics.jsonl
   aicp-script -p ./rosa.yaml --log takes.db < examples/songs.jsonl | aicp-voice --log takes.db
   aicp logs --log takes.db -n 3
@@ -85,6 +88,14 @@ Examples:
 @click.option("--require-checks", is_flag=True,
               help="A take that fails its checks (script.checks) becomes a record error (exit 3) "
                    "instead of being written with passed: false.")
+@click.option("--max-seconds", type=click_range(AIR_SECONDS), metavar="S",
+              help="A take must fit S seconds when voiced (a record's intro_seconds too: the smaller "
+                   "counts): the word target is capped at the words the persona's voice says in S "
+                   "seconds, a longer take fails `length`, and aicp-voice checks the file (`fits`).")
+@click.option("--voice-backend", default="piper", show_default=True, metavar="NAME",
+              help=f"The TTS backend whose pace turns seconds into words: piper ({PIPER_WORDS_PER_SECOND} "
+                   "words/s at length_scale 1.0, divided by the persona's length_scale); any other "
+                   f"{DEFAULT_WORDS_PER_SECOND} words/s.")
 @click.option("--words", type=click_range(WORDS), metavar="N",
               help="Long-form templates: scale the section word targets to N words in all.")
 @click.option("--work-dir", default="aicp-out/longform", show_default=True, metavar="DIR",
@@ -99,8 +110,8 @@ Examples:
 def script_command(files: tuple[str, ...], template: str, persona: str | None, variants: int,
                    backend: str, model: str | None, temperature: float | None,
                    top_p: float | None, seed: int | None, max_tokens: int | None, jobs: int,
-                   best_of: int, batch: int, require_checks: bool,
-                   words: int | None, work_dir: str, overwrite: bool, log: str | None, shard: str | None, shard_count: int | None,
+                   best_of: int, batch: int, require_checks: bool, max_seconds: float | None,
+                   voice_backend: str, words: int | None, work_dir: str, overwrite: bool, log: str | None, shard: str | None, shard_count: int | None,
                    resume: bool,
                    checkpoint: str | None, retries: int,
                    strict: bool, stream: bool, quiet: bool, traceback: bool, **settings: object) -> int:
@@ -125,7 +136,8 @@ def script_command(files: tuple[str, ...], template: str, persona: str | None, v
                             temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
                             jobs=jobs, retries=retries, resume=resume, strict=strict,
                             words=words, work_dir=work_dir, best_of=best_of, batch=batch,
-                            require_checks=require_checks, overwrite=overwrite)
+                            require_checks=require_checks, overwrite=overwrite, max_seconds=max_seconds,
+                            voice_backend=voice_backend)
     options.validate()  # usage errors (exit 2) before any backend is contacted
     from ..shards import fanout_takes, shard_run
 

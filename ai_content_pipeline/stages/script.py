@@ -9,6 +9,7 @@ LLM backend, trim the model's chatter and add the ``script`` object::
      "persona_voice": {"seed": int, "piper": {...}, "chatterbox": {...}}, "take": int, "backend": str, "model": str,
      "tokens": {"prompt": int, "completion": int}, "seconds": float, "key": str,
      "host"?: str (the Ollama server that wrote it),
+     "max_seconds"?: float (the take's time limit: --max-seconds, the record's intro_seconds),
      "checks": {"passed": bool, "failed": [str], "details"?: {...},
                 "candidates"?: [...], "chosen"?: int}}
 
@@ -23,6 +24,10 @@ evaluation, and with ``batch`` B > 1 the takes of B records in flight together
 Failures that concern one record become its ``error`` object; the run goes on.
 A take that fails its checks is still written (``checks.passed: false``) unless
 ``require_checks`` makes it an error (:class:`ChecksFailed`).
+
+A take with a time limit (``max_seconds``, the record's ``intro_seconds``) has its word
+target capped at the words the persona's voice says in that time (:mod:`~ai_content_pipeline.airtime`),
+and fails ``length`` when longer.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..airtime import fitting_words, time_limit, words_per_second
 from ..backends.base import (
     BatchRequest,
     Completion,
@@ -51,6 +57,7 @@ from ..ledger import Ledger, request_key
 from ..limits import (
     BATCH,
     BEST_OF,
+    AirSeconds,
     Batch,
     BestOf,
     Jobs,
@@ -121,6 +128,11 @@ class ScriptOptions:
         ``work_dir/{id}/``; without it (and without ``resume``) they stop the run (exit 2).
     :ivar threads: llama.cpp only: CPU threads (``None``: every CPU this process may run on);
         read when the backend is built (``--threads``, chain ``params``).
+    :ivar max_seconds: one-call templates: seconds a take may last when voiced; the word
+        target is capped at the words that fit (a record's ``intro_seconds`` too: the smaller
+        limit counts), and a longer take fails ``length``. ``None``: no limit but ``intro_seconds``.
+    :ivar voice_backend: the TTS backend whose speaking rate turns a time limit into words
+        (:func:`~ai_content_pipeline.airtime.words_per_second`).
 
     Numeric fields carry the ranges of :mod:`ai_content_pipeline.limits` (the same as the
     flags'), which pydantic checks when options come from a chain file.
@@ -147,6 +159,8 @@ class ScriptOptions:
     batch: Batch = 1
     require_checks: bool = False
     overwrite: bool = False
+    max_seconds: AirSeconds | None = None
+    voice_backend: str = "piper"
 
     def validate(self, template: Template | None = None) -> None:
         """Load the template (unless the caller has it: ``template``) and default persona now;
@@ -173,6 +187,9 @@ class ScriptOptions:
         if self.best_of > 1 and (template.sections or self.sections):
             raise UsageError(f"best_of applies to one-call templates; '{template.name}' is long-form",
                              hint="long-form scripts are checked as a whole; drop --best-of")
+        if self.max_seconds is not None and (template.sections or self.sections):
+            raise UsageError(f"max_seconds applies to one-call templates; '{template.name}' is long-form",
+                             hint="give a long-form script its length in words: --words N")
 
     def params_for(self, template: Template, take: int) -> GenerationParams:
         """Generation parameters for ``take``: template defaults, then these overrides."""
@@ -216,6 +233,8 @@ class _Take:
     params: GenerationParams
     key: str
     phrases: set[str] | None = None
+    max_seconds: float | None = None
+    max_words: int | None = None
 
     @property
     def prompt(self) -> str:
@@ -287,8 +306,11 @@ class ScriptStage(Stage):
         params = self.options.params_for(self.template, take)
         return messages, params, self._key(messages, params, take)
 
-    def _key(self, messages: list[dict[str, str]], params: GenerationParams, take: int) -> str:
+    def _key(self, messages: list[dict[str, str]], params: GenerationParams, take: int,
+             max_words: int | None = None) -> str:
         extra: dict[str, Any] = {}
+        if max_words is not None:  # the length check's bound, whether or not the prompt shows it
+            extra["max_words"] = max_words
         if self.options.best_of > 1:
             extra["best_of"] = self.options.best_of
         if self.batched:
@@ -302,18 +324,26 @@ class ScriptStage(Stage):
         rid = record_id(record)
         try:
             persona = self.record_persona(record)
-            messages, ctx = self.template.request(record, persona, take=take, **self.options.extra_context)
+            limit = time_limit(record, self.options.max_seconds)
+            max_words = (None if limit is None
+                         else fitting_words(limit, words_per_second(persona, self.options.voice_backend)))
+            messages, ctx = self.template.request(record, persona, take=take, max_words=max_words,
+                                                  **self.options.extra_context)
         except AicpError as exc:
             if isinstance(exc, TemplateSandboxError):  # the template's fault, not this record's
                 raise
             err = InputError(exc.message, hint=exc.hint, stage="script") if not isinstance(exc, RecordError) else exc
             return self._fail(index, rid, record, err, take=take)
         params = self.options.params_for(self.template, take)
-        key = self._key(messages, params, take)
-        job = _Take(index, rid, record, take, persona, messages, ctx, params, key)
+        key = self._key(messages, params, take, max_words)
+        job = _Take(index, rid, record, take, persona, messages, ctx, params, key,
+                    max_seconds=limit, max_words=max_words)
 
         served = self._served(key)
         if served is not None:
+            served.pop("max_seconds", None)
+            if limit is not None:
+                served["max_seconds"] = limit
             if not isinstance(served.get("checks"), dict):  # a ledger from before checks
                 served["checks"] = self._check(job, served["text"])
             return self._skip(index, rid, record, take, key, served, served["checks"])
@@ -410,7 +440,7 @@ class ScriptStage(Stage):
     def _check(self, job: _Take, text: str) -> dict[str, Any]:
         return evaluate(text, self.template.checks, context=job.context, prompt=job.prompt,
                         target_words=int(job.context.get("target_words") or self.template.target_words),
-                        phrases=self._phrases(job))
+                        phrases=self._phrases(job), max_words=job.max_words)
 
     def _phrases(self, job: _Take) -> set[str]:
         if job.phrases is None:
@@ -483,6 +513,8 @@ class ScriptStage(Stage):
         }
         if best["result"].host:
             script["host"] = best["result"].host
+        if job.max_seconds is not None:
+            script["max_seconds"] = job.max_seconds
         if best["truncated"]:
             script["truncated"] = True
         script["checks"] = checks
