@@ -96,6 +96,9 @@ Examples:
               help=f"The TTS backend whose pace turns seconds into words: piper ({PIPER_WORDS_PER_SECOND} "
                    "words/s at length_scale 1.0, divided by the persona's length_scale); any other "
                    f"{DEFAULT_WORDS_PER_SECOND} words/s.")
+@click.option("--song-field", default="file", show_default=True, metavar="FIELD",
+              help="Record field naming the song's audio file: its tags (mutagen) fill the missing "
+                   "artist, title, album, year and genre. '' reads no tags.")
 @click.option("--words", type=click_range(WORDS), metavar="N",
               help="Long-form templates: scale the section word targets to N words in all.")
 @click.option("--work-dir", default="aicp-out/longform", show_default=True, metavar="DIR",
@@ -111,7 +114,7 @@ def script_command(files: tuple[str, ...], template: str, persona: str | None, v
                    backend: str, model: str | None, temperature: float | None,
                    top_p: float | None, seed: int | None, max_tokens: int | None, jobs: int,
                    best_of: int, batch: int, require_checks: bool, max_seconds: float | None,
-                   voice_backend: str, words: int | None, work_dir: str, overwrite: bool, log: str | None, shard: str | None, shard_count: int | None,
+                   voice_backend: str, song_field: str, words: int | None, work_dir: str, overwrite: bool, log: str | None, shard: str | None, shard_count: int | None,
                    resume: bool,
                    checkpoint: str | None, retries: int,
                    strict: bool, stream: bool, quiet: bool, traceback: bool, **settings: object) -> int:
@@ -126,7 +129,8 @@ def script_command(files: tuple[str, ...], template: str, persona: str | None, v
     Every take is checked without a model call against its template's checks
     (`aicp templates show NAME`): mentions, no_echo, grounded, length,
     complete. A take cut by --max-tokens is trimmed back to its last whole
-    sentence first.
+    sentence first. A record naming its song's audio file (`file`) gets the
+    artist, title, album, year and genre it lacks from the file's tags.
     """
     from ..stages.commands import run_script  # heavy-ish: not needed for --help
     from ..stages.script import ScriptOptions
@@ -137,7 +141,7 @@ def script_command(files: tuple[str, ...], template: str, persona: str | None, v
                             jobs=jobs, retries=retries, resume=resume, strict=strict,
                             words=words, work_dir=work_dir, best_of=best_of, batch=batch,
                             require_checks=require_checks, overwrite=overwrite, max_seconds=max_seconds,
-                            voice_backend=voice_backend)
+                            voice_backend=voice_backend, song_field=song_field or None)
     options.validate()  # usage errors (exit 2) before any backend is contacted
     from ..shards import fanout_takes, shard_run
 

@@ -27,7 +27,9 @@ A take that fails its checks is still written (``checks.passed: false``) unless
 
 A take with a time limit (``max_seconds``, the record's ``intro_seconds``) has its word
 target capped at the words the persona's voice says in that time (:mod:`~ai_content_pipeline.airtime`),
-and fails ``length`` when longer.
+and fails ``length`` when longer. A record naming an audio file (``song_field``, default
+``file``) gets its missing ``artist``, ``title``, ``album``, ``year`` and ``genre`` from the
+file's tags (:mod:`~ai_content_pipeline.songtags`) before its prompt is rendered.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ from ..limits import (
     Words,
 )
 from ..records import content_hash, record_id, word_count
+from ..songtags import SongTags
 from ..templates import (
     ExtraContext,
     Persona,
@@ -133,6 +136,8 @@ class ScriptOptions:
         limit counts), and a longer take fails ``length``. ``None``: no limit but ``intro_seconds``.
     :ivar voice_backend: the TTS backend whose speaking rate turns a time limit into words
         (:func:`~ai_content_pipeline.airtime.words_per_second`).
+    :ivar song_field: the record field naming a song's audio file whose tags fill the record's
+        missing ``artist``/``title``/``album``/``year``/``genre`` (``None``: tags are not read).
 
     Numeric fields carry the ranges of :mod:`ai_content_pipeline.limits` (the same as the
     flags'), which pydantic checks when options come from a chain file.
@@ -161,6 +166,7 @@ class ScriptOptions:
     overwrite: bool = False
     max_seconds: AirSeconds | None = None
     voice_backend: str = "piper"
+    song_field: str | None = "file"
 
     def validate(self, template: Template | None = None) -> None:
         """Load the template (unless the caller has it: ``template``) and default persona now;
@@ -272,6 +278,9 @@ class ScriptStage(Stage):
         self._stats_lock = self.tracker.lock  # --jobs: worker threads add to the same counts
         #: where each finished take is logged (``--log``; :mod:`ai_content_pipeline.takelog`)
         self.takelog: Any = None
+        #: fills records' missing song fields from their audio files' tags (``song_field``)
+        self.songtags = SongTags(options.song_field) if options.song_field else None
+        self._tag_warned: set[int] = set()
 
     @property
     def batched(self) -> bool:
@@ -559,7 +568,23 @@ class ScriptStage(Stage):
 
     def _process(self, item: tuple[int, InputLine, int]) -> dict[str, Any]:
         index, line, take = item
-        return self._each(index, line, lambda record: self._take(index, record, take))
+        return self._each(index, line, lambda record: self._take(index, self._tagged(index, record), take))
+
+    def _tagged(self, index: int, record: dict[str, Any]) -> dict[str, Any]:
+        """``record`` with its missing song fields from its audio file's tags (``song_field``);
+        a file whose tags cannot be read: a warning (once per record, not per take), the
+        record unchanged."""
+        if self.songtags is None:
+            return record
+        tagged, problem = self.songtags.fill(record)
+        with self._stats_lock:
+            first = problem is not None and index not in self._tag_warned
+            if first:
+                self._tag_warned.add(index)
+        if first and problem is not None:
+            self.emitter.message(f"record {record_id(record)}: {problem.message}; its tags were not read",
+                                 "warning")
+        return tagged
 
     def run(self, lines: Iterable[InputLine], total: int | None = None) -> Iterator[dict[str, Any]]:
         """Yield one output record per input line and take, in input order.
