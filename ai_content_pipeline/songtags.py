@@ -7,7 +7,8 @@ Ogg Vorbis, Opus), MP4 atoms (M4A/AAC, ALAC), APEv2 and ASF (WMA). RIFF ``INFO``
 of WAV files are not read (mutagen does not read them).
 
 Fields the record already has (anything but absent, ``null`` or a blank string) win. ``year``
-becomes a number (the first four digits of the date tag: ``1975-11-21`` → 1975); a tag with
+becomes a number (the first four digits of the date tag: ``1975-11-21`` → 1975; none
+outside 1000-2999); a tag with
 several values (two artists) is joined with ``, ``. A relative path is taken from the
 current directory.
 """
@@ -66,9 +67,9 @@ def _text(values: Any) -> str | None:
 
 
 def _field_value(field: str, text: str) -> Any:
-    if field == "year":
+    if field == "year":  # a year from 1000 to 2999, else none ("0000" is a tagger's blank)
         m = _YEAR.match(text)
-        return int(m.group(1)) if m else None
+        return int(m.group(1)) if m and 1000 <= int(m.group(1)) <= 2999 else None
     return text
 
 

@@ -264,3 +264,11 @@ def test_a_take_of_the_target_length_fits_on_the_bundled_piper_voice(tmp_path):
     a, b = list(stage.run(lines_of(*records), total=2))
     assert a["audio"]["seconds"] <= 12 and a["audio"]["checks"]["passed"] is True
     assert b["audio"]["seconds"] > 12 and b["audio"]["checks"]["failed"] == ["fits"]
+
+
+def test_audio_removed_for_not_fitting_is_voiced_again_on_resume(tmp_path):
+    ledger = Ledger(str(tmp_path / "voice.ledger"))
+    _, [refused] = voice_run([voiced(GOOD, max_seconds=4.0)], tmp_path, ledger=ledger, require_checks=True)
+    assert "error" in refused and len(Ledger(str(tmp_path / "voice.ledger"))) == 0  # no entry for a removed file
+    _, [kept] = voice_run([voiced(GOOD, max_seconds=60.0)], tmp_path, ledger=ledger, resume=True)
+    assert "skipped" not in kept["audio"] and kept["audio"]["checks"]["passed"] is True

@@ -105,6 +105,7 @@ def test_tags_are_read_from_each_format(tmp_path, make, name):
 def test_a_numbered_id3_genre_is_named_and_a_bare_year_read(tmp_path):
     tags = read_tags(mp3(tmp_path / "s.mp3", date="1975", genre="(17)"))
     assert tags["genre"] == "Rock" and tags["year"] == 1975
+    assert "year" not in read_tags(mp3(tmp_path / "blank.mp3", date="0000"))
 
 
 def test_a_file_without_tags_gives_nothing_and_bad_files_raise(tmp_path):

@@ -22,8 +22,10 @@ gets::
 (``script.max_seconds`` when the voiced text is ``script.text``, the record's
 ``intro_seconds``: the smaller one), failed when the file is longer (detail
 ``{"seconds", "max_seconds"}``). A failed audio check counts as a failed check; with
-``require_checks`` it is the record's ``error`` and the new file is removed. Failures that concern one record
-become its ``error`` object (stage ``voice``); no file is left for them.
+``require_checks`` it is the record's ``error`` and the new file is removed.
+
+Failures that concern one record become its ``error`` object (stage ``voice``); no file is
+left for them.
 
 With a *barrier* (:func:`run_voice`, the default) the whole input is spooled to
 a temporary file before the model is loaded, so a TTS model never shares the
@@ -396,12 +398,13 @@ class VoiceStage(Stage):
             )
         except RecordError as exc:
             return self._fail(index, rid, record, exc)
-        if self.ledger is not None:
-            self.ledger.append(key, audio)
-        audio = self._audio_checked(rid, record, dict(audio), limit)
-        if self.options.require_checks and not audio.get("checks", {}).get("passed", True):
+        checked = self._audio_checked(rid, record, dict(audio), limit)
+        if self.options.require_checks and not checked.get("checks", {}).get("passed", True):
             Path(audio["path"]).unlink(missing_ok=True)  # as for any failed record: no file left
-            return self._fail(index, rid, record, self._audio_failed(audio))
+            return self._fail(index, rid, record, self._audio_failed(checked))
+        if self.ledger is not None:  # without fits: a resumed run checks against its own limit
+            self.ledger.append(key, audio)
+        audio = checked
         with self.tracker.lock:
             self.stats.audio_seconds += audio["seconds"]
             self.stats.words += word_count(text)
