@@ -272,3 +272,22 @@ def test_audio_removed_for_not_fitting_is_voiced_again_on_resume(tmp_path):
     assert "error" in refused and len(Ledger(str(tmp_path / "voice.ledger"))) == 0  # no entry for a removed file
     _, [kept] = voice_run([voiced(GOOD, max_seconds=60.0)], tmp_path, ledger=ledger, resume=True)
     assert "skipped" not in kept["audio"] and kept["audio"]["checks"]["passed"] is True
+
+
+def test_a_chain_script_step_takes_the_pace_of_its_voice_step(tmp_path):
+    from ai_content_pipeline.chain.runner import step_options
+
+    (tmp_path / "in.jsonl").write_text(orjson.dumps(SONG).decode() + "\n")
+
+    def spec(voice_backend: str, params: str = "{max_seconds: 10}"):
+        path = tmp_path / "chain.yaml"
+        path.write_text(f"name: c\ninput: {tmp_path / 'in.jsonl'}\noutput_dir: {tmp_path / 'out'}\nsteps:\n"
+                        f"  - {{type: script, backend: llamacpp, params: {params}}}\n"
+                        f"  - {{type: voice, backend: {voice_backend}}}\n")
+        return load_chain(str(path))
+
+    assert step_options(spec("chatterbox"), 0, False).voice_backend == "chatterbox"
+    assert step_options(spec("piper"), 0, False).voice_backend == "piper"
+    assert step_options(spec("auto"), 0, False).voice_backend == "piper"  # auto: the default pace
+    given = spec("chatterbox", "{max_seconds: 10, voice_backend: piper}")
+    assert step_options(given, 0, False).voice_backend == "piper"
