@@ -309,11 +309,24 @@ class ScriptStage(Stage):
         """Messages, parameters and request key of one take (raises ``InputError``).
 
         The key covers messages, backend, model, parameters (seed included), take
-        and template, plus ``best_of`` when above 1 and the batch decoder when used.
+        and template, plus ``best_of`` when above 1, the batch decoder when used and the
+        words that fit the take's time limit when it has one.
         """
-        messages, _ = self.template.request(record, persona, take=take, **self.options.extra_context)
+        _, max_words = self._time_limit(record, persona)
+        messages, _ = self.template.request(record, persona, take=take, max_words=max_words,
+                                            **self.options.extra_context)
         params = self.options.params_for(self.template, take)
-        return messages, params, self._key(messages, params, take)
+        return messages, params, self._key(messages, params, take, max_words)
+
+    def _time_limit(self, record: dict[str, Any], persona: Persona) -> tuple[float | None, int | None]:
+        """The take's time limit in seconds (``max_seconds``, the record's ``intro_seconds``) and
+        the words that fit it at ``persona``'s pace; ``(None, None)`` without one.
+
+        :raises InputError: a bad ``intro_seconds``."""
+        limit = time_limit(record, self.options.max_seconds)
+        if limit is None:
+            return None, None
+        return limit, fitting_words(limit, words_per_second(persona, self.options.voice_backend))
 
     def _key(self, messages: list[dict[str, str]], params: GenerationParams, take: int,
              max_words: int | None = None) -> str:
@@ -333,9 +346,7 @@ class ScriptStage(Stage):
         rid = record_id(record)
         try:
             persona = self.record_persona(record)
-            limit = time_limit(record, self.options.max_seconds)
-            max_words = (None if limit is None
-                         else fitting_words(limit, words_per_second(persona, self.options.voice_backend)))
+            limit, max_words = self._time_limit(record, persona)
             messages, ctx = self.template.request(record, persona, take=take, max_words=max_words,
                                                   **self.options.extra_context)
         except AicpError as exc:
