@@ -210,8 +210,9 @@ def step_options(spec: ChainSpec, index: int, resume: bool, overwrite: bool = Fa
             values[name] = value
     if "voice_backend" in fields and "voice_backend" not in step.params:  # the pace of the voice to come
         voice = next((s for s in spec.steps[index + 1:] if s.enabled and registry.get(s.type).backend == "tts"), None)
-        if voice is not None and getattr(voice, "backend", "auto") != "auto":
-            values["voice_backend"] = voice.backend
+        name = getattr(voice, "backend", "auto")
+        if name != "auto":
+            values["voice_backend"] = name
     for option, (folder, settable) in kind.dirs.items():
         if settable:
             values.setdefault(option, str(Path(spec.output_dir) / folder))
