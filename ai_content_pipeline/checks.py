@@ -25,7 +25,9 @@ A template declares its checks in a ``checks:`` block (see :class:`Checks`)::
 - ``grounded`` (off unless the block turns it on): every capitalized name, number,
   year, decade and date of the text must be in what the take was given: the context's
   values (record fields, persona) and the rendered prompt (:func:`check_grounded`).
-- ``length``: ``min * target_words <= words <= max * target_words``.
+- ``length``: ``min * target_words <= words <= max * target_words``; a take with a time
+  limit (``aicp-script --max-seconds``, a record's ``intro_seconds``) also fails it when
+  longer than the words that fit (``max_words``), with or without the block.
 - ``complete``: the text ends with ``.``, ``!``, ``?`` or ``…`` (closing quotes
   or brackets after it allowed). A take cut by the token limit is first
   trimmed back to its last whole sentence (:func:`trim_to_sentence`).
@@ -590,13 +592,16 @@ def check_grounded(text: str, prompt: str, context: dict[str, Any]) -> list[str]
 
 # -- all checks ------------------------------------------------------------------------------
 def evaluate(text: str, checks: Checks, *, context: dict[str, Any], prompt: str,
-             target_words: int, phrases: set[str] | None = None) -> dict[str, Any]:
+             target_words: int, phrases: set[str] | None = None,
+             max_words: int | None = None) -> dict[str, Any]:
     """Run ``checks`` on ``text``.
 
     :param context: the prompt context the text was asked with (record fields, ``persona``...).
     :param prompt: the rendered prompts (system and user), for ``no_echo`` and ``grounded``.
     :param target_words: the length target, for ``length``.
     :param phrases: precomputed :func:`echo_phrases` of ``prompt``.
+    :param max_words: the most words that fit the take's time limit: more fails ``length``
+        (also when ``checks`` has no ``length`` window); ``None``: no time limit.
     :returns: ``{"passed": bool, "failed": [names], "details": {name: detail}}``; details
         hold, per failed check, the missing paths (``mentions``), what was echoed
         (``no_echo``), ``{"words", "min", "max"}`` (``length``), the last characters
@@ -619,9 +624,13 @@ def evaluate(text: str, checks: Checks, *, context: dict[str, Any], prompt: str,
         if unsupported:
             failed.append("grounded")
             details["grounded"] = unsupported
-    if checks.length is not None:
+    if checks.length is not None or max_words is not None:
         words = len(text.split())
-        lo, hi = round(checks.length.min * target_words), round(checks.length.max * target_words)
+        lo, hi = 0, max_words if max_words is not None else 0
+        if checks.length is not None:
+            lo, hi = round(checks.length.min * target_words), round(checks.length.max * target_words)
+            if max_words is not None:
+                lo, hi = min(lo, max_words), min(hi, max_words)
         if not lo <= words <= hi:
             failed.append("length")
             details["length"] = {"words": words, "min": lo, "max": hi}

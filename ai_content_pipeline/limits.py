@@ -81,6 +81,8 @@ THREADS = Limit(int, 1, 512)
 WORDS = Limit(int, 50, 100_000)
 #: Seconds an Ollama request may wait to connect or between two reads (``--timeout``).
 TIMEOUT = Limit(float, 0, 86_400, min_open=True)
+#: Seconds a take may last on air (``--max-seconds``, a record's ``intro_seconds``).
+AIR_SECONDS = Limit(float, 0, 86_400, min_open=True)
 #: Integrated loudness target in LUFS (``--loudness``).
 LOUDNESS = Limit(float, -70, -5)
 #: Output sample rate in Hz (``--sample-rate``).
@@ -108,6 +110,7 @@ BestOf = Annotated[int, BEST_OF.lower(), BEST_OF.upper()]
 Batch = Annotated[int, BATCH.lower(), BATCH.upper()]
 Timeout = Annotated[float, TIMEOUT.lower(), TIMEOUT.upper()]
 Loudness = Annotated[float, LOUDNESS.lower(), LOUDNESS.upper()]
+AirSeconds = Annotated[float, AIR_SECONDS.lower(), AIR_SECONDS.upper()]
 SampleRate = Annotated[int, SAMPLE_RATE.lower(), SAMPLE_RATE.upper()]
 Bitrate = Annotated[int, BITRATE.lower(), BITRATE.upper()]
 Exaggeration = Annotated[float, EXAGGERATION.lower(), EXAGGERATION.upper()]
@@ -117,7 +120,7 @@ VoiceTemperature = Annotated[float, VOICE_TEMPERATURE.lower(), VOICE_TEMPERATURE
 AudioFormat = Literal["wav", "flac", "ogg", "mp3"]
 AUDIO_FORMATS: tuple[str, ...] = ("wav", "flac", "ogg", "mp3")
 
-__all__ = ["AUDIO_FORMATS", "BITRATE", "Bitrate", "BATCH", "BEST_OF", "CFG_WEIGHT", "EXAGGERATION", "JOBS", "LOUDNESS", "MAX_TOKENS", "RETRIES",
+__all__ = ["AIR_SECONDS", "AUDIO_FORMATS", "AirSeconds", "BITRATE", "Bitrate", "BATCH", "BEST_OF", "CFG_WEIGHT", "EXAGGERATION", "JOBS", "LOUDNESS", "MAX_TOKENS", "RETRIES",
            "SAMPLE_RATE", "SEED", "TEMPERATURE", "TIMEOUT", "TOP_P", "VARIANTS", "VOICE_TEMPERATURE",
            "WORDS", "AudioFormat", "Batch", "BestOf", "CfgWeight", "Exaggeration", "Jobs", "Limit", "Loudness", "MaxTokens",
            "Retries", "SampleRate", "Seed", "Temperature", "Timeout", "TopP", "Variants", "VoiceTemperature",

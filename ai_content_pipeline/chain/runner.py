@@ -187,7 +187,9 @@ def step_options(spec: ChainSpec, index: int, resume: bool, overwrite: bool = Fa
     """The stage options of step ``index``: its ``params`` plus what the chain sets.
 
     The chain sets the step keys that are options (``template``/``persona``), ``resume``,
-    ``strict`` (``on_error: stop``), ``overwrite`` (where the options have them) and the
+    ``strict`` (``on_error: stop``), ``overwrite`` (where the options have them), a script
+    step's ``voice_backend`` (unless its params give one: the backend of the next TTS step
+    when it names one, not ``auto``) and the
     kind's folders (:attr:`~ai_content_pipeline.stages.kind.StageKind.dirs`): voice's
     ``out_dir`` (``output_dir/audio``) and, unless the step's params give one, the long-form
     ``work_dir`` (``output_dir/longform``).
@@ -206,6 +208,11 @@ def step_options(spec: ChainSpec, index: int, resume: bool, overwrite: bool = Fa
         value = getattr(step, name)
         if name in fields and name not in StepConfig.model_fields and value is not None and value != "":
             values[name] = value
+    if "voice_backend" in fields and "voice_backend" not in step.params:  # the pace of the voice to come
+        voice = next((s for s in spec.steps[index + 1:] if s.enabled and registry.get(s.type).backend == "tts"), None)
+        name = getattr(voice, "backend", "auto")
+        if name != "auto":
+            values["voice_backend"] = name
     for option, (folder, settable) in kind.dirs.items():
         if settable:
             values.setdefault(option, str(Path(spec.output_dir) / folder))

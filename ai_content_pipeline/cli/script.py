@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
+from ..airtime import DEFAULT_WORDS_PER_SECOND, PIPER_WORDS_PER_SECOND
 from ..backends.registry import create_llm
 from ..jsonl import RecordWriter, check_sources
 from ..limits import (
+    AIR_SECONDS,
     BATCH,
     BEST_OF,
     JOBS,
@@ -46,6 +48,7 @@ Examples:
   aicp-script --checkpoint run.ledger --resume --redo-failed examples/songs.jsonl > scripts.jsonl
   aicp-script --recheck --checkpoint run.ledger scripts.jsonl > checked.jsonl  # after editing script.text
   aicp-script --best-of 4 --batch 8 --require-checks < examples/songs.jsonl
+  aicp-script --max-seconds 15 < examples/songs.jsonl | aicp-voice --require-checks
   aicp-script -t podcast-longform --words 2000 --checkpoint pod.ledger --resume examples/topics.jsonl
   aicp-script -p ./rosa.yaml --log takes.db < examples/songs.jsonl | aicp-voice --log takes.db
   aicp logs --log takes.db -n 3
@@ -96,6 +99,17 @@ Examples:
                    "script.text (edited by hand), update words and checks, set script.edited and a new "
                    "script.key, so `aicp-voice --resume` voices the new text. Give it the --template the "
                    "takes were made with; with their --checkpoint, takes whose text is unchanged pass through.")
+@click.option("--max-seconds", type=click_range(AIR_SECONDS), metavar="S",
+              help="A take must fit S seconds when voiced (a record's intro_seconds too: the smaller "
+                   "counts): the word target is capped at the words the persona's voice says in S "
+                   "seconds, a longer take fails `length`, and aicp-voice checks the file (`fits`).")
+@click.option("--voice-backend", default="piper", show_default=True, metavar="NAME",
+              help=f"The TTS backend whose pace turns seconds into words: piper ({PIPER_WORDS_PER_SECOND} "
+                   "words/s at length_scale 1.0, divided by the persona's length_scale); any other "
+                   f"{DEFAULT_WORDS_PER_SECOND} words/s.")
+@click.option("--song-field", default="file", show_default=True, metavar="FIELD",
+              help="Record field naming the song's audio file: its tags (mutagen) fill the missing "
+                   "artist, title, album, year and genre. '' reads no tags.")
 @click.option("--words", type=click_range(WORDS), metavar="N",
               help="Long-form templates: scale the section word targets to N words in all.")
 @click.option("--work-dir", default="aicp-out/longform", show_default=True, metavar="DIR",
@@ -111,6 +125,7 @@ def script_command(files: tuple[str, ...], template: str, persona: str | None, v
                    backend: str, model: str | None, temperature: float | None,
                    top_p: float | None, seed: int | None, max_tokens: int | None, jobs: int,
                    best_of: int, batch: int, require_checks: bool, redo_failed: bool, recheck: bool,
+                   max_seconds: float | None, voice_backend: str, song_field: str,
                    words: int | None, work_dir: str, overwrite: bool, log: str | None, shard: str | None, shard_count: int | None,
                    resume: bool,
                    checkpoint: str | None, retries: int,
@@ -126,8 +141,10 @@ def script_command(files: tuple[str, ...], template: str, persona: str | None, v
     Every take is checked without a model call against its template's checks
     (`aicp templates show NAME`): mentions, no_echo, grounded, length,
     complete. A take cut by --max-tokens is trimmed back to its last whole
-    sentence first. --resume --redo-failed makes the failed takes again;
-    --recheck checks takes whose script.text a person edited.
+    sentence first. A record naming its song's audio file (`file`) gets the
+    artist, title, album, year and genre it lacks from the file's tags.
+    --resume --redo-failed makes the failed takes again; --recheck checks
+    takes whose script.text a person edited.
     """
     from ..stages.commands import run_script  # heavy-ish: not needed for --help
     from ..stages.script import NoModel, ScriptOptions
@@ -138,7 +155,8 @@ def script_command(files: tuple[str, ...], template: str, persona: str | None, v
                             jobs=jobs, retries=retries, resume=resume, strict=strict,
                             words=words, work_dir=work_dir, best_of=best_of, batch=batch,
                             require_checks=require_checks, overwrite=overwrite,
-                            redo_failed=redo_failed, recheck=recheck)
+                            redo_failed=redo_failed, recheck=recheck, max_seconds=max_seconds,
+                            voice_backend=voice_backend, song_field=song_field or None)
     options.validate()  # usage errors (exit 2) before any backend is contacted
     from ..shards import fanout_takes, shard_run
 

@@ -85,8 +85,10 @@ words per second).
               help="Read all input before loading the model (frees the GPU for the LLM upstream); "
                    "--no-barrier loads at once and voices records as they arrive.")
 @click.option("--require-checks", is_flag=True,
-              help="A script that failed its checks (script.checks.passed: false) is not voiced: "
-                   "its record gets an error (exit 3) [default: voiced, with a warning].")
+              help="A script that failed its checks (script.checks.passed: false) is not voiced, and "
+                   "audio that fails its own (audio.checks: `fits`, longer than script.max_seconds or "
+                   "intro_seconds) is removed: the record gets an error (exit 3) [default: voiced, "
+                   "with a warning].")
 @click.option("--overwrite", is_flag=True,
               help="Replace audio files an earlier run wrote in --out-dir [default: such a file stops "
                    "the run, exit 2, before any model loads; --resume keeps what the ledger vouches for].")
@@ -105,9 +107,10 @@ def voice_command(files: tuple[str, ...], backend: str, persona: str | None, lex
     Reads records from FILES (or stdin, `-`), writes one audio file per record
     with text (script.text, else text) and prints each record with an `audio`
     object added (path, format, sample_rate, channels, seconds, backend, voice,
-    chunks, rtf, loudness_lufs, key), every other field kept: one flushed
-    JSON line per record, in input order. A record that fails gets an `error`
-    object instead, no file is left for it, and the batch goes on.
+    chunks, rtf, loudness_lufs, key; checks when the take has a time limit:
+    `fits`), every other field kept: one flushed JSON line per record, in
+    input order. A record that fails gets an `error` object instead, no file
+    is left for it, and the batch goes on.
     """
     from ..shards import shard_run
     from ..stages.commands import run_voice  # not needed for --help

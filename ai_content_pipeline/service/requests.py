@@ -8,7 +8,8 @@ checked by the same :func:`~ai_content_pipeline.chain.spec.load_chain` as
 ``aicp run-chain``, so a bad parameter is refused before the job is queued.
 
 What a client may not choose, because it would reach outside the job: file paths
-(templates, personas, models, voices, ``work_dir``) and the backend settings only the
+(templates, personas, models, voices, ``work_dir``; a record's song ``file`` is not read
+for tags: the service sets ``song_field`` to none) and the backend settings only the
 operator may set (those a backend marks ``operator``: files, folders, servers, such as
 ``checkpoint_dir`` or ``host``). Templates and personas are built-in names only, also in a record's
 ``persona``/``dj`` field; models and voices are names from the operator's lists
@@ -215,12 +216,26 @@ def _refuse_lexicon(field: str) -> None:
 def _takes_words(step_type: Any) -> bool:
     """Whether a step of ``step_type`` has a ``words`` option (a topic's ``length_target`` goes
     there): a kind of the stage registry, not a name this module knows."""
+    return _has_option(step_type, "words")
+
+
+def _has_option(step_type: Any, name: str) -> bool:
     import dataclasses
 
     from ..stages import registry
 
     kind = registry.find(step_type)
-    return kind is not None and "words" in {f.name for f in dataclasses.fields(kind.options)}
+    return kind is not None and name in {f.name for f in dataclasses.fields(kind.options)}
+
+
+def _no_song_files(field: str, step: dict[str, Any]) -> None:
+    """Set ``step``'s ``song_field`` to none (a job never opens a file a record names) when its
+    kind has one. :raises RequestProblem: the client set it (``field`` names the params)."""
+    params = step.get("params")
+    if isinstance(params, dict) and "song_field" in params:
+        raise RequestProblem(f"{field}song_field", "is set by the service: a job reads no file a record names")
+    if _has_option(step.get("type"), "song_field") and (params is None or isinstance(params, dict)):
+        step["params"] = {**(params or {}), "song_field": None}
 
 
 def slug(text: str) -> str:
@@ -284,6 +299,7 @@ def build_chain(req: GenerateRequest, *, models: dict[str, str] | None = None,
             if req.title is not None and isinstance(params, dict) and req.length_target \
                     and _takes_words(step.get("type")):
                 params.setdefault("words", req.length_target)
+            _no_song_files(f"chain.steps.{i}.params.", step)
         chain.setdefault("name", req.name or "chain")
         where = {"": "chain."}
     else:
@@ -308,6 +324,7 @@ def build_chain(req: GenerateRequest, *, models: dict[str, str] | None = None,
                                  hint="send a `chain` whose voice step names a voice from the server's list")
         script: dict[str, Any] = {**req.backend_settings, "type": "script", "template": template,
                                   "backend": req.backend, "params": params}
+        _no_song_files("params.", script)
         if req.persona:
             script["persona"] = req.persona
         if model:

@@ -9,6 +9,7 @@ LLM backend, trim the model's chatter and add the ``script`` object::
      "persona_voice": {"seed": int, "piper": {...}, "chatterbox": {...}}, "take": int, "backend": str, "model": str,
      "tokens": {"prompt": int, "completion": int}, "seconds": float, "key": str,
      "host"?: str (the Ollama server that wrote it),
+     "max_seconds"?: float (the take's time limit: --max-seconds, the record's intro_seconds),
      "checks": {"passed": bool, "failed": [str], "details"?: {...},
                 "candidates"?: [...], "chosen"?: int}}
 
@@ -23,6 +24,12 @@ evaluation, and with ``batch`` B > 1 the takes of B records in flight together
 Failures that concern one record become its ``error`` object; the run goes on.
 A take that fails its checks is still written (``checks.passed: false``) unless
 ``require_checks`` makes it an error (:class:`ChecksFailed`).
+
+A take with a time limit (``max_seconds``, the record's ``intro_seconds``) has its word
+target capped at the words the persona's voice says in that time (:mod:`~ai_content_pipeline.airtime`),
+and fails ``length`` when longer. A record naming an audio file (``song_field``, default
+``file``) gets its missing ``artist``, ``title``, ``album``, ``year`` and ``genre`` from the
+file's tags (:mod:`~ai_content_pipeline.songtags`) before its prompt is rendered.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..airtime import fitting_words, time_limit, words_per_second
 from ..backends.base import (
     BatchRequest,
     Completion,
@@ -51,6 +59,7 @@ from ..ledger import Ledger, request_key
 from ..limits import (
     BATCH,
     BEST_OF,
+    AirSeconds,
     Batch,
     BestOf,
     Jobs,
@@ -65,6 +74,7 @@ from ..limits import (
     Words,
 )
 from ..records import content_hash, record_id, stage_fields, word_count
+from ..songtags import SongTags
 from ..templates import (
     ExtraContext,
     Persona,
@@ -140,6 +150,13 @@ class ScriptOptions:
         ``work_dir/{id}/``; without it (and without ``resume``) they stop the run (exit 2).
     :ivar threads: llama.cpp only: CPU threads (``None``: every CPU this process may run on);
         read when the backend is built (``--threads``, chain ``params``).
+    :ivar max_seconds: one-call templates: seconds a take may last when voiced; the word
+        target is capped at the words that fit (a record's ``intro_seconds`` too: the smaller
+        limit counts), and a longer take fails ``length``. ``None``: no limit but ``intro_seconds``.
+    :ivar voice_backend: the TTS backend whose speaking rate turns a time limit into words
+        (:func:`~ai_content_pipeline.airtime.words_per_second`).
+    :ivar song_field: the record field naming a song's audio file whose tags fill the record's
+        missing ``artist``/``title``/``album``/``year``/``genre`` (``None``: tags are not read).
 
     Numeric fields carry the ranges of :mod:`ai_content_pipeline.limits` (the same as the
     flags'), which pydantic checks when options come from a chain file.
@@ -168,6 +185,9 @@ class ScriptOptions:
     overwrite: bool = False
     redo_failed: bool = False
     recheck: bool = False
+    max_seconds: AirSeconds | None = None
+    voice_backend: str = "piper"
+    song_field: str | None = "file"
 
     def validate(self, template: Template | None = None) -> None:
         """Load the template (unless the caller has it: ``template``) and default persona now;
@@ -200,6 +220,9 @@ class ScriptOptions:
         if self.recheck and (self.redo_failed or self.variants > 1):
             raise UsageError("recheck makes no takes: it checks the one take each record carries",
                              hint="drop --redo-failed and --variants with --recheck")
+        if self.max_seconds is not None and (template.sections or self.sections):
+            raise UsageError(f"max_seconds applies to one-call templates; '{template.name}' is long-form",
+                             hint="give a long-form script its length in words: --words N")
 
     def params_for(self, template: Template, take: int) -> GenerationParams:
         """Generation parameters for ``take``: template defaults, then these overrides."""
@@ -245,6 +268,8 @@ class _Take:
     phrases: set[str] | None = None
     #: ``redo_failed``: the attempt this take makes (1, 2...); 0 for a take's first making
     attempt: int = 0
+    max_seconds: float | None = None
+    max_words: int | None = None
 
     @property
     def prompt(self) -> str:
@@ -282,6 +307,9 @@ class ScriptStage(Stage):
         self._stats_lock = self.tracker.lock  # --jobs: worker threads add to the same counts
         #: where each finished take is logged (``--log``; :mod:`ai_content_pipeline.takelog`)
         self.takelog: Any = None
+        #: fills records' missing song fields from their audio files' tags (``song_field``)
+        self.songtags = SongTags(options.song_field) if options.song_field else None
+        self._tag_warned: set[int] = set()
 
     @property
     def batched(self) -> bool:
@@ -310,14 +338,30 @@ class ScriptStage(Stage):
         """Messages, parameters and request key of one take (raises ``InputError``).
 
         The key covers messages, backend, model, parameters (seed included), take
-        and template, plus ``best_of`` when above 1 and the batch decoder when used.
+        and template, plus ``best_of`` when above 1, the batch decoder when used and the
+        words that fit the take's time limit when it has one.
         """
-        messages, _ = self.template.request(record, persona, take=take, **self.options.extra_context)
+        _, max_words = self._time_limit(record, persona)
+        messages, _ = self.template.request(record, persona, take=take, max_words=max_words,
+                                            **self.options.extra_context)
         params = self.options.params_for(self.template, take)
-        return messages, params, self._key(messages, params, take)
+        return messages, params, self._key(messages, params, take, max_words)
 
-    def _key(self, messages: list[dict[str, str]], params: GenerationParams, take: int) -> str:
+    def _time_limit(self, record: dict[str, Any], persona: Persona) -> tuple[float | None, int | None]:
+        """The take's time limit in seconds (``max_seconds``, the record's ``intro_seconds``) and
+        the words that fit it at ``persona``'s pace; ``(None, None)`` without one.
+
+        :raises InputError: a bad ``intro_seconds``."""
+        limit = time_limit(record, self.options.max_seconds)
+        if limit is None:
+            return None, None
+        return limit, fitting_words(limit, words_per_second(persona, self.options.voice_backend))
+
+    def _key(self, messages: list[dict[str, str]], params: GenerationParams, take: int,
+             max_words: int | None = None) -> str:
         extra: dict[str, Any] = {}
+        if max_words is not None:  # the length check's bound, whether or not the prompt shows it
+            extra["max_words"] = max_words
         if self.options.best_of > 1:
             extra["best_of"] = self.options.best_of
         if self.batched:
@@ -331,18 +375,24 @@ class ScriptStage(Stage):
         rid = record_id(record)
         try:
             persona = self.record_persona(record)
-            messages, ctx = self.template.request(record, persona, take=take, **self.options.extra_context)
+            limit, max_words = self._time_limit(record, persona)
+            messages, ctx = self.template.request(record, persona, take=take, max_words=max_words,
+                                                  **self.options.extra_context)
         except AicpError as exc:
             if isinstance(exc, TemplateSandboxError):  # the template's fault, not this record's
                 raise
             err = InputError(exc.message, hint=exc.hint, stage="script") if not isinstance(exc, RecordError) else exc
             return self._fail(index, rid, record, err, take=take)
         params = self.options.params_for(self.template, take)
-        key = self._key(messages, params, take)
-        job = _Take(index, rid, record, take, persona, messages, ctx, params, key)
+        key = self._key(messages, params, take, max_words)
+        job = _Take(index, rid, record, take, persona, messages, ctx, params, key,
+                    max_seconds=limit, max_words=max_words)
 
         served = self._served(key)
         if served is not None:
+            served.pop("max_seconds", None)
+            if limit is not None:
+                served["max_seconds"] = limit
             if not isinstance(served.get("checks"), dict):  # a ledger from before checks
                 served["checks"] = self._check(job, served["text"])
             job.attempt = self._redo_attempt(served)
@@ -451,7 +501,7 @@ class ScriptStage(Stage):
     def _check(self, job: _Take, text: str) -> dict[str, Any]:
         return evaluate(text, self.template.checks, context=job.context, prompt=job.prompt,
                         target_words=int(job.context.get("target_words") or self.template.target_words),
-                        phrases=self._phrases(job))
+                        phrases=self._phrases(job), max_words=job.max_words)
 
     def _phrases(self, job: _Take) -> set[str]:
         if job.phrases is None:
@@ -524,6 +574,8 @@ class ScriptStage(Stage):
         }
         if best["result"].host:
             script["host"] = best["result"].host
+        if job.max_seconds is not None:
+            script["max_seconds"] = job.max_seconds
         if best["truncated"]:
             script["truncated"] = True
         extra = {"host": script["host"]} if "host" in script else {}
@@ -644,7 +696,23 @@ class ScriptStage(Stage):
 
     def _process(self, item: tuple[int, InputLine, int]) -> dict[str, Any]:
         index, line, take = item
-        return self._each(index, line, lambda record: self._take(index, record, take))
+        return self._each(index, line, lambda record: self._take(index, self._tagged(index, record), take))
+
+    def _tagged(self, index: int, record: dict[str, Any]) -> dict[str, Any]:
+        """``record`` with its missing song fields from its audio file's tags (``song_field``);
+        a file whose tags cannot be read: a warning (once per record, not per take), the
+        record unchanged."""
+        if self.songtags is None:
+            return record
+        tagged, problem = self.songtags.fill(record)
+        with self._stats_lock:
+            first = problem is not None and index not in self._tag_warned
+            if first:
+                self._tag_warned.add(index)
+        if first and problem is not None:
+            self.emitter.message(f"record {record_id(record)}: {problem.message}; its tags were not read",
+                                 "warning")
+        return tagged
 
     def run(self, lines: Iterable[InputLine], total: int | None = None) -> Iterator[dict[str, Any]]:
         """Yield one output record per input line and take, in input order.

@@ -14,10 +14,18 @@ gets::
 
     {"path": str, "format": str, "sample_rate": int, "channels": 1, "seconds": float,
      "backend": str, "voice": str, "chunks": int, "rtf": float,
-     "loudness_lufs": float | None, "key": str, "size": int}
+     "loudness_lufs": float | None, "key": str, "size": int,
+     "checks"?: {"passed": bool, "failed": [str], "details"?: {name: ...}}}
 
-``rtf`` is synthesis seconds / audio seconds. Failures that concern one record
-become its ``error`` object (stage ``voice``); no file is left for them.
+``rtf`` is synthesis seconds / audio seconds. ``checks`` holds the audio's checks, merged
+(:func:`~ai_content_pipeline.airtime.add_check`): ``fits`` when the take has a time limit
+(``script.max_seconds`` when the voiced text is ``script.text``, the record's
+``intro_seconds``: the smaller one), failed when the file is longer (detail
+``{"seconds", "max_seconds"}``). A failed audio check counts as a failed check; with
+``require_checks`` it is the record's ``error`` and the new file is removed.
+
+Failures that concern one record become its ``error`` object (stage ``voice``); no file is
+left for them.
 
 With a *barrier* (:func:`run_voice`, the default) the whole input is spooled to
 a temporary file before the model is loaded, so a TTS model never shares the
@@ -34,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ..airtime import add_check, fits_detail, record_seconds, time_limit
 from ..audio import (
     PEAK_CEILING_DBFS,
     as_mono_float32,
@@ -77,7 +86,8 @@ class VoiceOptions:
     :ivar strict: stop at the first failed record.
     :ivar require_checks: a script whose ``script.checks.passed`` is false is not voiced: its
         record gets an ``error`` (:class:`~ai_content_pipeline.errors.ChecksFailed`). Without
-        it such a script is voiced with a warning naming the failed checks.
+        it such a script is voiced with a warning naming the failed checks. The same for audio
+        that fails its checks (``fits``): an ``error``, and the file it wrote is removed.
     :ivar overwrite: replace audio files an earlier run wrote in ``out_dir``; without it (and
         without ``resume``) such a file stops the run (exit 2) before it is replaced.
     :ivar lexicon: pronunciation lexicon files (YAML; one file or several), over the user
@@ -127,6 +137,20 @@ def _voiced_checks(record: dict[str, Any], text_field: str | None) -> dict[str, 
         return None
     checks = script.get("checks")
     return checks if isinstance(checks, dict) else None
+
+
+def voice_time_limit(record: dict[str, Any], text_field: str | None = None) -> float | None:
+    """The seconds the voiced take must fit: ``script.max_seconds`` (when the text voiced is
+    ``script.text``: see :func:`_voiced_checks`) and the record's ``intro_seconds``, the
+    smaller one; ``None`` when neither is there.
+
+    :raises InputError: either is not a number of seconds above 0.
+    """
+    carried = None
+    script = record.get("script")
+    if (not text_field or text_field == "script.text") and isinstance(script, dict):
+        carried = record_seconds(script, "max_seconds", stage="voice", label="script.max_seconds")
+    return time_limit(record, carried, stage="voice")
 
 
 #: Failed check names a message lists before "and N more".
@@ -351,6 +375,7 @@ class VoiceStage(Stage):
         rid = record_id(record)
         try:
             text, persona = self._persona(record)
+            limit = voice_time_limit(record, self.options.text_field)
         except AicpError as exc:
             err = exc if isinstance(exc, RecordError) else InputError(exc.message, hint=exc.hint, stage="voice")
             return self._fail(index, rid, record, err)
@@ -372,8 +397,11 @@ class VoiceStage(Stage):
 
         reused = self._reusable(key, path)
         if reused is not None:
+            audio = self._audio_checked(rid, record, {**reused, "skipped": True}, limit)
+            if self.options.require_checks and not audio.get("checks", {}).get("passed", True):
+                return self._fail(index, rid, record, self._audio_failed(audio))
             self.tracker.skipped(index, rid, key=key, path=str(path))
-            return {**record, "audio": {**reused, "skipped": True}}
+            return {**record, "audio": audio}
 
         self.tracker.start(index, rid, persona=persona.name if persona else None, take=take)
         self.session.ensure()
@@ -384,8 +412,13 @@ class VoiceStage(Stage):
             )
         except RecordError as exc:
             return self._fail(index, rid, record, exc)
-        if self.ledger is not None:
+        checked = self._audio_checked(rid, record, dict(audio), limit)
+        if self.options.require_checks and not checked.get("checks", {}).get("passed", True):
+            Path(audio["path"]).unlink(missing_ok=True)  # as for any failed record: no file left
+            return self._fail(index, rid, record, self._audio_failed(checked))
+        if self.ledger is not None:  # without fits: a resumed run checks against its own limit
             self.ledger.append(key, audio)
+        audio = checked
         with self.tracker.lock:
             self.stats.audio_seconds += audio["seconds"]
             self.stats.words += word_count(text)
@@ -415,6 +448,41 @@ class VoiceStage(Stage):
                 checks=checks))
         self.emitter.message(f"record {rid}: voicing a script that failed its checks ({names})", "warning")
         return None
+
+    def _audio_checked(self, rid: str, record: dict[str, Any], audio: dict[str, Any],
+                       limit: float | None) -> dict[str, Any]:
+        """``audio`` with its ``fits`` check when the take has a time ``limit``, counted: a failed
+        one makes the record count as failing its checks (once), and warns unless
+        ``require_checks`` makes it an error."""
+        if limit is None:
+            return audio
+        fits = float(audio["seconds"]) <= limit
+        add_check(audio, "fits", fits, fits_detail(audio["seconds"], limit))
+        checks = _voiced_checks(record, self.options.text_field)
+        counted_failed = failed_checks(record, self.options.text_field) is not None
+        counted_passed = not counted_failed and checks is not None and checks.get("passed") is True
+        with self.tracker.lock:
+            if not fits and not counted_failed:
+                self.stats.checks_failed += 1
+                self.stats.checks_passed -= 1 if counted_passed else 0
+            elif fits and not counted_failed and not counted_passed:
+                self.stats.checks_passed += 1
+        if not fits and not self.options.require_checks:
+            self.emitter.message(f"record {rid}: its audio lasts {audio['seconds']:.1f} s, longer than "
+                                 f"the {limit:g} s it must fit (fits)", "warning")
+        return audio
+
+    @staticmethod
+    def _audio_failed(audio: dict[str, Any]) -> ChecksFailed:
+        """The record error of ``audio`` that failed its checks (``require_checks``)."""
+        checks = audio.get("checks") or {}
+        detail = (checks.get("details") or {}).get("fits")
+        why = (f": it lasts {detail['seconds']:.1f} s, longer than {detail['max_seconds']:g} s"
+               if isinstance(detail, dict) else "")
+        return ChecksFailed(f"its audio failed its checks ({_check_names(checks.get('failed') or [])}){why}",
+                            stage="voice", checks=checks,
+                            hint="write a shorter take (aicp-script --max-seconds S), or voice it "
+                                 "without --require-checks")
 
     def _process(self, index: int, line: InputLine) -> dict[str, Any]:
         return self._each(index, line, lambda record: self._voice_record(index, record))

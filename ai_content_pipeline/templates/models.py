@@ -43,7 +43,7 @@ def _environment() -> Any:
 
 #: Names the prompt context itself sets (:meth:`Template.context`, the long-form stage's
 #: chunk context): an ``extra_context`` key may not take one of them.
-RESERVED_CONTEXT = ("record", "persona", "catchphrase", "target_words", "take", "sections", "chunks",
+RESERVED_CONTEXT = ("record", "persona", "catchphrase", "target_words", "max_words", "take", "sections", "chunks",
                     "chunk", "section", "summary", "pack", "remaining_words")
 #: Most words a record's own ``target_words`` field may ask for (as ``--words``).
 MAX_TARGET_WORDS = 100_000
@@ -193,11 +193,14 @@ class Template(_Strict):
                     field=field,
                 )
 
-    def context(self, record: dict[str, Any], persona: Persona, /, **extra: Any) -> dict[str, Any]:
+    def context(self, record: dict[str, Any], persona: Persona, /, *, max_words: int | None = None,
+                **extra: Any) -> dict[str, Any]:
         """The Jinja2 context: optional fields default to ``None``, then the record's fields,
         ``record``, ``persona`` (as a mapping), ``target_words`` (the record's own when it
-        gives a whole number from 1 to :data:`MAX_TARGET_WORDS`, else the template's), then
-        ``extra`` (the caller's: ``catchphrase``, a run's ``extra_context``...).
+        gives a whole number from 1 to :data:`MAX_TARGET_WORDS`, else the template's; at most
+        ``max_words``), ``max_words`` (the words that fit the take's time limit, ``None``
+        without one), then ``extra`` (the caller's:
+        ``catchphrase``, a run's ``extra_context``...).
 
         :raises InputError: the record's ``target_words`` is not such a number."""
         ctx: dict[str, Any] = {name: None for name in self.optional}
@@ -212,6 +215,9 @@ class Template(_Strict):
         elif not (type(words) is int and 0 < words <= MAX_TARGET_WORDS):  # a record's own length target
             raise InputError(f"field 'target_words' must be a whole number of words from 1 to "
                              f"{MAX_TARGET_WORDS}", field="target_words", stage="script")
+        ctx["max_words"] = max_words
+        if max_words is not None:
+            ctx["target_words"] = min(ctx["target_words"], max_words)
         ctx.update(extra)
         return ctx
 
@@ -291,18 +297,20 @@ class Template(_Strict):
         return self.request(record, persona, take=take, **extra)[0]
 
     def request(
-        self, record: dict[str, Any], persona: Persona, /, *, take: int = 0, **extra: Any
+        self, record: dict[str, Any], persona: Persona, /, *, take: int = 0, max_words: int | None = None,
+        **extra: Any
     ) -> tuple[list[dict[str, str]], dict[str, Any]]:
         """The chat messages (as :meth:`messages`) and the Jinja2 context they were rendered with.
 
         The context is what the ``checks`` see (``mentions`` paths, ``no_echo`` values).
-        ``extra`` is a run's ``extra_context``.
+        ``max_words`` caps ``target_words`` (:meth:`context`); ``extra`` is a run's ``extra_context``.
         :raises InputError: for a missing required field (named in the message).
         :raises UsageError: an ``extra`` key the context sets itself (:data:`RESERVED_CONTEXT`).
         """
         check_extra_context(extra)
         self.check_fields(record)
-        ctx = self.context(record, persona, catchphrase=persona.catchphrase_for(record, take), **extra)
+        ctx = self.context(record, persona, max_words=max_words, catchphrase=persona.catchphrase_for(record, take),
+                           **extra)
         messages = [
             {"role": "system", "content": self.render("system", ctx)},
             {"role": "user", "content": self.render("user", ctx)},
