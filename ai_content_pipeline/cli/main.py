@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     **builtin_commands(),
     "run-chain": "ai_content_pipeline.cli.chain:run_chain_command",
     "merge": "ai_content_pipeline.cli.merge:merge_command",
+    "feed": "ai_content_pipeline.cli.feed:feed_command",
     "templates": "ai_content_pipeline.cli.catalog:templates_group",
     "personas": "ai_content_pipeline.cli.catalog:personas_group",
     "voices": "ai_content_pipeline.cli.voices:voices_group",

@@ -30,6 +30,7 @@ PAGES: dict[str, tuple[str, str]] = {
     "aicp-voice": ("ai_content_pipeline.cli.voice:voice_command", "aicp-voice"),
     "aicp-run-chain": ("ai_content_pipeline.cli.chain:run_chain_command", "aicp run-chain"),
     "aicp-merge": ("ai_content_pipeline.cli.merge:merge_command", "aicp merge"),
+    "aicp-feed": ("ai_content_pipeline.cli.feed:feed_command", "aicp feed"),
     "aicp-serve": ("ai_content_pipeline.cli.serve:serve_command", "aicp serve"),
     "aicp-worker": ("ai_content_pipeline.cli.serve:worker_command", "aicp worker"),
     "aicp-doctor": ("ai_content_pipeline.cli.doctor:doctor_command", "aicp doctor"),
@@ -49,6 +50,7 @@ PAGE_EVENTS: dict[str, tuple[str, ...]] = {
     "aicp-voice": STAGE_EVENTS,
     "aicp-run-chain": CHAIN_EVENTS + STAGE_EVENTS,
     "aicp-merge": (),
+    "aicp-feed": (),
     "aicp-serve": CHAIN_EVENTS + STAGE_EVENTS,  # a job's SSE stream carries these
     "aicp-worker": CHAIN_EVENTS + STAGE_EVENTS,
     "aicp-doctor": (),  # no --stream: no EVENTS section
