@@ -9,10 +9,11 @@ from .options import EPILOG_STATUS, AicpCommand, PathValue, version_option
 
 EPILOG = f"""\b
 Examples:
-  aicp voice --out-dir site < scripts.jsonl > episodes.jsonl
+  aicp-script -t podcast-segment < examples/topics.jsonl | aicp-voice -f mp3 -o site > episodes.jsonl
   aicp feed --title 'Night Notes' --link https://example.com/night-notes \\
       --base-url https://example.com/night-notes --out site/feed.xml episodes.jsonl
-  aicp voice --out-dir site < more.jsonl | aicp feed --out site/feed.xml   # adds to the feed
+  aicp-script -t podcast-longform < examples/topics-longform.jsonl | aicp-voice -f mp3 -o site \\
+      | aicp feed --out site/feed.xml   # adds these episodes to the feed
 
 \b
 Episode fields (first found wins):
@@ -24,7 +25,8 @@ Episode fields (first found wins):
   date         date, published (ISO 8601 or RFC 2822), else the file's time
   chapters     mix.chapters -> AUDIO-STEM.chapters.json beside the feed
   captions     captions, mix.captions, audio.captions (.vtt or .srt)
-  GUID         guid, else a UUID v5 of LINK#ID (ID: the record's id)
+  GUID         guid, else a UUID v5 of LINK#ID (ID: the record's id);
+               an item of the feed with the same enclosure URL keeps its own
 
 \b
 URLs:
@@ -48,7 +50,7 @@ URLs:
                                             "for a new feed].")
 @click.option("--base-url", metavar="URL",
               help="The http(s) URL the episode files and the feed are served under: an enclosure's URL "
-                   "is BASE-URL/FILE-NAME [default: the existing feed's; required for a new feed].")
+                   "is the base URL, a slash and the file's name [default: the existing feed's; required for a new feed].")
 @click.option("--description", metavar="TEXT", help="The podcast's description [default: the title].")
 @click.option("--author", metavar="NAME", help="itunes:author of the podcast.")
 @click.option("--image", metavar="URL|NAME", help="Cover art: a .jpg/.png URL, or a file name under --base-url.")
@@ -76,8 +78,9 @@ def feed_command(files: tuple[str, ...], out: str, title: str | None, link: str 
     record becomes an item: enclosure (URL, length in bytes, MIME type),
     itunes:duration, podcast:chapters (a JSON chapters file, version 1.2.0,
     written beside the feed) when the record has chapters, podcast:transcript
-    when it has captions. An episode whose GUID is already in the feed
-    replaces that item; the others are kept as they were. A record that
+    when it has captions. An episode whose GUID or enclosure URL is already
+    in the feed replaces that item and keeps its GUID; the other items are
+    kept as they were. A record that
     cannot be published (no audio file, a bad date) stops the command before
     anything is written (exit 2); records that failed upstream (an `error`
     field) or lines that are not JSON objects are left out, named on stderr,
