@@ -42,6 +42,7 @@ import email.utils
 import math
 import mimetypes
 import os
+import re
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable
@@ -119,6 +120,7 @@ class FeedResult:
 def _ext_classes() -> tuple[type, type]:
     """The feedgen extension classes of the ``podcast:`` namespace (feedgen imported here,
     when a feed is written: ``--help`` stays fast)."""
+    import feedgen.feed  # noqa: F401 - loads lxml.etree, which feedgen.util uses without importing it
     from feedgen.ext.base import BaseEntryExtension, BaseExtension
     from feedgen.util import xml_elem
 
@@ -164,9 +166,20 @@ def _ext_classes() -> tuple[type, type]:
     return PodcastIndexExtension, PodcastIndexEntryExtension
 
 
+#: What XML 1.0 cannot carry: control characters (dropped) and lone surrogates (U+FFFD).
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_text(value: Any) -> str:
+    """``value`` as text XML 1.0 and UTF-8 can carry: control characters other than tab and
+    newlines dropped, lone surrogates (a non-UTF-8 file name or argument) made U+FFFD."""
+    return _NOT_XML.sub(lambda m: "\ufffd" if "\ud800" <= m.group() <= "\udfff" else "", str(value))
+
+
 def file_url(base_url: str, name: str) -> str:
-    """``base_url/NAME`` with ``name`` percent-encoded (one slash between them)."""
-    return base_url.rstrip("/") + "/" + urllib.parse.quote(name)
+    """``base_url/NAME`` with ``name`` percent-encoded byte for byte as the file system has it
+    (one slash between them)."""
+    return xml_text(base_url).rstrip("/") + "/" + urllib.parse.quote(os.fsencode(name))
 
 
 def _check_url(value: str, what: str) -> str:
@@ -193,7 +206,10 @@ def parse_date(value: Any, where: str) -> datetime:
     """
     parsed: datetime | None = None
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return datetime.fromtimestamp(value, tz=timezone.utc)
+        try:
+            return datetime.fromtimestamp(value, tz=timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            parsed = None
     if isinstance(value, str):
         text = value.strip()
         try:
@@ -275,9 +291,9 @@ def episode(record: dict[str, Any], channel: Channel, fields: Fields, where: str
         raise FeedError(f"{where}: cannot tell the MIME type of {audio}", hint="give mix.type (audio/mpeg...)")
     rid = record_id(record)
     title = _first(record, fields.title)
-    title = str(title) if title is not None else rid
+    title = xml_text(title) if title is not None else rid
     description = _first(record, fields.description)
-    description = str(description) if description is not None else title
+    description = xml_text(description) if description is not None else title
     raw_date = _first(record, fields.date)
     date = (parse_date(raw_date, where) if raw_date is not None
             else datetime.fromtimestamp(audio.stat().st_mtime, tz=timezone.utc))
@@ -296,7 +312,7 @@ def episode(record: dict[str, Any], channel: Channel, fields: Fields, where: str
             raise FeedError(f"{where}: captions {path} are neither WebVTT (.vtt) nor SubRip (.srt)",
                             hint="podcast apps read captions as .vtt or .srt")
         captions.append((file_url(channel.base_url, path.name), path, kind))
-    return Episode(guid=guid.strip(), title=title, description=description, date=date,
+    return Episode(guid=xml_text(guid).strip(), title=title, description=description, date=date,
                    url=file_url(channel.base_url, audio.name), length=audio.stat().st_size, mime=mime,
                    seconds=_seconds(record, audio, where), audio=audio, chapters=chapters or None,
                    captions=captions)
@@ -317,7 +333,7 @@ def _chapters(value: Any, where: str) -> list[dict[str, Any]]:
         if isinstance(end, (int, float)) and not isinstance(end, bool) and math.isfinite(end) and end >= start:
             item["endTime"] = round(float(end), 3)
         if chapter.get("title") is not None:
-            item["title"] = str(chapter["title"])
+            item["title"] = xml_text(chapter["title"])
         out.append(item)
     return sorted(out, key=lambda c: c["startTime"])
 
@@ -397,10 +413,11 @@ def read_existing(path: str | os.PathLike[str]) -> _Existing:
 
 def _merge_channel(given: Channel, old: Channel | None) -> Channel:
     """``given`` with each unset value taken from the existing feed's channel ``old``."""
-    if old is None:
-        return given
-    return Channel(**{name: getattr(given, name) if getattr(given, name) is not None else getattr(old, name)
-                      for name in given.__dataclass_fields__})
+    values: dict[str, Any] = {name: getattr(given, name) if getattr(given, name) is not None or old is None
+                              else getattr(old, name) for name in given.__dataclass_fields__}
+    clean: dict[str, Any] = {name: xml_text(value) if isinstance(value, str) else value
+                             for name, value in values.items()}
+    return Channel(**clean)
 
 
 def check_channel(channel: Channel, out: str | os.PathLike[str]) -> None:
@@ -419,9 +436,9 @@ def check_channel(channel: Channel, out: str | os.PathLike[str]) -> None:
                         hint=f"give --base-url, the http(s) address the episode files and {Path(out).name} "
                              "will be served under")
     _check_url(channel.base_url, "--base-url")
-    if channel.image and not channel.image.lower().endswith((".jpg", ".jpeg", ".png")):
-        raise FeedError(f"--image {channel.image} is not a .jpg or .png file",
-                        hint="podcast apps want square JPEG or PNG cover art")
+    if channel.image and not channel.image.endswith((".jpg", ".png")):
+        raise FeedError(f"--image {channel.image} does not end in .jpg or .png",
+                        hint="podcast apps want square JPEG or PNG cover art, named NAME.jpg or NAME.png")
     if channel.category and channel.category.count("/") > 1:
         raise FeedError(f"--category {channel.category!r} has more than two levels",
                         hint="give Category or Category/Subcategory (Apple Podcasts' list)")
@@ -446,7 +463,7 @@ def write_feed(lines: Iterable[Any], out: str | os.PathLike[str], channel: Chann
     from .files import write_atomic
 
     fields = fields or Fields()
-    existing = read_existing(out) if os.path.exists(out) else None
+    existing = read_existing(out) if os.path.exists(out) and os.path.getsize(out) > 0 else None
     channel = _merge_channel(channel, existing.channel if existing else None)
     check_channel(channel, out)
     assert channel.title and channel.link and channel.base_url
@@ -475,7 +492,7 @@ def write_feed(lines: Iterable[Any], out: str | os.PathLike[str], channel: Chann
                             hint="give each record its own id (or guid)")
         episodes[ep.guid] = ep
 
-    fg = _build(channel, Path(out).name)
+    fg = _build(channel, os.path.basename(out))
     old = {guid: (date, item) for guid, date, item in (existing.items if existing else [])}
     # an episode whose file is already in the feed under another GUID (its record's id or the
     # link changed) is that item again: it keeps the GUID podcast apps know it by

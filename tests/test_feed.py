@@ -183,7 +183,7 @@ def test_failed_and_broken_records_are_left_out_and_named_exit_3(show: Path) -> 
     ({"id": "a", "mix": {"file": "a.wav", "chapters": [{"title": "x"}]}}, NEW,
      "aicp feed: error: - line 1: chapter 1 has no start time in seconds", '"start"'),
     ({"id": "a", "mix": {"file": "a.wav"}}, [*NEW, "--image", "cover.gif"],
-     "aicp feed: error: --image cover.gif is not a .jpg or .png file", "PNG"),
+     "aicp feed: error: --image cover.gif does not end in .jpg or .png", "PNG"),
 ])
 def test_what_cannot_be_published_stops_before_anything_is_written(
         tmp_path: Path, record: dict[str, Any], args: list[str], message: str, hint: str) -> None:
@@ -239,3 +239,58 @@ def test_title_description_and_date_fields_can_be_named(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.stderr
     entry = feedparser.parse(str(tmp_path / "site/feed.xml")).entries[0]
     assert (entry.title, entry.summary, entry.published_parsed[:3]) == ("Named", "Blurb", (2026, 1, 2))
+
+
+def test_control_characters_and_lone_surrogates_become_text_xml_can_carry(tmp_path: Path) -> None:
+    _wav(tmp_path / "a.wav", 1.0)
+    record = ('{"id": "x", "title": "Bell\\u0007 one", "description": "a\\u0000b", '
+              '"mix": {"file": "a.wav", "chapters": [{"start": 0, "title": "Intro\\u001b"}]}}')
+    # a title from a command line in another encoding arrives with lone surrogates
+    r = _feed(tmp_path, *NEW[2:], "--title", "Caf\udce9 Talk", "--author", "Zo\udcebl\u0001",
+              input=record + "\n")
+    assert (r.exit_code, r.stdout) == (0, ""), r.stderr
+    parsed = feedparser.parse(str(tmp_path / "site/feed.xml"))
+    assert not parsed.bozo and parsed.feed.title == "Caf\ufffd Talk" and parsed.feed.author == "Zo\ufffdl"
+    entry = parsed.entries[0]
+    assert (entry.title, entry.summary) == ("Bell one", "ab")
+    doc = json.loads((tmp_path / "site/a.chapters.json").read_bytes())
+    assert doc["chapters"] == [{"startTime": 0.0, "title": "Intro"}] and doc["podcastName"] == "Caf\ufffd Talk"
+
+
+def test_a_file_name_that_is_not_utf8_is_percent_encoded_byte_for_byte() -> None:
+    from ai_content_pipeline.feed import file_url
+
+    assert file_url(BASE + "/", os.fsdecode(b"ep \xff#1.mp3")) == f"{BASE}/ep%20%FF%231.mp3"
+
+
+@pytest.mark.parametrize("date", [1e300, -1e300, True, [2026], "2026-13-45"])
+def test_a_date_out_of_range_or_of_another_type_is_an_error_not_a_traceback(tmp_path: Path, date: Any) -> None:
+    _wav(tmp_path / "a.wav", 1.0)
+    r = _feed(tmp_path, *NEW, input=json.dumps({"id": "a", "date": date, "mix": {"file": "a.wav"}}))
+    assert (r.exit_code, r.stdout) == (2, "")
+    assert "is neither ISO 8601 nor RFC 2822" in r.stderr.splitlines()[0] and "Traceback" not in r.stderr
+
+
+def test_an_empty_out_file_starts_a_new_feed(tmp_path: Path) -> None:
+    _wav(tmp_path / "a.wav", 1.0)
+    (tmp_path / "feed.xml").write_bytes(b"")
+    r = _feed(tmp_path, *NEW, input=json.dumps({"id": "a", "mix": {"file": "a.wav"}}), out="feed.xml")
+    assert r.exit_code == 0, r.stderr
+    assert len(feedparser.parse(str(tmp_path / "feed.xml")).entries) == 1
+
+
+@pytest.mark.parametrize("image", ["cover.jpeg", "cover.PNG", "https://example.com/cover.png?v=2"])
+def test_cover_art_podcast_apps_would_not_get_is_refused(tmp_path: Path, image: str) -> None:
+    # feedgen leaves out an itunes:image that does not end in .jpg or .png without a word
+    _wav(tmp_path / "a.wav", 1.0)
+    r = _feed(tmp_path, *NEW, "--image", image, input=json.dumps({"id": "a", "mix": {"file": "a.wav"}}))
+    assert (r.exit_code, r.stdout) == (2, "")
+    assert r.stderr.splitlines()[0] == f"aicp feed: error: --image {image} does not end in .jpg or .png"
+
+
+def test_the_feed_is_never_written_over_its_input(tmp_path: Path) -> None:
+    src = _jsonl(tmp_path / "episodes.jsonl", [{"id": "a", "mix": {"file": "a.wav"}}])
+    before = src.read_bytes()
+    r = _feed(tmp_path, *NEW, "episodes.jsonl", out="episodes.jsonl")
+    assert (r.exit_code, r.stdout) == (2, "")
+    assert "is the same file as input episodes.jsonl" in r.stderr and src.read_bytes() == before
