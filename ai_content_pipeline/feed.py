@@ -449,7 +449,7 @@ def write_feed(lines: Iterable[Any], out: str | os.PathLike[str], channel: Chann
     """Write (or extend) the podcast feed ``out`` with one item per episode record.
 
     :param lines: :class:`~ai_content_pipeline.jsonl.InputLine` objects (``record`` or ``error``).
-    :param out: the feed file; when it exists its items are kept (byte for byte, GUIDs
+    :param out: the feed file; when it exists its items are kept (as they were, GUIDs
         included) and unset ``channel`` values are read from it. Written atomically
         (:func:`~ai_content_pipeline.files.write_atomic`), as are the chapters files
         (``AUDIO-STEM.chapters.json`` beside it).

@@ -182,6 +182,17 @@ def test_failed_and_broken_records_are_left_out_and_named_exit_3(show: Path) -> 
      "aicp feed: error: - line 1: captions a.txt are neither WebVTT (.vtt) nor SubRip (.srt)", ".vtt or .srt"),
     ({"id": "a", "mix": {"file": "a.wav", "chapters": [{"title": "x"}]}}, NEW,
      "aicp feed: error: - line 1: chapter 1 has no start time in seconds", '"start"'),
+    ({"id": "a", "mix": {"file": "noise.mp3"}}, NEW,
+     "aicp feed: error: - line 1: the record gives no duration (mix.seconds) and noise.mp3 cannot be read for one",
+     "mix.seconds"),
+    ({"id": "a", "captions": "gone.vtt", "mix": {"file": "a.wav"}}, NEW,
+     "aicp feed: error: - line 1: its captions file gone.vtt does not exist", "current folder"),
+    ({"id": "a", "mix": {"file": "a.wav"}}, [*NEW, "--category", "Arts/Books/Poetry"],
+     "aicp feed: error: --category 'Arts/Books/Poetry' has more than two levels", "Category/Subcategory"),
+    ({"id": "a", "mix": {"file": "a.wav"}}, ["--title", "T", "--link", "example.com", *NEW[4:]],
+     "aicp feed: error: --link 'example.com' is not an http(s) URL", "https://"),
+    ({"id": "a", "mix": {"file": "a.wav"}}, [*NEW, "missing.jsonl"],
+     "aicp feed: error: cannot read missing.jsonl: no such file", "standard input"),
     ({"id": "a", "mix": {"file": "a.wav"}}, [*NEW, "--image", "cover.gif"],
      "aicp feed: error: --image cover.gif does not end in .jpg or .png", "PNG"),
 ])
@@ -189,6 +200,7 @@ def test_what_cannot_be_published_stops_before_anything_is_written(
         tmp_path: Path, record: dict[str, Any], args: list[str], message: str, hint: str) -> None:
     _wav(tmp_path / "a.wav", 1.0)
     (tmp_path / "a.txt").write_text("words")
+    (tmp_path / "noise.mp3").write_bytes(b"not audio at all" * 8)
     r = _feed(tmp_path, *args, input=json.dumps(record) + "\n")
     assert (r.exit_code, r.stdout) == (2, "")
     first, second = r.stderr.splitlines()
