@@ -37,6 +37,7 @@ the feed are kept as they were, GUIDs included.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import email.utils
 import math
@@ -45,7 +46,7 @@ import os
 import re
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -61,6 +62,8 @@ ATOM_NS = "http://www.w3.org/2005/Atom"
 #: The namespace of a channel's ``podcast:guid`` (Podcasting 2.0 spec).
 PODCAST_GUID_NS = uuid.UUID("ead4c236-bf58-58c6-a2c6-a6b28d128cb6")
 CHAPTERS_TYPE = "application/json+chapters"
+#: How long a run waits for another one writing the same feed (seconds).
+LOCK_WAIT_SECONDS = 60.0
 CHAPTERS_VERSION = "1.2.0"
 AUDIO_TYPES = {".mp3": "audio/mpeg", ".m4a": "audio/mp4", ".mp4": "audio/mp4", ".aac": "audio/aac",
                ".opus": "audio/ogg", ".ogg": "audio/ogg", ".oga": "audio/ogg", ".flac": "audio/flac",
@@ -458,11 +461,49 @@ def write_feed(lines: Iterable[Any], out: str | os.PathLike[str], channel: Chann
         episode without its audio file, with a bad date, chapters or captions, two episodes
         whose files share a name (one URL). Nothing is written then.
     """
+    with _feed_lock(out):
+        return _write_feed(lines, out, channel, fields or Fields())
+
+
+@contextlib.contextmanager
+def _feed_lock(out: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold ``.FEED-NAME.lock`` beside an existing feed folder while the feed is read and
+    replaced, so that two runs appending to one feed take turns instead of one losing the
+    other's episodes; the lock file is removed when done (the kernel drops the lock if the
+    process dies). A folder that does not exist yet is not created for it.
+
+    :raises FeedError: another run held it for :data:`LOCK_WAIT_SECONDS`.
+    """
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        yield
+        return
+    import filelock
+
+    path = os.path.join(folder, f".{os.path.basename(out)}.lock")
+    lock = filelock.FileLock(path, timeout=LOCK_WAIT_SECONDS, is_singleton=False)
+    try:
+        lock.acquire()
+    except filelock.Timeout as exc:
+        raise FeedError(f"--out {out} is being written by another aicp feed run (waited {LOCK_WAIT_SECONDS:g} s)",
+                        hint=f"wait for it to end; a run killed meanwhile leaves {path}, which the next run reuses") from exc
+    except OSError as exc:
+        raise FeedError(f"cannot lock --out {out}: {exc.strerror or exc}") from exc
+    try:
+        yield
+    finally:
+        try:
+            Path(path).unlink(missing_ok=True)
+        finally:
+            lock.release()
+
+
+def _write_feed(lines: Iterable[Any], out: str | os.PathLike[str], channel: Channel, fields: Fields) -> FeedResult:
+    """:func:`write_feed` once the feed is locked."""
     import orjson
 
     from .files import write_atomic
 
-    fields = fields or Fields()
     existing = read_existing(out) if os.path.exists(out) and os.path.getsize(out) > 0 else None
     channel = _merge_channel(channel, existing.channel if existing else None)
     check_channel(channel, out)

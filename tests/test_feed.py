@@ -306,3 +306,23 @@ def test_the_feed_is_never_written_over_its_input(tmp_path: Path) -> None:
     r = _feed(tmp_path, *NEW, "episodes.jsonl", out="episodes.jsonl")
     assert (r.exit_code, r.stdout) == (2, "")
     assert "is the same file as input episodes.jsonl" in r.stderr and src.read_bytes() == before
+
+
+def test_two_runs_on_one_feed_take_turns(show: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import filelock
+
+    from ai_content_pipeline import feed
+
+    assert _feed(show, *NEW, "episodes.jsonl").exit_code == 0
+    before = (show / "site/feed.xml").read_bytes()
+    monkeypatch.setattr(feed, "LOCK_WAIT_SECONDS", 0.2)
+    other = filelock.FileLock(show / "site/.feed.xml.lock", is_singleton=False)  # a run writing the feed now
+    with other:
+        r = _feed(show, "episodes.jsonl")
+    assert (r.exit_code, r.stdout) == (2, "")
+    assert r.stderr.splitlines()[0] == ("aicp feed: error: --out site/feed.xml is being written by another "
+                                        "aicp feed run (waited 0.2 s)")
+    assert (show / "site/feed.xml").read_bytes() == before
+    r = _feed(show, "episodes.jsonl")
+    assert r.exit_code == 0, r.stderr
+    assert sorted(p.name for p in (show / "site").iterdir()) == ["ep one.chapters.json", "feed.xml"]
