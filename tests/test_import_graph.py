@@ -192,7 +192,7 @@ HELP_RUNS = [
     ("ai_content_pipeline.cli.script", ("aicp-script", "--help")),
     ("ai_content_pipeline.cli.voice", ("aicp-voice", "--help")),
     *[("ai_content_pipeline.cli.main", ("aicp", *cmd.split(), "--help"))
-      for cmd in ("script", "voice", "run-chain", "merge", "templates", "templates list", "templates show",
+      for cmd in ("script", "voice", "run-chain", "merge", "feed", "templates", "templates list", "templates show",
                   "templates new", "personas", "personas show", "doctor", "logs", "serve", "worker",
                   "voices", "voices say", "voices list")],
 ]
