@@ -326,3 +326,11 @@ def test_two_runs_on_one_feed_take_turns(show: Path, monkeypatch: pytest.MonkeyP
     r = _feed(show, "episodes.jsonl")
     assert r.exit_code == 0, r.stderr
     assert sorted(p.name for p in (show / "site").iterdir()) == ["ep one.chapters.json", "feed.xml"]
+
+
+def test_the_man_page_gives_the_feeds_own_exit_statuses() -> None:
+    text = (Path(__file__).resolve().parents[1] / "man/man1/aicp-feed.1").read_text()
+    for section in (".SH NAME", ".SH SYNOPSIS", ".SH OPTIONS", ".SH EXAMPLES", ".SH EXIT STATUS", ".SH URLS"):
+        assert section in text, section
+    assert ".SH EVENTS" not in text and "\\fB4\\fR" not in text  # no backend, no events
+    assert all(f"\\fB{code}\\fR" in text for code in ("0", "1", "2", "3", "130"))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 
 from .errors import message_prefix, note_flag
-from .options import EPILOG_STATUS, AicpCommand, PathValue, version_option
+from .options import AicpCommand, PathValue, version_option
 
-EPILOG = f"""\b
+EPILOG = """\b
 Examples:
   aicp-script -t podcast-segment < examples/topics.jsonl | aicp-voice -f mp3 -o site > episodes.jsonl
   aicp feed --title 'Night Notes' --link https://example.com/night-notes \\
@@ -34,7 +34,14 @@ URLs:
   BASE/AUDIO-NAME, BASE/CAPTIONS-NAME, BASE/AUDIO-STEM.chapters.json,
   BASE/FEED-NAME (the feed's self link and podcast:guid)
 
-{EPILOG_STATUS}
+\b
+Exit status:
+  0 the feed was written with every record
+  1 aborted by an error (a full disk...)
+  2 usage error, or a record that cannot be published: nothing written
+  3 the feed was written; records that failed upstream or are not JSON left out
+  130 interrupted
+  143 terminated (SIGTERM)
 """
 
 
