@@ -516,8 +516,10 @@ def _write_feed(lines: Iterable[Any], out: str | os.PathLike[str], channel: Chan
         if line.record is None:
             result.skipped.append((where, (line.error or {}).get("message", "not a record")))
             continue
-        if isinstance(line.record.get("error"), dict):
-            result.skipped.append((where, f"the record failed upstream: {line.record['error'].get('message', '?')}"))
+        failed = line.record.get("error")
+        if failed not in (None, False, "", {}):
+            why = failed.get("message", "?") if isinstance(failed, dict) else failed
+            result.skipped.append((where, f"the record failed upstream: {xml_text(why)}"))
             continue
         ep = episode(line.record, channel, fields, where)
         published = [(ep.url, ep.audio, ep.audio), *((url, path, path) for url, path, _ in ep.captions)]

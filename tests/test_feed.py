@@ -155,12 +155,15 @@ def test_records_come_from_stdin_and_a_records_own_guid_is_used(tmp_path: Path) 
 
 def test_failed_and_broken_records_are_left_out_and_named_exit_3(show: Path) -> None:
     _jsonl(show / "mixed.jsonl", [{"id": "bad", "error": {"stage": "mix", "message": "no song"}}, "not json",
-                                  json.loads((show / "episodes.jsonl").read_text().splitlines()[0])])
+                                  json.loads((show / "episodes.jsonl").read_text().splitlines()[0]),
+                                  {"id": "odd", "error": "gave up", "mix": {"file": "ep2.wav"}}, "[1, 2]"])
     r = _feed(show, *NEW, "mixed.jsonl")
     assert (r.exit_code, r.stdout) == (3, "")
     lines = r.stderr.splitlines()
     assert lines[0] == "aicp feed: warning: mixed.jsonl line 1 left out: the record failed upstream: no song"
     assert lines[1].startswith("aicp feed: warning: mixed.jsonl line 2 left out: line 2 is not valid JSON")
+    assert lines[2] == "aicp feed: warning: mixed.jsonl line 4 left out: the record failed upstream: gave up"
+    assert lines[3] == ("aicp feed: warning: mixed.jsonl line 5 left out: line 5 is a JSON array, not an object")
     assert [e.title for e in feedparser.parse(str(show / "site/feed.xml")).entries] == ["Pilot"]
 
 
