@@ -461,6 +461,7 @@ def write_feed(lines: Iterable[Any], out: str | os.PathLike[str], channel: Chann
         episode without its audio file, with a bad date, chapters or captions, two episodes
         whose files share a name (one URL). Nothing is written then.
     """
+    lines = list(lines)  # all read first: a slow pipe upstream does not hold the feed's lock
     with _feed_lock(out):
         return _write_feed(lines, out, channel, fields or Fields())
 
