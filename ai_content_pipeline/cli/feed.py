@@ -87,11 +87,11 @@ def feed_command(files: tuple[str, ...], out: str, title: str | None, link: str 
     written beside the feed) when the record has chapters, podcast:transcript
     when it has captions. An episode whose GUID or enclosure URL is already
     in the feed replaces that item and keeps its GUID; the other items are
-    kept as they were. A record that
-    cannot be published (no audio file, a bad date) stops the command before
-    anything is written (exit 2); records that failed upstream (an `error`
-    field) or lines that are not JSON objects are left out, named on stderr,
-    and the feed is written with the rest (exit 3).
+    kept as they were. A record that cannot be published (no audio file, a
+    bad date) stops the command before anything is written (exit 2); records
+    that failed upstream (an `error` field) or lines that are not JSON
+    objects are left out, named on stderr, and the feed is written with the
+    rest (exit 3).
     """
     import sys
 
