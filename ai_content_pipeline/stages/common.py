@@ -80,6 +80,8 @@ class StageStats:
     :ivar seconds: wall-clock seconds of the run.
     :ivar checks_passed/checks_failed: script takes that passed / failed their checks
         (served from the ledger and rejected by ``--require-checks`` included).
+    :ivar audio_checks_passed/audio_checks_failed: audio files that passed / failed their
+        checks (``aicp-voice --verify``; rejected by ``--require-checks`` included).
     :ivar truncated: script takes the model cut at ``--max-tokens`` (``script.truncated``).
     """
 
@@ -94,6 +96,8 @@ class StageStats:
     seconds: float = 0.0
     checks_passed: int = 0
     checks_failed: int = 0
+    audio_checks_passed: int = 0
+    audio_checks_failed: int = 0
     truncated: int = 0
     _t0: float = field(default_factory=time.monotonic, repr=False)
 
@@ -108,7 +112,8 @@ class StageStats:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able counts (``records``, ``tokens``, ``audio_seconds``, ``seconds``, and
-        ``checks: {passed, failed}`` once any take was checked)."""
+        ``checks: {passed, failed}`` once any take was checked, ``audio_checks`` likewise
+        once any audio file was)."""
         d = asdict(self)
         d.pop("_t0", None)
         d.pop("truncated", None)
@@ -121,6 +126,8 @@ class StageStats:
         }
         if self.checks_passed or self.checks_failed:
             out["checks"] = {"passed": self.checks_passed, "failed": self.checks_failed}
+        if self.audio_checks_passed or self.audio_checks_failed:
+            out["audio_checks"] = {"passed": self.audio_checks_passed, "failed": self.audio_checks_failed}
         return out
 
     def summary(self) -> str:

@@ -79,6 +79,10 @@ class VoiceOptions:
         it such a script is voiced with a warning naming the failed checks.
     :ivar overwrite: replace audio files an earlier run wrote in ``out_dir``; without it (and
         without ``resume``) such a file stops the run (exit 2) before it is replaced.
+    :ivar verify: the listening check (:mod:`ai_content_pipeline.listen`): transcribe each file
+        offline and add ``recall``, ``passed`` and ``failed`` to ``audio.checks``. A file that
+        fails it is kept with a warning, or with ``require_checks`` removed and its record
+        gets an ``error`` (:class:`~ai_content_pipeline.errors.ChecksFailed`).
 
     Numeric fields and ``format`` carry the ranges and choices of
     :mod:`ai_content_pipeline.limits` (the same as the flags').
@@ -97,6 +101,7 @@ class VoiceOptions:
     strict: bool = False
     require_checks: bool = False
     overwrite: bool = False
+    verify: bool = False
 
 
 def failed_checks(record: dict[str, Any], text_field: str | None = None) -> list[str] | None:
@@ -232,6 +237,9 @@ class VoiceStage(Stage):
             self.protected.add(ledger.path)
         #: where each audio file is logged (``--log``; :mod:`ai_content_pipeline.takelog`)
         self.takelog: Any = None
+        #: the listening check's :class:`~ai_content_pipeline.listen.Recogniser` (``verify``;
+        #: PocketSphinx, built on first use, when none is set)
+        self.recogniser: Any = None
 
     def load(self) -> None:
         """Load the backend now (``--no-barrier``) instead of on the first synthesis."""
@@ -358,6 +366,9 @@ class VoiceStage(Stage):
 
         reused = self._reusable(key, path)
         if reused is not None:
+            reused = self._listened(rid, record, text, reused)
+            if self._rejected(reused):
+                return self._unheard(index, rid, record, reused)
             self.tracker.skipped(index, rid, key=key, path=str(path))
             return {**record, "audio": {**reused, "skipped": True}}
 
@@ -368,8 +379,11 @@ class VoiceStage(Stage):
                 lambda: self.synthesize(text, voice, path, key), self.options.retries,
                 on_retry=lambda n, e: self.emitter.message(f"record {rid}: retry {n} after: {e.message}", "warning"),
             )
+            audio = self._listened(rid, record, text, audio)
         except RecordError as exc:
             return self._fail(index, rid, record, exc)
+        if self._rejected(audio):
+            return self._unheard(index, rid, record, audio)
         if self.ledger is not None:
             self.ledger.append(key, audio)
         with self.tracker.lock:
@@ -380,6 +394,48 @@ class VoiceStage(Stage):
         if self.takelog is not None:
             self.takelog.add_audio(record, audio)
         return {**record, "audio": audio}
+
+    def _listened(self, rid: str, record: dict[str, Any], text: str, audio: dict[str, Any]) -> dict[str, Any]:
+        """``audio`` with the listening check in ``audio.checks`` (``verify``; one the ledger
+        kept is not run again), counted; a failed file gets a warning. Without ``verify``: ``audio``."""
+        if not self.options.verify:
+            return audio
+        from ..listen import PocketSphinx, listen_file, merge_checks
+
+        checks = audio.get("checks")
+        if not (isinstance(checks, dict) and isinstance(checks.get("details"), dict)
+                and "listen" in checks["details"]):
+            if self.recogniser is None:
+                self.recogniser = PocketSphinx()
+            heard = listen_file(audio["path"], text, self.recogniser, names=record)
+            audio = {**audio, "checks": merge_checks(checks, heard.as_checks())}
+        checks = audio["checks"]
+        with self.tracker.lock:
+            if checks["passed"]:
+                self.stats.audio_checks_passed += 1
+            else:
+                self.stats.audio_checks_failed += 1
+        if not checks["passed"] and not self.options.require_checks:
+            self.emitter.message(f"record {rid}: its audio failed the listening check "
+                                 f"({_check_names(checks['failed'])})", "warning")
+        return audio
+
+    def _rejected(self, audio: dict[str, Any]) -> bool:
+        """``require_checks`` and ``audio.checks.passed`` is false."""
+        checks = audio.get("checks")
+        return self.options.require_checks and isinstance(checks, dict) and checks.get("passed") is False
+
+    def _unheard(self, index: int, rid: str, record: dict[str, Any], audio: dict[str, Any]) -> dict[str, Any]:
+        """``require_checks`` and a file that failed its checks: the file is removed and the
+        record gets a :class:`ChecksFailed` error carrying ``audio.checks``."""
+        Path(audio["path"]).unlink(missing_ok=True)
+        checks = audio["checks"]
+        failed = checks.get("failed")
+        return self._fail(index, rid, record, ChecksFailed(
+            f"its audio failed its checks ({_check_names(failed if isinstance(failed, list) else [])}); "
+            "no file kept (--require-checks)", stage="voice",
+            hint="voice it again with another voice or seed, or check the script's text",
+            checks=checks))
 
     def _checked(self, index: int, rid: str, record: dict[str, Any]) -> dict[str, Any] | None:
         """Count the script's checks; a script that failed them gets a warning, or with
