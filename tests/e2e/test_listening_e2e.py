@@ -13,7 +13,7 @@ import soundfile as sf
 
 from ai_content_pipeline.backends.registry import create_tts
 from ai_content_pipeline.cli import voice as voice_cli
-from ai_content_pipeline.listen import PocketSphinx, listen, listen_file
+from ai_content_pipeline.listen import RECALL_THRESHOLD, PocketSphinx, listen, listen_file
 from tests.cli_helpers import invoke
 
 pytestmark = pytest.mark.e2e
@@ -44,7 +44,7 @@ def test_a_real_piper_voicing_passes(voiced) -> None:
     for record in voiced:
         checks = record["audio"]["checks"]
         assert checks["passed"] is True and checks["failed"] == []
-        assert checks["details"]["listen"]["recall"] >= 0.6
+        assert checks["details"]["listen"]["recall"] >= RECALL_THRESHOLD
         assert checks["details"]["listen"]["recogniser"] == "pocketsphinx"
 
 
