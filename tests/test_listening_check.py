@@ -231,3 +231,11 @@ def test_a_service_request_takes_voice_params_verify(tmp_path) -> None:
     with pytest.raises(RequestProblem) as problem:
         check({"verify": [1]})
     assert problem.value.field.startswith("voice_params.verify")
+
+
+def test_a_chain_step_line_counts_audio_checks() -> None:
+    from ai_content_pipeline.report import step_summary_text
+
+    line = step_summary_text({"step": 2, "type": "voice", "records": {"completed": 2}, "path": "o.jsonl",
+                              "duration_seconds": 1.0, "audio_checks": {"passed": 1, "failed": 1}})
+    assert "audio checks: 1 passed, 1 failed" in line
