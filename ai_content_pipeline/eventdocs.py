@@ -35,7 +35,7 @@ EVENTS: list[tuple[tuple[str, ...], str, str]] = [
                       "(`null` when the step names none or uses no model)",
      "a chain step starts"),
     (("step_complete",), "`step`, `cost`, `output`, `duration_seconds`, record counts, tokens, `checks` "
-                         "(script steps)", "a chain step finished"),
+                         "(script steps), `audio_checks` (voice steps with `verify`)", "a chain step finished"),
     (("step_error",), "`step`, `type`, `error`", "a chain step failed"),
     (("record_start", "record_complete"), "`index` (0-based), `id`, `stage`, `take`; complete adds the "
                                           f"stage's figures ({_kinds_fields()})",
@@ -51,7 +51,7 @@ EVENTS: list[tuple[tuple[str, ...], str, str]] = [
      "long-form: `id`, `chunk`, `section`, `target_words` / `chars`, `words` / `words`, `tokens`, `seconds`",
      "a long-form section starts / streams (at most one a second) / is checkpointed"),
     (("run_complete",), "`stage`, `records`, `tokens`, `words`, `audio_seconds`, `seconds`; aicp-script adds "
-                        "`checks` (`{passed, failed}`), `redone` and `edited` (takes, when any)",
+                        "`checks` (`{passed, failed}`), `redone` and `edited` (takes, when any), aicp-voice `audio_checks` (the same, when any file was checked)",
      "the last event of aicp-script and aicp-voice"),
     (("message",), "`level`, `message` (`step` when a chain step sent it)",
      "a notice (e.g. which backend `auto` chose)"),

@@ -254,6 +254,8 @@ def summary_text(stats: Any) -> str:
     must = [f"{stats.completed} ok, {stats.failed} failed, {stats.skipped} skipped"]
     if stats.checks_passed or stats.checks_failed:
         must.append(f"checks: {stats.checks_passed} passed, {stats.checks_failed} failed")
+    if getattr(stats, "audio_checks_passed", 0) or getattr(stats, "audio_checks_failed", 0):
+        must.append(f"audio checks: {stats.audio_checks_passed} passed, {stats.audio_checks_failed} failed")
     truncated = getattr(stats, "truncated", 0)
     if truncated:
         must.append(f"{truncated} truncated")
@@ -284,6 +286,9 @@ def step_summary_text(step: dict[str, Any]) -> str:
     for what in ("redone", "edited"):
         if step.get(what):
             text += f"; {step[what]} {what}"
+    checks = step.get("audio_checks")
+    if isinstance(checks, dict):
+        text += f"; audio checks: {checks.get('passed', 0)} passed, {checks.get('failed', 0)} failed"
     return text + f"; {float(step.get('duration_seconds') or 0):.1f} s -> {step.get('path')}"
 
 

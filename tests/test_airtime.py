@@ -188,9 +188,11 @@ def test_audio_longer_than_script_max_seconds_fails_fits(tmp_path):
     assert audio["checks"] == {"passed": False, "failed": ["fits"],
                                "details": {"fits": {"seconds": audio["seconds"], "max_seconds": 4.0}}}
     assert os.path.exists(audio["path"])
-    assert stage.stats.checks_failed == 1 and stage.stats.checks_passed == 0 and stage.stats.failed == 0
+    assert stage.stats.audio_checks_failed == 1 and stage.stats.audio_checks_passed == 0
+    assert stage.stats.checks_passed == 1 and stage.stats.checks_failed == 0 and stage.stats.failed == 0
     warnings = [f["message"] for e, f in em.events if e == "message" and f.get("level") == "warning"]
-    assert any("longer than the 4 s it must fit (fits)" in w for w in warnings)
+    assert any("failed its checks (fits); it lasts" in w and "longer than the 4 s it must fit" in w
+               for w in warnings)
 
 
 def test_audio_that_fits_passes_and_intro_seconds_counts_for_plain_text(tmp_path):
@@ -201,7 +203,7 @@ def test_audio_that_fits_passes_and_intro_seconds_counts_for_plain_text(tmp_path
     assert out[1]["audio"]["checks"]["failed"] == ["fits"]
     assert out[1]["audio"]["checks"]["details"]["fits"]["max_seconds"] == 5.0
     assert "checks" not in out[2]["audio"]  # no time limit: no check
-    assert stage.stats.checks_passed == 1 and stage.stats.checks_failed == 1
+    assert stage.stats.audio_checks_passed == 1 and stage.stats.audio_checks_failed == 1
 
 
 def test_intro_seconds_below_script_max_seconds_counts(tmp_path):
@@ -220,7 +222,7 @@ def test_require_checks_makes_audio_that_does_not_fit_a_record_error_without_a_f
     assert "audio" not in out and out["error"]["type"] == "ChecksFailed"
     assert "fits" in out["error"]["message"] and out["error"]["checks"]["failed"] == ["fits"]
     assert list((tmp_path / "audio").glob("*.wav")) == []
-    assert stage.stats.failed == 1 and stage.stats.checks_failed == 1
+    assert stage.stats.failed == 1 and stage.stats.audio_checks_failed == 1
 
 
 def test_resumed_audio_is_checked_against_todays_limit(tmp_path):

@@ -42,6 +42,7 @@ Examples:
   aicp-voice --checkpoint voice.ledger --resume scripts.jsonl > voiced.jsonl
   aicp-script -p ./rosa.yaml < examples/songs.jsonl | aicp-voice    # the persona travels in script.persona_voice
   aicp-voice --log takes.db scripts.jsonl                  # adds audio paths to the logged takes
+  aicp-voice --verify --require-checks scripts.jsonl       # files that do not say their script fail
   aicp-voice --shard auto --out-dir out/audio scripts.jsonl > voiced.$SLURM_ARRAY_TASK_ID.jsonl
 
 \b
@@ -84,11 +85,15 @@ words per second).
 @click.option("--barrier/--no-barrier", default=True, show_default=True,
               help="Read all input before loading the model (frees the GPU for the LLM upstream); "
                    "--no-barrier loads at once and voices records as they arrive.")
+@click.option("--verify", is_flag=True,
+              help="Listening check: transcribe each file offline (PocketSphinx) and add audio.checks "
+                   "(recall: share of the script's words heard; failed: silent, unintelligible, "
+                   "truncated) [default: off; a failed file is kept, with a warning].")
 @click.option("--require-checks", is_flag=True,
               help="A script that failed its checks (script.checks.passed: false) is not voiced, and "
-                   "audio that fails its own (audio.checks: `fits`, longer than script.max_seconds or "
-                   "intro_seconds) is removed: the record gets an error (exit 3) [default: voiced, "
-                   "with a warning].")
+                   "a file that failed its audio checks (audio.checks: `fits`, longer than "
+                   "script.max_seconds or intro_seconds; --verify) is removed: its record gets an "
+                   "error (exit 3) [default: voiced and kept, with a warning].")
 @click.option("--overwrite", is_flag=True,
               help="Replace audio files an earlier run wrote in --out-dir [default: such a file stops "
                    "the run, exit 2, before any model loads; --resume keeps what the ledger vouches for].")
@@ -98,7 +103,7 @@ words per second).
 def voice_command(files: tuple[str, ...], backend: str, persona: str | None, lexicon: tuple[str, ...],
                   text_field: str | None, out_dir: str, audio_format: str, sample_rate: int | None,
                   bitrate: int | None, loudness: float, no_normalize: bool, seed: int | None,
-                  barrier: bool, require_checks: bool, overwrite: bool, log: str | None, shard: str | None,
+                  barrier: bool, verify: bool, require_checks: bool, overwrite: bool, log: str | None, shard: str | None,
                   shard_count: int | None, resume: bool, checkpoint: str | None,
                   retries: int, strict: bool, stream: bool, quiet: bool, traceback: bool,
                   **settings: object) -> int:
@@ -107,8 +112,8 @@ def voice_command(files: tuple[str, ...], backend: str, persona: str | None, lex
     Reads records from FILES (or stdin, `-`), writes one audio file per record
     with text (script.text, else text) and prints each record with an `audio`
     object added (path, format, sample_rate, channels, seconds, backend, voice,
-    chunks, rtf, loudness_lufs, key; checks when the take has a time limit:
-    `fits`), every other field kept: one flushed JSON line per record, in
+    chunks, rtf, loudness_lufs, key; checks when the take has a time limit,
+    `fits`, or with --verify, the listening check), every other field kept: one flushed JSON line per record, in
     input order. A record that fails gets an `error` object instead, no file
     is left for it, and the batch goes on.
     """
@@ -126,7 +131,8 @@ def voice_command(files: tuple[str, ...], backend: str, persona: str | None, lex
                            bitrate=bitrate,
                            loudness=None if no_normalize else loudness, text_field=text_field,
                            persona=persona, seed=seed, retries=retries, resume=resume, strict=strict,
-                           require_checks=require_checks, overwrite=overwrite, lexicon=lexicon)
+                           require_checks=require_checks, overwrite=overwrite, lexicon=lexicon,
+                           verify=verify)
     writer = RecordWriter()
     try:
         stats = run_voice(files, options, backend=tts, emitter=emitter, write=writer.write,

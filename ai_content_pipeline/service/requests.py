@@ -68,7 +68,7 @@ class GenerateRequest(BaseModel):
     voice: bool = Field(False, description="add the voice step (audio files)")
     voice_backend: str = Field("auto", description="auto or a TTS backend: piper, chatterbox, an installed one")
     voice_params: dict[str, Any] = Field(default_factory=dict,
-                                         description="voice stage parameters: format, loudness, seed...")
+                                         description="voice stage parameters: format, loudness, seed, verify...")
     backend_settings: dict[str, Any] = Field(default_factory=dict,
                                              description="settings of the LLM backend (its chain step keys: "
                                                          "timeout, keep_alive, threads...), checked against "

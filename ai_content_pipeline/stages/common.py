@@ -80,6 +80,8 @@ class StageStats:
     :ivar seconds: wall-clock seconds of the run.
     :ivar checks_passed/checks_failed: script takes that passed / failed their checks
         (served from the ledger and rejected by ``--require-checks`` included).
+    :ivar audio_checks_passed/audio_checks_failed: audio files that passed / failed their
+        checks (``aicp-voice --verify``; rejected by ``--require-checks`` included).
     :ivar truncated: script takes the model cut at ``--max-tokens`` (``script.truncated``).
     :ivar redone: script takes made again because their checks failed (``--redo-failed``).
     :ivar edited: script takes edited by hand and checked again (``--recheck``).
@@ -96,6 +98,8 @@ class StageStats:
     seconds: float = 0.0
     checks_passed: int = 0
     checks_failed: int = 0
+    audio_checks_passed: int = 0
+    audio_checks_failed: int = 0
     truncated: int = 0
     redone: int = 0
     edited: int = 0
@@ -113,7 +117,7 @@ class StageStats:
     def as_dict(self) -> dict[str, Any]:
         """JSON-able counts (``records``, ``tokens``, ``audio_seconds``, ``seconds``,
         ``checks: {passed, failed}`` once any take was checked, ``redone`` and ``edited`` once
-        any take was)."""
+        any take was, ``audio_checks`` likewise once any audio file was)."""
         d = asdict(self)
         d.pop("_t0", None)
         d.pop("truncated", None)
@@ -129,6 +133,8 @@ class StageStats:
         for key in ("redone", "edited"):
             if getattr(self, key):
                 out[key] = getattr(self, key)
+        if self.audio_checks_passed or self.audio_checks_failed:
+            out["audio_checks"] = {"passed": self.audio_checks_passed, "failed": self.audio_checks_failed}
         return out
 
     def summary(self) -> str:

@@ -95,7 +95,7 @@ class StepSummary:
 
     def emit(self, emitter: Emitter) -> None:
         """Send this step's ``step_complete`` (the documented fields, :mod:`~ai_content_pipeline.eventdocs`)."""
-        extra = {"checks": self.stats["checks"]} if "checks" in self.stats else {}
+        extra = {k: self.stats[k] for k in ("checks", "audio_checks") if k in self.stats}
         emitter.step_complete(self.step, self.cost, self.path, self.duration_seconds, type=self.type,
                               records=self.stats["records"], tokens=self.stats["tokens"],
                               audio_seconds=self.stats["audio_seconds"], **extra)

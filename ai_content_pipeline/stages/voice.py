@@ -92,6 +92,10 @@ class VoiceOptions:
         without ``resume``) such a file stops the run (exit 2) before it is replaced.
     :ivar lexicon: pronunciation lexicon files (YAML; one file or several), over the user
         folder's and the persona's entries, later files winning (:mod:`ai_content_pipeline.lexicon`).
+    :ivar verify: the listening check (:mod:`ai_content_pipeline.listen`): transcribe each file
+        offline and add ``recall``, ``passed`` and ``failed`` to ``audio.checks``. A file that
+        fails it is kept with a warning, or with ``require_checks`` removed and its record
+        gets an ``error`` (:class:`~ai_content_pipeline.errors.ChecksFailed`).
 
     Numeric fields and ``format`` carry the ranges and choices of
     :mod:`ai_content_pipeline.limits` (the same as the flags').
@@ -111,6 +115,7 @@ class VoiceOptions:
     require_checks: bool = False
     overwrite: bool = False
     lexicon: tuple[str, ...] | str = ()
+    verify: bool = False
 
 
 def failed_checks(record: dict[str, Any], text_field: str | None = None) -> list[str] | None:
@@ -263,6 +268,9 @@ class VoiceStage(Stage):
         #: the pronunciation lexicon (files read now: a bad one stops the run before the model loads)
         self.lexicon = RunLexicon(options.lexicon, user_dir() / "lexicon",
                                   warn=lambda text: self.emitter.message(text, "warning"))
+        #: the listening check's :class:`~ai_content_pipeline.listen.Recogniser` (``verify``;
+        #: PocketSphinx, built on first use, when none is set)
+        self.recogniser: Any = None
 
     def load(self) -> None:
         """Load the backend now (``--no-barrier``) instead of on the first synthesis."""
@@ -397,8 +405,9 @@ class VoiceStage(Stage):
 
         reused = self._reusable(key, path)
         if reused is not None:
+            reused = self._listened(record, text, reused)
             audio = self._audio_checked(rid, record, {**reused, "skipped": True}, limit)
-            if self.options.require_checks and not audio.get("checks", {}).get("passed", True):
+            if self._rejected(audio):  # the ledger's file stays: it vouches for it
                 return self._fail(index, rid, record, self._audio_failed(audio))
             self.tracker.skipped(index, rid, key=key, path=str(path))
             return {**record, "audio": audio}
@@ -410,13 +419,14 @@ class VoiceStage(Stage):
                 lambda: self.synthesize(text, voice, path, key, lexicon), self.options.retries,
                 on_retry=lambda n, e: self.emitter.message(f"record {rid}: retry {n} after: {e.message}", "warning"),
             )
+            audio = self._listened(record, text, audio)
         except RecordError as exc:
             return self._fail(index, rid, record, exc)
         checked = self._audio_checked(rid, record, dict(audio), limit)
-        if self.options.require_checks and not checked.get("checks", {}).get("passed", True):
+        if self._rejected(checked):
             Path(audio["path"]).unlink(missing_ok=True)  # as for any failed record: no file left
             return self._fail(index, rid, record, self._audio_failed(checked))
-        if self.ledger is not None:  # without fits: a resumed run checks against its own limit
+        if self.ledger is not None:  # the listening check kept, fits not: a resumed run checks its own limit
             self.ledger.append(key, audio)
         audio = checked
         with self.tracker.lock:
@@ -427,6 +437,27 @@ class VoiceStage(Stage):
         if self.takelog is not None:
             self.takelog.add_audio(record, audio)
         return {**record, "audio": audio}
+
+    def _listened(self, record: dict[str, Any], text: str, audio: dict[str, Any]) -> dict[str, Any]:
+        """``audio`` with the listening check in ``audio.checks`` (``verify``; one the ledger
+        kept is not run again). Without ``verify``: ``audio``."""
+        if not self.options.verify:
+            return audio
+        from ..listen import PocketSphinx, listen_file, merge_checks
+
+        checks = audio.get("checks")
+        if not (isinstance(checks, dict) and isinstance(checks.get("details"), dict)
+                and "listen" in checks["details"]):
+            if self.recogniser is None:
+                self.recogniser = PocketSphinx()
+            heard = listen_file(audio["path"], text, self.recogniser, names=record)
+            audio = {**audio, "checks": merge_checks(checks, heard.as_checks())}
+        return audio
+
+    def _rejected(self, audio: dict[str, Any]) -> bool:
+        """``require_checks`` and ``audio.checks.passed`` is false."""
+        checks = audio.get("checks")
+        return self.options.require_checks and isinstance(checks, dict) and checks.get("passed") is False
 
     def _checked(self, index: int, rid: str, record: dict[str, Any]) -> dict[str, Any] | None:
         """Count the script's checks; a script that failed them gets a warning, or with
@@ -451,38 +482,43 @@ class VoiceStage(Stage):
 
     def _audio_checked(self, rid: str, record: dict[str, Any], audio: dict[str, Any],
                        limit: float | None) -> dict[str, Any]:
-        """``audio`` with its ``fits`` check when the take has a time ``limit``, counted: a failed
-        one makes the record count as failing its checks (once), and warns unless
-        ``require_checks`` makes it an error."""
-        if limit is None:
+        """``audio`` with its ``fits`` check when the take has a time ``limit`` (the listening
+        check is already in it with ``verify``), counted once in ``audio_checks`` when any audio
+        check ran; a file that failed them warns unless ``require_checks`` makes it an error."""
+        if limit is not None:
+            add_check(audio, "fits", float(audio["seconds"]) <= limit, fits_detail(audio["seconds"], limit))
+        elif not self.options.verify:
             return audio
-        fits = float(audio["seconds"]) <= limit
-        add_check(audio, "fits", fits, fits_detail(audio["seconds"], limit))
-        checks = _voiced_checks(record, self.options.text_field)
-        counted_failed = failed_checks(record, self.options.text_field) is not None
-        counted_passed = not counted_failed and checks is not None and checks.get("passed") is True
+        checks = audio.get("checks")
+        passed = not (isinstance(checks, dict) and checks.get("passed") is False)
         with self.tracker.lock:
-            if not fits and not counted_failed:
-                self.stats.checks_failed += 1
-                self.stats.checks_passed -= 1 if counted_passed else 0
-            elif fits and not counted_failed and not counted_passed:
-                self.stats.checks_passed += 1
-        if not fits and not self.options.require_checks:
-            self.emitter.message(f"record {rid}: its audio lasts {audio['seconds']:.1f} s, longer than "
-                                 f"the {limit:g} s it must fit (fits)", "warning")
+            if passed:
+                self.stats.audio_checks_passed += 1
+            else:
+                self.stats.audio_checks_failed += 1
+        if not passed and not self.options.require_checks:
+            detail = (checks.get("details") or {}).get("fits") if isinstance(checks, dict) else None
+            why = (f"; it lasts {detail['seconds']:.1f} s, longer than the {detail['max_seconds']:g} s it must fit"
+                   if isinstance(detail, dict) else "")
+            failed = checks.get("failed") if isinstance(checks, dict) else None
+            self.emitter.message(f"record {rid}: its audio failed its checks "
+                                 f"({_check_names(failed if isinstance(failed, list) else [])}){why}", "warning")
         return audio
 
     @staticmethod
     def _audio_failed(audio: dict[str, Any]) -> ChecksFailed:
-        """The record error of ``audio`` that failed its checks (``require_checks``)."""
+        """The record error of ``audio`` that failed its checks (``require_checks``): ``fits``
+        names the file's length and the limit, the listening check its reasons."""
         checks = audio.get("checks") or {}
+        failed = [str(f) for f in checks.get("failed") or []]
         detail = (checks.get("details") or {}).get("fits")
         why = (f": it lasts {detail['seconds']:.1f} s, longer than {detail['max_seconds']:g} s"
                if isinstance(detail, dict) else "")
-        return ChecksFailed(f"its audio failed its checks ({_check_names(checks.get('failed') or [])}){why}",
-                            stage="voice", checks=checks,
-                            hint="write a shorter take (aicp-script --max-seconds S), or voice it "
-                                 "without --require-checks")
+        hint = ("write a shorter take (aicp-script --max-seconds S), or voice it without --require-checks"
+                if failed == ["fits"] else
+                "voice it again with another voice or seed, or check the script's text")
+        return ChecksFailed(f"its audio failed its checks ({_check_names(failed)}){why}; "
+                            "no new file kept (--require-checks)", stage="voice", checks=checks, hint=hint)
 
     def _process(self, index: int, line: InputLine) -> dict[str, Any]:
         return self._each(index, line, lambda record: self._voice_record(index, record))
