@@ -46,8 +46,9 @@ def run_doctor(host: str | Iterable[str] | None = None) -> dict[str, Any]:
     else ``$OLLAMA_HOST``), given to every check as ``host=``.
 
     Shape: ``{"ok": bool, "checks": {name: check}, "usable": {"llm": [names], "tts": [names]},
-    "auto": {"llm": name|null, "tts": name|null}}``. Built-in checks: ``ollama``, ``llamacpp``,
-    ``bundled_model``, ``chatterbox``, ``cuda``, ``piper``, each backend's checks in ``auto``'s
+    "auto": {"llm": name|null, "tts": name|null}, "voices": {persona: report}}`` (``voices``: see
+    :func:`persona_voices`). Built-in checks: ``ollama``, ``llamacpp``,
+    ``bundled_model``, ``chatterbox``, ``cuda``, ``piper``, ``kokoro``, each backend's checks in ``auto``'s
     order. ``usable`` lists the backends in ``auto``'s order; ``auto`` is the first of them
     ``--backend auto`` would pick. ``ok`` is true when at least one LLM and one TTS backend
     are usable.
@@ -64,4 +65,23 @@ def run_doctor(host: str | Iterable[str] | None = None) -> dict[str, Any]:
                 usable[kind].append(info.name)
                 if auto[kind] is None and found.get("auto"):
                     auto[kind] = info.name
-    return {"ok": bool(usable["llm"] and usable["tts"]), "checks": checks, "usable": usable, "auto": auto}
+    return {"ok": bool(usable["llm"] and usable["tts"]), "checks": checks, "usable": usable, "auto": auto,
+            "voices": persona_voices(usable["tts"])}
+
+
+def persona_voices(usable: list[str]) -> dict[str, Any]:
+    """``persona name → voice report`` (:func:`~ai_content_pipeline.backends.router.voice_report`)
+    of every persona found by name (user folder and built-in), given the usable TTS backends:
+    which voice ``--backend auto`` (aicp-voice) gives it, and which voice each backend would fall back to.
+    A persona that cannot be read gets ``{"problem": message}``."""
+    from .backends.router import voice_report
+    from .templates import list_personas, load_persona
+
+    out: dict[str, Any] = {}
+    for summary in list_personas([]):
+        name = summary["name"]
+        try:
+            out[name] = voice_report(load_persona(name), usable)
+        except Exception as exc:  # noqa: BLE001 - a report, never a crash
+            out[name] = {"problem": str(exc)}
+    return out
