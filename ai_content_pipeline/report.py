@@ -316,7 +316,7 @@ def _doctor_detail(check: dict[str, Any]) -> str:
 def persona_voice_line(persona: str, voices: dict[str, Any]) -> str:
     """One line of what a persona sounds like here: ``julie: auto kokoro jf_gongitsune; piper
     falls back to en_US-joe-medium; chatterbox not installed`` (see
-    :func:`~ai_content_pipeline.backends.router.voice_report`)."""
+    :func:`~ai_content_pipeline.doctor.voice_report`)."""
     if "problem" in voices:
         return f"{persona}: {voices['problem']}"
     auto = voices.get("auto") or {}

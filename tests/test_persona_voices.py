@@ -17,9 +17,10 @@ from ai_content_pipeline.backends import registry
 from ai_content_pipeline.backends.base import TTSBackend, Voice
 from ai_content_pipeline.backends.info import BackendInfo
 from ai_content_pipeline.backends.piper import PiperBackend
-from ai_content_pipeline.backends.router import PersonaVoices, voice_report
+from ai_content_pipeline.backends.router import PersonaVoices
 from ai_content_pipeline.cli import voice as voice_cli
 from ai_content_pipeline.cli.main import cli
+from ai_content_pipeline.doctor import voice_report
 from ai_content_pipeline.templates import load_persona, persona_from_voice, record_voice_file
 from tests.cli_helpers import invoke
 

@@ -433,7 +433,12 @@ def create_tts(name: str = "auto", *, notice: Callable[[str], None] | None = Non
             if notice is not None:
                 others = [c for c in candidates if c != name]
                 notice(f"backend auto: personas that name a {' or '.join(others)} voice speak with it")
-            return PersonaVoices(candidates, name, options)
+            def build(backend: str) -> TTSBackend:
+                info = get("tts", backend)
+                return info.load("adapter")(**backend_options(info, options))  # type: ignore[no-any-return]
+
+            hooks = {c: get("tts", c).load("persona_voice_name") for c in candidates}
+            return PersonaVoices(hooks, name, build)
     info = get("tts", name)
     return info.load("adapter")(**backend_options(info, options))  # type: ignore[no-any-return]
 

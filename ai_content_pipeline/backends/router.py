@@ -17,22 +17,20 @@ if TYPE_CHECKING:
     import numpy as np
 
 
-def persona_backend(persona: Any | None, candidates: list[str], default: str,
+def persona_backend(persona: Any | None, hooks: dict[str, Callable[[Any], Any]], default: str,
                     speaks: Callable[[str, Any], bool] | None = None) -> str:
-    """The backend that speaks ``persona``: the first of ``candidates`` (backend names, in
-    ``auto``'s order) whose persona block names a voice that ``speaks(name, persona)`` says is
-    here (unset: every named voice is), else ``default``."""
+    """The backend that speaks ``persona``: the first of ``hooks`` (backend name → its
+    ``persona_voice_name`` hook, in ``auto``'s order) whose hook finds a voice in the persona's
+    block that ``speaks(name, persona)`` says is here (unset: every named voice is), else
+    ``default``."""
     if persona is None:
         return default
-    from . import registry
-
-    for name in candidates:
-        hook = registry.get("tts", name).load("persona_voice_name")
+    for name, hook in hooks.items():
         try:
             block = persona.voice.block(name)
         except KeyError:
             continue
-        if hook is not None and hook(block) and (speaks is None or speaks(name, persona)):
+        if hook(block) and (speaks is None or speaks(name, persona)):
             return name
     return default
 
@@ -40,17 +38,20 @@ def persona_backend(persona: Any | None, candidates: list[str], default: str,
 class PersonaVoices(TTSBackend):
     """Several TTS backends behind one, chosen per persona (see the module docstring).
 
-    :param candidates: the backends a persona may claim, in ``auto``'s order.
+    :param hooks: backend name → its ``persona_voice_name`` hook, for the backends a persona
+        may claim, in ``auto``'s order.
     :param default: the backend of personas that claim none.
-    :param options: the keyword options of the run (each backend takes those it declares).
+    :param build: ``build(name)``: backend ``name`` built (not loaded) with the run's options.
     """
 
     name = "auto"
 
-    def __init__(self, candidates: list[str], default: str, options: dict[str, Any]) -> None:
-        self.candidates = list(candidates)
+    def __init__(self, hooks: dict[str, Callable[[Any], Any]], default: str,
+                 build: Callable[[str], TTSBackend]) -> None:
+        self.hooks = dict(hooks)
+        self.candidates = list(hooks)
         self.default = default
-        self.options = dict(options)
+        self.build = build
         self.model = "per persona"
         self._children: dict[str, TTSBackend] = {}
         self._has: dict[tuple[str, str, int], bool] = {}
@@ -62,10 +63,7 @@ class PersonaVoices(TTSBackend):
         """Backend ``name``, built (not loaded) on first need."""
         with self._lock:
             if name not in self._children:
-                from .registry import backend_options, get
-
-                info = get("tts", name)
-                self._children[name] = info.load("adapter")(**backend_options(info, self.options))
+                self._children[name] = self.build(name)
             return self._children[name]
 
     def _speaks(self, name: str, persona: Any) -> bool:
@@ -78,7 +76,7 @@ class PersonaVoices(TTSBackend):
 
     def backend_for(self, persona: Any | None) -> TTSBackend:
         """The backend object that speaks ``persona``."""
-        return self._child(persona_backend(persona, self.candidates, self.default, self._speaks))
+        return self._child(persona_backend(persona, self.hooks, self.default, self._speaks))
 
     def load(self) -> None:
         """Nothing to load until a persona's backend speaks (each loads on its first synthesis)."""
@@ -128,53 +126,4 @@ class PersonaVoices(TTSBackend):
                 "device": self._child(self.default).device}
 
 
-
-
-
-def voice_report(persona: Any, usable: list[str] | None = None) -> dict[str, Any]:
-    """Which voice each TTS backend would speak ``persona`` with, on this machine.
-
-    :param usable: the TTS backends that can run here (``aicp doctor``'s ``usable.tts``; ``None``:
-        run their checks now).
-    :returns: ``{"auto": {"backend", "voice"}, "backends": {name: {"installed": bool, "names":
-        voice or None, "speaks": voice or None, "fallback": bool}}}``: ``names`` is the voice the
-        persona's block names, ``speaks`` what the backend would use (``None`` when it is not
-        installed), ``fallback`` true when that is not the named voice (none named, or the named
-        one is not here) so it speaks its default; ``auto`` is what ``--backend auto`` (aicp-voice) gives
-        the persona.
-    """
-    from . import registry
-
-    if usable is None:
-        from ..doctor import run_doctor
-
-        usable = run_doctor()["usable"]["tts"]
-    out: dict[str, Any] = {}
-    for info in registry.by_priority("tts"):
-        if info.persona_voice is None:
-            continue
-        hook = info.load("persona_voice_name")
-        try:
-            named = hook(persona.voice.block(info.name)) if hook is not None else None
-        except KeyError:
-            named = None
-        entry: dict[str, Any] = {"installed": info.name in usable, "names": named, "speaks": None,
-                                 "fallback": True}
-        if entry["installed"]:
-            try:
-                backend = info.load("adapter")()
-                voice = backend.default_voice(persona)
-                if named is not None and not backend.voice_installed(voice):
-                    voice = backend.default_voice(None)
-                else:
-                    entry["fallback"] = named is None
-                entry["speaks"] = voice.name
-            except Exception as exc:  # noqa: BLE001 - a report, never a crash
-                entry.update(installed=False, problem=str(exc))
-        out[info.name] = entry
-    default = registry.resolve_tts_name("auto")
-    candidates = [c for c in registry.persona_candidates() if out.get(c, {}).get("installed")
-                  and not out[c]["fallback"]]
-    chosen = candidates[0] if candidates else default
-    return {"auto": {"backend": chosen, "voice": out.get(chosen, {}).get("speaks")}, "backends": out}
-__all__ = ["PersonaVoices", "persona_backend", "voice_report"]
+__all__ = ["PersonaVoices", "persona_backend"]

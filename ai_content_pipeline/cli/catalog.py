@@ -136,7 +136,7 @@ personas_group, personas_list, personas_show = _catalog(
 
 def _voice_comments(persona: Any) -> str:
     """YAML comments after a persona: the voice each TTS backend here would speak it with."""
-    from ..backends.router import voice_report
+    from ..doctor import voice_report
     from ..report import persona_voice_line
 
     report = voice_report(persona)
