@@ -41,11 +41,11 @@ wheelhouse: $(BIN)/python
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(MAKE) wheelhouse
 	$(BIN)/python -m pip install -q $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
-	$(BIN)/python -m pip install -q -e '.[serve]'
+	$(BIN)/python -m pip install -q -e '.[serve,kokoro]'
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/python -m pip install -q -e '.[dev,serve]'
+	$(BIN)/python -m pip install -q -e '.[dev,serve,kokoro]'
 	touch $@
 
 test: dev

@@ -420,7 +420,7 @@ class RunLexicon:
 def speak(backend: TTSBackend, text: str, voice: Voice, lexicon: Lexicon | None,
           unsaid: Callable[[Entry], None] | None = None) -> np.ndarray:
     """``backend.synthesize`` of ``text`` with ``lexicon`` applied: the matched spans as the
-    entries' phonemes (``backend.takes_phonemes``, through ``backend.synthesize_parts``) or
+    entries' phonemes (``backend.phonemes_for(voice)``, through ``backend.synthesize_parts``) or
     respellings; float32 ``[n_samples]`` at ``backend.sample_rate``.
 
     :param unsaid: called with each entry said as written (phonemes only, no phoneme input).
@@ -428,7 +428,7 @@ def speak(backend: TTSBackend, text: str, voice: Voice, lexicon: Lexicon | None,
     """
     if not lexicon:
         return backend.synthesize(text, voice)
-    takes = bool(getattr(backend, "takes_phonemes", False))
+    takes = backend.phonemes_for(voice)
     parts, _, skipped = lexicon.parts(text, takes)
     for entry in skipped:
         if unsaid is not None:

@@ -324,6 +324,25 @@ def _doctor_detail(check: dict[str, Any]) -> str:
     return ""
 
 
+def persona_voice_line(persona: str, voices: dict[str, Any]) -> str:
+    """One line of what a persona sounds like here: ``julie: auto kokoro jf_gongitsune; piper
+    falls back to en_US-joe-medium; chatterbox not installed`` (see
+    :func:`~ai_content_pipeline.doctor.voice_report`)."""
+    if "problem" in voices:
+        return f"{persona}: {voices['problem']}"
+    auto = voices.get("auto") or {}
+    parts = [f"{persona}: auto {auto.get('backend')} {auto.get('voice') or '?'}"]
+    for name, entry in (voices.get("backends") or {}).items():
+        if not entry.get("installed"):
+            parts.append(f"{name} not installed" + (f" (names {entry['names']})" if entry.get("names") else ""))
+        elif entry.get("fallback"):
+            missing = f"{entry['names']} missing, " if entry.get("names") else ""
+            parts.append(f"{name} {missing}falls back to {entry.get('speaks')}")
+        else:
+            parts.append(f"{name} {entry.get('speaks')}")
+    return "; ".join(parts)
+
+
 def doctor_table(report: dict[str, Any], width: int = WIDTH) -> str:
     """``aicp doctor``'s report as a table for a terminal: one row per check (name, ok or
     missing, what was found or the fix-it hint), then what ``--backend auto`` picks.
@@ -348,5 +367,9 @@ def doctor_table(report: dict[str, Any], width: int = WIDTH) -> str:
     lines.append(printable(f"usable: LLM {', '.join(usable.get('llm') or []) or 'none'}; "
                            f"TTS {', '.join(usable.get('tts') or []) or 'none'}"))
     lines.append(printable(f"--backend auto picks: LLM {auto.get('llm') or 'none'}, TTS {auto.get('tts') or 'none'}"))
+    if report.get("voices"):
+        lines.append("persona voices (aicp personas show NAME):")
+    for persona, voices in (report.get("voices") or {}).items():
+        lines += [" " * 2 + part for part in _wrap(printable(persona_voice_line(persona, voices)), width - 2)]
     lines.append("ready: yes" if report.get("ok") else "ready: no (see the hints above)")
     return "\n".join(lines) + "\n"

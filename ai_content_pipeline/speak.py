@@ -85,7 +85,7 @@ def say_line(text: str, output: str | os.PathLike[str], *, backend: TTSBackend |
     chosen = stage.personas.default
     voice = tts.default_voice(chosen, seed if seed is not None else (chosen.seed if chosen else None))
     words = stage.lexicon.for_persona(chosen)
-    takes = bool(getattr(tts, "takes_phonemes", False))
+    takes = tts.phonemes_for(voice)
     with stage.session:
         stage.session.ensure()
         audio = stage.synthesize(text, voice, path, stage.request_key(text, voice, path.name, words), words)

@@ -27,7 +27,7 @@ def ollama_host() -> Iterator[str]:
 
 def test_report_shape_and_hints_without_ollama() -> None:
     report = doctor.run_doctor()
-    assert set(report["checks"]) == {"ollama", "llamacpp", "bundled_model", "piper", "chatterbox", "cuda"}
+    assert set(report["checks"]) == {"ollama", "llamacpp", "bundled_model", "piper", "kokoro", "chatterbox", "cuda"}
     for name, check in report["checks"].items():
         assert isinstance(check["ok"], bool)
         assert check["ok"] or check["hint"], f"{name} is missing without a fix-it hint"

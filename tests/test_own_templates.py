@@ -116,7 +116,8 @@ def test_an_explicit_persona_file_wins_over_the_carried_settings(monkeypatch, tm
     assert tts.calls[0][1].seed == 9
 
 
-@pytest.mark.parametrize(("backend", "setting"), [("piper", "voice"), ("chatterbox", "audio_prompt")])
+@pytest.mark.parametrize(("backend", "setting"), [("piper", "voice"), ("piper", "model"), ("kokoro", "voices"),
+                                                   ("chatterbox", "audio_prompt")])
 def test_a_record_never_makes_voice_open_a_file(monkeypatch, tmp_path, backend, setting) -> None:
     secret = tmp_path / "secret.wav"
     secret.write_bytes(b"RIFF")

@@ -126,7 +126,7 @@ def test_options_a_backend_does_not_declare_are_left_out_and_declared_ones_check
 
 
 def test_choices_are_read_when_used_and_compare_like_tuples():
-    assert registry.TTS_CHOICES == ("auto", "piper", "chatterbox") and "piper" in registry.TTS_CHOICES
+    assert registry.TTS_CHOICES == ("auto", "piper", "kokoro", "chatterbox") and "piper" in registry.TTS_CHOICES
     assert list(registry.LLM_CHOICES) == ["auto", "llamacpp", "ollama"] and registry.LLM_CHOICES[1] == "llamacpp"
     assert "espeak" not in registry.TTS_CHOICES
 

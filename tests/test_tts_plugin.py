@@ -125,7 +125,7 @@ def test_the_choices_and_help_list_it_and_unregistering_removes_it(sine) -> None
     from tests.cli_helpers import invoke
 
     assert "sine" in registry.TTS_CHOICES and registry.names("tts")[-1] == "sine"
-    assert "[auto|piper|chatterbox|sine]" in invoke(voice_cli.voice_command, "aicp-voice", ["--help"]).stdout
+    assert "[auto|piper|kokoro|chatterbox|sine]" in invoke(voice_cli.voice_command, "aicp-voice", ["--help"]).stdout
     registry.unregister_backend("tts", "sine")
     res = invoke(voice_cli.voice_command, "aicp-voice", ["--backend", "sine"], SCRIPTS)
     assert res.exit_code == 2 and res.stdout == "" and "'sine' is not one of" in res.stderr
@@ -241,7 +241,7 @@ def test_an_installed_package_is_found_by_the_console_scripts(tmp_path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(root)])}
     voice = os.path.join(os.path.dirname(sys.executable), "aicp-voice")
     shown = subprocess.run([voice, "--help"], capture_output=True, text=True, env=env, timeout=60, check=True)
-    assert "[auto|piper|chatterbox|sine]" in shown.stdout
+    assert "[auto|piper|kokoro|chatterbox|sine]" in shown.stdout
     done = subprocess.run([voice, "--backend", "sine", "--out-dir", str(tmp_path / "a")], input=SCRIPTS,
                           capture_output=True, env=env, timeout=120, check=False)
     assert done.returncode == 0, done.stderr

@@ -248,11 +248,16 @@ class Voice:
     :ivar name: a human name for the voice (file stem, reference clip, persona).
     :ivar settings: e.g. piper ``length_scale``, chatterbox ``exaggeration``.
     :ivar seed: seed for stochastic engines; ``None`` for the engine default.
+    :ivar backend: the backend that speaks it when one backend object holds several (``auto``
+        giving each persona its own backend); ``None``: the backend itself.
+    :ivar model: that backend's model (``None``: the backend's :attr:`~Backend.model`).
     """
 
     name: str
     settings: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
+    backend: str | None = None
+    model: str | None = None
 
 
 class TTSBackend(Backend):
@@ -285,6 +290,25 @@ class TTSBackend(Backend):
         each part's respelling (``say``), else its text."""
         return self.synthesize("".join(p.text if p.phonemes is None else p.say or p.text for p in parts), voice)
 
+    def phonemes_for(self, voice: Voice) -> bool:
+        """Whether ``voice`` is spoken by an engine that takes phonemes (default:
+        ``takes_phonemes``; a backend choosing an engine per voice asks that engine)."""
+        return self.takes_phonemes
+
     def default_voice(self, persona: Any | None = None, seed: int | None = None) -> Voice:
         """The :class:`Voice` this backend uses for ``persona`` (or its default)."""
         return Voice(name=self.model, seed=seed)
+
+    def voice_installed(self, voice: Voice) -> bool:
+        """Whether this machine has what ``voice`` needs (its model file, preset, clip), without
+        loading the engine (default: true)."""
+        return True
+
+    def rate_for(self, voice: Voice) -> int:
+        """Hz of the samples :meth:`synthesize` returns for ``voice`` (default :attr:`sample_rate`)."""
+        return int(self.sample_rate)
+
+    def chunk_chars(self, voice: Voice) -> int:
+        """Longest text one :meth:`synthesize` call for ``voice`` handles well (default
+        :attr:`max_chunk_chars`)."""
+        return int(self.max_chunk_chars)

@@ -228,6 +228,11 @@ class ChatterboxBackend(TTSBackend):
         name = Path(prompt).stem if prompt else "default"
         return Voice(name=name, settings=settings, seed=seed)
 
+    def voice_installed(self, voice: Voice) -> bool:
+        """Whether ``voice``'s reference clip (if any) is a readable file."""
+        prompt = voice.settings.get("audio_prompt")
+        return prompt is None or path_problem(prompt) is None
+
     def synthesize(self, text: str, voice: Voice) -> np.ndarray:
         """Speak ``text`` (one chunk, up to ~300 characters): float32 ``[n_samples]`` at 24 kHz.
 
@@ -369,6 +374,7 @@ def list_voices(folders: Any = ()) -> list[dict[str, Any]]:
 BACKEND = BackendInfo(
     name="chatterbox", kind="tts", adapter=ChatterboxBackend, settings=SETTINGS,
     persona_voice=ChatterboxVoiceSettings, voice_file="audio_prompt", doctor=_doctor, auto=_auto,
+    persona_voice_name=lambda block: block.audio_prompt if block is not None else None,
     preflight=_preflight, list_voices=list_voices,
     priority=20, summary="chatterbox-tts on torch: the GPU voice, 24,000 Hz, voice cloning (optional extra)",
 )

@@ -41,6 +41,11 @@ class BackendInfo:
     :ivar persona_voice: a pydantic model of a persona's ``voice.NAME`` block (TTS); ``None``:
         a persona may not have one.
     :ivar voice_file: the key of that block that names a file (a record never carries it).
+    :ivar persona_voice_name: ``persona_voice_name(block) -> str | None``: the voice a persona's
+        block of this backend names (a Piper model, a Kokoro preset, a Chatterbox clip), or
+        ``None`` when it names none (the backend would speak its default voice). With
+        ``--backend auto`` (aicp-voice) a persona is spoken by the first backend (``priority`` order)
+        whose block names a voice; unset: the backend never claims a persona.
     :ivar doctor: ``doctor(host=...) -> {"checks": {name: check}, "usable": bool, "auto": bool}``
         for ``aicp doctor``; each check is ``{"ok": bool, ...details, "hint": str}``
         (``auto``: ``--backend auto`` would pick it when it comes first; default: ``usable``).
@@ -72,6 +77,7 @@ class BackendInfo:
     options: Any = None
     persona_voice: Any = None
     voice_file: str | None = None
+    persona_voice_name: Any = None
     doctor: Any = None
     claims: Any = None
     auto: Any = None

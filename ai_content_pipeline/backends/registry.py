@@ -43,6 +43,7 @@ BUILTINS: dict[str, dict[str, str]] = {
     "llm": {"llamacpp": "ai_content_pipeline.backends.llamacpp:BACKEND",
             "ollama": "ai_content_pipeline.backends.ollama:BACKEND"},
     "tts": {"piper": "ai_content_pipeline.backends.piper:BACKEND",
+            "kokoro": "ai_content_pipeline.backends.kokoro:BACKEND",
             "chatterbox": "ai_content_pipeline.backends.chatterbox:BACKEND"},
 }
 
@@ -407,8 +408,13 @@ def resolve_tts_name(name: str, notice: Callable[[str], None] | None = None,
 
 def create_tts(name: str = "auto", *, notice: Callable[[str], None] | None = None,
                **options: Any) -> TTSBackend:
-    """Build (not load) the TTS backend ``name`` (``auto``, ``piper``, ``chatterbox`` or a
-    registered one).
+    """Build (not load) the TTS backend ``name`` (``auto``, ``piper``, ``kokoro``, ``chatterbox`` or
+    a registered one).
+
+    ``auto`` without a ``voice`` option gives each persona the first backend whose persona block
+    names a voice (:func:`persona_candidates`; a
+    :class:`~ai_content_pipeline.backends.router.PersonaVoices`) when more than the default one
+    could speak; the default backend speaks the personas that name none.
 
     :param notice: called with one line for people when ``auto`` picks an engine.
     :param options: the backend's keyword options (``voice``: a Piper ``.onnx`` path or a
@@ -417,12 +423,40 @@ def create_tts(name: str = "auto", *, notice: Callable[[str], None] | None = Non
     :returns: the :class:`~ai_content_pipeline.backends.base.TTSBackend`, not loaded yet.
     :raises UsageError: unknown name, an option value refused.
     """
+    asked = name
     name = resolve_tts_name(name, notice, options.get("device"), options.get("voice"))
+    if asked == "auto" and not options.get("voice"):
+        candidates = persona_candidates(options.get("device"))
+        if any(c != name for c in candidates):
+            from .router import PersonaVoices
+
+            if notice is not None:
+                others = [c for c in candidates if c != name]
+                notice(f"backend auto: personas that name a {' or '.join(others)} voice speak with it")
+            def build(backend: str) -> TTSBackend:
+                info = get("tts", backend)
+                return info.load("adapter")(**backend_options(info, options))  # type: ignore[no-any-return]
+
+            hooks = {c: get("tts", c).load("persona_voice_name") for c in candidates}
+            return PersonaVoices(hooks, name, build)
     info = get("tts", name)
     return info.load("adapter")(**backend_options(info, options))  # type: ignore[no-any-return]
 
 
+def persona_candidates(device: str | None = None) -> list[str]:
+    """The TTS backends ``auto`` may give a persona that names one of their voices, in
+    ``priority`` order: those with a ``persona_voice_name`` hook whose ``auto`` hook agrees."""
+    out = []
+    for info in by_priority("tts"):
+        if info.persona_voice_name is None:
+            continue
+        hook = info.load("auto")
+        if hook is None or hook(device=device):
+            out.append(info.name)
+    return out
+
+
 __all__ = ["BUILTINS", "BUILTIN_SETTINGS", "ENTRY_POINT_GROUPS", "LLM_CHOICES", "TTS_CHOICES", "BackendChoices", "BackendInfo",
-           "all_settings", "backend_options", "backends", "by_priority", "create_llm", "create_tts", "get", "load_ref", "names",
+           "all_settings", "backend_options", "backends", "by_priority", "create_llm", "create_tts", "get", "load_ref", "names", "persona_candidates",
            "register_backend", "resolve_llm_name", "resolve_tts_name", "settings", "step_settings",
            "unregister_backend"]

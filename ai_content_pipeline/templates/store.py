@@ -341,7 +341,11 @@ style: >-
 catchphrases: ["Stay tuned."]
 seed: 1234                     # fixes the voice's randomness: each take sounds the same
 voice:
+  # aicp-voice --backend auto speaks with the first of chatterbox (GPU), piper, kokoro whose
+  # block names a voice that is installed (piper model: en_US-joe-medium or a .onnx path;
+  # kokoro voice: a preset or a blend such as jf_alpha:0.6,jm_kumo:0.4)
   piper: {{length_scale: 1.0, noise_scale: 0.667, noise_w_scale: 0.8}}
+  kokoro: {{voice: jf_alpha, speed: 1.0}}
   # a reference clip for chatterbox is a file: records never carry files, so voice such
   # a persona with `aicp-voice -p {path}`
   chatterbox: {{audio_prompt: null, exaggeration: 0.5, cfg_weight: 0.5, temperature: 0.8}}

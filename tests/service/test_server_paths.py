@@ -56,7 +56,7 @@ def test_records_events_status_and_list_name_no_server_path(svc: Service, rosa: 
     # what is left is what the client can use: paths relative to the job's folder, file names
     record = job["records"][0]
     assert record["audio"]["path"] == f"out/audio/{job['files'][0]['name']}"
-    assert record["script"]["persona_voice"]["piper"]["voice"] == "rosa.onnx"
+    assert record["script"]["persona_voice"]["piper"]["model"] == "rosa.onnx"
     assert job["result"]["outputs"]["final"]["path"] == "out/02-voice.jsonl"
     assert job["worker"].startswith("w-") and str(os.getpid()) not in job["worker"]
     assert [r["id"] for r in job["records"]] == ["s1", "s2", "s3"]  # the client's own fields as sent
