@@ -595,7 +595,7 @@ def check_grounded(text: str, prompt: str, context: dict[str, Any]) -> list[str]
     out: list[str] = []
     seen: set[str] = set()
     reach = -1  # the furthest end of the (distinct) spans so far: a span ending within it is inside one
-    for start, end, claim in claims:
+    for _start, end, claim in claims:
         inside = end <= reach
         reach = max(reach, end)
         if not inside and claim not in seen:  # "No. 1" once, not again as "1"

@@ -12,7 +12,7 @@ precision and recall on the hand labels (bench/grounded_labels.py).
 Targets: >= 80% airable at best-of 4; best-of-4 time <= 2.5x best-of-1.
 
 Usage: .venv/bin/python bench/script_quality.py [--seed 1] [--batch 8] [--max-tokens N]
-       [--template NAME|PATH] [--persona NAME] [--list NAME ...] [--limit N] [--best-of 1,4]
+       [--template NAME|PATH] [--persona NAME] [--threads N] [--list NAME ...] [--limit N] [--best-of 1,4]
        [--show-failures] [--save DIR]
 """
 
@@ -37,11 +37,14 @@ LISTS = {"examples/songs.jsonl": os.path.join(ROOT, "examples", "songs.jsonl"),
 
 
 def run(path: str, best_of: int, batch: int, seed: int, max_tokens: int | None,
-        template: str = "song-intro", persona: str | None = None) -> tuple[float, list[dict]]:
+        template: str = "song-intro", persona: str | None = None,
+        threads: int | None = None) -> tuple[float, list[dict]]:
     cmd = [os.path.join(BIN, "aicp-script"), "--backend", "llamacpp", "--template", template,
            "--seed", str(seed), "--best-of", str(best_of), "--batch", str(batch), "-q", path]
     if persona:
         cmd += ["--persona", persona]
+    if threads:
+        cmd += ["--threads", str(threads)]
     if max_tokens:
         cmd += ["--max-tokens", str(max_tokens)]
     t0, c0 = time.perf_counter(), _child_cpu()
@@ -67,6 +70,8 @@ def main() -> None:
     ap.add_argument("--template", default="song-intro", help="template name or YAML file (default: song-intro)")
     ap.add_argument("--persona", default=None, help="persona name or YAML file (default: aicp-script's)")
     ap.add_argument("--list", action="append", choices=sorted(LISTS), help="song list (repeat; default: all)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="llama.cpp threads (default: every CPU; 1 decodes faster on a crowded machine)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N songs of each list")
     ap.add_argument("--best-of", default="1,4", help="comma list of best-of values (default: 1,4)")
     ap.add_argument("--show-failures", action="store_true", help="print each best-of-N (N > 1) take that fails")
@@ -86,7 +91,8 @@ def main() -> None:
             with open(LISTS[label], encoding="utf-8") as src, open(path, "w", encoding="utf-8") as dst:
                 dst.writelines(src.readlines()[:args.limit])
         for name, best_of, batch in configs:
-            seconds, scripts = run(path, best_of, batch, args.seed, args.max_tokens, args.template, args.persona)
+            seconds, scripts = run(path, best_of, batch, args.seed, args.max_tokens, args.template, args.persona,
+                                args.threads)
             if args.save:
                 os.makedirs(args.save, exist_ok=True)
                 out = os.path.join(args.save, f"{os.path.basename(path)[:-6]}.seed{args.seed}.best{best_of}.jsonl")
