@@ -339,6 +339,8 @@ _TOKEN = re.compile(r"[^\W_]+(?:['’.][^\W_]+)*")  # "Queen's", "E.M.A"
 _OPEN_QUOTES = "\"“‘'«„("
 #: What comes before a sentence's first word: its start, an end mark, a line, a spaced dash.
 _SENTENCE_BEFORE = re.compile(r"(?:[.!?…:;)\]\n]|[.!?…][\"'”’»)]+|\s[-–—])\s*$")
+#: Word endings of a verb or adverb form ("Mentioning", "Released", "Finally").
+_VERB_FORM = re.compile(r"(?:ing|ed|ly)$")
 _JOIN_SEP = re.compile(r"^(?:[ \t]+|-|/|[ \t]*&[ \t]*)$")
 #: A closing quote just before a word (``"Bohemian Rhapsody," Staying``): small models
 #: often start a new sentence after a quoted title without an end mark.
@@ -567,6 +569,14 @@ def _claims_names(text: str, source: _Source) -> list[tuple[int, int, str]]:
         first = 0  # "Tonight Lady Gaga", "I'm Max": opening common words are no part of the name
         while words[first] in COMMON_WORDS and (initial or words[first] in ("i", "im", "id", "ive", "ill")):
             first += 1
+        if initial and first < len(span) - 1 and _VERB_FORM.search(words[first]):
+            # "Mentioning the Tropicália", "Featuring Daddy Yankee": an opening verb or
+            # adverb is no part of the name that follows it
+            rest = first + 1
+            while rest < len(span) - 1 and words[rest] in _NAME_JOINERS:
+                rest += 1
+            if all(source.has_word(x) or x in _SPOKEN for w in words[rest:] for x in w.split()):
+                continue
         start = span[first].start()
         claim = re.sub(r"['’]s?$", "", text[start:span[-1].end()])
         found.append((start, start + len(claim), claim))

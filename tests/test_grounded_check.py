@@ -182,3 +182,13 @@ def test_a_lone_capital_after_a_closing_quote_opens_a_sentence(text, claims):
 ])
 def test_spellings_of_given_names_and_years_are_given(record, text, claims):
     assert grounded(record, text) == claims
+
+
+def test_an_opening_verb_before_given_words_is_no_claim():
+    veloso = {"id": "v", "artist": "Caetano Veloso", "title": "Você É Linda", "year": 1983,
+              "notes": "Caetano Veloso helped start the Tropicália movement in Brazil"}
+    assert grounded(veloso, "Mentioning the Tropicália movement adds a warm touch. Você É Linda.") == []
+    assert grounded(veloso, "Remembering Caetano Veloso tonight: Você É Linda.") == []
+    # the words after it must still be given
+    assert grounded(veloso, "Featuring Freddie Mercury on Você É Linda.") == ["Featuring Freddie Mercury"]
+    assert grounded(veloso, "Bowling Green heard Você É Linda.") == ["Bowling Green"]
