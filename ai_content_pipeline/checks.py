@@ -456,10 +456,23 @@ class _Source:
             if spoken is not None:
                 self.numbers.add(spoken[0])
         self.years = {n for n in self.numbers if 1000 <= n <= 2099}
+        self._stems: set[str] | None = None
 
     def has_word(self, word: str) -> bool:
         return (word in self.words or word in COMMON_WORDS or (len(word) > 3 and word.endswith("s")
-                and (word[:-1] in self.words or word[:-1] in COMMON_WORDS)))
+                and (word[:-1] in self.words or word[:-1] in COMMON_WORDS)) or self._demonym(word))
+
+    def _demonym(self, word: str) -> bool:
+        """"brazilian" for a given "Brazil", "japanese" for "Japan", "korean" for "Korea",
+        "mexican" for "Mexico": a people's word formed on a given place name."""
+        if self._stems is None:
+            self._stems = {w for w in self.words if len(w) >= 4 and not w.isdigit()}
+            self._stems |= {w[:-1] for w in self._stems if len(w) >= 5 and w[-1] in "aeiouy"}
+        for suffix in ("ian", "ean", "an", "ese", "n"):
+            stem = word[:-len(suffix)]
+            if word.endswith(suffix) and len(stem) >= 4 and stem in self._stems:
+                return True
+        return False
 
     def has_phrase(self, folded: str) -> bool:
         return bool(folded) and f" {folded} " in self.text

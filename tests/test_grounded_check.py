@@ -192,3 +192,9 @@ def test_an_opening_verb_before_given_words_is_no_claim():
     # the words after it must still be given
     assert grounded(veloso, "Featuring Freddie Mercury on Você É Linda.") == ["Featuring Freddie Mercury"]
     assert grounded(veloso, "Bowling Green heard Você É Linda.") == ["Bowling Green"]
+
+
+def test_a_peoples_word_formed_on_a_given_place_is_given():
+    song = {"id": "k", "artist": "Kyu Sakamoto", "title": "Sukiyaki", "notes": "a hit in Japan, Korea, Mexico and Brazil"}
+    assert grounded(song, "Sukiyaki by Kyu Sakamoto, loved by Japanese, Korean, Mexican and Brazilian fans.") == []
+    assert grounded(song, "Sukiyaki by Kyu Sakamoto, loved by Chinese and Italian fans.") == ["Chinese", "Italian"]
