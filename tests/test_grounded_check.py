@@ -197,4 +197,4 @@ def test_an_opening_verb_before_given_words_is_no_claim():
 def test_a_peoples_word_formed_on_a_given_place_is_given():
     song = {"id": "k", "artist": "Kyu Sakamoto", "title": "Sukiyaki", "notes": "a hit in Japan, Korea, Mexico and Brazil"}
     assert grounded(song, "Sukiyaki by Kyu Sakamoto, loved by Japanese, Korean, Mexican and Brazilian fans.") == []
-    assert grounded(song, "Sukiyaki by Kyu Sakamoto, loved by Chinese and Italian fans.") == ["Chinese", "Italian"]
+    assert grounded(song, "Sukiyaki by Kyu Sakamoto, loved by Chinese fans in Italian towns.") == ["Chinese", "Italian"]
