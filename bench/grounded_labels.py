@@ -2,7 +2,8 @@
 
 `bench/grounded-labels.jsonl` holds takes written by the embedded SmolLM2-135M
 (`aicp-script`, built-in templates, several seeds, personas and song lists), one per
-line: the record, template, persona and take index it was written for, its `text`, and
+line: the record, template (a built-in name, or the YAML file of the version it was written
+with, such as bench/templates/song-intro-v3.yaml), persona and take index it was written for, its `text`, and
 a hand label read against the record: `invented` (does the take state a fact it was not
 given?) with the invented `spans`, each of kind `name` (a person, band, title, place,
 award...), `number` (a year, date, count, decade) or `other` (a claim without a name or
@@ -36,7 +37,8 @@ LABELS = os.path.join(ROOT, "bench", "grounded-labels.jsonl")
 
 def flagged(label: dict) -> list[str]:
     """The check's unsupported claims for a labelled take."""
-    template = load_template(label["template"])
+    name = label["template"]  # a built-in name, or a file under bench/ (the version the take was made with)
+    template = load_template(os.path.join(ROOT, name) if name.endswith(".yaml") else name)
     messages, ctx = template.request(label["record"], load_persona(label["persona"]), take=label["take"])
     return check_grounded(label["text"], "\n".join(m["content"] for m in messages), ctx)
 
