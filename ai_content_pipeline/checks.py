@@ -341,7 +341,17 @@ _TOKEN = re.compile(r"[^\W_]+(?:['’.][^\W_]+)*")  # "Queen's", "E.M.A"
 _OPEN_QUOTES = "\"“‘'«„("
 #: What comes before a sentence's first word: its start, an end mark, a line, a spaced dash.
 _SENTENCE_BEFORE = re.compile(r"(?:[.!?…:;)\]\n]|[.!?…][\"'”’»)]+|\s[-–—])\s*$")
+#: Word endings of a verb or adverb form ("Mentioning", "Released", "Finally").
+_VERB_FORM = re.compile(r"(?:ing|ed|ly)$")
 _JOIN_SEP = re.compile(r"^(?:[ \t]+|-|/|[ \t]*&[ \t]*)$")
+#: A closing quote just before a word (``"Bohemian Rhapsody," Staying``): small models
+#: often start a new sentence after a quoted title without an end mark.
+_AFTER_CLOSING_QUOTE = re.compile(r"[^\s\"“„«]\"\s+$|[”»]\s*$")
+#: Spellings of accented letters that name the same word: "Groenemeyer" for "Grönemeyer",
+#: "Arukou" for "Arukō" (folding alone gives "Gronemeyer", "Aruko").
+_TRANSLITERATIONS = (str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "Ä": "Ae", "Ö": "Oe", "Ü": "Ue"}),
+                     str.maketrans({"ō": "ou", "ū": "uu", "Ō": "Ou", "Ū": "Uu"}),
+                     str.maketrans({"ō": "oo", "ū": "uu", "Ō": "Oo", "Ū": "Uu"}))
 
 _UNITS = {w: i for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
@@ -434,7 +444,9 @@ class _Source:
 
         walk(context, 0)
         raw = "\n".join(parts)
-        self.text = f" {fold(_POSSESSIVE.sub('', raw))} "
+        given = _POSSESSIVE.sub("", raw)
+        spellings = {given.translate(table) for table in _TRANSLITERATIONS} - {given}
+        self.text = " \n ".join(f" {fold(t)} " for t in [given, *sorted(spellings)])
         self.words = set(self.text.split())
         self.numbers: set[int] = set()
         for m in re.finditer(r"\d+(?:[,.]\d{3})*", raw):
@@ -446,10 +458,23 @@ class _Source:
             if spoken is not None:
                 self.numbers.add(spoken[0])
         self.years = {n for n in self.numbers if 1000 <= n <= 2099}
+        self._stems: set[str] | None = None
 
     def has_word(self, word: str) -> bool:
         return (word in self.words or word in COMMON_WORDS or (len(word) > 3 and word.endswith("s")
-                and (word[:-1] in self.words or word[:-1] in COMMON_WORDS)))
+                and (word[:-1] in self.words or word[:-1] in COMMON_WORDS)) or self._demonym(word))
+
+    def _demonym(self, word: str) -> bool:
+        """"brazilian" for a given "Brazil", "japanese" for "Japan", "korean" for "Korea",
+        "mexican" for "Mexico": a people's word formed on a given place name."""
+        if self._stems is None:
+            self._stems = {w for w in self.words if len(w) >= 4 and not w.isdigit()}
+            self._stems |= {w[:-1] for w in self._stems if len(w) >= 5 and w[-1] in "aeiouy"}
+        for suffix in ("ian", "ean", "an", "ese", "n"):
+            stem = word[:-len(suffix)]
+            if word.endswith(suffix) and len(stem) >= 4 and stem in self._stems:
+                return True
+        return False
 
     def has_phrase(self, folded: str) -> bool:
         return bool(folded) and f" {folded} " in self.text
@@ -545,7 +570,8 @@ def _claims_names(text: str, source: _Source) -> list[tuple[int, int, str]]:
         before = text[max(0, span[0].start() - 12):span[0].start()]
         quoted = bool(before) and before[-1] in _OPEN_QUOTES and (len(before) < 2 or not before[-2].isalnum())
         at_start = span[0].start() == len(before) and not before.strip()
-        initial = not quoted and (at_start or bool(_SENTENCE_BEFORE.search(before)))
+        initial = not quoted and (at_start or bool(_SENTENCE_BEFORE.search(before))
+                                  or (len(span) == 1 and bool(_AFTER_CLOSING_QUOTE.search(before))))
         if initial and len(span) == 1:
             continue  # "Tonight", "Bebe": a lone capital opening a sentence is no name
         words = [fold(_POSSESSIVE.sub("", t.group(0))) for t in span]
@@ -558,6 +584,14 @@ def _claims_names(text: str, source: _Source) -> list[tuple[int, int, str]]:
         first = 0  # "Tonight Lady Gaga", "I'm Max": opening common words are no part of the name
         while words[first] in COMMON_WORDS and (initial or words[first] in ("i", "im", "id", "ive", "ill")):
             first += 1
+        if initial and first < len(span) - 1 and _VERB_FORM.search(words[first]):
+            # "Mentioning the Tropicália", "Featuring Daddy Yankee": an opening verb or
+            # adverb is no part of the name that follows it
+            rest = first + 1
+            while rest < len(span) - 1 and words[rest] in _NAME_JOINERS:
+                rest += 1
+            if all(source.has_word(x) or x in _SPOKEN for w in words[rest:] for x in w.split()):
+                continue
         start = span[first].start()
         claim = re.sub(r"['’]s?$", "", text[start:span[-1].end()])
         found.append((start, start + len(claim), claim))
@@ -581,12 +615,17 @@ def check_grounded(text: str, prompt: str, context: dict[str, Any]) -> list[str]
         (e.g. ``["1985", "Winter Olympics", "Berlin"]``).
     """
     source = _Source(prompt, context)
-    claims = sorted(_claims_numbers(text, source) + _claims_names(text, source))
+    claims = sorted(set(_claims_numbers(text, source) + _claims_names(text, source)),
+                    key=lambda c: (c[0], -c[1], c[2]))
     out: list[str] = []
-    for start, end, claim in claims:
-        inside = any(s <= start and end <= e and (s, e) != (start, end) for s, e, _ in claims)
-        if not inside and claim not in out:  # "No. 1" once, not again as "1"
+    seen: set[str] = set()
+    reach = -1  # the furthest end of the (distinct) spans so far: a span ending within it is inside one
+    for _start, end, claim in claims:
+        inside = end <= reach
+        reach = max(reach, end)
+        if not inside and claim not in seen:  # "No. 1" once, not again as "1"
             out.append(claim)
+            seen.add(claim)
     return out
 
 
@@ -646,18 +685,18 @@ def evaluate(text: str, checks: Checks, *, context: dict[str, Any], prompt: str,
 def choose(candidates: list[dict[str, Any]], target_words: int) -> int:
     """Index of the best candidate among ``[{"words": int, "failed": [names]}, ...]``.
 
-    The one passing every check and closest to ``target_words``; if none passes, the
-    one with the fewest failed checks, then one that passes ``grounded`` (a take that
-    invents nothing before one that does), then the closest to the target. Ties go to
-    the lower index, so the choice is deterministic.
+    The one passing every check and closest to ``target_words``; if none passes, one
+    that passes ``grounded`` (a take that invents nothing before one that does, whatever
+    else fails), then the one with the fewest failed checks, then the closest to the
+    target. Ties go to the lower index, so the choice is deterministic.
 
     :raises ValueError: no candidates.
     """
     if not candidates:
         raise ValueError("no candidates to choose from")
     return min(range(len(candidates)),
-               key=lambda i: (len(candidates[i]["failed"]), "grounded" in candidates[i]["failed"],
-                              abs(candidates[i]["words"] - target_words), i))
+               key=lambda i: (bool(candidates[i]["failed"]), "grounded" in candidates[i]["failed"],
+                              len(candidates[i]["failed"]), abs(candidates[i]["words"] - target_words), i))
 
 
 __all__ = ["CHECK_NAMES", "COMMON_WORDS", "Checks", "LengthWindow", "check_grounded", "check_mentions",

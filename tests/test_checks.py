@@ -110,8 +110,8 @@ def test_no_echo_passes_ordinary_intros(text):
     ("Here's the intro: Hoppipolla by Sigur Ros.", "preamble"),
     ("Julie: Good evening. Hoppipolla by Sigur Ros.", "label"),
     ("As an AI, I love Hoppipolla by Sigur Ros.", "assistant"),
-    ("Introduce it to your listeners, Hoppipolla by Sigur Ros.", "prompt"),
-    ("End with the song title and the artist: Hoppipolla.", "prompt"),
+    ("I will say one warm sentence about Hoppipolla by Sigur Ros.", "prompt"),
+    ("This is how this song makes you feel: Hoppipolla.", "prompt"),
     ("*soft piano music*\nHoppipolla by Sigur Ros.", "stage direction"),
 ])
 def test_no_echo_catches_instructions_and_meta_text(text, what):
@@ -123,7 +123,7 @@ def test_no_echo_catches_instructions_and_meta_text(text, what):
 def test_echo_phrases_come_from_the_rendered_prompt_without_the_records_values():
     _, prompt, ctx = request()
     phrases = echo_phrases(prompt, ctx)
-    assert "introduce it to your listeners" in phrases
+    assert "say one warm sentence about" in phrases
     assert not any("hoppipolla" in p or "sigur" in p for p in phrases)
     # a different prompt, different phrases: nothing is a fixed list
     _, prompt2, ctx2 = request({"topic": "Bees"}, "podcast-segment", "sam")
@@ -164,7 +164,7 @@ def test_evaluate_reports_every_failed_check_in_order():
     t, prompt, ctx = request()
     result = evaluate("Julie: Stay under 60 words and", t.checks, context=ctx, prompt=prompt, target_words=60)
     assert result["passed"] is False
-    assert result["failed"] == ["mentions", "no_echo", "length", "complete"]
+    assert result["failed"] == ["mentions", "no_echo", "grounded", "length", "complete"]
     good = ("Good evening, night owls. This one always takes me back to a snowy walk home. "
             "Children jumping in puddles, strings swelling like a warm tide, and a voice singing "
             "in a language of its own. Stay cozy, night owls. Here is Hoppípolla by Sigur Rós.")

@@ -121,8 +121,11 @@ def test_best_of_prefers_a_grounded_candidate_when_none_passes_every_check():
     near_but_invents = {"words": 60, "failed": ["grounded"]}
     far_but_grounded = {"words": 20, "failed": ["length"]}
     assert choose([near_but_invents, far_but_grounded], 60) == 1
-    # fewer failed checks come first: one failure (grounded) beats two
-    assert choose([{"words": 60, "failed": ["grounded"]}, {"words": 60, "failed": ["length", "complete"]}], 60) == 0
+    # a grounded candidate comes first even when it fails more of the other checks
+    assert choose([{"words": 60, "failed": ["grounded"]}, {"words": 60, "failed": ["length", "complete"]}], 60) == 1
+    # among grounded ones (or among ungrounded ones), fewer failed checks come first
+    assert choose([{"words": 60, "failed": ["mentions", "length"]}, {"words": 20, "failed": ["length"]}], 60) == 1
+    assert choose([{"words": 60, "failed": ["grounded", "length"]}, {"words": 20, "failed": ["grounded"]}], 60) == 1
     # a candidate passing everything wins over all
     assert choose([far_but_grounded, {"words": 10, "failed": []}, near_but_invents], 60) == 1
 
@@ -154,3 +157,44 @@ def test_a_runaway_take_is_judged_without_error_or_delay():
     results = [grounded(QUEEN, text) for text in texts]
     assert results[0] == ["9" * 5000, "7" * 5000 + "th"] and results[1] == [] and results[2] == ["Berlin"]
     assert time.perf_counter() - start < 10
+
+
+@pytest.mark.parametrize("text, claims", [
+    ('Here is "Bohemian Rhapsody," Staying up with Queen tonight.', []),
+    ('Queen and “Bohemian Rhapsody” Listening to it again feels new.', []),
+    ('Queen and "Bohemian Rhapsody" Freddie Mercury sang it.', ["Freddie Mercury"]),
+    ('Bohemian Rhapsody by Queen, from "Jazz".', ["Jazz"]),
+])
+def test_a_lone_capital_after_a_closing_quote_opens_a_sentence(text, claims):
+    # small models start a sentence after a quoted title without an end mark
+    assert grounded(QUEEN, text) == claims
+
+
+@pytest.mark.parametrize("record, text, claims", [
+    ({"id": "g", "artist": "Herbert Grönemeyer", "title": "Männer", "year": 1984},
+     "Maenner by Herbert Groenemeyer, and Mä at the Groenemeyer house.", ["Mä"]),
+    ({"id": "k", "artist": "Kyu Sakamoto", "title": "Ue o Muite Arukō", "year": 1961},
+     "Ue o Muite Arukou by Kyu Sakamoto; Ue o Muite Arukoo, Ue o Muite Aruko.", []),
+    ({"id": "f", "artist": "Luis Fonsi feat. Daddy Yankee", "title": "Despacito", "year": 2017},
+     "Despacito, by Luis Fonsi featuring Daddy Yankee, Fonsi's song ft. Yankee, Daddy Yankee's verse.", []),
+    ({"id": "p", "artist": "Édith Piaf", "title": "La Vie en rose", "year": 1947},
+     "La Vie En Rose by EDITH PIAF, the forties, the '40s, Piaf's song from nineteen forty-seven.", []),
+])
+def test_spellings_of_given_names_and_years_are_given(record, text, claims):
+    assert grounded(record, text) == claims
+
+
+def test_an_opening_verb_before_given_words_is_no_claim():
+    veloso = {"id": "v", "artist": "Caetano Veloso", "title": "Você É Linda", "year": 1983,
+              "notes": "Caetano Veloso helped start the Tropicália movement in Brazil"}
+    assert grounded(veloso, "Mentioning the Tropicália movement adds a warm touch. Você É Linda.") == []
+    assert grounded(veloso, "Remembering Caetano Veloso tonight: Você É Linda.") == []
+    # the words after it must still be given
+    assert grounded(veloso, "Featuring Freddie Mercury on Você É Linda.") == ["Featuring Freddie Mercury"]
+    assert grounded(veloso, "Bowling Green heard Você É Linda.") == ["Bowling Green"]
+
+
+def test_a_peoples_word_formed_on_a_given_place_is_given():
+    song = {"id": "k", "artist": "Kyu Sakamoto", "title": "Sukiyaki", "notes": "a hit in Japan, Korea, Mexico and Brazil"}
+    assert grounded(song, "Sukiyaki by Kyu Sakamoto, loved by Japanese, Korean, Mexican and Brazilian fans.") == []
+    assert grounded(song, "Sukiyaki by Kyu Sakamoto, loved by Chinese fans in Italian towns.") == ["Chinese", "Italian"]

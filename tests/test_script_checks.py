@@ -15,9 +15,9 @@ SONG = {"id": "s1", "artist": "Sigur Rós", "title": "Hoppípolla"}
 GOOD = ("Good evening, night owls. This one always takes me back to a snowy walk home, "
         "with children jumping in puddles and strings that swell like a warm tide. "
         "Stay cozy, night owls. Here is Hoppipolla by Sigur Ros.")
-LONG_GOOD = GOOD + " " + " ".join(["It is a song I have loved for years, and I hope you love it too."] * 3)
+LONG_GOOD = GOOD + " It is a song I have loved for years, and I hope you love it too."
 NO_NAMES = "Good evening, night owls. This one always takes me back to a snowy walk home. Enjoy it."
-ECHO = "Julie: Here is Hoppipolla by Sigur Ros, in three short sentences. Stay under 60 words."
+ECHO = "Julie: Here is Hoppipolla by Sigur Ros, in three short sentences. Stay under the word limit."
 
 
 def run(llm, options=None, records=(SONG,), ledger=None, emitter=None):
