@@ -69,7 +69,7 @@ def test_intro_seconds_sets_the_word_target_the_prompt_asks_for(persona):
 def test_a_limit_that_fits_more_than_the_template_asks_keeps_the_templates_target():
     llm = FakeLLM([SHORT])
     script_run(llm, records=[{**SONG, "intro_seconds": 600}])
-    assert "Stay under 60 words." in user_prompt(llm)
+    assert "Stay under 40 words." in user_prompt(llm)
 
 
 def test_max_seconds_and_intro_seconds_the_smaller_counts():
