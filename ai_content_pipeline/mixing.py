@@ -6,13 +6,14 @@ The audio work of ``aicp mix`` (:mod:`ai_content_pipeline.stages.mix`), usable o
   resamples it with PyAV's :class:`av.AudioResampler` (libswresample) to stereo float32.
 - :func:`plan_segue` places an intro and its song on one time line (``talk-up`` or
   ``before``); :func:`render_segue` mixes them: each part normalized to one loudness target
-  first (:func:`normalize`), the music ducked under the voice (:func:`duck_envelope`).
-- :class:`ShowWriter` joins segments into one file in blocks: each segment goes to a
-  temporary float32 file as it comes (memory holds one segment, never the show), its
-  loudness measured on the way (:class:`LoudnessMeter`); :meth:`ShowWriter.finish` then
-  reads the file back in blocks twice: once for the true peak at the loudness gain, once to
-  encode (PyAV) at the gain that meets both the loudness target and the true-peak ceiling;
-  chapters and tags are written with mutagen.
+  first (:func:`gain_to`), the music ducked under the voice (:func:`duck_envelope`), in
+  blocks (:func:`segue_blocks`).
+- :class:`ShowWriter` joins segments into one file in blocks: each block goes to a
+  temporary float32 file as it comes (memory holds one segment's song and voice, never the
+  show), its loudness (:class:`LoudnessMeter`) and true peak (:class:`TruePeakMeter`)
+  measured on the way; :meth:`ShowWriter.finish` then reads the file back in blocks once to
+  encode it (PyAV) at the gain that meets both the loudness target and the true-peak
+  ceiling; chapters and tags are written with mutagen.
 
 Units: seconds, Hz, dB; samples are ``float32`` arrays shaped ``[frames, 2]`` (stereo).
 PyAV, numpy and mutagen are imported on first use.
@@ -23,7 +24,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -58,6 +59,8 @@ OVERSAMPLE = 4
 BLOCK_FRAMES = 1 << 16
 
 #: Output formats by extension: (container format, codec, MIME type, encoder bit rate or None).
+#: MP3 is 192 kbit/s CBR at LAME's quality 5 (``compression_level``: its "standard" speed;
+#: 2, its best, costs about twice the time for no audible gain on speech and pop).
 FORMATS: dict[str, tuple[str, str, str, int | None]] = {
     "mp3": ("mp3", "libmp3lame", "audio/mpeg", 192_000),
     "m4a": ("ipod", "aac", "audio/mp4", 192_000),
@@ -99,22 +102,34 @@ def decode(path: str | os.PathLike[str], rate: int) -> np.ndarray:
     except (av.error.FFmpegError, OSError) as exc:
         raise InputError(f"cannot read audio file {str(path)!r}: {exc}", stage="mix",
                          hint="check the path the record names") from exc
-    parts: list[np.ndarray] = []
     try:
         with container:
             if not container.streams.audio:
                 raise InputError(f"{str(path)!r} holds no audio stream", stage="mix")
+            # one buffer sized from the container's duration (grown if that was short): the
+            # song is held once, never as a list of frames plus their join
+            estimate = int((container.duration or 0) / 1_000_000 * rate) + rate
+            out = np.empty((max(estimate, rate), 2), dtype=np.float32)
+            n = 0
             resampler = av.AudioResampler(format="flt", layout="stereo", rate=rate)
+
+            def put(frames: list[Any]) -> None:
+                nonlocal out, n
+                for frame in frames:
+                    data = frame.to_ndarray().reshape(-1, 2)
+                    if n + len(data) > len(out):
+                        out = np.concatenate([out, np.empty((max(len(data), len(out) // 2), 2), dtype=np.float32)])
+                    out[n:n + len(data)] = data
+                    n += len(data)
+
             for frame in container.decode(container.streams.audio[0]):
-                for out in resampler.resample(frame):
-                    parts.append(out.to_ndarray().reshape(-1, 2))
-            for out in resampler.resample(None):
-                parts.append(out.to_ndarray().reshape(-1, 2))
+                put(resampler.resample(frame))
+            put(resampler.resample(None))
     except av.error.FFmpegError as exc:
         raise InputError(f"cannot decode {str(path)!r}: {exc}", stage="mix") from exc
-    if not parts:
+    if not n:
         raise InputError(f"{str(path)!r} holds no audio", stage="mix")
-    return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
+    return out[:n]
 
 
 # -- loudness -----------------------------------------------------------------------------------
@@ -131,19 +146,23 @@ def loudness(samples: np.ndarray, rate: int) -> float:
 
     if samples.ndim == 1:
         return gated_loudness(k_weighted(samples, rate), rate)
-    if len(samples) < int(0.4 * rate):
-        samples = np.concatenate([samples, np.zeros((int(0.4 * rate) - len(samples), samples.shape[1]),
-                                                     dtype=np.float32)])
-    energy = sum(np.square(k_weighted(samples[:, c], rate), dtype=np.float64) for c in range(samples.shape[1]))
-    return gated_loudness(np.sqrt(energy), rate)
+    meter = LoudnessMeter(rate)
+    for first in range(0, len(samples), BLOCK_FRAMES * 4):
+        meter.feed(samples[first:first + BLOCK_FRAMES * 4])
+    if meter.frames < int(0.4 * rate):  # under one gating block: measured padded with silence
+        meter.feed(np.zeros((int(0.4 * rate) - meter.frames, samples.shape[1]), dtype=np.float32))
+    return meter.lufs()
+
+
+def gain_to(samples: np.ndarray, rate: int, target_lufs: float) -> float:
+    """The linear gain that brings ``samples`` to ``target_lufs`` integrated (1 for silence)."""
+    measured = loudness(samples, rate)
+    return 10 ** ((target_lufs - measured) / 20) if math.isfinite(measured) else 1.0
 
 
 def normalize(samples: np.ndarray, rate: int, target_lufs: float) -> np.ndarray:
     """``samples`` scaled to ``target_lufs`` integrated (silence is returned unchanged)."""
-    measured = loudness(samples, rate)
-    if not math.isfinite(measured):
-        return samples
-    return (samples * 10 ** ((target_lufs - measured) / 20)).astype("float32")
+    return (samples * gain_to(samples, rate, target_lufs)).astype("float32")
 
 
 class LoudnessMeter:
@@ -344,41 +363,74 @@ def duck_envelope(times: np.ndarray, voice_start: float, voice_end: float, duck:
     return (10 ** (db / 20)).astype(np.float32)
 
 
-def render_segue(plan: SeguePlan, voice: np.ndarray | None, song: np.ndarray | None, rate: int,
-                 target_lufs: float, duck: DuckSettings = DuckSettings()) -> np.ndarray:
+def segue_blocks(plan: SeguePlan, voice: np.ndarray | None, song: np.ndarray | None, rate: int,
+                 target_lufs: float, duck: DuckSettings = DuckSettings(),
+                 block: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
     """Mix ``voice`` and ``song`` (stereo ``[frames, 2]`` at ``rate``, either may be ``None``)
-    on ``plan``'s time line: each normalized to ``target_lufs`` first, the song ducked under
-    the voice and faded in as the plan says, sample peaks limited to
-    :data:`SEGMENT_CEILING_DBFS` (:func:`~ai_content_pipeline.audio.limiter_gain`). Float32
-    ``[frames, 2]``, ``round(plan.seconds * rate)`` frames."""
+    on ``plan``'s time line, yielding float32 ``[<= block, 2]`` blocks in order,
+    ``round(plan.seconds * rate)`` frames in all: each part at ``target_lufs`` (its gain
+    measured once), the song ducked under the voice and faded in as the plan says, sample
+    peaks limited to :data:`SEGMENT_CEILING_DBFS` by the look-ahead limiter
+    (:func:`~ai_content_pipeline.audio.limiter_gain`; each block is limited with
+    :data:`_MARGIN` seconds of its neighbours, so the blocks join as one limited signal).
+    Memory: the two inputs plus a few blocks."""
     import numpy as np
 
     from .audio import limiter_gain
 
     frames = int(round(plan.seconds * rate))
-    out = np.zeros((frames, 2), dtype=np.float32)
-    if song is not None and len(song):
-        music = normalize(song, rate, target_lufs)
-        at = int(round(plan.song_start * rate))
-        music = music[: max(0, frames - at)]
-        gain = np.ones(len(music), dtype=np.float32)
-        times = plan.song_start + np.arange(len(music)) / rate
-        if plan.fade_in > 0:
-            gain *= np.clip((times - plan.song_start) / plan.fade_in, 0.0, 1.0).astype(np.float32)
-        if plan.ducked:
-            gain *= duck_envelope(times, plan.voice_start, plan.voice_end, duck)
-        out[at:at + len(music)] += music * gain[:, None]
-    if voice is not None and len(voice):
-        speech = normalize(voice, rate, target_lufs)
-        at = int(round(plan.voice_start * rate))
-        speech = speech[: max(0, frames - at)]
-        out[at:at + len(speech)] += speech
-    envelope = limiter_gain(np.abs(out).max(axis=1), rate, ceiling_dbfs=SEGMENT_CEILING_DBFS)
-    if envelope is not None:
-        out *= envelope[:, None].astype(np.float32)
-        ceiling = 10 ** (SEGMENT_CEILING_DBFS / 20)
-        np.clip(out, -ceiling, ceiling, out=out)
-    return out
+    song_gain = gain_to(song, rate, target_lufs) if song is not None and len(song) else 0.0
+    voice_gain = gain_to(voice, rate, target_lufs) if voice is not None and len(voice) else 0.0
+    s0, v0 = int(round(plan.song_start * rate)), int(round(plan.voice_start * rate))
+    duck_from = plan.voice_start - duck.attack
+    duck_to = plan.voice_end + duck.release
+    margin = int(_MARGIN * rate)
+    ceiling = 10 ** (SEGMENT_CEILING_DBFS / 20)
+
+    def mixed(lo: int, hi: int) -> np.ndarray:
+        out = np.zeros((hi - lo, 2), dtype=np.float32)
+        if song_gain:
+            assert song is not None
+            a, b = max(lo, s0), min(hi, s0 + len(song))
+            if b > a:
+                part = song[a - s0:b - s0] * np.float32(song_gain)
+                first, last = a / rate, b / rate
+                if plan.fade_in > 0 and first < plan.song_start + plan.fade_in:
+                    times = np.arange(a, b) / rate
+                    part *= np.clip((times - plan.song_start) / plan.fade_in, 0.0, 1.0).astype(np.float32)[:, None]
+                if plan.ducked and last > duck_from and first < duck_to:
+                    times = np.arange(a, b) / rate
+                    part *= duck_envelope(times, plan.voice_start, plan.voice_end, duck)[:, None]
+                out[a - lo:b - lo] += part
+        if voice_gain:
+            assert voice is not None
+            a, b = max(lo, v0), min(hi, v0 + len(voice))
+            if b > a:
+                out[a - lo:b - lo] += voice[a - v0:b - v0] * np.float32(voice_gain)
+        return out
+
+    for a in range(0, frames, block):
+        b = min(frames, a + block)
+        lo, hi = max(0, a - margin), min(frames, b + margin)
+        out = mixed(lo, hi)
+        envelope = limiter_gain(np.abs(out).max(axis=1), rate, ceiling_dbfs=SEGMENT_CEILING_DBFS)
+        if envelope is not None:
+            out *= envelope[:, None].astype(np.float32)
+            np.clip(out, -ceiling, ceiling, out=out)
+        yield out[a - lo:b - lo]
+
+
+#: Seconds of neighbouring audio each block is limited with (the limiter's reach is about 0.04 s).
+_MARGIN = 0.1
+
+
+def render_segue(plan: SeguePlan, voice: np.ndarray | None, song: np.ndarray | None, rate: int,
+                 target_lufs: float, duck: DuckSettings = DuckSettings()) -> np.ndarray:
+    """:func:`segue_blocks` joined: float32 ``[round(plan.seconds * rate), 2]``."""
+    import numpy as np
+
+    blocks = list(segue_blocks(plan, voice, song, rate, target_lufs, duck))
+    return np.concatenate(blocks) if blocks else np.zeros((0, 2), dtype=np.float32)
 
 
 # -- show files ------------------------------------------------------------------------------------
@@ -428,6 +480,8 @@ class ShowWriter:
         self.ceiling = true_peak_dbtp
         self.chapters: list[Chapter] = []
         self.meter = LoudnessMeter(self.rate)
+        #: the true peak before the loudness gain (a gain g in dB moves it by g: resampling is linear)
+        self.peak = TruePeakMeter(self.rate)
         self.frames = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".raw", dir=self.path.parent)
@@ -439,17 +493,23 @@ class ShowWriter:
         """Seconds joined so far."""
         return self.frames / self.rate
 
-    def add(self, samples: np.ndarray, chapter: str | None = None) -> tuple[float, float]:
-        """Append ``samples``; ``chapter`` titles a chapter spanning them. Returns ``(start, end)`` seconds."""
+    def add(self, samples: np.ndarray | Iterable[np.ndarray], chapter: str | None = None) -> tuple[float, float]:
+        """Append ``samples`` (one array, or blocks in order: :func:`segue_blocks`); ``chapter``
+        titles a chapter spanning them. Returns ``(start, end)`` in seconds."""
         import numpy as np
 
-        samples = np.ascontiguousarray(samples, dtype=np.float32)
+        blocks: Iterable[np.ndarray]
+        if isinstance(samples, np.ndarray):
+            blocks = (samples[i:i + BLOCK_FRAMES] for i in range(0, len(samples), BLOCK_FRAMES))
+        else:
+            blocks = samples
         start = self.seconds
-        for first in range(0, len(samples), BLOCK_FRAMES * 4):
-            block = samples[first:first + BLOCK_FRAMES * 4]
+        for block in blocks:
+            block = np.ascontiguousarray(block, dtype=np.float32)
             self.meter.feed(block)
+            self.peak.feed(block)
             self._raw.write(block.tobytes())
-        self.frames += len(samples)
+            self.frames += len(block)
         if chapter:
             self.chapters.append(Chapter(start, self.seconds, chapter))
         return start, self.seconds
@@ -477,10 +537,7 @@ class ShowWriter:
                 raise UsageError("nothing to mix: no record had audio", hint="pipe voiced records (aicp-voice)")
             measured = self.meter.lufs()
             gain_db = self.target - measured if math.isfinite(measured) else 0.0
-            peak = TruePeakMeter(self.rate)
-            for block in self._blocks(10 ** (gain_db / 20)):
-                peak.feed(block)
-            true_peak = peak.dbtp()
+            true_peak = self.peak.dbtp() + gain_db
             if true_peak > self.ceiling:
                 gain_db -= true_peak - self.ceiling + 0.05
                 true_peak = self.ceiling - 0.05
@@ -507,6 +564,8 @@ class ShowWriter:
             stream = container.add_stream(codec, rate=self.rate, layout="stereo")
             if bit_rate:
                 stream.bit_rate = bit_rate
+            if codec == "libmp3lame":
+                stream.codec_context.options = {"compression_level": "5"}
             if self.ext == "m4a" and self.chapters:
                 container.set_chapters([{"id": i + 1, "start": int(round(c.start * 1000)),
                                          "end": int(round(c.end * 1000)), "time_base": _fraction(1, 1000),
@@ -544,6 +603,7 @@ def write_tags(path: str | os.PathLike[str], ext: str, tags: ShowTags, chapters:
     if ext in ("mp3", "wav"):
         from mutagen import id3
 
+        frames: Any
         if ext == "mp3":
             try:
                 frames = id3.ID3(str(path))
@@ -603,4 +663,4 @@ def _timestamp(seconds: float) -> str:
 __all__ = ["CROSSFADE_SECONDS", "DUCK_ATTACK_SECONDS", "DUCK_DEPTH_DB", "DUCK_RELEASE_SECONDS", "FORMATS",
            "SEGUES", "SHOW_LOUDNESS_LUFS", "TRUE_PEAK_DBTP", "Chapter", "DuckSettings", "LoudnessMeter",
            "Segue", "SeguePlan", "ShowTags", "ShowWriter", "TruePeakMeter", "decode", "duck_envelope",
-           "format_rate", "loudness", "normalize", "plan_segue", "render_segue", "show_format", "write_tags"]
+           "format_rate", "loudness", "normalize", "gain_to", "plan_segue", "render_segue", "segue_blocks", "show_format", "write_tags"]

@@ -142,14 +142,14 @@ def test_show_matches_its_plan_loudness_peaks_chapters_and_ducking(tmp_path, sho
     # chapters: one per song, read back with mutagen, at the songs' places in the show
     tags = ID3(show)
     chapters = sorted(tags.getall("CHAP"), key=lambda c: c.start_time)
-    song_plans = [(at, p) for (at, p), r in zip(plans, records) if "file" in r]
+    song_plans = [(at, p) for (at, p), r in zip(plans, records, strict=False) if "file" in r]
     assert [c.sub_frames["TIT2"].text[0] for c in chapters] == [f"{a} – {t}" for a, t, *_ in SONGS]
-    for chapter, (at, plan) in zip(chapters, song_plans):
+    for chapter, (at, plan) in zip(chapters, song_plans, strict=False):
         assert abs(chapter.start_time / 1000 - at) <= 0.05
         assert abs(chapter.end_time / 1000 - (at + plan.seconds)) <= 0.05
     assert tags.getall("CTOC")[0].child_element_ids == [c.element_id for c in chapters]
     assert mix["chapters"] == [{"start": round(at, 3), "end": round(at + round(p.seconds * RATE) / RATE, 3),
-                                "title": f"{a} – {t}"} for (at, p), (a, t, *_) in zip(song_plans, SONGS)]
+                                "title": f"{a} – {t}"} for (at, p), (a, t, *_) in zip(song_plans, SONGS, strict=False)]
 
     # loudness and peaks of what was written (decoded again)
     decoded = mixing.decode(show, RATE)
@@ -163,7 +163,7 @@ def test_show_matches_its_plan_loudness_peaks_chapters_and_ducking(tmp_path, sho
     mono = decoded.mean(axis=1)
     delay = 0.0  # the decoder removes the encoder delay (LAME tag)
     # (a talk-up without intro_seconds: the window is the song's fade-in under the voice, lower still)
-    for (at, plan), r in zip(plans, records):
+    for (at, plan), r in zip(plans, records, strict=False):
         if "file" not in r:
             continue
         ducked = tone_level_db(mono, RATE, BED_HZ, at + delay + max(plan.voice_start, plan.song_start) + 0.1,
@@ -188,7 +188,7 @@ def test_show_formats_carry_their_chapters(tmp_path, show_input, ext):
     if ext == "m4a":
         read = [(c.title, c.start) for c in audio.chapters]
         assert [t for t, _ in read] == titles
-        assert all(abs(a - b) <= 0.05 for (_, a), b in zip(read, starts))
+        assert all(abs(a - b) <= 0.05 for (_, a), b in zip(read, starts, strict=False))
     elif ext == "wav":
         assert [c.sub_frames["TIT2"].text[0] for c in sorted(audio.tags.getall("CHAP"), key=lambda c: c.start_time)] == titles
     else:

@@ -28,6 +28,7 @@ PAGES: dict[str, tuple[str, str]] = {
     "aicp": ("ai_content_pipeline.cli.main:cli", "aicp"),
     "aicp-script": ("ai_content_pipeline.cli.script:script_command", "aicp-script"),
     "aicp-voice": ("ai_content_pipeline.cli.voice:voice_command", "aicp-voice"),
+    "aicp-mix": ("ai_content_pipeline.cli.mix:mix_command", "aicp-mix"),
     "aicp-run-chain": ("ai_content_pipeline.cli.chain:run_chain_command", "aicp run-chain"),
     "aicp-merge": ("ai_content_pipeline.cli.merge:merge_command", "aicp merge"),
     "aicp-serve": ("ai_content_pipeline.cli.serve:serve_command", "aicp serve"),
@@ -47,6 +48,7 @@ PAGE_EVENTS: dict[str, tuple[str, ...]] = {
     "aicp": CHAIN_EVENTS + STAGE_EVENTS,
     "aicp-script": STAGE_EVENTS,
     "aicp-voice": STAGE_EVENTS,
+    "aicp-mix": ("record_start", "record_complete", "record_error", "progress", "message", "run_complete"),
     "aicp-run-chain": CHAIN_EVENTS + STAGE_EVENTS,
     "aicp-merge": (),
     "aicp-serve": CHAIN_EVENTS + STAGE_EVENTS,  # a job's SSE stream carries these

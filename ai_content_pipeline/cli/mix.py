@@ -6,11 +6,20 @@ import click
 
 from ..jsonl import RecordWriter, check_sources
 from .errors import entry
-from .options import EPILOG_STATUS, AicpCommand, PathValue, finish, input_files, make_emitter, version_option
+from .options import (
+    EPILOG_STATUS,
+    AicpCommand,
+    PathValue,
+    finish,
+    input_files,
+    make_emitter,
+    version_option,
+)
 
 EPILOG = f"""\b
 Examples:
-  aicp-script < songs.jsonl | aicp-voice | aicp mix --segue talk-up --show show.mp3
+  aicp-script < examples/songs.jsonl | aicp-voice | aicp mix --segue talk-up --show show.mp3
+  aicp-script < examples/songs.jsonl | aicp-voice > voiced.jsonl
   aicp mix --segue before --show show.m4a --title "Morning show" voiced.jsonl
   aicp mix --out-dir out/segues --format flac voiced.jsonl     # one file per record
   aicp mix --song-field song.path --duck-depth -15 --show show.opus voiced.jsonl

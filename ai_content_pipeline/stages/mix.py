@@ -24,6 +24,7 @@ nothing to mix) gets an ``error`` (stage ``mix``) and is left out of the show.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
@@ -159,11 +160,11 @@ class MixStage(Stage):
         return Path(self.options.out_dir) / f"{slugify(record_id(record)) or 'record'}.{self.options.format}"
 
     def _render(self, record: dict[str, Any], rate: int) -> tuple[Any, str | None, str | None]:
-        """``(samples, segue kind, chapter title)`` of one record.
+        """``(blocks of samples, segue kind, chapter title)`` of one record.
 
         :raises InputError: no voice and no song file; an unreadable file; a bad ``intro_seconds``.
         """
-        from ..mixing import decode, plan_segue, render_segue
+        from ..mixing import decode, plan_segue, segue_blocks
 
         voice_path, song_path = voice_file(record), song_file(record, self.options.song_field)
         if voice_path is None and song_path is None:
@@ -174,7 +175,7 @@ class MixStage(Stage):
         song = decode(song_path, rate) if song_path else None
         plan = plan_segue(self.options.segue, len(voice) / rate if voice is not None else 0.0,
                           len(song) / rate if song is not None else 0.0, post, crossfade=self.options.crossfade)
-        samples = render_segue(plan, voice, song, rate, self.options.loudness, self.duck)
+        samples = segue_blocks(plan, voice, song, rate, self.options.loudness, self.duck)
         return samples, plan.kind, chapter_title(record) if song is not None else None
 
     def _tags(self) -> Any:
@@ -219,7 +220,7 @@ class MixStage(Stage):
         with self._backend_run():
             if self.options.show is None:
                 for index, line in enumerate(lines):
-                    yield self._each(index, line, lambda record, i=index: self._one_file(i, record))
+                    yield self._each(index, line, functools.partial(self._one_file, index))
                 return
             yield from self._show(lines)
 
@@ -250,10 +251,11 @@ class MixStage(Stage):
             mix = writer.finish(self._tags())
         finally:
             writer.close()
-        for index, record, placed in held:
-            if placed is None:
+        for index, record, where in held:
+            if where is None:
                 yield record
                 continue
+            placed = where
             rid = record_id(record)
             with self.tracker.lock:
                 self.stats.audio_seconds += placed["end"] - placed["start"]
