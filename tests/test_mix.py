@@ -237,3 +237,50 @@ def test_an_unknown_show_format_is_a_usage_error(tmp_path, show_input):
     assert result.exit_code == 2 and result.stdout == ""
     assert "unknown audio format" in result.stderr
     assert not list(tmp_path.glob(".show.xyz*"))
+
+
+def test_a_chain_step_of_type_mix_writes_the_show(tmp_path, show_input):
+    from ai_content_pipeline.cli.chain import run_chain_command
+
+    source, records = show_input
+    config = tmp_path / "chain.yaml"
+    config.write_text(f"name: mix-only\ninput: {source}\noutput_dir: {tmp_path / 'out'}\nsteps:\n"
+                      f"  - type: mix\n    params: {{show: {tmp_path / 'out' / 'show.flac'}, segue: before}}\n")
+    result = invoke(run_chain_command, "aicp run-chain", ["--config", str(config)])
+    assert result.exit_code == 0, result.stderr
+    out = [json.loads(line) for line in (tmp_path / "out" / "01-mix.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in out] == [r["id"] for r in records]
+    assert out[0]["mix"]["file"] == str(tmp_path / "out" / "show.flac")
+    assert (tmp_path / "out" / "show.flac").is_file()
+
+
+def test_a_target_the_peaks_cannot_meet_keeps_the_true_peak_and_says_how_loud_it_is(tmp_path):
+    pyloudnorm = pytest.importorskip("pyloudnorm")
+    rng = np.random.default_rng(4)
+    spiky = (rng.standard_normal((RATE * 6, 2)) * 0.01).astype(np.float32)
+    spiky[::RATE // 2] = 0.9  # a high crest factor: -16 LUFS would put the peaks far over 0 dBFS
+    writer = mixing.ShowWriter(tmp_path / "spiky.wav", -16.0, -1.0)
+    writer.add(spiky)
+    mix = writer.finish()
+    decoded = mixing.decode(tmp_path / "spiky.wav", RATE)
+    assert true_peak_dbtp(decoded) <= -1.0 + 0.05 and mix["true_peak_dbtp"] <= -1.0
+    measured = pyloudnorm.Meter(RATE).integrated_loudness(decoded.astype(np.float64))
+    assert mix["lufs"] < -20 and abs(mix["lufs"] - measured) <= 0.1
+
+
+def test_show_memory_does_not_grow_with_its_length(tmp_path):
+    import tracemalloc
+
+    def peak(segments: int) -> int:
+        writer = mixing.ShowWriter(tmp_path / f"long{segments}.wav")
+        block = (np.random.default_rng(1).standard_normal((RATE * 10, 2)) * 0.05).astype(np.float32)
+        tracemalloc.start()
+        for i in range(segments):
+            writer.add(iter([block[:RATE * 5], block[RATE * 5:]]), f"song {i}")
+        writer.finish()
+        top = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return top
+
+    short, long = peak(3), peak(30)  # 30 s and 300 s of show
+    assert long < short * 1.5 + 2_000_000
