@@ -448,9 +448,11 @@ class Chapter:
 
 @dataclass
 class ShowTags:
-    """Tags of a show file: ``title``, ``artist`` (the station or host), ``album``, ``date``."""
+    """Tags of a show file: ``title``, ``artist`` (the station or host), ``album``, ``date``,
+    ``cover`` (a JPEG or PNG file embedded as the front cover)."""
 
     title: str | None = None
+    cover: str | None = None
     artist: str | None = None
     album: str | None = None
     date: str | None = None
@@ -629,6 +631,10 @@ def write_tags(path: str | os.PathLike[str], ext: str, tags: ShowTags, chapters:
                 frames.add(id3.CHAP(element_id=cid, start_time=int(round(chapter.start * 1000)),
                                     end_time=int(round(chapter.end * 1000)),
                                     sub_frames=[id3.TIT2(encoding=3, text=[chapter.title])]))
+        cover = _cover(tags.cover)
+        if cover is not None:
+            frames.setall("APIC", [id3.APIC(encoding=3, mime=cover[1], type=id3.PictureType.COVER_FRONT,
+                                            desc="Cover", data=cover[0])])
         if ext == "mp3":
             frames.save(str(path), v2_version=4)
         else:
@@ -641,6 +647,12 @@ def write_tags(path: str | os.PathLike[str], ext: str, tags: ShowTags, chapters:
         for key, atom in (("title", "\xa9nam"), ("artist", "\xa9ART"), ("album", "\xa9alb"), ("date", "\xa9day")):
             if key in names:
                 mp4[atom] = [names[key]]
+        cover = _cover(tags.cover)
+        if cover is not None:
+            from mutagen.mp4 import MP4Cover
+
+            kind = MP4Cover.FORMAT_PNG if cover[1] == "image/png" else MP4Cover.FORMAT_JPEG
+            mp4["covr"] = [MP4Cover(cover[0], imageformat=kind)]
         mp4.save()
         return
     from mutagen import File
@@ -651,7 +663,38 @@ def write_tags(path: str | os.PathLike[str], ext: str, tags: ShowTags, chapters:
     for i, chapter in enumerate(chapters, start=1):
         audio[f"CHAPTER{i:03d}"] = [_timestamp(chapter.start)]
         audio[f"CHAPTER{i:03d}NAME"] = [chapter.title]
+    cover = _cover(tags.cover)
+    if cover is not None:
+        import base64
+
+        from mutagen.flac import Picture
+
+        picture = Picture()
+        picture.type, picture.mime, picture.desc, picture.data = 3, cover[1], "Cover", cover[0]
+        if ext == "flac":
+            audio.clear_pictures()
+            audio.add_picture(picture)
+        else:  # Ogg Opus: the FLAC picture block, base64, as a comment (the Xiph convention)
+            audio["METADATA_BLOCK_PICTURE"] = [base64.b64encode(picture.write()).decode("ascii")]
     audio.save()
+
+
+def _cover(path: str | None) -> tuple[bytes, str] | None:
+    """``(bytes, MIME type)`` of a cover image file, or ``None`` without one.
+
+    :raises UsageError: unreadable, or neither JPEG nor PNG.
+    """
+    if not path:
+        return None
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read the cover image {path!r}: {exc.strerror or exc}") from exc
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return data, "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return data, "image/jpeg"
+    raise UsageError(f"the cover image {path!r} is neither JPEG nor PNG", hint="give a .jpg or .png file")
 
 
 def _timestamp(seconds: float) -> str:

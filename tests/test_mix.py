@@ -284,3 +284,39 @@ def test_show_memory_does_not_grow_with_its_length(tmp_path):
 
     short, long = peak(3), peak(30)  # 30 s and 300 s of show
     assert long < short * 1.5 + 2_000_000
+
+
+PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
+       b"\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N\x00\x00\x00\x00IEND\xaeB`\x82")
+
+
+@pytest.mark.parametrize("ext", ["mp3", "m4a", "flac", "opus"])
+def test_the_cover_image_is_embedded(tmp_path, ext):
+    import base64
+
+    import mutagen
+    from mutagen.flac import Picture
+
+    cover = tmp_path / "cover.png"
+    cover.write_bytes(PNG)
+    writer = mixing.ShowWriter(tmp_path / f"c.{ext}")
+    writer.add(np.zeros((writer.rate, 2), dtype=np.float32) + 0.01, "A – B")
+    writer.finish(mixing.ShowTags(title="Show", cover=str(cover)))
+    audio = mutagen.File(tmp_path / f"c.{ext}")
+    if ext == "mp3":
+        assert audio.tags.getall("APIC")[0].data == PNG and audio.tags.getall("APIC")[0].mime == "image/png"
+    elif ext == "m4a":
+        assert bytes(audio.tags["covr"][0]) == PNG
+    elif ext == "flac":
+        assert audio.pictures[0].data == PNG
+    else:
+        assert Picture(base64.b64decode(audio["METADATA_BLOCK_PICTURE"][0])).data == PNG
+
+
+def test_a_cover_that_is_not_an_image_is_a_usage_error(tmp_path, show_input):
+    source, _ = show_input
+    (tmp_path / "cover.txt").write_text("no image")
+    result = invoke(mix_command, "aicp-mix", ["--show", str(tmp_path / "s.mp3"), "--cover",
+                                              str(tmp_path / "cover.txt"), str(source)])
+    assert result.exit_code == 2 and result.stdout == "" and "neither JPEG nor PNG" in result.stderr
+    assert not (tmp_path / "s.mp3").exists()

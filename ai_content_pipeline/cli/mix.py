@@ -70,6 +70,8 @@ Loudness: voice and music each at --loudness before mixing; the file at
               help="Talk-up without intro_seconds: the song fades in under the voice's last S seconds.")
 @click.option("--title", help="Title tag of the written file(s).")
 @click.option("--artist", help="Artist tag (the station or host) of the written file(s).")
+@click.option("--cover", type=PathValue(dir_okay=False, exists=True), metavar="IMAGE",
+              help="Cover art (JPEG or PNG) embedded in the written file(s).")
 @click.option("--overwrite", is_flag=True, help="Replace existing mix files [default: such a file stops the run, exit 2].")
 @click.option("--strict", is_flag=True, help="Stop at the first failed record instead of going on.")
 @click.option("--stream", is_flag=True, help="Progress as JSON Lines events on stderr (schema_version 1).")
@@ -77,7 +79,7 @@ Loudness: voice and music each at --loudness before mixing; the file at
 @click.option("--traceback", is_flag=True, help="Show the Python traceback of an error.")
 def mix_command(files: tuple[str, ...], segue: str, song_field: str, show: str | None, out_dir: str,
                 audio_format: str, loudness: float, true_peak: float, duck_depth: float, duck_attack: float,
-                duck_release: float, crossfade: float, title: str | None, artist: str | None, overwrite: bool,
+                duck_release: float, crossfade: float, title: str | None, artist: str | None, cover: str | None, overwrite: bool,
                 strict: bool, stream: bool, quiet: bool, traceback: bool) -> int:
     """Mix voiced records into radio segues and shows.
 
@@ -98,7 +100,7 @@ def mix_command(files: tuple[str, ...], segue: str, song_field: str, show: str |
     options = MixOptions(segue=segue, song_field=song_field, show=show, out_dir=out_dir,  # type: ignore[arg-type]
                          format=audio_format, loudness=loudness, true_peak=true_peak, duck_depth=duck_depth,
                          duck_attack=duck_attack, duck_release=duck_release, crossfade=crossfade,
-                         title=title, artist=artist, strict=strict, overwrite=overwrite)
+                         title=title, artist=artist, cover=cover, strict=strict, overwrite=overwrite)
     writer = RecordWriter()
     try:
         stats = run_step("mix", files, options, backend=None, emitter=emitter, write=writer.write,

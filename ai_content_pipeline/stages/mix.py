@@ -64,6 +64,7 @@ class MixOptions:
     :ivar duck_attack: :ivar duck_release: seconds the music takes to duck and to come back.
     :ivar crossfade: seconds the song fades in under the voice in a talk-up without ``intro_seconds``.
     :ivar title: :ivar artist: the show file's title and artist tags.
+    :ivar cover: a JPEG or PNG file embedded as the file's cover art.
     :ivar strict: stop at the first failed record. :ivar overwrite: replace existing files.
     """
 
@@ -80,6 +81,7 @@ class MixOptions:
     crossfade: float = CROSSFADE_SECONDS
     title: str | None = None
     artist: str | None = None
+    cover: str | None = None
     strict: bool = False
     overwrite: bool = False
 
@@ -142,6 +144,9 @@ class MixStage(Stage):
             raise UsageError(f"unknown segue {options.segue!r}", hint="choose talk-up or before")
         super().__init__(backend, options, emitter, ledger)
         self.options: MixOptions
+        from ..mixing import _cover
+
+        _cover(options.cover)  # an unreadable cover stops the run before any mixing
         self.duck = DuckSettings(options.duck_depth, options.duck_attack, options.duck_release)
 
     def planned_files(self, lines: Iterable[InputLine]) -> Iterator[tuple[str, str]]:
@@ -181,7 +186,7 @@ class MixStage(Stage):
     def _tags(self) -> Any:
         from ..mixing import ShowTags
 
-        return ShowTags(title=self.options.title, artist=self.options.artist)
+        return ShowTags(title=self.options.title, artist=self.options.artist, cover=self.options.cover)
 
     def _refuse(self, path: Path) -> None:
         from .common import refuse_overwrite
