@@ -162,7 +162,7 @@ def test_the_text_helpers_are_a_leaf() -> None:
 
 
 #: What ``--help`` must not load: the model engines, and the libraries only a running command needs.
-HEAVY = ("pydantic", "numpy", "jinja2", "llama_cpp", "yaml", "torch", "onnxruntime", "piper",
+HEAVY = ("pydantic", "numpy", "jinja2", "llama_cpp", "yaml", "torch", "onnxruntime", "piper", "av",
          # the server stack (the [serve] extra)
          "fastapi", "starlette", "sse_starlette", "uvicorn", "sqlalchemy", "alembic", "prometheus_client")
 
@@ -191,8 +191,9 @@ HELP_RUNS = [
     ("ai_content_pipeline.cli.main", ("aicp", "--help")),
     ("ai_content_pipeline.cli.script", ("aicp-script", "--help")),
     ("ai_content_pipeline.cli.voice", ("aicp-voice", "--help")),
+    ("ai_content_pipeline.cli.mix", ("aicp-mix", "--help")),
     *[("ai_content_pipeline.cli.main", ("aicp", *cmd.split(), "--help"))
-      for cmd in ("script", "voice", "run-chain", "merge", "feed", "templates", "templates list", "templates show",
+      for cmd in ("script", "voice", "mix", "run-chain", "merge", "feed", "templates", "templates list", "templates show",
                   "templates new", "personas", "personas show", "doctor", "logs", "serve", "worker",
                   "voices", "voices say", "voices list")],
 ]

@@ -17,7 +17,7 @@ from tests.doubles import FakeLLM
 
 
 def test_the_built_in_kinds_and_what_they_declare() -> None:
-    assert registry.stage_types() == ("script", "voice")
+    assert registry.stage_types() == ("script", "voice", "mix")
     script, voice = registry.get("script"), registry.get("voice")
     assert (script.stage, script.options, script.backend, script.record_field) == (ScriptStage, ScriptOptions,
                                                                                    "llm", "script")
@@ -54,7 +54,7 @@ def test_unknown_kinds_and_second_kinds_of_one_name_are_refused() -> None:
         registry.register_stage(other)
     assert registry.get("voice").options is VoiceOptions
     registry.register_stage(registry.get("voice"))  # the same object again: nothing happens
-    assert registry.stage_types() == ("script", "voice")
+    assert registry.stage_types() == ("script", "voice", "mix")
 
 
 def test_the_built_in_list_names_each_kinds_command_as_the_kind_does() -> None:
@@ -70,7 +70,7 @@ def test_the_built_in_list_names_each_kinds_command_as_the_kind_does() -> None:
 def test_the_fields_stages_add_are_the_kinds_record_fields() -> None:
     from ai_content_pipeline import records
 
-    assert records.STAGE_FIELDS == {"script", "audio", "error", "_aicp"}
+    assert records.STAGE_FIELDS == {"script", "audio", "mix", "error", "_aicp"}
 
     @dataclasses.dataclass
     class Options:

@@ -49,6 +49,7 @@ BUILTINS: tuple[Builtin, ...] = (
     Builtin("ai_content_pipeline.stages.script:SCRIPT", "script", "ai_content_pipeline.cli.script:script_command"),
     Builtin("ai_content_pipeline.stages.voice:VOICE", "voice", "ai_content_pipeline.cli.voice:voice_command"),
     Builtin("ai_content_pipeline.stages.longform:LONGFORM"),
+    Builtin("ai_content_pipeline.stages.mix:MIX", "mix", "ai_content_pipeline.cli.mix:mix_command"),
 )
 #: The built-in kinds' ``module:attribute`` strings.
 BUILTIN: tuple[str, ...] = tuple(b.target for b in BUILTINS)

@@ -1,0 +1,709 @@
+"""Radio segues and show files: decode, duck, join, normalize, encode and tag audio.
+
+The audio work of ``aicp mix`` (:mod:`ai_content_pipeline.stages.mix`), usable on its own:
+
+- :func:`decode` reads any file FFmpeg reads (MP3, FLAC, WAV, OGG, M4A...) through PyAV and
+  resamples it with PyAV's :class:`av.AudioResampler` (libswresample) to stereo float32.
+- :func:`plan_segue` places an intro and its song on one time line (``talk-up`` or
+  ``before``); :func:`render_segue` mixes them: each part normalized to one loudness target
+  first (:func:`gain_to`), the music ducked under the voice (:func:`duck_envelope`), in
+  blocks (:func:`segue_blocks`).
+- :class:`ShowWriter` joins segments into one file in blocks: each block goes to a
+  temporary float32 file as it comes (memory holds one segment's song and voice, never the
+  show), its loudness (:class:`LoudnessMeter`) and true peak (:class:`TruePeakMeter`)
+  measured on the way; :meth:`ShowWriter.finish` then reads the file back in blocks once to
+  encode it (PyAV) at the gain that meets both the loudness target and the true-peak
+  ceiling; chapters and tags are written with mutagen.
+
+Units: seconds, Hz, dB; samples are ``float32`` arrays shaped ``[frames, 2]`` (stereo).
+PyAV, numpy and mutagen are imported on first use.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from .errors import InputError, UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+#: Segue kinds: the intro over the song's instrumental start, or the intro and then the song.
+Segue = Literal["talk-up", "before"]
+SEGUES: tuple[str, ...] = ("talk-up", "before")
+
+#: Broadcast-style ducking defaults: music 12 dB down under speech, reaching that depth in
+#: 0.3 s before the voice starts and coming back over 0.8 s after it ends.
+DUCK_DEPTH_DB = -12.0
+DUCK_ATTACK_SECONDS = 0.3
+DUCK_RELEASE_SECONDS = 0.8
+#: The voice ends this long before the vocals (the "post") in a talk-up.
+POST_MARGIN_SECONDS = 0.5
+#: Voice/song overlap when a talk-up has no ``intro_seconds``: the song fades in under the voice's end.
+CROSSFADE_SECONDS = 1.5
+#: Loudness target of a show (LUFS integrated) and its true-peak ceiling (dBTP).
+SHOW_LOUDNESS_LUFS = -16.0
+TRUE_PEAK_DBTP = -1.0
+#: Sample-peak ceiling of each mixed segment (dBFS): 1 dB under the true-peak ceiling leaves
+#: room for inter-sample peaks and the show's final loudness gain.
+SEGMENT_CEILING_DBFS = -2.0
+#: Oversampling factor of the true-peak measurement (ITU-R BS.1770-4 Annex 2 asks for 4x).
+OVERSAMPLE = 4
+#: Frames per block when a show is measured and encoded.
+BLOCK_FRAMES = 1 << 16
+
+#: Output formats by extension: (container format, codec, MIME type, encoder bit rate or None).
+#: MP3 is 192 kbit/s CBR at LAME's quality 5 (``compression_level``: its "standard" speed;
+#: 2, its best, costs about twice the time for no audible gain on speech and pop).
+FORMATS: dict[str, tuple[str, str, str, int | None]] = {
+    "mp3": ("mp3", "libmp3lame", "audio/mpeg", 192_000),
+    "m4a": ("ipod", "aac", "audio/mp4", 192_000),
+    "opus": ("ogg", "libopus", "audio/ogg", 128_000),
+    "flac": ("flac", "flac", "audio/flac", None),
+    "wav": ("wav", "pcm_s16le", "audio/wav", None),
+}
+
+
+def show_format(path: str | os.PathLike[str]) -> str:
+    """The output format of ``path`` by its extension (``mp3``, ``m4a``, ``opus``, ``flac``, ``wav``).
+
+    :raises UsageError: any other extension.
+    """
+    ext = Path(path).suffix.lower().lstrip(".")
+    if ext not in FORMATS:
+        raise UsageError(f"cannot write {Path(path).name!r}: unknown audio format {ext or '(none)'!r}",
+                         hint=f"name the file .{', .'.join(FORMATS)}")
+    return ext
+
+
+def format_rate(ext: str) -> int:
+    """The sample rate a show in format ``ext`` is mixed at: 48 kHz for Opus (its only rate), else 44.1 kHz."""
+    return 48_000 if ext == "opus" else 44_100
+
+
+# -- decoding ---------------------------------------------------------------------------------
+def decode(path: str | os.PathLike[str], rate: int) -> np.ndarray:
+    """The first audio stream of ``path`` as stereo float32 ``[frames, 2]`` at ``rate`` Hz
+    (mono is copied to both channels, more channels are downmixed by libswresample).
+
+    :raises InputError: the file is missing or holds no decodable audio (stage ``mix``).
+    """
+    import av
+    import numpy as np
+
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise InputError(f"cannot read audio file {str(path)!r}: {exc}", stage="mix",
+                         hint="check the path the record names") from exc
+    try:
+        with container:
+            if not container.streams.audio:
+                raise InputError(f"{str(path)!r} holds no audio stream", stage="mix")
+            # one buffer sized from the container's duration (grown if that was short): the
+            # song is held once, never as a list of frames plus their join
+            estimate = int((container.duration or 0) / 1_000_000 * rate) + rate
+            out = np.empty((max(estimate, rate), 2), dtype=np.float32)
+            n = 0
+            resampler = av.AudioResampler(format="flt", layout="stereo", rate=rate)
+
+            def put(frames: list[Any]) -> None:
+                nonlocal out, n
+                for frame in frames:
+                    data = frame.to_ndarray().reshape(-1, 2)
+                    if n + len(data) > len(out):
+                        out = np.concatenate([out, np.empty((max(len(data), len(out) // 2), 2), dtype=np.float32)])
+                    out[n:n + len(data)] = data
+                    n += len(data)
+
+            for frame in container.decode(container.streams.audio[0]):
+                put(resampler.resample(frame))
+            put(resampler.resample(None))
+    except av.error.FFmpegError as exc:
+        raise InputError(f"cannot decode {str(path)!r}: {exc}", stage="mix") from exc
+    if not n:
+        raise InputError(f"{str(path)!r} holds no audio", stage="mix")
+    return out[:n]
+
+
+# -- loudness -----------------------------------------------------------------------------------
+def loudness(samples: np.ndarray, rate: int) -> float:
+    """Integrated loudness (LUFS, ITU-R BS.1770-4) of stereo ``[frames, 2]`` or mono samples.
+
+    Each channel is K-weighted by :func:`~ai_content_pipeline.loudness.k_weighted`; the
+    channels' energies add (left and right weigh 1), measured by
+    :func:`~ai_content_pipeline.loudness.gated_loudness`. ``-inf`` for silence.
+    """
+    import numpy as np
+
+    from .loudness import gated_loudness, k_weighted
+
+    if samples.ndim == 1:
+        return gated_loudness(k_weighted(samples, rate), rate)
+    meter = LoudnessMeter(rate)
+    for first in range(0, len(samples), BLOCK_FRAMES * 4):
+        meter.feed(samples[first:first + BLOCK_FRAMES * 4])
+    if meter.frames < int(0.4 * rate):  # under one gating block: measured padded with silence
+        meter.feed(np.zeros((int(0.4 * rate) - meter.frames, samples.shape[1]), dtype=np.float32))
+    return meter.lufs()
+
+
+def gain_to(samples: np.ndarray, rate: int, target_lufs: float) -> float:
+    """The linear gain that brings ``samples`` to ``target_lufs`` integrated (1 for silence)."""
+    measured = loudness(samples, rate)
+    return 10 ** ((target_lufs - measured) / 20) if math.isfinite(measured) else 1.0
+
+
+def normalize(samples: np.ndarray, rate: int, target_lufs: float) -> np.ndarray:
+    """``samples`` scaled to ``target_lufs`` integrated (silence is returned unchanged)."""
+    return (samples * gain_to(samples, rate, target_lufs)).astype("float32")
+
+
+class LoudnessMeter:
+    """Integrated loudness of a stream fed in blocks, memory independent of its length.
+
+    Each block is K-weighted (:func:`~ai_content_pipeline.loudness.k_weighted`) with the
+    previous 0.1 s in front (the filter's memory: its response is below 1e-9 after 0.085 s),
+    and only the energy at the 400 ms gating-block bounds is kept (two numbers per 100 ms).
+    :meth:`lufs` gates those blocks as :func:`~ai_content_pipeline.loudness.gated_loudness`
+    does (the same bounds, absolute and relative gates): equal to measuring the joined signal
+    at once to about 1e-4 LU (tested against pyloudnorm).
+    """
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.frames = 0
+        self._energy = 0.0
+        self._lead: Any = None
+        self._at: dict[int, float] = {0: 0.0}
+        self._j = 0  # the next gating block whose bounds are not yet reached
+
+    def _bounds(self, j: Any) -> tuple[Any, Any]:
+        from .loudness import BLOCK_SECONDS, STEP
+
+        lower = (BLOCK_SECONDS * (j * STEP) * self.rate).astype("int64")
+        upper = (BLOCK_SECONDS * (j * STEP + 1) * self.rate).astype("int64")
+        return lower, upper
+
+    def feed(self, block: np.ndarray) -> None:
+        """Add ``block`` (``[frames, channels]`` float32, the stream's next samples)."""
+        import numpy as np
+
+        from .loudness import k_weighted
+
+        if not len(block):
+            return
+        tail = int(0.1 * self.rate)
+        lead = self._lead if self._lead is not None else np.zeros((0, block.shape[1]), dtype=np.float32)
+        joined = np.concatenate([lead, block])
+        energy = np.zeros(len(block))
+        for c in range(block.shape[1]):
+            energy += np.square(k_weighted(joined[:, c], self.rate)[len(lead):], dtype=np.float64)
+        self._lead = joined[-tail:].copy()
+        cumulative = self._energy + np.cumsum(energy)
+        start, end = self.frames, self.frames + len(block)
+        # every bound in (start, end]: lower bounds of blocks j.., upper bounds of blocks j-4..
+        hops = int(math.ceil((end - start) / (0.1 * self.rate))) + 8
+        j = np.arange(max(0, self._j - 5), self._j + hops)
+        lower, upper = self._bounds(j)
+        for p in np.unique(np.concatenate([lower, upper])):
+            if start < p <= end:
+                self._at[int(p)] = float(cumulative[p - start - 1])
+        self._j = int(j[lower <= end].max()) + 1 if (lower <= end).any() else self._j
+        self._energy = float(cumulative[-1])
+        self.frames = end
+
+    def lufs(self) -> float:
+        """The gated integrated loudness so far (LUFS); ``-inf`` for silence or under 0.4 s."""
+        import numpy as np
+
+        from .loudness import ABSOLUTE_GATE_LUFS, BLOCK_SECONDS, RELATIVE_GATE_LU, STEP
+
+        n = self.frames
+        total = n / self.rate
+        if total < BLOCK_SECONDS:
+            return float("-inf")
+        blocks = int(np.round((total - BLOCK_SECONDS) / (BLOCK_SECONDS * STEP))) + 1
+        lower, upper = self._bounds(np.arange(blocks))
+        lower, upper = np.minimum(lower, n), np.minimum(upper, n)
+        self._at.setdefault(n, self._energy)
+        at = np.vectorize(lambda p: self._at[int(p)], otypes=[float])
+        z = np.maximum((at(upper) - at(lower)) / (BLOCK_SECONDS * self.rate), 0.0)
+        with np.errstate(divide="ignore"):
+            level = -0.691 + 10.0 * np.log10(z)
+            gated = z[level >= ABSOLUTE_GATE_LUFS]
+            if not len(gated):
+                return float("-inf")
+            relative = -0.691 + 10.0 * np.log10(gated.mean()) + RELATIVE_GATE_LU
+            kept = z[(level > relative) & (level > ABSOLUTE_GATE_LUFS)]
+            if not len(kept):
+                return float("-inf")
+            return float(-0.691 + 10.0 * np.log10(kept.mean()))
+
+
+class TruePeakMeter:
+    """True peak (dBTP) of a stream fed in blocks: the samples oversampled :data:`OVERSAMPLE`
+    times by libswresample (PyAV's :class:`av.AudioResampler`, its default windowed-sinc
+    filter), the largest magnitude of the result. An estimate as BS.1770-4 Annex 2 describes
+    (it names a 4x polyphase FIR; the resampler's filter differs in its taps)."""
+
+    def __init__(self, rate: int) -> None:
+        import av
+
+        self.rate = rate
+        self.peak = 0.0
+        self._resampler = av.AudioResampler(format="flt", layout="stereo", rate=rate * OVERSAMPLE)
+        self._pts = 0
+
+    def _take(self, frames: list[Any]) -> None:
+        for out in frames:
+            data = out.to_ndarray()
+            if data.size:
+                self.peak = max(self.peak, float(abs(data).max()))
+
+    def feed(self, block: np.ndarray) -> None:
+        """Add ``block`` (``[frames, 2]`` float32)."""
+        import av
+        import numpy as np
+
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block, dtype=np.float32).reshape(1, -1),
+                                           format="flt", layout="stereo")
+        frame.sample_rate = self.rate
+        frame.pts = self._pts
+        self._pts += len(block)
+        self._take(self._resampler.resample(frame))
+        # the sample peak bounds the true peak from below whatever the filter does
+        self.peak = max(self.peak, float(np.abs(block).max()) if len(block) else 0.0)
+
+    def dbtp(self) -> float:
+        """The true peak so far in dBTP (``-inf`` for silence); flushes the resampler."""
+        self._take(self._resampler.resample(None))
+        return 20 * math.log10(self.peak) if self.peak > 0 else float("-inf")
+
+
+# -- segues ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DuckSettings:
+    """How music ducks under speech: ``depth_db`` (negative dB), ``attack`` and ``release`` (s)."""
+
+    depth_db: float = DUCK_DEPTH_DB
+    attack: float = DUCK_ATTACK_SECONDS
+    release: float = DUCK_RELEASE_SECONDS
+
+
+@dataclass(frozen=True)
+class SeguePlan:
+    """Where an intro and its song sit on the segment's time line (seconds from its start).
+
+    :ivar kind: ``talk-up``, ``before``, or ``None`` (only a voice or only a song).
+    :ivar voice_start: :ivar voice_seconds: the voice (0 when there is none).
+    :ivar song_start: :ivar song_seconds: the song (0 when there is none).
+    :ivar fade_in: seconds the song fades in over from its start (a crossfade; 0: none).
+    :ivar ducked: whether the music ducks under the voice.
+    :ivar seconds: the segment's length.
+    """
+
+    kind: Segue | None
+    voice_start: float
+    voice_seconds: float
+    song_start: float
+    song_seconds: float
+    fade_in: float = 0.0
+    ducked: bool = False
+
+    @property
+    def seconds(self) -> float:
+        return max(self.voice_start + self.voice_seconds, self.song_start + self.song_seconds)
+
+    @property
+    def voice_end(self) -> float:
+        return self.voice_start + self.voice_seconds
+
+
+def plan_segue(kind: Segue | None, voice_seconds: float, song_seconds: float, intro_seconds: float | None = None,
+               *, post_margin: float = POST_MARGIN_SECONDS, crossfade: float = CROSSFADE_SECONDS) -> SeguePlan:
+    """The time line of one segue.
+
+    ``before``: the voice, then the song. ``talk-up`` with ``intro_seconds`` (the song's
+    instrumental start, the "post"): the song starts at 0 and the voice ends ``post_margin``
+    before the post, ducking the music; when the voice is longer than the post allows, the
+    song starts later so the voice still ends there. ``talk-up`` without it: the voice, the
+    song fading in under its last ``crossfade`` seconds (at most half the voice), ducked.
+    A missing voice or song (``0`` seconds) plays the other alone.
+    """
+    if voice_seconds <= 0 or song_seconds <= 0 or kind is None:
+        return SeguePlan(None, 0.0, max(voice_seconds, 0.0), max(voice_seconds, 0.0) if voice_seconds > 0 else 0.0,
+                         max(song_seconds, 0.0))
+    if kind == "before":
+        return SeguePlan("before", 0.0, voice_seconds, voice_seconds, song_seconds)
+    if intro_seconds is not None and intro_seconds > 0:
+        post = max(intro_seconds - post_margin, 0.0)
+        song_start = max(0.0, voice_seconds - post)
+        return SeguePlan("talk-up", song_start + post - voice_seconds, voice_seconds, song_start, song_seconds,
+                         ducked=True)
+    overlap = min(crossfade, voice_seconds / 2)
+    return SeguePlan("talk-up", 0.0, voice_seconds, voice_seconds - overlap, song_seconds, fade_in=overlap,
+                     ducked=True)
+
+
+def duck_envelope(times: np.ndarray, voice_start: float, voice_end: float, duck: DuckSettings) -> np.ndarray:
+    """The music's gain (linear, float32) at ``times`` (seconds): 1 away from the voice,
+    ``depth_db`` from ``voice_start`` to ``voice_end``, ramping in dB over ``attack`` before
+    and ``release`` after."""
+    import numpy as np
+
+    points = [voice_start - duck.attack, voice_start, voice_end, voice_end + duck.release]
+    db = np.interp(times, points, [0.0, duck.depth_db, duck.depth_db, 0.0])
+    return (10 ** (db / 20)).astype(np.float32)
+
+
+def segue_blocks(plan: SeguePlan, voice: np.ndarray | None, song: np.ndarray | None, rate: int,
+                 target_lufs: float, duck: DuckSettings = DuckSettings(),
+                 block: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
+    """Mix ``voice`` and ``song`` (stereo ``[frames, 2]`` at ``rate``, either may be ``None``)
+    on ``plan``'s time line, yielding float32 ``[<= block, 2]`` blocks in order,
+    ``round(plan.seconds * rate)`` frames in all: each part at ``target_lufs`` (its gain
+    measured once), the song ducked under the voice and faded in as the plan says, sample
+    peaks limited to :data:`SEGMENT_CEILING_DBFS` by the look-ahead limiter
+    (:func:`~ai_content_pipeline.audio.limiter_gain`; each block is limited with
+    :data:`_MARGIN` seconds of its neighbours, so the blocks join as one limited signal).
+    Memory: the two inputs plus a few blocks."""
+    import numpy as np
+
+    from .audio import limiter_gain
+
+    frames = int(round(plan.seconds * rate))
+    song_gain = gain_to(song, rate, target_lufs) if song is not None and len(song) else 0.0
+    voice_gain = gain_to(voice, rate, target_lufs) if voice is not None and len(voice) else 0.0
+    s0, v0 = int(round(plan.song_start * rate)), int(round(plan.voice_start * rate))
+    duck_from = plan.voice_start - duck.attack
+    duck_to = plan.voice_end + duck.release
+    margin = int(_MARGIN * rate)
+    ceiling = 10 ** (SEGMENT_CEILING_DBFS / 20)
+
+    def mixed(lo: int, hi: int) -> np.ndarray:
+        out = np.zeros((hi - lo, 2), dtype=np.float32)
+        if song_gain:
+            assert song is not None
+            a, b = max(lo, s0), min(hi, s0 + len(song))
+            if b > a:
+                part = song[a - s0:b - s0] * np.float32(song_gain)
+                first, last = a / rate, b / rate
+                if plan.fade_in > 0 and first < plan.song_start + plan.fade_in:
+                    times = np.arange(a, b) / rate
+                    part *= np.clip((times - plan.song_start) / plan.fade_in, 0.0, 1.0).astype(np.float32)[:, None]
+                if plan.ducked and last > duck_from and first < duck_to:
+                    times = np.arange(a, b) / rate
+                    part *= duck_envelope(times, plan.voice_start, plan.voice_end, duck)[:, None]
+                out[a - lo:b - lo] += part
+        if voice_gain:
+            assert voice is not None
+            a, b = max(lo, v0), min(hi, v0 + len(voice))
+            if b > a:
+                out[a - lo:b - lo] += voice[a - v0:b - v0] * np.float32(voice_gain)
+        return out
+
+    for a in range(0, frames, block):
+        b = min(frames, a + block)
+        lo, hi = max(0, a - margin), min(frames, b + margin)
+        out = mixed(lo, hi)
+        envelope = limiter_gain(np.abs(out).max(axis=1), rate, ceiling_dbfs=SEGMENT_CEILING_DBFS)
+        if envelope is not None:
+            out *= envelope[:, None].astype(np.float32)
+            np.clip(out, -ceiling, ceiling, out=out)
+        yield out[a - lo:b - lo]
+
+
+#: Seconds of neighbouring audio each block is limited with (the limiter's reach is about 0.04 s).
+_MARGIN = 0.1
+
+
+def render_segue(plan: SeguePlan, voice: np.ndarray | None, song: np.ndarray | None, rate: int,
+                 target_lufs: float, duck: DuckSettings = DuckSettings()) -> np.ndarray:
+    """:func:`segue_blocks` joined: float32 ``[round(plan.seconds * rate), 2]``."""
+    import numpy as np
+
+    blocks = list(segue_blocks(plan, voice, song, rate, target_lufs, duck))
+    return np.concatenate(blocks) if blocks else np.zeros((0, 2), dtype=np.float32)
+
+
+# -- show files ------------------------------------------------------------------------------------
+@dataclass
+class Chapter:
+    """One chapter: ``start`` and ``end`` in seconds, its ``title``."""
+
+    start: float
+    end: float
+    title: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"start": round(self.start, 3), "end": round(self.end, 3), "title": self.title}
+
+
+@dataclass
+class ShowTags:
+    """Tags of a show file: ``title``, ``artist`` (the station or host), ``album``, ``date``,
+    ``cover`` (a JPEG or PNG file embedded as the front cover)."""
+
+    title: str | None = None
+    cover: str | None = None
+    artist: str | None = None
+    album: str | None = None
+    date: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class ShowWriter:
+    """Join segments into one audio file normalized to a loudness target, in blocks.
+
+    :param path: the file to write; its extension picks the format (:func:`show_format`).
+    :param target_lufs: integrated loudness of the whole file (LUFS).
+    :param true_peak_dbtp: the true-peak ceiling (dBTP): when the loudness gain would exceed
+        it, the gain is lowered to meet it (the file is then quieter than the target; the
+        result says how loud it is).
+    :raises UsageError: unknown extension.
+
+    Use: :meth:`add` each segment (float32 ``[frames, 2]`` at :attr:`rate`), then
+    :meth:`finish`; :meth:`close` removes the temporary files (``finish`` calls it).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], target_lufs: float = SHOW_LOUDNESS_LUFS,
+                 true_peak_dbtp: float = TRUE_PEAK_DBTP, rate: int | None = None) -> None:
+        self.path = Path(path)
+        self.ext = show_format(self.path)
+        self.rate = rate or format_rate(self.ext)
+        self.target = target_lufs
+        self.ceiling = true_peak_dbtp
+        self.chapters: list[Chapter] = []
+        self.meter = LoudnessMeter(self.rate)
+        #: the true peak before the loudness gain (a gain g in dB moves it by g: resampling is linear)
+        self.peak = TruePeakMeter(self.rate)
+        self.frames = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".raw", dir=self.path.parent)
+        self._raw = os.fdopen(handle, "wb")
+        self._raw_path = Path(name)
+
+    @property
+    def seconds(self) -> float:
+        """Seconds joined so far."""
+        return self.frames / self.rate
+
+    def add(self, samples: np.ndarray | Iterable[np.ndarray], chapter: str | None = None) -> tuple[float, float]:
+        """Append ``samples`` (one array, or blocks in order: :func:`segue_blocks`); ``chapter``
+        titles a chapter spanning them. Returns ``(start, end)`` in seconds."""
+        import numpy as np
+
+        blocks: Iterable[np.ndarray]
+        if isinstance(samples, np.ndarray):
+            blocks = (samples[i:i + BLOCK_FRAMES] for i in range(0, len(samples), BLOCK_FRAMES))
+        else:
+            blocks = samples
+        start = self.seconds
+        for block in blocks:
+            block = np.ascontiguousarray(block, dtype=np.float32)
+            self.meter.feed(block)
+            self.peak.feed(block)
+            self._raw.write(block.tobytes())
+            self.frames += len(block)
+        if chapter:
+            self.chapters.append(Chapter(start, self.seconds, chapter))
+        return start, self.seconds
+
+    def _blocks(self, gain: float) -> Iterator[np.ndarray]:
+        import numpy as np
+
+        with open(self._raw_path, "rb") as raw:
+            while True:
+                data = raw.read(BLOCK_FRAMES * 8)
+                if not data:
+                    return
+                yield np.frombuffer(data, dtype=np.float32).reshape(-1, 2) * np.float32(gain)
+
+    def finish(self, tags: ShowTags | None = None) -> dict[str, Any]:
+        """Measure, encode, tag and move the file into place (atomically); the ``mix`` object::
+
+            {"file", "seconds", "bytes", "type", "sample_rate", "lufs", "true_peak_dbtp", "chapters"}
+
+        :raises UsageError: nothing was added.
+        """
+        self._raw.close()
+        try:
+            if not self.frames:
+                raise UsageError("nothing to mix: no record had audio", hint="pipe voiced records (aicp-voice)")
+            measured = self.meter.lufs()
+            gain_db = self.target - measured if math.isfinite(measured) else 0.0
+            true_peak = self.peak.dbtp() + gain_db
+            if true_peak > self.ceiling:
+                gain_db -= true_peak - self.ceiling + 0.05
+                true_peak = self.ceiling - 0.05
+            tmp = self.path.with_name(f".{self.path.name}.part")
+            try:
+                self._encode(tmp, 10 ** (gain_db / 20))
+                write_tags(tmp, self.ext, tags or ShowTags(), self.chapters, self.seconds)
+                os.replace(tmp, self.path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            return {"file": str(self.path), "seconds": round(self.seconds, 3), "bytes": self.path.stat().st_size,
+                    "type": FORMATS[self.ext][2], "sample_rate": self.rate,
+                    "lufs": round(measured + gain_db, 2) if math.isfinite(measured) else None,
+                    "true_peak_dbtp": round(true_peak, 2) if math.isfinite(true_peak) else None,
+                    "chapters": [c.as_dict() for c in self.chapters]}
+        finally:
+            self.close()
+
+    def _encode(self, path: Path, gain: float) -> None:
+        import av
+
+        container_format, codec, _, bit_rate = FORMATS[self.ext]
+        with av.open(str(path), "w", format=container_format) as container:
+            stream = container.add_stream(codec, rate=self.rate, layout="stereo")
+            if bit_rate:
+                stream.bit_rate = bit_rate
+            if codec == "libmp3lame":
+                stream.codec_context.options = {"compression_level": "5"}
+            if self.ext == "m4a" and self.chapters:
+                container.set_chapters([{"id": i + 1, "start": int(round(c.start * 1000)),
+                                         "end": int(round(c.end * 1000)), "time_base": _fraction(1, 1000),
+                                         "metadata": {"title": c.title}} for i, c in enumerate(self.chapters)])
+            pts = 0
+            for block in self._blocks(gain):
+                frame = av.AudioFrame.from_ndarray(block.reshape(1, -1), format="flt", layout="stereo")
+                frame.sample_rate = self.rate
+                frame.pts = pts
+                pts += len(block)
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode(None))
+
+    def close(self) -> None:
+        """Remove the temporary sample file."""
+        if not self._raw.closed:
+            self._raw.close()
+        self._raw_path.unlink(missing_ok=True)
+
+
+def _fraction(a: int, b: int) -> Any:
+    from fractions import Fraction
+
+    return Fraction(a, b)
+
+
+def write_tags(path: str | os.PathLike[str], ext: str, tags: ShowTags, chapters: list[Chapter],
+               seconds: float) -> None:
+    """Tags and chapters with mutagen: ID3v2.4 with ``CTOC``/``CHAP`` frames (MP3); MP4 atoms
+    (M4A; the chapters are written by the muxer, which mutagen reads back but cannot write);
+    Vorbis comments with ``CHAPTERnnn``/``CHAPTERnnnNAME`` (Opus, FLAC); RIFF WAV gets ID3 tags
+    and ``CHAP`` frames in its ``id3`` chunk."""
+    names = {"title": tags.title, "artist": tags.artist, "album": tags.album, "date": tags.date, **tags.extra}
+    names = {k: v for k, v in names.items() if v}
+    if ext in ("mp3", "wav"):
+        from mutagen import id3
+
+        frames: Any
+        if ext == "mp3":
+            try:
+                frames = id3.ID3(str(path))
+            except id3.ID3NoHeaderError:
+                frames = id3.ID3()
+        else:
+            from mutagen.wave import WAVE
+
+            wave = WAVE(str(path))
+            if wave.tags is None:
+                wave.add_tags()
+            frames = wave.tags
+        for key, cls in (("title", id3.TIT2), ("artist", id3.TPE1), ("album", id3.TALB), ("date", id3.TDRC)):
+            if key in names:
+                frames.setall(cls.__name__, [cls(encoding=3, text=[names[key]])])
+        frames.delall("CHAP")
+        frames.delall("CTOC")
+        if chapters:
+            ids = [f"ch{i + 1}" for i in range(len(chapters))]
+            frames.add(id3.CTOC(element_id="toc", flags=id3.CTOCFlags.TOP_LEVEL | id3.CTOCFlags.ORDERED,
+                                child_element_ids=ids, sub_frames=[id3.TIT2(encoding=3, text=["Chapters"])]))
+            for cid, chapter in zip(ids, chapters, strict=True):
+                frames.add(id3.CHAP(element_id=cid, start_time=int(round(chapter.start * 1000)),
+                                    end_time=int(round(chapter.end * 1000)),
+                                    sub_frames=[id3.TIT2(encoding=3, text=[chapter.title])]))
+        cover = _cover(tags.cover)
+        if cover is not None:
+            frames.setall("APIC", [id3.APIC(encoding=3, mime=cover[1], type=id3.PictureType.COVER_FRONT,
+                                            desc="Cover", data=cover[0])])
+        if ext == "mp3":
+            frames.save(str(path), v2_version=4)
+        else:
+            wave.save()
+        return
+    if ext == "m4a":
+        from mutagen.mp4 import MP4
+
+        mp4 = MP4(str(path))
+        for key, atom in (("title", "\xa9nam"), ("artist", "\xa9ART"), ("album", "\xa9alb"), ("date", "\xa9day")):
+            if key in names:
+                mp4[atom] = [names[key]]
+        cover = _cover(tags.cover)
+        if cover is not None:
+            from mutagen.mp4 import MP4Cover
+
+            kind = MP4Cover.FORMAT_PNG if cover[1] == "image/png" else MP4Cover.FORMAT_JPEG
+            mp4["covr"] = [MP4Cover(cover[0], imageformat=kind)]
+        mp4.save()
+        return
+    from mutagen import File
+
+    audio = File(str(path))
+    for key, value in names.items():
+        audio[key.upper()] = [value]
+    for i, chapter in enumerate(chapters, start=1):
+        audio[f"CHAPTER{i:03d}"] = [_timestamp(chapter.start)]
+        audio[f"CHAPTER{i:03d}NAME"] = [chapter.title]
+    cover = _cover(tags.cover)
+    if cover is not None:
+        import base64
+
+        from mutagen.flac import Picture
+
+        picture = Picture()
+        picture.type, picture.mime, picture.desc, picture.data = 3, cover[1], "Cover", cover[0]
+        if ext == "flac":
+            audio.clear_pictures()
+            audio.add_picture(picture)
+        else:  # Ogg Opus: the FLAC picture block, base64, as a comment (the Xiph convention)
+            audio["METADATA_BLOCK_PICTURE"] = [base64.b64encode(picture.write()).decode("ascii")]
+    audio.save()
+
+
+def _cover(path: str | None) -> tuple[bytes, str] | None:
+    """``(bytes, MIME type)`` of a cover image file, or ``None`` without one.
+
+    :raises UsageError: unreadable, or neither JPEG nor PNG.
+    """
+    if not path:
+        return None
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read the cover image {path!r}: {exc.strerror or exc}") from exc
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return data, "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return data, "image/jpeg"
+    raise UsageError(f"the cover image {path!r} is neither JPEG nor PNG", hint="give a .jpg or .png file")
+
+
+def _timestamp(seconds: float) -> str:
+    """``HH:MM:SS.mmm`` (the Vorbis-comment chapter convention)."""
+    ms = int(round(seconds * 1000))
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
+
+
+__all__ = ["CROSSFADE_SECONDS", "DUCK_ATTACK_SECONDS", "DUCK_DEPTH_DB", "DUCK_RELEASE_SECONDS", "FORMATS",
+           "SEGUES", "SHOW_LOUDNESS_LUFS", "TRUE_PEAK_DBTP", "Chapter", "DuckSettings", "LoudnessMeter",
+           "Segue", "SeguePlan", "ShowTags", "ShowWriter", "TruePeakMeter", "decode", "duck_envelope",
+           "format_rate", "loudness", "normalize", "gain_to", "plan_segue", "render_segue", "segue_blocks", "show_format", "write_tags"]
