@@ -48,7 +48,7 @@ def test_a_1200_word_episode_section_by_section(tmp_path):
     assert proc.returncode == 0, proc.stderr
     [record] = [orjson.loads(x) for x in proc.stdout.splitlines()]
     script = record["script"]
-    assert script["backend"] == "llamacpp" and script["template"] == "podcast-longform@2"
+    assert script["backend"] == "llamacpp" and script["template"] == "podcast-longform@3"
     check_script(script, work / "vinyl")
     events = events_of(proc.stderr)
     names = [e["event"] for e in events]
