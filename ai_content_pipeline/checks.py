@@ -612,7 +612,7 @@ INSTRUCTION_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("preamble", re.compile(
         rf"\bhere(?:['’]s| is| are| you go)\b[^.!?\n]{{0,40}}?\b(?:{_UNIT}|episode|podcast|continuation|"
         r"paragraphs?|transcript|words)\b", re.I)),
-    ("sign-off", re.compile(r"\bi hope (?:this|that) helps\b|\blet me know if\b|\bfeel free to (?:ask|adjust|modify|"
+    ("sign-off", re.compile(r"\bi hope (?:this|that) helps\b|\bfeel free to (?:ask|adjust|modify|"
                             rf"edit)\b|\b(?:end of|continued in)\s+(?:the\s+)?{_UNIT}\b|\(\s*(?:continued|cont\.?)\s*\)",
                             re.I)),
     ("markdown", re.compile(r"^[ \t]*(?:[-*•][ \t]+\S|\d+[.)][ \t]+\S|>[ \t]|[-=*_]{3,}[ \t]*$|\|.*\|[ \t]*$)|"

@@ -566,3 +566,37 @@ def test_a_section_with_no_whole_sentence_is_written_again(tmp_path: Path) -> No
     assert first["checks"]["chosen"] == 1 and first["checks"]["candidates"][0]["failed"] == ["complete"]
     assert first["checks"]["passed"] is True
     assert out["script"]["checks"]["cut_joins"] == []
+
+
+@pytest.mark.parametrize(("text", "kind"), [
+    ("Now write part 5 of 10.", "numbering"), ("PART 2 OF 10", "numbering"), ("Section three of ten.", "numbering"),
+    ("Part 3: the story\nVinyl.", "heading"), ("## The story", "heading"), ("**The story**", "heading"),
+    ("Numbers: ; ; .", "label"), ("Key facts: vinyl.", "label"), ("It grew. Names: Ann Lee.", "label"),
+    ("Write about 200 words.", "instruction"), ("Do not greet the listeners again.", "instruction"),
+    ("Sure! Here is part two of the episode.", "preamble"), ("I hope this helps!", "sign-off"),
+    ("- one\n- two", "markdown"), ("Welcome to Rumor Watch, everyone.", "plan"),
+])
+def test_instruction_text_is_found(text: str, kind: str) -> None:
+    from ai_content_pipeline.checks import check_instructions
+
+    assert any(f.startswith(kind) for f in check_instructions(text, PLAN)), check_instructions(text, PLAN)
+
+
+@pytest.mark.parametrize("text", [
+    "Part one of our story begins in 1948.", "So what happened next? Nobody knew.",
+    "It matters because the numbers grew: sales doubled.", "Here is the thing about vinyl.",
+    "Let me know if you have a favourite record.", "The first section of the shop sold jazz.",
+    "Why it matters is simple.", "History tells us a lot.",
+])
+def test_ordinary_speech_is_no_instruction_text(text: str) -> None:
+    from ai_content_pipeline.checks import check_instructions
+
+    assert check_instructions(text, [*PLAN, "History"]) == []
+
+
+def test_a_list_a_model_writes_is_said_as_sentences() -> None:
+    text, removed = longform.clean_section(
+        "Here are three tips.\n1. Buy a record player\n- **Visit** a store\n- Names: Ann Lee\n---\nThat is all. And the",
+        "Actionable Insights", PLAN)
+    assert text == "Here are three tips.\nBuy a record player.\nVisit a store.\nThat is all."
+    assert removed == ["- Names: Ann Lee", "---", "And the"]

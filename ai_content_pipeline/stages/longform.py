@@ -223,22 +223,22 @@ def _sha256(text: str) -> str:
 _BULLET = re.compile(r"^[ \t]*(?:[-*•+][ \t]+|\d+[.)][ \t]+|>[ \t]*)")
 _EMPHASIS = re.compile(r"(\*{1,3}|_{2,3}|`+)(?=\S)(.+?)(?<=\S)\1")
 _RULE = re.compile(r"^[-=*_~#\s]*$")
-#: A line of this many words or fewer that holds instruction text is a heading or label: dropped.
+#: A line of one sentence at most and this many words or fewer that holds instruction text is a
+#: heading or label: dropped whole.
 HEADING_WORDS = 12
 _LEADING_KINDS = ("heading", "label", "numbering", "plan")
+_INNER_END = re.compile(r"[.!?…][\"'”’)]*\s+\S")
 
 
 def _instruction_line(line: str, plan_names: list[str]) -> bool:
-    """Whether a whole line is instruction text: a rule, or a short line (or one that opens
-    with a heading or label) where :func:`~ai_content_pipeline.checks.check_instructions`
+    """Whether a whole line (list bullets and emphasis taken off) is instruction text: a short
+    line (or one that opens with a heading or label) where :func:`~ai_content_pipeline.checks.check_instructions`
     finds some."""
-    if _RULE.match(line):
-        return True
     found = check_instructions(line, plan_names)
     if not found:
         return False
-    if len(line.split()) <= HEADING_WORDS:
-        return True
+    if len(line.split()) <= HEADING_WORDS and not _INNER_END.search(line):
+        return True  # short, and one sentence at most: a heading or a label
     return any(f.startswith(_LEADING_KINDS) and line.lstrip("#*_> \t").startswith(f.split(": ", 1)[1].lstrip("#*_ "))
                for f in found)
 
@@ -260,7 +260,7 @@ def _open_on_sentence(text: str) -> tuple[str, list[str]]:
 def clean_section(text: str, section: str, plan_names: list[str]) -> tuple[str, list[str]]:
     """A model's reply for a section made speakable: :func:`~ai_content_pipeline.text.clean_chunk`,
     then instruction lines (headings, labels, numbering, plan names, rules: :func:`_instruction_line`)
-    dropped, list bullets and emphasis marks taken off, the text opened on its first whole
+    dropped, list bullets and emphasis marks taken off (a list item said as a sentence), the text opened on its first whole
     sentence and cut back to its last (so a join never cuts one).
 
     :returns: ``(text, removed)``: ``text`` is left unfinished only when no sentence ends in
@@ -270,10 +270,13 @@ def clean_section(text: str, section: str, plan_names: list[str]) -> tuple[str, 
     removed: list[str] = []
     lines = []
     for line in clean_chunk(text, section).split("\n"):
-        bare = _EMPHASIS.sub(r"\2", _BULLET.sub("", line)).replace("**", "").strip()
-        if bare and _instruction_line(line.strip(), plan_names):
+        item = _BULLET.sub("", line)
+        bare = _EMPHASIS.sub(r"\2", item).replace("**", "").strip()
+        if line.strip() and (_RULE.match(line) or _instruction_line(bare, plan_names)):
             removed.append(line.strip()[:80])
             continue
+        if item != line and bare and not ends_on_sentence(bare):
+            bare += "."  # a list item is said as a sentence of its own
         lines.append(bare)
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     text, head = _open_on_sentence(text)
