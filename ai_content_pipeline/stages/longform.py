@@ -6,10 +6,11 @@ written one section (*chunk*) at a time instead of in one long LLM call:
 1. A *canonical pack* is asked for first: a JSON object (:class:`CanonicalPack`:
    title, key facts, names, numbers, outline) built from the record's ``topic``,
    ``notes`` and ``sources``, schema-constrained where the backend supports it.
-2. Every chunk gets the pack, a *rolling summary* of what earlier chunks said,
-   its section's brief and its word target. The rolling summary costs no model
-   call: it is the last sentence (two for the previous chunk) of each earlier
-   chunk, cut by pysbd, at most 40 words per chunk.
+2. Every chunk is asked with the pack, its section's brief and its word target (the token
+   budget), after the previous section's request and last sentences as the host's own turn
+   (:meth:`_RecordRun._messages`); templates also get a *rolling summary* of what earlier
+   chunks said (the last sentence, two for the previous chunk, cut by pysbd, at most 40
+   words per chunk; no model call).
 3. A chunk streams into ``DIR/{id}/chunks/NN.part`` (written unbuffered, so
    every token is on disk as it arrives); when done, the file holds the cleaned
    text and is renamed to ``NN.txt`` and the chunk's entry goes to the ledger
@@ -17,6 +18,11 @@ written one section (*chunk*) at a time instead of in one long LLM call:
 4. A chunk shorter than its target by more than ``SHORTFALL_MARGIN`` is
    continued (at most ``MAX_CONTINUATIONS`` more requests); what is still
    missing is reported as the chunk's ``shortfall``.
+5. Every reply is cleaned (:func:`clean_section`: instruction lines out, opened and closed on
+   whole sentences) and every chunk checked (:class:`SectionCheck`); ``best_of`` candidates
+   are written per chunk and :func:`~ai_content_pipeline.checks.choose` keeps one, whose
+   sentences that still hold instruction text are dropped (:func:`drop_instructions`). So
+   no plan line reaches the text and no join cuts a sentence.
 
 Files per record (``DIR`` is ``ScriptOptions.work_dir``, ``{id}`` the record id,
 ``-takeN`` appended for takes after the first): ``pack.json``,
@@ -439,7 +445,9 @@ class LongformStage(ScriptStage):
         model, tokens, seconds, key) plus ``text``, ``words``, ``path`` (the
         stitched text file), ``dir``, ``pack`` (path, tokens, seconds) and
         ``chunks`` (index, section, words, target, tokens, seconds,
-        first_token_seconds, continuations, shortfall, resumed).
+        first_token_seconds, continuations, shortfall, resumed, checks: the section's
+        checks, with ``removed``, ``candidates`` and ``chosen``) and ``checks`` (with
+        ``sections`` and ``cut_joins``: :meth:`_RecordRun.checks`).
         """
         rid = record_id(record)
         try:
