@@ -83,14 +83,15 @@ class TimedLLM(LLMBackend):
 #: Prompt text of the templates before and after podcast-longform@3, for the audit's five-word runs.
 OLD_PROMPTS = ("Podcast episode: Facts: Names: Numbers: Audience: Already said, do not repeat: Now write part "
                "of Do not greet the listeners again. Do not end the show. Write about words. Go on with the "
-               "part: about more words. Do not repeat what you said.")
+               "part: about more words. Do not repeat what you said. Carry on from what you just said, "
+               "without a new greeting. The show goes on after this.")
 
 
 def audit(texts: list[str], words: int) -> dict[str, Any]:
     """What of the plan and its instructions is in the section texts ``texts``, and the cut joins.
 
     :returns: ``{"findings": [str], "cut_joins": [int], "cut_paragraphs": int}``: findings are
-        section names (any case), five-word runs of a brief or of the prompts (old and new
+        section names (as written in the plan, or a line of their own in any case), five-word runs of a brief or of the prompts (old and new
         shapes) and ``check_instructions``' finds, per section as ``"N: what"``.
     """
     template = load_template("podcast-longform")
@@ -100,7 +101,8 @@ def audit(texts: list[str], words: int) -> dict[str, Any]:
     findings: list[str] = []
     for n, text in enumerate(texts, start=1):
         folded = f" {fold(text)} "
-        findings += [f"{n}: plan: {s.name}" for s in plan if f" {fold(s.name)} " in folded]
+        lines = {fold(line) for line in text.splitlines()}
+        findings += [f"{n}: plan: {s.name}" for s in plan if s.name in text or fold(s.name) in lines]
         findings += sorted({f"{n}: prompt: {g}" for g in grams if f" {g} " in folded})
         findings += [f"{n}: {f}" for f in check_instructions(text, [s.name for s in plan])]
     paragraphs = [p for text in texts for p in text.split("\n\n") if p.strip()]
