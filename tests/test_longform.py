@@ -27,6 +27,7 @@ from ai_content_pipeline.stages.longform import (
 from ai_content_pipeline.stages.registry import build_stage
 from ai_content_pipeline.stages.script import ScriptOptions
 from ai_content_pipeline.templates import load_template
+from ai_content_pipeline.text import split_sentences
 from tests.doubles import FakeLLM, RecordingEmitter, lines_of
 
 PLAN = ["Cold Open", "What Happened", "Why It Matters", "Deep Dive Part 1", "Deep Dive Part 2",
@@ -600,3 +601,30 @@ def test_a_list_a_model_writes_is_said_as_sentences() -> None:
         "Actionable Insights", PLAN)
     assert text == "Here are three tips.\nBuy a record player.\nVisit a store.\nThat is all."
     assert removed == ["- Names: Ann Lee", "---", "And the"]
+
+
+def test_a_section_far_short_of_its_target_is_written_again(tmp_path: Path) -> None:
+    class Terse(LongformLLM):
+        def prose(self, section: str, count: int, params: GenerationParams, messages: list[dict[str, str]]) -> str:
+            terse = params.seed == 5 + longform.SEED_STRIDE or params.seed == 5 + longform.SEED_STRIDE * (
+                1 + longform.CONTINUATION_OFFSET)
+            return "The debate is over." if terse else super().prose(section, count, params, messages)
+
+    [out] = run_stage(Terse(), tmp_path, TOPIC, words=600, seed=5)
+    first = out["script"]["chunks"][0]
+    assert first["checks"]["candidates"][0]["words"] == 4 and first["checks"]["chosen"] == 1
+    assert first["words"] == first["target"]
+
+
+def test_a_section_that_repeats_the_hosts_last_words_loses_the_repeat(tmp_path: Path) -> None:
+    class Parroting(LongformLLM):
+        def prose(self, section: str, count: int, params: GenerationParams, messages: list[dict[str, str]]) -> str:
+            before = messages[-2]["content"] if messages[-2]["role"] == "assistant" else ""
+            return f"{before} {super().prose(section, count, params, messages)}".strip()
+
+    [out] = run_stage(Parroting(), tmp_path, TOPIC, words=600)
+    texts = [(tmp_path / "work" / "ep1" / "chunks" / f"{i:02d}.txt").read_text() for i in range(1, 11)]
+    for before, text in zip(texts, texts[1:], strict=False):
+        last = split_sentences(before)[-1]
+        assert last not in text
+    assert all(c["checks"]["removed"] for c in out["script"]["chunks"][1:])

@@ -62,6 +62,7 @@ from ..checks import (
     echo_phrases,
     ends_on_sentence,
     evaluate,
+    fold,
     starts_on_sentence,
     trim_to_sentence,
 )
@@ -72,7 +73,7 @@ from ..jsonl import InputLine
 from ..ledger import Ledger, request_key
 from ..records import record_id, stage_fields, word_count
 from ..templates import Persona, Section, Template, load_template, persona_voice
-from ..text import clean_chunk, last_sentences, sentence_spans
+from ..text import clean_chunk, last_sentences, sentence_spans, split_sentences
 from .common import refuse_overwrite, with_retries
 from .entries import ChunkEntry, PackEntry, fits
 from .script import (
@@ -117,8 +118,10 @@ CONTINUATION_TAIL_WORDS = 150
 MIN_CONTINUATION_WORDS = 5
 #: Sentences of the previous section given to the next one as the host's own last turn.
 PREVIOUS_SENTENCES = 2
-#: Candidates added to a section when none of its ``best_of`` holds a whole sentence.
+#: Candidates added to a section when none of its ``best_of`` holds a whole sentence, or
+#: ``MIN_KEPT_SHARE`` of the section's target words in whole sentences.
 MAX_REGENERATIONS = 2
+MIN_KEPT_SHARE = 0.25
 #: Context keys that are instructions, not things to say: left out of the values a section
 #: may repeat from its prompt (``no_echo``), so a brief read out counts as an echo.
 _INSTRUCTION_KEYS = ("section", "sections", "summary", "chunk", "chunks", "target_words", "remaining_words")
@@ -300,21 +303,26 @@ class SectionCheck:
     brief) plus :func:`~ai_content_pipeline.checks.check_instructions` with the plan's names.
 
     :param context: the prompt context less its instruction keys (the section, the summary).
+    :param earlier: the host's earlier turns in the request (the previous section's last
+        sentences): a sentence of the section that only repeats one of them is dropped.
     """
 
     def __init__(self, checks: Checks, prompt: str, context: dict[str, Any], plan_names: list[str],
-                 target_words: int) -> None:
+                 target_words: int, *, earlier: Iterable[str] = ()) -> None:
         self.checks = checks
         self.prompt = prompt
         self.context = context
         self.plan_names = plan_names
         self.target_words = target_words
         self.phrases = echo_phrases(prompt, context)
+        self.earlier = {fold(s) for text in earlier for s in split_sentences(text)} - {""}
 
     def leaks(self, text: str) -> list[str]:
-        """Instruction text in ``text`` (``no_echo``'s findings and the plan's); ``[]`` when none."""
+        """Instruction text in ``text`` (``no_echo``'s findings and the plan's), or a sentence
+        the host's earlier turn in the request said already; ``[]`` when none."""
+        repeat = ["repeat: " + text.strip()[:40]] if fold(text) in self.earlier else []
         return [*check_no_echo(text, self.prompt, self.context, phrases=self.phrases),
-                *check_instructions(text, self.plan_names)]
+                *check_instructions(text, self.plan_names), *repeat]
 
     def verdict(self, text: str) -> dict[str, Any]:
         """:func:`~ai_content_pipeline.checks.evaluate`'s result for ``text``, with the plan's
@@ -724,13 +732,14 @@ class _RecordRun:
         prompt = "\n".join([*(m["content"] for m in messages if m["role"] != "assistant"), follow,
                             *(f"{s.name}. {s.brief}" for s in self.stage.plan)])
         context = {k: v for k, v in ctx.items() if k not in _INSTRUCTION_KEYS}
+        earlier = [m["content"] for m in messages if m["role"] == "assistant"]
         return SectionCheck(self.stage.section_checks, prompt, context, [s.name for s in self.stage.plan],
-                            ctx["target_words"])
+                            ctx["target_words"], earlier=earlier)
 
     def _write_chunk(self, i: int, section: Section, ctx: dict[str, Any],
                      done: list[tuple[str, str]]) -> tuple[str, dict[str, Any]]:
         """Write one section: ``best_of`` candidates (more, up to ``MAX_REGENERATIONS``, while
-        none holds a whole sentence), each streamed into ``NN.part``, continued while short,
+        none holds ``MIN_KEPT_SHARE`` of the target in whole sentences), each streamed into ``NN.part``, continued while short,
         cleaned (:func:`clean_section`) and checked (:class:`SectionCheck`); the one
         :func:`~ai_content_pipeline.checks.choose` keeps loses what instruction text is left
         (:func:`drop_instructions`) and is renamed to ``NN.txt``."""
@@ -770,7 +779,7 @@ class _RecordRun:
                 cand = self._candidate(i, section, ctx, messages, len(cands), ask, on_text, check)
                 cands.append(cand)
                 if (len(cands) == wanted and wanted < self.options.best_of + MAX_REGENERATIONS
-                        and not any(c["final"] for c in cands)):
+                        and not any(word_count(c["final"]) >= section.words * MIN_KEPT_SHARE for c in cands)):
                     wanted += 1
             usable = [c for c in cands if c["final"]]
             if not usable:

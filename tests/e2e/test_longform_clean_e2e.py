@@ -85,8 +85,8 @@ def test_a_2000_word_episode_reads_no_instruction_and_cuts_no_sentence(tmp_path)
 
 
 def test_best_of_two_per_section_on_the_real_model(tmp_path):
-    script, pieces = write_episode(tmp_path, 600, "--best-of", "2")
-    assert_clean(script["text"], 600)
+    script, pieces = write_episode(tmp_path, 300, "--best-of", "2")
+    assert_clean(script["text"], 300)
     assert_whole_sentences(pieces)
     for chunk in script["chunks"]:
         checks = chunk["checks"]
