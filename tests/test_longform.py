@@ -541,7 +541,8 @@ def test_with_no_clean_candidate_the_instruction_sentences_are_dropped(tmp_path:
 def test_script_checks_name_the_sections_that_failed(tmp_path: Path) -> None:
     class Inventing(LongformLLM):
         def prose(self, section: str, count: int, params: GenerationParams, messages: list[dict[str, str]]) -> str:
-            text = " ".join(["Alpha radio began in 1999."] * max(1, count // 5))
+            tag = re.sub(r"\W", "", section).lower()
+            text = " ".join(f"Alpha radio began in 1999, said w{tag}{k}." for k in range(max(1, count // 7)))
             return text + " It sold 4,000,000 copies in Berlin." if section == "Rumor Watch" else text
 
     options = ScriptOptions(template="podcast-longform", persona="sam", words=600, work_dir=str(tmp_path / "w"))
