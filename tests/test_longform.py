@@ -419,6 +419,7 @@ def assert_no_instruction_text(text: str, plan: list[Any]) -> None:
     for gram in echo_phrases(instructions, {}):
         assert f" {gram} " not in folded, gram
     assert check_instructions(text, [s.name for s in plan]) == []
+    assert "say something new" not in text.lower()
     assert not re.search(r"\b(?:part|section)\s+\w+\s+of\s+\w+|\w+:\s*;|\bwords?\b|\d+\s+of\s+10", text, re.I)
 
 
@@ -434,6 +435,7 @@ ECHOES = [
     ("So, {brief_lower} ", " Do not greet the listeners again."),
     ("- {name}\n- Names: Ann Lee\n\n", "\n\nSECTION {m} OF 10"),
     ("1. {name}\n", "\n\n---\n\nEnd of part {n}."),
+    ("", " Say something new and funny, but not too serious."),
 ]
 
 
@@ -629,3 +631,11 @@ def test_a_section_that_repeats_the_hosts_last_words_loses_the_repeat(tmp_path: 
         last = split_sentences(before)[-1]
         assert last not in text
     assert all(c["checks"]["removed"] for c in out["script"]["chunks"][1:])
+
+
+def test_a_brief_read_out_is_caught_when_the_pack_outline_repeats_it(tmp_path: Path) -> None:
+    briefs = [s.brief for s in load_template("podcast-longform").sections]
+    pack = orjson.dumps({"title": "Alpha radio show", "key_facts": ["Alpha radio began in 1999."],
+                         "names": ["Ann Lee"], "numbers": [], "outline": briefs}).decode()
+    [out] = run_stage(EchoingLLM(7, pack=pack), tmp_path, TOPIC, words=600, seed=3)
+    assert_no_instruction_text(out["script"]["text"], plan_for(load_template("podcast-longform"), words=600))

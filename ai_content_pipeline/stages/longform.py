@@ -236,6 +236,10 @@ _RULE = re.compile(r"^[-=*_~#\s]*$")
 #: heading or label: dropped whole.
 HEADING_WORDS = 12
 _LEADING_KINDS = ("heading", "label", "numbering", "plan")
+#: Clauses of the requests (split here) of at least ``MIN_CLAUSE_WORDS`` words are instructions
+#: a sentence must not open with.
+_CLAUSE = re.compile(r"[.!?;:\n]+")
+MIN_CLAUSE_WORDS = 3
 _INNER_END = re.compile(r"[.!?…][\"'”’)]*\s+\S")
 
 
@@ -303,12 +307,14 @@ class SectionCheck:
     brief) plus :func:`~ai_content_pipeline.checks.check_instructions` with the plan's names.
 
     :param context: the prompt context less its instruction keys (the section, the summary).
+    :param requests: the section's requests (user messages, continuation prompt, every brief):
+        a sentence that opens with one of their clauses reads an instruction out.
     :param earlier: the host's earlier turns in the request (the previous section's last
         sentences): a sentence of the section that only repeats one of them is dropped.
     """
 
     def __init__(self, checks: Checks, prompt: str, context: dict[str, Any], plan_names: list[str],
-                 target_words: int, *, earlier: Iterable[str] = ()) -> None:
+                 target_words: int, *, earlier: Iterable[str] = (), requests: Iterable[str] = ()) -> None:
         self.checks = checks
         self.prompt = prompt
         self.context = context
@@ -316,20 +322,32 @@ class SectionCheck:
         self.target_words = target_words
         self.phrases = echo_phrases(prompt, context)
         self.earlier = {fold(s) for text in earlier for s in split_sentences(text)} - {""}
+        self.clauses = {c for text in requests for c in (fold(x) for x in _CLAUSE.split(text))
+                        if len(c.split()) >= MIN_CLAUSE_WORDS}
+
+    def requested(self, text: str) -> list[str]:
+        """The requests' clauses (``MIN_CLAUSE_WORDS`` words or more) a sentence of ``text``
+        opens with ("Say something new and funny." opens with "Say something new."), as
+        ``"request: clause"``; ``[]`` when none."""
+        found = []
+        for sentence in split_sentences(text):
+            folded = f"{fold(sentence)} "
+            found += [f"request: {c}" for c in self.clauses if folded.startswith(f"{c} ")]
+        return sorted(set(found))
 
     def leaks(self, text: str) -> list[str]:
         """Instruction text in ``text`` (``no_echo``'s findings and the plan's), or a sentence
         the host's earlier turn in the request said already; ``[]`` when none."""
         repeat = ["repeat: " + text.strip()[:40]] if fold(text) in self.earlier else []
         return [*check_no_echo(text, self.prompt, self.context, phrases=self.phrases),
-                *check_instructions(text, self.plan_names), *repeat]
+                *check_instructions(text, self.plan_names), *self.requested(text), *repeat]
 
     def verdict(self, text: str) -> dict[str, Any]:
         """:func:`~ai_content_pipeline.checks.evaluate`'s result for ``text``, with the plan's
         instruction text counted as ``no_echo`` (when that check is on)."""
         result = evaluate(text, self.checks, context=self.context, prompt=self.prompt,
                           target_words=self.target_words, phrases=self.phrases)
-        found = check_instructions(text, self.plan_names) if self.checks.no_echo else []
+        found = [*check_instructions(text, self.plan_names), *self.requested(text)] if self.checks.no_echo else []
         if found:
             details = result.setdefault("details", {})
             details["no_echo"] = [*details.get("no_echo", []), *found]
@@ -732,9 +750,13 @@ class _RecordRun:
         prompt = "\n".join([*(m["content"] for m in messages if m["role"] != "assistant"), follow,
                             *(f"{s.name}. {s.brief}" for s in self.stage.plan)])
         context = {k: v for k, v in ctx.items() if k not in _INSTRUCTION_KEYS}
+        if isinstance(context.get("pack"), dict):  # the outline restates the plan: not a thing to say
+            context["pack"] = {k: v for k, v in context["pack"].items() if k != "outline"}
         earlier = [m["content"] for m in messages if m["role"] == "assistant"]
+        requests = [*(m["content"] for m in messages if m["role"] == "user"), follow,
+                    *(s.brief for s in self.stage.plan)]
         return SectionCheck(self.stage.section_checks, prompt, context, [s.name for s in self.stage.plan],
-                            ctx["target_words"], earlier=earlier)
+                            ctx["target_words"], earlier=earlier, requests=requests)
 
     def _write_chunk(self, i: int, section: Section, ctx: dict[str, Any],
                      done: list[tuple[str, str]]) -> tuple[str, dict[str, Any]]:
