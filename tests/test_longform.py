@@ -636,6 +636,17 @@ def test_a_section_that_repeats_the_hosts_last_words_loses_the_repeat(tmp_path: 
 def test_a_brief_read_out_is_caught_when_the_pack_outline_repeats_it(tmp_path: Path) -> None:
     briefs = [s.brief for s in load_template("podcast-longform").sections]
     pack = orjson.dumps({"title": "Alpha radio show", "key_facts": ["Alpha radio began in 1999."],
-                         "names": ["Ann Lee"], "numbers": [], "outline": briefs}).decode()
+                         "names": ["Ann Lee", "people", "the listeners"], "numbers": [], "outline": briefs}).decode()
     [out] = run_stage(EchoingLLM(7, pack=pack), tmp_path, TOPIC, words=600, seed=3)
     assert_no_instruction_text(out["script"]["text"], plan_for(load_template("podcast-longform"), words=600))
+
+
+def test_a_brief_read_out_around_a_word_the_pack_names_is_caught(tmp_path: Path) -> None:
+    class Paraphrasing(LongformLLM):
+        def prose(self, section: str, count: int, params: GenerationParams, messages: list[dict[str, str]]) -> str:
+            return super().prose(section, count, params, messages) + " It is about what people are saying that isn't true."
+
+    pack = orjson.dumps({"title": "Alpha radio show", "key_facts": ["Alpha radio began in 1999."],
+                         "names": ["Ann Lee", "people"], "numbers": [], "outline": []}).decode()
+    [out] = run_stage(Paraphrasing(pack=pack), tmp_path, TOPIC, words=600)
+    assert "what people are saying" not in out["script"]["text"]

@@ -320,7 +320,10 @@ class SectionCheck:
         self.context = context
         self.plan_names = plan_names
         self.target_words = target_words
-        self.phrases = echo_phrases(prompt, context)
+        requests = list(requests)
+        # the requests are instructions through and through: none of their runs of words is
+        # spared for holding a context value (a pack naming "people" must not hide a brief)
+        self.phrases = echo_phrases(prompt, context) | echo_phrases("\n".join(requests), {})
         self.earlier = {fold(s) for text in earlier for s in split_sentences(text)} - {""}
         self.clauses = {c for text in requests for c in (fold(x) for x in _CLAUSE.split(text))
                         if len(c.split()) >= MIN_CLAUSE_WORDS}
