@@ -650,3 +650,19 @@ def test_a_brief_read_out_around_a_word_the_pack_names_is_caught(tmp_path: Path)
                          "names": ["Ann Lee", "people"], "numbers": [], "outline": []}).decode()
     [out] = run_stage(Paraphrasing(pack=pack), tmp_path, TOPIC, words=600)
     assert "what people are saying" not in out["script"]["text"]
+
+
+def test_a_section_that_is_only_instruction_text_is_left_out_not_read_out(tmp_path: Path) -> None:
+    class Echoing(LongformLLM):
+        def prose(self, section: str, count: int, params: GenerationParams, messages: list[dict[str, str]]) -> str:
+            return "Write about 90 words. Part six of ten." if section == "Deep Dive Part 3" else \
+                super().prose(section, count, params, messages)
+
+    em = RecordingEmitter()
+    [out] = run_stage(Echoing(), tmp_path, TOPIC, words=600, emitter=em)
+    script = out["script"]
+    assert "Write about" not in script["text"] and "\n\n\n" not in script["text"]
+    [sixth] = [c for c in script["chunks"] if c["section"] == "Deep Dive Part 3"]
+    assert sixth["words"] == 0 and sixth["checks"]["failed"] == ["empty"]
+    assert script["checks"]["cut_joins"] == [] and "empty" in script["checks"]["failed"]
+    assert any("left out" in f.get("message", "") for n, f in em.events if n == "message")

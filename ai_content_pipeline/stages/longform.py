@@ -586,12 +586,12 @@ class _RecordRun:
                 entries.append(entry)
         finally:
             ledger.close()
-        text = "\n\n".join(t for _, t in done)
+        text = "\n\n".join(t for _, t in done if t)
         path = self.folder / "script.txt"
         write_atomic(path, lambda fh: fh.write(text.encode("utf-8")))
         return {
             **self._script(text, path, entries, pack_info),
-            "checks": self.checks(text, entries, [t for _, t in done]),
+            "checks": self.checks(text, entries, [t for _, t in done if t]),
         }
 
     def checks(self, text: str, entries: list[dict[str, Any]] | None = None,
@@ -737,7 +737,7 @@ class _RecordRun:
         carries on its own words instead of reading a quoted summary out); this section's request."""
         template = self.stage.template
         messages = [{"role": "system", "content": template.render("system", ctx)}]
-        if done and i > 1:
+        if done and i > 1 and done[-1][1]:
             before = self.stage.plan[i - 2]
             earlier = {**ctx, "chunk": i - 1, "section": before.model_dump(), "target_words": before.words,
                        "summary": rolling_summary(done[:-1])}
@@ -807,20 +807,23 @@ class _RecordRun:
                         and not any(word_count(c["final"]) >= section.words * MIN_KEPT_SHARE for c in cands)):
                     wanted += 1
             usable = [c for c in cands if c["final"]]
-            if not usable:
-                if not any(c["text"] for c in cands):
-                    raise RecordError("the model returned an empty chunk", stage="script")
-                raise RecordError("no candidate of this section holds a whole sentence", stage="script",
-                                  hint="run again with --resume, or raise --best-of")
-            best = usable[choose([{"words": word_count(c["final"]), "failed": c["verdict"]["failed"]}
-                                  for c in usable], section.words)]
+            if not any(c["text"] for c in cands):
+                raise RecordError("the model returned an empty chunk", stage="script")
+            if usable:
+                best = usable[choose([{"words": word_count(c["final"]), "failed": c["verdict"]["failed"]}
+                                      for c in usable], section.words)]
+            else:  # every candidate was instruction text or cut: the section is left out, not read out
+                best = cands[0]
+                self.emitter.message(f"record {self.rid}: chunk {i} ({section.name}): no candidate kept a "
+                                     "whole sentence that is not instruction text; the section is left out",
+                                     "warning")
             text = best["final"]
             fh.seek(0)
             fh.truncate()
             fh.write(text.encode("utf-8"))
             os.fsync(fh.fileno())
         os.replace(part, part.with_suffix(".txt"))
-        verdict = check.verdict(text)
+        verdict = check.verdict(text) if text else {"passed": False, "failed": ["empty"]}
         if best["removed"]:
             verdict["removed"] = best["removed"]
         if len(cands) > 1:
