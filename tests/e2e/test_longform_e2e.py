@@ -58,7 +58,8 @@ def test_a_1200_word_episode_section_by_section(tmp_path):
     assert names.count("chunk_start") == names.count("chunk_complete") == 10
     done = [e for e in events if e["event"] == "chunk_complete"]
     assert [e["chunk"] for e in done] == list(range(1, 11))
-    assert all(e["words"] > 0 and e["tokens"]["completion"] > 0 for e in done)
+    assert all(e["tokens"]["completion"] > 0 for e in done)
+    assert sum(e["words"] > 0 for e in done) >= 8  # a section may be left out (nothing whole and clean)
 
 
 def test_sigkill_after_two_chunks_then_resume(tmp_path):
