@@ -629,6 +629,85 @@ def check_grounded(text: str, prompt: str, context: dict[str, Any]) -> list[str]
     return out
 
 
+# -- long-form: instruction text and sentence joins ------------------------------------------
+_ORDINAL = r"(?:\d+|[ivx]+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|first|second|third|" \
+           r"fourth|fifth|sixth|seventh|eighth|ninth|tenth|last|final|next)"
+_UNIT = r"(?:part|section|segment|chapter|block)"
+#: Instruction text a section plan invites a model to read out: (name, pattern over the text).
+#: Case matters where the plain words are ordinary speech ("the numbers", "what happened").
+INSTRUCTION_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
+    ("numbering", re.compile(rf"\b{_UNIT}s?\s+{_ORDINAL}\s+(?:of|out of)\s+{_ORDINAL}\b", re.I)),
+    ("heading", re.compile(rf"^[ \t]*(?:#+[ \t]*|[*_]+[ \t]*)?(?:{_UNIT}|episode)[ \t]+{_ORDINAL}\b[^\n.!?]{{0,60}}"
+                           r"(?::|[ \t]*$|[ \t]+[-–—])", re.I | re.M)),
+    ("heading", re.compile(r"^[ \t]*(?:#{1,6}[ \t]+\S|[*_]{1,2}[^*_\n]{1,60}[*_]{1,2}[ \t]*:?[ \t]*$)", re.M)),
+    ("label", re.compile(
+        r"^[ \t]*[*_]*(?:sections?|parts?|segments?|chapters?|title|topic|facts?|key[ _]facts|names|numbers|outline|"
+        r"notes|sources|audience|summary|brief|already said|episode|podcast(?: episode)?|word count|words|"
+        r"target|host|transcript|instructions?)[*_]*[ \t]*:", re.I | re.M)),
+    ("label", re.compile(r"\b(?:Section|Part|Facts|Key facts|Names|Numbers|Outline|Notes|Sources|Brief|"
+                         r"Already said|Word count|Target words|Title|Topic)[ \t]*:")),
+    ("instruction", re.compile(
+        r"\b(?:now\s+)?write\s+(?:(?:the\s+)?(?:next\s+|following\s+)?(?:part|section)\b|about\s+\d+)|"
+        r"\b(?:do not|don['’]t)\s+(?:greet the listeners|end the show|repeat (?:what|anything|yourself))|"
+        r"\balready said\b|\bword (?:count|target)\b|\bkey_facts\b|\btarget_words\b|\{\{|\}\}", re.I)),
+    ("preamble", re.compile(
+        rf"\bhere(?:['’]s| is| are| you go)\b[^.!?\n]{{0,40}}?\b(?:{_UNIT}|episode|podcast|continuation|"
+        r"paragraphs?|transcript|words)\b", re.I)),
+    ("sign-off", re.compile(r"\bi hope (?:this|that) helps\b|\bfeel free to (?:ask|adjust|modify|"
+                            rf"edit)\b|\b(?:end of|continued in)\s+(?:the\s+)?{_UNIT}\b|\(\s*(?:continued|cont\.?)\s*\)",
+                            re.I)),
+    ("markdown", re.compile(r"^[ \t]*(?:[-*•][ \t]+\S|\d+[.)][ \t]+\S|>[ \t]|[-=*_]{3,}[ \t]*$|\|.*\|[ \t]*$)|"
+                            r"\*\*|__|`", re.M)),
+]
+
+
+def check_instructions(text: str, plan_names: Iterable[str] = ()) -> list[str]:
+    """Instruction text of a section plan in ``text``: numbering ("part 3 of 10"), headings,
+    prompt labels ("Numbers:", "Section:"), instructions ("now write part…", "do not greet
+    the listeners"), "Here is part…" preambles, sign-offs, markdown, and any ``plan_names``
+    (section names, matched with their capitalization: "Rumor Watch" anywhere; a one-word
+    name only as a line or a label of its own, "History:"); ``[]`` when none.
+
+    Runs of the prompts' words are :func:`check_no_echo`'s part; this adds what a plan adds.
+
+    :returns: short descriptions such as ``"numbering: part 3 of 10"``, ``"plan: Rumor Watch"``.
+    """
+    found: list[str] = []
+    for name, pattern in INSTRUCTION_PATTERNS:
+        m = pattern.search(text)
+        if m:
+            found.append(f"{name}: {m.group(0).strip()}")
+    for section in plan_names:
+        section = section.strip()
+        if not section:
+            continue
+        if " " in section:
+            where = rf"(?<!\w){re.escape(section)}(?!\w)"
+        else:
+            where = rf"^[ \t#*_]*{re.escape(section)}[ \t*_]*(?::|$)"
+        if re.search(where, text, re.M):
+            found.append(f"plan: {section}")
+    return found
+
+
+def starts_on_sentence(text: str) -> bool:
+    """True when ``text`` opens a sentence: its first letter or digit (after opening quotes)
+    is a capital or a digit, not a lower-case word or an ellipsis carrying on a cut one."""
+    stripped = text.lstrip()
+    if not stripped or stripped.startswith(("...", "…", ",", ";", "-", "–", "—")):
+        return False
+    first = stripped.lstrip("\"'“‘«([ ")[:1]
+    return bool(first) and (first.isdigit() or first.isupper() or not first.isalpha())
+
+
+def cut_joins(pieces: list[str]) -> list[int]:
+    """Joins that cut a sentence when ``pieces`` are stitched in order: the numbers ``n``
+    (1-based) of the joins between piece ``n`` and ``n + 1`` where the first does not end on
+    a whole sentence or the second does not open one; ``[]`` when every join is clean."""
+    return [n for n in range(1, len(pieces))
+            if not ends_on_sentence(pieces[n - 1]) or not starts_on_sentence(pieces[n])]
+
+
 # -- all checks ------------------------------------------------------------------------------
 def evaluate(text: str, checks: Checks, *, context: dict[str, Any], prompt: str,
              target_words: int, phrases: set[str] | None = None,
@@ -699,6 +778,6 @@ def choose(candidates: list[dict[str, Any]], target_words: int) -> int:
                               len(candidates[i]["failed"]), abs(candidates[i]["words"] - target_words), i))
 
 
-__all__ = ["CHECK_NAMES", "COMMON_WORDS", "Checks", "LengthWindow", "check_grounded", "check_mentions",
-           "check_no_echo", "choose", "echo_phrases", "ends_on_sentence", "evaluate", "fold",
-           "name_variants", "trim_to_sentence"]
+__all__ = ["CHECK_NAMES", "COMMON_WORDS", "INSTRUCTION_PATTERNS", "Checks", "LengthWindow", "check_grounded",
+           "check_instructions", "check_mentions", "check_no_echo", "choose", "cut_joins", "echo_phrases",
+           "ends_on_sentence", "evaluate", "fold", "name_variants", "starts_on_sentence", "trim_to_sentence"]

@@ -6,7 +6,6 @@ import pytest
 from ai_content_pipeline.chain.spec import load_chain
 from ai_content_pipeline.errors import ConfigError, UsageError
 from ai_content_pipeline.ledger import Ledger
-from ai_content_pipeline.stages.registry import build_stage
 from ai_content_pipeline.stages.script import ScriptOptions, ScriptStage, candidate_seed
 from tests.cli_helpers import invoke
 from tests.doubles import FakeBatchLLM, FakeLLM, RecordingEmitter, SeededLLM, lines_of
@@ -161,8 +160,6 @@ def test_bad_best_of_and_batch_values_are_usage_errors():
         ScriptStage(FakeLLM(), ScriptOptions(best_of=0))
     with pytest.raises(UsageError):
         ScriptStage(FakeLLM(), ScriptOptions(batch=65))
-    with pytest.raises(UsageError, match="long-form"):
-        build_stage("script", FakeLLM(), ScriptOptions(template="podcast-longform", best_of=2))
 
 
 def _chain(tmp_path, params: str) -> str:

@@ -82,8 +82,8 @@ Examples:
 @click.option("-j", "--jobs", type=click_range(JOBS), default=1, show_default=True,
               help="Concurrent requests for backends that serve them (Ollama); output order unchanged.")
 @click.option("--best-of", type=click_range(BEST_OF), default=1, show_default=True, metavar="N",
-              help="Write N candidates per take (seeds derived from the take's seed) and keep the one "
-                   "that passes the template's checks closest to its target length.")
+              help="Write N candidates per take (long-form: per section; seeds derived from the take's "
+                   "seed) and keep the one that passes the template's checks closest to its target length.")
 @click.option("--batch", type=click_range(BATCH), default=1, show_default=True, metavar="B",
               help="llamacpp: keep the takes of B records decoding together in one batch, "
                    "refilled as each ends (output order unchanged); other backends use --jobs.")

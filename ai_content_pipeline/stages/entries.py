@@ -65,6 +65,7 @@ class ChunkEntry(BaseModel):
     shortfall: StrictInt = Field(ge=0)
     sha256: StrictStr = Field(pattern=r"^[0-9a-f]{64}$")
     key: StrictStr | None = None
+    checks: dict[str, Any] | None = None
 
 
 class PackEntry(BaseModel):

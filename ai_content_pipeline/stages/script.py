@@ -133,7 +133,8 @@ class ScriptOptions:
     :ivar words: long-form only: scale the section word targets to this total.
     :ivar sections: long-form only: a plan (``[{name, brief, words}]``) replacing the template's.
     :ivar work_dir: long-form only: chunk files and checkpoints go to ``work_dir/{id}/``.
-    :ivar best_of: candidates per take (1-16); the best by the template's checks is kept.
+    :ivar best_of: candidates per take (1-16; long-form: per section); the best by the
+        template's checks is kept.
     :ivar batch: records whose takes a batching backend (llama.cpp) decodes together (1-64).
     :ivar require_checks: a take that fails its checks becomes a record ``error``.
     :ivar redo_failed: with ``resume``: a take the ledger holds whose checks failed is made
@@ -194,7 +195,7 @@ class ScriptOptions:
         check ``best_of`` and ``batch``.
 
         :raises UsageError: unknown template or persona, ``best_of``/``batch`` out of
-            range, ``best_of`` > 1 with a long-form template. :raises ConfigError: invalid file.
+            range. :raises ConfigError: invalid file.
         """
         template = template or load_template(self.template)
         if self.persona:
@@ -204,16 +205,13 @@ class ScriptOptions:
     def check(self, template: Template) -> None:
         """Check ``best_of`` and ``batch`` against ``template`` (loaded by the caller).
 
-        :raises UsageError: ``best_of``/``batch`` out of range, ``best_of`` > 1 with a long-form template.
+        :raises UsageError: ``best_of``/``batch`` out of range.
         """
         check_extra_context(self.extra_context)  # a key the prompt context sets itself: usage error
         if not 1 <= self.best_of <= MAX_BEST_OF:
             raise UsageError(f"best_of must be between 1 and {MAX_BEST_OF}, not {self.best_of}")
         if not 1 <= self.batch <= MAX_BATCH:
             raise UsageError(f"batch must be between 1 and {MAX_BATCH}, not {self.batch}")
-        if self.best_of > 1 and (template.sections or self.sections):
-            raise UsageError(f"best_of applies to one-call templates; '{template.name}' is long-form",
-                             hint="long-form scripts are checked as a whole; drop --best-of")
         for name, on in (("redo_failed", self.redo_failed), ("recheck", self.recheck)):
             if on and (template.sections or self.sections):
                 raise UsageError(f"{name} applies to one-call templates; '{template.name}' is long-form")

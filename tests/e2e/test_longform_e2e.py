@@ -30,7 +30,10 @@ def check_script(script: dict, folder: Path) -> None:
     position = -1
     for c in script["chunks"]:
         chunk = (folder / "chunks" / f"{c['index']:02d}.txt").read_text(encoding="utf-8")
-        assert chunk and c["words"] == len(chunk.split()) > 0
+        if not chunk:  # left out: nothing of it was a whole sentence that is not instruction text
+            assert c["words"] == 0 and c["checks"]["failed"] == ["empty"]
+            continue
+        assert c["words"] == len(chunk.split()) > 0
         assert text.count(chunk) == 1 and text.index(chunk) > position
         position = text.index(chunk)
         assert c["shortfall"] == max(0, c["target"] - c["words"])
@@ -48,14 +51,15 @@ def test_a_1200_word_episode_section_by_section(tmp_path):
     assert proc.returncode == 0, proc.stderr
     [record] = [orjson.loads(x) for x in proc.stdout.splitlines()]
     script = record["script"]
-    assert script["backend"] == "llamacpp" and script["template"] == "podcast-longform@2"
+    assert script["backend"] == "llamacpp" and script["template"] == "podcast-longform@3"
     check_script(script, work / "vinyl")
     events = events_of(proc.stderr)
     names = [e["event"] for e in events]
     assert names.count("chunk_start") == names.count("chunk_complete") == 10
     done = [e for e in events if e["event"] == "chunk_complete"]
     assert [e["chunk"] for e in done] == list(range(1, 11))
-    assert all(e["words"] > 0 and e["tokens"]["completion"] > 0 for e in done)
+    assert all(e["tokens"]["completion"] > 0 for e in done)
+    assert sum(e["words"] > 0 for e in done) >= 8  # a section may be left out (nothing whole and clean)
 
 
 def test_sigkill_after_two_chunks_then_resume(tmp_path):
