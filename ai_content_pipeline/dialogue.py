@@ -227,14 +227,14 @@ def parse(reply: str, hosts: Sequence[Host] | Iterable[Any]) -> Dialogue:
             raw.append((None, [piece.strip()]))
         else:
             raw[-1][1].append(piece)
-    lead_who, lead = raw[0]
+    lead = raw[0][1]
     first_labelled = next((who for who, _ in raw[1:] if who), None)
     opener = hosts[0].name if hosts else None
     segments: list[Segment] = []
     if any(line.strip() for line in lead):
         # the opener's line the prompt began, unless the opener's own label comes first
-        who = opener if first_labelled != opener or first_labelled is None else None
-        segments.append(Segment(who, _clean(lead) if who else "\n".join(x.strip() for x in lead if x.strip())))
+        speaker = opener if first_labelled != opener or first_labelled is None else None
+        segments.append(Segment(speaker, _clean(lead) if speaker else "\n".join(x.strip() for x in lead if x.strip())))
     for who, lines in raw[1:]:
         if who is None:
             segments.append(Segment(None, " ".join(" ".join(x.split()) for x in lines if x.strip())))
@@ -286,8 +286,8 @@ def _label_inside(text: str, hosts: Sequence[Host]) -> str | None:
         for i in range(len(words)):  # "and then Sam:" → "Sam"
             if names.host(" ".join(words[i:])) is not None:
                 return m.group(0).strip()
-    m = _GENERIC_LABEL.search(text)
-    return m.group(0).strip() if m else None
+    generic = _GENERIC_LABEL.search(text)
+    return generic.group(0).strip() if generic else None
 
 
 def check_speakers(dialogue: Dialogue, min_turns: int) -> dict[str, Any] | None:

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
@@ -68,7 +69,7 @@ def main() -> None:
     args = ap.parse_args()
 
     configs = [("best-of 1", 1, 1), (f"best-of 4, batch {args.batch}", 4, args.batch)]
-    totals = {name: {"wall": 0.0, "cpu": 0.0, "passed": 0, "n": 0, "failed": collections.Counter(), "turns": 0}
+    totals: dict[str, dict[str, Any]] = {name: {"wall": 0.0, "cpu": 0.0, "passed": 0, "n": 0, "failed": collections.Counter(), "turns": 0}
               for name, _, _ in configs}
     print(f"dialogues on {args.model or 'SmolLM2-135M'} (llamacpp), seed {args.seed}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f} at start", flush=True)

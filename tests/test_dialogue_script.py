@@ -12,7 +12,12 @@ from ai_content_pipeline.chain.runner import run_chain
 from ai_content_pipeline.chain.spec import load_chain
 from ai_content_pipeline.cli import script as script_cli
 from ai_content_pipeline.errors import ConfigError, UsageError
-from ai_content_pipeline.service.requests import GenerateRequest, RequestProblem, build_chain, validate_chain
+from ai_content_pipeline.service.requests import (
+    GenerateRequest,
+    RequestProblem,
+    build_chain,
+    validate_chain,
+)
 from ai_content_pipeline.stages.script import ScriptOptions, ScriptStage, candidate_seed
 from ai_content_pipeline.templates import load_template
 from ai_content_pipeline.templates.models import Template

@@ -415,6 +415,6 @@ def as_data(item: Template | Persona) -> dict[str, Any]:
         if not item.dialogue:
             data.pop("dialogue", None)
             data.pop("hosts", None)
-        unset = {"topic": [], "speakers": None, "turn_words": None, "clean_turns": False, "alternate": False}
+        unset: dict[str, Any] = {"topic": [], "speakers": None, "turn_words": None, "clean_turns": False, "alternate": False}
         data["checks"] = {k: v for k, v in data["checks"].items() if k not in unset or v != unset[k]}
     return data
