@@ -151,6 +151,8 @@ def test_a_one_voice_template_ignores_a_hosts_field_and_refuses_several_personas
         dialogue(personas=["sam", "julie", "max"]).validate()
     with pytest.raises(UsageError, match="twice"):
         dialogue(personas=["sam", "sam"]).validate()
+    with pytest.raises(UsageError, match="no sections"):
+        dialogue(sections=[{"name": "a", "brief": "b", "words": 100}]).validate()
 
 
 def test_persona_files_can_be_hosts(tmp_path):

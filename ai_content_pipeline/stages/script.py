@@ -203,6 +203,9 @@ class ScriptOptions:
         """
         check_extra_context(self.extra_context)  # a key the prompt context sets itself: usage error
         check_personas(template, self.persona, self.personas)
+        if template.dialogue and self.sections:
+            raise UsageError(f"template '{template.name}' is a dialogue, written in one call: it takes no sections",
+                             hint="drop sections (long-form dialogue is not built yet)")
         if not 1 <= self.best_of <= MAX_BEST_OF:
             raise UsageError(f"best_of must be between 1 and {MAX_BEST_OF}, not {self.best_of}")
         if not 1 <= self.batch <= MAX_BATCH:
