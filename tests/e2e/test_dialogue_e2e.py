@@ -16,7 +16,7 @@ def test_two_topics_become_conversations_in_which_both_hosts_speak(tmp_path):
     two = tmp_path / "two.jsonl"
     two.write_bytes(b"".join(open(TOPICS, "rb").readlines()[:2]))
     proc = run_bin("aicp-script", "--backend", "llamacpp", "-t", "podcast-dialogue", "-p", "sam", "-p", "julie",
-                   "--best-of", "4", "--batch", "2", "--seed", "1", "--stream", str(two))
+                   "--best-of", "4", "--batch", "2", "--seed", "1", "--stream", str(two), timeout=1800)
     assert proc.returncode == 0, proc.stderr
     out = [orjson.loads(line) for line in proc.stdout.splitlines()]
     assert [r["id"] for r in out] == ["topic-001", "topic-002"]
