@@ -31,6 +31,11 @@ A template declares its checks in a ``checks:`` block (see :class:`Checks`)::
 - ``complete``: the text ends with ``.``, ``!``, ``?`` or ``…`` (closing quotes
   or brackets after it allowed). A take cut by the token limit is first
   trimmed back to its last whole sentence (:func:`trim_to_sentence`).
+- ``topic``: paths as ``mentions``, for a subject given as a sentence: at least half of
+  its key words are said (:func:`check_topic`).
+- dialogue templates only: ``speakers``, ``turn_words``, ``clean_turns``, ``alternate``
+  and the always-on ``stray`` (:mod:`ai_content_pipeline.dialogue`); the checks above then
+  run on what the hosts say.
 
 :func:`evaluate` returns ``{"passed": bool, "failed": [names], "details": {name: ...}}``
 (details only for the failed checks).
@@ -43,7 +48,7 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from .records import get_path
 from .text import sentence_spans
@@ -51,7 +56,11 @@ from .text import sentence_spans
 #: Length (in words) of the prompt phrases ``no_echo`` looks for in the text.
 ECHO_NGRAM = 5
 #: Order in which check names are reported.
-CHECK_NAMES = ("mentions", "no_echo", "grounded", "length", "complete")
+CHECK_NAMES = ("mentions", "no_echo", "grounded", "length", "complete", "topic",
+               # dialogue templates only (:mod:`ai_content_pipeline.dialogue`)
+               "speakers", "turn_words", "clean_turns", "alternate", "stray")
+#: The checks only a dialogue template may turn on (``stray`` is always on for one).
+DIALOGUE_CHECKS = ("speakers", "turn_words", "clean_turns", "alternate")
 
 # Letters NFKD does not decompose into a base letter + accent.
 _FOLD_EXTRA = str.maketrans({"ø": "o", "Ø": "o", "æ": "ae", "Æ": "ae", "œ": "oe", "Œ": "oe",
@@ -90,11 +99,29 @@ class Checks(BaseModel):
     grounded: bool = False
     length: LengthWindow | None = None
     complete: bool = True
+    #: fields naming the subject in words (a topic sentence): most of its key words are said
+    topic: list[str | list[str]] = []
+    #: dialogue templates: each host has at least this many turns
+    speakers: int | None = Field(None, ge=1, le=100)
+    #: dialogue templates: no turn longer than this many words
+    turn_words: int | None = Field(None, ge=1)
+    #: dialogue templates: no speaker label or stage direction inside a turn's text
+    clean_turns: bool = False
+    #: dialogue templates: no host speaks twice in a row
+    alternate: bool = False
+    #: set by a dialogue template: ``stray`` (no text outside a host's turn) runs too
+    _dialogue: bool = PrivateAttr(default=False)
+
+    def dialogue_only(self) -> list[str]:
+        """The dialogue checks this block turns on (a one-voice template may not)."""
+        return [n for n in DIALOGUE_CHECKS if getattr(self, n) not in (None, False)]
 
     def names(self) -> list[str]:
         """The checks this block turns on, in report order."""
         on = {"mentions": bool(self.mentions), "no_echo": self.no_echo, "grounded": self.grounded,
-              "length": self.length is not None, "complete": self.complete}
+              "length": self.length is not None, "complete": self.complete, "topic": bool(self.topic),
+              "speakers": self.speakers is not None, "turn_words": self.turn_words is not None,
+              "clean_turns": self.clean_turns, "alternate": self.alternate, "stray": self._dialogue}
         return [n for n in CHECK_NAMES if on[n]]
 
 
@@ -177,6 +204,43 @@ def check_mentions(text: str, mentions: Iterable[str | list[str]], context: dict
             value = get_path(context, path)
             if _present(value):
                 if not any(_contains(folded, v) or _contains(bare, v) for v in name_variants(value)):
+                    missing.append(path)
+                break
+    return missing
+
+
+#: Words of a topic that do not say what it is about ("How", "made", "more").
+_TOPIC_FILLER = frozenset("""how why what when where who which made make makes making became become becomes
+more most less many much way ways really still ever never even get gets got keep kept""".split())
+
+
+def _stem(word: str) -> str:
+    """A crude English stem for matching a topic's words: ``cities``/``city`` → ``city``,
+    ``planting`` → ``plant``, ``records`` → ``record``."""
+    for suffix, repl in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[:-len(suffix)] + repl
+            break
+    return word[:6]
+
+
+def check_topic(text: str, topic: Iterable[str | list[str]], context: dict[str, Any]) -> list[str]:
+    """Paths of ``topic`` (as ``mentions``: a path or a list of which the first with a value
+    counts) whose value the text does not name: at least half of the value's key words (no
+    common or filler words; plurals and "-ing" forms match) must occur. ``[]`` when all do.
+
+    "How vinyl records made a comeback" is named by "records are back: vinyl is selling again".
+    """
+    said = {_stem(w) for w in fold(_POSSESSIVE.sub("", str(text))).split()}
+    missing: list[str] = []
+    for item in topic:
+        paths = [item] if isinstance(item, str) else list(item)
+        for path in paths:
+            value = get_path(context, path)
+            if _present(value):
+                keys = {_stem(w) for w in fold(value).split()
+                        if len(w) > 2 and w not in COMMON_WORDS and w not in _TOPIC_FILLER}
+                if keys and len(keys & said) * 2 < len(keys):
                     missing.append(path)
                 break
     return missing
@@ -711,7 +775,7 @@ def cut_joins(pieces: list[str]) -> list[int]:
 # -- all checks ------------------------------------------------------------------------------
 def evaluate(text: str, checks: Checks, *, context: dict[str, Any], prompt: str,
              target_words: int, phrases: set[str] | None = None,
-             max_words: int | None = None) -> dict[str, Any]:
+             max_words: int | None = None, dialogue: Any = None) -> dict[str, Any]:
     """Run ``checks`` on ``text``.
 
     :param context: the prompt context the text was asked with (record fields, ``persona``...).
@@ -720,6 +784,9 @@ def evaluate(text: str, checks: Checks, *, context: dict[str, Any], prompt: str,
     :param phrases: precomputed :func:`echo_phrases` of ``prompt``.
     :param max_words: the most words that fit the take's time limit: more fails ``length``
         (also when ``checks`` has no ``length`` window); ``None``: no time limit.
+    :param dialogue: a dialogue template's parsed take (:class:`~ai_content_pipeline.dialogue.Dialogue`):
+        the checks above run on what the hosts say (labels and stray text left out), then the
+        dialogue checks (``speakers``, ``turn_words``, ``clean_turns``, ``alternate``, ``stray``).
     :returns: ``{"passed": bool, "failed": [names], "details": {name: detail}}``; details
         hold, per failed check, the missing paths (``mentions``), what was echoed
         (``no_echo``), ``{"words", "min", "max"}`` (``length``), the last characters
@@ -727,6 +794,8 @@ def evaluate(text: str, checks: Checks, *, context: dict[str, Any], prompt: str,
     """
     failed: list[str] = []
     details: dict[str, Any] = {}
+    if dialogue is not None:
+        text = dialogue.spoken
     if checks.mentions:
         missing = check_mentions(text, checks.mentions, context)
         if missing:
@@ -755,6 +824,15 @@ def evaluate(text: str, checks: Checks, *, context: dict[str, Any], prompt: str,
     if checks.complete and not ends_on_sentence(text):
         failed.append("complete")
         details["complete"] = text.rstrip()[-30:]
+    if checks.topic:
+        unnamed = check_topic(text, checks.topic, context)
+        if unnamed:
+            failed.append("topic")
+            details["topic"] = unnamed
+    if dialogue is not None:
+        for name, detail in dialogue.failures(checks):
+            failed.append(name)
+            details[name] = detail
     result: dict[str, Any] = {"passed": not failed, "failed": failed}
     if details:
         result["details"] = details
@@ -778,6 +856,7 @@ def choose(candidates: list[dict[str, Any]], target_words: int) -> int:
                               len(candidates[i]["failed"]), abs(candidates[i]["words"] - target_words), i))
 
 
-__all__ = ["CHECK_NAMES", "COMMON_WORDS", "INSTRUCTION_PATTERNS", "Checks", "LengthWindow", "check_grounded",
-           "check_instructions", "check_mentions", "check_no_echo", "choose", "cut_joins", "echo_phrases",
-           "ends_on_sentence", "evaluate", "fold", "name_variants", "starts_on_sentence", "trim_to_sentence"]
+__all__ = ["CHECK_NAMES", "COMMON_WORDS", "DIALOGUE_CHECKS", "INSTRUCTION_PATTERNS", "Checks", "LengthWindow",
+           "check_grounded", "check_instructions", "check_mentions", "check_no_echo", "check_topic", "choose",
+           "cut_joins", "echo_phrases", "ends_on_sentence", "evaluate", "fold", "name_variants",
+           "starts_on_sentence", "trim_to_sentence"]

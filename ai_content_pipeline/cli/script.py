@@ -43,6 +43,7 @@ EPILOG = f"""\b
 Examples:
   aicp-script --template song-intro --persona julie < examples/songs.jsonl
   aicp-script --template podcast-segment examples/topics.jsonl --stream 2>progress.jsonl
+  aicp-script -t podcast-dialogue -p sam -p julie --best-of 4 examples/topics.jsonl
   aicp-script --backend ollama --model llama3.2 --jobs 4 examples/songs.jsonl > scripts.jsonl
   aicp-script --checkpoint run.ledger --resume examples/songs.jsonl > scripts.jsonl
   aicp-script --checkpoint run.ledger --resume --redo-failed examples/songs.jsonl > scripts.jsonl
@@ -65,9 +66,12 @@ Examples:
 @click.option("-t", "--template", default="song-intro", show_default=True, metavar="NAME|PATH", type=NameOrPath(),
               shell_complete=complete_name("template"),
               help="Prompt template: a name (`aicp templates list`: yours, then built-in) or a YAML file.")
-@click.option("-p", "--persona", metavar="NAME|PATH", type=NameOrPath(), shell_complete=complete_name("persona"),
+@click.option("-p", "--persona", "personas", metavar="NAME|PATH", type=NameOrPath(), multiple=True,
+              shell_complete=complete_name("persona"),
               help="Persona for records without a `persona`/`dj` field (default: julie): a name "
-                   "(`aicp personas list`) or a YAML file.")
+                   "(`aicp personas list`) or a YAML file. Dialogue templates (podcast-dialogue, "
+                   "radio-banter): repeat it for the hosts, the first opens (-p sam -p julie); records "
+                   "without a `hosts` field get them.")
 @click.option("--variants", type=click_range(VARIANTS), default=1, show_default=True,
               help="Takes per record; each take is its own output record (script.take).")
 @click.option("--backend", type=BackendChoice("llm"), default="auto", show_default=True,
@@ -121,7 +125,7 @@ Examples:
 @log_option
 @shard_options
 @run_options
-def script_command(files: tuple[str, ...], template: str, persona: str | None, variants: int,
+def script_command(files: tuple[str, ...], template: str, personas: tuple[str, ...], variants: int,
                    backend: str, model: str | None, temperature: float | None,
                    top_p: float | None, seed: int | None, max_tokens: int | None, jobs: int,
                    best_of: int, batch: int, require_checks: bool, redo_failed: bool, recheck: bool,
@@ -140,7 +144,9 @@ def script_command(files: tuple[str, ...], template: str, persona: str | None, v
 
     Every take is checked without a model call against its template's checks
     (`aicp templates show NAME`): mentions, no_echo, grounded, length,
-    complete. A take cut by --max-tokens is trimmed back to its last whole
+    complete; a dialogue template's takes also get script.turns (speaker,
+    text) and the dialogue checks (speakers, turn_words, clean_turns,
+    alternate, stray). A take cut by --max-tokens is trimmed back to its last whole
     sentence first. A record naming its song's audio file (`file`) gets the
     artist, title, album, year and genre it lacks from the file's tags.
     --resume --redo-failed makes the failed takes again; --recheck checks
@@ -150,7 +156,8 @@ def script_command(files: tuple[str, ...], template: str, persona: str | None, v
     from ..stages.script import NoModel, ScriptOptions
 
     emitter = make_emitter(stream, quiet, "aicp-script")
-    options = ScriptOptions(template=template, persona=persona, variants=variants,
+    options = ScriptOptions(template=template, persona=personas[0] if personas else None,
+                            personas=list(personas) if len(personas) > 1 else None, variants=variants,
                             temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
                             jobs=jobs, retries=retries, resume=resume, strict=strict,
                             words=words, work_dir=work_dir, best_of=best_of, batch=batch,

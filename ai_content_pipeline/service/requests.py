@@ -2,7 +2,7 @@
 
 A request names the work (``records``, or one topic: ``title``/``description``/
 ``length_target``) and either the simple form (``template``/``script_type``,
-``persona``, ``params``, ``voice``) or a whole ``chain`` object (the run-chain file
+``persona`` or ``personas``, ``params``, ``voice``) or a whole ``chain`` object (the run-chain file
 without ``input``/``output_dir``, which the service sets per job). The chain is then
 checked by the same :func:`~ai_content_pipeline.chain.spec.load_chain` as
 ``aicp run-chain``, so a bad parameter is refused before the job is queued.
@@ -12,7 +12,7 @@ What a client may not choose, because it would reach outside the job: file paths
 for tags: the service sets ``song_field`` to none) and the backend settings only the
 operator may set (those a backend marks ``operator``: files, folders, servers, such as
 ``checkpoint_dir`` or ``host``). Templates and personas are built-in names only, also in a record's
-``persona``/``dj`` field; models and voices are names from the operator's lists
+``persona``/``dj``/``hosts`` fields and a chain step's ``params.personas``; models and voices are names from the operator's lists
 (``aicp serve --allow-model/--allow-voice``; by default the bundled model and voice),
 which the service turns into the operator's files. An unknown name gets the same answer
 whether or not a file of that name exists anywhere.
@@ -59,6 +59,9 @@ class GenerateRequest(BaseModel):
     template: str | None = Field(None, description="built-in template name (see GET /api/v1/templates)")
     script_type: str | None = Field(None, description="another name for `template`")
     persona: str | None = Field(None, description="built-in persona name (see GET /api/v1/personas)")
+    personas: list[str] | None = Field(None, min_length=1, max_length=8,
+                                       description="a dialogue template's hosts (podcast-dialogue, "
+                                                   "radio-banter): built-in persona names, the first opens")
     params: dict[str, Any] = Field(default_factory=dict,
                                    description="script stage parameters: variants, temperature, top_p, "
                                                "max_tokens, seed, words, sections, retries...")
@@ -103,8 +106,10 @@ class GenerateRequest(BaseModel):
             raise ValueError("`description` and `length_target` go with `title`")
         if self.template and self.script_type and self.template != self.script_type:
             raise ValueError("`template` and `script_type` name different templates")
+        if self.persona is not None and self.personas is not None:
+            raise ValueError("give `persona` or `personas` (a dialogue's hosts, the first opens), not both")
         if self.chain is not None:
-            simple = [k for k in ("template", "script_type", "persona", "params", "model", "voice",
+            simple = [k for k in ("template", "script_type", "persona", "personas", "params", "model", "voice",
                                   "voice_params", "backend_settings", "voice_settings") if k in self.model_fields_set]
             if simple:
                 raise ValueError(f"with `chain`, set {', '.join(simple)} inside the chain's steps")
@@ -269,6 +274,9 @@ def build_chain(req: GenerateRequest, *, models: dict[str, str] | None = None,
         for key in ("persona", "dj"):
             if key in record:
                 _builtin("persona", f"records.{i}.{key}", record[key], personas)
+        if isinstance(record.get("hosts"), list):  # names only (the stage refuses any other value)
+            for j, name in enumerate(record["hosts"]):
+                _builtin("persona", f"records.{i}.hosts.{j}", name, personas)
     where: dict[str, str] = {}
     if req.chain is not None:
         chain = dict(req.chain)
@@ -292,6 +300,9 @@ def build_chain(req: GenerateRequest, *, models: dict[str, str] | None = None,
                 step["voice"] = _named("voice", f"chain.steps.{i}.voice", step["voice"], voices)
             _refuse_operator_settings(f"chain.steps.{i}.", step.get("type"), step)
             params = step.get("params")
+            if isinstance(params, dict) and isinstance(params.get("personas"), list):
+                for j, name in enumerate(params["personas"]):
+                    _builtin("persona", f"chain.steps.{i}.params.personas.{j}", name, personas)
             if isinstance(params, dict) and "work_dir" in params:
                 raise RequestProblem(f"chain.steps.{i}.params.work_dir", "is set by the service for each job")
             if isinstance(params, dict) and "lexicon" in params:
@@ -307,12 +318,16 @@ def build_chain(req: GenerateRequest, *, models: dict[str, str] | None = None,
         _builtin("template", "template" if req.template else "script_type" if req.script_type else "template",
                  template, templates)
         _builtin("persona", "persona", req.persona, personas)
+        for j, name in enumerate(req.personas or []):
+            _builtin("persona", f"personas.{j}", name, personas)
         model = _named("model", "model", req.model, models)
         if "work_dir" in req.params:
             raise RequestProblem("params.work_dir", "is set by the service for each job")
         if "lexicon" in req.voice_params:
             _refuse_lexicon("voice_params.lexicon")
         params = dict(req.params)
+        if req.personas:
+            params["personas"] = list(req.personas)
         if req.length_target:
             params.setdefault("words", req.length_target)
         _setting_keys("script", "backend_settings.", req.backend_settings)
@@ -335,6 +350,7 @@ def build_chain(req: GenerateRequest, *, models: dict[str, str] | None = None,
                           "params": dict(req.voice_params)})
         chain = {"name": req.name or template, "on_error": req.on_error, "steps": steps}
         where = {"steps.0.params.": "params.", "steps.0.template": "template", "steps.0.persona": "persona",
+                 "steps.0.params.personas": "personas",
                  "steps.0.backend": "backend", "steps.0.model": "model", "steps.1.params.": "voice_params.",
                  "steps.1.backend": "voice_backend", "": ""}
         where.update({f"steps.0.{k}": f"backend_settings.{k}" for k in req.backend_settings})

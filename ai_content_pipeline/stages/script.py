@@ -10,6 +10,7 @@ LLM backend, trim the model's chatter and add the ``script`` object::
      "tokens": {"prompt": int, "completion": int}, "seconds": float, "key": str,
      "host"?: str (the Ollama server that wrote it),
      "max_seconds"?: float (the take's time limit: --max-seconds, the record's intro_seconds),
+     "turns"?, "hosts"?, "hosts_voice"? (dialogue templates: see below),
      "checks": {"passed": bool, "failed": [str], "details"?: {...},
                 "candidates"?: [...], "chosen"?: int}}
 
@@ -20,6 +21,13 @@ kept (:func:`~ai_content_pipeline.checks.choose`). Backends that decode in
 batches (llama.cpp) write the candidates of a take together from one prompt
 evaluation, and with ``batch`` B > 1 the takes of B records in flight together
 (B worker threads; the backend's decoder batches their calls continuously).
+
+A dialogue template (``dialogue: true``) is written by its hosts (:meth:`ScriptStage.record_hosts`:
+a record's ``hosts`` names, else the run's ``personas``, filled from the template's default
+hosts; a record's ``persona``/``dj`` opens); the reply is parsed into ``turns``
+(``[{"speaker", "text"}]``, :mod:`ai_content_pipeline.dialogue`), ``text`` becomes one
+``Label: text`` line per turn, ``words`` counts what the hosts say, ``persona`` is the opener,
+``hosts`` lists them and ``hosts_voice`` carries each one's voice settings.
 
 Failures that concern one record become its ``error`` object; the run goes on.
 A take that fails its checks is still written (``checks.passed: false``) unless
@@ -52,6 +60,7 @@ from ..backends.base import (
     max_in_flight,
 )
 from ..checks import choose, echo_phrases, evaluate, trim_to_sentence
+from ..dialogue import Dialogue, parse
 from ..errors import AicpError, ChecksFailed, InputError, RecordError, UsageError
 from ..events import Emitter
 from ..jsonl import InputLine
@@ -73,7 +82,7 @@ from ..limits import (
     Variants,
     Words,
 )
-from ..records import content_hash, record_id, stage_fields, word_count
+from ..records import content_hash, get_path, record_id, stage_fields, word_count
 from ..songtags import SongTags
 from ..templates import (
     ExtraContext,
@@ -123,6 +132,9 @@ class ScriptOptions:
 
     :ivar template: template name or path.
     :ivar persona: default persona (a record's ``persona``/``dj`` field wins).
+    :ivar personas: a dialogue template's hosts (names or paths; the first opens; a record's
+        ``hosts`` field wins); places left open are filled from the template's default hosts.
+        With ``persona`` too, ``persona`` must be the first. More than one needs a dialogue template.
     :ivar variants: takes per record (each its own output record).
     :ivar temperature/top_p/max_tokens: override the template's defaults when set.
     :ivar seed: base seed; take ``n`` uses ``seed + n``. ``None``: engine's choice.
@@ -165,6 +177,7 @@ class ScriptOptions:
 
     template: str = "song-intro"
     persona: str | None = None
+    personas: list[str] | None = None
     variants: Variants = 1
     temperature: Temperature | None = None
     top_p: TopP | None = None
@@ -200,6 +213,8 @@ class ScriptOptions:
         template = template or load_template(self.template)
         if self.persona:
             load_persona(self.persona)
+        for ref in self.personas or []:
+            load_persona(ref)
         self.check(template)
 
     def check(self, template: Template) -> None:
@@ -208,6 +223,10 @@ class ScriptOptions:
         :raises UsageError: ``best_of``/``batch`` out of range.
         """
         check_extra_context(self.extra_context)  # a key the prompt context sets itself: usage error
+        check_personas(template, self.persona, self.personas)
+        if template.dialogue and self.sections:
+            raise UsageError(f"template '{template.name}' is a dialogue, written in one call: it takes no sections",
+                             hint="drop sections (long-form dialogue is not built yet)")
         if not 1 <= self.best_of <= MAX_BEST_OF:
             raise UsageError(f"best_of must be between 1 and {MAX_BEST_OF}, not {self.best_of}")
         if not 1 <= self.batch <= MAX_BATCH:
@@ -232,6 +251,28 @@ class ScriptOptions:
             seed=None if self.seed is None else self.seed + take,
             repeat_penalty=d.repeat_penalty,
         )
+
+
+def check_personas(template: Template, persona: str | None, personas: list[str] | None) -> None:
+    """The run's hosts against ``template``: several only for a dialogue template, at most its
+    ``hosts.max``, none twice, and ``persona`` (if given) the first.
+
+    :raises UsageError: naming the problem.
+    """
+    if not personas:
+        return
+    if len(personas) > 1 and not template.dialogue:
+        raise UsageError(f"template '{template.name}' has one speaker; {len(personas)} personas were given",
+                         hint="give --persona once, or use a dialogue template (podcast-dialogue, radio-banter)")
+    if len(set(personas)) < len(personas):
+        twice = next(p for p in personas if personas.count(p) > 1)
+        raise UsageError(f"persona '{twice}' is given twice; each host is a different persona")
+    if template.hosts is not None and len(personas) > template.hosts.max:
+        raise UsageError(f"template '{template.name}' has at most {template.hosts.max} hosts; "
+                         f"{len(personas)} personas were given")
+    if persona and persona != personas[0]:
+        raise UsageError(f"persona '{persona}' is not the first of personas {personas}: the first opens",
+                         hint="leave persona out, or put it first in personas")
 
 
 def reusable_script(value: dict[str, Any] | None) -> bool:
@@ -268,6 +309,8 @@ class _Take:
     attempt: int = 0
     max_seconds: float | None = None
     max_words: int | None = None
+    #: a dialogue template's hosts, first the opener (``None``: one speaker, ``persona``)
+    hosts: list[Persona] | None = None
 
     @property
     def prompt(self) -> str:
@@ -300,6 +343,8 @@ class ScriptStage(Stage):
                              hint="build the stage with stages.registry.build_stage('script', ...)")
         super().__init__(backend, options, emitter, ledger)  # loads the default persona, once
         options.check(self.template)
+        #: a dialogue template's hosts for records that name none (first opens); else ``[]``
+        self.run_hosts: list[Persona] = self._run_hosts() if self.template.dialogue else []
         # concurrent backends: candidates of all takes share the --jobs request slots (per host)
         self._slots = threading.Semaphore(max(1, max_in_flight(backend, options.jobs)))
         self._stats_lock = self.tracker.lock  # --jobs: worker threads add to the same counts
@@ -330,6 +375,71 @@ class ScriptStage(Stage):
         persona = self.personas.for_record(record)
         assert persona is not None
         return persona
+
+    def _run_hosts(self) -> list[Persona]:
+        """The run's hosts: ``personas`` (or ``persona``), then the template's default hosts up
+        to ``hosts.min``. :raises UsageError: fewer than ``hosts.min`` in all."""
+        rule = self.template.hosts
+        assert rule is not None
+        refs = self.options.personas or ([self.options.persona] if self.options.persona else [])
+        hosts = [self.personas.default if self.personas.default is not None and ref == self.options.persona
+                 else load_persona(ref) for ref in refs]
+        for name in rule.default:
+            if len(hosts) >= rule.min:
+                break
+            if name not in {h.name for h in hosts}:
+                hosts.append(self.personas.named(name))
+        if len(hosts) < rule.min:
+            raise UsageError(f"template '{self.template.name}' needs {rule.min} hosts; {len(hosts)} given",
+                             hint=f"give --persona {rule.min} times (the first opens)")
+        return hosts
+
+    def record_hosts(self, record: dict[str, Any], field: str = "hosts") -> list[Persona]:
+        """The hosts of ``record`` for a dialogue template, first the opener: the persona names
+        of its ``field`` (a list), else the run's hosts with the record's ``persona``/``dj`` (if
+        any) first. A name is one of the run's personas (files included), of the user folder or
+        built in; never a path.
+
+        :raises InputError: ``field`` is not a list of persona names, names one twice, names
+            more or fewer than the template's ``hosts`` allow, or names no persona.
+        """
+        rule = self.template.hosts
+        assert rule is not None
+        value = get_path(record, field)
+        if value is None:
+            hosts = list(self.run_hosts)
+            if any(not (v is None or (isinstance(v, str) and not v.strip()))
+                   for v in (record.get("persona"), record.get("dj"))):
+                opener = self.record_persona(record)
+                hosts = [opener, *[h for h in hosts if h.name != opener.name]][:rule.max]
+            return hosts
+        if not isinstance(value, list) or not value:
+            raise InputError(f"field '{field}' must be a list of persona names", field=field)
+        if not rule.min <= len(value) <= rule.max:
+            span = str(rule.min) if rule.min == rule.max else f"{rule.min} to {rule.max}"
+            raise InputError(f"field '{field}' names {len(value)} hosts; template '{self.template.name}' "
+                             f"has {span}", field=field)
+        own = {h.name: h for h in self.run_hosts}
+        hosts = []
+        for i, name in enumerate(value):
+            where = f"{field}[{i}]"
+            if isinstance(name, str) and name.strip() in own:
+                hosts.append(own[name.strip()])
+                continue
+            if not isinstance(name, str) or not name.strip():
+                raise InputError(f"field '{where}' must be a persona name (a non-empty string)", field=field)
+            persona = self.personas.for_record({where: name}, (where,))
+            assert persona is not None
+            hosts.append(persona)
+        names = [h.name for h in hosts]
+        if len(set(names)) < len(names):
+            twice = next(n for n in names if names.count(n) > 1)
+            raise InputError(f"field '{field}' names '{twice}' twice; each host is a different persona", field=field)
+        return hosts
+
+    def _dialogue(self, job: _Take, text: str) -> Dialogue | None:
+        """``text`` parsed into turns by ``job``'s hosts (``None``: a one-speaker template)."""
+        return parse(text, job.hosts) if job.hosts else None
 
     # -- one take ----------------------------------------------------------------
     def request(self, record: dict[str, Any], persona: Persona, take: int) -> tuple[list[dict[str, str]], GenerationParams, str]:
@@ -372,9 +482,10 @@ class ScriptStage(Stage):
         """The take to generate, or the finished output record (a failure, or served from the ledger)."""
         rid = record_id(record)
         try:
-            persona = self.record_persona(record)
+            hosts = self.record_hosts(record) if self.template.dialogue else None
+            persona = hosts[0] if hosts else self.record_persona(record)
             limit, max_words = self._time_limit(record, persona)
-            messages, ctx = self.template.request(record, persona, take=take, max_words=max_words,
+            messages, ctx = self.template.request(record, persona, take=take, max_words=max_words, hosts=hosts,
                                                   **self.options.extra_context)
         except AicpError as exc:
             if isinstance(exc, TemplateSandboxError):  # the template's fault, not this record's
@@ -384,7 +495,7 @@ class ScriptStage(Stage):
         params = self.options.params_for(self.template, take)
         key = self._key(messages, params, take, max_words)
         job = _Take(index, rid, record, take, persona, messages, ctx, params, key,
-                    max_seconds=limit, max_words=max_words)
+                    max_seconds=limit, max_words=max_words, hosts=hosts)
 
         served = self._served(key)
         if served is not None:
@@ -496,10 +607,11 @@ class ScriptStage(Stage):
             out.append(done if done else (first_error or RecordError("no candidate finished", stage="script")))
         return out
 
-    def _check(self, job: _Take, text: str) -> dict[str, Any]:
+    def _check(self, job: _Take, text: str, dialogue: Dialogue | None = None) -> dict[str, Any]:
         return evaluate(text, self.template.checks, context=job.context, prompt=job.prompt,
                         target_words=int(job.context.get("target_words") or self.template.target_words),
-                        phrases=self._phrases(job), max_words=job.max_words)
+                        phrases=self._phrases(job), max_words=job.max_words,
+                        dialogue=dialogue or self._dialogue(job, text))
 
     def _phrases(self, job: _Take) -> set[str]:
         if job.phrases is None:
@@ -538,28 +650,31 @@ class ScriptStage(Stage):
             truncated = result.done_reason == "length"
             if truncated and self.template.checks.complete:
                 text = trim_to_sentence(text)
-            verdict = self._check(job, text) if text else {"passed": False, "failed": ["empty"]}
+            dialogue = self._dialogue(job, text)
+            if dialogue is not None:  # one "Label: text" line per turn
+                text = dialogue.text
+            verdict = self._check(job, text, dialogue) if text else {"passed": False, "failed": ["empty"]}
             cands.append({"text": text, "truncated": truncated, "verdict": verdict, "result": result,
-                          "seed": candidate_seed(job.params.seed, c)})
+                          "seed": candidate_seed(job.params.seed, c), "dialogue": dialogue,
+                          "words": dialogue.words if dialogue is not None else word_count(text)})
         usable = [c for c in cands if c["text"]]
         if not usable:
             return self._fail(job.index, job.rid, job.record,
                               RecordError("the model returned an empty script", stage="script"), take=job.take)
-        best = usable[choose([{"words": word_count(c["text"]), "failed": c["verdict"]["failed"]} for c in usable],
-                             target)]
+        best = usable[choose([{"words": c["words"], "failed": c["verdict"]["failed"]} for c in usable], target)]
         text = best["text"]
         prompt_tokens = sum(c["result"].prompt_tokens for c in cands)
         completion_tokens = sum(c["result"].completion_tokens for c in cands)
         checks = dict(best["verdict"])
         if len(cands) > 1:
-            checks["candidates"] = [{"seed": c["seed"], "words": word_count(c["text"]),
+            checks["candidates"] = [{"seed": c["seed"], "words": c["words"],
                                      "tokens": c["result"].completion_tokens, "passed": c["verdict"]["passed"],
                                      "failed": c["verdict"]["failed"], **({"truncated": True} if c["truncated"] else {})}
                                     for c in cands]
             checks["chosen"] = cands.index(best)
         script = {
             "text": text,
-            "words": word_count(text),
+            "words": best["words"],
             "template": self.template.ref,
             "persona": job.persona.name,
             "persona_voice": persona_voice(job.persona),
@@ -577,6 +692,9 @@ class ScriptStage(Stage):
         if best["truncated"]:
             script["truncated"] = True
         extra = {"host": script["host"]} if "host" in script else {}
+        if best["dialogue"] is not None:
+            script.update(dialogue_fields(best["dialogue"], job.hosts or []))
+            extra["turns"] = len(script["turns"])
         if job.attempt:  # redo_failed: the ledger keeps this attempt under the take's key
             script["attempt"] = extra["attempt"] = job.attempt
             with self._stats_lock:
@@ -640,17 +758,27 @@ class ScriptStage(Stage):
         try:
             persona = self.personas.for_record(record, ("script.persona", "persona", "dj"))
             assert persona is not None
-            messages, ctx = self.template.request(given, persona, take=take, **self.options.extra_context)
+            hosts = None
+            if self.template.dialogue:  # the hosts the take was written by
+                hosts = self.record_hosts(record, "script.hosts") if isinstance(
+                    get_path(record, "script.hosts"), list) else self.record_hosts(given)
+                persona = hosts[0]
+            messages, ctx = self.template.request(given, persona, take=take, hosts=hosts,
+                                                  **self.options.extra_context)
         except AicpError as exc:
             if isinstance(exc, TemplateSandboxError):
                 raise
             err = InputError(exc.message, hint=exc.hint, stage="script") if not isinstance(exc, RecordError) else exc
             return self._fail(index, rid, record, err, take=take)
         self.tracker.start(index, rid, take=take, persona=persona.name, edited=True)
-        job = _Take(index, rid, given, take, persona, messages, ctx, self.options.params_for(self.template, take), "")
-        checks = self._check(job, text)
+        job = _Take(index, rid, given, take, persona, messages, ctx, self.options.params_for(self.template, take), "",
+                    hosts=hosts)
+        dialogue = self._dialogue(job, text)
+        checks = self._check(job, text, dialogue)
         edited = {k: v for k, v in script.items() if k not in ("skipped", "truncated", "checks")}
-        edited.update(text=text, words=word_count(text), edited=True,
+        if dialogue is not None:  # the turns of the edited text (kept as the person wrote it)
+            edited.update(dialogue_fields(dialogue, hosts or []))
+        edited.update(text=text, words=dialogue.words if dialogue is not None else word_count(text), edited=True,
                       key=request_key(stage="script-edit", record=rid, take=take, template=self.template.ref, text=text),
                       checks=checks)
         with self._stats_lock:
@@ -661,6 +789,7 @@ class ScriptStage(Stage):
             with self._stats_lock:
                 self.stats.words += edited["words"]
             self.tracker.complete(index, rid, take=take, words=edited["words"], edited=True,
+                                  **({"turns": len(edited["turns"])} if dialogue is not None else {}),
                                   checks={"passed": checks["passed"], "failed": checks["failed"]})
         if self.takelog is not None:
             self.takelog.add_script(rid, take, edited, messages=messages, params={"edited_from": previous},
@@ -730,6 +859,14 @@ class ScriptStage(Stage):
             yield from ordered_map(self._process, self._items(lines), jobs, on_abort=self._abort)
 
 
+def dialogue_fields(dialogue: Dialogue, hosts: list[Persona]) -> dict[str, Any]:
+    """The fields a dialogue take adds to its ``script``: ``turns`` (``[{"speaker", "text"}]``),
+    ``hosts`` (persona names, first the opener) and ``hosts_voice`` (``{name: persona_voice}``,
+    what the voice stage needs to speak each host as the script stage knew them)."""
+    return {"turns": dialogue.turn_list(), "hosts": [h.name for h in hosts],
+            "hosts_voice": {h.name: persona_voice(h) for h in hosts}}
+
+
 class NoModel(LLMBackend):
     """The backend of a ``recheck`` run, which makes no take: no model is built or loaded.
 
@@ -764,6 +901,24 @@ class ScriptStepConfig(BackendStepConfig):
     model: str | None = None
 
 
+def _check_personas(step: ScriptStepConfig) -> None:
+    """A chain step's ``params.personas`` (a dialogue's hosts), checked when the chain file is read.
+
+    :raises UsageError: unknown persona, or personas the template does not take (:func:`check_personas`);
+        its ``loc`` is ``("params", "personas")``.
+    """
+    personas = step.params.get("personas")
+    if not personas:
+        return
+    try:
+        for ref in personas:
+            load_persona(ref)
+        check_personas(load_template(step.template), step.persona, personas)
+    except AicpError as exc:
+        exc.loc = ("params", "personas")  # type: ignore[attr-defined]
+        raise
+
+
 #: The ``script`` stage kind (long-form refines it: :data:`~ai_content_pipeline.stages.longform.LONGFORM`).
 def _context(options: ScriptOptions) -> dict[str, Any]:
     return {"template": load_template(options.template)}  # unknown: a usage error before anything else
@@ -771,9 +926,9 @@ def _context(options: ScriptOptions) -> dict[str, Any]:
 
 SCRIPT = StageKind(
     name="script", stage=ScriptStage, options=ScriptOptions, step_model=ScriptStepConfig, backend="llm",
-    context=_context,
+    context=_context, check_step=_check_personas,
     entry=ScriptEntry, record_field="script", dirs={"work_dir": ("longform", True)},
     events="`words`, `seconds`, `tokens`, `checks` (`{passed, failed}`), `host` (Ollama: the server that wrote it), "
-           "`attempt` (`--redo-failed`), `edited` (`--recheck`)",
+           "`attempt` (`--redo-failed`), `edited` (`--recheck`), `turns` (dialogue templates: the turn count)",
     command="ai_content_pipeline.cli.script:script_command",
 )

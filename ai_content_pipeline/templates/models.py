@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from ..backends.voices import VoiceSettings
 from ..checks import Checks
@@ -44,7 +44,9 @@ def _environment() -> Any:
 #: Names the prompt context itself sets (:meth:`Template.context`, the long-form stage's
 #: chunk context): an ``extra_context`` key may not take one of them.
 RESERVED_CONTEXT = ("record", "persona", "catchphrase", "target_words", "max_words", "take", "sections", "chunks",
-                    "chunk", "section", "summary", "pack", "remaining_words")
+                    "chunk", "section", "summary", "pack", "remaining_words", "hosts")
+#: Most hosts a dialogue template may have.
+MAX_HOSTS = 8
 #: Most words a record's own ``target_words`` field may ask for (as ``--words``).
 MAX_TARGET_WORDS = 100_000
 
@@ -115,8 +117,42 @@ class Section(_Strict):
     words: int = Field(gt=0)
 
 
+class HostRule(_Strict):
+    """A dialogue template's ``hosts``: how many (``min``-``max``, the opener counted) and the
+    personas that fill the places a run leaves open (``default``, names, first opens)."""
+
+    min: int = Field(2, ge=1, le=MAX_HOSTS)
+    max: int = Field(2, ge=1, le=MAX_HOSTS)
+    default: list[str] = []
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HostRule:
+        import re
+
+        def is_name(ref: str) -> bool:  # a persona name as the store's, never a file
+            return (bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", ref)) and ".." not in ref
+                    and not ref.endswith((".yaml", ".yml")))
+
+        if self.max < self.min:
+            raise ValueError("hosts.max must not be below hosts.min")
+        if len(self.default) > self.max:
+            raise ValueError(f"hosts.default names {len(self.default)} personas; hosts.max is {self.max}")
+        for name in self.default:
+            if not is_name(name):
+                raise ValueError(f"hosts.default: {name!r} is not a persona name")
+        if len(set(self.default)) < len(self.default):
+            raise ValueError("hosts.default names a persona twice")
+        return self
+
+
 class Template(_Strict):
-    """A prompt template (see the module docstring for the file format)."""
+    """A prompt template (see the module docstring for the file format).
+
+    A dialogue template (``dialogue: true``) is written by several hosts taking turns
+    (:mod:`ai_content_pipeline.dialogue`): ``hosts`` (default ``{min: 2, max: 2}``) says how
+    many, and its prompts get ``hosts`` (the hosts' personas, first the opener) as well as
+    ``persona`` (the opener). Only it may turn on the dialogue checks; it has no ``sections``.
+    """
 
     name: str
     version: int | str = 1
@@ -130,7 +166,25 @@ class Template(_Strict):
     sections: list[Section] = []
     prompts: dict[str, str] = {}
     checks: Checks = Checks()
+    dialogue: bool = False
+    hosts: HostRule | None = None
     source: str | None = None
+
+    @model_validator(mode="after")
+    def _dialogue_fields(self) -> Template:
+        if not self.dialogue:
+            if self.hosts is not None:
+                raise ValueError("hosts: only a dialogue template (dialogue: true) has hosts")
+            if self.checks.dialogue_only():
+                raise ValueError(f"checks.{self.checks.dialogue_only()[0]}: a dialogue check; this template "
+                                 "is not a dialogue (dialogue: true)")
+            return self
+        if self.sections:
+            raise ValueError("a dialogue template is written in one call: it has no sections")
+        if self.hosts is None:
+            self.hosts = HostRule()
+        self.checks._dialogue = True
+        return self
 
     @property
     def ref(self) -> str:
@@ -298,17 +352,21 @@ class Template(_Strict):
 
     def request(
         self, record: dict[str, Any], persona: Persona, /, *, take: int = 0, max_words: int | None = None,
-        **extra: Any
+        hosts: list[Persona] | None = None, **extra: Any
     ) -> tuple[list[dict[str, str]], dict[str, Any]]:
         """The chat messages (as :meth:`messages`) and the Jinja2 context they were rendered with.
 
         The context is what the ``checks`` see (``mentions`` paths, ``no_echo`` values).
-        ``max_words`` caps ``target_words`` (:meth:`context`); ``extra`` is a run's ``extra_context``.
+        ``max_words`` caps ``target_words`` (:meth:`context`). ``hosts``: a dialogue's hosts,
+        first the opener (the context's ``hosts``, each as ``persona`` is). ``extra`` is a run's
+        ``extra_context``.
         :raises InputError: for a missing required field (named in the message).
         :raises UsageError: an ``extra`` key the context sets itself (:data:`RESERVED_CONTEXT`).
         """
         check_extra_context(extra)
         self.check_fields(record)
+        if hosts:
+            extra = {**extra, "hosts": [h.model_dump() for h in hosts]}
         ctx = self.context(record, persona, max_words=max_words, catchphrase=persona.catchphrase_for(record, take),
                            **extra)
         messages = [
@@ -370,5 +428,13 @@ def _json_path(path: Path) -> str:
 
 def as_data(item: Template | Persona) -> dict[str, Any]:
     """A template or persona as the mapping its YAML file holds (``source`` left out): what
-    ``aicp templates show`` prints; loading it back gives an equal object."""
-    return item.model_dump(mode="json", exclude={"source"})
+    ``aicp templates show`` prints; loading it back gives an equal object. The dialogue fields
+    (``dialogue``, ``hosts``, the dialogue checks and ``topic``) are left out where unset."""
+    data = item.model_dump(mode="json", exclude={"source"})
+    if isinstance(item, Template):
+        if not item.dialogue:
+            data.pop("dialogue", None)
+            data.pop("hosts", None)
+        unset: dict[str, Any] = {"topic": [], "speakers": None, "turn_words": None, "clean_turns": False, "alternate": False}
+        data["checks"] = {k: v for k, v in data["checks"].items() if k not in unset or v != unset[k]}
+    return data
