@@ -8,6 +8,7 @@ its first synthesis; all are unloaded together.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,9 @@ class PersonaVoices(TTSBackend):
     """
 
     name = "auto"
+    #: loads nothing itself: each backend it routes to loads on its first synthesis and is
+    #: reported through :attr:`on_child_event` (the stage's ``model_load``/``model_unload``)
+    routes = True
 
     def __init__(self, hooks: dict[str, Callable[[Any], Any]], default: str,
                  build: Callable[[str], TTSBackend]) -> None:
@@ -56,6 +60,9 @@ class PersonaVoices(TTSBackend):
         self._children: dict[str, TTSBackend] = {}
         self._has: dict[tuple[str, str, int], bool] = {}
         self._lock = threading.RLock()
+        #: ``on_child_event("load"|"unload", describe(), seconds)`` for each backend routed to
+        #: (set by :class:`~ai_content_pipeline.stages.common.BackendSession`)
+        self.on_child_event: Callable[[str, dict[str, Any], float], None] | None = None
         self.sample_rate = self._child(default).sample_rate
         self.max_chunk_chars = self._child(default).max_chunk_chars  # type: ignore[misc]
 
@@ -94,7 +101,10 @@ class PersonaVoices(TTSBackend):
         if not child.loaded:
             with self._lock:
                 if not child.loaded:
+                    t0 = time.perf_counter()
                     child.load()
+                    if self.on_child_event is not None:
+                        self.on_child_event("load", child.describe(), time.perf_counter() - t0)
         return child
 
     def synthesize(self, text: str, voice: Voice) -> np.ndarray:
@@ -123,7 +133,10 @@ class PersonaVoices(TTSBackend):
         with self._lock:
             for child in self._children.values():
                 if child.loaded:
+                    t0 = time.perf_counter()
                     child.unload()
+                    if self.on_child_event is not None:
+                        self.on_child_event("unload", child.describe(), time.perf_counter() - t0)
         self.loaded = False
 
     def describe(self) -> dict[str, Any]:

@@ -385,6 +385,15 @@ class BackendSession:
         self.backend = backend
         self.emitter = emitter
         self._lock = threading.Lock()
+        #: a backend that routes to others (``--backend auto`` per persona) reports each one it
+        #: loads and unloads instead of itself
+        self._routes = bool(getattr(backend, "routes", False))
+        if self._routes:
+            backend.on_child_event = self._child_event
+
+    def _child_event(self, what: str, info: dict[str, Any], seconds: float) -> None:
+        event = self.emitter.model_load if what == "load" else self.emitter.model_unload
+        event(info["backend"], info["model"], info["device"], seconds)
 
     def ensure(self) -> Any:
         """Load the backend now if it is not loaded yet (``model_load``); return it.
@@ -400,6 +409,8 @@ class BackendSession:
                 if not getattr(self.backend, "loaded", False):
                     t0 = time.perf_counter()
                     self.backend.load()
+                    if self._routes:
+                        return self.backend
                     info = self.backend.describe()
                     self.emitter.model_load(info["backend"], info["model"], info["device"],
                                             time.perf_counter() - t0)
@@ -429,7 +440,7 @@ class BackendSession:
         was_loaded = bool(getattr(self.backend, "loaded", False))
         t0 = time.perf_counter()
         self.backend.unload()
-        if was_loaded:
+        if was_loaded and not self._routes:
             info = self.backend.describe()
             self.emitter.model_unload(info["backend"], info["model"], info["device"],
                                       time.perf_counter() - t0)

@@ -42,14 +42,14 @@ def test_radio_intros_example(tmp_path: Path) -> None:
     events = _events(proc.stderr)
     models = [(e["event"], e["backend"]) for e in events if e["event"] in ("model_load", "model_unload")]
     assert models == [("model_load", "llamacpp"), ("model_unload", "llamacpp"),
-                      ("model_load", "piper"), ("model_unload", "piper")]
+                      ("model_load", "kokoro"), ("model_unload", "kokoro")]]  # julie speaks with Kokoro
 
     records = _records(out / "02-voice.jsonl")
     assert [r["id"] for r in records] == ["song-001", "song-002", "song-003", "song-004"]
     for rec in records:
         assert rec["script"]["backend"] == "llamacpp" and rec["script"]["persona"] == "julie"
         audio = rec["audio"]
-        assert audio["backend"] == "piper" and Path(audio["path"]).parent == out / "audio"
+        assert audio["backend"] == "kokoro" and Path(audio["path"]).parent == out / "audio"
         info = sf.info(audio["path"])
         assert info.samplerate == audio["sample_rate"] and info.duration > 1.0
     assert result["audio_seconds"] == pytest.approx(sum(r["audio"]["seconds"] for r in records), abs=0.01)
@@ -75,7 +75,7 @@ def test_killed_in_the_voice_step_then_resumed(tmp_path: Path) -> None:
     done = subprocess.run([*cmd, "--resume"], cwd=tmp_path, capture_output=True, timeout=600)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     events = _events(done.stderr)
-    assert [e["backend"] for e in events if e["event"] == "model_load"] == ["piper"]  # no LLM again
+    assert [e["backend"] for e in events if e["event"] == "model_load"] == ["kokoro"]  # no LLM again
     skipped = [e for e in events if e["event"] == "record_skipped"]
     assert sum(e.get("stage") == "script" for e in skipped) == 3
     assert sum(e.get("stage") == "voice" for e in skipped) >= 1
