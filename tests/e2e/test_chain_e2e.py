@@ -42,7 +42,7 @@ def test_radio_intros_example(tmp_path: Path) -> None:
     events = _events(proc.stderr)
     models = [(e["event"], e["backend"]) for e in events if e["event"] in ("model_load", "model_unload")]
     assert models == [("model_load", "llamacpp"), ("model_unload", "llamacpp"),
-                      ("model_load", "kokoro"), ("model_unload", "kokoro")]]  # julie speaks with Kokoro
+                      ("model_load", "kokoro"), ("model_unload", "kokoro")]  # julie speaks with Kokoro
 
     records = _records(out / "02-voice.jsonl")
     assert [r["id"] for r in records] == ["song-001", "song-002", "song-003", "song-004"]
