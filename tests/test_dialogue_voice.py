@@ -157,8 +157,9 @@ def test_vtt_captions_escape_markup_in_the_text() -> None:
 
 
 def test_a_one_voice_take_gets_one_caption(tmp_path) -> None:
-    [out], _ = run([{"id": "s1", "script": {"text": "Good evening, night owls. Here is Queen.",
-                                            "persona": "julie", "take": 0}}], tmp_path, tts=SpeechTTS(), captions="vtt")
+    [out], _ = run([{"id": "s1", "script": {"text": "Good evening, night owls. Here is Queen.", "persona": "julie",
+                                            "persona_voice": persona_voice(load_persona("julie")), "take": 0}}],
+                   tmp_path, tts=SpeechTTS(), captions="vtt")
     [cue] = list(webvtt.read(out["audio"]["captions"]))
     assert cue.voice == "Julie" and cue.text == "Good evening, night owls. Here is Queen."
     assert "turns" not in out["audio"]
@@ -225,3 +226,24 @@ def test_a_chain_voice_step_takes_captions(tmp_path) -> None:
     assert code == 0, err
     code, out, err = dry_run("--set", "steps.1.params.captions=txt")
     assert code == 2 and out == "" and "steps.1.params.captions" in err
+
+
+def test_another_text_field_voices_one_text_with_one_voice(tmp_path) -> None:
+    record = {**dialogue(), "text": "A plain note to read in one voice."}
+    tts = HostTTS()
+    [out], _ = run([record], tmp_path, tts=tts, text_field="text")
+    assert "turns" not in out["audio"] and [c[0] for c in tts.calls] == [record["text"]]
+
+
+def test_an_existing_captions_file_is_not_replaced_without_overwrite(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(voice_cli, "create_tts", lambda name, notice=None, **_: HostTTS())
+    out_dir = tmp_path / "a"
+    out_dir.mkdir()
+    (out_dir / "d1_sam_0.vtt").write_text("mine")
+    args = ["--out-dir", str(out_dir), "--captions", "vtt"]
+    res = invoke(voice_cli.voice_command, "aicp-voice", args, orjson.dumps(dialogue()) + b"\n")
+    assert res.exit_code == 2 and "d1_sam_0.vtt" in res.stderr and res.stdout == ""
+    assert (out_dir / "d1_sam_0.vtt").read_text() == "mine" and not (out_dir / "d1_sam_0.wav").exists()
+    res = invoke(voice_cli.voice_command, "aicp-voice", [*args, "--overwrite"], orjson.dumps(dialogue()) + b"\n")
+    assert res.exit_code == 0, res.stderr
+    assert [c.voice for c in webvtt.read(str(out_dir / "d1_sam_0.vtt"))] == ["Sam", "Julie", "Sam"]

@@ -486,7 +486,14 @@ class VoiceStage(Stage):
             return audio
 
         def label(p: Persona | None) -> str | None:
-            return (p.display_name or p.name) if p is not None else None
+            if p is None:
+                return None
+            if p.display_name and p.display_name != p.name:
+                return p.display_name
+            try:  # rebuilt from carried settings, which hold no display name: the named persona's
+                return self.personas.named(p.name).display_name or p.name
+            except AicpError:
+                return p.name
 
         spans = audio.get("turns")
         cues: list[tuple[str | None, float, float, str]]
