@@ -9,6 +9,8 @@ the turns' audio and writes the captions:
   over :data:`FADE_SECONDS` (raised cosine: no click at a join), and followed by a gap of
   silence between :data:`GAP_RANGE` seconds (0.25-0.45 s), drawn per gap from the take's seed
   (:func:`turn_gaps`: the same take gets the same gaps);
+- with a loudness target, each host's turns are first brought to it together
+  (:func:`balance_hosts`: engines speak at different levels), then the whole take is normalized;
 - the spans (``start``, ``end`` in seconds, from the file's first sample) are where each turn's
   audio lies in the joined file: speech inside, silence between;
 - captions (:func:`captions`) are one cue per turn: WebVTT with a ``<v Name>`` voice span, or
@@ -159,6 +161,28 @@ def join_turns(parts: Sequence[np.ndarray], sample_rate: int,
     return (np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)), spans
 
 
+def balance_hosts(parts: Sequence[np.ndarray], speakers: Sequence[str], sample_rate: int,
+                  target_lufs: float) -> list[np.ndarray]:
+    """The turns' audio with each host's turns gained together to ``target_lufs`` integrated
+    loudness (measured over all of that host's turns), so hosts spoken by engines of different
+    levels sound equally loud; a host whose audio is silent is left as it is. The joined take is
+    normalized as a whole afterwards (peaks are limited then, not here: float samples).
+
+    :param speakers: the speaker of each part, in order.
+    """
+    import numpy as np
+
+    from .audio import measure_loudness
+
+    gains: dict[str, float] = {}
+    for name in dict.fromkeys(speakers):
+        own = [p for p, who in zip(parts, speakers, strict=True) if who == name]
+        measured = measure_loudness(np.concatenate(own).astype(np.float32), sample_rate) if own else None
+        gains[name] = 1.0 if measured is None else float(10 ** ((target_lufs - measured) / 20))
+    return [(np.asarray(p, dtype=np.float32) * np.float32(gains[who])).astype(np.float32)
+            for p, who in zip(parts, speakers, strict=True)]
+
+
 def shared_voice(voices: dict[str, Any]) -> bool:
     """Whether two or more hosts' :class:`~ai_content_pipeline.backends.base.Voice` objects are
     one voice: the same backend, model, voice name and voice file for all (speed, seed and
@@ -216,5 +240,5 @@ def write_captions(path: str, cues: Sequence[tuple[str | None, float, float, str
     return path
 
 
-__all__ = ["CAPTION_FORMATS", "FADE_SECONDS", "GAP_RANGE", "captions", "dialogue_turns", "faded", "join_turns",
+__all__ = ["CAPTION_FORMATS", "FADE_SECONDS", "GAP_RANGE", "balance_hosts", "captions", "dialogue_turns", "faded", "join_turns",
            "shared_voice", "speakers", "trim_edges", "turn_gaps", "turn_labels", "write_captions"]

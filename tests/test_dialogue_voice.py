@@ -34,6 +34,10 @@ class HostTTS(SpeechTTS):
 
     name = "hosts"
 
+    def __init__(self, *, levels: dict[str, float] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.levels = levels or {}  # voice name → amplitude factor: engines speak at different levels
+
     def default_voice(self, persona: Any | None = None, seed: int | None = None) -> Voice:
         kokoro = persona.voice.kokoro if persona is not None else None
         name = (kokoro.voice if kokoro is not None else None) or "plain"
@@ -43,7 +47,8 @@ class HostTTS(SpeechTTS):
         self.calls.append((text, voice))
         n = int(self.sample_rate * self.seconds_per_word * max(1, len(text.split())))
         t = np.arange(n, dtype=np.float32) / self.sample_rate
-        tone = 0.3 * (0.55 + 0.45 * np.sin(2 * np.pi * 3 * t)) * np.sin(2 * np.pi * PITCH.get(voice.name, 220.0) * t)
+        level = 0.3 * self.levels.get(voice.name, 1.0)
+        tone = level * (0.55 + 0.45 * np.sin(2 * np.pi * 3 * t)) * np.sin(2 * np.pi * PITCH.get(voice.name, 220.0) * t)
         pad = np.zeros(int(EDGE * self.sample_rate), dtype=np.float32)
         return np.concatenate([pad, tone.astype(np.float32), pad])
 
@@ -247,3 +252,19 @@ def test_an_existing_captions_file_is_not_replaced_without_overwrite(monkeypatch
     res = invoke(voice_cli.voice_command, "aicp-voice", [*args, "--overwrite"], orjson.dumps(dialogue()) + b"\n")
     assert res.exit_code == 0, res.stderr
     assert [c.voice for c in webvtt.read(str(out_dir / "d1_sam_0.vtt"))] == ["Sam", "Julie", "Sam"]
+
+
+def test_hosts_spoken_at_different_levels_come_out_equally_loud(tmp_path) -> None:
+    from ai_content_pipeline.audio import measure_loudness
+
+    quiet = HostTTS(levels={"jf_gongitsune": 0.25})  # julie's engine 12 dB under sam's
+    [out], _ = run([dialogue()], tmp_path, tts=quiet)
+    samples, rate = sf.read(out["audio"]["path"], dtype="float32")
+    level = {t["speaker"]: measure_loudness(samples[int(t["start"] * rate):int(t["end"] * rate)], rate)
+             for t in out["audio"]["turns"]}
+    assert abs(level["sam"] - level["julie"]) < 1.0, level
+    [raw], _ = run([dialogue("d2")], tmp_path, tts=HostTTS(levels={"jf_gongitsune": 0.25}), loudness=None)
+    samples, rate = sf.read(raw["audio"]["path"], dtype="float32")  # --no-normalize keeps the engines' levels
+    turns = raw["audio"]["turns"]
+    assert rms(samples[int(turns[0]["start"] * rate):int(turns[0]["end"] * rate)]) > 3 * rms(
+        samples[int(turns[1]["start"] * rate):int(turns[1]["end"] * rate)])

@@ -74,6 +74,7 @@ from ..records import get_path, record_id, slugify, word_count
 from ..templates import Persona, record_voice_file, user_dir
 from ..turns import (
     CaptionFormat,
+    balance_hosts,
     dialogue_turns,
     join_turns,
     shared_voice,
@@ -339,6 +340,7 @@ class VoiceStage(Stage):
                          lexicons: dict[str, Lexicon | None], gaps: list[float], path: Path,
                          key: str) -> dict[str, Any]:
         """Speak each turn with its speaker's voice (``voices``, ``lexicons``: by persona name),
+        bring each host to the loudness target (:func:`~ai_content_pipeline.turns.balance_hosts`),
         join them with ``gaps`` seconds of silence (:func:`~ai_content_pipeline.turns.join_turns`,
         each turn at the highest of the voices' rates), normalize the whole and write it; the
         ``audio`` object, with ``turns`` (``[{"speaker", "start", "end"}]``, seconds) and
@@ -362,7 +364,10 @@ class VoiceStage(Stage):
         chunks = sum(len(pieces) for pieces in split)
         synth_seconds = time.perf_counter() - t0
         rate = max(r for _, r in spoken)
-        samples, spans = join_turns([resample(s, r, rate) for s, r in spoken], rate, gaps)
+        parts = [resample(s, r, rate) for s, r in spoken]
+        if self.options.loudness is not None:
+            parts = balance_hosts(parts, [t["speaker"] for t in turns], rate, self.options.loudness)
+        samples, spans = join_turns(parts, rate, gaps)
         opener = voices[turns[0]["speaker"]]
         audio = self._write(samples, rate, sum(word_count(t["text"]) for t in turns), opener, path, key,
                             chunks, synth_seconds)

@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 import webvtt
 
+from ai_content_pipeline.audio import measure_loudness
 from ai_content_pipeline.templates import load_persona, persona_voice
 from ai_content_pipeline.turns import GAP_RANGE
 from tests.cli_helpers import run_bin
@@ -56,6 +57,8 @@ def test_a_dialogue_is_voiced_turn_by_turn_with_two_voices(tmp_path) -> None:
         inside = cut(turn)
         thirds = np.array_split(inside, 3)
         assert all(_rms(part) > 0.1 * _rms(inside) for part in thirds), turn
+    loud = [measure_loudness(cut(t), rate) for t in audio["turns"]]
+    assert abs(loud[0] - loud[1]) < 1.5, loud  # Kokoro and Piper speak at different levels; the hosts do not
     julie, max_ = median_f0(cut(first), rate), median_f0(cut(second), rate)
     assert julie > 1.2 * max_, (julie, max_)  # two voices
     cues = list(webvtt.read(audio["captions"]))
