@@ -119,6 +119,8 @@ def test_each_turn_is_voiced_by_its_host_and_the_timings_match_the_file(tmp_path
                                "julie": {"backend": "hosts", "voice": "jf_gongitsune"}}
     assert audio["loudness_lufs"] is not None and abs(audio["loudness_lufs"] + 16) < 1  # normalized as a whole
     assert not any("share one voice" in w for w in warnings(emitter))
+    [complete] = [f for e, f in emitter.events if e == "record_complete"]
+    assert complete["turns"] == 3
 
 
 def test_the_joins_fade_to_silence_so_nothing_clicks() -> None:

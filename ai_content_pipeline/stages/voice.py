@@ -631,7 +631,8 @@ class VoiceStage(Stage):
             self.stats.audio_seconds += audio["seconds"]
             self.stats.words += word_count(spoken)
         self.tracker.complete(index, rid, audio_seconds=audio["seconds"], rtf=audio["rtf"],
-                              chunks=audio["chunks"], path=audio["path"])
+                              chunks=audio["chunks"], path=audio["path"],
+                              **({"turns": len(turns)} if turns is not None else {}))
         if self.takelog is not None:
             self.takelog.add_audio(record, audio)
         return {**record, "audio": audio}
@@ -785,5 +786,5 @@ def _check_lexicon(step: VoiceStepConfig) -> None:
 VOICE = StageKind(
     name="voice", stage=VoiceStage, options=VoiceOptions, step_model=VoiceStepConfig, backend="tts",
     entry=AudioEntry, record_field="audio", dirs={"out_dir": ("audio", False)}, check_step=_check_lexicon,
-    events="`audio_seconds`, `rtf`, `chunks`, `path`", command="ai_content_pipeline.cli.voice:voice_command",
+    events="`audio_seconds`, `rtf`, `chunks`, `path`, `turns` (a dialogue: the turn count)", command="ai_content_pipeline.cli.voice:voice_command",
 )
