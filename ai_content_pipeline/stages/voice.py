@@ -650,7 +650,8 @@ class VoiceStage(Stage):
         self.emitter.message(
             f"hosts share one voice ({voice.backend or self.backend.name} {voice.name}): "
             f"{', '.join(voices)} will sound alike; give each persona a voice of this backend "
-            "(voice.<backend> in its persona file) or use --backend auto", "warning")
+            "(voice.<backend> in its persona file)" + ("" if getattr(self.backend, "routes", False)
+                                                        else " or use --backend auto"), "warning")
 
     def _listened(self, record: dict[str, Any], text: str, audio: dict[str, Any]) -> dict[str, Any]:
         """``audio`` with the listening check in ``audio.checks`` (``verify``; one the ledger
