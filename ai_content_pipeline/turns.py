@@ -70,6 +70,23 @@ def dialogue_turns(record: dict[str, Any], text_field: str | None = None) -> lis
     return turns
 
 
+def dialogue_key(turns: Sequence[dict[str, str]], voices: dict[str, Any], lexicons: dict[str, Any],
+                 gaps: Sequence[float], backend: Any) -> dict[str, Any]:
+    """What a dialogue adds to its ledger key: the turns, each host's voice (backend, model,
+    name, settings, seed: a :class:`~ai_content_pipeline.backends.base.Voice` by speaker) and the
+    entries of its lexicon (:class:`~ai_content_pipeline.lexicon.Lexicon` or ``None``) its turns
+    use, and the gaps. ``backend``: the run's TTS backend (its name and model where a voice names
+    none, and whether a voice takes phonemes)."""
+    hosts: dict[str, Any] = {}
+    for name, voice in voices.items():
+        lexicon = lexicons.get(name)
+        said = " ".join(t["text"] for t in turns if t["speaker"] == name)
+        hosts[name] = {"backend": voice.backend or backend.name, "model": voice.model or backend.model,
+                       "voice": voice.name, "settings": voice.settings, "seed": voice.seed,
+                       "lexicon": lexicon.used(said, backend.phonemes_for(voice)) if lexicon else []}
+    return {"turns": list(turns), "hosts": hosts, "gaps": list(gaps)}
+
+
 def speakers(turns: Sequence[dict[str, str]]) -> list[str]:
     """The speakers of ``turns``, each once, in order of first turn."""
     return list(dict.fromkeys(t["speaker"] for t in turns))
@@ -240,5 +257,5 @@ def write_captions(path: str, cues: Sequence[tuple[str | None, float, float, str
     return path
 
 
-__all__ = ["CAPTION_FORMATS", "FADE_SECONDS", "GAP_RANGE", "balance_hosts", "captions", "dialogue_turns", "faded", "join_turns",
+__all__ = ["CAPTION_FORMATS", "FADE_SECONDS", "GAP_RANGE", "balance_hosts", "captions", "dialogue_key", "dialogue_turns", "faded", "join_turns",
            "shared_voice", "speakers", "trim_edges", "turn_gaps", "turn_labels", "write_captions"]

@@ -270,3 +270,13 @@ def test_hosts_spoken_at_different_levels_come_out_equally_loud(tmp_path) -> Non
     turns = raw["audio"]["turns"]
     assert rms(samples[int(turns[0]["start"] * rate):int(turns[0]["end"] * rate)]) > 3 * rms(
         samples[int(turns[1]["start"] * rate):int(turns[1]["end"] * rate)])
+
+
+def test_a_lexicon_entry_a_turn_uses_is_in_the_key_and_is_said(tmp_path) -> None:
+    [plain], _ = run([dialogue()], tmp_path / "a")
+    lexicon = tmp_path / "lexicon.yaml"
+    lexicon.write_text("tides: tydz\n")
+    tts = HostTTS()
+    [said], _ = run([dialogue()], tmp_path / "b", tts=tts, lexicon=(str(lexicon),))
+    assert said["audio"]["key"] != plain["audio"]["key"]
+    assert any("tydz" in text for text, _ in tts.calls) and not any("tides" in text for text, _ in tts.calls)

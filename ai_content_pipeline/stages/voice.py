@@ -75,6 +75,7 @@ from ..templates import Persona, record_voice_file, user_dir
 from ..turns import (
     CaptionFormat,
     balance_hosts,
+    dialogue_key,
     dialogue_turns,
     join_turns,
     shared_voice,
@@ -306,7 +307,7 @@ class VoiceStage(Stage):
         loudness target, the file name (two records with the same text get two files) and the
         lexicon entries that change how the text is said (a changed entry voices it again);
         for a dialogue also ``dialogue`` (its turns, each host's voice and lexicon entries,
-        the gaps: :meth:`_dialogue_key`)."""
+        the gaps: :func:`~ai_content_pipeline.turns.dialogue_key`)."""
         o = self.options
         extra: dict[str, Any] = {"bitrate": o.bitrate} if o.bitrate is not None and o.format == "mp3" else {}
         used = lexicon.used(text, self.backend.phonemes_for(voice)) if lexicon else []
@@ -460,19 +461,6 @@ class VoiceStage(Stage):
             hosts[name] = persona
         return hosts
 
-    def _dialogue_key(self, turns: list[dict[str, str]], voices: dict[str, Voice],
-                      lexicons: dict[str, Lexicon | None], gaps: list[float]) -> dict[str, Any]:
-        """What a dialogue adds to its ledger key: the turns, each host's voice (backend, model,
-        name, settings, seed) and the lexicon entries its turns use, and the gaps."""
-        hosts: dict[str, Any] = {}
-        for name, voice in voices.items():
-            lexicon = lexicons[name]
-            said = " ".join(t["text"] for t in turns if t["speaker"] == name)
-            hosts[name] = {"backend": voice.backend or self.backend.name, "model": voice.model or self.backend.model,
-                           "voice": voice.name, "settings": voice.settings, "seed": voice.seed,
-                           "lexicon": lexicon.used(said, self.backend.phonemes_for(voice)) if lexicon else []}
-        return {"turns": turns, "hosts": hosts, "gaps": gaps}
-
     def _captions_path(self, path: Path) -> Path | None:
         """The captions file beside the audio file ``path`` (``captions``), else ``None``."""
         return path.with_suffix(f".{self.options.captions}") if self.options.captions else None
@@ -573,7 +561,7 @@ class VoiceStage(Stage):
                 for name, host in hosts.items()}
             lexicons = {name: self.lexicon.for_persona(host) for name, host in hosts.items()}
             gaps = turn_gaps(len(turns), f"{voice.seed}:{take}")
-            dialogue = self._dialogue_key(turns, voices, lexicons, gaps)
+            dialogue = dialogue_key(turns, voices, lexicons, gaps, self.backend)
             spoken = "\n".join(t["text"] for t in turns)
             self._warn_shared(voices)
         key = self.request_key(text, voice, path.name, lexicon, dialogue)
