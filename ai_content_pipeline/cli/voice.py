@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 import click
 
@@ -43,12 +43,15 @@ Examples:
   aicp-script -p ./rosa.yaml < examples/songs.jsonl | aicp-voice    # the persona travels in script.persona_voice
   aicp-voice --log takes.db scripts.jsonl                  # adds audio paths to the logged takes
   aicp-voice --verify --require-checks scripts.jsonl       # files that do not say their script fail
+  aicp-script -t podcast-dialogue -p sam -p julie examples/topics.jsonl | aicp-voice --captions vtt
   aicp-voice --shard auto --out-dir out/audio scripts.jsonl > voiced.$SLURM_ARRAY_TASK_ID.jsonl
 
 \b
 Files: OUT_DIR/{{id}}_{{persona}}_{{take}}.{{ext}}, written under a temporary name
 and renamed only after they pass the checks (not empty, not silent, 0.5-5
-words per second).
+words per second). A dialogue script (script.turns) is voiced turn by turn,
+each host with its persona's voice, 0.25-0.45 s of silence between turns;
+audio.turns gives each turn's speaker, start and end in seconds.
 
 {EPILOG_STATUS}
 """
@@ -90,6 +93,9 @@ words per second).
               help="Listening check: transcribe each file offline (PocketSphinx) and add audio.checks "
                    "(recall: share of the script's words heard; failed: silent, unintelligible, "
                    "truncated) [default: off; a failed file is kept, with a warning].")
+@click.option("--captions", type=click.Choice(["vtt", "srt"]),
+              help="Write captions beside each audio file (same name, .vtt or .srt; audio.captions): one cue "
+                   "per dialogue turn, WebVTT with <v Name> voice spans, SRT with 'Name: ' [default: none].")
 @click.option("--require-checks", is_flag=True,
               help="A script that failed its checks (script.checks.passed: false) is not voiced, and "
                    "a file that failed its audio checks (audio.checks: `fits`, longer than "
@@ -104,7 +110,7 @@ words per second).
 def voice_command(files: tuple[str, ...], backend: str, persona: str | None, lexicon: tuple[str, ...],
                   text_field: str | None, out_dir: str, audio_format: str, sample_rate: int | None,
                   bitrate: int | None, loudness: float, no_normalize: bool, seed: int | None,
-                  barrier: bool, verify: bool, require_checks: bool, overwrite: bool, log: str | None, shard: str | None,
+                  barrier: bool, verify: bool, captions: str | None, require_checks: bool, overwrite: bool, log: str | None, shard: str | None,
                   shard_count: int | None, resume: bool, checkpoint: str | None,
                   retries: int, strict: bool, stream: bool, quiet: bool, traceback: bool,
                   **settings: object) -> int:
@@ -113,7 +119,7 @@ def voice_command(files: tuple[str, ...], backend: str, persona: str | None, lex
     Reads records from FILES (or stdin, `-`), writes one audio file per record
     with text (script.text, else text) and prints each record with an `audio`
     object added (path, format, sample_rate, channels, seconds, backend, voice,
-    chunks, rtf, loudness_lufs, key; checks when the take has a time limit,
+    chunks, rtf, loudness_lufs, key; turns and voices for a dialogue; captions with --captions; checks when the take has a time limit,
     `fits`, or with --verify, the listening check), every other field kept: one flushed JSON line per record, in
     input order. A record that fails gets an `error` object instead, no file
     is left for it, and the batch goes on.
@@ -133,7 +139,7 @@ def voice_command(files: tuple[str, ...], backend: str, persona: str | None, lex
                            loudness=None if no_normalize else loudness, text_field=text_field,
                            persona=persona, seed=seed, retries=retries, resume=resume, strict=strict,
                            require_checks=require_checks, overwrite=overwrite, lexicon=lexicon,
-                           verify=verify)
+                           verify=verify, captions=cast(Any, captions))
     writer = RecordWriter()
     try:
         stats = run_voice(files, options, backend=tts, emitter=emitter, write=writer.write,

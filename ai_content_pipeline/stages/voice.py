@@ -15,7 +15,15 @@ gets::
     {"path": str, "format": str, "sample_rate": int, "channels": 1, "seconds": float,
      "backend": str, "voice": str, "chunks": int, "rtf": float,
      "loudness_lufs": float | None, "key": str, "size": int,
+     "turns"?: [{"speaker": str, "start": float, "end": float}], "voices"?: {speaker: {"backend", "voice"}},
+     "captions"?: str,
      "checks"?: {"passed": bool, "failed": [str], "details"?: {name: ...}}}
+
+A record with ``script.turns`` (a dialogue, when ``script.text`` is voiced) is voiced turn by
+turn, each with its speaker's persona (``script.hosts_voice`` carries their settings as
+``script.persona_voice`` does for one), and joined (:mod:`ai_content_pipeline.turns`): ``turns``
+gives each turn's span in seconds of the file, ``voices`` each host's backend and voice.
+``captions`` (``--captions vtt|srt``) is the captions file written beside the audio.
 
 ``rtf`` is synthesis seconds / audio seconds. ``checks`` holds the audio's checks, merged
 (:func:`~ai_content_pipeline.airtime.add_check`): ``fits`` when the take has a time limit
@@ -64,6 +72,18 @@ from ..lexicon import Lexicon, RunLexicon
 from ..limits import AudioFormat, Bitrate, Loudness, Retries, SampleRate, Seed
 from ..records import get_path, record_id, slugify, word_count
 from ..templates import Persona, record_voice_file, user_dir
+from ..turns import (
+    CaptionFormat,
+    balance_hosts,
+    dialogue_key,
+    dialogue_turns,
+    join_turns,
+    shared_voice,
+    speakers,
+    turn_gaps,
+    turn_labels,
+    write_captions,
+)
 from .common import Stage, refuse_overwrite, with_retries
 from .entries import AudioEntry, fits
 from .kind import BackendStepConfig, StageKind
@@ -96,6 +116,9 @@ class VoiceOptions:
         offline and add ``recall``, ``passed`` and ``failed`` to ``audio.checks``. A file that
         fails it is kept with a warning, or with ``require_checks`` removed and its record
         gets an ``error`` (:class:`~ai_content_pipeline.errors.ChecksFailed`).
+    :ivar captions: ``vtt`` or ``srt``: write captions beside each audio file (same stem), one
+        cue per dialogue turn (:mod:`ai_content_pipeline.turns`), or one for a single speaker's
+        take; the path goes in ``audio.captions``. ``None``: no captions.
 
     Numeric fields and ``format`` carry the ranges and choices of
     :mod:`ai_content_pipeline.limits` (the same as the flags').
@@ -116,6 +139,7 @@ class VoiceOptions:
     overwrite: bool = False
     lexicon: tuple[str, ...] | str = ()
     verify: bool = False
+    captions: CaptionFormat | None = None
 
 
 def failed_checks(record: dict[str, Any], text_field: str | None = None) -> list[str] | None:
@@ -277,15 +301,20 @@ class VoiceStage(Stage):
         self.session.ensure()
 
     # -- one record ------------------------------------------------------------------
-    def request_key(self, text: str, voice: Voice, file: str, lexicon: Lexicon | None = None) -> str:
+    def request_key(self, text: str, voice: Voice, file: str, lexicon: Lexicon | None = None,
+                    dialogue: dict[str, Any] | None = None) -> str:
         """Ledger key: text, backend, model, voice settings, seed, format, sample rate,
         loudness target, the file name (two records with the same text get two files) and the
-        lexicon entries that change how the text is said (a changed entry voices it again)."""
+        lexicon entries that change how the text is said (a changed entry voices it again);
+        for a dialogue also ``dialogue`` (its turns, each host's voice and lexicon entries,
+        the gaps: :func:`~ai_content_pipeline.turns.dialogue_key`)."""
         o = self.options
         extra: dict[str, Any] = {"bitrate": o.bitrate} if o.bitrate is not None and o.format == "mp3" else {}
         used = lexicon.used(text, self.backend.phonemes_for(voice)) if lexicon else []
         if used:
             extra["lexicon"] = used
+        if dialogue is not None:
+            extra["dialogue"] = dialogue
         return request_key(stage="voice", text=text, backend=voice.backend or self.backend.name,
                            model=voice.model or self.backend.model,
                            voice=voice.name, settings=voice.settings, seed=voice.seed,
@@ -305,8 +334,52 @@ class VoiceStage(Stage):
         parts = [as_mono_float32(self.lexicon.speak(self.backend, chunk, voice, lexicon)) for chunk in chunks]
         synth_seconds = time.perf_counter() - t0
         rate = self.backend.rate_for(voice)
-        samples = join_chunks(parts, rate)
-        words = word_count(text)
+        return self._write(join_chunks(parts, rate), rate, word_count(text), voice, path, key,
+                           len(chunks), synth_seconds)
+
+    def synthesize_turns(self, turns: list[dict[str, str]], voices: dict[str, Voice],
+                         lexicons: dict[str, Lexicon | None], gaps: list[float], path: Path,
+                         key: str) -> dict[str, Any]:
+        """Speak each turn with its speaker's voice (``voices``, ``lexicons``: by persona name),
+        bring each host to the loudness target (:func:`~ai_content_pipeline.turns.balance_hosts`),
+        join them with ``gaps`` seconds of silence (:func:`~ai_content_pipeline.turns.join_turns`,
+        each turn at the highest of the voices' rates), normalize the whole and write it; the
+        ``audio`` object, with ``turns`` (``[{"speaker", "start", "end"}]``, seconds) and
+        ``voices`` (``{speaker: {"backend", "voice"}}``).
+
+        :raises SynthesisError: a turn with nothing to speak, silent audio, an unwritable file.
+        """
+        split: list[list[str]] = []
+        for n, turn in enumerate(turns, start=1):  # asked first: auto loads each backend here, untimed
+            split.append(chunk_text(turn["text"], self.backend.chunk_chars(voices[turn["speaker"]])))
+            if not split[-1]:
+                raise SynthesisError(f"turn {n} ({turn['speaker']}) has nothing to speak", stage="voice")
+        t0 = time.perf_counter()
+        spoken: list[tuple[Any, int]] = []
+        for turn, pieces in zip(turns, split, strict=True):
+            voice = voices[turn["speaker"]]
+            parts = [as_mono_float32(self.lexicon.speak(self.backend, p, voice, lexicons[turn["speaker"]]))
+                     for p in pieces]
+            rate = self.backend.rate_for(voice)
+            spoken.append((join_chunks(parts, rate), rate))
+        chunks = sum(len(pieces) for pieces in split)
+        synth_seconds = time.perf_counter() - t0
+        rate = max(r for _, r in spoken)
+        parts = [resample(s, r, rate) for s, r in spoken]
+        if self.options.loudness is not None:
+            parts = balance_hosts(parts, [t["speaker"] for t in turns], rate, self.options.loudness)
+        samples, spans = join_turns(parts, rate, gaps)
+        opener = voices[turns[0]["speaker"]]
+        audio = self._write(samples, rate, sum(word_count(t["text"]) for t in turns), opener, path, key,
+                            chunks, synth_seconds)
+        audio["turns"] = [{"speaker": t["speaker"], "start": a, "end": b} for t, (a, b) in zip(turns, spans, strict=True)]
+        audio["voices"] = {name: {"backend": v.backend or self.backend.name, "voice": v.name}
+                           for name, v in voices.items()}
+        return audio
+
+    def _write(self, samples: Any, rate: int, words: int, voice: Voice, path: Path, key: str,
+               chunks: int, synth_seconds: float) -> dict[str, Any]:
+        """Check, resample, normalize and write joined ``samples`` (``rate`` Hz); the ``audio`` object."""
         check_audio(samples, rate, None)  # silent raw output must never be amplified
         if self.options.sample_rate and self.options.sample_rate != rate:
             samples, rate = resample(samples, rate, self.options.sample_rate), self.options.sample_rate
@@ -319,7 +392,7 @@ class VoiceStage(Stage):
         return {
             "path": info.path, "format": info.format, "sample_rate": info.sample_rate,
             "channels": info.channels, "seconds": info.seconds, "backend": voice.backend or self.backend.name,
-            "voice": voice.name, "chunks": len(chunks),
+            "voice": voice.name, "chunks": chunks,
             "rtf": round(synth_seconds / info.seconds, 4) if info.seconds else None,
             "loudness_lufs": info.loudness_lufs, "key": key, "size": info.size,
         }
@@ -345,6 +418,11 @@ class VoiceStage(Stage):
         """
         text = record_text(record, self.options.text_field)
         persona: Persona | None = self.personas.for_record(record, PERSONA_FIELDS, carried=CARRIED_PERSONA)
+        self._speakable(persona, "script.persona_voice")
+        return text, persona
+
+    def _speakable(self, persona: Persona | None, field: str) -> None:
+        """:raises InputError: ``persona``'s voice is a file a record cannot choose (``field``)."""
         router = getattr(self.backend, "backend_for", None)  # auto: each persona its own backend
         speaker = router(persona) if router is not None else self.backend
         needs = record_voice_file(persona, speaker.name)
@@ -352,9 +430,79 @@ class VoiceStage(Stage):
             assert persona is not None
             raise InputError(
                 f"persona '{persona.name}' speaks with a file ({needs}), and a record cannot "
-                "choose files", field="script.persona_voice",
+                "choose files", field=field,
                 hint=f"give the persona file: aicp-voice -p PATH/{persona.name}.yaml (or --voice FILE)")
-        return text, persona
+
+    def _hosts(self, record: dict[str, Any], turns: list[dict[str, str]]) -> dict[str, Persona]:
+        """The persona of each speaker of ``turns``, rebuilt as :meth:`_persona` rebuilds
+        ``script.persona``: a ``-p FILE`` persona of that name, else the settings
+        ``script.hosts_voice`` carries for it, else the user folder's or a built-in persona.
+
+        :raises InputError: ``script.hosts_voice`` is not an object, a speaker names no persona,
+            its carried settings are invalid, or its voice is a file.
+        """
+        carried = get_path(record, "script.hosts_voice")
+        if carried is not None and not isinstance(carried, dict):
+            raise InputError("field 'script.hosts_voice' must be an object {host: voice settings}",
+                             field="script.hosts_voice")
+        hosts: dict[str, Persona] = {}
+        for name in speakers(turns):
+            view: dict[str, Any] = {"speaker": name}
+            if carried and name in carried:
+                view["voice"] = carried[name]
+            try:
+                persona = self.personas.for_record(view, ("speaker",), carried=("speaker", "voice"))
+            except InputError as exc:
+                message = exc.message.replace("field 'speaker'", "script.turns's speaker").replace(
+                    "'voice'", f"'script.hosts_voice.{name}'")
+                raise InputError(f"host '{name}': {message}", hint=exc.hint, field="script.turns") from exc
+            assert persona is not None
+            self._speakable(persona, "script.hosts_voice")
+            hosts[name] = persona
+        return hosts
+
+    def _captions_path(self, path: Path) -> Path | None:
+        """The captions file beside the audio file ``path`` (``captions``), else ``None``."""
+        return path.with_suffix(f".{self.options.captions}") if self.options.captions else None
+
+    def _write_captions(self, record: dict[str, Any], path: Path, audio: dict[str, Any], text: str,
+                        persona: Persona | None,
+                        turns: list[dict[str, str]] | None, hosts: dict[str, Persona]) -> dict[str, Any]:
+        """``audio`` with ``captions`` (the file written beside it), when ``captions`` is set: a
+        cue per turn labelled as ``script.text`` labels it (else the host's display name), or one
+        cue of ``text`` for a one-voice take.
+
+        :raises SynthesisError: the captions file cannot be written.
+        """
+        target = self._captions_path(path)
+        if target is None:
+            return audio
+
+        def label(p: Persona | None) -> str | None:
+            if p is None:
+                return None
+            if p.display_name and p.display_name != p.name:
+                return p.display_name
+            try:  # rebuilt from carried settings, which hold no display name: the named persona's
+                return self.personas.named(p.name).display_name or p.name
+            except AicpError:
+                return p.name
+
+        spans = audio.get("turns")
+        cues: list[tuple[str | None, float, float, str]]
+        if turns is not None and isinstance(spans, list) and len(spans) == len(turns):
+            labels = turn_labels(get_path(record, "script.text"), turns)
+            cues = [(labels.get(t["speaker"]) or label(hosts.get(t["speaker"])) or t["speaker"],
+                     span["start"], span["end"], t["text"])
+                    for t, span in zip(turns, spans, strict=True)]
+        else:
+            cues = [(label(persona), 0.0, float(audio["seconds"]), text)]
+        try:
+            write_captions(str(target), cues, self.options.captions)  # type: ignore[arg-type]
+        except OSError as exc:
+            raise SynthesisError(f"cannot write the captions file {target}: {exc.strerror or exc}",
+                                 stage="voice") from exc
+        return {**audio, "captions": str(target)}
 
     def _path(self, names: NameClaims, record: dict[str, Any], persona: Persona | None) -> Path:
         """The audio file of ``record``, claimed in ``names`` (records in input order)."""
@@ -381,12 +529,17 @@ class VoiceStage(Stage):
             path = self._path(names, record, persona)
             if path not in self.protected:  # that record fails on its own, naming the file
                 yield "audio file", str(path)
+                captions = self._captions_path(path)
+                if captions is not None and captions not in self.protected:
+                    yield "captions file", str(captions)
 
     def _voice_record(self, index: int, record: dict[str, Any]) -> dict[str, Any]:
         rid = record_id(record)
         try:
             text, persona = self._persona(record)
             limit = voice_time_limit(record, self.options.text_field)
+            turns = dialogue_turns(record, self.options.text_field)
+            hosts = self._hosts(record, turns) if turns is not None else {}
         except AicpError as exc:
             err = exc if isinstance(exc, RecordError) else InputError(exc.message, hint=exc.hint, stage="voice")
             return self._fail(index, rid, record, err)
@@ -398,17 +551,43 @@ class VoiceStage(Stage):
         take = record_take(record)
         path = self._path(self.names, record, persona)
         lexicon = self.lexicon.for_persona(persona)
-        key = self.request_key(text, voice, path.name, lexicon)
-        if path in self.protected:
-            return self._fail(index, rid, record, InputError(
-                f"its audio file {path} is a file this run reads or writes; it was not replaced",
-                stage="voice", hint="give the record another id, or write audio to another --out-dir"))
-        if os.path.lexists(path) and not self.may_replace(path):
-            raise refuse_overwrite(path, "audio file")
+        spoken, dialogue = text, None
+        voices: dict[str, Voice] = {}
+        lexicons: dict[str, Lexicon | None] = {}
+        gaps: list[float] = []
+        if turns is not None:
+            voices = {name: self.backend.default_voice(
+                host, self.options.seed if self.options.seed is not None else host.seed)
+                for name, host in hosts.items()}
+            lexicons = {name: self.lexicon.for_persona(host) for name, host in hosts.items()}
+            gaps = turn_gaps(len(turns), f"{voice.seed}:{take}")
+            dialogue = dialogue_key(turns, voices, lexicons, gaps, self.backend)
+            spoken = "\n".join(t["text"] for t in turns)
+            self._warn_shared(voices)
+        key = self.request_key(text, voice, path.name, lexicon, dialogue)
+
+        def synthesize() -> dict[str, Any]:
+            if turns is not None:
+                return self.synthesize_turns(turns, voices, lexicons, gaps, path, key)
+            return self.synthesize(text, voice, path, key, lexicon)
+        captions = self._captions_path(path)
+        for target, what in ((path, "audio file"), (captions, "captions file")):
+            if target is None:
+                continue
+            if target in self.protected:
+                return self._fail(index, rid, record, InputError(
+                    f"its {what} {target} is a file this run reads or writes; it was not replaced",
+                    stage="voice", hint="give the record another id, or write audio to another --out-dir"))
+            if os.path.lexists(target) and not self.may_replace(target):
+                raise refuse_overwrite(target, what)
 
         reused = self._reusable(key, path)
         if reused is not None:
-            reused = self._listened(record, text, reused)
+            try:
+                reused = self._write_captions(record, path, reused, spoken, persona, turns, hosts)
+            except RecordError as exc:
+                return self._fail(index, rid, record, exc)
+            reused = self._listened(record, spoken, reused)
             audio = self._audio_checked(rid, record, {**reused, "skipped": True}, limit)
             if self._rejected(audio):  # the ledger's file stays: it vouches for it
                 return self._fail(index, rid, record, self._audio_failed(audio))
@@ -419,10 +598,10 @@ class VoiceStage(Stage):
         self.session.ensure()
         try:
             audio = with_retries(
-                lambda: self.synthesize(text, voice, path, key, lexicon), self.options.retries,
+                synthesize, self.options.retries,
                 on_retry=lambda n, e: self.emitter.message(f"record {rid}: retry {n} after: {e.message}", "warning"),
             )
-            audio = self._listened(record, text, audio)
+            audio = self._listened(record, spoken, audio)
         except RecordError as exc:
             return self._fail(index, rid, record, exc)
         checked = self._audio_checked(rid, record, dict(audio), limit)
@@ -431,15 +610,36 @@ class VoiceStage(Stage):
             return self._fail(index, rid, record, self._audio_failed(checked))
         if self.ledger is not None:  # the listening check kept, fits not: a resumed run checks its own limit
             self.ledger.append(key, audio)
-        audio = checked
+        try:
+            audio = self._write_captions(record, path, checked, spoken, persona, turns, hosts)
+        except RecordError as exc:
+            Path(checked["path"]).unlink(missing_ok=True)
+            return self._fail(index, rid, record, exc)
         with self.tracker.lock:
             self.stats.audio_seconds += audio["seconds"]
-            self.stats.words += word_count(text)
+            self.stats.words += word_count(spoken)
         self.tracker.complete(index, rid, audio_seconds=audio["seconds"], rtf=audio["rtf"],
-                              chunks=audio["chunks"], path=audio["path"])
+                              chunks=audio["chunks"], path=audio["path"],
+                              **({"turns": len(turns)} if turns is not None else {}))
         if self.takelog is not None:
             self.takelog.add_audio(record, audio)
         return {**record, "audio": audio}
+
+    def _warn_shared(self, voices: dict[str, Voice]) -> None:
+        """Warn once per run when a dialogue's hosts all get one voice (a backend with a single
+        voice, or hosts whose voices fall back to its default)."""
+        if not shared_voice(voices) or getattr(self, "_shared_warned", False):
+            return
+        with self.tracker.lock:
+            if getattr(self, "_shared_warned", False):
+                return
+            self._shared_warned = True
+        voice = next(iter(voices.values()))
+        self.emitter.message(
+            f"hosts share one voice ({voice.backend or self.backend.name} {voice.name}): "
+            f"{', '.join(voices)} will sound alike; give each persona a voice of this backend "
+            "(voice.<backend> in its persona file)" + ("" if getattr(self.backend, "routes", False)
+                                                        else " or use --backend auto"), "warning")
 
     def _listened(self, record: dict[str, Any], text: str, audio: dict[str, Any]) -> dict[str, Any]:
         """``audio`` with the listening check in ``audio.checks`` (``verify``; one the ledger
@@ -575,5 +775,5 @@ def _check_lexicon(step: VoiceStepConfig) -> None:
 VOICE = StageKind(
     name="voice", stage=VoiceStage, options=VoiceOptions, step_model=VoiceStepConfig, backend="tts",
     entry=AudioEntry, record_field="audio", dirs={"out_dir": ("audio", False)}, check_step=_check_lexicon,
-    events="`audio_seconds`, `rtf`, `chunks`, `path`", command="ai_content_pipeline.cli.voice:voice_command",
+    events="`audio_seconds`, `rtf`, `chunks`, `path`, `turns` (a dialogue: the turn count)", command="ai_content_pipeline.cli.voice:voice_command",
 )
