@@ -11,7 +11,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 WHEELHOUSE ?= $(HOME)/.cache/aicp-wheels/llama-$(LLAMA_VERSION)-avx2
 PYTEST_ARGS ?=
 
-.PHONY: install install-man dev test lint man demo bench clean wheelhouse test-chatterbox
+.PHONY: install install-man dev test test-long lint man demo bench clean wheelhouse test-chatterbox
 # `make install-man PREFIX=DIR` copies the man pages to DIR/share/man/man1.
 PREFIX ?= $(HOME)/.local
 
@@ -49,7 +49,11 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	touch $@
 
 test: dev
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m 'not long' $(PYTEST_ARGS)
+
+# the runs too long for `make test` (a 2,000-word long-form episode on the real model: ~6 min)
+test-long: dev
+	$(BIN)/python -m pytest -m long $(PYTEST_ARGS)
 
 lint: dev
 	$(BIN)/ruff check ai_content_pipeline tests bench

@@ -458,7 +458,7 @@ def test_resume_makes_a_changed_song_again(tmp_path):
     changed[1]["notes"] = "recorded in one take"
     again = list(generate_batch_intros(q, changed, resume=True))
     assert [r.skipped for r in again] == [True, False] and all(r.success for r in again)
-    assert log.count("llm.chat") == 1 and "recorded in one take" in q.llm.calls[0]["messages"][-1]["content"]
+    assert log.count("llm.chat") == 1 and "recorded in one take" in q.llm.calls[0]["messages"][-1]["content"].lower()
     assert again[1].audio_path == tmp_path / "intros" / "song1_julie_0.wav"
 
 

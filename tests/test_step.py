@@ -27,7 +27,7 @@ from tests.doubles import FakeLLM, RecordingEmitter, SpeechTTS, lines_of
 
 
 def test_the_registry_holds_the_real_classes() -> None:
-    assert set(STAGE_TYPES) == {"script", "voice"}
+    assert set(STAGE_TYPES) == {"script", "voice", "mix"}
     assert (stage_class("script"), options_class("script")) == (ScriptStage, ScriptOptions)
     assert (stage_class("voice"), options_class("voice")) == (VoiceStage, VoiceOptions)
     with pytest.raises(UsageError, match="unknown stage 'video'"):

@@ -73,6 +73,7 @@ def write_episode(tmp_path: Path, words: int, *extra: str) -> tuple[dict, list[s
     return script, pieces
 
 
+@pytest.mark.long  # about 6 minutes on 2 cores: make test-long
 def test_a_2000_word_episode_reads_no_instruction_and_cuts_no_sentence(tmp_path):
     script, pieces = write_episode(tmp_path, 2000)
     assert script["words"] >= 1000  # the 135M model falls short of some targets; most of the episode is there
