@@ -642,3 +642,23 @@ def test_chain_prints_pipeline_complete_even_after_an_unexpected_error(monkeypat
     result = orjson.loads(out)
     assert result["event"] == "pipeline_complete" and result["error"]["message"] == "engine exploded"
     assert "Traceback" not in err
+
+
+
+def test_memory_running_out_while_a_backend_loads_is_no_missing_backend(monkeypatch):
+    """A MemoryError met importing a backend propagates (the CLI says "out of memory" with the
+    fix) instead of being taken for a broken plugin, which left a persona's voice block
+    refused as "Extra inputs are not permitted"."""
+    import pytest as _pytest
+
+    from ai_content_pipeline.backends import registry
+
+    class Starved:
+        value = "starved:BACKEND"
+
+        def load(self):
+            raise MemoryError
+
+    monkeypatch.setitem(registry._registered["tts"], "starved", Starved())
+    with _pytest.raises(MemoryError):
+        registry.get("tts", "starved")

@@ -54,6 +54,17 @@ NOT_PATHS: dict[tuple[str, str], str] = {
     ("serve", "token"): "a bearer token",
     ("serve", "allow_models"): "NAME=FILE pairs: name_map refuses a blank name or file",
     ("serve", "allow_voices"): "NAME=FILE pairs: name_map refuses a blank name or file",
+    ("feed", "title"): "the podcast's title", ("feed", "link"): "the podcast's web page URL",
+    ("feed", "base_url"): "the URL the files are published under",
+    ("feed", "description"): "the podcast's description", ("feed", "author"): "a name",
+    ("feed", "image"): "a URL, or a file name under --base-url (read from no disk)",
+    ("feed", "language"): "a language code", ("feed", "category"): "an Apple Podcasts category",
+    ("feed", "title_field"): "a dotted field name of the record",
+    ("feed", "description_field"): "a dotted field name of the record",
+    ("feed", "date_field"): "a dotted field name of the record",
+    ("mix", "song_field"): "a field name of the record", ("mix", "title"): "a tag",
+    ("mix", "artist"): "a tag", ("script", "voice_backend"): "a TTS backend name",
+    ("script", "song_field"): "a field name of the record", ("say", "text"): "the line to speak",
 }
 
 #: What an option's value is when it is no text: flags, choices, numbers.
@@ -144,7 +155,10 @@ def test_the_library_checks_refuse_a_blank_path(value: str) -> None:
 #: Keys of a chain file with text in them that name no file or folder (``params``,
 #: ``sections`` and ``extra_context`` hold text inside mappings and lists).
 CHAIN_NOT_PATHS = {"name", "description", "on_error", "shard", "source", "backend", "host", "keep_alive",
-                   "device", "type", "text_field", "format", "params", "sections", "extra_context"}
+                   "device", "type", "text_field", "format", "params", "sections", "extra_context",
+                   "song_field", "voice_backend",
+                   # lists: persona names or files, lexicon files; each checked where it is read
+                   "personas", "lexicon"}
 
 
 def _text_fields(cls: Any) -> set[str]:

@@ -108,6 +108,8 @@ def get(kind: str, name: str) -> BackendInfo:
     if key not in _loaded:
         try:
             info = entry.load() if hasattr(entry, "load") and not isinstance(entry, str) else load_ref(entry)
+        except MemoryError:
+            raise  # out of memory is no broken plugin: it is said as memory, never as a missing backend
         except Exception as exc:  # noqa: BLE001 - a broken plugin is a finding, not a crash
             where = getattr(entry, "value", entry)
             raise BackendUnavailable(f"the {kind.upper()} backend '{name}' cannot be loaded from {where}: {exc}",

@@ -430,6 +430,12 @@ def _run(command: click.Command, prog_name: str, argv: list[str], report: Any, e
             traceback.print_exc()
         error = os_error(exc)
         return report(error.message, fit_hint(error.hint, SEEN.ctx), error.exit_status)
+    except MemoryError:  # met where no backend could map it (an import, a validation)
+        if SEEN.traceback or env_tb:
+            traceback.print_exc()
+        return report("out of memory", fit_hint("free memory (other programs, a memory limit such as "
+                                                "ulimit -v or a container's), or run less at once", SEEN.ctx),
+                      ExitStatus.ERROR)
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if SEEN.traceback or env_tb:
             traceback.print_exc()

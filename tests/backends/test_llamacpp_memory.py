@@ -22,7 +22,7 @@ RECORD = b'{"id": "q", "title": "Bohemian Rhapsody", "artist": "Queen"}\n'
 #: MB, in small steps: each step of the way fails differently (llama.cpp's libraries, the mmap
 #: of the weights, ggml's own context buffer, where ggml asserts and aborts, the context and
 #: compute buffers, llama-cpp-python's logits array) until it runs; some windows are 20 MB wide.
-EXTRA_MB = {"one": range(20, 800, 20), "batch": range(30, 800, 80)}
+EXTRA_MB = {"one": range(20, 800, 20), "batch": range(30, 800, 40)}
 #: The command, started in full, then capped: ``aicp-script`` from its own ``main``.
 LAUNCH = """\
 import resource, sys

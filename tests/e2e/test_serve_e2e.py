@@ -39,7 +39,7 @@ def test_songs_with_voice_over_sse_and_a_wav_download(server: ServeProcess) -> N
     assert events[-1]["success"] is True and events[-1]["records"]["completed"] == len(SONGS)
     models = [(e["event"], e["backend"]) for e in events if e["event"] in ("model_load", "model_unload")]
     assert models == [("model_load", "llamacpp"), ("model_unload", "llamacpp"),
-                      ("model_load", "piper"), ("model_unload", "piper")]
+                      ("model_load", "kokoro"), ("model_unload", "kokoro")]  # julie speaks with Kokoro
     job = server.wait(jid)
     assert job["status"] == "completed" and job["progress"]["percent"] == 100.0
     assert [r["id"] for r in job["records"]] == [s["id"] for s in SONGS]
@@ -53,7 +53,7 @@ def test_songs_with_voice_over_sse_and_a_wav_download(server: ServeProcess) -> N
     for path in (str(Path(server.log.name).parent), sys.prefix, str(ROOT)):
         assert path not in seen, path
     data, rate = sf.read(io.BytesIO(wav.content))
-    assert rate == 22050 and len(data) / rate > 1.0
+    assert rate == 24000 and len(data) / rate > 1.0  # Kokoro speaks at 24 kHz
 
 
 def test_cancel_a_running_long_form_job_between_chunks(server: ServeProcess) -> None:
