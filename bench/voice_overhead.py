@@ -1,13 +1,16 @@
-"""aicp-voice's overhead over a plain Piper loop, measured in one run.
+"""aicp-voice's overhead over a plain loop of the engine's own calls (Piper or Kokoro), measured in one run.
 
 Builds 20 script records (what aicp-script writes for examples/songs.jsonl,
 with fixed texts so runs compare), then times, in the same run and as fresh
 processes (both pay Python start-up and model load):
 
-- ``aicp-voice --backend piper`` with loudness normalization on (-16 LUFS),
-  WAV files, the persona's voice settings;
-- a plain loop: ``PiperVoice.load`` then ``voice.synthesize_wav`` per text with
-  the same voice settings, one WAV file each.
+- ``aicp-voice --backend piper`` (or ``--backend kokoro``) with loudness
+  normalization on (-16 LUFS), WAV files, the persona's (julie's) voice settings;
+- a plain loop: for Piper, ``PiperVoice.load`` then ``voice.synthesize_wav`` per
+  text with the same voice settings; for Kokoro (``--backend kokoro``, the
+  packaged model and voices file), ``kokoro_onnx.Kokoro(model, voices)`` then
+  ``kokoro.create(text, voice, speed)`` and ``soundfile.write`` per text; one WAV
+  file each.
 
 Prints, for each record count (default 20 and 200), both times (wall and the
 child's CPU seconds: on a shared machine the CPU time is the steadier measure)
@@ -16,7 +19,7 @@ cost (model load, imports) of each, from the difference between the two rows,
 the audio seconds and the real-time factors (synthesis seconds / audio seconds
 from the records, and wall seconds / audio seconds for the whole command).
 
-Usage: .venv/bin/python bench/voice_overhead.py [--records 20,200] [--repeat 3]
+Usage: .venv/bin/python bench/voice_overhead.py [--backend piper|kokoro] [--records 20,200] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -45,6 +48,17 @@ for n, text in enumerate(jobs["texts"]):
         voice.synthesize_wav(text, wav, config)
 """
 
+PLAIN_KOKORO = r"""
+import json, sys
+import soundfile as sf
+from kokoro_onnx import Kokoro
+jobs = json.load(open(sys.argv[1]))
+kokoro = Kokoro(jobs["model"], jobs["voices"])
+for n, text in enumerate(jobs["texts"]):
+    samples, rate = kokoro.create(text, voice=jobs["voice"], speed=jobs["speed"], lang="en-us")
+    sf.write(f"{sys.argv[2]}/{n}.wav", samples, rate)
+"""
+
 TEXT = ("Good evening, night owls, this is Julie on Night Owl FM. Here is {artist} with {title}, "
         "from {year}, off the album {album}. Let the night play on.")
 
@@ -64,19 +78,32 @@ def timed(cmd: list[str], stdin: bytes | None = None) -> tuple[float, float, byt
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backend", choices=("piper", "kokoro"), default="piper",
+                    help="the engine of both sides (kokoro: the packaged model and voices file)")
     ap.add_argument("--records", default="20,200", help="comma-separated record counts, one row each")
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs of each, alternating plain and aicp; the fastest of each is reported")
     args = ap.parse_args()
     counts = [int(n) for n in args.records.split(",")]
 
-    from ai_content_pipeline.backends.piper import bundled_voice_paths
     from ai_content_pipeline.templates import load_persona
 
     songs = [json.loads(x) for x in open(os.path.join(ROOT, "examples", "songs.jsonl"))]
     persona = load_persona("julie")
-    settings = persona.voice.piper.model_dump(exclude_none=True, exclude={"voice"})
-    model, config = bundled_voice_paths()  # type: ignore[misc]
+    if args.backend == "kokoro":
+        from ai_content_pipeline.backends.kokoro import packaged_model, packaged_voices
+
+        block = persona.voice.block("kokoro")
+        plain = PLAIN_KOKORO
+        engine = {"model": str(packaged_model()), "voices": str(packaged_voices()), "voice": block.voice,
+                  "speed": float(block.speed or 1.0)}
+    else:
+        from ai_content_pipeline.backends.piper import bundled_voice_paths
+
+        settings = persona.voice.piper.model_dump(exclude_none=True, exclude={"voice"})
+        model, config = bundled_voice_paths()  # type: ignore[misc]
+        plain = PLAIN
+        engine = {"model": str(model), "config": str(config), "settings": settings}
     tmp = tempfile.mkdtemp(prefix="aicp-voice-bench-")
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; best of {args.repeat}, "
           "alternating runs")
@@ -86,14 +113,14 @@ def main() -> None:
                    for n, s in enumerate(songs[i % len(songs)] for i in range(count))]
         texts = [r["script"]["text"] for r in records]
         jobs = os.path.join(tmp, f"jobs{count}.json")
-        json.dump({"model": str(model), "config": str(config), "settings": settings, "texts": texts}, open(jobs, "w"))
+        json.dump({**engine, "texts": texts}, open(jobs, "w"))
         data = b"".join(json.dumps(r).encode() + b"\n" for r in records)
         plain_runs, aicp_runs, outs = [], [], b""
         for n in range(args.repeat):
             plain_dir = os.path.join(tmp, f"plain{count}-{n}")
             os.makedirs(plain_dir)
-            plain_runs.append(timed([sys.executable, "-c", PLAIN, jobs, plain_dir])[:2])
-            wall, cpu, outs = timed([os.path.join(BIN, "aicp-voice"), "--backend", "piper", "-q",
+            plain_runs.append(timed([sys.executable, "-c", plain, jobs, plain_dir])[:2])
+            wall, cpu, outs = timed([os.path.join(BIN, "aicp-voice"), "--backend", args.backend, "-q",
                                      "--out-dir", os.path.join(tmp, f"aicp{count}-{n}")], data)
             aicp_runs.append((wall, cpu))
         audio = [json.loads(line)["audio"] for line in outs.splitlines()]
@@ -104,7 +131,7 @@ def main() -> None:
         print(f"\n{count} records ({audio_seconds:.1f} s of audio, loudness "
               f"{statistics.mean(a['loudness_lufs'] for a in audio):.2f} LUFS, "
               f"load average {os.getloadavg()[0]:.1f} at end):")
-        print(f"  plain piper loop:   {plain_wall:.2f} s wall, {plain_cpu:.2f} s CPU")
+        print(f"  plain {args.backend} loop:{' ' * max(1, 8 - len(args.backend))}{plain_wall:.2f} s wall, {plain_cpu:.2f} s CPU")
         print(f"  aicp-voice:         {aicp_wall:.2f} s wall, {aicp_cpu:.2f} s CPU")
         print(f"  ratio:              {aicp_wall / plain_wall:.3f} wall, {aicp_cpu / plain_cpu:.3f} CPU "
               "(target <= 1.05)")

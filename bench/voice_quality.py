@@ -1,7 +1,9 @@
 """How well each installed voice speaks, by the listening check (``aicp-voice --verify``).
 
 For each installed TTS backend (the registry's, so a backend installed later is measured
-too) and each distinct voice the built-in personas get from it (``julie``, ``max``, ``sam``),
+too) and each distinct voice the built-in personas get from it (``julie``, ``max``, ``sam``;
+a voice that ``--backend auto`` gives a persona is measured with that persona's settings and
+marked ``auto``),
 voices 20 intros built from ``examples/songs.jsonl`` (fixed texts, so runs compare; or
 ``--scripts FILE``, aicp-script's output) with the voice stage, then runs the listening
 check (:mod:`ai_content_pipeline.listen`) on every file and prints per voice:
@@ -16,7 +18,7 @@ check (:mod:`ai_content_pipeline.listen`) on every file and prints per voice:
   (the file of another intro, checked against this script); each row gives how many failed
   and the highest recall among them, which the default threshold must stay above.
 
-Usage: .venv/bin/python bench/voice_quality.py [--records 20] [--scripts FILE] [--json OUT]
+Usage: .venv/bin/python bench/voice_quality.py [--records 20] [--scripts FILE] [--auto-only] [--json OUT]
 """
 
 from __future__ import annotations
@@ -58,15 +60,21 @@ def scripts(path: str | None, count: int) -> list[dict[str, Any]]:
             for i, song in enumerate(songs)]
 
 
-def installed_voices() -> list[tuple[str, str, Any]]:
-    """``(backend, persona, backend object)`` for each distinct voice of each usable TTS backend."""
+def installed_voices(auto_only: bool = False) -> list[tuple[str, str, Any, bool]]:
+    """``(backend, persona, backend object, auto)`` for each distinct voice of each usable TTS
+    backend; ``auto``: ``--backend auto`` gives ``persona`` this voice (so it is measured with
+    that persona's settings). ``auto_only``: only those."""
     from ai_content_pipeline.backends import registry
     from ai_content_pipeline.doctor import _run_check
     from ai_content_pipeline.templates import load_persona
 
+    personas = {name: load_persona(name) for name in PERSONAS}
+    router = registry.create_tts("auto")
+    routed = {name: getattr(router, "backend_for", lambda _p: router)(persona).name
+              for name, persona in personas.items()}
     found = []
     for info in registry.backends("tts"):
-        if not _run_check(info, None).get("usable"):
+        if not _run_check(info, None).get("usable") and info.name not in routed.values():
             continue
         try:
             backend = registry.create_tts(info.name)
@@ -74,12 +82,13 @@ def installed_voices() -> list[tuple[str, str, Any]]:
             print(f"# {info.name}: not measured ({exc})", file=sys.stderr)
             continue
         seen = set()
-        for name in PERSONAS:
-            voice = backend.default_voice(load_persona(name), 0)
-            if voice.name in seen:
+        # the personas auto routes here first: a voice is measured with the settings they get
+        for name in sorted(PERSONAS, key=lambda n: routed[n] != info.name):
+            voice = backend.default_voice(personas[name], 0)
+            if voice.name in seen or (auto_only and routed[name] != info.name):
                 continue
             seen.add(voice.name)
-            found.append((info.name, name, backend))
+            found.append((info.name, name, backend, routed[name] == info.name))
     return found
 
 
@@ -149,15 +158,18 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=20, help="intros per voice")
     ap.add_argument("--scripts", help="aicp-script output to voice instead of the fixed intros")
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--auto-only", action="store_true",
+                    help="only the voices --backend auto gives the built-in personas")
     args = ap.parse_args()
     records = scripts(args.scripts, args.records)
     results = []
     with tempfile.TemporaryDirectory(prefix="aicp-voice-quality-") as folder:
-        for backend_name, persona, backend in installed_voices():
+        for backend_name, persona, backend, auto in installed_voices(args.auto_only):
             row = measure(backend_name, persona, backend, records, folder)
+            row["auto"] = auto
             results.append(row)
             b = row["broken"]
-            print(f"{row['backend']:>10} {row['voice']:<24} ({persona}): recall median {row['recall_median']} "
+            print(f"{row['backend']:>10} {row['voice']:<24} ({persona}{', auto' if auto else ''}): recall median {row['recall_median']} "
                   f"min {row['recall_min']}, names {row['name_recall_median']}, rtf {row['rtf_median']}, "
                   f"pass {row['pass_share']:.0%} {row['failed_reasons'] or ''}; verify costs "
                   f"{row['verify_cost_share']:.0%} of voicing (CPU {row['check_cpu_s']} s / {row['voice_cpu_s']} s)")

@@ -1,6 +1,7 @@
 """The built-in personas voiced offline with the real engines: three different voices (julie
-female, max and sam two male voices apart in pitch), and the same record voiced twice gives the
-same WAV bytes on Piper and on Kokoro."""
+female, max and sam two male voices apart in pitch), each file passing the listening check
+(``aicp-voice --verify``), and the same record voiced twice gives the same WAV bytes on Piper
+and on Kokoro."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 import soundfile as sf
 
 from ai_content_pipeline.backends import kokoro
+from ai_content_pipeline.listen import RECALL_THRESHOLD
 from tests.cli_helpers import run_bin
 
 pytestmark = pytest.mark.e2e
@@ -59,8 +61,14 @@ def _voice(tmp_path, name: str, *args: str, records=INTROS) -> list[dict]:
 
 
 @needs_kokoro
-def test_the_built_in_personas_speak_with_three_different_voices(tmp_path) -> None:
-    out = _voice(tmp_path, "auto")
+def test_the_built_in_personas_speak_with_three_different_voices_that_pass_the_listening_check(tmp_path) -> None:
+    out = _voice(tmp_path, "auto", "--verify")
+    heard = {r["persona"]: r["audio"]["checks"]["details"]["listen"]["recall"] for r in out}
+    for record in out:  # the default threshold, not one chosen for these voices
+        checks = record["audio"]["checks"]
+        assert checks["passed"] is True and checks["failed"] == [], (record["persona"], checks)
+        assert checks["details"]["listen"]["threshold"] == RECALL_THRESHOLD
+    assert min(heard.values()) >= RECALL_THRESHOLD, heard
     spoke = {r["persona"]: (r["audio"]["backend"], r["audio"]["voice"]) for r in out}
     assert spoke == {"julie": ("kokoro", "jf_gongitsune"), "max": ("piper", "en_US-joe-medium"),
                      "sam": ("kokoro", "jm_kumo:0.8,jf_alpha:0.2")}
