@@ -123,6 +123,14 @@ def gated_loudness(weighted: np.ndarray, rate: int) -> float:
     energy = np.concatenate([[0.0], np.cumsum(hops)])
     at = np.searchsorted(bounds, np.minimum(np.stack([lower, upper]), len(y)))
     z = np.maximum((energy[at[1]] - energy[at[0]]) / (BLOCK_SECONDS * rate), 0.0)
+    return gate_blocks(z)
+
+
+def gate_blocks(z: np.ndarray) -> float:
+    """Integrated loudness in LUFS of the mean squares ``z`` (K-weighted, one per 400 ms
+    block, float64 ``[n_blocks]``): the absolute gate (−70 LUFS), then the relative gate
+    (−10 LU below the absolutely gated mean), as ITU-R BS.1770-4 gates; ``-inf`` when no
+    block is left."""
     with np.errstate(divide="ignore"):
         level = -0.691 + 10.0 * np.log10(z)
         gated = z[level >= ABSOLUTE_GATE_LUFS]

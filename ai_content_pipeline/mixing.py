@@ -223,7 +223,7 @@ class LoudnessMeter:
         """The gated integrated loudness so far (LUFS); ``-inf`` for silence or under 0.4 s."""
         import numpy as np
 
-        from .loudness import ABSOLUTE_GATE_LUFS, BLOCK_SECONDS, RELATIVE_GATE_LU, STEP
+        from .loudness import BLOCK_SECONDS, STEP, gate_blocks
 
         n = self.frames
         total = n / self.rate
@@ -235,16 +235,7 @@ class LoudnessMeter:
         self._at.setdefault(n, self._energy)
         at = np.vectorize(lambda p: self._at[int(p)], otypes=[float])
         z = np.maximum((at(upper) - at(lower)) / (BLOCK_SECONDS * self.rate), 0.0)
-        with np.errstate(divide="ignore"):
-            level = -0.691 + 10.0 * np.log10(z)
-            gated = z[level >= ABSOLUTE_GATE_LUFS]
-            if not len(gated):
-                return float("-inf")
-            relative = -0.691 + 10.0 * np.log10(gated.mean()) + RELATIVE_GATE_LU
-            kept = z[(level > relative) & (level > ABSOLUTE_GATE_LUFS)]
-            if not len(kept):
-                return float("-inf")
-            return float(-0.691 + 10.0 * np.log10(kept.mean()))
+        return gate_blocks(z)
 
 
 class TruePeakMeter:

@@ -22,7 +22,7 @@ from tests.cli_helpers import run_bin
 pytestmark = pytest.mark.e2e
 TOPIC = {"id": "vinyl", "topic": "How vinyl records made a comeback",
          "notes": "sales grew for fifteen years in a row; pressing plants reopened"}
-#: What the section requests of the template before podcast-longform@3 said: a model read these out.
+#: Instruction words a section request may carry: none may be read out.
 INSTRUCTION_PHRASES = ["podcast episode:", "facts:", "names:", "numbers:", "audience:", "already said",
                        "do not repeat", "now write part", "do not greet", "do not end the show",
                        "go on with the", "more words", "carry on from what you just said",
