@@ -35,7 +35,7 @@ def aicp(*args: str, input: bytes = b"") -> Any:
 
 def test_voices_say_writes_a_wav_with_real_piper(tmp_path: Path) -> None:
     out = tmp_path / "try.wav"
-    plain = aicp("voices", "say", "Tonight: Você É Linda.", "-o", str(out), "--voice-backend", "piper")
+    plain = aicp("voices", "say", "Tonight: Você É Linda.", "-o", str(out), "--backend", "piper")
     assert plain.exit_code == 0, plain.stderr
     audio = json.loads(plain.stdout)
     assert audio["path"] == str(out) and audio["backend"] == "piper" and audio["lexicon"] == []
@@ -45,7 +45,7 @@ def test_voices_say_writes_a_wav_with_real_piper(tmp_path: Path) -> None:
 
     names = write(tmp_path / "names.yaml", NAMES)
     said = aicp("voices", "say", "Tonight: Você É Linda.", "-o", str(tmp_path / "try.flac"),
-                "--voice-backend", "piper", "--lexicon", names)
+                "--backend", "piper", "--lexicon", names)
     assert said.exit_code == 0, said.stderr
     fixed = json.loads(said.stdout)
     assert fixed["lexicon"] == ["Você É Linda"] and fixed["format"] == "flac"
@@ -56,11 +56,12 @@ def test_voices_say_writes_a_wav_with_real_piper(tmp_path: Path) -> None:
 def test_voices_say_refuses_to_replace_a_file_and_overwrite_replaces_it(tmp_path: Path) -> None:
     out = tmp_path / "try.wav"
     out.write_bytes(b"mine")
+    # --voice-backend: the option's first spelling, still accepted
     refused = aicp("voices", "say", "Hello there, friends.", "-o", str(out), "--voice-backend", "piper")
     assert refused.exit_code == 2 and refused.stdout == ""
     assert f"audio file {out} exists" in refused.stderr and "--overwrite" in refused.stderr
     assert out.read_bytes() == b"mine"
-    replaced = aicp("voices", "say", "Hello there, friends.", "-o", str(out), "--voice-backend", "piper", "--overwrite")
+    replaced = aicp("voices", "say", "Hello there, friends.", "-o", str(out), "--backend", "piper", "--overwrite")
     assert replaced.exit_code == 0, replaced.stderr
     assert sf.info(out).samplerate == 22050
 

@@ -27,7 +27,7 @@ Examples:
   aicp voices list | jq -r '[.backend, .name, .voice] | @tsv'
   aicp voices say "Tonight: Você É Linda." -o try.wav
   aicp voices say "Tonight: Você É Linda." -o try.wav --lexicon examples/lexicon.yaml --overwrite
-  aicp voices say "Good evening." -o julie.wav --persona julie --voice-backend piper
+  aicp voices say "Good evening." -o julie.wav --persona julie --backend piper
 
 \b
 Lexicon: a YAML file mapping a word or name to a respelling or to phonemes
@@ -62,9 +62,11 @@ def voices_group() -> None:
 @click.argument("text")
 @click.option("-o", "--output", required=True, type=PathValue(dir_okay=False), metavar="FILE",
               help="The audio file to write; its suffix names the format (.wav, .flac, .ogg, .mp3).")
-@click.option("--voice-backend", "backend", type=BackendChoice("tts"), default="auto", show_default=True,
-              help="auto: chatterbox when installed and a GPU is present, else embedded piper. "
-                   "The backends' own settings follow.")
+@click.option("--backend", "--voice-backend", "backend", type=BackendChoice("tts"), default="auto",
+              show_default=True,
+              help="As aicp-voice's --backend: auto is chatterbox when installed and a GPU is present, else "
+                   "embedded piper, and a persona that names a voice of another installed backend speaks "
+                   "with it (voice.kokoro.voice: kokoro). The backends' own settings follow.")
 @click.option("-p", "--persona", metavar="NAME|PATH", type=NameOrPath(), shell_complete=complete_name("persona"),
               help="Speak as this persona: its voice settings, seed and lexicon: entries.")
 @click.option("--lexicon", "lexicon", multiple=True, type=PathValue(dir_okay=False), metavar="FILE",
