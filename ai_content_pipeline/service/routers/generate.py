@@ -38,7 +38,14 @@ from ..deps import (
     get_voices,
 )
 from ..redact import Redactor, worker_label
-from ..requests import EditRequest, GenerateRequest, RequestProblem, ReviewRequest, build_chain, validate_chain
+from ..requests import (
+    EditRequest,
+    GenerateRequest,
+    RequestProblem,
+    ReviewRequest,
+    build_chain,
+    validate_chain,
+)
 from ..store import JobStore
 
 router = APIRouter(route_class=ExactJSONRoute)
@@ -546,8 +553,9 @@ def edit(job_id: str, body: EditRequest, index: int = INDEX, settings: ServiceSe
             "voice_backend", "song_field", "strict")
     params = {k: v for k, v in (steps[0].get("params") or {}).items() if k in keep}
     steps[0]["params"] = {**params, "recheck": True}
-    script = record.get("script") if isinstance(record.get("script"), dict) else {}
-    script = {k: v for k, v in script.items() if k not in ("checks", "skipped", "truncated")}
+    made = record.get("script")
+    script = {k: v for k, v in (made if isinstance(made, dict) else {}).items()
+              if k not in ("checks", "skipped", "truncated")}
     given = {**_given(record), "script": {**script, "text": body.text}}
     take = _queue(settings, store, {**chain, "steps": steps}, [given], {"": ""}, parent=(job.id, index, "edit"))
     return JSONResponse(job_summary(take, names), status_code=202, headers={"Location": job_links(take.id)["self"]})
