@@ -32,6 +32,7 @@ from .deps import (
     StreamCounter,
     json_error,
 )
+from .docs import add_offline_docs
 from .redact import Redactor
 from .requests import RequestProblem
 from .routers import catalog, generate, health
@@ -181,6 +182,7 @@ def create_app(settings: ServiceSettings, store: JobStore | None = None,
                 await run_in_threadpool(thread.join, 600)
 
     app = FastAPI(title="aicp generation service", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None,  # served from the package: add_offline_docs below
                   description="Submit records or a topic, get scripts and audio from the local LLM "
                               "and TTS models. Jobs run through the same chain runner as "
                               "`aicp run-chain`; events are its `--stream` JSON events.")
@@ -191,6 +193,7 @@ def create_app(settings: ServiceSettings, store: JobStore | None = None,
     _add_error_handlers(app)
     for module in (generate, catalog, health, auth):
         app.include_router(module.router)
+    add_offline_docs(app)
 
     models = settings.models if settings.models is not None else default_models()
     voices = settings.voices if settings.voices is not None else default_voices()
