@@ -1,4 +1,6 @@
-"""``/api/v1/generate``: submit, list, status, cancel, a job's events (SSE) and its files.
+"""``/api/v1/generate``: submit, list, status, cancel, a job's events (SSE) and its files; the
+review of its output records (decisions, the JSON Lines export) and their new takes
+(regenerate, edit), each a linked job whose ``parent`` names the record.
 
 What a client gets back names nothing on the server's disk
 (:class:`~ai_content_pipeline.service.redact.Redactor`).
@@ -89,7 +91,7 @@ JOB_EXAMPLE: dict[str, Any] = {
     "records_total": None, "records": None, "records_offset": 0, "records_limit": 100,
     "files": [{"name": "song-001_julie_0.wav", "bytes": 412844,
                "url": "/api/v1/generate/3f2c.../files/song-001_julie_0.wav"}],
-    "result": None,
+    "result": None, "parent": None,
 }
 
 
