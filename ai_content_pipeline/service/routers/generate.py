@@ -208,8 +208,9 @@ def get_job(job_id: str, records_offset: int = Query(0, ge=0, le=MAX_INDEX),
 
     Each record carries `review` (`{decision, note, at}`, or null when nobody reviewed it)
     and `retakes`: the new takes asked for it (regenerate, edit), oldest first, each
-    `{generation_id, kind, status, seed, created_at, record, files}` where `record` (with its
-    own `review`) is null until its job has finished. A job that makes a new take names its
+    `{generation_id, kind, status, seed, created_at, record, files, error}` where `record`
+    (with its own `review`) is null until its job has finished, and `error` says why a take's
+    job failed as a whole. A job that makes a new take names its
     original in `parent` (`{generation_id, index, kind, seed}`)."""
     job = _job(store, job_id)
     out = job_summary(job, names)
@@ -352,7 +353,8 @@ def _retake(take: Job, record: dict[str, Any] | None, review: dict[str, Any] | N
         if isinstance(shown, dict):
             shown["review"] = _review_shown(review)
     return {"generation_id": take.id, "kind": take.parent_kind, "status": take.status, "seed": take.seed,
-            "created_at": _iso(take.created_at), "record": shown, "files": _take_files(take)}
+            "created_at": _iso(take.created_at), "record": shown, "files": _take_files(take),
+            "error": Redactor(take.id, names).value(take.error) if take.error else None}
 
 
 def _finished(store: JobStore, job_id: str) -> Job:
