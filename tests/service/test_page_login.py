@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import Depends
+from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
 from ai_content_pipeline.service.auth import COOKIE, Login, require_login, safe_next, session_value
@@ -23,7 +23,10 @@ HERE = {"Origin": "http://testserver"}
 def guarded(tmp_path: Path) -> Iterator[Service]:
     """The API with ``--token``; ``GET /probe`` is a page route behind :func:`require_login`."""
     for s in make_service(tmp_path, None, token=TOKEN):
-        @s.client.app.get("/probe")
+        app = s.client.app
+        assert isinstance(app, FastAPI)
+
+        @app.get("/probe")
         async def probe(login: Login = Depends(require_login)) -> dict[str, Any]:
             return {"via": login.via, "required": login.required}
 
