@@ -34,7 +34,7 @@ from .deps import (
 )
 from .redact import Redactor
 from .requests import RequestProblem
-from .routers import catalog, generate, health
+from .routers import catalog, generate, health, pages
 from .store import JobStore
 
 
@@ -215,8 +215,11 @@ def create_app(settings: ServiceSettings, store: JobStore | None = None,
     if settings.token:  # added last, so it runs first: an unauthenticated body is never read
         app.add_middleware(BearerAuth, token=settings.token)
     _add_error_handlers(app)
-    for module in (generate, catalog, health):
+    for module in (generate, catalog, health, pages):
         app.include_router(module.router)
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")  # the review desk's
 
     models = settings.models if settings.models is not None else default_models()
     voices = settings.voices if settings.voices is not None else default_voices()

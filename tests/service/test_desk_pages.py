@@ -1,0 +1,102 @@
+"""The review desk's pages over the API (TestClient, backend doubles): the jobs list, the submit
+form, a job's cards and their filters."""
+
+from __future__ import annotations
+
+import re
+
+from tests.service.conftest import SONGS, Service
+
+
+def _finished(svc: Service) -> str:
+    jid = svc.submit()
+    svc.worker().run_once()
+    return jid
+
+
+def test_jobs_page_lists_jobs_and_offers_the_form(svc: Service) -> None:
+    jid = svc.submit()
+    r = svc.client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    html = r.text
+    assert f'href="/jobs/{jid}"' in html and "data-live" in html  # queued: followed live
+    assert '<meta name="viewport"' in html and '<main id="main"' in html
+    assert '<input type="checkbox" name="voice"' in html  # inside its label
+    for field in ("records", "records_file", "template", "persona"):
+        assert f'id="{field}"' in html and f'for="{field}"' in html, field
+    assert '<option value="station-id"' in html
+
+
+def test_the_form_submits_a_job_through_the_api_code(svc: Service) -> None:
+    lines = "\n".join('{"id": "%s", "artist": "%s", "title": "%s"}' % (s["id"], s["artist"], s["title"])
+                      for s in SONGS[:2])
+    r = svc.client.post("/jobs", data={"records": lines + "\n\n", "template": "song-intro", "persona": "julie",
+                                       "voice": "on"}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    jid = r.headers["location"].rsplit("/", 1)[-1]
+    job = svc.client.get(f"/api/v1/generate/{jid}").json()
+    assert job["status"] == "queued" and job["progress"]["total"] == 2
+    steps = [s["type"] for s in svc.store.get(jid).chain["steps"]]
+    assert steps == ["script", "voice"]
+
+
+def test_an_uploaded_file_is_read_as_json_lines(svc: Service) -> None:
+    body = b'{"id": "a", "station": "KXYZ"}\n{"id": "b", "station": "KXYZ"}\n'
+    r = svc.client.post("/jobs", data={"records": "", "template": "station-id"},
+                        files={"records_file": ("ids.jsonl", body, "application/jsonl")}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    jid = r.headers["location"].rsplit("/", 1)[-1]
+    steps = [s["type"] for s in svc.store.get(jid).chain["steps"]]
+    assert steps == ["script"]  # voice unticked
+
+
+def test_a_bad_form_is_answered_with_the_form_and_the_problem(svc: Service) -> None:
+    for data, said in ((
+            {"records": '{"id": 1}\nnot json', "template": "song-intro"}, "line 2 is not valid JSON"),
+            ({"records": "", "template": "song-intro"}, "at least one JSON object"),
+            ({"records": '{"id": "x"}', "template": "no-such-template"}, "no-such-template"),
+            ({"records": '{"id": "x"}', "template": "song-intro", "persona": "nobody"}, "nobody")):
+        r = svc.client.post("/jobs", data=data, follow_redirects=False)
+        assert r.status_code == 422 and 'role="alert"' in r.text, data
+        assert said in r.text.replace("&#39;", "'"), (data, r.text[:2000])
+    assert svc.client.get("/api/v1/generate").json()["total"] == 0
+
+
+def test_a_job_page_has_one_card_per_take_with_script_checks_and_audio(svc: Service) -> None:
+    jid = _finished(svc)
+    job = svc.client.get(f"/api/v1/generate/{jid}").json()
+    r = svc.client.get(f"/jobs/{jid}")
+    assert r.status_code == 200
+    cards = re.findall(r'<article class="take[^"]*" id="take-(\d+)"', r.text)
+    assert cards == [str(i) for i in range(len(job["records"]))]
+    for record in job["records"]:
+        assert record["artist"] in r.text
+    name = job["records"][0]["audio"]["path"].rsplit("/", 1)[-1]
+    assert f'<audio controls preload="metadata" src="/api/v1/generate/{jid}/files/{name}"' in r.text
+    assert svc.client.get(f"/api/v1/generate/{jid}/files/{name}").status_code == 200
+    for action in ("approve", "reject", "regenerate", "edit"):
+        assert f'<button type="button" data-action="{action}"' in r.text
+    assert "checks passed" in r.text or "checks failed" in r.text
+    one = svc.client.get(f"/jobs/{jid}/takes/1")
+    assert one.status_code == 200 and one.text.lstrip().startswith("<article") and 'id="take-1"' in one.text
+
+
+def test_failed_checks_are_named_on_the_card_and_filtered(svc: Service) -> None:
+    jid = _finished(svc)
+    record = svc.store.records(jid, 0, 1)[0]
+    assert isinstance(record.get("script"), dict)
+    from ai_content_pipeline.service.routers.pages import take_view
+
+    record["script"]["checks"] = {"passed": False, "failed": ["grounded"], "details": {"grounded": ["1985", "Berlin"]}}
+    view = take_view(jid, 0, record, set())
+    assert view["checks"] == {"known": True, "passed": False, "failed": [("grounded", "1985, Berlin")]}
+    failed = svc.client.get(f"/jobs/{jid}?show=failed").text
+    assert 'aria-current="page">Failed checks' in failed
+
+
+def test_unknown_job_and_take_are_404(svc: Service) -> None:
+    assert svc.client.get("/jobs/nope").status_code == 404
+    jid = _finished(svc)
+    assert svc.client.get(f"/jobs/{jid}/takes/99").status_code == 404
+    assert svc.client.get("/static/desk.js").status_code == 200
+    assert svc.client.get("/static/desk.css").status_code == 200
