@@ -11,6 +11,12 @@ Tables (created and upgraded by the Alembic migrations in ``service/migrations``
   is the exact JSON text ``--stream`` would print (schema_version ``"1"``).
 - ``job_records``: the job's output records (final step), ``idx`` 0-based.
 - ``workers``: one row per worker process (``host``, ``pid``, heartbeat, current job).
+- ``record_reviews``: a person's decision on one output record (``job_id``, ``idx``):
+  ``decision`` (``approved``/``rejected``), an optional ``note``, when (``at``).
+
+A job made to give one record of another job a new take (``regenerate``, ``edit``) names it:
+``parent_id``, ``parent_index`` (the record's ``idx``), ``parent_kind``; ``seed`` is the
+script seed a regenerated take was asked with.
 
 Times are Unix seconds (float) so both databases store them alike.
 """
@@ -41,6 +47,8 @@ from ..errors import UsageError
 #: job statuses; the last four are final.
 STATUSES = ("queued", "running", "completed", "partial", "failed", "cancelled")
 FINAL_STATUSES = frozenset({"completed", "partial", "failed", "cancelled"})
+#: a person's decisions on an output record
+DECISIONS = ("approved", "rejected")
 
 _BigId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER only
 
@@ -78,6 +86,10 @@ class Job(Base):
     records_total: Mapped[int] = mapped_column(Integer, default=0)
     records_failed: Mapped[int] = mapped_column(Integer, default=0)
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    parent_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    parent_index: Mapped[int | None] = mapped_column(Integer)
+    parent_kind: Mapped[str | None] = mapped_column(String(16))
+    seed: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class JobEvent(Base):
@@ -100,6 +112,18 @@ class JobRecord(Base):
     job_id: Mapped[str] = mapped_column(String(32), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     idx: Mapped[int] = mapped_column(Integer, primary_key=True)
     data: Mapped[str] = mapped_column(Text)
+
+
+class RecordReview(Base):
+    """A person's decision on one output record of a job."""
+
+    __tablename__ = "record_reviews"
+
+    job_id: Mapped[str] = mapped_column(String(32), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    decision: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[float] = mapped_column(Float)
 
 
 class WorkerRow(Base):
@@ -263,5 +287,5 @@ def migrate(engine: Engine) -> str:
         return str(MigrationContext.configure(conn).get_current_revision())
 
 
-__all__ = ["FINAL_STATUSES", "STATUSES", "Base", "Job", "JobEvent", "JobRecord", "WorkerRow",
-           "database_url", "make_engine", "migrate", "open_database", "shown_url"]
+__all__ = ["DECISIONS", "FINAL_STATUSES", "STATUSES", "Base", "Job", "JobEvent", "JobRecord", "RecordReview",
+           "WorkerRow", "database_url", "make_engine", "migrate", "open_database", "shown_url"]

@@ -116,6 +116,34 @@ class GenerateRequest(BaseModel):
         return self
 
 
+class ReviewRequest(BaseModel):
+    """``POST /api/v1/generate/{id}/records/{index}/review`` body: a person's decision on one
+    output record (sent again, it replaces the earlier one)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"decision": "approved"}, {"decision": "rejected", "note": "mispronounces the band's name"}]})
+
+    decision: Literal["approved", "rejected"]
+    note: str | None = Field(None, max_length=2000, description="why (optional)")
+
+
+class EditRequest(BaseModel):
+    """``POST /api/v1/generate/{id}/records/{index}/edit`` body: the take's script text as a
+    person wrote it."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"text": "That was Queen with Bohemian Rhapsody, six minutes that changed rock."}]})
+
+    text: str = Field(..., min_length=1, max_length=100_000, description="the new script text")
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the text is blank")
+        return value
+
+
 def _builtin(kind: str, field: str, value: Any, names: list[str]) -> None:
     if value is None:
         return
@@ -382,5 +410,5 @@ def validate_chain(chain: dict[str, Any], input_path: str, output_dir: str,
     return spec.model_dump(mode="json")
 
 
-__all__ = ["GenerateRequest", "RequestProblem", "build_chain", "default_models", "default_voices", "slug",
-           "validate_chain"]
+__all__ = ["EditRequest", "GenerateRequest", "RequestProblem", "ReviewRequest", "build_chain", "default_models",
+           "default_voices", "slug", "validate_chain"]

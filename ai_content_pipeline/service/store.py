@@ -30,7 +30,7 @@ from sqlalchemy.orm import make_transient_to_detached, sessionmaker
 
 from ..jsonl import dumps as exact_dumps
 from ..jsonl import loads as exact_loads
-from .db import FINAL_STATUSES, Job, JobEvent, JobRecord, WorkerRow
+from .db import FINAL_STATUSES, Job, JobEvent, JobRecord, RecordReview, WorkerRow
 
 
 def _now() -> float:
@@ -54,13 +54,21 @@ class JobStore:
         self._select_status = select(table.c.status).where(table.c.id == bindparam("job_id"))
 
     # -- jobs ------------------------------------------------------------------------------
-    def create(self, job_id: str, name: str, chain: dict[str, Any], inputs: list[dict[str, Any]]) -> Job:
-        """Insert a ``queued`` job with its validated ``chain`` (dict) and input records."""
+    def create(self, job_id: str, name: str, chain: dict[str, Any], inputs: list[dict[str, Any]], *,
+               parent: tuple[str, int, str] | None = None, seed: int | None = None) -> Job:
+        """Insert a ``queued`` job with its validated ``chain`` (dict) and input records.
+
+        :param parent: ``(job id, record index, kind)`` when the job makes a new take of
+            another job's output record (kind ``regenerate`` or ``edit``).
+        :param seed: the script seed a regenerated take is asked with.
+        """
+        parent_id, parent_index, parent_kind = parent if parent is not None else (None, None, None)
         job = Job(id=job_id, name=name, status="queued", chain=chain, inputs=inputs, created_at=_now(),
                   attempts=0, cancel_requested=False,
                   progress={"total": len(inputs), "completed": 0, "failed": 0, "skipped": 0},
                   prompt_tokens=0, completion_tokens=0, audio_seconds=0.0, cost=0.0, files=[],
-                  records_total=0, records_failed=0, last_seq=0)
+                  records_total=0, records_failed=0, last_seq=0, parent_id=parent_id,
+                  parent_index=parent_index, parent_kind=parent_kind, seed=seed)
         with self.session.begin() as s:
             s.add(job)
         return job
@@ -94,7 +102,8 @@ class JobStore:
     #: never a job's input records, result or file list, which may be megabytes each
     LIST_COLUMNS = ("id", "name", "status", "chain", "created_at", "started_at", "finished_at",
                     "worker_id", "attempts", "cancel_requested", "progress", "prompt_tokens",
-                    "completion_tokens", "audio_seconds", "cost", "error")
+                    "completion_tokens", "audio_seconds", "cost", "error", "parent_id", "parent_index",
+                    "parent_kind", "seed")
 
     def list_jobs(self, status: str | None, limit: int, offset: int) -> tuple[list[Job], int]:
         """Jobs newest first (optionally one status): ``(page, total matching)``.
@@ -257,6 +266,67 @@ class JobStore:
             rows = s.execute(select(JobRecord.data).where(JobRecord.job_id == job_id, JobRecord.idx >= offset)
                              .order_by(JobRecord.idx).limit(limit)).scalars()
             return [exact_loads(r) for r in rows]  # numbers as the stage wrote them
+
+    def record(self, job_id: str, index: int) -> dict[str, Any] | None:
+        """Output record ``index`` of the job (``None``: no such record)."""
+        with self.session() as s:
+            data = s.execute(select(JobRecord.data).where(JobRecord.job_id == job_id, JobRecord.idx == index)
+                             ).scalar_one_or_none()
+        return None if data is None else exact_loads(data)
+
+    # -- reviews and new takes -------------------------------------------------------------
+    def set_review(self, job_id: str, index: int, decision: str, note: str | None) -> dict[str, Any]:
+        """Store (or replace) a person's decision on output record ``index`` of the job.
+
+        :param decision: ``approved`` or ``rejected`` (checked by the caller).
+        :returns: the review as the API shows it: ``{"decision", "note", "at"}`` (``at`` in
+            Unix seconds).
+        """
+        at = _now()
+        with self.session.begin() as s:
+            row = s.get(RecordReview, (job_id, index), with_for_update=self.dialect == "postgresql")
+            if row is None:
+                s.add(RecordReview(job_id=job_id, idx=index, decision=decision, note=note, at=at))
+            else:
+                row.decision, row.note, row.at = decision, note, at
+        return {"decision": decision, "note": note, "at": at}
+
+    def reviews(self, job_ids: Iterable[str]) -> dict[tuple[str, int], dict[str, Any]]:
+        """The decisions on the records of ``job_ids``: ``{(job id, index): {"decision",
+        "note", "at"}}`` (records without a decision are absent)."""
+        ids = list(job_ids)
+        if not ids:
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(RecordReview.job_id, RecordReview.idx, RecordReview.decision,
+                                       RecordReview.note, RecordReview.at).where(RecordReview.job_id.in_(ids)))
+            return {(j, int(i)): {"decision": d, "note": n, "at": float(a)} for j, i, d, n, a in rows}
+
+    def takes(self, job_id: str) -> list[Job]:
+        """The jobs that make new takes of the job's records (``parent_id`` = ``job_id``),
+        oldest first; detached, without their input records."""
+        table = Job.__table__
+        query = select(*(table.c[name] for name in (*self.LIST_COLUMNS, "records_total", "files"))).where(
+            table.c.parent_id == job_id).order_by(table.c.created_at, table.c.id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        jobs = []
+        for row in rows:
+            job = Job(**row._mapping)
+            make_transient_to_detached(job)
+            jobs.append(job)
+        return jobs
+
+    def first_records(self, job_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Output record 0 of each of ``job_ids`` that has one: ``{job id: record}`` (a new
+        take's job makes one record)."""
+        ids = list(job_ids)
+        if not ids:
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(JobRecord.job_id, JobRecord.data).where(
+                JobRecord.job_id.in_(ids), JobRecord.idx == 0))
+            return {j: exact_loads(d) for j, d in rows}
 
     # -- events ----------------------------------------------------------------------------
     def add_event(self, job_id: str, data: str, progress: dict[str, Any] | None = None,

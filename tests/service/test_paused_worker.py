@@ -202,7 +202,7 @@ def test_a_database_of_the_first_schema_is_upgraded(dbsvc: Service) -> None:
         command.downgrade(cfg, "0001")
     with engine.begin() as conn:
         assert "claim_token" not in {c["name"] for c in sa_inspect(conn).get_columns("jobs")}
-    assert db.migrate(engine) == "0002"
+    assert db.migrate(engine) == "0003"
     job_id = dbsvc.submit({"records": SONGS[:1]})
     assert dbsvc.worker().run_once() and dbsvc.store.status(job_id) == "completed"
 
