@@ -100,3 +100,28 @@ def test_unknown_job_and_take_are_404(svc: Service) -> None:
     assert svc.client.get(f"/jobs/{jid}/takes/99").status_code == 404
     assert svc.client.get("/static/desk.js").status_code == 200
     assert svc.client.get("/static/desk.css").status_code == 200
+
+
+def test_a_card_shows_its_review_and_the_new_take_when_it_lands(svc: Service) -> None:
+    jid = _finished(svc)
+    api = f"/api/v1/generate/{jid}/records"
+    assert svc.client.post(f"{api}/0/review", json={"decision": "approved"}).status_code == 200
+    assert svc.client.post(f"{api}/1/review", json={"decision": "rejected", "note": "too <loud>"}).status_code == 200
+    page = svc.client.get(f"/jobs/{jid}").text
+    assert "Approved" in page and "too &lt;loud&gt;" in page and "too <loud>" not in page
+    assert re.findall(r'id="take-(\d+)"', svc.client.get(f"/jobs/{jid}?show=approved").text) == ["0"]
+    assert re.findall(r'id="take-(\d+)"', svc.client.get(f"/jobs/{jid}?show=unreviewed").text) == ["2"]
+    r = svc.client.post(f"{api}/1/regenerate")
+    assert r.status_code == 202, r.text
+    take_id = r.json()["generation_id"]
+    card = svc.client.get(f"/jobs/{jid}/takes/1").text
+    assert "data-pending" in card and "regenerating" in card
+    svc.worker().run_once()
+    card = svc.client.get(f"/jobs/{jid}/takes/1").text
+    assert "data-pending" not in card and "take 2 (regenerated), 2 takes" in card
+    # the card's audio and review buttons are the new take's (record 0 of its own job)
+    assert f'data-api="/api/v1/generate/{take_id}/records/0"' in card
+    assert f'src="/api/v1/generate/{take_id}/files/' in card
+    assert "Other takes (1)" in card and "Unreviewed" in card
+    jobs = svc.client.get("/").text
+    assert f'new take of take 2 in\n        <a href="/jobs/{jid}#take-1">' in jobs

@@ -124,30 +124,55 @@ def _personas(record: dict[str, Any]) -> list[str]:
     return []
 
 
-def _audio_name(record: dict[str, Any], files: set[str]) -> str | None:
+def _audio_url(record: dict[str, Any], job_id: str, files: set[str]) -> str | None:
+    """The file endpoint's URL of the record's audio (``None``: no audio, or not a file of the job)."""
     audio = record.get("audio")
     path = audio.get("path") if isinstance(audio, dict) else None
     if not isinstance(path, str):
         return None
     name = path.rsplit("/", 1)[-1]
-    return name if name in files else None
+    return f"{API}/generate/{job_id}/files/{name}" if name in files else None
+
+
+def _one_take(record: dict[str, Any], job_id: str, index: int, files: set[str], label: str) -> dict[str, Any]:
+    """One take of a record: its text, checks, audio, review and where its review is sent."""
+    script = record.get("script") if isinstance(record.get("script"), dict) else {}
+    audio = record.get("audio") if isinstance(record.get("audio"), dict) else {}
+    review = record.get("review") if isinstance(record.get("review"), dict) else None
+    return {"label": label, "text": script.get("text") if isinstance(script.get("text"), str) else None,
+            "checks": _checks(record), "audio_url": _audio_url(record, job_id, files),
+            "seconds": audio.get("seconds"), "review": review, "decision": (review or {}).get("decision"),
+            "edited": bool(script.get("edited")), "personas": _personas(record),
+            "api": f"{API}/generate/{job_id}/records/{index}"}
 
 
 def take_view(job_id: str, index: int, record: dict[str, Any], files: set[str]) -> dict[str, Any]:
-    """What the card of take ``index`` shows: ``{index, subject, personas, text, checks,
-    audio_url, seconds, review, pending, record}`` (``record`` as the API shows it)."""
-    script = record.get("script") if isinstance(record.get("script"), dict) else {}
-    audio = record.get("audio") if isinstance(record.get("audio"), dict) else {}
-    name = _audio_name(record, files)
-    review = record.get("review") if isinstance(record.get("review"), dict) else None
-    text = script.get("text") if isinstance(script.get("text"), str) else None
-    return {"index": index, "id": record.get("id"), "subject": _subject(record),
-            "personas": _personas(record), "text": text, "checks": _checks(record),
-            "audio_url": f"{API}/generate/{job_id}/files/{name}" if name else None,
-            "seconds": audio.get("seconds"), "review": review,
-            "decision": (review or {}).get("decision"),
-            "pending": record.get("regenerating") or record.get("pending"),
-            "edited": bool(script.get("edited")), "template": script.get("template")}
+    """What the card of record ``index`` shows (``record`` as ``GET /api/v1/generate/{id}``
+    shows it, with ``review`` and ``retakes``): the newest take that has landed (a finished
+    regenerate or edit, else the original) with its review and the review buttons' API URL
+    (a new take is record 0 of its own job), the earlier takes under ``history``, and
+    ``pending`` while a new take is on its way."""
+    takes = [_one_take(record, job_id, index, files, "original take")]
+    pending = False
+    for number, retake in enumerate(record.get("retakes") or [], start=2):
+        if not isinstance(retake, dict):
+            continue
+        status = retake.get("status")
+        if status not in FINAL_STATUSES:
+            pending = True
+            continue
+        landed = retake.get("record")
+        if isinstance(landed, dict):
+            kind = "edited" if retake.get("kind") == "edit" else "regenerated"
+            names = {str(f.get("name")) for f in retake.get("files") or [] if isinstance(f, dict)}
+            takes.append(_one_take(landed, str(retake.get("generation_id")), 0, names, f"take {number} ({kind})"))
+        elif status != "cancelled":
+            takes.append({**_one_take({"error": {"type": status, "message": "the new take made no record"}},
+                                      str(retake.get("generation_id")), 0, set(), f"take {number}"),
+                          "failed_take": True})
+    current = next((t for t in reversed(takes) if not t.get("failed_take")), takes[0])
+    return {**current, "index": index, "id": record.get("id"), "subject": _subject(record),
+            "count": len(takes), "history": [t for t in takes if t is not current], "pending": pending}
 
 
 def _shown(view: dict[str, Any], show: str) -> bool:
@@ -167,16 +192,13 @@ def _job_or_404(store: JobStore, job_id: str) -> Any:
     return job
 
 
-def job_records(store: JobStore, job_id: str, names: dict[str, str], limit: int = PAGE_TAKES) -> list[dict[str, Any]]:
-    """The job's output records as ``GET /api/v1/generate/{id}`` shows them (review included
-    where the API adds it)."""
-    from . import generate
+def job_records(store: JobStore, job: Any, names: dict[str, str], offset: int = 0,
+                limit: int = PAGE_TAKES) -> list[dict[str, Any]]:
+    """The finished job's output records ``offset`` ... ``offset + limit - 1`` as
+    ``GET /api/v1/generate/{id}`` shows them: redacted, each with its ``review`` and ``retakes``."""
+    from .generate import _reviewed
 
-    shown = getattr(generate, "shown_records", None)
-    if shown is not None:  # the API's own view of the records, reviews included
-        return list(shown(store, job_id, names, 0, limit))
-    redactor = Redactor(job_id, names)
-    return [redactor.record(r) for r in store.records(job_id, 0, limit)]
+    return _reviewed(store, job, offset, limit, names)
 
 
 def _job_view(job: Any, names: dict[str, str]) -> dict[str, Any]:
@@ -240,7 +262,8 @@ async def submit_form(request: Request, settings: ServiceSettings = Depends(get_
             raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else b""
         form = {"template": str(data.get("template") or ""), "persona": str(data.get("persona") or ""),
                 "hosts": [str(h) for h in data.getlist("hosts")], "voice": data.get("voice") == "on",
-                "name": str(data.get("name") or ""), "records": raw.decode("utf-8", "replace")}
+                "name": str(data.get("name") or ""), "records": raw.decode("utf-8", "replace"),
+                "max_tokens": str(data.get("max_tokens") or "").strip(), "seed": str(data.get("seed") or "").strip()}
 
     def problem(message: str) -> HTMLResponse:
         return _jobs(request, store, names, 422, message, form)
@@ -257,6 +280,11 @@ async def submit_form(request: Request, settings: ServiceSettings = Depends(get_
         body["persona"] = form["persona"]
     if form["name"]:
         body["name"] = form["name"]
+    for key in ("max_tokens", "seed"):
+        if form[key]:
+            if not form[key].isascii() or not form[key].isdigit():
+                return problem(f"{key}: must be a whole number")
+            body.setdefault("params", {})[key] = int(form[key])
     try:
         parsed = GenerateRequest.model_validate(parse_body(exact_dumps(body)))
         answer = await run_in_threadpool(submit, parsed, settings, store, names, models, voices)
@@ -300,7 +328,7 @@ def job_page(request: Request, job_id: str, show: str = Query("all"), store: Job
     job = _job_or_404(store, job_id)
     view = _job_view(job, names)
     files = {f["name"] for f in job.files or []}
-    takes = ([take_view(job_id, i, r, files) for i, r in enumerate(job_records(store, job_id, names))]
+    takes = ([take_view(job_id, i, r, files) for i, r in enumerate(job_records(store, job, names))]
              if view["final"] else [])
     counts = {name: sum(1 for t in takes if _shown(t, name)) for name in FILTERS}
     return _page(request, "job.html", job=view, takes=[t for t in takes if _shown(t, show)], show=show,
@@ -312,11 +340,11 @@ def take_card(request: Request, job_id: str, index: int = 0, store: JobStore = D
               names: dict[str, str] = Depends(get_names)) -> HTMLResponse:
     """One take's card (the fragment ``desk.js`` swaps in after an action)."""
     job = _job_or_404(store, job_id)
-    records = job_records(store, job_id, names, index + 1) if 0 <= index < PAGE_TAKES else []
-    if index >= len(records):
+    records = job_records(store, job, names, index, 1) if 0 <= index and job.status in FINAL_STATUSES else []
+    if not records:
         raise ApiError(404, "NotFound", f"generation {job_id} has no take {index}")
     files = {f["name"] for f in job.files or []}
-    return _page(request, "_take.html", take=take_view(job_id, index, records[index], files), job={"generation_id": job_id})
+    return _page(request, "_take.html", take=take_view(job_id, index, records[0], files), job={"generation_id": job_id})
 
 
 __all__ = ["FILTERS", "STATIC_DIR", "TEMPLATES_DIR", "job_records", "router", "take_view", "templates"]

@@ -158,7 +158,7 @@
     if (ev.key === "j") { ev.preventDefault(); focusCard(list[Math.min(i + 1, list.length - 1)] || list[0]); }
     else if (ev.key === "k") { ev.preventDefault(); focusCard(list[Math.max(i - 1, 0)]); }
     else if (ev.key === " " && ["button", "a", "summary", "audio", "video"].indexOf(tag) < 0) {
-      var audio = card && card.querySelector("audio");
+      var audio = card && card.querySelector("audio.take-audio");
       if (audio) {
         ev.preventDefault();
         if (audio.paused) {
