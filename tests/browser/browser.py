@@ -39,7 +39,9 @@ def chromium_or_skip() -> str:
         pytest.skip("Playwright is not installed (pip install -e '.[dev]')", allow_module_level=True)
     path = chromium_path()
     if path is None:
-        pytest.skip("Chromium is not installed (apt-get install chromium; or set AICP_CHROMIUM)",
+        given = os.environ.get("AICP_CHROMIUM")
+        pytest.skip(f"AICP_CHROMIUM={given} is not an executable file" if given else
+                    "Chromium is not installed (apt-get install chromium; or set AICP_CHROMIUM)",
                     allow_module_level=True)
     return path
 
