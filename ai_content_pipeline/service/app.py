@@ -8,7 +8,6 @@ through ``app.state`` (read by the dependencies of :mod:`.deps`).
 
 from __future__ import annotations
 
-import hmac
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -16,22 +15,24 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..errors import AicpError
+from . import auth
+from .auth import BearerAuth, LoginRequired, login_redirect
 from .deps import (
     API,
-    PUBLIC_PATHS,
     ApiError,
     ExactJSONRoute,
     ServiceSettings,
     StreamCounter,
     json_error,
 )
+from .docs import add_offline_docs
 from .redact import Redactor
 from .requests import RequestProblem
 from .routers import catalog, generate, health, pages
@@ -82,38 +83,12 @@ class BodyLimit:
                          "send fewer records per job (see --max-body)")(scope, receive, send)
 
 
-class BearerAuth:
-    """ASGI middleware: every HTTP request but ``public`` paths needs ``Authorization: Bearer TOKEN``
-    (else 401 with ``WWW-Authenticate: Bearer``).
-
-    Plain ASGI, not ``@app.middleware("http")``: Starlette's ``BaseHTTPMiddleware`` runs every
-    request through an extra task and memory streams, which cost each status poll about
-    a millisecond of CPU (see bench/service_overhead.py).
-    """
-
-    def __init__(self, app: ASGIApp, token: str, public: frozenset[str] = PUBLIC_PATHS) -> None:
-        self.app, self.token, self.public = app, token.encode(), public
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") in self.public:
-            await self.app(scope, receive, send)
-            return
-        header = b""
-        for key, value in scope.get("headers") or []:
-            if key == b"authorization":
-                header = value
-                break
-        scheme, _, given = header.partition(b" ")
-        if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.token):
-            await json_error(401, "Unauthorized", "a valid bearer token is required",
-                             "send `Authorization: Bearer $AICP_API_TOKEN`",
-                             headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
-
-
 def _add_error_handlers(app: FastAPI) -> None:
     """Answer every error with the JSON error body; never a traceback."""
+
+    @app.exception_handler(LoginRequired)
+    async def _login(_: Request, exc: LoginRequired) -> Response:
+        return login_redirect(exc.next_path)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -207,16 +182,18 @@ def create_app(settings: ServiceSettings, store: JobStore | None = None,
                 await run_in_threadpool(thread.join, 600)
 
     app = FastAPI(title="aicp generation service", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None,  # served from the package: add_offline_docs below
                   description="Submit records or a topic, get scripts and audio from the local LLM "
                               "and TTS models. Jobs run through the same chain runner as "
                               "`aicp run-chain`; events are its `--stream` JSON events.")
     app.router.route_class = ExactJSONRoute
     app.add_middleware(BodyLimit, limit=settings.max_body)
-    if settings.token:  # added last, so it runs first: an unauthenticated body is never read
-        app.add_middleware(BearerAuth, token=settings.token)
+    # added last, so it runs first: an unauthenticated (or cross-site) body is never read
+    app.add_middleware(BearerAuth, token=settings.token)
     _add_error_handlers(app)
-    for module in (generate, catalog, health, pages):
+    for module in (generate, catalog, health, auth, pages):
         app.include_router(module.router)
+    add_offline_docs(app)
     from fastapi.staticfiles import StaticFiles
 
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")  # the review desk's

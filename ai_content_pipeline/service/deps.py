@@ -22,7 +22,12 @@ from .store import JobStore
 from .worker import DEFAULT_MIN_FREE
 
 API = "/api/v1"
-PUBLIC_PATHS = frozenset({f"{API}/health"})
+#: what needs no token: the health check, and the login page and its form (``GET``/``POST
+#: /login``), ``POST /logout``
+PUBLIC_PATHS = frozenset({f"{API}/health", "/login", "/logout"})
+#: folders of static files that need no token (the pages' scripts and styles, the offline
+#: ``/docs`` and ``/redoc`` assets): nothing in them is secret, and the login page uses them
+PUBLIC_PREFIXES = ("/static/", "/assets/")
 #: the largest offset, sequence number or count a query parameter or header may carry
 #: (a 64-bit signed integer: what the databases' INTEGER holds)
 MAX_INDEX = 2**63 - 1
@@ -34,7 +39,8 @@ class ServiceSettings:
 
     :ivar data_dir: jobs' folders (and the SQLite file when no ``database_url``).
     :ivar database_url: PostgreSQL URL, or ``None`` for SQLite in ``data_dir``.
-    :ivar token: bearer token required on every endpoint but ``/api/v1/health``.
+    :ivar token: bearer token required on every endpoint but ``/api/v1/health`` and the
+        login page (a browser logs in once: :mod:`~ai_content_pipeline.service.auth`).
     :ivar max_records: most records one job may carry (more: 413).
     :ivar max_body: most bytes a request body may have (more: 413).
     :ivar worker: run one worker beside the API: a child process running ``worker_command``
@@ -200,6 +206,6 @@ async def get_worker_process(request: Request) -> Any:
     return getattr(request.app.state, "child", None)
 
 
-__all__ = ["API", "ApiError", "ExactJSONRoute", "MAX_INDEX", "PUBLIC_PATHS", "ServiceSettings",
+__all__ = ["API", "ApiError", "ExactJSONRoute", "MAX_INDEX", "PUBLIC_PATHS", "PUBLIC_PREFIXES", "ServiceSettings",
            "StreamCounter", "error_body", "get_models", "get_names", "get_settings", "get_store", "get_streams",
            "get_voices", "get_worker_process", "json_error"]

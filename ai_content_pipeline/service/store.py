@@ -282,14 +282,17 @@ class JobStore:
         :returns: the review as the API shows it: ``{"decision", "note", "at"}`` (``at`` in
             Unix seconds).
         """
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
         at = _now()
-        with self.session.begin() as s:
-            row = s.get(RecordReview, (job_id, index), with_for_update=self.dialect == "postgresql")
-            if row is None:
-                s.add(RecordReview(job_id=job_id, idx=index, decision=decision, note=note, at=at))
-            else:
-                row.decision, row.note, row.at = decision, note, at
-        return {"decision": decision, "note": note, "at": at}
+        values = {"decision": decision, "note": note, "at": at}
+        # one statement (an upsert): two reviewers deciding at once never collide on the key
+        statement = insert(RecordReview).values(job_id=job_id, idx=index, **values)
+        with self.engine.begin() as conn:
+            conn.execute(statement.on_conflict_do_update(index_elements=["job_id", "idx"], set_=values))
+        return values
 
     def reviews(self, job_ids: Iterable[str]) -> dict[tuple[str, int], dict[str, Any]]:
         """The decisions on the records of ``job_ids``: ``{(job id, index): {"decision",

@@ -210,3 +210,24 @@ def test_a_bad_edit_is_422(svc: Service, body: dict[str, Any]) -> None:
     job_id = _finished_job(svc)
     _error(svc.client.post(f"/api/v1/generate/{job_id}/records/0/edit", json=body), 422, "InvalidRequest")
     assert _records(svc, job_id)[0]["retakes"] == []
+
+
+def test_a_long_form_take_is_regenerated_but_not_edited(svc: Service) -> None:
+    job_id = svc.submit({"title": "How vinyl made a comeback", "length_target": 200, "persona": "sam"})
+    assert svc.worker().run_once()
+    err = _error(svc.client.post(f"/api/v1/generate/{job_id}/records/0/edit", json={"text": "New words."}),
+                 409, "Conflict")
+    assert "long-form" in err["message"]
+    assert svc.client.post(f"/api/v1/generate/{job_id}/records/0/regenerate").status_code == 202
+    assert [t["kind"] for t in _records(svc, job_id)[0]["retakes"]] == ["regenerate"]
+
+
+def test_reviewers_deciding_at_once_leave_one_decision(dbsvc: Service) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    job_id = _finished_job(dbsvc)
+    decisions = ["approved", "rejected"] * 8
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda d: dbsvc.store.set_review(job_id, 0, d, None), decisions))
+    reviews = dbsvc.store.reviews([job_id])
+    assert list(reviews) == [(job_id, 0)] and reviews[(job_id, 0)]["decision"] in ("approved", "rejected")

@@ -38,7 +38,14 @@ from ..deps import (
     get_voices,
 )
 from ..redact import Redactor, worker_label
-from ..requests import EditRequest, GenerateRequest, RequestProblem, ReviewRequest, build_chain, validate_chain
+from ..requests import (
+    EditRequest,
+    GenerateRequest,
+    RequestProblem,
+    ReviewRequest,
+    build_chain,
+    validate_chain,
+)
 from ..store import JobStore
 
 router = APIRouter(route_class=ExactJSONRoute)
@@ -513,6 +520,17 @@ def regenerate(job_id: str, index: int = INDEX, settings: ServiceSettings = Depe
     return JSONResponse(job_summary(take, names), status_code=202, headers={"Location": job_links(take.id)["self"]})
 
 
+def _one_call(step: dict[str, Any]) -> None:
+    """:raises ApiError: 409 when ``step`` writes long-form scripts (sections, written in
+    chunks), which ``recheck`` does not check: only a one-call take can be edited."""
+    from ...templates.store import load_template
+
+    template = load_template(str(step.get("template") or "song-intro"))
+    if template.sections or (step.get("params") or {}).get("sections"):
+        raise ApiError(409, "Conflict", f"a take of the long-form template '{template.name}' cannot be edited here",
+                       "edit one-call takes (intros, banter, dialogues); regenerate a long-form one")
+
+
 def _job_chain(store: JobStore, job: Job) -> dict[str, Any]:
     """The job's validated chain, as a dict to submit again."""
     full = store.get(job.id)
@@ -525,7 +543,8 @@ def _job_chain(store: JobStore, job: Job) -> dict[str, Any]:
 @router.post(f"{API}/generate/{{job_id}}/records/{{index}}/edit", status_code=202, tags=["review"],
              summary="Edit one record's script text: check it again and voice it again",
              responses={404: {"description": "no such job or record"},
-                        409: {"description": "the job has not finished, or has no script step"},
+                        409: {"description": "the job has not finished, has no script step, or writes "
+                                              "long-form scripts"},
                         422: {"description": "no text, or a blank one"},
                         507: {"description": "the server's disk is below its free-space floor"}})
 def edit(job_id: str, body: EditRequest, index: int = INDEX, settings: ServiceSettings = Depends(get_settings),
@@ -542,12 +561,14 @@ def edit(job_id: str, body: EditRequest, index: int = INDEX, settings: ServiceSe
     chain = _job_chain(store, job)
     at = _llm_step(chain)
     steps = [dict(step) for step in chain["steps"]][at:]
+    _one_call(steps[0])
     keep = ("template", "persona", "personas", "extra_context", "max_seconds", "require_checks",
             "voice_backend", "song_field", "strict")
     params = {k: v for k, v in (steps[0].get("params") or {}).items() if k in keep}
     steps[0]["params"] = {**params, "recheck": True}
-    script = record.get("script") if isinstance(record.get("script"), dict) else {}
-    script = {k: v for k, v in script.items() if k not in ("checks", "skipped", "truncated")}
+    made = record.get("script")
+    script = {k: v for k, v in (made if isinstance(made, dict) else {}).items()
+              if k not in ("checks", "skipped", "truncated")}
     given = {**_given(record), "script": {**script, "text": body.text}}
     take = _queue(settings, store, {**chain, "steps": steps}, [given], {"": ""}, parent=(job.id, index, "edit"))
     return JSONResponse(job_summary(take, names), status_code=202, headers={"Location": job_links(take.id)["self"]})
