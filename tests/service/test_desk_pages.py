@@ -4,6 +4,7 @@ form, a job's cards and their filters."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from tests.service.conftest import SONGS, Service
 
@@ -72,7 +73,7 @@ def test_a_job_page_has_one_card_per_take_with_script_checks_and_audio(svc: Serv
     for record in job["records"]:
         assert record["artist"] in r.text
     name = job["records"][0]["audio"]["path"].rsplit("/", 1)[-1]
-    assert f'<audio controls preload="metadata" src="/api/v1/generate/{jid}/files/{name}"' in r.text
+    assert f'<audio class="take-audio" controls preload="metadata" src="/api/v1/generate/{jid}/files/{name}"' in r.text
     assert svc.client.get(f"/api/v1/generate/{jid}/files/{name}").status_code == 200
     for action in ("approve", "reject", "regenerate", "edit"):
         assert f'<button type="button" data-action="{action}"' in r.text
@@ -125,3 +126,45 @@ def test_a_card_shows_its_review_and_the_new_take_when_it_lands(svc: Service) ->
     assert "Other takes (1)" in card and "Unreviewed" in card
     jobs = svc.client.get("/").text
     assert f'new take of take 2 in\n        <a href="/jobs/{jid}#take-1">' in jobs
+
+
+def test_with_a_token_no_page_or_file_without_logging_in(tmp_path: Path) -> None:
+    from tests.service.conftest import make_service
+
+    for svc in make_service(tmp_path, None, token="s3cret-token"):
+        jid = svc.submit(headers={"Authorization": "Bearer s3cret-token"})
+        svc.worker().run_once()
+        files = svc.client.get(f"/api/v1/generate/{jid}", headers={"Authorization": "Bearer s3cret-token"}).json()["files"]
+        html = {"Accept": "text/html"}
+        for path in ("/", f"/jobs/{jid}", f"/jobs/{jid}/takes/0"):
+            r = svc.client.get(path, headers=html, follow_redirects=False)
+            assert r.status_code == 303 and r.headers["location"].startswith("/login?next="), path
+            assert svc.client.get(path, follow_redirects=False).status_code in (303, 401), path
+        assert svc.client.get(files[0]["url"]).status_code == 401
+        assert svc.client.post("/jobs", data={"records": '{"id": "x"}', "template": "song-intro"},
+                               follow_redirects=False).status_code == 401
+        login = svc.client.get("/login?next=/jobs/" + jid)
+        assert login.status_code == 200 and 'type="password"' in login.text and "s3cret" not in login.text
+        wrong = svc.client.post("/login", data={"token": "nope", "next": f"/jobs/{jid}"}, follow_redirects=False)
+        assert wrong.status_code == 303 and "error=token" in wrong.headers["location"]
+        assert svc.client.get(wrong.headers["location"]).status_code == 401
+        right = svc.client.post("/login", data={"token": "s3cret-token", "next": f"/jobs/{jid}"},
+                                follow_redirects=False)
+        assert right.status_code == 303 and right.headers["location"] == f"/jobs/{jid}"
+        cookie = right.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie and "s3cret-token" not in cookie
+        page = svc.client.get(f"/jobs/{jid}")
+        assert page.status_code == 200 and 'action="/logout"' in page.text
+        assert svc.client.get(files[0]["url"]).status_code == 200
+        origin = {"Origin": str(svc.client.base_url).rstrip("/")}
+        form = {"records": '{"id": "x", "artist": "A", "title": "B"}', "template": "song-intro"}
+        assert svc.client.post("/jobs", data=form, follow_redirects=False).status_code == 403  # no Origin
+        assert svc.client.post("/jobs", data=form, headers={"Origin": "http://evil.example"},
+                               follow_redirects=False).status_code == 403
+        assert svc.client.post("/jobs", data=form, headers=origin, follow_redirects=False).status_code == 303
+
+
+def test_without_a_token_the_login_page_goes_home(svc: Service) -> None:
+    r = svc.client.get("/login?next=/jobs/x", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/jobs/x"
+    assert 'action="/logout"' not in svc.client.get("/").text

@@ -26,6 +26,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from ..auth import Login, require_login, safe_next
 from ..db import FINAL_STATUSES
 from ..deps import API, ApiError, ServiceSettings, get_models, get_names, get_settings, get_store, get_voices
 from ..redact import Redactor
@@ -64,6 +65,8 @@ def _when(value: Any) -> str:
 
 
 def _page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    login = request.scope.get("state", {}).get("login")
+    context.setdefault("logout", bool(login is not None and login.via == "cookie"))
     response: HTMLResponse = templates().TemplateResponse(request, name, context, status_code=status)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -221,7 +224,7 @@ def _template_of(chain: Any) -> str | None:
 # -- pages ----------------------------------------------------------------------------------
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def jobs_page(request: Request, store: JobStore = Depends(get_store),
-              names: dict[str, str] = Depends(get_names)) -> HTMLResponse:
+              names: dict[str, str] = Depends(get_names), _: Login = Depends(require_login)) -> HTMLResponse:
     """The jobs list and the submit form."""
     return _jobs(request, store, names)
 
@@ -241,7 +244,7 @@ def _jobs(request: Request, store: JobStore, names: dict[str, str], status: int 
 async def submit_form(request: Request, settings: ServiceSettings = Depends(get_settings),
                       store: JobStore = Depends(get_store), names: dict[str, str] = Depends(get_names),
                       models: dict[str, str] = Depends(get_models),
-                      voices: dict[str, str] = Depends(get_voices)) -> Response:
+                      voices: dict[str, str] = Depends(get_voices), _: Login = Depends(require_login)) -> Response:
     """The submit form: the same request model and submit code as ``POST /api/v1/generate``."""
     from pydantic import ValidationError
     from starlette.concurrency import run_in_threadpool
@@ -319,9 +322,18 @@ def _records(raw: bytes) -> tuple[list[dict[str, Any]], list[str]]:
     return records, problems
 
 
+@router.get("/login", response_class=HTMLResponse, include_in_schema=False)
+def login_page(request: Request, next: str = Query("/"), error: str | None = Query(None)) -> HTMLResponse:
+    """The page that asks for the server's token once (``POST /login`` sets the cookie)."""
+    if not request.app.state.settings.token:
+        return RedirectResponse(safe_next(next), status_code=303)  # type: ignore[return-value]
+    return _page(request, "login.html", 401 if error else 200, next=safe_next(next), error=bool(error),
+                 logout=False)
+
+
 @router.get("/jobs/{job_id}", response_class=HTMLResponse, include_in_schema=False)
 def job_page(request: Request, job_id: str, show: str = Query("all"), store: JobStore = Depends(get_store),
-             names: dict[str, str] = Depends(get_names)) -> HTMLResponse:
+             names: dict[str, str] = Depends(get_names), _: Login = Depends(require_login)) -> HTMLResponse:
     """One job: its status and one card per take (filtered by ``show``)."""
     if show not in FILTERS:
         show = "all"
@@ -337,7 +349,7 @@ def job_page(request: Request, job_id: str, show: str = Query("all"), store: Job
 
 @router.get("/jobs/{job_id}/takes/{index}", response_class=HTMLResponse, include_in_schema=False)
 def take_card(request: Request, job_id: str, index: int = 0, store: JobStore = Depends(get_store),
-              names: dict[str, str] = Depends(get_names)) -> HTMLResponse:
+              names: dict[str, str] = Depends(get_names), _: Login = Depends(require_login)) -> HTMLResponse:
     """One take's card (the fragment ``desk.js`` swaps in after an action)."""
     job = _job_or_404(store, job_id)
     records = job_records(store, job, names, index, 1) if 0 <= index and job.status in FINAL_STATUSES else []
@@ -347,4 +359,4 @@ def take_card(request: Request, job_id: str, index: int = 0, store: JobStore = D
     return _page(request, "_take.html", take=take_view(job_id, index, records[0], files), job={"generation_id": job_id})
 
 
-__all__ = ["FILTERS", "STATIC_DIR", "TEMPLATES_DIR", "job_records", "router", "take_view", "templates"]
+__all__ = ["FILTERS", "STATIC_DIR", "TEMPLATES_DIR", "job_records", "login_page", "router", "take_view", "templates"]
