@@ -132,6 +132,14 @@ def test_approve_one_and_reject_one_with_a_reason(server: ServeProcess, page: An
     assert page.locator("article.take").count() == 0
     page.goto(f"/jobs/{job_id}")
     screenshot(page, shots, "job-reviewed")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: one column, nothing wider
+    try:
+        for path in ("/", f"/jobs/{job_id}"):
+            page.goto(path)
+            assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"), path
+        screenshot(page, shots, "job-phone")
+    finally:
+        page.set_viewport_size({"width": 900, "height": 1000})
 
 
 def test_regenerate_a_take_and_see_the_new_one(server: ServeProcess, page: Any, state: dict[str, Any]) -> None:
