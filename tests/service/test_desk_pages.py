@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import orjson
+
 from tests.service.conftest import SONGS, Service
 
 
@@ -29,8 +31,7 @@ def test_jobs_page_lists_jobs_and_offers_the_form(svc: Service) -> None:
 
 
 def test_the_form_submits_a_job_through_the_api_code(svc: Service) -> None:
-    lines = "\n".join('{"id": "%s", "artist": "%s", "title": "%s"}' % (s["id"], s["artist"], s["title"])
-                      for s in SONGS[:2])
+    lines = "\n".join(orjson.dumps({k: s[k] for k in ("id", "artist", "title")}).decode() for s in SONGS[:2])
     r = svc.client.post("/jobs", data={"records": lines + "\n\n", "template": "song-intro", "persona": "julie",
                                        "voice": "on"}, follow_redirects=False)
     assert r.status_code == 303, r.text

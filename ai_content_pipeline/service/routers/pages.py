@@ -28,7 +28,16 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ..auth import Login, require_login, safe_next
 from ..db import FINAL_STATUSES
-from ..deps import API, ApiError, ServiceSettings, get_models, get_names, get_settings, get_store, get_voices
+from ..deps import (
+    API,
+    ApiError,
+    ServiceSettings,
+    get_models,
+    get_names,
+    get_settings,
+    get_store,
+    get_voices,
+)
 from ..redact import Redactor
 from ..store import JobStore
 
@@ -97,7 +106,7 @@ def _checks(record: dict[str, Any]) -> dict[str, Any]:
             continue
         known = True
         passed = passed and bool(checks.get("passed"))
-        details = checks.get("details") if isinstance(checks.get("details"), dict) else {}
+        details: dict[str, Any] = checks["details"] if isinstance(checks.get("details"), dict) else {}
         for name in checks.get("failed") or []:
             detail = details.get(name)
             failed.append((str(name), "" if detail is None else _detail_text(detail)))
@@ -117,7 +126,7 @@ def _detail_text(detail: Any) -> str:
 
 
 def _personas(record: dict[str, Any]) -> list[str]:
-    script = record.get("script") if isinstance(record.get("script"), dict) else {}
+    script: dict[str, Any] = record["script"] if isinstance(record.get("script"), dict) else {}
     hosts = script.get("hosts")
     if isinstance(hosts, list) and hosts:
         return [str(h) for h in hosts]
@@ -139,9 +148,9 @@ def _audio_url(record: dict[str, Any], job_id: str, files: set[str]) -> str | No
 
 def _one_take(record: dict[str, Any], job_id: str, index: int, files: set[str], label: str) -> dict[str, Any]:
     """One take of a record: its text, checks, audio, review and where its review is sent."""
-    script = record.get("script") if isinstance(record.get("script"), dict) else {}
-    audio = record.get("audio") if isinstance(record.get("audio"), dict) else {}
-    review = record.get("review") if isinstance(record.get("review"), dict) else None
+    script: dict[str, Any] = record["script"] if isinstance(record.get("script"), dict) else {}
+    audio: dict[str, Any] = record["audio"] if isinstance(record.get("audio"), dict) else {}
+    review: dict[str, Any] | None = record["review"] if isinstance(record.get("review"), dict) else None
     return {"label": label, "text": script.get("text") if isinstance(script.get("text"), str) else None,
             "checks": _checks(record), "audio_url": _audio_url(record, job_id, files),
             "seconds": audio.get("seconds"), "review": review, "decision": (review or {}).get("decision"),
@@ -263,7 +272,7 @@ async def submit_form(request: Request, settings: ServiceSettings = Depends(get_
         if not raw.strip():
             text = data.get("records")
             raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else b""
-        form = {"template": str(data.get("template") or ""), "persona": str(data.get("persona") or ""),
+        form: dict[str, Any] = {"template": str(data.get("template") or ""), "persona": str(data.get("persona") or ""),
                 "hosts": [str(h) for h in data.getlist("hosts")], "voice": data.get("voice") == "on",
                 "name": str(data.get("name") or ""), "records": raw.decode("utf-8", "replace"),
                 "max_tokens": str(data.get("max_tokens") or "").strip(), "seed": str(data.get("seed") or "").strip()}
