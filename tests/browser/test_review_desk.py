@@ -74,9 +74,17 @@ def test_submit_a_job_from_the_form_and_watch_it_finish(server: ServeProcess, pa
     job_id = page.url.rsplit("/", 1)[-1]
     state["job"] = job_id
     assert page.locator("[data-status]").first.inner_text() in ("queued", "running", "completed")
-    # the page follows the job's events and reloads with the takes when it has finished
+    # the jobs list in another tab follows the job's events without reloading
+    jobs = page.context.new_page()
+    jobs.goto("/")
+    jobs.evaluate("() => { window.notReloaded = true; }")
+    # the job's page follows the job's events and reloads with the takes when it has finished
     page.locator("article.take").first.wait_for(timeout=300_000)
     assert page.locator("article.take").count() == 2
+    jobs.locator(f'li[data-job="{job_id}"] [data-status]', has_text="completed").wait_for(timeout=10_000)
+    assert jobs.locator(f'li[data-job="{job_id}"] [data-percent]').inner_text() == "100"
+    assert jobs.evaluate("() => window.notReloaded === true")
+    jobs.close()
     job = _job(server, job_id)
     assert job["status"] == "completed", job
     assert "Night Owl FM" in page.locator("#take-0").inner_text()
@@ -164,6 +172,28 @@ def test_regenerate_a_take_and_see_the_new_one(server: ServeProcess, page: Any, 
     card.locator("summary", has_text="Other takes").click()  # the original stays listed
     assert old["text"] in card.locator("details.history").inner_text()
     _no_serious_violation(page, "job page with a new take")
+
+
+def test_edit_a_take_and_hear_it_voiced_again(server: ServeProcess, page: Any, state: dict[str, Any]) -> None:
+    job_id = state["job"]
+    page.goto(f"/jobs/{job_id}")
+    card = page.locator("#take-0")
+    old_src = card.locator("audio.take-audio").get_attribute("src")
+    card.locator("summary", has_text="Edit text and re-voice").click()
+    text = "You are listening to Night Owl FM, music after midnight."
+    card.get_by_label("Script text").fill(text)
+    card.get_by_role("button", name="Save and re-voice").click()
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        card = page.locator("#take-0")
+        if card.count() and card.get_attribute("data-pending") is None and "take 2 (edited)" in card.locator(".meta").inner_text():
+            break
+        page.wait_for_timeout(500)
+    else:
+        raise AssertionError(f"the edited take did not land: {server.log_text()}")
+    assert card.locator("[data-text]").inner_text() == text
+    new_src = card.locator("audio.take-audio").get_attribute("src")
+    assert new_src != old_src and page.request.get(new_src).status == 200
 
 
 def test_export_the_approved_takes_as_json_lines(server: ServeProcess, page: Any, state: dict[str, Any]) -> None:

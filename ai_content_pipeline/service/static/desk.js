@@ -4,6 +4,7 @@
 (function () {
   "use strict";
   var FINAL = ["completed", "partial", "failed", "cancelled"];
+  var STREAMS = 4, streams = 0;
 
   function announce(text) {
     var live = document.getElementById("announce");
@@ -39,12 +40,24 @@
         .catch(function () {});
     }
     function soon() { if (!timer) { timer = window.setTimeout(refresh, 250); } }
-    if (window.EventSource) {
+    // the server lets one client hold a few event streams (--max-streams, 8): the first
+    // STREAMS jobs follow theirs, the others ask for their status every few seconds
+    if (window.EventSource && streams < STREAMS) {
+      streams += 1;
       source = new EventSource("/api/v1/generate/" + id + "/events");
       source.onmessage = soon;
-      source.onerror = soon;
+      source.onerror = function () {
+        if (source.readyState === 2) { source = {close: function () {}}; poll(); }  // refused: poll
+        soon();
+      };
     } else {
-      window.setInterval(refresh, 2000);
+      poll();
+    }
+    function poll() {
+      var every = window.setInterval(function () {
+        if (!el.hasAttribute("data-live")) { window.clearInterval(every); return; }
+        refresh();
+      }, 3000);
     }
     refresh();
   }
