@@ -106,6 +106,10 @@ def test_a_take_reports_its_duration_seeks_and_plays_to_the_end(page: Any, state
     assert 0.5 < duration < 60
     # seeking asks the file endpoint for a byte range
     assert audio.evaluate("a => a.seekable.length > 0 && a.seekable.end(0) > 0")
+    # the player's controls are reached with Tab from the card
+    page.locator("#take-0").focus()
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.matches('#take-0 audio.take-audio')")
     # Space on the focused card plays it (the page's keyboard), and it plays to the end
     page.locator("#take-0").focus()
     page.keyboard.press("Space")

@@ -169,3 +169,20 @@ def test_without_a_token_the_login_page_goes_home(svc: Service) -> None:
     r = svc.client.get("/login?next=/jobs/x", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/jobs/x"
     assert 'action="/logout"' not in svc.client.get("/").text
+
+
+def test_the_pages_templates_and_static_files_ship_in_the_package() -> None:
+    import fnmatch
+
+    import pytest
+
+    tomllib = pytest.importorskip("tomllib")
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "ai_content_pipeline"]
+    package = root / "ai_content_pipeline"
+    for folder in ("service/templates", "service/static"):
+        files = [p.relative_to(package).as_posix() for p in (package / folder).rglob("*") if p.is_file()]
+        assert files, folder
+        for name in files:
+            assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), name
