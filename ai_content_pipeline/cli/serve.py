@@ -214,8 +214,8 @@ def _prepare_data_dir(data_dir: str) -> None:
 @click.option("--database-url", envvar="AICP_DATABASE_URL", metavar="URL",
               help="PostgreSQL URL (postgresql://user:pass@host/db) [env: AICP_DATABASE_URL].")
 @click.option("--token", envvar="AICP_API_TOKEN", metavar="TOKEN",
-              help="Require `Authorization: Bearer TOKEN` on every endpoint but /api/v1/health "
-                   "[env: AICP_API_TOKEN].")
+              help="Require `Authorization: Bearer TOKEN`, or the login cookie a browser gets from "
+                   "POST /login, on every endpoint but /api/v1/health and /login [env: AICP_API_TOKEN].")
 @click.option("--insecure", is_flag=True,
               help="Allow listening on a non-loopback address without a token.")
 @click.option("--no-worker", is_flag=True, help="Serve the API only; `aicp worker` processes run the jobs.")

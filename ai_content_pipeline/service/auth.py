@@ -161,7 +161,6 @@ class BearerAuth:
         if unsafe and login.via == "cookie" and not same_origin(scope, required=True):
             await _cross_site()(scope, receive, send)
             return
-        scope.setdefault("state", {})["login"] = login
         await self.app(scope, receive, send)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import Depends
+from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
 from ai_content_pipeline.service.auth import COOKIE, Login, require_login, safe_next, session_value
@@ -23,7 +23,10 @@ HERE = {"Origin": "http://testserver"}
 def guarded(tmp_path: Path) -> Iterator[Service]:
     """The API with ``--token``; ``GET /probe`` is a page route behind :func:`require_login`."""
     for s in make_service(tmp_path, None, token=TOKEN):
-        @s.client.app.get("/probe")
+        app = s.client.app
+        assert isinstance(app, FastAPI)
+
+        @app.get("/probe")
         async def probe(login: Login = Depends(require_login)) -> dict[str, Any]:
             return {"via": login.via, "required": login.required}
 
@@ -134,3 +137,28 @@ def test_logout_clears_the_cookie(guarded: Service) -> None:
     cookie = r.headers["set-cookie"].lower()
     assert cookie.startswith(f"{COOKIE}=") and "max-age=0" in cookie
     assert client.get("/api/v1/templates").status_code == 401
+
+
+def test_a_real_server_logs_a_browser_in_and_its_log_never_shows_the_token(tmp_path: Path) -> None:
+    from tests.service.serve_process import ServeProcess
+
+    server = ServeProcess(tmp_path / "data", "--token", TOKEN, "--no-worker", "--log-level", "info")
+    try:
+        client = server.client
+        here = {"Origin": server.base}
+        page = client.get("/docs", headers=HTML)
+        assert page.status_code == 303 and page.headers["location"] == "/login?next=/docs"
+        r = client.post("/login", data={"token": TOKEN, "next": "/docs"}, headers=here)
+        assert r.status_code == 303 and r.headers["location"] == "/docs"
+        assert client.get("/docs").status_code == 200  # httpx keeps the cookie, as a browser does
+        assert client.get("/assets/redoc/redoc.standalone.js").status_code == 200
+        assert client.post("/api/v1/generate", json={"records": SONGS[:1]}).status_code == 403
+        assert client.post("/api/v1/generate", json={"records": SONGS[:1]}, headers=here).status_code == 202
+        client.post("/login", data={"token": "wrong-" + TOKEN}, headers=here)
+        assert client.post("/logout", headers=here).status_code == 303
+        assert client.get("/api/v1/generate").status_code == 401
+    finally:
+        server.stop()
+    log = Path(server.log.name).read_text(errors="replace")
+    assert "POST /login" in log and "GET /docs" in log  # the access log ran
+    assert TOKEN not in log and session_value(TOKEN) not in log

@@ -137,7 +137,8 @@ def test_regenerate_queues_a_linked_take_with_a_derived_seed(dbsvc: Service) -> 
     assert take["parent"] == {"generation_id": job_id, "index": 1, "kind": "regenerate", "seed": seed}
     shown = _records(dbsvc, job_id)[1]["retakes"]
     assert shown == [{"generation_id": take["generation_id"], "kind": "regenerate", "status": "queued",
-                      "seed": seed, "created_at": shown[0]["created_at"], "record": None, "files": []}]
+                      "seed": seed, "created_at": shown[0]["created_at"], "record": None, "files": [],
+                      "error": None}]
     assert dbsvc.worker().run_once()
     retake = _records(dbsvc, job_id)[1]["retakes"][0]
     assert retake["status"] == "completed" and retake["record"]["id"] == "s2"
@@ -231,3 +232,15 @@ def test_reviewers_deciding_at_once_leave_one_decision(dbsvc: Service) -> None:
         list(pool.map(lambda d: dbsvc.store.set_review(job_id, 0, d, None), decisions))
     reviews = dbsvc.store.reviews([job_id])
     assert list(reviews) == [(job_id, 0)] and reviews[(job_id, 0)]["decision"] in ("approved", "rejected")
+
+
+def test_a_take_whose_job_fails_says_why(svc: Service) -> None:
+    from tests.chain_doubles import FakeFactory
+    from tests.doubles import FakeLLM
+
+    job_id = _finished_job(svc)
+    svc.client.post(f"/api/v1/generate/{job_id}/records/2/regenerate")
+    assert svc.worker(backend_factory=FakeFactory(FakeLLM(unavailable=True))).run_once()
+    retake = _records(svc, job_id)[2]["retakes"][0]
+    assert retake["status"] == "failed" and retake["record"] is None
+    assert "fake backend down" in retake["error"]["message"]

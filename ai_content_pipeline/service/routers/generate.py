@@ -1,4 +1,6 @@
-"""``/api/v1/generate``: submit, list, status, cancel, a job's events (SSE) and its files.
+"""``/api/v1/generate``: submit, list, status, cancel, a job's events (SSE) and its files; the
+review of its output records (decisions, the JSON Lines export) and their new takes
+(regenerate, edit), each a linked job whose ``parent`` names the record.
 
 What a client gets back names nothing on the server's disk
 (:class:`~ai_content_pipeline.service.redact.Redactor`).
@@ -89,7 +91,7 @@ JOB_EXAMPLE: dict[str, Any] = {
     "records_total": None, "records": None, "records_offset": 0, "records_limit": 100,
     "files": [{"name": "song-001_julie_0.wav", "bytes": 412844,
                "url": "/api/v1/generate/3f2c.../files/song-001_julie_0.wav"}],
-    "result": None,
+    "result": None, "parent": None,
 }
 
 
@@ -206,8 +208,9 @@ def get_job(job_id: str, records_offset: int = Query(0, ge=0, le=MAX_INDEX),
 
     Each record carries `review` (`{decision, note, at}`, or null when nobody reviewed it)
     and `retakes`: the new takes asked for it (regenerate, edit), oldest first, each
-    `{generation_id, kind, status, seed, created_at, record, files}` where `record` (with its
-    own `review`) is null until its job has finished. A job that makes a new take names its
+    `{generation_id, kind, status, seed, created_at, record, files, error}` where `record`
+    (with its own `review`) is null until its job has finished, and `error` says why a take's
+    job failed as a whole. A job that makes a new take names its
     original in `parent` (`{generation_id, index, kind, seed}`)."""
     job = _job(store, job_id)
     out = job_summary(job, names)
@@ -350,7 +353,8 @@ def _retake(take: Job, record: dict[str, Any] | None, review: dict[str, Any] | N
         if isinstance(shown, dict):
             shown["review"] = _review_shown(review)
     return {"generation_id": take.id, "kind": take.parent_kind, "status": take.status, "seed": take.seed,
-            "created_at": _iso(take.created_at), "record": shown, "files": _take_files(take)}
+            "created_at": _iso(take.created_at), "record": shown, "files": _take_files(take),
+            "error": Redactor(take.id, names).value(take.error) if take.error else None}
 
 
 def _finished(store: JobStore, job_id: str) -> Job:
