@@ -186,3 +186,18 @@ def test_the_pages_templates_and_static_files_ship_in_the_package() -> None:
         assert files, folder
         for name in files:
             assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), name
+
+
+def test_a_new_take_that_never_landed_is_said_on_the_card(svc: Service) -> None:
+    from ai_content_pipeline.service.routers.pages import take_view
+
+    record = {"id": "s1", "artist": "Queen", "title": "Bohemian Rhapsody", "script": {"text": "Hello."},
+              "retakes": [{"generation_id": "t" * 32, "kind": "regenerate", "status": "failed", "record": None,
+                           "files": [], "error": {"type": "BackendError", "message": "backend down"}}]}
+    view = take_view("j" * 32, 0, record, set())
+    assert view["text"] == "Hello." and view["label"] == "original take" and not view["pending"]
+    assert view["latest_failed"]["checks"]["failed"] == [("BackendError", "backend down")]
+    from ai_content_pipeline.service.routers.pages import templates
+
+    card = templates().env.get_template("_take.html").render(take=view, job={"generation_id": "j" * 32}, API="/api/v1")
+    assert "The take 2 failed: BackendError: backend down" in card

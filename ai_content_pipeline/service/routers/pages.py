@@ -26,7 +26,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from ..auth import Login, require_login, safe_next
+from ..auth import Login, authenticate, require_login, safe_next
 from ..db import FINAL_STATUSES
 from ..deps import (
     API,
@@ -74,8 +74,9 @@ def _when(value: Any) -> str:
 
 
 def _page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-    login = request.scope.get("state", {}).get("login")
-    context.setdefault("logout", bool(login is not None and login.via == "cookie"))
+    if "logout" not in context:  # a browser logged in with the cookie may log out
+        login = authenticate(request.scope, request.app.state.settings.token)
+        context["logout"] = login is not None and login.via == "cookie"
     response: HTMLResponse = templates().TemplateResponse(request, name, context, status_code=status)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -179,12 +180,18 @@ def take_view(job_id: str, index: int, record: dict[str, Any], files: set[str]) 
             names = {str(f.get("name")) for f in retake.get("files") or [] if isinstance(f, dict)}
             takes.append(_one_take(landed, str(retake.get("generation_id")), 0, names, f"take {number} ({kind})"))
         elif status != "cancelled":
-            takes.append({**_one_take({"error": {"type": status, "message": "the new take made no record"}},
+            error: dict[str, Any] = retake["error"] if isinstance(retake.get("error"), dict) else {}
+            takes.append({**_one_take({"error": {"type": error.get("type") or status,
+                                                 "message": error.get("message") or "the new take made no record"}},
                                       str(retake.get("generation_id")), 0, set(), f"take {number}"),
                           "failed_take": True})
     current = next((t for t in reversed(takes) if not t.get("failed_take")), takes[0])
+    # a new take asked for after the one shown that never landed: the card says why
+    failed = next((t for t in reversed(takes) if t.get("failed_take")), None)
+    latest_failed = failed if failed is not None and takes.index(failed) > takes.index(current) else None
     return {**current, "index": index, "id": record.get("id"), "subject": _subject(record),
-            "count": len(takes), "history": [t for t in takes if t is not current], "pending": pending}
+            "count": len(takes), "history": [t for t in takes if t is not current], "pending": pending,
+            "latest_failed": latest_failed}
 
 
 def _shown(view: dict[str, Any], show: str) -> bool:
