@@ -1,6 +1,6 @@
 """The review desk behind ``aicp serve --token`` in a real browser (Debian's Chromium): no page
 or file without the token; the login page asks once and keeps an HttpOnly, SameSite=Strict
-cookie that scripts cannot read; log out."""
+cookie that scripts cannot read; the API docs render offline; log out."""
 
 from __future__ import annotations
 
@@ -67,6 +67,16 @@ def test_no_page_or_file_without_the_token_then_log_in_once(server: ServeProcess
     page.goto("/")
     assert page.locator(f'li[data-job="{job}"]').count() == 1
     assert not axe_violations(page), axe_violations(page)
+    # the API docs render from the server's own assets (nothing else is reachable from here)
+    outside: list[str] = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(server.base) else None)
+    page.get_by_role("link", name="API docs").click()
+    page.locator(".swagger-ui .info .title").get_by_text("aicp generation service").wait_for()
+    assert not [u for u in outside if u.startswith("http")], outside
+    # ReDoc renders too (its sidebar's Redocly logo is an image from outside: a broken image offline)
+    page.goto("/redoc")
+    page.locator("h1", has_text="aicp generation service").first.wait_for()
+    page.goto("/")
     page.get_by_role("button", name="Log out").click()
     page.wait_for_url("**/login")
     page.goto("/")
