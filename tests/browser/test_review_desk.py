@@ -17,6 +17,8 @@ from tests.service.serve_process import ServeProcess
 
 CHROMIUM = chromium_or_skip()
 pytestmark = pytest.mark.e2e
+#: script errors and console errors (a blocked script or style, a failed request) of any page
+PAGE_ERRORS: list[str] = []
 RECORDS = ['{"id": "id-1", "station": "Night Owl FM", "slogan": "music after midnight"}',
            '{"id": "id-2", "station": "Deep Cuts Radio", "time_of_day": "morning"}']
 
@@ -42,6 +44,8 @@ def page(server: ServeProcess) -> Iterator[Any]:
         context = browser.new_context(base_url=server.base, viewport={"width": 900, "height": 1000})
         tab = context.new_page()
         tab.set_default_timeout(20_000)
+        tab.on("pageerror", lambda exc: PAGE_ERRORS.append(f"{tab.url}: {exc}"))
+        tab.on("console", lambda m: PAGE_ERRORS.append(f"{tab.url}: {m.text}") if m.type == "error" else None)
         yield tab
         browser.close()
 
@@ -213,3 +217,7 @@ def test_export_the_approved_takes_as_json_lines(server: ServeProcess, page: Any
     assert [r["id"] for r in lines] == ["id-1", "id-2"]  # the rejected original of id-2 is not there
     assert all(r["script"]["text"] and r["audio"]["path"].endswith(".wav") for r in lines)
     assert lines[1]["audio"]["path"].startswith("../")  # the new take's own job folder
+
+
+def test_no_page_had_a_script_error_or_a_blocked_resource() -> None:
+    assert not PAGE_ERRORS, PAGE_ERRORS

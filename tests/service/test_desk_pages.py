@@ -28,6 +28,7 @@ def test_jobs_page_lists_jobs_and_offers_the_form(svc: Service) -> None:
     for field in ("records", "records_file", "template", "persona"):
         assert f'id="{field}"' in html and f'for="{field}"' in html, field
     assert '<option value="station-id"' in html
+    assert "script-src 'self'" in r.headers["content-security-policy"] and "<script>" not in html
 
 
 def test_the_form_submits_a_job_through_the_api_code(svc: Service) -> None:
