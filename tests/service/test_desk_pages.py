@@ -202,3 +202,13 @@ def test_a_new_take_that_never_landed_is_said_on_the_card(svc: Service) -> None:
 
     card = templates().env.get_template("_take.html").render(take=view, job={"generation_id": "j" * 32}, API="/api/v1")
     assert "The take 2 failed: BackendError: backend down" in card
+
+
+def test_a_job_past_the_page_limit_says_where_the_other_takes_are(svc: Service, monkeypatch: object) -> None:
+    from ai_content_pipeline.service.routers import pages
+
+    jid = _finished(svc)
+    monkeypatch.setattr(pages, "PAGE_TAKES", 2)  # type: ignore[attr-defined]
+    html = svc.client.get(f"/jobs/{jid}").text
+    assert re.findall(r'id="take-(\d+)"', html) == ["0", "1"]
+    assert "This page shows the first 2 takes; 1 more are in the" in html

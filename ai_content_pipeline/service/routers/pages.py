@@ -218,12 +218,13 @@ def _job_or_404(store: JobStore, job_id: str) -> Any:
 
 
 def job_records(store: JobStore, job: Any, names: dict[str, str], offset: int = 0,
-                limit: int = PAGE_TAKES) -> list[dict[str, Any]]:
+                limit: int | None = None) -> list[dict[str, Any]]:
     """The finished job's output records ``offset`` ... ``offset + limit - 1`` as
-    ``GET /api/v1/generate/{id}`` shows them: redacted, each with its ``review`` and ``retakes``."""
+    ``GET /api/v1/generate/{id}`` shows them: redacted, each with its ``review`` and ``retakes``
+    (``limit`` ``None``: :data:`PAGE_TAKES`)."""
     from .generate import _reviewed
 
-    return _reviewed(store, job, offset, limit, names)
+    return _reviewed(store, job, offset, PAGE_TAKES if limit is None else limit, names)
 
 
 def _job_view(job: Any, names: dict[str, str]) -> dict[str, Any]:
@@ -366,7 +367,7 @@ def job_page(request: Request, job_id: str, show: str = Query("all"), store: Job
              if view["final"] else [])
     counts = {name: sum(1 for t in takes if _shown(t, name)) for name in FILTERS}
     return _page(request, "job.html", job=view, takes=[t for t in takes if _shown(t, show)], show=show,
-                 filters=FILTERS, counts=counts)
+                 filters=FILTERS, counts=counts, beyond=max(0, (job.records_total or 0) - PAGE_TAKES))
 
 
 @router.get("/jobs/{job_id}/takes/{index}", response_class=HTMLResponse, include_in_schema=False)
