@@ -35,7 +35,7 @@ from .deps import (
 from .docs import add_offline_docs
 from .redact import Redactor
 from .requests import RequestProblem
-from .routers import catalog, generate, health
+from .routers import catalog, generate, health, pages
 from .store import JobStore
 
 
@@ -191,9 +191,12 @@ def create_app(settings: ServiceSettings, store: JobStore | None = None,
     # added last, so it runs first: an unauthenticated (or cross-site) body is never read
     app.add_middleware(BearerAuth, token=settings.token)
     _add_error_handlers(app)
-    for module in (generate, catalog, health, auth):
+    for module in (generate, catalog, health, auth, pages):
         app.include_router(module.router)
     add_offline_docs(app)
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")  # the review desk's
 
     models = settings.models if settings.models is not None else default_models()
     voices = settings.voices if settings.voices is not None else default_voices()
