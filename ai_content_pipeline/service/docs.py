@@ -24,6 +24,9 @@ SWAGGER_JS = f"{ASSETS_URL}/swagger-ui/swagger-ui-bundle.js"
 SWAGGER_CSS = f"{ASSETS_URL}/swagger-ui/swagger-ui.css"
 FAVICON = f"{ASSETS_URL}/swagger-ui/favicon-32x32.png"
 REDOC_JS = f"{ASSETS_URL}/redoc/redoc.standalone.js"
+#: the docs pages load images and data from this server only: ReDoc's sidebar asks
+#: cdn.redoc.ly for its logo, which the browser then never requests (the logo hides itself)
+DOCS_CSP = "img-src 'self' data:; connect-src 'self'"
 
 
 def add_offline_docs(app: FastAPI) -> None:
@@ -42,9 +45,11 @@ def add_offline_docs(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url=openapi_url, title=f"{title} - Swagger UI",
+        page = get_swagger_ui_html(openapi_url=openapi_url, title=f"{title} - Swagger UI",
                                    swagger_js_url=SWAGGER_JS, swagger_css_url=SWAGGER_CSS,
                                    swagger_favicon_url=FAVICON, oauth2_redirect_url=redirect)
+        page.headers["Content-Security-Policy"] = DOCS_CSP
+        return page
 
     @app.get(redirect, include_in_schema=False)
     async def swagger_ui_redirect() -> HTMLResponse:
@@ -52,8 +57,10 @@ def add_offline_docs(app: FastAPI) -> None:
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc() -> HTMLResponse:
-        return get_redoc_html(openapi_url=openapi_url, title=f"{title} - ReDoc", redoc_js_url=REDOC_JS,
+        page = get_redoc_html(openapi_url=openapi_url, title=f"{title} - ReDoc", redoc_js_url=REDOC_JS,
                               redoc_favicon_url=FAVICON, with_google_fonts=False)
+        page.headers["Content-Security-Policy"] = DOCS_CSP
+        return page
 
     app.mount(ASSETS_URL, StaticFiles(directory=ASSETS_DIR), name="docs-assets")
 

@@ -73,9 +73,15 @@ def test_no_page_or_file_without_the_token_then_log_in_once(server: ServeProcess
     page.get_by_role("link", name="API docs").click()
     page.locator(".swagger-ui .info .title").get_by_text("aicp generation service").wait_for()
     assert not [u for u in outside if u.startswith("http")], outside
-    # ReDoc renders too (its sidebar's Redocly logo is an image from outside: a broken image offline)
+    # ReDoc renders too, and its sidebar's Redocly logo (an image from outside) is stopped by
+    # the page's Content-Security-Policy before it leaves the browser, and hides itself
+    blocked: list[str] = []
+    page.on("requestfailed", lambda r: blocked.append(r.url) if r.failure == "csp" else None)
     page.goto("/redoc")
     page.locator("h1", has_text="aicp generation service").first.wait_for()
+    page.wait_for_timeout(500)
+    assert [u for u in outside if u.startswith("http")] == blocked, (outside, blocked)
+    assert page.locator('img[src^="https://"]').count() == 0  # no broken image
     page.goto("/")
     page.get_by_role("button", name="Log out").click()
     page.wait_for_url("**/login")
