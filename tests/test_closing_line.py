@@ -123,3 +123,16 @@ def test_templates_show_prints_the_close_and_only_where_a_template_has_one():
     assert shown.exit_code == 0 and "close:" in shown.stdout and "Here is {{ title }} by {{ artist }}" in shown.stdout
     outro = orjson.loads(invoke(cli, "aicp", ["templates", "show", "station-id", "--json"]).stdout)
     assert "close" not in outro
+
+
+def test_song_outro_back_announces_the_song_and_names_the_next_one_when_given():
+    template = load_template("song-outro")
+    persona = load_persona("max")
+    _, ctx = template.request(SONG, persona)
+    assert template.closing(ctx) == "That was Hoppípolla by Sigur Rós."
+    record = {**SONG, "next_title": "Heroes", "next_artist": "David Bowie"}
+    messages, ctx = template.request(record, persona)
+    assert template.closing(ctx) == "That was Hoppípolla by Sigur Rós. Next up, Heroes by David Bowie."
+    # the model is told the words left to it, and not asked to say what the close says
+    assert f"Stay under {40 - ctx['close_words']} words." in messages[-1]["content"]
+    assert "Heroes" not in messages[-1]["content"]

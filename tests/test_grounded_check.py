@@ -77,7 +77,7 @@ def test_numbers_in_words_and_in_digits_must_be_given(text, claims):
 
 
 def test_the_template_text_is_given():
-    # the song-outro prompt names the next song; saying it is no invention
+    # the song-outro record names the next song (its closing line says it); saying it is no invention
     record = {**QUEEN, "next_title": "Heroes", "next_artist": "David Bowie"}
     text = "That was Queen with Bohemian Rhapsody. Next up, Heroes by David Bowie."
     assert grounded(record, text, template="song-outro") == []
