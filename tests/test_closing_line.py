@@ -133,6 +133,7 @@ def test_song_outro_back_announces_the_song_and_names_the_next_one_when_given():
     record = {**SONG, "next_title": "Heroes", "next_artist": "David Bowie"}
     messages, ctx = template.request(record, persona)
     assert template.closing(ctx) == "That was Hoppípolla by Sigur Rós. Next up, Heroes by David Bowie."
-    # the model is told the words left to it, and not asked to say what the close says
-    assert f"Stay under {40 - ctx['close_words']} words." in messages[-1]["content"]
-    assert "Heroes" not in messages[-1]["content"]
+    assert "Heroes" not in messages[-1]["content"]  # the model is not asked to say what the close says
+    # under a time limit the model is told the words left to it
+    messages, ctx = template.request(record, persona, max_words=30)
+    assert ctx["close_words"] == 12 and "Stay under 18 words." in messages[-1]["content"]
