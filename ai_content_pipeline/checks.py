@@ -772,10 +772,29 @@ def cut_joins(pieces: list[str]) -> list[int]:
             if not ends_on_sentence(pieces[n - 1]) or not starts_on_sentence(pieces[n])]
 
 
+# -- a template's closing line ---------------------------------------------------------------
+def with_close(text: str, close: str) -> str:
+    """``text`` (a model's take) with a template's rendered ``close`` appended as sentences of
+    their own, said once: a sentence of ``text`` that is one of the close's sentences (folded
+    as ``mentions`` matches: case, accents and punctuation ignored) is left out first, so a
+    model that said "Here is Song by Artist." itself does not say it twice. ``text`` itself
+    is not mended: one that stops mid-sentence stays so (``evaluate``'s ``complete`` fails it).
+
+    :returns: ``text`` unchanged when ``close`` is blank; the close alone when nothing of
+        ``text`` is left.
+    """
+    close = close.strip()
+    if not close:
+        return text
+    said = {fold(s) for s in sentence_spans(close)} - {""}
+    kept = "".join(s for s in sentence_spans(text) if fold(s) not in said).strip() if text.strip() else ""
+    return f"{kept} {close}" if kept else close
+
+
 # -- all checks ------------------------------------------------------------------------------
 def evaluate(text: str, checks: Checks, *, context: dict[str, Any], prompt: str,
              target_words: int, phrases: set[str] | None = None,
-             max_words: int | None = None, dialogue: Any = None) -> dict[str, Any]:
+             max_words: int | None = None, dialogue: Any = None, close: str = "") -> dict[str, Any]:
     """Run ``checks`` on ``text``.
 
     :param context: the prompt context the text was asked with (record fields, ``persona``...).
@@ -787,6 +806,10 @@ def evaluate(text: str, checks: Checks, *, context: dict[str, Any], prompt: str,
     :param dialogue: a dialogue template's parsed take (:class:`~ai_content_pipeline.dialogue.Dialogue`):
         the checks above run on what the hosts say (labels and stray text left out), then the
         dialogue checks (``speakers``, ``turn_words``, ``clean_turns``, ``alternate``, ``stray``).
+    :param close: the template's rendered closing line (:func:`with_close`): text the take was
+        given (``grounded`` takes its names and numbers as the prompt's); when ``text`` ends with
+        it, ``complete`` also fails a text before it that stops mid-sentence. ``no_echo`` looks
+        for the prompt's phrases only.
     :returns: ``{"passed": bool, "failed": [names], "details": {name: detail}}``; details
         hold, per failed check, the missing paths (``mentions``), what was echoed
         (``no_echo``), ``{"words", "min", "max"}`` (``length``), the last characters
@@ -807,7 +830,7 @@ def evaluate(text: str, checks: Checks, *, context: dict[str, Any], prompt: str,
             failed.append("no_echo")
             details["no_echo"] = echoed
     if checks.grounded:
-        unsupported = check_grounded(text, prompt, context)
+        unsupported = check_grounded(text, f"{prompt}\n{close}" if close.strip() else prompt, context)
         if unsupported:
             failed.append("grounded")
             details["grounded"] = unsupported
@@ -821,9 +844,12 @@ def evaluate(text: str, checks: Checks, *, context: dict[str, Any], prompt: str,
         if not lo <= words <= hi:
             failed.append("length")
             details["length"] = {"words": words, "min": lo, "max": hi}
-    if checks.complete and not ends_on_sentence(text):
+    head = text.rstrip()
+    if close.strip() and head.endswith(close.strip()):
+        head = head[:-len(close.strip())].rstrip()
+    if checks.complete and not (ends_on_sentence(text) and (not head or ends_on_sentence(head))):
         failed.append("complete")
-        details["complete"] = text.rstrip()[-30:]
+        details["complete"] = (head if not ends_on_sentence(head) else text.rstrip())[-30:]
     if checks.topic:
         unnamed = check_topic(text, checks.topic, context)
         if unnamed:
@@ -859,4 +885,4 @@ def choose(candidates: list[dict[str, Any]], target_words: int) -> int:
 __all__ = ["CHECK_NAMES", "COMMON_WORDS", "DIALOGUE_CHECKS", "INSTRUCTION_PATTERNS", "Checks", "LengthWindow",
            "check_grounded", "check_instructions", "check_mentions", "check_no_echo", "check_topic", "choose",
            "cut_joins", "echo_phrases", "ends_on_sentence", "evaluate", "fold", "name_variants",
-           "starts_on_sentence", "trim_to_sentence"]
+           "starts_on_sentence", "trim_to_sentence", "with_close"]

@@ -31,6 +31,9 @@ GOOD = ("Good evening, night owls. This one always takes me back to a snowy walk
         "Stay cozy, night owls. Here is Hoppipolla by Sigur Ros.")  # 38 words
 SHORT = "Good evening, night owls. Here is Hoppipolla by Sigur Ros."  # 10 words
 MEDIUM = SHORT + " It is a quiet one, so settle in."  # 17 words
+#: song-intro's closing line under a time limit ("Here is Hoppípolla by Sigur Rós."): the words
+#: the prompt's budget leaves out
+CLOSE_WORDS = 6
 
 
 def script_run(llm, options=None, records=(SONG,), emitter=None, ledger=None):
@@ -61,7 +64,7 @@ def test_intro_seconds_sets_the_word_target_the_prompt_asks_for(persona):
     _, [out] = script_run(llm, ScriptOptions(persona=persona), records=[{**SONG, "intro_seconds": 8}])
     words = math.floor(8 * words_per_second(load_persona(persona)))
     assert words < 60  # below the template's own target: the time limit caps it
-    assert f"Stay under {words} words." in user_prompt(llm)
+    assert f"Stay under {words - CLOSE_WORDS} words." in user_prompt(llm)
     assert out["script"]["max_seconds"] == 8.0 and out["intro_seconds"] == 8
     assert out["script"]["checks"]["passed"] is True
 
@@ -69,7 +72,7 @@ def test_intro_seconds_sets_the_word_target_the_prompt_asks_for(persona):
 def test_a_limit_that_fits_more_than_the_template_asks_keeps_the_templates_target():
     llm = FakeLLM([SHORT])
     script_run(llm, records=[{**SONG, "intro_seconds": 600}])
-    assert "Stay under 40 words." in user_prompt(llm)
+    assert f"Stay under {40 - CLOSE_WORDS} words." in user_prompt(llm)
 
 
 def test_max_seconds_and_intro_seconds_the_smaller_counts():
@@ -77,14 +80,14 @@ def test_max_seconds_and_intro_seconds_the_smaller_counts():
     _, out = script_run(llm, ScriptOptions(persona="sam", max_seconds=6.5),
                         records=[{**SONG, "intro_seconds": 4}, {**SONG, "id": "s2"}])
     assert [r["script"]["max_seconds"] for r in out] == [4.0, 6.5]
-    assert f"Stay under {math.floor(4 * PIPER_WORDS_PER_SECOND)} words." in user_prompt(llm, 0)
-    assert f"Stay under {math.floor(6.5 * PIPER_WORDS_PER_SECOND)} words." in user_prompt(llm, 1)
+    assert f"Stay under {math.floor(4 * PIPER_WORDS_PER_SECOND) - CLOSE_WORDS} words." in user_prompt(llm, 0)
+    assert f"Stay under {math.floor(6.5 * PIPER_WORDS_PER_SECOND) - CLOSE_WORDS} words." in user_prompt(llm, 1)
 
 
 def test_other_voice_backends_use_the_default_pace():
     llm = FakeLLM([SHORT])
     script_run(llm, ScriptOptions(max_seconds=6, voice_backend="chatterbox"))
-    assert f"Stay under {math.floor(6 * DEFAULT_WORDS_PER_SECOND)} words." in user_prompt(llm)
+    assert f"Stay under {math.floor(6 * DEFAULT_WORDS_PER_SECOND) - CLOSE_WORDS} words." in user_prompt(llm)
 
 
 def test_a_take_longer_than_the_time_allows_fails_length():
@@ -147,7 +150,7 @@ def test_cli_max_seconds_reaches_the_prompt_and_is_range_checked(monkeypatch):
                  orjson.dumps(SONG) + b"\n")
     assert res.exit_code == 0, res.stderr
     fit = math.floor(5 * PIPER_WORDS_PER_SECOND)
-    assert f"Stay under {fit} words." in user_prompt(llm)
+    assert f"Stay under {fit - CLOSE_WORDS} words." in user_prompt(llm)
     out = orjson.loads(res.stdout)
     assert out["script"]["max_seconds"] == 5.0 and out["script"]["checks"]["failed"] == ["length"]
     assert "checks: 0 passed, 1 failed" in res.stderr

@@ -16,7 +16,14 @@ GOOD = ("Good evening, night owls. This one always takes me back to a snowy walk
         "Stay cozy, night owls. Here is Hoppipolla by Sigur Ros.")
 LONG_GOOD = GOOD + " It is a song I have loved for years, and I hope you love it too."
 NO_NAMES = "Good evening, night owls. This one always takes me back to a snowy walk home. Enjoy it."
+#: too short even with the closing line
+SHORT = "Enjoy it."
 ECHO = "Julie: Here is Hoppipolla by Sigur Ros, in three short sentences. Stay under the word limit."
+#: song-intro's closing line for SONG's take 0, which the stage appends to the model's text
+CLOSE = "Here is Hoppípolla by Sigur Rós. Stay cozy, night owls."
+#: GOOD as aired: its own "Here is…" and catchphrase sentences said once, by the closing line
+GOOD_AIRED = ("Good evening, night owls. This one always takes me back to a snowy walk home, "
+              "with children jumping in puddles and strings that swell like a warm tide. " + CLOSE)
 
 
 def run(llm, options=None, records=(SONG,), ledger=None, emitter=None):
@@ -34,30 +41,32 @@ def test_a_failing_take_is_still_written_and_counted():
     em = RecordingEmitter()
     stage, [out] = run(FakeLLM([ECHO]), emitter=em)
     checks = out["script"]["checks"]
-    assert checks["passed"] is False and checks["failed"] == ["no_echo", "length"]
+    assert checks["passed"] is False and checks["failed"] == ["no_echo"]
     assert any(d.startswith("label") for d in checks["details"]["no_echo"])
     assert stage.stats.completed == 1 and stage.stats.checks_failed == 1 and stage.stats.exit_status == 0
     complete = [f for e, f in em.events if e == "record_complete"][0]
-    assert complete["checks"] == {"passed": False, "failed": ["no_echo", "length"]}
+    assert complete["checks"] == {"passed": False, "failed": ["no_echo"]}
     assert "checks: 0 passed, 1 failed" in stage.stats.summary()
 
 
 def test_a_take_cut_by_max_tokens_is_trimmed_to_its_last_sentence():
     _, [out] = run(FakeLLM([GOOD + " And then the strings come in and"], done_reason="length"))
     s = out["script"]
-    assert s["truncated"] is True and s["text"] == GOOD and s["checks"]["passed"] is True
+    assert s["truncated"] is True and s["text"] == GOOD_AIRED and s["checks"]["passed"] is True
 
 
 def test_an_uncut_take_that_stops_mid_sentence_fails_complete_and_is_kept():
     _, [out] = run(FakeLLM([GOOD + " And then"]))
-    assert out["script"]["text"].endswith("And then") and out["script"]["checks"]["failed"] == ["complete"]
+    checks = out["script"]["checks"]
+    assert out["script"]["text"].endswith("warm tide. And then " + CLOSE) and checks["failed"] == ["complete"]
+    assert checks["details"]["complete"].endswith("And then")
 
 
 def test_require_checks_makes_a_failing_take_a_record_error():
     em = RecordingEmitter()
     stage, out = run(FakeLLM([ECHO, GOOD]), ScriptOptions(require_checks=True),
                      records=[SONG, {**SONG, "id": "s2"}], emitter=em)
-    assert out[0]["error"]["type"] == "ChecksFailed" and out[0]["error"]["checks"]["failed"] == ["no_echo", "length"]
+    assert out[0]["error"]["type"] == "ChecksFailed" and out[0]["error"]["checks"]["failed"] == ["no_echo"]
     assert out[0]["error"]["text"].startswith("Julie:") and "script" not in out[0]
     assert out[1]["script"]["checks"]["passed"] is True
     assert stage.stats.failed == 1 and stage.stats.completed == 1 and stage.stats.exit_status == 3
@@ -72,14 +81,14 @@ def test_candidate_seeds_are_derived_and_stable():
 
 
 def test_best_of_chooses_the_passing_candidate_closest_to_target():
-    llm = SeededLLM([NO_NAMES, ECHO, LONG_GOOD, GOOD])
+    llm = SeededLLM([SHORT, ECHO, LONG_GOOD, GOOD])
     seeds = [candidate_seed(100, c) for c in range(4)]
     llm.replies = [None] * 4  # type: ignore[list-item]
-    by_seed = dict(zip(seeds, [NO_NAMES, ECHO, LONG_GOOD, GOOD], strict=True))
+    by_seed = dict(zip(seeds, [SHORT, ECHO, LONG_GOOD, GOOD], strict=True))
     llm.reply = lambda n, m, p: by_seed[p.seed]  # type: ignore[method-assign]
     _, [out] = run(llm, ScriptOptions(seed=100, best_of=4))
     s = out["script"]
-    assert s["text"] == GOOD and s["checks"]["chosen"] == 3 and s["checks"]["passed"] is True
+    assert s["text"] == GOOD_AIRED and s["checks"]["chosen"] == 3 and s["checks"]["passed"] is True
     assert [c["seed"] for c in s["checks"]["candidates"]] == seeds
     assert [c["passed"] for c in s["checks"]["candidates"]] == [False, False, True, True]
     assert sorted(c["params"].seed for c in llm.calls) == sorted(seeds)
@@ -87,11 +96,12 @@ def test_best_of_chooses_the_passing_candidate_closest_to_target():
 
 
 def test_best_of_without_a_passing_candidate_keeps_the_fewest_failures():
-    by_seed = {candidate_seed(5, 0): ECHO, candidate_seed(5, 1): NO_NAMES}
+    by_seed = {candidate_seed(5, 0): "Julie: " + SHORT, candidate_seed(5, 1): SHORT}
     llm = SeededLLM(["x"])
     llm.reply = lambda n, m, p: by_seed[p.seed]  # type: ignore[method-assign]
     _, [out] = run(llm, ScriptOptions(seed=5, best_of=2))
-    assert out["script"]["text"] == NO_NAMES and out["script"]["checks"]["chosen"] == 1
+    assert [c["failed"] for c in out["script"]["checks"]["candidates"]] == [["no_echo", "length"], ["length"]]
+    assert out["script"]["text"] == SHORT + " " + CLOSE and out["script"]["checks"]["chosen"] == 1
     assert out["script"]["checks"]["passed"] is False
 
 
@@ -200,7 +210,7 @@ def test_radio_api_passes_best_of_and_require_checks(tmp_path):
     llm = FakeLLM([ECHO])
     pipe = GenerationPipeline(tmp_path, llm=llm, tts=SpeechTTS(), best_of=2, require_checks=True, seed=1)
     [result] = list(generate_batch_intros(pipe, [{"id": "s1", "artist": "Sigur Rós", "title": "Hoppípolla"}]))
-    assert result.success is False and "failed its checks: no_echo, length" in (result.error or "")
+    assert result.success is False and "failed its checks: no_echo " in (result.error or "")
     assert len(llm.calls) == 2
     with pytest.raises(UsageError):
         GenerationPipeline(tmp_path, llm=FakeLLM(), tts=SpeechTTS(), best_of=99)

@@ -22,7 +22,7 @@ def test_records_keep_fields_and_gain_script(fake_llm):
         assert {k: rec[k] for k in src} == src
         s = rec["script"]
         assert s["text"] and s["words"] == len(s["text"].split())
-        assert s["template"] == "song-intro@4" and s["persona"] == "julie" and s["take"] == 0
+        assert s["template"] == "song-intro@5" and s["persona"] == "julie" and s["take"] == 0
         assert s["backend"] == "fake" and s["model"] == "fake-model"
         assert s["tokens"]["prompt"] == 10 and len(s["key"]) == 32
     assert stage.stats.completed == 4 and stage.stats.exit_status == 0

@@ -55,7 +55,7 @@ def test_every_take_is_logged_with_what_it_was_asked(monkeypatch, tmp_path) -> N
     assert len(got) == 6 == len(llm.calls)
     first = got[0]
     assert first["record_id"] == "s0" and first["take"] == 0 and first["stage"] == "script"
-    assert first["template"] == "song-intro@4" and first["persona"] == "max"
+    assert first["template"] == "song-intro@5" and first["persona"] == "max"
     assert first["backend"] == out[0]["script"]["backend"] and first["model"] == out[0]["script"]["model"]
     assert loads(first["messages"]) == llm.calls[0]["messages"]
     assert loads(first["params"])["seed"] == 7 and loads(first["params"])["max_tokens"] > 0
@@ -129,7 +129,7 @@ def test_sqlite_utils_reads_the_tables(tmp_path, monkeypatch) -> None:
     database = sqlite_utils.Database(db)
     assert {"runs", "takes"} <= set(database.table_names())
     [row] = list(database["takes"].rows)
-    assert row["template"] == "song-intro@4"
+    assert row["template"] == "song-intro@5"
 
 
 @pytest.mark.parametrize("clash", ["input", "checkpoint"])
@@ -183,7 +183,7 @@ def test_aicp_logs_reads_back_newest_last(monkeypatch, tmp_path) -> None:
     assert got[0]["messages"][0]["role"] == "system" and isinstance(got[0]["checks"], dict)
     assert got[0]["passed"] in (True, False)
     text = invoke(cli, "aicp", ["logs", "--log", str(db)])
-    assert text.exit_code == 0 and text.stdout.count("## ") == 3 and "song-intro@4" in text.stdout
+    assert text.exit_code == 0 and text.stdout.count("## ") == 3 and "song-intro@5" in text.stdout
     assert text.stdout.index("record s0") < text.stdout.index("record s2")
     monkeypatch.setenv("AICP_LOG_DB", str(db))
     assert len(records_of(invoke(cli, "aicp", ["logs", "-n", "0", "--json"]).stdout)) == 3

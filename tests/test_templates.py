@@ -18,7 +18,7 @@ def test_render_song_intro_with_optional_fields():
     assert msgs[0]["role"] == "system" and "Julie" in msgs[0]["content"]
     assert "Bohemian Rhapsody" in msgs[1]["content"] and "1975" in msgs[1]["content"]
     assert "album" not in msgs[1]["content"]
-    assert t.ref == "song-intro@4"
+    assert t.ref == "song-intro@5"
 
 
 def test_missing_required_field_names_the_field():

@@ -59,7 +59,7 @@ from ..backends.base import (
     collect_reply,
     max_in_flight,
 )
-from ..checks import choose, echo_phrases, evaluate, trim_to_sentence
+from ..checks import choose, echo_phrases, evaluate, trim_to_sentence, with_close
 from ..dialogue import Dialogue, parse
 from ..errors import AicpError, ChecksFailed, InputError, RecordError, UsageError
 from ..events import Emitter
@@ -311,6 +311,8 @@ class _Take:
     max_words: int | None = None
     #: a dialogue template's hosts, first the opener (``None``: one speaker, ``persona``)
     hosts: list[Persona] | None = None
+    #: the template's closing line rendered for this take (``""``: none), appended to the text
+    close: str = ""
 
     @property
     def prompt(self) -> str:
@@ -450,10 +452,10 @@ class ScriptStage(Stage):
         words that fit the take's time limit when it has one.
         """
         _, max_words = self._time_limit(record, persona)
-        messages, _ = self.template.request(record, persona, take=take, max_words=max_words,
-                                            **self.options.extra_context)
+        messages, ctx = self.template.request(record, persona, take=take, max_words=max_words,
+                                              **self.options.extra_context)
         params = self.options.params_for(self.template, take)
-        return messages, params, self._key(messages, params, take, max_words)
+        return messages, params, self._key(messages, params, take, max_words, self.template.closing(ctx))
 
     def _time_limit(self, record: dict[str, Any], persona: Persona) -> tuple[float | None, int | None]:
         """The take's time limit in seconds (``max_seconds``, the record's ``intro_seconds``) and
@@ -466,8 +468,10 @@ class ScriptStage(Stage):
         return limit, fitting_words(limit, words_per_second(persona, self.options.voice_backend))
 
     def _key(self, messages: list[dict[str, str]], params: GenerationParams, take: int,
-             max_words: int | None = None) -> str:
+             max_words: int | None = None, close: str = "") -> str:
         extra: dict[str, Any] = {}
+        if close:  # the template's closing line is part of the text
+            extra["close"] = close
         if max_words is not None:  # the length check's bound, whether or not the prompt shows it
             extra["max_words"] = max_words
         if self.options.best_of > 1:
@@ -487,15 +491,16 @@ class ScriptStage(Stage):
             limit, max_words = self._time_limit(record, persona)
             messages, ctx = self.template.request(record, persona, take=take, max_words=max_words, hosts=hosts,
                                                   **self.options.extra_context)
+            close = self.template.closing(ctx)
         except AicpError as exc:
             if isinstance(exc, TemplateSandboxError):  # the template's fault, not this record's
                 raise
             err = InputError(exc.message, hint=exc.hint, stage="script") if not isinstance(exc, RecordError) else exc
             return self._fail(index, rid, record, err, take=take)
         params = self.options.params_for(self.template, take)
-        key = self._key(messages, params, take, max_words)
+        key = self._key(messages, params, take, max_words, close)
         job = _Take(index, rid, record, take, persona, messages, ctx, params, key,
-                    max_seconds=limit, max_words=max_words, hosts=hosts)
+                    max_seconds=limit, max_words=max_words, hosts=hosts, close=close)
 
         served = self._served(key)
         if served is not None:
@@ -611,7 +616,7 @@ class ScriptStage(Stage):
         return evaluate(text, self.template.checks, context=job.context, prompt=job.prompt,
                         target_words=int(job.context.get("target_words") or self.template.target_words),
                         phrases=self._phrases(job), max_words=job.max_words,
-                        dialogue=dialogue or self._dialogue(job, text))
+                        dialogue=dialogue or self._dialogue(job, text), close=job.close)
 
     def _phrases(self, job: _Take) -> set[str]:
         if job.phrases is None:
@@ -653,6 +658,8 @@ class ScriptStage(Stage):
             dialogue = self._dialogue(job, text)
             if dialogue is not None:  # one "Label: text" line per turn
                 text = dialogue.text
+            if text and job.close:  # the template's closing line, said once, at the end
+                text = with_close(text, job.close)
             verdict = self._check(job, text, dialogue) if text else {"passed": False, "failed": ["empty"]}
             cands.append({"text": text, "truncated": truncated, "verdict": verdict, "result": result,
                           "seed": candidate_seed(job.params.seed, c), "dialogue": dialogue,
@@ -765,6 +772,7 @@ class ScriptStage(Stage):
                 persona = hosts[0]
             messages, ctx = self.template.request(given, persona, take=take, hosts=hosts,
                                                   **self.options.extra_context)
+            close = self.template.closing(ctx)
         except AicpError as exc:
             if isinstance(exc, TemplateSandboxError):
                 raise
@@ -772,7 +780,7 @@ class ScriptStage(Stage):
             return self._fail(index, rid, record, err, take=take)
         self.tracker.start(index, rid, take=take, persona=persona.name, edited=True)
         job = _Take(index, rid, given, take, persona, messages, ctx, self.options.params_for(self.template, take), "",
-                    hosts=hosts)
+                    hosts=hosts, close=close)
         dialogue = self._dialogue(job, text)
         checks = self._check(job, text, dialogue)
         edited = {k: v for k, v in script.items() if k not in ("skipped", "truncated", "checks")}

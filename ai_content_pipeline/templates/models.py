@@ -43,8 +43,8 @@ def _environment() -> Any:
 
 #: Names the prompt context itself sets (:meth:`Template.context`, the long-form stage's
 #: chunk context): an ``extra_context`` key may not take one of them.
-RESERVED_CONTEXT = ("record", "persona", "catchphrase", "target_words", "max_words", "take", "sections", "chunks",
-                    "chunk", "section", "summary", "pack", "remaining_words", "hosts")
+RESERVED_CONTEXT = ("record", "persona", "catchphrase", "target_words", "max_words", "close_words", "take",
+                    "sections", "chunks", "chunk", "section", "summary", "pack", "remaining_words", "hosts")
 #: Most hosts a dialogue template may have.
 MAX_HOSTS = 8
 #: Most words a record's own ``target_words`` field may ask for (as ``--words``).
@@ -159,6 +159,10 @@ class Template(_Strict):
     description: str = ""
     system: str
     user: str
+    #: A closing line rendered from the record as ``user`` is (Jinja2), which the script stage
+    #: appends to the model's text as sentences of their own: a radio intro's fixed ending
+    #: ("Here is TITLE by ARTIST."), said from the record's fields, not written by the model.
+    close: str | None = None
     required: list[str] = []
     optional: list[str] = []
     target_words: int = Field(60, gt=0)
@@ -172,6 +176,9 @@ class Template(_Strict):
 
     @model_validator(mode="after")
     def _dialogue_fields(self) -> Template:
+        if self.close is not None and (self.dialogue or self.sections):
+            raise ValueError("close: only a one-voice template without sections has a closing line "
+                             "(a dialogue's hosts and a long-form plan's sections write their own ends)")
         if not self.dialogue:
             if self.hosts is not None:
                 raise ValueError("hosts: only a dialogue template (dialogue: true) has hosts")
@@ -203,6 +210,8 @@ class Template(_Strict):
         from jinja2 import nodes
 
         parts = {"system": self.system, "user": self.user, **self.prompts}
+        if self.close is not None:
+            parts["close"] = self.close
         env = _environment()
         # a loaded file is named by its path (a user folder may hold a broken copy of a built-in)
         where = f"template file {_json_path(Path(self.source))}" if self.source else f"template {self.name}"
@@ -275,8 +284,19 @@ class Template(_Strict):
         ctx.update(extra)
         return ctx
 
+    def closing(self, context: dict[str, Any]) -> str:
+        """The template's ``close`` rendered with ``context`` (:meth:`request`'s), whitespace
+        runs made one space; ``""`` for a template without one.
+
+        :raises InputError: as :meth:`render`.
+        :raises TemplateSandboxError: as :meth:`render`.
+        """
+        if self.close is None:
+            return ""
+        return " ".join(self.render("close", context).split())
+
     def render(self, part: str, context: dict[str, Any]) -> str:
-        """Render prompt ``part`` (``system``, ``user`` or a name in ``prompts``).
+        """Render prompt ``part`` (``system``, ``user``, ``close`` or a name in ``prompts``).
 
         :raises InputError: when the template uses a field the record lacks, or fails on
             this record's values (``{{ year + 1 }}`` with a string ``year``).
@@ -356,7 +376,9 @@ class Template(_Strict):
     ) -> tuple[list[dict[str, str]], dict[str, Any]]:
         """The chat messages (as :meth:`messages`) and the Jinja2 context they were rendered with.
 
-        The context is what the ``checks`` see (``mentions`` paths, ``no_echo`` values).
+        The context is what the ``checks`` see (``mentions`` paths, ``no_echo`` values), with
+        ``close_words``: the words of the template's rendered ``close`` (0 without one), which
+        the take's ``target_words`` include.
         ``max_words`` caps ``target_words`` (:meth:`context`). ``hosts``: a dialogue's hosts,
         first the opener (the context's ``hosts``, each as ``persona`` is). ``extra`` is a run's
         ``extra_context``.
@@ -369,6 +391,8 @@ class Template(_Strict):
             extra = {**extra, "hosts": [h.model_dump() for h in hosts]}
         ctx = self.context(record, persona, max_words=max_words, catchphrase=persona.catchphrase_for(record, take),
                            **extra)
+        ctx["close_words"] = 0  # the closing line's words: what target_words leaves the model is the rest
+        ctx["close_words"] = len(self.closing(ctx).split())
         messages = [
             {"role": "system", "content": self.render("system", ctx)},
             {"role": "user", "content": self.render("user", ctx)},
@@ -432,6 +456,8 @@ def as_data(item: Template | Persona) -> dict[str, Any]:
     (``dialogue``, ``hosts``, the dialogue checks and ``topic``) are left out where unset."""
     data = item.model_dump(mode="json", exclude={"source"})
     if isinstance(item, Template):
+        if item.close is None:
+            data.pop("close", None)
         if not item.dialogue:
             data.pop("dialogue", None)
             data.pop("hosts", None)

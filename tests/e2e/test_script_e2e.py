@@ -30,7 +30,7 @@ def test_song_intros_on_the_real_model():
         assert {k: rec[k] for k in song} == song
         s = rec["script"]
         assert s["backend"] == "llamacpp" and s["model"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
-        assert s["persona"] == "max" and s["template"] == "song-intro@4"
+        assert s["persona"] == "max" and s["template"] == "song-intro@5"
         assert s["words"] >= 5 and s["tokens"]["completion"] > 0 and s["tokens"]["prompt"] > 20
     # the model mentions the song it introduces in most intros
     mentioned = sum(rec["title"].split()[0].lower() in rec["script"]["text"].lower() for rec in out)
