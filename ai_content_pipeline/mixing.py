@@ -424,6 +424,281 @@ def render_segue(plan: SeguePlan, voice: np.ndarray | None, song: np.ndarray | N
     return np.concatenate(blocks) if blocks else np.zeros((0, 2), dtype=np.float32)
 
 
+# -- podcast episodes -------------------------------------------------------------------------------
+#: Music beds of an episode: the intro bed plays alone this long before the speech...
+BED_LEAD_SECONDS = 4.0
+#: ...and each bed stays under the speech (ducked) this long: after its start, before its end.
+BED_UNDER_SECONDS = 6.0
+#: The outro bed plays on this long after the speech.
+BED_TAIL_SECONDS = 4.0
+#: Fade of a bed's ends (seconds).
+BED_FADE_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class EpisodePlan:
+    """Where an episode's speech and its music beds sit (seconds from the episode's start).
+
+    :ivar voice_start: :ivar voice_seconds: the speech.
+    :ivar bed_in_seconds: how much of the intro bed plays, from 0 (0: none); it fades out over
+        its last :ivar fade: seconds.
+    :ivar bed_out_start: :ivar bed_out_seconds: the outro bed (0 seconds: none); it fades in
+        over its first ``fade`` seconds and out over its last.
+    """
+
+    voice_start: float
+    voice_seconds: float
+    bed_in_seconds: float = 0.0
+    bed_out_start: float = 0.0
+    bed_out_seconds: float = 0.0
+    fade: float = BED_FADE_SECONDS
+
+    @property
+    def voice_end(self) -> float:
+        return self.voice_start + self.voice_seconds
+
+    @property
+    def seconds(self) -> float:
+        return max(self.voice_end, self.bed_in_seconds, self.bed_out_start + self.bed_out_seconds)
+
+
+def plan_episode(voice_seconds: float, bed_in_seconds: float = 0.0, bed_out_seconds: float = 0.0, *,
+                 lead: float = BED_LEAD_SECONDS, under: float = BED_UNDER_SECONDS, tail: float = BED_TAIL_SECONDS,
+                 fade: float = BED_FADE_SECONDS) -> EpisodePlan:
+    """The time line of an episode: the intro bed (``bed_in_seconds`` long, 0: none) alone for
+    ``lead`` seconds (less when it is shorter), then under the speech for ``under`` more; the
+    outro bed from ``under`` seconds before the speech ends to ``tail`` after it (both as far as
+    the beds last)."""
+    voice_start = min(lead, bed_in_seconds) if bed_in_seconds > 0 else 0.0
+    bed_in = min(bed_in_seconds, voice_start + under) if bed_in_seconds > 0 else 0.0
+    voice_end = voice_start + voice_seconds
+    out_start = max(voice_start, voice_end - under)
+    bed_out = min(bed_out_seconds, voice_end + tail - out_start) if bed_out_seconds > 0 else 0.0
+    return EpisodePlan(voice_start, voice_seconds, bed_in, out_start if bed_out else 0.0, bed_out, fade)
+
+
+def _ramp(times: np.ndarray, start: float, end: float, fade_in: float, fade_out: float) -> np.ndarray:
+    """Linear fades: 0 -> 1 over ``fade_in`` from ``start``, 1 -> 0 over ``fade_out`` to ``end``."""
+    import numpy as np
+
+    gain = np.ones(len(times), dtype=np.float32)
+    if fade_in > 0:
+        gain *= np.clip((times - start) / fade_in, 0.0, 1.0).astype(np.float32)
+    if fade_out > 0:
+        gain *= np.clip((end - times) / fade_out, 0.0, 1.0).astype(np.float32)
+    return gain
+
+
+def episode_blocks(plan: EpisodePlan, voice: np.ndarray, bed_in: np.ndarray | None, bed_out: np.ndarray | None,
+                   rate: int, target_lufs: float, duck: DuckSettings = DuckSettings(),
+                   block: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
+    """Mix an episode on ``plan``'s time line, yielding float32 ``[<= block, 2]`` blocks,
+    ``round(plan.seconds * rate)`` frames in all: the speech and each bed at ``target_lufs``,
+    the beds ducked under the speech (:func:`duck_envelope`) and faded at their ends, sample
+    peaks limited as :func:`segue_blocks` limits them."""
+    import numpy as np
+
+    from .audio import limiter_gain
+
+    frames = int(round(plan.seconds * rate))
+    layers = []  # (samples, gain, start s, seconds, fade in, fade out)
+    v_gain = gain_to(voice, rate, target_lufs) if len(voice) else 0.0
+    if bed_in is not None and plan.bed_in_seconds > 0:
+        layers.append((bed_in, gain_to(bed_in, rate, target_lufs), 0.0, plan.bed_in_seconds, 0.0,
+                       min(plan.fade, plan.bed_in_seconds / 2)))
+    if bed_out is not None and plan.bed_out_seconds > 0:
+        edge = min(plan.fade, plan.bed_out_seconds / 2)
+        layers.append((bed_out, gain_to(bed_out, rate, target_lufs), plan.bed_out_start, plan.bed_out_seconds,
+                       edge if plan.bed_out_start > 0 else 0.0, edge))
+    v0 = int(round(plan.voice_start * rate))
+    margin = int(_MARGIN * rate)
+    ceiling = 10 ** (SEGMENT_CEILING_DBFS / 20)
+
+    def mixed(lo: int, hi: int) -> np.ndarray:
+        out = np.zeros((hi - lo, 2), dtype=np.float32)
+        for samples, gain, start, seconds, fade_in, fade_out in layers:
+            s0 = int(round(start * rate))
+            a, b = max(lo, s0), min(hi, s0 + int(round(seconds * rate)), s0 + len(samples))
+            if b > a:
+                times = np.arange(a, b) / rate
+                shape = _ramp(times, start, start + seconds, fade_in, fade_out)
+                shape *= duck_envelope(times, plan.voice_start, plan.voice_end, duck)
+                out[a - lo:b - lo] += samples[a - s0:b - s0] * (np.float32(gain) * shape)[:, None]
+        a, b = max(lo, v0), min(hi, v0 + len(voice))
+        if b > a and v_gain:
+            out[a - lo:b - lo] += voice[a - v0:b - v0] * np.float32(v_gain)
+        return out
+
+    for a in range(0, frames, block):
+        b = min(frames, a + block)
+        lo, hi = max(0, a - margin), min(frames, b + margin)
+        out = mixed(lo, hi)
+        envelope = limiter_gain(np.abs(out).max(axis=1), rate, ceiling_dbfs=SEGMENT_CEILING_DBFS)
+        if envelope is not None:
+            out *= envelope[:, None].astype(np.float32)
+            np.clip(out, -ceiling, ceiling, out=out)
+        yield out[a - lo:b - lo]
+
+
+#: A pause a section boundary is moved to: at least this long...
+PAUSE_MIN_SECONDS = 0.12
+#: ...this far at most from where the words put it.
+PAUSE_SEARCH_SECONDS = 4.0
+
+
+def section_starts(voice: np.ndarray, rate: int, words: list[int]) -> list[float]:
+    """Where each of the sections voiced one after another in ``voice`` starts (seconds; the
+    first at 0), given each section's word count: the share of the words before it, moved to
+    the middle of the nearest pause (:data:`PAUSE_MIN_SECONDS` or longer below -40 dB of the
+    take's loudest 20 ms, within :data:`PAUSE_SEARCH_SECONDS`): the voice stage pauses between
+    sentences, and a section ends on one."""
+    import numpy as np
+
+    total = sum(words)
+    seconds = len(voice) / rate
+    if not words or total <= 0 or seconds <= 0:
+        return [0.0 for _ in words]
+    hop = max(1, int(0.02 * rate))
+    mono = voice.mean(axis=1) if voice.ndim == 2 else voice
+    n = len(mono) // hop
+    rms = np.sqrt(np.mean(np.square(mono[:n * hop].reshape(n, hop), dtype=np.float64), axis=1)) if n else np.zeros(0)
+    silent = rms < (rms.max() * 10 ** (-40 / 20) if len(rms) else 0)
+    pauses: list[float] = []  # middles of silent runs long enough
+    run = 0
+    for i, quiet in enumerate(np.append(silent, False)):
+        if quiet:
+            run += 1
+            continue
+        if run * hop >= PAUSE_MIN_SECONDS * rate and i - run > 0 and i < n:
+            pauses.append((i - run / 2) * hop / rate)
+        run = 0
+    starts = [0.0]
+    before = 0
+    for count in words[:-1]:
+        before += count
+        guess = seconds * before / total
+        near = [p for p in pauses if abs(p - guess) <= PAUSE_SEARCH_SECONDS and p > starts[-1]]
+        starts.append(min(near, key=lambda p: abs(p - guess)) if near else max(guess, starts[-1]))
+    return starts
+
+
+def shift_captions(source: str | os.PathLike[str], target: str | os.PathLike[str], seconds: float) -> str:
+    """Copy a WebVTT (``.vtt``) or SubRip (``.srt``) captions file to ``target`` (same format),
+    every cue ``seconds`` later (webvtt-py reads and writes it); atomically. Returns ``target``.
+
+    :raises InputError: it cannot be read as captions. :raises OSError: it cannot be written.
+    """
+    import io
+
+    import webvtt
+
+    from .files import write_atomic
+
+    srt = str(source).lower().endswith(".srt")
+    try:
+        captions = webvtt.from_srt(str(source)) if srt else webvtt.read(str(source))
+    except (OSError, UnicodeDecodeError, webvtt.errors.MalformedFileError) as exc:
+        raise InputError(f"cannot read the captions {str(source)!r}: {exc}", stage="mix") from exc
+    if seconds:
+        for caption in captions.captions:
+            caption.shift(seconds)
+    buffer = io.StringIO()
+    captions.write(buffer, format="srt" if srt else "vtt")
+    data = buffer.getvalue().encode("utf-8")
+    write_atomic(target, lambda handle: handle.write(data))
+    return str(target)
+
+
+# -- playlists for live playout -------------------------------------------------------------------
+#: Liquidsoap's annotate keys a playlist entry carries (read by Liquidsoap 2.0 to 2.4; see the README):
+#: cue points (request resolution since 2.2.4, the ``cue_cut`` operator before), fade durations
+#: (``fade.in``/``fade.out`` as ``crossfade`` applies them) and the overlap with the next entry
+#: (``cross``/``crossfade``'s ``override_duration``).
+LIQ_KEYS = ("liq_cue_in", "liq_cue_out", "liq_fade_in", "liq_fade_out", "liq_cross_duration")
+
+
+@dataclass(frozen=True)
+class PlaylistEntry:
+    """One entry of a playout playlist: ``path`` and its annotations (``key -> value``, text)."""
+
+    path: str
+    title: str
+    seconds: float
+    annotations: dict[str, str]
+
+    def line(self) -> str:
+        """``annotate:key="value",...:PATH`` (values quoted, ``"`` and ``\\`` escaped)."""
+        def quoted(value: str) -> str:
+            return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+        pairs = ",".join(f"{k}={quoted(v)}" for k, v in self.annotations.items())
+        return f"annotate:{pairs}:{self.path}"
+
+
+def _seconds_text(value: float) -> str:
+    return f"{max(value, 0.0):.3f}"
+
+
+def playlist_entries(plan: SeguePlan, voice_path: str | None, song_path: str | None, *,
+                     title: str | None = None, artist: str | None = None,
+                     duck: DuckSettings = DuckSettings()) -> list[PlaylistEntry]:
+    """The playlist entries of one segue, in playing order: the intro, then the song.
+
+    The intro (``aicp_role="intro"``) is cued to its length and carries in
+    ``liq_cross_duration`` the seconds the song plays under it (its overlap with the next
+    entry: 0 for ``before``). The song (``aicp_role="song"``) fades in over ``liq_fade_in``
+    (the plan's crossfade) and plays to its end (``liq_cross_duration`` 0: the next intro
+    follows it). When the plan starts the song before the voice (a talk-up whose voice is
+    shorter than the post), a player that starts the next entry only within the current one
+    cannot play the song alone first: the song entry is cued in by that lead (``liq_cue_in``)
+    so the voice still ends where the plan ends it, on the post; ``aicp_song_lead`` says how
+    many seconds the show file plays before the voice instead. ``aicp_duck_*`` give the
+    ducking the plan asks for (a playout script applies it; Liquidsoap does not on its own).
+    """
+    entries = []
+    song_lead = max(plan.voice_start - plan.song_start, 0.0) if plan.kind else 0.0
+    if voice_path is not None and plan.voice_seconds > 0:
+        overlap = max(plan.voice_end - max(plan.song_start, plan.voice_start), 0.0) if song_path and plan.kind else 0.0
+        notes = {"liq_cue_in": _seconds_text(0.0), "liq_cue_out": _seconds_text(plan.voice_seconds),
+                 "liq_fade_in": _seconds_text(0.0), "liq_fade_out": _seconds_text(0.0),
+                 "liq_cross_duration": _seconds_text(min(overlap, plan.voice_seconds)), "aicp_role": "intro",
+                 "aicp_segue": plan.kind or "none"}
+        if plan.ducked and song_path:
+            notes.update(aicp_duck_db=f"{duck.depth_db:g}", aicp_duck_attack=_seconds_text(duck.attack),
+                         aicp_duck_release=_seconds_text(duck.release))
+        entries.append(PlaylistEntry(os.path.abspath(voice_path), f"Intro: {title}" if title and song_path else (title or "Voice"),
+                                     plan.voice_seconds, notes))
+    if song_path is not None and plan.song_seconds > 0:
+        notes = {"liq_cue_in": _seconds_text(song_lead), "liq_cue_out": _seconds_text(plan.song_seconds),
+                 "liq_fade_in": _seconds_text(plan.fade_in), "liq_fade_out": _seconds_text(0.0),
+                 "liq_cross_duration": _seconds_text(0.0), "aicp_role": "song",
+                 "aicp_song_lead": _seconds_text(song_lead)}
+        if artist:
+            notes["artist"] = artist
+        if title:
+            notes["title"] = title
+        entries.append(PlaylistEntry(os.path.abspath(song_path), " - ".join(x for x in (artist, title) if x) or "Song",
+                                     plan.song_seconds - song_lead, notes))
+    return entries
+
+
+def write_playlist(path: str | os.PathLike[str], entries: Iterable[PlaylistEntry]) -> str:
+    """Write ``entries`` as an extended M3U playlist (UTF-8, ``#EXTM3U``, an ``#EXTINF`` line
+    and an ``annotate:`` line per entry), atomically; returns ``path`` as text.
+
+    :raises OSError: it cannot be written.
+    """
+    from .files import write_atomic
+
+    lines = ["#EXTM3U"]
+    for entry in entries:
+        lines.append(f"#EXTINF:{int(round(entry.seconds))},{entry.title.replace(chr(10), ' ')}")
+        lines.append(entry.line())
+    data = ("\n".join(lines) + "\n").encode("utf-8")
+    write_atomic(path, lambda handle: handle.write(data))
+    return str(path)
+
+
 # -- show files ------------------------------------------------------------------------------------
 @dataclass
 class Chapter:
@@ -694,7 +969,7 @@ def _timestamp(seconds: float) -> str:
     return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
 
 
-__all__ = ["CROSSFADE_SECONDS", "DUCK_ATTACK_SECONDS", "DUCK_DEPTH_DB", "DUCK_RELEASE_SECONDS", "FORMATS",
-           "SEGUES", "SHOW_LOUDNESS_LUFS", "TRUE_PEAK_DBTP", "Chapter", "DuckSettings", "LoudnessMeter",
-           "Segue", "SeguePlan", "ShowTags", "ShowWriter", "TruePeakMeter", "decode", "duck_envelope",
-           "format_rate", "loudness", "normalize", "gain_to", "plan_segue", "render_segue", "segue_blocks", "show_format", "write_tags"]
+__all__ = ["BED_FADE_SECONDS", "BED_LEAD_SECONDS", "BED_TAIL_SECONDS", "BED_UNDER_SECONDS", "CROSSFADE_SECONDS", "DUCK_ATTACK_SECONDS", "DUCK_DEPTH_DB", "DUCK_RELEASE_SECONDS", "FORMATS",
+           "SEGUES", "SHOW_LOUDNESS_LUFS", "TRUE_PEAK_DBTP", "Chapter", "DuckSettings", "EpisodePlan", "LoudnessMeter",
+           "PlaylistEntry", "Segue", "SeguePlan", "ShowTags", "ShowWriter", "TruePeakMeter", "decode", "duck_envelope", "episode_blocks", "plan_episode", "section_starts", "shift_captions",
+           "format_rate", "loudness", "normalize", "gain_to", "plan_segue", "render_segue", "segue_blocks", "show_format", "playlist_entries", "write_playlist", "write_tags"]
