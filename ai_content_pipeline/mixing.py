@@ -8,12 +8,14 @@ The audio work of ``aicp mix`` (:mod:`ai_content_pipeline.stages.mix`), usable o
   ``before``); :func:`render_segue` mixes them: each part normalized to one loudness target
   first (:func:`gain_to`), the music ducked under the voice (:func:`duck_envelope`), in
   blocks (:func:`segue_blocks`).
-- :class:`ShowWriter` joins segments into one file in blocks: each block goes to a
-  temporary float32 file as it comes (memory holds one segment's song and voice, never the
-  show), its loudness (:class:`LoudnessMeter`) and true peak (:class:`TruePeakMeter`)
-  measured on the way; :meth:`ShowWriter.finish` then reads the file back in blocks once to
-  encode it (PyAV) at the gain that meets both the loudness target and the true-peak
-  ceiling; chapters and tags are written with mutagen.
+- :class:`ShowWriter` joins segments into one file in one pass: each segment's blocks go to
+  a temporary float32 file as they come (memory holds one segment's song and voice, never
+  the show), its loudness (:class:`LoudnessMeter`) and true peak (:class:`TruePeakMeter`)
+  measured on the way; once it is complete an encoder thread reads it back at the gain that
+  meets both the loudness target and the true-peak ceiling and encodes it (PyAV) while the
+  next segment is mixed; chapters and tags are written with mutagen.
+- :func:`plan_episode` and :func:`episode_blocks` make a podcast episode (music beds ducked
+  under the speech); :func:`playlist_entries` and :func:`write_playlist` a playout playlist.
 
 Units: seconds, Hz, dB; samples are ``float32`` arrays shaped ``[frames, 2]`` (stereo).
 PyAV, numpy and mutagen are imported on first use.
@@ -57,10 +59,12 @@ SEGMENT_CEILING_DBFS = -2.0
 OVERSAMPLE = 4
 #: Frames per block when a show is measured and encoded.
 BLOCK_FRAMES = 1 << 16
+#: LAME's algorithm quality (``-q``; 0 best and slowest, 9 fastest): 7, "fast, ok quality",
+#: costs about three quarters of 5 and at 192 kbit/s CBR sounds the same on speech and pop.
+LAME_QUALITY = "7"
 
 #: Output formats by extension: (container format, codec, MIME type, encoder bit rate or None).
-#: MP3 is 192 kbit/s CBR at LAME's quality 5 (``compression_level``: its "standard" speed;
-#: 2, its best, costs about twice the time for no audible gain on speech and pop).
+#: MP3 is 192 kbit/s CBR at LAME's quality :data:`LAME_QUALITY`.
 FORMATS: dict[str, tuple[str, str, str, int | None]] = {
     "mp3": ("mp3", "libmp3lame", "audio/mpeg", 192_000),
     "m4a": ("ipod", "aac", "audio/mp4", 192_000),
@@ -219,23 +223,30 @@ class LoudnessMeter:
         self._energy = float(cumulative[-1])
         self.frames = end
 
-    def lufs(self) -> float:
-        """The gated integrated loudness so far (LUFS); ``-inf`` for silence or under 0.4 s."""
+    def blocks(self) -> np.ndarray:
+        """The mean square (K-weighted, channels added) of each 400 ms gating block so far:
+        float64 ``[n_blocks]`` (empty under 0.4 s)."""
         import numpy as np
 
-        from .loudness import BLOCK_SECONDS, STEP, gate_blocks
+        from .loudness import BLOCK_SECONDS, STEP
 
         n = self.frames
         total = n / self.rate
         if total < BLOCK_SECONDS:
-            return float("-inf")
+            return np.zeros(0)
         blocks = int(np.round((total - BLOCK_SECONDS) / (BLOCK_SECONDS * STEP))) + 1
         lower, upper = self._bounds(np.arange(blocks))
         lower, upper = np.minimum(lower, n), np.minimum(upper, n)
         self._at.setdefault(n, self._energy)
         at = np.vectorize(lambda p: self._at[int(p)], otypes=[float])
-        z = np.maximum((at(upper) - at(lower)) / (BLOCK_SECONDS * self.rate), 0.0)
-        return gate_blocks(z)
+        return np.maximum((at(upper) - at(lower)) / (BLOCK_SECONDS * self.rate), 0.0)
+
+    def lufs(self) -> float:
+        """The gated integrated loudness so far (LUFS); ``-inf`` for silence or under 0.4 s."""
+        from .loudness import gate_blocks
+
+        z = self.blocks()
+        return gate_blocks(z) if len(z) else float("-inf")
 
 
 class TruePeakMeter:
@@ -256,7 +267,7 @@ class TruePeakMeter:
         for out in frames:
             data = out.to_ndarray()
             if data.size:
-                self.peak = max(self.peak, float(abs(data).max()))
+                self.peak = max(self.peak, float(data.max()), -float(data.min()))
 
     def feed(self, block: np.ndarray) -> None:
         """Add ``block`` (``[frames, 2]`` float32)."""
@@ -270,7 +281,7 @@ class TruePeakMeter:
         self._pts += len(block)
         self._take(self._resampler.resample(frame))
         # the sample peak bounds the true peak from below whatever the filter does
-        self.peak = max(self.peak, float(np.abs(block).max()) if len(block) else 0.0)
+        self.peak = max(self.peak, float(block.max()), -float(block.min())) if len(block) else self.peak
 
     def dbtp(self) -> float:
         """The true peak so far in dBTP (``-inf`` for silence); flushes the resampler."""
@@ -367,8 +378,6 @@ def segue_blocks(plan: SeguePlan, voice: np.ndarray | None, song: np.ndarray | N
     Memory: the two inputs plus a few blocks."""
     import numpy as np
 
-    from .audio import limiter_gain
-
     frames = int(round(plan.seconds * rate))
     song_gain = gain_to(song, rate, target_lufs) if song is not None and len(song) else 0.0
     voice_gain = gain_to(voice, rate, target_lufs) if voice is not None and len(voice) else 0.0
@@ -404,15 +413,28 @@ def segue_blocks(plan: SeguePlan, voice: np.ndarray | None, song: np.ndarray | N
         b = min(frames, a + block)
         lo, hi = max(0, a - margin), min(frames, b + margin)
         out = mixed(lo, hi)
-        envelope = limiter_gain(np.abs(out).max(axis=1), rate, ceiling_dbfs=SEGMENT_CEILING_DBFS)
-        if envelope is not None:
-            out *= envelope[:, None].astype(np.float32)
-            np.clip(out, -ceiling, ceiling, out=out)
-        yield out[a - lo:b - lo]
+        yield _limited(out, rate, ceiling)[a - lo:b - lo]
 
 
 #: Seconds of neighbouring audio each block is limited with (the limiter's reach is about 0.04 s).
 _MARGIN = 0.1
+
+
+def _limited(out: np.ndarray, rate: int, ceiling: float) -> np.ndarray:
+    """``out`` (``[frames, 2]`` float32) with its sample peaks limited to ``ceiling`` (linear) by
+    :func:`~ai_content_pipeline.audio.limiter_gain`, in place; untouched when no sample is over."""
+    import numpy as np
+
+    from .audio import limiter_gain
+
+    if not len(out) or max(float(out.max()), -float(out.min())) <= ceiling:
+        return out
+    magnitude = np.maximum(np.abs(out[:, 0]), np.abs(out[:, 1]))
+    envelope = limiter_gain(magnitude, rate, ceiling_dbfs=SEGMENT_CEILING_DBFS)
+    if envelope is not None:
+        out *= envelope[:, None].astype(np.float32)
+        np.clip(out, -ceiling, ceiling, out=out)
+    return out
 
 
 def render_segue(plan: SeguePlan, voice: np.ndarray | None, song: np.ndarray | None, rate: int,
@@ -498,8 +520,6 @@ def episode_blocks(plan: EpisodePlan, voice: np.ndarray, bed_in: np.ndarray | No
     peaks limited as :func:`segue_blocks` limits them."""
     import numpy as np
 
-    from .audio import limiter_gain
-
     frames = int(round(plan.seconds * rate))
     layers = []  # (samples, gain, start s, seconds, fade in, fade out)
     v_gain = gain_to(voice, rate, target_lufs) if len(voice) else 0.0
@@ -533,11 +553,7 @@ def episode_blocks(plan: EpisodePlan, voice: np.ndarray, bed_in: np.ndarray | No
         b = min(frames, a + block)
         lo, hi = max(0, a - margin), min(frames, b + margin)
         out = mixed(lo, hi)
-        envelope = limiter_gain(np.abs(out).max(axis=1), rate, ceiling_dbfs=SEGMENT_CEILING_DBFS)
-        if envelope is not None:
-            out *= envelope[:, None].astype(np.float32)
-            np.clip(out, -ceiling, ceiling, out=out)
-        yield out[a - lo:b - lo]
+        yield _limited(out, rate, ceiling)[a - lo:b - lo]
 
 
 #: A pause a section boundary is moved to: at least this long...
@@ -726,35 +742,51 @@ class ShowTags:
 
 
 class ShowWriter:
-    """Join segments into one audio file normalized to a loudness target, in blocks.
+    """Join segments into one audio file, each normalized to a loudness target, in one pass.
 
     :param path: the file to write; its extension picks the format (:func:`show_format`).
-    :param target_lufs: integrated loudness of the whole file (LUFS).
-    :param true_peak_dbtp: the true-peak ceiling (dBTP): when the loudness gain would exceed
-        it, the gain is lowered to meet it (the file is then quieter than the target; the
-        result says how loud it is).
+    :param target_lufs: integrated loudness of each segment, and so of the file (LUFS).
+    :param true_peak_dbtp: the true-peak ceiling (dBTP): when a segment's loudness gain would
+        exceed it, that gain is lowered to meet it (the segment is then quieter than the
+        target; the result says how loud the file is).
     :raises UsageError: unknown extension.
 
-    Use: :meth:`add` each segment (float32 ``[frames, 2]`` at :attr:`rate`), then
-    :meth:`finish`; :meth:`close` removes the temporary files (``finish`` calls it).
+    Use: :meth:`add` each segment (float32 ``[frames, 2]`` at :attr:`rate`, one array or its
+    blocks), then :meth:`finish`; :meth:`close` removes the temporary files (``finish``
+    calls it).
+
+    How: a segment's blocks go to a temporary float32 file as they come (memory holds a few
+    blocks, never the segment or the show), its loudness (:class:`LoudnessMeter`) and true
+    peak (:class:`TruePeakMeter`) measured on the way; once the segment is complete, its gain
+    is known and an encoder thread reads the file back, applies the gain and encodes it
+    (PyAV, which lets go of the GIL while the codec works) while the next segment is mixed.
+    At most two segments wait for the encoder. The file's loudness is that of every
+    segment's gating blocks at its gain (the blocks across a join are left out: a few
+    tenths of a second per segment).
     """
+
+    _QUEUE = 2
 
     def __init__(self, path: str | os.PathLike[str], target_lufs: float = SHOW_LOUDNESS_LUFS,
                  true_peak_dbtp: float = TRUE_PEAK_DBTP, rate: int | None = None) -> None:
+        import queue
+
         self.path = Path(path)
         self.ext = show_format(self.path)
         self.rate = rate or format_rate(self.ext)
         self.target = target_lufs
         self.ceiling = true_peak_dbtp
         self.chapters: list[Chapter] = []
-        self.meter = LoudnessMeter(self.rate)
-        #: the true peak before the loudness gain (a gain g in dB moves it by g: resampling is linear)
-        self.peak = TruePeakMeter(self.rate)
         self.frames = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".raw", dir=self.path.parent)
-        self._raw = os.fdopen(handle, "wb")
-        self._raw_path = Path(name)
+        self._part = self.path.with_name(f".{self.path.name}.part")
+        self._queue: queue.Queue[tuple[Path, float] | None] = queue.Queue(self._QUEUE)
+        self._thread: Any = None
+        self._error: BaseException | None = None
+        self._raws: list[Path] = []
+        self._blocks: list[Any] = []  # gating blocks of every segment at its gain
+        self._peak = float("-inf")  # the file's true peak (dBTP)
+        self._closed = False
 
     @property
     def seconds(self) -> float:
@@ -762,96 +794,174 @@ class ShowWriter:
         return self.frames / self.rate
 
     def add(self, samples: np.ndarray | Iterable[np.ndarray], chapter: str | None = None) -> tuple[float, float]:
-        """Append ``samples`` (one array, or blocks in order: :func:`segue_blocks`); ``chapter``
-        titles a chapter spanning them. Returns ``(start, end)`` in seconds."""
+        """Append one segment, ``samples`` (one array, or blocks in order: :func:`segue_blocks`);
+        ``chapter`` titles a chapter spanning it. Returns ``(start, end)`` in seconds.
+
+        :raises OSError: a temporary file cannot be written; an error of the encoder thread.
+        """
         import numpy as np
 
+        self._check()
         blocks: Iterable[np.ndarray]
         if isinstance(samples, np.ndarray):
             blocks = (samples[i:i + BLOCK_FRAMES] for i in range(0, len(samples), BLOCK_FRAMES))
         else:
             blocks = samples
         start = self.seconds
-        for block in blocks:
-            block = np.ascontiguousarray(block, dtype=np.float32)
-            self.meter.feed(block)
-            self.peak.feed(block)
-            self._raw.write(block.tobytes())
-            self.frames += len(block)
+        meter, peak = LoudnessMeter(self.rate), TruePeakMeter(self.rate)
+        handle, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".raw", dir=self.path.parent)
+        raw_path = Path(name)
+        self._raws.append(raw_path)
+        frames = 0
+        with os.fdopen(handle, "wb") as raw:
+            for block in blocks:
+                block = np.ascontiguousarray(block, dtype=np.float32)
+                if not len(block):
+                    continue
+                meter.feed(block)
+                peak.feed(block)
+                raw.write(block.data)
+                frames += len(block)
+        if not frames:
+            raw_path.unlink(missing_ok=True)
+            self._raws.remove(raw_path)
+            return start, start
+        if frames < int(0.4 * self.rate):  # under one gating block: measured padded with silence
+            meter.feed(np.zeros((int(0.4 * self.rate) - frames, 2), dtype=np.float32))
+        z = meter.blocks()
+        measured = float("-inf")
+        if len(z):
+            from .loudness import gate_blocks
+
+            measured = gate_blocks(z)
+        gain_db = self.target - measured if math.isfinite(measured) else 0.0
+        gate_db = peak.dbtp()
+        if math.isfinite(gate_db) and gate_db + gain_db > self.ceiling:
+            gain_db = self.ceiling - 0.05 - gate_db
+        if math.isfinite(gate_db):
+            self._peak = max(self._peak, gate_db + gain_db)
+        self._blocks.append(z * 10 ** (gain_db / 10))
+        self.frames += frames
         if chapter:
             self.chapters.append(Chapter(start, self.seconds, chapter))
+        self._start()
+        self._put((raw_path, 10 ** (gain_db / 20)))
         return start, self.seconds
 
-    def _blocks(self, gain: float) -> Iterator[np.ndarray]:
+    def _put(self, item: tuple[Path, float] | None) -> None:
+        import queue
+
+        while True:
+            self._check()
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _check(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _start(self) -> None:
+        import threading
+
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._encode, name="aicp-mix-encoder", daemon=True)
+            self._thread.start()
+
+    def _encode(self) -> None:
+        """The encoder thread: encode each queued segment file at its gain into :attr:`_part`."""
+        import av
         import numpy as np
 
-        with open(self._raw_path, "rb") as raw:
-            while True:
-                data = raw.read(BLOCK_FRAMES * 8)
-                if not data:
+        try:
+            container_format, codec, _, bit_rate = FORMATS[self.ext]
+            with av.open(str(self._part), "w", format=container_format) as container:
+                stream = container.add_stream(codec, rate=self.rate, layout="stereo")
+                if bit_rate:
+                    stream.bit_rate = bit_rate
+                if codec == "libmp3lame":
+                    stream.codec_context.options = {"compression_level": LAME_QUALITY}
+                pts = 0
+                while True:
+                    item = self._queue.get()
+                    if item is None:
+                        break
+                    raw_path, gain = item
+                    with open(raw_path, "rb") as raw:
+                        while data := raw.read(BLOCK_FRAMES * 8):
+                            block = np.frombuffer(data, dtype=np.float32) * np.float32(gain)
+                            frame = av.AudioFrame.from_ndarray(block.reshape(1, -1), format="flt", layout="stereo")
+                            frame.sample_rate = self.rate
+                            frame.pts = pts
+                            pts += len(block) // 2
+                            container.mux(stream.encode(frame))
+                    raw_path.unlink(missing_ok=True)
+                container.mux(stream.encode(None))
+                if self.ext == "m4a" and self.chapters:  # the muxer writes them with its index, at the end
+                    container.set_chapters([{"id": i + 1, "start": int(round(c.start * 1000)),
+                                             "end": int(round(c.end * 1000)), "time_base": _fraction(1, 1000),
+                                             "metadata": {"title": c.title}} for i, c in enumerate(self.chapters)])
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            self._error = exc
+            while True:  # let the producer go on to its error instead of waiting on a full queue
+                try:
+                    item = self._queue.get(timeout=5)
+                except Exception:  # noqa: BLE001 - queue.Empty: nothing more will come
                     return
-                yield np.frombuffer(data, dtype=np.float32).reshape(-1, 2) * np.float32(gain)
+                if item is None:
+                    return
 
     def finish(self, tags: ShowTags | None = None) -> dict[str, Any]:
-        """Measure, encode, tag and move the file into place (atomically); the ``mix`` object::
+        """Encode what is left, tag and move the file into place (atomically); the ``mix`` object::
 
-            {"file", "seconds", "bytes", "type", "sample_rate", "lufs", "true_peak_dbtp", "chapters"}
+            {"file", "seconds", "bytes", "type", "sample_rate", "lufs", "true_peak_dbtp", "chapters",
+             "title"?: the title tag}
 
         :raises UsageError: nothing was added.
         """
-        self._raw.close()
+        import numpy as np
+
         try:
             if not self.frames:
                 raise UsageError("nothing to mix: no record had audio", hint="pipe voiced records (aicp-voice)")
-            measured = self.meter.lufs()
-            gain_db = self.target - measured if math.isfinite(measured) else 0.0
-            true_peak = self.peak.dbtp() + gain_db
-            if true_peak > self.ceiling:
-                gain_db -= true_peak - self.ceiling + 0.05
-                true_peak = self.ceiling - 0.05
-            tmp = self.path.with_name(f".{self.path.name}.part")
-            try:
-                self._encode(tmp, 10 ** (gain_db / 20))
-                write_tags(tmp, self.ext, tags or ShowTags(), self.chapters, self.seconds)
-                os.replace(tmp, self.path)
-            finally:
-                tmp.unlink(missing_ok=True)
-            return {"file": str(self.path), "seconds": round(self.seconds, 3), "bytes": self.path.stat().st_size,
-                    "type": FORMATS[self.ext][2], "sample_rate": self.rate,
-                    "lufs": round(measured + gain_db, 2) if math.isfinite(measured) else None,
-                    "true_peak_dbtp": round(true_peak, 2) if math.isfinite(true_peak) else None,
-                    "chapters": [c.as_dict() for c in self.chapters]}
+            self._put(None)
+            self._thread.join()
+            self._thread = None
+            self._check()
+            from .loudness import gate_blocks
+
+            z = np.concatenate(self._blocks) if self._blocks else np.zeros(0)
+            lufs = gate_blocks(z) if len(z) else float("-inf")
+            write_tags(self._part, self.ext, tags or ShowTags(), self.chapters, self.seconds)
+            os.replace(self._part, self.path)
+            result = {"file": str(self.path), "seconds": round(self.seconds, 3), "bytes": self.path.stat().st_size,
+                      "type": FORMATS[self.ext][2], "sample_rate": self.rate,
+                      "lufs": round(lufs, 2) if math.isfinite(lufs) else None,
+                      "true_peak_dbtp": round(self._peak, 2) if math.isfinite(self._peak) else None,
+                      "chapters": [c.as_dict() for c in self.chapters]}
+            if tags is not None and tags.title:
+                result["title"] = tags.title
+            return result
         finally:
             self.close()
 
-    def _encode(self, path: Path, gain: float) -> None:
-        import av
-
-        container_format, codec, _, bit_rate = FORMATS[self.ext]
-        with av.open(str(path), "w", format=container_format) as container:
-            stream = container.add_stream(codec, rate=self.rate, layout="stereo")
-            if bit_rate:
-                stream.bit_rate = bit_rate
-            if codec == "libmp3lame":
-                stream.codec_context.options = {"compression_level": "5"}
-            if self.ext == "m4a" and self.chapters:
-                container.set_chapters([{"id": i + 1, "start": int(round(c.start * 1000)),
-                                         "end": int(round(c.end * 1000)), "time_base": _fraction(1, 1000),
-                                         "metadata": {"title": c.title}} for i, c in enumerate(self.chapters)])
-            pts = 0
-            for block in self._blocks(gain):
-                frame = av.AudioFrame.from_ndarray(block.reshape(1, -1), format="flt", layout="stereo")
-                frame.sample_rate = self.rate
-                frame.pts = pts
-                pts += len(block)
-                container.mux(stream.encode(frame))
-            container.mux(stream.encode(None))
-
     def close(self) -> None:
-        """Remove the temporary sample file."""
-        if not self._raw.closed:
-            self._raw.close()
-        self._raw_path.unlink(missing_ok=True)
+        """Stop the encoder thread and remove the temporary files (the output stays as it was)."""
+        if self._thread is not None:
+            import queue
+
+            try:
+                self._queue.put(None, timeout=1)
+            except queue.Full:
+                pass
+            self._thread.join(timeout=30)
+            self._thread = None
+        for raw in self._raws:
+            raw.unlink(missing_ok=True)
+        self._part.unlink(missing_ok=True)
 
 
 def _fraction(a: int, b: int) -> Any:

@@ -328,7 +328,15 @@ class MixStage(Stage):
 
         :raises InputError: an unreadable voice, bed or captions file.
         """
-        from ..mixing import Chapter, ShowWriter, decode, episode_blocks, plan_episode, section_starts, shift_captions
+        from ..mixing import (
+            Chapter,
+            ShowWriter,
+            decode,
+            episode_blocks,
+            plan_episode,
+            section_starts,
+            shift_captions,
+        )
 
         writer = ShowWriter(path, self.options.loudness, self.options.true_peak)
         try:
@@ -342,8 +350,9 @@ class MixStage(Stage):
             sections = episode_sections(record)
             if sections:
                 given = [s.get("start") for s in sections]
-                if all(isinstance(g, (int, float)) and not isinstance(g, bool) for g in given):
-                    starts = [float(g) for g in given]
+                numbers = [float(g) for g in given if isinstance(g, (int, float)) and not isinstance(g, bool)]
+                if len(numbers) == len(given):
+                    starts = numbers
                 else:
                     starts = section_starts(voice, rate, [int(s.get("words") or 0) for s in sections])
                 starts = [plan.voice_start + t if i else 0.0 for i, t in enumerate(starts)]
