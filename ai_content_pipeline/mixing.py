@@ -786,7 +786,7 @@ class ShowWriter:
         self._raws: list[Path] = []
         self._blocks: list[Any] = []  # gating blocks of every segment at its gain
         self._peak = float("-inf")  # the file's true peak (dBTP)
-        self._closed = False
+        self._stop = False  # set by close(): the encoder thread ends at its next block
 
     @property
     def seconds(self) -> float:
@@ -887,11 +887,11 @@ class ShowWriter:
                 pts = 0
                 while True:
                     item = self._queue.get()
-                    if item is None:
+                    if item is None or self._stop:
                         break
                     raw_path, gain = item
                     with open(raw_path, "rb") as raw:
-                        while data := raw.read(BLOCK_FRAMES * 8):
+                        while not self._stop and (data := raw.read(BLOCK_FRAMES * 8)):
                             block = np.frombuffer(data, dtype=np.float32) * np.float32(gain)
                             frame = av.AudioFrame.from_ndarray(block.reshape(1, -1), format="flt", layout="stereo")
                             frame.sample_rate = self.rate
@@ -953,6 +953,7 @@ class ShowWriter:
         if self._thread is not None:
             import queue
 
+            self._stop = True
             try:
                 self._queue.put(None, timeout=1)
             except queue.Full:
