@@ -24,8 +24,8 @@ Examples:
   aicp mix --out-dir out/segues --format flac voiced.jsonl     # one file per record
   aicp mix --song-field song.path --duck-depth -15 --show show.opus voiced.jsonl
   aicp mix --playlist playout.m3u8 voiced.jsonl       # Liquidsoap/AzuraCast mix live
-  aicp-script -t podcast-longform < examples/topics-longform.jsonl \
-      | aicp-voice --captions vtt | aicp mix --bed-in in.flac \
+  aicp-script -t podcast-longform < examples/topics-longform.jsonl \\
+      | aicp-voice --captions vtt | aicp mix --bed-in in.flac \\
       --bed-out out.flac --album "Night Notes" -o site   # an episode per record
 
 \b
@@ -37,9 +37,10 @@ Talk-up: the music ducks --duck-depth dB, starting --duck-attack s before
 the voice and back over --duck-release s after it; with intro_seconds the
 voice ends 0.5 s before the vocals (the song starts later if it must),
 else the song fades in under the voice's last --crossfade seconds.
-Loudness: voice and music each at --loudness before mixing; the file at
---loudness integrated (BS.1770-4), true peak at most --true-peak dBTP
-(measured 4x oversampled through libswresample).
+Loudness: voice and music each at --loudness before mixing, then each
+segue at --loudness integrated (BS.1770-4), so the file is too; true
+peak at most --true-peak dBTP (measured 4x oversampled through
+libswresample). MP3: 192 kbit/s CBR, LAME quality 7.
 Episodes: a record without a song that has sections (script.chunks
 of a long-form script) or gets --bed-in/--bed-out is one episode file:
 the intro bed 4 s alone, then 6 s under the speech; the outro bed from
