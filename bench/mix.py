@@ -87,10 +87,13 @@ def ffmpeg_argv(pairs: list[tuple[Path, Path]], out: Path) -> list[str]:
     delay_ms = int((INTRO_SECONDS - 0.5 - VOICE_SECONDS) * 1000)
     for k in range(len(pairs)):
         v, s = 2 * k, 2 * k + 1
-        chains.append(f"[{v}:a]aresample=44100,aformat=channel_layouts=stereo,adelay={delay_ms}:all=1,asplit=2[v{k}a][v{k}b]")
+        # the voice is padded with silence to the song's end (apad): sidechaincompress and amix
+        # otherwise end with the shorter input, the voice, and the song would be cut after it
+        chains.append(f"[{v}:a]aresample=44100,aformat=channel_layouts=stereo,adelay={delay_ms}:all=1,apad,"
+                      f"asplit=2[v{k}a][v{k}b]")
         chains.append(f"[{s}:a]aresample=44100,aformat=channel_layouts=stereo[s{k}]")
         chains.append(f"[s{k}][v{k}a]sidechaincompress=threshold=0.02:ratio=8:attack=300:release=800[d{k}]")
-        chains.append(f"[d{k}][v{k}b]amix=inputs=2:duration=longest:normalize=0[m{k}]")
+        chains.append(f"[d{k}][v{k}b]amix=inputs=2:duration=first:normalize=0[m{k}]")
         labels.append(f"[m{k}]")
     chains.append(f"{''.join(labels)}concat=n={len(pairs)}:v=0:a=1,loudnorm=I=-16:TP=-1:LRA=11[out]")
     return argv + ["-filter_complex", ";".join(chains), "-map", "[out]", "-ar", "44100", "-c:a", "libmp3lame",
@@ -128,6 +131,10 @@ def main() -> None:
             print("ffmpeg: not on PATH here; the side-by-side run is skipped")
         else:
             wall2, cpu2, rss2 = timed(ffmpeg_argv(pairs, folder / "show-ffmpeg.mp3"))
+            import mutagen
+
+            length = mutagen.File(folder / "show-ffmpeg.mp3").info.length
+            print(f"ffmpeg's show: {length / 60:.1f} min (ours {seconds / 60:.1f})")
             print(f"ffmpeg     wall {wall2:7.1f} s  cpu {cpu2:7.1f} s  RTF {wall2 / seconds:.4f}  "
                   f"CPU RTF {cpu2 / seconds:.4f}  peak RSS {rss2:6.0f} MB")
             print(f"ffmpeg / aicp mix: wall {wall2 / wall:.2f}x, CPU {cpu2 / cpu:.2f}x")
