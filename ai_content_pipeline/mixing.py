@@ -760,7 +760,10 @@ class ShowWriter:
     peak (:class:`TruePeakMeter`) measured on the way; once the segment is complete, its gain
     is known and an encoder thread reads the file back, applies the gain and encodes it
     (PyAV, which lets go of the GIL while the codec works) while the next segment is mixed.
-    At most two segments wait for the encoder. The file's loudness is that of every
+    At most two segments wait for the encoder. With ``processes`` the encoder is a child
+    process instead (spawned on the first segment, about half a second): the two never
+    wait on each other's hold of the interpreter (a show); a thread suits one file of one
+    segment. The file's loudness is that of every
     segment's gating blocks at its gain (the blocks across a join are left out: a few
     tenths of a second per segment).
     """
@@ -768,7 +771,7 @@ class ShowWriter:
     _QUEUE = 2
 
     def __init__(self, path: str | os.PathLike[str], target_lufs: float = SHOW_LOUDNESS_LUFS,
-                 true_peak_dbtp: float = TRUE_PEAK_DBTP, rate: int | None = None) -> None:
+                 true_peak_dbtp: float = TRUE_PEAK_DBTP, rate: int | None = None, *, processes: bool = False) -> None:
         import queue
 
         self.path = Path(path)
@@ -787,6 +790,10 @@ class ShowWriter:
         self._blocks: list[Any] = []  # gating blocks of every segment at its gain
         self._peak = float("-inf")  # the file's true peak (dBTP)
         self._stop = False  # set by close(): the encoder thread ends at its next block
+        self._processes = processes
+        self._process: Any = None
+        self._conn: Any = None
+        self._waiting = 0  # segments sent to the encoder process and not yet encoded
 
     @property
     def seconds(self) -> float:
@@ -844,9 +851,47 @@ class ShowWriter:
         self.frames += frames
         if chapter:
             self.chapters.append(Chapter(start, self.seconds, chapter))
-        self._start()
-        self._put((raw_path, 10 ** (gain_db / 20)))
+        if self._processes:
+            self._send(raw_path, 10 ** (gain_db / 20))
+        else:
+            self._start()
+            self._put((raw_path, 10 ** (gain_db / 20)))
         return start, self.seconds
+
+    def _send(self, raw_path: Path, gain: float) -> None:
+        """Hand a segment to the encoder process (started on the first), at most
+        :attr:`_QUEUE` of them waiting."""
+        import multiprocessing
+
+        if self._process is None:
+            context = multiprocessing.get_context("spawn")
+            self._conn, child = context.Pipe()
+            self._process = context.Process(target=_encoder_process, args=(str(self._part), self.ext, self.rate, child),
+                                            name="aicp-mix-encoder", daemon=True)
+            self._process.start()
+            child.close()
+        while self._waiting >= self._QUEUE:
+            self._receive()
+        self._conn.send(("segment", str(raw_path), gain))
+        self._waiting += 1
+
+    def _receive(self) -> str:
+        """The encoder process's next answer (``ack`` or ``done``).
+
+        :raises OSError: it failed or died.
+        """
+        while not self._conn.poll(0.5):
+            if not self._process.is_alive():
+                raise OSError(f"the encoder of {self.path.name} stopped (exit {self._process.exitcode})")
+        try:
+            message = self._conn.recv()
+        except EOFError as exc:
+            raise OSError(f"the encoder of {self.path.name} stopped") from exc
+        if message[0] == "error":
+            raise OSError(f"cannot encode {self.path.name}: {message[1]}")
+        if message[0] == "ack":
+            self._waiting -= 1
+        return str(message[0])
 
     def _put(self, item: tuple[Path, float] | None) -> None:
         import queue
@@ -873,37 +918,12 @@ class ShowWriter:
 
     def _encode(self) -> None:
         """The encoder thread: encode each queued segment file at its gain into :attr:`_part`."""
-        import av
-        import numpy as np
+        def items() -> Iterator[tuple[Path, float]]:
+            while (item := self._queue.get()) is not None and not self._stop:
+                yield item
 
         try:
-            container_format, codec, _, bit_rate = FORMATS[self.ext]
-            with av.open(str(self._part), "w", format=container_format) as container:
-                stream = container.add_stream(codec, rate=self.rate, layout="stereo")
-                if bit_rate:
-                    stream.bit_rate = bit_rate
-                if codec == "libmp3lame":
-                    stream.codec_context.options = {"compression_level": LAME_QUALITY}
-                pts = 0
-                while True:
-                    item = self._queue.get()
-                    if item is None or self._stop:
-                        break
-                    raw_path, gain = item
-                    with open(raw_path, "rb") as raw:
-                        while not self._stop and (data := raw.read(BLOCK_FRAMES * 8)):
-                            block = np.frombuffer(data, dtype=np.float32) * np.float32(gain)
-                            frame = av.AudioFrame.from_ndarray(block.reshape(1, -1), format="flt", layout="stereo")
-                            frame.sample_rate = self.rate
-                            frame.pts = pts
-                            pts += len(block) // 2
-                            container.mux(stream.encode(frame))
-                    raw_path.unlink(missing_ok=True)
-                container.mux(stream.encode(None))
-                if self.ext == "m4a" and self.chapters:  # the muxer writes them with its index, at the end
-                    container.set_chapters([{"id": i + 1, "start": int(round(c.start * 1000)),
-                                             "end": int(round(c.end * 1000)), "time_base": _fraction(1, 1000),
-                                             "metadata": {"title": c.title}} for i, c in enumerate(self.chapters)])
+            encode_segments(self._part, self.ext, self.rate, items(), lambda: self.chapters, lambda: self._stop)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             self._error = exc
             while True:  # let the producer go on to its error instead of waiting on a full queue
@@ -927,10 +947,17 @@ class ShowWriter:
         try:
             if not self.frames:
                 raise UsageError("nothing to mix: no record had audio", hint="pipe voiced records (aicp-voice)")
-            self._put(None)
-            self._thread.join()
-            self._thread = None
-            self._check()
+            if self._processes:
+                self._conn.send(("end", list(self.chapters)))
+                while self._receive() != "done":
+                    pass
+                self._process.join()
+                self._process = None
+            else:
+                self._put(None)
+                self._thread.join()
+                self._thread = None
+                self._check()
             from .loudness import gate_blocks
 
             z = np.concatenate(self._blocks) if self._blocks else np.zeros(0)
@@ -949,7 +976,12 @@ class ShowWriter:
             self.close()
 
     def close(self) -> None:
-        """Stop the encoder thread and remove the temporary files (the output stays as it was)."""
+        """Stop the encoder and remove the temporary files (the output stays as it was)."""
+        if self._process is not None:
+            self._process.terminate()
+            self._process.join(timeout=10)
+            self._process = None
+            self._conn.close()
         if self._thread is not None:
             import queue
 
@@ -963,6 +995,70 @@ class ShowWriter:
         for raw in self._raws:
             raw.unlink(missing_ok=True)
         self._part.unlink(missing_ok=True)
+
+
+def encode_segments(part: str | os.PathLike[str], ext: str, rate: int, items: Iterable[tuple[Any, float]],
+                    chapters: Any, stop: Any = lambda: False, done: Any = lambda: None) -> None:
+    """Encode ``items`` (``(raw float32 stereo file, linear gain)``, each file removed once
+    encoded; ``done()`` is called after each) into ``part`` in format ``ext`` at ``rate`` Hz;
+    ``chapters()`` gives the M4A chapters once the items are done; ``stop()`` ends early.
+
+    :raises OSError: the file cannot be written (PyAV's errors are ``OSError``).
+    """
+    import av
+    import numpy as np
+
+    container_format, codec, _, bit_rate = FORMATS[ext]
+    with av.open(str(part), "w", format=container_format) as container:
+        stream = container.add_stream(codec, rate=rate, layout="stereo")
+        if bit_rate:
+            stream.bit_rate = bit_rate
+        if codec == "libmp3lame":
+            stream.codec_context.options = {"compression_level": LAME_QUALITY}
+        pts = 0
+        for raw_path, gain in items:
+            with open(raw_path, "rb") as raw:
+                while not stop() and (data := raw.read(BLOCK_FRAMES * 8)):
+                    block = np.frombuffer(data, dtype=np.float32) * np.float32(gain)
+                    frame = av.AudioFrame.from_ndarray(block.reshape(1, -1), format="flt", layout="stereo")
+                    frame.sample_rate = rate
+                    frame.pts = pts
+                    pts += len(block) // 2
+                    container.mux(stream.encode(frame))
+            Path(raw_path).unlink(missing_ok=True)
+            done()
+            if stop():
+                return
+        container.mux(stream.encode(None))
+        marks = chapters()
+        if ext == "m4a" and marks:  # the muxer writes them with its index, at the end
+            container.set_chapters([{"id": i + 1, "start": int(round(c.start * 1000)),
+                                     "end": int(round(c.end * 1000)), "time_base": _fraction(1, 1000),
+                                     "metadata": {"title": c.title}} for i, c in enumerate(marks)])
+
+
+def _encoder_process(part: str, ext: str, rate: int, conn: Any) -> None:
+    """A child process's encoder (:class:`ShowWriter` with ``processes``): messages on
+    ``conn``: ``("segment", raw file, gain)``, then ``("end", chapters)``; answers ``("ack",)``
+    per segment, then ``("done",)``, or ``("error", message)``."""
+    marks: list[Chapter] = []
+
+    def items() -> Iterator[tuple[str, float]]:
+        while True:
+            message = conn.recv()
+            if message[0] == "end":
+                marks.extend(message[1])
+                return
+            yield message[1], message[2]
+
+    try:
+        encode_segments(part, ext, rate, items(), lambda: marks, done=lambda: conn.send(("ack",)))
+        conn.send(("done",))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        try:
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        except OSError:
+            pass
 
 
 def _fraction(a: int, b: int) -> Any:
@@ -1082,5 +1178,5 @@ def _timestamp(seconds: float) -> str:
 
 __all__ = ["BED_FADE_SECONDS", "BED_LEAD_SECONDS", "BED_TAIL_SECONDS", "BED_UNDER_SECONDS", "CROSSFADE_SECONDS", "DUCK_ATTACK_SECONDS", "DUCK_DEPTH_DB", "DUCK_RELEASE_SECONDS", "FORMATS",
            "SEGUES", "SHOW_LOUDNESS_LUFS", "TRUE_PEAK_DBTP", "Chapter", "DuckSettings", "EpisodePlan", "LoudnessMeter",
-           "PlaylistEntry", "Segue", "SeguePlan", "ShowTags", "ShowWriter", "TruePeakMeter", "decode", "duck_envelope", "episode_blocks", "plan_episode", "section_starts", "shift_captions",
+           "PlaylistEntry", "Segue", "SeguePlan", "ShowTags", "ShowWriter", "TruePeakMeter", "decode", "duck_envelope", "encode_segments", "episode_blocks", "plan_episode", "section_starts", "shift_captions",
            "format_rate", "loudness", "normalize", "gain_to", "plan_segue", "render_segue", "segue_blocks", "show_format", "playlist_entries", "write_playlist", "write_tags"]

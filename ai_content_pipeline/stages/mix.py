@@ -451,7 +451,7 @@ class MixStage(Stage):
         self._refuse(Path(self.options.show))
         if self.options.playlist is not None:
             self._refuse(Path(self.options.playlist))
-        writer = ShowWriter(self.options.show, self.options.loudness, self.options.true_peak)
+        writer = ShowWriter(self.options.show, self.options.loudness, self.options.true_peak, processes=True)
         held: list[tuple[int, dict[str, Any], dict[str, Any] | None]] = []
         try:
             for index, line in enumerate(lines):
