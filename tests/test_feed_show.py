@@ -21,7 +21,7 @@ def _show(tmp_path: Path, name: str, title: str, songs: int = 2) -> Path:
     """Mix a short show ``name`` (``songs`` songs and a station ID); its records file."""
     records = []
     for i in range(songs):
-        records.append({"id": f"{name}-{i}", "artist": f"Artist {i}", "title": f"Song {i}", "date": "2026-12-0%d" % (i + 1),
+        records.append({"id": f"{name}-{i}", "artist": f"Artist {i}", "title": f"Song {i}", "date": f"2026-12-0{i + 1}",
                         "file": str(write_song(tmp_path / f"{name}-song{i}.wav", 6.0, 2.0)),
                         "intro_seconds": 2.0,
                         "audio": {"path": str(write_voice(tmp_path / f"{name}-intro{i}.wav", 1.0, seed=i))}})
