@@ -66,6 +66,11 @@ demo: install
 	$(BIN)/aicp run-chain --config examples/radio-intros.yaml --overwrite --stream 2>progress.jsonl
 	@echo "events: progress.jsonl ($$(wc -l < progress.jsonl) lines)"
 	@echo "audio files:"; ls -1 aicp-out/radio-intros/audio/
+	$(BIN)/python examples/demo_songs.py --out-dir aicp-out/radio-intros/songs \
+	  < aicp-out/radio-intros/02-voice.jsonl \
+	  | $(BIN)/aicp mix --segue talk-up --show aicp-out/radio-intros/show.mp3 --title "aicp demo show" \
+	      --playlist aicp-out/radio-intros/playout.m3u8 --overwrite -q > aicp-out/radio-intros/03-mix.jsonl
+	@echo "show: aicp-out/radio-intros/show.mp3 (a chapter per song), playlist: aicp-out/radio-intros/playout.m3u8"
 
 bench: dev
 	$(BIN)/python bench/script_overhead.py

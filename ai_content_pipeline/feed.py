@@ -21,6 +21,13 @@ What an episode record gives (first field found wins):
 - **captions**: ``captions``, ``mix.captions`` or ``audio.captions``: a ``.vtt`` (text/vtt)
   or ``.srt`` (application/x-subrip) file that must exist.
 
+A show: the records ``aicp mix --show`` wrote all name one show file (``mix.file``), each with
+its own ``mix.start``/``mix.end`` in it. They are folded into ONE episode (:func:`fold_shows`):
+the show file is the enclosure, its chapters (a song each) ``podcast:chapters``; its title
+is ``mix.title`` (the show's ``--title``), else the file's title tag, else the file name; its
+description names the songs; its date is the first record's; its GUID a UUID (version 5) of
+``LINK#show:FILE-NAME`` unless the first record has a ``guid``.
+
 URLs: every file is published flat under ``base_url``: the enclosure is
 ``base_url/NAME`` where NAME is the audio file's name (percent-encoded), the captions
 ``base_url/CAPTIONS-NAME``, the chapters file ``base_url/AUDIO-STEM.chapters.json`` (written
@@ -39,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import email.utils
 import math
 import mimetypes
@@ -248,6 +256,60 @@ def _seconds(record: dict[str, Any], path: Path, where: str) -> float:
         raise FeedError(f"{where}: the record gives no duration (mix.seconds) and {path} cannot be read for one",
                         hint="give mix.seconds, or an audio file mutagen reads (MP3, M4A, Ogg, FLAC, WAV)")
     return float(info.info.length)
+
+
+def _show_title(mix: dict[str, Any], path: str) -> str:
+    """A show's title: ``mix.title``, else the file's title tag (mutagen), else its name."""
+    if isinstance(mix.get("title"), str) and mix["title"].strip():
+        return str(mix["title"]).strip()
+    try:
+        import mutagen
+
+        audio = mutagen.File(path, easy=True)
+        titles = audio.get("title") if audio is not None and audio.tags is not None else None
+        if titles:
+            return str(titles[0])
+    except Exception:  # noqa: BLE001 - mutagen raises many kinds on a file it cannot read
+        pass
+    return Path(path).stem
+
+
+def fold_shows(lines: list[Any]) -> list[Any]:
+    """``lines`` with the records of each show folded into one: records whose ``mix`` names a
+    file and places them in it (``mix.start``) and that name one file are one episode, the
+    record made of them standing where the first stood (see the module docstring).
+    Lines that are not such records are returned as they are."""
+    groups: dict[str, list[Any]] = {}
+    for line in lines:
+        record = line.record
+        mix = record.get("mix") if isinstance(record, dict) and not record.get("error") else None
+        if isinstance(mix, dict) and isinstance(mix.get("file"), str) and isinstance(mix.get("start"), (int, float)):
+            groups.setdefault(os.path.abspath(mix["file"]), []).append(line)
+    if not groups:
+        return lines
+    first = {id(members[0]): members for members in groups.values()}
+    folded_away = {id(line) for members in groups.values() for line in members[1:]}
+    out = []
+    for line in lines:
+        if id(line) in folded_away:
+            continue
+        members = first.get(id(line))
+        if members is None:
+            out.append(line)
+            continue
+        records = [m.record for m in members]
+        head = records[0]
+        mix = {k: v for k, v in head["mix"].items() if k not in ("start", "end", "segue")}
+        title = _show_title(mix, mix["file"])
+        songs = [c.get("title") for c in mix.get("chapters") or [] if isinstance(c, dict) and c.get("title")]
+        description = f"{title}: " + ", ".join(map(str, songs)) + "." if songs else title
+        folded: dict[str, Any] = {"id": f"show:{Path(mix['file']).name}", "title": title,
+                                  "description": description, "mix": mix}
+        for key in ("guid", "date", "published"):
+            if head.get(key) not in (None, ""):
+                folded[key] = head[key]
+        out.append(dataclasses.replace(line, record=folded))
+    return out
 
 
 def _existing_file(value: Any, what: str, where: str, hint: str) -> Path:
@@ -505,6 +567,7 @@ def _write_feed(lines: Iterable[Any], out: str | os.PathLike[str], channel: Chan
 
     from .files import write_atomic
 
+    lines = fold_shows(list(lines))
     existing = read_existing(out) if os.path.exists(out) and os.path.getsize(out) > 0 else None
     channel = _merge_channel(channel, existing.channel if existing else None)
     check_channel(channel, out)
@@ -636,5 +699,5 @@ def read_lines(sources: list[str], stdin: IO[bytes] | None = None) -> Iterable[A
 
 
 __all__ = ["CHAPTERS_TYPE", "PODCAST_NS", "Channel", "Episode", "FeedError", "FeedResult", "Fields",
-           "chapters_document", "check_channel", "duration_text", "episode", "file_url", "parse_date",
+           "chapters_document", "check_channel", "duration_text", "episode", "file_url", "fold_shows", "parse_date",
            "read_existing", "write_feed"]

@@ -8,12 +8,15 @@ then runs, as fresh processes:
   at most -1 dBTP, chapters);
 - an ``ffmpeg`` command line doing the same work on the same files (``sidechaincompress`` ducking
   each song under its intro, ``concat``, then ``loudnorm`` to -16 LUFS / -1 dBTP, one pass,
-  libmp3lame), when ``ffmpeg`` is on PATH (else it says it is missing).
+  libmp3lame at the same 192 kbit/s and LAME quality), when ``ffmpeg`` is on PATH (else it
+  says it is missing; ``--no-ffmpeg`` skips it).
 
-Prints wall time, CPU seconds, the real-time factor (wall / show seconds; target <= 0.02 on
-2 cores) and the child's peak resident memory (target <= 300 MB for a three-hour show).
+Prints wall time, CPU seconds (user + system, all threads), the real-time factor (wall / show
+seconds; target <= 0.02 on 2 cores), the CPU real-time factor (CPU / show seconds: what a
+loaded machine does not distort) and the child's peak resident memory (target <= 300 MB for a
+three-hour show); with ffmpeg, ffmpeg's time over ours (wall and CPU) from the same run.
 
-Usage: .venv/bin/python bench/mix.py [--minutes 60] [--keep DIR]
+Usage: .venv/bin/python bench/mix.py [--minutes 60] [--keep DIR] [--no-ffmpeg]
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ai_content_pipeline.mixing import LAME_QUALITY  # noqa: E402
 from tests.mix_audio import write_song, write_voice  # noqa: E402
 
 SONG_SECONDS, INTRO_SECONDS, VOICE_SECONDS = 210.0, 12.0, 8.0
@@ -83,20 +87,24 @@ def ffmpeg_argv(pairs: list[tuple[Path, Path]], out: Path) -> list[str]:
     delay_ms = int((INTRO_SECONDS - 0.5 - VOICE_SECONDS) * 1000)
     for k in range(len(pairs)):
         v, s = 2 * k, 2 * k + 1
-        chains.append(f"[{v}:a]aresample=44100,aformat=channel_layouts=stereo,adelay={delay_ms}:all=1,asplit=2[v{k}a][v{k}b]")
+        # the voice is padded with silence to the song's end (apad): sidechaincompress and amix
+        # otherwise end with the shorter input, the voice, and the song would be cut after it
+        chains.append(f"[{v}:a]aresample=44100,aformat=channel_layouts=stereo,adelay={delay_ms}:all=1,apad,"
+                      f"asplit=2[v{k}a][v{k}b]")
         chains.append(f"[{s}:a]aresample=44100,aformat=channel_layouts=stereo[s{k}]")
         chains.append(f"[s{k}][v{k}a]sidechaincompress=threshold=0.02:ratio=8:attack=300:release=800[d{k}]")
-        chains.append(f"[d{k}][v{k}b]amix=inputs=2:duration=longest:normalize=0[m{k}]")
+        chains.append(f"[d{k}][v{k}b]amix=inputs=2:duration=first:normalize=0[m{k}]")
         labels.append(f"[m{k}]")
     chains.append(f"{''.join(labels)}concat=n={len(pairs)}:v=0:a=1,loudnorm=I=-16:TP=-1:LRA=11[out]")
     return argv + ["-filter_complex", ";".join(chains), "-map", "[out]", "-ar", "44100", "-c:a", "libmp3lame",
-                   "-b:a", "192k", str(out)]
+                   "-b:a", "192k", "-compression_level", LAME_QUALITY, str(out)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--keep", help="build the files in this folder and keep them")
+    parser.add_argument("--no-ffmpeg", action="store_true", help="time aicp mix alone")
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="aicp-mix-bench-"))
@@ -113,14 +121,23 @@ def main() -> None:
         aicp = [os.path.join(os.path.dirname(sys.executable), "aicp-mix")]  # pip install -e . makes it
         wall, cpu, rss = timed([*aicp, "--segue", "talk-up", "--show", str(folder / "show.mp3"), "--overwrite",
                                 "-q", str(source)])
-        print(f"show: {len(pairs)} segues, {seconds / 60:.1f} min; cores: {os.cpu_count()}")
-        print(f"aicp mix   wall {wall:7.1f} s  cpu {cpu:7.1f} s  RTF {wall / seconds:.4f}  peak RSS {rss:6.0f} MB")
+        print(f"show: {len(pairs)} segues, {seconds / 60:.1f} min; cores: {os.cpu_count()}; "
+              f"load average {os.getloadavg()[0]:.1f}")
+        print(f"aicp mix   wall {wall:7.1f} s  cpu {cpu:7.1f} s  RTF {wall / seconds:.4f}  "
+              f"CPU RTF {cpu / seconds:.4f}  peak RSS {rss:6.0f} MB")
+        if args.no_ffmpeg:
+            return
         if shutil.which("ffmpeg") is None:
             print("ffmpeg: not on PATH here; the side-by-side run is skipped")
         else:
             wall2, cpu2, rss2 = timed(ffmpeg_argv(pairs, folder / "show-ffmpeg.mp3"))
+            import mutagen
+
+            length = mutagen.File(folder / "show-ffmpeg.mp3").info.length
+            print(f"ffmpeg's show: {length / 60:.1f} min (ours {seconds / 60:.1f})")
             print(f"ffmpeg     wall {wall2:7.1f} s  cpu {cpu2:7.1f} s  RTF {wall2 / seconds:.4f}  "
-                  f"peak RSS {rss2:6.0f} MB")
+                  f"CPU RTF {cpu2 / seconds:.4f}  peak RSS {rss2:6.0f} MB")
+            print(f"ffmpeg / aicp mix: wall {wall2 / wall:.2f}x, CPU {cpu2 / cpu:.2f}x")
     finally:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)

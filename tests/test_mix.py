@@ -320,3 +320,26 @@ def test_a_cover_that_is_not_an_image_is_a_usage_error(tmp_path, show_input):
                                               str(tmp_path / "cover.txt"), str(source)])
     assert result.exit_code == 2 and result.stdout == "" and "neither JPEG nor PNG" in result.stderr
     assert not (tmp_path / "s.mp3").exists()
+
+
+def test_a_show_closed_before_it_is_finished_leaves_no_files(tmp_path):
+    writer = mixing.ShowWriter(tmp_path / "s.mp3")
+    tone = (0.1 * np.sin(np.arange(RATE * 5) / 7.0)).astype(np.float32)
+    for i in range(4):
+        writer.add(np.stack([tone, tone], axis=1), f"song {i}")
+    writer.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_encoder_error_reaches_the_caller(tmp_path, monkeypatch):
+    writer = mixing.ShowWriter(tmp_path / "s.mp3")
+    monkeypatch.setattr(mixing, "FORMATS", {**mixing.FORMATS, "mp3": ("mp3", "no-such-codec", "audio/mpeg", None)})
+    block = np.full((RATE, 2), 0.01, dtype=np.float32)
+    with pytest.raises(Exception, match="no-such-codec|Unknown|codec"):
+        try:
+            for _ in range(6):
+                writer.add(block)
+            writer.finish()
+        finally:
+            writer.close()
+    assert list(tmp_path.iterdir()) == []

@@ -63,7 +63,7 @@ NOT_PATHS: dict[tuple[str, str], str] = {
     ("feed", "description_field"): "a dotted field name of the record",
     ("feed", "date_field"): "a dotted field name of the record",
     ("mix", "song_field"): "a field name of the record", ("mix", "title"): "a tag",
-    ("mix", "artist"): "a tag", ("script", "voice_backend"): "a TTS backend name",
+    ("mix", "artist"): "a tag", ("mix", "album"): "a tag", ("mix", "date"): "a tag", ("script", "voice_backend"): "a TTS backend name",
     ("script", "song_field"): "a field name of the record", ("say", "text"): "the line to speak",
 }
 

@@ -27,6 +27,9 @@ Episode fields (first found wins):
   captions     captions, mix.captions, audio.captions (.vtt or .srt)
   GUID         guid, else a UUID v5 of LINK#ID (ID: the record's id);
                an item of the feed with the same enclosure URL keeps its own
+  a show       the records of one `aicp mix --show FILE` (one mix.file, each
+               with mix.start) are ONE episode: FILE, its chapters, title
+               mix.title (else the file's tag), ID show:FILE-NAME
 
 \b
 URLs:
