@@ -96,6 +96,7 @@ from ..templates import (
 )
 from ..text import trim_chatter
 from .common import Stage, ordered_map, with_retries
+from .dialogue_turns import HISTORY_TURNS, TURN_TRIES, TurnWriter
 from .entries import ScriptEntry, fits
 from .kind import BackendStepConfig, StageKind
 
@@ -311,9 +312,15 @@ class _Take:
     max_words: int | None = None
     #: a dialogue template's hosts, first the opener (``None``: one speaker, ``persona``)
     hosts: list[Persona] | None = None
+    #: a dialogue written turn by turn: what writes its turns (``messages`` are turn 1's)
+    turns: Any = None
 
     @property
     def prompt(self) -> str:
+        """What the take was asked, for the checks (a turn-by-turn dialogue: every turn's
+        instructions, the hosts' own lines left out)."""
+        if self.turns is not None:
+            return str(self.turns.instructions())
         return "\n".join(m["content"] for m in self.messages)
 
 
@@ -450,10 +457,26 @@ class ScriptStage(Stage):
         words that fit the take's time limit when it has one.
         """
         _, max_words = self._time_limit(record, persona)
-        messages, _ = self.template.request(record, persona, take=take, max_words=max_words,
-                                            **self.options.extra_context)
+        hosts = self.record_hosts(record) if self.template.turns is not None else None
+        messages, _, _ = self._request(record, persona, take, max_words, hosts)
         params = self.options.params_for(self.template, take)
         return messages, params, self._key(messages, params, take, max_words)
+
+    def _request(self, record: dict[str, Any], persona: Persona, take: int, max_words: int | None,
+                 hosts: list[Persona] | None) -> tuple[list[dict[str, str]], dict[str, Any], TurnWriter | None]:
+        """Messages and prompt context of one take, and its :class:`TurnWriter` when the template
+        writes turn by turn (the messages are then turn 1's). :raises InputError: as
+        :meth:`~ai_content_pipeline.templates.Template.request`."""
+        if self.template.turns is None or not hosts:
+            messages, ctx = self.template.request(record, persona, take=take, max_words=max_words, hosts=hosts,
+                                                  **self.options.extra_context)
+            return messages, ctx, None
+        check_extra_context(self.options.extra_context)
+        self.template.check_fields(record)
+        ctx = self.template.context(record, persona, max_words=max_words, catchphrase=persona.catchphrase_for(record, take),
+                                    hosts=[h.model_dump() for h in hosts], **self.options.extra_context)
+        writer = TurnWriter(self.template, hosts, ctx, self._generate_turns)
+        return writer.messages(1, []), ctx, writer
 
     def _time_limit(self, record: dict[str, Any], persona: Persona) -> tuple[float | None, int | None]:
         """The take's time limit in seconds (``max_seconds``, the record's ``intro_seconds``) and
@@ -468,6 +491,8 @@ class ScriptStage(Stage):
     def _key(self, messages: list[dict[str, str]], params: GenerationParams, take: int,
              max_words: int | None = None) -> str:
         extra: dict[str, Any] = {}
+        if self.template.turns is not None:  # turn by turn: the messages are turn 1's
+            extra["turns"] = {"count": self.template.turns, "tries": TURN_TRIES, "history": HISTORY_TURNS}
         if max_words is not None:  # the length check's bound, whether or not the prompt shows it
             extra["max_words"] = max_words
         if self.options.best_of > 1:
@@ -485,8 +510,7 @@ class ScriptStage(Stage):
             hosts = self.record_hosts(record) if self.template.dialogue else None
             persona = hosts[0] if hosts else self.record_persona(record)
             limit, max_words = self._time_limit(record, persona)
-            messages, ctx = self.template.request(record, persona, take=take, max_words=max_words, hosts=hosts,
-                                                  **self.options.extra_context)
+            messages, ctx, writer = self._request(record, persona, take, max_words, hosts)
         except AicpError as exc:
             if isinstance(exc, TemplateSandboxError):  # the template's fault, not this record's
                 raise
@@ -495,7 +519,7 @@ class ScriptStage(Stage):
         params = self.options.params_for(self.template, take)
         key = self._key(messages, params, take, max_words)
         job = _Take(index, rid, record, take, persona, messages, ctx, params, key,
-                    max_seconds=limit, max_words=max_words, hosts=hosts)
+                    max_seconds=limit, max_words=max_words, hosts=hosts, turns=writer)
 
         served = self._served(key)
         if served is not None:
@@ -563,10 +587,25 @@ class ScriptStage(Stage):
         return [dataclasses.replace(job.params, seed=candidate_seed(job.params.seed, c))
                 for c in range(self.options.best_of)]
 
+    def _generate_turns(self, requests: list[BatchRequest]) -> list[list[Completion] | Exception]:
+        """``generate_batch`` for the turns of a turn-by-turn dialogue, with the run's retries."""
+        return with_retries(lambda: self.backend.generate_batch(requests, parallel=self._in_flight),
+                            self.options.retries, on_retry=lambda n, e: self.emitter.message(
+                                f"dialogue turn: retry {n} after: {e.message}", "warning"))
+
     def _generate(self, jobs: list[_Take]) -> list[list[Completion] | Exception]:
-        """Every candidate of every take in ``jobs``; a failed take gets its ``RecordError``."""
+        """Every candidate of every take in ``jobs``; a failed take gets its ``RecordError``
+        (a turn-by-turn dialogue's candidates are written by its :class:`TurnWriter`)."""
         self.session.ensure()
         retries = self.options.retries
+        if any(job.turns is not None for job in jobs):
+            out_turns: list[list[Completion] | Exception] = []
+            for job in jobs:
+                try:
+                    out_turns.append(job.turns.write(self._candidates(job)))
+                except RecordError as exc:
+                    out_turns.append(exc)
+            return out_turns
 
         def on_retry(job: _Take) -> Any:
             return lambda n, e: self.emitter.message(f"record {job.rid}: retry {n} after: {e.message}", "warning")
@@ -763,8 +802,7 @@ class ScriptStage(Stage):
                 hosts = self.record_hosts(record, "script.hosts") if isinstance(
                     get_path(record, "script.hosts"), list) else self.record_hosts(given)
                 persona = hosts[0]
-            messages, ctx = self.template.request(given, persona, take=take, hosts=hosts,
-                                                  **self.options.extra_context)
+            messages, ctx, writer = self._request(given, persona, take, None, hosts)
         except AicpError as exc:
             if isinstance(exc, TemplateSandboxError):
                 raise
@@ -772,7 +810,7 @@ class ScriptStage(Stage):
             return self._fail(index, rid, record, err, take=take)
         self.tracker.start(index, rid, take=take, persona=persona.name, edited=True)
         job = _Take(index, rid, given, take, persona, messages, ctx, self.options.params_for(self.template, take), "",
-                    hosts=hosts)
+                    hosts=hosts, turns=writer)
         dialogue = self._dialogue(job, text)
         checks = self._check(job, text, dialogue)
         edited = {k: v for k, v in script.items() if k not in ("skipped", "truncated", "checks")}
