@@ -275,7 +275,7 @@ def test_the_built_in_dialogue_templates_declare_hosts_and_their_checks():
     ({"hosts": {"min": 2, "max": 2}}, "only a dialogue template"),
     ({"dialogue": True, "hosts": {"min": 3, "max": 2}}, "hosts.max"),
     ({"dialogue": True, "hosts": {"default": ["sam", "sam"]}}, "twice"),
-    ({"dialogue": True, "sections": [{"name": "a", "brief": "b", "words": 10}]}, "no sections"),
+    ({"dialogue": True, "turns": 4, "sections": [{"name": "a", "brief": "b", "words": 10}]}, "has no turns"),
 ])
 def test_a_template_with_dialogue_fields_it_may_not_have_is_refused(extra, message):
     with pytest.raises(ValueError, match=message):

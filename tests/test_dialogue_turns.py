@@ -162,3 +162,46 @@ def test_a_template_written_turn_by_turn_gets_the_turn_keys_and_a_one_call_templ
         Template.model_validate({"name": "x", "system": "s", "user": "u", "turns": 4})
     with pytest.raises(ValueError, match="turns"):
         Template.model_validate({"name": "x", "system": "s", "user": "u", "dialogue": True, "turns": 1})
+
+
+# -- long-form dialogue: sections as a conversation --------------------------------------------
+ADJECTIVES = ("warm bright odd calm bold deep fair glad keen kind late loud mild neat pale rare rich "
+              "ripe safe slow soft sour tall thin tidy vast wild wise young").split()
+
+
+class Echoing(FakeLLM):
+    """Says a line of its own at each call, naming the topic and no number (so every turn passes)."""
+
+    def reply(self, n, messages, params):
+        a, b, c = (ADJECTIVES[(n * 3 + i) % len(ADJECTIVES)] for i in range(3))
+        return f"{a.capitalize()} and {b}: how vinyl records made a comeback is {c}."
+
+
+def test_a_long_form_dialogue_is_its_sections_turns_each_section_answering_the_last_line_before_it():
+    from ai_content_pipeline.stages.registry import build_stage
+
+    llm = Echoing()
+    options = ScriptOptions(template="podcast-longform-dialogue", words=200, seed=2)
+    stage = build_stage("script", llm, options, RecordingEmitter())
+    assert type(stage) is ScriptStage  # not the one-voice long-form stage
+    [out] = list(stage.run(lines_of(TOPIC), total=1))
+    s = out["script"]
+    plan = stage.turn_plan
+    assert [n for _, n in plan] == [max(2, round(sec["words"] / 20)) for sec, _ in plan]
+    assert len(s["turns"]) == len(llm.calls) == sum(n for _, n in plan)
+    assert [t["speaker"] for t in s["turns"]] == ["sam", "julie"] * (len(s["turns"]) // 2)
+    first_of_2 = plan[0][1]  # section 2's first turn (0-based index)
+    system = llm.calls[first_of_2]["messages"][0]["content"]
+    assert plan[1][0]["brief"] in system and "without a new greeting" in system
+    assert llm.calls[first_of_2]["messages"][-1]["content"] == s["turns"][first_of_2 - 1]["text"]
+    assert "without a new greeting" not in llm.calls[first_of_2 + 1]["messages"][0]["content"]
+    assert s["checks"]["passed"] is True, s["checks"]
+    assert s["words"] == sum(len(t["text"].split()) for t in s["turns"])
+
+
+def test_sections_go_only_to_a_dialogue_template_that_has_them():
+    with pytest.raises(Exception, match="takes no sections"):
+        dialogue(sections=[{"name": "a", "brief": "b", "words": 100}]).validate()
+    plan = [{"name": "Only", "brief": "Talk it over.", "words": 60}]
+    stage = ScriptStage(Echoing(), ScriptOptions(template="podcast-longform-dialogue", sections=plan))
+    assert stage.turn_plan == [(plan[0], 3)]

@@ -48,6 +48,29 @@ TURN_TRIES = 4
 HISTORY_TURNS = 2
 #: Fewest words a turn has, whatever its share of the length window.
 MIN_TURN_WORDS = 3
+#: A long-form dialogue's section of ``words`` words has ``round(words / WORDS_PER_TURN)`` turns
+#: (at least 2: each host speaks in every section).
+WORDS_PER_TURN = 20
+
+
+def turn_plan(template: Template, sections: list[dict[str, Any]] | None = None,
+              words: int | None = None) -> list[tuple[dict[str, Any] | None, int]] | None:
+    """How a dialogue template is written turn by turn: ``[(section, turns)]`` in order, one
+    entry of ``(None, template.turns)`` for a dialogue of ``turns``; for one with ``sections``
+    (the template's, or ``sections`` replacing them, scaled to ``words`` when given:
+    :func:`~ai_content_pipeline.stages.longform.plan_for`) each section (``{name, brief,
+    words}``) with ``max(2, round(words / WORDS_PER_TURN))`` turns. ``None``: not written turn by
+    turn (a one-voice template, a one-call dialogue).
+
+    :raises ConfigError: a bad section plan.
+    """
+    if not template.dialogue:
+        return None
+    if sections or template.sections:
+        from .longform import plan_for
+
+        return [(s.model_dump(), max(2, round(s.words / WORDS_PER_TURN))) for s in plan_for(template, sections, words)]
+    return [(None, template.turns)] if template.turns is not None else None
 
 
 def turn_seed(seed: int | None, turn: int, attempt: int) -> int | None:
@@ -68,16 +91,21 @@ class TurnWriter:
     :param generate: ``generate(requests) -> [[Completion] | Exception]``, as
         :meth:`~ai_content_pipeline.backends.base.LLMBackend.generate_batch` (the stage's, with
         its retries).
+    :param plan: :func:`turn_plan` (default: the template's own).
     """
 
-    def __init__(self, template: Template, hosts: list[Persona], context: dict[str, Any], generate: Any) -> None:
-        assert template.turns is not None
+    def __init__(self, template: Template, hosts: list[Persona], context: dict[str, Any], generate: Any,
+                 plan: list[tuple[dict[str, Any] | None, int]] | None = None) -> None:
+        plan = plan or turn_plan(template)
+        assert plan
         self.template = template
         self.hosts = hosts
         self.parse_hosts = hosts_of(hosts)
         self.context = context
         self.generate = generate
-        self.count = template.turns
+        #: per turn (0-based): ``(section, section number, turn in the section, the section's turns)``
+        self.sections = [(section, i, k, n) for i, (section, n) in enumerate(plan, start=1) for k in range(1, n + 1)]
+        self.count = len(self.sections)
         checks = template.checks
         target = int(context.get("target_words") or template.target_words)
         low = round(checks.length.min * target) if checks.length is not None else 0
@@ -98,8 +126,12 @@ class TurnWriter:
         by_name = {h.name: h for h in self.hosts}
         previous = [{"speaker": who, "name": by_name[who].display_name or who, "text": text}
                     for who, text in done[-HISTORY_TURNS:]]
-        return {**self.context, "speaker": speaker.model_dump(), "listener": listener.model_dump(),
-                "turn": turn, "turns": self.count, "previous": previous}
+        ctx = {**self.context, "speaker": speaker.model_dump(), "listener": listener.model_dump(),
+               "turn": turn, "turns": self.count, "previous": previous}
+        section, chunk, at, count = self.sections[turn - 1]
+        if section is not None:
+            ctx.update(section=section, chunk=chunk, section_turn=at, section_turns=count)
+        return ctx
 
     def messages(self, turn: int, done: list[tuple[str, str]]) -> list[dict[str, str]]:
         """The chat of turn ``turn``: the rendered ``system``, the earlier turns of ``previous``
@@ -133,9 +165,9 @@ class TurnWriter:
         """The checks one turn's cleaned ``text`` fails, by name (``[]``: keep it)."""
         if not text:
             return ["empty"]
-        ctx = self.turn_context(turn, done)
         prompt = "\n".join(m["content"] for m in messages)
-        verdict = evaluate(text, self.turn_checks, context=ctx, prompt=prompt, target_words=self.min_words,
+        # the take's context, not the turn's: a turn's number or its lines before support no claim
+        verdict = evaluate(text, self.turn_checks, context=self.context, prompt=prompt, target_words=self.min_words,
                            phrases=echo_phrases(prompt, self.context))
         failed = list(verdict["failed"])
         words = len(text.split())
@@ -197,4 +229,4 @@ class TurnWriter:
                 for c, turns in enumerate(done)]
 
 
-__all__ = ["HISTORY_TURNS", "MIN_TURN_WORDS", "TURN_TRIES", "TurnWriter", "turn_seed"]
+__all__ = ["HISTORY_TURNS", "MIN_TURN_WORDS", "TURN_TRIES", "WORDS_PER_TURN", "TurnWriter", "turn_plan", "turn_seed"]

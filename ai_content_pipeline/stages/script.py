@@ -96,7 +96,7 @@ from ..templates import (
 )
 from ..text import trim_chatter
 from .common import Stage, ordered_map, with_retries
-from .dialogue_turns import HISTORY_TURNS, TURN_TRIES, TurnWriter
+from .dialogue_turns import HISTORY_TURNS, TURN_TRIES, TurnWriter, turn_plan
 from .entries import ScriptEntry, fits
 from .kind import BackendStepConfig, StageKind
 
@@ -225,9 +225,9 @@ class ScriptOptions:
         """
         check_extra_context(self.extra_context)  # a key the prompt context sets itself: usage error
         check_personas(template, self.persona, self.personas)
-        if template.dialogue and self.sections:
-            raise UsageError(f"template '{template.name}' is a dialogue, written in one call: it takes no sections",
-                             hint="drop sections (long-form dialogue is not built yet)")
+        if template.dialogue and self.sections and not template.sections:
+            raise UsageError(f"template '{template.name}' is a dialogue without sections: it takes no sections",
+                             hint="use a long-form dialogue template (podcast-longform-dialogue)")
         if not 1 <= self.best_of <= MAX_BEST_OF:
             raise UsageError(f"best_of must be between 1 and {MAX_BEST_OF}, not {self.best_of}")
         if not 1 <= self.batch <= MAX_BATCH:
@@ -284,12 +284,14 @@ def reusable_script(value: dict[str, Any] | None) -> bool:
 
 def is_longform(options: ScriptOptions, template: Template | None = None) -> bool:
     """Whether a run with ``options`` writes long-form scripts: its template has sections,
-    or the options carry a plan (``sections``).
+    or the options carry a plan (``sections``). A long-form dialogue is written turn by turn
+    by the script stage itself (:mod:`~ai_content_pipeline.stages.dialogue_turns`): not this.
 
     :param template: the run's template when already loaded (else it is loaded by name).
     :raises UsageError: unknown template.
     """
-    return bool(options.sections or (template or load_template(options.template)).sections)
+    template = template or load_template(options.template)
+    return not template.dialogue and bool(options.sections or template.sections)
 
 
 @dataclass
@@ -352,6 +354,8 @@ class ScriptStage(Stage):
         options.check(self.template)
         #: a dialogue template's hosts for records that name none (first opens); else ``[]``
         self.run_hosts: list[Persona] = self._run_hosts() if self.template.dialogue else []
+        #: a dialogue written turn by turn: ``[(section or None, turns)]`` (:func:`turn_plan`); else ``None``
+        self.turn_plan = turn_plan(self.template, options.sections, options.words)
         # concurrent backends: candidates of all takes share the --jobs request slots (per host)
         self._slots = threading.Semaphore(max(1, max_in_flight(backend, options.jobs)))
         self._stats_lock = self.tracker.lock  # --jobs: worker threads add to the same counts
@@ -457,7 +461,7 @@ class ScriptStage(Stage):
         words that fit the take's time limit when it has one.
         """
         _, max_words = self._time_limit(record, persona)
-        hosts = self.record_hosts(record) if self.template.turns is not None else None
+        hosts = self.record_hosts(record) if self.turn_plan is not None else None
         messages, _, _ = self._request(record, persona, take, max_words, hosts)
         params = self.options.params_for(self.template, take)
         return messages, params, self._key(messages, params, take, max_words)
@@ -467,7 +471,7 @@ class ScriptStage(Stage):
         """Messages and prompt context of one take, and its :class:`TurnWriter` when the template
         writes turn by turn (the messages are then turn 1's). :raises InputError: as
         :meth:`~ai_content_pipeline.templates.Template.request`."""
-        if self.template.turns is None or not hosts:
+        if self.turn_plan is None or not hosts:
             messages, ctx = self.template.request(record, persona, take=take, max_words=max_words, hosts=hosts,
                                                   **self.options.extra_context)
             return messages, ctx, None
@@ -475,7 +479,11 @@ class ScriptStage(Stage):
         self.template.check_fields(record)
         ctx = self.template.context(record, persona, max_words=max_words, catchphrase=persona.catchphrase_for(record, take),
                                     hosts=[h.model_dump() for h in hosts], **self.options.extra_context)
-        writer = TurnWriter(self.template, hosts, ctx, self._generate_turns)
+        sections = [s for s, _ in self.turn_plan if s is not None]
+        if sections:  # a long-form dialogue: its length is its sections'
+            ctx["target_words"] = sum(s["words"] for s in sections)
+            ctx["sections"], ctx["chunks"] = sections, len(sections)
+        writer = TurnWriter(self.template, hosts, ctx, self._generate_turns, plan=self.turn_plan)
         return writer.messages(1, []), ctx, writer
 
     def _time_limit(self, record: dict[str, Any], persona: Persona) -> tuple[float | None, int | None]:
@@ -491,8 +499,8 @@ class ScriptStage(Stage):
     def _key(self, messages: list[dict[str, str]], params: GenerationParams, take: int,
              max_words: int | None = None) -> str:
         extra: dict[str, Any] = {}
-        if self.template.turns is not None:  # turn by turn: the messages are turn 1's
-            extra["turns"] = {"count": self.template.turns, "tries": TURN_TRIES, "history": HISTORY_TURNS}
+        if self.turn_plan is not None:  # turn by turn: the messages are turn 1's
+            extra["turns"] = {"plan": self.turn_plan, "tries": TURN_TRIES, "history": HISTORY_TURNS}
         if max_words is not None:  # the length check's bound, whether or not the prompt shows it
             extra["max_words"] = max_words
         if self.options.best_of > 1:

@@ -45,7 +45,7 @@ def _environment() -> Any:
 #: chunk context): an ``extra_context`` key may not take one of them.
 RESERVED_CONTEXT = ("record", "persona", "catchphrase", "target_words", "max_words", "take", "sections", "chunks",
                     "chunk", "section", "summary", "pack", "remaining_words", "hosts", "speaker", "listener",
-                    "turn", "turns", "previous")
+                    "turn", "turns", "previous", "section_turn", "section_turns")
 #: Most hosts a dialogue template may have.
 MAX_HOSTS = 8
 #: Most words a record's own ``target_words`` field may ask for (as ``--words``).
@@ -154,11 +154,14 @@ class Template(_Strict):
     many, and its prompts get ``hosts`` (the hosts' personas, first the opener) as well as
     ``persona`` (the opener). Only it may turn on the dialogue checks; it has no ``sections``.
 
-    A dialogue template with ``turns`` (N, 2 to 40) is written turn by turn, one model call a
-    turn (:mod:`ai_content_pipeline.stages.dialogue_turns`): its ``system`` and ``user``
-    prompts ask for one host's line and also get ``speaker`` (the host who speaks now),
-    ``listener`` (the host spoken to), ``turn`` (1 to N), ``turns`` (N) and ``previous``
-    (the last turns, ``[{"speaker", "name", "text"}]``, oldest first).
+    A dialogue template with ``turns`` (N, 2 to 40) or ``sections`` is written turn by turn,
+    one model call a turn (:mod:`ai_content_pipeline.stages.dialogue_turns`): its ``system``
+    and ``user`` prompts ask for one host's line and also get ``speaker`` (the host who speaks
+    now), ``listener`` (the host spoken to), ``turn`` (1 to N), ``turns`` (N) and ``previous``
+    (the last turns, ``[{"speaker", "name", "text"}]``, oldest first); with ``sections`` (a
+    long-form dialogue) each section is a run of turns, its number from its ``words``, and the
+    prompts also get ``section``, ``chunk`` (the section's number), ``chunks``,
+    ``section_turn`` and ``section_turns``.
     """
 
     name: str
@@ -190,8 +193,8 @@ class Template(_Strict):
                 raise ValueError(f"checks.{self.checks.dialogue_only()[0]}: a dialogue check; this template "
                                  "is not a dialogue (dialogue: true)")
             return self
-        if self.sections:
-            raise ValueError("a dialogue template is written in one call: it has no sections")
+        if self.sections and self.turns is not None:
+            raise ValueError("a dialogue template with sections has no turns: each section's words give its turns")
         if self.hosts is None:
             self.hosts = HostRule()
         self.checks._dialogue = True
