@@ -76,7 +76,9 @@ def test_five_topics_become_voiced_conversations_with_two_voices_timed_turns_and
         timed = audio["turns"]
         assert [t["speaker"] for t in timed] == [t["speaker"] for t in turns]
         assert timed[0]["start"] == 0.0 and abs(timed[-1]["end"] - audio["seconds"]) < 0.01
-        cut = lambda t: samples[int(t["start"] * rate):int(t["end"] * rate)]  # noqa: E731
+        def cut(t, samples=samples, rate=rate):
+            return samples[int(t["start"] * rate):int(t["end"] * rate)]
+
         for a, b in zip(timed, timed[1:], strict=False):  # silence at the gaps
             assert GAP_RANGE[0] - 0.002 <= b["start"] - a["end"] <= GAP_RANGE[1] + 0.002
             gap = samples[int(a["end"] * rate) + 1:int(b["start"] * rate) - 1]
