@@ -205,3 +205,20 @@ def test_sections_go_only_to_a_dialogue_template_that_has_them():
     plan = [{"name": "Only", "brief": "Talk it over.", "words": 60}]
     stage = ScriptStage(Echoing(), ScriptOptions(template="podcast-longform-dialogue", sections=plan))
     assert stage.turn_plan == [(plan[0], 3)]
+
+
+def test_the_cli_writes_a_long_form_dialogue_without_a_work_folder(monkeypatch, tmp_path):
+    import orjson
+
+    from ai_content_pipeline.cli import script as script_cli
+    from tests.cli_helpers import invoke
+
+    monkeypatch.setattr(script_cli, "create_llm", lambda *a, **k: Echoing())
+    taken = tmp_path / "taken"
+    taken.write_text("a file where a work folder would go")
+    res = invoke(script_cli.script_command, "aicp-script",
+                 ["-t", "podcast-longform-dialogue", "--words", "100", "--work-dir", str(taken / "work"), "-p", "julie",
+                  "-p", "max"], orjson.dumps(TOPIC) + b"\n")
+    assert res.exit_code == 0, res.stderr
+    s = orjson.loads(res.stdout)["script"]
+    assert s["hosts"] == ["julie", "max"] and len(s["turns"]) == 10 and taken.is_file()
