@@ -70,17 +70,20 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: every CPU)")
     ap.add_argument("--model", default=None, help="a .gguf file (default: the bundled SmolLM2-135M)")
     ap.add_argument("--show-failures", action="store_true", help="print each best-of-4 take that fails")
+    ap.add_argument("--lists", default="topics,songs", help="which lists to run (topics, songs)")
+    ap.add_argument("--configs", default="1,4", help="which best-of settings to run (1, 4)")
     ap.add_argument("--one-call", action="store_true",
                     help="the one-call v1 templates of bench/templates/ (the whole dialogue in one reply)")
     args = ap.parse_args()
 
-    configs = [("best-of 1", 1, 1), (f"best-of 4, batch {args.batch}", 4, args.batch)]
+    configs = [c for c in [("best-of 1", 1, 1), (f"best-of 4, batch {args.batch}", 4, args.batch)]
+               if str(c[1]) in args.configs.split(",")]
     totals: dict[str, dict[str, Any]] = {name: {"wall": 0.0, "cpu": 0.0, "passed": 0, "n": 0, "failed": collections.Counter(), "turns": 0}
               for name, _, _ in configs}
     print(f"dialogues ({'one call, v1 templates' if args.one_call else 'turn by turn'}) on "
           f"{args.model or 'SmolLM2-135M'} (llamacpp), seed {args.seed}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f} at start", flush=True)
-    for label, path, template, hosts in LISTS:
+    for label, path, template, hosts in [x for x in LISTS if x[0] in args.lists.split(",")]:
         for name, best_of, batch in configs:
             wall, cpu, scripts = run(path, template, hosts, best_of, batch, args)
             passed = sum(s["checks"]["passed"] for s in scripts)
@@ -101,11 +104,13 @@ def main() -> None:
                 for sc in scripts:
                     if not sc["checks"]["passed"]:
                         print(f"  FAILED {sc['checks'].get('details')} | {sc['text'][:200]!r}")
-    one, four = (totals[name] for name, _, _ in configs)
     for name, _, _ in configs:
         t = totals[name]
         print(f"{'all':25s} {name:18s} passing {t['passed']:2d}/{t['n']:2d} ({100 * t['passed'] / t['n']:5.1f}%)"
               f"  {t['wall']:7.1f} s wall  failed: {dict(t['failed']) or '-'}")
+    if len(configs) < 2:
+        return
+    one, four = (totals[name] for name, _, _ in configs)
     print(f"best-of 4 passing every check: {100 * four['passed'] / four['n']:.1f}% (target >= 90%); "
           f"best-of 1: {100 * one['passed'] / one['n']:.1f}%")
     print(f"best-of 4 / best-of 1 time: {four['wall'] / one['wall']:.2f}x wall, {four['cpu'] / one['cpu']:.2f}x CPU; "

@@ -106,6 +106,7 @@ class TurnWriter:
         #: per turn (0-based): ``(section, section number, turn in the section, the section's turns)``
         self.sections = [(section, i, k, n) for i, (section, n) in enumerate(plan, start=1) for k in range(1, n + 1)]
         self.count = len(self.sections)
+        self._instructions: str | None = None
         checks = template.checks
         target = int(context.get("target_words") or template.target_words)
         low = round(checks.length.min * target) if checks.length is not None else 0
@@ -147,7 +148,9 @@ class TurnWriter:
     def instructions(self) -> str:
         """What the take was asked, less the hosts' own lines: every turn's ``system`` prompt
         and the first turn's ``user`` prompt (the prompt the whole script's ``no_echo`` and
-        ``grounded`` read)."""
+        ``grounded`` read); rendered once."""
+        if self._instructions is not None:
+            return self._instructions
         parts: list[str] = []
         done: list[tuple[str, str]] = []
         for turn in range(1, self.count + 1):
@@ -157,7 +160,8 @@ class TurnWriter:
                 if text not in parts:
                     parts.append(text)
             done.append((ctx["speaker"]["name"], ""))
-        return "\n".join(parts)
+        self._instructions = "\n".join(parts)
+        return self._instructions
 
     # -- one turn's checks ---------------------------------------------------------------
     def turn_failures(self, text: str, turn: int, done: list[tuple[str, str]],
