@@ -27,7 +27,9 @@ a record's ``hosts`` names, else the run's ``personas``, filled from the templat
 hosts; a record's ``persona``/``dj`` opens); the reply is parsed into ``turns``
 (``[{"speaker", "text"}]``, :mod:`ai_content_pipeline.dialogue`), ``text`` becomes one
 ``Label: text`` line per turn, ``words`` counts what the hosts say, ``persona`` is the opener,
-``hosts`` lists them and ``hosts_voice`` carries each one's voice settings.
+``hosts`` lists them and ``hosts_voice`` carries each one's voice settings. A dialogue template
+with ``turns`` or ``sections`` is written turn by turn, one call per host's line
+(:mod:`~ai_content_pipeline.stages.dialogue_turns`); its assembled turns are that reply.
 
 Failures that concern one record become its ``error`` object; the run goes on.
 A take that fails its checks is still written (``checks.passed: false``) unless
