@@ -44,6 +44,7 @@ def _short_podcast_dialogue(tmp_path) -> str:
     """podcast-dialogue as built in, with two turns."""
     data = load_template("podcast-dialogue").model_dump(mode="json", exclude={"source"})
     data.update(turns=2, target_words=30)
+    data["checks"]["speakers"] = 1  # one line each
     path = tmp_path / "podcast-dialogue.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return str(path)
@@ -64,8 +65,14 @@ def test_five_topics_become_voiced_conversations_with_two_voices_timed_turns_and
         assert s["text"].split("\n") == [f"{LABELS[t['speaker']]}: {t['text']}" for t in s["turns"]]
         assert complete[rec["id"]] == 2 and "stray" not in s["checks"]["failed"], s["checks"]
 
+    check_voiced(proc.stdout, tmp_path)
+
+
+def check_voiced(scripts: bytes, tmp_path) -> None:
+    """``scripts`` (JSON Lines of two-host dialogue records) voiced with ``--backend auto`` and
+    captions: two voices, timings that match the audio, captions that parse."""
     proc = run_bin("aicp-voice", "--backend", "auto", "--out-dir", str(tmp_path / "audio"), "--captions", "vtt",
-                   input=proc.stdout, timeout=900)
+                   input=scripts, timeout=900)
     assert proc.returncode == 0, proc.stderr.decode()
     assert b"share one voice" not in proc.stderr
     for rec in (orjson.loads(line) for line in proc.stdout.splitlines()):
