@@ -8,7 +8,7 @@ import pytest
 
 from ai_content_pipeline.dialogue import Host, clean_turn
 from ai_content_pipeline.ledger import Ledger
-from ai_content_pipeline.stages.dialogue_turns import TURN_TRIES, turn_seed
+from ai_content_pipeline.stages.dialogue_turns import LAST_TURN_TRIES, TURN_TRIES, turn_seed
 from ai_content_pipeline.stages.script import ScriptOptions, ScriptStage, candidate_seed
 from ai_content_pipeline.templates import load_template
 from ai_content_pipeline.templates.models import Template
@@ -134,6 +134,16 @@ def test_the_last_banter_line_must_name_the_song_or_it_is_asked_again():
     assert len(llm.calls) == 5 and s["turns"][-1]["text"] == lines[4]
     assert [t["speaker"] for t in s["turns"]] == ["max", "julie", "max", "julie"]
     assert s["checks"]["passed"] is True, s["checks"]
+
+    class Unnamed(Banter):
+        def reply(self, n, messages, params):
+            said = super().reply(n, messages, params)
+            return "It is a lovely tune for the morning." if said == lines[4] else said
+
+    llm = Unnamed()
+    _, [out] = run(llm, ScriptOptions(template="radio-banter", seed=7), records=[SONG])
+    assert len(llm.calls) == 3 + LAST_TURN_TRIES  # the last turn gets more tries than the others
+    assert out["script"]["checks"]["failed"] == ["mentions"]  # and the script's own check still fails it
 
 
 def test_best_of_writes_whole_candidates_side_by_side_in_one_batch_per_turn():

@@ -18,7 +18,7 @@ narrates, lets one host speak twice). Each turn is one request instead:
   ``no_echo`` against its own request (so it does not repeat the line it answers),
   ``grounded``; the first turn names the topic, the last leaves no ``mentions`` or ``topic``
   word unsaid); a turn that fails is asked again with a derived seed, up to
-  :data:`TURN_TRIES` requests, and the best of them is kept
+  :data:`TURN_TRIES` requests (:data:`LAST_TURN_TRIES` for the last turn), and the best of them is kept
   (:func:`~ai_content_pipeline.checks.choose`).
 
 The assembled turns become the take's reply (``Label: text`` lines), which the script stage
@@ -44,6 +44,9 @@ from ..templates import Persona, Template
 
 #: Requests a turn may take: the first and up to three asked again after failing its checks.
 TURN_TRIES = 4
+#: Requests the last turn may take: it must leave no ``mentions`` or ``topic`` word unsaid (the
+#: song and the artist a banter ends on), which SmolLM2-135M does in about one reply of six.
+LAST_TURN_TRIES = 12
 #: Earlier turns a turn's request shows (the context's ``previous``).
 HISTORY_TURNS = 2
 #: Fewest words a turn has, whatever its share of the length window.
@@ -203,7 +206,7 @@ class TurnWriter:
         for turn in range(1, self.count + 1):
             tries: list[list[tuple[str, list[str]]]] = [[] for _ in candidates]
             pending = list(range(len(candidates)))
-            for attempt in range(TURN_TRIES):
+            for attempt in range(LAST_TURN_TRIES if turn == self.count else TURN_TRIES):
                 asked = [(c, self.messages(turn, done[c])) for c in pending]
                 requests = [BatchRequest(msgs, [dataclasses.replace(
                     candidates[c], seed=turn_seed(candidates[c].seed, turn, attempt))]) for c, msgs in asked]
@@ -233,4 +236,4 @@ class TurnWriter:
                 for c, turns in enumerate(done)]
 
 
-__all__ = ["HISTORY_TURNS", "MIN_TURN_WORDS", "TURN_TRIES", "WORDS_PER_TURN", "TurnWriter", "turn_plan", "turn_seed"]
+__all__ = ["HISTORY_TURNS", "LAST_TURN_TRIES", "MIN_TURN_WORDS", "TURN_TRIES", "WORDS_PER_TURN", "TurnWriter", "turn_plan", "turn_seed"]

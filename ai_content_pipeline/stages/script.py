@@ -98,7 +98,7 @@ from ..templates import (
 )
 from ..text import trim_chatter
 from .common import Stage, ordered_map, with_retries
-from .dialogue_turns import HISTORY_TURNS, TURN_TRIES, TurnWriter, turn_plan
+from .dialogue_turns import HISTORY_TURNS, LAST_TURN_TRIES, TURN_TRIES, TurnWriter, turn_plan
 from .entries import ScriptEntry, fits
 from .kind import BackendStepConfig, StageKind
 
@@ -502,7 +502,7 @@ class ScriptStage(Stage):
              max_words: int | None = None) -> str:
         extra: dict[str, Any] = {}
         if self.turn_plan is not None:  # turn by turn: the messages are turn 1's
-            extra["turns"] = {"plan": self.turn_plan, "tries": TURN_TRIES, "history": HISTORY_TURNS}
+            extra["turns"] = {"plan": self.turn_plan, "tries": [TURN_TRIES, LAST_TURN_TRIES], "history": HISTORY_TURNS}
         if max_words is not None:  # the length check's bound, whether or not the prompt shows it
             extra["max_words"] = max_words
         if self.options.best_of > 1:
