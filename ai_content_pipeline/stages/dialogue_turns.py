@@ -41,6 +41,7 @@ from ..dialogue import assemble, clean_turn, hosts_of, turn_problems
 from ..errors import RecordError
 from ..records import content_hash
 from ..templates import Persona, Template
+from .plan import plan_for
 
 #: Requests a turn may take: the first and up to three asked again after failing its checks.
 TURN_TRIES = 4
@@ -70,8 +71,6 @@ def turn_plan(template: Template, sections: list[dict[str, Any]] | None = None,
     if not template.dialogue:
         return None
     if sections or template.sections:
-        from .longform import plan_for
-
         return [(s.model_dump(), max(2, round(s.words / WORDS_PER_TURN))) for s in plan_for(template, sections, words)]
     return [(None, template.turns)] if template.turns is not None else None
 
