@@ -245,6 +245,86 @@ def parse(reply: str, hosts: Sequence[Host] | Iterable[Any]) -> Dialogue:
     return Dialogue(tuple(segments), hosts)
 
 
+# -- one host's line, asked for alone --------------------------------------------------------
+#: "Sam says:", "Julie replied:" at the start of a reply: a narrator's label, not a line.
+_SAYS = re.compile(rf"^[ \t]*{_EMPH}(?P<name>{_NAME}?)[ \t]+(?:says|said|replies|replied|answers|answered|"
+                   rf"asks|asked|adds|added){_EMPH}[ \t]*[:,][ \t]*{_EMPH}[ \t]*", re.I)
+
+
+def _strip_directions(text: str) -> tuple[str, list[str]]:
+    """``text`` less its stage directions (:func:`_direction`, each taken out where it is)."""
+    removed: list[str] = []
+    for _ in range(20):
+        found = _direction(text)
+        if found is None:
+            break
+        removed.append(found)
+        text = text.replace(found, " ", 1)
+    return re.sub(r"\s+([,.!?;:])", r"\1", " ".join(text.split())), removed
+
+
+def clean_turn(reply: str, hosts: Sequence[Host] | Iterable[Any], max_words: int | None = None
+               ) -> tuple[str, list[str]]:
+    """One host's line from a reply that was asked for that line alone.
+
+    A leading speaker label (any host's, or a speaker's such as ``Narrator:``, as :func:`parse`
+    reads them) or ``Sam says:`` is taken off; the line ends where a label of any speaker
+    starts another turn (a small model writes on as the other host); stage directions
+    ("(laughs)", "[music]", "*smiles*") are taken out; quotes wrapping the line and emphasis
+    marks go; the line ends on its last whole sentence and keeps whole sentences up to
+    ``max_words`` words (always its first one).
+
+    :returns: ``(text, removed)``: ``text`` is ``""`` when nothing is left; ``removed`` what was
+        taken out (labels, directions, text after another speaker's label, a cut sentence),
+        each at most 80 characters.
+    """
+    from .text import split_sentences, trim_chatter
+
+    hosts = tuple(h if isinstance(h, Host) else Host(h.name, h.display_name or h.name) for h in hosts)
+    names = _Names(hosts)
+    removed: list[str] = []
+    text = trim_chatter(reply)
+    for _ in range(3):  # "**Sam:** Julie says: ..." — each leading label in turn
+        m = _LINE_LABEL.match(text)
+        if m and (names.host(m.group("name")) is not None or _speaker_like(m)):
+            removed.append(text[:m.end()].strip()[:80])
+            text = text[m.end():]
+            continue
+        m = _SAYS.match(text)
+        if m:
+            removed.append(text[:m.end()].strip()[:80])
+            text = text[m.end():]
+            continue
+        break
+    kept: list[str] = []
+    for i, piece in enumerate(_pieces(text, names)):
+        m = _LINE_LABEL.match(piece)
+        if i and m and (names.host(m.group("name")) is not None or _speaker_like(m)):
+            rest = "\n".join(_pieces(text, names)[i:]).strip()
+            removed.append(rest[:80])
+            break
+        kept.append(piece)
+    text, directions = _strip_directions(_clean(kept))
+    removed += directions
+    text = _clean([text.replace("**", "").replace("__", "")])
+    sentences = [x.strip() for x in split_sentences(text) if x.strip()]
+    if sentences and not re.search(r"[.!?…][\"'”’»)]*$", sentences[-1]):
+        removed.append(sentences.pop()[:80])  # cut off by the token budget
+    out: list[str] = []
+    for sentence in sentences:
+        if out and max_words is not None and len(" ".join([*out, sentence]).split()) > max_words:
+            removed.append(sentence[:80])
+            continue
+        out.append(sentence)
+    return " ".join(out), removed
+
+
+def assemble(turns: Iterable[tuple[str, str]], hosts: Sequence[Host] | Iterable[Any]) -> Dialogue:
+    """A :class:`Dialogue` of turns written one by one: ``[(persona name, text)]`` in order."""
+    hosts = tuple(h if isinstance(h, Host) else Host(h.name, h.display_name or h.name) for h in hosts)
+    return Dialogue(tuple(Segment(who, text) for who, text in turns if text), hosts)
+
+
 # -- the dialogue checks -----------------------------------------------------------------
 #: A stage direction inside a turn: [music], *sighs*, **pauses**, _whispers_ (any bracket or
 #: emphasis), or a parenthesis that reads as one: (laughs), (both laugh), (smiling), (softly).
@@ -354,5 +434,11 @@ def failures(dialogue: Dialogue, checks: Any) -> list[tuple[str, Any]]:
     return out
 
 
-__all__ = ["Dialogue", "Host", "Segment", "check_alternate", "check_clean_turns", "check_speakers",
-           "check_stray", "check_turn_words", "failures", "hosts_of", "parse"]
+__all__ = ["Dialogue", "Host", "Segment", "assemble", "check_alternate", "check_clean_turns", "check_speakers",
+           "check_stray", "check_turn_words", "clean_turn", "failures", "hosts_of", "parse", "turn_problems"]
+
+
+def turn_problems(text: str, hosts: Sequence[Host] | Iterable[Any]) -> str | None:
+    """A stage direction or speaker label left in one turn's ``text`` (as written), or ``None``."""
+    hosts = tuple(h if isinstance(h, Host) else Host(h.name, h.display_name or h.name) for h in hosts)
+    return _direction(text) or _label_inside(text, hosts)

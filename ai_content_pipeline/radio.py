@@ -45,6 +45,12 @@ Where the radio API differs from a chain, on purpose (the promises of its seed A
   needed);
 - two songs with one intro name (same id and DJ) do not get ``-2`` names: the later one fails,
   so :meth:`GenerationPipeline.intro_path` names each song's one file.
+
+Banter: ``GenerationPipeline(banter=["max", "julie"])`` has two DJs introduce each song
+together, in the ``radio-banter`` dialogue template (unless ``template`` names another
+dialogue template): the first host opens, a song's ``dj`` opens its own banter, each host
+speaks in their own voice, and the result's ``hosts`` and ``turns`` say who spoke how often.
+The intro file is named after the host who opens.
 """
 
 from __future__ import annotations
@@ -57,7 +63,7 @@ from typing import Any
 
 from .backends.base import LLMBackend, TTSBackend
 from .backends.registry import create_llm, create_tts
-from .errors import AicpError, error_object
+from .errors import AicpError, UsageError, error_object
 from .events import Emitter, NullEmitter
 from .files import NameClaims
 from .ledger import Ledger
@@ -66,7 +72,7 @@ from .stages.driver import Driver, StepPlan, step_label
 from .stages.script import ScriptOptions
 from .stages.step import StepInput
 from .stages.voice import VoiceOptions, record_audio_stem
-from .templates import DEFAULT_PERSONA, Personas, file_ref
+from .templates import DEFAULT_PERSONA, Personas, file_ref, load_template
 
 DEFAULT_OUTPUT_DIR = Path("data/generated")
 #: File name of the script ledger under ``output_dir`` (lets ``resume`` reuse finished texts):
@@ -74,6 +80,8 @@ DEFAULT_OUTPUT_DIR = Path("data/generated")
 LEDGER_NAME = f"{step_label(1, 'script')}.ledger.jsonl"
 #: File name of the voice ledger under ``output_dir`` (lets ``resume`` keep finished intros).
 VOICE_LEDGER_NAME = f"{step_label(2, 'voice')}.ledger.jsonl"
+#: The template of a banter batch (``banter``) that names no dialogue template of its own.
+BANTER_TEMPLATE = "radio-banter"
 #: The take the script stage gives a song's one text (``variants`` 1): part of the intro's name.
 TAKE = 0
 
@@ -93,6 +101,8 @@ class GenerationResult:
         ``require_checks`` fails a song whose intro did not); ``None`` when no text was checked.
     :ivar checks_failed: the names of the checks it failed (``["grounded", "length"]``).
     :ivar checks_details: what each failed check found (``{"grounded": ["Berlin"]}``).
+    :ivar hosts: a banter's hosts (persona names, first the opener); ``[]`` for one DJ.
+    :ivar turns: the banter's turns (``[{"speaker", "text"}]``, ``script.turns``); ``[]`` for one DJ.
     """
 
     song_id: str
@@ -105,6 +115,8 @@ class GenerationResult:
     checks_passed: bool | None = None
     checks_failed: list[str] = field(default_factory=list)
     checks_details: dict[str, Any] = field(default_factory=dict)
+    hosts: list[str] = field(default_factory=list)
+    turns: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -157,6 +169,9 @@ def _with_checks(result: GenerationResult, out: dict[str, Any]) -> GenerationRes
         result.checks_passed = checks["passed"]
         result.checks_failed = [str(f) for f in failed] if isinstance(failed, list) else []
         result.checks_details = dict(details) if isinstance(details, dict) else {}
+    if isinstance(script, dict) and isinstance(script.get("turns"), list):  # a banter
+        result.hosts = [str(h) for h in script.get("hosts") or []]
+        result.turns = [dict(t) for t in script["turns"] if isinstance(t, dict)]
     return result
 
 
@@ -197,7 +212,11 @@ class GenerationPipeline:
     :param loudness: target loudness of each file in LUFS (``None``: unchanged).
     :param sample_rate: resample audio to this many Hz (``None``: the engine's).
     :param two_phase: default batch mode (all texts, then all audio).
-    :raises UsageError: unknown backend, template or persona; ``best_of``/``batch`` out of range.
+    :param banter: two hosts (persona names or files, the first opens) who introduce each song
+        together (template ``radio-banter`` unless ``template`` names another dialogue
+        template); ``None``: one DJ reads each intro.
+    :raises UsageError: unknown backend, template or persona; ``best_of``/``batch`` out of range;
+        ``banter`` that is not two different personas, or a one-voice ``template`` with it.
     :raises BackendUnavailable: ``auto`` or an explicit model cannot be served.
     """
 
@@ -227,17 +246,29 @@ class GenerationPipeline:
         loudness: float | None = -16.0,
         sample_rate: int | None = None,
         two_phase: bool = True,
+        banter: list[str] | tuple[str, ...] | None = None,
     ) -> None:
         self.output_dir = Path(output_dir) if output_dir is not None else DEFAULT_OUTPUT_DIR
         self.emitter = emitter or NullEmitter()
+        self.banter = list(banter) if banter is not None else None
+        if self.banter is not None and (len(self.banter) != 2 or not all(isinstance(h, str) and h.strip()
+                                                                        for h in self.banter)):
+            raise UsageError(f"banter takes two hosts (persona names or files), not {banter!r}",
+                             hint='banter=["max", "julie"]: the first opens')
+        if self.banter is not None and template == "song-intro":
+            template = BANTER_TEMPLATE
         self.template = template
-        self.persona = persona or DEFAULT_PERSONA
+        self.persona = (self.banter[0] if self.banter else persona) or DEFAULT_PERSONA
         self.seed = seed
         self.max_tokens = max_tokens
         self.retries = retries
         self.best_of, self.batch, self.require_checks = best_of, batch, require_checks
         # unknown template or persona, bad values: a usage error now, not per song
-        ScriptOptions(template=template, persona=persona, best_of=best_of, batch=batch).validate()
+        ScriptOptions(template=template, persona=None if self.banter else persona, personas=self.banter,
+                      best_of=best_of, batch=batch).validate()
+        if self.banter is not None and not load_template(template).dialogue:
+            raise UsageError(f"banter needs a dialogue template; '{template}' has one speaker",
+                             hint=f"leave template out (banter uses {BANTER_TEMPLATE})")
         self.loudness = loudness
         self.sample_rate = sample_rate
         self.two_phase = two_phase
@@ -297,7 +328,7 @@ class GenerationPipeline:
     def _options(self, kind: str, persona: str, resume: bool) -> ScriptOptions | VoiceOptions:
         """The stage options of the batch's ``kind`` step (``persona``: the batch's default)."""
         if kind == "script":
-            return ScriptOptions(template=self.template, persona=persona, seed=self.seed,
+            return ScriptOptions(template=self.template, persona=persona, seed=self.seed, personas=self.banter,
                                  max_tokens=self.max_tokens, retries=self.retries, resume=resume,
                                  best_of=self.best_of, batch=self.batch, require_checks=self.require_checks)
         return VoiceOptions(out_dir=str(self.intros_dir), format="wav", sample_rate=self.sample_rate,
@@ -350,11 +381,15 @@ class GenerationPipeline:
             return _with_checks(GenerationResult(sid, who, text, None, False, "the voice stage wrote no audio"), out)
         return _with_checks(GenerationResult(sid, who, text, path, True, skipped=bool(audio.get("skipped"))), out)
 
+    def _plans_protect(self, persona: str) -> list[str | None]:
+        """The persona files a batch must not overwrite: its default DJ's and its hosts'."""
+        return [file_ref(p) for p in [persona, *(self.banter or [])]]
+
     def _plans(self, groups: list[list[dict[str, Any]]], persona: str, resume: bool,
                ledgers: tuple[Ledger, Ledger]) -> tuple[list[StepPlan], list[list[dict[str, Any]]]]:
         """Two steps per group of songs (one group: two phases; one per song: song by song), and
         the lists the script steps keep their texts in."""
-        protect = [file_ref(persona)]
+        protect = self._plans_protect(persona)
         plans: list[StepPlan] = []
         texts: list[list[dict[str, Any]]] = []
         for group in groups:

@@ -3,14 +3,16 @@
 Runs `aicp-script` (embedded SmolLM2-135M on llama.cpp unless --model) on two lists no prompt
 or test uses: `bench/dialogue-topics.jsonl` (10 topics, template `podcast-dialogue`, hosts sam
 and julie) and `bench/dialogue-songs.jsonl` (10 songs, template `radio-banter`, hosts max and
-julie), with `--best-of 1` and `--best-of 4` (the four candidates of a take decoded together
-from one prompt evaluation, plus `--batch B` records at a time). Prints per list and in all:
+julie), with `--best-of 1` and `--best-of 4` (four whole dialogues written side by side, turn k
+of each decoded together, plus `--batch B` records at a time). The built-in templates are
+written turn by turn (one model call per host's line); `--one-call` runs the one-call v1
+templates of `bench/templates/` instead (the whole conversation asked for in one reply). Prints per list and in all:
 the share passing every check (the dialogue checks, `grounded` included), the checks that
 failed, the turns per dialogue, wall and CPU time, and the best-of-4 / best-of-1 time ratio.
 Target: >= 90% passing at best-of 4.
 
 Usage: .venv/bin/python bench/dialogue_quality.py [--seed 1] [--batch 4] [--limit N]
-       [--threads N] [--show-failures]
+       [--threads N] [--show-failures] [--one-call]
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ def run(path: str, template: str, hosts: list[str], best_of: int, batch: int, ar
         lines = f.read().splitlines()[:args.limit] if args.limit else f.read().splitlines()
     with tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False) as tmp:
         tmp.write(b"\n".join(lines) + b"\n")
+    if args.one_call:
+        template = os.path.join(ROOT, "bench", "templates", f"{template}-v1.yaml")
     cmd = [os.path.join(BIN, "aicp-script"), "--backend", "llamacpp", "--template", template,
            "--seed", str(args.seed), "--best-of", str(best_of), "--batch", str(batch), "-q", tmp.name]
     for host in hosts:
@@ -66,14 +70,20 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: every CPU)")
     ap.add_argument("--model", default=None, help="a .gguf file (default: the bundled SmolLM2-135M)")
     ap.add_argument("--show-failures", action="store_true", help="print each best-of-4 take that fails")
+    ap.add_argument("--lists", default="topics,songs", help="which lists to run (topics, songs)")
+    ap.add_argument("--configs", default="1,4", help="which best-of settings to run (1, 4)")
+    ap.add_argument("--one-call", action="store_true",
+                    help="the one-call v1 templates of bench/templates/ (the whole dialogue in one reply)")
     args = ap.parse_args()
 
-    configs = [("best-of 1", 1, 1), (f"best-of 4, batch {args.batch}", 4, args.batch)]
+    configs = [c for c in [("best-of 1", 1, 1), (f"best-of 4, batch {args.batch}", 4, args.batch)]
+               if str(c[1]) in args.configs.split(",")]
     totals: dict[str, dict[str, Any]] = {name: {"wall": 0.0, "cpu": 0.0, "passed": 0, "n": 0, "failed": collections.Counter(), "turns": 0}
               for name, _, _ in configs}
-    print(f"dialogues on {args.model or 'SmolLM2-135M'} (llamacpp), seed {args.seed}, {os.cpu_count()} CPUs, "
+    print(f"dialogues ({'one call, v1 templates' if args.one_call else 'turn by turn'}) on "
+          f"{args.model or 'SmolLM2-135M'} (llamacpp), seed {args.seed}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f} at start", flush=True)
-    for label, path, template, hosts in LISTS:
+    for label, path, template, hosts in [x for x in LISTS if x[0] in args.lists.split(",")]:
         for name, best_of, batch in configs:
             wall, cpu, scripts = run(path, template, hosts, best_of, batch, args)
             passed = sum(s["checks"]["passed"] for s in scripts)
@@ -94,11 +104,13 @@ def main() -> None:
                 for sc in scripts:
                     if not sc["checks"]["passed"]:
                         print(f"  FAILED {sc['checks'].get('details')} | {sc['text'][:200]!r}")
-    one, four = (totals[name] for name, _, _ in configs)
     for name, _, _ in configs:
         t = totals[name]
         print(f"{'all':25s} {name:18s} passing {t['passed']:2d}/{t['n']:2d} ({100 * t['passed'] / t['n']:5.1f}%)"
               f"  {t['wall']:7.1f} s wall  failed: {dict(t['failed']) or '-'}")
+    if len(configs) < 2:
+        return
+    one, four = (totals[name] for name, _, _ in configs)
     print(f"best-of 4 passing every check: {100 * four['passed'] / four['n']:.1f}% (target >= 90%); "
           f"best-of 1: {100 * one['passed'] / one['n']:.1f}%")
     print(f"best-of 4 / best-of 1 time: {four['wall'] / one['wall']:.2f}x wall, {four['cpu'] / one['cpu']:.2f}x CPU; "

@@ -50,8 +50,14 @@ def run(llm, options, records=(TOPIC,), emitter=None):
     return stage, list(stage.run(lines_of(*records), total=len(records)))
 
 
+#: the one-call dialogue templates (the model writes the whole conversation in one reply)
+ONE_CALL = Path(__file__).resolve().parent.parent / "bench" / "templates"
+PODCAST_ONE_CALL = str(ONE_CALL / "podcast-dialogue-v1.yaml")
+BANTER_ONE_CALL = str(ONE_CALL / "radio-banter-v1.yaml")
+
+
 def dialogue(**kw) -> ScriptOptions:
-    return ScriptOptions(template="podcast-dialogue", **kw)
+    return ScriptOptions(template=PODCAST_ONE_CALL, **kw)
 
 
 # -- the script object ---------------------------------------------------------------------
@@ -106,7 +112,7 @@ def test_best_of_keeps_the_candidate_that_passes_and_require_checks_rejects_a_fa
 
 
 def test_radio_banter_is_a_few_lines_that_name_the_song():
-    _, [out] = run(FakeLLM([BANTER]), ScriptOptions(template="radio-banter"), records=[SONG])
+    _, [out] = run(FakeLLM([BANTER]), ScriptOptions(template=BANTER_ONE_CALL), records=[SONG])
     s = out["script"]
     assert s["hosts"] == ["max", "julie"] and [t["speaker"] for t in s["turns"]] == ["max", "julie", "max"]
     assert s["checks"]["passed"] is True, s["checks"]
@@ -195,7 +201,9 @@ def test_cli_one_persona_on_a_one_voice_template_is_unchanged_and_two_are_a_usag
 def test_cli_recheck_of_an_edited_dialogue_reads_its_turns_again(llm):
     res = invoke(script_cli.script_command, "aicp-script", ["-t", "podcast-dialogue"], orjson.dumps(TOPIC) + b"\n")
     rec = orjson.loads(res.stdout)
-    rec["script"]["text"] = rec["script"]["text"].replace("Julie: Yes, go", "Sam: Yes, go")
+    lines = rec["script"]["text"].split("\n")
+    assert lines[-1].startswith("Julie: ")
+    rec["script"]["text"] = "\n".join([*lines[:-1], "Sam: " + lines[-1].removeprefix("Julie: ")])
     res = invoke(script_cli.script_command, "aicp-script", ["-t", "podcast-dialogue", "--recheck"],
                  orjson.dumps(rec) + b"\n")
     out = orjson.loads(res.stdout)["script"]
@@ -267,7 +275,7 @@ def test_the_built_in_dialogue_templates_declare_hosts_and_their_checks():
     ({"hosts": {"min": 2, "max": 2}}, "only a dialogue template"),
     ({"dialogue": True, "hosts": {"min": 3, "max": 2}}, "hosts.max"),
     ({"dialogue": True, "hosts": {"default": ["sam", "sam"]}}, "twice"),
-    ({"dialogue": True, "sections": [{"name": "a", "brief": "b", "words": 10}]}, "no sections"),
+    ({"dialogue": True, "turns": 4, "sections": [{"name": "a", "brief": "b", "words": 10}]}, "has no turns"),
 ])
 def test_a_template_with_dialogue_fields_it_may_not_have_is_refused(extra, message):
     with pytest.raises(ValueError, match=message):

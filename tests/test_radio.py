@@ -94,10 +94,11 @@ def make(tmp_path: Path, *, llm_kw=None, tts_kw=None, **kw):
 def test_result_and_progress_shapes():
     names = [f.name for f in dataclasses.fields(GenerationResult)]
     assert names == ["song_id", "dj", "text", "audio_path", "success", "error", "skipped",
-                     "checks_passed", "checks_failed", "checks_details"]  # positions kept; new ones have defaults
+                     "checks_passed", "checks_failed", "checks_details", "hosts", "turns"]  # positions kept
     r = GenerationResult("a", "julie", "hi", None, True)
     assert r.error is None and r.skipped is False
     assert r.checks_passed is None and r.checks_failed == [] and r.checks_details == {}
+    assert r.hosts == [] and r.turns == []
     assert [f.name for f in dataclasses.fields(BatchProgress)] == ["total", "completed", "failed", "current_song",
                                                                     "checks_failed"]
     assert BatchProgress(0, 0, 0, "").percent == 0
@@ -557,3 +558,49 @@ def test_each_intro_carries_its_checks_and_one_that_failed_them_is_counted(tmp_p
     results = list(generate_batch_intros(strict, songs(2)))
     assert [r.success for r in results] == [True, False] and results[1].audio_path is None
     assert results[1].checks_passed is False and results[1].checks_failed == ["mentions", "complete"]
+
+
+# -- banter: two DJs introduce each song ---------------------------------------------------------
+BANTER_LINES = ["Good morning, everybody, something calm is coming up!", "Oh, I love this one, Max.",
+                "It sure is gentle, Julie.", "Here is Title 0 by Artist 0."]
+
+
+class BanterLLM(InstrumentedLLM):
+    """Says the banter's lines in turn: each line answers the one before it."""
+
+    def reply(self, n, messages, params):
+        user = messages[-1]["content"]
+        return BANTER_LINES[BANTER_LINES.index(user) + 1] if user in BANTER_LINES else BANTER_LINES[0]
+
+
+def test_banter_has_two_djs_introduce_each_song_each_in_their_own_turns(tmp_path):
+    em = RecordingEmitter()
+    log, ref = Log(), []
+    llm = BanterLLM(log, ref)
+    tts = InstrumentedTTS(log, llm)
+    ref.append(tts)
+    p = GenerationPipeline(tmp_path, llm=llm, tts=tts, banter=["max", "julie"], emitter=em)
+    assert p.template == "radio-banter"
+    [r] = list(generate_batch_intros(p, songs(1)))
+    assert r.success and r.hosts == ["max", "julie"] and r.dj == "max", r
+    assert [t["speaker"] for t in r.turns] == ["max", "julie", "max", "julie"]
+    assert [t["text"] for t in r.turns] == BANTER_LINES and r.text.startswith("Max: Good morning")
+    assert r.audio_path == tmp_path / "intros" / "song0_max_0.wav" and r.audio_path.is_file()
+    assert r.checks_passed is True, r.checks_details
+    assert [f["turns"] for n, f in em.events if n == "record_complete" and f.get("type", "script") == "script"
+            and "words" in f][:1] == [4]
+
+
+@pytest.mark.parametrize("kw,message", [
+    ({"banter": ["max"]}, "two hosts"), ({"banter": ["max", "max"]}, "twice"),
+    ({"banter": ["max", "nobody"]}, "unknown persona"),
+    ({"banter": ["max", "julie"], "template": "song-intro-x"}, "unknown template"),
+])
+def test_banter_that_is_not_two_personas_is_a_usage_error(tmp_path, kw, message):
+    with pytest.raises(UsageError, match=message):
+        GenerationPipeline(tmp_path, llm=FakeLLM(), tts=FakeTTS(), **kw)
+
+
+def test_banter_on_a_one_voice_template_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="one speaker"):
+        GenerationPipeline(tmp_path, llm=FakeLLM(), tts=FakeTTS(), banter=["max", "julie"], template="song-outro")

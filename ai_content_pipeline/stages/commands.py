@@ -90,7 +90,8 @@ def run_script(sources: Iterable[str], options: ScriptOptions, *, backend: LLMBa
     """
 
     def prepare(stage: Any) -> None:
-        if options.words is not None or options.sections is not None or stage.template.sections:
+        long_form = options.words is not None or options.sections is not None or stage.template.sections
+        if long_form and not stage.template.dialogue:  # a long-form dialogue keeps no work files
             check_output_dir(options.work_dir, "--work-dir")  # before the input is read
 
     return run_step("script", sources, options, backend=backend, emitter=emitter, write=write,

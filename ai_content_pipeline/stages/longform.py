@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..backends.base import Completion, GenerationParams, LLMBackend, collect_reply
 from ..checks import (
@@ -66,7 +66,7 @@ from ..checks import (
     starts_on_sentence,
     trim_to_sentence,
 )
-from ..errors import AicpError, ConfigError, InputError, RecordError
+from ..errors import AicpError, InputError, RecordError
 from ..events import Emitter
 from ..files import FolderLock, NameClaims, write_atomic
 from ..jsonl import InputLine
@@ -76,6 +76,7 @@ from ..templates import Persona, Section, Template, load_template, persona_voice
 from ..text import clean_chunk, last_sentences, sentence_spans, split_sentences
 from .common import refuse_overwrite, with_retries
 from .entries import ChunkEntry, PackEntry, fits
+from .plan import MIN_SECTION_WORDS, plan_for, scale_plan  # noqa: F401 (the long-form plan, importable here)
 from .script import (
     SCRIPT,
     ScriptOptions,
@@ -91,8 +92,6 @@ SHORTFALL_MARGIN = 0.2
 MAX_CONTINUATIONS = 2
 #: Completion tokens allowed per target word (English prose is about 1.3-1.5).
 TOKENS_PER_WORD = 1.6
-#: Smallest word target a section gets when a plan is scaled.
-MIN_SECTION_WORDS = 20
 #: The built-in template whose ``pack``/``continue`` prompts serve templates without them.
 FALLBACK_PROMPTS = "podcast-longform"
 #: Generation parameters of the canonical pack request.
@@ -166,43 +165,6 @@ def parse_pack(text: str) -> CanonicalPack:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "pack"
         raise ValueError(f"{where}: {first['msg']}") from exc
-
-
-def scale_plan(sections: list[Section], words: int) -> list[Section]:
-    """Scale section word targets to a ``words`` total (largest remainder, so they sum to it).
-
-    Every section keeps at least ``MIN_SECTION_WORDS`` (so a tiny total may be exceeded).
-    """
-    total = sum(s.words for s in sections)
-    shares = [s.words * words / total for s in sections]
-    targets = [math.floor(x) for x in shares]
-    order = sorted(range(len(shares)), key=lambda i: targets[i] - shares[i])
-    for i in order[: words - sum(targets)]:
-        targets[i] += 1
-    return [s.model_copy(update={"words": max(MIN_SECTION_WORDS, t)}) for s, t in zip(sections, targets, strict=True)]
-
-
-def plan_for(template: Template, sections: list[dict[str, Any]] | None = None,
-             words: int | None = None) -> list[Section]:
-    """The section plan of a run: ``sections`` (a chain or option override) or the template's,
-    scaled to ``words`` when given.
-
-    :raises ConfigError: a bad section (names the index and field), or no sections at all.
-    """
-    plan = template.sections
-    if sections:
-        try:
-            plan = TypeAdapter(list[Section]).validate_python(sections)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise ConfigError(f"sections: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from exc
-    if not plan:
-        raise ConfigError(f"template '{template.name}' has no sections for a long-form script")
-    if words is not None:
-        if words < 1:
-            raise ConfigError("words must be a positive number")
-        plan = scale_plan(plan, words)
-    return plan
 
 
 def rolling_summary(done: list[tuple[str, str]]) -> list[str]:

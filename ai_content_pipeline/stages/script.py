@@ -27,7 +27,9 @@ a record's ``hosts`` names, else the run's ``personas``, filled from the templat
 hosts; a record's ``persona``/``dj`` opens); the reply is parsed into ``turns``
 (``[{"speaker", "text"}]``, :mod:`ai_content_pipeline.dialogue`), ``text`` becomes one
 ``Label: text`` line per turn, ``words`` counts what the hosts say, ``persona`` is the opener,
-``hosts`` lists them and ``hosts_voice`` carries each one's voice settings.
+``hosts`` lists them and ``hosts_voice`` carries each one's voice settings. A dialogue template
+with ``turns`` or ``sections`` is written turn by turn, one call per host's line
+(:mod:`~ai_content_pipeline.stages.dialogue_turns`); its assembled turns are that reply.
 
 Failures that concern one record become its ``error`` object; the run goes on.
 A take that fails its checks is still written (``checks.passed: false``) unless
@@ -96,6 +98,7 @@ from ..templates import (
 )
 from ..text import trim_chatter
 from .common import Stage, ordered_map, with_retries
+from .dialogue_turns import HISTORY_TURNS, LAST_TURN_TRIES, TURN_TRIES, TurnWriter, turn_plan
 from .entries import ScriptEntry, fits
 from .kind import BackendStepConfig, StageKind
 
@@ -224,9 +227,9 @@ class ScriptOptions:
         """
         check_extra_context(self.extra_context)  # a key the prompt context sets itself: usage error
         check_personas(template, self.persona, self.personas)
-        if template.dialogue and self.sections:
-            raise UsageError(f"template '{template.name}' is a dialogue, written in one call: it takes no sections",
-                             hint="drop sections (long-form dialogue is not built yet)")
+        if template.dialogue and self.sections and not template.sections:
+            raise UsageError(f"template '{template.name}' is a dialogue without sections: it takes no sections",
+                             hint="use a long-form dialogue template (podcast-longform-dialogue)")
         if not 1 <= self.best_of <= MAX_BEST_OF:
             raise UsageError(f"best_of must be between 1 and {MAX_BEST_OF}, not {self.best_of}")
         if not 1 <= self.batch <= MAX_BATCH:
@@ -283,12 +286,14 @@ def reusable_script(value: dict[str, Any] | None) -> bool:
 
 def is_longform(options: ScriptOptions, template: Template | None = None) -> bool:
     """Whether a run with ``options`` writes long-form scripts: its template has sections,
-    or the options carry a plan (``sections``).
+    or the options carry a plan (``sections``). A long-form dialogue is written turn by turn
+    by the script stage itself (:mod:`~ai_content_pipeline.stages.dialogue_turns`): not this.
 
     :param template: the run's template when already loaded (else it is loaded by name).
     :raises UsageError: unknown template.
     """
-    return bool(options.sections or (template or load_template(options.template)).sections)
+    template = template or load_template(options.template)
+    return not template.dialogue and bool(options.sections or template.sections)
 
 
 @dataclass
@@ -313,9 +318,15 @@ class _Take:
     hosts: list[Persona] | None = None
     #: the template's closing line rendered for this take (``""``: none), appended to the text
     close: str = ""
+    #: a dialogue written turn by turn: what writes its turns (``messages`` are turn 1's)
+    turns: Any = None
 
     @property
     def prompt(self) -> str:
+        """What the take was asked, for the checks (a turn-by-turn dialogue: every turn's
+        instructions, the hosts' own lines left out)."""
+        if self.turns is not None:
+            return str(self.turns.instructions())
         return "\n".join(m["content"] for m in self.messages)
 
 
@@ -347,6 +358,8 @@ class ScriptStage(Stage):
         options.check(self.template)
         #: a dialogue template's hosts for records that name none (first opens); else ``[]``
         self.run_hosts: list[Persona] = self._run_hosts() if self.template.dialogue else []
+        #: a dialogue written turn by turn: ``[(section or None, turns)]`` (:func:`turn_plan`); else ``None``
+        self.turn_plan = turn_plan(self.template, options.sections, options.words)
         # concurrent backends: candidates of all takes share the --jobs request slots (per host)
         self._slots = threading.Semaphore(max(1, max_in_flight(backend, options.jobs)))
         self._stats_lock = self.tracker.lock  # --jobs: worker threads add to the same counts
@@ -452,10 +465,30 @@ class ScriptStage(Stage):
         words that fit the take's time limit when it has one.
         """
         _, max_words = self._time_limit(record, persona)
-        messages, ctx = self.template.request(record, persona, take=take, max_words=max_words,
-                                              **self.options.extra_context)
+        hosts = self.record_hosts(record) if self.turn_plan is not None else None
+        messages, ctx, _ = self._request(record, persona, take, max_words, hosts)
         params = self.options.params_for(self.template, take)
         return messages, params, self._key(messages, params, take, max_words, self.template.closing(ctx))
+
+    def _request(self, record: dict[str, Any], persona: Persona, take: int, max_words: int | None,
+                 hosts: list[Persona] | None) -> tuple[list[dict[str, str]], dict[str, Any], TurnWriter | None]:
+        """Messages and prompt context of one take, and its :class:`TurnWriter` when the template
+        writes turn by turn (the messages are then turn 1's). :raises InputError: as
+        :meth:`~ai_content_pipeline.templates.Template.request`."""
+        if self.turn_plan is None or not hosts:
+            messages, ctx = self.template.request(record, persona, take=take, max_words=max_words, hosts=hosts,
+                                                  **self.options.extra_context)
+            return messages, ctx, None
+        check_extra_context(self.options.extra_context)
+        self.template.check_fields(record)
+        ctx = self.template.context(record, persona, max_words=max_words, catchphrase=persona.catchphrase_for(record, take),
+                                    hosts=[h.model_dump() for h in hosts], **self.options.extra_context)
+        sections = [s for s, _ in self.turn_plan if s is not None]
+        if sections:  # a long-form dialogue: its length is its sections'
+            ctx["target_words"] = sum(s["words"] for s in sections)
+            ctx["sections"], ctx["chunks"] = sections, len(sections)
+        writer = TurnWriter(self.template, hosts, ctx, self._generate_turns, plan=self.turn_plan)
+        return writer.messages(1, []), ctx, writer
 
     def _time_limit(self, record: dict[str, Any], persona: Persona) -> tuple[float | None, int | None]:
         """The take's time limit in seconds (``max_seconds``, the record's ``intro_seconds``) and
@@ -472,6 +505,8 @@ class ScriptStage(Stage):
         extra: dict[str, Any] = {}
         if close:  # the template's closing line is part of the text
             extra["close"] = close
+        if self.turn_plan is not None:  # turn by turn: the messages are turn 1's
+            extra["turns"] = {"plan": self.turn_plan, "tries": [TURN_TRIES, LAST_TURN_TRIES], "history": HISTORY_TURNS}
         if max_words is not None:  # the length check's bound, whether or not the prompt shows it
             extra["max_words"] = max_words
         if self.options.best_of > 1:
@@ -489,8 +524,7 @@ class ScriptStage(Stage):
             hosts = self.record_hosts(record) if self.template.dialogue else None
             persona = hosts[0] if hosts else self.record_persona(record)
             limit, max_words = self._time_limit(record, persona)
-            messages, ctx = self.template.request(record, persona, take=take, max_words=max_words, hosts=hosts,
-                                                  **self.options.extra_context)
+            messages, ctx, writer = self._request(record, persona, take, max_words, hosts)
             close = self.template.closing(ctx)
         except AicpError as exc:
             if isinstance(exc, TemplateSandboxError):  # the template's fault, not this record's
@@ -500,7 +534,7 @@ class ScriptStage(Stage):
         params = self.options.params_for(self.template, take)
         key = self._key(messages, params, take, max_words, close)
         job = _Take(index, rid, record, take, persona, messages, ctx, params, key,
-                    max_seconds=limit, max_words=max_words, hosts=hosts, close=close)
+                    max_seconds=limit, max_words=max_words, hosts=hosts, close=close, turns=writer)
 
         served = self._served(key)
         if served is not None:
@@ -568,10 +602,25 @@ class ScriptStage(Stage):
         return [dataclasses.replace(job.params, seed=candidate_seed(job.params.seed, c))
                 for c in range(self.options.best_of)]
 
+    def _generate_turns(self, requests: list[BatchRequest]) -> list[list[Completion] | Exception]:
+        """``generate_batch`` for the turns of a turn-by-turn dialogue, with the run's retries."""
+        return with_retries(lambda: self.backend.generate_batch(requests, parallel=self._in_flight),
+                            self.options.retries, on_retry=lambda n, e: self.emitter.message(
+                                f"dialogue turn: retry {n} after: {e.message}", "warning"))
+
     def _generate(self, jobs: list[_Take]) -> list[list[Completion] | Exception]:
-        """Every candidate of every take in ``jobs``; a failed take gets its ``RecordError``."""
+        """Every candidate of every take in ``jobs``; a failed take gets its ``RecordError``
+        (a turn-by-turn dialogue's candidates are written by its :class:`TurnWriter`)."""
         self.session.ensure()
         retries = self.options.retries
+        if any(job.turns is not None for job in jobs):
+            out_turns: list[list[Completion] | Exception] = []
+            for job in jobs:
+                try:
+                    out_turns.append(job.turns.write(self._candidates(job)))
+                except RecordError as exc:
+                    out_turns.append(exc)
+            return out_turns
 
         def on_retry(job: _Take) -> Any:
             return lambda n, e: self.emitter.message(f"record {job.rid}: retry {n} after: {e.message}", "warning")
@@ -770,8 +819,7 @@ class ScriptStage(Stage):
                 hosts = self.record_hosts(record, "script.hosts") if isinstance(
                     get_path(record, "script.hosts"), list) else self.record_hosts(given)
                 persona = hosts[0]
-            messages, ctx = self.template.request(given, persona, take=take, hosts=hosts,
-                                                  **self.options.extra_context)
+            messages, ctx, writer = self._request(given, persona, take, None, hosts)
             close = self.template.closing(ctx)
         except AicpError as exc:
             if isinstance(exc, TemplateSandboxError):
@@ -780,7 +828,7 @@ class ScriptStage(Stage):
             return self._fail(index, rid, record, err, take=take)
         self.tracker.start(index, rid, take=take, persona=persona.name, edited=True)
         job = _Take(index, rid, given, take, persona, messages, ctx, self.options.params_for(self.template, take), "",
-                    hosts=hosts, close=close)
+                    hosts=hosts, close=close, turns=writer)
         dialogue = self._dialogue(job, text)
         checks = self._check(job, text, dialogue)
         edited = {k: v for k, v in script.items() if k not in ("skipped", "truncated", "checks")}

@@ -44,7 +44,8 @@ def _environment() -> Any:
 #: Names the prompt context itself sets (:meth:`Template.context`, the long-form stage's
 #: chunk context): an ``extra_context`` key may not take one of them.
 RESERVED_CONTEXT = ("record", "persona", "catchphrase", "target_words", "max_words", "close_words", "take",
-                    "sections", "chunks", "chunk", "section", "summary", "pack", "remaining_words", "hosts")
+                    "sections", "chunks", "chunk", "section", "summary", "pack", "remaining_words", "hosts",
+                    "speaker", "listener", "turn", "turns", "previous", "section_turn", "section_turns")
 #: Most hosts a dialogue template may have.
 MAX_HOSTS = 8
 #: Most words a record's own ``target_words`` field may ask for (as ``--words``).
@@ -152,6 +153,15 @@ class Template(_Strict):
     (:mod:`ai_content_pipeline.dialogue`): ``hosts`` (default ``{min: 2, max: 2}``) says how
     many, and its prompts get ``hosts`` (the hosts' personas, first the opener) as well as
     ``persona`` (the opener). Only it may turn on the dialogue checks; it has no ``sections``.
+
+    A dialogue template with ``turns`` (N, 2 to 40) or ``sections`` is written turn by turn,
+    one model call a turn (:mod:`ai_content_pipeline.stages.dialogue_turns`): its ``system``
+    and ``user`` prompts ask for one host's line and also get ``speaker`` (the host who speaks
+    now), ``listener`` (the host spoken to), ``turn`` (1 to N), ``turns`` (N) and ``previous``
+    (the last turns, ``[{"speaker", "name", "text"}]``, oldest first); with ``sections`` (a
+    long-form dialogue) each section is a run of turns, its number from its ``words``, and the
+    prompts also get ``section``, ``chunk`` (the section's number), ``chunks``,
+    ``section_turn`` and ``section_turns``.
     """
 
     name: str
@@ -172,6 +182,8 @@ class Template(_Strict):
     checks: Checks = Checks()
     dialogue: bool = False
     hosts: HostRule | None = None
+    #: a dialogue written turn by turn: this many turns, one model call each
+    turns: int | None = Field(None, ge=2, le=40)
     source: str | None = None
 
     @model_validator(mode="after")
@@ -180,14 +192,16 @@ class Template(_Strict):
             raise ValueError("close: only a one-voice template without sections has a closing line "
                              "(a dialogue's hosts and a long-form plan's sections write their own ends)")
         if not self.dialogue:
+            if self.turns is not None:
+                raise ValueError("turns: only a dialogue template (dialogue: true) is written turn by turn")
             if self.hosts is not None:
                 raise ValueError("hosts: only a dialogue template (dialogue: true) has hosts")
             if self.checks.dialogue_only():
                 raise ValueError(f"checks.{self.checks.dialogue_only()[0]}: a dialogue check; this template "
                                  "is not a dialogue (dialogue: true)")
             return self
-        if self.sections:
-            raise ValueError("a dialogue template is written in one call: it has no sections")
+        if self.sections and self.turns is not None:
+            raise ValueError("a dialogue template with sections has no turns: each section's words give its turns")
         if self.hosts is None:
             self.hosts = HostRule()
         self.checks._dialogue = True
@@ -461,6 +475,8 @@ def as_data(item: Template | Persona) -> dict[str, Any]:
         if not item.dialogue:
             data.pop("dialogue", None)
             data.pop("hosts", None)
+        if item.turns is None:
+            data.pop("turns", None)
         unset: dict[str, Any] = {"topic": [], "speakers": None, "turn_words": None, "clean_turns": False, "alternate": False}
         data["checks"] = {k: v for k, v in data["checks"].items() if k not in unset or v != unset[k]}
     return data
