@@ -70,6 +70,7 @@ def _run_all(commands: list[tuple[list[str] | str, dict[str, str]]], cwd: Path) 
             assert proc.returncode == 0, proc.stderr[-2000:]
 
 
+@pytest.mark.long  # about 20 s each (Piper voices every shard): make test-long
 def test_slurm_array_and_dependent_merge(tmp_path: Path, ollama: OllamaServer) -> None:
     shutil.copytree(ROOT / "examples" / "slurm", tmp_path / "examples" / "slurm")
     _songs(tmp_path / "examples" / "songs.jsonl")
@@ -101,6 +102,7 @@ def test_slurm_array_and_dependent_merge(tmp_path: Path, ollama: OllamaServer) -
                      "--dependency=afterok:4242 examples/slurm/merge.sbatch"]
 
 
+@pytest.mark.long  # about 20 s each (Piper voices every shard): make test-long
 def test_slurm_rerun_of_one_killed_shard_completes_the_merge(tmp_path: Path, ollama: OllamaServer) -> None:
     shutil.copytree(ROOT / "examples" / "slurm", tmp_path / "examples" / "slurm")
     _songs(tmp_path / "examples" / "songs.jsonl")
@@ -118,6 +120,7 @@ def test_slurm_rerun_of_one_killed_shard_completes_the_merge(tmp_path: Path, oll
     _check(tmp_path / "aicp-out" / "slurm" / "voiced.jsonl", tmp_path)
 
 
+@pytest.mark.long  # about 20 s each (Piper voices every shard): make test-long
 def test_kubernetes_indexed_job_and_merge(tmp_path: Path, ollama: OllamaServer) -> None:
     docs = list(yaml.safe_load_all((ROOT / "examples" / "k8s" / "aicp-indexed-job.yaml").read_text()))
     by_name = {d["metadata"]["name"]: d for d in docs}

@@ -43,6 +43,7 @@ def check_script(script: dict, folder: Path) -> None:
     CanonicalPack.model_validate_json((folder / "pack.json").read_bytes())
 
 
+@pytest.mark.long  # about 30 s; the 300-word best-of-2 episode and the resume test stay in make test
 def test_a_1200_word_episode_section_by_section(tmp_path):
     work = tmp_path / "work"
     proc = run_bin("aicp-script", "--template", "podcast-longform", "--persona", "sam", "--seed", "4",
