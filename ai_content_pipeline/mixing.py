@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -384,8 +384,6 @@ def segue_blocks(plan: SeguePlan, voice: np.ndarray | None, song: np.ndarray | N
     s0, v0 = int(round(plan.song_start * rate)), int(round(plan.voice_start * rate))
     duck_from = plan.voice_start - duck.attack
     duck_to = plan.voice_end + duck.release
-    margin = int(_MARGIN * rate)
-    ceiling = 10 ** (SEGMENT_CEILING_DBFS / 20)
 
     def mixed(lo: int, hi: int) -> np.ndarray:
         out = np.zeros((hi - lo, 2), dtype=np.float32)
@@ -409,15 +407,24 @@ def segue_blocks(plan: SeguePlan, voice: np.ndarray | None, song: np.ndarray | N
                 out[a - lo:b - lo] += voice[a - v0:b - v0] * np.float32(voice_gain)
         return out
 
-    for a in range(0, frames, block):
-        b = min(frames, a + block)
-        lo, hi = max(0, a - margin), min(frames, b + margin)
-        out = mixed(lo, hi)
-        yield _limited(out, rate, ceiling)[a - lo:b - lo]
+    yield from _limited_blocks(mixed, frames, rate, block)
 
 
 #: Seconds of neighbouring audio each block is limited with (the limiter's reach is about 0.04 s).
 _MARGIN = 0.1
+
+
+def _limited_blocks(mixed: Callable[[int, int], np.ndarray], frames: int, rate: int,
+                    block: int) -> Iterator[np.ndarray]:
+    """``frames`` frames of ``mixed(lo, hi)`` (float32 ``[hi - lo, 2]``) in blocks of at most
+    ``block``, each mixed with :data:`_MARGIN` seconds of its neighbours and limited to
+    :data:`SEGMENT_CEILING_DBFS` (:func:`_limited`), so the blocks join as one limited signal."""
+    margin = int(_MARGIN * rate)
+    ceiling = 10 ** (SEGMENT_CEILING_DBFS / 20)
+    for a in range(0, frames, block):
+        b = min(frames, a + block)
+        lo, hi = max(0, a - margin), min(frames, b + margin)
+        yield _limited(mixed(lo, hi), rate, ceiling)[a - lo:b - lo]
 
 
 def _limited(out: np.ndarray, rate: int, ceiling: float) -> np.ndarray:
@@ -531,8 +538,6 @@ def episode_blocks(plan: EpisodePlan, voice: np.ndarray, bed_in: np.ndarray | No
         layers.append((bed_out, gain_to(bed_out, rate, target_lufs), plan.bed_out_start, plan.bed_out_seconds,
                        edge if plan.bed_out_start > 0 else 0.0, edge))
     v0 = int(round(plan.voice_start * rate))
-    margin = int(_MARGIN * rate)
-    ceiling = 10 ** (SEGMENT_CEILING_DBFS / 20)
 
     def mixed(lo: int, hi: int) -> np.ndarray:
         out = np.zeros((hi - lo, 2), dtype=np.float32)
@@ -549,11 +554,7 @@ def episode_blocks(plan: EpisodePlan, voice: np.ndarray, bed_in: np.ndarray | No
             out[a - lo:b - lo] += voice[a - v0:b - v0] * np.float32(v_gain)
         return out
 
-    for a in range(0, frames, block):
-        b = min(frames, a + block)
-        lo, hi = max(0, a - margin), min(frames, b + margin)
-        out = mixed(lo, hi)
-        yield _limited(out, rate, ceiling)[a - lo:b - lo]
+    yield from _limited_blocks(mixed, frames, rate, block)
 
 
 #: A pause a section boundary is moved to: at least this long...
