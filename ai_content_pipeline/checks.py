@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
@@ -197,16 +197,19 @@ def check_mentions(text: str, mentions: Iterable[str | list[str]], context: dict
     folded = fold(text)
     # A possessive names its owner: "Nirvana's" names "Nirvana" (and still "What's" = "whats").
     bare = fold(_POSSESSIVE.sub("", str(text)))
-    missing: list[str] = []
-    for item in mentions:
-        paths = [item] if isinstance(item, str) else list(item)
-        for path in paths:
+    return [path for path, value in _given(mentions, context)
+            if not any(_contains(folded, v) or _contains(bare, v) for v in name_variants(value))]
+
+
+def _given(items: Iterable[str | list[str]], context: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """``(path, value)`` of each item of a ``mentions``-style list (a path, or a list of paths
+    of which the first with a value counts) that has a value in ``context``."""
+    for item in items:
+        for path in [item] if isinstance(item, str) else list(item):
             value = get_path(context, path)
             if _present(value):
-                if not any(_contains(folded, v) or _contains(bare, v) for v in name_variants(value)):
-                    missing.append(path)
+                yield path, value
                 break
-    return missing
 
 
 #: Words of a topic that do not say what it is about ("How", "made", "more").
@@ -233,16 +236,11 @@ def check_topic(text: str, topic: Iterable[str | list[str]], context: dict[str, 
     """
     said = {_stem(w) for w in fold(_POSSESSIVE.sub("", str(text))).split()}
     missing: list[str] = []
-    for item in topic:
-        paths = [item] if isinstance(item, str) else list(item)
-        for path in paths:
-            value = get_path(context, path)
-            if _present(value):
-                keys = {_stem(w) for w in fold(value).split()
-                        if len(w) > 2 and w not in COMMON_WORDS and w not in _TOPIC_FILLER}
-                if keys and len(keys & said) * 2 < len(keys):
-                    missing.append(path)
-                break
+    for path, value in _given(topic, context):
+        keys = {_stem(w) for w in fold(value).split()
+                if len(w) > 2 and w not in COMMON_WORDS and w not in _TOPIC_FILLER}
+        if keys and len(keys & said) * 2 < len(keys):
+            missing.append(path)
     return missing
 
 
